@@ -1,0 +1,9 @@
+/* commands.c: the one table of mambert subcommands. Add a command here. */
+#include "experiments/cli.h"
+
+extern const mb_command mb_cmd_info;
+
+const mb_command *const mb_commands[] = {
+    &mb_cmd_info,
+};
+const int mb_command_count = (int)(sizeof mb_commands / sizeof mb_commands[0]);

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# cli_test.sh BIN: the command table's contract: help exits 0, unknown
+# commands and flags exit non-zero with a message that names them.
+set -u
+bin="$1"
+fail=0
+expect() { # expect CODE PATTERN -- ARGS...
+  local code="$1" pat="$2"; shift 3
+  local out rc
+  out="$("$bin" "$@" 2>&1)"; rc=$?
+  if [ "$rc" -ne "$code" ]; then echo "FAIL: mambert $* exited $rc, expected $code"; echo "$out"; fail=1; return; fi
+  if ! grep -qE -- "$pat" <<<"$out"; then echo "FAIL: mambert $*: output lacks /$pat/"; echo "$out"; fail=1; fi
+}
+expect 0 "Commands:" -- --help
+expect 2 "Commands:" --
+expect 2 "unknown command 'frobnicate'" -- frobnicate
+expect 0 "Usage: mambert info" -- info --help
+expect 0 "OpenBLAS" -- info
+expect 0 "^mambert [0-9]" -- --version
+exit $fail
