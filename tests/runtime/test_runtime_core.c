@@ -9,6 +9,7 @@
 
 #include "runtime/alloc.h"
 #include "runtime/error.h"
+#include "runtime/hash.h"
 #include "runtime/tensor.h"
 
 static int fails_with_context(void) {
@@ -94,11 +95,30 @@ static void test_dtype_table(void **state) {
   assert_non_null(strstr(mb_error_message(), "float128"));
 }
 
+static void test_sha256(void **state) {
+  (void)state;
+  /* FIPS 180-2 example vectors */
+  uint8_t d[32];
+  char hex[65];
+  mb_sha256_bytes("abc", 3, d);
+  mb_sha256_hex(d, hex);
+  assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  mb_sha256 *h = mb_sha256_new();
+  const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  mb_sha256_update(h, m, 20);
+  mb_sha256_update(h, m + 20, strlen(m) - 20);
+  mb_sha256_final(h, d);
+  mb_sha256_hex(d, hex);
+  assert_string_equal(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  assert_int_equal(mb_sha256_file_hex("/nonexistent/vocab.txt", hex), MB_EIO);
+  assert_non_null(strstr(mb_error_message(), "/nonexistent/vocab.txt"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_error_message_and_context), cmocka_unit_test(test_shape),
       cmocka_unit_test(test_host_alloc_peak),           cmocka_unit_test(test_tensor_alloc),
-      cmocka_unit_test(test_dtype_table),
+      cmocka_unit_test(test_dtype_table), cmocka_unit_test(test_sha256),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
