@@ -32,10 +32,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifndef MB_HOST_DEVICE
 #if defined(__CUDACC__)
 #define MB_HOST_DEVICE __host__ __device__
 #else
 #define MB_HOST_DEVICE
+#endif
 #endif
 
 #include <math.h>
