@@ -297,7 +297,7 @@ int mb_tokenizer_load(const char *path, const mb_tokenizer_options *opt, mb_toke
   while (first == ' ' || first == '\t' || first == '\n' || first == '\r')
     first = fgetc(f);
   fclose(f);
-  int is_json = ends_with(path, ".json") || first == '{' || first == '[';
+  int is_json = ends_with(path, ".json") || first == '{';
 
   mb_tokenizer *t = (mb_tokenizer *)calloc(1, sizeof(*t));
   if (!t)
