@@ -341,7 +341,7 @@ int mb_bpe_load(const char *path, mb_tokenizer *t) {
   json_error_t jerr;
   json_t *root = json_load_file(path, JSON_ALLOW_NUL, &jerr);
   if (!root) {
-    if (jerr.line < 0 || jerr.position == 0)
+    if (jerr.line < 0)
       return MB_ERR(MB_EIO, "%s: cannot read the tokenizer file: %s", path, jerr.text);
     return MB_ERR(MB_EFORMAT, "%s: line %d, column %d: invalid JSON: %s", path, jerr.line, jerr.column, jerr.text);
   }
