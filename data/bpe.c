@@ -16,10 +16,12 @@
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
+#include <pthread.h>
 #include <pcre2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <utf8proc.h>
 
 #include "data/tokenizer_impl.h"
@@ -43,7 +45,22 @@ struct mb_bpe {
   mb_added_set raw_added, norm_added;
   pcre2_code *re;
   int jit;
+  uint32_t serial; /* unique per loaded tokenizer: tags per-thread caches */
 };
+
+/* Per-thread cache of word -> ids (direct-mapped; words up to 23 bytes that
+ * give at most 6 ids), so frequent words skip the merge loop. */
+#define BPE_CACHE_SLOTS 32768
+#define BPE_CACHE_KEY 23
+#define BPE_CACHE_IDS 6
+typedef struct {
+  uint32_t serial; /* 0: empty */
+  uint8_t klen, nids;
+  char key[BPE_CACHE_KEY];
+  int32_t ids[BPE_CACHE_IDS];
+} bpe_cache_slot;
+
+static atomic_uint bpe_serial_counter;
 
 /* ---- merges map -------------------------------------------------------------- */
 
@@ -317,8 +334,8 @@ static int load_json(mb_bpe *b, json_t *root, const char *path, mb_tokenizer *t)
                     (int)id, (int)vid);
     MB_TRY(add_id(b, id, tk->content, clen, special, path, where));
   }
-  mb_added_sort(&b->raw_added);
-  mb_added_sort(&b->norm_added);
+  MB_TRY(mb_added_finish(&b->raw_added));
+  MB_TRY(mb_added_finish(&b->norm_added));
   /* The set arrays were reallocated while adding: point id_str at their final place. */
   for (int s = 0; s < 2; s++) {
     const mb_added_set *set = s ? &b->norm_added : &b->raw_added;
@@ -327,6 +344,7 @@ static int load_json(mb_bpe *b, json_t *root, const char *path, mb_tokenizer *t)
   }
 
   MB_TRY(build_regex(b, path));
+  b->serial = atomic_fetch_add(&bpe_serial_counter, 1) + 1;
   t->kind = MB_TOKENIZER_BPE;
   t->vocab_size = b->n_ids;
   snprintf(t->name, sizeof(t->name), "bpe");
@@ -382,9 +400,13 @@ void mb_bpe_free(mb_bpe *b) {
 typedef struct {
   const mb_bpe *b;
   mb_tok_scratch *sc;
+  bpe_cache_slot *cache;
   mb_ids *out;
   size_t limit;
   int full;
+  /* mb_bpe_debug_split only */
+  size_t *split_ends, split_n, split_cap;
+  const char *split_base;
 } bpe_state;
 
 static int bpe_emit(bpe_state *st, int32_t id) {
@@ -396,9 +418,7 @@ static int bpe_emit(bpe_state *st, int32_t id) {
 }
 
 /* Small words: symbols in an array, the lowest-ranked pair found by a scan. */
-static int bpe_word_small(bpe_state *st, const unsigned char *s, size_t n) {
-  const mb_bpe *b = st->b;
-  int32_t id[256];
+static size_t bpe_merge_small(const mb_bpe *b, const unsigned char *s, size_t n, int32_t *id) {
   uint32_t rank[256];
   int32_t merged[256];
   for (size_t i = 0; i < n; i++)
@@ -429,9 +449,7 @@ static int bpe_word_small(bpe_state *st, const unsigned char *s, size_t n) {
     if (best + 1 < m)
       rank[best] = pair_lookup(b, id[best], id[best + 1], &merged[best]);
   }
-  for (size_t i = 0; i < m && !st->full; i++)
-    MB_TRY(bpe_emit(st, id[i]));
-  return MB_OK;
+  return m;
 }
 
 /* Long words: a linked list of symbols and a binary heap of candidate pairs
@@ -527,11 +545,86 @@ static int bpe_word_large(bpe_state *st, const unsigned char *s, size_t n) {
 }
 
 static int bpe_word(bpe_state *st, const unsigned char *s, size_t n) {
+  if (st->split_ends) { /* mb_bpe_debug_split: record the piece, no BPE */
+    if (st->split_n < st->split_cap)
+      st->split_ends[st->split_n] = (size_t)((const char *)s + n - st->split_base);
+    st->split_n++;
+    return MB_OK;
+  }
   if (n == 1)
     return bpe_emit(st, st->b->byte_id[s[0]]);
-  if (n <= 256)
-    return bpe_word_small(st, s, n);
-  return bpe_word_large(st, s, n);
+  if (n > 256)
+    return bpe_word_large(st, s, n);
+  bpe_cache_slot *slot = NULL;
+  if (n <= BPE_CACHE_KEY && st->cache) {
+    slot = &st->cache[mb_fnv1a(MB_FNV_BASIS, s, n) & (BPE_CACHE_SLOTS - 1)];
+    if (slot->serial == st->b->serial && slot->klen == n && memcmp(slot->key, s, n) == 0) {
+      for (int i = 0; i < slot->nids && !st->full; i++)
+        MB_TRY(bpe_emit(st, slot->ids[i]));
+      return MB_OK;
+    }
+  }
+  int32_t ids[256];
+  size_t m = bpe_merge_small(st->b, s, n, ids);
+  if (slot && m <= BPE_CACHE_IDS) {
+    slot->serial = st->b->serial;
+    slot->klen = (uint8_t)n;
+    slot->nids = (uint8_t)m;
+    memcpy(slot->key, s, n);
+    memcpy(slot->ids, ids, m * sizeof(int32_t));
+  }
+  for (size_t i = 0; i < m && !st->full; i++)
+    MB_TRY(bpe_emit(st, ids[i]));
+  return MB_OK;
+}
+
+/* The GPT-2 regex on ASCII text, by hand (same matches as the pattern,
+ * alternative by alternative): contractions, ` ?letters`, ` ?digits`,
+ * ` ?others`, whitespace not followed by non-space, whitespace. */
+enum { A_OTHER = 0, A_LETTER, A_DIGIT, A_SPACE };
+static uint8_t ascii_cls[128];
+static pthread_once_t ascii_cls_once = PTHREAD_ONCE_INIT;
+static void ascii_cls_init(void) {
+  for (int c = 0; c < 128; c++)
+    ascii_cls[c] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) ? A_LETTER
+                   : (c >= '0' && c <= '9')                          ? A_DIGIT
+                   : (c == ' ' || (c >= 9 && c <= 13))                ? A_SPACE
+                                                                      : A_OTHER;
+}
+
+static int bpe_pretokenize_ascii(bpe_state *st, const char *s, size_t n) {
+  const unsigned char *u = (const unsigned char *)s;
+  size_t pos = 0;
+  while (pos < n && !st->full) {
+    unsigned char c = u[pos];
+    size_t end;
+    if (c == '\'' && pos + 1 < n &&
+        (u[pos + 1] == 's' || u[pos + 1] == 't' || u[pos + 1] == 'm' || u[pos + 1] == 'd')) {
+      end = pos + 2;
+    } else if (c == '\'' && pos + 2 < n &&
+               ((u[pos + 1] == 'r' && u[pos + 2] == 'e') || (u[pos + 1] == 'v' && u[pos + 2] == 'e') ||
+                (u[pos + 1] == 'l' && u[pos + 2] == 'l'))) {
+      end = pos + 3;
+    } else {
+      size_t q = pos + (c == ' ');
+      int k = q < n ? ascii_cls[u[q]] : A_SPACE;
+      if (k != A_SPACE) {
+        end = q + 1;
+        while (end < n && ascii_cls[u[end]] == k)
+          end++;
+      } else {
+        size_t r = pos;
+        while (r < n && ascii_cls[u[r]] == A_SPACE)
+          r++;
+        /* \s+(?!\S): up to the end, or all but the last before a non-space;
+         * else \s+ takes the single whitespace character */
+        end = (r == n || r - pos == 1) ? r : r - 1;
+      }
+    }
+    MB_TRY(bpe_word(st, u + pos, end - pos));
+    pos = end;
+  }
+  return MB_OK;
 }
 
 /* The ByteLevel regex over one piece; every character is matched by one of
@@ -604,12 +697,13 @@ static int bpe_normalized_piece(bpe_state *st, const char *raw, size_t rn) {
   const char *s = raw;
   size_t n = 0;
   MB_TRY(bpe_nfc(st, raw, rn, &s, &n));
+  int ascii = s == raw; /* bpe_nfc hands ASCII back untouched */
   const mb_added_set *na = &st->b->norm_added;
   size_t pos = 0;
   while (pos < n && !st->full) {
     size_t which = 0;
     size_t at = mb_added_find(na, s, n, pos, &which);
-    MB_TRY(bpe_pretokenize(st, s + pos, at - pos));
+    MB_TRY(ascii ? bpe_pretokenize_ascii(st, s + pos, at - pos) : bpe_pretokenize(st, s + pos, at - pos));
     if (at >= n)
       break;
     MB_TRY(bpe_emit(st, na->tok[which].id));
@@ -630,7 +724,10 @@ int mb_bpe_encode(const mb_bpe *b, const char *text, size_t len, size_t limit, m
       return MB_ERR(MB_ENOMEM, "tokenizer: out of memory for regex match data");
     sc->free_match_data = free_match_data;
   }
-  bpe_state st = {b, sc, out, limit, 0};
+  pthread_once(&ascii_cls_once, ascii_cls_init);
+  if (!sc->bpe_cache)
+    sc->bpe_cache = calloc(BPE_CACHE_SLOTS, sizeof(bpe_cache_slot)); /* NULL: run uncached */
+  bpe_state st = {b, sc, (bpe_cache_slot *)sc->bpe_cache, out, limit, 0, NULL, 0, 0, NULL};
   size_t pos = 0;
   while (pos < len && !st.full) {
     size_t which = 0;
@@ -758,5 +855,26 @@ int mb_bpe_count_pretokens(const mb_bpe *b, const char *s, size_t n, size_t *cou
   }
   pcre2_match_data_free(md);
   *count = k;
+  return MB_OK;
+}
+
+/* For tests: the ends of the pieces the pre-tokenizer cuts ASCII text s into,
+ * by the hand-written ASCII path (ascii=1) or by the PCRE2 regex (0). */
+int mb_bpe_debug_split(const mb_bpe *b, const char *s, size_t n, int ascii, size_t *ends, size_t cap,
+                       size_t *count) {
+  mb_tok_scratch *sc = mb_tok_scratch_get();
+  if (!sc)
+    return MB_ERR(MB_ENOMEM, "tokenizer: out of memory for scratch buffers");
+  if (!sc->match_data) {
+    sc->match_data = pcre2_match_data_create(1, NULL);
+    if (!sc->match_data)
+      return MB_ERR(MB_ENOMEM, "tokenizer: out of memory for regex match data");
+    sc->free_match_data = free_match_data;
+  }
+  pthread_once(&ascii_cls_once, ascii_cls_init);
+  mb_ids dummy = {0};
+  bpe_state st = {b, sc, NULL, &dummy, SIZE_MAX, 0, ends, 0, cap, s};
+  MB_TRY(ascii ? bpe_pretokenize_ascii(&st, s, n) : bpe_pretokenize(&st, s, n));
+  *count = st.split_n;
   return MB_OK;
 }

@@ -175,6 +175,7 @@ static void scratch_free(void *p) {
   free(s->text);
   free(s->cps);
   free(s->sym);
+  free(s->bpe_cache);
   free(s);
 }
 
@@ -237,31 +238,68 @@ static int added_cmp(const void *x, const void *y) {
   return a->id < b->id ? -1 : (a->id > b->id);
 }
 
-void mb_added_sort(mb_added_set *a) {
+int mb_added_finish(mb_added_set *a) {
   if (a->n > 1)
     qsort(a->tok, a->n, sizeof(*a->tok), added_cmp);
+  size_t bytes = 1;
+  for (size_t k = 0; k < a->n; k++)
+    bytes += a->tok[k].len;
+  free(a->trie);
+  a->trie = (mb_added_node *)malloc(bytes * sizeof(mb_added_node));
+  if (!a->trie)
+    return MB_ERR(MB_ENOMEM, "tokenizer: out of memory for added tokens");
+  a->trie[0] = (mb_added_node){-1, -1, -1, 0};
+  a->ntrie = 1;
+  for (size_t k = 0; k < a->n; k++) {
+    int32_t node = 0;
+    for (size_t i = 0; i < a->tok[k].len; i++) {
+      uint8_t b = (uint8_t)a->tok[k].content[i];
+      int32_t c = a->trie[node].child;
+      while (c >= 0 && a->trie[c].byte != b)
+        c = a->trie[c].sibling;
+      if (c < 0) {
+        c = (int32_t)a->ntrie++;
+        a->trie[c] = (mb_added_node){-1, a->trie[node].child, -1, b};
+        a->trie[node].child = c;
+      }
+      node = c;
+    }
+    if (a->trie[node].tok < 0) /* two tokens with one content: the first (longest-sorted, lowest id) wins */
+      a->trie[node].tok = (int32_t)k;
+  }
+  return MB_OK;
 }
 
 void mb_added_free(mb_added_set *a) {
   for (size_t i = 0; i < a->n; i++)
     free(a->tok[i].content);
   free(a->tok);
+  free(a->trie);
   memset(a, 0, sizeof(*a));
 }
 
 size_t mb_added_find(const mb_added_set *a, const char *s, size_t n, size_t from, size_t *which) {
   if (a->n == 0)
     return n;
+  const mb_added_node *t = a->trie;
   for (size_t i = from; i < n; i++) {
     if (!a->first[(unsigned char)s[i]])
       continue;
-    /* Longest first: the set is sorted by descending length. */
-    for (size_t k = 0; k < a->n; k++) {
-      const mb_added_token *t = &a->tok[k];
-      if (t->len <= n - i && t->content[0] == s[i] && memcmp(t->content, s + i, t->len) == 0) {
-        *which = k;
-        return i;
-      }
+    /* Walk the trie from i; the deepest token seen is the longest match. */
+    int32_t node = 0, best = -1;
+    for (size_t j = i; j < n; j++) {
+      int32_t c = t[node].child;
+      while (c >= 0 && t[c].byte != (uint8_t)s[j])
+        c = t[c].sibling;
+      if (c < 0)
+        break;
+      node = c;
+      if (t[node].tok >= 0)
+        best = t[node].tok;
+    }
+    if (best >= 0) {
+      *which = (size_t)best;
+      return i;
     }
   }
   return n;

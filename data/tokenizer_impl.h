@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "data/tokenizer.h"
 
@@ -51,6 +52,20 @@ int mb_vmap_put(mb_vmap *m, const char *key, size_t n, int32_t id, int32_t *prev
  * mb_fnv1a(MB_FNV_BASIS, prefix, nprefix), precomputed by the caller. */
 int32_t mb_vmap_get2(const mb_vmap *m, uint64_t prefix_state, const char *prefix, size_t nprefix, const char *key,
                      size_t n);
+/* Same, with the FNV-1a hash of prefix+key already computed. */
+static inline int32_t mb_vmap_get_hashed(const mb_vmap *m, uint64_t h, const char *prefix, size_t nprefix,
+                                         const char *key, size_t n) {
+  size_t j = (size_t)h & m->mask;
+  for (;;) {
+    const mb_vmap_slot *s = &m->slots[j];
+    if (s->id < 0)
+      return -1;
+    if (s->hash == h && s->len == n + nprefix && memcmp(m->keys + s->off, prefix, nprefix) == 0 &&
+        memcmp(m->keys + s->off + nprefix, key, n) == 0)
+      return s->id;
+    j = (j + 1) & m->mask;
+  }
+}
 static inline int32_t mb_vmap_get(const mb_vmap *m, const char *key, size_t n) {
   return mb_vmap_get2(m, MB_FNV_BASIS, "", 0, key, n);
 }
@@ -120,6 +135,7 @@ typedef struct {
   size_t sym_cap;
   void *match_data; /* pcre2_match_data_8 *, owned by bpe.c */
   void (*free_match_data)(void *);
+  void *bpe_cache; /* bpe.c's word cache, tagged with its tokenizer's serial */
 } mb_tok_scratch;
 
 mb_tok_scratch *mb_tok_scratch_get(void); /* NULL only when out of memory */
@@ -135,16 +151,25 @@ typedef struct {
 } mb_added_token;
 
 typedef struct {
+  int32_t child, sibling; /* node indices, -1 none */
+  int32_t tok;            /* token ending here (index into tok), -1 none */
+  uint8_t byte;
+} mb_added_node;
+
+typedef struct {
   mb_added_token *tok; /* sorted by descending length */
   size_t n;
   uint8_t first[256]; /* 1 when some token starts with this byte */
+  mb_added_node *trie; /* byte trie over the contents; node 0 is the root */
+  size_t ntrie;
 } mb_added_set;
 
 /* Leftmost-longest match at or after `from`: returns the start (or n when
  * none) and sets *which. */
 size_t mb_added_find(const mb_added_set *a, const char *s, size_t n, size_t from, size_t *which);
 int mb_added_add(mb_added_set *a, const char *content, size_t len, int32_t id, int special) MB_NODISCARD;
-void mb_added_sort(mb_added_set *a);
+/* Sort and build the trie; call once after the last mb_added_add. */
+int mb_added_finish(mb_added_set *a) MB_NODISCARD;
 void mb_added_free(mb_added_set *a);
 
 /* ---- id output with a limit ------------------------------------------ */
@@ -190,5 +215,8 @@ int mb_bpe_encode(const mb_bpe *b, const char *text, size_t len, size_t limit, m
 int mb_bpe_decode(const mb_bpe *b, const int32_t *ids, size_t n, char **out) MB_NODISCARD;
 /* For tests: the number of pieces the ByteLevel regex alone cuts s into. */
 int mb_bpe_count_pretokens(const mb_bpe *b, const char *s, size_t n, size_t *count) MB_NODISCARD;
+/* For tests: piece ends of ASCII text by the hand-written path or PCRE2. */
+int mb_bpe_debug_split(const mb_bpe *b, const char *s, size_t n, int ascii, size_t *ends, size_t cap,
+                       size_t *count) MB_NODISCARD;
 
 #endif

@@ -30,11 +30,22 @@ struct mb_wordpiece {
   int32_t unk;
   mb_added_set added;
   uint64_t cont_state; /* FNV state after "##" */
+  size_t max_bytes, max_cont_bytes; /* longest token; longest "##" token without the "##" */
   /* ASCII fast path: class (0 word, 1 space, 2 punct, 3 dropped) and the
    * character after lower-casing. */
   uint8_t ascii_class[128];
   char ascii_lower[128];
+  /* Non-ASCII BMP fast path: what the normalizer makes of each code point,
+   * precomputed at load (see build_bmp_table). */
+  struct bmp_entry {
+    uint8_t kind, nbytes;
+    uint16_t pad_;
+    uint32_t off; /* into bmp_pool: the UTF-8 of the output characters */
+  } *bmp;
+  char *bmp_pool;
 };
+
+enum { BMP_SLOW = 0, BMP_DROP, BMP_SPACE, BMP_WORD, BMP_ISOLATED };
 
 /* ---- loading -------------------------------------------------------------- */
 
@@ -106,6 +117,88 @@ static void build_ascii_tables(mb_wordpiece *wp) {
   }
 }
 
+/* The normalized output of one character: strip accents (NFD, drop Mn),
+ * then lower-case, as BertNormalizer orders them. Returns the count. */
+static int normalize_char(const mb_wordpiece *wp, int32_t c, int32_t *out) {
+  int32_t d[MB_UHF_MAX_EXPAND];
+  int nd = 1;
+  d[0] = c;
+  if (wp->strip_accents)
+    nd = mb_uhf_nfd_strip(c, d);
+  int n = 0;
+  for (int i = 0; i < nd; i++) {
+    if (!wp->lowercase) {
+      out[n++] = d[i];
+      continue;
+    }
+    int32_t lo[MB_UHF_MAX_EXPAND];
+    int nl = mb_uhf_lower(d[i], lo);
+    for (int k = 0; k < nl && n < MB_UHF_MAX_EXPAND; k++)
+      out[n++] = lo[k];
+  }
+  return n;
+}
+
+/* For U+0080..U+FFFF: dropped, a space, word characters (their UTF-8 in the
+ * pool) or one isolated punctuation character; anything else (an output
+ * mixing classes) takes the slow path. */
+static int build_bmp_table(mb_wordpiece *wp) {
+  wp->bmp = (struct bmp_entry *)calloc(0x10000, sizeof(*wp->bmp));
+  size_t cap = 1 << 18, used = 0;
+  wp->bmp_pool = (char *)malloc(cap);
+  if (!wp->bmp || !wp->bmp_pool)
+    return MB_ERR(MB_ENOMEM, "tokenizer: out of memory for the WordPiece character table");
+  for (int32_t c = 0x80; c < 0x10000; c++) {
+    struct bmp_entry *e = &wp->bmp[c];
+    if (c >= 0xD800 && c <= 0xDFFF)
+      continue;
+    if (mb_uhf_is_dropped(c)) {
+      e->kind = BMP_DROP;
+      continue;
+    }
+    if (mb_uhf_is_clean_space(c)) {
+      e->kind = BMP_SPACE;
+      continue;
+    }
+    int32_t o[MB_UHF_MAX_EXPAND];
+    int n = normalize_char(wp, c, o);
+    int words = 0, puncts = 0;
+    for (int i = 0; i < n; i++) {
+      if (mb_uhf_is_whitespace(o[i]))
+        ;
+      else if (mb_uhf_is_bert_punct(o[i]))
+        puncts++;
+      else
+        words++;
+    }
+    int cjk = wp->chinese && mb_uhf_is_cjk(c);
+    if (n == 0 && !cjk) {
+      e->kind = BMP_DROP; /* e.g. a combining mark, stripped */
+      continue;
+    }
+    uint8_t kind;
+    if (words == n && n > 0)
+      kind = cjk ? BMP_ISOLATED : BMP_WORD;
+    else if (n == 1 && puncts == 1)
+      kind = BMP_ISOLATED;
+    else
+      continue; /* BMP_SLOW */
+    if (used + 4 * MB_UHF_MAX_EXPAND > cap) {
+      char *p = (char *)realloc(wp->bmp_pool, cap * 2);
+      if (!p)
+        return MB_ERR(MB_ENOMEM, "tokenizer: out of memory for the WordPiece character table");
+      wp->bmp_pool = p;
+      cap *= 2;
+    }
+    e->off = (uint32_t)used;
+    for (int i = 0; i < n; i++)
+      used += (size_t)mb_utf8_put(o[i], wp->bmp_pool + used);
+    e->nbytes = (uint8_t)(used - e->off);
+    e->kind = kind;
+  }
+  return MB_OK;
+}
+
 int mb_wordpiece_load(const char *path, const mb_tokenizer_options *opt, mb_tokenizer *t) {
   char *data;
   size_t size;
@@ -164,6 +257,23 @@ int mb_wordpiece_load(const char *path, const mb_tokenizer_options *opt, mb_toke
     pos = end + 1;
   }
   wp->n_tokens = (int32_t)lines;
+  {
+    /* Longest-match candidates longer than any token cannot match: skip them. */
+    size_t p0 = 0;
+    for (size_t line = 0; line < lines; line++) {
+      size_t e = p0;
+      while (e < size && data[e] != '\n')
+        e++;
+      size_t n = e - p0;
+      if (n > 0 && data[p0 + n - 1] == '\r')
+        n--;
+      if (n > wp->max_bytes)
+        wp->max_bytes = n;
+      if (n >= 2 && data[p0] == '#' && data[p0 + 1] == '#' && n - 2 > wp->max_cont_bytes)
+        wp->max_cont_bytes = n - 2;
+      p0 = e + 1;
+    }
+  }
   /* id -> string: walk the slots once. */
   for (size_t j = 0; j <= wp->vocab.mask; j++) {
     const mb_vmap_slot *s = &wp->vocab.slots[j];
@@ -185,7 +295,8 @@ int mb_wordpiece_load(const char *path, const mb_tokenizer_options *opt, mb_toke
     if (sid[k] >= 0 && (rc = mb_added_add(&wp->added, specials[k], strlen(specials[k]), sid[k], 1)) != MB_OK)
       goto done;
   }
-  mb_added_sort(&wp->added);
+  if ((rc = mb_added_finish(&wp->added)) != MB_OK)
+    goto done;
   if (sid[2] < 0 || sid[3] < 0) {
     rc = MB_ERR(MB_EFORMAT, "%s: the vocabulary has no %s token", path, sid[2] < 0 ? "[CLS]" : "[SEP]");
     goto done;
@@ -213,6 +324,8 @@ int mb_wordpiece_load(const char *path, const mb_tokenizer_options *opt, mb_toke
   wp->chinese = opt->tokenize_chinese_chars != 0;
   wp->cont_state = mb_fnv1a(MB_FNV_BASIS, "##", 2);
   build_ascii_tables(wp);
+  if ((rc = build_bmp_table(wp)) != MB_OK)
+    goto done;
   snprintf(t->name, sizeof(t->name), "wordpiece-%s%s%s", wp->lowercase ? "uncased" : "cased",
            wp->strip_accents == wp->lowercase ? "" : (wp->strip_accents ? "-strip" : "-keepaccents"),
            wp->chinese ? "" : "-nocjk");
@@ -232,6 +345,8 @@ void mb_wordpiece_free(mb_wordpiece *wp) {
   free(wp->tok_off);
   free(wp->tok_len);
   mb_added_free(&wp->added);
+  free(wp->bmp);
+  free(wp->bmp_pool);
   free(wp);
 }
 
@@ -269,14 +384,24 @@ static int wp_flush(wp_state *st) {
     return wp_emit(st, wp->unk);
   }
   int32_t pieces[WP_MAX_CHARS];
+  uint64_t h[WP_MAX_CHARS + 1];
   int np = 0, start = 0;
   while (start < nch) {
-    int end = nch;
+    /* FNV-1a of (## +) word[start..end) for every end in one pass, up to the
+     * longest token; then try ends from the longest down. */
+    const char *s = st->word + st->off[start];
+    size_t maxb = start == 0 ? wp->max_bytes : wp->max_cont_bytes;
+    uint64_t hs = start == 0 ? MB_FNV_BASIS : wp->cont_state;
+    int end = start;
+    while (end < nch && (size_t)(st->off[end + 1] - st->off[start]) <= maxb) {
+      hs = mb_fnv1a(hs, st->word + st->off[end], (size_t)(st->off[end + 1] - st->off[end]));
+      h[++end] = hs;
+    }
     int32_t id = -1;
     while (end > start) {
-      const char *s = st->word + st->off[start];
       size_t n = (size_t)(st->off[end] - st->off[start]);
-      id = start == 0 ? mb_vmap_get(&wp->vocab, s, n) : mb_vmap_get2(&wp->vocab, wp->cont_state, "##", 2, s, n);
+      id = start == 0 ? mb_vmap_get_hashed(&wp->vocab, h[end], "", 0, s, n)
+                      : mb_vmap_get_hashed(&wp->vocab, h[end], "##", 2, s, n);
       if (id >= 0)
         break;
       end--;
@@ -312,6 +437,26 @@ static int wp_put(wp_state *st, int32_t c) {
   st->wlen += (size_t)mb_utf8_put(c, st->word + st->wlen);
   st->nchars++;
   st->off[st->nchars] = (uint16_t)st->wlen;
+  return MB_OK;
+}
+
+/* Append word characters given as UTF-8 (from the BMP table). */
+static int wp_append_utf8(wp_state *st, const char *u, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    unsigned char b = (unsigned char)u[i];
+    size_t cl = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    if (st->nchars >= WP_MAX_CHARS) {
+      st->overflow = 1;
+    } else {
+      st->off[st->nchars] = (uint16_t)st->wlen;
+      memcpy(st->word + st->wlen, u + i, cl);
+      st->wlen += cl;
+      st->nchars++;
+      st->off[st->nchars] = (uint16_t)st->wlen;
+    }
+    i += cl;
+  }
   return MB_OK;
 }
 
@@ -373,6 +518,21 @@ static int wp_segment(wp_state *st, const unsigned char *s, size_t n) {
       continue;
     }
     int32_t c = mb_utf8_next(s, &i);
+    if (c < 0x10000 && wp->bmp[c].kind != BMP_SLOW) {
+      const struct bmp_entry *e = &wp->bmp[c];
+      if (e->kind == BMP_DROP)
+        continue;
+      if (e->kind == BMP_SPACE) {
+        MB_TRY(wp_flush(st));
+        continue;
+      }
+      if (e->kind == BMP_ISOLATED)
+        MB_TRY(wp_flush(st));
+      MB_TRY(wp_append_utf8(st, wp->bmp_pool + e->off, e->nbytes));
+      if (e->kind == BMP_ISOLATED)
+        MB_TRY(wp_flush(st));
+      continue;
+    }
     if (mb_uhf_is_dropped(c))
       continue;
     if (mb_uhf_is_clean_space(c)) {

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "data/tokenizer.h"
+#include "data/tokenizer_impl.h"
 
 static char dir[64];
 
@@ -270,6 +271,49 @@ static void test_invalid_utf8_text(void **state) {
   mb_tokenizer_free(t[1]);
 }
 
+/* The hand-written ASCII pre-tokenizer must cut exactly where the PCRE2
+ * GPT-2 regex does: random strings over an alphabet rich in the tricky
+ * parts (contractions, runs of mixed whitespace, digits next to letters). */
+static void test_ascii_pretokenizer_matches_regex(void **state) {
+  (void)state;
+  char *js = small_bpe_json("", "", "");
+  const char *p = write_file("split.json", js, strlen(js));
+  free(js);
+  mb_tokenizer *t;
+  assert_int_equal(mb_tokenizer_load(p, NULL, &t), MB_OK);
+  static const char *const atoms[] = {"a", "Z", "q", "7", "0", " ", " ", "  ", "\n", "\t", "\r\n", "\x0b", "\x0c",
+                                      "'", "'s", "'t", "'re", "'ve", "'m", "'ll", "'d", "'S", "'LL", "!", "?!", ".",
+                                      "\x01", "\x7f", "_", "-", "<br />", "it", "won", "\"", "''"};
+  const size_t natoms = sizeof(atoms) / sizeof(atoms[0]);
+  uint64_t rng = 0x9e3779b97f4a7c15ull;
+  char text[256];
+  size_t ea[256], eb[256], na, nb;
+  for (int iter = 0; iter < 20000; iter++) {
+    size_t len = 0;
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    int natom = 1 + (int)((rng >> 33) % 24);
+    for (int k = 0; k < natom; k++) {
+      rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+      const char *a = atoms[(rng >> 33) % natoms];
+      size_t al = strlen(a);
+      if (len + al >= sizeof(text))
+        break;
+      memcpy(text + len, a, al);
+      len += al;
+    }
+    assert_int_equal(mb_bpe_debug_split(t->bpe, text, len, 1, ea, 256, &na), MB_OK);
+    assert_int_equal(mb_bpe_debug_split(t->bpe, text, len, 0, eb, 256, &nb), MB_OK);
+    if (na != nb || memcmp(ea, eb, na * sizeof(size_t)) != 0) {
+      fprintf(stderr, "split differs on \"%.*s\" (%zu vs %zu pieces)\n", (int)len, text, na, nb);
+      for (size_t k = 0; k < na || k < nb; k++)
+        fprintf(stderr, "  %zu: ascii %zu  regex %zu\n", k, k < na ? ea[k] : 0, k < nb ? eb[k] : 0);
+    }
+    assert_int_equal(na, nb);
+    assert_memory_equal(ea, eb, na * sizeof(size_t));
+  }
+  mb_tokenizer_free(t);
+}
+
 int main(void) {
   snprintf(dir, sizeof(dir), "/tmp/mb_tok_test_XXXXXX");
   if (!mkdtemp(dir)) {
@@ -279,7 +323,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_small_wordpiece),   cmocka_unit_test(test_small_bpe),
       cmocka_unit_test(test_bad_vocab_txt),     cmocka_unit_test(test_bad_tokenizer_json),
-      cmocka_unit_test(test_invalid_utf8_text),
+      cmocka_unit_test(test_invalid_utf8_text), cmocka_unit_test(test_ascii_pretokenizer_matches_regex),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   char cmd[128];
