@@ -637,6 +637,8 @@ static int bpe_pretokenize(bpe_state *st, const char *s, size_t n) {
   while (pos < n && !st->full) {
     int rc = b->jit ? pcre2_jit_match(b->re, (PCRE2_SPTR)s, n, pos, 0, md, NULL)
                     : pcre2_match(b->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, md, NULL);
+    if (rc == PCRE2_ERROR_JIT_STACKLIMIT) /* huge pieces: the interpreter keeps its frames on the heap */
+      rc = pcre2_match(b->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT, md, NULL);
     size_t ms, me;
     if (rc < 0) {
       if (rc != PCRE2_ERROR_NOMATCH)

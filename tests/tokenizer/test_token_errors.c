@@ -314,6 +314,92 @@ static void test_ascii_pretokenizer_matches_regex(void **state) {
   mb_tokenizer_free(t);
 }
 
+/* Megabyte-sized words, runs of spaces and of punctuation, in ASCII and not:
+ * each finishes (no quadratic blow-up, no regex stack overflow) with a
+ * sensible count. */
+static void test_pathological_inputs(void **state) {
+  (void)state;
+  const char *pw = WRITE("big-uncased-vocab.txt", small_vocab);
+  char *js = small_bpe_json("\"a b\",\"ab ab\"", "\"ab\":256,\"abab\":257",
+                            "{\"id\":258,\"content\":\"  \",\"special\":false,\"normalized\":true}");
+  const char *pb = write_file("big.json", js, strlen(js));
+  free(js);
+  mb_tokenizer *wp, *bpe;
+  assert_int_equal(mb_tokenizer_load(pw, NULL, &wp), MB_OK);
+  assert_int_equal(mb_tokenizer_load(pb, NULL, &bpe), MB_OK);
+  const size_t n = 1 << 20;
+  char *s = (char *)malloc(n + 1);
+  mb_ids v = {0};
+  /* one 1 MiB word "abab...": WordPiece [UNK]; BPE merges it to "abab" tokens */
+  for (size_t i = 0; i < n; i++)
+    s[i] = "ab"[i & 1];
+  assert_int_equal(mb_tokenizer_encode(wp, s, n, 1, 0, &v), MB_OK);
+  assert_int_equal(v.n, 3);
+  assert_int_equal(v.ids[1], 1);
+  assert_int_equal(mb_tokenizer_encode(bpe, s, n, 1, 0, &v), MB_OK);
+  assert_int_equal(v.n, n / 4);
+  assert_int_equal(v.ids[0], 257);
+  /* 1 MiB of spaces: 2-space added tokens */
+  memset(s, ' ', n);
+  assert_int_equal(mb_tokenizer_encode(bpe, s, n, 1, 0, &v), MB_OK);
+  assert_int_equal(v.n, n / 2);
+  assert_int_equal(mb_tokenizer_encode(wp, s, n, 1, 0, &v), MB_OK);
+  assert_int_equal(v.n, 2);
+  /* 1 MiB of newlines and of '!' (one regex piece each) */
+  memset(s, '\n', n);
+  assert_int_equal(mb_tokenizer_encode(bpe, s, n, 1, 0, &v), MB_OK);
+  assert_int_equal(v.n, n);
+  memset(s, '!', n);
+  assert_int_equal(mb_tokenizer_encode(bpe, s, n, 1, 0, &v), MB_OK);
+  assert_int_equal(v.n, n);
+  assert_int_equal(mb_tokenizer_encode(wp, s, n, 1, 0, &v), MB_OK);
+  assert_int_equal(v.n, n + 2);
+  /* the same through the PCRE2 path: non-ASCII first (é then letters/spaces) */
+  size_t k = 0;
+  while (k + 2 <= n) {
+    s[k++] = (char)0xC3;
+    s[k++] = (char)0xA9;
+  }
+  assert_int_equal(mb_tokenizer_encode(bpe, s, k, 1, 0, &v), MB_OK);
+  assert_int_equal(v.n, k); /* no merges for é: one id per byte */
+  s[0] = (char)0xC3;
+  s[1] = (char)0xA9;
+  memset(s + 2, '\n', n - 2);
+  assert_int_equal(mb_tokenizer_encode(bpe, s, n, 1, 0, &v), MB_OK);
+  assert_int_equal(v.n, n);
+  free(s);
+  mb_ids_free(&v);
+  mb_tokenizer_free(wp);
+  mb_tokenizer_free(bpe);
+}
+
+/* Two BPE tokenizers in one thread share its word cache: each must get its own
+ * answer for the same word. */
+static void test_two_bpe_tokenizers_one_thread(void **state) {
+  (void)state;
+  char *js = small_bpe_json("\"h e\"", "\"he\":256", "");
+  const char *p1 = write_file("one.json", js, strlen(js));
+  free(js);
+  js = small_bpe_json("", "", "");
+  const char *p2 = write_file("two.json", js, strlen(js));
+  free(js);
+  mb_tokenizer *a, *b;
+  assert_int_equal(mb_tokenizer_load(p1, NULL, &a), MB_OK);
+  assert_int_equal(mb_tokenizer_load(p2, NULL, &b), MB_OK);
+  mb_ids v = {0};
+  for (int r = 0; r < 3; r++) {
+    assert_int_equal(mb_tokenizer_encode(a, "he", 2, 1, 0, &v), MB_OK);
+    assert_int_equal(v.n, 1);
+    assert_int_equal(v.ids[0], 256);
+    assert_int_equal(mb_tokenizer_encode(b, "he", 2, 1, 0, &v), MB_OK);
+    assert_int_equal(v.n, 2);
+    assert_int_equal(v.ids[0], 'h');
+  }
+  mb_ids_free(&v);
+  mb_tokenizer_free(a);
+  mb_tokenizer_free(b);
+}
+
 int main(void) {
   snprintf(dir, sizeof(dir), "/tmp/mb_tok_test_XXXXXX");
   if (!mkdtemp(dir)) {
@@ -324,6 +410,7 @@ int main(void) {
       cmocka_unit_test(test_small_wordpiece),   cmocka_unit_test(test_small_bpe),
       cmocka_unit_test(test_bad_vocab_txt),     cmocka_unit_test(test_bad_tokenizer_json),
       cmocka_unit_test(test_invalid_utf8_text), cmocka_unit_test(test_ascii_pretokenizer_matches_regex),
+      cmocka_unit_test(test_pathological_inputs), cmocka_unit_test(test_two_bpe_tokenizers_one_thread),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   char cmd[128];
