@@ -187,7 +187,7 @@ static void test_truncation_rules(void **state) {
 int main(void) {
   char path[1024];
   for (int s = 0; s < NSPEC; s++) {
-    snprintf(path, sizeof(path), "%s/vocab/%s", tok_data_dir(), specs[s].file);
+    snprintf(path, sizeof(path), "%s/%s", tok_vocab_dir(), specs[s].file);
     if (!tok_file_exists(path)) {
       printf("skipped: %s not found (set MAMBERT_DATA_DIR)\n", path);
       return 77;

@@ -59,7 +59,7 @@ static void test_every_code_point(void **state) {
 
 int main(void) {
   char path[1024];
-  snprintf(path, sizeof(path), "%s/vocab/gpt-neox-20b-tokenizer.json", tok_data_dir());
+  snprintf(path, sizeof(path), "%s/gpt-neox-20b-tokenizer.json", tok_vocab_dir());
   if (!tok_file_exists(path)) {
     printf("skipped: %s not found (set MAMBERT_DATA_DIR)\n", path);
     return 77;

@@ -27,6 +27,16 @@ static inline int tok_file_exists(const char *p) {
   return f != NULL;
 }
 
+/* The vocabularies ship in the repository (data/vocab); the shared data
+ * folder's copies are the fallback. */
+static inline const char *tok_vocab_dir(void) {
+  static char shared[512];
+  if (tok_file_exists("data/vocab/bert-base-uncased-vocab.txt"))
+    return "data/vocab";
+  snprintf(shared, sizeof shared, "%s/vocab", tok_data_dir());
+  return shared;
+}
+
 /* Whole file (gunzipped when gzipped) into a NUL-terminated buffer. */
 static inline char *tok_read_file(const char *path, size_t *n_out) {
   gzFile g = gzopen(path, "rb");
