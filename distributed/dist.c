@@ -188,9 +188,14 @@ static _Noreturn void abort_job(int code, const char *reason) {
   }
   (void)code;
   const mb_dist *d = g_dist;
-  if (d)
-    mb_log(MB_LOG_ERROR, "rank %d/%d on %s: %s", d->info.rank, d->info.world_size, d->info.hostname, reason);
-  else
+  if (d) {
+    char who[32];
+    int n = snprintf(who, sizeof who, "rank %d/%d", d->info.rank, d->info.world_size);
+    if (!strncmp(reason, who, (size_t)n)) /* the reason already names the rank */
+      mb_log(MB_LOG_ERROR, "%s (on %s)", reason, d->info.hostname);
+    else
+      mb_log(MB_LOG_ERROR, "%s on %s: %s", who, d->info.hostname, reason);
+  } else
     mb_log(MB_LOG_ERROR, "%s", reason);
   mb_log(MB_LOG_ERROR, "ending the job (exit status %d)", MB_DIST_EXIT_ABORT);
   fflush(NULL);
