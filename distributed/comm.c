@@ -343,18 +343,20 @@ void mb_comm_progress(mb_comm *c) {
     c->ops->progress(c);
 }
 
-static void pause_briefly(int iter) {
-  if (iter < 64) {
+/* How a waiting rank spends the time between tests. MPI's non-blocking
+ * collectives advance only inside MPI calls, so a wait first tests back to
+ * back (10 ms: what MPI's own blocking calls do), then yields the core
+ * between tests (an oversubscribed peer may need it), and past 100 ms, when
+ * it is most likely waiting for a slow or dead peer, sleeps 1 ms between
+ * tests. */
+static void pause_briefly(double waited_s) {
+  if (waited_s < 0.01)
+    return;
+  if (waited_s < 0.1) {
     sched_yield();
     return;
   }
-  /* 20 us doubling up to 1 ms: a waiting rank should not steal the core a
-   * peer needs on an oversubscribed machine, and 1 ms is far below any
-   * all-reduce worth overlapping. */
-  long ns = 20000L << (iter - 64 < 6 ? iter - 64 : 6);
-  if (ns > 1000000L)
-    ns = 1000000L;
-  struct timespec ts = {0, ns};
+  struct timespec ts = {0, 1000000L};
   nanosleep(&ts, NULL);
 }
 
@@ -373,16 +375,17 @@ int mb_comm_wait(mb_comm_request **req, double timeout_s) {
   int own_watch = -1;
   if (r->watch < 0 && mb_watchdog_running())
     own_watch = mb_watch_begin(desc, timeout_s * 1.1 + 5.0, NULL, NULL);
-  for (int iter = 0;; iter++) {
+  for (;;) {
     int done = 0;
     int rc = mb_comm_test(req, &done);
     if (rc != MB_OK || done) {
       mb_watch_end(own_watch);
       return rc;
     }
-    if (mb_time_now() > deadline)
+    double now = mb_time_now();
+    if (now > deadline)
       break;
-    pause_briefly(iter);
+    pause_briefly(now - t0);
   }
   mb_watch_end(own_watch);
   /* Timed out. A started collective cannot be cancelled (MPI forbids

@@ -15,12 +15,53 @@
 
 _Static_assert(sizeof(MPI_Request) <= sizeof(uint64_t) * 2, "MPI_Request must fit the request's impl slot");
 
+/* Scratch buffers for all-reduces: Open MPI's in-place all-reduce (blocking
+ * or not) runs at about half the speed of its out-of-place one on shared
+ * memory (bench/allreduce.c measures it), so an in-place request reduces
+ * into a scratch buffer and copies back (fused with the averaging scale).
+ * Buffers are kept for reuse: gradient buckets have the same sizes every
+ * step. When all are busy, the request falls back to MPI_IN_PLACE. */
+#define SCRATCH_SLOTS 16
+typedef struct {
+  void *p;
+  size_t bytes;
+  int busy;
+} scratch_slot;
+
 typedef struct {
   MPI_Comm comm;
+  scratch_slot scratch[SCRATCH_SLOTS];
 } mpi_impl;
 
-/* The request's impl slot: [0..1] the MPI_Request, [2] flags, [3] a saved error. */
+/* The request's impl slot: [0..1] the MPI_Request, [2] flags and the
+ * scratch slot (+1) in bits 8..15, [3] a saved error. */
 enum { REQ_INPLACE_RS = 1, REQ_FAILED = 2 };
+#define REQ_SCRATCH_SHIFT 8
+
+static int scratch_get(mb_comm *c, size_t bytes) {
+  mpi_impl *m = c->impl;
+  int best = -1;
+  for (int i = 0; i < SCRATCH_SLOTS; i++) /* the smallest free slot that fits */
+    if (!m->scratch[i].busy && m->scratch[i].p && m->scratch[i].bytes >= bytes &&
+        (best < 0 || m->scratch[i].bytes < m->scratch[best].bytes))
+      best = i;
+  if (best < 0)
+    for (int i = 0; i < SCRATCH_SLOTS && best < 0; i++)
+      if (!m->scratch[i].busy) { /* grow a free slot (empty ones first would be nicer; rare) */
+        void *p = mb_host_malloc(bytes);
+        if (!p)
+          return -1;
+        mb_host_free(m->scratch[i].p);
+        m->scratch[i].p = p;
+        m->scratch[i].bytes = bytes;
+        best = i;
+      }
+  if (best >= 0)
+    m->scratch[best].busy = 1;
+  return best;
+}
+
+static int scratch_slot_of(const mb_comm_request *r) { return (int)((r->impl.u64[2] >> REQ_SCRATCH_SHIFT) & 0xff) - 1; }
 
 static MPI_Request *req_handle(mb_comm_request *r) { return (MPI_Request *)(void *)&r->impl.u64[0]; }
 
@@ -64,12 +105,19 @@ static int mpi_start(mb_comm *c, mb_comm_request *r) {
   int rc = MPI_SUCCESS;
   const char *call = "";
   switch (r->kind) {
-  case MB_COLL_ALLREDUCE:
+  case MB_COLL_ALLREDUCE: {
     if (r->segs)
       mb_comm_host_pack(r, r->recv);
     call = "MPI_Iallreduce";
-    rc = MPI_Iallreduce(r->send == r->recv ? MPI_IN_PLACE : r->send, r->recv, n, ty, MPI_SUM, comm, h);
+    int slot = r->send == r->recv && n > 0 ? scratch_get(c, r->count * es) : -1;
+    if (slot >= 0) {
+      r->impl.u64[2] |= (uint64_t)(slot + 1) << REQ_SCRATCH_SHIFT;
+      rc = MPI_Iallreduce(r->send, ((mpi_impl *)c->impl)->scratch[slot].p, n, ty, MPI_SUM, comm, h);
+    } else {
+      rc = MPI_Iallreduce(r->send == r->recv ? MPI_IN_PLACE : r->send, r->recv, n, ty, MPI_SUM, comm, h);
+    }
     break;
+  }
   case MB_COLL_REDUCE_SCATTER:
     call = "MPI_Ireduce_scatter_block";
     if ((const unsigned char *)r->recv == (const unsigned char *)r->send + (size_t)c->rank * r->count * es) {
@@ -105,10 +153,24 @@ static int mpi_start(mb_comm *c, mb_comm_request *r) {
 static void finish_host(mb_comm *c, mb_comm_request *r) {
   size_t es = mb_dtype_size(r->dt);
   if (r->kind == MB_COLL_ALLREDUCE) {
-    if (r->op == MB_REDUCE_AVG)
-      mb_comm_host_scale(r->recv, r->count, r->dt, 1.0 / c->size);
-    if (r->segs)
-      mb_comm_host_unpack(r, r->recv);
+    int slot = scratch_slot_of(r);
+    double f = r->op == MB_REDUCE_AVG ? 1.0 / c->size : 1.0;
+    if (slot >= 0) {
+      /* The result is in scratch: scale there, then copy out (to the
+       * segments directly for a staged request). */
+      void *res = ((mpi_impl *)c->impl)->scratch[slot].p;
+      if (f != 1.0)
+        mb_comm_host_scale(res, r->count, r->dt, f);
+      if (r->segs)
+        mb_comm_host_unpack(r, res);
+      else
+        memcpy(r->recv, res, r->count * es);
+    } else {
+      if (f != 1.0)
+        mb_comm_host_scale(r->recv, r->count, r->dt, f);
+      if (r->segs)
+        mb_comm_host_unpack(r, r->recv);
+    }
   } else if (r->kind == MB_COLL_REDUCE_SCATTER) {
     if (r->impl.u64[2] & REQ_INPLACE_RS)
       memmove(r->recv, r->send, r->count * es);
@@ -147,8 +209,11 @@ static void mpi_progress(mb_comm *c) {
 }
 
 static void mpi_release(mb_comm *c, mb_comm_request *r) {
-  (void)c;
-  (void)r; /* completed requests are MPI_REQUEST_NULL; failed ones cannot be freed */
+  /* Completed requests are MPI_REQUEST_NULL; failed ones cannot be freed,
+   * and their scratch stays busy (MPI may still write it). */
+  int slot = scratch_slot_of(r);
+  if (slot >= 0 && !(r->impl.u64[2] & REQ_FAILED) && r->backend_done)
+    ((mpi_impl *)c->impl)->scratch[slot].busy = 0;
 }
 
 static int mpi_alloc(mb_comm *c, size_t bytes, void **out) {
@@ -176,6 +241,10 @@ static void mpi_destroy(mb_comm *c) {
   MPI_Finalized(&finalized);
   if (m && !finalized && m->comm != MPI_COMM_NULL)
     MPI_Comm_free(&m->comm);
+  if (m)
+    for (int i = 0; i < SCRATCH_SLOTS; i++)
+      if (!m->scratch[i].busy)
+        mb_host_free(m->scratch[i].p);
   free(m);
   free(c);
 }
