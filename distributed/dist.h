@@ -20,6 +20,26 @@
  * Failure policy: any rank that cannot go on calls mb_dist_abort, which logs
  * the reason with the rank, aborts NCCL communicators, then MPI_Abort()s the
  * job (mpirun/srun kill the other ranks), so every rank exits non-zero.
+ *
+ * How the training loop uses this layer (buckets.h, zero.h, watchdog.h):
+ *
+ *   mb_dist *d;  MB_TRY(mb_dist_init(&(mb_dist_options){.use_cuda = gpu}, &d));
+ *   const mb_dist_info *w = mb_dist_get_info(d);   // rank, world_size, device
+ *   mb_comm *c = mb_dist_comm(d);                   // gradients
+ *   // rank 0's initial parameters to everyone:
+ *   MB_TRY(mb_comm_broadcast(c, params, numel, MB_F32, 0));
+ *   // the parameters in the order the backward finalises their gradients:
+ *   MB_TRY(mb_buckets_create(c, grads, numel, plist, n, &opts, &b));
+ *   for each step:
+ *     int watch = mb_watch_begin("step 17", step_timeout, NULL, NULL);
+ *     for each micro-batch m of M:
+ *       MB_TRY(mb_buckets_begin_step(b, m == M - 1));  // sync on the last
+ *       forward; backward, whose hook calls mb_buckets_grad_ready(b, i);
+ *     MB_TRY(mb_buckets_wait_all(b));                // averaged gradients
+ *     optimizer (or, with ZeRO-1 and no buckets: mb_zero_step(c, &L, ...));
+ *     mb_watch_end(watch);
+ *   on any error:  mb_dist_abort_error(rc, "step 17");
+ *   at the end:    mb_buckets_destroy(b); MB_TRY(mb_dist_finalize(d));
  */
 #ifndef MB_DISTRIBUTED_DIST_H
 #define MB_DISTRIBUTED_DIST_H
