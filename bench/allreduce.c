@@ -2,7 +2,7 @@
  * bucketing buys, on whatever backend the launch gives (MPI on CPU here).
  *
  *   mpirun -np 2 build/bench_allreduce [--max-mb 25] [--json bench-allreduce.json]
- *           [--timeline trace-rank] [--compute-ms 40]
+ *           [--timeline trace.json] [--compute-ms 40]
  *
  * Table 1: all-reduce of one buffer through mb_comm_allreduce (average,
  *   non-blocking + polling wait with a deadline) against the peer, a plain
@@ -13,8 +13,8 @@
  *   started as gradients become ready during the backward. The "backward"
  *   is simulated compute (a busy loop, compute-ms in total) between the
  *   parameters' grad_ready calls. Reports step time, communication hidden.
- * Medians of 5 runs after a warm-up. Writes JSON; with --timeline, each
- * rank writes its bucketed step as a Chrome trace.
+ * Medians of 5 runs after a warm-up. Writes JSON; with --timeline, rank 0
+ * writes the last bucketed step of every rank as one Chrome trace.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +68,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--compute-ms") && i + 1 < argc)
       compute_ms = atof(argv[++i]);
     else {
-      fprintf(stderr, "usage: bench_allreduce [--max-mb N] [--json PATH] [--timeline PREFIX] [--compute-ms MS]\n");
+      fprintf(stderr, "usage: bench_allreduce [--max-mb N] [--json PATH] [--timeline TRACE.json] [--compute-ms MS]\n");
       return 2;
     }
   }
@@ -214,12 +214,8 @@ int main(int argc, char **argv) {
   }
   if (js)
     fclose(js);
-  if (trace) {
-    char path[512];
-    snprintf(path, sizeof path, "%s-r%d.json", trace, rank);
-    if (mb_timeline_write_chrome(tl, path) != MB_OK)
-      mb_log_error_status(mb_error_code(), "timeline");
-  }
+  if (trace && mb_timeline_write_chrome_all(tl, mb_dist_host_comm(d), trace) != MB_OK)
+    mb_log_error_status(mb_error_code(), "timeline");
   mb_buckets_destroy(b);
   mb_timeline_destroy(tl);
   free(g);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "distributed/comm.h"
 #include "distributed/watchdog.h"
 
 struct mb_timeline {
@@ -85,47 +86,120 @@ void mb_timeline_add(mb_timeline *tl, mb_timeline_track track, const char *cat, 
   e->t1 = t1 > t0 ? t1 : t0;
 }
 
-int mb_timeline_write_chrome(const mb_timeline *tl, const char *path) {
-  json_t *events = json_array();
-  json_t *root = json_object();
-  if (!events || !root) {
-    json_decref(events);
-    json_decref(root);
-    return MB_ERR(MB_ENOMEM, "timeline: no memory for JSON");
-  }
-  /* Name the process and its tracks. */
+/* Metadata and events of one rank into a traceEvents array. */
+static int append_rank(json_t *events, int rank, const mb_timeline_event *ev, size_t n, double origin) {
   char pname[32];
-  snprintf(pname, sizeof pname, "rank %d", tl->rank);
-  json_array_append_new(events, json_pack("{s:s, s:s, s:i, s:i, s:{s:s}}", "name", "process_name", "ph", "M",
-                                          "pid", tl->rank, "tid", 0, "args", "name", pname));
+  snprintf(pname, sizeof pname, "rank %d", rank);
+  if (json_array_append_new(events, json_pack("{s:s, s:s, s:i, s:i, s:{s:s}}", "name", "process_name", "ph", "M",
+                                              "pid", rank, "tid", 0, "args", "name", pname)) != 0)
+    return MB_ERR(MB_ENOMEM, "timeline: no memory for JSON");
   for (int t = 0; t < MB_TRACK_COUNT; t++)
-    json_array_append_new(events, json_pack("{s:s, s:s, s:i, s:i, s:{s:s}}", "name", "thread_name", "ph", "M",
-                                            "pid", tl->rank, "tid", t, "args", "name", track_names[t]));
-  for (size_t i = 0; i < tl->count; i++) {
-    const mb_timeline_event *e = &tl->ev[i];
-    double ts = (e->t0 - tl->origin) * 1e6;
+    if (json_array_append_new(events, json_pack("{s:s, s:s, s:i, s:i, s:{s:s}}", "name", "thread_name", "ph", "M",
+                                                "pid", rank, "tid", t, "args", "name", track_names[t])) != 0)
+      return MB_ERR(MB_ENOMEM, "timeline: no memory for JSON");
+  for (size_t i = 0; i < n; i++) {
+    const mb_timeline_event *e = &ev[i];
+    double ts = (e->t0 - origin) * 1e6;
     json_t *j;
     if (e->t1 > e->t0)
       j = json_pack("{s:s, s:s, s:s, s:f, s:f, s:i, s:i, s:{s:I, s:i}}", "name", e->name, "cat", e->cat, "ph",
-                    "X", "ts", ts, "dur", (e->t1 - e->t0) * 1e6, "pid", tl->rank, "tid", e->track, "args", "arg",
+                    "X", "ts", ts, "dur", (e->t1 - e->t0) * 1e6, "pid", rank, "tid", e->track, "args", "arg",
                     (json_int_t)e->arg, "step", e->step);
     else
       j = json_pack("{s:s, s:s, s:s, s:s, s:f, s:i, s:i, s:{s:I, s:i}}", "name", e->name, "cat", e->cat, "ph",
-                    "i", "s", "t", "ts", ts, "pid", tl->rank, "tid", e->track, "args", "arg", (json_int_t)e->arg,
+                    "i", "s", "t", "ts", ts, "pid", rank, "tid", e->track, "args", "arg", (json_int_t)e->arg,
                     "step", e->step);
-    if (!j || json_array_append_new(events, j) != 0) {
-      json_decref(events);
-      json_decref(root);
-      return MB_ERR(MB_ENOMEM, "timeline: no memory for JSON event %zu", i);
-    }
+    if (!j || json_array_append_new(events, j) != 0)
+      return MB_ERR(MB_ENOMEM, "timeline: no memory for JSON event %zu of rank %d", i, rank);
+  }
+  return MB_OK;
+}
+
+static int dump(json_t *events, int ranks, size_t count, size_t dropped, const char *path) {
+  json_t *root = json_object();
+  if (!root) {
+    json_decref(events);
+    return MB_ERR(MB_ENOMEM, "timeline: no memory for JSON");
   }
   json_object_set_new(root, "traceEvents", events);
   json_object_set_new(root, "displayTimeUnit", json_string("ms"));
-  json_object_set_new(root, "otherData", json_pack("{s:i, s:I, s:I}", "rank", tl->rank, "events",
-                                                   (json_int_t)tl->count, "dropped", (json_int_t)tl->dropped));
+  json_object_set_new(root, "otherData", json_pack("{s:i, s:I, s:I}", "ranks", ranks, "events", (json_int_t)count,
+                                                   "dropped", (json_int_t)dropped));
   int rc = json_dump_file(root, path, JSON_COMPACT);
   json_decref(root);
   if (rc != 0)
     return MB_ERR(MB_EIO, "timeline: cannot write %s: %s", path, strerror(errno));
   return MB_OK;
+}
+
+int mb_timeline_write_chrome(const mb_timeline *tl, const char *path) {
+  json_t *events = json_array();
+  if (!events)
+    return MB_ERR(MB_ENOMEM, "timeline: no memory for JSON");
+  int rc = append_rank(events, tl->rank, tl->ev, tl->count, tl->origin);
+  if (rc != MB_OK) {
+    json_decref(events);
+    return rc;
+  }
+  return dump(events, 1, tl->count, tl->dropped, path);
+}
+
+int mb_timeline_write_chrome_all(const mb_timeline *tl, mb_comm *host, const char *path) {
+  int n = mb_comm_size(host), rank = mb_comm_rank(host);
+  int64_t mine[2] = {(int64_t)tl->count, (int64_t)tl->dropped};
+  double origin = tl->origin;
+  int64_t *counts = calloc((size_t)n * 2, sizeof *counts);
+  double *origins = calloc((size_t)n, sizeof *origins);
+  unsigned char *send = NULL, *all = NULL;
+  json_t *events = NULL;
+  int rc = MB_OK;
+  if (!counts || !origins) {
+    rc = MB_ERR(MB_ENOMEM, "timeline: no memory");
+    goto done; /* (a rank without memory here leaves the others to their deadline) */
+  }
+  rc = mb_comm_allgather(host, mine, counts, 2, MB_I64);
+  if (rc == MB_OK)
+    rc = mb_comm_allgather(host, &origin, origins, 1, MB_F64);
+  if (rc != MB_OK)
+    goto done;
+  size_t maxc = 0, total = 0, dropped = 0;
+  double common = origins[0];
+  for (int r = 0; r < n; r++) {
+    size_t c = (size_t)counts[2 * r];
+    maxc = c > maxc ? c : maxc;
+    total += c;
+    dropped += (size_t)counts[2 * r + 1];
+    common = origins[r] < common ? origins[r] : common;
+  }
+  size_t chunk = (maxc ? maxc : 1) * sizeof(mb_timeline_event);
+  send = calloc(1, chunk);
+  all = calloc((size_t)n, chunk);
+  if (!send || !all) {
+    rc = MB_ERR(MB_ENOMEM, "timeline: no memory to gather %zu events", total);
+    goto done;
+  }
+  if (tl->count)
+    memcpy(send, tl->ev, tl->count * sizeof(mb_timeline_event));
+  rc = mb_comm_allgather(host, send, all, chunk, MB_U8);
+  if (rc != MB_OK || rank != 0)
+    goto done;
+  events = json_array();
+  if (!events) {
+    rc = MB_ERR(MB_ENOMEM, "timeline: no memory for JSON");
+    goto done;
+  }
+  for (int r = 0; r < n && rc == MB_OK; r++)
+    rc = append_rank(events, r, (const mb_timeline_event *)(const void *)(all + (size_t)r * chunk),
+                     (size_t)counts[2 * r], common);
+  if (rc == MB_OK) {
+    rc = dump(events, n, total, dropped, path);
+    events = NULL;
+  }
+done:
+  json_decref(events);
+  free(counts);
+  free(origins);
+  free(send);
+  free(all);
+  return rc;
 }

@@ -54,6 +54,14 @@ void mb_timeline_clear(mb_timeline *tl);
 /* Write {"traceEvents": [...], "otherData": {...}} for this rank (pid = rank). */
 int mb_timeline_write_chrome(const mb_timeline *tl, const char *path) MB_NODISCARD;
 
+/* Collective over `host` (a host-memory communicator): rank 0 writes every
+ * rank's events into one trace, one Chrome process per rank, on a common
+ * origin (the earliest). CLOCK_MONOTONIC is shared by the ranks of one
+ * machine only; across nodes align origins first (mb_timeline_set_origin
+ * right after a barrier). */
+typedef struct mb_comm mb_comm;
+int mb_timeline_write_chrome_all(const mb_timeline *tl, mb_comm *host, const char *path) MB_NODISCARD;
+
 #ifdef __cplusplus
 }
 #endif

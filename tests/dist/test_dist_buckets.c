@@ -183,6 +183,32 @@ static void test_forward_layout(void **state) {
   json_decref(root);
   unlink(path);
 
+  /* Every rank's events in one trace, written by rank 0. */
+  int nranks = mb_comm_size(C());
+  /* rank 0's pid names the file on every rank */
+  int32_t pid0 = (int32_t)getpid();
+  assert_int_equal(mb_comm_broadcast(mb_dist_host_comm(g_test_dist), &pid0, 1, MB_I32, 0), MB_OK);
+  snprintf(path, sizeof path, "/tmp/mambert-dist-trace-all-%d.json", (int)pid0);
+  assert_int_equal(mb_timeline_write_chrome_all(tl, mb_dist_host_comm(g_test_dist), path), MB_OK);
+  if (R() == 0) {
+    root = json_load_file(path, 0, &err);
+    assert_non_null(root);
+    ev = json_object_get(root, "traceEvents");
+    int *per_rank = calloc((size_t)nranks, sizeof *per_rank);
+    json_array_foreach(ev, idx, e) {
+      const char *cat = json_string_value(json_object_get(e, "cat"));
+      int pid = (int)json_integer_value(json_object_get(e, "pid"));
+      assert_true(pid >= 0 && pid < nranks);
+      if (cat && !strcmp(cat, "allreduce"))
+        per_rank[pid]++;
+    }
+    for (int r = 0; r < nranks; r++)
+      assert_int_equal(per_rank[r], nb * 3);
+    free(per_rank);
+    json_decref(root);
+    unlink(path);
+  }
+
   mb_buckets_destroy(b);
   mb_timeline_destroy(tl);
   free(g);
