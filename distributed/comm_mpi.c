@@ -149,6 +149,22 @@ static int mpi_start(mb_comm *c, mb_comm_request *r) {
   return MB_OK;
 }
 
+static void copy_scaled(void *dst, const void *src, size_t count, mb_dtype dt, double f) {
+  if (f == 1.0) {
+    memcpy(dst, src, count * mb_dtype_size(dt));
+  } else if (dt == MB_F32) {
+    float *d = dst, ff = (float)f;
+    const float *x = src;
+    for (size_t i = 0; i < count; i++)
+      d[i] = x[i] * ff;
+  } else {
+    double *d = dst;
+    const double *x = src;
+    for (size_t i = 0; i < count; i++)
+      d[i] = x[i] * f;
+  }
+}
+
 /* The request completed in MPI: finish our half (average, in-place move, unpack). */
 static void finish_host(mb_comm *c, mb_comm_request *r) {
   size_t es = mb_dtype_size(r->dt);
@@ -156,15 +172,17 @@ static void finish_host(mb_comm *c, mb_comm_request *r) {
     int slot = scratch_slot_of(r);
     double f = r->op == MB_REDUCE_AVG ? 1.0 / c->size : 1.0;
     if (slot >= 0) {
-      /* The result is in scratch: scale there, then copy out (to the
+      /* The result is in scratch: copy it out scaled, in one pass (to the
        * segments directly for a staged request). */
-      void *res = ((mpi_impl *)c->impl)->scratch[slot].p;
-      if (f != 1.0)
-        mb_comm_host_scale(res, r->count, r->dt, f);
-      if (r->segs)
-        mb_comm_host_unpack(r, res);
-      else
-        memcpy(r->recv, res, r->count * es);
+      const unsigned char *res = ((mpi_impl *)c->impl)->scratch[slot].p;
+      if (r->segs) {
+        for (int i = 0; i < r->nsegs; i++) {
+          copy_scaled(r->segs[i].ptr, res, r->segs[i].count, r->dt, f);
+          res += r->segs[i].count * es;
+        }
+      } else {
+        copy_scaled(r->recv, res, r->count, r->dt, f);
+      }
     } else {
       if (f != 1.0)
         mb_comm_host_scale(r->recv, r->count, r->dt, f);
