@@ -28,20 +28,26 @@ static inline void tu_fill(double *x, size_t n, double scale, uint64_t *s) {
   for (size_t i = 0; i < n; i++)
     x[i] = scale * tu_normal(s);
 }
+/* Buffers start as NaN, so a kernel that leaves an output element unwritten
+ * (or reads an input it should not, like budget padding) shows up. */
 static inline double *tu_alloc(size_t n) {
-  double *p = (double *)mb_host_calloc(n * sizeof(double) + 8);
+  double *p = (double *)mb_host_malloc(n * sizeof(double) + 8);
   if (!p) {
     fprintf(stderr, "test: out of memory (%zu doubles)\n", n);
     abort();
   }
+  for (size_t i = 0; i < n; i++)
+    p[i] = NAN;
   return p;
 }
 static inline float *tu_allocf(size_t n) {
-  float *p = (float *)mb_host_calloc(n * sizeof(float) + 8);
+  float *p = (float *)mb_host_malloc(n * sizeof(float) + 8);
   if (!p) {
     fprintf(stderr, "test: out of memory (%zu floats)\n", n);
     abort();
   }
+  for (size_t i = 0; i < n; i++)
+    p[i] = NAN;
   return p;
 }
 static inline double *tu_copy(const double *x, size_t n) {

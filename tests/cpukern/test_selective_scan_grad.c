@@ -35,10 +35,28 @@ static void run_forward(void *p) {
     fail_msg("forward failed: %s", mb_error_message());
 }
 
-/* optional: bit 1 drops D, bit 2 drops z, bit 4 drops delta_bias */
+/* Set delta so that raw = delta + bias spans -2 .. 25 (both branches of the
+ * softplus threshold), keeping clear of the kink at 20 where a central
+ * difference would straddle it. */
+static void wide_deltas(scan_case *c, uint64_t *s) {
+  const int D = c->d.dim;
+  for (size_t i = 0; i < c->nx; i++) {
+    double raw;
+    do
+      raw = -2 + 27 * tu_uniform(s);
+    while (fabs(raw - 20) < 0.2);
+    c->delta[i] = raw - c->bias[i % D];
+  }
+}
+
+/* drop: bit 1 drops D, bit 2 drops z, bit 4 drops delta_bias; bit 8 draws
+ * deltas across the softplus threshold */
 static void gradcheck_case(const mb_scan_desc *d, int drop, uint64_t seed, const char *name) {
   scan_case c;
   scan_case_init(&c, d, seed);
+  uint64_t s = seed * 7 + 1;
+  if (drop & 8)
+    wide_deltas(&c, &s);
   if (!d->delta_softplus) /* dt is used as given: keep it a positive step, as softplus would */
     for (size_t i = 0; i < c.nx; i++)
       c.delta[i] = 0.1 + 0.3 * fabs(c.delta[i]);
@@ -52,7 +70,6 @@ static void gradcheck_case(const mb_scan_desc *d, int drop, uint64_t seed, const
   f.y = tu_alloc(c.nx);
   f.states = tu_alloc(mb_cpu_scan_states_numel(d) + 1);
   double *proj = tu_alloc(c.nx);
-  uint64_t s = seed * 7 + 1;
   tu_fill(proj, c.nx, 1.0, &s);
   run_forward(&f);
   scan_grads g;
@@ -125,6 +142,7 @@ static void test_fd_options(void **state) {
   mb_scan_desc d = {.batch = 2, .seqlen = 7, .dim = 3, .dstate = 2, .chunk = 3, .delta_softplus = 1};
   gradcheck_case(&d, 7, 8, "no D, z, bias");
   gradcheck_case(&d, 2, 9, "no z");
+  gradcheck_case(&d, 8, 11, "deltas -2..25 (threshold)");
   d.delta_softplus = 0;
   gradcheck_case(&d, 0, 10, "no softplus");
 }
@@ -140,6 +158,12 @@ static void test_vs_reference(void **state) {
   for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++) {
     scan_case c;
     scan_case_init(&c, &ds[i], 20 + i);
+    if (i == 1) { /* raw deltas across the threshold, some in (19, 20] */
+      uint64_t w = 3;
+      wide_deltas(&c, &w);
+      for (size_t j = 0; j < c.nx; j += 5)
+        c.delta[j] = 19.5 - c.bias[j % ds[i].dim];
+    }
     const mb_scan_in_f64 in = scan_case_in(&c);
     double *dy = tu_alloc(c.nx), *ry = tu_alloc(c.nx), *hall = tu_alloc(ref_scan_states_numel(&ds[i]));
     uint64_t s = 99 + i;
