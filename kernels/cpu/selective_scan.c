@@ -11,11 +11,14 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/cpu/vecmath.h"
 #include "runtime/alloc.h"
 
 /* Channels per work item: a thread owns SCAN_BLOCK channels of one batch row
- * and walks its tokens; SCAN_BLOCK * N states stay in L1. */
-#define SCAN_BLOCK 8
+ * and walks its tokens; the block's SCAN_BLOCK * N states stay in L1 and its
+ * inner loops are SCAN_BLOCK lanes wide (16 floats: a 64-byte cache line of
+ * each row, one AVX-512 or two AVX2 vectors). */
+#define SCAN_BLOCK 16
 
 int mb_cpu_scan_check(const mb_scan_desc *d) {
   if (!d)
@@ -69,13 +72,14 @@ static size_t scan_fwd_thread_bytes(const mb_scan_desc *d, size_t es) {
   return 2 * aligned((size_t)SCAN_BLOCK * d->dstate * es);
 }
 
-/* Per-thread scratch of the backward: the chunk's states (chunk+1 of them)
- * and decays exp(dt*A) (chunk), dh, A and dA (one block each), a flag per
- * token of the chunk, and [L, N] partial sums of dB and dC. */
+/* Per-thread scratch of the backward: the chunk's states (chunk+1 of them),
+ * decays exp(dt*A) (chunk), dt and softplus' (chunk x lanes), dh, A, dA and a
+ * zero state (one block each), a flag per token of the chunk, and [L, N]
+ * partial sums of dB and dC. */
 static size_t scan_bwd_thread_bytes(const mb_scan_desc *d, size_t es) {
   const size_t blk = (size_t)SCAN_BLOCK * d->dstate, k = (size_t)scan_chunk(d), L = (size_t)d->seqlen;
-  return aligned((k + 1) * blk * es) + aligned(k * blk * es) + 3 * aligned(blk * es) + aligned(k) +
-         2 * aligned(L * d->dstate * es);
+  return aligned((k + 1) * blk * es) + aligned(k * blk * es) + 2 * aligned(k * SCAN_BLOCK * es) +
+         4 * aligned(blk * es) + aligned(k) + 2 * aligned(L * d->dstate * es);
 }
 
 size_t mb_cpu_scan_fwd_workspace(const mb_scan_desc *d, size_t elem_size) {
@@ -140,20 +144,24 @@ static int scan_walk_starts(scan_walk *w, int t) {
 
 #define SC_T float
 #define SC_SFX f32
-#define SC_EXP expf
-#define SC_LOG1P log1pf
+#define SC_EXP mb_expf
+#define SC_SOFTPLUS mb_softplusf
+#define SC_SIGMOID mb_sigmoidf
 #include "kernels/cpu/selective_scan_impl.h"
 #undef SC_T
 #undef SC_SFX
 #undef SC_EXP
-#undef SC_LOG1P
+#undef SC_SOFTPLUS
+#undef SC_SIGMOID
 
 #define SC_T double
 #define SC_SFX f64
 #define SC_EXP exp
-#define SC_LOG1P log1p
+#define SC_SOFTPLUS mb_softplus
+#define SC_SIGMOID mb_sigmoid
 #include "kernels/cpu/selective_scan_impl.h"
 #undef SC_T
 #undef SC_SFX
 #undef SC_EXP
-#undef SC_LOG1P
+#undef SC_SOFTPLUS
+#undef SC_SIGMOID

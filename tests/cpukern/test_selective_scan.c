@@ -265,7 +265,7 @@ static void test_memory(void **state) {
   const size_t fws = mb_cpu_scan_fwd_workspace(&d, 4), bws = mb_cpu_scan_bwd_workspace(&d, 4);
   d.seqlen = 16;
   assert_int_equal(mb_cpu_scan_fwd_workspace(&d, 4), fws); /* independent of L */
-  assert_true(fws < 4096);
+  assert_true(fws < 65536); /* a block of states per thread */
   assert_true(bws < all_states * 4 / 256);
   print_message("scan memory at B=2 L=4096 D=1536 N=16 chunk=128, 2 threads: saved states %zu bytes (all states "
                 "%zu), workspace fwd %zu bwd %zu bytes\n",
