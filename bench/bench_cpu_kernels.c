@@ -296,7 +296,7 @@ static void conv_fused_fwd(void *p) {
 }
 static void conv_fused_bwd(void *p) {
   conv_bench *c = p;
-  check(mb_cpu_conv1d_bwd_f32(&c->d, c->x, c->w, c->b, c->dy, c->dx, c->dw, c->db), "conv1d backward");
+  check(mb_cpu_conv1d_bwd_f32(&c->d, c->x, c->w, c->b, c->dy, c->dx, c->dw, c->db, NULL, 0), "conv1d backward");
 }
 static void conv_naive_fwd(void *p) {
   conv_bench *c = p;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/cpu/vecmath.h"
 #include "runtime/alloc.h"
 
 /* One sequence: tokens start .. start+n-1 of the [tokens, H, Dh] arrays.
@@ -137,6 +138,23 @@ static inline int attn_hidden(const mb_attn_desc *d, const mb_attn_seg *g, int q
   return (g->mask && !g->mask[kpos]) || (d->causal && kpos > qpos);
 }
 
+/* Does the tile of queries i0.. (nq) x keys j0.. (nk) hide anything: a
+ * padded key or query, or keys past a query under the causal rule? Most
+ * tiles do not, and skip the per-element masking pass. */
+static int attn_tile_masked(const mb_attn_desc *d, const mb_attn_seg *g, int i0, int nq, int j0, int nk) {
+  if (d->causal && j0 + nk - 1 > i0)
+    return 1;
+  if (g->mask) {
+    for (int c = 0; c < nk; c++)
+      if (!g->mask[j0 + c])
+        return 1;
+    for (int r = 0; r < nq; r++)
+      if (!g->mask[i0 + r])
+        return 1;
+  }
+  return 0;
+}
+
 /* Take the caller's workspace or allocate one; *owned is what to free. */
 static int attn_workspace(const char *what, size_t need, void **ws, size_t ws_bytes, void **owned) {
   *owned = NULL;
@@ -159,7 +177,7 @@ static int attn_workspace(const char *what, size_t need, void **ws, size_t ws_by
 #define ATT_T float
 #define ATT_SFX f32
 #define ATT_GEMM cblas_sgemm
-#define ATT_EXP expf
+#define ATT_EXP mb_expf
 #define ATT_LOG logf
 #include "kernels/cpu/attention_impl.h"
 #undef ATT_T

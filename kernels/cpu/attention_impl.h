@@ -12,6 +12,66 @@
 #endif
 #define ATT_FN(name) ATT_CAT(name, ATT_SFX)
 
+/* Online softmax: fold one nq x nk tile of scores S into each row's running
+ * max m and sum l of exp(s - m), and turn S into the tile's unnormalised
+ * probabilities exp(s - m). When a row's max grows from m to m', its old sum
+ * and its output accumulator acc (nq x Dh) were computed against m and are
+ * rescaled by exp(m - m'). Hidden scores are -inf and give exp = 0 exactly. */
+MB_VEC_CLONES
+static void ATT_FN(attn_online_softmax)(ATT_T *S, int nq, int nk, ATT_T *m, ATT_T *l, ATT_T *acc, int Dh) {
+  for (int r = 0; r < nq; r++) {
+    ATT_T *sr = S + (size_t)r * nk;
+    ATT_T mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+    for (int c = 0; c < nk; c++)
+      mx = sr[c] > mx ? sr[c] : mx;
+    const ATT_T mnew = m[r] > mx ? m[r] : mx;
+    if (mnew == -INFINITY) { /* nothing visible to this row yet: it adds nothing */
+      memset(sr, 0, (size_t)nk * sizeof(ATT_T));
+      continue;
+    }
+    const ATT_T corr = ATT_EXP(m[r] - mnew); /* 0 on the row's first visible tile */
+    ATT_T sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int c = 0; c < nk; c++) {
+      sr[c] = ATT_EXP(sr[c] - mnew);
+      sum += sr[c];
+    }
+    l[r] = l[r] * corr + sum;
+    if (corr != 1) {
+      ATT_T *ar = acc + (size_t)r * Dh;
+#pragma omp simd
+      for (int e = 0; e < Dh; e++)
+        ar[e] *= corr;
+    }
+    m[r] = mnew;
+  }
+}
+
+/* Backward helpers. P = exp(S - lse) row by row (lse of row r at
+ * lse[r * stride]); then dS = P * (dP - D) in place of dP. */
+MB_VEC_CLONES
+static void ATT_FN(attn_probs)(ATT_T *P, int nq, int nk, const ATT_T *lse, size_t stride) {
+  for (int r = 0; r < nq; r++) {
+    ATT_T *pr = P + (size_t)r * nk;
+    const ATT_T lr = lse[(size_t)r * stride];
+#pragma omp simd
+    for (int c = 0; c < nk; c++)
+      pr[c] = ATT_EXP(pr[c] - lr);
+  }
+}
+
+MB_VEC_CLONES
+static void ATT_FN(attn_dsoftmax)(const ATT_T *P, ATT_T *dS, int nq, int nk, const ATT_T *Dsum, size_t stride) {
+  for (int r = 0; r < nq; r++) {
+    const ATT_T *pr = P + (size_t)r * nk, Dr = Dsum[(size_t)r * stride];
+    ATT_T *sr = dS + (size_t)r * nk;
+#pragma omp simd
+    for (int c = 0; c < nk; c++)
+      sr[c] = pr[c] * (sr[c] - Dr);
+  }
+}
+
 /* One query tile (rows i0 .. i0+nq-1 of sequence g, head h) against all the
  * keys it can see, with the online softmax. S (nq x bk), acc (nq x Dh), m, l
  * (nq) are this thread's scratch. */
@@ -39,39 +99,12 @@ static void ATT_FN(attn_fwd_tile)(const mb_attn_desc *d, const mb_attn_seg *g, i
     /* S = scale * Qi Kj^T, an nq x nk tile */
     ATT_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, Dh, scale, Qi, (int)ld, Kj, (int)ld, 0, S, nk);
 
-    /* Online softmax: fold this tile into each row's running max m and sum l.
-     * When the max grows from m to m', the old sum and the old accumulator
-     * were computed against m and are rescaled by exp(m - m'). */
-    for (int r = 0; r < nq; r++) {
-      ATT_T *sr = S + (size_t)r * nk;
-      const int qpos = i0 + r;
-      ATT_T mx = -INFINITY;
-      for (int c = 0; c < nk; c++) {
-        if (attn_hidden(d, g, qpos, j0 + c))
-          sr[c] = -INFINITY;
-        if (sr[c] > mx)
-          mx = sr[c];
-      }
-      const ATT_T mnew = m[r] > mx ? m[r] : mx;
-      if (mnew == -INFINITY) { /* nothing visible to this row yet: it adds nothing */
-        memset(sr, 0, (size_t)nk * sizeof(ATT_T));
-        continue;
-      }
-      const ATT_T corr = ATT_EXP(m[r] - mnew); /* 0 on the row's first visible tile */
-      ATT_T sum = 0;
-      for (int c = 0; c < nk; c++) {
-        const ATT_T p = ATT_EXP(sr[c] - mnew); /* hidden keys: exp(-inf) = 0 exactly */
-        sr[c] = p;
-        sum += p;
-      }
-      l[r] = l[r] * corr + sum;
-      if (corr != 1) {
-        ATT_T *ar = acc + (size_t)r * Dh;
-        for (int e = 0; e < Dh; e++)
-          ar[e] *= corr;
-      }
-      m[r] = mnew;
-    }
+    if (attn_tile_masked(d, g, i0, nq, j0, nk)) /* padding or the causal diagonal in this tile */
+      for (int r = 0; r < nq; r++)
+        for (int c = 0; c < nk; c++)
+          if (attn_hidden(d, g, i0 + r, j0 + c))
+            S[(size_t)r * nk + c] = -INFINITY;
+    ATT_FN(attn_online_softmax)(S, nq, nk, m, l, acc, Dh);
     /* acc += P Vj */
     ATT_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, Dh, nk, 1, S, nk, Vj, (int)ld, 1, acc, Dh);
   }
@@ -165,18 +198,15 @@ static void ATT_FN(attn_bwd_head)(const mb_attn_desc *d, const mb_attn_seg *g, i
        * as normalised there, recomputed instead of stored. */
       ATT_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, Dh, scale, q + qoff, (int)ld, k + koff, (int)ld, 0,
                P, nk);
-      for (int r = 0; r < nq; r++) {
-        const int qpos = i0 + r;
-        const size_t tok = (size_t)(g->start + qpos);
-        const ATT_T lr = lse[tok * H + h];
-        ATT_T *pr = P + (size_t)r * nk;
-        if (g->mask && !g->mask[qpos]) { /* padded query: no gradient flows */
-          memset(pr, 0, (size_t)nk * sizeof(ATT_T));
-          continue;
+      ATT_FN(attn_probs)(P, nq, nk, lse + (size_t)(g->start + i0) * H + h, (size_t)H);
+      if (attn_tile_masked(d, g, i0, nq, j0, nk))
+        for (int r = 0; r < nq; r++) {
+          const int qpos = i0 + r;
+          ATT_T *pr = P + (size_t)r * nk;
+          for (int c = 0; c < nk; c++) /* padded query rows and hidden keys: no gradient flows */
+            if ((g->mask && !g->mask[qpos]) || attn_hidden(d, g, qpos, j0 + c))
+              pr[c] = 0;
         }
-        for (int c = 0; c < nk; c++)
-          pr[c] = attn_hidden(d, g, qpos, j0 + c) ? 0 : ATT_EXP(pr[c] - lr);
-      }
       /* dVj += P^T dOi */
       ATT_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, nk, Dh, nq, 1, P, nk, dout + qoff, (int)ld, 1, dv + koff,
                (int)ld);
@@ -184,13 +214,7 @@ static void ATT_FN(attn_bwd_head)(const mb_attn_desc *d, const mb_attn_seg *g, i
        * with D = rowsum(dO * O) = rowsum(P * dP)) */
       ATT_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, Dh, 1, dout + qoff, (int)ld, v + koff, (int)ld, 0,
                dS, nk);
-      for (int r = 0; r < nq; r++) {
-        const ATT_T Dr = Dsum[(size_t)(g->start + i0 + r) * H + h];
-        const ATT_T *pr = P + (size_t)r * nk;
-        ATT_T *sr = dS + (size_t)r * nk;
-        for (int c = 0; c < nk; c++)
-          sr[c] = pr[c] * (sr[c] - Dr);
-      }
+      ATT_FN(attn_dsoftmax)(P, dS, nq, nk, Dsum + (size_t)(g->start + i0) * H + h, (size_t)H);
       /* S = scale * Q K^T, so dQi += scale * dS Kj and dKj += scale * dS^T Qi */
       ATT_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, Dh, nk, scale, dS, nk, k + koff, (int)ld, 1, dq + qoff,
                (int)ld);

@@ -17,10 +17,16 @@
  * padding: y = 0 and zero gradients.
  *
  * The backward recomputes pre (for SiLU's derivative) instead of saving it.
- * No workspace. Threads: OpenMP over channel blocks (each thread owns its
- * channels' dw and dbias, so no reductions across threads: results do not
- * depend on the thread count). Gradients are overwritten; dw and dbias may be
- * NULL, dx may be NULL.
+ * Threads: OpenMP over chunks of whole token rows (a row's D channels are
+ * contiguous, so every pass streams through memory). dw and dbias sum over
+ * tokens: each thread keeps partial sums, added in thread order, so results
+ * are reproducible for a given thread count. Gradients are overwritten; dx,
+ * dw and dbias may each be NULL.
+ *
+ * Workspace: the forward needs none (the transposed weights go on the stack,
+ * or are allocated when D > 4096). The backward takes
+ * mb_cpu_conv1d_bwd_workspace() bytes, 64-byte aligned, or NULL to allocate
+ * them itself: (2W+1)*D values per thread plus W*D, independent of L.
  */
 #ifndef MB_KERNELS_CPU_CONV1D_H
 #define MB_KERNELS_CPU_CONV1D_H
@@ -54,11 +60,15 @@ int mb_cpu_conv1d_fwd_f32(const mb_conv1d_desc *d, const float *x, const float *
 int mb_cpu_conv1d_fwd_f64(const mb_conv1d_desc *d, const double *x, const double *w, const double *bias,
                           double *y) MB_NODISCARD;
 
+size_t mb_cpu_conv1d_bwd_workspace(const mb_conv1d_desc *d, size_t elem_size);
+
 /* dy = dLoss/dy [B, L, D]; writes dx [B, L, D], dw [D, W], dbias [D]. */
 int mb_cpu_conv1d_bwd_f32(const mb_conv1d_desc *d, const float *x, const float *w, const float *bias,
-                          const float *dy, float *dx, float *dw, float *dbias) MB_NODISCARD;
+                          const float *dy, float *dx, float *dw, float *dbias, void *workspace,
+                          size_t workspace_bytes) MB_NODISCARD;
 int mb_cpu_conv1d_bwd_f64(const mb_conv1d_desc *d, const double *x, const double *w, const double *bias,
-                          const double *dy, double *dx, double *dw, double *dbias) MB_NODISCARD;
+                          const double *dy, double *dx, double *dw, double *dbias, void *workspace,
+                          size_t workspace_bytes) MB_NODISCARD;
 
 #ifdef __cplusplus
 }

@@ -42,6 +42,7 @@ int R_FN(ref_attn_fwd)(const mb_attn_desc *d, const R_T *q, const R_T *k, const 
           continue;
         }
         R_T sum = 0;
+#pragma omp simd reduction(+ : sum)
         for (int j = 0; j < n; j++) {
           row[j] = R_EXP(row[j] - mx);
           sum += row[j];

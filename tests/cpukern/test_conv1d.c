@@ -119,8 +119,8 @@ static void test_padded_equals_packed(void **state) {
   mb_conv1d_desc dv = {.batch = 1, .seqlen = (int)T, .dim = D, .width = W, .silu = 1, .cu_seqlens = cu, .nseq = B};
   assert_int_equal(mb_cpu_conv1d_fwd_f64(&dp, xp, w, b, yp), MB_OK);
   assert_int_equal(mb_cpu_conv1d_fwd_f64(&dv, xv, w, b, yv), MB_OK);
-  assert_int_equal(mb_cpu_conv1d_bwd_f64(&dp, xp, w, b, dyp, dxp, dwp, dbp), MB_OK);
-  assert_int_equal(mb_cpu_conv1d_bwd_f64(&dv, xv, w, b, dyv, dxv, dwv, dbv), MB_OK);
+  assert_int_equal(mb_cpu_conv1d_bwd_f64(&dp, xp, w, b, dyp, dxp, dwp, dbp, NULL, 0), MB_OK);
+  assert_int_equal(mb_cpu_conv1d_bwd_f64(&dv, xv, w, b, dyv, dxv, dwv, dbv, NULL, 0), MB_OK);
   for (int bb = 0; bb < B; bb++)
     for (int t = 0; t < lens[bb]; t++)
       for (int c = 0; c < D; c++) {

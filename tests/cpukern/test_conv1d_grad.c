@@ -42,7 +42,7 @@ static void gradcheck_case(const mb_conv1d_desc *d, uint64_t seed) {
   tu_fill(f.b, D, 0.5, &s);
   tu_fill(proj, nx, 1, &s);
   run_forward(&f);
-  assert_int_equal(mb_cpu_conv1d_bwd_f64(d, f.x, f.w, f.b, proj, dx, dw, db), MB_OK);
+  assert_int_equal(mb_cpu_conv1d_bwd_f64(d, f.x, f.w, f.b, proj, dx, dw, db, NULL, 0), MB_OK);
   tu_gradfn fn = {.forward = run_forward, .ctx = &f, .out = f.y, .proj = proj, .out_n = nx};
   const double ex = tu_gradcheck(&fn, f.x, dx, nx, 300, &s);
   const double ew = tu_gradcheck(&fn, f.w, dw, nw, 300, &s);
@@ -64,7 +64,7 @@ static void gradcheck_case(const mb_conv1d_desc *d, uint64_t seed) {
   /* f32 */
   float *xf = tu_tof(f.x, nx), *wf = tu_tof(f.w, nw), *bf = tu_tof(f.b, D), *gf = tu_tof(proj, nx);
   float *dxf = tu_allocf(nx), *dwf = tu_allocf(nw), *dbf = tu_allocf(D);
-  assert_int_equal(mb_cpu_conv1d_bwd_f32(d, xf, wf, bf, gf, dxf, dwf, dbf), MB_OK);
+  assert_int_equal(mb_cpu_conv1d_bwd_f32(d, xf, wf, bf, gf, dxf, dwf, dbf, NULL, 0), MB_OK);
   const double ef = fmax(tu_normdiff_f(dxf, rdx, nx), fmax(tu_normdiff_f(dwf, rdw, nw), tu_normdiff_f(dbf, rdb, D)));
   if (ef > worst_f32)
     worst_f32 = ef;
@@ -101,13 +101,35 @@ static void test_optional_grads(void **state) {
   tu_fill(w, 20, 1, &s);
   tu_fill(b, 5, 1, &s);
   tu_fill(dy, 70, 1, &s);
-  assert_int_equal(mb_cpu_conv1d_bwd_f64(&d, x, w, b, dy, dx, dw, db), MB_OK);
-  assert_int_equal(mb_cpu_conv1d_bwd_f64(&d, x, w, b, dy, dx2, NULL, NULL), MB_OK);
+  assert_int_equal(mb_cpu_conv1d_bwd_f64(&d, x, w, b, dy, dx, dw, db, NULL, 0), MB_OK);
+  assert_int_equal(mb_cpu_conv1d_bwd_f64(&d, x, w, b, dy, dx2, NULL, NULL, NULL, 0), MB_OK);
   assert_memory_equal(dx, dx2, sizeof dx);
   double dw2[20], db2[5];
-  assert_int_equal(mb_cpu_conv1d_bwd_f64(&d, x, w, b, dy, NULL, dw2, db2), MB_OK);
+  assert_int_equal(mb_cpu_conv1d_bwd_f64(&d, x, w, b, dy, NULL, dw2, db2, NULL, 0), MB_OK);
   assert_memory_equal(dw, dw2, sizeof dw);
   assert_memory_equal(db, db2, sizeof db);
+}
+
+/* The backward's workspace does not grow with L; a caller's buffer is used
+ * as given and a short one is an error. */
+static void test_workspace(void **state) {
+  (void)state;
+  mb_conv1d_desc d = {.batch = 1, .seqlen = 16, .dim = 1536, .width = 4, .silu = 1, .nthreads = 2};
+  const size_t w16 = mb_cpu_conv1d_bwd_workspace(&d, 4);
+  d.seqlen = 1 << 20;
+  assert_int_equal(mb_cpu_conv1d_bwd_workspace(&d, 4), w16);
+  assert_true(w16 == mb_align_up(4 * 1536 * 4, 64) + 2 * (2 * mb_align_up(4 * 1536 * 4, 64) + 1536 * 4));
+  mb_conv1d_desc s = {.batch = 1, .seqlen = 5, .dim = 3, .width = 2, .nthreads = 1};
+  double x[15] = {0}, w[6] = {0}, dy[15] = {0}, dx[15], dw[6], db[3];
+  void *ws = mb_host_malloc(mb_cpu_conv1d_bwd_workspace(&s, 8));
+  mb_host_mem_reset_peak();
+  const size_t before = mb_host_mem_stats().current;
+  assert_int_equal(mb_cpu_conv1d_bwd_f64(&s, x, w, NULL, dy, dx, dw, db, ws, mb_cpu_conv1d_bwd_workspace(&s, 8)),
+                   MB_OK);
+  assert_int_equal(mb_host_mem_stats().peak, before);
+  assert_int_equal(mb_cpu_conv1d_bwd_f64(&s, x, w, NULL, dy, dx, dw, db, ws, 8), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "workspace"));
+  mb_host_free(ws);
 }
 
 static int report(void **state) {
@@ -119,6 +141,7 @@ static int report(void **state) {
 }
 
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_fd), cmocka_unit_test(test_optional_grads)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_fd), cmocka_unit_test(test_optional_grads),
+                                     cmocka_unit_test(test_workspace)};
   return cmocka_run_group_tests(tests, NULL, report);
 }
