@@ -147,6 +147,21 @@ static void test_key_padding(void **state) {
         }
     assert_int_equal(mb_cpu_attn_fwd_f64(&d, c.q, c.k, c.v, out2, lse, NULL, 0), MB_OK);
     assert_memory_equal(out1, out2, c.n * sizeof(double));
+    /* the same in f32 (its exp must give exactly 0 for masked scores) */
+    float *qf = tu_tof(c.q, c.n), *kf = tu_tof(c.k, c.n), *vf = tu_tof(c.v, c.n);
+    float *o1 = tu_allocf(c.n), *o2 = tu_allocf(c.n), *lf = tu_allocf(c.tokens * 3);
+    assert_int_equal(mb_cpu_attn_fwd_f32(&d, qf, kf, vf, o1, lf, NULL, 0), MB_OK);
+    for (size_t t = 0; t < c.tokens; t++)
+      if (!mask[t])
+        for (size_t j = 0; j < row; j++) { /* a weight of even 1e-30 on these would show */
+          kf[t * row + j] *= 3;
+          vf[t * row + j] *= 1e30f;
+        }
+    assert_int_equal(mb_cpu_attn_fwd_f32(&d, qf, kf, vf, o2, lf, NULL, 0), MB_OK);
+    assert_memory_equal(o1, o2, c.n * sizeof(float));
+    float *fb[] = {qf, kf, vf, o1, o2, lf};
+    for (size_t i = 0; i < 6; i++)
+      mb_host_free(fb[i]);
     mb_host_free(out1);
     mb_host_free(out2);
     mb_host_free(lse);
