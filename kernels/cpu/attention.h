@@ -19,6 +19,9 @@
  *             to T-1 are the budget's padding: out = 0, zero gradients.
  *  causal:    key j may be seen by query i only if j <= i (positions within
  *             the sequence). BERT is non-causal; this is for completeness.
+ * Values at masked positions are ignored but must be finite (they meet exact
+ * zeros inside the tile products, and 0 * NaN is NaN); the varlen budget's
+ * tail is never read at all.
  *
  * Algorithm (FlashAttention-2 on a CPU). The forward walks query tiles of
  * block_q rows and, for each, key tiles of block_k rows, keeping a running
@@ -30,7 +33,9 @@
  *   D  = rowsum(dO * O),  dV += P^T dO,  dP = dO V^T,  dS = P * (dP - D),
  *   dQ += scale * dS K,   dK += scale * dS^T Q.
  * Tile products go through CBLAS (OpenBLAS), sized so each call stays under
- * OpenBLAS's single-thread threshold (the threads are ours, from OpenMP).
+ * OpenBLAS's single-thread threshold (the threads are ours, from OpenMP); the
+ * softmax loops use vecmath.h's vectorised exp (f32) and skip the masking
+ * pass on tiles with nothing to hide.
  *
  * Threads: OpenMP over (sequence, head, query tile) in the forward and over
  * (sequence, head) in the backward, so every output element is written by one
