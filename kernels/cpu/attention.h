@@ -50,6 +50,7 @@
  * All functions return MB_OK or MB_EINVAL/MB_ENOMEM with a message
  * (runtime/error.h); bad sizes or cu_seqlens are errors, never a crash.
  * Gradient outputs are overwritten (=), not accumulated into.
+ * Outputs must not overlap inputs.
  */
 #ifndef MB_KERNELS_CPU_ATTENTION_H
 #define MB_KERNELS_CPU_ATTENTION_H

@@ -22,6 +22,7 @@
  * tokens: each thread keeps partial sums, added in thread order, so results
  * are reproducible for a given thread count. Gradients are overwritten; dx,
  * dw and dbias may each be NULL.
+ * Outputs must not overlap inputs.
  *
  * Workspace: the forward needs none (the transposed weights go on the stack,
  * or are allocated when D > 4096). The backward takes

@@ -39,6 +39,7 @@
  * Optional inputs: delta_bias, D and z may be NULL (no bias, no skip, no
  * gate). Any gradient pointer may be NULL if that gradient is not wanted.
  * Gradients are overwritten (=), not accumulated into.
+ * Outputs must not overlap inputs.
  *
  * Threads: OpenMP over (batch row, channel block) in the forward, over channel
  * blocks (per batch row) in the backward. dB and dC sum over channels; each

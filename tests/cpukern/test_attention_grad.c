@@ -176,6 +176,42 @@ static void test_vs_naive(void **state) {
   }
 }
 
+/* Every output element is written by one thread in a fixed order: 1 and 3
+ * threads give bit-identical results. */
+static void test_threads_bitwise(void **state) {
+  (void)state;
+  const int32_t cu[] = {0, 70, 71, 150};
+  mb_attn_desc d = {.batch = 1, .seqlen = 150, .heads = 3, .head_dim = 16, .cu_seqlens = cu, .nseq = 3,
+                    .causal = 1, .block_q = 16, .block_k = 16};
+  const size_t n = 150 * 3 * 16;
+  double *q = tu_alloc(n), *k = tu_alloc(n), *v = tu_alloc(n), *g = tu_alloc(n);
+  uint64_t s = 8;
+  tu_fill(q, n, 1, &s);
+  tu_fill(k, n, 1, &s);
+  tu_fill(v, n, 1, &s);
+  tu_fill(g, n, 1, &s);
+  double *r[2][5];
+  for (int run = 0; run < 2; run++) {
+    d.nthreads = run ? 3 : 1;
+    for (int j = 0; j < 5; j++)
+      r[run][j] = tu_alloc(n);
+    assert_int_equal(mb_cpu_attn_fwd_f64(&d, q, k, v, r[run][0], r[run][1], NULL, 0), MB_OK);
+    assert_int_equal(mb_cpu_attn_bwd_f64(&d, q, k, v, r[run][0], r[run][1], g, r[run][2], r[run][3], r[run][4], NULL, 0),
+                     MB_OK);
+  }
+  assert_memory_equal(r[0][0], r[1][0], n * sizeof(double));
+  assert_memory_equal(r[0][1], r[1][1], 150 * 3 * sizeof(double));
+  for (int j = 2; j < 5; j++)
+    assert_memory_equal(r[0][j], r[1][j], n * sizeof(double));
+  for (int run = 0; run < 2; run++)
+    for (int j = 0; j < 5; j++)
+      mb_host_free(r[run][j]);
+  mb_host_free(q);
+  mb_host_free(k);
+  mb_host_free(v);
+  mb_host_free(g);
+}
+
 static int report(void **state) {
   (void)state;
   print_message("grad_attention: max finite-difference error %.3g (bound %.0g); fused vs naive backward f64 %.3g "
@@ -190,6 +226,7 @@ int main(void) {
       cmocka_unit_test(test_fd_key_mask),
       cmocka_unit_test(test_fd_varlen),
       cmocka_unit_test(test_vs_naive),
+      cmocka_unit_test(test_threads_bitwise),
   };
   return cmocka_run_group_tests(tests, NULL, report);
 }
