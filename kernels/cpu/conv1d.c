@@ -13,9 +13,6 @@
 
 /* Tokens per work item (a chunk of whole rows). */
 #define CONV_CHUNK 32
-/* Up to this many channels the transposed weights of the forward live on the
- * stack; wider layers allocate them. */
-#define CONV_MAX_STACK_DIM 4096
 
 int mb_cpu_conv1d_check(const mb_conv1d_desc *d) {
   if (!d)

@@ -24,8 +24,8 @@
  * dw and dbias may each be NULL.
  * Outputs must not overlap inputs.
  *
- * Workspace: the forward needs none (the transposed weights go on the stack,
- * or are allocated when D > 4096). The backward takes
+ * Workspace: the forward allocates only its W*D transposed weights. The
+ * backward takes
  * mb_cpu_conv1d_bwd_workspace() bytes, 64-byte aligned, or NULL to allocate
  * them itself: (2W+1)*D values per thread plus W*D, independent of L.
  */

@@ -63,8 +63,7 @@ int CV_FN(mb_cpu_conv1d_fwd)(const mb_conv1d_desc *d, const CV_T *x, const CV_T 
     return MB_OK;
   if (!x || !w || !y)
     return MB_ERR(MB_EINVAL, "conv1d forward: NULL x, w or y");
-  CV_T wt[MB_CONV1D_MAX_WIDTH * CONV_MAX_STACK_DIM];
-  CV_T *wtp = D <= CONV_MAX_STACK_DIM ? wt : mb_host_malloc((size_t)W * D * sizeof(CV_T));
+  CV_T *wtp = mb_host_malloc((size_t)W * D * sizeof(CV_T));
   if (!wtp)
     return MB_ERR(MB_ENOMEM, "conv1d forward: no memory for %d x %d weights", W, D);
   CV_FN(conv_transpose_w)(w, D, W, wtp);
@@ -78,8 +77,7 @@ int CV_FN(mb_cpu_conv1d_fwd)(const mb_conv1d_desc *d, const CV_T *x, const CV_T 
     for (long r = real_end > r0 ? real_end : r0; r < r1; r++) /* varlen budget padding */
       memset(y + (size_t)r * D, 0, (size_t)D * sizeof(CV_T));
   }
-  if (wtp != wt)
-    mb_host_free(wtp);
+  mb_host_free(wtp);
   return MB_OK;
 }
 
