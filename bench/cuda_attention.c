@@ -1,0 +1,380 @@
+/* cuda_attention.c (bench_cuda_attention): fused attention on the GPU.
+ *
+ *   bench_cuda_attention [--json PATH] [--tokens N] [--heads H] [--reps R] [--causal] [--quick]
+ *
+ * 1. The card's bf16 peak, measured in the same run: a 8192^3 bf16 GEMM
+ *    through cublasGemmEx (f32 accumulation), median of R runs.
+ * 2. TFLOP/s of the flash forward (both tilings) and backward at
+ *    L = 512 .. 16384 and head_dim 64 and 128, with batch x heads filling
+ *    the GPU: N = 16384 tokens in total (batch = N / L) and H = 16 heads.
+ *    FLOPs as FlashAttention counts them: forward 4 B H L^2 D (halved when
+ *    causal), backward 2.5 x forward (five L^2 D products instead of two).
+ *    Inputs are random (never zeros), the same buffers for every L (N x H x
+ *    D elements each: L changes only how they are split into sequences).
+ * 3. Packed (varlen) against padded batches at the kernel level: 64
+ *    sequences with lengths drawn like tokenised IMDB reviews (log-normal,
+ *    median ~245, truncated to 512), BERT-base attention (H = 12, D = 64):
+ *    padded to 512 with a key mask vs packed with cu_seqlens. Both compute
+ *    the same real tokens; the padded one also pays for the padding.
+ * Every time is the median of R event-timed runs after 2 warm-ups. Prints
+ * a table; --json writes everything (tools/bench_torch_sdpa.py --ours reads
+ * it and prints the ratios to torch SDPA on the same shapes).
+ */
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/attention.h"
+#include "runtime/dtype.h"
+#include "runtime/philox.h"
+
+#define CHECK_CUDA(call)                                                                           \
+  do {                                                                                             \
+    cudaError_t e_ = (call);                                                                       \
+    if (e_ != cudaSuccess) {                                                                       \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));       \
+      exit(1);                                                                                     \
+    }                                                                                              \
+  } while (0)
+#define CHECK_CUBLAS(call)                                                                         \
+  do {                                                                                             \
+    cublasStatus_t s_ = (call);                                                                    \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                             \
+      fprintf(stderr, "%s:%d: %s: cuBLAS status %d\n", __FILE__, __LINE__, #call, (int)s_);        \
+      exit(1);                                                                                     \
+    }                                                                                              \
+  } while (0)
+#define CHECK_MB(call)                                                                             \
+  do {                                                                                             \
+    int rc_ = (call);                                                                              \
+    if (rc_ != MB_OK) {                                                                            \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, mb_error_message());          \
+      exit(1);                                                                                     \
+    }                                                                                              \
+  } while (0)
+
+static int reps = 10;
+static uint64_t seed = 0x5eed;
+static uint64_t draws;
+
+static void *dev_alloc(size_t bytes) {
+  void *p = NULL;
+  CHECK_CUDA(cudaMalloc(&p, bytes ? bytes : 16));
+  return p;
+}
+
+/* n random normal values as bf16 on the device */
+static void *dev_randn_bf16(size_t n, float std) {
+  float *h = malloc(n * sizeof(float));
+  uint16_t *b = malloc(n * sizeof(uint16_t));
+  if (!h || !b) {
+    fprintf(stderr, "out of host memory\n");
+    exit(1);
+  }
+  mb_philox_fill_normal(seed, (draws++) << 40, h, n, 0.0f, std);
+  CHECK_MB(mb_convert(b, MB_BF16, h, MB_F32, n));
+  void *d = dev_alloc(n * 2);
+  CHECK_CUDA(cudaMemcpy(d, b, n * 2, cudaMemcpyHostToDevice));
+  free(h);
+  free(b);
+  return d;
+}
+
+static int cmp_float(const void *a, const void *b) {
+  const float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* What a timed region runs. */
+typedef struct {
+  int kind; /* 0 forward, 1 backward, 2 GEMM */
+  const mb_attn_desc *d;
+  void *q, *k, *v, *out, *dout, *dq, *dk, *dv, *ws;
+  float *lse;
+  size_t ws_bytes;
+  cublasHandle_t blas;
+  int gemm_n;
+} work;
+
+static void run_once(const work *w) {
+  if (w->kind == 0) {
+    CHECK_MB(mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, w->d, MB_BF16, w->q, w->k, w->v, w->out, w->lse, NULL));
+  } else if (w->kind == 1) {
+    CHECK_MB(mb_cuda_attn_bwd_with(MB_CUDA_ATTN_FLASH, w->d, MB_BF16, w->q, w->k, w->v, w->out, w->lse, w->dout,
+                                   w->dq, w->dk, w->dv, w->ws, w->ws_bytes, NULL));
+  } else {
+    const float one = 1.0f, zero = 0.0f;
+    const int n = w->gemm_n;
+    CHECK_CUBLAS(cublasGemmEx(w->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, w->q, CUDA_R_16BF, n, w->k,
+                              CUDA_R_16BF, n, &zero, w->out, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+  }
+}
+
+/* Median milliseconds of `reps` runs after 2 warm-ups. */
+static float time_ms(const work *w) {
+  cudaEvent_t a, b;
+  CHECK_CUDA(cudaEventCreate(&a));
+  CHECK_CUDA(cudaEventCreate(&b));
+  for (int i = 0; i < 2; i++)
+    run_once(w);
+  CHECK_CUDA(cudaDeviceSynchronize());
+  float *t = malloc((size_t)reps * sizeof(float));
+  for (int i = 0; i < reps; i++) {
+    CHECK_CUDA(cudaEventRecord(a, NULL));
+    run_once(w);
+    CHECK_CUDA(cudaEventRecord(b, NULL));
+    CHECK_CUDA(cudaEventSynchronize(b));
+    CHECK_CUDA(cudaEventElapsedTime(&t[i], a, b));
+  }
+  CHECK_CUDA(cudaGetLastError());
+  qsort(t, (size_t)reps, sizeof(float), cmp_float);
+  const float med = t[reps / 2];
+  free(t);
+  CHECK_CUDA(cudaEventDestroy(a));
+  CHECK_CUDA(cudaEventDestroy(b));
+  return med;
+}
+
+static double measure_peak(json_t *root) {
+  const int n = 8192;
+  cublasHandle_t h;
+  CHECK_CUBLAS(cublasCreate(&h));
+  work w;
+  memset(&w, 0, sizeof w);
+  w.kind = 2;
+  w.blas = h;
+  w.gemm_n = n;
+  w.q = dev_randn_bf16((size_t)n * n, 1.0f);
+  w.k = dev_randn_bf16((size_t)n * n, 1.0f);
+  w.out = dev_alloc((size_t)n * n * 2);
+  const float ms = time_ms(&w);
+  const double tflops = 2.0 * n * (double)n * n / (ms * 1e-3) / 1e12;
+  printf("bf16 GEMM peak (cublasGemmEx %dx%dx%d, f32 accumulation): %.3f ms, %.1f TFLOP/s\n", n, n, n, ms, tflops);
+  json_object_set_new(root, "peak_bf16_gemm_tflops", json_real(tflops));
+  json_object_set_new(root, "peak_gemm_ms", json_real(ms));
+  CHECK_CUDA(cudaFree(w.q));
+  CHECK_CUDA(cudaFree(w.k));
+  CHECK_CUDA(cudaFree(w.out));
+  CHECK_CUBLAS(cublasDestroy(h));
+  return tflops;
+}
+
+static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int quick) {
+  const int lens[] = {512, 1024, 2048, 4096, 8192, 16384};
+  const int dims[] = {64, 128};
+  printf("\n%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s %-6s\n", "L", "D", "B", "H", "fwd ms",
+         "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "bwd ms", "TFLOP/s", "%peak");
+  for (int di = 0; di < 2; di++) {
+    const int D = dims[di];
+    const size_t n = (size_t)tokens * H * D;
+    work w;
+    memset(&w, 0, sizeof w);
+    w.q = dev_randn_bf16(n, 1.0f);
+    w.k = dev_randn_bf16(n, 1.0f);
+    w.v = dev_randn_bf16(n, 1.0f);
+    w.dout = dev_randn_bf16(n, 1.0f);
+    w.out = dev_alloc(n * 2);
+    w.dq = dev_alloc(n * 2);
+    w.dk = dev_alloc(n * 2);
+    w.dv = dev_alloc(n * 2);
+    w.lse = dev_alloc((size_t)tokens * H * sizeof(float));
+    for (int li = 0; li < 6; li++) {
+      const int L = lens[li];
+      if (L > tokens || (quick && L != 1024 && L != 4096))
+        continue;
+      mb_attn_desc d;
+      memset(&d, 0, sizeof d);
+      d.batch = tokens / L;
+      d.seqlen = L;
+      d.heads = H;
+      d.head_dim = D;
+      d.causal = causal;
+      w.d = &d;
+      w.ws_bytes = mb_cuda_attn_bwd_workspace(&d);
+      w.ws = dev_alloc(w.ws_bytes);
+      const double fwd_flop = 4.0 * d.batch * H * (double)L * L * D / (causal ? 2 : 1), bwd_flop = 2.5 * fwd_flop;
+      w.kind = 0;
+      CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(1));
+      const float f1 = time_ms(&w);
+      CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(0));
+      const float f0 = time_ms(&w);
+      w.kind = 1;
+      const float b0 = time_ms(&w);
+      const double tf0 = fwd_flop / (f0 * 1e-3) / 1e12, tf1 = fwd_flop / (f1 * 1e-3) / 1e12;
+      const double tb = bwd_flop / (b0 * 1e-3) / 1e12;
+      printf("%-6d %-4d %-5d %-4d | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f | %-9.3f %-8.1f %-6.1f\n", L, D, d.batch, H,
+             f0, tf0, 100 * tf0 / peak, f1, tf1, b0, tb, 100 * tb / peak);
+      fflush(stdout);
+      json_t *r = json_object();
+      json_object_set_new(r, "L", json_integer(L));
+      json_object_set_new(r, "D", json_integer(D));
+      json_object_set_new(r, "B", json_integer(d.batch));
+      json_object_set_new(r, "H", json_integer(H));
+      json_object_set_new(r, "causal", json_boolean(causal));
+      json_object_set_new(r, "fwd_ms", json_real(f0));
+      json_object_set_new(r, "fwd_tflops", json_real(tf0));
+      json_object_set_new(r, "fwd_v1_ms", json_real(f1));
+      json_object_set_new(r, "fwd_v1_tflops", json_real(tf1));
+      json_object_set_new(r, "bwd_ms", json_real(b0));
+      json_object_set_new(r, "bwd_tflops", json_real(tb));
+      json_object_set_new(r, "fwd_share_of_peak", json_real(tf0 / peak));
+      json_object_set_new(r, "bwd_share_of_peak", json_real(tb / peak));
+      json_array_append_new(rows, r);
+      CHECK_CUDA(cudaFree(w.ws));
+    }
+    void *bufs[] = {w.q, w.k, w.v, w.dout, w.out, w.dq, w.dk, w.dv, w.lse};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+      CHECK_CUDA(cudaFree(bufs[i]));
+  }
+}
+
+/* Packed vs padded: the same 64 sequences both ways. */
+static void packed_vs_padded(json_t *root) {
+  const int nseq = 64, L = 512, H = 12, D = 64;
+  int lens[64], total = 0;
+  float z[64];
+  mb_philox_fill_normal(seed, (draws++) << 40, z, nseq, 0.0f, 1.0f);
+  for (int s = 0; s < nseq; s++) {
+    int len = (int)lrintf(expf(5.5f + 0.6f * z[s])); /* median e^5.5 ~ 245 tokens */
+    lens[s] = len < 16 ? 16 : len > L ? L : len;
+    total += lens[s];
+  }
+  int32_t *mask = calloc((size_t)nseq * L, sizeof *mask), cu[65];
+  cu[0] = 0;
+  for (int s = 0; s < nseq; s++) {
+    for (int i = 0; i < lens[s]; i++)
+      mask[(size_t)s * L + i] = 1;
+    cu[s + 1] = cu[s] + lens[s];
+  }
+  int32_t *d_mask = dev_alloc((size_t)nseq * L * sizeof(int32_t)), *d_cu = dev_alloc(sizeof cu);
+  CHECK_CUDA(cudaMemcpy(d_mask, mask, (size_t)nseq * L * sizeof(int32_t), cudaMemcpyHostToDevice));
+  CHECK_CUDA(cudaMemcpy(d_cu, cu, sizeof cu, cudaMemcpyHostToDevice));
+  mb_attn_desc pad, var;
+  memset(&pad, 0, sizeof pad);
+  pad.batch = nseq;
+  pad.seqlen = L;
+  pad.heads = H;
+  pad.head_dim = D;
+  pad.key_mask = d_mask;
+  var = pad;
+  var.key_mask = NULL;
+  var.batch = 1;
+  var.seqlen = total;
+  var.cu_seqlens = d_cu;
+  var.nseq = nseq;
+
+  const size_t n = (size_t)nseq * L * H * D; /* the padded size; the packed batch uses the first `total` tokens */
+  work w;
+  memset(&w, 0, sizeof w);
+  w.q = dev_randn_bf16(n, 1.0f);
+  w.k = dev_randn_bf16(n, 1.0f);
+  w.v = dev_randn_bf16(n, 1.0f);
+  w.dout = dev_randn_bf16(n, 1.0f);
+  w.out = dev_alloc(n * 2);
+  w.dq = dev_alloc(n * 2);
+  w.dk = dev_alloc(n * 2);
+  w.dv = dev_alloc(n * 2);
+  w.lse = dev_alloc((size_t)nseq * L * H * sizeof(float));
+  float t[2][2];
+  const mb_attn_desc *ds[2] = {&pad, &var};
+  for (int i = 0; i < 2; i++) {
+    w.d = ds[i];
+    w.ws_bytes = mb_cuda_attn_bwd_workspace(ds[i]);
+    w.ws = dev_alloc(w.ws_bytes);
+    w.kind = 0;
+    t[i][0] = time_ms(&w);
+    w.kind = 1;
+    t[i][1] = time_ms(&w);
+    CHECK_CUDA(cudaFree(w.ws));
+  }
+  double real_flop = 0; /* attention FLOPs of the real tokens */
+  for (int s = 0; s < nseq; s++)
+    real_flop += 4.0 * H * (double)lens[s] * lens[s] * D;
+  printf("\npacked vs padded (%d sequences, %d real tokens of %d padded, H=%d D=%d):\n", nseq, total, nseq * L, H, D);
+  printf("  padded+mask: fwd %.3f ms  bwd %.3f ms  (%.1f / %.1f useful TFLOP/s)\n", t[0][0], t[0][1],
+         real_flop / (t[0][0] * 1e-3) / 1e12, 2.5 * real_flop / (t[0][1] * 1e-3) / 1e12);
+  printf("  packed     : fwd %.3f ms  bwd %.3f ms  (%.1f / %.1f useful TFLOP/s)\n", t[1][0], t[1][1],
+         real_flop / (t[1][0] * 1e-3) / 1e12, 2.5 * real_flop / (t[1][1] * 1e-3) / 1e12);
+  printf("  packed speed-up: fwd %.2fx  bwd %.2fx\n", t[0][0] / t[1][0], t[0][1] / t[1][1]);
+  json_t *o = json_object();
+  json_object_set_new(o, "nseq", json_integer(nseq));
+  json_object_set_new(o, "real_tokens", json_integer(total));
+  json_object_set_new(o, "padded_tokens", json_integer(nseq * L));
+  json_object_set_new(o, "padded_fwd_ms", json_real(t[0][0]));
+  json_object_set_new(o, "padded_bwd_ms", json_real(t[0][1]));
+  json_object_set_new(o, "packed_fwd_ms", json_real(t[1][0]));
+  json_object_set_new(o, "packed_bwd_ms", json_real(t[1][1]));
+  json_object_set_new(root, "packed_vs_padded", o);
+  void *bufs[] = {w.q, w.k, w.v, w.dout, w.out, w.dq, w.dk, w.dv, w.lse, d_mask, d_cu};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    CHECK_CUDA(cudaFree(bufs[i]));
+  free(mask);
+}
+
+int main(int argc, char **argv) {
+  const char *json_path = NULL;
+  int tokens = 16384, H = 16, causal = 0, quick = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--json") && i + 1 < argc)
+      json_path = argv[++i];
+    else if (!strcmp(argv[i], "--tokens") && i + 1 < argc)
+      tokens = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--heads") && i + 1 < argc)
+      H = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+      reps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--causal"))
+      causal = 1;
+    else if (!strcmp(argv[i], "--quick"))
+      quick = 1;
+    else {
+      fprintf(stderr, "usage: %s [--json PATH] [--tokens N] [--heads H] [--reps R] [--causal] [--quick]\n", argv[0]);
+      return 2;
+    }
+  }
+  if (tokens < 512 || H < 1 || reps < 1) {
+    fprintf(stderr, "bench_cuda_attention: need --tokens >= 512, --heads >= 1, --reps >= 1\n");
+    return 2;
+  }
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
+    printf("bench_cuda_attention: no CUDA device: nothing to measure\n");
+    return 77;
+  }
+  struct cudaDeviceProp prop;
+  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
+  printf("bench_cuda_attention on %s (sm_%d%d, %d SMs), %d tokens x %d heads, bf16, %s, median of %d runs\n",
+         prop.name, prop.major, prop.minor, prop.multiProcessorCount, tokens, H, causal ? "causal" : "non-causal",
+         reps);
+  if (prop.major * 10 + prop.minor < 80) {
+    printf("bench_cuda_attention: the flash kernels need sm_80\n");
+    return 77;
+  }
+  json_t *root = json_object(), *rows = json_array();
+  json_object_set_new(root, "device", json_string(prop.name));
+  json_object_set_new(root, "cc", json_integer(prop.major * 10 + prop.minor));
+  json_object_set_new(root, "sm_count", json_integer(prop.multiProcessorCount));
+  json_object_set_new(root, "tokens", json_integer(tokens));
+  json_object_set_new(root, "heads", json_integer(H));
+  json_object_set_new(root, "reps", json_integer(reps));
+  json_object_set_new(root, "flop_convention", json_string("fwd 4*B*H*L^2*D (/2 causal); bwd 2.5 x fwd"));
+  const double peak = measure_peak(root);
+  sweep(rows, peak, tokens, H, causal, quick);
+  json_object_set_new(root, "rows", rows);
+  packed_vs_padded(root);
+  if (json_path) {
+    if (json_dump_file(root, json_path, JSON_INDENT(2)) != 0) {
+      fprintf(stderr, "bench_cuda_attention: cannot write %s\n", json_path);
+      return 1;
+    }
+    printf("wrote %s\n", json_path);
+  }
+  json_decref(root);
+  return 0;
+}

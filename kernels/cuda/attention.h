@@ -1,0 +1,155 @@
+/* attention.h: fused multi-head attention on CUDA GPUs, forward and
+ * backward, and the dispatcher that picks a kernel and says why.
+ *
+ * Same problem, layout and semantics as the CPU kernels (kernels/cpu/attention.h),
+ * described by the same mb_attn_desc, so the op table hands either backend
+ * the same attributes. Differences, all about where things live:
+ *  - every pointer here is DEVICE memory: q, k, v, out, lse, the gradients,
+ *    and also the descriptor's key_mask ([B, L] int32) and cu_seqlens
+ *    ([nseq + 1] int32). The host never reads them, so a call can be captured
+ *    in a CUDA graph and cu_seqlens can change between replays;
+ *  - block_q, block_k and nthreads are the CPU's tiling knobs and are ignored;
+ *  - cu_seqlens is not validated on the host (it is device data). The kernels
+ *    clamp every sequence to [0, seqlen], so a bad cu_seqlens gives wrong
+ *    numbers, never an out-of-bounds access; mb_cpu_attn_check defines valid.
+ * Semantics (as on the CPU): masked keys get exactly zero weight; padded
+ * query rows and the varlen budget's tail (tokens cu_seqlens[nseq] .. T-1)
+ * get out = 0, lse = +inf and zero gradients; lse is log(sum(exp(scale*s)))
+ * per (token, head) in f32, +inf for rows that see no key.
+ *
+ * Kernels (ATTENTION.md has the details, resource usage and measurements):
+ *  - FLASH: FlashAttention-2 on tensor cores (mma.sync m16n8k16, ldmatrix,
+ *    cp.async), sm_80 and newer, bf16 or f16 with f32 accumulation, head_dim
+ *    64 or 128. Forward: one CTA per (128-query tile, head, sequence), online
+ *    softmax, saves only lse. Backward: one CTA per (64-key tile, head,
+ *    sequence) owning dK and dV; dQ is accumulated in an f32 workspace with
+ *    atomic adds (so dq can differ in the last bits between runs; out, lse,
+ *    dk and dv are bitwise reproducible).
+ *  - FLASH_FP8: the forward with e4m3 q, k, v (per-tensor descales, P
+ *    quantised to e4m3 with a fixed 2^8 scale as FlashAttention-3 does),
+ *    mma.sync m16n8k32, sm_89 and newer, head_dim 64 or 128; out is bf16.
+ *  - REFERENCE: one thread block per (query row, head), f32 arithmetic, no
+ *    tensor cores, any head_dim, f32/bf16/f16 (and e4m3 forward): the
+ *    universal fallback and the tests' second opinion. Deterministic.
+ *
+ * Every function returns MB_OK or MB_EINVAL (bad arguments), MB_EUNSUPPORTED
+ * (no kernel for this request; the message says why) or MB_EDEVICE (a CUDA
+ * error, with CUDA's message). Work is enqueued on `stream` and nothing
+ * waits for it. Gradients are overwritten, not accumulated into.
+ */
+#ifndef MB_KERNELS_CUDA_ATTENTION_H
+#define MB_KERNELS_CUDA_ATTENTION_H
+
+#include <stddef.h>
+
+#include "kernels/cpu/attention.h"
+#include "runtime/dtype.h"
+#include "runtime/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct CUstream_st; /* cudaStream_t is struct CUstream_st *; NULL = the default stream */
+
+/* ---- the plan: which kernel, and why (pure C; no CUDA needed) ---------- */
+
+typedef enum {
+  MB_CUDA_ATTN_AUTO = 0,      /* (request) let the dispatcher choose */
+  MB_CUDA_ATTN_REFERENCE = 1, /* f32 arithmetic, one block per query row */
+  MB_CUDA_ATTN_FLASH = 2,     /* bf16/f16 tensor cores (request: also means FLASH_FP8 for e4m3) */
+  MB_CUDA_ATTN_FLASH_FP8 = 3  /* e4m3 tensor cores, forward only */
+} mb_cuda_attn_kernel;
+
+typedef enum { MB_CUDA_ATTN_FWD = 0, MB_CUDA_ATTN_BWD = 1 } mb_cuda_attn_pass;
+
+typedef struct {
+  mb_dtype dtype;             /* of q, k, v (f32, bf16, f16; f8e4m3 forward only) */
+  int cc;                     /* compute capability x 10: 80 (A100), 89 (L4), 90 (H100) */
+  mb_cuda_attn_pass pass;
+  int aligned16;              /* 1 if every tensor pointer is 16-byte aligned */
+  mb_cuda_attn_kernel force;  /* MB_CUDA_ATTN_AUTO, or a kernel the caller insists on */
+} mb_cuda_attn_request;
+
+typedef struct {
+  mb_cuda_attn_kernel kernel;
+  int fallback;     /* 1: a slower kernel than this dtype's fused one (reason says why) */
+  char reason[512]; /* one sentence for the log, like SDPA's warnings */
+} mb_cuda_attn_plan;
+
+/* Check the descriptor without reading device memory (sizes, modes, limits
+ * of the CUDA grid); MB_EINVAL naming the field. */
+int mb_cuda_attn_check(const mb_attn_desc *d) MB_NODISCARD;
+
+/* Choose a kernel. MB_OK with *plan filled; MB_EUNSUPPORTED when nothing
+ * can run the request (f64, fp8 backward, a forced kernel that cannot run
+ * it: the message says why, and plan->reason too); MB_EINVAL for a bad
+ * descriptor or request. */
+int mb_cuda_attn_choose(const mb_attn_desc *d, const mb_cuda_attn_request *req,
+                        mb_cuda_attn_plan *plan) MB_NODISCARD;
+
+const char *mb_cuda_attn_kernel_name(mb_cuda_attn_kernel k); /* "flash", "reference", ... */
+
+/* "auto" | "reference" | "flash" (the MAMBERT_ATTN_KERNEL environment
+ * variable, read by the launchers) -> force; NULL or "" is auto. */
+int mb_cuda_attn_parse_force(const char *s, mb_cuda_attn_kernel *force) MB_NODISCARD;
+
+/* The once-per-shape key the launchers log under ("attn fwd bf16 B=4 L=512
+ * H=12 D=64 padded sm90 -> flash"). */
+void mb_cuda_attn_plan_key(const mb_attn_desc *d, const mb_cuda_attn_request *req,
+                           const mb_cuda_attn_plan *plan, char *buf, size_t cap);
+
+/* ---- the dispatcher (built with CUDA only) ------------------------------ */
+
+/* Forward. q, k, v, out: [tokens, H, Dh] of dtype dt (f32, bf16, f16);
+ * lse: [tokens, H] f32. Picks a kernel for the current device (honouring
+ * MAMBERT_ATTN_KERNEL), logs the choice once per shape (a fallback at warn
+ * level with the reason, the fused path at debug level), runs it. */
+int mb_cuda_attn_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
+                     void *out, float *lse, struct CUstream_st *stream) MB_NODISCARD;
+
+/* Backward. out and lse are the forward's, dout = dLoss/dout; writes dq, dk,
+ * dv (same dtype as q). Needs a device workspace of
+ * mb_cuda_attn_bwd_workspace() bytes, 16-byte aligned (the f32 dQ
+ * accumulator and rowsum(dO * O): O(tokens), never O(L^2)). */
+size_t mb_cuda_attn_bwd_workspace(const mb_attn_desc *d);
+int mb_cuda_attn_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
+                     const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
+                     void *workspace, size_t workspace_bytes, struct CUstream_st *stream) MB_NODISCARD;
+
+/* FP8 forward for evaluation: q8, k8, v8 e4m3 [tokens, H, Dh]; the real
+ * values are q8 * (*q_descale) etc. (descales are device f32 scalars, so
+ * delayed scaling can update them without a host round trip; NULL = 1);
+ * out is bf16 [tokens, H, Dh], lse f32. */
+int mb_cuda_attn_fwd_fp8(const mb_attn_desc *d, const void *q8, const void *k8, const void *v8,
+                         const float *q_descale, const float *k_descale, const float *v_descale,
+                         void *out_bf16, float *lse, struct CUstream_st *stream) MB_NODISCARD;
+
+/* ---- one kernel, no dispatch (tests, benchmarks) ------------------------ */
+
+/* MB_EUNSUPPORTED (with the plan's reason) when `kernel` cannot run the
+ * request on the current device. */
+int mb_cuda_attn_fwd_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, mb_dtype dt, const void *q,
+                          const void *k, const void *v, void *out, float *lse,
+                          struct CUstream_st *stream) MB_NODISCARD;
+int mb_cuda_attn_bwd_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, mb_dtype dt, const void *q,
+                          const void *k, const void *v, const void *out, const float *lse, const void *dout,
+                          void *dq, void *dk, void *dv, void *workspace, size_t workspace_bytes,
+                          struct CUstream_st *stream) MB_NODISCARD;
+int mb_cuda_attn_fwd_fp8_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, const void *q8,
+                              const void *k8, const void *v8, const float *q_descale,
+                              const float *k_descale, const float *v_descale, void *out_bf16, float *lse,
+                              struct CUstream_st *stream) MB_NODISCARD;
+
+/* The tiling of the bf16/f16 flash forward, process-wide: 0 (default: 4
+ * warps x 32 query rows) or 1 (8 warps x 16 rows); for the benchmark and
+ * the tests, which run both. Not thread-safe against running kernels. */
+int mb_cuda_attn_set_flash_fwd_variant(int variant) MB_NODISCARD;
+
+/* The compute capability (x 10) of the current device. */
+int mb_cuda_attn_device_cc(int *cc) MB_NODISCARD;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

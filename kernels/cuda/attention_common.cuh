@@ -1,0 +1,397 @@
+/* attention_common.cuh: what the attention kernels share: the argument
+ * block, where a CTA's sequence and tile are (padded or varlen), and thin
+ * wrappers over the PTX the tensor-core kernels use (mma.sync, ldmatrix,
+ * cp.async), each with the fragment layout it produces written down.
+ *
+ * Fragment layouts (PTX ISA, "Matrix fragments for mma.m16n8k16"), lane =
+ * threadIdx.x % 32, g = lane / 4 (the row group), t = lane % 4:
+ *   A 16x16 (row-major), 4 x b32, each two 16-bit elements (lower column in
+ *     the low half):  a0 = A[g][2t..2t+1]    a1 = A[g+8][2t..2t+1]
+ *                     a2 = A[g][2t+8..+9]    a3 = A[g+8][2t+8..+9]
+ *   B 16x8 ("col": element (k, n)), 2 x b32:
+ *                     b0 = B[2t..2t+1][g]    b1 = B[2t+8..+9][g]
+ *   C/D 16x8 f32, 4 floats:
+ *                     c0,c1 = C[g][2t..2t+1] c2,c3 = C[g+8][2t..2t+1]
+ * ldmatrix.x4 loads four 8x8 16-bit matrices; lane l gives the address of
+ * row l % 8 of matrix l / 8. Without .trans, register j of lane l holds
+ * matrix j's row l/4, columns 2(l%4)..+1 -- exactly an A or B fragment piece;
+ * with .trans it holds the transposed pair (rows 2(l%4)..+1 of column l/4).
+ * Hence (M = a matrix in shared memory, row-major, 16-bit):
+ *   A fragment of M[r0.., c0..]:       lane row r0 + l%8 + 8*((l/8)%2), col c0 + 8*(l/16)
+ *   A fragment of M^T (ldsm .trans):   lane row r0' + l%8 + 8*(l/16), col c0' + 8*((l/8)%2)
+ *       where M^T[i][j] = M[j][i], the fragment covers M^T[c0'.., r0'..]
+ *   two B fragments (n-tiles n0, n0+8) with B(k, n) = M[n][k] (M rows = n):
+ *                                      lane row n0 + l%8 + 8*(l/16), col k0 + 8*((l/8)%2)
+ *     registers: {b0, b1} of n-tile n0, then {b0, b1} of n-tile n0+8
+ *   two B fragments with B(k, n) = M[k][n] (M rows = k; ldsm .trans):
+ *                                      lane row k0 + l%8 + 8*((l/8)%2), col n0 + 8*(l/16)
+ *     registers: same order.
+ * The C fragment of S (16 x 16 keys, two n-tiles) is, element for element,
+ * the A fragment of P for the next product P V (FlashAttention-2's trick):
+ *   a0 = S[nt 2j](c0,c1), a1 = S[nt 2j](c2,c3), a2 = S[nt 2j+1](c0,c1), a3 = S[nt 2j+1](c2,c3).
+ */
+#ifndef MB_KERNELS_CUDA_ATTENTION_COMMON_CUH
+#define MB_KERNELS_CUDA_ATTENTION_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/cuda/attention.h"
+#include "runtime/cuda_check.h"
+
+typedef __nv_bfloat16 attn_bf16;
+typedef __half attn_f16;
+typedef __nv_fp8_e4m3 attn_e4m3;
+
+#define ATTN_LOG2E 1.4426950408889634f
+#define ATTN_LN2 0.6931471805599453f
+
+/* After a kernel launch: a bad configuration or a missing image for this GPU. */
+#define ATTN_LAUNCH_CHECK(what)                                                                  \
+  do {                                                                                           \
+    cudaError_t attn_e_ = cudaGetLastError();                                                    \
+    if (attn_e_ != cudaSuccess)                                                                  \
+      return MB_ERR(mb_cuda_status(attn_e_), "launching %s failed: %s (%s)", (what),             \
+                    cudaGetErrorString(attn_e_), cudaGetErrorName(attn_e_));                     \
+  } while (0)
+
+/* Everything a kernel needs, by value. Pointers are device memory. */
+struct AttnArgs {
+  const void *q, *k, *v; /* [tokens, H, D] */
+  const void *out;       /* forward output (backward: read for rowsum(dO * O)) */
+  void *o;               /* forward: output written */
+  float *lse;            /* [tokens, H] */
+  const void *dout;      /* backward */
+  void *dq, *dk, *dv;    /* backward */
+  float *dq_accum;       /* backward: f32 [tokens, H, D] */
+  float *dsum;           /* backward: f32 [tokens, H], rowsum(dO * O) */
+  const float *q_descale, *k_descale, *v_descale; /* fp8: device scalars or NULL (= 1) */
+  const int32_t *key_mask;   /* padded: [B, L] or NULL */
+  const int32_t *cu_seqlens; /* varlen: [nseq + 1] or NULL */
+  int batch, seqlen, heads, head_dim, nseq, causal;
+  int64_t ld; /* heads * head_dim: elements between consecutive tokens */
+  float scale;      /* softmax scale */
+  float scale_log2; /* scale * log2(e): exp(scale * s) = exp2(s * scale_log2) */
+};
+
+static inline AttnArgs attn_args_from_desc(const mb_attn_desc *d) {
+  AttnArgs a;
+  memset(&a, 0, sizeof a);
+  a.key_mask = d->key_mask;
+  a.cu_seqlens = d->cu_seqlens;
+  a.batch = d->batch;
+  a.seqlen = d->seqlen;
+  a.heads = d->heads;
+  a.head_dim = d->head_dim;
+  a.nseq = d->cu_seqlens ? d->nseq : d->batch;
+  a.causal = d->causal != 0;
+  a.ld = (int64_t)d->heads * d->head_dim;
+  a.scale = d->scale > 0 ? (float)d->scale : (float)(1.0 / sqrt((double)d->head_dim));
+  a.scale_log2 = a.scale * ATTN_LOG2E;
+  return a;
+}
+
+static inline int attn_tokens(const mb_attn_desc *d) { return d->batch * d->seqlen; }
+
+/* One sequence: tokens start .. start+n-1; mask (padded mode) marks the
+ * real tokens of this sequence, NULL when all are real. */
+struct AttnSeg {
+  int start, n;
+  const int32_t *mask;
+};
+
+/* Sequence s (padded: batch row s; varlen: s-th of cu_seqlens, clamped to
+ * [0, seqlen] so a bad cu_seqlens cannot send a kernel out of bounds). */
+__device__ __forceinline__ AttnSeg attn_segment(const AttnArgs &a, int s) {
+  AttnSeg g;
+  if (a.cu_seqlens) {
+    int lo = min(max(a.cu_seqlens[s], 0), a.seqlen);
+    int hi = min(max(a.cu_seqlens[s + 1], lo), a.seqlen);
+    g.start = lo;
+    g.n = hi - lo;
+    g.mask = NULL;
+  } else {
+    g.start = s * a.seqlen;
+    g.n = a.seqlen;
+    g.mask = a.key_mask ? a.key_mask + (int64_t)s * a.seqlen : NULL;
+  }
+  return g;
+}
+
+/* The first token after the last sequence (the varlen budget's tail starts
+ * here); batch * seqlen in padded mode. */
+__device__ __forceinline__ int attn_used_tokens(const AttnArgs &a) {
+  if (!a.cu_seqlens)
+    return a.batch * a.seqlen;
+  return min(max(a.cu_seqlens[a.nseq], 0), a.seqlen);
+}
+
+/* Which (sequence, tile of `rows` tokens) this CTA works on. Padded mode:
+ * grid (ceil(L / rows), H, B), tile = blockIdx.x, sequence = blockIdx.z.
+ * Varlen mode: grid (ceil(T / rows) + nseq + 1, H, 1) -- an upper bound on
+ * the sum over sequences of ceil(n_s / rows) -- and CTA x takes the x-th
+ * tile in sequence order; CTAs past the last tile return false. Every warp
+ * computes the same answer (a warp-wide scan over cu_seqlens, 32 sequences
+ * per step), so no shared memory or barrier is needed. */
+__device__ __forceinline__ bool attn_find_tile(const AttnArgs &a, int rows, AttnSeg *seg, int *tile) {
+  if (!a.cu_seqlens) {
+    *seg = attn_segment(a, blockIdx.z);
+    *tile = blockIdx.x;
+    return (int64_t)blockIdx.x * rows < seg->n;
+  }
+  const int lane = threadIdx.x & 31, want = blockIdx.x;
+  int base = 0; /* tiles of the sequences before this step's 32 */
+  for (int s0 = 0; s0 < a.nseq; s0 += 32) {
+    const int s = s0 + lane;
+    int ntiles = 0;
+    if (s < a.nseq) {
+      AttnSeg g = attn_segment(a, s);
+      ntiles = (g.n + rows - 1) / rows;
+    }
+    int incl = ntiles; /* inclusive prefix sum over the warp */
+    for (int o = 1; o < 32; o <<= 1) {
+      int y = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o)
+        incl += y;
+    }
+    const int excl = incl - ntiles;
+    const unsigned hit = __ballot_sync(0xffffffffu, ntiles > 0 && want >= base + excl && want < base + incl);
+    if (hit) {
+      const int src = __ffs(hit) - 1;
+      const int first = __shfl_sync(0xffffffffu, base + excl, src);
+      *seg = attn_segment(a, s0 + src);
+      *tile = want - first;
+      return true;
+    }
+    base += __shfl_sync(0xffffffffu, incl, 31);
+  }
+  return false;
+}
+
+/* Grid for attn_find_tile. */
+static inline dim3 attn_tile_grid(const mb_attn_desc *d, int rows) {
+  if (d->cu_seqlens)
+    return dim3((unsigned)((d->seqlen + rows - 1) / rows + d->nseq + 1), (unsigned)d->heads, 1);
+  return dim3((unsigned)((d->seqlen + rows - 1) / rows), (unsigned)d->heads, (unsigned)d->batch);
+}
+
+/* ---- element conversions ---- */
+
+template <typename T> struct AttnType;
+template <> struct AttnType<float> {
+  static __device__ __forceinline__ float load(const float *p, int64_t i) { return p[i]; }
+  static __device__ __forceinline__ void store(float *p, int64_t i, float v) { p[i] = v; }
+};
+template <> struct AttnType<attn_bf16> {
+  static __device__ __forceinline__ float load(const attn_bf16 *p, int64_t i) { return __bfloat162float(p[i]); }
+  static __device__ __forceinline__ void store(attn_bf16 *p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
+  /* two floats -> one b32 holding (lo, hi), lo in the low half */
+  static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+  }
+};
+template <> struct AttnType<attn_f16> {
+  static __device__ __forceinline__ float load(const attn_f16 *p, int64_t i) { return __half2float(p[i]); }
+  static __device__ __forceinline__ void store(attn_f16 *p, int64_t i, float v) { p[i] = __float2half_rn(v); }
+  static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<uint32_t *>(&h);
+  }
+};
+template <> struct AttnType<attn_e4m3> {
+  static __device__ __forceinline__ float load(const attn_e4m3 *p, int64_t i) { return float(p[i]); }
+};
+
+/* ---- PTX wrappers (sm_80+) ---- */
+
+__device__ __forceinline__ uint32_t attn_smem_addr(const void *p) {
+  return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+/* 16 bytes global -> shared, asynchronously; valid = 0 writes 16 zero bytes
+ * and reads nothing (src-size 0), so rows past a sequence's end are zeros. */
+__device__ __forceinline__ void attn_cp_async16(void *smem, const void *gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(attn_smem_addr(smem)), "l"(gmem),
+               "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void attn_cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+/* Wait for all of this thread's cp.async groups (a barrier must follow
+ * before other threads read what they wrote). */
+__device__ __forceinline__ void attn_cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
+__device__ __forceinline__ void attn_ldsm_x4(uint32_t r[4], const void *smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(attn_smem_addr(smem)));
+}
+__device__ __forceinline__ void attn_ldsm_x4_trans(uint32_t r[4], const void *smem) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(attn_smem_addr(smem)));
+}
+
+/* c += A B for one m16n8k16 tile, f32 accumulators. */
+template <typename T> __device__ __forceinline__ void attn_mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+template <> __device__ __forceinline__ void attn_mma16816<attn_bf16>(float c[4], const uint32_t a[4], uint32_t b0,
+                                                                     uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <> __device__ __forceinline__ void attn_mma16816<attn_f16>(float c[4], const uint32_t a[4], uint32_t b0,
+                                                                    uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* 2^x with the hardware approximation (relative error ~2^-22; 2^-inf = 0). */
+__device__ __forceinline__ float attn_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+/* Copy `rows` rows of D elements of T (rows row0.. of a sequence whose row
+ * r is at src + r * ld) into shared memory with row stride lds elements,
+ * 16 bytes per cp.async; rows at or past nvalid become zeros. All NT
+ * threads of the CTA take part. */
+template <typename T, int D, int ROWS, int NT>
+__device__ __forceinline__ void attn_load_rows(T *dst, int lds, const T *src, int64_t ld, int row0, int nvalid) {
+  constexpr int CHUNK = 16 / sizeof(T); /* elements per 16 bytes */
+  constexpr int PER_ROW = D / CHUNK;
+  static_assert(D % CHUNK == 0, "rows must be whole 16-byte chunks");
+  for (int i = threadIdx.x; i < ROWS * PER_ROW; i += NT) {
+    const int r = i / PER_ROW, c = (i % PER_ROW) * CHUNK;
+    const bool ok = row0 + r < nvalid;
+    const T *g = ok ? src + (int64_t)(row0 + r) * ld + c : src; /* src: any valid address (not read) */
+    attn_cp_async16(dst + r * lds + c, g, ok);
+  }
+}
+
+/* Zero the varlen budget's tail, tokens cu_seqlens[nseq] .. seqlen-1, of an
+ * [tokens, width] array (out and the gradients: 0; lse: +inf). */
+template <typename T>
+__global__ void attn_fill_tail(T *x, int64_t width, AttnArgs a, float value) {
+  const int64_t first = (int64_t)attn_used_tokens(a) * width, total = (int64_t)a.seqlen * width;
+  for (int64_t i = first + (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+       i += (int64_t)blockDim.x * gridDim.x)
+    AttnType<T>::store(x, i, value);
+}
+
+template <typename T>
+static inline int attn_launch_fill_tail(T *x, int64_t width, const AttnArgs &a, float value, cudaStream_t s) {
+  if (!a.cu_seqlens)
+    return MB_OK;
+  /* The tail's length is device data: cover the whole budget, threads before
+   * the tail exit at once. */
+  const int64_t total = (int64_t)a.seqlen * width;
+  const unsigned blocks = (unsigned)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
+  if (blocks == 0)
+    return MB_OK;
+  attn_fill_tail<T><<<blocks, 256, 0, s>>>(x, width, a, value);
+  ATTN_LAUNCH_CHECK("attn_fill_tail");
+  return MB_OK;
+}
+
+/* ---- reductions (fixed trees: the same bits on every run) ---- */
+
+__device__ __forceinline__ float attn_warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float attn_warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1)
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+/* Over the whole block (blockDim.x a multiple of 32); every thread gets the
+ * result. scratch: 32 floats, free again when the call returns. */
+__device__ __forceinline__ float attn_block_sum(float v, float *scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = attn_warp_sum(v);
+  __syncthreads(); /* a previous call may still be reading scratch */
+  if (lane == 0)
+    scratch[warp] = v;
+  __syncthreads();
+  return attn_warp_sum(lane < nw ? scratch[lane] : 0.0f);
+}
+__device__ __forceinline__ float attn_block_max(float v, float *scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  v = attn_warp_max(v);
+  __syncthreads();
+  if (lane == 0)
+    scratch[warp] = v;
+  __syncthreads();
+  return attn_warp_max(lane < nw ? scratch[lane] : -INFINITY);
+}
+
+/* Backward preparation, one warp per (token, head) row: dsum = rowsum(dO * O)
+ * in f32 (the softmax backward's D), and the f32 dQ accumulator zeroed when
+ * there is one. Padded rows have O = 0, so their D is 0. */
+template <typename T>
+__global__ void attn_bwd_prep(AttnArgs a) {
+  const int64_t rows = (int64_t)a.batch * a.seqlen * a.heads;
+  const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31;
+  if (row >= rows)
+    return;
+  const T *o = (const T *)a.out + row * a.head_dim, *dout = (const T *)a.dout + row * a.head_dim;
+  float s = 0.0f;
+  for (int e = lane; e < a.head_dim; e += 32)
+    s += AttnType<T>::load(o, e) * AttnType<T>::load(dout, e);
+  s = attn_warp_sum(s);
+  if (lane == 0)
+    a.dsum[row] = s;
+  if (a.dq_accum)
+    for (int e = lane; e < a.head_dim; e += 32)
+      a.dq_accum[row * a.head_dim + e] = 0.0f;
+}
+
+template <typename T>
+static inline int attn_launch_bwd_prep(const AttnArgs &a, cudaStream_t s) {
+  const int64_t rows = (int64_t)a.batch * a.seqlen * a.heads;
+  if (rows == 0)
+    return MB_OK;
+  attn_bwd_prep<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(a);
+  ATTN_LAUNCH_CHECK("attn_bwd_prep");
+  return MB_OK;
+}
+
+/* Internal launchers (attention.cu dispatches to them; they assume the
+ * descriptor was checked and the kernel can run the request). */
+int attn_reference_fwd(const mb_attn_desc *d, mb_dtype in_dt, const void *q, const void *k, const void *v,
+                       const float *qds, const float *kds, const float *vds, void *out, mb_dtype out_dt, float *lse,
+                       cudaStream_t s);
+int attn_reference_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
+                       const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
+                       void *ws, size_t ws_bytes, cudaStream_t s);
+int attn_flash_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, void *out,
+                   float *lse, cudaStream_t s);
+int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
+                   const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws,
+                   size_t ws_bytes, cudaStream_t s);
+int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, const void *v, const float *qds,
+                       const float *kds, const float *vds, void *out, float *lse, cudaStream_t s);
+
+/* Workspace layout of the backward (both kernels use the same): the f32 dQ
+ * accumulator [tokens, H, D] (flash only), then rowsum(dO * O) [tokens, H]. */
+static inline size_t attn_align256(size_t n) { return (n + 255) & ~(size_t)255; }
+static inline size_t attn_ws_dq_bytes(const mb_attn_desc *d) {
+  return attn_align256((size_t)attn_tokens(d) * d->heads * d->head_dim * sizeof(float));
+}
+static inline size_t attn_ws_dsum_bytes(const mb_attn_desc *d) {
+  return attn_align256((size_t)attn_tokens(d) * d->heads * sizeof(float));
+}
+
+#endif

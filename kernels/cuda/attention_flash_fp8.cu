@@ -1,0 +1,334 @@
+/* attention_flash_fp8.cu: the forward with e4m3 q, k, v on fp8 tensor cores
+ * (mma.sync m16n8k32 e4m3, sm_89+), for evaluation; head_dim 64 or 128;
+ * out is bf16, lse f32.
+ *
+ * Same structure as attention_flash_fwd.cu (one CTA per 128 queries, here
+ * 8 warps of 16 rows, 64-key tiles, online softmax), with three differences:
+ *  - scales: the real values are q8 * q_descale etc. (per-tensor, device
+ *    scalars). S = (Q8 K8^T) * q_descale * k_descale * softmax scale, and
+ *    O = (P8 V8) * v_descale / l.
+ *  - P is quantised to e4m3 for the second product with a fixed scale of
+ *    2^8, as FlashAttention-3 does: p = exp2(s' - m' + 8) lies in [0, 256]
+ *    (e4m3's largest finite value is 448), so the largest weights keep their
+ *    three mantissa bits and weights down to 2^-17 stay representable. The
+ *    row sum l takes the same factor (summed in f32 before rounding), so
+ *    O = P V / l is unchanged and lse = scale' * m + log(l) - 8 log(2).
+ *  - the fp8 A fragment holds 4 consecutive k per register (k = 4t..4t+3),
+ *    but S's C fragment gives each thread keys 2t, 2t+1 of each n8 tile.
+ *    The k order of P V is free as long as P and V agree, so each thread
+ *    packs the keys it has -- a0 = {keys 2t, 2t+1 of tile 0, keys 2t, 2t+1
+ *    of tile 1} -- and V is stored transposed (V^T: rows = head dims, the
+ *    k-major layout the fp8 B operand needs; ldmatrix cannot transpose
+ *    bytes) with its keys permuted the same way (fp8_key_slot below).
+ */
+#include "kernels/cuda/attention_common.cuh"
+
+namespace {
+
+/* 8 warps of 16 query rows: with two m-tiles per warp (as in the bf16
+ * kernel) ptxas spills hundreds of bytes at head_dim 128 (ATTENTION.md). */
+template <int D> struct FlashFp8Cfg {
+  static constexpr int NW = 8, MT = 1, BK = 64;
+  static constexpr int NT = 32 * NW, BQ = 16 * MT * NW;
+  static constexpr int LDQ = D + 16;  /* Q, K rows in bytes: +16 bytes against bank conflicts */
+  static constexpr int LDV = BK + 16; /* V^T rows (one per head dim) in bytes */
+  static constexpr size_t smem_bytes() { return (size_t)(BQ + BK) * LDQ + (size_t)D * LDV + BK * sizeof(int); }
+};
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+/* Where physical key p (0..31 within a 32-key chunk) sits in P's and V^T's
+ * k order: key 8*tile + 2t + e (tile 0..3, t 0..3, e 0..1) goes to
+ * 16*(tile/2) + 4t + 2*(tile%2) + e. */
+__device__ __forceinline__ int fp8_key_slot(int p) {
+  const int tile = p >> 3, t = (p >> 1) & 3, e = p & 1;
+  return ((tile >> 1) << 4) + 4 * t + ((tile & 1) << 1) + e;
+}
+
+/* four floats -> four e4m3 bytes (x0 in the lowest), saturating */
+__device__ __forceinline__ uint32_t fp8_pack4(float x0, float x1, float x2, float x3) {
+  const uint32_t lo = __nv_cvt_float2_to_fp8x2(make_float2(x0, x1), __NV_SATFINITE, __NV_E4M3);
+  const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(x2, x3), __NV_SATFINITE, __NV_E4M3);
+  return lo | (hi << 16);
+}
+
+__device__ __forceinline__ void fp8_mma16832(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+#endif
+
+template <int D>
+__global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flash_fp8_kernel(AttnArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+  typedef FlashFp8Cfg<D> C;
+  constexpr int NT = C::NT, MT = C::MT, BQ = C::BQ, BK = C::BK, LDQ = C::LDQ, LDV = C::LDV;
+  constexpr int NS = BK / 8, NO = D / 8;
+  constexpr int VCH = BK * D / 16 / NT; /* 16-byte chunks of V per thread */
+  static_assert(BK * D % (16 * NT) == 0, "V tile splits evenly over the threads");
+  extern __shared__ __align__(16) unsigned char attn_smem[];
+  uint8_t *sQ = attn_smem;
+  uint8_t *sK = sQ + BQ * LDQ;
+  uint8_t *sVt = sK + BK * LDQ;
+  int *sKeep = reinterpret_cast<int *>(sVt + D * LDV);
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BQ, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gr = lane >> 2, tq = lane & 3;
+  const int q0 = tile * BQ, wrow = warp * 16 * MT;
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  const uint8_t *Qg = (const uint8_t *)a.q + base, *Kg = (const uint8_t *)a.k + base;
+  const uint8_t *Vg = (const uint8_t *)a.v + base;
+  /* lane addresses in bytes: A fragments (row_a, 16 * col_a16), B fragments
+   * with rows = n (row_b, 16 * col_b16); see attention_common.cuh with
+   * 16-byte columns in place of 8 16-bit elements */
+  const int row_a = (lane & 7) + ((lane >> 3) & 1) * 8, col_a = (lane >> 4) * 16;
+  const int row_b = (lane & 7) + (lane >> 4) * 8, col_b = ((lane >> 3) & 1) * 16;
+  const float qk = a.scale * (a.q_descale ? *a.q_descale : 1.0f) * (a.k_descale ? *a.k_descale : 1.0f);
+  const float qk_log2 = qk * ATTN_LOG2E, vds = a.v_descale ? *a.v_descale : 1.0f;
+
+  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int nkt = (kend + BK - 1) / BK;
+
+  attn_load_rows<uint8_t, D, BQ, NT>(sQ, LDQ, Qg, a.ld, q0, g.n);
+  attn_load_rows<uint8_t, D, BK, NT>(sK, LDQ, Kg, a.ld, 0, g.n);
+  attn_cp_async_commit();
+
+  float o[MT][NO][4], m[MT][2], l[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        o[mt][j][e] = 0.0f;
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
+  }
+
+  for (int kt = 0; kt < nkt; kt++) {
+    const int j0 = kt * BK;
+    attn_cp_async_wait_all(); /* K_kt */
+    int hidden = 0, kept = 1;
+    if (g.mask) {
+      kept = 0;
+      for (int c = tid; c < BK; c += NT) {
+        const int keep = j0 + c < g.n && g.mask[j0 + c] != 0;
+        sKeep[c] = keep;
+        hidden |= !keep;
+        kept |= keep;
+      }
+      kept = __syncthreads_or(kept);
+    }
+    hidden = __syncthreads_or(hidden); /* K_kt, sKeep visible; every warp is done with V^T_{kt-1} */
+    const bool skip = !kept;
+
+    /* V_kt into registers now; stored transposed after S is computed */
+    uint4 vreg[VCH];
+#pragma unroll
+    for (int i = 0; i < VCH; i++) {
+      const int chunk = tid + i * NT, r = chunk / (D / 16), c = (chunk % (D / 16)) * 16;
+      vreg[i] = j0 + r < g.n ? *reinterpret_cast<const uint4 *>(Vg + (int64_t)(j0 + r) * a.ld + c)
+                             : make_uint4(0, 0, 0, 0);
+    }
+
+    float s[MT][NS][4];
+    if (!skip) {
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < NS; j++)
+#pragma unroll
+          for (int e = 0; e < 4; e++)
+            s[mt][j][e] = 0.0f;
+#pragma unroll
+      for (int kk = 0; kk < D / 32; kk++) {
+        uint32_t qa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+          attn_ldsm_x4(qa[mt], sQ + (wrow + mt * 16 + row_a) * LDQ + kk * 32 + col_a);
+#pragma unroll
+        for (int nj = 0; nj < BK / 16; nj++) {
+          uint32_t kb[4];
+          attn_ldsm_x4(kb, sK + (nj * 16 + row_b) * LDQ + kk * 32 + col_b);
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            fp8_mma16832(s[mt][2 * nj], qa[mt], kb[0], kb[1]);
+            fp8_mma16832(s[mt][2 * nj + 1], qa[mt], kb[2], kb[3]);
+          }
+        }
+      }
+      if (hidden || j0 + BK > g.n || (a.causal && j0 + BK - 1 > q0 + wrow)) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+              const int r = q0 + wrow + mt * 16 + gr + (e >> 1) * 8;
+              const int c = j0 + nj * 8 + 2 * tq + (e & 1);
+              if (c >= g.n || (a.causal && c > r) || (g.mask && !sKeep[c - j0]))
+                s[mt][nj][e] = -INFINITY;
+            }
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int nj = 0; nj < NS; nj++)
+            mx = fmaxf(mx, fmaxf(s[mt][nj][2 * hr], s[mt][nj][2 * hr + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float mnew = fmaxf(m[mt][hr], mx);
+          const float muse = mnew == -INFINITY ? 0.0f : mnew;
+          const float corr = attn_exp2((m[mt][hr] - muse) * qk_log2);
+          const float moff = muse * qk_log2 - 8.0f; /* the fixed 2^8 scale of P */
+          m[mt][hr] = mnew;
+          float sum = 0.0f;
+#pragma unroll
+          for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+            for (int e = 2 * hr; e < 2 * hr + 2; e++) {
+              const float p = attn_exp2(fmaf(s[mt][nj][e], qk_log2, -moff));
+              s[mt][nj][e] = p;
+              sum += p;
+            }
+          l[mt][hr] = l[mt][hr] * corr + sum;
+#pragma unroll
+          for (int j = 0; j < NO; j++) {
+            o[mt][j][2 * hr] *= corr;
+            o[mt][j][2 * hr + 1] *= corr;
+          }
+        }
+    }
+
+    /* V^T[dim][slot(key)] = V[key][dim], byte by byte */
+#pragma unroll
+    for (int i = 0; i < VCH; i++) {
+      const int chunk = tid + i * NT, r = chunk / (D / 16), c = (chunk % (D / 16)) * 16;
+      const int slot = (r & ~31) + fp8_key_slot(r & 31);
+      const uint32_t w[4] = {vreg[i].x, vreg[i].y, vreg[i].z, vreg[i].w};
+#pragma unroll
+      for (int b = 0; b < 16; b++)
+        sVt[(c + b) * LDV + slot] = (uint8_t)(w[b >> 2] >> (8 * (b & 3)));
+    }
+    __syncthreads(); /* V^T visible; every warp is done with K_kt */
+    if (kt + 1 < nkt) {
+      attn_load_rows<uint8_t, D, BK, NT>(sK, LDQ, Kg, a.ld, j0 + BK, g.n);
+      attn_cp_async_commit();
+    }
+    if (!skip) {
+      /* O += P V: k-steps of 32 keys (S's n8 tiles 4kc .. 4kc+3) */
+#pragma unroll
+      for (int kc = 0; kc < BK / 32; kc++) {
+        uint32_t pa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          const float(*t)[4] = &s[mt][4 * kc];
+          pa[mt][0] = fp8_pack4(t[0][0], t[0][1], t[1][0], t[1][1]); /* row g,   slots 4t..4t+3 */
+          pa[mt][1] = fp8_pack4(t[0][2], t[0][3], t[1][2], t[1][3]); /* row g+8, slots 4t..4t+3 */
+          pa[mt][2] = fp8_pack4(t[2][0], t[2][1], t[3][0], t[3][1]); /* row g,   slots 16+4t.. */
+          pa[mt][3] = fp8_pack4(t[2][2], t[2][3], t[3][2], t[3][3]); /* row g+8, slots 16+4t.. */
+        }
+#pragma unroll
+        for (int dj = 0; dj < D / 16; dj++) {
+          uint32_t vb[4];
+          attn_ldsm_x4(vb, sVt + (dj * 16 + row_b) * LDV + kc * 32 + col_b);
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            fp8_mma16832(o[mt][2 * dj], pa[mt], vb[0], vb[1]);
+            fp8_mma16832(o[mt][2 * dj + 1], pa[mt], vb[2], vb[3]);
+          }
+        }
+      }
+    }
+  }
+  attn_cp_async_wait_all();
+
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+      float sum = l[mt][hr];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const int r = q0 + wrow + mt * 16 + gr + hr * 8;
+      if (r >= g.n)
+        continue;
+      const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
+      const float inv = ok ? vds / sum : 0.0f;
+      attn_bf16 *orow = (attn_bf16 *)a.o + base + (int64_t)r * a.ld;
+#pragma unroll
+      for (int j = 0; j < NO; j++)
+        *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
+            AttnType<attn_bf16>::pack2(o[mt][j][2 * hr] * inv, o[mt][j][2 * hr + 1] * inv);
+      if (tq == 0)
+        a.lse[(int64_t)(g.start + r) * a.heads + h] =
+            ok ? m[mt][hr] * qk + logf(sum) - 8.0f * ATTN_LN2 : INFINITY;
+    }
+#else
+  __trap(); /* no e4m3 mma before sm_89: the launcher never starts this */
+#endif
+}
+
+template <int D> int flash_fp8_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  typedef FlashFp8Cfg<D> C;
+  /* The image the driver picked must have been compiled for sm_89+ (an sm_80
+   * image also runs on an sm_89 GPU, and holds only the trap above). */
+  cudaFuncAttributes attr;
+  MB_CUDA_TRY(cudaFuncGetAttributes(&attr, attn_flash_fp8_kernel<D>));
+  if (attr.ptxVersion < 89)
+    return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: this build has no sm_89+ code for this GPU (its kernel image "
+                  "is sm_%d; add 89 or 90a to MAMBERT_CUDA_ARCHS)", attr.ptxVersion);
+  const size_t smem = C::smem_bytes();
+  static bool smem_set = false;
+  if (!smem_set) {
+    MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_fp8_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    smem_set = true;
+  }
+  attn_flash_fp8_kernel<D><<<attn_tile_grid(d, C::BQ), C::NT, smem, s>>>(a);
+  ATTN_LAUNCH_CHECK("attn_flash_fp8_kernel");
+  MB_TRY(attn_launch_fill_tail<attn_bf16>((attn_bf16 *)a.o, a.ld, a, 0.0f, s));
+  MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));
+  return MB_OK;
+}
+
+} // namespace
+
+/* The fp8 kernel's code version on this device (ptxVersion x 1: 80, 90);
+ * the dispatcher plans with min(device cc, this). */
+int attn_flash_fp8_code_version(int head_dim, int *version) {
+  cudaFuncAttributes attr;
+  if (head_dim == 128)
+    MB_CUDA_TRY(cudaFuncGetAttributes(&attr, attn_flash_fp8_kernel<128>));
+  else
+    MB_CUDA_TRY(cudaFuncGetAttributes(&attr, attn_flash_fp8_kernel<64>));
+  *version = attr.ptxVersion;
+  return MB_OK;
+}
+
+int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, const void *v, const float *qds,
+                       const float *kds, const float *vds, void *out, float *lse, cudaStream_t s) {
+  if (attn_tokens(d) == 0)
+    return MB_OK;
+  AttnArgs a = attn_args_from_desc(d);
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.o = out;
+  a.lse = lse;
+  a.q_descale = qds;
+  a.k_descale = kds;
+  a.v_descale = vds;
+  if (d->head_dim == 64)
+    return flash_fp8_launch<64>(d, a, s);
+  if (d->head_dim == 128)
+    return flash_fp8_launch<128>(d, a, s);
+  return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: head_dim %d (64 or 128 only)", d->head_dim);
+}

@@ -1,0 +1,295 @@
+/* attention_flash_fwd.cu: the FlashAttention-2 forward on tensor cores
+ * (sm_80+; runs on Hopper too, through mma.sync), bf16 or f16 in, f32
+ * accumulation, head_dim 64 or 128.
+ *
+ * One CTA per (BQ = 128 queries, head, sequence); warp w owns 16*MT
+ * consecutive query rows of the tile (FlashFwdCfg: 4 warps x 32 rows or 8
+ * warps x 16 rows). Per key tile of BK keys:
+ *   S = Q K^T (f32 in registers) -> masking (only on tiles that need it) ->
+ *   online softmax (running row max m and row sum l, rescale O by
+ *   exp(m_old - m_new)) -> P (rounded to T, straight from S's registers) ->
+ *   O += P V.
+ * Shared memory: Q (BQ rows), one K and one V tile (BK rows), rows padded
+ * by 16 bytes so ldmatrix's eight row addresses hit eight different bank
+ * groups. Loads are cp.async, overlapped FlashAttention-2 style with one
+ * buffer each: V_j is fetched while S_j = Q K_j^T is computed, K_{j+1}
+ * while O += P_j V_j. Out-of-sequence rows are zero-filled by cp.async and
+ * masked; the output is written once, divided by l, with
+ * lse = scale * m + log(l).
+ */
+#include "kernels/cuda/attention_common.cuh"
+
+namespace {
+
+/* Two tilings (mb_cuda_attn_set_flash_fwd_variant picks one; the benchmark
+ * times both). Variant 0: 4 warps of 32 query rows (two m16 tiles, so each
+ * K/V fragment feeds two MMAs: half the shared-memory reads per FLOP);
+ * 64-key tiles at head_dim 64, 32-key tiles at 128 (64 spills registers).
+ * Variant 1: 8 warps of 16 rows, 64-key tiles (fewer registers, twice the
+ * K/V shared-memory reads per FLOP). Both: 128 queries per CTA. */
+template <int D, int VARIANT> struct FlashFwdCfg {
+  static constexpr int NW = VARIANT == 0 ? 4 : 8, MT = VARIANT == 0 ? 2 : 1;
+  static constexpr int BK = VARIANT == 0 && D == 128 ? 32 : 64;
+  static constexpr int NT = 32 * NW, BQ = 16 * MT * NW;
+  static constexpr int LDS = D + 8; /* shared row stride in elements: +16 bytes */
+  template <typename T> static constexpr size_t smem_bytes() {
+    return (size_t)(BQ + 2 * BK) * LDS * sizeof(T) + BK * sizeof(int);
+  }
+};
+
+template <typename T, int D, int VARIANT>
+__global__ void __launch_bounds__(FlashFwdCfg<D, VARIANT>::NT) attn_flash_fwd_kernel(AttnArgs a) {
+  typedef FlashFwdCfg<D, VARIANT> C;
+  constexpr int NT = C::NT, MT = C::MT, BQ = C::BQ, BK = C::BK, LDS = C::LDS;
+  constexpr int NS = BK / 8; /* n8 tiles of S per m-tile */
+  constexpr int NO = D / 8;  /* n8 tiles of O per m-tile */
+  extern __shared__ __align__(16) unsigned char attn_smem[];
+  T *sQ = reinterpret_cast<T *>(attn_smem);
+  T *sK = sQ + BQ * LDS;
+  T *sV = sK + BK * LDS;
+  int *sKeep = reinterpret_cast<int *>(sV + BK * LDS); /* padded mode: key kept? */
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BQ, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gr = lane >> 2, tq = lane & 3; /* g and t of the fragment layouts */
+  const int q0 = tile * BQ, wrow = warp * 16 * MT;
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  const T *Qg = (const T *)a.q + base, *Kg = (const T *)a.k + base, *Vg = (const T *)a.v + base;
+  /* ldmatrix lane addresses (attention_common.cuh): A fragments and
+   * "B with rows = k" (.trans) use (row_a, col_a); "B with rows = n" uses
+   * (row_b, col_b). */
+  const int row_a = (lane & 7) + ((lane >> 3) & 1) * 8, col_a = (lane >> 4) * 8;
+  const int row_b = (lane & 7) + (lane >> 4) * 8, col_b = ((lane >> 3) & 1) * 8;
+
+  /* Causal: no query of this tile sees a key at or past q0 + BQ. */
+  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int nkt = (kend + BK - 1) / BK;
+
+  attn_load_rows<T, D, BQ, NT>(sQ, LDS, Qg, a.ld, q0, g.n);
+  attn_load_rows<T, D, BK, NT>(sK, LDS, Kg, a.ld, 0, g.n);
+  attn_cp_async_commit();
+
+  float o[MT][NO][4];
+  float m[MT][2], l[MT][2]; /* row max (raw score units) and this thread's part of the row sum */
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        o[mt][j][e] = 0.0f;
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
+  }
+
+  for (int kt = 0; kt < nkt; kt++) {
+    const int j0 = kt * BK;
+    attn_cp_async_wait_all(); /* K_kt (and Q) */
+    int hidden = 0, kept = 1;
+    if (g.mask) {
+      kept = 0;
+      for (int c = tid; c < BK; c += NT) {
+        const int keep = j0 + c < g.n && g.mask[j0 + c] != 0;
+        sKeep[c] = keep;
+        hidden |= !keep;
+        kept |= keep;
+      }
+      kept = __syncthreads_or(kept);
+    }
+    hidden = __syncthreads_or(hidden); /* the barrier: K_kt and sKeep visible to all */
+    const bool skip = !kept;           /* every key of the tile is padding */
+
+    attn_load_rows<T, D, BK, NT>(sV, LDS, Vg, a.ld, j0, g.n);
+    attn_cp_async_commit();
+
+    float s[MT][NS][4];
+    if (!skip) {
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < NS; j++)
+#pragma unroll
+          for (int e = 0; e < 4; e++)
+            s[mt][j][e] = 0.0f;
+      /* S = Q K^T: k-steps of 16 over the head dimension */
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++) {
+        uint32_t qa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+          attn_ldsm_x4(qa[mt], sQ + (wrow + mt * 16 + row_a) * LDS + kk * 16 + col_a);
+#pragma unroll
+        for (int nj = 0; nj < BK / 16; nj++) {
+          uint32_t kb[4];
+          attn_ldsm_x4(kb, sK + (nj * 16 + row_b) * LDS + kk * 16 + col_b);
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            attn_mma16816<T>(s[mt][2 * nj], qa[mt], kb[0], kb[1]);
+            attn_mma16816<T>(s[mt][2 * nj + 1], qa[mt], kb[2], kb[3]);
+          }
+        }
+      }
+      /* Hide keys past the sequence, padded keys, and (causal) keys after
+       * the query. Most tiles have none of these and skip the pass. */
+      if (hidden || j0 + BK > g.n || (a.causal && j0 + BK - 1 > q0 + wrow)) {
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+          for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+              const int r = q0 + wrow + mt * 16 + gr + (e >> 1) * 8;
+              const int c = j0 + nj * 8 + 2 * tq + (e & 1);
+              if (c >= g.n || (a.causal && c > r) || (g.mask && !sKeep[c - j0]))
+                s[mt][nj][e] = -INFINITY;
+            }
+      }
+      /* Online softmax, per row: rows gr (hr = 0) and gr + 8 (hr = 1) of
+       * each m-tile; the four threads of a quad share a row. */
+#pragma unroll
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int nj = 0; nj < NS; nj++)
+            mx = fmaxf(mx, fmaxf(s[mt][nj][2 * hr], s[mt][nj][2 * hr + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float mnew = fmaxf(m[mt][hr], mx);
+          /* a row that has seen nothing yet keeps m = -inf; use 0 so that
+           * exp2(-inf - 0) = 0 rather than exp2(-inf + inf) = NaN */
+          const float muse = mnew == -INFINITY ? 0.0f : mnew;
+          const float corr = attn_exp2((m[mt][hr] - muse) * a.scale_log2);
+          const float mscaled = muse * a.scale_log2;
+          m[mt][hr] = mnew;
+          float sum = 0.0f;
+#pragma unroll
+          for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+            for (int e = 2 * hr; e < 2 * hr + 2; e++) {
+              const float p = attn_exp2(fmaf(s[mt][nj][e], a.scale_log2, -mscaled));
+              s[mt][nj][e] = p;
+              sum += p;
+            }
+          l[mt][hr] = l[mt][hr] * corr + sum;
+#pragma unroll
+          for (int j = 0; j < NO; j++) {
+            o[mt][j][2 * hr] *= corr;
+            o[mt][j][2 * hr + 1] *= corr;
+          }
+        }
+    }
+
+    attn_cp_async_wait_all(); /* V_kt */
+    __syncthreads();          /* V_kt visible; every warp is done with K_kt */
+    if (kt + 1 < nkt) {
+      attn_load_rows<T, D, BK, NT>(sK, LDS, Kg, a.ld, j0 + BK, g.n);
+      attn_cp_async_commit();
+    }
+    if (!skip) {
+      /* O += P V: k-steps of 16 keys; P's A fragment is S's C fragment */
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; kk++) {
+        uint32_t pa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+          pa[mt][0] = AttnType<T>::pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+          pa[mt][1] = AttnType<T>::pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+          pa[mt][2] = AttnType<T>::pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+          pa[mt][3] = AttnType<T>::pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+        }
+#pragma unroll
+        for (int dj = 0; dj < D / 16; dj++) {
+          uint32_t vb[4];
+          attn_ldsm_x4_trans(vb, sV + (kk * 16 + row_a) * LDS + dj * 16 + col_a);
+#pragma unroll
+          for (int mt = 0; mt < MT; mt++) {
+            attn_mma16816<T>(o[mt][2 * dj], pa[mt], vb[0], vb[1]);
+            attn_mma16816<T>(o[mt][2 * dj + 1], pa[mt], vb[2], vb[3]);
+          }
+        }
+      }
+    }
+    /* the next iteration's first barrier orders these reads of sV before
+     * V_{kt+1} overwrites it */
+  }
+  attn_cp_async_wait_all(); /* nothing may land after the CTA is gone (nkt = 0) */
+
+  /* out = O / l, lse = scale * m + log(l); padded query rows and rows that
+   * saw no key get 0 and +inf. */
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+      float sum = l[mt][hr];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const int r = q0 + wrow + mt * 16 + gr + hr * 8;
+      if (r >= g.n)
+        continue;
+      const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
+      const float inv = ok ? 1.0f / sum : 0.0f;
+      T *orow = (T *)a.o + base + (int64_t)r * a.ld;
+#pragma unroll
+      for (int j = 0; j < NO; j++)
+        *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
+            AttnType<T>::pack2(o[mt][j][2 * hr] * inv, o[mt][j][2 * hr + 1] * inv);
+      if (tq == 0)
+        a.lse[(int64_t)(g.start + r) * a.heads + h] = ok ? m[mt][hr] * a.scale + logf(sum) : INFINITY;
+    }
+}
+
+template <typename T, int D, int VARIANT>
+int flash_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  typedef FlashFwdCfg<D, VARIANT> C;
+  const size_t smem = C::template smem_bytes<T>();
+  static bool smem_set = false; /* once per instantiation; a repeated set is harmless */
+  if (!smem_set) {
+    MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_fwd_kernel<T, D, VARIANT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)smem));
+    smem_set = true;
+  }
+  attn_flash_fwd_kernel<T, D, VARIANT><<<attn_tile_grid(d, C::BQ), C::NT, smem, s>>>(a);
+  ATTN_LAUNCH_CHECK("attn_flash_fwd_kernel");
+  MB_TRY(attn_launch_fill_tail<T>((T *)a.o, a.ld, a, 0.0f, s));
+  MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));
+  return MB_OK;
+}
+
+} // namespace
+
+static int flash_fwd_variant = 0;
+
+int mb_cuda_attn_set_flash_fwd_variant(int variant) {
+  if (variant != 0 && variant != 1)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 or 1)", variant);
+  flash_fwd_variant = variant;
+  return MB_OK;
+}
+
+int attn_flash_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, void *out,
+                   float *lse, cudaStream_t s) {
+  if (attn_tokens(d) == 0)
+    return MB_OK;
+  AttnArgs a = attn_args_from_desc(d);
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.o = out;
+  a.lse = lse;
+  const int var = flash_fwd_variant;
+  if (dt == MB_BF16 && d->head_dim == 64)
+    return var ? flash_fwd_launch<attn_bf16, 64, 1>(d, a, s) : flash_fwd_launch<attn_bf16, 64, 0>(d, a, s);
+  if (dt == MB_BF16 && d->head_dim == 128)
+    return var ? flash_fwd_launch<attn_bf16, 128, 1>(d, a, s) : flash_fwd_launch<attn_bf16, 128, 0>(d, a, s);
+  if (dt == MB_F16 && d->head_dim == 64)
+    return var ? flash_fwd_launch<attn_f16, 64, 1>(d, a, s) : flash_fwd_launch<attn_f16, 64, 0>(d, a, s);
+  if (dt == MB_F16 && d->head_dim == 128)
+    return var ? flash_fwd_launch<attn_f16, 128, 1>(d, a, s) : flash_fwd_launch<attn_f16, 128, 0>(d, a, s);
+  return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: no kernel for %s with head_dim %d (bf16/f16, 64/128)",
+                mb_dtype_name(dt), d->head_dim);
+}

@@ -1,0 +1,226 @@
+/* test_cuda_attention_fp8.c (ctest: cuda_attention_fp8): the e4m3 forward
+ * against the CPU reference in float64 on the dequantised inputs (q8 * its
+ * per-tensor scale, ...). Fresh random inputs, each tensor quantised with
+ * scale = amax / 448; padded, holes, varlen and causal; head_dim 64 and 128.
+ * The fp8 flash kernel (sm_89+; on older GPUs it must refuse with a reason)
+ * quantises P to e4m3 as well, so its bound is looser: 6e-2 normwise (P's
+ * 3-bit mantissa gives about 3% per weight; ATTENTION.md); the reference
+ * kernel on the same e4m3 inputs computes in f32 and must be within 1e-2
+ * (bf16 output). lse must match within 5e-4 for both (it is summed in f32).
+ * Exits 77 (skipped) without a GPU.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "kernels/cpu/attention.h"
+#include "kernels/cuda/attention.h"
+#include "runtime/log.h"
+#include "tests/cuda/test_cuda_attention_util.h"
+
+#define TOL_FP8_FLASH 6e-2
+#define TOL_FP8_REF 1e-2
+#define TOL_LSE 5e-4
+
+static int g_cc;
+static double worst_flash, worst_ref;
+
+typedef struct {
+  const char *name;
+  int batch, seqlen, heads, causal, mask_kind, nseq;
+  int lens[6];
+} fcase;
+
+static const fcase cases[] = {
+    {"L1", 2, 1, 2, 0, 0, 0, {0}},
+    {"L129-pad", 3, 129, 2, 0, 1, 0, {0}},
+    {"L1000-holes", 1, 1000, 2, 0, 2, 0, {0}},
+    {"L1000-causal", 1, 1000, 2, 1, 0, 0, {0}},
+    {"varlen", 1, 0, 3, 0, 0, 5, {1, 300, 0, 77, 640}},
+};
+
+/* x -> e4m3 codes with scale = amax / 448; x is replaced by the dequantised
+ * value (what the reference sees). */
+static float quantize(float *x, uint8_t *q8, size_t n) {
+  float amax = 0;
+  for (size_t i = 0; i < n; i++)
+    amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+  const float scale = amax > 0 ? amax / 448.0f : 1.0f;
+  for (size_t i = 0; i < n; i++) {
+    q8[i] = mb_f32_to_e4m3(x[i] / scale, MB_FP8_SATFINITE);
+    x[i] = mb_e4m3_to_f32(q8[i]) * scale;
+  }
+  return scale;
+}
+
+static void run_case(const fcase *c, int D) {
+  mb_attn_desc hd;
+  memset(&hd, 0, sizeof hd);
+  hd.heads = c->heads;
+  hd.head_dim = D;
+  hd.causal = c->causal;
+  int32_t cu[8], *mask = NULL;
+  if (c->nseq) {
+    cu[0] = 0;
+    for (int s = 0; s < c->nseq; s++)
+      cu[s + 1] = cu[s] + c->lens[s];
+    hd.batch = 1;
+    hd.seqlen = cu[c->nseq] + 5; /* a budget tail of 5 */
+    hd.cu_seqlens = cu;
+    hd.nseq = c->nseq;
+  } else {
+    hd.batch = c->batch;
+    hd.seqlen = c->seqlen;
+  }
+  const size_t tokens = (size_t)hd.batch * hd.seqlen, n = tokens * hd.heads * D, nl = tokens * hd.heads;
+  if (c->mask_kind) {
+    mask = at_malloc(tokens * sizeof *mask);
+    int *r = at_malloc(tokens * sizeof *r);
+    at_randint(r, tokens, 100);
+    for (int b = 0; b < hd.batch; b++) {
+      const int keep = b == 0 && c->mask_kind == 1 ? hd.seqlen : 1 + r[(size_t)b * hd.seqlen] * (hd.seqlen - 1) / 100;
+      for (int i = 0; i < hd.seqlen; i++) {
+        const size_t t = (size_t)b * hd.seqlen + i;
+        mask[t] = c->mask_kind == 1 ? i < keep : (i == 0 || r[t] >= 30);
+      }
+    }
+    free(r);
+    hd.key_mask = mask;
+  }
+  float *x[3];
+  uint8_t *x8[3];
+  float scale[3];
+  double *xd[3];
+  for (int i = 0; i < 3; i++) {
+    x[i] = at_malloc(n * sizeof(float));
+    x8[i] = at_malloc(n);
+    at_randn(x[i], n, i == 0 ? 1.5f : 1.0f);
+    scale[i] = quantize(x[i], x8[i], n);
+    xd[i] = at_malloc(n * sizeof(double));
+    for (size_t j = 0; j < n; j++)
+      xd[i][j] = x[i][j];
+  }
+  double *ref = at_malloc(n * sizeof(double)), *ref_lse = at_malloc(nl * sizeof(double));
+  if (mb_cpu_attn_fwd_f64(&hd, xd[0], xd[1], xd[2], ref, ref_lse, NULL, 0) != MB_OK)
+    at_die(mb_error_message());
+
+  mb_attn_desc dd = hd;
+  int32_t *d_mask = NULL, *d_cu = NULL;
+  if (mask) {
+    d_mask = at_dev(tokens * sizeof(int32_t));
+    AT_CUDA(cudaMemcpy(d_mask, mask, tokens * sizeof(int32_t), cudaMemcpyHostToDevice));
+    dd.key_mask = d_mask;
+  }
+  if (c->nseq) {
+    d_cu = at_dev((size_t)(c->nseq + 1) * sizeof(int32_t));
+    AT_CUDA(cudaMemcpy(d_cu, cu, (size_t)(c->nseq + 1) * sizeof(int32_t), cudaMemcpyHostToDevice));
+    dd.cu_seqlens = d_cu;
+  }
+  void *d_x[3];
+  for (int i = 0; i < 3; i++) {
+    d_x[i] = at_dev(n);
+    AT_CUDA(cudaMemcpy(d_x[i], x8[i], n, cudaMemcpyHostToDevice));
+  }
+  float *d_scale = at_dev(3 * sizeof(float));
+  AT_CUDA(cudaMemcpy(d_scale, scale, sizeof scale, cudaMemcpyHostToDevice));
+  void *d_out = at_dev(n * 2);
+  float *d_lse = at_dev(nl * sizeof(float));
+  float *out = at_malloc(n * sizeof(float)), *lse = at_malloc(nl * sizeof(float));
+
+  const mb_cuda_attn_kernel kernels[2] = {MB_CUDA_ATTN_REFERENCE, MB_CUDA_ATTN_FLASH_FP8};
+  for (int ki = 0; ki < 2; ki++) {
+    at_poison(d_out, n * 2);
+    at_poison(d_lse, nl * sizeof(float));
+    const int rc = mb_cuda_attn_fwd_fp8_with(kernels[ki], &dd, d_x[0], d_x[1], d_x[2], d_scale, d_scale + 1,
+                                             d_scale + 2, d_out, d_lse, NULL);
+    char label[96];
+    snprintf(label, sizeof label, "e4m3 D=%-3d %-13s %-9s", D, c->name, mb_cuda_attn_kernel_name(kernels[ki]));
+    if (kernels[ki] == MB_CUDA_ATTN_FLASH_FP8 && rc == MB_EUNSUPPORTED && g_cc < 89) {
+      printf("%s refused on sm_%d as it must: %s\n", label, g_cc, mb_error_message());
+      continue;
+    }
+    if (rc != MB_OK)
+      fail_msg("%s failed: %s", label, mb_error_message());
+    at_download(out, d_out, n, MB_BF16);
+    at_download(lse, d_lse, nl, MB_F32);
+    const at_err e = at_compare(out, ref, n);
+    size_t inf_bad = 0;
+    const double el = at_compare_lse(lse, ref_lse, nl, &inf_bad);
+    printf("%s out %.2e (elem max %.1e p99 %.1e med %.1e) lse %.1e\n", label, e.norm, e.max, e.p99, e.median, el);
+    fflush(stdout);
+    const double tol = ki ? TOL_FP8_FLASH : TOL_FP8_REF;
+    if (ki)
+      worst_flash = e.norm > worst_flash ? e.norm : worst_flash;
+    else
+      worst_ref = e.norm > worst_ref ? e.norm : worst_ref;
+    if (!(e.norm <= tol))
+      fail_msg("%s: error %.3e exceeds %.1e", label, e.norm, tol);
+    if (e.bad_zero || inf_bad)
+      fail_msg("%s: padded rows not 0 / +inf (%zu outputs, %zu lse)", label, e.bad_zero, inf_bad);
+    if (!(el <= TOL_LSE))
+      fail_msg("%s: lse differs by %.3e (bound %.0e)", label, el, TOL_LSE);
+  }
+
+  for (int i = 0; i < 3; i++) {
+    free(x[i]);
+    free(x8[i]);
+    free(xd[i]);
+    AT_CUDA(cudaFree(d_x[i]));
+  }
+  free(ref);
+  free(ref_lse);
+  free(out);
+  free(lse);
+  free(mask);
+  AT_CUDA(cudaFree(d_scale));
+  AT_CUDA(cudaFree(d_out));
+  AT_CUDA(cudaFree(d_lse));
+  if (d_mask)
+    AT_CUDA(cudaFree(d_mask));
+  if (d_cu)
+    AT_CUDA(cudaFree(d_cu));
+}
+
+static void test_fp8_forward(void **state) {
+  (void)state;
+  for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+    run_case(&cases[ci], 64);
+    run_case(&cases[ci], 128);
+  }
+}
+
+/* fp8 has no backward; the dispatcher says so */
+static void test_fp8_no_backward(void **state) {
+  (void)state;
+  mb_attn_desc d;
+  memset(&d, 0, sizeof d);
+  d.batch = 1;
+  d.seqlen = 16;
+  d.heads = 1;
+  d.head_dim = 64;
+  void *buf = at_dev(16 * 64 * 4);
+  void *ws = at_dev(mb_cuda_attn_bwd_workspace(&d));
+  assert_int_equal(mb_cuda_attn_bwd(&d, MB_F8E4M3, buf, buf, buf, buf, (float *)buf, buf, buf, buf, buf, ws,
+                                    mb_cuda_attn_bwd_workspace(&d), NULL),
+                   MB_EUNSUPPORTED);
+  printf("fp8 backward: %s\n", mb_error_message());
+  AT_CUDA(cudaFree(buf));
+  AT_CUDA(cudaFree(ws));
+}
+
+int main(void) {
+  g_cc = at_require_gpu("cuda_attention_fp8");
+  at_seed_init("cuda_attention_fp8");
+  mb_log_set_level(MB_LOG_INFO);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_fp8_forward),
+      cmocka_unit_test(test_fp8_no_backward),
+  };
+  const int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  printf("cuda_attention_fp8: worst normwise error: flash-fp8 %.2e (bound %.0e), reference on e4m3 inputs %.2e "
+         "(bound %.0e)\n",
+         worst_flash, TOL_FP8_FLASH, worst_ref, TOL_FP8_REF);
+  return failed;
+}

@@ -1,0 +1,208 @@
+/* test_cuda_attention_util.h: what the CUDA attention tests share: the skip
+ * when no GPU can be used (exit 77, "no CUDA device"), fresh random inputs
+ * (a new seed per run, printed; MAMBERT_TEST_SEED replays one), device
+ * buffers that are poisoned (all bytes 0xff: NaN in every float format)
+ * before every kernel run, conversions through any dtype, and the error
+ * measures: ||out - ref|| / ||ref|| over all elements (a non-finite output
+ * where the reference is finite counts as +inf), plus the distribution of
+ * per-element relative errors |out - ref| / max(|ref|, 0.1 * rms(ref)).
+ * Header-only; every function aborts the test with a message on failure.
+ */
+#ifndef MB_TESTS_CUDA_ATTENTION_UTIL_H
+#define MB_TESTS_CUDA_ATTENTION_UTIL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cuda_runtime_api.h>
+
+#include "runtime/dtype.h"
+#include "runtime/error.h"
+#include "runtime/philox.h"
+
+static inline void at_die(const char *what) {
+  fprintf(stderr, "FATAL: %s\n", what);
+  fflush(stderr);
+  exit(1);
+}
+
+#define AT_CUDA(call)                                                                              \
+  do {                                                                                             \
+    cudaError_t at_e_ = (call);                                                                    \
+    if (at_e_ != cudaSuccess) {                                                                    \
+      fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(at_e_)); \
+      exit(1);                                                                                     \
+    }                                                                                              \
+  } while (0)
+
+/* Exit 77 (ctest: skipped) when no GPU can be used; else print the device
+ * and return its compute capability x 10. */
+static inline int at_require_gpu(const char *test) {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0) {
+    printf("%s: no CUDA device (%s): skipping\n", test, e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    fflush(stdout);
+    exit(77);
+  }
+  struct cudaDeviceProp p;
+  AT_CUDA(cudaGetDeviceProperties(&p, 0));
+  printf("%s: on %s (sm_%d%d, %d SMs)\n", test, p.name, p.major, p.minor, p.multiProcessorCount);
+  return p.major * 10 + p.minor;
+}
+
+/* ---- random inputs ---- */
+
+static uint64_t at_seed;
+static uint64_t at_draws;
+
+static inline void at_seed_init(const char *test) {
+  const char *env = getenv("MAMBERT_TEST_SEED");
+  if (env && *env) {
+    at_seed = strtoull(env, NULL, 0);
+  } else {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    at_seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+  }
+  printf("%s: seed %llu (MAMBERT_TEST_SEED=%llu replays it)\n", test, (unsigned long long)at_seed,
+         (unsigned long long)at_seed);
+}
+
+/* n normal(0, std) floats; every call draws a fresh stream. */
+static inline void at_randn(float *x, size_t n, float std) {
+  mb_philox_fill_normal(at_seed, (at_draws++) << 40, x, n, 0.0f, std);
+}
+
+/* n integers uniform in [0, bound) */
+static inline void at_randint(int *x, size_t n, int bound) {
+  uint32_t *w = malloc(n * sizeof *w + 4);
+  if (!w)
+    at_die("out of host memory");
+  mb_philox_fill_u32(at_seed, (at_draws++) << 40, w, n);
+  for (size_t i = 0; i < n; i++)
+    x[i] = (int)(w[i] % (uint32_t)bound);
+  free(w);
+}
+
+static inline void *at_malloc(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+  if (!p)
+    at_die("out of host memory");
+  return p;
+}
+
+/* ---- device buffers ---- */
+
+static inline void *at_dev(size_t bytes) {
+  void *p = NULL;
+  AT_CUDA(cudaMalloc(&p, bytes ? bytes : 16));
+  return p;
+}
+
+/* Every byte 0xff: NaN in f32/f16/bf16/e4m3, -1 in integers. */
+static inline void at_poison(void *dev, size_t bytes) {
+  if (bytes)
+    AT_CUDA(cudaMemset(dev, 0xff, bytes));
+}
+
+/* Upload n f32 values converted to dt into dev. */
+static inline void at_upload(void *dev, const float *x, size_t n, mb_dtype dt) {
+  const size_t es = mb_dtype_size(dt);
+  void *tmp = at_malloc(n * es);
+  if (mb_convert(tmp, dt, x, MB_F32, n) != MB_OK)
+    at_die(mb_error_message());
+  AT_CUDA(cudaMemcpy(dev, tmp, n * es, cudaMemcpyHostToDevice));
+  free(tmp);
+}
+
+/* Download n elements of dt as f32, after synchronising (a kernel fault
+ * surfaces here). */
+static inline void at_download(float *out, const void *dev, size_t n, mb_dtype dt) {
+  AT_CUDA(cudaDeviceSynchronize());
+  const size_t es = mb_dtype_size(dt);
+  void *tmp = at_malloc(n * es);
+  AT_CUDA(cudaMemcpy(tmp, dev, n * es, cudaMemcpyDeviceToHost));
+  if (mb_convert(out, MB_F32, tmp, dt, n) != MB_OK)
+    at_die(mb_error_message());
+  free(tmp);
+}
+
+/* x rounded to dt (the CPU reference then sees exactly the device's inputs) */
+static inline void at_round(float *x, size_t n, mb_dtype dt) {
+  for (size_t i = 0; i < n; i++)
+    x[i] = mb_round_to(x[i], dt);
+}
+
+/* ---- errors ---- */
+
+typedef struct {
+  double norm;            /* ||out - ref|| / ||ref|| (+inf: a non-finite output) */
+  double max, p99, median; /* per-element relative errors */
+  size_t bad_zero;        /* elements where ref == 0 exactly (padding) but out != 0 */
+} at_err;
+
+static int at_cmp_double(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static inline at_err at_compare(const float *out, const double *ref, size_t n) {
+  at_err r = {0, 0, 0, 0, 0};
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!isfinite(out[i]) && isfinite(ref[i])) {
+      r.norm = r.max = r.p99 = r.median = INFINITY;
+      return r;
+    }
+    const double d = (double)out[i] - ref[i];
+    num += d * d;
+    den += ref[i] * ref[i];
+    if (ref[i] == 0.0 && out[i] != 0.0f)
+      r.bad_zero++;
+  }
+  r.norm = den > 0 ? sqrt(num / den) : sqrt(num);
+  const double floor = 0.1 * sqrt(den / (n ? n : 1));
+  double *e = at_malloc(n * sizeof *e);
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++)
+    if (ref[i] != 0.0) {
+      const double a = fabs(ref[i]) > floor ? fabs(ref[i]) : floor;
+      e[m++] = fabs((double)out[i] - ref[i]) / (a > 0 ? a : 1);
+    }
+  if (m) {
+    qsort(e, m, sizeof *e, at_cmp_double);
+    r.max = e[m - 1];
+    r.p99 = e[(size_t)(0.99 * (double)(m - 1))];
+    r.median = e[(m - 1) / 2];
+  }
+  free(e);
+  return r;
+}
+
+/* lse: +inf exactly where the reference has +inf (padded rows), and the
+ * largest absolute difference elsewhere (+inf if a finite reference got a
+ * non-finite value). */
+static inline double at_compare_lse(const float *lse, const double *ref, size_t n, size_t *inf_mismatch) {
+  double worst = 0;
+  *inf_mismatch = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (isinf(ref[i])) {
+      if (!(isinf(lse[i]) && lse[i] > 0))
+        (*inf_mismatch)++;
+      continue;
+    }
+    if (!isfinite(lse[i]))
+      return INFINITY;
+    const double d = fabs((double)lse[i] - ref[i]);
+    worst = d > worst ? d : worst;
+  }
+  return worst;
+}
+
+#endif
