@@ -44,6 +44,21 @@
 #include "kernels/cuda/attention.h"
 #include "runtime/cuda_check.h"
 
+/* ATTN_EMULATE, when defined, names a header that runs these kernels on the
+ * host (tests/cuda/test_cuda_attention_emu.cpp): it provides the PTX
+ * wrappers below, the launch and the dynamic shared memory, so the kernel
+ * bodies and launchers stay exactly what the GPU runs. */
+#ifdef ATTN_EMULATE
+#include ATTN_EMULATE
+#else
+/* kernel<<<grid, block, smem, stream>>>(args); `kernel` is one token */
+#define ATTN_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+/* the kernel's dynamic shared memory, 16-byte aligned */
+#define ATTN_DYNAMIC_SMEM(type, name)                                                            \
+  extern __shared__ __align__(16) unsigned char attn_dynamic_smem_[];                            \
+  type *name = reinterpret_cast<type *>(attn_dynamic_smem_)
+#endif
+
 typedef __nv_bfloat16 attn_bf16;
 typedef __half attn_f16;
 typedef __nv_fp8_e4m3 attn_e4m3;
@@ -192,22 +207,27 @@ template <> struct AttnType<attn_bf16> {
   static __device__ __forceinline__ void store(attn_bf16 *p, int64_t i, float v) { p[i] = __float2bfloat16_rn(v); }
   /* two floats -> one b32 holding (lo, hi), lo in the low half */
   static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&h);
+    const __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &h, 4);
+    return u;
   }
 };
 template <> struct AttnType<attn_f16> {
   static __device__ __forceinline__ float load(const attn_f16 *p, int64_t i) { return __half2float(p[i]); }
   static __device__ __forceinline__ void store(attn_f16 *p, int64_t i, float v) { p[i] = __float2half_rn(v); }
   static __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
-    __half2 h = __floats2half2_rn(lo, hi);
-    return *reinterpret_cast<uint32_t *>(&h);
+    const __half2 h = __floats2half2_rn(lo, hi);
+    uint32_t u;
+    memcpy(&u, &h, 4);
+    return u;
   }
 };
 template <> struct AttnType<attn_e4m3> {
   static __device__ __forceinline__ float load(const attn_e4m3 *p, int64_t i) { return float(p[i]); }
 };
 
+#ifndef ATTN_EMULATE
 /* ---- PTX wrappers (sm_80+) ---- */
 
 __device__ __forceinline__ uint32_t attn_smem_addr(const void *p) {
@@ -261,6 +281,29 @@ __device__ __forceinline__ float attn_exp2(float x) {
   return y;
 }
 
+/* c += A B for one m16n8k32 tile of e4m3 (sm_89+; ptxas lowers it to f16
+ * HMMA on sm_90, whose fp8 tensor cores only wgmma reaches). Fragments: A
+ * a0 = A[g][4t..4t+3], a1 = A[g+8][4t..], a2 = A[g][16+4t..], a3 =
+ * A[g+8][16+4t..] (four bytes, lowest k in the lowest byte); B b0 =
+ * B[4t..4t+3][g], b1 = B[16+4t..][g]; C as for m16n8k16. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+__device__ __forceinline__ void attn_mma16832_e4m3(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};\n"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+#endif
+#endif /* ATTN_EMULATE */
+
+/* Whether this compilation has e4m3 mma (sm_89+ device code, or the host
+ * emulation). */
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890) || defined(ATTN_EMULATE)
+#define ATTN_HAS_E4M3_MMA 1
+#else
+#define ATTN_HAS_E4M3_MMA 0
+#endif
+
 /* Copy `rows` rows of D elements of T (rows row0.. of a sequence whose row
  * r is at src + r * ld) into shared memory with row stride lds elements,
  * 16 bytes per cp.async; rows at or past nvalid become zeros. All NT
@@ -298,7 +341,8 @@ static inline int attn_launch_fill_tail(T *x, int64_t width, const AttnArgs &a, 
   const unsigned blocks = (unsigned)((total + 255) / 256 < 4096 ? (total + 255) / 256 : 4096);
   if (blocks == 0)
     return MB_OK;
-  attn_fill_tail<T><<<blocks, 256, 0, s>>>(x, width, a, value);
+  auto *kernel = attn_fill_tail<T>;
+  ATTN_LAUNCH(kernel, blocks, 256, 0, s, x, width, a, value);
   ATTN_LAUNCH_CHECK("attn_fill_tail");
   return MB_OK;
 }
@@ -363,7 +407,8 @@ static inline int attn_launch_bwd_prep(const AttnArgs &a, cudaStream_t s) {
   const int64_t rows = (int64_t)a.batch * a.seqlen * a.heads;
   if (rows == 0)
     return MB_OK;
-  attn_bwd_prep<T><<<(unsigned)((rows + 7) / 8), 256, 0, s>>>(a);
+  auto *kernel = attn_bwd_prep<T>;
+  ATTN_LAUNCH(kernel, (unsigned)((rows + 7) / 8), 256, 0, s, a);
   ATTN_LAUNCH_CHECK("attn_bwd_prep");
   return MB_OK;
 }

@@ -42,8 +42,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
   static_assert(BQ == 16 * C::NW && BK == 16 * C::NW, "each warp owns 16 rows in every phase");
   constexpr int NS = BK / 8; /* n8 tiles of S and dP per warp (16 rows x BK keys) */
   constexpr int NO = D / 8;  /* n8 tiles of dK, dV per warp (16 keys x D) */
-  extern __shared__ __align__(16) unsigned char attn_smem[];
-  T *sK = reinterpret_cast<T *>(attn_smem);
+  ATTN_DYNAMIC_SMEM(T, sK);
   T *sV = sK + BK * LDS;
   T *sQ = sV + BK * LDS;
   T *sdO = sQ + BQ * LDS;
@@ -268,11 +267,13 @@ int flash_bwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
                                      (int)smem));
     smem_set = true;
   }
-  attn_flash_bwd_kernel<T, D><<<attn_tile_grid(d, C::BK), C::NT, smem, s>>>(a);
+  auto *kernel = attn_flash_bwd_kernel<T, D>;
+  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BK), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_flash_bwd_kernel");
   const int64_t n = (int64_t)attn_tokens(d) * a.ld;
   const unsigned blocks = (unsigned)((n + 255) / 256 < 65536 ? (n + 255) / 256 : 65536);
-  attn_dq_convert<T><<<blocks, 256, 0, s>>>((T *)a.dq, a.dq_accum, n, a.scale);
+  auto *convert = attn_dq_convert<T>;
+  ATTN_LAUNCH(convert, blocks, 256, 0, s, (T *)a.dq, a.dq_accum, n, a.scale);
   ATTN_LAUNCH_CHECK("attn_dq_convert");
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dk, a.ld, a, 0.0f, s));
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dv, a.ld, a, 0.0f, s));

@@ -35,7 +35,7 @@ template <int D> struct FlashFp8Cfg {
   static constexpr size_t smem_bytes() { return (size_t)(BQ + BK) * LDQ + (size_t)D * LDV + BK * sizeof(int); }
 };
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+#if ATTN_HAS_E4M3_MMA
 /* Where physical key p (0..31 within a 32-key chunk) sits in P's and V^T's
  * k order: key 8*tile + 2t + e (tile 0..3, t 0..3, e 0..1) goes to
  * 16*(tile/2) + 4t + 2*(tile%2) + e. */
@@ -50,25 +50,17 @@ __device__ __forceinline__ uint32_t fp8_pack4(float x0, float x1, float x2, floa
   const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(x2, x3), __NV_SATFINITE, __NV_E4M3);
   return lo | (hi << 16);
 }
-
-__device__ __forceinline__ void fp8_mma16832(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-  asm volatile("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-               "{%0, %1, %2, %3};\n"
-               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 #endif
 
 template <int D>
 __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flash_fp8_kernel(AttnArgs a) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+#if ATTN_HAS_E4M3_MMA
   typedef FlashFp8Cfg<D> C;
   constexpr int NT = C::NT, MT = C::MT, BQ = C::BQ, BK = C::BK, LDQ = C::LDQ, LDV = C::LDV;
   constexpr int NS = BK / 8, NO = D / 8;
   constexpr int VCH = BK * D / 16 / NT; /* 16-byte chunks of V per thread */
   static_assert(BK * D % (16 * NT) == 0, "V tile splits evenly over the threads");
-  extern __shared__ __align__(16) unsigned char attn_smem[];
-  uint8_t *sQ = attn_smem;
+  ATTN_DYNAMIC_SMEM(uint8_t, sQ);
   uint8_t *sK = sQ + BQ * LDQ;
   uint8_t *sVt = sK + BK * LDQ;
   int *sKeep = reinterpret_cast<int *>(sVt + D * LDV);
@@ -157,8 +149,8 @@ __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flash_fp8_kernel(Attn
           attn_ldsm_x4(kb, sK + (nj * 16 + row_b) * LDQ + kk * 32 + col_b);
 #pragma unroll
           for (int mt = 0; mt < MT; mt++) {
-            fp8_mma16832(s[mt][2 * nj], qa[mt], kb[0], kb[1]);
-            fp8_mma16832(s[mt][2 * nj + 1], qa[mt], kb[2], kb[3]);
+            attn_mma16832_e4m3(s[mt][2 * nj], qa[mt], kb[0], kb[1]);
+            attn_mma16832_e4m3(s[mt][2 * nj + 1], qa[mt], kb[2], kb[3]);
           }
         }
       }
@@ -242,8 +234,8 @@ __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flash_fp8_kernel(Attn
           attn_ldsm_x4(vb, sVt + (dj * 16 + row_b) * LDV + kc * 32 + col_b);
 #pragma unroll
           for (int mt = 0; mt < MT; mt++) {
-            fp8_mma16832(o[mt][2 * dj], pa[mt], vb[0], vb[1]);
-            fp8_mma16832(o[mt][2 * dj + 1], pa[mt], vb[2], vb[3]);
+            attn_mma16832_e4m3(o[mt][2 * dj], pa[mt], vb[0], vb[1]);
+            attn_mma16832_e4m3(o[mt][2 * dj + 1], pa[mt], vb[2], vb[3]);
           }
         }
       }
@@ -292,7 +284,8 @@ template <int D> int flash_fp8_launch(const mb_attn_desc *d, const AttnArgs &a, 
     MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_fp8_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     smem_set = true;
   }
-  attn_flash_fp8_kernel<D><<<attn_tile_grid(d, C::BQ), C::NT, smem, s>>>(a);
+  auto *kernel = attn_flash_fp8_kernel<D>;
+  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_flash_fp8_kernel");
   MB_TRY(attn_launch_fill_tail<attn_bf16>((attn_bf16 *)a.o, a.ld, a, 0.0f, s));
   MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));

@@ -43,8 +43,7 @@ __global__ void __launch_bounds__(FlashFwdCfg<D, VARIANT>::NT) attn_flash_fwd_ke
   constexpr int NT = C::NT, MT = C::MT, BQ = C::BQ, BK = C::BK, LDS = C::LDS;
   constexpr int NS = BK / 8; /* n8 tiles of S per m-tile */
   constexpr int NO = D / 8;  /* n8 tiles of O per m-tile */
-  extern __shared__ __align__(16) unsigned char attn_smem[];
-  T *sQ = reinterpret_cast<T *>(attn_smem);
+  ATTN_DYNAMIC_SMEM(T, sQ);
   T *sK = sQ + BQ * LDS;
   T *sV = sK + BK * LDS;
   int *sKeep = reinterpret_cast<int *>(sV + BK * LDS); /* padded mode: key kept? */
@@ -253,7 +252,8 @@ int flash_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
                                      (int)smem));
     smem_set = true;
   }
-  attn_flash_fwd_kernel<T, D, VARIANT><<<attn_tile_grid(d, C::BQ), C::NT, smem, s>>>(a);
+  auto *kernel = attn_flash_fwd_kernel<T, D, VARIANT>;
+  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_flash_fwd_kernel");
   MB_TRY(attn_launch_fill_tail<T>((T *)a.o, a.ld, a, 0.0f, s));
   MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));

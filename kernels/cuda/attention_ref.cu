@@ -29,7 +29,7 @@ __device__ __forceinline__ bool ref_locate(const AttnArgs &a, int t, AttnSeg *g,
     *pos = t % a.seqlen;
     return true;
   }
-  if (t >= attn_used_tokens(a))
+  if (a.nseq == 0 || t >= attn_used_tokens(a))
     return false;
   /* the last sequence s with start(s) <= t (starts are clamped, non-decreasing
    * when cu_seqlens is valid); binary search over [0, nseq) */
@@ -52,9 +52,8 @@ __device__ __forceinline__ float ref_descale(const float *p) { return p ? *p : 1
 
 template <typename Tin, typename Tout>
 __global__ void __launch_bounds__(REF_NT) attn_ref_fwd_kernel(AttnArgs a) {
-  extern __shared__ float ref_smem[];
-  float *sq = ref_smem;                 /* [D] the query row */
-  float *sp = ref_smem + a.head_dim;    /* [NT] this chunk's probabilities */
+  ATTN_DYNAMIC_SMEM(float, sq);         /* [D] the query row */
+  float *sp = sq + a.head_dim;          /* [NT] this chunk's probabilities */
   float *scratch = sp + REF_NT;         /* [32] reductions */
   const int t = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, D = a.head_dim;
   const int64_t row = (int64_t)t * a.ld + (int64_t)h * D;
@@ -127,8 +126,8 @@ __global__ void __launch_bounds__(REF_NT) attn_ref_fwd_kernel(AttnArgs a) {
 /* dq for query row i: a block per (query token, head). */
 template <typename T>
 __global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dq_kernel(AttnArgs a) {
-  extern __shared__ float ref_smem[];
-  float *sq = ref_smem, *sdo = ref_smem + a.head_dim, *sds = sdo + a.head_dim;
+  ATTN_DYNAMIC_SMEM(float, sq);
+  float *sdo = sq + a.head_dim, *sds = sdo + a.head_dim;
   const int t = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, D = a.head_dim;
   const int64_t row = (int64_t)t * a.ld + (int64_t)h * D;
   T *dq = (T *)a.dq;
@@ -190,8 +189,8 @@ __global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dq_kernel(AttnArgs a) {
 /* dk, dv for key row j: a block per (key token, head). */
 template <typename T>
 __global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dkdv_kernel(AttnArgs a) {
-  extern __shared__ float ref_smem[];
-  float *sk = ref_smem, *sv = ref_smem + a.head_dim, *sp = sv + a.head_dim, *sds = sp + REF_NT;
+  ATTN_DYNAMIC_SMEM(float, sk);
+  float *sv = sk + a.head_dim, *sp = sv + a.head_dim, *sds = sp + REF_NT;
   const int t = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, D = a.head_dim;
   const int64_t row = (int64_t)t * a.ld + (int64_t)h * D;
   T *dk = (T *)a.dk, *dv = (T *)a.dv;
@@ -262,7 +261,8 @@ __global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dkdv_kernel(AttnArgs a) {
 template <typename Tin, typename Tout>
 static int ref_fwd_launch(const AttnArgs &a, int tokens, cudaStream_t s) {
   const size_t smem = (size_t)(a.head_dim + REF_NT + 32) * sizeof(float);
-  attn_ref_fwd_kernel<Tin, Tout><<<dim3((unsigned)tokens, (unsigned)a.heads), REF_NT, smem, s>>>(a);
+  auto *kernel = attn_ref_fwd_kernel<Tin, Tout>;
+  ATTN_LAUNCH(kernel, dim3((unsigned)tokens, (unsigned)a.heads), REF_NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_ref_fwd_kernel");
   return MB_OK;
 }
@@ -301,9 +301,11 @@ template <typename T>
 static int ref_bwd_launch(const AttnArgs &a, int tokens, cudaStream_t s) {
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
   const dim3 grid((unsigned)tokens, (unsigned)a.heads);
-  attn_ref_bwd_dq_kernel<T><<<grid, REF_NT, (size_t)(2 * a.head_dim + REF_NT) * sizeof(float), s>>>(a);
+  auto *dq_kernel = attn_ref_bwd_dq_kernel<T>;
+  ATTN_LAUNCH(dq_kernel, grid, REF_NT, (size_t)(2 * a.head_dim + REF_NT) * sizeof(float), s, a);
   ATTN_LAUNCH_CHECK("attn_ref_bwd_dq_kernel");
-  attn_ref_bwd_dkdv_kernel<T><<<grid, REF_NT, (size_t)(2 * a.head_dim + 2 * REF_NT) * sizeof(float), s>>>(a);
+  auto *dkdv_kernel = attn_ref_bwd_dkdv_kernel<T>;
+  ATTN_LAUNCH(dkdv_kernel, grid, REF_NT, (size_t)(2 * a.head_dim + 2 * REF_NT) * sizeof(float), s, a);
   ATTN_LAUNCH_CHECK("attn_ref_bwd_dkdv_kernel");
   return MB_OK;
 }

@@ -81,7 +81,7 @@ static inline void at_randn(float *x, size_t n, float std) {
 
 /* n integers uniform in [0, bound) */
 static inline void at_randint(int *x, size_t n, int bound) {
-  uint32_t *w = malloc(n * sizeof *w + 4);
+  uint32_t *w = (uint32_t *)malloc(n * sizeof *w + 4);
   if (!w)
     at_die("out of host memory");
   mb_philox_fill_u32(at_seed, (at_draws++) << 40, w, n);
@@ -142,9 +142,8 @@ static inline void at_round(float *x, size_t n, mb_dtype dt) {
 /* ---- errors ---- */
 
 typedef struct {
-  double norm;            /* ||out - ref|| / ||ref|| (+inf: a non-finite output) */
+  double norm;             /* ||out - ref|| / ||ref|| (+inf: a non-finite output) */
   double max, p99, median; /* per-element relative errors */
-  size_t bad_zero;        /* elements where ref == 0 exactly (padding) but out != 0 */
 } at_err;
 
 static int at_cmp_double(const void *a, const void *b) {
@@ -153,7 +152,7 @@ static int at_cmp_double(const void *a, const void *b) {
 }
 
 static inline at_err at_compare(const float *out, const double *ref, size_t n) {
-  at_err r = {0, 0, 0, 0, 0};
+  at_err r = {0, 0, 0, 0};
   double num = 0, den = 0;
   for (size_t i = 0; i < n; i++) {
     if (!isfinite(out[i]) && isfinite(ref[i])) {
@@ -163,12 +162,10 @@ static inline at_err at_compare(const float *out, const double *ref, size_t n) {
     const double d = (double)out[i] - ref[i];
     num += d * d;
     den += ref[i] * ref[i];
-    if (ref[i] == 0.0 && out[i] != 0.0f)
-      r.bad_zero++;
   }
   r.norm = den > 0 ? sqrt(num / den) : sqrt(num);
   const double floor = 0.1 * sqrt(den / (n ? n : 1));
-  double *e = at_malloc(n * sizeof *e);
+  double *e = (double *)at_malloc(n * sizeof *e);
   size_t m = 0;
   for (size_t i = 0; i < n; i++)
     if (ref[i] != 0.0) {
@@ -183,6 +180,25 @@ static inline at_err at_compare(const float *out, const double *ref, size_t n) {
   }
   free(e);
   return r;
+}
+
+/* Padded tokens (a masked row, the varlen budget's tail): pad[t] = 1. */
+static inline unsigned char *at_pad_tokens(size_t tokens, const int32_t *key_mask, const int32_t *cu, int nseq) {
+  unsigned char *pad = (unsigned char *)at_malloc(tokens);
+  for (size_t t = 0; t < tokens; t++)
+    pad[t] = cu ? (t >= (size_t)cu[nseq]) : (key_mask && !key_mask[t]);
+  return pad;
+}
+
+/* Values of padded tokens' rows (width values per token) that are not
+ * exactly 0: padded queries get out = 0 and dq = 0, padded keys dk = dv = 0. */
+static inline size_t at_nonzero_pad(const float *x, const unsigned char *pad, size_t tokens, size_t width) {
+  size_t bad = 0;
+  for (size_t t = 0; t < tokens; t++)
+    if (pad[t])
+      for (size_t j = 0; j < width; j++)
+        bad += x[t * width + j] != 0.0f;
+  return bad;
 }
 
 /* lse: +inf exactly where the reference has +inf (padded rows), and the

@@ -1,0 +1,375 @@
+/* test_cuda_attention_emu.cpp (ctest: cuda_attention_emulated): the CUDA
+ * attention kernels and their launchers, unmodified, run on the CPU by the
+ * emulator in test_cuda_attention_emu.h, against the CPU reference
+ * (kernels/cpu/attention.h) in float64 on the same rounded inputs. No GPU
+ * needed: this is how the tiling, the fragment layouts, the masks, the
+ * varlen tile search, the pipelining (cp.async waits and barriers) and the
+ * fp8 key permutation are checked on a machine without one; the GPU test
+ * (cuda_attention) checks the same on the hardware.
+ *
+ * Cases are smaller than the GPU test's (the emulator runs every CUDA
+ * thread as a fiber): L = 1, 7, 129, 200 with right padding, holes and
+ * causal masks, varlen with lengths 0 and 1 and a budget tail; head_dim 64
+ * and 128; bf16 (both forward tilings, the backward), f16, e4m3 forward, and
+ * the reference kernels (f32, bf16). Every run also repeats with the CUDA
+ * threads resumed in another order and must give the same bits (a missing
+ * barrier would not). Bounds as in cuda_attention.
+ */
+#ifdef _FORTIFY_SOURCE /* _longjmp between fiber stacks: no __longjmp_chk */
+#undef _FORTIFY_SOURCE
+#endif
+
+#define ATTN_EMULATE "tests/cuda/test_cuda_attention_emu.h"
+#include "kernels/cuda/attention.cu"
+#include "kernels/cuda/attention_flash_bwd.cu"
+#include "kernels/cuda/attention_flash_fp8.cu"
+#include "kernels/cuda/attention_flash_fwd.cu"
+#include "kernels/cuda/attention_ref.cu"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+extern "C" {
+#include <cmocka.h>
+}
+
+#include "kernels/cpu/attention.h"
+#include "tests/cuda/test_cuda_attention_util.h"
+
+static double tol_of(mb_dtype dt, int grad) {
+  switch (dt) {
+  case MB_BF16: return 1e-2;
+  case MB_F16: return 5e-3;
+  case MB_F8E4M3: return 6e-2;
+  default: return grad ? 2e-4 : 5e-5;
+  }
+}
+#define TOL_LSE 5e-4
+
+struct ecase {
+  const char *name;
+  int batch, seqlen, heads, causal, mask_kind, nseq;
+  int lens[8], tail;
+  float qstd;
+};
+
+static const ecase cases[] = {
+    {"L1", 3, 1, 2, 0, 0, 0, {0}, 0, 1.0f},
+    {"L7-causal", 2, 7, 3, 1, 0, 0, {0}, 0, 1.0f},
+    {"L129-pad", 3, 129, 2, 0, 1, 0, {0}, 0, 2.5f},
+    {"L200-holes-causal", 2, 200, 1, 1, 2, 0, {0}, 0, 1.0f},
+    {"varlen", 1, 0, 2, 0, 0, 6, {1, 129, 7, 0, 200, 64}, 37, 1.0f},
+    {"varlen-causal", 1, 0, 2, 1, 0, 5, {5, 1, 257, 128, 64}, 3, 1.0f},
+};
+
+/* One problem: host buffers stand in for device memory. */
+struct problem {
+  mb_attn_desc d;
+  mb_dtype dt;
+  size_t tokens, n, nl;
+  std::vector<float> q, k, v, dout;
+  std::vector<double> ref_out, ref_lse, ref_dq, ref_dk, ref_dv;
+  std::vector<int32_t> mask, cu;
+  std::vector<unsigned char> dq8, dk8, dv8, dout8; /* device-format inputs */
+  std::vector<unsigned char> dev_q, dev_k, dev_v, dev_dout, out, dq, dk, dv, ws;
+  std::vector<float> lse, scales;
+};
+
+static std::vector<unsigned char> to_dev(const std::vector<float> &x, mb_dtype dt) {
+  std::vector<unsigned char> b(x.size() * mb_dtype_size(dt) + 16);
+  if (mb_convert(b.data(), dt, x.data(), MB_F32, x.size()) != MB_OK)
+    at_die(mb_error_message());
+  return b;
+}
+
+static std::vector<float> from_dev(const std::vector<unsigned char> &b, size_t n, mb_dtype dt) {
+  std::vector<float> x(n);
+  if (mb_convert(x.data(), MB_F32, b.data(), dt, n) != MB_OK)
+    at_die(mb_error_message());
+  return x;
+}
+
+/* e4m3 with scale amax / 448; x becomes the dequantised values */
+static float quantize(std::vector<float> &x) {
+  float amax = 0;
+  for (float y : x)
+    amax = fabsf(y) > amax ? fabsf(y) : amax;
+  const float s = amax > 0 ? amax / 448.0f : 1.0f;
+  for (float &y : x)
+    y = mb_e4m3_to_f32(mb_f32_to_e4m3(y / s, MB_FP8_SATFINITE)) * s;
+  return s;
+}
+
+static void problem_init(problem &p, const ecase &c, mb_dtype dt, int D) {
+  p = problem();
+  p.dt = dt;
+  memset(&p.d, 0, sizeof p.d);
+  p.d.heads = c.heads;
+  p.d.head_dim = D;
+  p.d.causal = c.causal;
+  if (c.nseq) {
+    p.cu.assign(c.nseq + 1, 0);
+    for (int s = 0; s < c.nseq; s++)
+      p.cu[s + 1] = p.cu[s] + c.lens[s];
+    p.d.batch = 1;
+    p.d.seqlen = p.cu[c.nseq] + c.tail;
+    p.d.nseq = c.nseq;
+  } else {
+    p.d.batch = c.batch;
+    p.d.seqlen = c.seqlen;
+  }
+  p.tokens = (size_t)p.d.batch * p.d.seqlen;
+  p.n = p.tokens * c.heads * D;
+  p.nl = p.tokens * c.heads;
+  if (c.mask_kind) {
+    p.mask.assign(p.tokens, 0);
+    std::vector<int> r(p.tokens);
+    at_randint(r.data(), p.tokens, 100);
+    for (int b = 0; b < p.d.batch; b++) {
+      const int keep = b == 0 ? p.d.seqlen : 1 + r[(size_t)b * p.d.seqlen] * (p.d.seqlen - 1) / 100;
+      for (int i = 0; i < p.d.seqlen; i++) {
+        const size_t t = (size_t)b * p.d.seqlen + i;
+        p.mask[t] = c.mask_kind == 1 ? i < keep : (i == 0 || r[t] >= 30);
+      }
+    }
+  }
+  p.q.resize(p.n);
+  p.k.resize(p.n);
+  p.v.resize(p.n);
+  p.dout.resize(p.n);
+  at_randn(p.q.data(), p.n, c.qstd);
+  at_randn(p.k.data(), p.n, 1.0f);
+  at_randn(p.v.data(), p.n, 1.0f);
+  at_randn(p.dout.data(), p.n, 1.0f);
+  if (dt == MB_F8E4M3) {
+    p.scales = {quantize(p.q), quantize(p.k), quantize(p.v)};
+    std::vector<float> q8(p.n), k8(p.n), v8(p.n); /* the e4m3 codes' values: x / scale exactly */
+    for (size_t i = 0; i < p.n; i++) {
+      q8[i] = p.q[i] / p.scales[0];
+      k8[i] = p.k[i] / p.scales[1];
+      v8[i] = p.v[i] / p.scales[2];
+    }
+    p.dev_q = to_dev(q8, dt);
+    p.dev_k = to_dev(k8, dt);
+    p.dev_v = to_dev(v8, dt);
+  } else {
+    at_round(p.q.data(), p.n, dt);
+    at_round(p.k.data(), p.n, dt);
+    at_round(p.v.data(), p.n, dt);
+    at_round(p.dout.data(), p.n, dt);
+    p.dev_q = to_dev(p.q, dt);
+    p.dev_k = to_dev(p.k, dt);
+    p.dev_v = to_dev(p.v, dt);
+    p.dev_dout = to_dev(p.dout, dt);
+  }
+  /* the CPU reference, float64 */
+  mb_attn_desc hd = p.d;
+  hd.key_mask = p.mask.empty() ? NULL : p.mask.data();
+  hd.cu_seqlens = p.cu.empty() ? NULL : p.cu.data();
+  std::vector<double> qd(p.q.begin(), p.q.end()), kd(p.k.begin(), p.k.end()), vd(p.v.begin(), p.v.end()),
+      dod(p.dout.begin(), p.dout.end());
+  p.ref_out.resize(p.n);
+  p.ref_lse.resize(p.nl);
+  p.ref_dq.resize(p.n);
+  p.ref_dk.resize(p.n);
+  p.ref_dv.resize(p.n);
+  if (mb_cpu_attn_fwd_f64(&hd, qd.data(), kd.data(), vd.data(), p.ref_out.data(), p.ref_lse.data(), NULL, 0) !=
+          MB_OK ||
+      mb_cpu_attn_bwd_f64(&hd, qd.data(), kd.data(), vd.data(), p.ref_out.data(), p.ref_lse.data(), dod.data(),
+                          p.ref_dq.data(), p.ref_dk.data(), p.ref_dv.data(), NULL, 0) != MB_OK)
+    at_die(mb_error_message());
+  /* "device" side: the kernels see these host buffers */
+  p.d.key_mask = hd.key_mask;
+  p.d.cu_seqlens = hd.cu_seqlens;
+  const size_t es = mb_dtype_size(dt == MB_F8E4M3 ? MB_BF16 : dt);
+  p.out.assign(p.n * es + 16, 0xff);
+  p.dq.assign(p.n * es + 16, 0xff);
+  p.dk.assign(p.n * es + 16, 0xff);
+  p.dv.assign(p.n * es + 16, 0xff);
+  p.lse.assign(p.nl, NAN);
+  p.ws.assign(mb_cuda_attn_bwd_workspace(&p.d) + 16, 0xff);
+}
+
+static void poison(problem &p) {
+  std::fill(p.out.begin(), p.out.end(), 0xff);
+  std::fill(p.dq.begin(), p.dq.end(), 0xff);
+  std::fill(p.dk.begin(), p.dk.end(), 0xff);
+  std::fill(p.dv.begin(), p.dv.end(), 0xff);
+  std::fill(p.ws.begin(), p.ws.end(), 0xff);
+  std::fill(p.lse.begin(), p.lse.end(), NAN);
+}
+
+static void expect_no_emu_error(const char *label) {
+  if (emu::S().errors)
+    fail_msg("%s: the emulator reported %lld error(s), first: %s", label, emu::S().errors, emu::S().first_error);
+}
+
+static void check(const problem &p, const char *label, const char *what, const std::vector<unsigned char> &dev,
+                  mb_dtype dt, const std::vector<double> &ref, double tol) {
+  const std::vector<float> x = from_dev(dev, p.n, dt);
+  const at_err e = at_compare(x.data(), ref.data(), p.n);
+  printf(" %s %.2e (elem max %.1e p99 %.1e)", what, e.norm, e.max, e.p99);
+  if (!(e.norm <= tol))
+    fail_msg("%s: %s error %.3e exceeds %.1e", label, what, e.norm, tol);
+  unsigned char *pad = at_pad_tokens(p.tokens, p.mask.empty() ? NULL : p.mask.data(),
+                                     p.cu.empty() ? NULL : p.cu.data(), p.d.nseq);
+  const size_t nz = at_nonzero_pad(x.data(), pad, p.tokens, (size_t)p.d.heads * p.d.head_dim);
+  free(pad);
+  if (nz)
+    fail_msg("%s: %zu %s values of padded tokens are not 0", label, nz, what);
+}
+
+static void check_lse(const char *label, const problem &p) {
+  size_t inf_bad = 0;
+  const double el = at_compare_lse(p.lse.data(), p.ref_lse.data(), p.nl, &inf_bad);
+  printf(" lse %.1e", el);
+  if (inf_bad)
+    fail_msg("%s: %zu lse values of padded rows are not +inf", label, inf_bad);
+  if (!(el <= TOL_LSE))
+    fail_msg("%s: lse differs by %.3e", label, el);
+}
+
+static int order_turn; /* rotates the fiber order between runs */
+
+static void set_order(int o) { emu::S().order = o; }
+
+/* Forward with `kernel`, checked; then (reps = 2) again in another thread
+ * order: the same bits. */
+static void forward(problem &p, mb_cuda_attn_kernel kernel, const char *label, int reps = 2) {
+  const mb_dtype odt = p.dt == MB_F8E4M3 ? MB_BF16 : p.dt;
+  std::vector<unsigned char> first_out;
+  std::vector<float> first_lse;
+  for (int rep = 0; rep < reps; rep++) {
+    set_order((order_turn + rep) % 3);
+    poison(p);
+    int rc;
+    if (p.dt == MB_F8E4M3)
+      rc = mb_cuda_attn_fwd_fp8_with(kernel, &p.d, p.dev_q.data(), p.dev_k.data(), p.dev_v.data(), &p.scales[0],
+                                     &p.scales[1], &p.scales[2], p.out.data(), p.lse.data(), NULL);
+    else
+      rc = mb_cuda_attn_fwd_with(kernel, &p.d, p.dt, p.dev_q.data(), p.dev_k.data(), p.dev_v.data(), p.out.data(),
+                                 p.lse.data(), NULL);
+    expect_no_emu_error(label);
+    if (rc != MB_OK)
+      fail_msg("%s: forward failed: %s", label, mb_error_message());
+    if (rep == 0) {
+      printf("%s fwd", label);
+      /* the reference kernel computes in f32 from e4m3 inputs: only its bf16 output rounds */
+      const double tol = kernel == MB_CUDA_ATTN_REFERENCE && p.dt == MB_F8E4M3 ? 1e-2 : tol_of(p.dt, 0);
+      check(p, label, "out", p.out, odt, p.ref_out, tol);
+      check_lse(label, p);
+      printf("\n");
+      first_out = p.out;
+      first_lse = p.lse;
+    } else if (first_out != p.out || memcmp(first_lse.data(), p.lse.data(), p.nl * sizeof(float))) {
+      fail_msg("%s: the forward changed with the order the threads ran in (a missing barrier?)", label);
+    }
+  }
+  order_turn++;
+}
+
+/* Backward on the last forward's out and lse. */
+static void backward(problem &p, mb_cuda_attn_kernel kernel, const char *label) {
+  std::vector<unsigned char> out = p.out;
+  std::vector<float> lse = p.lse;
+  std::vector<unsigned char> first_dk, first_dv;
+  for (int rep = 0; rep < 2; rep++) {
+    set_order((order_turn + rep) % 3);
+    poison(p);
+    const int rc = mb_cuda_attn_bwd_with(kernel, &p.d, p.dt, p.dev_q.data(), p.dev_k.data(), p.dev_v.data(),
+                                         out.data(), lse.data(), p.dev_dout.data(), p.dq.data(), p.dk.data(),
+                                         p.dv.data(), p.ws.data(), p.ws.size() - 16, NULL);
+    expect_no_emu_error(label);
+    if (rc != MB_OK)
+      fail_msg("%s: backward failed: %s", label, mb_error_message());
+    if (rep == 0) {
+      printf("%s bwd", label);
+      check(p, label, "dq", p.dq, p.dt, p.ref_dq, tol_of(p.dt, 1));
+      check(p, label, "dk", p.dk, p.dt, p.ref_dk, tol_of(p.dt, 1));
+      check(p, label, "dv", p.dv, p.dt, p.ref_dv, tol_of(p.dt, 1));
+      printf("\n");
+      first_dk = p.dk;
+      first_dv = p.dv;
+    } else if (first_dk != p.dk || first_dv != p.dv) {
+      fail_msg("%s: the backward's dk/dv changed with the thread order (a missing barrier?)", label);
+    }
+  }
+  order_turn++;
+}
+
+static void test_flash_bf16(void **state) {
+  (void)state;
+  for (const ecase &c : cases)
+    for (int D : {64, 128}) {
+      problem p;
+      problem_init(p, c, MB_BF16, D);
+      char label[96];
+      for (int variant : {1, 0}) {
+        assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
+        snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-v%d", D, c.name, variant);
+        forward(p, MB_CUDA_ATTN_FLASH, label, variant == 0 ? 2 : 1);
+      }
+      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash   ", D, c.name);
+      backward(p, MB_CUDA_ATTN_FLASH, label);
+    }
+}
+
+static void test_flash_f16(void **state) {
+  (void)state;
+  for (int ci : {2, 5})
+    for (int D : {64, 128}) {
+      problem p;
+      problem_init(p, cases[ci], MB_F16, D);
+      char label[96];
+      snprintf(label, sizeof label, "f16  D=%-3d %-17s flash   ", D, cases[ci].name);
+      forward(p, MB_CUDA_ATTN_FLASH, label, 1);
+      backward(p, MB_CUDA_ATTN_FLASH, label);
+    }
+}
+
+static void test_flash_fp8(void **state) {
+  (void)state;
+  for (int ci : {2, 3, 4})
+    for (int D : {64, 128}) {
+      problem p;
+      problem_init(p, cases[ci], MB_F8E4M3, D);
+      char label[96];
+      snprintf(label, sizeof label, "e4m3 D=%-3d %-17s flash   ", D, cases[ci].name);
+      forward(p, MB_CUDA_ATTN_FLASH_FP8, label);
+    }
+}
+
+static void test_reference(void **state) {
+  (void)state;
+  const struct {
+    int ci;
+    mb_dtype dt;
+    int D;
+  } runs[] = {{1, MB_F32, 64}, {3, MB_F32, 128}, {4, MB_F32, 64}, {5, MB_BF16, 128}, {2, MB_F8E4M3, 64}};
+  for (const auto &r : runs) {
+    problem p;
+    problem_init(p, cases[r.ci], r.dt, r.D);
+    char label[96];
+    snprintf(label, sizeof label, "%-4s D=%-3d %-17s ref     ", mb_dtype_name(r.dt), r.D, cases[r.ci].name);
+    if (r.dt == MB_F8E4M3) { /* no fp8 backward */
+      forward(p, MB_CUDA_ATTN_REFERENCE, label);
+      continue;
+    }
+    forward(p, MB_CUDA_ATTN_REFERENCE, label);
+    backward(p, MB_CUDA_ATTN_REFERENCE, label);
+  }
+}
+
+int main(void) {
+  at_seed_init("cuda_attention_emulated");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_flash_bf16),
+      cmocka_unit_test(test_flash_f16),
+      cmocka_unit_test(test_flash_fp8),
+      cmocka_unit_test(test_reference),
+  };
+  const int failed = cmocka_run_group_tests(tests, NULL, NULL);
+  printf("cuda_attention_emulated: %lld launches, %lld warp operations emulated\n", emu::S().launches,
+         emu::S().collectives);
+  return failed;
+}

@@ -1,0 +1,532 @@
+/* test_cuda_attention_emu.h: a host emulation of the few CUDA features the
+ * attention kernels use, so that their unmodified bodies and launchers run
+ * on the CPU (kernels/cuda/attention_common.cuh includes this header when
+ * ATTN_EMULATE names it; only test_cuda_attention_emu.cpp does that).
+ *
+ * Each CTA runs as blockDim.x fibers (one per CUDA thread) that switch only
+ * where CUDA threads synchronise: __syncthreads[_or] and the warp-wide
+ * operations (shuffles, ballot, ldmatrix, mma), which execute once all 32
+ * lanes of the warp have arrived. The warp operations are written from the
+ * PTX ISA's fragment tables (sections "Matrix Fragments for mma.m16n8k16
+ * with floating point type", "... for mma.m16n8k32", "ldmatrix"), not from
+ * the kernels. What it checks beyond the numbers:
+ *  - cp.async copies land only at cp.async.wait_all (the latest moment the
+ *    hardware may deliver them), so a read before the wait sees stale data;
+ *    shared memory starts every CTA as 0xff bytes (NaN);
+ *  - threads are resumed in a configurable order (forward, reverse, random),
+ *    so a missing barrier shows as a wrong result in some order;
+ *  - a barrier or warp operation that not every thread / lane reaches, a
+ *    thread that exits with copies in flight, misaligned ldmatrix or
+ *    cp.async addresses outside shared memory, a launch with an empty grid
+ *    or more shared memory than an H100 gives (227 KB) are reported as
+ *    errors (the test fails).
+ * Fibers: ucontext starts them, _setjmp/_longjmp switches (no syscall).
+ */
+#ifndef MB_TESTS_CUDA_ATTENTION_EMU_H
+#define MB_TESTS_CUDA_ATTENTION_EMU_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <ucontext.h>
+
+#include <algorithm>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
+
+#define __launch_bounds__(...)
+
+static inline int min(int a, int b) { return a < b ? a : b; }
+static inline int max(int a, int b) { return a > b ? a : b; }
+
+namespace emu {
+
+enum Op { OP_NONE = 0, OP_BAR, OP_SHFL, OP_BALLOT, OP_LDSM, OP_MMA_BF16, OP_MMA_F16, OP_MMA_E4M3 };
+enum Shfl { SHFL_XOR, SHFL_UP, SHFL_IDX };
+
+struct Copy {
+  void *dst;
+  const void *src; /* NULL: 16 zero bytes */
+};
+
+struct Fiber {
+  ucontext_t uc;
+  jmp_buf jb;
+  bool started, done;
+  int op;
+  uint32_t in[8], out[8];
+  float fin[4], fout[4];
+  const void *addr;
+  bool trans;
+  std::vector<Copy> copies;
+  std::vector<char> stack;
+};
+
+struct State {
+  std::vector<Fiber> fibers;
+  int nthreads = 0, cur = 0;
+  jmp_buf sched;
+  ucontext_t sched_uc;
+  dim3 grid, block, bidx;
+  std::vector<unsigned char> smem;
+  std::function<void()> body;
+  int order = 0; /* 0 forward, 1 reverse, 2 random */
+  std::mt19937 rng{12345};
+  long long collectives = 0, launches = 0, errors = 0;
+  char first_error[512] = {0};
+};
+
+inline State &S() {
+  static State s;
+  return s;
+}
+
+inline void error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+inline void error(const char *fmt, ...) {
+  State &s = S();
+  char buf[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  if (!s.errors++)
+    snprintf(s.first_error, sizeof s.first_error, "%s", buf);
+  fprintf(stderr, "emulator: %s (block %u,%u,%u thread %d)\n", buf, s.bidx.x, s.bidx.y, s.bidx.z, s.cur);
+}
+
+inline Fiber &me() { return S().fibers[S().cur]; }
+
+/* Fiber -> scheduler. */
+inline void yield() {
+  Fiber &f = me();
+  if (!_setjmp(f.jb))
+    _longjmp(S().sched, 1);
+}
+
+/* Deposit `op` and wait until the warp (or block) has executed it. */
+inline void wait_op(int op) {
+  me().op = op;
+  yield();
+}
+
+inline bool in_smem(const void *p, size_t bytes) {
+  const unsigned char *b = S().smem.data(), *q = (const unsigned char *)p;
+  return q >= b && q + bytes <= b + S().smem.size();
+}
+
+/* ---- the warp operations, executed once all 32 lanes arrived ---- */
+
+inline float bf16_bits(uint32_t h) {
+  const uint32_t u = h << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+inline float f16_bits(uint32_t h) {
+  __half_raw r;
+  r.x = (unsigned short)h;
+  return __half2float(__half(r));
+}
+inline float e4m3_bits(uint32_t b) {
+  __nv_fp8_e4m3 v;
+  v.__x = (__nv_fp8_storage_t)b;
+  return float(v);
+}
+
+inline void exec_warp(Fiber *L, int op) {
+  switch (op) {
+  case OP_SHFL:
+    for (int l = 0; l < 32; l++) {
+      const int mode = (int)L[l].in[1], arg = (int)L[l].in[2];
+      int src = mode == SHFL_XOR ? (l ^ arg) : mode == SHFL_UP ? (l - arg >= 0 ? l - arg : l) : arg;
+      if (src < 0 || src > 31)
+        error("shuffle source lane %d", src);
+      L[l].out[0] = L[src & 31].in[0];
+    }
+    break;
+  case OP_BALLOT: {
+    uint32_t m = 0;
+    for (int l = 0; l < 32; l++)
+      m |= (L[l].in[0] ? 1u : 0u) << l;
+    for (int l = 0; l < 32; l++)
+      L[l].out[0] = m;
+    break;
+  }
+  case OP_LDSM: {
+    /* lane l gives the address of row l % 8 of matrix l / 8 (16 bytes) */
+    const bool trans = L[0].trans;
+    for (int l = 0; l < 32; l++) {
+      if (L[l].trans != trans)
+        error("ldmatrix .trans differs between lanes");
+      if (((uintptr_t)L[l].addr & 15) || !in_smem(L[l].addr, 16))
+        error("ldmatrix row address %p is misaligned or outside shared memory", L[l].addr);
+    }
+    if (S().errors)
+      return;
+    for (int l = 0; l < 32; l++)
+      for (int j = 0; j < 4; j++) {
+        uint16_t e0, e1;
+        if (!trans) { /* row l/4 of matrix j, elements 2(l%4), 2(l%4)+1 */
+          const uint16_t *row = (const uint16_t *)L[8 * j + l / 4].addr;
+          e0 = row[2 * (l % 4)];
+          e1 = row[2 * (l % 4) + 1];
+        } else { /* column l/4 of matrix j, rows 2(l%4), 2(l%4)+1 */
+          e0 = ((const uint16_t *)L[8 * j + 2 * (l % 4)].addr)[l / 4];
+          e1 = ((const uint16_t *)L[8 * j + 2 * (l % 4) + 1].addr)[l / 4];
+        }
+        L[l].out[j] = (uint32_t)e0 | ((uint32_t)e1 << 16);
+      }
+    break;
+  }
+  case OP_MMA_BF16:
+  case OP_MMA_F16: {
+    /* m16n8k16, PTX ISA fragment tables; g = lane/4, t = lane%4:
+     * A: a_i (i = 0..7, two per register) row g (i in 0,1,4,5) else g+8,
+     *    col 2t + (i&1) (+8 for i >= 4); B: b_i row 2t + (i&1) (+8 for
+     *    i >= 2), col g; C: c_i row g (i < 2) else g+8, col 2t + (i&1). */
+    float A[16][16], B[16][8], C[16][8];
+    auto dec = [op](uint32_t h) { return op == OP_MMA_BF16 ? bf16_bits(h) : f16_bits(h); };
+    for (int l = 0; l < 32; l++) {
+      const int g = l / 4, t = l % 4;
+      for (int i = 0; i < 8; i++) {
+        const uint32_t h = (L[l].in[i / 2] >> (16 * (i & 1))) & 0xffff;
+        const int row = (i < 2 || (i >= 4 && i < 6)) ? g : g + 8, col = 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
+        A[row][col] = dec(h);
+      }
+      for (int i = 0; i < 4; i++) {
+        const uint32_t h = (L[l].in[4 + i / 2] >> (16 * (i & 1))) & 0xffff;
+        B[2 * t + (i & 1) + (i >= 2 ? 8 : 0)][g] = dec(h);
+      }
+      for (int i = 0; i < 4; i++)
+        C[i < 2 ? g : g + 8][2 * t + (i & 1)] = L[l].fin[i];
+    }
+    for (int l = 0; l < 32; l++) {
+      const int g = l / 4, t = l % 4;
+      for (int i = 0; i < 4; i++) {
+        const int row = i < 2 ? g : g + 8, col = 2 * t + (i & 1);
+        float acc = C[row][col];
+        for (int k = 0; k < 16; k++)
+          acc += A[row][k] * B[k][col];
+        L[l].fout[i] = acc;
+      }
+    }
+    break;
+  }
+  case OP_MMA_E4M3: {
+    /* m16n8k32 8-bit: A a_i (i = 0..15, four per register) row g for
+     * i < 4 or 8 <= i < 12, else g+8; col 4t + (i&3) (+16 for i >= 8);
+     * B b_i row 4t + (i&3) (+16 for i >= 4), col g; C as above. */
+    float A[16][32], B[32][8], C[16][8];
+    for (int l = 0; l < 32; l++) {
+      const int g = l / 4, t = l % 4;
+      for (int i = 0; i < 16; i++) {
+        const uint32_t b = (L[l].in[i / 4] >> (8 * (i & 3))) & 0xff;
+        const int row = (i < 4 || (i >= 8 && i < 12)) ? g : g + 8, col = 4 * t + (i & 3) + (i >= 8 ? 16 : 0);
+        A[row][col] = e4m3_bits(b);
+      }
+      for (int i = 0; i < 8; i++) {
+        const uint32_t b = (L[l].in[4 + i / 4] >> (8 * (i & 3))) & 0xff;
+        B[4 * t + (i & 3) + (i >= 4 ? 16 : 0)][g] = e4m3_bits(b);
+      }
+      for (int i = 0; i < 4; i++)
+        C[i < 2 ? g : g + 8][2 * t + (i & 1)] = L[l].fin[i];
+    }
+    for (int l = 0; l < 32; l++) {
+      const int g = l / 4, t = l % 4;
+      for (int i = 0; i < 4; i++) {
+        const int row = i < 2 ? g : g + 8, col = 2 * t + (i & 1);
+        float acc = C[row][col];
+        for (int k = 0; k < 32; k++)
+          acc += A[row][k] * B[k][col];
+        L[l].fout[i] = acc;
+      }
+    }
+    break;
+  }
+  default: error("unknown warp operation %d", op);
+  }
+}
+
+/* ---- running a CTA ---- */
+
+inline void fiber_entry() {
+  S().body();
+  Fiber &f = me();
+  if (!f.copies.empty())
+    error("thread exits with %zu cp.async copies in flight", f.copies.size());
+  f.done = true;
+  _longjmp(S().sched, 1);
+}
+
+inline void resume(int t) {
+  State &s = S();
+  Fiber &f = s.fibers[t];
+  s.cur = t;
+  if (!_setjmp(s.sched)) {
+    if (!f.started) {
+      f.started = true;
+      getcontext(&f.uc);
+      f.uc.uc_stack.ss_sp = f.stack.data();
+      f.uc.uc_stack.ss_size = f.stack.size();
+      f.uc.uc_link = NULL;
+      makecontext(&f.uc, fiber_entry, 0);
+      swapcontext(&s.sched_uc, &f.uc);
+    } else {
+      _longjmp(f.jb, 1);
+    }
+  }
+}
+
+inline void run_block() {
+  State &s = S();
+  const int n = s.nthreads;
+  std::vector<int> order(n);
+  for (int i = 0; i < n; i++)
+    order[i] = s.order == 1 ? n - 1 - i : i;
+  for (int i = 0; i < n; i++) {
+    Fiber &f = s.fibers[i];
+    f.started = f.done = false;
+    f.op = OP_NONE;
+    f.copies.clear();
+  }
+  memset(s.smem.data(), 0xff, s.smem.size());
+  for (;;) {
+    if (s.order == 2)
+      std::shuffle(order.begin(), order.end(), s.rng);
+    for (int i = 0; i < n; i++) {
+      const int t = order[i];
+      if (!s.fibers[t].done && s.fibers[t].op == OP_NONE)
+        resume(t);
+    }
+    if (s.errors)
+      return;
+    int done = 0, at_bar = 0;
+    for (int i = 0; i < n; i++) {
+      done += s.fibers[i].done;
+      at_bar += !s.fibers[i].done && s.fibers[i].op == OP_BAR;
+    }
+    if (done == n)
+      return;
+    bool progress = false;
+    for (int w = 0; w < n / 32; w++) {
+      Fiber *L = &s.fibers[32 * w];
+      int waiting = 0;
+      for (int l = 0; l < 32; l++)
+        waiting += !L[l].done && L[l].op != OP_NONE && L[l].op != OP_BAR;
+      if (waiting == 0)
+        continue;
+      if (waiting < 32) /* some lanes elsewhere: they can only be at a barrier or done */
+        continue;
+      const int op = L[0].op;
+      for (int l = 1; l < 32; l++)
+        if (L[l].op != op)
+          error("warp %d: lanes at different warp operations (%d, %d)", w, op, L[l].op);
+      if (s.errors)
+        return;
+      exec_warp(L, op);
+      s.collectives++;
+      for (int l = 0; l < 32; l++)
+        L[l].op = OP_NONE;
+      progress = true;
+    }
+    if (progress)
+      continue;
+    if (at_bar == n - done && at_bar > 0) {
+      if (done)
+        error("__syncthreads with %d of %d threads exited", done, n);
+      uint32_t any = 0;
+      for (int i = 0; i < n; i++)
+        any |= s.fibers[i].in[0] != 0;
+      for (int i = 0; i < n; i++) {
+        s.fibers[i].out[0] = any;
+        s.fibers[i].op = OP_NONE;
+      }
+      continue;
+    }
+    error("deadlock: %d threads at a barrier, %d done, the rest at warp operations some lanes never reach", at_bar,
+          done);
+    return;
+  }
+}
+
+/* kernel<<<grid, block, smem>>>: every CTA in turn. */
+inline void launch(std::function<void()> body, dim3 grid, dim3 block, size_t smem) {
+  State &s = S();
+  s.launches++;
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535)
+    return error("launch with grid (%u, %u, %u): invalid configuration", grid.x, grid.y, grid.z);
+  if (block.y != 1 || block.z != 1 || block.x % 32 || block.x == 0 || block.x > 1024)
+    return error("launch with block (%u, %u, %u)", block.x, block.y, block.z);
+  if (smem > 227 * 1024)
+    return error("launch with %zu bytes of shared memory (an H100 block gets at most 227 KB)", smem);
+  s.body = body;
+  s.grid = grid;
+  s.block = block;
+  s.nthreads = (int)block.x;
+  if ((int)s.fibers.size() < s.nthreads)
+    s.fibers.resize(s.nthreads);
+  for (auto &f : s.fibers)
+    if (f.stack.empty())
+      f.stack.resize(256 * 1024);
+  s.smem.assign(smem ? smem : 16, 0xff);
+  for (unsigned z = 0; z < grid.z; z++)
+    for (unsigned y = 0; y < grid.y; y++)
+      for (unsigned x = 0; x < grid.x; x++) {
+        s.bidx = dim3(x, y, z);
+        run_block();
+        if (s.errors)
+          return;
+      }
+}
+
+inline uint3 thread_idx() { return make_uint3((unsigned)S().cur, 0, 0); }
+
+} // namespace emu
+
+/* ---- the CUDA names the kernels use ---- */
+
+#define threadIdx (emu::thread_idx())
+#define blockIdx (emu::S().bidx)
+#define blockDim (emu::S().block)
+#define gridDim (emu::S().grid)
+
+#define ATTN_LAUNCH(kernel, grid, block, smem, stream, ...)                                      \
+  emu::launch([&] { kernel(__VA_ARGS__); }, dim3(grid), dim3(block), (size_t)(smem))
+#define ATTN_DYNAMIC_SMEM(type, name) type *name = reinterpret_cast<type *>(emu::S().smem.data())
+
+static inline void __syncthreads() {
+  emu::me().in[0] = 0;
+  emu::wait_op(emu::OP_BAR);
+}
+static inline int __syncthreads_or(int p) {
+  emu::me().in[0] = p != 0;
+  emu::wait_op(emu::OP_BAR);
+  return (int)emu::me().out[0];
+}
+
+template <typename V> static inline V emu_shfl(unsigned mask, V v, int mode, int arg) {
+  static_assert(sizeof(V) == 4, "32-bit shuffles only");
+  if (mask != 0xffffffffu)
+    emu::error("shuffle with a partial mask");
+  emu::Fiber &f = emu::me();
+  memcpy(&f.in[0], &v, 4);
+  f.in[1] = (uint32_t)mode;
+  f.in[2] = (uint32_t)arg;
+  emu::wait_op(emu::OP_SHFL);
+  V r;
+  memcpy(&r, &emu::me().out[0], 4);
+  return r;
+}
+template <typename V> static inline V __shfl_xor_sync(unsigned m, V v, int lm) { return emu_shfl(m, v, emu::SHFL_XOR, lm); }
+template <typename V> static inline V __shfl_up_sync(unsigned m, V v, unsigned d) { return emu_shfl(m, v, emu::SHFL_UP, (int)d); }
+template <typename V> static inline V __shfl_sync(unsigned m, V v, int src) { return emu_shfl(m, v, emu::SHFL_IDX, src); }
+static inline unsigned __ballot_sync(unsigned mask, int p) {
+  if (mask != 0xffffffffu)
+    emu::error("ballot with a partial mask");
+  emu::me().in[0] = p != 0;
+  emu::wait_op(emu::OP_BALLOT);
+  return emu::me().out[0];
+}
+static inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
+static inline float atomicAdd(float *p, float v) { /* fibers switch only at synchronisation: this is atomic */
+  const float old = *p;
+  *p = old + v;
+  return old;
+}
+static inline void __trap() { emu::error("__trap()"); }
+
+/* the PTX wrappers of attention_common.cuh */
+static inline void attn_cp_async16(void *smem, const void *gmem, bool valid) {
+  if (((uintptr_t)smem & 15) || !emu::in_smem(smem, 16))
+    emu::error("cp.async destination %p is misaligned or outside shared memory", smem);
+  if (valid && ((uintptr_t)gmem & 15))
+    emu::error("cp.async source %p is not 16-byte aligned", gmem);
+  emu::me().copies.push_back(emu::Copy{smem, valid ? gmem : NULL});
+}
+static inline void attn_cp_async_commit() {}
+static inline void attn_cp_async_wait_all() {
+  for (const emu::Copy &c : emu::me().copies) {
+    if (c.src)
+      memcpy(c.dst, c.src, 16);
+    else
+      memset(c.dst, 0, 16);
+  }
+  emu::me().copies.clear();
+}
+static inline void attn_ldsm_x4(uint32_t r[4], const void *smem) {
+  emu::me().addr = smem;
+  emu::me().trans = false;
+  emu::wait_op(emu::OP_LDSM);
+  memcpy(r, emu::me().out, 16);
+}
+static inline void attn_ldsm_x4_trans(uint32_t r[4], const void *smem) {
+  emu::me().addr = smem;
+  emu::me().trans = true;
+  emu::wait_op(emu::OP_LDSM);
+  memcpy(r, emu::me().out, 16);
+}
+static inline void emu_mma(int op, float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  emu::Fiber &f = emu::me();
+  memcpy(f.in, a, 16);
+  f.in[4] = b0;
+  f.in[5] = b1;
+  memcpy(f.fin, c, 16);
+  emu::wait_op(op);
+  memcpy(c, emu::me().fout, 16);
+}
+template <typename T> static inline void attn_mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+template <> inline void attn_mma16816<__nv_bfloat16>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  emu_mma(emu::OP_MMA_BF16, c, a, b0, b1);
+}
+template <> inline void attn_mma16816<__half>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  emu_mma(emu::OP_MMA_F16, c, a, b0, b1);
+}
+static inline void attn_mma16832_e4m3(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  emu_mma(emu::OP_MMA_E4M3, c, a, b0, b1);
+}
+static inline float attn_exp2(float x) { return exp2f(x); }
+
+/* ---- the CUDA runtime calls the launchers make ---- */
+
+/* (nvcc's cuda_runtime.h has these for kernel pointers; the host compiler's does not) */
+template <class F> static inline cudaError_t cudaFuncSetAttribute(F *f, enum cudaFuncAttribute attr, int value) {
+  return cudaFuncSetAttribute((const void *)f, attr, value);
+}
+template <class F> static inline cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, F *f) {
+  return cudaFuncGetAttributes(attr, (const void *)f);
+}
+
+extern "C" {
+cudaError_t cudaGetLastError(void) { return emu::S().errors ? cudaErrorLaunchFailure : cudaSuccess; }
+const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : emu::S().first_error; }
+const char *cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "emulated error"; }
+cudaError_t cudaGetDevice(int *d) {
+  *d = 0;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr attr, int dev) {
+  *v = attr == cudaDevAttrComputeCapabilityMajor ? 9 : attr == cudaDevAttrComputeCapabilityMinor ? 0 : 0;
+  return cudaSuccess;
+}
+cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
+  if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize && value > 227 * 1024)
+    return cudaErrorInvalidValue;
+  return cudaSuccess;
+}
+cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func) {
+  memset(attr, 0, sizeof *attr);
+  attr->ptxVersion = 90;
+  attr->binaryVersion = 90;
+  return cudaSuccess;
+}
+}
+
+#endif
