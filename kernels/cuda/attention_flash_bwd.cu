@@ -232,6 +232,8 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
      * phase 1 rewrites sdS */
   }
 
+  attn_cp_async_wait_all(); /* nothing may land after the CTA is gone */
+
   /* dK = scale * dS^T Q, dV = P^T dO, for the keys of this tile */
 #pragma unroll
   for (int hr = 0; hr < 2; hr++) {

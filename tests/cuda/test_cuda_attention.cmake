@@ -26,3 +26,20 @@ if(MAMBERT_HAVE_CUDA)
     $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${MAMBERT_WERROR}>>:-Werror>)
   set_tests_properties(cuda_attention_emulated PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE")
 endif()
+
+# The GPU tests themselves, unmodified, on the emulator (device memory is
+# host memory): checks their set-up, comparisons and the dispatcher's
+# fallbacks before a GPU session relies on them. Quick mode skips L = 1000.
+if(MAMBERT_HAVE_CUDA)
+  foreach(t cuda_attention cuda_attention_fp8)
+    string(REPLACE "cuda_attention" "test_cuda_attention" src ${t})
+    mambert_test(${t}_on_emulator SOURCES ${src}.c test_cuda_attention_emu_runtime.cpp
+                 ${PROJECT_SOURCE_DIR}/kernels/cpu/attention.c ${PROJECT_SOURCE_DIR}/kernels/cuda/attention_plan.c
+                 LIBS mb_runtime PkgConfig::OPENBLAS OpenMP::OpenMP_C TIMEOUT 600)
+    target_include_directories(${t}_on_emulator PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
+    target_compile_options(${t}_on_emulator PRIVATE
+      $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas>
+      $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${MAMBERT_WERROR}>>:-Werror>)
+    set_tests_properties(${t}_on_emulator PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE;MAMBERT_ATTN_TEST_QUICK=1")
+  endforeach()
+endif()

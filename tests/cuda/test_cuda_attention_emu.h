@@ -13,8 +13,10 @@
  *  - cp.async copies land only at cp.async.wait_all (the latest moment the
  *    hardware may deliver them), so a read before the wait sees stale data;
  *    shared memory starts every CTA as 0xff bytes (NaN);
- *  - threads are resumed in a configurable order (forward, reverse, random),
- *    so a missing barrier shows as a wrong result in some order;
+ *  - between barriers, warps run in lockstep or one at a time up to the
+ *    next barrier (ascending, descending, random), so a read of another
+ *    warp's shared-memory writes without a barrier sees stale data in some
+ *    order and the results differ;
  *  - a barrier or warp operation that not every thread / lane reaches, a
  *    thread that exits with copies in flight, misaligned ldmatrix or
  *    cp.async addresses outside shared memory, a launch with an empty grid
@@ -78,7 +80,7 @@ struct State {
   dim3 grid, block, bidx;
   std::vector<unsigned char> smem;
   std::function<void()> body;
-  int order = 0; /* 0 forward, 1 reverse, 2 random */
+  int order = 0; /* run_block's thread orders, 0..3 */
   std::mt19937 rng{12345};
   long long collectives = 0, launches = 0, errors = 0;
   char first_error[512] = {0};
@@ -285,12 +287,56 @@ inline void resume(int t) {
   }
 }
 
+/* Let warp w run: resume its ready lanes (in `lane_rev` order) and execute
+ * its warp operation whenever all 32 lanes wait at one; with `serial`,
+ * until no lane can move (all at a block barrier or done), else one pass.
+ * Returns whether anything moved. */
+inline bool run_warp(int w, bool serial, bool lane_rev) {
+  State &s = S();
+  Fiber *L = &s.fibers[32 * w];
+  bool moved = false;
+  for (;;) {
+    bool any = false;
+    for (int i = 0; i < 32; i++) {
+      const int l = lane_rev ? 31 - i : i;
+      if (!L[l].done && L[l].op == OP_NONE) {
+        resume(32 * w + l);
+        any = true;
+        if (s.errors)
+          return true;
+      }
+    }
+    int waiting = 0;
+    for (int l = 0; l < 32; l++)
+      waiting += !L[l].done && L[l].op != OP_NONE && L[l].op != OP_BAR;
+    if (waiting == 32) {
+      const int op = L[0].op;
+      for (int l = 1; l < 32; l++)
+        if (L[l].op != op)
+          error("warp %d: lanes at different warp operations (%d, %d)", w, op, L[l].op);
+      if (s.errors)
+        return true;
+      exec_warp(L, op);
+      s.collectives++;
+      for (int l = 0; l < 32; l++)
+        L[l].op = OP_NONE;
+      any = true;
+    }
+    moved |= any;
+    if (!any || !serial)
+      return moved;
+  }
+}
+
+/* One CTA. Between barriers the warps of a CTA run independently on a GPU,
+ * so the order here varies: order 0 advances all warps in lockstep (one
+ * warp operation at a time), 1 runs each warp alone up to the next barrier
+ * in ascending warp order, 2 in descending order with lanes reversed, 3 in
+ * a random warp order. A read of another warp's shared-memory writes
+ * without a barrier in between sees stale data in some order. */
 inline void run_block() {
   State &s = S();
-  const int n = s.nthreads;
-  std::vector<int> order(n);
-  for (int i = 0; i < n; i++)
-    order[i] = s.order == 1 ? n - 1 - i : i;
+  const int n = s.nthreads, nw = n / 32;
   for (int i = 0; i < n; i++) {
     Fiber &f = s.fibers[i];
     f.started = f.done = false;
@@ -298,16 +344,18 @@ inline void run_block() {
     f.copies.clear();
   }
   memset(s.smem.data(), 0xff, s.smem.size());
+  std::vector<int> warps(nw);
   for (;;) {
-    if (s.order == 2)
-      std::shuffle(order.begin(), order.end(), s.rng);
-    for (int i = 0; i < n; i++) {
-      const int t = order[i];
-      if (!s.fibers[t].done && s.fibers[t].op == OP_NONE)
-        resume(t);
+    for (int i = 0; i < nw; i++)
+      warps[i] = s.order == 2 ? nw - 1 - i : i;
+    if (s.order == 3)
+      std::shuffle(warps.begin(), warps.end(), s.rng);
+    bool moved = false;
+    for (int i = 0; i < nw; i++) {
+      moved |= run_warp(warps[i], s.order != 0, s.order == 2);
+      if (s.errors)
+        return;
     }
-    if (s.errors)
-      return;
     int done = 0, at_bar = 0;
     for (int i = 0; i < n; i++) {
       done += s.fibers[i].done;
@@ -315,36 +363,14 @@ inline void run_block() {
     }
     if (done == n)
       return;
-    bool progress = false;
-    for (int w = 0; w < n / 32; w++) {
-      Fiber *L = &s.fibers[32 * w];
-      int waiting = 0;
-      for (int l = 0; l < 32; l++)
-        waiting += !L[l].done && L[l].op != OP_NONE && L[l].op != OP_BAR;
-      if (waiting == 0)
-        continue;
-      if (waiting < 32) /* some lanes elsewhere: they can only be at a barrier or done */
-        continue;
-      const int op = L[0].op;
-      for (int l = 1; l < 32; l++)
-        if (L[l].op != op)
-          error("warp %d: lanes at different warp operations (%d, %d)", w, op, L[l].op);
-      if (s.errors)
-        return;
-      exec_warp(L, op);
-      s.collectives++;
-      for (int l = 0; l < 32; l++)
-        L[l].op = OP_NONE;
-      progress = true;
-    }
-    if (progress)
+    if (moved)
       continue;
-    if (at_bar == n - done && at_bar > 0) {
+    if (at_bar == n - done) { /* every live thread waits at the barrier */
       if (done)
         error("__syncthreads with %d of %d threads exited", done, n);
       uint32_t any = 0;
       for (int i = 0; i < n; i++)
-        any |= s.fibers[i].in[0] != 0;
+        any |= !s.fibers[i].done && s.fibers[i].in[0] != 0;
       for (int i = 0; i < n; i++) {
         s.fibers[i].out[0] = any;
         s.fibers[i].op = OP_NONE;
