@@ -386,20 +386,20 @@ __device__ __forceinline__ float attn_block_max(float v, float *scratch) {
 template <typename T>
 __global__ void attn_bwd_prep(AttnArgs a) {
   const int64_t rows = (int64_t)a.batch * a.seqlen * a.heads;
-  const int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
-  if (row >= rows)
-    return;
-  const T *o = (const T *)a.out + row * a.head_dim, *dout = (const T *)a.dout + row * a.head_dim;
-  float s = 0.0f;
-  for (int e = lane; e < a.head_dim; e += 32)
-    s += AttnType<T>::load(o, e) * AttnType<T>::load(dout, e);
-  s = attn_warp_sum(s);
-  if (lane == 0)
-    a.dsum[row] = s;
-  if (a.dq_accum)
+  const int64_t step = (int64_t)gridDim.x * (blockDim.x >> 5);
+  for (int64_t row = (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); row < rows; row += step) {
+    const T *o = (const T *)a.out + row * a.head_dim, *dout = (const T *)a.dout + row * a.head_dim;
+    float s = 0.0f;
     for (int e = lane; e < a.head_dim; e += 32)
-      a.dq_accum[row * a.head_dim + e] = 0.0f;
+      s += AttnType<T>::load(o, e) * AttnType<T>::load(dout, e);
+    s = attn_warp_sum(s);
+    if (lane == 0)
+      a.dsum[row] = s;
+    if (a.dq_accum)
+      for (int e = lane; e < a.head_dim; e += 32)
+        a.dq_accum[row * a.head_dim + e] = 0.0f;
+  }
 }
 
 template <typename T>
@@ -407,8 +407,9 @@ static inline int attn_launch_bwd_prep(const AttnArgs &a, cudaStream_t s) {
   const int64_t rows = (int64_t)a.batch * a.seqlen * a.heads;
   if (rows == 0)
     return MB_OK;
+  const int64_t blocks = (rows + 7) / 8; /* 8 warps of 256 threads, a row each */
   auto *kernel = attn_bwd_prep<T>;
-  ATTN_LAUNCH(kernel, (unsigned)((rows + 7) / 8), 256, 0, s, a);
+  ATTN_LAUNCH(kernel, (unsigned)(blocks < 65536 ? blocks : 65536), 256, 0, s, a);
   ATTN_LAUNCH_CHECK("attn_bwd_prep");
   return MB_OK;
 }

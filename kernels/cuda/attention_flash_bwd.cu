@@ -263,12 +263,9 @@ int flash_bwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef FlashBwdCfg<D> C;
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
   const size_t smem = C::template smem_bytes<T>();
-  static bool smem_set = false;
-  if (!smem_set) {
-    MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_bwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     (int)smem));
-    smem_set = true;
-  }
+  /* per device, so on every launch (cheap; allowed during graph capture) */
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_bwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem));
   auto *kernel = attn_flash_bwd_kernel<T, D>;
   ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BK), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_flash_bwd_kernel");

@@ -279,11 +279,8 @@ template <int D> int flash_fp8_launch(const mb_attn_desc *d, const AttnArgs &a, 
     return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: this build has no sm_89+ code for this GPU (its kernel image "
                   "is sm_%d; add 89 or 90a to MAMBERT_CUDA_ARCHS)", attr.ptxVersion);
   const size_t smem = C::smem_bytes();
-  static bool smem_set = false;
-  if (!smem_set) {
-    MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_fp8_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    smem_set = true;
-  }
+  /* per device, so on every launch (cheap; allowed during graph capture) */
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_fp8_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   auto *kernel = attn_flash_fp8_kernel<D>;
   ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_flash_fp8_kernel");

@@ -246,12 +246,9 @@ template <typename T, int D, int VARIANT>
 int flash_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef FlashFwdCfg<D, VARIANT> C;
   const size_t smem = C::template smem_bytes<T>();
-  static bool smem_set = false; /* once per instantiation; a repeated set is harmless */
-  if (!smem_set) {
-    MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_fwd_kernel<T, D, VARIANT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     (int)smem));
-    smem_set = true;
-  }
+  /* per device, so on every launch (cheap; allowed during graph capture) */
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_fwd_kernel<T, D, VARIANT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem));
   auto *kernel = attn_flash_fwd_kernel<T, D, VARIANT>;
   ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_flash_fwd_kernel");
