@@ -103,15 +103,15 @@ static void test_imdb_tsv_plain_and_gz(void **state) {
   tu_write_str(plain, imdb_tsv);
   tu_write_gz(gz, imdb_tsv, strlen(imdb_tsv));
   mb_records r;
-  assert_int_equal(mb_import_imdb_tsv(plain, NULL, &r), MB_OK);
+  assert_ok(mb_import_imdb_tsv(plain, NULL, &r));
   check_imdb_small(&r);
   mb_records_free(&r);
-  assert_int_equal(mb_import_imdb_tsv(gz, NULL, &r), MB_OK);
+  assert_ok(mb_import_imdb_tsv(gz, NULL, &r));
   check_imdb_small(&r);
   assert_string_equal(r.source, gz);
   mb_records_free(&r);
   /* split given explicitly overrides the name; a bad split is refused */
-  assert_int_equal(mb_import_imdb_tsv(gz, "test", &r), MB_OK);
+  assert_ok(mb_import_imdb_tsv(gz, "test", &r));
   assert_string_equal(r.split, "test");
   mb_records_free(&r);
   assert_int_equal(mb_import_imdb_tsv(gz, "valid", &r), MB_EINVAL);
@@ -228,7 +228,7 @@ static void test_nsmc_quirks(void **state) {
   char *p = path_in("ratings_test.txt");
   tu_write_str(p, tsv);
   mb_records r;
-  assert_int_equal(mb_import_nsmc_tsv(p, NULL, &r), MB_OK);
+  assert_ok(mb_import_nsmc_tsv(p, NULL, &r));
   assert_string_equal(r.dataset, "nsmc");
   assert_string_equal(r.split, "test");
   assert_int_equal(r.n, 8);
@@ -281,7 +281,7 @@ static void write_review(const char *root, const char *split, int label, int64_t
 static void test_tree_equals_tsv(void **state) {
   (void)state;
   mb_records tsv, tree;
-  assert_int_equal(mb_import_imdb_tsv("data/samples/imdb/test.tsv.gz", NULL, &tsv), MB_OK);
+  assert_ok(mb_import_imdb_tsv("data/samples/imdb/test.tsv.gz", NULL, &tsv));
   assert_int_equal(tsv.n, 1000);
   char *root = path_in("aclImdb");
   mkdir(root, 0777);
@@ -309,7 +309,7 @@ static void test_tree_equals_tsv(void **state) {
   unlink(extra);
   snprintf(extra, sizeof extra, "%s/test/neg/.DS_Store", root);
   tu_write_str(extra, "hidden files are skipped");
-  assert_int_equal(mb_import("imdb", root, "test", &tree), MB_OK);
+  assert_ok(mb_import("imdb", root, "test", &tree));
   assert_string_equal(tree.dataset, "imdb");
   assert_string_equal(tree.split, "test");
   assert_int_equal(tree.n, tsv.n);
@@ -355,7 +355,7 @@ static void test_tree_errors(void **state) {
   expect_msg("train/neg/7_3.txt: invalid UTF-8 at byte 4", NULL);
   snprintf(f, sizeof f, "%s/train/neg/7_3.txt", root);
   unlink(f);
-  assert_int_equal(mb_import_imdb_tree(root, "train", &r), MB_OK);
+  assert_ok(mb_import_imdb_tree(root, "train", &r));
   assert_int_equal(r.n, 2);
   mb_records_free(&r);
   assert_int_equal(mb_import("squad", root, "train", &r), MB_EINVAL);
@@ -377,7 +377,7 @@ static void test_shipped_samples(void **state) {
   };
   for (size_t k = 0; k < 4; k++) {
     mb_records r;
-    assert_int_equal(mb_import(s[k].dataset, s[k].path, NULL, &r), MB_OK);
+    assert_ok(mb_import(s[k].dataset, s[k].path, NULL, &r));
     assert_string_equal(r.split, s[k].split);
     assert_int_equal(r.n, s[k].n);
     assert_int_equal(r.label_count[0], s[k].n / 2);

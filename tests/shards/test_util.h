@@ -11,6 +11,16 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "runtime/error.h"
+
+/* cmocka assertion of MB_OK that shows mb_error_message() when it fails. */
+#define assert_ok(expr)                                                        \
+  do {                                                                         \
+    int tu_rc_ = (expr);                                                       \
+    if (tu_rc_ != MB_OK)                                                       \
+      fail_msg("%s returned %d: %s", #expr, tu_rc_, mb_error_message());      \
+  } while (0)
+
 /* A fresh directory under $TMPDIR (or /tmp); returns a malloc'd path. */
 static inline char *tu_mkdtemp(const char *tag) {
   const char *base = getenv("TMPDIR");
