@@ -386,7 +386,19 @@ static void test_sets_that_do_not_belong_together(void **state) {
   expect_msg("is shard 1 of 2, but 1 shard file(s) were given", NULL);
 }
 
+/* HDF5 1.10 loses a metadata cache entry when it fails to load a damaged
+ * object header (on H5O_protect's error path): HDF5's leak, not ours, and
+ * only with damaged files. Named narrowly so our own leaks still show. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:H5O_protect\n"; }
+/* libhdf5 has no frame pointers: unwind slowly so the stack reaches H5O_protect. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void) { return "fast_unwind_on_malloc=0"; }
+
 int main(void) {
+  /* No HDF5 free lists: memory goes back to malloc at once, so a leak is
+   * reported where it was allocated, not where a recycled block came from. */
+  H5set_free_list_limits(0, 0, 0, 0, 0, 0);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_not_a_shard),
       cmocka_unit_test(test_truncated_everywhere),
