@@ -3,7 +3,7 @@
  *
  * Each epoch, in this order:
  *  1. Order. shuffle=1: a permutation of the examples from (seed, epoch)
- *     (data/shuffle.h: counter-based, identical on every platform, any epoch
+ *     (Philox via data/shuffle.h: counter-based, identical on every platform, any epoch
  *     computable directly). shuffle=0: the shard order. limit > 0 keeps only
  *     the first `limit` examples of the shard order (before shuffling).
  *  2. Ranks. Rank r takes positions r, r+W, r+2W, ... of that order

@@ -3,17 +3,16 @@
  * own buffer), then appended to the shard writers in order. */
 #include "data/prepare.h"
 
-#include <errno.h>
 #include <glob.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "data/shard.h"
+#include "runtime/fileio.h"
 #include "runtime/log.h"
 
 #define BLOCK 4096 /* examples encoded between two rounds of writing */
@@ -37,33 +36,6 @@ void mb_shard_file_name(const char *split, int k, int count, char *buf, size_t c
     snprintf(buf, cap, "%s.h5", split);
   else
     snprintf(buf, cap, "%s-%05d-of-%05d.h5", split, k, count);
-}
-
-static int make_dirs(const char *path) {
-  char *p = strdup(path);
-  if (!p)
-    return MB_ERR(MB_ENOMEM, "out of memory");
-  int rc = MB_OK;
-  for (char *s = p + 1;; s++) {
-    if (*s == '/' || *s == 0) {
-      char c = *s;
-      *s = 0;
-      if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-        rc = MB_ERR(MB_EIO, "cannot create directory %s: %s", p, strerror(errno));
-        break;
-      }
-      *s = c;
-      if (!c)
-        break;
-    }
-  }
-  free(p);
-  if (rc == MB_OK) {
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-      rc = MB_ERR(MB_EIO, "%s: not a directory", path);
-  }
-  return rc;
 }
 
 static int cmp_i32(const void *a, const void *b) {
@@ -123,7 +95,7 @@ int mb_prepare_records(const mb_records *recs, const mb_encoder *enc, const mb_p
                   (long long)(n > 0 ? n : 1));
   if (enc->max_threads < 1)
     return MB_ERR(MB_EINVAL, "prepare: the encoder allows no threads");
-  MB_TRY(make_dirs(opt->out_dir));
+  MB_TRY(mb_mkdir_p(opt->out_dir));
   int threads = opt->threads > 0 ? opt->threads : omp_get_max_threads();
   if (threads > enc->max_threads)
     threads = enc->max_threads;

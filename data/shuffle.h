@@ -1,19 +1,19 @@
-/* shuffle.h: counter-based random numbers for the data loader.
+/* shuffle.h: random permutations for the data loader, from runtime/philox.h.
  *
- * Every value is a pure function of (key, counter): splitmix64's finaliser
- * applied to key + counter * golden ratio. Only 64-bit integer arithmetic, so
+ * A stream is one Philox4x32-10 stream (philox.h) whose 64-bit seed is
+ * derived from the user's seed and a few labels (epoch, purpose, rank...) by
+ * splitmix64's mixing function; its 64-bit value number c is the stream's u32
+ * elements 2c (low half) and 2c+1 (high half). Only integer arithmetic, so
  * the same seed gives the same permutations on every platform and compiler,
- * and any epoch's order can be recomputed without replaying earlier ones
+ * and any epoch's order is computed directly, without replaying earlier ones
  * (which is what makes resuming exact).
- *
- * runtime/philox.h (Philox4x32) is being written on another branch; when it
- * lands the loader may switch to it, which changes the permutations (but not
- * their properties). Until then this is self-contained in data/.
  */
 #ifndef MB_DATA_SHUFFLE_H
 #define MB_DATA_SHUFFLE_H
 
 #include <stdint.h>
+
+#include "runtime/philox.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -26,7 +26,7 @@ static inline uint64_t mb_mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-/* A stream key from a seed and up to three labels (epoch, purpose, rank...). */
+/* The Philox seed of the stream labelled (a, b, c) under seed. */
 static inline uint64_t mb_shuffle_key(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
   uint64_t k = mb_mix64(seed + 0x9e3779b97f4a7c15ULL);
   k = mb_mix64(k ^ (a + 0x632be59bd9b4e019ULL));
@@ -36,7 +36,9 @@ static inline uint64_t mb_shuffle_key(uint64_t seed, uint64_t a, uint64_t b, uin
 
 /* The counter-th 64-bit value of stream key. */
 static inline uint64_t mb_shuffle_u64(uint64_t key, uint64_t counter) {
-  return mb_mix64(key + counter * 0x9e3779b97f4a7c15ULL);
+  mb_u32x4 b = mb_philox_block(key, counter >> 1);
+  unsigned lane = (unsigned)(counter & 1) * 2;
+  return (uint64_t)b.w[lane] | ((uint64_t)b.w[lane + 1] << 32);
 }
 
 /* Uniform in [0, bound) (bound >= 1) without modulo bias: values below

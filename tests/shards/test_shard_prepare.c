@@ -202,7 +202,7 @@ static void test_prepare_errors(void **state) {
   snprintf(out, sizeof out, "%s/ratings_test.txt/sub", tmp); /* under a file */
   opt.out_dir = out;
   assert_int_equal(mb_prepare_records(&r, &enc, &opt, &st), MB_EIO);
-  expect_msg("cannot create directory", NULL);
+  expect_msg("ratings_test.txt exists and is not a directory", NULL);
   test_tok_encoder_free(&enc);
   mb_records_free(&r);
 }
