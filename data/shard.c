@@ -15,7 +15,7 @@
 
 #define IDS_CHUNK 65536  /* ids per chunk of /input_ids: 256 KiB before compression */
 #define META_CHUNK 65536 /* elements per chunk of the per-example datasets */
-#define DEFLATE_LEVEL 4  /* ~ the ratio of level 9 at a fraction of its time on token ids */
+#define DEFLATE_LEVEL 1  /* token ids: level 4 saves 2% of the bytes and takes 1.7x the time */
 
 /* ---- HDF5 error handling ------------------------------------------------- */
 
