@@ -15,6 +15,7 @@
 #include "data/prepare.h"
 #include "data/records.h"
 #include "data/shard.h"
+#include "data/tokenizer.h"
 #include "tests/shards/test_tok.h"
 
 static char *tmp;
@@ -207,12 +208,83 @@ static void test_prepare_errors(void **state) {
   mb_records_free(&r);
 }
 
+/* The real tokenizers (data/vocab, shipped): prepare's own truncation of a
+ * full encoding equals the tokenizer's HF-parity truncation, for every
+ * review of the NSMC and IMDB test samples. */
+typedef struct {
+  const mb_tokenizer *t;
+  mb_ids v[64];
+} real_ctx;
+
+static int real_encode(void *ctx, int thread, const char *text, size_t len, int add_special, const int32_t **ids,
+                       size_t *n) {
+  real_ctx *c = ctx;
+  MB_TRY(mb_tokenizer_encode(c->t, text, len, add_special, 0, &c->v[thread]));
+  *ids = c->v[thread].ids;
+  *n = c->v[thread].n;
+  return MB_OK;
+}
+
+static void test_prepare_real_tokenizers(void **state) {
+  (void)state;
+  static const char *const vocab[3] = {"data/vocab/bert-base-uncased-vocab.txt",
+                                       "data/vocab/bert-base-multilingual-cased-vocab.txt",
+                                       "data/vocab/gpt-neox-20b-tokenizer.json"};
+  static const char *const input[2][2] = {{"nsmc", "data/samples/nsmc/ratings_test.txt.gz"},
+                                          {"imdb", "data/samples/imdb/test.tsv.gz"}};
+  for (int v = 0; v < 3; v++) {
+    mb_tokenizer_options o = mb_tokenizer_default_options();
+    mb_tokenizer *t;
+    assert_ok(mb_tokenizer_load(vocab[v], &o, &t));
+    const int special = mb_tokenizer_kind_of(t) == MB_TOKENIZER_WORDPIECE;
+    real_ctx *c = calloc(1, sizeof *c);
+    c->t = t;
+    mb_encoder enc = {real_encode, c, 64, mb_tokenizer_name(t), mb_tokenizer_vocab_sha256(t),
+                      mb_tokenizer_vocab_size(t), mb_tokenizer_special_ids(t).pad};
+    if (enc.pad_id < 0)
+      enc.pad_id = 0;
+    for (int d = 0; d < 2; d++) {
+      mb_records r;
+      assert_ok(mb_import(input[d][0], input[d][1], NULL, &r));
+      char out[4096];
+      snprintf(out, sizeof out, "%s/real-%d-%d", tmp, v, d);
+      mb_prepare_options opt = {0};
+      opt.out_dir = out;
+      opt.max_length = d ? 128 : 24;
+      opt.add_special = special;
+      opt.shards = 1;
+      opt.threads = 2;
+      mb_prepare_stats st;
+      assert_ok(mb_prepare_records(&r, &enc, &opt, &st));
+      mb_shardset *s;
+      assert_ok(mb_shardset_open_spec(out, "test", &s));
+      assert_ok(mb_shardset_check_tokenizer(s, mb_tokenizer_name(t), mb_tokenizer_vocab_sha256(t)));
+      assert_true(st.truncated > 50);
+      mb_ids want = {0};
+      for (size_t i = 0; i < r.n; i++) {
+        assert_ok(mb_tokenizer_encode(t, mb_record_text(&r, i), r.rec[i].text_len, special, opt.max_length, &want));
+        assert_int_equal(s->lengths[i], (int32_t)want.n);
+        if (want.n)
+          assert_memory_equal(mb_shardset_ids(s, (int64_t)i), want.ids, want.n * sizeof(int32_t));
+      }
+      mb_ids_free(&want);
+      mb_shardset_free(s);
+      mb_records_free(&r);
+    }
+    for (int k = 0; k < 64; k++)
+      mb_ids_free(&c->v[k]);
+    free(c);
+    mb_tokenizer_free(t);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_truncate_ids),
       cmocka_unit_test(test_prepare_nsmc_sample),
       cmocka_unit_test(test_prepare_imdb_text_no_truncation),
       cmocka_unit_test(test_prepare_errors),
+      cmocka_unit_test(test_prepare_real_tokenizers),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
