@@ -9,6 +9,7 @@
 
 #include "data/shuffle.h"
 #include "runtime/alloc.h"
+#include "runtime/log.h"
 
 enum { STREAM_ORDER = 1, STREAM_BATCHES = 2 };
 
@@ -529,6 +530,11 @@ static int validate(const mb_shardset *set, mb_loader_config *c) {
     if (c->max_length == 0)
       c->max_length = 1;
   }
+  if (set->meta.max_length > 0 && c->max_length > set->meta.max_length)
+    mb_log_once(MB_LOG_WARN, "loader-max-length",
+                "loader: max_length %d, but the shards were truncated to %d tokens when prepared; "
+                "no sequence is longer than %d (run mambert prepare with --max-length 0 to keep all)",
+                c->max_length, set->meta.max_length, set->meta.max_length);
   if (c->mode == MB_BATCH_PADDED) {
     if (c->batch_size < 1)
       return MB_ERR(MB_EINVAL, "loader: batch_size %d; expected at least 1", c->batch_size);

@@ -11,8 +11,9 @@
  *     number of positions: with MB_REMAINDER_DROP, floor(N/W) each (the last
  *     N mod W positions of this epoch's order are skipped: other examples each
  *     epoch when shuffling); with MB_REMAINDER_PAD, ceil(N/W) each, the
- *     missing ones being empty rows (label -1) that count for nothing. When W
- *     divides N both see every example exactly once per epoch.
+ *     missing ones being empty rows (label -1) that count for nothing (in
+ *     packed batches: simply no sequence). When W divides N both see every
+ *     example exactly once per epoch.
  *  3. Bucketing (window > 1). The rank's sequence is cut into windows of
  *     `window` positions (padded mode: rounded up to a multiple of
  *     batch_size); within a window examples are sorted by length and cut
@@ -36,7 +37,9 @@
  * Sequences longer than max_length are truncated as Hugging Face does with
  * truncation=True: with special tokens (shard attribute add_special), the
  * first max_length-1 ids and the final [SEP]; otherwise the first max_length.
- * So a shard prepared without truncation serves every max_length.
+ * So a shard prepared without truncation serves every max_length (a loader
+ * asking for more than the shards' own max_length logs a warning: those
+ * sequences were cut at prepare time).
  *
  * Position. The loader is at (epoch, step). mb_loader_next returns the batch
  * there and moves on; after an epoch's last step it is at (epoch+1, 0). The
@@ -71,7 +74,7 @@ typedef struct {
   mb_remainder remainder; /* N mod world_size: drop or pad (see above) */
   int32_t bucket_multiple; /* padded: L rounded up to this; 0 = fixed L = max_length */
   int32_t window;          /* bucketing window in examples; <= 1: no sorting */
-  int32_t drop_last;       /* padded: drop a last partial batch instead of padding it */
+  int32_t drop_last;       /* padded only: drop a last partial batch instead of padding it */
   int64_t limit;           /* only the first `limit` examples (0 = all) */
   int32_t pad_id;          /* id of padding tokens; -1 = the shards' pad_id */
 } mb_loader_config;
