@@ -57,6 +57,8 @@ static int cpu_fill(mb_backend *be, void *dst, mb_dtype dt, size_t n, double val
   case MB_I64: FILL_LOOP(int64_t, (int64_t)value); break;
   case MB_U64: FILL_LOOP(uint64_t, (uint64_t)value); break;
   case MB_U8: FILL_LOOP(uint8_t, (uint8_t)value); break;
+  case MB_F16: FILL_LOOP(uint16_t, mb_f32_to_f16((float)value)); break;
+  case MB_BF16: FILL_LOOP(uint16_t, mb_f32_to_bf16((float)value)); break;
   default:
     return MB_ERR(MB_EUNSUPPORTED, "cpu fill: dtype %s", mb_dtype_name(dt));
   }
@@ -94,6 +96,7 @@ static void register_all(void) {
   mb_cpu_register_shape();
   mb_cpu_register_embed();
   mb_cpu_register_seq();
+  mb_cpu_register_dropout();
 }
 
 void mb_kernels_cpu_init(void) { pthread_once(&register_once, register_all); }

@@ -67,9 +67,8 @@ static int copy_kernel(const mb_kernel_call *k) {
   return MB_OK;
 }
 
-/* Casts between f32, f64 and the integer types (integers go through int64,
- * floats through double). Reduced-precision casts come with the runtime's
- * converters and the CUDA backend. */
+/* Casts: between float formats with the runtime's converters (rounded once,
+ * bit-exact with CUDA); integers go through int64 and double. */
 static int load_i64(const void *p, mb_dtype dt, int64_t i, int64_t *out) {
   switch (dt) {
   case MB_I8: *out = ((const int8_t *)p)[i]; return 1;
@@ -107,6 +106,9 @@ static int cast_kernel(const mb_kernel_call *k) {
   int64_t n = mb_tensor_numel(&k->in[0]);
   if (from == to)
     return copy_kernel(k);
+  int f32_f64 = (from == MB_F32 && to == MB_F64) || (from == MB_F64 && to == MB_F32);
+  if (mb_dtype_info_of(from)->is_float && mb_dtype_info_of(to)->is_float && !f32_f64)
+    return mb_convert(y, to, x, from, (size_t)n);
   if (from == MB_F32 && to == MB_F64) {
     for (int64_t i = 0; i < n; i++)
       ((double *)y)[i] = ((const float *)x)[i];

@@ -19,6 +19,7 @@ void mb_cpu_register_loss(void);
 void mb_cpu_register_shape(void);
 void mb_cpu_register_embed(void);
 void mb_cpu_register_seq(void);
+void mb_cpu_register_dropout(void);
 
 /* Fused optimizer updates and reductions over flat buffers. */
 int mb_cpu_adamw(mb_backend *be, const mb_adamw_args *a);

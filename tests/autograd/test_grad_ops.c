@@ -122,6 +122,28 @@ static void test_activations(void **state) {
     }
 }
 
+static int build_dropout(void *u, mb_graph *g, mb_var *y) {
+  gc_case *c = u;
+  uint64_t *rng = malloc(2 * sizeof *rng);
+  rng[0] = 1234, rng[1] = (uint64_t)c->i[0] * 1000;
+  mb_var r = case_input(c, g, "rng", MB_U64, mb_shape1(2), rng);
+  mb_var x = mb_param(g, "x", mb_shape2(c->d[0], c->d[1]));
+  /* two sites: different streams, different masks */
+  *y = mb_add(g, mb_dropout(g, x, 0.3, r, 1), mb_dropout(g, mb_tanh(g, x), 0.5, r, 2));
+  return mb_graph_status(g);
+}
+
+static void test_dropout(void **state) {
+  (void)state;
+  uint64_t s = 13;
+  for (int trial = 0; trial < 3; trial++) {
+    gc_case c = {.seed = tu_next(&s), .d = {rdim(&s), rdim(&s) + 3}, .i = {trial}};
+    char what[80];
+    snprintf(what, sizeof what, "dropout p=0.3/0.5 [%lld,%lld]", (long long)c.d[0], (long long)c.d[1]);
+    run_check(what, build_dropout, &c);
+  }
+}
+
 /* The checker itself must be able to fail: swap in a wrong activation
  * gradient kernel (twice the right one) and expect a mismatch. */
 static int wrong_act_grad(const mb_kernel_call *k) {
@@ -489,6 +511,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_add_mul),
       cmocka_unit_test(test_activations),
       cmocka_unit_test(test_reuse_accumulates),
+      cmocka_unit_test(test_dropout),
       cmocka_unit_test(test_gradcheck_detects_wrong_kernel),
   };
   const struct CMUnitTest nn[] = {

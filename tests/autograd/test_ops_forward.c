@@ -399,6 +399,47 @@ static void test_casts(void **state) {
   h_end(&h);
 }
 
+static void test_dropout(void **state) {
+  (void)state;
+  const int64_t n = 20000;
+  harness h;
+  h_begin(&h, MB_F32);
+  mb_var x = mb_input(h.g, "x", MB_F32, mb_shape1(n)), rng = mb_input(h.g, "rng", MB_U64, mb_shape1(2));
+  mb_var a = mb_dropout(h.g, x, 0.25, rng, 7), b = mb_dropout(h.g, x, 0.25, rng, 8);
+  ASSERT_OK(mb_mark_output(h.g, a));
+  h_compile(&h, b);
+  float *X = malloc(n * sizeof *X), *A = malloc(n * sizeof *A), *A2 = malloc(n * sizeof *A2), *B = malloc(n * sizeof *B);
+  for (int64_t i = 0; i < n; i++)
+    X[i] = 1.0f + (float)(i % 5);
+  uint64_t r[2] = {42, 0};
+  ASSERT_OK(mb_exec_set_input(h.ex, x, X));
+  ASSERT_OK(mb_exec_set_input(h.ex, rng, r));
+  ASSERT_OK(mb_exec_forward(h.ex));
+  ASSERT_OK(mb_exec_get(h.ex, a, A));
+  ASSERT_OK(mb_exec_get(h.ex, b, B));
+  int64_t kept = 0, same_ab = 0;
+  for (int64_t i = 0; i < n; i++) {
+    assert_true(A[i] == 0.0f || A[i] == X[i] * (float)(1.0 / 0.75));
+    kept += A[i] != 0.0f;
+    same_ab += (A[i] != 0.0f) == (B[i] != 0.0f);
+  }
+  double frac = (double)kept / n;
+  printf("  dropout p=0.25: kept %.4f; sites agree on %.3f of elements\n", frac, (double)same_ab / n);
+  assert_true(fabs(frac - 0.75) < 0.015);
+  assert_true(same_ab < n * 0.7); /* independent sites: about 0.625 agree */
+  /* Same (seed, offset): the same mask; a new offset: another mask. */
+  ASSERT_OK(mb_exec_forward(h.ex));
+  ASSERT_OK(mb_exec_get(h.ex, a, A2));
+  assert_memory_equal(A, A2, n * sizeof *A);
+  r[1] = 20000;
+  ASSERT_OK(mb_exec_set_input(h.ex, rng, r));
+  ASSERT_OK(mb_exec_forward(h.ex));
+  ASSERT_OK(mb_exec_get(h.ex, a, A2));
+  assert_true(memcmp(A, A2, n * sizeof *A) != 0);
+  free(X), free(A), free(A2), free(B);
+  h_end(&h);
+}
+
 /* f32 and f64 agree on a composed expression (the same code, two types). */
 static void test_f32_matches_f64(void **state) {
   (void)state;
@@ -429,7 +470,7 @@ int main(void) {
       cmocka_unit_test(test_norms),           cmocka_unit_test(test_cross_entropy),
       cmocka_unit_test(test_embedding_pool),  cmocka_unit_test(test_shape_ops_int),
       cmocka_unit_test(test_reductions_broadcast), cmocka_unit_test(test_casts),
-      cmocka_unit_test(test_f32_matches_f64),
+      cmocka_unit_test(test_f32_matches_f64), cmocka_unit_test(test_dropout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
