@@ -124,14 +124,14 @@ int mb_optimizer_step_range(mb_optimizer *o, double lr, double grad_scale, int64
     if (!o->be->adamw)
       return MB_ERR(MB_EUNSUPPORTED, "backend %s has no fused AdamW", o->be->name);
     mb_adamw_args a = {mb_params_data(o->p), mb_params_grad(o->p), o->state[0], o->state[1], mb_params_dtype(o->p),
-                       o->seg_begin, o->seg_end, o->seg_decay, n, lr > 0 ? lr : o->adamw.lr, o->adamw.beta1,
+                       o->seg_begin, o->seg_end, o->seg_decay, n, lr >= 0 ? lr : o->adamw.lr, o->adamw.beta1,
                        o->adamw.beta2, o->adamw.eps, o->adamw.weight_decay, o->steps, grad_scale};
     return o->be->adamw(o->be, &a);
   }
   if (!o->be->sgd)
     return MB_ERR(MB_EUNSUPPORTED, "backend %s has no fused SGD", o->be->name);
   mb_sgd_args a = {mb_params_data(o->p), mb_params_grad(o->p), o->state[0], mb_params_dtype(o->p), o->seg_begin,
-                   o->seg_end, o->seg_decay, n, lr > 0 ? lr : o->sgd.lr, o->sgd.momentum, o->sgd.dampening,
+                   o->seg_end, o->seg_decay, n, lr >= 0 ? lr : o->sgd.lr, o->sgd.momentum, o->sgd.dampening,
                    o->sgd.weight_decay, o->sgd.nesterov, o->steps, grad_scale};
   return o->be->sgd(o->be, &a);
 }

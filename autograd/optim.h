@@ -45,8 +45,8 @@ int mb_optimizer_sgd(mb_params *p, const mb_sgd_cfg *cfg, mb_optimizer **out) MB
 void mb_optimizer_free(mb_optimizer *o);
 
 /* One update of every trainable parameter with learning rate `lr` (from a
- * schedule; <= 0 means the configured lr); gradients are multiplied by
- * grad_scale first (the clipping coefficient; 1 = none). */
+ * schedule, 0 included; negative means the configured lr); gradients are
+ * multiplied by grad_scale first (the clipping coefficient; 1 = none). */
 int mb_optimizer_step(mb_optimizer *o, double lr, double grad_scale) MB_NODISCARD;
 /* The same restricted to flat elements [begin, end) (a ZeRO-1 shard). Each
  * rank calls it once per step with its own range. */

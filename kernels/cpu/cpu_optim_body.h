@@ -47,15 +47,16 @@ static int FN(sgd)(const mb_sgd_args *a) {
     int decayed = a->seg_decay[s] && a->weight_decay != 0.0;
 #pragma omp parallel for schedule(static) if (e - b > MB_CPU_PAR_ELEMS)
     for (int64_t i = b; i < e; i++) {
+      /* torch's vectorised add(x, y, alpha) is fma(y, alpha, x) */
       T d = scaled ? g[i] * gs : g[i];
       if (decayed)
-        d = d + wd * p[i];
+        d = FMA(p[i], wd, d);
       if (buf) {
-        T bi = first ? d : buf[i] * mom + damp * d;
+        T bi = first ? d : FMA(d, damp, buf[i] * mom);
         buf[i] = bi;
-        d = a->nesterov ? d + mom * bi : bi;
+        d = a->nesterov ? FMA(bi, mom, d) : bi;
       }
-      p[i] = p[i] + neg_lr * d;
+      p[i] = FMA(d, neg_lr, p[i]);
     }
   }
   return MB_OK;
