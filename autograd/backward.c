@@ -102,6 +102,8 @@ int mb_graph_backward(mb_graph *g, int accumulate) {
   if (g->cur_layer >= 0)
     return MB_ERR(MB_EINVAL, "layer '%s' was begun and never ended (mb_graph_layer_end)",
                   g->scopes[g->scope_stack[g->layer_depth_at_begin - 1]]);
+  if (g->scope_depth > 0)
+    return MB_ERR(MB_EINVAL, "%d scope(s) still open (mb_graph_scope_pop) when generating backward", g->scope_depth);
   int recompute = g->opts.recompute;
   int nf = g->ntape[0];
   int nv0 = g->nvals;
@@ -200,7 +202,15 @@ int mb_graph_backward(mb_graph *g, int accumulate) {
       mb_var gin[MB_MAX_IN];
       for (int j = 0; j < MB_MAX_IN; j++)
         gin[j] = MB_VAR_NONE;
+      /* Backward nodes carry their forward node's scope and index, so dumps
+       * and profiles read per layer in both tapes. */
+      int first_new = g->ntape[1];
+      g->scope_depth = n.scope >= 0 ? 1 : 0;
+      g->scope_stack[0] = n.scope;
       rc = def->backward(g, &rn, gout, need, gin);
+      g->scope_depth = 0;
+      for (int b = first_new; b < g->ntape[1]; b++)
+        g->tape[1][b].origin = i;
       if (rc == MB_OK && g->status != MB_OK)
         rc = g->status;
       if (rc != MB_OK) {

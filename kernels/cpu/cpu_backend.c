@@ -29,13 +29,11 @@ static int cpu_copy(mb_backend *be, void *dst, const void *src, size_t bytes) {
   return MB_OK;
 }
 
-#define FILL_LOOP(T, val)                                  \
-  do {                                                     \
-    T *p_ = (T *)dst;                                      \
-    T v_ = (val);                                          \
-    _Pragma("omp parallel for schedule(static) if (n > 1 << 20)") \
-    for (size_t i = 0; i < n; i++)                         \
-      p_[i] = v_;                                          \
+#define FILL_LOOP(T, val)                                           \
+  do {                                                              \
+    T *p_ = (T *)dst;                                               \
+    T v_ = (val);                                                   \
+    MB_PAR_FOR(n > (1u << 20), for (size_t i = 0; i < n; i++) p_[i] = v_;); \
   } while (0)
 
 static int cpu_fill(mb_backend *be, void *dst, mb_dtype dt, size_t n, double value) {

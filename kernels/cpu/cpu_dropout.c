@@ -24,11 +24,10 @@ static inline uint32_t dropout_word(uint64_t seed, uint64_t e, uint32_t stream) 
     const T *x = k->in[0].data;                                                       \
     T *y = k->out[0].data;                                                            \
     const T scale = (T)(1.0 / (1.0 - p));                                             \
-    _Pragma("omp parallel for schedule(static) if (n > MB_CPU_PAR_ELEMS / 4)")        \
-    for (int64_t i = 0; i < n; i++) {                                                 \
+    MB_PAR_FOR(n > MB_CPU_PAR_ELEMS / 4, for (int64_t i = 0; i < n; i++) {            \
       float u = mb_philox_u01(dropout_word(seed, offset + (uint64_t)i, stream));      \
-      y[i] = u >= (float)p ? x[i] * scale : (T)0;                                      \
-    }                                                                                 \
+      y[i] = u >= (float)p ? x[i] * scale : (T)0;                                     \
+    });                                                                               \
   } while (0)
 
 static int dropout_kernel(const mb_kernel_call *k) {

@@ -18,40 +18,40 @@ static int FN(binary)(const mb_kernel_call *k, int op, double alpha_d, double be
   int64_t sa = bc.stride[0][bc.nd - 1], sb = bc.stride[1][bc.nd - 1];
   const int64_t chunk = 8192;
   int64_t per_row = (inner + chunk - 1) / chunk, tasks = rows * per_row;
-#pragma omp parallel for schedule(static) if (rows * inner > MB_CPU_PAR_ELEMS)
-  for (int64_t t = 0; t < tasks; t++) {
-    int64_t row = t / per_row, c0 = (t % per_row) * chunk;
-    int64_t len = inner - c0 < chunk ? inner - c0 : chunk;
-    int64_t off[2];
-    mb_bcast_row(&bc, row, off);
-    const T *pa = a + off[0] + c0 * sa, *pb = b + off[1] + c0 * sb;
-    T *py = y + row * inner + c0;
-    if (op == 0) {
-      if (sa == 1 && sb == 1)
+  MB_PAR_FOR(rows * inner > MB_CPU_PAR_ELEMS,
+    for (int64_t t = 0; t < tasks; t++) {
+      int64_t row = t / per_row, c0 = (t % per_row) * chunk;
+      int64_t len = inner - c0 < chunk ? inner - c0 : chunk;
+      int64_t off[2];
+      mb_bcast_row(&bc, row, off);
+      const T *pa = a + off[0] + c0 * sa, *pb = b + off[1] + c0 * sb;
+      T *py = y + row * inner + c0;
+      if (op == 0) {
+        if (sa == 1 && sb == 1)
+          for (int64_t i = 0; i < len; i++)
+            py[i] = alpha * pa[i] + beta * pb[i];
+        else if (sa == 1 && sb == 0)
+          for (int64_t i = 0; i < len; i++)
+            py[i] = alpha * pa[i] + beta * pb[0];
+        else
+          for (int64_t i = 0; i < len; i++)
+            py[i] = alpha * pa[i * sa] + beta * pb[i * sb];
+      } else if (op == 1) {
+        if (sa == 1 && sb == 1)
+          for (int64_t i = 0; i < len; i++)
+            py[i] = pa[i] * pb[i];
+        else
+          for (int64_t i = 0; i < len; i++)
+            py[i] = pa[i * sa] * pb[i * sb];
+      } else {
         for (int64_t i = 0; i < len; i++)
-          py[i] = alpha * pa[i] + beta * pb[i];
-      else if (sa == 1 && sb == 0)
-        for (int64_t i = 0; i < len; i++)
-          py[i] = alpha * pa[i] + beta * pb[0];
-      else
-        for (int64_t i = 0; i < len; i++)
-          py[i] = alpha * pa[i * sa] + beta * pb[i * sb];
-    } else if (op == 1) {
-      if (sa == 1 && sb == 1)
-        for (int64_t i = 0; i < len; i++)
-          py[i] = pa[i] * pb[i];
-      else
-        for (int64_t i = 0; i < len; i++)
-          py[i] = pa[i * sa] * pb[i * sb];
-    } else {
-      for (int64_t i = 0; i < len; i++)
-        py[i] = alpha * pa[i * sa];
-    }
-  }
+          py[i] = alpha * pa[i * sa];
+      }
+    });
   return MB_OK;
 }
 
-static T FN(act)(int op, T x) {
+static inline T FN(act)(int op, T x) {
   switch (op) {
   case MB_OP_RELU: return x > 0 ? x : (T)0;
   case MB_OP_GELU: return (T)0.5 * x * ((T)1 + ERF(x * (T)M_SQRT1_2));
@@ -66,7 +66,7 @@ static T FN(act)(int op, T x) {
 
 /* Derivative times the incoming gradient; s is the input x, or the output y
  * for the ops that save it (tanh, sigmoid, exp). */
-static T FN(act_grad)(int op, T s, T gy) {
+static inline T FN(act_grad)(int op, T s, T gy) {
   switch (op) {
   case MB_OP_RELU: return s > 0 ? gy : (T)0;
   case MB_OP_GELU: {
@@ -98,14 +98,29 @@ static int FN(unary)(const mb_kernel_call *k) {
   int op = k->node->op;
   if (op == MB_OP_AFFINE) {
     const T s = (T)k->node->attr.f[0], b = (T)k->node->attr.f[1];
-#pragma omp parallel for schedule(static) if (n > MB_CPU_PAR_ELEMS)
-    for (int64_t i = 0; i < n; i++)
-      y[i] = s * x[i] + b;
+    MB_PAR_FOR(n > MB_CPU_PAR_ELEMS,
+      for (int64_t i = 0; i < n; i++)
+        y[i] = s * x[i] + b;);
     return MB_OK;
   }
-#pragma omp parallel for schedule(static) if (n > MB_CPU_PAR_ELEMS / 8)
-  for (int64_t i = 0; i < n; i++)
-    y[i] = FN(act)(op, x[i]);
+  /* One loop per activation (the switch outside), so each vectorises. */
+#define ACT_LOOP(OP)                                                     \
+  case OP:                                                               \
+    MB_PAR_FOR(n > MB_CPU_PAR_ELEMS / 4,                                 \
+               for (int64_t i = 0; i < n; i++) y[i] = FN(act)(OP, x[i]);); \
+    break;
+  switch (op) {
+    ACT_LOOP(MB_OP_RELU)
+    ACT_LOOP(MB_OP_GELU)
+    ACT_LOOP(MB_OP_TANH)
+    ACT_LOOP(MB_OP_SIGMOID)
+    ACT_LOOP(MB_OP_SILU)
+    ACT_LOOP(MB_OP_SOFTPLUS)
+    ACT_LOOP(MB_OP_EXP)
+  default:
+    return mb_cpu_unsupported(k, 0);
+  }
+#undef ACT_LOOP
   return MB_OK;
 }
 
@@ -114,9 +129,23 @@ static int FN(act_grad_kernel)(const mb_kernel_call *k) {
   T *gx = k->out[0].data;
   int64_t n = mb_tensor_numel(&k->out[0]);
   int op = (int)k->node->attr.i[0];
-#pragma omp parallel for schedule(static) if (n > MB_CPU_PAR_ELEMS / 8)
-  for (int64_t i = 0; i < n; i++)
-    gx[i] = FN(act_grad)(op, s[i], gy[i]);
+#define GRAD_LOOP(OP)                                                                 \
+  case OP:                                                                            \
+    MB_PAR_FOR(n > MB_CPU_PAR_ELEMS / 4,                                              \
+               for (int64_t i = 0; i < n; i++) gx[i] = FN(act_grad)(OP, s[i], gy[i]);); \
+    break;
+  switch (op) {
+    GRAD_LOOP(MB_OP_RELU)
+    GRAD_LOOP(MB_OP_GELU)
+    GRAD_LOOP(MB_OP_TANH)
+    GRAD_LOOP(MB_OP_SIGMOID)
+    GRAD_LOOP(MB_OP_SILU)
+    GRAD_LOOP(MB_OP_SOFTPLUS)
+    GRAD_LOOP(MB_OP_EXP)
+  default:
+    return mb_cpu_unsupported(k, 0);
+  }
+#undef GRAD_LOOP
   return MB_OK;
 }
 
@@ -124,9 +153,9 @@ static int FN(accumulate)(const mb_kernel_call *k) {
   const T *g = k->in[0].data;
   T *y = k->out[0].data;
   int64_t n = mb_tensor_numel(&k->out[0]);
-#pragma omp parallel for schedule(static) if (n > MB_CPU_PAR_ELEMS)
-  for (int64_t i = 0; i < n; i++)
-    y[i] += g[i];
+  MB_PAR_FOR(n > MB_CPU_PAR_ELEMS,
+    for (int64_t i = 0; i < n; i++)
+      y[i] += g[i];);
   return MB_OK;
 }
 
@@ -222,33 +251,33 @@ static int FN(sum_to)(const mb_kernel_call *k) {
   }
   if (K2 == 1) {
     /* Row sums: y[k1] = sum_r x[k1, r]. */
-#pragma omp parallel for schedule(static) if (K1 * R > MB_CPU_PAR_ELEMS && K1 > 1)
-    for (int64_t i = 0; i < K1; i++) {
-      const T *row = x + i * R;
-      double s = 0;
-      for (int64_t r = 0; r < R; r++)
-        s += (double)row[r];
-      y[i] = (T)((double)scale * s);
-    }
+    MB_PAR_FOR(K1 * R > MB_CPU_PAR_ELEMS && K1 > 1,
+      for (int64_t i = 0; i < K1; i++) {
+        const T *row = x + i * R;
+        double s = 0;
+        for (int64_t r = 0; r < R; r++)
+          s += (double)row[r];
+        y[i] = (T)((double)scale * s);
+      });
     return MB_OK;
   }
   /* Column sums per k1: y[k1, k2] = sum_r x[k1, r, k2], in blocks of k2. */
   const int64_t cb = 256;
   int64_t nblk = (K2 + cb - 1) / cb;
-#pragma omp parallel for schedule(static) if (K1 * R * K2 > MB_CPU_PAR_ELEMS)
-  for (int64_t t = 0; t < K1 * nblk; t++) {
-    int64_t i = t / nblk, c0 = (t % nblk) * cb, c1 = c0 + cb < K2 ? c0 + cb : K2;
-    double acc[256];
-    for (int64_t c = c0; c < c1; c++)
-      acc[c - c0] = 0;
-    for (int64_t r = 0; r < R; r++) {
-      const T *row = x + (i * R + r) * K2;
+  MB_PAR_FOR(K1 * R * K2 > MB_CPU_PAR_ELEMS,
+    for (int64_t t = 0; t < K1 * nblk; t++) {
+      int64_t i = t / nblk, c0 = (t % nblk) * cb, c1 = c0 + cb < K2 ? c0 + cb : K2;
+      double acc[256];
       for (int64_t c = c0; c < c1; c++)
-        acc[c - c0] += (double)row[c];
-    }
-    for (int64_t c = c0; c < c1; c++)
-      y[i * K2 + c] = (T)((double)scale * acc[c - c0]);
-  }
+        acc[c - c0] = 0;
+      for (int64_t r = 0; r < R; r++) {
+        const T *row = x + (i * R + r) * K2;
+        for (int64_t c = c0; c < c1; c++)
+          acc[c - c0] += (double)row[c];
+      }
+      for (int64_t c = c0; c < c1; c++)
+        y[i * K2 + c] = (T)((double)scale * acc[c - c0]);
+    });
   return MB_OK;
 }
 

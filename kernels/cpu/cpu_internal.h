@@ -53,8 +53,21 @@ static inline void mb_bcast_row(const mb_bcast *b, int64_t row, int64_t *off) {
 
 /* Work split thresholds: below these, OpenMP's fork/join costs more than
  * the loop (tiny ops dominate executor overhead). */
-#define MB_CPU_PAR_ELEMS 32768
+#define MB_CPU_PAR_ELEMS (1 << 17)
 #define MB_CPU_PAR_ROWS 64
+
+/* Run a for-loop statement with OpenMP when `big`, serially otherwise. An
+ * `omp parallel for if (false)` still costs about a microsecond per region
+ * in libgomp, which would dominate tiny ops; this never enters OpenMP for
+ * small work. Usage: MB_PAR_FOR(n > MB_CPU_PAR_ELEMS, for (...) { ... }); */
+#define MB_PAR_FOR(big, ...)                                   \
+  do {                                                         \
+    if (big) {                                                 \
+      _Pragma("omp parallel for schedule(static)") __VA_ARGS__ \
+    } else {                                                   \
+      __VA_ARGS__                                              \
+    }                                                          \
+  } while (0)
 
 #define MB_CAT_(a, b) a##_##b
 #define MB_CAT(a, b) MB_CAT_(a, b)

@@ -73,17 +73,17 @@ int mb_cpu_sumsq(mb_backend *be, const void *x, mb_dtype dt, const int64_t *sb, 
     free(part), free(blk_begin), free(blk_end);
     return MB_ERR(MB_EUNSUPPORTED, "cpu sumsq: dtype %s", mb_dtype_name(dt));
   }
-#pragma omp parallel for schedule(static) if (nblk > 4)
-  for (int64_t j = 0; j < nblk; j++) {
-    double s = 0;
-    if (dt == MB_F32)
-      for (int64_t i = blk_begin[j]; i < blk_end[j]; i++)
-        s += (double)((const float *)x)[i] * (double)((const float *)x)[i];
-    else
-      for (int64_t i = blk_begin[j]; i < blk_end[j]; i++)
-        s += ((const double *)x)[i] * ((const double *)x)[i];
-    part[j] = s;
-  }
+  MB_PAR_FOR(nblk > 4,
+    for (int64_t j = 0; j < nblk; j++) {
+      double s = 0;
+      if (dt == MB_F32)
+        for (int64_t i = blk_begin[j]; i < blk_end[j]; i++)
+          s += (double)((const float *)x)[i] * (double)((const float *)x)[i];
+      else
+        for (int64_t i = blk_begin[j]; i < blk_end[j]; i++)
+          s += ((const double *)x)[i] * ((const double *)x)[i];
+      part[j] = s;
+    });
   double total = 0;
   for (int64_t j = 0; j < nblk; j++)
     total += part[j];

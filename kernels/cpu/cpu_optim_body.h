@@ -17,20 +17,20 @@ static int FN(adamw)(const mb_adamw_args *a) {
   for (int s = 0; s < a->n_seg; s++) {
     int64_t b = a->seg_begin[s], e = a->seg_end[s];
     int decayed = a->seg_decay[s] && a->weight_decay != 0.0;
-#pragma omp parallel for schedule(static) if (e - b > MB_CPU_PAR_ELEMS)
-    for (int64_t i = b; i < e; i++) {
-      T gi = scaled ? g[i] * gs : g[i];
-      T pi = decayed ? p[i] * decay : p[i];
-      T mi = m[i];
-      /* torch's vectorised lerp: fma(w, end - self, self) for w < 0.5,
-       * else fma(w - 1, end - self, end). */
-      mi = w1 < (T)0.5 ? FMA(w1, gi - mi, mi) : FMA(w1 - (T)1, gi - mi, gi);
-      T vi = v[i] * b2 + w2 * gi * gi;
-      T denom = SQRT(vi) / bc2_sqrt + eps;
-      p[i] = pi + neg_step * mi / denom;
-      m[i] = mi;
-      v[i] = vi;
-    }
+    MB_PAR_FOR(e - b > MB_CPU_PAR_ELEMS,
+      for (int64_t i = b; i < e; i++) {
+        T gi = scaled ? g[i] * gs : g[i];
+        T pi = decayed ? p[i] * decay : p[i];
+        T mi = m[i];
+        /* torch's vectorised lerp: fma(w, end - self, self) for w < 0.5,
+         * else fma(w - 1, end - self, end). */
+        mi = w1 < (T)0.5 ? FMA(w1, gi - mi, mi) : FMA(w1 - (T)1, gi - mi, gi);
+        T vi = v[i] * b2 + w2 * gi * gi;
+        T denom = SQRT(vi) / bc2_sqrt + eps;
+        p[i] = pi + neg_step * mi / denom;
+        m[i] = mi;
+        v[i] = vi;
+      });
   }
   return MB_OK;
 }
@@ -45,19 +45,19 @@ static int FN(sgd)(const mb_sgd_args *a) {
   for (int s = 0; s < a->n_seg; s++) {
     int64_t b = a->seg_begin[s], e = a->seg_end[s];
     int decayed = a->seg_decay[s] && a->weight_decay != 0.0;
-#pragma omp parallel for schedule(static) if (e - b > MB_CPU_PAR_ELEMS)
-    for (int64_t i = b; i < e; i++) {
-      /* torch's vectorised add(x, y, alpha) is fma(y, alpha, x) */
-      T d = scaled ? g[i] * gs : g[i];
-      if (decayed)
-        d = FMA(p[i], wd, d);
-      if (buf) {
-        T bi = first ? d : FMA(d, damp, buf[i] * mom);
-        buf[i] = bi;
-        d = a->nesterov ? FMA(bi, mom, d) : bi;
-      }
-      p[i] = FMA(d, neg_lr, p[i]);
-    }
+    MB_PAR_FOR(e - b > MB_CPU_PAR_ELEMS,
+      for (int64_t i = b; i < e; i++) {
+        /* torch's vectorised add(x, y, alpha) is fma(y, alpha, x) */
+        T d = scaled ? g[i] * gs : g[i];
+        if (decayed)
+          d = FMA(p[i], wd, d);
+        if (buf) {
+          T bi = first ? d : FMA(d, damp, buf[i] * mom);
+          buf[i] = bi;
+          d = a->nesterov ? FMA(bi, mom, d) : bi;
+        }
+        p[i] = FMA(d, neg_lr, p[i]);
+      });
   }
   return MB_OK;
 }

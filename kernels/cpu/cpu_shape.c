@@ -22,9 +22,9 @@ static int slice_kernel(const mb_kernel_call *k) {
   int64_t dim = k->in[0].shape.dim[axis];
   const char *x = k->in[0].data;
   char *y = k->out[0].data;
-#pragma omp parallel for schedule(static) if (outer * len * inner > MB_CPU_PAR_ELEMS && outer > 1)
-  for (int64_t o = 0; o < outer; o++)
-    memcpy(y + (size_t)(o * len * inner) * es, x + (size_t)((o * dim + start) * inner) * es, (size_t)(len * inner) * es);
+  MB_PAR_FOR(outer * len * inner > MB_CPU_PAR_ELEMS && outer > 1,
+    for (int64_t o = 0; o < outer; o++)
+      memcpy(y + (size_t)(o * len * inner) * es, x + (size_t)((o * dim + start) * inner) * es, (size_t)(len * inner) * es););
   return MB_OK;
 }
 
@@ -36,13 +36,13 @@ static int slice_grad_kernel(const mb_kernel_call *k) {
   int64_t dim = k->out[0].shape.dim[axis];
   const char *g = k->in[0].data;
   char *y = k->out[0].data;
-#pragma omp parallel for schedule(static) if (outer * dim * inner > MB_CPU_PAR_ELEMS && outer > 1)
-  for (int64_t o = 0; o < outer; o++) {
-    char *row = y + (size_t)(o * dim * inner) * es;
-    memset(row, 0, (size_t)(start * inner) * es);
-    memcpy(row + (size_t)(start * inner) * es, g + (size_t)(o * len * inner) * es, (size_t)(len * inner) * es);
-    memset(row + (size_t)((start + len) * inner) * es, 0, (size_t)((dim - start - len) * inner) * es);
-  }
+  MB_PAR_FOR(outer * dim * inner > MB_CPU_PAR_ELEMS && outer > 1,
+    for (int64_t o = 0; o < outer; o++) {
+      char *row = y + (size_t)(o * dim * inner) * es;
+      memset(row, 0, (size_t)(start * inner) * es);
+      memcpy(row + (size_t)(start * inner) * es, g + (size_t)(o * len * inner) * es, (size_t)(len * inner) * es);
+      memset(row + (size_t)((start + len) * inner) * es, 0, (size_t)((dim - start - len) * inner) * es);
+    });
   return MB_OK;
 }
 
@@ -85,28 +85,28 @@ static int permute_kernel(const mb_kernel_call *k) {
   int64_t istr = st[nd - 1];
   const char *x = k->in[0].data;
   char *y = k->out[0].data;
-#pragma omp parallel for schedule(static) if (rows * inner > MB_CPU_PAR_ELEMS && rows > 1)
-  for (int64_t r = 0; r < rows; r++) {
-    int64_t rem = r, off = 0;
-    for (int d = nd - 2; d >= 0; d--) {
-      off += (rem % ys->dim[d]) * st[d];
-      rem /= ys->dim[d];
-    }
-    char *dst = y + (size_t)(r * inner) * es;
-    const char *src = x + (size_t)off * es;
-    if (istr == 1) {
-      memcpy(dst, src, (size_t)inner * es);
-    } else if (es == 4) {
-      for (int64_t i = 0; i < inner; i++)
-        ((uint32_t *)dst)[i] = ((const uint32_t *)src)[i * istr];
-    } else if (es == 8) {
-      for (int64_t i = 0; i < inner; i++)
-        ((uint64_t *)dst)[i] = ((const uint64_t *)src)[i * istr];
-    } else {
-      for (int64_t i = 0; i < inner; i++)
-        memcpy(dst + (size_t)i * es, src + (size_t)(i * istr) * es, es);
-    }
-  }
+  MB_PAR_FOR(rows * inner > MB_CPU_PAR_ELEMS && rows > 1,
+    for (int64_t r = 0; r < rows; r++) {
+      int64_t rem = r, off = 0;
+      for (int d = nd - 2; d >= 0; d--) {
+        off += (rem % ys->dim[d]) * st[d];
+        rem /= ys->dim[d];
+      }
+      char *dst = y + (size_t)(r * inner) * es;
+      const char *src = x + (size_t)off * es;
+      if (istr == 1) {
+        memcpy(dst, src, (size_t)inner * es);
+      } else if (es == 4) {
+        for (int64_t i = 0; i < inner; i++)
+          ((uint32_t *)dst)[i] = ((const uint32_t *)src)[i * istr];
+      } else if (es == 8) {
+        for (int64_t i = 0; i < inner; i++)
+          ((uint64_t *)dst)[i] = ((const uint64_t *)src)[i * istr];
+      } else {
+        for (int64_t i = 0; i < inner; i++)
+          memcpy(dst + (size_t)i * es, src + (size_t)(i * istr) * es, es);
+      }
+    });
   return MB_OK;
 }
 
