@@ -49,8 +49,8 @@ typedef enum {
   MB_VAL_INPUT = 2         /* fed by the caller before each run */
 } mb_value_kind;
 
-#define MB_MAX_IN 8
-#define MB_MAX_OUT 4
+#define MB_MAX_IN 12 /* the selective scan's gradient reads 11 */
+#define MB_MAX_OUT 8 /* and writes 8 */
 #define MB_MAX_IATTR 8
 #define MB_MAX_FATTR 4
 

@@ -46,12 +46,23 @@ static const mb_op_def op_table[MB_OP_COUNT] = {
     [MB_OP_RESHAPE] = {"reshape", 1, 1, MB_OPF_VIEW, BIT(0), mb_infer_reshape, mb_backward_reshape, {0}, {0}, 1},
     [MB_OP_SLICE] = {"slice", 1, 1, 0, BIT(0), mb_infer_slice, mb_backward_slice, {"axis", "start", "length"}, {0}, 0},
     [MB_OP_SLICE_GRAD] = {"slice_grad", 1, 1, 0, 0, mb_infer_slice_grad, NULL, {"axis", "start"}, {0}, 1},
-    [MB_OP_CONCAT] = {"concat", 1, MB_MAX_IN, 0, 0xffu, mb_infer_concat, mb_backward_concat, {"axis"}, {0}, 0},
+    [MB_OP_CONCAT] = {"concat", 1, MB_MAX_IN, 0, 0xfffu, mb_infer_concat, mb_backward_concat, {"axis"}, {0}, 0},
     [MB_OP_PERMUTE] = {"permute", 1, 1, 0, BIT(0), mb_infer_permute, mb_backward_permute, {"perm"}, {0}, 1},
     [MB_OP_BROADCAST_TO] = {"broadcast_to", 1, 1, 0, BIT(0), mb_infer_broadcast_to, mb_backward_broadcast_to, {0},
                             {"scale"}, 1},
     [MB_OP_SUM_TO] = {"sum_to", 1, 1, 0, BIT(0), mb_infer_sum_to, mb_backward_sum_to, {0}, {"scale"}, 1},
     [MB_OP_CAST] = {"cast", 1, 1, 0, BIT(0), mb_infer_cast, mb_backward_cast, {"dtype"}, {0}, 0},
+    [MB_OP_ATTENTION] = {"attention", 3, 4, 0, BIT(0) | BIT(1) | BIT(2), mb_infer_attention, mb_backward_attention,
+                         {"causal", "mask_mode"}, {"scale"}, 0},
+    [MB_OP_ATTENTION_GRAD] = {"attention_grad", 6, 7, 0, 0, mb_infer_attention_grad, NULL, {"causal", "mask_mode"},
+                              {"scale"}, 0},
+    [MB_OP_SELECTIVE_SCAN] = {"selective_scan", 8, 9, 0, 0xffu, mb_infer_selective_scan, mb_backward_selective_scan,
+                              {"delta_softplus", "chunk"}, {0}, 0},
+    [MB_OP_SELECTIVE_SCAN_GRAD] = {"selective_scan_grad", 10, 11, 0, 0, mb_infer_selective_scan_grad, NULL,
+                                   {"delta_softplus", "chunk"}, {0}, 0},
+    [MB_OP_CONV1D] = {"conv1d", 3, 4, 0, BIT(0) | BIT(1) | BIT(2), mb_infer_conv1d, mb_backward_conv1d, {"silu"}, {0},
+                      0},
+    [MB_OP_CONV1D_GRAD] = {"conv1d_grad", 4, 5, 0, 0, mb_infer_conv1d_grad, NULL, {"silu"}, {0}, 0},
 };
 
 /* Kernel slots: filled by backends at init. Written once per (op, backend)
@@ -59,15 +70,10 @@ static const mb_op_def op_table[MB_OP_COUNT] = {
 static _Atomic(mb_kernel_fn) kernels[MB_OP_COUNT][MB_BACKEND_COUNT];
 static _Atomic(mb_workspace_fn) workspaces[MB_OP_COUNT][MB_BACKEND_COUNT];
 
-/* Ops of the sequence-kernel family are defined in ops_seq.c when present. */
-const mb_op_def *mb_op_seq_def(int op);
-
 const mb_op_def *mb_op_get(int op) {
   if (op <= MB_OP_INVALID || op >= MB_OP_COUNT)
     return NULL;
-  if (op_table[op].name)
-    return &op_table[op];
-  return mb_op_seq_def(op);
+  return op_table[op].name ? &op_table[op] : NULL;
 }
 
 const char *mb_op_name(int op) {

@@ -112,6 +112,38 @@ mb_var mb_cast_(mb_graph *g, mb_srcloc at, mb_var x, mb_dtype dtype);
 #define mb_full(g, shape, dtype, value) mb_full_((g), MB_HERE, (shape), (dtype), (value))
 mb_var mb_full_(mb_graph *g, mb_srcloc at, mb_shape shape, mb_dtype dtype, double value);
 
+/* ---- sequence kernels (token-major layouts; see ops_seq.c) ---- */
+/* Fused multi-head attention, softmax(q k^T * scale) v per head, never
+ * forming the L x L matrix. q, k, v [B, L, H, Dh] (a Linear's [B, L, H*Dh]
+ * output reshaped). key_mask: i32 [B, L], nonzero = real token (padded keys
+ * get zero weight; padded query rows give 0). Varlen: B = 1 and an i32
+ * cu_seqlens [nseq + 1]. scale 0 = 1/sqrt(Dh). -> [B, L, H, Dh] */
+#define mb_attention(g, q, k, v, key_mask) \
+  mb_attention_((g), MB_HERE, (q), (k), (v), (key_mask), MB_VAR_NONE, 0, 0.0)
+#define mb_attention_varlen(g, q, k, v, cu_seqlens) \
+  mb_attention_((g), MB_HERE, (q), (k), (v), MB_VAR_NONE, (cu_seqlens), 0, 0.0)
+#define mb_attention_ex(g, q, k, v, key_mask, cu_seqlens, causal, scale) \
+  mb_attention_((g), MB_HERE, (q), (k), (v), (key_mask), (cu_seqlens), (causal), (scale))
+mb_var mb_attention_(mb_graph *g, mb_srcloc at, mb_var q, mb_var k, mb_var v, mb_var key_mask, mb_var cu_seqlens,
+                     int causal, double scale);
+/* Mamba's selective scan with D skip and SiLU(z) gate fused (MODELS.md 4.3):
+ * u, delta, z [B, L, D]; A_log [D, N] (A = -exp(A_log) inside); B, C
+ * [B, L, N]; D, delta_bias [D]; dt = softplus(delta + delta_bias). The
+ * forward keeps one state per chunk of 128 tokens, the backward recomputes.
+ * -> y [B, L, D] */
+#define mb_selective_scan(g, u, delta, A_log, B, C, D, z, delta_bias) \
+  mb_selective_scan_((g), MB_HERE, (u), (delta), (A_log), (B), (C), (D), (z), (delta_bias), MB_VAR_NONE, 1)
+#define mb_selective_scan_varlen(g, u, delta, A_log, B, C, D, z, delta_bias, cu_seqlens) \
+  mb_selective_scan_((g), MB_HERE, (u), (delta), (A_log), (B), (C), (D), (z), (delta_bias), (cu_seqlens), 1)
+mb_var mb_selective_scan_(mb_graph *g, mb_srcloc at, mb_var u, mb_var delta, mb_var A_log, mb_var B, mb_var C,
+                          mb_var D, mb_var z, mb_var delta_bias, mb_var cu_seqlens, int delta_softplus);
+/* Causal depthwise conv1d over time: x [B, L, D], w [D, W] (W <= 4; HF's
+ * conv1d.weight [D, 1, W] reshaped), bias [D]; silu = 1 fuses SiLU. */
+#define mb_conv1d(g, x, w, bias, silu) mb_conv1d_((g), MB_HERE, (x), (w), (bias), MB_VAR_NONE, (silu))
+#define mb_conv1d_varlen(g, x, w, bias, cu_seqlens, silu) \
+  mb_conv1d_((g), MB_HERE, (x), (w), (bias), (cu_seqlens), (silu))
+mb_var mb_conv1d_(mb_graph *g, mb_srcloc at, mb_var x, mb_var w, mb_var bias, mb_var cu_seqlens, int silu);
+
 #ifdef __cplusplus
 }
 #endif

@@ -60,6 +60,17 @@ MB_BACKWARD(embedding);
 MB_BACKWARD(mean_pool);
 MB_BACKWARD(dropout);
 
+/* ops_seq.c */
+MB_INFER(attention);
+MB_INFER(attention_grad);
+MB_INFER(selective_scan);
+MB_INFER(selective_scan_grad);
+MB_INFER(conv1d);
+MB_INFER(conv1d_grad);
+MB_BACKWARD(attention);
+MB_BACKWARD(selective_scan);
+MB_BACKWARD(conv1d);
+
 /* Whether an activation's gradient is computed from its output (tanh,
  * sigmoid, exp) rather than its input. */
 int mb_act_saves_output(int op);

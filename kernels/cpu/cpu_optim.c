@@ -92,4 +92,3 @@ int mb_cpu_sumsq(mb_backend *be, const void *x, mb_dtype dt, const int64_t *sb, 
   return MB_OK;
 }
 
-void mb_cpu_register_seq(void) {}

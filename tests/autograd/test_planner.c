@@ -2,11 +2,11 @@
  * BERT-shaped training graph (embeddings, attention with a padding mask and
  * dropout, post-LN, GELU MLP, pooler, classifier, cross-entropy).
  *
- * autograd_planner: the arena is well under the sum of all buffers; a run
+ * memplan: the arena is well under the sum of all buffers; a run
  *   with reuse and poisoning (every buffer NaN-filled when it dies) gives
  *   bit-identical loss and gradients to a run where nothing shares memory;
  *   and a planted planner bug (a lifetime cut short) is caught by poisoning.
- * autograd_recompute: recomputing each layer's forward in backward keeps
+ * memplan_recompute: recomputing each layer's forward in backward keeps
  *   fewer activations and gives bit-identical gradients. */
 #include <math.h>
 #include <stdlib.h>
