@@ -11,7 +11,7 @@
  *     passes): eager (each pass recorded and run op by op) vs the AOT tape
  *     replayed; plus one training step (forward + backward + AdamW).
  *
- * Usage: bench_autograd [out.json]   (default bench_autograd.json)
+ * Usage: bench_autograd [--json PATH]   (default bench_autograd.json)
  * Prints a table and writes JSON. Timings are medians of repeats. */
 #include <cblas.h>
 #include <math.h>
@@ -299,7 +299,15 @@ static void bench_mlp(void) {
 }
 
 int main(int argc, char **argv) {
-  const char *path = argc > 1 ? argv[1] : "bench_autograd.json";
+  const char *path = "bench_autograd.json";
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)
+      path = argv[++i];
+    else {
+      fprintf(stderr, "usage: %s [--json PATH]\n", argv[0]);
+      return 2;
+    }
+  }
   json = fopen(path, "w");
   if (!json) {
     fprintf(stderr, "bench: cannot write %s\n", path);
