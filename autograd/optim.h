@@ -52,8 +52,30 @@ int mb_optimizer_step(mb_optimizer *o, double lr, double grad_scale) MB_NODISCAR
  * rank calls it once per step with its own range. */
 int mb_optimizer_step_range(mb_optimizer *o, double lr, double grad_scale, int64_t begin, int64_t end) MB_NODISCARD;
 
+/* ZeRO-1: an AdamW (or SGD) whose state covers only flat elements
+ * [begin, end) (a rank's shard; end may run past the store's total into
+ * padding, which is never updated). Step it with mb_optimizer_step_shard on
+ * buffers that hold exactly that range: the rank's slice of the parameters
+ * and its reduce-scattered gradient shard. For distributed/zero.h's update
+ * callback (params, grads, global_offset, count): check global_offset ==
+ * begin and call mb_optimizer_step_shard(o, lr, scale, params, grads). */
+int mb_optimizer_adamw_shard(mb_params *p, const mb_adamw_cfg *cfg, int64_t begin, int64_t end,
+                             mb_optimizer **out) MB_NODISCARD;
+int mb_optimizer_sgd_shard(mb_params *p, const mb_sgd_cfg *cfg, int64_t begin, int64_t end,
+                           mb_optimizer **out) MB_NODISCARD;
+int mb_optimizer_step_shard(mb_optimizer *o, double lr, double grad_scale, void *params,
+                            const void *grads) MB_NODISCARD;
+/* Sum of squares of the trainable elements of a gradient shard laid out like
+ * mb_optimizer_step_shard's (for the global clipping norm across ranks). */
+int mb_optimizer_shard_sumsq(mb_optimizer *o, const void *grads, double *sumsq) MB_NODISCARD;
+/* The range an optimizer's state covers. */
+void mb_optimizer_range(const mb_optimizer *o, int64_t *begin, int64_t *end);
+/* min(1, max_norm / (norm + 1e-6)): torch's clipping coefficient. */
+double mb_clip_coef(double norm, double max_norm);
+
 /* Steps taken so far; state buffers (AdamW: 0 = m, 1 = v; SGD: 0 = momentum)
- * laid out like the parameters, for checkpoints. */
+ * laid out like the parameters over the optimizer's range (element
+ * `begin` first), for checkpoints. */
 int64_t mb_optimizer_steps(const mb_optimizer *o);
 void mb_optimizer_set_steps(mb_optimizer *o, int64_t steps);
 void *mb_optimizer_state(mb_optimizer *o, int which);

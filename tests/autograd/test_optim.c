@@ -181,12 +181,53 @@ static void test_range_update(void **state) {
   json_decref(fx);
 }
 
+/* ZeRO-1 shards: two optimizers with state for half the flat buffer each,
+ * stepped on separate shard buffers (as after a reduce-scatter), equal the
+ * full update; shard sums of squares add up to the full one. */
+static void test_shard_update(void **state) {
+  (void)state;
+  json_t *fx = load_fixture(), *run = json_object_get(fx, "adamw");
+  mb_params *full = make_store(fx, run);
+  ASSERT_OK(mb_params_set_weight_decay(full, mb_params_find(full, "b"), 0));
+  int64_t total = mb_params_total(full), shard = (total + 1) / 2 + 3; /* the second shard runs into padding */
+  mb_adamw_cfg c = {1e-2, 0.9, 0.999, 1e-8, 0.1};
+  mb_optimizer *o_full, *o_sh[2];
+  ASSERT_OK(mb_optimizer_adamw(full, &c, &o_full));
+  ASSERT_OK(mb_optimizer_adamw_shard(full, &c, 0, shard, &o_sh[0]));
+  ASSERT_OK(mb_optimizer_adamw_shard(full, &c, shard, 2 * shard, &o_sh[1]));
+  float *pbuf = calloc((size_t)(2 * shard), sizeof *pbuf), *gbuf = calloc((size_t)(2 * shard), sizeof *gbuf);
+  memcpy(pbuf, mb_params_data(full), (size_t)total * sizeof(float));
+  uint64_t s = 5;
+  for (int step = 0; step < 3; step++) {
+    tu_fill_f32(mb_params_grad(full), total, &s);
+    memcpy(gbuf, mb_params_grad(full), (size_t)total * sizeof(float));
+    double ss_full, ss0, ss1, norm;
+    ASSERT_OK(mb_clip_grad_norm(full, 1.0, &norm, NULL));
+    ss_full = norm * norm;
+    ASSERT_OK(mb_optimizer_shard_sumsq(o_sh[0], gbuf, &ss0));
+    ASSERT_OK(mb_optimizer_shard_sumsq(o_sh[1], gbuf + shard, &ss1));
+    assert_true(fabs(ss0 + ss1 - ss_full) <= 1e-9 * ss_full);
+    double scale = mb_clip_coef(sqrt(ss0 + ss1), 1.0);
+    ASSERT_OK(mb_optimizer_step(o_full, 1e-2, scale));
+    ASSERT_OK(mb_optimizer_step_shard(o_sh[0], 1e-2, scale, pbuf, gbuf));
+    ASSERT_OK(mb_optimizer_step_shard(o_sh[1], 1e-2, scale, pbuf + shard, gbuf + shard));
+  }
+  assert_memory_equal(mb_params_data(full), pbuf, (size_t)total * sizeof(float));
+  for (int64_t i = total; i < 2 * shard; i++)
+    assert_true(pbuf[i] == 0.0f); /* padding untouched */
+  free(pbuf), free(gbuf);
+  mb_optimizer_free(o_full), mb_optimizer_free(o_sh[0]), mb_optimizer_free(o_sh[1]);
+  mb_params_free(full);
+  json_decref(fx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_adamw_matches_torch),
       cmocka_unit_test(test_sgd_matches_torch),
       cmocka_unit_test(test_schedules),
       cmocka_unit_test(test_range_update),
+      cmocka_unit_test(test_shard_update),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
