@@ -10,6 +10,9 @@
  *     512->512, ReLU, 512->10; batch 128; 10 warm-up then 100 timed forward
  *     passes): eager (each pass recorded and run op by op) vs the AOT tape
  *     replayed; plus one training step (forward + backward + AdamW).
+ *  4. Planned memory (arena vs the sum of all buffers, activations kept
+ *     into backward) and compile time of BERT-base- and Mamba-130m-shaped
+ *     training programs, with and without per-layer recompute.
  *
  * Usage: bench_autograd [--json PATH]   (default bench_autograd.json)
  * Prints a table and writes JSON. Timings are medians of repeats. */
@@ -298,6 +301,107 @@ static void bench_mlp(void) {
   free(X);
 }
 
+/* ---- 4. planned memory of real-sized training programs ---- */
+
+/* BERT-base-shaped classifier (12 layers, hidden 768, 12 heads, FF 3072,
+ * vocab 30522): fused attention with a key mask, or (naive) the O(L^2)
+ * attention written with batched matmuls and softmax. */
+static void build_bert_base(mb_graph *g, int64_t B, int64_t L, int naive) {
+  const int64_t H = 768, NH = 12, HD = 64, FF = 3072, V = 30522, NL = 12;
+  mb_var ids = mb_input(g, "input_ids", MB_I32, mb_shape2(B, L));
+  mb_var mask = mb_input(g, "attention_mask", MB_I32, mb_shape2(B, L));
+  mb_var bias = mb_input(g, "attn_bias", MB_F32, mb_shape4(B, 1, 1, L));
+  mb_var labels = mb_input(g, "labels", MB_I32, mb_shape1(B));
+  mb_var x = mb_add(g, mb_embedding(g, ids, mb_param(g, "word", mb_shape2(V, H))), mb_param(g, "pos", mb_shape2(L, H)));
+  x = mb_layernorm(g, x, mb_param(g, "eln.w", mb_shape1(H)), mb_param(g, "eln.b", mb_shape1(H)), 1e-12);
+  int perm[4] = {0, 2, 1, 3};
+  for (int l = 0; l < NL; l++) {
+    char n[64], ln[32];
+#define P(name, shape) (snprintf(n, sizeof n, "l%d.%s", l, name), mb_param(g, n, shape))
+    snprintf(ln, sizeof ln, "layer.%d", l);
+    mb_graph_layer_begin(g, ln);
+    mb_shape heads = mb_shape4(B, L, NH, HD);
+    mb_var q = mb_reshape(g, mb_linear(g, x, P("q.w", mb_shape2(H, H)), P("q.b", mb_shape1(H))), heads);
+    mb_var k = mb_reshape(g, mb_linear(g, x, P("k.w", mb_shape2(H, H)), P("k.b", mb_shape1(H))), heads);
+    mb_var v = mb_reshape(g, mb_linear(g, x, P("v.w", mb_shape2(H, H)), P("v.b", mb_shape1(H))), heads);
+    mb_var ctx;
+    if (naive) {
+      q = mb_permute(g, q, 4, perm), k = mb_permute(g, k, 4, perm), v = mb_permute(g, v, 4, perm);
+      mb_var sc = mb_add(g, mb_scale(g, mb_matmul(g, q, k, 0, 1), 0.125), bias);
+      ctx = mb_permute(g, mb_matmul(g, mb_softmax(g, sc), v, 0, 0), 4, perm);
+    } else {
+      ctx = mb_attention(g, q, k, v, mask);
+    }
+    ctx = mb_reshape(g, ctx, mb_shape3(B, L, H));
+    mb_var a = mb_add(g, mb_linear(g, ctx, P("o.w", mb_shape2(H, H)), P("o.b", mb_shape1(H))), x);
+    a = mb_layernorm(g, a, P("ln1.w", mb_shape1(H)), P("ln1.b", mb_shape1(H)), 1e-12);
+    mb_var f = mb_linear(g, mb_gelu(g, mb_linear(g, a, P("f1.w", mb_shape2(FF, H)), P("f1.b", mb_shape1(FF)))),
+                         P("f2.w", mb_shape2(H, FF)), P("f2.b", mb_shape1(H)));
+    x = mb_layernorm(g, mb_add(g, f, a), P("ln2.w", mb_shape1(H)), P("ln2.b", mb_shape1(H)), 1e-12);
+    mb_graph_layer_end(g);
+#undef P
+  }
+  mb_var pooled = mb_tanh(g, mb_linear(g, mb_select(g, x, 1, 0), mb_param(g, "pw", mb_shape2(H, H)), mb_param(g, "pb", mb_shape1(H))));
+  mb_set_loss(g, mb_cross_entropy(g, mb_linear(g, pooled, mb_param(g, "cw", mb_shape2(2, H)), mb_param(g, "cb", mb_shape1(2))), labels));
+}
+
+/* Mamba-130m-shaped classifier (24 blocks, d_model 768, d_inner 1536,
+ * d_state 16, dt_rank 48, conv 4, vocab 50280). */
+static void build_mamba_130m(mb_graph *g, int64_t B, int64_t L) {
+  const int64_t Dm = 768, E = 1536, N = 16, R = 48, W = 4, V = 50280, NL = 24;
+  mb_var ids = mb_input(g, "input_ids", MB_I32, mb_shape2(B, L));
+  mb_var labels = mb_input(g, "labels", MB_I32, mb_shape1(B));
+  mb_var r = mb_embedding(g, ids, mb_param(g, "embedding", mb_shape2(V, Dm)));
+  for (int l = 0; l < NL; l++) {
+    char n[64], ln[32];
+#define P(name, shape) (snprintf(n, sizeof n, "layers.%d.%s", l, name), mb_param(g, n, shape))
+    snprintf(ln, sizeof ln, "layers.%d", l);
+    mb_graph_layer_begin(g, ln);
+    mb_var h = mb_rmsnorm(g, r, P("norm", mb_shape1(Dm)), 1e-5);
+    mb_var xz = mb_linear(g, h, P("in_proj", mb_shape2(2 * E, Dm)), MB_VAR_NONE);
+    mb_var x = mb_conv1d(g, mb_slice(g, xz, -1, 0, E), P("conv.w", mb_shape2(E, W)), P("conv.b", mb_shape1(E)), 1);
+    mb_var z = mb_slice(g, xz, -1, E, E);
+    mb_var dbl = mb_linear(g, x, P("x_proj", mb_shape2(R + 2 * N, E)), MB_VAR_NONE);
+    mb_var delta = mb_linear(g, mb_slice(g, dbl, -1, 0, R), P("dt_proj.w", mb_shape2(E, R)), MB_VAR_NONE);
+    mb_var y = mb_selective_scan(g, x, delta, P("A_log", mb_shape2(E, N)), mb_slice(g, dbl, -1, R, N),
+                                 mb_slice(g, dbl, -1, R + N, N), P("D", mb_shape1(E)), z, P("dt_proj.b", mb_shape1(E)));
+    r = mb_add(g, r, mb_linear(g, y, P("out_proj", mb_shape2(Dm, E)), MB_VAR_NONE));
+    mb_graph_layer_end(g);
+#undef P
+  }
+  mb_var out = mb_rmsnorm(g, r, mb_param(g, "norm_f", mb_shape1(Dm)), 1e-5);
+  mb_set_loss(g, mb_cross_entropy(g, mb_linear(g, mb_mean_pool(g, out, MB_VAR_NONE), mb_param(g, "head.w", mb_shape2(2, Dm)),
+                                                mb_param(g, "head.b", mb_shape1(2))), labels));
+}
+
+static void bench_plan(const char *name, int model, int64_t B, int64_t L) {
+  for (int rec = 0; rec < 2; rec++) {
+    mb_params *p;
+    mb_graph *g;
+    CHECK(mb_params_new(MB_F32, &p));
+    CHECK(mb_graph_new(p, &g));
+    double t0 = now();
+    if (model == 2)
+      build_mamba_130m(g, B, L);
+    else
+      build_bert_base(g, B, L, model == 1);
+    mb_compile_opts o = {.train = 1, .recompute = rec};
+    CHECK(mb_graph_compile(g, &o));
+    double ms = (now() - t0) * 1e3;
+    mb_plan_stats st = mb_graph_plan_stats(g);
+    printf("  %-26s B%lld L%-5lld %-10s arena %8.1f MiB  sum of buffers %8.1f MiB  activations %8.1f MiB  "
+           "nodes %4d+%4d  build+compile %6.1f ms  params %.1fM\n",
+           name, (long long)B, (long long)L, rec ? "recompute" : "keep", st.arena_bytes / 1048576.0,
+           st.sum_bytes / 1048576.0, st.activation_bytes / 1048576.0, st.n_nodes_fwd, st.n_nodes_bwd, ms,
+           mb_params_total(p) / 1e6);
+    json_row("{\"bench\": \"plan\", \"model\": \"%s\", \"batch\": %lld, \"seq\": %lld, \"recompute\": %d, "
+             "\"arena_bytes\": %zu, \"sum_bytes\": %zu, \"activation_bytes\": %zu, \"compile_ms\": %.2f}",
+             name, (long long)B, (long long)L, rec, st.arena_bytes, st.sum_bytes, st.activation_bytes, ms);
+    mb_graph_free(g);
+    mb_params_free(p);
+  }
+}
+
 int main(int argc, char **argv) {
   const char *path = "bench_autograd.json";
   for (int i = 1; i < argc; i++) {
@@ -327,6 +431,12 @@ int main(int argc, char **argv) {
   bench_overhead(1000);
   printf("3. SEED-STUDY small MLP\n");
   bench_mlp();
+  printf("4. planned training memory (f32; fused-kernel workspaces counted only when their kernels are built in)\n");
+  bench_plan("bert-base fused attention", 0, 8, 128);
+  bench_plan("bert-base naive attention", 1, 8, 128);
+  bench_plan("bert-base fused attention", 0, 8, 512);
+  bench_plan("bert-base naive attention", 1, 8, 512);
+  bench_plan("mamba-130m", 2, 8, 512);
   fprintf(json, "\n]}\n");
   fclose(json);
   printf("wrote %s\n", path);
