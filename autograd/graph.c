@@ -605,8 +605,6 @@ static void dump_attrs(strbuf *s, const mb_node *n) {
     else if (strcmp(name, "dtype") == 0)
       sb_printf(s, " dtype=%s", mb_dtype_name((mb_dtype)n->attr.i[i]));
     else if (strcmp(name, "perm") == 0) {
-      const mb_value *o = NULL;
-      (void)o;
       sb_printf(s, " perm=(");
       for (int d = 0; d < MB_MAX_IATTR && n->attr.i[d] >= 0 && d < n->attr.shape.ndim; d++)
         sb_printf(s, d ? ",%lld" : "%lld", (long long)n->attr.i[d]);

@@ -119,9 +119,7 @@ void mb_bcast_init(mb_bcast *b, const mb_shape *out, const mb_shape *const *ops,
     for (int d = nd - 1; d >= 0; d--) {
       int od = ops[j]->ndim - nd + d;
       int64_t size = od >= 0 ? ops[j]->dim[od] : 1;
-      st[j][d] = (size == 1 && out->dim[d] != 1) ? 0 : s;
-      if (size == 1 && out->dim[d] != 1)
-        st[j][d] = 0;
+      st[j][d] = (size == 1 && out->dim[d] != 1) ? 0 : s; /* broadcast dims do not advance */
       s *= size;
     }
   }

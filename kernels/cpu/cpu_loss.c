@@ -24,22 +24,18 @@ static int check_labels(const mb_tensor *labels, int64_t N, int64_t C, int64_t i
 #define T float
 #define SFX f32
 #define EXP expf
-#define LOG logf
 #include "kernels/cpu/cpu_loss_body.h"
 #undef T
 #undef SFX
 #undef EXP
-#undef LOG
 
 #define T double
 #define SFX f64
 #define EXP exp
-#define LOG log
 #include "kernels/cpu/cpu_loss_body.h"
 #undef T
 #undef SFX
 #undef EXP
-#undef LOG
 
 static int ce_kernel(const mb_kernel_call *k) {
   switch (k->in[0].dtype) {

@@ -1,5 +1,5 @@
 /* cpu_loss_body.h: cross-entropy forward/backward for one element type
- * (T, SFX, EXP, LOG and FN set by cpu_loss.c). */
+ * (T, SFX, EXP and FN set by cpu_loss.c). */
 
 /* (logits[N, C], labels[N]) -> loss[], lse[N] */
 static int FN(ce_fwd)(const mb_kernel_call *k) {
