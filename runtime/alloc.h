@@ -7,7 +7,8 @@
  *  - mb_arena, one aligned block carved by offsets: the memory planner lays
  *    every activation of a compiled program into one arena;
  *  - mb_device_allocator, the interface of a caching device allocator
- *    (the CUDA implementation lives in runtime/cuda_alloc.c when built).
+ *    (the policy is runtime/cache_alloc.h; the CUDA allocator built on it
+ *    is runtime/cuda_alloc.h, compiled when CUDA is found).
  */
 #ifndef MB_RUNTIME_ALLOC_H
 #define MB_RUNTIME_ALLOC_H

@@ -1,10 +1,12 @@
 /* dtype.h: element types, their table (name, size, safetensors name), and
  * conversions between f32 and the reduced-precision formats.
  *
- * The conversions are bit-exact with the CUDA intrinsics
+ * The conversions are bit-exact with CUDA's conversion functions
  * (__float2half_rn, __float2bfloat16_rn, __nv_cvt_float_to_fp8 with
- * __NV_SATFINITE / __NV_NOSAT), so reduced-precision logic can be tested on
- * the CPU and checked against the GPU element for element.
+ * __NV_SATFINITE / __NV_NOSAT, and the reverse ones), so reduced-precision
+ * logic can be tested on the CPU and checked against the GPU element for
+ * element. tests/runtime/test_dtype_cuda.cpp compares them with the host
+ * implementations in the CUDA toolkit's headers over every encoding.
  */
 #ifndef MB_RUNTIME_DTYPE_H
 #define MB_RUNTIME_DTYPE_H
@@ -49,28 +51,49 @@ size_t mb_dtype_size(mb_dtype dt);
 int mb_dtype_from_name(const char *name, mb_dtype *out);
 int mb_dtype_from_safetensors(const char *name, mb_dtype *out);
 
-/* ---- scalar conversions (bit-exact with CUDA's intrinsics) ---- */
+/* ---- scalar conversions (bit-exact with CUDA's conversion functions) ----
+ * Implemented in dtype_convert.c. All round to nearest, ties to even.
+ * Where CUDA departs from plain IEEE, we do the same:
+ *  - f32 -> f16/bf16/fp8: every NaN becomes the positive canonical NaN
+ *    (0x7fff, 0x7fff, 0x7f); sign and payload are dropped.
+ *  - f16/fp8 -> f32: every NaN becomes 0x7fffffff. bf16 -> f32 is exact
+ *    (a shift), NaN payload and sign included.
+ *  - f16/bf16 overflow rounds to +-Inf; Inf stays Inf.
+ *  - fp8 overflow is judged before rounding: E4M3 overflows when
+ *    |x| > 464 (448 + half an ulp; 464 itself ties down to 448), E5M2 when
+ *    |x| >= 61440 (57344 + half an ulp). SATFINITE then gives +-max finite
+ *    (+-Inf input too); NOSAT gives sign|0x7f (NaN, E4M3 has no Inf) or
+ *    +-Inf (E5M2). Magnitudes <= half the smallest subnormal give +-0. */
 
 typedef enum {
   MB_FP8_NOSAT = 0,   /* out-of-range -> NaN (e4m3) or Inf (e5m2), like __NV_NOSAT */
   MB_FP8_SATFINITE = 1 /* out-of-range -> +-max finite, like __NV_SATFINITE */
 } mb_fp8_saturation;
 
-uint16_t mb_f32_to_f16(float x);   /* round to nearest even */
-float mb_f16_to_f32(uint16_t h);
-uint16_t mb_f32_to_bf16(float x);  /* round to nearest even, NaN stays NaN */
-float mb_bf16_to_f32(uint16_t h);
+uint16_t mb_f32_to_f16(float x);   /* like __float2half_rn */
+float mb_f16_to_f32(uint16_t h);   /* like __half2float */
+uint16_t mb_f32_to_bf16(float x);  /* like __float2bfloat16_rn */
+float mb_bf16_to_f32(uint16_t h);  /* like __bfloat162float */
+/* like __nv_cvt_float_to_fp8(x, sat, __NV_E4M3 / __NV_E5M2) */
 uint8_t mb_f32_to_e4m3(float x, mb_fp8_saturation sat);
-float mb_e4m3_to_f32(uint8_t v);
 uint8_t mb_f32_to_e5m2(float x, mb_fp8_saturation sat);
+/* like float(__nv_fp8_e4m3) / float(__nv_fp8_e5m2) */
+float mb_e4m3_to_f32(uint8_t v);
 float mb_e5m2_to_f32(uint8_t v);
 
 /* x rounded to the nearest value representable in `dt` and back to f32
- * (fp8 saturating); identity for f32. Emulates reduced precision on CPU. */
+ * (fp8 saturating); identity for f32, f64 and the non-float dtypes.
+ * Emulates reduced precision on CPU. */
 float mb_round_to(float x, mb_dtype dt);
 
-/* Convert n elements between any two float dtypes (fp8 saturating) or
- * between same-size integer dtypes. MB_EUNSUPPORTED otherwise. */
+/* Convert n elements from src to dst (which must not overlap):
+ *  - between any two float dtypes: decoded exactly, rounded once to the
+ *    destination (fp8 saturating); f64 sources are narrowed with round-to-odd
+ *    first, so f64 -> f16/bf16/fp8 is rounded once, not twice (equal to
+ *    CUDA's __double2half, __double2bfloat16, __nv_cvt_double_to_fp8, except
+ *    that a NaN becomes the canonical NaN where the fp8 one keeps its sign);
+ *  - same dtype, or same-size integer dtypes (two's complement): a copy.
+ * Anything else is MB_EUNSUPPORTED. Parallel (OpenMP) for n >= 65536. */
 int mb_convert(void *dst, mb_dtype dst_dt, const void *src, mb_dtype src_dt, size_t n);
 
 #ifdef __cplusplus

@@ -37,9 +37,10 @@ mambert_build() {
   local dir="$1"; shift
   local jobs
   jobs="$(nproc 2>/dev/null || echo 2)"
-  cmake -S "$MAMBERT_ROOT" -B "$dir" "$@" >"$dir.configure.log" 2>&1 ||
-    { cat "$dir.configure.log" >&2; return 1; }
-  grep -E "^-- mambert:" "$dir.configure.log" || true
+  mkdir -p "$dir"
+  cmake -S "$MAMBERT_ROOT" -B "$dir" "$@" >"$dir/configure.log" 2>&1 ||
+    { cat "$dir/configure.log" >&2; return 1; }
+  grep -E "^-- mambert:" "$dir/configure.log" || true
   cmake --build "$dir" -j "$jobs"
 }
 
