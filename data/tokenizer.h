@@ -3,7 +3,10 @@
  * Two implementations sit behind it, each with exact Hugging Face parity:
  * BERT WordPiece from a vocab.txt (data/wordpiece.c) and byte-level BPE from
  * a tokenizer.json (data/bpe.c). A loaded tokenizer is immutable, so
- * mb_tokenizer_encode may be called from many threads at once.
+ * mb_tokenizer_encode may be called from many threads at once. Each thread
+ * that encodes keeps a little scratch (about 2 MiB with the BPE word cache),
+ * freed when the thread exits. Where Hugging Face's Unicode tables differ
+ * from utf8proc/PCRE2, data/unicode_hf_tables.h mirrors Hugging Face.
  */
 #ifndef MB_DATA_TOKENIZER_H
 #define MB_DATA_TOKENIZER_H

@@ -2,8 +2,10 @@
 #include "experiments/cli.h"
 
 extern const mb_command mb_cmd_info;
+extern const mb_command mb_cmd_prepare;
 
 const mb_command *const mb_commands[] = {
     &mb_cmd_info,
+    &mb_cmd_prepare,
 };
 const int mb_command_count = (int)(sizeof mb_commands / sizeof mb_commands[0]);

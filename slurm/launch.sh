@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# launch.sh: resolve and run the srun launch of `mambert train` inside a SLURM
+# allocation: one task per GPU, MPI wired up through PMIx, NCCL environment.
+# Called by train.sbatch (1 node x N GPUs) and train-multinode.sbatch
+# (M nodes x N GPUs); can also be run by hand inside `salloc`.
+#
+#   slurm/launch.sh [--dry-run] CONFIG [more mambert train arguments...]
+#   DRY_RUN=1 slurm/launch.sh CONFIG     same as --dry-run
+#
+# --dry-run prints the resolved command and the environment the ranks get,
+# then exits 0 without launching (works outside SLURM with SLURM_* set by hand).
+#
+# Knobs (environment):
+#   MAMBERT_ROOT        the repository (default: found from SLURM_SUBMIT_DIR or this script)
+#   MAMBERT_BIN         the binary (default: $MAMBERT_ROOT/build/mambert)
+#   MAMBERT_GPU_BIND    node (default): every rank sees all GPUs of its node and
+#                       takes the one of its local rank; keeps CUDA IPC / NVLink
+#                       P2P between ranks working on clusters that isolate GPUs
+#                       per task with cgroups.
+#                       task: srun --gpus-per-task=1, SLURM sets CUDA_VISIBLE_DEVICES
+#                       per rank (each rank sees one GPU, device 0).
+#   MAMBERT_SRUN_ARGS   extra srun arguments (e.g. "--cpu-bind=cores")
+#   MAMBERT_COLLECTIVE_TIMEOUT  deadline of one collective (default here 600s:
+#                       the first steps include NCCL setup and checkpoint writes)
+set -euo pipefail
+
+die() { echo "slurm/launch.sh: $*" >&2; exit 2; }
+
+dry_run="${DRY_RUN:-0}"
+if [ "${1:-}" = "--dry-run" ]; then dry_run=1; shift; fi
+[ $# -ge 1 ] || die "usage: slurm/launch.sh [--dry-run] CONFIG [mambert train args...]"
+config="$1"; shift
+
+# ---- where things are ---------------------------------------------------------
+if [ -z "${MAMBERT_ROOT:-}" ]; then
+  if [ -n "${SLURM_SUBMIT_DIR:-}" ] && [ -f "$SLURM_SUBMIT_DIR/slurm/launch.sh" ]; then
+    MAMBERT_ROOT="$SLURM_SUBMIT_DIR"
+  else
+    MAMBERT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  fi
+fi
+bin="${MAMBERT_BIN:-$MAMBERT_ROOT/build/mambert}"
+
+# ---- the allocation -----------------------------------------------------------
+if [ -z "${SLURM_JOB_ID:-}" ] && [ "$dry_run" != 1 ]; then
+  die "not inside a SLURM allocation (SLURM_JOB_ID is unset): submit with sbatch slurm/train.sbatch CONFIG"
+fi
+nodes="${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}"
+# GPUs per node: SLURM_GPUS_ON_NODE (set with --gpus-per-node / --gres), else
+# SLURM_GPUS_PER_NODE ("8" or "h100:8"), else one task per GPU as requested
+# with --ntasks-per-node.
+gpn="${SLURM_GPUS_ON_NODE:-}"
+if [ -z "$gpn" ] && [ -n "${SLURM_GPUS_PER_NODE:-}" ]; then gpn="${SLURM_GPUS_PER_NODE##*:}"; fi
+if [ -z "$gpn" ] && [ -n "${SLURM_NTASKS_PER_NODE:-}" ]; then gpn="${SLURM_NTASKS_PER_NODE%%(*}"; fi
+[ -n "$gpn" ] || die "cannot tell how many GPUs each node has: request them with #SBATCH --gpus-per-node=N"
+[[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "SLURM_JOB_NUM_NODES='$nodes' is not a node count"
+[[ "$gpn" =~ ^[1-9][0-9]*$ ]] || die "GPUs per node '$gpn' is not a positive number"
+ntasks=$((nodes * gpn))
+if [ -n "${SLURM_NTASKS:-}" ] && [ "$SLURM_NTASKS" != "$ntasks" ]; then
+  die "the allocation has SLURM_NTASKS=$SLURM_NTASKS but $nodes node(s) x $gpn GPU(s) = $ntasks ranks; use --ntasks-per-node=$gpn"
+fi
+# CPU threads per rank (OpenMP in the data loader and CPU kernels).
+if [ -n "${SLURM_CPUS_PER_TASK:-}" ]; then
+  cpt="$SLURM_CPUS_PER_TASK"
+elif [ -n "${SLURM_CPUS_ON_NODE:-}" ]; then
+  cpt=$(( SLURM_CPUS_ON_NODE / gpn )); [ "$cpt" -ge 1 ] || cpt=1
+else
+  cpt=1
+fi
+
+# ---- the command --------------------------------------------------------------
+cmd=(srun --mpi=pmix --nodes="$nodes" --ntasks="$ntasks" --ntasks-per-node="$gpn"
+     --cpus-per-task="$cpt"
+     # one rank exiting non-zero (mb_dist_abort, a crash) ends the whole step
+     --kill-on-bad-exit=1)
+case "${MAMBERT_GPU_BIND:-node}" in
+  node) ;;  # every rank sees the node's GPUs; mambert picks device = local rank
+  task) cmd+=(--gpus-per-task=1) ;;
+  *) die "MAMBERT_GPU_BIND='${MAMBERT_GPU_BIND}': expected node or task" ;;
+esac
+if [ -n "${MAMBERT_SRUN_ARGS:-}" ]; then
+  read -r -a extra <<<"$MAMBERT_SRUN_ARGS"
+  cmd+=("${extra[@]}")
+fi
+cmd+=("$bin" train "$config" "$@")
+
+# ---- the ranks' environment ---------------------------------------------------
+export OMP_NUM_THREADS="$cpt"
+export MAMBERT_COLLECTIVE_TIMEOUT="${MAMBERT_COLLECTIVE_TIMEOUT:-600s}"
+# NCCL: warnings and errors only (NCCL_DEBUG=INFO prints the topology and the
+# transport each ring uses; turn it on when checking that IB / NVLink are used).
+export NCCL_DEBUG="${NCCL_DEBUG:-WARN}"
+# ---- per cluster: set these in the sbatch script or the environment ----------
+# NCCL_IB_HCA: the InfiniBand adapters NCCL may use, e.g. "mlx5_0,mlx5_1,..."
+#   (one per GPU on 8-GPU nodes; `ibv_devinfo` lists them). Unset: NCCL picks.
+# NCCL_SOCKET_IFNAME: the interface for NCCL's bootstrap and socket fallback,
+#   e.g. "ib0" or "eth0" or "^docker,lo" (exclude list). Wrong value = hang at init.
+# NCCL_IB_GID_INDEX: RoCE clusters only (often 3).
+# NCCL_NET_GDR_LEVEL / NCCL_NET_GDR_READ: GPUDirect RDMA policy; defaults are
+#   right on most systems.
+# UCX_TLS / OMPI_MCA_pml: Open MPI transports for the host-side collectives
+#   (small: metrics, flags); defaults are fine.
+nccl_vars=(NCCL_IB_HCA NCCL_SOCKET_IFNAME NCCL_IB_GID_INDEX NCCL_NET_GDR_LEVEL NCCL_NET_GDR_READ NCCL_CROSS_NIC
+           NCCL_ALGO NCCL_PROTO UCX_TLS OMPI_MCA_pml OMPI_MCA_btl)
+
+print_env() {
+  echo "env: OMP_NUM_THREADS=$OMP_NUM_THREADS"
+  echo "env: MAMBERT_COLLECTIVE_TIMEOUT=$MAMBERT_COLLECTIVE_TIMEOUT"
+  echo "env: NCCL_DEBUG=$NCCL_DEBUG"
+  for v in "${nccl_vars[@]}"; do
+    if [ -n "${!v:-}" ]; then echo "env: $v=${!v}"; else echo "env: $v (unset: library default)"; fi
+  done
+  [ -n "${CUDA_VISIBLE_DEVICES:-}" ] && echo "env: CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"
+  return 0
+}
+
+echo "mambert: job ${SLURM_JOB_ID:-none}: $nodes node(s) x $gpn GPU(s) = $ntasks ranks, $cpt CPU(s) per rank, GPU binding ${MAMBERT_GPU_BIND:-node}"
+if [ "$dry_run" = 1 ]; then
+  printf 'launch:'
+  printf ' %q' "${cmd[@]}"
+  printf '\n'
+  print_env
+  exit 0
+fi
+[ -x "$bin" ] || die "$bin is not built: run scripts/setup.sh (with CUDA and NCCL found) first"
+[ -f "$config" ] || die "config $config not found (relative paths are from $(pwd))"
+print_env
+exec "${cmd[@]}"
