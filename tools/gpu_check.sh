@@ -46,7 +46,7 @@ STAGE="$BUILD/bundle"
 TARBALL_NAME=mambert-gpu.tar.xz
 MAX_BUNDLE_MIB=40 # the device tool carries 64 MiB with the repository
 
-TESTS=(runtime_dtype_cuda cuda_amp_logic runtime_cuda_alloc cuda_gemm cuda_ops cuda_train)
+TESTS=(runtime_dtype_cuda cuda_amp_logic runtime_cuda_alloc cuda_runtime cuda_gemm cuda_ops cuda_train)
 BENCHES=(bench_cuda_mlp bench_cuda_gemm bench_cuda_train)
 # needs no GPU: exits 0 here too
 NO_GPU_NEEDED=" runtime_dtype_cuda cuda_amp_logic "
