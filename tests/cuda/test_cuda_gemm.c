@@ -17,6 +17,9 @@
 #include "kernels/cuda/gemm.h"
 #include "runtime/cuda_alloc.h"
 
+/* f32 results of tensor-core products of exact 16-bit inputs */
+#define TOL_TC_F32 1e-4
+
 static mb_device_allocator *alloc;
 static mb_gemm_ctx *ctx;
 
@@ -171,13 +174,15 @@ static void test_gemm_f64(void **state) {
 static void test_gemm_bf16(void **state) {
   (void)state;
   check_all_transposes(MB_BF16, MB_BF16, MB_GEMM_DEFAULT, TOL_BF16, "bf16 -> bf16");
-  /* exact bf16 inputs, f32 accumulation and output: f32's bound */
-  check_all_transposes(MB_BF16, MB_F32, MB_GEMM_DEFAULT, TOL_F32, "bf16 -> f32");
+  /* exact bf16 inputs, f32 output: the products are exact, the tensor
+   * cores' f32 accumulation aligns with truncation (a few ulps per step
+   * over k <= 160): 1e-4, still 4 orders below any layout or scale bug */
+  check_all_transposes(MB_BF16, MB_F32, MB_GEMM_DEFAULT, TOL_TC_F32, "bf16 -> f32");
 }
 static void test_gemm_f16(void **state) {
   (void)state;
   check_all_transposes(MB_F16, MB_F16, MB_GEMM_DEFAULT, TOL_F16, "f16 -> f16");
-  check_all_transposes(MB_F16, MB_F32, MB_GEMM_DEFAULT, TOL_F32, "f16 -> f32");
+  check_all_transposes(MB_F16, MB_F32, MB_GEMM_DEFAULT, TOL_TC_F32, "f16 -> f32");
 }
 
 static void test_gemm_alpha_beta_ld_batched(void **state) {
@@ -450,8 +455,9 @@ static void fp8_case(mb_dtype fa, mb_dtype fb, mb_dtype ct, int64_t m, int64_t n
   ct_download(C, dC, (size_t)(m * n), ct);
   double err = ct_relerr(C, ref, (size_t)(m * n));
   /* inputs are exact; the bound covers the output rounding (bf16) or the
-   * tensor cores' accumulation (f32) */
-  double tol = ct == MB_F32 ? 1e-3 : TOL_BF16;
+   * fp8 tensor cores' reduced-precision accumulation between cuBLASLt's
+   * promotions to f32 (f32 out); a wrong layout or scale gives O(1) */
+  double tol = ct == MB_F32 ? 5e-3 : TOL_BF16;
   printf("  fp8 %s x %s -> %s [%lld x %lld x %lld]: relative error %.3g\n", mb_dtype_name(fa), mb_dtype_name(fb),
          mb_dtype_name(ct), (long long)m, (long long)n, (long long)k, err);
   if (!(err < tol))
