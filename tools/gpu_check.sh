@@ -59,8 +59,8 @@ SYSTEM_LIBS='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|librt\.so|libpthr
 bundle() {
   command -v cmake >/dev/null || die "cmake not found"
   command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
-  echo "gpu_check: configuring $BUILD (Release, sm_$ARCHS, RPATH \$ORIGIN/lib)"
-  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DMAMBERT_CUDA_ARCHS="$ARCHS" -DMAMBERT_WITH_MPI=OFF \
+  echo "gpu_check: configuring $BUILD (RelWithDebInfo: -O2, the flags CI checks; sm_$ARCHS, RPATH \$ORIGIN/lib)"
+  cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAMBERT_CUDA_ARCHS="$ARCHS" -DMAMBERT_WITH_MPI=OFF \
     '-DCMAKE_BUILD_RPATH=$ORIGIN/lib' -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags >"$BUILD.configure.log" 2>&1 ||
     { cat "$BUILD.configure.log"; die "configure failed"; }
   grep -q "MAMBERT_HAVE_CUDA 1" "$BUILD/generated/mambert_build_config.h" || die "the build found no CUDA toolkit"
