@@ -60,15 +60,16 @@ bundle() {
   command -v cmake >/dev/null || die "cmake not found"
   command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
   echo "gpu_check: configuring $BUILD (RelWithDebInfo: -O2, the flags CI checks; sm_$ARCHS, RPATH \$ORIGIN/lib)"
+  mkdir -p "$BUILD"
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAMBERT_CUDA_ARCHS="$ARCHS" -DMAMBERT_WITH_MPI=OFF \
-    '-DCMAKE_BUILD_RPATH=$ORIGIN/lib' -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags >"$BUILD.configure.log" 2>&1 ||
-    { cat "$BUILD.configure.log"; die "configure failed"; }
+    '-DCMAKE_BUILD_RPATH=$ORIGIN/lib' -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags >"$BUILD/gpu_check.configure.log" 2>&1 ||
+    { cat "$BUILD/gpu_check.configure.log"; die "configure failed"; }
   grep -q "MAMBERT_HAVE_CUDA 1" "$BUILD/generated/mambert_build_config.h" || die "the build found no CUDA toolkit"
   local targets=()
   for t in "${TESTS[@]}" "${BENCHES[@]}"; do targets+=(--target "$t"); done
   echo "gpu_check: building ${#targets[@]} targets (-j${GPU_CHECK_JOBS:-2})"
-  cmake --build "$BUILD" -j"${GPU_CHECK_JOBS:-2}" "${targets[@]}" >"$BUILD.build.log" 2>&1 ||
-    { tail -40 "$BUILD.build.log"; die "build failed"; }
+  cmake --build "$BUILD" -j"${GPU_CHECK_JOBS:-2}" "${targets[@]}" >"$BUILD/gpu_check.build.log" 2>&1 ||
+    { tail -40 "$BUILD/gpu_check.build.log"; die "build failed"; }
   rm -rf "$STAGE"
   mkdir -p "$STAGE/lib" "$BUNDLE"
   # keep the bundle out of git (the device tool carries ignored paths only when named)
