@@ -32,16 +32,26 @@ import torch
 
 T0 = time.time()
 RESULTS = []
+OUT = {"path": None, "device": "?"}
 
 
 def left(budget):
     return budget - (time.time() - T0)
 
 
+def save():
+    if OUT["path"]:
+        with open(OUT["path"], "w") as f:
+            json.dump({"bench": "torch_peers", "device": OUT["device"], "torch": torch.__version__,
+                       "results": RESULTS}, f, indent=1)
+
+
 def row(**kw):
+    """Record one result and rewrite the JSON at once: a timeout keeps what was measured."""
     kw.setdefault("impl", "torch")
     RESULTS.append(kw)
     print(json.dumps(kw), flush=True)
+    save()
 
 
 def bench_mlp(budget):
@@ -223,6 +233,8 @@ def main():
         print("bench_torch_peers: no CUDA device", flush=True)
         return 77
     dev = torch.cuda.get_device_name()
+    OUT["path"], OUT["device"] = a.json, dev
+    save()
     print(f"bench_torch_peers: torch {torch.__version__} on {dev}, budget {a.budget_s:.0f} s", flush=True)
     for name, fn in (("mlp", bench_mlp), ("gemm", bench_gemm), ("train", bench_train)):
         try:
@@ -230,9 +242,6 @@ def main():
         except Exception as e:
             traceback.print_exc()
             row(bench=name, status="failed", why=repr(e)[:300])
-        with open(a.json, "w") as f:  # after each section: a timeout keeps what was measured
-            json.dump({"bench": "torch_peers", "device": dev, "torch": torch.__version__, "results": RESULTS}, f,
-                      indent=1)
     return 0
 
 
