@@ -281,14 +281,18 @@ static int entry_build(mb_gemm_ctx *c, const mb_gemm_desc *d, const gemm_key *k,
   if (st == CUBLAS_STATUS_SUCCESS)
     st = cublasLtMatmulAlgoGetHeuristic(c->lt, e->op, e->la, e->lb, e->lc, e->lc, pref, 1, &heur, &found);
   MB_CUBLAS_WARN(cublasLtMatmulPreferenceDestroy(pref));
-  if (st != CUBLAS_STATUS_SUCCESS && st != CUBLAS_STATUS_NOT_SUPPORTED) {
+  /* Our arguments were checked above, so cuBLASLt refusing the
+   * configuration here (NOT_SUPPORTED, or INVALID_VALUE for a combination
+   * of types, layouts and epilogue it does not offer) means "no algorithm". */
+  if (st == CUBLAS_STATUS_ALLOC_FAILED || st == CUBLAS_STATUS_NOT_INITIALIZED || st == CUBLAS_STATUS_INTERNAL_ERROR) {
     rc = MB_ERR(mb_cublas_code(st), "%s: cuBLASLt heuristic failed: %s", what, mb_cublas_status_name(st));
     goto fail;
   }
-  if (st == CUBLAS_STATUS_NOT_SUPPORTED || found < 1 || heur.state != CUBLAS_STATUS_SUCCESS) {
+  if (st != CUBLAS_STATUS_SUCCESS || found < 1 || heur.state != CUBLAS_STATUS_SUCCESS) {
     rc = MB_ERR(MB_EUNSUPPORTED,
-                "%s: cuBLASLt has no algorithm for this configuration (alignments A %d B %d C %d bytes)", what,
-                k->align_a, k->align_b, k->align_c);
+                "%s: cuBLASLt has no algorithm for this configuration (%s; alignments A %d B %d C %d bytes)", what,
+                mb_cublas_status_name(st != CUBLAS_STATUS_SUCCESS ? st : heur.state), k->align_a, k->align_b,
+                k->align_c);
     goto fail;
   }
   if (heur.workspaceSize > c->ws_bytes) {
