@@ -170,7 +170,7 @@ EOF
 }
 
 run() {
-  local start=$SECONDS out="${OUT:-$ROOT/gpu-out}"
+  local start=$SECONDS out="${OUT:-$BUILD/gpu-out}"
   mkdir -p "$out"
   local log="$out/gpu_check.log" results=/tmp/gpu_check_tests.tsv
   : >"$log"
@@ -217,7 +217,7 @@ run() {
 }
 
 sanitize() {
-  local out="${OUT:-$ROOT/gpu-out}" bin=/tmp/mambert-gpu cs
+  local out="${OUT:-$BUILD/gpu-out}" bin=/tmp/mambert-gpu cs
   mkdir -p "$out"
   unpack "$bin"
   export LD_LIBRARY_PATH="$(find_cuda_libs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
