@@ -30,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/cpu/blas_env.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/conv1d.h"
 #include "kernels/cpu/selective_scan.h"
@@ -386,6 +387,7 @@ static void cpu_name(char *buf, size_t n) {
 }
 
 int main(int argc, char **argv) {
+  mb_blas_env_fix(argc, argv);
   const char *json_path = NULL;
   int quick = 0;
   const char *only = NULL;
