@@ -108,6 +108,10 @@ typedef struct {
 /* Defaults: BERT-base (bert-base-uncased sizes, HF BertConfig defaults) and
  * Mamba-130m (mamba_ssm defaults), num_labels 2. */
 mb_model_config mb_model_config_default(mb_arch arch);
+/* After setting d_model, expand, vocab_size_config, pad_vocab_size_multiple:
+ * fill d_inner = expand * d_model, dt_rank (0 = "auto" = ceil(d_model / 16))
+ * and the padded vocabulary. */
+void mb_mamba_config_derive(mb_mamba_config *mc, int64_t dt_rank_or_auto);
 /* Sizes that cannot work (heads not dividing hidden, zero layers, ...): a
  * clear MB_EINVAL naming the field. Derived sizes (d_inner, dt_rank "auto",
  * the padded vocabulary) must already be filled in. */

@@ -55,8 +55,6 @@ int mb_mamba_build(mb_model *m, mb_graph *g, const mb_model_shape *s) MB_NODISCA
 
 /* Default id2label ("LABEL_i") for labels [from, MB_MODEL_MAX_LABELS). */
 void mb_model_default_labels(mb_model_config *c, int from);
-/* Fill derived Mamba sizes (d_inner, dt_rank auto, padded vocabulary). */
-void mb_mamba_config_derive(mb_mamba_config *mc, int64_t dt_rank_or_auto);
 
 /* The JSON texts export writes. */
 char *mb_model_config_json(const mb_model_config *c);     /* config.json; free() */
