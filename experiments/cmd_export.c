@@ -67,8 +67,11 @@ static int run_export(int argc, char **argv) {
   mb_model *m = NULL;
   mb_backend *be = mb_cpu_backend();
   if (model_dir) {
-    mb_model_load_opts o = {.init_missing_head = init_head, .seed = seed, .tokenizer_path = tokenizer,
-                            .num_labels = num_labels, .pooling = pool};
+    mb_model_load_opts o = {.init_missing_head = init_head,
+                            .seed = seed,
+                            .tokenizer_path = tokenizer,
+                            .num_labels = num_labels,
+                            .pooling = pool};
     if (mb_model_load(model_dir, &o, be, &m) != MB_OK)
       return mb_cli_fail("export", NULL);
   } else {

@@ -12,48 +12,49 @@
 #include "models/model_internal.h"
 #include "runtime/log.h"
 
-
 int mb_bert_param_decls(const mb_model_config *c, mb_param_decl *d, int cap) {
   const mb_bert_config *b = &c->bert;
   int64_t H = b->hidden_size, I = b->intermediate_size;
   double sd = b->initializer_range;
   int n = 0;
   mb_param_decl_add(d, &n, cap, mb_shape2(b->vocab_size, H), MB_INIT_NORMAL_PADROW, sd, 0, 0,
-       "bert.embeddings.word_embeddings.weight");
+                    "bert.embeddings.word_embeddings.weight");
   if (n <= cap)
     d[n - 1].b = b->pad_token_id;
-  mb_param_decl_add(d, &n, cap, mb_shape2(b->max_position, H), MB_INIT_NORMAL, sd, 0, 0, "bert.embeddings.position_embeddings.weight");
+  mb_param_decl_add(d, &n, cap, mb_shape2(b->max_position, H), MB_INIT_NORMAL, sd, 0, 0,
+                    "bert.embeddings.position_embeddings.weight");
   mb_param_decl_add(d, &n, cap, mb_shape2(b->type_vocab_size, H), MB_INIT_NORMAL, sd, 0, 0,
-       "bert.embeddings.token_type_embeddings.weight");
+                    "bert.embeddings.token_type_embeddings.weight");
   mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ONE, 0, 1, 0, "bert.embeddings.LayerNorm.weight");
   mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ZERO, 0, 1, 0, "bert.embeddings.LayerNorm.bias");
   for (int64_t l = 0; l < b->num_layers; l++) {
     const char *qkv[3] = {"query", "key", "value"};
     for (int k = 0; k < 3; k++) {
-      mb_param_decl_add(d, &n, cap, mb_shape2(H, H), MB_INIT_NORMAL, sd, 0, 0, "bert.encoder.layer.%lld.attention.self.%s.weight",
-           (long long)l, qkv[k]);
-      mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ZERO, 0, 1, 0, "bert.encoder.layer.%lld.attention.self.%s.bias",
-           (long long)l, qkv[k]);
+      mb_param_decl_add(d, &n, cap, mb_shape2(H, H), MB_INIT_NORMAL, sd, 0, 0,
+                        "bert.encoder.layer.%lld.attention.self.%s.weight", (long long)l, qkv[k]);
+      mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ZERO, 0, 1, 0,
+                        "bert.encoder.layer.%lld.attention.self.%s.bias", (long long)l, qkv[k]);
     }
-    mb_param_decl_add(d, &n, cap, mb_shape2(H, H), MB_INIT_NORMAL, sd, 0, 0, "bert.encoder.layer.%lld.attention.output.dense.weight",
-         (long long)l);
-    mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ZERO, 0, 1, 0, "bert.encoder.layer.%lld.attention.output.dense.bias",
-         (long long)l);
-    mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ONE, 0, 1, 0, "bert.encoder.layer.%lld.attention.output.LayerNorm.weight",
-         (long long)l);
-    mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ZERO, 0, 1, 0, "bert.encoder.layer.%lld.attention.output.LayerNorm.bias",
-         (long long)l);
-    mb_param_decl_add(d, &n, cap, mb_shape2(I, H), MB_INIT_NORMAL, sd, 0, 0, "bert.encoder.layer.%lld.intermediate.dense.weight",
-         (long long)l);
-    mb_param_decl_add(d, &n, cap, mb_shape1(I), MB_INIT_ZERO, 0, 1, 0, "bert.encoder.layer.%lld.intermediate.dense.bias",
-         (long long)l);
-    mb_param_decl_add(d, &n, cap, mb_shape2(H, I), MB_INIT_NORMAL, sd, 0, 0, "bert.encoder.layer.%lld.output.dense.weight",
-         (long long)l);
-    mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ZERO, 0, 1, 0, "bert.encoder.layer.%lld.output.dense.bias", (long long)l);
+    mb_param_decl_add(d, &n, cap, mb_shape2(H, H), MB_INIT_NORMAL, sd, 0, 0,
+                      "bert.encoder.layer.%lld.attention.output.dense.weight", (long long)l);
+    mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ZERO, 0, 1, 0,
+                      "bert.encoder.layer.%lld.attention.output.dense.bias", (long long)l);
+    mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ONE, 0, 1, 0,
+                      "bert.encoder.layer.%lld.attention.output.LayerNorm.weight", (long long)l);
+    mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ZERO, 0, 1, 0,
+                      "bert.encoder.layer.%lld.attention.output.LayerNorm.bias", (long long)l);
+    mb_param_decl_add(d, &n, cap, mb_shape2(I, H), MB_INIT_NORMAL, sd, 0, 0,
+                      "bert.encoder.layer.%lld.intermediate.dense.weight", (long long)l);
+    mb_param_decl_add(d, &n, cap, mb_shape1(I), MB_INIT_ZERO, 0, 1, 0,
+                      "bert.encoder.layer.%lld.intermediate.dense.bias", (long long)l);
+    mb_param_decl_add(d, &n, cap, mb_shape2(H, I), MB_INIT_NORMAL, sd, 0, 0,
+                      "bert.encoder.layer.%lld.output.dense.weight", (long long)l);
+    mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ZERO, 0, 1, 0, "bert.encoder.layer.%lld.output.dense.bias",
+                      (long long)l);
     mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ONE, 0, 1, 0, "bert.encoder.layer.%lld.output.LayerNorm.weight",
-         (long long)l);
+                      (long long)l);
     mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ZERO, 0, 1, 0, "bert.encoder.layer.%lld.output.LayerNorm.bias",
-         (long long)l);
+                      (long long)l);
   }
   mb_param_decl_add(d, &n, cap, mb_shape2(H, H), MB_INIT_NORMAL, sd, 0, 0, "bert.pooler.dense.weight");
   mb_param_decl_add(d, &n, cap, mb_shape1(H), MB_INIT_ZERO, 0, 1, 0, "bert.pooler.dense.bias");
@@ -123,7 +124,7 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
   mb_var mask = packed ? MB_VAR_NONE : mb_input(g, "attention_mask", MB_I32, mb_shape2(B, L));
   mb_var cu = packed ? mb_input(g, "cu_seqlens", MB_I32, mb_shape1(S + 1)) : MB_VAR_NONE;
   mb_var pos = packed ? mb_input(g, "position_ids", MB_I32, mb_shape1(L)) : MB_VAR_NONE;
-  mb_var poolw = packed ? mb_input(g, "pool_weights", MB_F32, mb_shape2(S, L)) : MB_VAR_NONE;
+  mb_var cls_index = packed ? mb_input(g, "cls_index", MB_I32, mb_shape1(S)) : MB_VAR_NONE;
   mb_var labels = mb_input(g, "labels", MB_I32, mb_shape1(S));
   bert_ctx c = {g, any_drop ? mb_input(g, "dropout_rng", MB_U64, mb_shape1(2)) : MB_VAR_NONE};
 
@@ -132,7 +133,8 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
   mb_graph_scope_push(g, "bert.embeddings");
   /* (word + token type) + position, as HF sums them; token types are all 0 */
   mb_var x = mb_embedding(g, ids, P(mb_shape2(b->vocab_size, H), "bert.embeddings.word_embeddings.weight"));
-  x = mb_add(g, x, mb_select(g, P(mb_shape2(b->type_vocab_size, H), "bert.embeddings.token_type_embeddings.weight"), 0, 0));
+  x = mb_add(g, x,
+             mb_select(g, P(mb_shape2(b->type_vocab_size, H), "bert.embeddings.token_type_embeddings.weight"), 0, 0));
   mb_var ptab = P(mb_shape2(b->max_position, H), "bert.embeddings.position_embeddings.weight");
   x = mb_add(g, x, packed ? mb_embedding(g, pos, ptab) : mb_slice(g, ptab, 0, 0, L));
   x = mb_layernorm(g, x, P(mb_shape1(H), "bert.embeddings.LayerNorm.weight"),
@@ -148,12 +150,18 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
     snprintf(unit, sizeof unit, "bert.encoder.layer.%lld", (long long)l);
     mb_graph_layer_begin(g, unit);
 #define LP(shape, what) P(shape, "bert.encoder.layer.%lld.%s", (long long)l, what)
-    mb_var q = mb_reshape(g, mb_linear(g, x, LP(mb_shape2(H, H), "attention.self.query.weight"),
-                                       LP(mb_shape1(H), "attention.self.query.bias")), heads);
-    mb_var k = mb_reshape(g, mb_linear(g, x, LP(mb_shape2(H, H), "attention.self.key.weight"),
-                                       LP(mb_shape1(H), "attention.self.key.bias")), heads);
-    mb_var v = mb_reshape(g, mb_linear(g, x, LP(mb_shape2(H, H), "attention.self.value.weight"),
-                                       LP(mb_shape1(H), "attention.self.value.bias")), heads);
+    mb_var q = mb_reshape(g,
+                          mb_linear(g, x, LP(mb_shape2(H, H), "attention.self.query.weight"),
+                                    LP(mb_shape1(H), "attention.self.query.bias")),
+                          heads);
+    mb_var k = mb_reshape(
+        g,
+        mb_linear(g, x, LP(mb_shape2(H, H), "attention.self.key.weight"), LP(mb_shape1(H), "attention.self.key.bias")),
+        heads);
+    mb_var v = mb_reshape(g,
+                          mb_linear(g, x, LP(mb_shape2(H, H), "attention.self.value.weight"),
+                                    LP(mb_shape1(H), "attention.self.value.bias")),
+                          heads);
     mb_var ctx;
     if (exact)
       ctx = attention_exact(&c, q, k, v, mask, B, L, NH, DH, b->attention_dropout, STREAM_LAYER(l, 1));
@@ -178,11 +186,11 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
   }
 
   mb_graph_scope_push(g, "bert.pooler");
-  /* [CLS] of each sequence: row 0 of each padded row, or the first token of
-   * each packed sequence (pool_weights is one-hot there) */
-  mb_var cls = packed ? mb_matmul(g, poolw, mb_reshape(g, x, mb_shape2(L, H)), 0, 0) : mb_select(g, x, 1, 0);
-  mb_var pooled = mb_tanh(g, mb_linear(g, cls, P(mb_shape2(H, H), "bert.pooler.dense.weight"),
-                                       P(mb_shape1(H), "bert.pooler.dense.bias")));
+  /* [CLS] of each sequence: token 0 of each padded row, or the first token
+   * of each packed sequence, gathered by cls_index (its backward scatters) */
+  mb_var cls = packed ? mb_embedding(g, cls_index, mb_reshape(g, x, mb_shape2(L, H))) : mb_select(g, x, 1, 0);
+  mb_var pooled = mb_tanh(
+      g, mb_linear(g, cls, P(mb_shape2(H, H), "bert.pooler.dense.weight"), P(mb_shape1(H), "bert.pooler.dense.bias")));
   mb_graph_scope_pop(g);
   pooled = drop(&c, pooled, cls_drop, 2);
   mb_var logits = mb_linear(g, pooled, P(mb_shape2(C, H), "classifier.weight"), P(mb_shape1(C), "classifier.bias"));

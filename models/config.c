@@ -19,8 +19,8 @@ void mb_mamba_config_derive(mb_mamba_config *mc, int64_t dt_rank_or_auto) {
   mc->d_inner = mc->expand * mc->d_model;
   mc->dt_rank = dt_rank_or_auto > 0 ? dt_rank_or_auto : (mc->d_model + 15) / 16;
   int64_t m = mc->pad_vocab_size_multiple > 0 ? mc->pad_vocab_size_multiple : 1;
-  mc->vocab_size = mc->vocab_size_config % m ? mc->vocab_size_config + m - mc->vocab_size_config % m
-                                             : mc->vocab_size_config;
+  mc->vocab_size =
+      mc->vocab_size_config % m ? mc->vocab_size_config + m - mc->vocab_size_config % m : mc->vocab_size_config;
 }
 
 mb_model_config mb_model_config_default(mb_arch arch) {
@@ -122,8 +122,8 @@ int mb_model_config_validate(const mb_model_config *c) {
   if (m->expand < 1)
     return BAD("expand must be >= 1 (got %lld)", (long long)m->expand);
   if (m->d_inner != m->expand * m->d_model)
-    return BAD("intermediate size %lld must be expand %lld * d_model %lld", (long long)m->d_inner,
-               (long long)m->expand, (long long)m->d_model);
+    return BAD("intermediate size %lld must be expand %lld * d_model %lld", (long long)m->d_inner, (long long)m->expand,
+               (long long)m->d_model);
   if (m->dt_rank < 1)
     return BAD("dt_rank must be >= 1 (got %lld)", (long long)m->dt_rank);
   if (!(m->norm_eps > 0))
@@ -262,8 +262,8 @@ static int parse_bert(const jcfg *j, mb_model_config *c) {
   MB_TRY(get_num(j, "initializer_range", &b->initializer_range));
   const char *act = get_str(j, "hidden_act");
   if (act && strcmp(act, "gelu") != 0)
-    return MB_ERR(MB_EUNSUPPORTED, "%s: hidden_act '%s' is not supported (only \"gelu\", the exact erf form)",
-                  j->path, act);
+    return MB_ERR(MB_EUNSUPPORTED, "%s: hidden_act '%s' is not supported (only \"gelu\", the exact erf form)", j->path,
+                  act);
   const char *pe = get_str(j, "position_embedding_type");
   if (pe && strcmp(pe, "absolute") != 0)
     return MB_ERR(MB_EUNSUPPORTED, "%s: position_embedding_type '%s' is not supported (only \"absolute\")", j->path,
@@ -290,7 +290,7 @@ static int parse_ssm_cfg(json_t *s, const char *path, mb_mamba_config *m, int64_
                       json_is_string(v) ? json_string_value(v) : "?");
       continue;
     }
-    int64_t *iv = !strcmp(key, "d_state") ? &m->d_state
+    int64_t *iv = !strcmp(key, "d_state")  ? &m->d_state
                   : !strcmp(key, "d_conv") ? &m->d_conv
                   : !strcmp(key, "expand") ? &m->expand
                                            : NULL;
@@ -350,8 +350,7 @@ static int parse_mamba_ssm(const jcfg *j, mb_model_config *c) {
   (void)tie; /* only ties the LM head, which a classifier does not have */
   MB_TRY(get_int(j, "d_intermediate", 0, &d_int));
   if (d_int != 0)
-    return MB_ERR(MB_EUNSUPPORTED, "%s: d_intermediate %lld (MLP blocks) is not supported", j->path,
-                  (long long)d_int);
+    return MB_ERR(MB_EUNSUPPORTED, "%s: d_intermediate %lld (MLP blocks) is not supported", j->path, (long long)d_int);
   json_t *attn = json_object_get(j->root, "attn_layer_idx");
   if (attn && json_is_array(attn) && json_array_size(attn) > 0)
     return MB_ERR(MB_EUNSUPPORTED, "%s: attn_layer_idx (hybrid attention layers) is not supported", j->path);
@@ -540,7 +539,8 @@ char *mb_model_config_json(const mb_model_config *c) {
     json_object_set_new(o, "architectures", json_pack("[s]", "BertForSequenceClassification"));
     json_object_set_new(o, "model_type", json_string("bert"));
     json_object_set_new(o, "attention_probs_dropout_prob", jreal(b->attention_dropout));
-    json_object_set_new(o, "classifier_dropout", b->classifier_dropout < 0 ? json_null() : jreal(b->classifier_dropout));
+    json_object_set_new(o, "classifier_dropout",
+                        b->classifier_dropout < 0 ? json_null() : jreal(b->classifier_dropout));
     json_object_set_new(o, "hidden_act", json_string("gelu"));
     json_object_set_new(o, "hidden_dropout_prob", jreal(b->hidden_dropout));
     json_object_set_new(o, "hidden_size", json_integer(b->hidden_size));

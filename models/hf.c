@@ -449,8 +449,7 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
         for (int k = 0; k < e->ndim && gl < 100; k++)
           gl += (size_t)snprintf(got + gl, sizeof got - gl, "%s%lld", k ? ", " : "", (long long)e->shape[k]);
         for (int k = 0; k < decl[d].shape.ndim && wl < 100; k++)
-          wl += (size_t)snprintf(want + wl, sizeof want - wl, "%s%lld", k ? ", " : "",
-                                 (long long)decl[d].shape.dim[k]);
+          wl += (size_t)snprintf(want + wl, sizeof want - wl, "%s%lld", k ? ", " : "", (long long)decl[d].shape.dim[k]);
         rc = strlist_add(&shapes, "%s [%s], expected [%s]", e->name, got, want);
       } else if (e->dtype != MB_F32 && e->dtype != MB_F16 && e->dtype != MB_BF16 && e->dtype != MB_F64) {
         rc = strlist_add(&shapes, "%s has dtype %s, expected a float type (F32, F16, BF16, F64)", e->name,
@@ -479,8 +478,8 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
       rc = MB_ERR(MB_ENOMEM, "out of memory");
       goto done_src;
     }
-    snprintf(msg, cap, "%s: the weights do not fit this %s configuration (config.json)",
-             dir, cfg.arch == MB_ARCH_BERT ? "BERT" : "Mamba");
+    snprintf(msg, cap, "%s: the weights do not fit this %s configuration (config.json)", dir,
+             cfg.arch == MB_ARCH_BERT ? "BERT" : "Mamba");
     if (missing.n) {
       snprintf(msg + strlen(msg), cap - strlen(msg), "; missing %d: ", missing.n);
       fold_names(&missing, msg, cap);
@@ -494,8 +493,8 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
       fold_names(&unexpected, msg, cap);
     }
     if (!opts.init_missing_head && missing.n)
-      snprintf(msg + strlen(msg), cap - strlen(msg),
-               "%s", strlen(msg) + 90 < cap ? " (a pretrained backbone without a head: load with a fresh head)" : "");
+      snprintf(msg + strlen(msg), cap - strlen(msg), "%s",
+               strlen(msg) + 90 < cap ? " (a pretrained backbone without a head: load with a fresh head)" : "");
     rc = MB_ERR(MB_EFORMAT, "%s", msg);
   }
   if (rc != MB_OK)
@@ -522,8 +521,10 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
     int64_t tv = mb_tokenizer_vocab_size(t), mv = cfg.arch == MB_ARCH_BERT ? cfg.bert.vocab_size : cfg.mamba.vocab_size;
     mb_tokenizer_free(t);
     if (tv > mv) {
-      rc = MB_ERR(MB_EFORMAT, "%s: the tokenizer %s has %lld ids but the model's embedding has %lld rows (vocab_size): "
-                  "a tokenizer of another model?", dir, tok, (long long)tv, (long long)mv);
+      rc = MB_ERR(MB_EFORMAT,
+                  "%s: the tokenizer %s has %lld ids but the model's embedding has %lld rows (vocab_size): "
+                  "a tokenizer of another model?",
+                  dir, tok, (long long)tv, (long long)mv);
       goto done_src;
     }
     if (tv < mv && cfg.arch == MB_ARCH_BERT)
@@ -614,12 +615,16 @@ static int rm_rf(const char *path) {
   return MB_OK;
 }
 
-static int write_text(const char *dir, const char *name, const char *text) {
+/* Write text (malloc'ed; freed here) to dir/name. */
+static int write_text(const char *dir, const char *name, char *text) {
   char p[PATH_CAP];
-  MB_TRY(mb_path_join(p, sizeof p, dir, name));
-  if (!text)
-    return MB_ERR(MB_ENOMEM, "out of memory writing %s", p);
-  return mb_write_file_atomic(p, text, strlen(text));
+  int rc = mb_path_join(p, sizeof p, dir, name);
+  if (rc == MB_OK && !text)
+    rc = MB_ERR(MB_ENOMEM, "out of memory writing %s", p);
+  if (rc == MB_OK)
+    rc = mb_write_file_atomic(p, text, strlen(text));
+  free(text);
+  return rc;
 }
 
 static int copy_file(const char *from, const char *dir, const char *name) {

@@ -14,7 +14,6 @@
 
 #include "models/model_internal.h"
 
-
 int mb_mamba_param_decls(const mb_model_config *c, mb_param_decl *d, int cap) {
   const mb_mamba_config *m = &c->mamba;
   const int64_t Dm = m->d_model, E = m->d_inner, N = m->d_state, R = m->dt_rank, K = m->d_conv;
@@ -24,9 +23,10 @@ int mb_mamba_param_decls(const mb_model_config *c, mb_param_decl *d, int cap) {
   const double lin_in = 1.0 / sqrt((double)Dm), lin_e = 1.0 / sqrt((double)E), conv = 1.0 / sqrt((double)K);
   const double out_scale = m->rescale_prenorm_residual ? 1.0 / sqrt((double)m->n_layer) : 1.0;
   const double dt_std = pow((double)R, -0.5) * m->dt_scale;
-  mb_param_decl_add(d, &n, cap, mb_shape2(m->vocab_size, Dm), MB_INIT_NORMAL, m->initializer_range, 0, 0, "backbone.embedding.weight");
+  mb_param_decl_add(d, &n, cap, mb_shape2(m->vocab_size, Dm), MB_INIT_NORMAL, m->initializer_range, 0, 0,
+                    "backbone.embedding.weight");
   for (int64_t l = 0; l < m->n_layer; l++) {
-#define LD(shape, init, a, nd, what) \
+#define LD(shape, init, a, nd, what)                                                                                   \
   mb_param_decl_add(d, &n, cap, shape, init, a, nd, 0, "backbone.layers.%lld.%s", (long long)l, what)
     LD(mb_shape1(Dm), MB_INIT_ONE, 0, 1, "norm.weight");
     LD(mb_shape2(2 * E, Dm), MB_INIT_UNIFORM, lin_in, 0, "mixer.in_proj.weight");
@@ -47,9 +47,9 @@ int mb_mamba_param_decls(const mb_model_config *c, mb_param_decl *d, int cap) {
   }
   mb_param_decl_add(d, &n, cap, mb_shape1(Dm), MB_INIT_ONE, 0, 1, 0, "backbone.norm_f.weight");
   mb_param_decl_add(d, &n, cap, mb_shape2(c->num_labels, Dm), MB_INIT_UNIFORM, lin_in, 0, 1,
-       "classification_head.classification_head.weight");
+                    "classification_head.classification_head.weight");
   mb_param_decl_add(d, &n, cap, mb_shape1(c->num_labels), MB_INIT_UNIFORM, lin_in, 1, 1,
-       "classification_head.classification_head.bias");
+                    "classification_head.classification_head.bias");
   return n;
 }
 

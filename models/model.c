@@ -215,8 +215,9 @@ int mb_model_shape_of_key(const int64_t *key, int nkey, mb_model_shape *s) {
     return MB_ERR(MB_EINVAL, "model program key has %d entries; expected %d (mb_model_key)", nkey, MB_MODEL_KEY_LEN);
   if ((key[0] != 0 && key[0] != 1) || key[1] < 1 || key[2] < 1 || key[1] > INT32_MAX || key[2] > INT32_MAX ||
       (key[3] != 0 && key[3] != 1))
-    return MB_ERR(MB_EINVAL, "bad model program key {%lld, %lld, %lld, %lld}: expected {packed 0/1, rows >= 1, "
-                             "seq_len >= 1, train 0/1}",
+    return MB_ERR(MB_EINVAL,
+                  "bad model program key {%lld, %lld, %lld, %lld}: expected {packed 0/1, rows >= 1, "
+                  "seq_len >= 1, train 0/1}",
                   (long long)key[0], (long long)key[1], (long long)key[2], (long long)key[3]);
   s->packed = (int)key[0];
   s->rows = (int)key[1];
@@ -308,26 +309,36 @@ int mb_model_feed(const mb_model *m, mb_exec *ex, const mb_batch *b, const uint6
   int rc = mb_exec_set_input(ex, mb_graph_find_input(g, "labels"), lab);
   free(lab);
   MB_TRY(rc);
+  if (input_shape(g, "cls_index", &v, &val) || input_shape(g, "pool_weights", &v, &val)) {
+    for (int64_t s = 0; s < rows; s++) {
+      int32_t a = b->cu_seqlens[s], e = b->cu_seqlens[s + 1];
+      if (a < 0 || e < a || e > len)
+        return MB_ERR(MB_EINVAL, "batch cu_seqlens[%lld..%lld] = %d, %d is not within [0, %lld]", (long long)s,
+                      (long long)s + 1, a, e, (long long)len);
+    }
+  }
+  if (input_shape(g, "cls_index", &v, &val)) {
+    /* BERT: the first token of each sequence; empty slots (ignored rows)
+     * point at token 0 */
+    int32_t *ci = malloc((size_t)rows * sizeof *ci);
+    if (!ci)
+      return MB_ERR(MB_ENOMEM, "out of memory");
+    for (int64_t s = 0; s < rows; s++)
+      ci[s] = b->cu_seqlens[s + 1] > b->cu_seqlens[s] ? b->cu_seqlens[s] : 0;
+    rc = mb_exec_set_input(ex, v, ci);
+    free(ci);
+    MB_TRY(rc);
+  }
   if (input_shape(g, "pool_weights", &v, &val)) {
-    /* row s: one-hot on sequence s's first token (BERT's [CLS]) or 1/len on
-     * each of its tokens (Mamba's mean); zero for empty slots */
+    /* Mamba: row s averages sequence s's tokens (1/len each); zero for
+     * empty slots */
     float *w = mb_host_calloc((size_t)(rows * len) * sizeof *w);
     if (!w)
       return MB_ERR(MB_ENOMEM, "out of memory for pool weights [%lld, %lld]", (long long)rows, (long long)len);
     for (int64_t s = 0; s < rows; s++) {
       int32_t a = b->cu_seqlens[s], e = b->cu_seqlens[s + 1];
-      if (a < 0 || e < a || e > len) {
-        mb_host_free(w);
-        return MB_ERR(MB_EINVAL, "batch cu_seqlens[%lld..%lld] = %d, %d is not within [0, %lld]", (long long)s,
-                      (long long)s + 1, a, e, (long long)len);
-      }
-      if (e == a)
-        continue;
-      if (m->cfg.arch == MB_ARCH_BERT)
-        w[s * len + a] = 1.0f;
-      else
-        for (int32_t t = a; t < e; t++)
-          w[s * len + t] = 1.0f / (float)(e - a);
+      for (int32_t t = a; t < e; t++)
+        w[s * len + t] = 1.0f / (float)(e - a);
     }
     rc = mb_exec_set_input(ex, v, w);
     mb_host_free(w);

@@ -31,8 +31,8 @@
  *   labels          i32 [B] | [S]   -100 = ignored row (mb_batch's -1 rows)
  *   cu_seqlens      i32 [S + 1]  packed
  *   position_ids    i32 [T]      packed BERT (positions restart per sequence)
- *   pool_weights    f32 [S, T]   packed: row s selects sequence s's [CLS]
- *                                (BERT) or averages its tokens (Mamba)
+ *   cls_index       i32 [S]      packed BERT: the first token of each sequence
+ *   pool_weights    f32 [S, T]   packed Mamba: row s averages sequence s's tokens
  *   dropout_rng     u64 [2]      training programs with dropout > 0 (seed, offset)
  * Outputs: the loss (mean cross-entropy over rows not labelled -100;
  * mb_graph_loss) and the logits [B | S, num_labels] (mb_model_logits).
@@ -129,8 +129,7 @@ typedef struct mb_model mb_model;
 
 /* A model with every parameter declared (zeros) and the store materialised
  * on `be`. tokenizer_path may be NULL (predict then needs one). */
-int mb_model_new(const mb_model_config *cfg, const char *tokenizer_path, mb_backend *be,
-                 mb_model **out) MB_NODISCARD;
+int mb_model_new(const mb_model_config *cfg, const char *tokenizer_path, mb_backend *be, mb_model **out) MB_NODISCARD;
 void mb_model_free(mb_model *m);
 
 /* Random initialisation as the references do (Philox, seed):

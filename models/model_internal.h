@@ -36,9 +36,9 @@ typedef struct {
 struct mb_model {
   mb_model_config cfg;
   mb_params *params;
-  char *tokenizer_path;     /* "" if none */
-  int do_lower_case;        /* from tokenizer_config.json; -1 unknown */
-  int strip_accents;        /* -1 unknown / null */
+  char *tokenizer_path; /* "" if none */
+  int do_lower_case;    /* from tokenizer_config.json; -1 unknown */
+  int strip_accents;    /* -1 unknown / null */
 };
 
 /* Append one declaration to d (if *n < cap); *n counts them all. */

@@ -192,7 +192,8 @@ def mamba_direct(sd, prefix, n_layer, eps, ids, dt_rank, d_state, d_conv, head_w
         w = sd[p + "mixer.conv1d.weight"][:, 0, :]  # [E, K]
         xp = F.pad(x.transpose(1, 2), (d_conv - 1, 0))
         xc = sum(w[:, k, None] * xp[:, :, k:k + x.shape[1]] for k in range(d_conv)).transpose(1, 2)
-        xc = xc + sd[p + "mixer.conv1d.bias"]
+        if p + "mixer.conv1d.bias" in sd:
+            xc = xc + sd[p + "mixer.conv1d.bias"]
         xc = F.silu(xc)
         dbl = xc @ sd[p + "mixer.x_proj.weight"].T
         dt, Bm, Cm = dbl[..., :dt_rank], dbl[..., dt_rank:dt_rank + d_state], dbl[..., dt_rank + d_state:]
@@ -312,7 +313,7 @@ def main():
                tokenizer_json=tok)
     make_mamba("mamba_odd", 4,
                dict(vocab_size=97, hidden_size=40, num_hidden_layers=3, state_size=5, conv_kernel=3, expand=3,
-                    time_step_rank=7, layer_norm_epsilon=1e-5, use_bias=True, use_conv_bias=True),
+                    time_step_rank=7, layer_norm_epsilon=1e-5, use_bias=True, use_conv_bias=False),
                lengths=[10, 10, 3, 7], L=10, num_labels=3, variant="hf")
 
 

@@ -13,28 +13,30 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* cmocka needs the headers above first */
 #include <cmocka.h>
 
 #include "kernels/cpu/cpu.h"
 #include "models/model.h"
 #include "runtime/safetensors.h"
 
-#define ASSERT_OK(expr)                                                                   \
-  do {                                                                                    \
-    int rc_ = (expr);                                                                     \
-    if (rc_ != MB_OK)                                                                     \
-      fail_msg("%s -> %d (%s): %s", #expr, rc_, mb_status_name(rc_), mb_error_message()); \
+#define ASSERT_OK(expr)                                                                                                \
+  do {                                                                                                                 \
+    int rc_ = (expr);                                                                                                  \
+    if (rc_ != MB_OK)                                                                                                  \
+      fail_msg("%s -> %d (%s): %s", #expr, rc_, mb_status_name(rc_), mb_error_message());                              \
   } while (0)
 
 /* Expect a failure whose message contains `needle`. */
-#define ASSERT_FAILS_WITH(expr, needle)                                                                   \
-  do {                                                                                                    \
-    int rc_ = (expr);                                                                                     \
-    if (rc_ == MB_OK)                                                                                     \
-      fail_msg("%s succeeded; expected an error containing '%s'", #expr, (needle));                     \
-    if (!strstr(mb_error_message(), (needle)))                                                            \
-      fail_msg("%s: error '%s' lacks '%s'", #expr, mb_error_message(), (needle));                         \
-    printf("  ok: %s\n", mb_error_message());                                                             \
+#define ASSERT_FAILS_WITH(expr, needle)                                                                                \
+  do {                                                                                                                 \
+    int rc_ = (expr);                                                                                                  \
+    if (rc_ == MB_OK)                                                                                                  \
+      fail_msg("%s succeeded; expected an error containing '%s'", #expr, (needle));                                    \
+    if (!strstr(mb_error_message(), (needle)))                                                                         \
+      fail_msg("%s: error '%s' lacks '%s'", #expr, mb_error_message(), (needle));                                      \
+    printf("  ok: %s\n", mb_error_message());                                                                          \
   } while (0)
 
 /* The fixture's inputs as an mb_batch. */

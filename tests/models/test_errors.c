@@ -115,12 +115,14 @@ static void test_bert(void **state) {
   cfg = patched("bert_tiny", "intermediate_size", "100");
   d = mkdir_case(cfg, "bert_tiny");
   ASSERT_FAILS_WITH(mb_model_load(d, NULL, be, &m), "wrong shape 6");
-  assert_non_null(strstr(mb_error_message(), "bert.encoder.layer.{0..1}.intermediate.dense.weight [128, 64], expected [100, 64]"));
+  assert_non_null(
+      strstr(mb_error_message(), "bert.encoder.layer.{0..1}.intermediate.dense.weight [128, 64], expected [100, 64]"));
   free(cfg);
 
   /* vocabulary: the tokenizer has more ids than the embedding rows */
   mb_model_load_opts o = {.tokenizer_path = "tests/fixtures/models/bert_tiny/vocab.txt", .pooling = -1};
-  ASSERT_FAILS_WITH(mb_model_load("tests/fixtures/models/bert_odd", &o, be, &m), "has 100 ids but the model's embedding has 97 rows");
+  ASSERT_FAILS_WITH(mb_model_load("tests/fixtures/models/bert_odd", &o, be, &m),
+                    "has 100 ids but the model's embedding has 97 rows");
 
   /* a checkpoint without the classifier (a pretrained BertModel + MLM head) */
   mb_model *src;
@@ -131,7 +133,8 @@ static void test_bert(void **state) {
   for (int i = 0; i < mb_params_count(p); i++) {
     const mb_param_info *info = mb_params_info(p, i);
     if (strncmp(info->name, "classifier.", 11))
-      ASSERT_OK(mb_safetensors_writer_add(w, info->name, MB_F32, &info->shape, (float *)mb_params_data(p) + info->offset));
+      ASSERT_OK(
+          mb_safetensors_writer_add(w, info->name, MB_F32, &info->shape, (float *)mb_params_data(p) + info->offset));
   }
   mb_shape s1 = mb_shape1(100);
   float zeros[100] = {0};
@@ -214,8 +217,7 @@ static void test_mamba(void **state) {
   expect_config_error("{\"d_model\": 64, \"n_layer\": 0, \"vocab_size\": 100}", "n_layer must be >= 1");
   expect_config_error("{\"d_model\": 64, \"n_layer\": 2, \"vocab_size\": 100, \"ssm_cfg\": {\"d_conv\": 5}}",
                       "d_conv 5 is not supported");
-  expect_config_error("{\"d_model\": 64, \"n_layer\": 2, \"vocab_size\": 100, \"rms_norm\": false}",
-                      "rms_norm=false");
+  expect_config_error("{\"d_model\": 64, \"n_layer\": 2, \"vocab_size\": 100, \"rms_norm\": false}", "rms_norm=false");
   expect_config_error("{\"d_model\": 64, \"n_layer\": 2, \"vocab_size\": 100, \"ssm_cfg\": {\"layer\": \"Mamba2\"}}",
                       "Mamba2");
   expect_config_error("{\"model_type\": \"mamba\", \"hidden_size\": 64, \"num_hidden_layers\": 2, \"vocab_size\": 50,"
@@ -256,7 +258,8 @@ static void test_mamba(void **state) {
     if (!strcmp(info->name, "backbone.embedding.weight"))
       ASSERT_OK(mb_safetensors_writer_add(w, info->name, MB_F32, &es, small_emb));
     else if (strncmp(info->name, "classification_head", 19))
-      ASSERT_OK(mb_safetensors_writer_add(w, info->name, MB_F32, &info->shape, (float *)mb_params_data(p) + info->offset));
+      ASSERT_OK(
+          mb_safetensors_writer_add(w, info->name, MB_F32, &info->shape, (float *)mb_params_data(p) + info->offset));
   }
   mb_shape ls = mb_shape1(50280); /* state-spaces/mamba-130m's tied LM head, cloned by the converter */
   float *lm = calloc(50280, sizeof(float));
@@ -266,7 +269,7 @@ static void test_mamba(void **state) {
   ASSERT_OK(mb_safetensors_writer_write(w, path));
   mb_safetensors_writer_free(w);
   ASSERT_FAILS_WITH(mb_model_load(d, &o, be, &m), "the tokenizer tests/fixtures/models/mamba_tiny/tokenizer.json has "
-                                                 "300 ids but the model's embedding has 104 rows");
+                                                  "300 ids but the model's embedding has 104 rows");
   /* the same backbone with its own vocabulary and a fresh head: loads */
   mb_model_load_opts fresh = {.init_missing_head = 1, .seed = 3, .pooling = MB_POOL_MASKED_MEAN};
   ASSERT_FAILS_WITH(mb_model_load(d, NULL, be, &m), "missing 2: classification_head.classification_head.weight");

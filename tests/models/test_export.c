@@ -243,8 +243,8 @@ static void random_init_roundtrip(mb_model_config *cfg, const char *tok, const c
 
 static void test_bert(void **state) {
   (void)state;
-  static const char *const files[] = {"config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json",
-                                      "special_tokens_map.json", NULL};
+  static const char *const files[] = {"config.json",           "model.safetensors",       "vocab.txt",
+                                      "tokenizer_config.json", "special_tokens_map.json", NULL};
   roundtrip("bert_tiny", files);
   static const char *const files_odd[] = {"config.json", "model.safetensors", NULL};
   roundtrip("bert_odd", files_odd);
@@ -259,8 +259,8 @@ static void test_bert(void **state) {
 
 static void test_mamba(void **state) {
   (void)state;
-  static const char *const files[] = {"config.json", "classifier.json", "model.safetensors", "tokenizer.json",
-                                      "tokenizer_config.json", NULL};
+  static const char *const files[] = {"config.json",    "classifier.json",       "model.safetensors",
+                                      "tokenizer.json", "tokenizer_config.json", NULL};
   roundtrip("mamba_tiny", files);
   static const char *const files_odd[] = {"config.json", "classifier.json", "model.safetensors", NULL};
   roundtrip("mamba_odd", files_odd);
