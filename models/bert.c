@@ -106,7 +106,7 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
     return MB_ERR(MB_ESHAPE, "bert: sequence length %lld exceeds max_position_embeddings %lld", (long long)L,
                   (long long)b->max_position);
   double cls_drop = b->classifier_dropout >= 0 ? b->classifier_dropout : b->hidden_dropout;
-  int exact = s->train && b->attn_dropout_exact && b->attention_dropout > 0;
+  int exact = s->train && b->attn_dropout_exact;
   if (exact && packed) {
     mb_log_once(MB_LOG_WARN, "bert-exact-attn-packed",
                 "bert: attention-probability dropout (attn_dropout_exact) needs padded batches; packed batches use "

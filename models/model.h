@@ -70,10 +70,12 @@ typedef struct {
   double hidden_dropout, attention_dropout;
   double classifier_dropout; /* < 0: null in config.json, i.e. hidden_dropout */
   double initializer_range;
-  /* mambert's own switch (not an HF field): 1 = attention with the L x L
-   * probabilities formed (matmul, softmax, dropout) so attention-probability
-   * dropout is applied exactly as HF does; padded batches only. 0 (default)
-   * = the fused kernel, which has no dropout on the probabilities. */
+  /* mambert's own switch (not an HF field): 1 = training programs compute
+   * attention with the L x L probabilities formed (matmul, additive mask,
+   * softmax, dropout, matmul) so attention-probability dropout is applied
+   * exactly as HF does; padded batches only. 0 (default) = the fused kernel,
+   * which has no dropout on the probabilities (attention_dropout is then
+   * not applied; logged once). Evaluation always uses the fused kernel. */
   int attn_dropout_exact;
 } mb_bert_config;
 
