@@ -288,6 +288,23 @@ int mb_model_feed(const mb_model *m, mb_exec *ex, const mb_batch *b, const uint6
     return MB_ERR(MB_ESHAPE, "feeding a %s batch [%d rows, %d tokens] into a %s program [%lld rows, %lld tokens]",
                   b->mode == MB_BATCH_PACKED ? "packed" : "padded", b->rows, b->seq_len, packed ? "packed" : "padded",
                   (long long)rows, (long long)len);
+  /* ids and positions the embeddings can hold: a clear error here rather
+   * than a kernel's (shards of another tokenizer, an untruncated sequence) */
+  int64_t V = m->cfg.arch == MB_ARCH_BERT ? m->cfg.bert.vocab_size : m->cfg.mamba.vocab_size;
+  int64_t ntok = packed ? len : rows * len;
+  for (int64_t i = 0; i < ntok; i++)
+    if (b->input_ids[i] < 0 || b->input_ids[i] >= V)
+      return MB_ERR(MB_EINVAL,
+                    "batch token id %d at %s %lld, position %lld is outside the model's vocabulary [0, %lld) "
+                    "(data prepared with another tokenizer?)",
+                    b->input_ids[i], packed ? "token" : "row", (long long)(packed ? i : i / len),
+                    (long long)(packed ? i : i % len), (long long)V);
+  if (packed && m->cfg.arch == MB_ARCH_BERT)
+    for (int64_t i = 0; i < len; i++)
+      if (b->position_ids[i] < 0 || b->position_ids[i] >= m->cfg.bert.max_position)
+        return MB_ERR(MB_EINVAL, "batch position id %d at token %lld: sequences must be at most "
+                                 "max_position_embeddings %lld tokens long (truncate with max_length)",
+                      b->position_ids[i], (long long)i, (long long)m->cfg.bert.max_position);
   MB_TRY(mb_exec_set_input(ex, v, b->input_ids));
   if (input_shape(g, "attention_mask", &v, &val))
     MB_TRY(mb_exec_set_input(ex, v, b->attention_mask));

@@ -3,7 +3,7 @@
  * invalid JSON, weights of the other architecture (one message listing the
  * missing and unexpected names, folded by layer), wrong shapes, a
  * tokenizer larger than the embedding, a missing head (and the opt-in that
- * initialises one), only a pytorch_model.bin, sharded weights, a program
+ * initialises one), only a pytorch_model.bin, sharded and f64 weights, a program
  * longer than BERT's positions, a batch that does not fit its program.
  * Usage: models_errors bert|mamba */
 #include <sys/stat.h>
@@ -179,6 +179,27 @@ static void test_bert(void **state) {
                       sizeof(float) * (size_t)mb_params_total(p));
   mb_model_free(m);
 
+  /* an f64 checkpoint converts to exactly the f32 values */
+  d = mkdir_case(cfg, NULL);
+  ASSERT_OK(mb_safetensors_writer_new(&w1));
+  double **d64 = calloc((size_t)mb_params_count(p), sizeof *d64);
+  for (int i = 0; i < mb_params_count(p); i++) {
+    const mb_param_info *info = mb_params_info(p, i);
+    d64[i] = malloc(sizeof(double) * (size_t)info->numel);
+    ASSERT_OK(mb_convert(d64[i], MB_F64, (float *)mb_params_data(p) + info->offset, MB_F32, (size_t)info->numel));
+    ASSERT_OK(mb_safetensors_writer_add(w1, info->name, MB_F64, &info->shape, d64[i]));
+  }
+  snprintf(path, sizeof path, "%s/model.safetensors", d);
+  ASSERT_OK(mb_safetensors_writer_write(w1, path));
+  mb_safetensors_writer_free(w1);
+  for (int i = 0; i < mb_params_count(p); i++)
+    free(d64[i]);
+  free(d64);
+  ASSERT_OK(mb_model_load(d, NULL, be, &m));
+  assert_memory_equal(mb_params_data(mb_model_params(m)), mb_params_data(p),
+                      sizeof(float) * (size_t)mb_params_total(p));
+  mb_model_free(m);
+
   /* only a pytorch_model.bin */
   d = mkdir_case(cfg, NULL);
   write_str(d, "pytorch_model.bin", "not really");
@@ -204,6 +225,28 @@ static void test_bert(void **state) {
   tm_padded(&tb, ids, mask, lab, 3, 9);
   ASSERT_FAILS_WITH(mb_model_feed(src, ex, &tb.b, NULL), "into a padded program [2 rows, 8 tokens]");
   tm_batch_free(&tb);
+  ids[8 + 5] = 100; /* row 1, position 5 of a [2, 8] batch */
+  tm_padded(&tb, ids, mask, lab, 2, 8);
+  ASSERT_FAILS_WITH(mb_model_feed(src, ex, &tb.b, NULL), "token id 100 at row 1, position 5 is outside the model's "
+                                                          "vocabulary [0, 100)");
+  tm_batch_free(&tb);
+  mb_exec_free(ex);
+  mb_graph_free(g);
+  /* a packed sequence longer than the position table */
+  int32_t lids[40], lmask[40], one = 1;
+  for (int i = 0; i < 40; i++)
+    lids[i] = 5, lmask[i] = i < 35;
+  tm_batch lp, pk;
+  tm_padded(&lp, lids, lmask, &one, 1, 40);
+  tm_packed(&pk, &lp, 40, 2, 0);
+  ASSERT_OK(mb_graph_new(mb_model_params(src), &g));
+  mb_model_shape ps = {1, 2, 40, 0};
+  ASSERT_OK(mb_model_build_shape(src, g, &ps));
+  ASSERT_OK(mb_graph_compile(g, &co));
+  ASSERT_OK(mb_exec_new(g, be, &ex));
+  ASSERT_FAILS_WITH(mb_model_feed(src, ex, &pk.b, NULL), "position id 32 at token 32");
+  tm_batch_free(&lp);
+  tm_batch_free(&pk);
   mb_exec_free(ex);
   mb_graph_free(g);
   mb_model_free(src);
