@@ -302,8 +302,9 @@ int mb_model_feed(const mb_model *m, mb_exec *ex, const mb_batch *b, const uint6
   if (packed && m->cfg.arch == MB_ARCH_BERT)
     for (int64_t i = 0; i < len; i++)
       if (b->position_ids[i] < 0 || b->position_ids[i] >= m->cfg.bert.max_position)
-        return MB_ERR(MB_EINVAL, "batch position id %d at token %lld: sequences must be at most "
-                                 "max_position_embeddings %lld tokens long (truncate with max_length)",
+        return MB_ERR(MB_EINVAL,
+                      "batch position id %d at token %lld: sequences must be at most "
+                      "max_position_embeddings %lld tokens long (truncate with max_length)",
                       b->position_ids[i], (long long)i, (long long)m->cfg.bert.max_position);
   MB_TRY(mb_exec_set_input(ex, v, b->input_ids));
   if (input_shape(g, "attention_mask", &v, &val))

@@ -228,7 +228,7 @@ static void test_bert(void **state) {
   ids[8 + 5] = 100; /* row 1, position 5 of a [2, 8] batch */
   tm_padded(&tb, ids, mask, lab, 2, 8);
   ASSERT_FAILS_WITH(mb_model_feed(src, ex, &tb.b, NULL), "token id 100 at row 1, position 5 is outside the model's "
-                                                          "vocabulary [0, 100)");
+                                                         "vocabulary [0, 100)");
   tm_batch_free(&tb);
   mb_exec_free(ex);
   mb_graph_free(g);

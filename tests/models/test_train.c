@@ -186,7 +186,8 @@ static void test_bert(void **state) {
   c.bert.attention_dropout = 0.3;
   ASSERT_OK(mb_model_new(&c, NULL, mb_cpu_backend(), &x));
   ASSERT_OK(mb_model_init_random(x, 2));
-  float d1 = run_loss(x, &tb, 1, 0, 0, NULL), d2 = run_loss(x, &tb, 1, 0, 1, NULL), d3 = run_loss(x, &tb, 1, 4, 0, NULL);
+  float d1 = run_loss(x, &tb, 1, 0, 0, NULL), d2 = run_loss(x, &tb, 1, 0, 1, NULL),
+        d3 = run_loss(x, &tb, 1, 4, 0, NULL);
   printf("bert unfused attention, probability dropout 0.3: loss %.6f (recompute %.6f), other offset %.6f\n", d1, d2,
          d3);
   assert_true(d1 == d2 && d1 != lf && d1 != d3);
