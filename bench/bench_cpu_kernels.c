@@ -13,12 +13,14 @@
  *  conv1d:     depthwise causal conv (W=4, SiLU) GB/s, vs the naive loop
  *              and vs memcpy of the same bytes (the streaming floor).
  * "extra" memory is the peak of tracked host memory (runtime/alloc.h) during
- * the call above what was held before it, including what the forward saves
- * for the backward (lse or P; chunk states or all states).
+ * the call above what was held before it: for a forward, what it saves for
+ * the backward (lse or P; chunk states or all states) plus its scratch; for
+ * the attention backward, its scratch; for the scan forward+backward, both.
  *
  * Usage: bench_cpu_kernels [--json PATH] [--quick] [--reps N] [--only attn|scan|conv]
  * Times are the best of N runs after one warm-up.
  */
+#include <cblas.h>
 #include <jansson.h>
 #include <math.h>
 #include <omp.h>
@@ -28,6 +30,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/cpu/blas_env.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/conv1d.h"
 #include "kernels/cpu/selective_scan.h"
@@ -140,6 +143,15 @@ static void attn_naive_bwd(void *p) {
   check(ref_attn_bwd_f32(&a->d, a->q, a->k, a->v, a->P, a->dout, a->rdq, a->rdk, a->rdv), "naive attention backward");
 }
 
+/* Free what a forward saved for the backward, so that the next forward's
+ * memory measurement counts it. */
+static attn_bench *release_saved(attn_bench *a) {
+  mb_host_free(a->lse);
+  mb_host_free(a->P);
+  a->lse = a->P = NULL;
+  return a;
+}
+
 static json_t *bench_attention(int L, int quick) {
   const int H = 4, Dh = 64;
   /* about 0.5 GFLOP of forward per call; at least one row */
@@ -160,11 +172,11 @@ static json_t *bench_attention(int L, int quick) {
   for (size_t i = 0; i < 8; i++)
     *outs[i] = xmalloc(a.n * sizeof(float));
 
-  const size_t ff_mem = extra_bytes(attn_fused_fwd, &a);
+  const size_t ff_mem = extra_bytes(attn_fused_fwd, release_saved(&a));
   const double ff = best_seconds(attn_fused_fwd, &a);
   const size_t fb_mem = extra_bytes(attn_fused_bwd, &a);
   const double fb = best_seconds(attn_fused_bwd, &a);
-  const size_t nf_mem = extra_bytes(attn_naive_fwd, &a);
+  const size_t nf_mem = extra_bytes(attn_naive_fwd, release_saved(&a));
   const double nf = best_seconds(attn_naive_fwd, &a);
   const size_t nb_mem = extra_bytes(attn_naive_bwd, &a);
   const double nb = best_seconds(attn_naive_bwd, &a);
@@ -224,6 +236,13 @@ static void scan_naive_fwdbwd(void *p) {
   check(ref_scan_bwd_f32(&s->d, &s->in, s->hall, s->dy, &s->g), "naive scan backward");
 }
 
+static scan_bench *release_states(scan_bench *s) {
+  mb_host_free(s->states);
+  mb_host_free(s->hall);
+  s->states = s->hall = NULL;
+  return s;
+}
+
 static json_t *bench_scan(int L, int with_naive) {
   const int B = 1, D = 1536, N = 16;
   scan_bench s = {.d = {.batch = B, .seqlen = L, .dim = D, .dstate = N, .delta_softplus = 1}};
@@ -243,16 +262,18 @@ static json_t *bench_scan(int L, int with_naive) {
   s.ry = xmalloc(s.nx * 4);
   s.dy = randn(s.nx, 1, 0, 12);
 
-  const size_t ff_mem = extra_bytes(scan_fused_fwd, &s);
+  /* the saved states are released before each memory measurement, so that
+   * what the forward keeps for the backward counts in its extra */
+  const size_t ff_mem = extra_bytes(scan_fused_fwd, release_states(&s));
   const double ff = best_seconds(scan_fused_fwd, &s);
-  const size_t fb_mem = extra_bytes(scan_fused_fwdbwd, &s);
+  const size_t fb_mem = extra_bytes(scan_fused_fwdbwd, release_states(&s));
   const double fb = best_seconds(scan_fused_fwdbwd, &s);
   double nf = NAN, nb = NAN, diff = NAN;
   size_t nf_mem = 0, nb_mem = 0;
   if (with_naive) {
-    nf_mem = extra_bytes(scan_naive_fwd, &s);
+    nf_mem = extra_bytes(scan_naive_fwd, release_states(&s));
     nf = best_seconds(scan_naive_fwd, &s);
-    nb_mem = extra_bytes(scan_naive_fwdbwd, &s);
+    nb_mem = extra_bytes(scan_naive_fwdbwd, release_states(&s));
     nb = best_seconds(scan_naive_fwdbwd, &s);
     diff = max_reldiff(s.y, s.ry, s.nx);
   }
@@ -366,6 +387,7 @@ static void cpu_name(char *buf, size_t n) {
 }
 
 int main(int argc, char **argv) {
+  mb_blas_env_fix(argc, argv);
   const char *json_path = NULL;
   int quick = 0;
   const char *only = NULL;
@@ -387,10 +409,17 @@ int main(int argc, char **argv) {
     reps = 1;
   char cpu[256];
   cpu_name(cpu, sizeof cpu);
-  printf("bench_cpu_kernels: %d OpenMP threads, %s, OpenBLAS %s, f32, best of %d\n", omp_get_max_threads(), cpu,
-         MAMBERT_OPENBLAS_VERSION, reps);
-  json_t *root = json_pack("{si ss ss si}", "threads", omp_get_max_threads(), "cpu", cpu, "openblas",
-                           MAMBERT_OPENBLAS_VERSION, "reps", reps);
+  /* OpenBLAS picks its kernels by CPU model; an unknown model falls back to
+   * old SSE kernels (override with OPENBLAS_CORETYPE), so say which it uses.
+   * The load average says how busy the machine was. */
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) < 0)
+    load[0] = NAN;
+  printf("bench_cpu_kernels: %d OpenMP threads, %s, OpenBLAS %s (%s kernels), f32, best of %d, load %.2f\n",
+         omp_get_max_threads(), cpu, MAMBERT_OPENBLAS_VERSION, openblas_get_corename(), reps, load[0]);
+  json_t *root = json_pack("{si ss ss ss si sf}", "threads", omp_get_max_threads(), "cpu", cpu, "openblas",
+                           MAMBERT_OPENBLAS_VERSION, "openblas_core", openblas_get_corename(), "reps", reps,
+                           "load_average_1min", load[0]);
   json_t *attn = json_array(), *scan = json_array(), *conv = json_array();
   const int maxL = quick ? 512 : 2048;
   for (int L = 128; L <= maxL && (!only || !strcmp(only, "attn")); L *= 2)

@@ -2,9 +2,10 @@
  *
  *   bench_cuda_attention [--json PATH] [--tokens N] [--heads H] [--reps R] [--causal] [--quick]
  *
- * 1. The card's bf16 peak, measured in the same run: a 8192^3 bf16 GEMM
- *    through cublasGemmEx (f32 accumulation), median of R runs.
- * 2. TFLOP/s of the flash forward (both tilings) and backward at
+ * 1. The card's bf16 peak, measured in the same run: an 8192^3 bf16 GEMM
+ *    through mambert's cuBLASLt path (kernels/cuda/gemm.h), f32 accumulation.
+ * 2. TFLOP/s of the flash forward (both tilings) and backward (both dQ
+ *    modes: deterministic fixed point, the default, and f32 atomics) at
  *    L = 512 .. 16384 and head_dim 64 and 128, with batch x heads filling
  *    the GPU: N = 16384 tokens in total (batch = N / L) and H = 16 heads.
  *    FLOPs as FlashAttention counts them: forward 4 B H L^2 D (halved when
@@ -17,20 +18,33 @@
  *    padded to 512 with a key mask vs packed with cu_seqlens. Both compute
  *    the same real tokens; the padded one also pays for the padding.
  * Every time is the median of R samples, each 5 back-to-back runs between
- * two events (per run), after 2 warm-ups. Prints
- * a table; --json writes everything (tools/bench_torch_sdpa.py --ours reads
- * it and prints the ratios to torch SDPA on the same shapes).
+ * two events (per run), after 2 warm-ups. Prints a table; writes JSON
+ * (default bench_cuda_attention.json; "rows", "packed_vs_padded";
+ * tools/bench_torch_sdpa.py --ours PATH --merge adds "torch_sdpa" and
+ * prints the ratios to torch SDPA on the same shapes).
  */
-#include <cublas_v2.h>
+#include "mambert_build_config.h"
+
+#include <stdio.h>
+
+#if !MAMBERT_HAVE_CUDA
+int main(void) {
+  printf("bench_cuda_attention: built without CUDA: nothing to measure\n");
+  return 77;
+}
+#else
+
 #include <cuda_runtime_api.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdint.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_cuda_util.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/gemm.h"
+#include "runtime/cuda_alloc.h"
 #include "runtime/dtype.h"
 #include "runtime/philox.h"
 
@@ -42,22 +56,7 @@
       exit(1);                                                                                     \
     }                                                                                              \
   } while (0)
-#define CHECK_CUBLAS(call)                                                                         \
-  do {                                                                                             \
-    cublasStatus_t s_ = (call);                                                                    \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                             \
-      fprintf(stderr, "%s:%d: %s: cuBLAS status %d\n", __FILE__, __LINE__, #call, (int)s_);        \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
-#define CHECK_MB(call)                                                                             \
-  do {                                                                                             \
-    int rc_ = (call);                                                                              \
-    if (rc_ != MB_OK) {                                                                            \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, mb_error_message());          \
-      exit(1);                                                                                     \
-    }                                                                                              \
-  } while (0)
+#define CHECK_MB(call) BCHECK(call)
 
 static int reps = 10;
 static uint64_t seed = 0x5eed;
@@ -98,8 +97,8 @@ typedef struct {
   void *q, *k, *v, *out, *dout, *dq, *dk, *dv, *ws;
   float *lse;
   size_t ws_bytes;
-  cublasHandle_t blas;
-  int gemm_n;
+  mb_gemm_ctx *gemm;
+  const mb_gemm_desc *gemm_desc;
 } work;
 
 static void run_once(const work *w) {
@@ -109,11 +108,7 @@ static void run_once(const work *w) {
     CHECK_MB(mb_cuda_attn_bwd_with(MB_CUDA_ATTN_FLASH, w->d, MB_BF16, w->q, w->k, w->v, w->out, w->lse, w->dout,
                                    w->dq, w->dk, w->dv, w->ws, w->ws_bytes, NULL));
   } else {
-    const float one = 1.0f, zero = 0.0f;
-    const int n = w->gemm_n;
-    CHECK_CUBLAS(cublasGemmEx(w->blas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, w->q, CUDA_R_16BF, n, w->k,
-                              CUDA_R_16BF, n, &zero, w->out, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F,
-                              CUBLAS_GEMM_DEFAULT));
+    CHECK_MB(mb_gemm(w->gemm, w->gemm_desc, NULL));
   }
 }
 
@@ -150,33 +145,43 @@ static float time_ms(const work *w) {
 
 static double measure_peak(json_t *root) {
   const int n = 8192;
-  cublasHandle_t h;
-  CHECK_CUBLAS(cublasCreate(&h));
+  mb_device_allocator *alloc;
+  CHECK_MB(mb_cuda_allocator_create(0, &alloc));
+  mb_gemm_ctx *ctx;
+  CHECK_MB(mb_gemm_ctx_create(alloc, 0, &ctx));
+  mb_gemm_desc g;
+  memset(&g, 0, sizeof g);
+  g.trans_b = 1;
+  g.m = g.n = g.k = n;
+  g.a_type = g.b_type = g.c_type = MB_BF16;
+  g.a = dev_randn_bf16((size_t)n * n, 1.0f);
+  g.b = dev_randn_bf16((size_t)n * n, 1.0f);
+  g.c = dev_alloc((size_t)n * n * 2);
+  g.alpha = 1.0;
   work w;
   memset(&w, 0, sizeof w);
   w.kind = 2;
-  w.blas = h;
-  w.gemm_n = n;
-  w.q = dev_randn_bf16((size_t)n * n, 1.0f);
-  w.k = dev_randn_bf16((size_t)n * n, 1.0f);
-  w.out = dev_alloc((size_t)n * n * 2);
+  w.gemm = ctx;
+  w.gemm_desc = &g;
   const float ms = time_ms(&w);
   const double tflops = 2.0 * n * (double)n * n / (ms * 1e-3) / 1e12;
-  printf("bf16 GEMM peak (cublasGemmEx %dx%dx%d, f32 accumulation): %.3f ms, %.1f TFLOP/s\n", n, n, n, ms, tflops);
+  printf("bf16 GEMM peak (mambert cuBLASLt %dx%dx%d, f32 accumulation): %.3f ms, %.1f TFLOP/s\n", n, n, n, ms, tflops);
   json_object_set_new(root, "peak_bf16_gemm_tflops", json_real(tflops));
   json_object_set_new(root, "peak_gemm_ms", json_real(ms));
-  CHECK_CUDA(cudaFree(w.q));
-  CHECK_CUDA(cudaFree(w.k));
-  CHECK_CUDA(cudaFree(w.out));
-  CHECK_CUBLAS(cublasDestroy(h));
+  CHECK_CUDA(cudaFree((void *)g.a));
+  CHECK_CUDA(cudaFree((void *)g.b));
+  CHECK_CUDA(cudaFree(g.c));
+  mb_gemm_ctx_destroy(ctx);
   return tflops;
 }
 
 static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int quick) {
   const int lens[] = {512, 1024, 2048, 4096, 8192, 16384};
   const int dims[] = {64, 128};
-  printf("\n%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s %-6s\n", "L", "D", "B", "H", "fwd ms",
-         "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "bwd ms", "TFLOP/s", "%peak");
+  printf("\n(fwd: tiling v0, the default; fwd-v1: 8 warps x 16 rows; bwd: deterministic dQ, the default; "
+         "bwd-fast: f32 atomics)\n");
+  printf("%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s %-6s | %-9s %-8s\n", "L", "D", "B", "H",
+         "fwd ms", "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "bwd ms", "TFLOP/s", "%peak", "fast ms", "TFLOP/s");
   for (int di = 0; di < 2; di++) {
     const int D = dims[di];
     const size_t n = (size_t)tokens * H * D;
@@ -212,11 +217,14 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(0));
       const float f0 = time_ms(&w);
       w.kind = 1;
+      CHECK_MB(mb_cuda_attn_set_deterministic(0));
+      const float bf = time_ms(&w);
+      CHECK_MB(mb_cuda_attn_set_deterministic(1));
       const float b0 = time_ms(&w);
       const double tf0 = fwd_flop / (f0 * 1e-3) / 1e12, tf1 = fwd_flop / (f1 * 1e-3) / 1e12;
-      const double tb = bwd_flop / (b0 * 1e-3) / 1e12;
-      printf("%-6d %-4d %-5d %-4d | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f | %-9.3f %-8.1f %-6.1f\n", L, D, d.batch, H,
-             f0, tf0, 100 * tf0 / peak, f1, tf1, b0, tb, 100 * tb / peak);
+      const double tb = bwd_flop / (b0 * 1e-3) / 1e12, tbf = bwd_flop / (bf * 1e-3) / 1e12;
+      printf("%-6d %-4d %-5d %-4d | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f\n", L, D,
+             d.batch, H, f0, tf0, 100 * tf0 / peak, f1, tf1, b0, tb, 100 * tb / peak, bf, tbf);
       fflush(stdout);
       json_t *r = json_object();
       json_object_set_new(r, "L", json_integer(L));
@@ -230,6 +238,8 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       json_object_set_new(r, "fwd_v1_tflops", json_real(tf1));
       json_object_set_new(r, "bwd_ms", json_real(b0));
       json_object_set_new(r, "bwd_tflops", json_real(tb));
+      json_object_set_new(r, "bwd_fast_ms", json_real(bf));
+      json_object_set_new(r, "bwd_fast_tflops", json_real(tbf));
       json_object_set_new(r, "fwd_share_of_peak", json_real(tf0 / peak));
       json_object_set_new(r, "bwd_share_of_peak", json_real(tb / peak));
       json_array_append_new(rows, r);
@@ -325,7 +335,7 @@ static void packed_vs_padded(json_t *root) {
 }
 
 int main(int argc, char **argv) {
-  const char *json_path = NULL;
+  const char *json_path = "bench_cuda_attention.json";
   int tokens = 16384, H = 16, causal = 0, quick = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json") && i + 1 < argc)
@@ -349,24 +359,21 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_cuda_attention: need --tokens >= 512, --heads >= 1, --reps >= 1\n");
     return 2;
   }
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) {
-    printf("bench_cuda_attention: no CUDA device: nothing to measure\n");
-    return 77;
-  }
-  struct cudaDeviceProp prop;
-  CHECK_CUDA(cudaGetDeviceProperties(&prop, 0));
-  printf("bench_cuda_attention on %s (sm_%d%d, %d SMs), %d tokens x %d heads, bf16, %s, median of %d samples\n",
-         prop.name, prop.major, prop.minor, prop.multiProcessorCount, tokens, H, causal ? "causal" : "non-causal",
-         reps);
-  if (prop.major * 10 + prop.minor < 80) {
+  char desc[512];
+  mb_cuda_device_info info;
+  bench_require_gpu("bench_cuda_attention", desc, sizeof desc, &info);
+  CHECK_MB(mb_cuda_set_device(0));
+  printf("bench_cuda_attention on %s: %d tokens x %d heads, bf16, %s, median of %d samples\n", desc, tokens, H,
+         causal ? "causal" : "non-causal", reps);
+  if (info.cc_major < 8) {
     printf("bench_cuda_attention: the flash kernels need sm_80\n");
     return 77;
   }
   json_t *root = json_object(), *rows = json_array();
-  json_object_set_new(root, "device", json_string(prop.name));
-  json_object_set_new(root, "cc", json_integer(prop.major * 10 + prop.minor));
-  json_object_set_new(root, "sm_count", json_integer(prop.multiProcessorCount));
+  json_object_set_new(root, "bench", json_string("cuda_attention"));
+  json_object_set_new(root, "device", json_string(desc));
+  json_object_set_new(root, "cc", json_integer(info.cc_major * 10 + info.cc_minor));
+  json_object_set_new(root, "sm_count", json_integer(info.sm_count));
   json_object_set_new(root, "tokens", json_integer(tokens));
   json_object_set_new(root, "heads", json_integer(H));
   json_object_set_new(root, "reps", json_integer(reps));
@@ -375,13 +382,13 @@ int main(int argc, char **argv) {
   sweep(rows, peak, tokens, H, causal, quick);
   json_object_set_new(root, "rows", rows);
   packed_vs_padded(root);
-  if (json_path) {
-    if (json_dump_file(root, json_path, JSON_INDENT(2)) != 0) {
-      fprintf(stderr, "bench_cuda_attention: cannot write %s\n", json_path);
-      return 1;
-    }
-    printf("wrote %s\n", json_path);
+  if (json_dump_file(root, json_path, JSON_INDENT(2)) != 0) {
+    fprintf(stderr, "bench_cuda_attention: cannot write %s\n", json_path);
+    return 1;
   }
+  printf("wrote %s\n", json_path);
   json_decref(root);
   return 0;
 }
+
+#endif

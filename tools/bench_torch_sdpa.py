@@ -3,9 +3,14 @@
 bench_cuda_attention measures, with the flash and the cuDNN backends forced
 (torch.nn.attention.sdpa_kernel), and the ratios to mambert's kernels.
 
-Run on the GPU machine, after bench_cuda_attention in the same session:
+Run on the GPU machine, after bench_cuda_attention in the same session
+(tools/gpu_check.sh run does both):
 
-    python3 tools/bench_torch_sdpa.py --json torch.json [--ours attention_bench.json]
+    python3 tools/bench_torch_sdpa.py --ours bench_cuda_attention.json --merge
+    python3 tools/bench_torch_sdpa.py --json torch.json [--ours bench_cuda_attention.json]
+
+--merge writes the results into the --ours file (key "torch_sdpa"), so the
+GPU check returns no extra file; --json writes them to a file of their own.
 
 Same shapes and conventions as bench/cuda_attention.c: N = 16384 tokens in
 total (batch = N / L), 16 heads, L = 512 .. 16384, head_dim 64 and 128,
@@ -127,7 +132,20 @@ def run(args):
             json.dump(result, f, indent=2)
         print(f"wrote {args.json}")
     if args.ours:
-        compare(args.ours, result)
+        try:
+            compare(args.ours, result)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"bench_torch_sdpa: no ratios: cannot read {args.ours}: {e}")
+        if args.merge:
+            try:
+                with open(args.ours) as f:
+                    ours = json.load(f)
+            except (OSError, ValueError):
+                ours = {"bench": "cuda_attention", "note": "bench_cuda_attention wrote nothing"}
+            ours["torch_sdpa"] = result
+            with open(args.ours, "w") as f:
+                json.dump(ours, f, indent=2)
+            print(f"merged into {args.ours} (key torch_sdpa)")
     return 0
 
 
@@ -163,8 +181,11 @@ def main():
     p.add_argument("--heads", type=int, default=16)
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--causal", action="store_true")
+    p.add_argument("--merge", action="store_true", help="write the results into the --ours file (key torch_sdpa)")
     p.add_argument("--compare-only", metavar="TORCH_JSON", help="no GPU work: ratios of --ours to this file")
     args = p.parse_args()
+    if args.merge and not args.ours:
+        p.error("--merge needs --ours")
     if args.compare_only:
         if not args.ours:
             p.error("--compare-only needs --ours")

@@ -80,7 +80,8 @@ typedef struct {
 } mb_attn_desc;
 
 /* Scratch bytes for the forward / backward, for elements of elem_size bytes
- * (4 for f32, 8 for f64). 0 if the descriptor is invalid. */
+ * (4 for f32, 8 for f64). 0 if the descriptor is invalid. They grow with the
+ * thread count: to size a workspace once for later calls, set d->nthreads. */
 size_t mb_cpu_attn_fwd_workspace(const mb_attn_desc *d, size_t elem_size);
 size_t mb_cpu_attn_bwd_workspace(const mb_attn_desc *d, size_t elem_size);
 

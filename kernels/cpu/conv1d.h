@@ -61,6 +61,8 @@ int mb_cpu_conv1d_fwd_f32(const mb_conv1d_desc *d, const float *x, const float *
 int mb_cpu_conv1d_fwd_f64(const mb_conv1d_desc *d, const double *x, const double *w, const double *bias,
                           double *y) MB_NODISCARD;
 
+/* Backward scratch bytes (elem_size 4 or 8); per thread, so set d->nthreads
+ * to size a workspace once for later calls. */
 size_t mb_cpu_conv1d_bwd_workspace(const mb_conv1d_desc *d, size_t elem_size);
 
 /* dy = dLoss/dy [B, L, D]; writes dx [B, L, D], dw [D, W], dbias [D]. */

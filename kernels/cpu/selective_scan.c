@@ -73,13 +73,13 @@ static size_t scan_fwd_thread_bytes(const mb_scan_desc *d, size_t es) {
 }
 
 /* Per-thread scratch of the backward: the chunk's states (chunk+1 of them),
- * decays exp(dt*A) (chunk), dt and softplus' (chunk x lanes), dh, A, dA and a
- * zero state (one block each), a flag per token of the chunk, and [L, N]
- * partial sums of dB and dC. */
+ * decays exp(dt*A) (chunk), dt and softplus' (chunk x lanes), dh, A, dA, a
+ * zero state and the per-channel shares of dB_t and dC_t (one block each), a
+ * flag per token of the chunk, and [L, N] partial sums of dB and dC. */
 static size_t scan_bwd_thread_bytes(const mb_scan_desc *d, size_t es) {
   const size_t blk = (size_t)SCAN_BLOCK * d->dstate, k = (size_t)scan_chunk(d), L = (size_t)d->seqlen;
   return aligned((k + 1) * blk * es) + aligned(k * blk * es) + 2 * aligned(k * SCAN_BLOCK * es) +
-         4 * aligned(blk * es) + aligned(k) + 2 * aligned(L * d->dstate * es);
+         6 * aligned(blk * es) + aligned(k) + 2 * aligned(L * d->dstate * es);
 }
 
 size_t mb_cpu_scan_fwd_workspace(const mb_scan_desc *d, size_t elem_size) {

@@ -94,7 +94,8 @@ int mb_cpu_scan_nchunks(const mb_scan_desc *d);
 size_t mb_cpu_scan_states_numel(const mb_scan_desc *d);
 /* Scratch bytes (elem_size 4 or 8); pass NULL workspace to let the kernel
  * allocate it. Forward: per thread one block of states. Backward: per thread
- * one chunk of states plus [L, N] partials of dB and dC. */
+ * one chunk of states plus [L, N] partials of dB and dC. Per thread: to size a
+ * workspace once for later calls, set d->nthreads. */
 size_t mb_cpu_scan_fwd_workspace(const mb_scan_desc *d, size_t elem_size);
 size_t mb_cpu_scan_bwd_workspace(const mb_scan_desc *d, size_t elem_size);
 

@@ -24,7 +24,7 @@
 /* Copy nc values of one token into a lane array (spare lanes stay as they
  * are: zero from the start of the block), and back. A full block is one
  * fixed-size copy the compiler turns into a vector move. */
-static inline void SC_FN(scan_lanes)(SC_T *dst, const SC_T *src, int nc) {
+MB_ALWAYS_INLINE static inline void SC_FN(scan_lanes)(SC_T *dst, const SC_T *src, int nc) {
   if (nc == SC_LANES)
     memcpy(dst, src, SC_LANES * sizeof(SC_T));
   else
@@ -48,7 +48,7 @@ static void SC_FN(scan_load_block)(const SC_IN *in, int N, int d0, int nc, SC_T 
 /* dt for the lanes of one token: softplus(delta + bias), or delta + bias;
  * and, when dsp is not NULL, d dt / d(delta + bias) (sigmoid below the
  * threshold, 1 above). */
-static inline void SC_FN(scan_dt_lanes)(const mb_scan_desc *d, const SC_T *raw_delta, const SC_T *biasl, SC_T *dt,
+MB_ALWAYS_INLINE static inline void SC_FN(scan_dt_lanes)(const mb_scan_desc *d, const SC_T *raw_delta, const SC_T *biasl, SC_T *dt,
                                         SC_T *dsp) {
   if (!d->delta_softplus) {
     for (int c = 0; c < SC_LANES; c++) {
@@ -176,6 +176,7 @@ typedef struct {
   SC_T *A;   /* [N][lanes] */
   SC_T *gA;  /* [N][lanes]: dLoss/dA summed over tokens */
   SC_T *zero; /* [N][lanes] of zeros: the state entering a sequence's first token */
+  SC_T *cB, *cC; /* [N][lanes]: each channel's share of dB_t, dC_t at one token */
   unsigned char *flag; /* [chunk]: 0 continues a sequence, 1 starts one, 2 is padding */
   SC_T *dBp, *dCp;     /* [L][N]: this thread's share of dB and dC for the row */
 } SC_FN(scan_bwd_scratch);
@@ -197,6 +198,10 @@ static void SC_FN(scan_bwd_carve)(const mb_scan_desc *d, unsigned char *p, SC_FN
   s->gA = (SC_T *)p;
   p += aligned(blk * es);
   s->zero = (SC_T *)p;
+  p += aligned(blk * es);
+  s->cB = (SC_T *)p;
+  p += aligned(blk * es);
+  s->cC = (SC_T *)p;
   p += aligned(blk * es);
   s->flag = p;
   p += aligned(k);
@@ -315,19 +320,33 @@ static void SC_FN(scan_bwd_block)(const mb_scan_desc *d, const SC_IN *in, const 
         const SC_T *hpn = hp + n * SC_LANES, *htn = ht + n * SC_LANES, *an = a + n * SC_LANES;
         const SC_T *An = s->A + n * SC_LANES, Bn = Bt[n], Cn = Ct[n];
         SC_T *dhn = s->dh + n * SC_LANES, *gAn = s->gA + n * SC_LANES;
-        SC_T sB = 0, sC = 0;
-#pragma omp simd reduction(+ : sB, sC)
+        SC_T *cBn = s->cB + n * SC_LANES, *cCn = s->cC + n * SC_LANES;
+#pragma omp simd
         for (int c = 0; c < SC_LANES; c++) {
           const SC_T dh = dhn[c] + g[c] * Cn;
-          sC += g[c] * htn[c];
-          sB += dh * dt[c] * u[c];
+          cCn[c] = g[c] * htn[c]; /* this channel's share of dC_t[n] and dB_t[n] */
+          cBn[c] = dh * dt[c] * u[c];
           ddt[c] += dh * (An[c] * an[c] * hpn[c] + Bn * u[c]);
           gAn[c] += dh * dt[c] * an[c] * hpn[c];
           du[c] += dh * dt[c] * Bn;
           dhn[c] = dh * an[c];
         }
-        dBt[n] += sB;
-        dCt[n] += sC;
+      }
+      /* dB_t[n], dC_t[n] sum the shares over the block's channels: fold the
+       * upper half of every row of cB/cC into its lower half until one lane
+       * is left (short, independent vector adds instead of a serial chain). */
+      for (int half = SC_LANES / 2; half >= 1; half /= 2)
+        for (int n = 0; n < N; n++) {
+          SC_T *cBn = s->cB + n * SC_LANES, *cCn = s->cC + n * SC_LANES;
+#pragma omp simd
+          for (int c = 0; c < half; c++) {
+            cBn[c] += cBn[c + half];
+            cCn[c] += cCn[c + half];
+          }
+        }
+      for (int n = 0; n < N; n++) {
+        dBt[n] += s->cB[n * SC_LANES];
+        dCt[n] += s->cC[n * SC_LANES];
       }
       if (s->flag[i] == 1) /* the sequence started here: nothing flows further back */
         memset(s->dh, 0, blk * sizeof(SC_T));

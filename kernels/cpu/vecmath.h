@@ -25,12 +25,19 @@
 #else
 #define MB_VEC_CLONES
 #endif
+/* Helpers called from a cloned function must be inlined into it to get its
+ * vector width (an out-of-line copy is compiled for the baseline). */
+#if defined(__GNUC__)
+#define MB_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define MB_ALWAYS_INLINE
+#endif
 
 /* exp(x) = 2^n * e^r with n = round(x / ln 2) and |r| <= ln2 / 2; e^r by
  * Cephes' degree-7 polynomial. n is read from the low mantissa bits of
  * x/ln2 + 1.5*2^23 (all integer work is unsigned: no undefined behaviour for
  * any input), and 2^n is built as 2^(n-1) * 2 so that n = 128 still fits. */
-static inline float mb_expf(float x) {
+MB_ALWAYS_INLINE static inline float mb_expf(float x) {
   const float magic = 12582912.0f; /* 1.5 * 2^23; its bit pattern is 0x4B400000 */
   const float t = x * 1.44269504088896341f + magic;
   const float n = t - magic;
@@ -57,7 +64,7 @@ static inline float mb_expf(float x) {
 /* log(1 + z) for z in [0, 1]: 2 atanh(s) with s = z / (2 + z) in [0, 1/3],
  * whose odd series converges to float precision by s^13; no 1 + z is ever
  * rounded, so tiny z keep all their digits. */
-static inline float mb_log1pf_unit(float z) {
+MB_ALWAYS_INLINE static inline float mb_log1pf_unit(float z) {
   const float s = z / (2.0f + z), s2 = s * s;
   float q = 1.0f / 13;
   q = q * s2 + 1.0f / 11;
@@ -72,13 +79,13 @@ static inline float mb_log1pf_unit(float z) {
 /* softplus with PyTorch's threshold: x above 20 passes through; below, the
  * stable form max(x, 0) + log1p(exp(-|x|)) (= log1p(exp(x)) exactly in
  * real arithmetic). */
-static inline float mb_softplusf(float x) {
+MB_ALWAYS_INLINE static inline float mb_softplusf(float x) {
   const float pos = x > 0.0f ? x : 0.0f; /* not fmaxf: that is a libm call */
   const float sp = pos + mb_log1pf_unit(mb_expf(-fabsf(x)));
   return x > 20.0f ? x : sp;
 }
 
-static inline float mb_sigmoidf(float x) { return 1.0f / (1.0f + mb_expf(-x)); }
+MB_ALWAYS_INLINE static inline float mb_sigmoidf(float x) { return 1.0f / (1.0f + mb_expf(-x)); }
 
 /* double versions (gradient checks): libm, same thresholds. */
 static inline double mb_softplus(double x) { return x > 20.0 ? x : log1p(exp(x)); }

@@ -22,9 +22,10 @@
  *    cp.async), sm_80 and newer, bf16 or f16 with f32 accumulation, head_dim
  *    64 or 128. Forward: one CTA per (128-query tile, head, sequence), online
  *    softmax, saves only lse. Backward: one CTA per (64-key tile, head,
- *    sequence) owning dK and dV; dQ is accumulated in an f32 workspace with
- *    atomic adds (so dq can differ in the last bits between runs; out, lse,
- *    dk and dv are bitwise reproducible).
+ *    sequence) owning dK and dV; dQ is accumulated in a workspace with atomic
+ *    adds of 64-bit fixed-point terms, so every output is the same bits on
+ *    every run (or, mb_cuda_attn_set_deterministic(0), f32 atomics: faster,
+ *    dq's last bits vary).
  *  - FLASH_FP8: the forward with e4m3 q, k, v (per-tensor descales, P
  *    quantised to e4m3 with a fixed 2^8 scale as FlashAttention-3 does),
  *    mma.sync m16n8k32, sm_89 and newer, head_dim 64 or 128; out is bf16.
@@ -110,8 +111,8 @@ int mb_cuda_attn_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const vo
 
 /* Backward. out and lse are the forward's, dout = dLoss/dout; writes dq, dk,
  * dv (same dtype as q). Needs a device workspace of
- * mb_cuda_attn_bwd_workspace() bytes, 16-byte aligned (the f32 dQ
- * accumulator and rowsum(dO * O): O(tokens), never O(L^2)). */
+ * mb_cuda_attn_bwd_workspace() bytes, 16-byte aligned (the dQ accumulator,
+ * 8 bytes an element, and rowsum(dO * O): O(tokens), never O(L^2)). */
 size_t mb_cuda_attn_bwd_workspace(const mb_attn_desc *d);
 int mb_cuda_attn_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
                      const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
@@ -145,6 +146,15 @@ int mb_cuda_attn_fwd_fp8_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d,
  * warps x 32 query rows) or 1 (8 warps x 16 rows); for the benchmark and
  * the tests, which run both. Not thread-safe against running kernels. */
 int mb_cuda_attn_set_flash_fwd_variant(int variant) MB_NODISCARD;
+
+/* The flash backward's dQ accumulation, process-wide: 1 (default)
+ * deterministic fixed-point sums, 0 f32 atomics (faster, dq's last bits
+ * depend on the order of the adds). Not thread-safe against running kernels. */
+int mb_cuda_attn_set_deterministic(int on) MB_NODISCARD;
+
+/* Registers the kernels of MB_OP_ATTENTION and MB_OP_ATTENTION_GRAD for
+ * the CUDA backend (attention_ops.c; called by mb_cuda_register_ops). */
+void mb_cuda_attn_register_ops(void);
 
 /* The compute capability (x 10) of the current device. */
 int mb_cuda_attn_device_cc(int *cc) MB_NODISCARD;

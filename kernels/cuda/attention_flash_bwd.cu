@@ -19,8 +19,17 @@
  * dK = scale * dS^T Q is scaled once at the end. Why atomics for dQ: every
  * key tile adds to every query row it sees; a separate dQ pass (a CTA per
  * query tile) would recompute S and dP, 7 tile products per (i, j) instead
- * of 5 (+40% FLOPs); FlashAttention-2 makes the same choice. The price:
- * dq's last bits depend on the order of the adds (dk, dv do not).
+ * of 5 (+40% FLOPs); FlashAttention-2 makes the same choice.
+ * Two modes (mb_cuda_attn_set_deterministic):
+ *  - deterministic (the default, like the rest of the CUDA backend): each
+ *    dQ term is added as a 64-bit fixed-point integer in units of 2^-32
+ *    (integer addition does not depend on the order, so dq is the same bits
+ *    on every run; the rounding, 2^-33 per term, is far below bf16's and
+ *    f16's). A term that is not finite or exceeds 2^30 in magnitude sets a
+ *    flag instead, and dq comes out NaN, so a loss scaler still sees the
+ *    overflow;
+ *  - fast: f32 atomic adds (float2 adds on sm_90), FlashAttention-2's
+ *    choice: dq's last bits then depend on the order of the adds.
  */
 #include "kernels/cuda/attention_common.cuh"
 
@@ -35,7 +44,30 @@ template <int D> struct FlashBwdCfg {
   }
 };
 
-template <typename T, int D>
+/* One dQ term into the accumulator (see the top of the file). */
+#define ATTN_FIXED_ONE 4294967296.0f /* 2^32 */
+#define ATTN_FIXED_MAX 1073741824.0f /* 2^30 */
+template <bool DET>
+__device__ __forceinline__ void dq_add2(unsigned long long *fixed, int *flag, float *accum, int64_t idx, float x0,
+                                        float x1) {
+  if (DET) {
+    if (!(fabsf(x0) <= ATTN_FIXED_MAX && fabsf(x1) <= ATTN_FIXED_MAX)) { /* NaN too */
+      atomicOr(flag, 1);
+      return;
+    }
+    atomicAdd(fixed + idx, (unsigned long long)__float2ll_rn(x0 * ATTN_FIXED_ONE));
+    atomicAdd(fixed + idx + 1, (unsigned long long)__float2ll_rn(x1 * ATTN_FIXED_ONE));
+  } else {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float2 *>(accum + idx), make_float2(x0, x1));
+#else
+    atomicAdd(accum + idx, x0);
+    atomicAdd(accum + idx + 1, x1);
+#endif
+  }
+}
+
+template <typename T, int D, bool DET>
 __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(AttnArgs a) {
   typedef FlashBwdCfg<D> C;
   constexpr int NT = C::NT, BK = C::BK, BQ = C::BQ, LDS = C::LDS, LDP = C::LDP;
@@ -216,16 +248,10 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
       for (int hr = 0; hr < 2; hr++) {
         if (!live[hr]) /* padded rows: dS = 0, nothing to add */
           continue;
-        float *acc = a.dq_accum + base + (int64_t)(i0 + w16 + gr + hr * 8) * a.ld + d0 + 2 * tq;
+        const int64_t idx = base + (int64_t)(i0 + w16 + gr + hr * 8) * a.ld + d0 + 2 * tq;
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-          atomicAdd(reinterpret_cast<float2 *>(acc + j * 8), make_float2(dq[j][2 * hr], dq[j][2 * hr + 1]));
-#else
-          atomicAdd(acc + j * 8, dq[j][2 * hr]);
-          atomicAdd(acc + j * 8 + 1, dq[j][2 * hr + 1]);
-#endif
-        }
+        for (int j = 0; j < 8; j++)
+          dq_add2<DET>(a.dq_fixed, a.dq_flag, a.dq_accum, idx + j * 8, dq[j][2 * hr], dq[j][2 * hr + 1]);
       }
     }
     /* the next iteration's barrier orders these reads of sdS and sK before
@@ -251,28 +277,39 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
 }
 
 /* dq = scale * accumulator, for every token (the accumulator of padded rows
- * and the varlen tail is 0). */
-template <typename T>
-__global__ void attn_dq_convert(T *dq, const float *acc, int64_t n, float scale) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x)
-    AttnType<T>::store(dq, i, scale * acc[i]);
+ * and the varlen tail is 0); NaN everywhere if a fixed-point term overflowed. */
+template <typename T, bool DET>
+__global__ void attn_dq_convert(T *dq, AttnArgs a, int64_t n) {
+  const bool bad = DET && *a.dq_flag;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x) {
+    float x;
+    if (DET)
+      x = bad ? NAN : (float)((double)(long long)a.dq_fixed[i] * (1.0 / 4294967296.0) * a.scale);
+    else
+      x = a.scale * a.dq_accum[i];
+    AttnType<T>::store(dq, i, x);
+  }
 }
 
-template <typename T, int D>
-int flash_bwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+template <typename T, int D, bool DET>
+int flash_bwd_launch(const mb_attn_desc *d, AttnArgs a, cudaStream_t s) {
   typedef FlashBwdCfg<D> C;
+  if (DET)
+    a.dq_accum = NULL; /* the workspace's first part holds the fixed-point sums */
+  else
+    a.dq_fixed = NULL, a.dq_flag = NULL;
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
   const size_t smem = C::template smem_bytes<T>();
   /* per device, so on every launch (cheap; allowed during graph capture) */
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_bwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_bwd_kernel<T, D, DET>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    (int)smem));
-  auto *kernel = attn_flash_bwd_kernel<T, D>;
+  auto *kernel = attn_flash_bwd_kernel<T, D, DET>;
   ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BK), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_flash_bwd_kernel");
   const int64_t n = (int64_t)attn_tokens(d) * a.ld;
   const unsigned blocks = (unsigned)((n + 255) / 256 < 65536 ? (n + 255) / 256 : 65536);
-  auto *convert = attn_dq_convert<T>;
-  ATTN_LAUNCH(convert, blocks, 256, 0, s, (T *)a.dq, a.dq_accum, n, a.scale);
+  auto *convert = attn_dq_convert<T, DET>;
+  ATTN_LAUNCH(convert, blocks, 256, 0, s, (T *)a.dq, a, n);
   ATTN_LAUNCH_CHECK("attn_dq_convert");
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dk, a.ld, a, 0.0f, s));
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dv, a.ld, a, 0.0f, s));
@@ -280,6 +317,13 @@ int flash_bwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
 }
 
 } // namespace
+
+static bool flash_bwd_deterministic = true;
+
+int mb_cuda_attn_set_deterministic(int on) {
+  flash_bwd_deterministic = on != 0;
+  return MB_OK;
+}
 
 int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
                    const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws,
@@ -297,16 +341,22 @@ int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
   a.dk = dk;
   a.dv = dv;
   a.dq_accum = (float *)ws;
+  a.dq_fixed = (unsigned long long *)ws;
   a.dsum = (float *)((unsigned char *)ws + attn_ws_dq_bytes(d));
+  a.dq_flag = (int *)((unsigned char *)ws + attn_ws_dq_bytes(d) + attn_ws_dsum_bytes(d));
   (void)ws_bytes; /* checked by the dispatcher */
+  const bool det = flash_bwd_deterministic;
+#define ATTN_BWD_CASE(TT, DD)                                                                    \
+  return det ? flash_bwd_launch<TT, DD, true>(d, a, s) : flash_bwd_launch<TT, DD, false>(d, a, s)
   if (dt == MB_BF16 && d->head_dim == 64)
-    return flash_bwd_launch<attn_bf16, 64>(d, a, s);
+    ATTN_BWD_CASE(attn_bf16, 64);
   if (dt == MB_BF16 && d->head_dim == 128)
-    return flash_bwd_launch<attn_bf16, 128>(d, a, s);
+    ATTN_BWD_CASE(attn_bf16, 128);
   if (dt == MB_F16 && d->head_dim == 64)
-    return flash_bwd_launch<attn_f16, 64>(d, a, s);
+    ATTN_BWD_CASE(attn_f16, 64);
   if (dt == MB_F16 && d->head_dim == 128)
-    return flash_bwd_launch<attn_f16, 128>(d, a, s);
+    ATTN_BWD_CASE(attn_f16, 128);
+#undef ATTN_BWD_CASE
   return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward: no kernel for %s with head_dim %d (bf16/f16, 64/128)",
                 mb_dtype_name(dt), d->head_dim);
 }

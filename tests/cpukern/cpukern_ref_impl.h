@@ -12,7 +12,9 @@ int R_FN(ref_attn_fwd)(const mb_attn_desc *d, const R_T *q, const R_T *k, const 
   const size_t ld = (size_t)H * Dh, tokens = (size_t)d->batch * d->seqlen;
   const R_T scale = d->scale > 0 ? (R_T)d->scale : (R_T)(1.0 / sqrt((double)Dh));
   memset(out, 0, tokens * ld * sizeof(R_T));
-#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(ref_threads(d->nthreads))
+  /* One (sequence, head) after another, as an unfused framework would run it:
+   * each GEMM is one big BLAS call (threaded by the BLAS itself), the softmax
+   * is an OpenMP loop over rows. */
   for (int s = 0; s < nseg; s++) {
     for (int h = 0; h < H; h++) {
       int start, n;
@@ -24,6 +26,7 @@ int R_FN(ref_attn_fwd)(const mb_attn_desc *d, const R_T *q, const R_T *k, const 
       const size_t off = (size_t)start * ld + (size_t)h * Dh;
       /* S = scale * Q K^T, the full n x n matrix */
       R_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, Dh, scale, q + off, (int)ld, k + off, (int)ld, 0, Ph, n);
+#pragma omp parallel for schedule(static) num_threads(ref_threads(d->nthreads))
       for (int i = 0; i < n; i++) {
         R_T *row = Ph + (size_t)i * n;
         if (mask && !mask[i]) { /* padded query: no output */
@@ -74,11 +77,10 @@ int R_FN(ref_attn_bwd)(const mb_attn_desc *d, const R_T *q, const R_T *k, const 
     if (n > maxn)
       maxn = n;
   }
-  /* one n x n dP matrix per thread */
-  R_T *dPall = mb_host_malloc((size_t)nt * maxn * maxn * sizeof(R_T) + 1);
-  if (!dPall)
+  /* one n x n dP matrix, reused by every (sequence, head) in turn */
+  R_T *dP = mb_host_malloc((size_t)maxn * maxn * sizeof(R_T) + 1);
+  if (!dP)
     return MB_ERR(MB_ENOMEM, "reference attention backward: no memory for dP");
-#pragma omp parallel for collapse(2) schedule(dynamic) num_threads(nt)
   for (int s = 0; s < nseg; s++) {
     for (int h = 0; h < H; h++) {
       int start, n;
@@ -87,12 +89,12 @@ int R_FN(ref_attn_bwd)(const mb_attn_desc *d, const R_T *q, const R_T *k, const 
       if (n == 0)
         continue;
       const R_T *Ph = P + ref_P_offset(d, s) + (size_t)h * n * n;
-      R_T *dP = dPall + (size_t)omp_get_thread_num() * maxn * maxn;
       const size_t off = (size_t)start * ld + (size_t)h * Dh;
       /* dV = P^T dO, dP = dO V^T */
       R_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, n, Dh, n, 1, Ph, n, dout + off, (int)ld, 0, dv + off, (int)ld);
       R_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, Dh, 1, dout + off, (int)ld, v + off, (int)ld, 0, dP, n);
       /* softmax backward, textbook form: dS = P * (dP - sum_j P dP) */
+#pragma omp parallel for schedule(static) num_threads(nt)
       for (int i = 0; i < n; i++) {
         const R_T *pr = Ph + (size_t)i * n;
         R_T *gr = dP + (size_t)i * n, dot = 0;
@@ -107,7 +109,7 @@ int R_FN(ref_attn_bwd)(const mb_attn_desc *d, const R_T *q, const R_T *k, const 
              (int)ld);
     }
   }
-  mb_host_free(dPall);
+  mb_host_free(dP);
   return MB_OK;
 }
 

@@ -7,7 +7,9 @@
  * both flash forward tilings, the flash backward and the reference kernel;
  * f32 through the reference kernel. Every output is poisoned (NaN) before
  * every run; padded rows must come back exactly 0 (out, grads) and +inf
- * (lse). The flash forward and dK/dV must be bitwise reproducible. Then the
+ * (lse). The flash forward and the (deterministic) backward must be
+ * bitwise reproducible; the fast backward (f32 atomics) within bounds; a dQ
+ * term too large for the fixed-point sums must give NaN dq. Then the
  * dispatcher at run time: fallbacks (f32, head_dim 96, a misaligned
  * pointer) give the right numbers, forced flash requests it cannot serve
  * fail with the reason, bad arguments are errors.
@@ -293,21 +295,23 @@ static void *download_raw(const void *dev, size_t bytes) {
   return h;
 }
 
-/* Run the flash forward (tiling `variant`) twice and the backward twice:
- * out, lse, dk, dv must be the same bits (dq is summed with atomics). */
+/* Run the flash forward and the (deterministic) backward again: out, lse,
+ * dq, dk, dv must be the same bits. */
 static void check_reproducible(problem *p, const char *label) {
   const size_t bytes = p->n * mb_dtype_size(p->dt), lbytes = p->nl * sizeof(float);
   void *o1 = download_raw(p->d_out, bytes), *l1 = download_raw(p->d_lse, lbytes);
-  void *k1 = download_raw(p->d_dk, bytes), *v1 = download_raw(p->d_dv, bytes);
+  void *q1 = download_raw(p->d_dq, bytes), *k1 = download_raw(p->d_dk, bytes), *v1 = download_raw(p->d_dv, bytes);
   run_fwd(p, MB_CUDA_ATTN_FLASH);
   run_bwd(p, MB_CUDA_ATTN_FLASH);
   void *o2 = download_raw(p->d_out, bytes), *l2 = download_raw(p->d_lse, lbytes);
-  void *k2 = download_raw(p->d_dk, bytes), *v2 = download_raw(p->d_dv, bytes);
+  void *q2 = download_raw(p->d_dq, bytes), *k2 = download_raw(p->d_dk, bytes), *v2 = download_raw(p->d_dv, bytes);
   if (memcmp(o1, o2, bytes) || memcmp(l1, l2, lbytes))
     fail_msg("%s: the flash forward gave different bits on a second run (a race?)", label);
   if (memcmp(k1, k2, bytes) || memcmp(v1, v2, bytes))
     fail_msg("%s: the flash backward's dk/dv changed on a second run (a race?)", label);
-  free(o1), free(l1), free(k1), free(v1), free(o2), free(l2), free(k2), free(v2);
+  if (memcmp(q1, q2, bytes))
+    fail_msg("%s: the deterministic flash backward's dq changed on a second run", label);
+  free(o1), free(l1), free(q1), free(k1), free(v1), free(o2), free(l2), free(q2), free(k2), free(v2);
 }
 
 /* MAMBERT_ATTN_TEST_QUICK=1 skips the L = 1000 cases (for a run on the
@@ -350,8 +354,14 @@ static void run_all_cases(mb_dtype dt) {
         run_fwd(&p, MB_CUDA_ATTN_FLASH);
         check_forward(&p, label);
       }
-      /* the flash backward on the flash forward's out and lse */
-      snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash", mb_dtype_name(dt), dims[di], cases[ci].name);
+      /* the flash backward on the flash forward's out and lse: the fast
+       * mode (f32 atomics), then the deterministic one (the default) */
+      assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
+      snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-fast", mb_dtype_name(dt), dims[di], cases[ci].name);
+      run_bwd(&p, MB_CUDA_ATTN_FLASH);
+      check_backward(&p, label);
+      assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+      snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-det", mb_dtype_name(dt), dims[di], cases[ci].name);
       run_bwd(&p, MB_CUDA_ATTN_FLASH);
       check_backward(&p, label);
       check_reproducible(&p, label);
@@ -372,6 +382,31 @@ static void test_f16(void **state) {
 static void test_f32_reference(void **state) {
   (void)state;
   run_all_cases(MB_F32);
+}
+
+/* The deterministic backward's fixed-point sums cannot hold a term beyond
+ * 2^30: then dq must come out NaN (a loss scaler sees the overflow), never
+ * a silently clamped value. dO = 1e12 * random makes every dq term ~1e10. */
+static void test_dq_overflow(void **state) {
+  (void)state;
+  const tcase c = {"L129-pad", 2, 129, 2, 0, 1, 0, {0}, 0, 1.0f};
+  problem p;
+  problem_init(&p, &c, MB_BF16, 64);
+  for (size_t i = 0; i < p.n; i++)
+    p.dout[i] *= 1e12f;
+  at_upload(p.d_dout, p.dout, p.n, MB_BF16);
+  run_fwd(&p, MB_CUDA_ATTN_FLASH);
+  run_bwd(&p, MB_CUDA_ATTN_FLASH);
+  float *dq = at_malloc(p.n * sizeof(float));
+  at_download(dq, p.d_dq, p.n, MB_BF16);
+  size_t nan = 0;
+  for (size_t i = 0; i < p.n; i++)
+    nan += isnan(dq[i]);
+  printf("dq overflow: %zu of %zu dq values NaN (want all)\n", nan, p.n);
+  if (nan != p.n)
+    fail_msg("the deterministic backward with ~1e10 dq terms gave %zu NaN of %zu", nan, p.n);
+  free(dq);
+  problem_free(&p);
 }
 
 /* The dispatcher at run time: what it falls back to still computes the
@@ -456,6 +491,7 @@ int main(void) {
       cmocka_unit_test(test_bf16),
       cmocka_unit_test(test_f16),
       cmocka_unit_test(test_f32_reference),
+      cmocka_unit_test(test_dq_overflow),
       cmocka_unit_test(test_dispatch_runtime),
   };
   const int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -43,3 +43,10 @@ if(MAMBERT_HAVE_CUDA)
     set_tests_properties(${t}_on_emulator PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE;MAMBERT_ATTN_TEST_QUICK=1")
   endforeach()
 endif()
+
+# The op-table glue (kernels/cuda/attention_ops.c) through the executor on
+# the CUDA backend against the CPU backend, eager and in CUDA graphs; GPU.
+if(MAMBERT_HAVE_CUDA)
+  mambert_test(cuda_attention_ops SOURCES test_cuda_attention_ops.c LIBS mb_kernels mb_autograd mb_runtime
+               LABELS gpu TIMEOUT 300)
+endif()

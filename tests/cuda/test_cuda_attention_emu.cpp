@@ -26,6 +26,7 @@
 #include "kernels/cuda/attention_flash_fwd.cu"
 #include "kernels/cuda/attention_ref.cu"
 
+#include <cmath>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -73,6 +74,8 @@ struct problem {
   std::vector<unsigned char> dq8, dk8, dv8, dout8; /* device-format inputs */
   std::vector<unsigned char> dev_q, dev_k, dev_v, dev_dout, out, dq, dk, dv, ws;
   std::vector<float> lse, scales;
+  std::vector<unsigned char> fwd_out; /* the last checked forward's, for the backward */
+  std::vector<float> fwd_lse;
 };
 
 static std::vector<unsigned char> to_dev(const std::vector<float> &x, mb_dtype dt) {
@@ -261,6 +264,8 @@ static void forward(problem &p, mb_cuda_attn_kernel kernel, const char *label, i
       printf("\n");
       first_out = p.out;
       first_lse = p.lse;
+      p.fwd_out = p.out;
+      p.fwd_lse = p.lse;
     } else if (first_out != p.out || memcmp(first_lse.data(), p.lse.data(), p.nl * sizeof(float))) {
       fail_msg("%s: the forward changed with the order the threads ran in (a missing barrier?)", label);
     }
@@ -270,8 +275,8 @@ static void forward(problem &p, mb_cuda_attn_kernel kernel, const char *label, i
 
 /* Backward on the last forward's out and lse. */
 static void backward(problem &p, mb_cuda_attn_kernel kernel, const char *label) {
-  std::vector<unsigned char> out = p.out;
-  std::vector<float> lse = p.lse;
+  std::vector<unsigned char> out = p.fwd_out; /* p.out is poisoned below */
+  std::vector<float> lse = p.fwd_lse;
   std::vector<unsigned char> first_dk, first_dv;
   for (int rep = 0; rep < 2; rep++) {
     set_order((order_turn + rep) % 4);
@@ -309,9 +314,41 @@ static void test_flash_bf16(void **state) {
         snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-v%d", D, c.name, variant);
         forward(p, MB_CUDA_ATTN_FLASH, label, variant == 0 ? 2 : 1);
       }
-      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash   ", D, c.name);
+      assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
+      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-fs", D, c.name);
+      backward(p, MB_CUDA_ATTN_FLASH, label);
+      assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-dt", D, c.name);
       backward(p, MB_CUDA_ATTN_FLASH, label);
     }
+}
+
+/* A dQ term beyond the fixed-point range makes dq NaN. */
+static void test_dq_overflow(void **state) {
+  (void)state;
+  problem p;
+  problem_init(p, cases[2], MB_BF16, 64);
+  for (float &x : p.dout)
+    x *= 1e12f;
+  p.dev_dout = to_dev(p.dout, MB_BF16);
+  set_order(0);
+  poison(p);
+  assert_int_equal(mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.d, MB_BF16, p.dev_q.data(), p.dev_k.data(),
+                                         p.dev_v.data(), p.out.data(), p.lse.data(), NULL),
+                   MB_OK);
+  std::vector<unsigned char> out = p.out;
+  std::vector<float> lse = p.lse;
+  assert_int_equal(mb_cuda_attn_bwd_with(MB_CUDA_ATTN_FLASH, &p.d, MB_BF16, p.dev_q.data(), p.dev_k.data(),
+                                         p.dev_v.data(), out.data(), lse.data(), p.dev_dout.data(), p.dq.data(),
+                                         p.dk.data(), p.dv.data(), p.ws.data(), p.ws.size() - 16, NULL),
+                   MB_OK);
+  expect_no_emu_error("dq overflow");
+  const std::vector<float> dq = from_dev(p.dq, p.n, MB_BF16);
+  size_t nan = 0;
+  for (float x : dq)
+    nan += std::isnan(x);
+  printf("dq overflow: %zu of %zu dq values NaN (want all)\n", nan, p.n);
+  assert_int_equal(nan, p.n);
 }
 
 static void test_flash_f16(void **state) {
@@ -365,6 +402,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_flash_bf16),
       cmocka_unit_test(test_flash_f16),
+      cmocka_unit_test(test_dq_overflow),
       cmocka_unit_test(test_flash_fp8),
       cmocka_unit_test(test_reference),
   };

@@ -467,6 +467,17 @@ static inline float atomicAdd(float *p, float v) { /* fibers switch only at sync
   *p = old + v;
   return old;
 }
+static inline unsigned long long atomicAdd(unsigned long long *p, unsigned long long v) {
+  const unsigned long long old = *p;
+  *p = old + v;
+  return old;
+}
+static inline int atomicOr(int *p, int v) {
+  const int old = *p;
+  *p = old | v;
+  return old;
+}
+static inline long long __float2ll_rn(float x) { return llrintf(x); } /* the default rounding: to nearest even */
 static inline void __trap() { emu::error("__trap()"); }
 
 /* the PTX wrappers of attention_common.cuh */

@@ -1,0 +1,284 @@
+/* cpu_elementwise_body.h: elementwise kernels for one element type. Included
+ * by cpu_elementwise.c once per type with T (the element type), SFX (f32 or
+ * f64) and the math functions EXP, LOG1P, ERF, TANH defined. */
+
+#define FN(name) MB_CAT(name, SFX)
+
+/* y = f(a, b) over broadcast operands; op 0: alpha*a + beta*b, 1: a*b,
+ * 2: scale*a (broadcast_to, b unused). */
+static int FN(binary)(const mb_kernel_call *k, int op, double alpha_d, double beta_d) {
+  const T *a = k->in[0].data;
+  const T *b = op == 2 ? a : k->in[1].data;
+  T *y = k->out[0].data;
+  const T alpha = (T)alpha_d, beta = (T)beta_d;
+  const mb_shape *ops[2] = {&k->in[0].shape, op == 2 ? &k->in[0].shape : &k->in[1].shape};
+  mb_bcast bc;
+  mb_bcast_init(&bc, &k->out[0].shape, ops, 2);
+  int64_t inner = bc.dim[bc.nd - 1], rows = mb_tensor_numel(&k->out[0]) / (inner ? inner : 1);
+  int64_t sa = bc.stride[0][bc.nd - 1], sb = bc.stride[1][bc.nd - 1];
+  const int64_t chunk = 8192;
+  int64_t per_row = (inner + chunk - 1) / chunk, tasks = rows * per_row;
+  MB_PAR_FOR(rows * inner > MB_CPU_PAR_ELEMS,
+    for (int64_t t = 0; t < tasks; t++) {
+      int64_t row = t / per_row, c0 = (t % per_row) * chunk;
+      int64_t len = inner - c0 < chunk ? inner - c0 : chunk;
+      int64_t off[2];
+      mb_bcast_row(&bc, row, off);
+      const T *pa = a + off[0] + c0 * sa, *pb = b + off[1] + c0 * sb;
+      T *py = y + row * inner + c0;
+      if (op == 0) {
+        if (sa == 1 && sb == 1)
+          for (int64_t i = 0; i < len; i++)
+            py[i] = alpha * pa[i] + beta * pb[i];
+        else if (sa == 1 && sb == 0)
+          for (int64_t i = 0; i < len; i++)
+            py[i] = alpha * pa[i] + beta * pb[0];
+        else
+          for (int64_t i = 0; i < len; i++)
+            py[i] = alpha * pa[i * sa] + beta * pb[i * sb];
+      } else if (op == 1) {
+        if (sa == 1 && sb == 1)
+          for (int64_t i = 0; i < len; i++)
+            py[i] = pa[i] * pb[i];
+        else
+          for (int64_t i = 0; i < len; i++)
+            py[i] = pa[i * sa] * pb[i * sb];
+      } else {
+        for (int64_t i = 0; i < len; i++)
+          py[i] = alpha * pa[i * sa];
+      }
+    });
+  return MB_OK;
+}
+
+static inline T FN(act)(int op, T x) {
+  switch (op) {
+  case MB_OP_RELU: return x > 0 ? x : (T)0;
+  case MB_OP_GELU: return (T)0.5 * x * ((T)1 + ERF(x * (T)M_SQRT1_2));
+  case MB_OP_TANH: return TANH(x);
+  case MB_OP_SIGMOID: return (T)1 / ((T)1 + EXP(-x));
+  case MB_OP_SILU: return x / ((T)1 + EXP(-x));
+  case MB_OP_SOFTPLUS: return x > (T)20 ? x : LOG1P(EXP(x));
+  case MB_OP_EXP: return EXP(x);
+  default: return x;
+  }
+}
+
+/* Derivative times the incoming gradient; s is the input x, or the output y
+ * for the ops that save it (tanh, sigmoid, exp). */
+static inline T FN(act_grad)(int op, T s, T gy) {
+  switch (op) {
+  case MB_OP_RELU: return s > 0 ? gy : (T)0;
+  case MB_OP_GELU: {
+    T cdf = (T)0.5 * ((T)1 + ERF(s * (T)M_SQRT1_2));
+    T pdf = EXP((T)-0.5 * s * s) * (T)(0.5 * M_2_SQRTPI * M_SQRT1_2);
+    return gy * (cdf + s * pdf);
+  }
+  case MB_OP_TANH: return gy * ((T)1 - s * s);
+  case MB_OP_SIGMOID: return gy * s * ((T)1 - s);
+  case MB_OP_SILU: {
+    T sg = (T)1 / ((T)1 + EXP(-s));
+    return gy * sg * ((T)1 + s * ((T)1 - sg));
+  }
+  case MB_OP_SOFTPLUS: {
+    if (s > (T)20)
+      return gy;
+    T z = EXP(s);
+    return gy * z / (z + (T)1);
+  }
+  case MB_OP_EXP: return gy * s;
+  default: return gy;
+  }
+}
+
+static int FN(unary)(const mb_kernel_call *k) {
+  const T *x = k->in[0].data;
+  T *y = k->out[0].data;
+  int64_t n = mb_tensor_numel(&k->out[0]);
+  int op = k->node->op;
+  if (op == MB_OP_AFFINE) {
+    const T s = (T)k->node->attr.f[0], b = (T)k->node->attr.f[1];
+    MB_PAR_FOR(n > MB_CPU_PAR_ELEMS,
+      for (int64_t i = 0; i < n; i++)
+        y[i] = s * x[i] + b;);
+    return MB_OK;
+  }
+  /* One loop per activation (the switch outside), so each vectorises. */
+#define ACT_LOOP(OP)                                                     \
+  case OP:                                                               \
+    MB_PAR_FOR(n > MB_CPU_PAR_ELEMS / 4,                                 \
+               for (int64_t i = 0; i < n; i++) y[i] = FN(act)(OP, x[i]);); \
+    break;
+  switch (op) {
+    ACT_LOOP(MB_OP_RELU)
+    ACT_LOOP(MB_OP_GELU)
+    ACT_LOOP(MB_OP_TANH)
+    ACT_LOOP(MB_OP_SIGMOID)
+    ACT_LOOP(MB_OP_SILU)
+    ACT_LOOP(MB_OP_SOFTPLUS)
+    ACT_LOOP(MB_OP_EXP)
+  default:
+    return mb_cpu_unsupported(k, 0);
+  }
+#undef ACT_LOOP
+  return MB_OK;
+}
+
+static int FN(act_grad_kernel)(const mb_kernel_call *k) {
+  const T *s = k->in[0].data, *gy = k->in[1].data;
+  T *gx = k->out[0].data;
+  int64_t n = mb_tensor_numel(&k->out[0]);
+  int op = (int)k->node->attr.i[0];
+#define GRAD_LOOP(OP)                                                                 \
+  case OP:                                                                            \
+    MB_PAR_FOR(n > MB_CPU_PAR_ELEMS / 4,                                              \
+               for (int64_t i = 0; i < n; i++) gx[i] = FN(act_grad)(OP, s[i], gy[i]);); \
+    break;
+  switch (op) {
+    GRAD_LOOP(MB_OP_RELU)
+    GRAD_LOOP(MB_OP_GELU)
+    GRAD_LOOP(MB_OP_TANH)
+    GRAD_LOOP(MB_OP_SIGMOID)
+    GRAD_LOOP(MB_OP_SILU)
+    GRAD_LOOP(MB_OP_SOFTPLUS)
+    GRAD_LOOP(MB_OP_EXP)
+  default:
+    return mb_cpu_unsupported(k, 0);
+  }
+#undef GRAD_LOOP
+  return MB_OK;
+}
+
+static int FN(accumulate)(const mb_kernel_call *k) {
+  const T *g = k->in[0].data;
+  T *y = k->out[0].data;
+  int64_t n = mb_tensor_numel(&k->out[0]);
+  MB_PAR_FOR(n > MB_CPU_PAR_ELEMS,
+    for (int64_t i = 0; i < n; i++)
+      y[i] += g[i];);
+  return MB_OK;
+}
+
+/* Sum over the dims in which out is broadcast to the input, times scale.
+ * After merging, the input is a sequence of kept (K) and reduced (R) dims;
+ * the common patterns [R], [R, K], [K, R], [K, R, K] get cache-friendly
+ * loops, accumulating in double, deterministic for a given shape. */
+static int FN(sum_to)(const mb_kernel_call *k) {
+  const T *x = k->in[0].data;
+  T *y = k->out[0].data;
+  const T scale = (T)k->node->attr.f[0];
+  const mb_shape *xs = &k->in[0].shape, *ys = &k->out[0].shape;
+  int nd = xs->ndim;
+  /* Group dims: kind 1 = reduced, 0 = kept; merge runs of the same kind. */
+  int64_t gsize[MB_MAX_DIMS];
+  int gkind[MB_MAX_DIMS], ng = 0;
+  for (int d = 0; d < nd; d++) {
+    int od = ys->ndim - nd + d;
+    int64_t osz = od >= 0 ? ys->dim[od] : 1;
+    if (xs->dim[d] == 1)
+      continue;
+    int kind = osz == 1 ? 1 : 0;
+    if (ng > 0 && gkind[ng - 1] == kind)
+      gsize[ng - 1] *= xs->dim[d];
+    else {
+      gsize[ng] = xs->dim[d];
+      gkind[ng++] = kind;
+    }
+  }
+  int64_t ny = mb_tensor_numel(&k->out[0]);
+  if (ng == 0 || (ng == 1 && gkind[0] == 0)) { /* nothing reduced */
+    for (int64_t i = 0; i < ny; i++)
+      y[i] = scale * x[i];
+    return MB_OK;
+  }
+  /* Shape the problem as [K1, R, K2] with K1 or K2 possibly 1. */
+  int64_t K1 = 1, R = 1, K2 = 1;
+  if (ng == 1) {
+    R = gsize[0];
+  } else if (ng == 2) {
+    if (gkind[0] == 1)
+      R = gsize[0], K2 = gsize[1];
+    else
+      K1 = gsize[0], R = gsize[1];
+  } else if (ng == 3 && gkind[0] == 0) {
+    K1 = gsize[0], R = gsize[1], K2 = gsize[2];
+  } else {
+    /* General fallback: accumulate each input element into its output. */
+    double *acc = calloc((size_t)ny, sizeof *acc);
+    if (!acc)
+      return MB_ERR(MB_ENOMEM, "sum_to scratch");
+    int64_t nx = mb_tensor_numel(&k->in[0]);
+    for (int64_t i = 0; i < nx; i++) {
+      int64_t rem = i, oi = 0, ostride = 1;
+      for (int d = nd - 1; d >= 0; d--) {
+        int64_t idx = rem % xs->dim[d];
+        rem /= xs->dim[d];
+        int od = ys->ndim - nd + d;
+        if (od >= 0 && ys->dim[od] != 1) {
+          oi += idx * ostride;
+          ostride *= ys->dim[od];
+        }
+      }
+      acc[oi] += (double)x[i];
+    }
+    for (int64_t i = 0; i < ny; i++)
+      y[i] = (T)((double)scale * acc[i]);
+    free(acc);
+    return MB_OK;
+  }
+  if (K2 == 1 && K1 == 1 && R > MB_CPU_PAR_ELEMS) {
+    /* One long row: fixed-size blocks, partial sums added in order (the
+     * result does not depend on the thread count). */
+    const int64_t bs = 16384;
+    int64_t nb = (R + bs - 1) / bs;
+    double *part = malloc((size_t)nb * sizeof *part);
+    if (!part)
+      return MB_ERR(MB_ENOMEM, "sum_to scratch");
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < nb; b++) {
+      int64_t e = (b + 1) * bs < R ? (b + 1) * bs : R;
+      double s = 0;
+      for (int64_t r = b * bs; r < e; r++)
+        s += (double)x[r];
+      part[b] = s;
+    }
+    double s = 0;
+    for (int64_t b = 0; b < nb; b++)
+      s += part[b];
+    y[0] = (T)((double)scale * s);
+    free(part);
+    return MB_OK;
+  }
+  if (K2 == 1) {
+    /* Row sums: y[k1] = sum_r x[k1, r]. */
+    MB_PAR_FOR(K1 * R > MB_CPU_PAR_ELEMS && K1 > 1,
+      for (int64_t i = 0; i < K1; i++) {
+        const T *row = x + i * R;
+        double s = 0;
+        for (int64_t r = 0; r < R; r++)
+          s += (double)row[r];
+        y[i] = (T)((double)scale * s);
+      });
+    return MB_OK;
+  }
+  /* Column sums per k1: y[k1, k2] = sum_r x[k1, r, k2], in blocks of k2. */
+  const int64_t cb = 256;
+  int64_t nblk = (K2 + cb - 1) / cb;
+  MB_PAR_FOR(K1 * R * K2 > MB_CPU_PAR_ELEMS,
+    for (int64_t t = 0; t < K1 * nblk; t++) {
+      int64_t i = t / nblk, c0 = (t % nblk) * cb, c1 = c0 + cb < K2 ? c0 + cb : K2;
+      double acc[256];
+      for (int64_t c = c0; c < c1; c++)
+        acc[c - c0] = 0;
+      for (int64_t r = 0; r < R; r++) {
+        const T *row = x + (i * R + r) * K2;
+        for (int64_t c = c0; c < c1; c++)
+          acc[c - c0] += (double)row[c];
+      }
+      for (int64_t c = c0; c < c1; c++)
+        y[i * K2 + c] = (T)((double)scale * acc[c - c0]);
+    });
+  return MB_OK;
+}
+
+#undef FN
