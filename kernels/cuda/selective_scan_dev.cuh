@@ -57,6 +57,15 @@ SC_DEV sc_bf16 sc_f32_to_bf16(float x) { return __float2bfloat16_rn(x); }
 SC_DEV float sc_f16_to_f32(sc_f16 x) { return __half2float(x); }
 SC_DEV sc_f16 sc_f32_to_f16(float x) { return __float2half_rn(x); }
 
+/* 2^x on the special-function unit, results below 2^-126 flushed to zero
+ * (like the CPU's mb_expf); plain exp2f adds denormal handling around
+ * every MUFU.EX2, and the decays are the scan's hottest instruction. */
+SC_DEV float sc_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 /* 16-byte shared-memory accesses (p 16-byte aligned). */
 SC_DEV sc_float4 sc_ld4(const float *p) { return *reinterpret_cast<const float4 *>(p); }
 SC_DEV void sc_st4(float *p, sc_float4 v) { *reinterpret_cast<float4 *>(p) = v; }
@@ -65,8 +74,8 @@ SC_DEV void sc_st4(float *p, sc_float4 v) { *reinterpret_cast<float4 *>(p) = v; 
 #elif defined(SC_EMULATION)
 /* tests/cuda/test_cuda_scan_emu.h has defined SC_NS, SC_DEV, SC_KERNEL,
  * SC_BOUNDS, SC_UNROLL, SC_SMEM and, inside SC_NS: sc_bf16, sc_f16, sc_float4, sc_tid,
- * sc_bid, sc_nblocks, sc_sync, the four shuffles, the conversions, sc_ld4
- * and sc_st4. */
+ * sc_bid, sc_nblocks, sc_sync, the four shuffles, the conversions, sc_exp2,
+ * sc_ld4 and sc_st4. */
 #else
 #error "selective_scan_dev.cuh: compile with nvcc, or define SC_EMULATION (tests only)"
 #endif

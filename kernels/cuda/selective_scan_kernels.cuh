@@ -168,7 +168,7 @@ SC_UNROLL
       }
 SC_UNROLL
       for (int i = 0; i < K; i++) {
-        const float ai = exp2f(dt[i] * A2);
+        const float ai = sc_exp2(dt[i] * A2);
         a[i] = VARLEN && ((reset >> i) & 1u) ? 0.0f : ai;
       }
       /* this segment's tokens as one pair (Ag, Bg) */
@@ -338,7 +338,7 @@ SC_UNROLL
       }
 SC_UNROLL
       for (int i = 0; i < K; i++) {
-        const float ai = exp2f(dt[i] * A2);
+        const float ai = sc_exp2(dt[i] * A2);
         a[i] = VARLEN && ((reset >> i) & 1u) ? 0.0f : ai;
       }
 

@@ -294,6 +294,11 @@ inline float sc_bf16_to_f32(sc_bf16 x) { return mb_bf16_to_f32(x.bits); }
 inline sc_bf16 sc_f32_to_bf16(float x) { return sc_bf16{mb_f32_to_bf16(x)}; }
 inline float sc_f16_to_f32(sc_f16 x) { return mb_f16_to_f32(x.bits); }
 inline sc_f16 sc_f32_to_f16(float x) { return sc_f16{mb_f32_to_f16(x)}; }
+/* like ex2.approx.ftz.f32: subnormal results flushed to zero */
+inline float sc_exp2(float x) {
+  const float y = exp2f(x);
+  return fabsf(y) < 1.17549435e-38f ? 0.0f : y;
+}
 inline sc_float4 sc_ld4(const float *p) {
   if ((uintptr_t)p % 16)
     sc_emu::die("misaligned 16-byte shared-memory load");
