@@ -2,7 +2,7 @@
  * (kernels/cuda/selective_scan_kernels.cuh), compiled for the host and run
  * on the CPU by the fiber emulator (test_cuda_scan_emu.h), against the CPU
  * kernel in float64: forward and every gradient, padded and varlen, odd
- * shapes, L = 1, N = 5 / 16 / 64, f32 / bf16 / f16, optional inputs absent,
+ * shapes, L = 1 and 4097, N = 5 / 16 / 64, f32 / bf16 / f16, optional inputs absent,
  * and the drivers' argument errors. Needs no GPU and no CUDA toolkit: it
  * checks the kernels' logic in every CI run; tests/cuda/test_cuda_scan.c
  * runs the same comparisons on a real GPU. ctest: cuda_selective_scan_emu.
@@ -132,6 +132,13 @@ static void test_varlen_f32(void **state) {
   run_case("varlen f32", &d, MB_F32, 1, 1, 1);
 }
 
+/* 33 tiles: the f32 error must not grow with the number of tiles */
+static void test_long_f32(void **state) {
+  (void)state;
+  mb_scan_desc d = {.batch = 1, .seqlen = 4097, .dim = 32, .dstate = 16, .delta_softplus = 1};
+  run_case("long f32", &d, MB_F32, 1, 1, 1);
+}
+
 static void test_bf16_n64(void **state) {
   (void)state;
   mb_scan_desc d = {.batch = 1, .seqlen = 257, .dim = 32, .dstate = 64, .delta_softplus = 1};
@@ -213,9 +220,9 @@ static int report(void **state) {
 int main(void) {
   sct_seed_init("cuda_selective_scan_emu");
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_padded_f32),      cmocka_unit_test(test_tiny_f32), cmocka_unit_test(test_varlen_f32),
-      cmocka_unit_test(test_bf16_n64),        cmocka_unit_test(test_f16_options_off),
-      cmocka_unit_test(test_errors),          cmocka_unit_test(test_empty),
+      cmocka_unit_test(test_padded_f32), cmocka_unit_test(test_tiny_f32),        cmocka_unit_test(test_varlen_f32),
+      cmocka_unit_test(test_long_f32),   cmocka_unit_test(test_bf16_n64),        cmocka_unit_test(test_f16_options_off),
+      cmocka_unit_test(test_errors),     cmocka_unit_test(test_empty),
   };
   return cmocka_run_group_tests(tests, NULL, report);
 }
