@@ -23,11 +23,24 @@ extern "C" { /* this cmocka.h declares print_error without C linkage */
 
 using namespace mb_scan_emu_impl;
 
+/* Host buffers standing in for device memory, every byte 0xff (NaN), like
+ * the GPU test's poisoned allocations. Exactly `bytes` long, so that under
+ * AddressSanitizer any access the kernels make past an output is caught;
+ * the workspace gets the 256-byte alignment the drivers require. */
 static void *poisoned(size_t bytes) {
-  void *p = aligned_alloc(256, (bytes + 255) / 256 * 256 + 256);
+  void *p = malloc(bytes ? bytes : 1);
   if (!p)
     abort();
   memset(p, 0xff, bytes);
+  return p;
+}
+
+static void *poisoned_ws(size_t bytes) {
+  const size_t rounded = (bytes + 255) / 256 * 256;
+  void *p = aligned_alloc(256, rounded ? rounded : 256);
+  if (!p)
+    abort();
+  memset(p, 0xff, rounded);
   return p;
 }
 
@@ -43,7 +56,7 @@ static void run_case(const char *label, const mb_conv1d_desc *d, mb_dtype dt, in
   void *y = poisoned(c.nx * es), *dx = poisoned(c.nx * es), *dw = poisoned(c.nw * 4), *db = poisoned(Dn * 4);
   mb_conv1d_plan pl;
   mb_conv1d_plan_make(&c.d, &pl);
-  void *ws = poisoned(pl.ws_bytes);
+  void *ws = poisoned_ws(pl.ws_bytes);
   sc_emu_launch L;
   if (conv1d_fwd_run(L, &c.d, dt, MB_F32, x, w, bias, y) != MB_OK ||
       conv1d_bwd_run(L, &c.d, dt, MB_F32, x, w, bias, dy, dx, dw, db, ws, pl.ws_bytes) != MB_OK)

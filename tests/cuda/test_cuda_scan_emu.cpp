@@ -24,14 +24,24 @@ extern "C" { /* this cmocka.h declares print_error without C linkage */
 
 using namespace mb_scan_emu_impl;
 
-/* Host buffers standing in for device memory: every output starts as NaN
- * (all bytes 0xff), like the GPU test's poisoned allocations. */
+/* Host buffers standing in for device memory, every byte 0xff (NaN), like
+ * the GPU test's poisoned allocations. Exactly `bytes` long, so that under
+ * AddressSanitizer any access the kernels make past an output is caught;
+ * the workspace gets the 256-byte alignment the drivers require. */
 static void *poisoned(size_t bytes) {
-  void *p = aligned_alloc(MB_SCAN_WS_ALIGN, (bytes + MB_SCAN_WS_ALIGN - 1) / MB_SCAN_WS_ALIGN * MB_SCAN_WS_ALIGN +
-                                                MB_SCAN_WS_ALIGN);
+  void *p = malloc(bytes ? bytes : 1);
   if (!p)
     abort();
   memset(p, 0xff, bytes);
+  return p;
+}
+
+static void *poisoned_ws(size_t bytes) {
+  const size_t rounded = (bytes + 255) / 256 * 256;
+  void *p = aligned_alloc(256, rounded ? rounded : 256);
+  if (!p)
+    abort();
+  memset(p, 0xff, rounded);
   return p;
 }
 
@@ -59,7 +69,7 @@ static int emu_run(const sct_case *c, sct_out *o, int bwd, sc_emu_launch &L) {
   if (rc == MB_OK && bwd) {
     mb_scan_plan pl;
     mb_scan_plan_make(&c->d, &pl);
-    void *ws = poisoned(pl.ws_bytes);
+    void *ws = poisoned_ws(pl.ws_bytes);
     mb_cuda_scan_grad g = {poisoned(c->nx * es),  poisoned(c->nx * es), poisoned(c->nbc * es),
                            poisoned(c->nbc * es), c->z ? poisoned(c->nx * es) : NULL,
                            poisoned(c->ndn * ps), c->D ? poisoned(Dn * ps) : NULL,
