@@ -24,6 +24,9 @@ Run on the GPU machine (after bench_cuda_selective_scan):
   python3 tools/bench_torch_scan.py --json OUT/scan_torch.json [--budget 100]
 and print the speed-ups of mambert over both:
   python3 tools/bench_torch_scan.py --merge OUT/scan_mambert.json OUT/scan_torch.json
+Compare mambert's GPU scan with transformers' slow path on the same inputs,
+on the GPU (the dump is written by `MAMBERT_SCAN_DUMP=PATH cuda_selective_scan`):
+  python3 tools/bench_torch_scan.py --check-dump PATH
 A quick CPU check of the script's logic (tiny shapes):
   python3 tools/bench_torch_scan.py --device cpu --batch 1 --dim 8 --max-len 64 --json /tmp/t.json
 """
@@ -254,6 +257,34 @@ def merge(mambert_path, torch_path):
               + (f"; first call {m['first_call_ms']:.0f} ms" if m.get("first_call_ms") else ""))
 
 
+def check_dump(path, device):
+    """transformers' slow path (f32, autograd) on the dumped inputs vs the
+    dumped mambert outputs; relative errors per tensor, bound 1e-4 (two f32
+    computations in different orders)."""
+    from safetensors.torch import load_file
+
+    t = {k: v.to(device) for k, v in load_file(path).items()}
+    fn, note = hf_slow_fn()
+    cl = lambda x: x.transpose(1, 2).contiguous().requires_grad_()  # [b, l, c] -> [b, c, l]
+    u, delta, z, B, C = cl(t["u"]), cl(t["delta"]), cl(t["z"]), cl(t["B"]), cl(t["C"])
+    A_log, D, bias = (t[k].clone().requires_grad_() for k in ("A_log", "D", "delta_bias"))
+    y = fn(u, delta, -torch.exp(A_log), B, C, D, z, bias)
+    y.backward(t["dy"].transpose(1, 2))
+    back = lambda g: g.transpose(1, 2)
+    pairs = [("y", back(y.detach())), ("du", back(u.grad)), ("ddelta", back(delta.grad)), ("dz", back(z.grad)),
+             ("dB", back(B.grad)), ("dC", back(C.grad)), ("dA_log", A_log.grad), ("dD", D.grad),
+             ("ddelta_bias", bias.grad)]
+    print(f"mambert (GPU) vs {note} on {device}:")
+    worst = 0.0
+    for name, ref in pairs:
+        rel = ((t[name] - ref).norm() / ref.norm()).item()
+        worst = max(worst, rel if math.isfinite(rel) else math.inf)
+        print(f"  {name:12s} rel {rel:.2e}")
+    ok = worst <= 1e-4
+    print(f"worst {worst:.2e} (bound 1e-4): {'ok' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--json", default="scan_torch.json")
@@ -266,7 +297,10 @@ def main():
     ap.add_argument("--max-len", type=int, default=65536)
     ap.add_argument("--budget", type=float, default=100.0, help="seconds for both methods together")
     ap.add_argument("--merge", nargs=2, metavar=("MAMBERT_JSON", "TORCH_JSON"))
+    ap.add_argument("--check-dump", metavar="SAFETENSORS")
     args = ap.parse_args()
+    if args.check_dump:
+        return check_dump(args.check_dump, args.device if torch.cuda.is_available() else "cpu")
     if args.merge:
         merge(*args.merge)
         return 0

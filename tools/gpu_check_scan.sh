@@ -11,9 +11,11 @@
 #       shared libraries the GPU machine lacks (cmocka, jansson, gomp,
 #       cudart), into DIR (default gpu-scan/, ignored by git); carry DIR.
 #   tools/gpu_check_scan.sh run [DIR]       on the GPU machine, from the
-#       repository root: runs everything from DIR and writes
-#       scan_tests.log, scan_mambert.json, scan_torch.json and scan_summary.txt
-#       to $OUT (or DIR/results). DIR may also be a CMake build directory.
+#       repository root: runs everything from DIR (the tests, mambert vs
+#       transformers' slow path on one f32 case, the benchmark, the peers)
+#       and writes four files to $OUT (or DIR/results): scan_summary.txt,
+#       scan_log.txt, scan_mambert.json, scan_torch.json. DIR may also be a
+#       CMake build directory.
 #
 # Budgets (seconds; env): SCAN_BENCH_BUDGET (default 40) for
 # bench_cuda_selective_scan, SCAN_TORCH_BUDGET (default 80) for
@@ -63,35 +65,45 @@ libpath=${LD_LIBRARY_PATH:-}
 [ -d "$dir/lib" ] && libpath="$root/$dir/lib${libpath:+:$libpath}"
 out=${OUT:-$dir/results}
 mkdir -p "$out"
+log=$out/scan_log.txt # tests, benchmark and peers; $OUT returns few files, so one log
+sum=$out/scan_summary.txt
+: >"$log"
+: >"$sum"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} # the CPU reference of the tests
 start=$(date +%s)
 status=0
 
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader 2>&1 |
-  tee "$out/scan_gpu.txt"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader 2>&1 | tee -a "$sum"
 
-echo "== tests" | tee "$out/scan_tests.log"
+echo "== tests" | tee -a "$log"
+dump=${TMPDIR:-/tmp}/scan_dump.safetensors
+rm -f "$dump" # written by cuda_selective_scan below, only on a GPU
 for t in cuda_selective_scan_plan cuda_selective_scan cuda_conv1d; do
   t0=$(date +%s)
-  LD_LIBRARY_PATH=$libpath timeout 300 "$bin/$t" >>"$out/scan_tests.log" 2>&1
+  LD_LIBRARY_PATH=$libpath MAMBERT_SCAN_DUMP=$dump timeout 300 "$bin/$t" >>"$log" 2>&1
   rc=$?
   res=passed
   [ $rc = 77 ] && res=skipped
   [ $rc != 0 ] && [ $rc != 77 ] && res="FAILED (exit $rc)" && status=1
-  echo "$t: $res ($(($(date +%s) - t0)) s)" | tee -a "$out/scan_summary.txt"
+  echo "$t: $res ($(($(date +%s) - t0)) s)" | tee -a "$sum"
 done
-grep -E "worst relative error|bitwise" "$out/scan_tests.log" | tee -a "$out/scan_summary.txt"
-grep -E "FAIL|device fault" "$out/scan_tests.log" | head -20
+grep -E "worst relative error|bitwise" "$log" | tee -a "$sum"
+grep -E "FAIL|device fault" "$log" | head -20
+if [ -f "$dump" ]; then
+  echo "== mambert vs transformers' slow path on the GPU" | tee -a "$log"
+  python3 tools/bench_torch_scan.py --check-dump "$dump" 2>&1 | grep -v "falling back" | tee -a "$log" | tee -a "$sum" |
+    tail -1 | grep -q ": ok" || status=1
+fi
 
-echo "== bench_cuda_selective_scan"
-LD_LIBRARY_PATH=$libpath timeout 240 "$bin/bench_cuda_selective_scan" --json "$out/scan_mambert.json" --budget "${SCAN_BENCH_BUDGET:-40}" 2>&1 |
-  tee "$out/scan_bench.log" | tail -25
-echo "== bench_torch_scan.py"
+echo "== bench_cuda_selective_scan" | tee -a "$log"
+LD_LIBRARY_PATH=$libpath timeout 240 "$bin/bench_cuda_selective_scan" --json "$out/scan_mambert.json" \
+  --budget "${SCAN_BENCH_BUDGET:-40}" 2>&1 | tee -a "$log" | tail -25
+echo "== bench_torch_scan.py" | tee -a "$log"
 PYTHONUNBUFFERED=1 timeout 300 python3 tools/bench_torch_scan.py --json "$out/scan_torch.json" \
-  --budget "${SCAN_TORCH_BUDGET:-80}" 2>&1 | tee "$out/scan_torch.log" | grep -v Warning | tail -25
+  --budget "${SCAN_TORCH_BUDGET:-80}" 2>&1 | grep -v "Warning\|falling back" | tee -a "$log" | tail -25
 echo "== speed-ups"
 if [ -f "$out/scan_mambert.json" ] && [ -f "$out/scan_torch.json" ]; then
-  python3 tools/bench_torch_scan.py --merge "$out/scan_mambert.json" "$out/scan_torch.json" | tee -a "$out/scan_summary.txt"
+  python3 tools/bench_torch_scan.py --merge "$out/scan_mambert.json" "$out/scan_torch.json" | tee -a "$sum"
 fi
-echo "gpu_check_scan: $(($(date +%s) - start)) s, status $status" | tee -a "$out/scan_summary.txt"
+echo "gpu_check_scan: $(($(date +%s) - start)) s, status $status" | tee -a "$sum"
 exit $status

@@ -9,6 +9,11 @@
  * two runs. Bounds: ||out - ref|| / ||ref|| below 1e-5 (f32), 1e-2 (bf16),
  * 5e-3 (f16), with the error distribution printed per tensor. Exits 77
  * without a GPU. ctest: cuda_selective_scan.
+ *
+ * With MAMBERT_SCAN_DUMP=PATH it also writes one f32 case (inputs and this
+ * kernel's outputs, channels-last) to PATH as safetensors, for
+ * `tools/bench_torch_scan.py --check-dump PATH`, which runs transformers'
+ * slow path on the same inputs on the GPU and compares.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +23,8 @@
 #include <cmocka.h>
 
 #include "kernels/cuda/selective_scan.h"
+#include "runtime/safetensors.h"
+#include "runtime/tensor.h"
 #include "tests/cuda/test_cuda_gpu_util.h"
 #include "tests/cuda/test_cuda_scan_case.h"
 
@@ -202,6 +209,54 @@ static void test_mamba_shape(void **state) {
   run_case("mamba-130m bf16", &d, MB_BF16, MB_F32, 1, 1, 1, 1);
 }
 
+/* The f32 case for the comparison with transformers (MAMBERT_SCAN_DUMP). */
+static void test_dump_for_transformers(void **state) {
+  (void)state;
+  const char *path = getenv("MAMBERT_SCAN_DUMP");
+  if (!path || !*path) {
+    printf("dump for transformers: MAMBERT_SCAN_DUMP not set: not written\n");
+    return;
+  }
+  mb_scan_desc d = {.batch = 2, .seqlen = 300, .dim = 64, .dstate = 16, .delta_softplus = 1};
+  sct_case c;
+  sct_case_make(&c, &d, MB_F32, MB_F32, 1, 1, 1);
+  sct_case_reference(&c);
+  dev_case dc;
+  dev_case_make(&c, &dc);
+  dev_out o;
+  dev_out_alloc(&c, &dc, &o);
+  dev_run(&c, &dc, &o, 0);
+  sct_out h;
+  sct_out_alloc(&c, &h);
+  dev_download(&c, &o, &h);
+  int bad = sct_compare(&c, &h, "dump f32", 1);
+  const mb_shape x = mb_shape3(d.batch, d.seqlen, d.dim), bc = mb_shape3(d.batch, d.seqlen, d.dstate);
+  const mb_shape dn = mb_shape2(d.dim, d.dstate), d1 = mb_shape1(d.dim);
+  struct {
+    const char *name;
+    const float *data;
+    mb_shape shape;
+  } t[] = {{"u", c.u, x},       {"delta", c.delta, x},   {"z", c.z, x},        {"B", c.B, bc},
+           {"C", c.C, bc},      {"dy", c.dy, x},         {"A_log", c.A_log, dn}, {"D", c.D, d1},
+           {"delta_bias", c.bias, d1}, {"y", h.y, x},    {"du", h.du, x},      {"ddelta", h.ddelta, x},
+           {"dz", h.dz, x},     {"dB", h.dB, bc},        {"dC", h.dC, bc},     {"dA_log", h.dA_log, dn},
+           {"dD", h.dD, d1},    {"ddelta_bias", h.dbias, d1}};
+  mb_safetensors_writer *w = NULL;
+  GT_OK(mb_safetensors_writer_new(&w));
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+    GT_OK(mb_safetensors_writer_add(w, t[i].name, MB_F32, &t[i].shape, t[i].data));
+  GT_OK(mb_safetensors_writer_set_metadata(w, "layout", "channels-last: u, delta, z, y [B, L, D]; B, C [B, L, N]"));
+  GT_OK(mb_safetensors_writer_write(w, path));
+  mb_safetensors_writer_free(w);
+  printf("dump for transformers: wrote %s\n", path);
+  sct_out_free(&h);
+  dev_out_free(&o);
+  dev_case_free(&dc);
+  sct_case_free(&c);
+  if (bad)
+    fail_msg("dump f32: %d checks failed", bad);
+}
+
 static int report(void **state) {
   (void)state;
   printf("cuda_selective_scan: worst relative error f32 %.2e (bound 1e-5), bf16 %.2e (bound 1e-2), f16 %.2e "
@@ -216,6 +271,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_odd_shapes),     cmocka_unit_test(test_dstate64), cmocka_unit_test(test_varlen),
       cmocka_unit_test(test_dtypes_options), cmocka_unit_test(test_mamba_shape),
+      cmocka_unit_test(test_dump_for_transformers),
   };
   return cmocka_run_group_tests(tests, NULL, report);
 }
