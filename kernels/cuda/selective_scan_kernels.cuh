@@ -62,8 +62,17 @@ template <bool VARLEN> SC_DEV unsigned sc_token_flags(const scan_params &p, long
   return s < p.nseq && (long long)p.cu[s] == t ? SC_TOK_RESET : 0;
 }
 
+/* Where token tt of row n lives in a [N][TILE] tile of B or C: the row's
+ * 16-byte chunks are permuted (chunk j stored at j ^ (n mod 32)). The tile
+ * load has consecutive threads write one token of consecutive rows, which
+ * unpermuted would all hit one bank (rows are 128 floats apart; an N-way
+ * conflict, up to 32-way): swizzled, 2-way for N <= 32 and 4-way at 64. A
+ * thread's 4-token chunks stay contiguous (16-byte reads), and the chunks a
+ * quarter-warp reads stay in distinct banks (conflict-free). */
+SC_DEV int sc_bc_at(int n, int tt) { return n * MB_SCAN_TILE + ((((tt >> 2) ^ n) & 31) << 2) + (tt & 3); }
+
 /* Block prologue of both kernels: B and C of tile t0 transposed into
- * Bs, Cs [N][TILE] (zeros past the row), and the tile's token flags. */
+ * Bs, Cs [N][TILE] (swizzled; zeros past the row), and the token flags. */
 template <typename T, bool VARLEN, int NT>
 SC_DEV void sc_load_tile(const scan_params &p, size_t row, int t0, float *Bs, float *Cs, unsigned char *flags) {
   const int N = p.N, tid = sc_tid();
@@ -77,8 +86,8 @@ SC_DEV void sc_load_tile(const scan_params &p, size_t row, int t0, float *Bs, fl
       bv = sc_ld(Bg, o);
       cv = sc_ld(Cg, o);
     }
-    Bs[n * MB_SCAN_TILE + tt] = bv;
-    Cs[n * MB_SCAN_TILE + tt] = cv;
+    Bs[sc_bc_at(n, tt)] = bv;
+    Cs[sc_bc_at(n, tt)] = cv;
   }
   for (int e = tid; e < MB_SCAN_TILE; e += NT)
     flags[e] = (unsigned char)sc_token_flags<VARLEN>(p, (long long)t0 + e);
@@ -98,8 +107,8 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
   static_assert(S * K == TILE && CH * (NT / 32) == G && K % 4 == 0, "forward geometry");
   SC_SMEM(smem);
   const int N = p.N;
-  float *Bs = (float *)smem;  /* [N][TILE] */
-  float *Cs = Bs + N * TILE;  /* [N][TILE] */
+  float *Bs = (float *)smem;  /* [N][TILE], swizzled (sc_bc_at) */
+  float *Cs = Bs + N * TILE;  /* [N][TILE], swizzled */
   float *A2s = Cs + N * TILE; /* [G][N]: A * log2(e) */
   float *hs = A2s + G * N;    /* [G][N]: the state entering the current tile */
   unsigned char *flags = (unsigned char *)(hs + G * N);
@@ -133,7 +142,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
 
     float dt[K], dtu[K];
     unsigned reset = 0;
-SC_UNROLL
+    SC_UNROLL
     for (int i = 0; i < K; i++) {
       const int tt = seg * K + i;
       const unsigned f = flags[tt];
@@ -151,29 +160,28 @@ SC_UNROLL
     }
 
     float acc[K];
-SC_UNROLL
+    SC_UNROLL
     for (int i = 0; i < K; i++)
       acc[i] = 0.0f;
     for (int n = 0; n < N; n++) {
       const float A2 = A2s[c * N + n];
-      const float *Bn = Bs + n * TILE + seg * K, *Cn = Cs + n * TILE + seg * K;
       float a[K], bx[K];
-SC_UNROLL
+      SC_UNROLL
       for (int i = 0; i < K; i += 4) {
-        const sc_float4 b4 = sc_ld4(Bn + i);
+        const sc_float4 b4 = sc_ld4(Bs + sc_bc_at(n, seg * K + i));
         bx[i] = dtu[i] * b4.x;
         bx[i + 1] = dtu[i + 1] * b4.y;
         bx[i + 2] = dtu[i + 2] * b4.z;
         bx[i + 3] = dtu[i + 3] * b4.w;
       }
-SC_UNROLL
+      SC_UNROLL
       for (int i = 0; i < K; i++) {
         const float ai = sc_exp2(dt[i] * A2);
         a[i] = VARLEN && ((reset >> i) & 1u) ? 0.0f : ai;
       }
       /* this segment's tokens as one pair (Ag, Bg) */
       float Ag = a[0], Bg = bx[0];
-SC_UNROLL
+      SC_UNROLL
       for (int i = 1; i < K; i++) {
         Bg = a[i] * Bg + bx[i];
         Ag *= a[i];
@@ -185,7 +193,7 @@ SC_UNROLL
         carry = hs[c * N + n];
         Bg = Ag * carry + Bg;
       }
-SC_UNROLL
+      SC_UNROLL
       for (int off = 1; off < S; off *= 2) {
         const float Au = sc_shfl_up(Ag, off * CH), Bu = sc_shfl_up(Bg, off * CH);
         if (seg >= off) {
@@ -196,9 +204,9 @@ SC_UNROLL
       float h = sc_shfl_up(Bg, CH); /* the state entering this segment */
       if (seg == 0)
         h = carry;
-SC_UNROLL
+      SC_UNROLL
       for (int i = 0; i < K; i += 4) {
-        const sc_float4 c4 = sc_ld4(Cn + i);
+        const sc_float4 c4 = sc_ld4(Cs + sc_bc_at(n, seg * K + i));
         h = a[i] * h + bx[i];
         acc[i] += h * c4.x;
         h = a[i + 1] * h + bx[i + 1];
@@ -213,7 +221,7 @@ SC_UNROLL
         hs[c * N + n] = last;
     }
 
-SC_UNROLL
+    SC_UNROLL
     for (int i = 0; i < K; i++) {
       const int tt = seg * K + i;
       const long long t = (long long)t0 + tt;
@@ -258,7 +266,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
   static_assert(S * K == TILE && CH * (NT / 32) == G && K % 4 == 0 && 2 * TILE <= NT, "backward geometry");
   SC_SMEM(smem);
   const int N = p.N;
-  float *Bs = (float *)smem;   /* [N][TILE]; row n becomes the tile's dB partial after step n */
+  float *Bs = (float *)smem;   /* [N][TILE] swizzled; row n becomes the tile's dB partial after step n */
   float *Cs = Bs + N * TILE;   /* [N][TILE]; likewise dC */
   float *red = Cs + N * TILE;  /* [2 buffers][2: dB, dC shares][G][RP] */
   float *As = red + 4 * G * RP; /* [G][N]: A = -exp(A_log) */
@@ -297,7 +305,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
 
     float dt[K], dtu[K], g[K];
     unsigned reset = 0;
-SC_UNROLL
+    SC_UNROLL
     for (int i = 0; i < K; i++) {
       const int tt = seg * K + i;
       const unsigned f = flags[tt];
@@ -321,22 +329,21 @@ SC_UNROLL
     }
 
     float acc[K], dAw[K], q[K]; /* sum over n of h C (pre-gate y), A dh w, dh B */
-SC_UNROLL
+    SC_UNROLL
     for (int i = 0; i < K; i++)
       acc[i] = dAw[i] = q[i] = 0.0f;
 
     for (int n = 0; n < N; n++) {
       const int buf = n & 1;
       const float A = As[c * N + n], A2 = A * SC_LOG2E;
-      const float *Bn = Bs + n * TILE + seg * K, *Cn = Cs + n * TILE + seg * K;
       float Bv[K], Cv[K], a[K], hp[K];
-SC_UNROLL
+      SC_UNROLL
       for (int i = 0; i < K; i += 4) {
-        const sc_float4 b4 = sc_ld4(Bn + i), c4 = sc_ld4(Cn + i);
+        const sc_float4 b4 = sc_ld4(Bs + sc_bc_at(n, seg * K + i)), c4 = sc_ld4(Cs + sc_bc_at(n, seg * K + i));
         Bv[i] = b4.x, Bv[i + 1] = b4.y, Bv[i + 2] = b4.z, Bv[i + 3] = b4.w;
         Cv[i] = c4.x, Cv[i + 1] = c4.y, Cv[i + 2] = c4.z, Cv[i + 3] = c4.w;
       }
-SC_UNROLL
+      SC_UNROLL
       for (int i = 0; i < K; i++) {
         const float ai = sc_exp2(dt[i] * A2);
         a[i] = VARLEN && ((reset >> i) & 1u) ? 0.0f : ai;
@@ -344,7 +351,7 @@ SC_UNROLL
 
       /* forwards: the states h_{t-1} entering each token */
       float Ag = a[0], Bg = dtu[0] * Bv[0];
-SC_UNROLL
+      SC_UNROLL
       for (int i = 1; i < K; i++) {
         Bg = a[i] * Bg + dtu[i] * Bv[i];
         Ag *= a[i];
@@ -355,7 +362,7 @@ SC_UNROLL
         carry = hs[c * N + n];
         Bg = Ag * carry + Bg;
       }
-SC_UNROLL
+      SC_UNROLL
       for (int off = 1; off < S; off *= 2) {
         const float Au = sc_shfl_up(Ag, off * CH), Bu = sc_shfl_up(Bg, off * CH);
         if (seg >= off) {
@@ -366,7 +373,7 @@ SC_UNROLL
       float h = sc_shfl_up(Bg, CH);
       if (seg == 0)
         h = carry;
-SC_UNROLL
+      SC_UNROLL
       for (int i = 0; i < K; i++) {
         hp[i] = h;
         h = a[i] * h + dtu[i] * Bv[i];
@@ -375,7 +382,7 @@ SC_UNROLL
       /* backwards: e leaving a segment to the left is P e_in + Q, where
        * e_in enters its last token from the right */
       float P = Pseg, Q = 0.0f;
-SC_UNROLL
+      SC_UNROLL
       for (int i = K - 1; i >= 0; i--)
         Q = a[i] * (Q + g[i] * Cv[i]);
       float ecarry = 0.0f;
@@ -383,7 +390,7 @@ SC_UNROLL
         ecarry = es[c * N + n];
         Q = P * ecarry + Q;
       }
-SC_UNROLL
+      SC_UNROLL
       for (int off = 1; off < S; off *= 2) {
         const float Pd = sc_shfl_down(P, off * CH), Qd = sc_shfl_down(Q, off * CH);
         if (seg + off < S) {
@@ -399,7 +406,7 @@ SC_UNROLL
         es[c * N + n] = leaving;
 
       float dA_part = 0.0f, sB[K], sC[K];
-SC_UNROLL
+      SC_UNROLL
       for (int i = K - 1; i >= 0; i--) {
         const float dh = e + g[i] * Cv[i];
         const float w = a[i] * hp[i];
@@ -415,7 +422,7 @@ SC_UNROLL
       }
       float *rB = red + ((size_t)(buf * 2 + 0) * G + c) * RP + seg * K;
       float *rC = red + ((size_t)(buf * 2 + 1) * G + c) * RP + seg * K;
-SC_UNROLL
+      SC_UNROLL
       for (int i = 0; i < K; i += 4) {
         sc_float4 vb, vc;
         vb.x = sB[i], vb.y = sB[i + 1], vb.z = sB[i + 2], vb.w = sB[i + 3];
@@ -425,7 +432,7 @@ SC_UNROLL
       }
       /* dA over the channel's 16 segments: a butterfly gives every lane the
        * same bits (each step adds the same two numbers on both sides) */
-SC_UNROLL
+      SC_UNROLL
       for (int off = 1; off < S; off *= 2)
         dA_part += sc_shfl_xor(dA_part, off * CH);
       if (seg == 0)
@@ -437,13 +444,13 @@ SC_UNROLL
         float s = 0.0f;
         for (int cc = 0; cc < G; cc++)
           s += r[cc * RP];
-        (share ? Cs : Bs)[n * TILE + tt] = s;
+        (share ? Cs : Bs)[sc_bc_at(n, tt)] = s;
       }
       /* the other buffer is written next; this one again only after the
        * next step's barrier, which every reader of it has passed */
     }
 
-SC_UNROLL
+    SC_UNROLL
     for (int i = 0; i < K; i++) {
       const int tt = seg * K + i;
       const long long t = (long long)t0 + tt;
@@ -479,14 +486,14 @@ SC_UNROLL
         const long long t = (long long)t0 + tt;
         if (t < p.L) {
           const size_t o = (base + (size_t)t) * (size_t)N + (size_t)n;
-          p.dBp[o] = Bs[n * TILE + tt];
-          p.dCp[o] = Cs[n * TILE + tt];
+          p.dBp[o] = Bs[sc_bc_at(n, tt)];
+          p.dCp[o] = Cs[sc_bc_at(n, tt)];
         }
       }
     }
   }
 
-SC_UNROLL
+  SC_UNROLL
   for (int off = 1; off < S; off *= 2) {
     dD_acc += sc_shfl_xor(dD_acc, off * CH);
     dbias_acc += sc_shfl_xor(dbias_acc, off * CH);
