@@ -266,8 +266,8 @@ int main(int argc, char **argv) {
     const size_t nst = mb_cuda_scan_states_numel(&p.sd);
     p.ws_bytes = mb_cuda_scan_bwd_workspace(&p.sd);
     p.cws_bytes = mb_cuda_conv1d_bwd_workspace(&p.cd);
-    const size_t need = 8 * nx * es + 4 * nbc * es + nst * 4 + p.ws_bytes + (p.cws_bytes > nx * es ? p.cws_bytes : 0) +
-                        ((size_t)64 << 20);
+    /* u delta z dy y du ddelta dz, B C dB dC, states, both workspaces, slack */
+    const size_t need = 8 * nx * es + 4 * nbc * es + nst * 4 + p.ws_bytes + p.cws_bytes + ((size_t)64 << 20);
     CK(cudaMemGetInfo(&free_b, &total_b));
     if (need > free_b / 100 * 90) {
       printf("L = %ld needs %.1f GB, %.1f GB free: stopping\n", L, need / 1e9, free_b / 1e9);

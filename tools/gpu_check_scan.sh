@@ -18,7 +18,7 @@
 #       CMake build directory.
 #
 # Budgets (seconds; env): SCAN_BENCH_BUDGET (default 40) for
-# bench_cuda_selective_scan, SCAN_TORCH_BUDGET (default 80) for
+# bench_cuda_selective_scan, SCAN_TORCH_BUDGET (default 100) for
 # tools/bench_torch_scan.py. Exit status: non-zero if a test failed.
 set -u -o pipefail
 
@@ -100,7 +100,7 @@ LD_LIBRARY_PATH=$libpath timeout 240 "$bin/bench_cuda_selective_scan" --json "$o
   --budget "${SCAN_BENCH_BUDGET:-40}" 2>&1 | tee -a "$log" | tail -25
 echo "== bench_torch_scan.py" | tee -a "$log"
 PYTHONUNBUFFERED=1 timeout 300 python3 tools/bench_torch_scan.py --json "$out/scan_torch.json" \
-  --budget "${SCAN_TORCH_BUDGET:-80}" 2>&1 | grep -v "Warning\|falling back" | tee -a "$log" | tail -25
+  --budget "${SCAN_TORCH_BUDGET:-100}" 2>&1 | grep -v "Warning\|falling back" | tee -a "$log" | tail -25
 echo "== speed-ups"
 if [ -f "$out/scan_mambert.json" ] && [ -f "$out/scan_torch.json" ]; then
   python3 tools/bench_torch_scan.py --merge "$out/scan_mambert.json" "$out/scan_torch.json" | tee -a "$sum"
