@@ -22,8 +22,8 @@ the compiled method's first call (compilation) is reported separately.
 
 Run on the GPU machine (after bench_cuda_selective_scan):
   python3 tools/bench_torch_scan.py --json OUT/scan_torch.json [--budget 100]
-and print the speed-ups of mambert over both:
-  python3 tools/bench_torch_scan.py --merge OUT/scan_mambert.json OUT/scan_torch.json
+and print the speed-ups of mambert over both (--write: one combined JSON):
+  python3 tools/bench_torch_scan.py --merge scan_mambert.json scan_torch.json [--write scan.json]
 Compare mambert's GPU scan with transformers' slow path on the same inputs,
 on the GPU (the dump is written by `MAMBERT_SCAN_DUMP=PATH cuda_selective_scan`):
   python3 tools/bench_torch_scan.py --check-dump PATH
@@ -244,11 +244,16 @@ def run(args):
     print(f"wrote {args.json}")
 
 
-def merge(mambert_path, torch_path):
+def merge(mambert_path, torch_path, write=None, summary=None):
+    """Prints the speed-up table; with `write`, one JSON holding both runs,
+    the table and the text of `summary` (a file), for $OUT's few files."""
     with open(mambert_path) as f:
         mb = json.load(f)
-    with open(torch_path) as f:
-        tb = json.load(f)
+    try:
+        with open(torch_path) as f:
+            tb = json.load(f)
+    except (OSError, ValueError) as e:
+        tb = {"methods": [], "error": f"no torch results: {e}"}
     mine = {r["L"]: r["fwd_ms"] + r["bwd_ms"] for r in mb["results"]}
     peers = {m["method"]: {r["L"]: r["fwd_ms"] + r["bwd_ms"] for r in m["results"]} for m in tb["methods"]}
     dev = mb.get("device", {}).get("name", "?")
@@ -258,19 +263,33 @@ def merge(mambert_path, torch_path):
     names = list(peers)
     head = f"{'L':>7} {'mambert ms':>11}" + "".join(f" {n + ' ms':>13} {'speed-up':>9}" for n in names)
     print(head)
-    for L in sorted(set(mine) | set().union(*[set(p) for p in peers.values()])):
+    table = []
+    for L in sorted(set(mine).union(*[set(p) for p in peers.values()])):
         line = f"{L:>7} " + (f"{mine[L]:>11.3f}" if L in mine else f"{'-':>11}")
+        row = {"L": L, "mambert_ms": mine.get(L)}
         for n in names:
             if L in peers[n]:
                 t = peers[n][L]
                 sp = f"{t / mine[L]:>8.1f}x" if L in mine else f"{'-':>9}"
                 line += f" {t:>13.3f} {sp}"
+                row[n + "_ms"] = t
+                row[n + "_speedup"] = t / mine[L] if L in mine else None
             else:
                 line += f" {'(not run)':>13} {'-':>9}"
         print(line)
+        table.append(row)
     for m in tb["methods"]:
         print(f"{m['method']}: {m['source']}; stopped: {m['stopped']}"
               + (f"; first call {m['first_call_ms']:.0f} ms" if m.get("first_call_ms") else ""))
+    if write:
+        text = None
+        if summary:
+            with open(summary) as f:
+                text = f.read()
+        with open(write, "w") as f:
+            json.dump({"bench": "gpu_check_scan", "summary": text, "speedups": table, "mambert": mb, "torch": tb},
+                      f, indent=2)
+        print(f"wrote {write}")
 
 
 def check_dump(path, device):
@@ -313,12 +332,14 @@ def main():
     ap.add_argument("--max-len", type=int, default=65536)
     ap.add_argument("--budget", type=float, default=100.0, help="seconds for both methods together")
     ap.add_argument("--merge", nargs=2, metavar=("MAMBERT_JSON", "TORCH_JSON"))
+    ap.add_argument("--write", metavar="JSON", help="with --merge: one combined JSON")
+    ap.add_argument("--summary", metavar="TEXT", help="with --write: a text file to include")
     ap.add_argument("--check-dump", metavar="SAFETENSORS")
     args = ap.parse_args()
     if args.check_dump:
         return check_dump(args.check_dump, args.device if torch.cuda.is_available() else "cpu")
     if args.merge:
-        merge(*args.merge)
+        merge(*args.merge, write=args.write, summary=args.summary)
         return 0
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("bench_torch_scan: no CUDA device: skipping")

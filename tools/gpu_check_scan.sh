@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
 # gpu_check_scan.sh: the selective-scan / conv1d part of the GPU check
-# (issue 10): the CUDA tests against the CPU reference, the benchmark, its
-# PyTorch peers and the speed-ups, in about 3 minutes on an H100. Meant to
-# be called by tools/gpu_check.sh (the CUDA backend's one GPU script) or on
-# its own.
+# (issue 10): the CUDA tests against the CPU reference, mambert vs
+# transformers' slow path on the GPU, the benchmark, its PyTorch peers and
+# the speed-ups, in about 3 minutes on an H100.
 #
-#   tools/gpu_check_scan.sh prepare [DIR]   on a machine with nvcc and the
-#       project's build dependencies (no GPU needed): builds the scan tests
-#       and benchmark for sm_90a in build-gpu-scan/ and copies them, with the
-#       shared libraries the GPU machine lacks (cmocka, jansson, gomp,
-#       cudart), into DIR (default gpu-scan/, ignored by git); carry DIR.
 #   tools/gpu_check_scan.sh run [DIR]       on the GPU machine, from the
-#       repository root: runs everything from DIR (the tests, mambert vs
-#       transformers' slow path on one f32 case, the benchmark, the peers)
-#       and writes four files to $OUT (or DIR/results): scan_summary.txt,
-#       scan_log.txt, scan_mambert.json, scan_torch.json. DIR may also be a
-#       CMake build directory.
+#       repository root, with the binaries in DIR: the unpacked bundle of
+#       tools/gpu_check.sh (its `run` can call this with DIR=/tmp/mambert-gpu
+#       once the bundle lists cuda_selective_scan, cuda_conv1d and
+#       bench_cuda_selective_scan), a CMake build directory, or what
+#       `prepare` made. Writes ONE file to $OUT (or DIR/results): scan.json
+#       (test summary, the transformers check, both benchmarks, speed-ups;
+#       $OUT returns at most 8 files for the whole GPU run), and appends its
+#       log to $SCAN_LOG (default $OUT/scan_log.txt). The summary is printed
+#       last.
+#   tools/gpu_check_scan.sh prepare [DIR]   on a machine with nvcc and the
+#       project's dependencies, no GPU needed, for use without
+#       tools/gpu_check.sh: builds the scan tests and benchmark for sm_90a in
+#       build-gpu-scan/ and copies them, with the shared libraries a CUDA +
+#       PyTorch image lacks (cmocka, jansson, gomp, cudart), into DIR
+#       (default gpu-scan/, ~6 MB, git-ignored); carry DIR to the device.
 #
 # Budgets (seconds; env): SCAN_BENCH_BUDGET (default 40) for
 # bench_cuda_selective_scan, SCAN_TORCH_BUDGET (default 100) for
-# tools/bench_torch_scan.py. Exit status: non-zero if a test failed.
+# tools/bench_torch_scan.py. Exit status: non-zero if a test or the
+# transformers check failed.
 set -u -o pipefail
 
 mode=${1:-run}
@@ -59,51 +64,69 @@ fi
 
 cd "$root" || exit 1
 bin=$dir/bin
-[ -d "$bin" ] || bin=$dir # a CMake build directory
-# the bundled libraries for our binaries only (python keeps the image's own)
+[ -d "$bin" ] || bin=$dir # a bundle or a CMake build directory
+# bundled libraries for our binaries only (python keeps the image's own)
 libpath=${LD_LIBRARY_PATH:-}
-[ -d "$dir/lib" ] && libpath="$root/$dir/lib${libpath:+:$libpath}"
+[ -d "$dir/lib" ] && libpath="$(cd "$dir/lib" && pwd)${libpath:+:$libpath}"
 out=${OUT:-$dir/results}
 mkdir -p "$out"
-log=$out/scan_log.txt # tests, benchmark and peers; $OUT returns few files, so one log
-sum=$out/scan_summary.txt
-: >"$log"
-: >"$sum"
+log=${SCAN_LOG:-$out/scan_log.txt}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check_scan.XXXXXX")
+sum=$tmp/summary.txt
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} # the CPU reference of the tests
 start=$(date +%s)
 status=0
+note() { echo "$*" | tee -a "$sum"; }
 
-nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader 2>&1 | tee -a "$sum"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm,driver_version --format=csv,noheader 2>&1 | tee -a "$sum" >>"$log"
 
-echo "== tests" | tee -a "$log"
-dump=${TMPDIR:-/tmp}/scan_dump.safetensors
-rm -f "$dump" # written by cuda_selective_scan below, only on a GPU
+echo "== gpu_check_scan: tests" >>"$log"
+dump=$tmp/scan_dump.safetensors
 for t in cuda_selective_scan_plan cuda_selective_scan cuda_conv1d; do
+  if [ ! -x "$bin/$t" ]; then
+    [ "$t" = cuda_selective_scan_plan ] || { note "$t: MISSING from $bin"; status=1; }
+    continue
+  fi
   t0=$(date +%s)
-  LD_LIBRARY_PATH=$libpath MAMBERT_SCAN_DUMP=$dump timeout 300 "$bin/$t" >>"$log" 2>&1
-  rc=$?
+  rc=0
+  LD_LIBRARY_PATH=$libpath MAMBERT_SCAN_DUMP=$dump timeout 300 "$bin/$t" >>"$log" 2>&1 || rc=$?
   res=passed
   [ $rc = 77 ] && res=skipped
   [ $rc != 0 ] && [ $rc != 77 ] && res="FAILED (exit $rc)" && status=1
-  echo "$t: $res ($(($(date +%s) - t0)) s)" | tee -a "$sum"
+  note "$t: $res ($(($(date +%s) - t0)) s)"
 done
-grep -E "worst relative error|bitwise" "$log" | tee -a "$sum"
-grep -E "FAIL|device fault" "$log" | head -20
+grep -E "worst relative error|bitwise" "$log" | tail -6 | tee -a "$sum" >/dev/null
+grep -E " FAIL|device fault" "$log" | head -10 | tee -a "$sum" >/dev/null
 if [ -f "$dump" ]; then
-  echo "== mambert vs transformers' slow path on the GPU" | tee -a "$log"
-  python3 tools/bench_torch_scan.py --check-dump "$dump" 2>&1 | grep -v "falling back" | tee -a "$log" | tee -a "$sum" |
-    tail -1 | grep -q ": ok" || status=1
+  echo "== gpu_check_scan: mambert vs transformers' slow path on the GPU" >>"$log"
+  python3 tools/bench_torch_scan.py --check-dump "$dump" 2>&1 | grep -v "falling back" >"$tmp/check.txt"
+  cat "$tmp/check.txt" >>"$log"
+  tail -1 "$tmp/check.txt" | sed 's/^/transformers check: /' | tee -a "$sum" >/dev/null
+  tail -1 "$tmp/check.txt" | grep -q ": ok" || status=1
 fi
 
-echo "== bench_cuda_selective_scan" | tee -a "$log"
-LD_LIBRARY_PATH=$libpath timeout 240 "$bin/bench_cuda_selective_scan" --json "$out/scan_mambert.json" \
-  --budget "${SCAN_BENCH_BUDGET:-40}" 2>&1 | tee -a "$log" | tail -25
-echo "== bench_torch_scan.py" | tee -a "$log"
-PYTHONUNBUFFERED=1 timeout 300 python3 tools/bench_torch_scan.py --json "$out/scan_torch.json" \
-  --budget "${SCAN_TORCH_BUDGET:-100}" 2>&1 | grep -v "Warning\|falling back" | tee -a "$log" | tail -25
-echo "== speed-ups"
-if [ -f "$out/scan_mambert.json" ] && [ -f "$out/scan_torch.json" ]; then
-  python3 tools/bench_torch_scan.py --merge "$out/scan_mambert.json" "$out/scan_torch.json" | tee -a "$sum"
+echo "== gpu_check_scan: bench_cuda_selective_scan" >>"$log"
+if [ -x "$bin/bench_cuda_selective_scan" ]; then
+  LD_LIBRARY_PATH=$libpath timeout 240 "$bin/bench_cuda_selective_scan" --json "$tmp/scan_mambert.json" \
+    --budget "${SCAN_BENCH_BUDGET:-40}" >>"$log" 2>&1 || note "bench_cuda_selective_scan: exit $?"
+else
+  note "bench_cuda_selective_scan: MISSING from $bin"
 fi
-echo "gpu_check_scan: $(($(date +%s) - start)) s, status $status" | tee -a "$sum"
+echo "== gpu_check_scan: bench_torch_scan.py" >>"$log"
+PYTHONUNBUFFERED=1 timeout 300 python3 tools/bench_torch_scan.py --json "$tmp/scan_torch.json" \
+  --budget "${SCAN_TORCH_BUDGET:-100}" 2>&1 | grep -v "Warning\|falling back" >>"$log"
+note "gpu_check_scan: $(($(date +%s) - start)) s, status $status"
+if [ -f "$tmp/scan_mambert.json" ]; then
+  sed -n '/^L  *fwd ms/,/^stopped:/p' "$log" | tee -a "$sum" >/dev/null # the benchmark's table
+  python3 tools/bench_torch_scan.py --merge "$tmp/scan_mambert.json" "$tmp/scan_torch.json" \
+    --write "$out/scan.json" --summary "$sum" >"$tmp/merge.txt" 2>&1
+  cat "$tmp/merge.txt" >>"$log"
+  echo "== selective scan / conv1d"
+  cat "$sum"
+  grep -v "^wrote" "$tmp/merge.txt"
+else
+  echo "== selective scan / conv1d"
+  cat "$sum"
+fi
+rm -rf "$tmp"
 exit $status
