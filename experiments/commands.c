@@ -3,9 +3,13 @@
 
 extern const mb_command mb_cmd_info;
 extern const mb_command mb_cmd_prepare;
+extern const mb_command mb_cmd_predict;
+extern const mb_command mb_cmd_export;
 
 const mb_command *const mb_commands[] = {
     &mb_cmd_info,
     &mb_cmd_prepare,
+    &mb_cmd_predict,
+    &mb_cmd_export,
 };
 const int mb_command_count = (int)(sizeof mb_commands / sizeof mb_commands[0]);
