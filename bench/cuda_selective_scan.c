@@ -44,22 +44,22 @@ int main(void) {
 #include "runtime/dtype.h"
 #include "runtime/error.h"
 
-#define CK(call)                                                                                                \
-  do {                                                                                                          \
-    cudaError_t ck_e_ = (call);                                                                                 \
-    if (ck_e_ != cudaSuccess) {                                                                                 \
-      fprintf(stderr, "bench: %s failed: %s (%s)\n", #call, cudaGetErrorString(ck_e_), cudaGetErrorName(ck_e_)); \
-      exit(1);                                                                                                  \
-    }                                                                                                           \
+#define CK(call)                                                                                                       \
+  do {                                                                                                                 \
+    cudaError_t ck_e_ = (call);                                                                                        \
+    if (ck_e_ != cudaSuccess) {                                                                                        \
+      fprintf(stderr, "bench: %s failed: %s (%s)\n", #call, cudaGetErrorString(ck_e_), cudaGetErrorName(ck_e_));       \
+      exit(1);                                                                                                         \
+    }                                                                                                                  \
   } while (0)
 
-#define OK(expr)                                                                                                \
-  do {                                                                                                          \
-    int ok_rc_ = (expr);                                                                                        \
-    if (ok_rc_ != MB_OK) {                                                                                      \
-      fprintf(stderr, "bench: %s failed (%d): %s\n", #expr, ok_rc_, mb_error_message());                        \
-      exit(1);                                                                                                  \
-    }                                                                                                           \
+#define OK(expr)                                                                                                       \
+  do {                                                                                                                 \
+    int ok_rc_ = (expr);                                                                                               \
+    if (ok_rc_ != MB_OK) {                                                                                             \
+      fprintf(stderr, "bench: %s failed (%d): %s\n", #expr, ok_rc_, mb_error_message());                               \
+      exit(1);                                                                                                         \
+    }                                                                                                                  \
   } while (0)
 
 static double now_s(void) {
@@ -248,8 +248,8 @@ int main(int argc, char **argv) {
          "read + write); exp floor %.2f Tex2/s\n",
          prop.name, prop.multiProcessorCount, clock_khz / 1e3, (double)total_b / (1 << 30), copy, 2.0 * cbytes / 1e9,
          ex2_per_s / 1e12);
-  printf("shape: batch %d, d_inner %d, d_state %d, %s activations, f32 parameters and states; conv1d width 4\n",
-         batch, dim, dstate, mb_dtype_name(dt));
+  printf("shape: batch %d, d_inner %d, d_state %d, %s activations, f32 parameters and states; conv1d width 4\n", batch,
+         dim, dstate, mb_dtype_name(dt));
   fflush(stdout);
 
   json_t *results = json_array();
@@ -333,12 +333,12 @@ int main(int argc, char **argv) {
       const double bwd_bytes = 7.0 * nx * es + 4.0 * nbc * es + nst * 4.0 + 2 * params;
       const double cfwd_bytes = 2.0 * nx * es, cbwd_bytes = 3.0 * nx * es;
       const double ex2_ms = (double)nx * dstate / ex2_per_s * 1e3;
-      json_t *r = json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "L", (int)L,
-                            "reps", reps, "fwd_ms", fwd, "bwd_ms", bwd, "fwd_bytes", fwd_bytes, "bwd_bytes",
-                            bwd_bytes, "fwd_gbps", fwd_bytes / fwd / 1e6, "bwd_gbps", bwd_bytes / bwd / 1e6,
-                            "exp_floor_ms", ex2_ms, "tokens_per_s", (double)batch * L / ((fwd + bwd) * 1e-3),
-                            "conv_fwd_ms", cfwd, "conv_bwd_ms", cbwd, "conv_fwd_gbps", cfwd_bytes / cfwd / 1e6,
-                            "conv_bwd_gbps", cbwd_bytes / cbwd / 1e6);
+      json_t *r =
+          json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "L", (int)L, "reps", reps,
+                    "fwd_ms", fwd, "bwd_ms", bwd, "fwd_bytes", fwd_bytes, "bwd_bytes", bwd_bytes, "fwd_gbps",
+                    fwd_bytes / fwd / 1e6, "bwd_gbps", bwd_bytes / bwd / 1e6, "exp_floor_ms", ex2_ms, "tokens_per_s",
+                    (double)batch * L / ((fwd + bwd) * 1e-3), "conv_fwd_ms", cfwd, "conv_bwd_ms", cbwd, "conv_fwd_gbps",
+                    cfwd_bytes / cfwd / 1e6, "conv_bwd_gbps", cbwd_bytes / cbwd / 1e6);
       json_array_append_new(results, r);
       printf("L %6ld: scan fwd %9.3f ms (%5.0f GB/s, %3.0f%% of copy; exp floor %7.3f ms)  bwd %9.3f ms (%5.0f GB/s, "
              "%3.0f%%; exp floor %7.3f ms)  conv fwd %7.3f ms (%4.0f%%) bwd %7.3f ms (%4.0f%%)  [%d reps]\n",
@@ -347,10 +347,31 @@ int main(int argc, char **argv) {
              100 * cbwd_bytes / cbwd / 1e6 / copy, reps);
       fflush(stdout);
     }
-    void *bufs[] = {(void *)p.in.u, (void *)p.in.delta, (void *)p.in.z, (void *)p.in.B, (void *)p.in.C, p.dy,
-                    (void *)p.in.A_log, (void *)p.in.D, (void *)p.in.delta_bias, p.cw, p.cb, p.y, p.states,
-                    p.g.du, p.g.ddelta, p.g.dz, p.g.dB, p.g.dC, p.g.dA_log, p.g.dD, p.g.ddelta_bias, p.ws, p.cdw,
-                    p.cdb, p.cws};
+    void *bufs[] = {(void *)p.in.u,
+                    (void *)p.in.delta,
+                    (void *)p.in.z,
+                    (void *)p.in.B,
+                    (void *)p.in.C,
+                    p.dy,
+                    (void *)p.in.A_log,
+                    (void *)p.in.D,
+                    (void *)p.in.delta_bias,
+                    p.cw,
+                    p.cb,
+                    p.y,
+                    p.states,
+                    p.g.du,
+                    p.g.ddelta,
+                    p.g.dz,
+                    p.g.dB,
+                    p.g.dC,
+                    p.g.dA_log,
+                    p.g.dD,
+                    p.g.ddelta_bias,
+                    p.ws,
+                    p.cdw,
+                    p.cdb,
+                    p.cws};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
       CK(cudaFree(bufs[i]));
     if (!reps)
@@ -363,21 +384,23 @@ int main(int argc, char **argv) {
   size_t i;
   json_t *r;
   json_array_foreach(results, i, r) {
-    const double fwd = json_real_value(json_object_get(r, "fwd_ms")), bwd = json_real_value(json_object_get(r, "bwd_ms"));
-    printf("%-8d %10.3f %10.3f %7.0f%% %7.0f%% %10.3f %10.3f %10.3f\n", (int)json_integer_value(json_object_get(r, "L")),
-           fwd, bwd, 100 * json_real_value(json_object_get(r, "fwd_gbps")) / copy,
+    const double fwd = json_real_value(json_object_get(r, "fwd_ms")),
+                 bwd = json_real_value(json_object_get(r, "bwd_ms"));
+    printf("%-8d %10.3f %10.3f %7.0f%% %7.0f%% %10.3f %10.3f %10.3f\n",
+           (int)json_integer_value(json_object_get(r, "L")), fwd, bwd,
+           100 * json_real_value(json_object_get(r, "fwd_gbps")) / copy,
            100 * json_real_value(json_object_get(r, "bwd_gbps")) / copy,
            json_real_value(json_object_get(r, "exp_floor_ms")), json_real_value(json_object_get(r, "conv_fwd_ms")),
            json_real_value(json_object_get(r, "conv_bwd_ms")));
   }
   printf("stopped: %s; %.1f s\n", stopped, now_s() - t_start);
   if (json_path) {
-    json_t *root = json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:f}, s:f, s:f, s:{s:i, s:i, s:i, s:s, s:i}, s:o, s:s}",
-                             "bench", "cuda_selective_scan", "device", "name", prop.name, "sm_count",
-                             prop.multiProcessorCount, "cc", prop.major * 10 + prop.minor, "clock_khz", clock_khz,
-                             "total_gib", (double)total_b / (1 << 30), "copy_gbps", copy, "ex2_per_s", ex2_per_s,
-                             "config", "batch", batch, "dim", dim, "dstate", dstate, "dtype", mb_dtype_name(dt),
-                             "conv_width", 4, "results", results, "stopped", stopped);
+    json_t *root =
+        json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:f}, s:f, s:f, s:{s:i, s:i, s:i, s:s, s:i}, s:o, s:s}", "bench",
+                  "cuda_selective_scan", "device", "name", prop.name, "sm_count", prop.multiProcessorCount, "cc",
+                  prop.major * 10 + prop.minor, "clock_khz", clock_khz, "total_gib", (double)total_b / (1 << 30),
+                  "copy_gbps", copy, "ex2_per_s", ex2_per_s, "config", "batch", batch, "dim", dim, "dstate", dstate,
+                  "dtype", mb_dtype_name(dt), "conv_width", 4, "results", results, "stopped", stopped);
     if (!root || json_dump_file(root, json_path, JSON_INDENT(2)) != 0) {
       fprintf(stderr, "bench: cannot write %s\n", json_path);
       return 1;

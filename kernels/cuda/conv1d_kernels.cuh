@@ -22,11 +22,11 @@ namespace SC_NS {
 struct conv_params {
   const void *x, *w, *bias; /* x: T; w, bias: pdt */
   int pdt;
-  void *y;                  /* T */
-  const void *dy;           /* T */
-  void *dx, *dw, *dbias;    /* T, pdt, pdt; any may be NULL */
-  float *part;              /* workspace: [B, runs, D, W+1] */
-  const int32_t *cu;        /* device, [nseq + 1]; NULL in padded mode */
+  void *y;               /* T */
+  const void *dy;        /* T */
+  void *dx, *dw, *dbias; /* T, pdt, pdt; any may be NULL */
+  float *part;           /* workspace: [B, runs, D, W+1] */
+  const int32_t *cu;     /* device, [nseq + 1]; NULL in padded mode */
   int nseq;
   int batch, L, D, width, silu, dblocks, runs, run;
 };
@@ -239,7 +239,8 @@ int conv_fwd_launch_w(Launch &launch, const conv_params &p, const mb_conv1d_plan
   return launch(k, pl.fwd_blocks, MB_CONV1D_THREADS, 0, p, "conv1d forward");
 }
 
-template <typename T, class Launch> int conv_fwd_launch(Launch &launch, const conv_params &p, const mb_conv1d_plan &pl) {
+template <typename T, class Launch>
+int conv_fwd_launch(Launch &launch, const conv_params &p, const mb_conv1d_plan &pl) {
   switch (pl.width) {
   case 1: return conv_fwd_launch_w<T, 1>(launch, p, pl);
   case 2: return conv_fwd_launch_w<T, 2>(launch, p, pl);
@@ -274,7 +275,8 @@ int conv_bwd_launch_w(Launch &launch, const conv_params &p, const mb_conv1d_plan
   return launch(k, pl.bwd_blocks, MB_CONV1D_THREADS, 0, p, "conv1d backward");
 }
 
-template <typename T, class Launch> int conv_bwd_launch(Launch &launch, const conv_params &p, const mb_conv1d_plan &pl) {
+template <typename T, class Launch>
+int conv_bwd_launch(Launch &launch, const conv_params &p, const mb_conv1d_plan &pl) {
   switch (pl.width) {
   case 1: return conv_bwd_launch_w<T, 1>(launch, p, pl);
   case 2: return conv_bwd_launch_w<T, 2>(launch, p, pl);

@@ -27,10 +27,10 @@
 
 typedef struct {
   int batch, seqlen, dim, width;
-  int dblocks;            /* ceil(D / 128) */
-  int fwd_runs, bwd_runs; /* ceil(L / 64), ceil(L / 256) */
+  int dblocks;                      /* ceil(D / 128) */
+  int fwd_runs, bwd_runs;           /* ceil(L / 64), ceil(L / 256) */
   long long fwd_blocks, bwd_blocks; /* batch * runs * dblocks */
-  size_t ws_bytes; /* backward: partials of dw (W) and dbias (1) per (row, run, channel), f32 */
+  size_t ws_bytes;                  /* backward: partials of dw (W) and dbias (1) per (row, run, channel), f32 */
 } mb_conv1d_plan;
 
 static inline int mb_conv1d_dtype_ok(mb_dtype dt) { return dt == MB_F32 || dt == MB_BF16 || dt == MB_F16; }
@@ -45,8 +45,7 @@ static inline int mb_conv1d_plan_check(const mb_conv1d_desc *d, mb_dtype dt, mb_
   if (d->width < 1)
     return MB_ERR(MB_EINVAL, "cuda conv1d: width %d must be >= 1", d->width);
   if (d->width > MB_CONV1D_MAX_WIDTH)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda conv1d: width %d; kernels exist for 1 .. %d", d->width,
-                  MB_CONV1D_MAX_WIDTH);
+    return MB_ERR(MB_EUNSUPPORTED, "cuda conv1d: width %d; kernels exist for 1 .. %d", d->width, MB_CONV1D_MAX_WIDTH);
   if (!mb_conv1d_dtype_ok(dt) || !mb_conv1d_dtype_ok(param_dt))
     return MB_ERR(MB_EUNSUPPORTED, "cuda conv1d: dtypes %s (activations) and %s (parameters); f32, bf16 or f16 only",
                   mb_dtype_name(dt), mb_dtype_name(param_dt));

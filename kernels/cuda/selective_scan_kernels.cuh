@@ -33,17 +33,17 @@ enum { SC_TOK_PAD = 1, SC_TOK_RESET = 2 };
 static const float SC_LOG2E = 1.4426950408889634f;
 
 struct scan_params {
-  const void *u, *delta, *B, *C, *z;     /* dtype T */
-  const void *A_log, *Dp, *bias;         /* dtype pdt */
+  const void *u, *delta, *B, *C, *z; /* dtype T */
+  const void *A_log, *Dp, *bias;     /* dtype pdt */
   int pdt;
-  void *y;                               /* T */
-  float *states;                         /* [B, ntiles, D, N] */
-  const void *dy;                        /* T */
-  void *du, *ddelta, *dz, *dB, *dC;      /* T; any may be NULL */
-  void *dA_log, *dD, *dbias;             /* pdt; any may be NULL */
-  float *dBp, *dCp;                      /* workspace: [B, ngroups, L, N] */
-  float *dAp, *dDp, *dbp;                /* workspace: [B, D, N], [B, D], [B, D] */
-  const int32_t *cu;                     /* device, [nseq + 1]; NULL in padded mode */
+  void *y;                          /* T */
+  float *states;                    /* [B, ntiles, D, N] */
+  const void *dy;                   /* T */
+  void *du, *ddelta, *dz, *dB, *dC; /* T; any may be NULL */
+  void *dA_log, *dD, *dbias;        /* pdt; any may be NULL */
+  float *dBp, *dCp;                 /* workspace: [B, ngroups, L, N] */
+  float *dAp, *dDp, *dbp;           /* workspace: [B, D, N], [B, D], [B, D] */
+  const int32_t *cu;                /* device, [nseq + 1]; NULL in padded mode */
   int nseq;
   int batch, L, D, N, ntiles, ngroups, softplus;
 };
@@ -266,13 +266,13 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
   static_assert(S * K == TILE && CH * (NT / 32) == G && K % 4 == 0 && 2 * TILE <= NT, "backward geometry");
   SC_SMEM(smem);
   const int N = p.N;
-  float *Bs = (float *)smem;   /* [N][TILE] swizzled; row n becomes the tile's dB partial after step n */
-  float *Cs = Bs + N * TILE;   /* [N][TILE]; likewise dC */
-  float *red = Cs + N * TILE;  /* [2 buffers][2: dB, dC shares][G][RP] */
+  float *Bs = (float *)smem;    /* [N][TILE] swizzled; row n becomes the tile's dB partial after step n */
+  float *Cs = Bs + N * TILE;    /* [N][TILE]; likewise dC */
+  float *red = Cs + N * TILE;   /* [2 buffers][2: dB, dC shares][G][RP] */
   float *As = red + 4 * G * RP; /* [G][N]: A = -exp(A_log) */
-  float *hs = As + G * N;      /* [G][N]: the saved state entering this tile */
-  float *es = hs + G * N;      /* [G][N]: e flowing into this tile from the next one */
-  float *dAs = es + G * N;     /* [G][N]: dA summed over this row's tokens so far */
+  float *hs = As + G * N;       /* [G][N]: the saved state entering this tile */
+  float *es = hs + G * N;       /* [G][N]: e flowing into this tile from the next one */
+  float *dAs = es + G * N;      /* [G][N]: dA summed over this row's tokens so far */
   unsigned char *flags = (unsigned char *)(dAs + G * N);
 
   const int tid = sc_tid(), lane = tid & 31, warp = tid >> 5;
@@ -402,7 +402,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
       if (seg == S - 1)
         e = ecarry;
       const float leaving = sc_shfl(Q, cl); /* e leaving the tile's first token (segment 0) */
-      if (seg == S - 1) /* the lane that read the reverse carry writes it */
+      if (seg == S - 1)                     /* the lane that read the reverse carry writes it */
         es[c * N + n] = leaving;
 
       float dA_part = 0.0f, sB[K], sC[K];
@@ -591,8 +591,8 @@ template <typename T, class Launch> int sc_fwd_launch(Launch &launch, const scan
 }
 
 template <class Launch>
-int scan_fwd_run(Launch &launch, const mb_scan_desc *d, mb_dtype dt, mb_dtype pdt, const mb_cuda_scan_in *in,
-                 void *y, float *states) {
+int scan_fwd_run(Launch &launch, const mb_scan_desc *d, mb_dtype dt, mb_dtype pdt, const mb_cuda_scan_in *in, void *y,
+                 float *states) {
   MB_TRY(mb_scan_plan_check(d, dt, pdt));
   if (!in)
     return MB_ERR(MB_EINVAL, "cuda selective scan forward: NULL inputs");

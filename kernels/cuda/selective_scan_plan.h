@@ -46,9 +46,9 @@
 
 typedef struct {
   int batch, seqlen, dim, dstate;
-  int ntiles;  /* ceil(L / 128): tiles per row = saved states per row */
-  int ngroups; /* ceil(D / 32): channel groups per row */
-  long long blocks; /* batch * ngroups: thread blocks of the scan kernels */
+  int ntiles;                /* ceil(L / 128): tiles per row = saved states per row */
+  int ngroups;               /* ceil(D / 32): channel groups per row */
+  long long blocks;          /* batch * ngroups: thread blocks of the scan kernels */
   size_t fwd_smem, bwd_smem; /* dynamic shared memory, bytes */
   /* Backward workspace, byte offsets of its regions (f32 each):
    * dB, dC partials [B, ngroups, L, N]; dA partials [B, D, N];
@@ -61,8 +61,7 @@ static inline size_t mb_scan_align_up(size_t n, size_t a) { return (n + a - 1) /
 /* Forward: B and C of the tile, transposed to [N][128]; A*log2(e) and the
  * carried state, [32][N] each; the tile's token flags. */
 static inline size_t mb_scan_fwd_smem_bytes(int N) {
-  return (size_t)2 * N * MB_SCAN_TILE * sizeof(float) + (size_t)2 * MB_SCAN_GROUP * N * sizeof(float) +
-         MB_SCAN_TILE;
+  return (size_t)2 * N * MB_SCAN_TILE * sizeof(float) + (size_t)2 * MB_SCAN_GROUP * N * sizeof(float) + MB_SCAN_TILE;
 }
 
 /* Backward: B and C of the tile ([N][128] each; row n is overwritten by the
@@ -86,32 +85,32 @@ static inline int mb_scan_plan_check(const mb_scan_desc *d, mb_dtype dt, mb_dtyp
   if (d->dim < 1)
     return MB_ERR(MB_EINVAL, "cuda selective scan: dim %d must be >= 1", d->dim);
   if (d->dstate < 1 || d->dstate > MB_SCAN_MAX_DSTATE)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda selective scan: dstate %d is outside 1..%d", d->dstate,
-                  MB_SCAN_MAX_DSTATE);
+    return MB_ERR(MB_EUNSUPPORTED, "cuda selective scan: dstate %d is outside 1..%d", d->dstate, MB_SCAN_MAX_DSTATE);
   if (d->chunk != 0 && d->chunk != MB_SCAN_TILE)
     return MB_ERR(MB_EUNSUPPORTED,
-                  "cuda selective scan: chunk %d; the GPU saves one state every %d tokens (chunk 0 or %d)",
-                  d->chunk, MB_SCAN_TILE, MB_SCAN_TILE);
+                  "cuda selective scan: chunk %d; the GPU saves one state every %d tokens (chunk 0 or %d)", d->chunk,
+                  MB_SCAN_TILE, MB_SCAN_TILE);
   if (!mb_scan_dtype_ok(dt) || !mb_scan_dtype_ok(param_dt))
-    return MB_ERR(MB_EUNSUPPORTED, "cuda selective scan: dtypes %s (activations) and %s (parameters); f32, bf16 "
-                  "or f16 only", mb_dtype_name(dt), mb_dtype_name(param_dt));
+    return MB_ERR(MB_EUNSUPPORTED,
+                  "cuda selective scan: dtypes %s (activations) and %s (parameters); f32, bf16 "
+                  "or f16 only",
+                  mb_dtype_name(dt), mb_dtype_name(param_dt));
   if (d->cu_seqlens) {
     if (d->batch != 1)
-      return MB_ERR(MB_EINVAL, "cuda selective scan: varlen mode (cu_seqlens given) needs batch = 1, got %d",
-                    d->batch);
+      return MB_ERR(MB_EINVAL, "cuda selective scan: varlen mode (cu_seqlens given) needs batch = 1, got %d", d->batch);
     if (d->nseq < 0)
       return MB_ERR(MB_EINVAL, "cuda selective scan: nseq %d must be >= 0", d->nseq);
   }
   const long long ngroups = (d->dim + MB_SCAN_GROUP - 1) / MB_SCAN_GROUP;
   if ((long long)d->batch * ngroups > INT_MAX)
-    return MB_ERR(MB_EINVAL, "cuda selective scan: batch %d x %lld channel groups exceeds the grid limit",
-                  d->batch, ngroups);
+    return MB_ERR(MB_EINVAL, "cuda selective scan: batch %d x %lld channel groups exceeds the grid limit", d->batch,
+                  ngroups);
   /* element counts of u (B*L*D) and of the dB/dC partials (B*ngroups*L*N)
    * must fit 64-bit offsets with room to spare */
   const double big = (double)d->batch * d->seqlen * ((double)d->dim + (double)ngroups * d->dstate);
   if (big > 4e18 / 8)
-    return MB_ERR(MB_EINVAL, "cuda selective scan: [%d, %d, %d] x N=%d is too large to index", d->batch,
-                  d->seqlen, d->dim, d->dstate);
+    return MB_ERR(MB_EINVAL, "cuda selective scan: [%d, %d, %d] x N=%d is too large to index", d->batch, d->seqlen,
+                  d->dim, d->dstate);
   return MB_OK;
 }
 

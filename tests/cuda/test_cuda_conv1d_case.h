@@ -13,8 +13,8 @@ typedef struct {
   int32_t cu[SCT_MAX_SEQ + 1];
   mb_dtype dt, pdt;
   size_t nx, nw;
-  float *x, *w, *bias, *dy;           /* rounded to their dtypes; bias may be NULL */
-  double *y, *dx, *dw, *dbias;         /* float64 reference */
+  float *x, *w, *bias, *dy;    /* rounded to their dtypes; bias may be NULL */
+  double *y, *dx, *dw, *dbias; /* float64 reference */
 } cct_case;
 
 typedef struct {

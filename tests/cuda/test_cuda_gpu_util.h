@@ -17,18 +17,18 @@
 #include "runtime/error.h"
 
 /* a failed CUDA call fails the current cmocka test with CUDA's message */
-#define GT_CUDA(call)                                                                                           \
-  do {                                                                                                          \
-    cudaError_t gt_e_ = (call);                                                                                 \
-    if (gt_e_ != cudaSuccess)                                                                                   \
-      fail_msg("%s failed: %s (%s)", #call, cudaGetErrorString(gt_e_), cudaGetErrorName(gt_e_));                \
+#define GT_CUDA(call)                                                                                                  \
+  do {                                                                                                                 \
+    cudaError_t gt_e_ = (call);                                                                                        \
+    if (gt_e_ != cudaSuccess)                                                                                          \
+      fail_msg("%s failed: %s (%s)", #call, cudaGetErrorString(gt_e_), cudaGetErrorName(gt_e_));                       \
   } while (0)
 
-#define GT_OK(expr)                                                                                             \
-  do {                                                                                                          \
-    int gt_rc_ = (expr);                                                                                        \
-    if (gt_rc_ != MB_OK)                                                                                        \
-      fail_msg("%s failed (%d): %s [%s]", #expr, gt_rc_, mb_error_message(), mb_error_where());                 \
+#define GT_OK(expr)                                                                                                    \
+  do {                                                                                                                 \
+    int gt_rc_ = (expr);                                                                                               \
+    if (gt_rc_ != MB_OK)                                                                                               \
+      fail_msg("%s failed (%d): %s [%s]", #expr, gt_rc_, mb_error_message(), mb_error_where());                        \
   } while (0)
 
 static inline void gt_require_gpu(const char *test) {
@@ -41,8 +41,8 @@ static inline void gt_require_gpu(const char *test) {
   }
   struct cudaDeviceProp prop;
   if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess)
-    printf("%s: on %s (sm_%d%d, %d SMs, %.1f GiB)\n", test, prop.name, prop.major, prop.minor,
-           prop.multiProcessorCount, (double)prop.totalGlobalMem / (1024.0 * 1024 * 1024));
+    printf("%s: on %s (sm_%d%d, %d SMs, %.1f GiB)\n", test, prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+           (double)prop.totalGlobalMem / (1024.0 * 1024 * 1024));
   fflush(stdout);
 }
 

@@ -51,17 +51,17 @@ static void dev_case_make(const sct_case *c, dev_case *dc) {
     dc->d.cu_seqlens = dc->cu;
   }
   const size_t Dn = (size_t)c->d.dim;
-  mb_cuda_scan_in in = {gt_upload(c->u, c->nx, c->dt),      gt_upload(c->delta, c->nx, c->dt),
-                        gt_upload(c->B, c->nbc, c->dt),     gt_upload(c->C, c->nbc, c->dt),
-                        gt_upload(c->z, c->nx, c->dt),      gt_upload(c->A_log, c->ndn, c->pdt),
-                        gt_upload(c->D, Dn, c->pdt),        gt_upload(c->bias, Dn, c->pdt)};
+  mb_cuda_scan_in in = {gt_upload(c->u, c->nx, c->dt),  gt_upload(c->delta, c->nx, c->dt),
+                        gt_upload(c->B, c->nbc, c->dt), gt_upload(c->C, c->nbc, c->dt),
+                        gt_upload(c->z, c->nx, c->dt),  gt_upload(c->A_log, c->ndn, c->pdt),
+                        gt_upload(c->D, Dn, c->pdt),    gt_upload(c->bias, Dn, c->pdt)};
   dc->in = in;
   dc->dy = gt_upload(c->dy, c->nx, c->dt);
 }
 
 static void dev_case_free(dev_case *dc) {
-  const void *p[] = {dc->in.u, dc->in.delta, dc->in.B, dc->in.C, dc->in.z, dc->in.A_log, dc->in.D,
-                     dc->in.delta_bias, dc->dy, dc->cu};
+  const void *p[] = {dc->in.u,     dc->in.delta, dc->in.B,          dc->in.C, dc->in.z,
+                     dc->in.A_log, dc->in.D,     dc->in.delta_bias, dc->dy,   dc->cu};
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
     cudaFree((void *)p[i]);
 }
@@ -84,8 +84,8 @@ static void dev_out_alloc(const sct_case *c, const dev_case *dc, dev_out *o) {
 }
 
 static void dev_out_free(dev_out *o) {
-  void *p[] = {o->y, o->states, o->g.du, o->g.ddelta, o->g.dB, o->g.dC, o->g.dz, o->g.dA_log, o->g.dD,
-               o->g.ddelta_bias, o->ws};
+  void *p[] = {o->y,    o->states,   o->g.du, o->g.ddelta,      o->g.dB, o->g.dC,
+               o->g.dz, o->g.dA_log, o->g.dD, o->g.ddelta_bias, o->ws};
   for (size_t i = 0; i < sizeof p / sizeof p[0]; i++)
     cudaFree(p[i]);
 }
@@ -183,12 +183,12 @@ static void test_varlen(void **state) {
   /* empty, [0,37), [37,128), [128,129), [129,250), [250,300), [300,511),
    * [511,600); budget padding [600,700) */
   const int32_t cu[] = {0, 0, 37, 128, 129, 250, 300, 511, 600};
-  mb_scan_desc d = {.batch = 1, .seqlen = 700, .dim = 72, .dstate = 16, .delta_softplus = 1, .cu_seqlens = cu,
-                    .nseq = 8};
+  mb_scan_desc d = {
+      .batch = 1, .seqlen = 700, .dim = 72, .dstate = 16, .delta_softplus = 1, .cu_seqlens = cu, .nseq = 8};
   run_case("varlen f32", &d, MB_F32, MB_F32, 1, 1, 1, 0);
   const int32_t cu2[] = {0, 300, 301, 900, 1400};
-  mb_scan_desc e = {.batch = 1, .seqlen = 1500, .dim = 64, .dstate = 64, .delta_softplus = 1, .cu_seqlens = cu2,
-                    .nseq = 4};
+  mb_scan_desc e = {
+      .batch = 1, .seqlen = 1500, .dim = 64, .dstate = 64, .delta_softplus = 1, .cu_seqlens = cu2, .nseq = 4};
   run_case("varlen bf16 N=64", &e, MB_BF16, MB_F32, 1, 1, 1, 0);
 }
 
@@ -236,11 +236,24 @@ static void test_dump_for_transformers(void **state) {
     const char *name;
     const float *data;
     mb_shape shape;
-  } t[] = {{"u", c.u, x},       {"delta", c.delta, x},   {"z", c.z, x},        {"B", c.B, bc},
-           {"C", c.C, bc},      {"dy", c.dy, x},         {"A_log", c.A_log, dn}, {"D", c.D, d1},
-           {"delta_bias", c.bias, d1}, {"y", h.y, x},    {"du", h.du, x},      {"ddelta", h.ddelta, x},
-           {"dz", h.dz, x},     {"dB", h.dB, bc},        {"dC", h.dC, bc},     {"dA_log", h.dA_log, dn},
-           {"dD", h.dD, d1},    {"ddelta_bias", h.dbias, d1}};
+  } t[] = {{"u", c.u, x},
+           {"delta", c.delta, x},
+           {"z", c.z, x},
+           {"B", c.B, bc},
+           {"C", c.C, bc},
+           {"dy", c.dy, x},
+           {"A_log", c.A_log, dn},
+           {"D", c.D, d1},
+           {"delta_bias", c.bias, d1},
+           {"y", h.y, x},
+           {"du", h.du, x},
+           {"ddelta", h.ddelta, x},
+           {"dz", h.dz, x},
+           {"dB", h.dB, bc},
+           {"dC", h.dC, bc},
+           {"dA_log", h.dA_log, dn},
+           {"dD", h.dD, d1},
+           {"ddelta_bias", h.dbias, d1}};
   mb_safetensors_writer *w = NULL;
   GT_OK(mb_safetensors_writer_new(&w));
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
@@ -269,9 +282,9 @@ int main(void) {
   gt_require_gpu("cuda_selective_scan");
   sct_seed_init("cuda_selective_scan");
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_odd_shapes),     cmocka_unit_test(test_dstate64), cmocka_unit_test(test_varlen),
-      cmocka_unit_test(test_dtypes_options), cmocka_unit_test(test_mamba_shape),
-      cmocka_unit_test(test_dump_for_transformers),
+      cmocka_unit_test(test_odd_shapes),  cmocka_unit_test(test_dstate64),
+      cmocka_unit_test(test_varlen),      cmocka_unit_test(test_dtypes_options),
+      cmocka_unit_test(test_mamba_shape), cmocka_unit_test(test_dump_for_transformers),
   };
   return cmocka_run_group_tests(tests, NULL, report);
 }

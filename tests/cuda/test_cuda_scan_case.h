@@ -119,8 +119,8 @@ typedef struct {
 } sct_out;
 
 /* d: the shape (cu_seqlens, if any, copied into c->cu). */
-static inline void sct_case_make(sct_case *c, const mb_scan_desc *d, mb_dtype dt, mb_dtype pdt, int has_z,
-                                 int has_D, int has_bias) {
+static inline void sct_case_make(sct_case *c, const mb_scan_desc *d, mb_dtype dt, mb_dtype pdt, int has_z, int has_D,
+                                 int has_bias) {
   memset(c, 0, sizeof *c);
   c->d = *d;
   if (d->cu_seqlens) {
@@ -254,9 +254,8 @@ static inline int sct_check(const char *label, const char *what, const float *ou
 #define SCT_Q(q) (n ? e[(size_t)((double)(n - 1) * (q))] / scale : 0.0)
   const double tol = sct_tol(dt);
   bad = !(rel <= tol);
-  printf("  %-26s %-8s %-5s n=%-9zu rel %.2e (bound %.0e) |err|/rms p50 %.1e p90 %.1e p99 %.1e max %.1e%s",
-         label, what, mb_dtype_name(dt), n, rel, tol, SCT_Q(0.5), SCT_Q(0.9), SCT_Q(0.99), SCT_Q(1.0),
-         bad ? "  FAIL" : "");
+  printf("  %-26s %-8s %-5s n=%-9zu rel %.2e (bound %.0e) |err|/rms p50 %.1e p90 %.1e p99 %.1e max %.1e%s", label, what,
+         mb_dtype_name(dt), n, rel, tol, SCT_Q(0.5), SCT_Q(0.9), SCT_Q(0.99), SCT_Q(1.0), bad ? "  FAIL" : "");
   if (nonfinite)
     printf(" (%zu non-finite: unwritten or overflow)", nonfinite);
   printf("\n");

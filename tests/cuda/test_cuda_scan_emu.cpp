@@ -70,9 +70,13 @@ static int emu_run(const sct_case *c, sct_out *o, int bwd, sc_emu_launch &L) {
     mb_scan_plan pl;
     mb_scan_plan_make(&c->d, &pl);
     void *ws = poisoned_ws(pl.ws_bytes);
-    mb_cuda_scan_grad g = {poisoned(c->nx * es),  poisoned(c->nx * es), poisoned(c->nbc * es),
-                           poisoned(c->nbc * es), c->z ? poisoned(c->nx * es) : NULL,
-                           poisoned(c->ndn * ps), c->D ? poisoned(Dn * ps) : NULL,
+    mb_cuda_scan_grad g = {poisoned(c->nx * es),
+                           poisoned(c->nx * es),
+                           poisoned(c->nbc * es),
+                           poisoned(c->nbc * es),
+                           c->z ? poisoned(c->nx * es) : NULL,
+                           poisoned(c->ndn * ps),
+                           c->D ? poisoned(Dn * ps) : NULL,
                            c->bias ? poisoned(Dn * ps) : NULL};
     rc = scan_bwd_run(L, &c->d, c->dt, c->pdt, &in, states, dy, &g, ws, pl.ws_bytes);
     if (rc == MB_OK) {
@@ -108,8 +112,7 @@ static void run_case(const char *label, const mb_scan_desc *d, mb_dtype dt, int 
   if (rc != MB_OK)
     fail_msg("%s: driver failed: %s", label, mb_error_message());
   printf("%s: B=%d L=%d D=%d N=%d %s%s (%lld launches, %lld fiber switches)\n", label, d->batch, d->seqlen, d->dim,
-         d->dstate, mb_dtype_name(dt), d->cu_seqlens ? " varlen" : "", L.launches,
-         sc_emu::rt().switches - sw0);
+         d->dstate, mb_dtype_name(dt), d->cu_seqlens ? " varlen" : "", L.launches, sc_emu::rt().switches - sw0);
   const int bad = sct_compare(&c, &o, label, 1);
   sct_out_free(&o);
   sct_case_free(&c);
@@ -137,8 +140,8 @@ static void test_varlen_f32(void **state) {
   /* sequences: empty, [0,37), [37,128), [128,129) (one token, at a tile
    * start), [129,250), [250,300), empty; budget padding [300,420) */
   const int32_t cu[] = {0, 0, 37, 128, 129, 250, 300, 300};
-  mb_scan_desc d = {.batch = 1, .seqlen = 420, .dim = 33, .dstate = 8, .delta_softplus = 1, .cu_seqlens = cu,
-                    .nseq = 7};
+  mb_scan_desc d = {
+      .batch = 1, .seqlen = 420, .dim = 33, .dstate = 8, .delta_softplus = 1, .cu_seqlens = cu, .nseq = 7};
   run_case("varlen f32", &d, MB_F32, 1, 1, 1);
 }
 
@@ -161,8 +164,8 @@ static void test_f16_options_off(void **state) {
   mb_scan_desc d = {.batch = 2, .seqlen = 130, .dim = 36, .dstate = 16, .delta_softplus = 0};
   run_case("f16 no z/D/bias/softplus", &d, MB_F16, 0, 0, 0);
   const int32_t cu[] = {0, 100, 200};
-  mb_scan_desc v = {.batch = 1, .seqlen = 200, .dim = 32, .dstate = 16, .delta_softplus = 1, .cu_seqlens = cu,
-                    .nseq = 2};
+  mb_scan_desc v = {
+      .batch = 1, .seqlen = 200, .dim = 32, .dstate = 16, .delta_softplus = 1, .cu_seqlens = cu, .nseq = 2};
   run_case("varlen bf16 no padding", &v, MB_BF16, 1, 0, 1);
 }
 
@@ -230,8 +233,8 @@ static int report(void **state) {
 int main(void) {
   sct_seed_init("cuda_selective_scan_emu");
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_padded_f32), cmocka_unit_test(test_tiny_f32),        cmocka_unit_test(test_varlen_f32),
-      cmocka_unit_test(test_long_f32),   cmocka_unit_test(test_bf16_n64),        cmocka_unit_test(test_f16_options_off),
+      cmocka_unit_test(test_padded_f32), cmocka_unit_test(test_tiny_f32), cmocka_unit_test(test_varlen_f32),
+      cmocka_unit_test(test_long_f32),   cmocka_unit_test(test_bf16_n64), cmocka_unit_test(test_f16_options_off),
       cmocka_unit_test(test_errors),     cmocka_unit_test(test_empty),
   };
   return cmocka_run_group_tests(tests, NULL, report);

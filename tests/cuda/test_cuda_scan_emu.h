@@ -206,10 +206,10 @@ inline void fiber_init(int i) {
    * own return address, so that it starts with rsp = 8 (mod 16) as if called */
   uintptr_t top = ((uintptr_t)r.stacks[i] + r.stack_bytes) & ~(uintptr_t)15;
   uint64_t *sp = (uint64_t *)top;
-  *--sp = 0;                        /* fiber_entry's return address: never used */
+  *--sp = 0; /* fiber_entry's return address: never used */
   *--sp = (uint64_t)(uintptr_t)&fiber_entry;
   for (int k = 0; k < 6; k++)
-    *--sp = 0;                      /* rbp rbx r12 r13 r14 r15 */
+    *--sp = 0; /* rbp rbx r12 r13 r14 r15 */
   uint32_t ctl[2];
   __asm__ volatile("stmxcsr %0" : "=m"(ctl[0]));
   __asm__ volatile("fnstcw %0" : "=m"(ctl[1]));
