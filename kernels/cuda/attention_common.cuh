@@ -33,16 +33,23 @@
 #ifndef MB_KERNELS_CUDA_ATTENTION_COMMON_CUH
 #define MB_KERNELS_CUDA_ATTENTION_COMMON_CUH
 
+#ifdef ATTN_EMULATE_SHIM
+/* the host emulation on a machine without the CUDA toolkit: the emulator
+ * provides the few types and calls these kernels take from it */
+#include ATTN_EMULATE_SHIM
+#else
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
+
+#include "runtime/cuda_check.h"
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "kernels/cuda/attention.h"
-#include "runtime/cuda_check.h"
 
 /* ATTN_EMULATE, when defined, names a header that runs these kernels on the
  * host (tests/cuda/test_cuda_attention_emu.cpp): it provides the PTX

@@ -5,7 +5,9 @@
  * needed: this is how the tiling, the fragment layouts, the masks, the
  * varlen tile search, the pipelining (cp.async waits and barriers) and the
  * fp8 key permutation are checked on a machine without one; the GPU test
- * (cuda_attention) checks the same on the hardware.
+ * (cuda_attention) checks the same on the hardware. Needs neither a GPU nor
+ * the CUDA toolkit (test_cuda_attention_emu_shim.h stands in for its
+ * headers), so every build runs it.
  *
  * Cases are smaller than the GPU test's (the emulator runs every CUDA
  * thread as a fiber): L = 1, 7, 129, 200 with right padding, holes and
@@ -19,6 +21,8 @@
 #undef _FORTIFY_SOURCE
 #endif
 
+/* no CUDA toolkit needed: the shim stands in for its headers */
+#define ATTN_EMULATE_SHIM "tests/cuda/test_cuda_attention_emu_shim.h"
 #define ATTN_EMULATE "tests/cuda/test_cuda_attention_emu.h"
 #include "kernels/cuda/attention.cu"
 #include "kernels/cuda/attention_flash_bwd.cu"
@@ -34,8 +38,43 @@ extern "C" {
 #include <cmocka.h>
 }
 
+#include <sys/mman.h>
+
+#include <new>
+
 #include "kernels/cpu/attention.h"
-#include "tests/cuda/test_cuda_attention_util.h"
+#include "tests/cuda/test_cuda_attention_check.h"
+
+/* "Device" memory: every buffer the kernels see ends at a PROT_NONE page
+ * (its start 16-byte aligned, so at most 15 bytes of slack), so a read or
+ * write past the end of q, k, v, a mask, cu_seqlens, an output or the
+ * workspace faults at once -- the bounds check ASan would give, without
+ * running the fibers under ASan. */
+template <class T> struct guard_alloc {
+  typedef T value_type;
+  static constexpr size_t PAGE = 4096;
+  guard_alloc() = default;
+  template <class U> guard_alloc(const guard_alloc<U> &) {}
+  static size_t span(size_t bytes) { return (bytes + PAGE - 1) / PAGE * PAGE + PAGE; }
+  T *allocate(size_t n) {
+    const size_t bytes = n * sizeof(T), sp = span(bytes);
+    void *m = mmap(NULL, sp, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
+      throw std::bad_alloc();
+    unsigned char *base = (unsigned char *)m, *guard = base + sp - PAGE;
+    if (mprotect(guard, PAGE, PROT_NONE) != 0)
+      at_die("mprotect failed");
+    return (T *)(((uintptr_t)guard - bytes) & ~(uintptr_t)15);
+  }
+  void deallocate(T *p, size_t n) {
+    const size_t bytes = n * sizeof(T), sp = span(bytes);
+    const uintptr_t guard = ((uintptr_t)p + bytes + PAGE - 1) / PAGE * PAGE;
+    munmap((void *)(guard + PAGE - sp), sp);
+  }
+};
+template <class T, class U> bool operator==(const guard_alloc<T> &, const guard_alloc<U> &) { return true; }
+template <class T, class U> bool operator!=(const guard_alloc<T> &, const guard_alloc<U> &) { return false; }
+template <class T> using gvec = std::vector<T, guard_alloc<T>>;
 
 static double tol_of(mb_dtype dt, int grad) {
   switch (dt) {
@@ -70,22 +109,21 @@ struct problem {
   size_t tokens, n, nl;
   std::vector<float> q, k, v, dout;
   std::vector<double> ref_out, ref_lse, ref_dq, ref_dk, ref_dv;
-  std::vector<int32_t> mask, cu;
-  std::vector<unsigned char> dq8, dk8, dv8, dout8; /* device-format inputs */
-  std::vector<unsigned char> dev_q, dev_k, dev_v, dev_dout, out, dq, dk, dv, ws;
-  std::vector<float> lse, scales;
-  std::vector<unsigned char> fwd_out; /* the last checked forward's, for the backward */
-  std::vector<float> fwd_lse;
+  gvec<int32_t> mask, cu;
+  gvec<unsigned char> dev_q, dev_k, dev_v, dev_dout, out, dq, dk, dv, ws; /* "device" memory */
+  gvec<float> lse, scales;
+  gvec<unsigned char> fwd_out; /* the last checked forward's, for the backward */
+  gvec<float> fwd_lse;
 };
 
-static std::vector<unsigned char> to_dev(const std::vector<float> &x, mb_dtype dt) {
-  std::vector<unsigned char> b(x.size() * mb_dtype_size(dt) + 16);
+static gvec<unsigned char> to_dev(const std::vector<float> &x, mb_dtype dt) {
+  gvec<unsigned char> b(x.size() * mb_dtype_size(dt));
   if (mb_convert(b.data(), dt, x.data(), MB_F32, x.size()) != MB_OK)
     at_die(mb_error_message());
   return b;
 }
 
-static std::vector<float> from_dev(const std::vector<unsigned char> &b, size_t n, mb_dtype dt) {
+static std::vector<float> from_dev(const gvec<unsigned char> &b, size_t n, mb_dtype dt) {
   std::vector<float> x(n);
   if (mb_convert(x.data(), MB_F32, b.data(), dt, n) != MB_OK)
     at_die(mb_error_message());
@@ -185,12 +223,12 @@ static void problem_init(problem &p, const ecase &c, mb_dtype dt, int D) {
   p.d.key_mask = hd.key_mask;
   p.d.cu_seqlens = hd.cu_seqlens;
   const size_t es = mb_dtype_size(dt == MB_F8E4M3 ? MB_BF16 : dt);
-  p.out.assign(p.n * es + 16, 0xff);
-  p.dq.assign(p.n * es + 16, 0xff);
-  p.dk.assign(p.n * es + 16, 0xff);
-  p.dv.assign(p.n * es + 16, 0xff);
+  p.out.assign(p.n * es, 0xff);
+  p.dq.assign(p.n * es, 0xff);
+  p.dk.assign(p.n * es, 0xff);
+  p.dv.assign(p.n * es, 0xff);
   p.lse.assign(p.nl, NAN);
-  p.ws.assign(mb_cuda_attn_bwd_workspace(&p.d) + 16, 0xff);
+  p.ws.assign(mb_cuda_attn_bwd_workspace(&p.d), 0xff);
 }
 
 static void poison(problem &p) {
@@ -207,7 +245,7 @@ static void expect_no_emu_error(const char *label) {
     fail_msg("%s: the emulator reported %lld error(s), first: %s", label, emu::S().errors, emu::S().first_error);
 }
 
-static void check(const problem &p, const char *label, const char *what, const std::vector<unsigned char> &dev,
+static void check(const problem &p, const char *label, const char *what, const gvec<unsigned char> &dev,
                   mb_dtype dt, const std::vector<double> &ref, double tol) {
   const std::vector<float> x = from_dev(dev, p.n, dt);
   const at_err e = at_compare(x.data(), ref.data(), p.n);
@@ -240,8 +278,8 @@ static void set_order(int o) { emu::S().order = o; }
  * order: the same bits. */
 static void forward(problem &p, mb_cuda_attn_kernel kernel, const char *label, int reps = 2) {
   const mb_dtype odt = p.dt == MB_F8E4M3 ? MB_BF16 : p.dt;
-  std::vector<unsigned char> first_out;
-  std::vector<float> first_lse;
+  gvec<unsigned char> first_out;
+  gvec<float> first_lse;
   for (int rep = 0; rep < reps; rep++) {
     set_order((order_turn + rep) % 4);
     poison(p);
@@ -275,15 +313,15 @@ static void forward(problem &p, mb_cuda_attn_kernel kernel, const char *label, i
 
 /* Backward on the last forward's out and lse. */
 static void backward(problem &p, mb_cuda_attn_kernel kernel, const char *label) {
-  std::vector<unsigned char> out = p.fwd_out; /* p.out is poisoned below */
-  std::vector<float> lse = p.fwd_lse;
-  std::vector<unsigned char> first_dk, first_dv;
+  gvec<unsigned char> out = p.fwd_out; /* p.out is poisoned below */
+  gvec<float> lse = p.fwd_lse;
+  gvec<unsigned char> first_dk, first_dv;
   for (int rep = 0; rep < 2; rep++) {
     set_order((order_turn + rep) % 4);
     poison(p);
     const int rc = mb_cuda_attn_bwd_with(kernel, &p.d, p.dt, p.dev_q.data(), p.dev_k.data(), p.dev_v.data(),
                                          out.data(), lse.data(), p.dev_dout.data(), p.dq.data(), p.dk.data(),
-                                         p.dv.data(), p.ws.data(), p.ws.size() - 16, NULL);
+                                         p.dv.data(), p.ws.data(), p.ws.size(), NULL);
     expect_no_emu_error(label);
     if (rc != MB_OK)
       fail_msg("%s: backward failed: %s", label, mb_error_message());
@@ -336,11 +374,11 @@ static void test_dq_overflow(void **state) {
   assert_int_equal(mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.d, MB_BF16, p.dev_q.data(), p.dev_k.data(),
                                          p.dev_v.data(), p.out.data(), p.lse.data(), NULL),
                    MB_OK);
-  std::vector<unsigned char> out = p.out;
-  std::vector<float> lse = p.lse;
+  gvec<unsigned char> out = p.out;
+  gvec<float> lse = p.lse;
   assert_int_equal(mb_cuda_attn_bwd_with(MB_CUDA_ATTN_FLASH, &p.d, MB_BF16, p.dev_q.data(), p.dev_k.data(),
                                          p.dev_v.data(), out.data(), lse.data(), p.dev_dout.data(), p.dq.data(),
-                                         p.dk.data(), p.dv.data(), p.ws.data(), p.ws.size() - 16, NULL),
+                                         p.dk.data(), p.dv.data(), p.ws.data(), p.ws.size(), NULL),
                    MB_OK);
   expect_no_emu_error("dq overflow");
   const std::vector<float> dq = from_dev(p.dq, p.n, MB_BF16);

@@ -40,9 +40,13 @@
 #include <random>
 #include <vector>
 
+#ifndef ATTN_EMULATE_SHIM /* with the toolkit's headers (the GPU tests on the emulator) */
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
+#endif
+
+#include "runtime/dtype.h"
 
 #define __launch_bounds__(...)
 
@@ -132,16 +136,8 @@ inline float bf16_bits(uint32_t h) {
   memcpy(&f, &u, 4);
   return f;
 }
-inline float f16_bits(uint32_t h) {
-  __half_raw r;
-  r.x = (unsigned short)h;
-  return __half2float(__half(r));
-}
-inline float e4m3_bits(uint32_t b) {
-  __nv_fp8_e4m3 v;
-  v.__x = (__nv_fp8_storage_t)b;
-  return float(v);
-}
+inline float f16_bits(uint32_t h) { return mb_f16_to_f32((uint16_t)h); }
+inline float e4m3_bits(uint32_t b) { return mb_e4m3_to_f32((uint8_t)b); }
 
 inline void exec_warp(Fiber *L, int op) {
   switch (op) {
@@ -534,6 +530,11 @@ static inline float attn_exp2(float x) { return exp2f(x); }
 /* ---- the CUDA runtime calls the launchers make ---- */
 
 /* (nvcc's cuda_runtime.h has these for kernel pointers; the host compiler's does not) */
+#ifdef ATTN_EMULATE_SHIM
+#define ATTN_EMU_EXTERN_C
+#else
+#define ATTN_EMU_EXTERN_C extern "C"
+#endif
 template <class F> static inline cudaError_t cudaFuncSetAttribute(F *f, enum cudaFuncAttribute attr, int value) {
   return cudaFuncSetAttribute((const void *)f, attr, value);
 }
@@ -541,29 +542,27 @@ template <class F> static inline cudaError_t cudaFuncGetAttributes(struct cudaFu
   return cudaFuncGetAttributes(attr, (const void *)f);
 }
 
-extern "C" {
-cudaError_t cudaGetLastError(void) { return emu::S().errors ? cudaErrorLaunchFailure : cudaSuccess; }
-const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : emu::S().first_error; }
-const char *cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "emulated error"; }
-cudaError_t cudaGetDevice(int *d) {
+ATTN_EMU_EXTERN_C cudaError_t cudaGetLastError(void) { return emu::S().errors ? cudaErrorLaunchFailure : cudaSuccess; }
+ATTN_EMU_EXTERN_C const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : emu::S().first_error; }
+ATTN_EMU_EXTERN_C const char *cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "emulated error"; }
+ATTN_EMU_EXTERN_C cudaError_t cudaGetDevice(int *d) {
   *d = 0;
   return cudaSuccess;
 }
-cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr attr, int dev) {
+ATTN_EMU_EXTERN_C cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr attr, int dev) {
   *v = attr == cudaDevAttrComputeCapabilityMajor ? 9 : attr == cudaDevAttrComputeCapabilityMinor ? 0 : 0;
   return cudaSuccess;
 }
-cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
+ATTN_EMU_EXTERN_C cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
   if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize && value > 227 * 1024)
     return cudaErrorInvalidValue;
   return cudaSuccess;
 }
-cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func) {
+ATTN_EMU_EXTERN_C cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func) {
   memset(attr, 0, sizeof *attr);
   attr->ptxVersion = 90;
   attr->binaryVersion = 90;
   return cudaSuccess;
-}
 }
 
 #endif
