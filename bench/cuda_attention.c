@@ -48,13 +48,13 @@ int main(void) {
 #include "runtime/dtype.h"
 #include "runtime/philox.h"
 
-#define CHECK_CUDA(call)                                                                           \
-  do {                                                                                             \
-    cudaError_t e_ = (call);                                                                       \
-    if (e_ != cudaSuccess) {                                                                       \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));       \
-      exit(1);                                                                                     \
-    }                                                                                              \
+#define CHECK_CUDA(call)                                                                                               \
+  do {                                                                                                                 \
+    cudaError_t e_ = (call);                                                                                           \
+    if (e_ != cudaSuccess) {                                                                                           \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_));                           \
+      exit(1);                                                                                                         \
+    }                                                                                                                  \
   } while (0)
 #define CHECK_MB(call) BCHECK(call)
 
@@ -105,8 +105,8 @@ static void run_once(const work *w) {
   if (w->kind == 0) {
     CHECK_MB(mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, w->d, MB_BF16, w->q, w->k, w->v, w->out, w->lse, NULL));
   } else if (w->kind == 1) {
-    CHECK_MB(mb_cuda_attn_bwd_with(MB_CUDA_ATTN_FLASH, w->d, MB_BF16, w->q, w->k, w->v, w->out, w->lse, w->dout,
-                                   w->dq, w->dk, w->dv, w->ws, w->ws_bytes, NULL));
+    CHECK_MB(mb_cuda_attn_bwd_with(MB_CUDA_ATTN_FLASH, w->d, MB_BF16, w->q, w->k, w->v, w->out, w->lse, w->dout, w->dq,
+                                   w->dk, w->dv, w->ws, w->ws_bytes, NULL));
   } else {
     CHECK_MB(mb_gemm(w->gemm, w->gemm_desc, NULL));
   }
@@ -223,8 +223,8 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       const float b0 = time_ms(&w);
       const double tf0 = fwd_flop / (f0 * 1e-3) / 1e12, tf1 = fwd_flop / (f1 * 1e-3) / 1e12;
       const double tb = bwd_flop / (b0 * 1e-3) / 1e12, tbf = bwd_flop / (bf * 1e-3) / 1e12;
-      printf("%-6d %-4d %-5d %-4d | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f\n", L, D,
-             d.batch, H, f0, tf0, 100 * tf0 / peak, f1, tf1, b0, tb, 100 * tb / peak, bf, tbf);
+      printf("%-6d %-4d %-5d %-4d | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f\n", L,
+             D, d.batch, H, f0, tf0, 100 * tf0 / peak, f1, tf1, b0, tb, 100 * tb / peak, bf, tbf);
       fflush(stdout);
       json_t *r = json_object();
       json_object_set_new(r, "L", json_integer(L));

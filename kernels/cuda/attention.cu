@@ -82,8 +82,8 @@ static int fwd_common(mb_cuda_attn_kernel force, const mb_attn_desc *d, mb_dtype
   if (!q || !k || !v || !out || !lse)
     return MB_ERR(MB_EINVAL, "cuda attention forward: NULL q, k, v, out or lse");
   mb_cuda_attn_request r;
-  MB_TRY(make_request(d, dt, MB_CUDA_ATTN_FWD,
-                      aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out), force, &r));
+  MB_TRY(
+      make_request(d, dt, MB_CUDA_ATTN_FWD, aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out), force, &r));
   mb_cuda_attn_plan p;
   MB_TRY(plan_and_log(d, &r, &p));
   return run_fwd(&p, d, dt, q, k, v, qds, kds, vds, out, lse, s);
@@ -96,8 +96,8 @@ int mb_cuda_attn_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const vo
   return fwd_common(MB_CUDA_ATTN_AUTO, d, dt, q, k, v, NULL, NULL, NULL, out, lse, stream);
 }
 
-int mb_cuda_attn_fwd_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, mb_dtype dt, const void *q,
-                          const void *k, const void *v, void *out, float *lse, struct CUstream_st *stream) {
+int mb_cuda_attn_fwd_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k,
+                          const void *v, void *out, float *lse, struct CUstream_st *stream) {
   if (dt == MB_F8E4M3)
     return MB_ERR(MB_EINVAL, "cuda attention forward: e4m3 inputs go through mb_cuda_attn_fwd_fp8_with");
   if (kernel == MB_CUDA_ATTN_AUTO)
@@ -105,24 +105,24 @@ int mb_cuda_attn_fwd_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, mb_
   return fwd_common(kernel, d, dt, q, k, v, NULL, NULL, NULL, out, lse, stream);
 }
 
-int mb_cuda_attn_fwd_fp8(const mb_attn_desc *d, const void *q8, const void *k8, const void *v8,
-                         const float *q_descale, const float *k_descale, const float *v_descale, void *out_bf16,
-                         float *lse, struct CUstream_st *stream) {
+int mb_cuda_attn_fwd_fp8(const mb_attn_desc *d, const void *q8, const void *k8, const void *v8, const float *q_descale,
+                         const float *k_descale, const float *v_descale, void *out_bf16, float *lse,
+                         struct CUstream_st *stream) {
   return fwd_common(MB_CUDA_ATTN_AUTO, d, MB_F8E4M3, q8, k8, v8, q_descale, k_descale, v_descale, out_bf16, lse,
                     stream);
 }
 
 int mb_cuda_attn_fwd_fp8_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, const void *q8, const void *k8,
-                              const void *v8, const float *q_descale, const float *k_descale,
-                              const float *v_descale, void *out_bf16, float *lse, struct CUstream_st *stream) {
+                              const void *v8, const float *q_descale, const float *k_descale, const float *v_descale,
+                              void *out_bf16, float *lse, struct CUstream_st *stream) {
   if (kernel == MB_CUDA_ATTN_AUTO)
     return MB_ERR(MB_EINVAL, "cuda attention: *_with needs a kernel, not auto");
   return fwd_common(kernel, d, MB_F8E4M3, q8, k8, v8, q_descale, k_descale, v_descale, out_bf16, lse, stream);
 }
 
 static int bwd_common(mb_cuda_attn_kernel force, const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k,
-                      const void *v, const void *out, const float *lse, const void *dout, void *dq, void *dk,
-                      void *dv, void *ws, size_t ws_bytes, cudaStream_t s) {
+                      const void *v, const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
+                      void *ws, size_t ws_bytes, cudaStream_t s) {
   MB_TRY(mb_cuda_attn_check(d));
   if (attn_tokens(d) == 0)
     return MB_OK;
@@ -133,8 +133,8 @@ static int bwd_common(mb_cuda_attn_kernel force, const mb_attn_desc *d, mb_dtype
     return MB_ERR(MB_EINVAL, "cuda attention backward: workspace has %zu bytes, needs %zu", ws ? ws_bytes : 0, need);
   if (!aligned16(ws))
     return MB_ERR(MB_EINVAL, "cuda attention backward: workspace must be 16-byte aligned");
-  const bool al = aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out) && aligned16(dout) &&
-                  aligned16(dq) && aligned16(dk) && aligned16(dv);
+  const bool al = aligned16(q) && aligned16(k) && aligned16(v) && aligned16(out) && aligned16(dout) && aligned16(dq) &&
+                  aligned16(dk) && aligned16(dv);
   mb_cuda_attn_request r;
   MB_TRY(make_request(d, dt, MB_CUDA_ATTN_BWD, al, force, &r));
   mb_cuda_attn_plan p;
@@ -146,17 +146,15 @@ static int bwd_common(mb_cuda_attn_kernel force, const mb_attn_desc *d, mb_dtype
   }
 }
 
-int mb_cuda_attn_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
-                     const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
-                     void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
-  return bwd_common(MB_CUDA_ATTN_AUTO, d, dt, q, k, v, out, lse, dout, dq, dk, dv, workspace, workspace_bytes,
-                    stream);
+int mb_cuda_attn_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
+                     const float *lse, const void *dout, void *dq, void *dk, void *dv, void *workspace,
+                     size_t workspace_bytes, struct CUstream_st *stream) {
+  return bwd_common(MB_CUDA_ATTN_AUTO, d, dt, q, k, v, out, lse, dout, dq, dk, dv, workspace, workspace_bytes, stream);
 }
 
-int mb_cuda_attn_bwd_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, mb_dtype dt, const void *q,
-                          const void *k, const void *v, const void *out, const float *lse, const void *dout,
-                          void *dq, void *dk, void *dv, void *workspace, size_t workspace_bytes,
-                          struct CUstream_st *stream) {
+int mb_cuda_attn_bwd_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k,
+                          const void *v, const void *out, const float *lse, const void *dout, void *dq, void *dk,
+                          void *dv, void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
   if (kernel == MB_CUDA_ATTN_AUTO)
     return MB_ERR(MB_EINVAL, "cuda attention: *_with needs a kernel, not auto");
   return bwd_common(kernel, d, dt, q, k, v, out, lse, dout, dq, dk, dv, workspace, workspace_bytes, stream);

@@ -65,11 +65,11 @@ typedef enum {
 typedef enum { MB_CUDA_ATTN_FWD = 0, MB_CUDA_ATTN_BWD = 1 } mb_cuda_attn_pass;
 
 typedef struct {
-  mb_dtype dtype;             /* of q, k, v (f32, bf16, f16; f8e4m3 forward only) */
-  int cc;                     /* compute capability x 10: 80 (A100), 89 (L4), 90 (H100) */
+  mb_dtype dtype; /* of q, k, v (f32, bf16, f16; f8e4m3 forward only) */
+  int cc;         /* compute capability x 10: 80 (A100), 89 (L4), 90 (H100) */
   mb_cuda_attn_pass pass;
-  int aligned16;              /* 1 if every tensor pointer is 16-byte aligned */
-  mb_cuda_attn_kernel force;  /* MB_CUDA_ATTN_AUTO, or a kernel the caller insists on */
+  int aligned16;             /* 1 if every tensor pointer is 16-byte aligned */
+  mb_cuda_attn_kernel force; /* MB_CUDA_ATTN_AUTO, or a kernel the caller insists on */
 } mb_cuda_attn_request;
 
 typedef struct {
@@ -86,8 +86,7 @@ int mb_cuda_attn_check(const mb_attn_desc *d) MB_NODISCARD;
  * can run the request (f64, fp8 backward, a forced kernel that cannot run
  * it: the message says why, and plan->reason too); MB_EINVAL for a bad
  * descriptor or request. */
-int mb_cuda_attn_choose(const mb_attn_desc *d, const mb_cuda_attn_request *req,
-                        mb_cuda_attn_plan *plan) MB_NODISCARD;
+int mb_cuda_attn_choose(const mb_attn_desc *d, const mb_cuda_attn_request *req, mb_cuda_attn_plan *plan) MB_NODISCARD;
 
 const char *mb_cuda_attn_kernel_name(mb_cuda_attn_kernel k); /* "flash", "reference", ... */
 
@@ -97,8 +96,8 @@ int mb_cuda_attn_parse_force(const char *s, mb_cuda_attn_kernel *force) MB_NODIS
 
 /* The once-per-shape key the launchers log under ("attn fwd bf16 B=4 L=512
  * H=12 D=64 padded sm90 -> flash"). */
-void mb_cuda_attn_plan_key(const mb_attn_desc *d, const mb_cuda_attn_request *req,
-                           const mb_cuda_attn_plan *plan, char *buf, size_t cap);
+void mb_cuda_attn_plan_key(const mb_attn_desc *d, const mb_cuda_attn_request *req, const mb_cuda_attn_plan *plan,
+                           char *buf, size_t cap);
 
 /* ---- the dispatcher (built with CUDA only) ------------------------------ */
 
@@ -106,41 +105,38 @@ void mb_cuda_attn_plan_key(const mb_attn_desc *d, const mb_cuda_attn_request *re
  * lse: [tokens, H] f32. Picks a kernel for the current device (honouring
  * MAMBERT_ATTN_KERNEL), logs the choice once per shape (a fallback at warn
  * level with the reason, the fused path at debug level), runs it. */
-int mb_cuda_attn_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
-                     void *out, float *lse, struct CUstream_st *stream) MB_NODISCARD;
+int mb_cuda_attn_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, void *out,
+                     float *lse, struct CUstream_st *stream) MB_NODISCARD;
 
 /* Backward. out and lse are the forward's, dout = dLoss/dout; writes dq, dk,
  * dv (same dtype as q). Needs a device workspace of
  * mb_cuda_attn_bwd_workspace() bytes, 16-byte aligned (the dQ accumulator,
  * 8 bytes an element, and rowsum(dO * O): O(tokens), never O(L^2)). */
 size_t mb_cuda_attn_bwd_workspace(const mb_attn_desc *d);
-int mb_cuda_attn_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
-                     const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
-                     void *workspace, size_t workspace_bytes, struct CUstream_st *stream) MB_NODISCARD;
+int mb_cuda_attn_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
+                     const float *lse, const void *dout, void *dq, void *dk, void *dv, void *workspace,
+                     size_t workspace_bytes, struct CUstream_st *stream) MB_NODISCARD;
 
 /* FP8 forward for evaluation: q8, k8, v8 e4m3 [tokens, H, Dh]; the real
  * values are q8 * (*q_descale) etc. (descales are device f32 scalars, so
  * delayed scaling can update them without a host round trip; NULL = 1);
  * out is bf16 [tokens, H, Dh], lse f32. */
-int mb_cuda_attn_fwd_fp8(const mb_attn_desc *d, const void *q8, const void *k8, const void *v8,
-                         const float *q_descale, const float *k_descale, const float *v_descale,
-                         void *out_bf16, float *lse, struct CUstream_st *stream) MB_NODISCARD;
+int mb_cuda_attn_fwd_fp8(const mb_attn_desc *d, const void *q8, const void *k8, const void *v8, const float *q_descale,
+                         const float *k_descale, const float *v_descale, void *out_bf16, float *lse,
+                         struct CUstream_st *stream) MB_NODISCARD;
 
 /* ---- one kernel, no dispatch (tests, benchmarks) ------------------------ */
 
 /* MB_EUNSUPPORTED (with the plan's reason) when `kernel` cannot run the
  * request on the current device. */
-int mb_cuda_attn_fwd_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, mb_dtype dt, const void *q,
-                          const void *k, const void *v, void *out, float *lse,
-                          struct CUstream_st *stream) MB_NODISCARD;
-int mb_cuda_attn_bwd_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, mb_dtype dt, const void *q,
-                          const void *k, const void *v, const void *out, const float *lse, const void *dout,
-                          void *dq, void *dk, void *dv, void *workspace, size_t workspace_bytes,
-                          struct CUstream_st *stream) MB_NODISCARD;
-int mb_cuda_attn_fwd_fp8_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, const void *q8,
-                              const void *k8, const void *v8, const float *q_descale,
-                              const float *k_descale, const float *v_descale, void *out_bf16, float *lse,
-                              struct CUstream_st *stream) MB_NODISCARD;
+int mb_cuda_attn_fwd_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k,
+                          const void *v, void *out, float *lse, struct CUstream_st *stream) MB_NODISCARD;
+int mb_cuda_attn_bwd_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k,
+                          const void *v, const void *out, const float *lse, const void *dout, void *dq, void *dk,
+                          void *dv, void *workspace, size_t workspace_bytes, struct CUstream_st *stream) MB_NODISCARD;
+int mb_cuda_attn_fwd_fp8_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d, const void *q8, const void *k8,
+                              const void *v8, const float *q_descale, const float *k_descale, const float *v_descale,
+                              void *out_bf16, float *lse, struct CUstream_st *stream) MB_NODISCARD;
 
 /* The tiling of the bf16/f16 flash forward, process-wide: 0 (default: 4
  * warps x 32 query rows) or 1 (8 warps x 16 rows); for the benchmark and

@@ -61,8 +61,8 @@
 /* kernel<<<grid, block, smem, stream>>>(args); `kernel` is one token */
 #define ATTN_LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
 /* the kernel's dynamic shared memory, 16-byte aligned */
-#define ATTN_DYNAMIC_SMEM(type, name)                                                            \
-  extern __shared__ __align__(16) unsigned char attn_dynamic_smem_[];                            \
+#define ATTN_DYNAMIC_SMEM(type, name)                                                                                  \
+  extern __shared__ __align__(16) unsigned char attn_dynamic_smem_[];                                                  \
   type *name = reinterpret_cast<type *>(attn_dynamic_smem_)
 #endif
 
@@ -74,31 +74,31 @@ typedef __nv_fp8_e4m3 attn_e4m3;
 #define ATTN_LN2 0.6931471805599453f
 
 /* After a kernel launch: a bad configuration or a missing image for this GPU. */
-#define ATTN_LAUNCH_CHECK(what)                                                                  \
-  do {                                                                                           \
-    cudaError_t attn_e_ = cudaGetLastError();                                                    \
-    if (attn_e_ != cudaSuccess)                                                                  \
-      return MB_ERR(mb_cuda_status(attn_e_), "launching %s failed: %s (%s)", (what),             \
-                    cudaGetErrorString(attn_e_), cudaGetErrorName(attn_e_));                     \
+#define ATTN_LAUNCH_CHECK(what)                                                                                        \
+  do {                                                                                                                 \
+    cudaError_t attn_e_ = cudaGetLastError();                                                                          \
+    if (attn_e_ != cudaSuccess)                                                                                        \
+      return MB_ERR(mb_cuda_status(attn_e_), "launching %s failed: %s (%s)", (what), cudaGetErrorString(attn_e_),      \
+                    cudaGetErrorName(attn_e_));                                                                        \
   } while (0)
 
 /* Everything a kernel needs, by value. Pointers are device memory. */
 struct AttnArgs {
-  const void *q, *k, *v; /* [tokens, H, D] */
-  const void *out;       /* forward output (backward: read for rowsum(dO * O)) */
-  void *o;               /* forward: output written */
-  float *lse;            /* [tokens, H] */
-  const void *dout;      /* backward */
-  void *dq, *dk, *dv;    /* backward */
-  float *dq_accum;       /* backward, fast mode: f32 [tokens, H, D] */
+  const void *q, *k, *v;        /* [tokens, H, D] */
+  const void *out;              /* forward output (backward: read for rowsum(dO * O)) */
+  void *o;                      /* forward: output written */
+  float *lse;                   /* [tokens, H] */
+  const void *dout;             /* backward */
+  void *dq, *dk, *dv;           /* backward */
+  float *dq_accum;              /* backward, fast mode: f32 [tokens, H, D] */
   unsigned long long *dq_fixed; /* backward, deterministic mode: [tokens, H, D] fixed point, 2^-32 units */
-  int *dq_flag;          /* backward, deterministic mode: set when a dQ term was not finite or too large */
-  float *dsum;           /* backward: f32 [tokens, H], rowsum(dO * O) */
+  int *dq_flag;                 /* backward, deterministic mode: set when a dQ term was not finite or too large */
+  float *dsum;                  /* backward: f32 [tokens, H], rowsum(dO * O) */
   const float *q_descale, *k_descale, *v_descale; /* fp8: device scalars or NULL (= 1) */
-  const int32_t *key_mask;   /* padded: [B, L] or NULL */
-  const int32_t *cu_seqlens; /* varlen: [nseq + 1] or NULL */
+  const int32_t *key_mask;                        /* padded: [B, L] or NULL */
+  const int32_t *cu_seqlens;                      /* varlen: [nseq + 1] or NULL */
   int batch, seqlen, heads, head_dim, nseq, causal;
-  int64_t ld; /* heads * head_dim: elements between consecutive tokens */
+  int64_t ld;       /* heads * head_dim: elements between consecutive tokens */
   float scale;      /* softmax scale */
   float scale_log2; /* scale * log2(e): exp(scale * s) = exp2(s * scale_log2) */
 };
@@ -239,9 +239,7 @@ template <> struct AttnType<attn_e4m3> {
 #ifndef ATTN_EMULATE
 /* ---- PTX wrappers (sm_80+) ---- */
 
-__device__ __forceinline__ uint32_t attn_smem_addr(const void *p) {
-  return (uint32_t)__cvta_generic_to_shared(p);
-}
+__device__ __forceinline__ uint32_t attn_smem_addr(const void *p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 /* 16 bytes global -> shared, asynchronously; valid = 0 writes 16 zero bytes
  * and reads nothing (src-size 0), so rows past a sequence's end are zeros. */
@@ -267,16 +265,17 @@ __device__ __forceinline__ void attn_ldsm_x4_trans(uint32_t r[4], const void *sm
 }
 
 /* c += A B for one m16n8k16 tile, f32 accumulators. */
-template <typename T> __device__ __forceinline__ void attn_mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
-template <> __device__ __forceinline__ void attn_mma16816<attn_bf16>(float c[4], const uint32_t a[4], uint32_t b0,
-                                                                     uint32_t b1) {
+template <typename T>
+__device__ __forceinline__ void attn_mma16816(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1);
+template <>
+__device__ __forceinline__ void attn_mma16816<attn_bf16>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
                "{%0, %1, %2, %3};\n"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
-template <> __device__ __forceinline__ void attn_mma16816<attn_f16>(float c[4], const uint32_t a[4], uint32_t b0,
-                                                                    uint32_t b1) {
+template <>
+__device__ __forceinline__ void attn_mma16816<attn_f16>(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
   asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
                "{%0, %1, %2, %3};\n"
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -332,8 +331,7 @@ __device__ __forceinline__ void attn_load_rows(T *dst, int lds, const T *src, in
 
 /* Zero the varlen budget's tail, tokens cu_seqlens[nseq] .. seqlen-1, of an
  * [tokens, width] array (out and the gradients: 0; lse: +inf). */
-template <typename T>
-__global__ void attn_fill_tail(T *x, int64_t width, AttnArgs a, float value) {
+template <typename T> __global__ void attn_fill_tail(T *x, int64_t width, AttnArgs a, float value) {
   const int64_t first = (int64_t)attn_used_tokens(a) * width, total = (int64_t)a.seqlen * width;
   for (int64_t i = first + (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
        i += (int64_t)blockDim.x * gridDim.x)
@@ -393,8 +391,7 @@ __device__ __forceinline__ float attn_block_max(float v, float *scratch) {
  * in f32 (the softmax backward's D), and the dQ accumulator (f32 or fixed
  * point) and its flag zeroed when there is one. Padded rows have O = 0, so
  * their D is 0. */
-template <typename T>
-__global__ void attn_bwd_prep(AttnArgs a) {
+template <typename T> __global__ void attn_bwd_prep(AttnArgs a) {
   const int64_t rows = (int64_t)a.batch * a.seqlen * a.heads;
   const int lane = threadIdx.x & 31;
   const int64_t step = (int64_t)gridDim.x * (blockDim.x >> 5);
@@ -417,8 +414,7 @@ __global__ void attn_bwd_prep(AttnArgs a) {
     *a.dq_flag = 0;
 }
 
-template <typename T>
-static inline int attn_launch_bwd_prep(const AttnArgs &a, cudaStream_t s) {
+template <typename T> static inline int attn_launch_bwd_prep(const AttnArgs &a, cudaStream_t s) {
   const int64_t rows = (int64_t)a.batch * a.seqlen * a.heads;
   if (rows == 0)
     return MB_OK;
@@ -434,14 +430,14 @@ static inline int attn_launch_bwd_prep(const AttnArgs &a, cudaStream_t s) {
 int attn_reference_fwd(const mb_attn_desc *d, mb_dtype in_dt, const void *q, const void *k, const void *v,
                        const float *qds, const float *kds, const float *vds, void *out, mb_dtype out_dt, float *lse,
                        cudaStream_t s);
-int attn_reference_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
-                       const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
-                       void *ws, size_t ws_bytes, cudaStream_t s);
+int attn_reference_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
+                       const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
+                       cudaStream_t s);
 int attn_flash_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, void *out,
                    float *lse, cudaStream_t s);
-int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
-                   const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws,
-                   size_t ws_bytes, cudaStream_t s);
+int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
+                   const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
+                   cudaStream_t s);
 int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, const void *v, const float *qds,
                        const float *kds, const float *vds, void *out, float *lse, cudaStream_t s);
 

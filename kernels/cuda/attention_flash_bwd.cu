@@ -186,7 +186,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
           if (!sKeep[c - j0] || (a.causal && c > r))
             p = 0.0f;
         }
-        s[nj][e] = p;                         /* P */
+        s[nj][e] = p;                           /* P */
         dp[nj][e] = p * (dp[nj][e] - dsum[hr]); /* dS */
       }
 #pragma unroll
@@ -278,8 +278,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
 
 /* dq = scale * accumulator, for every token (the accumulator of padded rows
  * and the varlen tail is 0); NaN everywhere if a fixed-point term overflowed. */
-template <typename T, bool DET>
-__global__ void attn_dq_convert(T *dq, AttnArgs a, int64_t n) {
+template <typename T, bool DET> __global__ void attn_dq_convert(T *dq, AttnArgs a, int64_t n) {
   const bool bad = DET && *a.dq_flag;
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x) {
     float x;
@@ -291,8 +290,7 @@ __global__ void attn_dq_convert(T *dq, AttnArgs a, int64_t n) {
   }
 }
 
-template <typename T, int D, bool DET>
-int flash_bwd_launch(const mb_attn_desc *d, AttnArgs a, cudaStream_t s) {
+template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *d, AttnArgs a, cudaStream_t s) {
   typedef FlashBwdCfg<D> C;
   if (DET)
     a.dq_accum = NULL; /* the workspace's first part holds the fixed-point sums */
@@ -301,8 +299,8 @@ int flash_bwd_launch(const mb_attn_desc *d, AttnArgs a, cudaStream_t s) {
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
   const size_t smem = C::template smem_bytes<T>();
   /* per device, so on every launch (cheap; allowed during graph capture) */
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_bwd_kernel<T, D, DET>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem));
+  MB_CUDA_TRY(
+      cudaFuncSetAttribute(attn_flash_bwd_kernel<T, D, DET>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   auto *kernel = attn_flash_bwd_kernel<T, D, DET>;
   ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BK), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_flash_bwd_kernel");
@@ -325,9 +323,9 @@ int mb_cuda_attn_set_deterministic(int on) {
   return MB_OK;
 }
 
-int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
-                   const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws,
-                   size_t ws_bytes, cudaStream_t s) {
+int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
+                   const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
+                   cudaStream_t s) {
   if (attn_tokens(d) == 0)
     return MB_OK;
   AttnArgs a = attn_args_from_desc(d);
@@ -346,7 +344,7 @@ int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
   a.dq_flag = (int *)((unsigned char *)ws + attn_ws_dq_bytes(d) + attn_ws_dsum_bytes(d));
   (void)ws_bytes; /* checked by the dispatcher */
   const bool det = flash_bwd_deterministic;
-#define ATTN_BWD_CASE(TT, DD)                                                                    \
+#define ATTN_BWD_CASE(TT, DD)                                                                                          \
   return det ? flash_bwd_launch<TT, DD, true>(d, a, s) : flash_bwd_launch<TT, DD, false>(d, a, s)
   if (dt == MB_BF16 && d->head_dim == 64)
     ATTN_BWD_CASE(attn_bf16, 64);

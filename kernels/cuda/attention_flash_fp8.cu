@@ -52,8 +52,7 @@ __device__ __forceinline__ uint32_t fp8_pack4(float x0, float x1, float x2, floa
 }
 #endif
 
-template <int D>
-__global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flash_fp8_kernel(AttnArgs a) {
+template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flash_fp8_kernel(AttnArgs a) {
 #if ATTN_HAS_E4M3_MMA
   typedef FlashFp8Cfg<D> C;
   constexpr int NT = C::NT, MT = C::MT, BQ = C::BQ, BK = C::BK, LDQ = C::LDQ, LDV = C::LDV;
@@ -124,8 +123,8 @@ __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flash_fp8_kernel(Attn
 #pragma unroll
     for (int i = 0; i < VCH; i++) {
       const int chunk = tid + i * NT, r = chunk / (D / 16), c = (chunk % (D / 16)) * 16;
-      vreg[i] = j0 + r < g.n ? *reinterpret_cast<const uint4 *>(Vg + (int64_t)(j0 + r) * a.ld + c)
-                             : make_uint4(0, 0, 0, 0);
+      vreg[i] =
+          j0 + r < g.n ? *reinterpret_cast<const uint4 *>(Vg + (int64_t)(j0 + r) * a.ld + c) : make_uint4(0, 0, 0, 0);
     }
 
     float s[MT][NS][4];
@@ -261,8 +260,7 @@ __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flash_fp8_kernel(Attn
         *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
             AttnType<attn_bf16>::pack2(o[mt][j][2 * hr] * inv, o[mt][j][2 * hr + 1] * inv);
       if (tq == 0)
-        a.lse[(int64_t)(g.start + r) * a.heads + h] =
-            ok ? m[mt][hr] * qk + logf(sum) - 8.0f * ATTN_LN2 : INFINITY;
+        a.lse[(int64_t)(g.start + r) * a.heads + h] = ok ? m[mt][hr] * qk + logf(sum) - 8.0f * ATTN_LN2 : INFINITY;
     }
 #else
   __trap(); /* no e4m3 mma before sm_89: the launcher never starts this */
@@ -276,8 +274,10 @@ template <int D> int flash_fp8_launch(const mb_attn_desc *d, const AttnArgs &a, 
   cudaFuncAttributes attr;
   MB_CUDA_TRY(cudaFuncGetAttributes(&attr, attn_flash_fp8_kernel<D>));
   if (attr.ptxVersion < 89)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: this build has no sm_89+ code for this GPU (its kernel image "
-                  "is sm_%d; add 89 or 90a to MAMBERT_CUDA_ARCHS)", attr.ptxVersion);
+    return MB_ERR(MB_EUNSUPPORTED,
+                  "cuda fp8 attention: this build has no sm_89+ code for this GPU (its kernel image "
+                  "is sm_%d; add 89 or 90a to MAMBERT_CUDA_ARCHS)",
+                  attr.ptxVersion);
   const size_t smem = C::smem_bytes();
   /* per device, so on every launch (cheap; allowed during graph capture) */
   MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_fp8_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));

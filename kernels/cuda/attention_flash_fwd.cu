@@ -107,12 +107,13 @@ __global__ void __launch_bounds__(FlashFwdCfg<D, VARIANT>::NT) attn_flash_fwd_ke
     float s[MT][NS][4];
     if (!skip) {
 #pragma unroll
-      for (int mt = 0; mt < MT; mt++)
+      for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
         for (int j = 0; j < NS; j++)
 #pragma unroll
           for (int e = 0; e < 4; e++)
             s[mt][j][e] = 0.0f;
+      }
       /* S = Q K^T: k-steps of 16 over the head dimension */
 #pragma unroll
       for (int kk = 0; kk < D / 16; kk++) {

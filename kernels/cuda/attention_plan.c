@@ -31,26 +31,25 @@ int mb_cuda_attn_check(const mb_attn_desc *d) {
   if (!(d->scale >= 0.0) || isinf(d->scale))
     return MB_ERR(MB_EINVAL, "cuda attention: scale %g must be finite and >= 0 (0 = 1/sqrt(head_dim))", d->scale);
   if (d->heads > ATTN_MAX_GRID_YZ)
-    return MB_ERR(MB_EINVAL, "cuda attention: heads %d exceeds %d (a CUDA grid dimension)", d->heads,
-                  ATTN_MAX_GRID_YZ);
+    return MB_ERR(MB_EINVAL, "cuda attention: heads %d exceeds %d (a CUDA grid dimension)", d->heads, ATTN_MAX_GRID_YZ);
   const double tokens = (double)d->batch * d->seqlen;
   if (tokens > (double)INT32_MAX)
-    return MB_ERR(MB_EINVAL, "cuda attention: batch %d x seqlen %d tokens exceeds %d", d->batch, d->seqlen,
-                  INT32_MAX);
+    return MB_ERR(MB_EINVAL, "cuda attention: batch %d x seqlen %d tokens exceeds %d", d->batch, d->seqlen, INT32_MAX);
   if (tokens * d->heads * d->head_dim > (double)INT64_MAX / 8)
-    return MB_ERR(MB_EINVAL, "cuda attention: [%d x %d, %d, %d] is too large to index", d->batch, d->seqlen,
-                  d->heads, d->head_dim);
+    return MB_ERR(MB_EINVAL, "cuda attention: [%d x %d, %d, %d] is too large to index", d->batch, d->seqlen, d->heads,
+                  d->head_dim);
   if (d->cu_seqlens) {
     if (d->batch != 1)
-      return MB_ERR(MB_EINVAL, "cuda attention: varlen mode (cu_seqlens given) needs batch = 1, got %d",
-                    d->batch);
+      return MB_ERR(MB_EINVAL, "cuda attention: varlen mode (cu_seqlens given) needs batch = 1, got %d", d->batch);
     if (d->key_mask)
       return MB_ERR(MB_EINVAL, "cuda attention: give key_mask (padded) or cu_seqlens (varlen), not both");
     if (d->nseq < 0 || d->nseq > ATTN_MAX_NSEQ)
       return MB_ERR(MB_EINVAL, "cuda attention: nseq %d must be in [0, %d]", d->nseq, ATTN_MAX_NSEQ);
   } else if (d->batch > ATTN_MAX_GRID_YZ) {
-    return MB_ERR(MB_EINVAL, "cuda attention: batch %d exceeds %d (a CUDA grid dimension); pack the batch "
-                  "into varlen mode instead", d->batch, ATTN_MAX_GRID_YZ);
+    return MB_ERR(MB_EINVAL,
+                  "cuda attention: batch %d exceeds %d (a CUDA grid dimension); pack the batch "
+                  "into varlen mode instead",
+                  d->batch, ATTN_MAX_GRID_YZ);
   }
   return MB_OK;
 }
@@ -98,14 +97,17 @@ void mb_cuda_attn_plan_key(const mb_attn_desc *d, const mb_cuda_attn_request *re
 static const char *fused_blocker(const mb_attn_desc *d, const mb_cuda_attn_request *r, char *buf, size_t cap) {
   const int fp8 = r->dtype == MB_F8E4M3;
   if (r->dtype == MB_F32) {
-    snprintf(buf, cap, "f32 inputs: the flash kernel needs bf16 or f16 q/k/v (tensor cores); cast them to "
-                       "bf16 for the fused path");
+    snprintf(buf, cap,
+             "f32 inputs: the flash kernel needs bf16 or f16 q/k/v (tensor cores); cast them to "
+             "bf16 for the fused path");
   } else if (fp8 && r->cc < 89) {
-    snprintf(buf, cap, "compute capability %d.%d: the fp8 flash kernel needs sm_89 or newer (e4m3 mma)",
-             r->cc / 10, r->cc % 10);
+    snprintf(buf, cap, "compute capability %d.%d: the fp8 flash kernel needs sm_89 or newer (e4m3 mma)", r->cc / 10,
+             r->cc % 10);
   } else if (!fp8 && r->cc < 80) {
-    snprintf(buf, cap, "compute capability %d.%d: the flash kernel needs sm_80 or newer (bf16/f16 mma.sync, "
-                       "cp.async)", r->cc / 10, r->cc % 10);
+    snprintf(buf, cap,
+             "compute capability %d.%d: the flash kernel needs sm_80 or newer (bf16/f16 mma.sync, "
+             "cp.async)",
+             r->cc / 10, r->cc % 10);
   } else if (d->head_dim != 64 && d->head_dim != 128) {
     snprintf(buf, cap, "head_dim %d: the flash kernels are built for head_dim 64 and 128", d->head_dim);
   } else if (!r->aligned16) {
@@ -162,8 +164,10 @@ int mb_cuda_attn_choose(const mb_attn_desc *d, const mb_cuda_attn_request *r, mb
 
   const int want_reference = r->force == MB_CUDA_ATTN_REFERENCE || why != NULL;
   if (want_reference && d->head_dim > ATTN_REF_MAX_HEAD_DIM) {
-    snprintf(p->reason, sizeof p->reason, "head_dim %d exceeds the reference kernel's limit of %d (the flash "
-             "kernels take 64 and 128)", d->head_dim, ATTN_REF_MAX_HEAD_DIM);
+    snprintf(p->reason, sizeof p->reason,
+             "head_dim %d exceeds the reference kernel's limit of %d (the flash "
+             "kernels take 64 and 128)",
+             d->head_dim, ATTN_REF_MAX_HEAD_DIM);
     return MB_ERR(MB_EUNSUPPORTED, "cuda attention: %s", p->reason);
   }
   if (r->force == MB_CUDA_ATTN_REFERENCE) {
@@ -174,13 +178,15 @@ int mb_cuda_attn_choose(const mb_attn_desc *d, const mb_cuda_attn_request *r, mb
   } else if (why) {
     p->kernel = MB_CUDA_ATTN_REFERENCE;
     p->fallback = 1;
-    snprintf(p->reason, sizeof p->reason, "flash attention not used because %s; using the reference kernel "
-             "(f32, no tensor cores: slow)", why);
+    snprintf(p->reason, sizeof p->reason,
+             "flash attention not used because %s; using the reference kernel "
+             "(f32, no tensor cores: slow)",
+             why);
   } else {
     p->kernel = fused;
     /* Hopper runs the sm_80 design (mma.sync); for e4m3, ptxas lowers
      * mma.sync to f16 HMMA there (Hopper's fp8 units need wgmma). */
-    const char *note = r->cc < 90                 ? ""
+    const char *note = r->cc < 90                    ? ""
                        : fused == MB_CUDA_ATTN_FLASH ? "; mma.sync: the wgmma path for Hopper is not built yet"
                                                      : "; on sm_90 e4m3 mma.sync runs as f16 HMMA: no fp8 speed-up "
                                                        "until the wgmma path exists";

@@ -50,11 +50,10 @@ __device__ __forceinline__ bool ref_real(const AttnSeg &g, int pos) { return !g.
 
 __device__ __forceinline__ float ref_descale(const float *p) { return p ? *p : 1.0f; }
 
-template <typename Tin, typename Tout>
-__global__ void __launch_bounds__(REF_NT) attn_ref_fwd_kernel(AttnArgs a) {
-  ATTN_DYNAMIC_SMEM(float, sq);         /* [D] the query row */
-  float *sp = sq + a.head_dim;          /* [NT] this chunk's probabilities */
-  float *scratch = sp + REF_NT;         /* [32] reductions */
+template <typename Tin, typename Tout> __global__ void __launch_bounds__(REF_NT) attn_ref_fwd_kernel(AttnArgs a) {
+  ATTN_DYNAMIC_SMEM(float, sq); /* [D] the query row */
+  float *sp = sq + a.head_dim;  /* [NT] this chunk's probabilities */
+  float *scratch = sp + REF_NT; /* [32] reductions */
   const int t = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, D = a.head_dim;
   const int64_t row = (int64_t)t * a.ld + (int64_t)h * D;
   Tout *out = (Tout *)a.o;
@@ -124,8 +123,7 @@ __global__ void __launch_bounds__(REF_NT) attn_ref_fwd_kernel(AttnArgs a) {
 }
 
 /* dq for query row i: a block per (query token, head). */
-template <typename T>
-__global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dq_kernel(AttnArgs a) {
+template <typename T> __global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dq_kernel(AttnArgs a) {
   ATTN_DYNAMIC_SMEM(float, sq);
   float *sdo = sq + a.head_dim, *sds = sdo + a.head_dim;
   const int t = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, D = a.head_dim;
@@ -187,8 +185,7 @@ __global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dq_kernel(AttnArgs a) {
 }
 
 /* dk, dv for key row j: a block per (key token, head). */
-template <typename T>
-__global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dkdv_kernel(AttnArgs a) {
+template <typename T> __global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dkdv_kernel(AttnArgs a) {
   ATTN_DYNAMIC_SMEM(float, sk);
   float *sv = sk + a.head_dim, *sp = sv + a.head_dim, *sds = sp + REF_NT;
   const int t = blockIdx.x, h = blockIdx.y, tid = threadIdx.x, D = a.head_dim;
@@ -258,8 +255,7 @@ __global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dkdv_kernel(AttnArgs a) {
   }
 }
 
-template <typename Tin, typename Tout>
-static int ref_fwd_launch(const AttnArgs &a, int tokens, cudaStream_t s) {
+template <typename Tin, typename Tout> static int ref_fwd_launch(const AttnArgs &a, int tokens, cudaStream_t s) {
   const size_t smem = (size_t)(a.head_dim + REF_NT + 32) * sizeof(float);
   auto *kernel = attn_ref_fwd_kernel<Tin, Tout>;
   ATTN_LAUNCH(kernel, dim3((unsigned)tokens, (unsigned)a.heads), REF_NT, smem, s, a);
@@ -297,8 +293,7 @@ int attn_reference_fwd(const mb_attn_desc *d, mb_dtype in_dt, const void *q, con
                 mb_dtype_name(in_dt), mb_dtype_name(out_dt));
 }
 
-template <typename T>
-static int ref_bwd_launch(const AttnArgs &a, int tokens, cudaStream_t s) {
+template <typename T> static int ref_bwd_launch(const AttnArgs &a, int tokens, cudaStream_t s) {
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
   const dim3 grid((unsigned)tokens, (unsigned)a.heads);
   auto *dq_kernel = attn_ref_bwd_dq_kernel<T>;
@@ -310,9 +305,9 @@ static int ref_bwd_launch(const AttnArgs &a, int tokens, cudaStream_t s) {
   return MB_OK;
 }
 
-int attn_reference_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v,
-                       const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
-                       void *ws, size_t ws_bytes, cudaStream_t s) {
+int attn_reference_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
+                       const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
+                       cudaStream_t s) {
   const int tokens = attn_tokens(d);
   if (tokens == 0)
     return MB_OK;
@@ -336,7 +331,6 @@ int attn_reference_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const 
   case MB_F32: return ref_bwd_launch<float>(a, tokens, s);
   case MB_BF16: return ref_bwd_launch<attn_bf16>(a, tokens, s);
   case MB_F16: return ref_bwd_launch<attn_f16>(a, tokens, s);
-  default:
-    return MB_ERR(MB_EUNSUPPORTED, "cuda attention reference: no backward kernel for %s", mb_dtype_name(dt));
+  default: return MB_ERR(MB_EUNSUPPORTED, "cuda attention reference: no backward kernel for %s", mb_dtype_name(dt));
   }
 }

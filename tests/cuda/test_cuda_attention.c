@@ -15,11 +15,11 @@
  * fail with the reason, bad arguments are errors.
  * Exits 77 (skipped) without a GPU.
  */
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cuda/attention.h"
@@ -64,7 +64,7 @@ typedef struct {
   mb_attn_desc hd, dd; /* host pointers / device pointers */
   mb_dtype dt;
   size_t tokens, n, nl;
-  float *q, *k, *v, *dout;       /* rounded to dt */
+  float *q, *k, *v, *dout; /* rounded to dt */
   double *ref_out, *ref_lse, *ref_dq, *ref_dk, *ref_dv;
   int32_t *mask, *cu;
   unsigned char *pad; /* padded tokens */
@@ -193,8 +193,8 @@ static void problem_free(problem *p) {
   free(p->mask);
   free(p->cu);
   free(p->pad);
-  void *dev[] = {p->d_q, p->d_k, p->d_v, p->d_dout, p->d_out, p->d_lse, p->d_dq,
-                 p->d_dk, p->d_dv, p->d_ws, p->d_mask, p->d_cu};
+  void *dev[] = {p->d_q,  p->d_k,  p->d_v,  p->d_dout, p->d_out,  p->d_lse,
+                 p->d_dq, p->d_dk, p->d_dv, p->d_ws,   p->d_mask, p->d_cu};
   for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++)
     if (dev[i])
       AT_CUDA(cudaFree(dev[i]));
@@ -429,9 +429,9 @@ static void test_dispatch_runtime(void **state) {
                                     p.d_dv, p.d_ws, p.ws_bytes, NULL),
                    MB_OK);
   check_backward(&p, "bf16  D=96  dispatch(auto)      ");
-  assert_int_equal(mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.dd, MB_BF16, p.d_q, p.d_k, p.d_v, p.d_out, p.d_lse,
-                                         NULL),
-                   MB_EUNSUPPORTED);
+  assert_int_equal(
+      mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.dd, MB_BF16, p.d_q, p.d_k, p.d_v, p.d_out, p.d_lse, NULL),
+      MB_EUNSUPPORTED);
   printf("forced flash at head_dim 96: %s\n", mb_error_message());
   assert_non_null(strstr(mb_error_message(), "head_dim 96"));
   /* too small a workspace is an error, not a crash */
@@ -453,9 +453,9 @@ static void test_dispatch_runtime(void **state) {
   at_poison(p.d_lse, p.nl * 4);
   assert_int_equal(mb_cuda_attn_fwd(&p.dd, MB_F32, p.d_q, p.d_k, p.d_v, p.d_out, p.d_lse, NULL), MB_OK);
   check_forward(&p, "f32   D=64  dispatch(auto)      ");
-  assert_int_equal(mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.dd, MB_F32, p.d_q, p.d_k, p.d_v, p.d_out, p.d_lse,
-                                         NULL),
-                   MB_EUNSUPPORTED);
+  assert_int_equal(
+      mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.dd, MB_F32, p.d_q, p.d_k, p.d_v, p.d_out, p.d_lse, NULL),
+      MB_EUNSUPPORTED);
   assert_non_null(strstr(mb_error_message(), "f32"));
   problem_free(&p);
 
@@ -467,9 +467,9 @@ static void test_dispatch_runtime(void **state) {
   at_poison(p.d_lse, p.nl * 4);
   assert_int_equal(mb_cuda_attn_fwd(&p.dd, MB_BF16, shifted + 2, p.d_k, p.d_v, p.d_out, p.d_lse, NULL), MB_OK);
   check_forward(&p, "bf16  D=64  dispatch(misaligned)");
-  assert_int_equal(mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.dd, MB_BF16, shifted + 2, p.d_k, p.d_v, p.d_out,
-                                         p.d_lse, NULL),
-                   MB_EUNSUPPORTED);
+  assert_int_equal(
+      mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.dd, MB_BF16, shifted + 2, p.d_k, p.d_v, p.d_out, p.d_lse, NULL),
+      MB_EUNSUPPORTED);
   assert_non_null(strstr(mb_error_message(), "16-byte"));
   AT_CUDA(cudaFree(shifted));
   /* an empty batch is a no-op */
@@ -497,7 +497,6 @@ int main(void) {
   const int failed = cmocka_run_group_tests(tests, NULL, NULL);
   printf("cuda_attention: worst normwise error: bf16 fwd %.2e bwd %.2e (bound 1e-2); f16 fwd %.2e bwd %.2e (bound "
          "5e-3); f32 reference fwd %.2e bwd %.2e\n",
-         worst[MB_BF16][0], worst[MB_BF16][1], worst[MB_F16][0], worst[MB_F16][1], worst[MB_F32][0],
-         worst[MB_F32][1]);
+         worst[MB_BF16][0], worst[MB_BF16][1], worst[MB_F16][0], worst[MB_F16][1], worst[MB_F32][0], worst[MB_F32][1]);
   return failed;
 }

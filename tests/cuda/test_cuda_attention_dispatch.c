@@ -6,12 +6,12 @@
  * what is refused and why, the MAMBERT_ATTN_KERNEL override, the log key,
  * and descriptor checks that never touch (device) memory.
  */
+#include <cmocka.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
-#include <math.h>
 #include <string.h>
 
 #include "kernels/cuda/attention.h"
@@ -265,9 +265,8 @@ static void test_descriptor_checks(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_fused_path),   cmocka_unit_test(test_fallbacks),
-      cmocka_unit_test(test_refusals),     cmocka_unit_test(test_forcing),
-      cmocka_unit_test(test_log_key),      cmocka_unit_test(test_descriptor_checks),
+      cmocka_unit_test(test_fused_path), cmocka_unit_test(test_fallbacks), cmocka_unit_test(test_refusals),
+      cmocka_unit_test(test_forcing),    cmocka_unit_test(test_log_key),   cmocka_unit_test(test_descriptor_checks),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,9 +31,9 @@
 #include "kernels/cuda/attention_ref.cu"
 
 #include <cmath>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 extern "C" {
 #include <cmocka.h>
 }
@@ -214,8 +214,7 @@ static void problem_init(problem &p, const ecase &c, mb_dtype dt, int D) {
   p.ref_dq.resize(p.n);
   p.ref_dk.resize(p.n);
   p.ref_dv.resize(p.n);
-  if (mb_cpu_attn_fwd_f64(&hd, qd.data(), kd.data(), vd.data(), p.ref_out.data(), p.ref_lse.data(), NULL, 0) !=
-          MB_OK ||
+  if (mb_cpu_attn_fwd_f64(&hd, qd.data(), kd.data(), vd.data(), p.ref_out.data(), p.ref_lse.data(), NULL, 0) != MB_OK ||
       mb_cpu_attn_bwd_f64(&hd, qd.data(), kd.data(), vd.data(), p.ref_out.data(), p.ref_lse.data(), dod.data(),
                           p.ref_dq.data(), p.ref_dk.data(), p.ref_dv.data(), NULL, 0) != MB_OK)
     at_die(mb_error_message());
@@ -245,15 +244,15 @@ static void expect_no_emu_error(const char *label) {
     fail_msg("%s: the emulator reported %lld error(s), first: %s", label, emu::S().errors, emu::S().first_error);
 }
 
-static void check(const problem &p, const char *label, const char *what, const gvec<unsigned char> &dev,
-                  mb_dtype dt, const std::vector<double> &ref, double tol) {
+static void check(const problem &p, const char *label, const char *what, const gvec<unsigned char> &dev, mb_dtype dt,
+                  const std::vector<double> &ref, double tol) {
   const std::vector<float> x = from_dev(dev, p.n, dt);
   const at_err e = at_compare(x.data(), ref.data(), p.n);
   printf(" %s %.2e (elem max %.1e p99 %.1e)", what, e.norm, e.max, e.p99);
   if (!(e.norm <= tol))
     fail_msg("%s: %s error %.3e exceeds %.1e", label, what, e.norm, tol);
-  unsigned char *pad = at_pad_tokens(p.tokens, p.mask.empty() ? NULL : p.mask.data(),
-                                     p.cu.empty() ? NULL : p.cu.data(), p.d.nseq);
+  unsigned char *pad =
+      at_pad_tokens(p.tokens, p.mask.empty() ? NULL : p.mask.data(), p.cu.empty() ? NULL : p.cu.data(), p.d.nseq);
   const size_t nz = at_nonzero_pad(x.data(), pad, p.tokens, (size_t)p.d.heads * p.d.head_dim);
   free(pad);
   if (nz)
@@ -319,9 +318,9 @@ static void backward(problem &p, mb_cuda_attn_kernel kernel, const char *label) 
   for (int rep = 0; rep < 2; rep++) {
     set_order((order_turn + rep) % 4);
     poison(p);
-    const int rc = mb_cuda_attn_bwd_with(kernel, &p.d, p.dt, p.dev_q.data(), p.dev_k.data(), p.dev_v.data(),
-                                         out.data(), lse.data(), p.dev_dout.data(), p.dq.data(), p.dk.data(),
-                                         p.dv.data(), p.ws.data(), p.ws.size(), NULL);
+    const int rc = mb_cuda_attn_bwd_with(kernel, &p.d, p.dt, p.dev_q.data(), p.dev_k.data(), p.dev_v.data(), out.data(),
+                                         lse.data(), p.dev_dout.data(), p.dq.data(), p.dk.data(), p.dv.data(),
+                                         p.ws.data(), p.ws.size(), NULL);
     expect_no_emu_error(label);
     if (rc != MB_OK)
       fail_msg("%s: backward failed: %s", label, mb_error_message());
@@ -438,11 +437,8 @@ static void test_reference(void **state) {
 int main(void) {
   at_seed_init("cuda_attention_emulated");
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_flash_bf16),
-      cmocka_unit_test(test_flash_f16),
-      cmocka_unit_test(test_dq_overflow),
-      cmocka_unit_test(test_flash_fp8),
-      cmocka_unit_test(test_reference),
+      cmocka_unit_test(test_flash_bf16), cmocka_unit_test(test_flash_f16), cmocka_unit_test(test_dq_overflow),
+      cmocka_unit_test(test_flash_fp8),  cmocka_unit_test(test_reference),
   };
   const int failed = cmocka_run_group_tests(tests, NULL, NULL);
   printf("cuda_attention_emulated: %lld launches, %lld warp operations emulated\n", emu::S().launches,

@@ -420,7 +420,7 @@ inline uint3 thread_idx() { return make_uint3((unsigned)S().cur, 0, 0); }
 #define blockDim (emu::S().block)
 #define gridDim (emu::S().grid)
 
-#define ATTN_LAUNCH(kernel, grid, block, smem, stream, ...)                                      \
+#define ATTN_LAUNCH(kernel, grid, block, smem, stream, ...)                                                            \
   emu::launch([&] { kernel(__VA_ARGS__); }, dim3(grid), dim3(block), (size_t)(smem))
 #define ATTN_DYNAMIC_SMEM(type, name) type *name = reinterpret_cast<type *>(emu::S().smem.data())
 
@@ -447,9 +447,15 @@ template <typename V> static inline V emu_shfl(unsigned mask, V v, int mode, int
   memcpy(&r, &emu::me().out[0], 4);
   return r;
 }
-template <typename V> static inline V __shfl_xor_sync(unsigned m, V v, int lm) { return emu_shfl(m, v, emu::SHFL_XOR, lm); }
-template <typename V> static inline V __shfl_up_sync(unsigned m, V v, unsigned d) { return emu_shfl(m, v, emu::SHFL_UP, (int)d); }
-template <typename V> static inline V __shfl_sync(unsigned m, V v, int src) { return emu_shfl(m, v, emu::SHFL_IDX, src); }
+template <typename V> static inline V __shfl_xor_sync(unsigned m, V v, int lm) {
+  return emu_shfl(m, v, emu::SHFL_XOR, lm);
+}
+template <typename V> static inline V __shfl_up_sync(unsigned m, V v, unsigned d) {
+  return emu_shfl(m, v, emu::SHFL_UP, (int)d);
+}
+template <typename V> static inline V __shfl_sync(unsigned m, V v, int src) {
+  return emu_shfl(m, v, emu::SHFL_IDX, src);
+}
 static inline unsigned __ballot_sync(unsigned mask, int p) {
   if (mask != 0xffffffffu)
     emu::error("ballot with a partial mask");
@@ -543,8 +549,12 @@ template <class F> static inline cudaError_t cudaFuncGetAttributes(struct cudaFu
 }
 
 ATTN_EMU_EXTERN_C cudaError_t cudaGetLastError(void) { return emu::S().errors ? cudaErrorLaunchFailure : cudaSuccess; }
-ATTN_EMU_EXTERN_C const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ? "no error" : emu::S().first_error; }
-ATTN_EMU_EXTERN_C const char *cudaGetErrorName(cudaError_t e) { return e == cudaSuccess ? "cudaSuccess" : "emulated error"; }
+ATTN_EMU_EXTERN_C const char *cudaGetErrorString(cudaError_t e) {
+  return e == cudaSuccess ? "no error" : emu::S().first_error;
+}
+ATTN_EMU_EXTERN_C const char *cudaGetErrorName(cudaError_t e) {
+  return e == cudaSuccess ? "cudaSuccess" : "emulated error";
+}
 ATTN_EMU_EXTERN_C cudaError_t cudaGetDevice(int *d) {
   *d = 0;
   return cudaSuccess;

@@ -61,7 +61,9 @@ static inline __nv_bfloat162 __floats2bfloat162_rn(float lo, float hi) {
 }
 static inline float __half2float(__half h) { return mb_f16_to_f32(h.__x); }
 static inline __half __float2half_rn(float x) { return __half{mb_f32_to_f16(x)}; }
-static inline __half2 __floats2half2_rn(float lo, float hi) { return __half2{__float2half_rn(lo), __float2half_rn(hi)}; }
+static inline __half2 __floats2half2_rn(float lo, float hi) {
+  return __half2{__float2half_rn(lo), __float2half_rn(hi)};
+}
 
 typedef unsigned short __nv_fp8x2_storage_t;
 typedef unsigned char __nv_fp8_storage_t;
@@ -73,7 +75,7 @@ struct __nv_fp8_e4m3 {
 };
 /* x.x in the low byte, like CUDA's */
 static inline __nv_fp8x2_storage_t __nv_cvt_float2_to_fp8x2(float2 v, __nv_saturation_t sat,
-                                                             __nv_fp8_interpretation_t interp) {
+                                                            __nv_fp8_interpretation_t interp) {
   const mb_fp8_saturation s = sat == __NV_SATFINITE ? MB_FP8_SATFINITE : MB_FP8_NOSAT;
   const unsigned lo = interp == __NV_E4M3 ? mb_f32_to_e4m3(v.x, s) : mb_f32_to_e5m2(v.x, s);
   const unsigned hi = interp == __NV_E4M3 ? mb_f32_to_e4m3(v.y, s) : mb_f32_to_e5m2(v.y, s);
@@ -82,7 +84,12 @@ static inline __nv_fp8x2_storage_t __nv_cvt_float2_to_fp8x2(float2 v, __nv_satur
 
 /* ---- the runtime API the launchers call (defined by the emulator) ---- */
 typedef struct CUstream_st *cudaStream_t;
-enum cudaError_t { cudaSuccess = 0, cudaErrorInvalidValue = 1, cudaErrorMemoryAllocation = 2, cudaErrorLaunchFailure = 719 };
+enum cudaError_t {
+  cudaSuccess = 0,
+  cudaErrorInvalidValue = 1,
+  cudaErrorMemoryAllocation = 2,
+  cudaErrorLaunchFailure = 719
+};
 enum cudaDeviceAttr { cudaDevAttrComputeCapabilityMajor = 75, cudaDevAttrComputeCapabilityMinor = 76 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 struct cudaFuncAttributes {
@@ -98,14 +105,14 @@ cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *f
 
 /* runtime/cuda_check.h's checked call, without the toolkit's headers */
 static inline int mb_cuda_status(cudaError_t e) { return e == cudaErrorMemoryAllocation ? MB_ENOMEM : MB_EDEVICE; }
-#define MB_CUDA_TRY(call)                                                                        \
-  do {                                                                                           \
-    cudaError_t mb_cuda_e_ = (call);                                                             \
-    if (mb_cuda_e_ != cudaSuccess) {                                                             \
-      (void)cudaGetLastError();                                                                  \
-      return MB_ERR(mb_cuda_status(mb_cuda_e_), "%s failed: %s (%s)", #call,                     \
-                    cudaGetErrorString(mb_cuda_e_), cudaGetErrorName(mb_cuda_e_));               \
-    }                                                                                            \
+#define MB_CUDA_TRY(call)                                                                                              \
+  do {                                                                                                                 \
+    cudaError_t mb_cuda_e_ = (call);                                                                                   \
+    if (mb_cuda_e_ != cudaSuccess) {                                                                                   \
+      (void)cudaGetLastError();                                                                                        \
+      return MB_ERR(mb_cuda_status(mb_cuda_e_), "%s failed: %s (%s)", #call, cudaGetErrorString(mb_cuda_e_),           \
+                    cudaGetErrorName(mb_cuda_e_));                                                                     \
+    }                                                                                                                  \
   } while (0)
 
 #endif

@@ -13,11 +13,11 @@
  * the same bits as the eager run (the backward's dQ is deterministic).
  * Needs a GPU; exits 77 without.
  */
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include "autograd/autograd.h"
 #include "kernels/cpu/cpu.h"
@@ -26,11 +26,11 @@
 
 static mb_backend *gpu;
 
-#define CHECK_OK(expr)                                                                               \
-  do {                                                                                               \
-    int ck_rc_ = (expr);                                                                             \
-    if (ck_rc_ != MB_OK)                                                                             \
-      fail_msg("%s failed (%d): %s", #expr, ck_rc_, mb_error_message());                             \
+#define CHECK_OK(expr)                                                                                                 \
+  do {                                                                                                                 \
+    int ck_rc_ = (expr);                                                                                               \
+    if (ck_rc_ != MB_OK)                                                                                               \
+      fail_msg("%s failed (%d): %s", #expr, ck_rc_, mb_error_message());                                               \
   } while (0)
 
 typedef struct {
@@ -39,11 +39,8 @@ typedef struct {
 } ocase;
 
 static const ocase cases[] = {
-    {"padded", 2, 77, 3, 0, 0},
-    {"key_mask", 2, 77, 3, 0, 1},
-    {"key_mask-causal", 2, 77, 3, 1, 1},
-    {"varlen", 1, 140, 2, 0, 2},
-    {"varlen-causal", 1, 140, 2, 1, 2},
+    {"padded", 2, 77, 3, 0, 0},  {"key_mask", 2, 77, 3, 0, 1},       {"key_mask-causal", 2, 77, 3, 1, 1},
+    {"varlen", 1, 140, 2, 0, 2}, {"varlen-causal", 1, 140, 2, 1, 2},
 };
 static const int32_t cu_seqlens[4] = {0, 1, 70, 133}; /* the varlen cases: budget 140, tail 7 */
 

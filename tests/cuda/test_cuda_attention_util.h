@@ -23,13 +23,13 @@
 #include "runtime/philox.h"
 #include "tests/cuda/test_cuda_attention_check.h"
 
-#define AT_CUDA(call)                                                                              \
-  do {                                                                                             \
-    cudaError_t at_e_ = (call);                                                                    \
-    if (at_e_ != cudaSuccess) {                                                                    \
-      fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(at_e_)); \
-      exit(1);                                                                                     \
-    }                                                                                              \
+#define AT_CUDA(call)                                                                                                  \
+  do {                                                                                                                 \
+    cudaError_t at_e_ = (call);                                                                                        \
+    if (at_e_ != cudaSuccess) {                                                                                        \
+      fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(at_e_));                 \
+      exit(1);                                                                                                         \
+    }                                                                                                                  \
   } while (0)
 
 /* Exit 77 (ctest: skipped) when no GPU can be used; else print the device
