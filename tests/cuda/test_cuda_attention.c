@@ -15,11 +15,17 @@
  * fail with the reason, bad arguments are errors.
  * Exits 77 (skipped) without a GPU.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka needs setjmp.h, stdarg.h and stddef.h before it (own block: not re-sorted) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cuda/attention.h"

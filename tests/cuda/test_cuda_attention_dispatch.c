@@ -6,13 +6,19 @@
  * what is refused and why, the MAMBERT_ATTN_KERNEL override, the log key,
  * and descriptor checks that never touch (device) memory.
  */
-#include <cmocka.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+/* cmocka needs setjmp.h, stdarg.h and stddef.h before it (own block: not re-sorted) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
 
 #include "kernels/cuda/attention.h"
 

@@ -9,11 +9,17 @@
  * (bf16 output). lse must match within 5e-4 for both (it is summed in f32).
  * Exits 77 (skipped) without a GPU.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka needs setjmp.h, stdarg.h and stddef.h before it (own block: not re-sorted) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
 
 #include "kernels/cpu/attention.h"
 #include "kernels/cuda/attention.h"

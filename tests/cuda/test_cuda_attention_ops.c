@@ -13,11 +13,17 @@
  * the same bits as the eager run (the backward's dQ is deterministic).
  * Needs a GPU; exits 77 without.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka needs setjmp.h, stdarg.h and stddef.h before it (own block: not re-sorted) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
 
 #include "autograd/autograd.h"
 #include "kernels/cpu/cpu.h"
