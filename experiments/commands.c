@@ -3,9 +3,11 @@
 
 extern const mb_command mb_cmd_info;
 extern const mb_command mb_cmd_prepare;
+extern const mb_command mb_cmd_train;
 
 const mb_command *const mb_commands[] = {
     &mb_cmd_info,
     &mb_cmd_prepare,
+    &mb_cmd_train,
 };
 const int mb_command_count = (int)(sizeof mb_commands / sizeof mb_commands[0]);
