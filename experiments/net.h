@@ -6,14 +6,12 @@
  * and Mamba from models/, net_bow.c for the bag-of-embeddings baseline) are
  * the only files that know a model's API.
  *
- * Inputs a forward declares, by name (only those it needs):
- *   padded batch (rows R, length L):
- *     input_ids i32 [R, L], attention_mask i32 [R, L] (1 real, 0 padding)
- *   packed batch (token budget T, at most S sequences):
- *     input_ids i32 [T], position_ids i32 [T], cu_seqlens i32 [S + 1]
- *   dropout_rng u64 [2] (seed, offset), training graphs only.
- * The forward returns logits [R or S, num_labels]; the runner adds the
- * labels input and the cross-entropy (labels -100 on padding rows).
+ * A net's program for one batch shape is complete: inputs (input_ids,
+ * attention_mask, labels, and for packed batches cu_seqlens, position_ids
+ * or whatever else the net needs; dropout_rng u64[2] = (seed, offset) in
+ * training programs), the loss (mean cross-entropy over rows not labelled
+ * -100) set with mb_set_loss, and the logits [rows, num_labels] marked as an
+ * output. The net feeds a loader batch into its own program.
  */
 #ifndef MB_EXPERIMENTS_NET_H
 #define MB_EXPERIMENTS_NET_H
@@ -21,6 +19,7 @@
 #include <stdint.h>
 
 #include "autograd/autograd.h"
+#include "data/loader.h"
 #include "experiments/config.h"
 #include "runtime/error.h"
 
@@ -38,8 +37,13 @@ typedef struct {
 typedef struct mb_net mb_net;
 
 typedef struct {
-  /* Record the forward on g; *logits gets [rows, num_labels]. */
-  int (*build)(mb_net *net, mb_graph *g, const mb_net_shape *shape, mb_var *logits);
+  /* Record the program of one shape on g (loss set, logits marked). */
+  int (*build)(mb_net *net, mb_graph *g, const mb_net_shape *shape);
+  /* The logits value of a program built by build. */
+  mb_var (*logits)(mb_net *net, const mb_graph *g);
+  /* Fill every input the executor's program declares from a batch (labels
+   * -1 become -100); rng = (seed, offset) for dropout, NULL in evaluation. */
+  int (*feed)(mb_net *net, mb_exec *ex, const mb_batch *b, const uint64_t rng[2]);
   /* Fill every parameter with its initial values from seed (materialised store). */
   int (*init_weights)(mb_net *net, uint64_t seed);
   /* Write a Hugging Face style directory (config.json + model.safetensors

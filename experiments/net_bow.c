@@ -19,7 +19,7 @@ typedef struct {
   double dropout;
 } bow_impl;
 
-static int bow_build(mb_net *net, mb_graph *g, const mb_net_shape *s, mb_var *logits) {
+static int bow_build(mb_net *net, mb_graph *g, const mb_net_shape *s) {
   bow_impl *b = net->impl;
   if (s->packed)
     return MB_ERR(MB_EUNSUPPORTED, "the bow model takes padded batches only (data.batching: padded)");
@@ -34,9 +34,48 @@ static int bow_build(mb_net *net, mb_graph *g, const mb_net_shape *s, mb_var *lo
     mb_var rng = mb_input(g, "dropout_rng", MB_U64, mb_shape1(2));
     h = mb_dropout(g, h, b->dropout, rng, 0);
   }
-  *logits = mb_linear(g, h, mb_param(g, "classifier.weight", mb_shape2(net->num_labels, D)),
-                      mb_param(g, "classifier.bias", mb_shape1(net->num_labels)));
+  mb_var logits = mb_linear(g, h, mb_param(g, "classifier.weight", mb_shape2(net->num_labels, D)),
+                            mb_param(g, "classifier.bias", mb_shape1(net->num_labels)));
+  mb_var labels = mb_input(g, "labels", MB_I32, mb_shape1(R));
+  mb_mark_output(g, logits);
+  mb_set_loss(g, mb_cross_entropy(g, logits, labels));
   return mb_graph_status(g);
+}
+
+/* The marked output of rank 2 (the loss is a scalar). */
+static mb_var bow_logits(mb_net *net, const mb_graph *g) {
+  (void)net;
+  for (int i = 0; i < mb_graph_num_values(g); i++) {
+    const mb_value *v = mb_graph_value(g, (mb_var){i});
+    if (v->is_output && v->shape.ndim == 2)
+      return (mb_var){i};
+  }
+  return MB_VAR_NONE;
+}
+
+static int feed_if_declared(mb_exec *ex, const char *name, const void *data) {
+  mb_var v = mb_graph_find_input(mb_exec_graph(ex), name);
+  return mb_var_ok(v) ? mb_exec_set_input(ex, v, data) : MB_OK;
+}
+
+static int bow_feed(mb_net *net, mb_exec *ex, const mb_batch *b, const uint64_t rng[2]) {
+  (void)net;
+  if (b->mode != MB_BATCH_PACKED && mb_var_ok(mb_graph_find_input(mb_exec_graph(ex), "dropout_rng")) && !rng)
+    return MB_ERR(MB_EINVAL, "a training program needs the dropout rng");
+  int32_t *labels = malloc((size_t)b->rows * sizeof *labels);
+  if (!labels)
+    return MB_ERR(MB_ENOMEM, "out of memory");
+  for (int32_t i = 0; i < b->rows; i++)
+    labels[i] = b->labels[i] < 0 ? -100 : b->labels[i];
+  int rc = feed_if_declared(ex, "input_ids", b->input_ids);
+  if (rc == MB_OK)
+    rc = feed_if_declared(ex, "attention_mask", b->attention_mask);
+  if (rc == MB_OK)
+    rc = feed_if_declared(ex, "labels", labels);
+  if (rc == MB_OK && rng)
+    rc = feed_if_declared(ex, "dropout_rng", rng);
+  free(labels);
+  return rc;
 }
 
 /* normal(0, 0.02) for matrices, zero biases, as BERT initialises. */
@@ -84,7 +123,7 @@ static void bow_describe(const mb_net *net, char *buf, size_t cap) {
 
 static void bow_destroy(mb_net *net) { free(net->impl); }
 
-static const mb_net_ops BOW_OPS = {bow_build, bow_init, bow_export, bow_describe, bow_destroy};
+static const mb_net_ops BOW_OPS = {bow_build, bow_logits, bow_feed, bow_init, bow_export, bow_describe, bow_destroy};
 
 int mb_net_bow_create(const mb_config *cfg, int64_t vocab_size, mb_net **out) {
   mb_net *net = calloc(1, sizeof *net);

@@ -19,11 +19,9 @@ struct mb_net_programs {
   int train;
   int n;
   program_vars vars[MAX_PROGRAMS];
-  int32_t *labels; /* scratch: loader labels with -1 -> -100 */
-  int64_t labels_cap;
 };
 
-/* key = {packed, rows, seq_len} */
+/* key = {packed, rows, seq_len}; the train flag is the cache's */
 static int build_program(void *user, mb_graph *g, const int64_t *key, int nkey) {
   mb_net_programs *p = user;
   if (nkey != 3)
@@ -32,16 +30,13 @@ static int build_program(void *user, mb_graph *g, const int64_t *key, int nkey) 
     return MB_ERR(MB_EUNSUPPORTED, "more than %d batch shapes; use data.bucket_multiple to bucket lengths",
                   MAX_PROGRAMS);
   mb_net_shape s = {(int)key[0], key[1], key[2], p->train};
-  mb_var logits = MB_VAR_NONE;
-  MB_TRY(p->net->ops->build(p->net, g, &s, &logits));
-  mb_var labels = mb_input(g, "labels", MB_I32, mb_shape1(s.rows));
-  mb_var loss = mb_cross_entropy(g, logits, labels);
-  mb_mark_output(g, logits);
-  mb_set_loss(g, loss);
+  MB_TRY(p->net->ops->build(p->net, g, &s));
   MB_TRY(mb_graph_status(g));
   p->vars[p->n].g = g;
-  p->vars[p->n].logits = logits;
-  p->vars[p->n].loss = loss;
+  p->vars[p->n].logits = p->net->ops->logits(p->net, g);
+  p->vars[p->n].loss = mb_graph_loss(g);
+  if (!mb_var_ok(p->vars[p->n].logits) || !mb_var_ok(p->vars[p->n].loss))
+    return MB_ERR(MB_EINTERNAL, "the %s program has no logits or loss", p->net->arch);
   p->n++;
   return MB_OK;
 }
@@ -65,17 +60,7 @@ void mb_net_programs_free(mb_net_programs *p) {
   if (!p)
     return;
   mb_program_cache_free(p->cache);
-  mb_host_free(p->labels);
   free(p);
-}
-
-static int feed_if_declared(mb_exec *ex, mb_graph *g, const char *name, const void *data) {
-  mb_var v = mb_graph_find_input(g, name);
-  if (!mb_var_ok(v))
-    return MB_OK;
-  if (!data)
-    return MB_ERR(MB_EINTERNAL, "the model reads input '%s', which this batch does not have", name);
-  return mb_exec_set_input(ex, v, data);
 }
 
 int mb_net_programs_run_inputs(mb_net_programs *p, const mb_batch *b, const uint64_t rng[2], mb_exec **ex_out,
@@ -92,23 +77,7 @@ int mb_net_programs_run_inputs(mb_net_programs *p, const mb_batch *b, const uint
     if (p->vars[i].g == g)
       v = &p->vars[i];
   MB_CHECK(v != NULL);
-  if (b->rows > p->labels_cap) {
-    mb_host_free(p->labels);
-    p->labels = mb_host_malloc((size_t)b->rows * sizeof(int32_t));
-    if (!p->labels) {
-      p->labels_cap = 0;
-      return MB_ERR(MB_ENOMEM, "out of memory");
-    }
-    p->labels_cap = b->rows;
-  }
-  for (int32_t i = 0; i < b->rows; i++)
-    p->labels[i] = b->labels[i] < 0 ? -100 : b->labels[i];
-  MB_TRY(feed_if_declared(ex, g, "input_ids", b->input_ids));
-  MB_TRY(feed_if_declared(ex, g, "attention_mask", b->attention_mask));
-  MB_TRY(feed_if_declared(ex, g, "position_ids", b->position_ids));
-  MB_TRY(feed_if_declared(ex, g, "cu_seqlens", b->cu_seqlens));
-  MB_TRY(feed_if_declared(ex, g, "labels", p->labels));
-  MB_TRY(feed_if_declared(ex, g, "dropout_rng", rng));
+  MB_TRY(p->net->ops->feed(p->net, ex, b, rng));
   *ex_out = ex;
   *logits = v->logits;
   *loss = v->loss;
