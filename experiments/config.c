@@ -120,6 +120,8 @@ static const mb_cfg_entry SCHEMA[] = {
     {"log.tensorboard", MB_CFG_BOOL, OFF(tensorboard), 0, 0, NULL, "also write a TensorBoard event file", 1},
     {"log.progress", MB_CFG_ENUM, OFF(progress), 0, 0, "auto|bar|lines|off",
      "auto: a bar on a terminal, lines otherwise", 1},
+    {"log.profile", MB_CFG_BOOL, OFF(profile), 0, 0, NULL, "time every op of the training step; print a table at the end",
+     1},
 
     {"sweep.max_length", MB_CFG_INTLIST, OFF(sweep_lengths), 1, 1 << 24, NULL, "lengths to sweep", 1},
     {"sweep.configs", MB_CFG_STRLIST, OFF(sweep_configs), 0, 0, NULL, "configs of the models to compare", 1},

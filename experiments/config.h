@@ -129,6 +129,7 @@ typedef struct {
   int64_t log_every;
   int tensorboard;
   char progress[MB_CFG_WORD];    /* auto | bar | lines | off */
+  int profile;                   /* time every op; print a table at the end */
 
   /* sweep */
   int n_sweep_lengths;

@@ -17,6 +17,7 @@ struct mb_net_programs {
   mb_net *net;
   mb_program_cache *cache;
   int train;
+  int profiling;
   int n;
   program_vars vars[MAX_PROGRAMS];
 };
@@ -77,6 +78,8 @@ int mb_net_programs_run_inputs(mb_net_programs *p, const mb_batch *b, const uint
     if (p->vars[i].g == g)
       v = &p->vars[i];
   MB_CHECK(v != NULL);
+  if (p->profiling)
+    mb_exec_set_profiling(ex, 1);
   MB_TRY(p->net->ops->feed(p->net, ex, b, rng));
   *ex_out = ex;
   *logits = v->logits;
@@ -95,3 +98,31 @@ size_t mb_net_programs_arena_bytes(const mb_net_programs *p) {
 }
 
 int mb_net_programs_count(const mb_net_programs *p) { return p->n; }
+
+void mb_net_programs_set_profiling(mb_net_programs *p, int on) { p->profiling = on; }
+
+void mb_net_programs_profile_print(mb_net_programs *p, FILE *f) {
+  for (int i = 0; i < p->n; i++) {
+    mb_exec *ex;
+    const mb_value *ids = NULL;
+    mb_var in = mb_graph_find_input(p->vars[i].g, "input_ids");
+    if (mb_var_ok(in))
+      ids = mb_graph_value(p->vars[i].g, in);
+    char shape[64] = "?";
+    if (ids)
+      mb_shape_str(&ids->shape, shape, sizeof shape);
+    /* the cache hands out the executor of a graph by its key: look it up again */
+    int64_t key[3] = {ids && ids->shape.ndim == 1, ids ? (ids->shape.ndim == 1 ? 0 : ids->shape.dim[0]) : 0,
+                      ids ? ids->shape.dim[ids->shape.ndim - 1] : 0};
+    if (key[0]) { /* packed: rows are the labels' */
+      mb_var lab = mb_graph_find_input(p->vars[i].g, "labels");
+      key[1] = mb_var_ok(lab) ? mb_graph_value(p->vars[i].g, lab)->shape.dim[0] : 0;
+    }
+    if (mb_program_cache_get(p->cache, key, 3, &ex) != MB_OK || mb_exec_graph(ex) != p->vars[i].g) {
+      mb_error_clear();
+      continue;
+    }
+    fprintf(f, "profile of the program for input_ids %s:\n", shape);
+    mb_exec_profile_print(ex, f);
+  }
+}

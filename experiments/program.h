@@ -5,6 +5,7 @@
 #define MB_EXPERIMENTS_PROGRAM_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "autograd/autograd.h"
 #include "data/loader.h"
@@ -25,6 +26,11 @@ void mb_net_programs_free(mb_net_programs *p);
  * rng (seed, offset) feeds dropout in training graphs. */
 int mb_net_programs_run_inputs(mb_net_programs *p, const mb_batch *b, const uint64_t rng[2], mb_exec **ex,
                                mb_var *logits, mb_var *loss) MB_NODISCARD;
+
+/* Time every op of every program (exec.h profiling); print the per-op
+ * tables of the programs run so far. */
+void mb_net_programs_set_profiling(mb_net_programs *p, int on);
+void mb_net_programs_profile_print(mb_net_programs *p, FILE *f);
 
 /* Largest planned arena over the compiled programs, and their count. */
 size_t mb_net_programs_arena_bytes(const mb_net_programs *p);

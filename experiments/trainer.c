@@ -865,6 +865,8 @@ static int run_loop(trainer *t, int *interrupted) {
   (void)last_ckpt;
   if (t->bar && t->rank == 0)
     fprintf(stderr, "\n");
+  if (c->profile && t->rank == 0)
+    mb_net_programs_profile_print(t->progs, stderr);
   return MB_OK;
 }
 
@@ -929,6 +931,7 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
   }
   mb_compile_opts co = {.train = 1, .recompute = c->recompute, .accumulate_grads = c->grad_accum > 1};
   MB_TRY(mb_net_programs_new(t->net, t->be, &co, &t->progs));
+  mb_net_programs_set_profiling(t->progs, c->profile);
   /* rank 0: the resolved config, run.json, metrics */
   char desc[512];
   t->net->ops->describe(t->net, desc, sizeof desc);
