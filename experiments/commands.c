@@ -4,10 +4,12 @@
 extern const mb_command mb_cmd_info;
 extern const mb_command mb_cmd_prepare;
 extern const mb_command mb_cmd_train;
+extern const mb_command mb_cmd_eval;
 
 const mb_command *const mb_commands[] = {
     &mb_cmd_info,
     &mb_cmd_prepare,
     &mb_cmd_train,
+    &mb_cmd_eval,
 };
 const int mb_command_count = (int)(sizeof mb_commands / sizeof mb_commands[0]);

@@ -108,6 +108,8 @@ static const mb_cfg_entry SCHEMA[] = {
     {"eval.every", MB_CFG_INT, OFF(eval_every), 0, BIG, NULL, "evaluate every N steps during training (0: never)", 1},
     {"eval.during_samples", MB_CFG_INT, OFF(eval_during_samples), 0, BIG, NULL,
      "examples for evaluations during training (0: eval.samples)", 1},
+    {"eval.during_selection", MB_CFG_ENUM, OFF(eval_during_selection), 0, 0, "first|balanced|strided",
+     "their selection (strided: both labels even in IMDB's label-ordered test file)", 1},
     {"eval.at_end", MB_CFG_BOOL, OFF(eval_at_end), 0, 0, NULL, "evaluate when training ends", 1},
 
     {"checkpoint.every", MB_CFG_INT, OFF(ckpt_every), 0, BIG, NULL, "steps between checkpoints (0: only at the end)", 1},
@@ -184,6 +186,7 @@ void mb_config_defaults(mb_config *c) {
   strcpy(c->eval_split, "test");
   c->eval_samples = 1000;
   strcpy(c->eval_selection, "first");
+  strcpy(c->eval_during_selection, "strided");
   c->eval_batch_size = 32;
   strcpy(c->eval_batching, "padded");
   c->eval_warmup = 1;

@@ -117,6 +117,7 @@ typedef struct {
   int64_t eval_repeats;          /* timed passes (the median is reported) */
   int64_t eval_every;            /* steps; 0 = only at the end */
   int64_t eval_during_samples;   /* samples for periodic evaluation (0 = eval.samples) */
+  char eval_during_selection[MB_CFG_WORD]; /* their selection (default strided: both labels) */
   int eval_at_end;
 
   /* checkpoint */

@@ -579,11 +579,12 @@ static int evaluate(trainer *t, int final, mb_eval_result *out) {
   int64_t n = final ? c->eval_samples : (c->eval_during_samples ? c->eval_during_samples : c->eval_samples);
   mb_shardset *sel;
   char desc[160];
-  MB_TRY(mb_eval_select(all, n, c->eval_selection, &sel, desc, sizeof desc));
+  const char *selection = final ? c->eval_selection : c->eval_during_selection;
+  MB_TRY(mb_eval_select(all, n, selection, &sel, desc, sizeof desc));
   mb_eval_opts o;
   memset(&o, 0, sizeof o);
   o.samples = n;
-  snprintf(o.selection, sizeof o.selection, "%s", c->eval_selection);
+  snprintf(o.selection, sizeof o.selection, "%s", selection);
   o.batch_size = c->eval_batch_size;
   o.max_length = c->eval_max_length ? c->eval_max_length : c->max_length;
   o.packed = strcmp(c->eval_batching, "packed") == 0;
