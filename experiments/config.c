@@ -409,9 +409,9 @@ static int type_error(const reader *r, const yaml_node_t *n, const mb_cfg_entry 
 static int range_error(const reader *r, const yaml_node_t *n, const mb_cfg_entry *e, double v) {
   char where[MB_CFG_PATH + 64], lo[32], hi[32], vs[32];
   where_of(r, n, where, sizeof where);
-  format_double(e->lo, lo, sizeof lo);
-  format_double(e->hi, hi, sizeof hi);
-  format_double(v, vs, sizeof vs);
+  snprintf(lo, sizeof lo, "%g", e->lo);
+  snprintf(hi, sizeof hi, "%g", e->hi);
+  snprintf(vs, sizeof vs, "%g", v);
   if (e->type == MB_CFG_INT || e->type == MB_CFG_INTLIST) {
     snprintf(lo, sizeof lo, "%.0f", e->lo);
     snprintf(hi, sizeof hi, "%.0f", e->hi);
