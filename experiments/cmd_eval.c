@@ -498,7 +498,7 @@ static int run_eval(int argc, char **argv) {
     mb_net_free(net);
     mb_tokenizer_free(tok);
     if (rc != MB_OK)
-      rc = mb_error_context(rc, "%s", c->run_name);
+      rc = mb_error_context(rc, "evaluating %s", c->run_name);
   }
   if (rc == MB_OK && !sweeping) {
     /* the comparison table, then JSON */

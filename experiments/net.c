@@ -2,6 +2,7 @@
  * safetensors files by parameter name (net.h). */
 #include "experiments/net.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,9 +88,11 @@ int mb_net_load_weights(mb_net *net, const char *path) {
         k += (size_t)snprintf(got + k, sizeof got - k, "%s%lld", d ? ", " : "", (long long)e->shape[d]);
       if (k < sizeof got)
         snprintf(got + k, sizeof got - k, "]");
-      char item[256];
-      snprintf(item, sizeof item, "%s (file %s, model %s %s)", pi->name, got, mb_dtype_name(mb_params_dtype(p)),
-               want);
+      char item[256], dt[16];
+      snprintf(dt, sizeof dt, "%s", mb_dtype_name(mb_params_dtype(p)));
+      for (char *q = dt; *q; q++)
+        *q = (char)toupper((unsigned char)*q);
+      snprintf(item, sizeof item, "%s (file %s, model %s%s)", pi->name, got, dt, want);
       append_name(shapes, sizeof shapes, &n_shapes, item);
     }
   }
