@@ -984,7 +984,17 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
         mb_error_clear();
     return rc;
   }
-  /* the end: evaluation, export, results (rank 0) */
+  /* the end: evaluation, export, results (rank 0). What only training needed
+   * goes first, so the evaluation's peak memory is the model's. */
+  mb_net_programs_free(t->progs);
+  t->progs = NULL;
+  mb_optimizer_free(t->opt);
+  t->opt = NULL;
+  mb_buckets_destroy(t->buckets);
+  t->buckets = NULL;
+  mb_host_free(t->zero_params);
+  mb_host_free(t->zero_grads);
+  t->zero_params = t->zero_grads = NULL;
   if (t->rank == 0) {
     mb_eval_result ev;
     int have_eval = 0;
