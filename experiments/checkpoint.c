@@ -246,6 +246,14 @@ int mb_ckpt_write_state(mb_ckpt_writer *w, const mb_ckpt_state *s) {
                         MAMBERT_VERSION);
   if (!j)
     return MB_ERR(MB_ENOMEM, "out of memory");
+  if (s->rank_loaders && s->world_size > 1) {
+    json_t *arr = json_array();
+    for (int r = 0; r < s->world_size; r++) {
+      hex_of(s->rank_loaders + (size_t)r * MB_LOADER_STATE_BYTES, MB_LOADER_STATE_BYTES, loader_hex);
+      json_array_append_new(arr, json_string(loader_hex));
+    }
+    json_object_set_new(j, "rank_loaders", arr);
+  }
   int rc = write_json(w, "state.json", j);
   json_decref(j);
   return rc;
@@ -490,6 +498,26 @@ int mb_ckpt_read_state(const char *dir, mb_ckpt_state *s) {
     COPY_STR(config_sha256, "config_sha256");
     COPY_STR(params_sha256, "params_sha256");
 #undef COPY_STR
+    json_t *arr = json_object_get(j, "rank_loaders");
+    if (json_is_array(arr)) {
+      if ((int)json_array_size(arr) != s->world_size) {
+        rc = MB_ERR(MB_EFORMAT, "%s: %zu rank loader positions for %d ranks", path, json_array_size(arr),
+                    s->world_size);
+      } else {
+        s->rank_loaders = malloc((size_t)s->world_size * MB_LOADER_STATE_BYTES);
+        if (!s->rank_loaders)
+          rc = MB_ERR(MB_ENOMEM, "out of memory");
+        for (int r = 0; rc == MB_OK && r < s->world_size; r++) {
+          const char *h = json_string_value(json_array_get(arr, (size_t)r));
+          if (!h || !unhex(h, s->rank_loaders + (size_t)r * MB_LOADER_STATE_BYTES, MB_LOADER_STATE_BYTES))
+            rc = MB_ERR(MB_EFORMAT, "%s: rank_loaders[%d] is not %d hex bytes", path, r, MB_LOADER_STATE_BYTES);
+        }
+        if (rc != MB_OK) {
+          free(s->rank_loaders);
+          s->rank_loaders = NULL;
+        }
+      }
+    }
   }
   json_decref(j);
   return rc;

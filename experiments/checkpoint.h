@@ -44,7 +44,11 @@ typedef struct {
   int64_t step;         /* optimizer steps taken */
   int64_t micro_step;   /* micro-batches consumed (= step x grad_accum) */
   int64_t epoch;        /* the loader's epoch at that point */
-  uint8_t loader[MB_LOADER_STATE_BYTES];
+  uint8_t loader[MB_LOADER_STATE_BYTES]; /* rank 0's loader position */
+  /* every rank's (world_size x MB_LOADER_STATE_BYTES, rank order; a rank's
+   * loader blob names its rank). Written when set; read into a malloc'd
+   * buffer the caller frees (NULL in single-rank checkpoints). */
+  uint8_t *rank_loaders;
   uint64_t seed;        /* run.seed */
   uint64_t dropout_seed;
   int world_size;

@@ -411,6 +411,20 @@ static int setup_zero(trainer *t) {
 static int save_checkpoint(trainer *t) {
   mb_ckpt_writer *w = NULL;
   int rc = MB_OK;
+  /* every rank's data position goes into rank 0's state.json */
+  uint8_t *loaders = NULL;
+  if (t->nranks > 1) {
+    uint8_t mine[MB_LOADER_STATE_BYTES];
+    mb_loader_save_state(t->loader, mine);
+    loaders = malloc((size_t)t->nranks * MB_LOADER_STATE_BYTES);
+    if (!loaders)
+      return MB_ERR(MB_ENOMEM, "out of memory");
+    rc = mb_comm_allgather(t->host, mine, loaders, MB_LOADER_STATE_BYTES, MB_U8);
+    if (rc != MB_OK) {
+      free(loaders);
+      return rc;
+    }
+  }
   char tmp[1200] = "";
   if (t->rank == 0) {
     rc = mb_ckpt_begin(t->ckpt_root, t->step, &w);
@@ -469,6 +483,7 @@ static int save_checkpoint(trainer *t) {
       s.micro_step = t->micro;
       s.epoch = mb_loader_tell(t->loader).epoch;
       mb_loader_save_state(t->loader, s.loader);
+      s.rank_loaders = loaders;
       s.seed = (uint64_t)t->cfg->seed;
       s.dropout_seed = t->dropout_seed;
       s.world_size = t->nranks;
@@ -501,12 +516,21 @@ static int save_checkpoint(trainer *t) {
       MB_INFO("checkpoint %s", final);
   }
   (void)tmp;
+  free(loaders);
   return agree_status(t, rc);
 }
 
 static int restore_checkpoint(trainer *t, const char *dir) {
   mb_ckpt_state s;
   MB_TRY(mb_ckpt_read_state(dir, &s));
+  /* this rank's data position (each rank's blob names its rank) */
+  uint8_t blob[MB_LOADER_STATE_BYTES];
+  memcpy(blob, s.loader, sizeof blob);
+  const int have_rank_blob = s.rank_loaders && t->rank < s.world_size;
+  if (have_rank_blob)
+    memcpy(blob, s.rank_loaders + (size_t)t->rank * MB_LOADER_STATE_BYTES, sizeof blob);
+  free(s.rank_loaders);
+  s.rank_loaders = NULL;
   if (strcmp(s.arch, t->net->arch) != 0)
     return MB_ERR(MB_EINVAL, "%s: a checkpoint of a %s model; this config builds a %s model", dir, s.arch,
                   t->net->arch);
@@ -556,7 +580,9 @@ static int restore_checkpoint(trainer *t, const char *dir) {
   } else {
     MB_TRY(mb_ckpt_read_optimizer(dir, t->net->params, t->opt, t->cfg->optimizer));
   }
-  int rc = mb_loader_restore_state(t->loader, s.loader);
+  if (t->nranks > 1 && !have_rank_blob)
+    return MB_ERR(MB_EFORMAT, "%s: no data position for rank %d of %d", dir, t->rank, t->nranks);
+  int rc = mb_loader_restore_state(t->loader, blob);
   if (rc != MB_OK)
     return mb_error_context(rc, "%s: the data position does not fit this run's data", dir);
   t->step = s.step;
