@@ -60,7 +60,7 @@ static int is_bow_export(const char *dir) {
  * model.checkpoint; else random weights (said loudly). */
 static int open_model(mb_config *cfg, const char *override, mb_backend *be, mb_tokenizer **tok, mb_net **out,
                       char *source, size_t cap) {
-  char dir[1400] = "", ckpt[1400] = "";
+  char dir[MB_CFG_PATH] = "", ckpt[MB_CFG_PATH] = "";
   const char *run = cfg->run_dir;
   if (override) {
     if (has_file(override, "manifest.json"))
@@ -75,12 +75,12 @@ static int open_model(mb_config *cfg, const char *override, mb_backend *be, mb_t
                     override);
   }
   if (!dir[0] && !ckpt[0] && run && *run) {
-    char p[1400];
-    snprintf(p, sizeof p, "%s/model", run);
+    char p[MB_CFG_PATH];
+    MB_TRY(mb_path_join(p, sizeof p, run, "model"));
     if (has_file(p, "config.json"))
-      snprintf(dir, sizeof dir, "%s", p);
+      memcpy(dir, p, sizeof dir);
     else {
-      snprintf(p, sizeof p, "%s/checkpoints", run);
+      MB_TRY(mb_path_join(p, sizeof p, run, "checkpoints"));
       if (mb_is_dir(p) && mb_ckpt_find_latest(p, ckpt, sizeof ckpt) != MB_OK)
         mb_error_clear();
     }

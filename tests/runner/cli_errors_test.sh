@@ -18,6 +18,7 @@ expect() { # expect CODE PATTERN -- ARGS...
   out="$("$bin" "$@" 2>&1)"; rc=$?
   if [ "$rc" -ne "$code" ]; then echo "FAIL: mambert $* exited $rc, expected $code"; echo "$out" | tail -5; fail=1; return; fi
   if ! grep -qE -- "$pat" <<<"$out"; then echo "FAIL: mambert $*: output lacks /$pat/"; echo "$out" | tail -5; fail=1; return; fi
+  if grep -qE "Sanitizer|runtime error:" <<<"$out"; then echo "FAIL: mambert $*: sanitizer report"; echo "$out" | grep -A20 -E "Sanitizer|runtime error:" | head -40; fail=1; return; fi
   echo "ok: $(grep -E -- "$pat" <<<"$out" | head -1 | cut -c1-150)"
 }
 

@@ -58,4 +58,8 @@ for zero in false true; do
   done
   echo "ok zero1=$zero: 2 ranks killed mid-epoch and resumed: $last identical ($(cd "$a/checkpoints/$last" && ls *.safetensors optim/*.safetensors 2>/dev/null | tr '\n' ' '))"
 done
+# a sanitizer build reports through the logs
+if grep -lE "Sanitizer|runtime error:" "$tmp"/*.log* "$tmp"/*/*.log 2>/dev/null; then
+  echo "FAIL: sanitizer reports above"; grep -hE -A20 "Sanitizer|runtime error:" "$tmp"/*.log* 2>/dev/null | head -40; fail=1
+fi
 exit $fail

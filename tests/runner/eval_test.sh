@@ -59,4 +59,8 @@ check "trained accuracy ($acc) beats chance on balanced data" awk -v a="$acc" 'B
 check "sweep table rows" bash -c "grep -qE '^\| 32 \|' '$tmp/sweep/sweep.md' && grep -qE '^\| 128 \|' '$tmp/sweep/sweep.md'"
 check "sweep json has 3 ok points" test "$(grep -c '"status": "ok"' "$tmp/sweep/sweep.json")" -eq 3
 check "sweep svg is an svg with 2 panels" bash -c "head -2 '$tmp/sweep/sweep.svg' | grep -q '<svg' && grep -q 'Throughput' '$tmp/sweep/sweep.svg' && grep -q 'Peak memory' '$tmp/sweep/sweep.svg' && grep -c '<circle' '$tmp/sweep/sweep.svg' | grep -q '^6$'"
+# a sanitizer build reports through the logs
+if grep -lE "Sanitizer|runtime error:" "$tmp"/*.log* "$tmp"/*/*.log 2>/dev/null; then
+  echo "FAIL: sanitizer reports above"; grep -hE -A20 "Sanitizer|runtime error:" "$tmp"/*.log* 2>/dev/null | head -40; fail=1
+fi
 exit $fail

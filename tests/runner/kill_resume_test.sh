@@ -108,4 +108,8 @@ else
   pooling: masked_mean" data/vocab/gpt-neox-20b-tokenizer.json
   check_model mamba
 fi
+# a sanitizer build reports through the logs
+if grep -lE "Sanitizer|runtime error:" "$tmp"/*.log* "$tmp"/*/*.log 2>/dev/null; then
+  echo "FAIL: sanitizer reports above"; grep -hE -A20 "Sanitizer|runtime error:" "$tmp"/*.log* 2>/dev/null | head -40; fail=1
+fi
 exit $fail
