@@ -44,7 +44,7 @@ static const mb_cfg_entry SCHEMA[] = {
     {"model.pooling", MB_CFG_ENUM, OFF(pooling), 0, 0, "auto|cls|mean|masked_mean",
      "auto: cls for bert (pooler on [CLS]), mean for mamba (the reference), masked_mean for bow", 0},
     {"model.num_labels", MB_CFG_INT, OFF(num_labels), 2, 1 << 16, NULL, "classes", 0},
-    {"model.dropout", MB_CFG_FLOAT, OFF(dropout), 0, 0.95, NULL, "hidden dropout probability", 0},
+    {"model.dropout", MB_CFG_FLOAT, OFF(dropout), 0, 0.95, NULL, "bert, bow: hidden dropout probability", 0},
     {"model.attention_dropout", MB_CFG_FLOAT, OFF(attention_dropout), 0, 0.95, NULL,
      "bert: attention-probability dropout", 0},
 
@@ -729,6 +729,8 @@ static int entry_applies(const mb_config *c, const char *key) {
         return 0;
   if (strcmp(c->model_arch, "bert") == 0 && strcmp(key, "model.d_model") == 0)
     return 0;
+  if (strcmp(c->model_arch, "mamba") == 0 && strcmp(key, "model.dropout") == 0)
+    return 0;
   return 1;
 }
 
@@ -779,6 +781,8 @@ int mb_config_check(const mb_config_doc *d, const char *purpose) {
     for (size_t i = 0; i < sizeof mamba_only / sizeof mamba_only[0]; i++)
       if (is_set(d, mamba_only[i]))
         CHECK_FAIL(mamba_only[i], "applies to mamba models, not %s", c->model_arch);
+  if (mamba && is_set(d, "model.dropout"))
+    CHECK_FAIL("model.dropout", "the mamba classifier has no dropout (as mamba_ssm's); remove the key");
   if (bert && is_set(d, "model.d_model"))
     CHECK_FAIL("model.d_model", "bert's width is model.hidden_size");
   if (bert && c->hidden_size % c->num_heads != 0)
