@@ -627,7 +627,8 @@ static int evaluate(trainer *t, int final, mb_eval_result *out) {
 /* ---- the loop ---------------------------------------------------------------------- */
 
 typedef struct {
-  double loss_sum, loss_rows, tokens, padded, samples, grad_norm_sum, steps, t0;
+  double loss_sum, loss_rows, tokens, padded, samples, grad_norm_sum, steps;
+  double seconds; /* training time of these steps (not evaluation or checkpoints) */
 } interval;
 
 static void progress_bar(trainer *t, double loss, double lr, double tok_s, double smp_s, int force) {
@@ -660,7 +661,7 @@ static int log_interval(trainer *t, interval *iv, double lr) {
     MB_TRY(mb_comm_allreduce(t->host, sums, tot, 5, MB_F64, MB_REDUCE_SUM));
     memcpy(sums, tot, 5 * sizeof(double));
   }
-  double dt = now_s() - iv->t0;
+  double dt = iv->seconds > 0 ? iv->seconds : 1e-9;
   double loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
   double tok_s = sums[2] / dt, pad_s = sums[3] / dt, smp_s = sums[4] / dt;
   double gnorm = iv->steps > 0 ? sums[5] / iv->steps : NAN;
@@ -683,7 +684,6 @@ static int log_interval(trainer *t, interval *iv, double lr) {
     }
   }
   memset(iv, 0, sizeof *iv);
-  iv->t0 = now_s();
   return MB_OK;
 }
 
@@ -836,7 +836,6 @@ static int run_loop(trainer *t, int *interrupted) {
   const mb_config *c = t->cfg;
   interval iv;
   memset(&iv, 0, sizeof iv);
-  iv.t0 = now_s();
   t->t_process_start = now_s();
   t->step_at_start = t->step;
   int64_t last_ckpt = t->step;
@@ -844,12 +843,12 @@ static int run_loop(trainer *t, int *interrupted) {
   while (t->step < t->total_steps) {
     double t0 = now_s();
     MB_TRY(train_step(t, &iv, &lr));
-    t->train_seconds += now_s() - t0;
-    if (t->rank == 0 && t->bar && iv.steps > 0) {
-      double dt = now_s() - iv.t0;
-      progress_bar(t, iv.loss_rows > 0 ? iv.loss_sum / iv.loss_rows : NAN, lr, iv.tokens * t->nranks / dt,
-                   iv.samples * t->nranks / dt, 0);
-    }
+    const double dt_step = now_s() - t0;
+    t->train_seconds += dt_step;
+    iv.seconds += dt_step;
+    if (t->rank == 0 && t->bar && iv.steps > 0)
+      progress_bar(t, iv.loss_rows > 0 ? iv.loss_sum / iv.loss_rows : NAN, lr, iv.tokens * t->nranks / iv.seconds,
+                   iv.samples * t->nranks / iv.seconds, 0);
     const int last = t->step == t->total_steps;
     if (t->step % c->log_every == 0 || last)
       MB_TRY(log_interval(t, &iv, lr));
@@ -866,7 +865,6 @@ static int run_loop(trainer *t, int *interrupted) {
                 (long long)ev.n);
       }
       MB_TRY(barrier_long(t));
-      iv.t0 = now_s(); /* evaluation time is not training throughput */
     }
     int stop = stop_signal != 0;
     if (t->nranks > 1) {
@@ -879,7 +877,6 @@ static int run_loop(trainer *t, int *interrupted) {
         fprintf(stderr, "\n");
       MB_TRY(save_checkpoint(t));
       last_ckpt = t->step;
-      iv.t0 = now_s();
     }
     if (stop) {
       *interrupted = 1;
