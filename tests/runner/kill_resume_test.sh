@@ -3,7 +3,8 @@
 # of an epoch and resumed with --resume ends with weights and optimizer state
 # bit-identical to an uninterrupted run of the same config, and with the same
 # metrics lines (each step once). Tiny models on data/samples; well under 60 s.
-# Models: bow always; bert and mamba when the build has models/.
+# Models: bow (with gradient accumulation) always; bert and mamba when the
+# build has models/.
 set -u
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 tmp="$(mktemp -d /tmp/mb_resume_XXXXXX)"
@@ -11,7 +12,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail=0
 export OMP_NUM_THREADS=2
 
-write_config() { # NAME ARCH-LINES TOKENIZER
+write_config() { # NAME ARCH-LINES TOKENIZER [TRAIN-LINES]
   cat > "$tmp/$1.yaml" <<YAML
 run:
   seed: 5
@@ -31,6 +32,7 @@ schedule:
 train:
   epochs: 2
   threads: 2
+${4:-}
 eval:
   at_end: false
 checkpoint:
@@ -85,9 +87,10 @@ check_model() { # NAME
   echo "ok $n: killed after $killed_at, resumed; $last weights and optimizer state bit-identical ($(sha "$b/checkpoints/$last/model.safetensors" | cut -c1-16))"
 }
 
+# bow also accumulates gradients over 2 micro-batches per step
 write_config bow "  arch: bow
   d_model: 32
-  dropout: 0.1" data/vocab/bert-base-uncased-vocab.txt
+  dropout: 0.1" data/vocab/bert-base-uncased-vocab.txt "  grad_accum: 2"
 check_model bow
 
 if ! [ -e models/model.h ]; then
