@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "kernels/cpu/blas_env.h"
 #include "autograd/autograd.h"
 #include "kernels/cpu/cpu.h"
 
@@ -403,6 +404,7 @@ static void bench_plan(const char *name, int model, int64_t B, int64_t L) {
 }
 
 int main(int argc, char **argv) {
+  mb_blas_env_fix(argc, argv);
   const char *path = "bench_autograd.json";
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--json") == 0 && i + 1 < argc)

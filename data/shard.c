@@ -116,7 +116,7 @@ static int append_dataset(const char *file, const char *name, hid_t ds, hid_t mt
 }
 
 static int write_whole(mb_shard_writer *w, const char *name, hid_t ftype, hid_t mtype, const void *data, size_t n) {
-  hid_t ds;
+  hid_t ds = H5I_INVALID_HID;
   hsize_t chunk = n < 1 ? 1 : n < META_CHUNK ? n : META_CHUNK;
   MB_TRY(create_dataset(w, name, ftype, chunk, &ds));
   int rc = append_dataset(w->tmp, name, ds, mtype, data, 0, n);
@@ -491,7 +491,7 @@ static int read_meta(hid_t f, const char *path, mb_shard_meta *m) {
   MB_TRY(get_attr_str(f, path, "format", fmt, sizeof fmt));
   if (strcmp(fmt, MB_SHARD_FORMAT) != 0)
     return MB_ERR(MB_EFORMAT, "%s: not a mambert shard (format '%s', expected '%s')", path, fmt, MB_SHARD_FORMAT);
-  int32_t ver;
+  int32_t ver = 0;
   MB_TRY(get_attr_i32(f, path, "format_version", &ver, 0, INT32_MAX));
   if (ver != MB_SHARD_FORMAT_VERSION)
     return MB_ERR(MB_EFORMAT, "%s: shard format version %d; this build reads version %d (run mambert prepare again)",
@@ -565,7 +565,7 @@ static int open_dataset(hid_t f, const char *path, const char *name, size_t elem
 static int read_dataset(hid_t f, const char *path, const char *name, size_t elem, int is_signed, int64_t len,
                         hid_t mtype, void *dst) {
   char hm[200];
-  hid_t ds;
+  hid_t ds = H5I_INVALID_HID;
   MB_TRY(open_dataset(f, path, name, elem, is_signed, len, &ds));
   int rc = MB_OK;
   if (len > 0 && H5Dread(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, dst) < 0)
@@ -679,7 +679,7 @@ static int read_file_data(hid_t f, const char *path, const mb_shard_meta *m, mb_
 /* Text bytes of one file, from its text_offsets' last element. */
 static int text_bytes_of(hid_t f, const char *path, int64_t n, int64_t *bytes) {
   char hm[200];
-  hid_t ds;
+  hid_t ds = H5I_INVALID_HID;
   MB_TRY(open_dataset(f, path, "text_offsets", 8, 1, n + 1, &ds));
   hid_t fs = H5Dget_space(ds);
   hsize_t start = (hsize_t)n, one = 1;

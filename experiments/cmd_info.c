@@ -12,6 +12,7 @@
 #include <pcre2.h>
 
 #include "experiments/cli.h"
+#include "kernels/cpu/blas_env.h"
 #include "mambert_build_config.h"
 
 #if MAMBERT_HAVE_MPI
@@ -72,7 +73,7 @@ static int run_info(int argc, char **argv) {
   printf("  NCCL             %s\n", MAMBERT_HAVE_NCCL ? "yes" : "no");
   printf("  MPI              %s\n", MAMBERT_HAVE_MPI ? "yes" : "no");
   printf("Libraries:\n");
-  printf("  OpenBLAS         %s\n", openblas_get_config());
+  printf("  OpenBLAS         %s (kernels: %s)\n", openblas_get_config(), mb_blas_core_name());
   unsigned hmaj, hmin, hrel;
   H5get_libversion(&hmaj, &hmin, &hrel);
   printf("  HDF5             %u.%u.%u\n", hmaj, hmin, hrel);

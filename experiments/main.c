@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "experiments/cli.h"
+#include "kernels/cpu/blas_env.h"
 #include "mambert_build_config.h"
 
 static void print_help(FILE *f) {
@@ -16,6 +17,7 @@ static void print_help(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+  mb_blas_env_fix(argc, argv);
   if (argc < 2) {
     print_help(stderr);
     return MB_EXIT_USAGE;

@@ -1,31 +1,16 @@
 /* cpu_seq.c: the op-table glue for the fused sequence kernels
  * (kernels/cpu/attention.c, selective_scan.c, conv1d.c): descriptors from
  * the node's shapes and attributes, f32/f64 dispatch, planned workspaces.
- *
- * Each family registers only when its kernel header is in the tree
- * (__has_include), so this file builds before and after those kernels land;
- * without them a program using the op fails at mb_exec_new with "no cpu
- * kernel registered" for that op. */
+ */
 #include <stddef.h>
 #include <string.h>
 
 #include "autograd/graph.h"
 #include "kernels/cpu/cpu_internal.h"
 
-#if defined(__has_include)
-#if __has_include("kernels/cpu/attention.h")
-#define MB_HAVE_CPU_ATTENTION 1
 #include "kernels/cpu/attention.h"
-#endif
-#if __has_include("kernels/cpu/selective_scan.h")
-#define MB_HAVE_CPU_SCAN 1
-#include "kernels/cpu/selective_scan.h"
-#endif
-#if __has_include("kernels/cpu/conv1d.h")
-#define MB_HAVE_CPU_CONV1D 1
 #include "kernels/cpu/conv1d.h"
-#endif
-#endif
+#include "kernels/cpu/selective_scan.h"
 
 /* The planned workspace when it is big enough, else NULL (the kernel then
  * allocates: the thread count may have grown since planning). */
@@ -41,7 +26,6 @@ static void *ws_or_null(const mb_kernel_call *k, size_t need, size_t *bytes) {
 static const mb_value *val(const mb_graph *g, int32_t id) { return mb_graph_value(g, (mb_var){id}); }
 
 /* ---- attention ---- */
-#ifdef MB_HAVE_CPU_ATTENTION
 
 /* mask_at: index of the key_mask / cu_seqlens input (3 forward, 6 backward). */
 static void attn_desc_shape(const mb_shape *q, const mb_attrs *a, mb_attn_desc *d) {
@@ -105,10 +89,8 @@ static size_t attention_ws(const mb_graph *g, const mb_node *n) {
   return n->op == MB_OP_ATTENTION ? mb_cpu_attn_fwd_workspace(&d, mb_dtype_size(q->dtype))
                                   : mb_cpu_attn_bwd_workspace(&d, mb_dtype_size(q->dtype));
 }
-#endif
 
 /* ---- selective scan ---- */
-#ifdef MB_HAVE_CPU_SCAN
 
 static void scan_desc_shape(const mb_shape *u, const mb_shape *A_log, const mb_attrs *a, mb_scan_desc *d) {
   memset(d, 0, sizeof *d);
@@ -183,10 +165,8 @@ static size_t scan_ws(const mb_graph *g, const mb_node *n) {
   return n->op == MB_OP_SELECTIVE_SCAN ? mb_cpu_scan_fwd_workspace(&d, mb_dtype_size(u->dtype))
                                        : mb_cpu_scan_bwd_workspace(&d, mb_dtype_size(u->dtype));
 }
-#endif
 
 /* ---- conv1d ---- */
-#ifdef MB_HAVE_CPU_CONV1D
 
 static void conv_desc_shape(const mb_shape *x, const mb_shape *w, const mb_attrs *a, mb_conv1d_desc *d) {
   memset(d, 0, sizeof *d);
@@ -241,21 +221,12 @@ static size_t conv1d_grad_ws(const mb_graph *g, const mb_node *n) {
   conv_desc_shape(&x->shape, &w->shape, &n->attr, &d);
   return mb_cpu_conv1d_bwd_workspace(&d, mb_dtype_size(x->dtype));
 }
-#endif
 
 void mb_cpu_register_seq(void) {
-#ifdef MB_HAVE_CPU_ATTENTION
   mb_op_set_kernel(MB_OP_ATTENTION, MB_BACKEND_CPU, attention_kernel, attention_ws);
   mb_op_set_kernel(MB_OP_ATTENTION_GRAD, MB_BACKEND_CPU, attention_grad_kernel, attention_ws);
-#endif
-#ifdef MB_HAVE_CPU_SCAN
   mb_op_set_kernel(MB_OP_SELECTIVE_SCAN, MB_BACKEND_CPU, scan_kernel, scan_ws);
   mb_op_set_kernel(MB_OP_SELECTIVE_SCAN_GRAD, MB_BACKEND_CPU, scan_grad_kernel, scan_ws);
-#endif
-#ifdef MB_HAVE_CPU_CONV1D
   mb_op_set_kernel(MB_OP_CONV1D, MB_BACKEND_CPU, conv1d_kernel, NULL);
   mb_op_set_kernel(MB_OP_CONV1D_GRAD, MB_BACKEND_CPU, conv1d_grad_kernel, conv1d_grad_ws);
-#endif
-  (void)ws_or_null;
-  (void)val;
 }

@@ -1,0 +1,332 @@
+/* cmd_predict.c: `mambert predict`: label texts with a classifier directory,
+ * like a sentiment pipeline: the label and its probability per input.
+ *
+ * Inputs are tokenized as the model was trained (BERT [CLS] ... [SEP]
+ * truncated to max_position_embeddings; Mamba's byte-level BPE, no special
+ * tokens, no truncation) and run in packed batches: each input is its own
+ * sequence, so its result is what the model gives it alone, unpadded, and
+ * does not depend on the other inputs of the batch (with padding, the
+ * reference Mamba classifier's mean would include pad tokens). */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "experiments/cli.h"
+#include "kernels/cpu/cpu.h"
+#include "models/model.h"
+
+extern const mb_command mb_cmd_predict;
+
+typedef struct {
+  char **s;
+  size_t n, cap;
+} texts;
+
+static int texts_add(texts *t, const char *s, size_t len) {
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? 2 * t->cap : 64;
+    char **p = realloc(t->s, cap * sizeof *p);
+    if (!p)
+      return MB_ERR(MB_ENOMEM, "out of memory");
+    t->s = p;
+    t->cap = cap;
+  }
+  char *c = malloc(len + 1);
+  if (!c)
+    return MB_ERR(MB_ENOMEM, "out of memory");
+  memcpy(c, s, len);
+  c[len] = 0;
+  t->s[t->n++] = c;
+  return MB_OK;
+}
+
+static void texts_free(texts *t) {
+  for (size_t i = 0; i < t->n; i++)
+    free(t->s[i]);
+  free(t->s);
+}
+
+/* One input per line (a trailing \r is dropped). */
+static int read_lines(const char *path, texts *t) {
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  if (!f)
+    return MB_ERR(MB_EIO, "cannot open %s", path);
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  int rc = MB_OK;
+  while (rc == MB_OK && (n = getline(&line, &cap, f)) >= 0) {
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+      n--;
+    rc = texts_add(t, line, (size_t)n);
+  }
+  if (rc == MB_OK && ferror(f))
+    rc = MB_ERR(MB_EIO, "reading %s failed", path);
+  free(line);
+  if (f != stdin)
+    fclose(f);
+  return rc;
+}
+
+static int parse_int(const char *flag, const char *v, long lo, long hi, int *out) {
+  char *end;
+  long x = strtol(v, &end, 10);
+  if (!*v || *end || x < lo || x > hi)
+    return mb_cli_usage_error(&mb_cmd_predict, "%s '%s': expected an integer %ld..%ld", flag, v, lo, hi);
+  *out = (int)x;
+  return 0;
+}
+
+/* Plain output: the text on one line, shortened. */
+static void preview(const char *s, char *out, size_t cap) {
+  size_t k = 0, i = 0;
+  for (; s[i] && k + 4 < cap; i++)
+    out[k++] = (s[i] == '\n' || s[i] == '\t' || s[i] == '\r') ? ' ' : s[i];
+  /* do not cut a UTF-8 sequence in half */
+  if (s[i]) {
+    while (k > 0 && ((unsigned char)out[k] & 0xC0) == 0x80)
+      k--;
+    out[k++] = '.', out[k++] = '.', out[k++] = '.';
+  }
+  out[k] = 0;
+}
+
+typedef struct {
+  mb_model *m;
+  mb_tokenizer *tok;
+  mb_program_cache *cache;
+  int json, max_length, add_special;
+} predictor;
+
+/* Label inputs [first, first + n) of t as one packed batch; print them. */
+static int predict_chunk(predictor *p, const texts *t, size_t first, int n) {
+  const mb_model_config *c = mb_model_config_of(p->m);
+  const int C = c->num_labels;
+  mb_ids *enc = calloc((size_t)n, sizeof *enc);
+  if (!enc)
+    return MB_ERR(MB_ENOMEM, "out of memory");
+  int rc = MB_OK;
+  int64_t total = 0;
+  for (int i = 0; i < n && rc == MB_OK; i++) {
+    const char *s = t->s[first + (size_t)i];
+    rc = mb_tokenizer_encode(p->tok, s, strlen(s), p->add_special, p->max_length, &enc[i]);
+    if (rc != MB_OK)
+      rc = mb_error_context(rc, "input %zu", first + (size_t)i + 1);
+    total += (int64_t)enc[i].n;
+  }
+  /* a budget rounded up to 64 tokens: a few program shapes serve all chunks */
+  int64_t T = ((total > n ? total : n) + 63) / 64 * 64;
+  if (rc == MB_OK && T > INT32_MAX)
+    rc = MB_ERR(MB_EINVAL, "inputs too long together (%lld tokens); lower --batch-size", (long long)total);
+  int32_t *ids = NULL, *mask = NULL, *pos = NULL, *cu = NULL, *labels = NULL, *lengths = NULL;
+  float *logits = NULL;
+  if (rc == MB_OK) {
+    ids = calloc((size_t)T, sizeof *ids);
+    mask = calloc((size_t)T, sizeof *mask);
+    pos = calloc((size_t)T, sizeof *pos);
+    cu = calloc((size_t)n + 1, sizeof *cu);
+    labels = calloc((size_t)n, sizeof *labels);
+    lengths = calloc((size_t)n, sizeof *lengths);
+    logits = calloc((size_t)n * (size_t)C, sizeof *logits);
+    if (!ids || !mask || !pos || !cu || !labels || !lengths || !logits)
+      rc = MB_ERR(MB_ENOMEM, "out of memory");
+  }
+  if (rc == MB_OK) {
+    int64_t at = 0;
+    for (int i = 0; i < n; i++) {
+      for (size_t k = 0; k < enc[i].n; k++) {
+        ids[at + (int64_t)k] = enc[i].ids[k];
+        mask[at + (int64_t)k] = 1;
+        pos[at + (int64_t)k] = (int32_t)k;
+      }
+      at += (int64_t)enc[i].n;
+      cu[i + 1] = (int32_t)at;
+      labels[i] = -1;
+      lengths[i] = (int32_t)enc[i].n;
+    }
+    mb_batch b;
+    memset(&b, 0, sizeof b);
+    b.mode = MB_BATCH_PACKED;
+    b.rows = n;
+    b.seq_len = (int32_t)T;
+    b.n_seqs = n;
+    b.n_tokens = at;
+    b.input_ids = ids;
+    b.attention_mask = mask;
+    b.position_ids = pos;
+    b.cu_seqlens = cu;
+    b.labels = labels;
+    b.lengths = lengths;
+    int64_t key[MB_MODEL_KEY_LEN];
+    mb_exec *ex;
+    rc = mb_model_key_for_batch(&b, 0, key);
+    if (rc == MB_OK)
+      rc = mb_program_cache_get(p->cache, key, MB_MODEL_KEY_LEN, &ex);
+    if (rc == MB_OK)
+      rc = mb_model_feed(p->m, ex, &b, NULL);
+    if (rc == MB_OK)
+      rc = mb_exec_forward(ex);
+    if (rc == MB_OK)
+      rc = mb_model_read_logits(ex, logits);
+  }
+  for (int i = 0; i < n && rc == MB_OK; i++) {
+    const float *z = logits + (size_t)i * (size_t)C;
+    double mx = z[0], sum = 0, prob[MB_MODEL_MAX_LABELS];
+    int best = 0;
+    for (int k = 1; k < C; k++)
+      if (z[k] > mx)
+        mx = z[k], best = k;
+    for (int k = 0; k < C; k++)
+      sum += prob[k] = exp((double)z[k] - mx);
+    for (int k = 0; k < C; k++)
+      prob[k] /= sum;
+    const char *text = t->s[first + (size_t)i];
+    if (p->json) {
+      json_t *o = json_object(), *pr = json_object(), *lg = json_array();
+      for (int k = 0; k < C; k++) {
+        json_object_set_new(pr, mb_model_label(p->m, k), json_real(prob[k]));
+        json_array_append_new(lg, json_real(z[k]));
+      }
+      json_object_set_new(o, "index", json_integer((json_int_t)(first + (size_t)i)));
+      json_object_set_new(o, "label", json_string(mb_model_label(p->m, best)));
+      json_object_set_new(o, "label_id", json_integer(best));
+      json_object_set_new(o, "score", json_real(prob[best]));
+      json_object_set_new(o, "probabilities", pr);
+      json_object_set_new(o, "logits", lg);
+      json_object_set_new(o, "tokens", json_integer((json_int_t)enc[i].n));
+      json_object_set_new(o, "text", json_stringn(text, strlen(text)));
+      char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9) | JSON_PRESERVE_ORDER);
+      json_decref(o);
+      if (!line) {
+        rc = MB_ERR(MB_ENOMEM, "out of memory");
+        break;
+      }
+      printf("%s\n", line);
+      free(line);
+    } else {
+      char pv[72];
+      preview(text, pv, sizeof pv);
+      printf("%s\t%.4f\t%s\n", mb_model_label(p->m, best), prob[best], pv);
+    }
+  }
+  fflush(stdout);
+  for (int i = 0; i < n; i++)
+    mb_ids_free(&enc[i]);
+  free(enc);
+  free(ids);
+  free(mask);
+  free(pos);
+  free(cu);
+  free(labels);
+  free(lengths);
+  free(logits);
+  return rc;
+}
+
+static int run_predict(int argc, char **argv) {
+  const char *model_dir = NULL, *tokenizer = NULL;
+  int json = 0, batch = 32, max_length = -1;
+  texts in = {0};
+  int rc = 0, after_dashes = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (after_dashes || a[0] != '-' || !strcmp(a, "-")) {
+      if (!strcmp(a, "-") && !after_dashes)
+        rc = read_lines("-", &in) == MB_OK ? 0 : mb_cli_fail("predict", "stdin");
+      else
+        rc = texts_add(&in, a, strlen(a)) == MB_OK ? 0 : mb_cli_fail("predict", NULL);
+    } else if (!strcmp(a, "--")) {
+      after_dashes = 1;
+    } else if (!strcmp(a, "--json")) {
+      json = 1;
+    } else if (!strcmp(a, "--model") || !strcmp(a, "--file") || !strcmp(a, "--tokenizer") ||
+               !strcmp(a, "--batch-size") || !strcmp(a, "--max-length")) {
+      if (i + 1 >= argc) {
+        rc = mb_cli_usage_error(&mb_cmd_predict, "%s needs a value", a);
+        break;
+      }
+      const char *v = argv[++i];
+      if (!strcmp(a, "--model"))
+        model_dir = v;
+      else if (!strcmp(a, "--tokenizer"))
+        tokenizer = v;
+      else if (!strcmp(a, "--file"))
+        rc = read_lines(v, &in) == MB_OK ? 0 : mb_cli_fail("predict", "--file");
+      else if (!strcmp(a, "--batch-size"))
+        rc = parse_int(a, v, 1, 1 << 16, &batch);
+      else
+        rc = parse_int(a, v, 0, 1 << 30, &max_length);
+    } else {
+      rc = mb_cli_usage_error(&mb_cmd_predict, "unknown option '%s'", a);
+    }
+    if (rc)
+      break;
+  }
+  if (!rc && !model_dir)
+    rc = mb_cli_usage_error(&mb_cmd_predict, "--model DIR is required");
+  if (!rc && in.n == 0)
+    rc = mb_cli_usage_error(&mb_cmd_predict, "no inputs: give texts, --file PATH or - (stdin)");
+  if (rc) {
+    texts_free(&in);
+    return rc;
+  }
+
+  predictor p = {0};
+  mb_backend *be = mb_cpu_backend();
+  mb_model_load_opts lo = {.tokenizer_path = tokenizer, .pooling = -1};
+  if (mb_model_load(model_dir, &lo, be, &p.m) != MB_OK) {
+    texts_free(&in);
+    return mb_cli_fail("predict", NULL);
+  }
+  const mb_model_config *c = mb_model_config_of(p.m);
+  p.json = json;
+  p.add_special = mb_model_add_special(p.m);
+  p.max_length = max_length >= 0 ? max_length : c->arch == MB_ARCH_BERT ? (int)c->bert.max_position : 0;
+  if (c->arch == MB_ARCH_BERT && (p.max_length == 0 || p.max_length > c->bert.max_position))
+    p.max_length = (int)c->bert.max_position;
+  mb_compile_opts co = {.train = 0};
+  int err = mb_model_load_tokenizer(p.m, &p.tok);
+  if (err == MB_OK)
+    err = mb_program_cache_new(mb_model_params(p.m), be, &co, mb_model_build, p.m, &p.cache);
+  for (size_t at = 0; err == MB_OK && at < in.n; at += (size_t)batch) {
+    int n = in.n - at < (size_t)batch ? (int)(in.n - at) : batch;
+    err = predict_chunk(&p, &in, at, n);
+  }
+  int code = err == MB_OK ? MB_EXIT_OK : mb_cli_fail("predict", NULL);
+  mb_program_cache_free(p.cache);
+  mb_tokenizer_free(p.tok);
+  mb_model_free(p.m);
+  texts_free(&in);
+  return code;
+}
+
+const mb_command mb_cmd_predict = {
+    "predict",
+    "label texts with a classifier: the label and its probability",
+    "Usage: mambert predict --model DIR [options] TEXT... | --file PATH | -\n"
+    "\n"
+    "Labels each input with a BERT or Mamba classifier directory (config.json,\n"
+    "model.safetensors, vocab.txt or tokenizer.json; an export of mambert or a\n"
+    "Hugging Face checkpoint) and prints, per input, the label (LABEL_0, LABEL_1,\n"
+    "or the config's id2label), its probability and the text:\n"
+    "    LABEL_1<TAB>0.9871<TAB>a wonderful film\n"
+    "Each input is run as its own sequence (packed batches, no padding), so its\n"
+    "result does not depend on the other inputs.\n"
+    "\n"
+    "Inputs (in this order, any mix):\n"
+    "  TEXT...            texts on the command line (after -- they may start with -)\n"
+    "  --file PATH        one input per line (PATH - reads stdin)\n"
+    "  -                  read stdin, one input per line\n"
+    "\n"
+    "Options:\n"
+    "  --model DIR        the classifier directory (required)\n"
+    "  --json             one JSON object per line: index, label, label_id, score,\n"
+    "                     probabilities, logits, tokens, text\n"
+    "  --batch-size N     inputs per forward pass (default 32)\n"
+    "  --max-length N     truncate to N tokens (default: BERT's max_position_embeddings,\n"
+    "                     special tokens included; Mamba: no truncation, as the reference)\n"
+    "  --tokenizer FILE   use this vocab.txt / tokenizer.json instead of the directory's\n",
+    run_predict,
+};

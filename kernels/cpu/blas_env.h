@@ -1,0 +1,28 @@
+/* blas_env.h: make OpenBLAS use the CPU's real GEMM kernels.
+ *
+ * OpenBLAS built with DYNAMIC_ARCH picks its kernels from a table of CPU
+ * models when it loads. A model newer than the library (Debian 12's 0.3.21 on
+ * Sapphire/Emerald Rapids, for one) falls back to the SSE3 "Prescott"
+ * kernels, 2-3x slower on every matmul. The choice can only be changed
+ * through OPENBLAS_CORETYPE before the library loads, so programs call
+ * mb_blas_env_fix() first thing in main(): when OpenBLAS fell back while the
+ * CPU has AVX-512 (or AVX2), it sets OPENBLAS_CORETYPE to SkylakeX (or
+ * Haswell) and re-executes the program once. A user's own
+ * OPENBLAS_CORETYPE is always respected. */
+#ifndef MB_KERNELS_CPU_BLAS_ENV_H
+#define MB_KERNELS_CPU_BLAS_ENV_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Returns only if nothing needs changing or the re-exec failed (then the
+ * program goes on with the slower kernels and a warning). */
+void mb_blas_env_fix(int argc, char **argv);
+/* The kernel family OpenBLAS is using ("SkylakeX", "Haswell", "Prescott"...). */
+const char *mb_blas_core_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,167 @@
+/* selective_scan.c: Mamba's selective scan on the CPU (see selective_scan.h).
+ *
+ * Type-independent parts here (checks, chunk and workspace arithmetic, the
+ * varlen boundary walk); the kernels are in selective_scan_impl.h, included
+ * once for float and once for double.
+ */
+#include "kernels/cpu/selective_scan.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/cpu/vecmath.h"
+#include "runtime/alloc.h"
+
+/* Channels per work item: a thread owns SCAN_BLOCK channels of one batch row
+ * and walks its tokens; the block's SCAN_BLOCK * N states stay in L1 and its
+ * inner loops are SCAN_BLOCK lanes wide (16 floats: a 64-byte cache line of
+ * each row, one AVX-512 or two AVX2 vectors). */
+#define SCAN_BLOCK 16
+
+int mb_cpu_scan_check(const mb_scan_desc *d) {
+  if (!d)
+    return MB_ERR(MB_EINVAL, "selective scan: NULL descriptor");
+  if (d->batch < 0 || d->seqlen < 0)
+    return MB_ERR(MB_EINVAL, "selective scan: batch %d and seqlen %d must be >= 0", d->batch, d->seqlen);
+  if (d->dim < 1 || d->dstate < 1)
+    return MB_ERR(MB_EINVAL, "selective scan: dim %d and dstate %d must be >= 1", d->dim, d->dstate);
+  if (d->chunk < 0 || d->nthreads < 0)
+    return MB_ERR(MB_EINVAL, "selective scan: chunk %d and nthreads %d must be >= 0", d->chunk, d->nthreads);
+  if ((double)d->batch * d->seqlen * d->dim * (d->dstate + 4.0) > (double)PTRDIFF_MAX / 8)
+    return MB_ERR(MB_EINVAL, "selective scan: [%d, %d, %d] x N=%d is too large to index", d->batch, d->seqlen,
+                  d->dim, d->dstate);
+  if (d->cu_seqlens) {
+    if (d->batch != 1)
+      return MB_ERR(MB_EINVAL, "selective scan: varlen mode (cu_seqlens given) needs batch = 1, got %d", d->batch);
+    if (d->nseq < 0)
+      return MB_ERR(MB_EINVAL, "selective scan: nseq %d must be >= 0", d->nseq);
+    if (d->cu_seqlens[0] != 0)
+      return MB_ERR(MB_EINVAL, "selective scan: cu_seqlens[0] = %d, expected 0", (int)d->cu_seqlens[0]);
+    for (int s = 0; s < d->nseq; s++)
+      if (d->cu_seqlens[s + 1] < d->cu_seqlens[s])
+        return MB_ERR(MB_EINVAL, "selective scan: cu_seqlens[%d] = %d < cu_seqlens[%d] = %d (must not decrease)",
+                      s + 1, (int)d->cu_seqlens[s + 1], s, (int)d->cu_seqlens[s]);
+    if (d->cu_seqlens[d->nseq] > d->seqlen)
+      return MB_ERR(MB_EINVAL, "selective scan: cu_seqlens[%d] = %d exceeds the token budget seqlen = %d", d->nseq,
+                    (int)d->cu_seqlens[d->nseq], d->seqlen);
+  }
+  return MB_OK;
+}
+
+static int scan_chunk(const mb_scan_desc *d) { return d->chunk > 0 ? d->chunk : 128; }
+static int scan_threads(const mb_scan_desc *d) { return d->nthreads > 0 ? d->nthreads : omp_get_max_threads(); }
+static size_t aligned(size_t n) { return mb_align_up(n, MB_ALIGN); }
+
+int mb_cpu_scan_nchunks(const mb_scan_desc *d) {
+  if (!d || d->seqlen <= 0)
+    return 0;
+  const int k = scan_chunk(d);
+  return (int)(((long)d->seqlen + k - 1) / k);
+}
+
+size_t mb_cpu_scan_states_numel(const mb_scan_desc *d) {
+  if (!d || d->batch < 0 || d->dim < 1 || d->dstate < 1)
+    return 0;
+  return (size_t)d->batch * mb_cpu_scan_nchunks(d) * d->dim * d->dstate;
+}
+
+/* Per-thread scratch of the forward: the block's states h and its A. */
+static size_t scan_fwd_thread_bytes(const mb_scan_desc *d, size_t es) {
+  return 2 * aligned((size_t)SCAN_BLOCK * d->dstate * es);
+}
+
+/* Per-thread scratch of the backward: the chunk's states (chunk+1 of them),
+ * decays exp(dt*A) (chunk), dt and softplus' (chunk x lanes), dh, A, dA, a
+ * zero state and the per-channel shares of dB_t and dC_t (one block each), a
+ * flag per token of the chunk, and [L, N] partial sums of dB and dC. */
+static size_t scan_bwd_thread_bytes(const mb_scan_desc *d, size_t es) {
+  const size_t blk = (size_t)SCAN_BLOCK * d->dstate, k = (size_t)scan_chunk(d), L = (size_t)d->seqlen;
+  return aligned((k + 1) * blk * es) + aligned(k * blk * es) + 2 * aligned(k * SCAN_BLOCK * es) +
+         6 * aligned(blk * es) + aligned(k) + 2 * aligned(L * d->dstate * es);
+}
+
+size_t mb_cpu_scan_fwd_workspace(const mb_scan_desc *d, size_t elem_size) {
+  if (!d || d->dim < 1 || d->dstate < 1)
+    return 0;
+  return (size_t)scan_threads(d) * scan_fwd_thread_bytes(d, elem_size);
+}
+
+size_t mb_cpu_scan_bwd_workspace(const mb_scan_desc *d, size_t elem_size) {
+  if (!d || d->dim < 1 || d->dstate < 1 || d->seqlen < 0 || d->chunk < 0)
+    return 0;
+  return (size_t)scan_threads(d) * scan_bwd_thread_bytes(d, elem_size);
+}
+
+static int scan_workspace(const char *what, size_t need, void **ws, size_t ws_bytes, void **owned) {
+  *owned = NULL;
+  if (*ws) {
+    if (ws_bytes < need)
+      return MB_ERR(MB_EINVAL, "selective scan %s: workspace has %zu bytes, needs %zu", what, ws_bytes, need);
+    if ((uintptr_t)*ws % MB_ALIGN)
+      return MB_ERR(MB_EINVAL, "selective scan %s: workspace must be %d-byte aligned", what, MB_ALIGN);
+    return MB_OK;
+  }
+  *owned = mb_host_malloc(need ? need : 1);
+  if (!*owned)
+    return MB_ERR(MB_ENOMEM, "selective scan %s: cannot allocate %zu bytes of workspace", what, need);
+  *ws = *owned;
+  return MB_OK;
+}
+
+/* Where sequences start, walked forward one token at a time. In padded mode
+ * only token 0 of a row starts one and every token is real; in varlen mode a
+ * token t starts a sequence when t == cu_seqlens[s] for some s < nseq, and
+ * tokens from cu_seqlens[nseq] on are padding. */
+typedef struct {
+  const int32_t *cu;
+  int nseq, next, end;
+} scan_walk;
+
+static void scan_walk_init(scan_walk *w, const mb_scan_desc *d, int t0) {
+  w->cu = d->cu_seqlens;
+  w->nseq = d->nseq;
+  w->end = w->cu ? w->cu[w->nseq] : d->seqlen;
+  w->next = 0;
+  if (w->cu) /* skip the boundaries before t0 */
+    while (w->next < w->nseq && w->cu[w->next] < t0)
+      w->next++;
+}
+
+/* Call for t = t0, t0+1, ... in order. 1: t starts a sequence (reset the
+ * state before it), 0: it continues one. */
+static int scan_walk_starts(scan_walk *w, int t) {
+  if (!w->cu)
+    return t == 0;
+  int starts = 0;
+  while (w->next < w->nseq && w->cu[w->next] <= t)
+    starts |= w->cu[w->next++] == t;
+  return starts;
+}
+
+/* ---- the kernels, once per element type ---------------------------------- */
+
+#define SC_T float
+#define SC_SFX f32
+#define SC_EXP mb_expf
+#define SC_SOFTPLUS mb_softplusf
+#define SC_SIGMOID mb_sigmoidf
+#include "kernels/cpu/selective_scan_impl.h"
+#undef SC_T
+#undef SC_SFX
+#undef SC_EXP
+#undef SC_SOFTPLUS
+#undef SC_SIGMOID
+
+#define SC_T double
+#define SC_SFX f64
+#define SC_EXP exp
+#define SC_SOFTPLUS mb_softplus
+#define SC_SIGMOID mb_sigmoid
+#include "kernels/cpu/selective_scan_impl.h"
+#undef SC_T
+#undef SC_SFX
+#undef SC_EXP
+#undef SC_SOFTPLUS
+#undef SC_SIGMOID

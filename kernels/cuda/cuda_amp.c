@@ -1,0 +1,30 @@
+/* cuda_amp.c: the dynamic loss scaler (cuda_amp.h). */
+#include "kernels/cuda/cuda_amp.h"
+
+void mb_loss_scaler_init(mb_loss_scaler *s, double init_scale) {
+  s->scale = init_scale > 0 ? init_scale : 65536.0;
+  s->growth_factor = 2.0;
+  s->backoff_factor = 0.5;
+  s->growth_interval = 2000;
+  s->good_steps = 0;
+  s->steps = 0;
+  s->skipped = 0;
+}
+
+double mb_loss_scaler_scale(const mb_loss_scaler *s) { return s->scale; }
+
+int mb_loss_scaler_update(mb_loss_scaler *s, int found_inf, double *inv_scale) {
+  s->steps++;
+  *inv_scale = 1.0 / s->scale;
+  if (found_inf) {
+    s->skipped++;
+    s->good_steps = 0;
+    s->scale *= s->backoff_factor;
+    return 0;
+  }
+  if (++s->good_steps >= s->growth_interval) {
+    s->good_steps = 0;
+    s->scale *= s->growth_factor;
+  }
+  return 1;
+}

@@ -1,0 +1,675 @@
+/* selective_scan_kernels.cuh: the selective scan's kernels (forward,
+ * backward, and the two small reductions that finish the backward's
+ * gradients) and the host-side drivers that check a call and launch them.
+ * Included by selective_scan.cu (nvcc) and by the CPU emulation test; the
+ * drivers take a `launch` functor, so both run the same sequence of
+ * launches. The math and the layouts are selective_scan.h's; SCAN.md
+ * explains the design and gives the resource usage.
+ *
+ * The recurrence h_t = a_t h_{t-1} + b_t (a_t = exp(dt_t A), b_t = dt_t B_t
+ * u_t) is a linear recurrence: the pairs (a, b) compose associatively,
+ * (a1, b1) then (a2, b2) = (a2 a1, a2 b1 + b2). A reset (varlen sequence
+ * start) is a_t = 0, which drops everything before t: a segmented scan
+ * without a flag. Budget padding is dt = 0: a = 1, b = 0, the identity.
+ *
+ * Per tile (128 tokens) and state index n, a thread first folds its
+ * segment of `items` tokens into one pair, the lanes of a channel then scan
+ * those pairs with warp shuffles (log2(segs) steps), and each thread
+ * replays its items from the state entering its segment. The backward does
+ * the same forwards (recomputing the states from the saved one) and then
+ * backwards for the adjoint e_{t-1} = a_t (e_t + g_t C_t), where e_t is the
+ * gradient reaching h_t from later tokens and g the gated output gradient.
+ */
+#ifndef MB_KERNELS_CUDA_SELECTIVE_SCAN_KERNELS_CUH
+#define MB_KERNELS_CUDA_SELECTIVE_SCAN_KERNELS_CUH
+
+#include "kernels/cuda/selective_scan.h"
+#include "kernels/cuda/selective_scan_dev.cuh"
+#include "kernels/cuda/selective_scan_plan.h"
+
+namespace SC_NS {
+
+enum { SC_TOK_PAD = 1, SC_TOK_RESET = 2 };
+static const float SC_LOG2E = 1.4426950408889634f;
+
+struct scan_params {
+  const void *u, *delta, *B, *C, *z; /* dtype T */
+  const void *A_log, *Dp, *bias;     /* dtype pdt */
+  int pdt;
+  void *y;                          /* T */
+  float *states;                    /* [B, ntiles, D, N] */
+  const void *dy;                   /* T */
+  void *du, *ddelta, *dz, *dB, *dC; /* T; any may be NULL */
+  void *dA_log, *dD, *dbias;        /* pdt; any may be NULL */
+  float *dBp, *dCp;                 /* workspace: [B, ngroups, L, N] */
+  float *dAp, *dDp, *dbp;           /* workspace: [B, D, N], [B, D], [B, D] */
+  const int32_t *cu;                /* device, [nseq + 1]; NULL in padded mode */
+  int nseq;
+  int batch, L, D, N, ntiles, ngroups, softplus;
+};
+
+/* Flags of token t of a row: padding (past the row or, in varlen mode,
+ * past cu[nseq]) or the first token of a sequence (varlen mode; in padded
+ * mode the state entering token 0 is zero anyway). */
+template <bool VARLEN> SC_DEV unsigned sc_token_flags(const scan_params &p, long long t) {
+  if (t >= p.L)
+    return SC_TOK_PAD;
+  if (!VARLEN)
+    return 0;
+  if (t >= (long long)p.cu[p.nseq])
+    return SC_TOK_PAD;
+  const int s = sc_lower_bound(p.cu, p.nseq, t);
+  return s < p.nseq && (long long)p.cu[s] == t ? SC_TOK_RESET : 0;
+}
+
+/* Where token tt of row n lives in a [N][TILE] tile of B or C: the row's
+ * 16-byte chunks are permuted (chunk j stored at j ^ (n mod 32)). The tile
+ * load has consecutive threads write one token of consecutive rows, which
+ * unpermuted would all hit one bank (rows are 128 floats apart; an N-way
+ * conflict, up to 32-way): swizzled, 2-way for N <= 32 and 4-way at 64. A
+ * thread's 4-token chunks stay contiguous (16-byte reads), and the chunks a
+ * quarter-warp reads stay in distinct banks (conflict-free). */
+SC_DEV int sc_bc_at(int n, int tt) { return n * MB_SCAN_TILE + ((((tt >> 2) ^ n) & 31) << 2) + (tt & 3); }
+
+/* Block prologue of both kernels: B and C of tile t0 transposed into
+ * Bs, Cs [N][TILE] (swizzled; zeros past the row), and the token flags. */
+template <typename T, bool VARLEN, int NT>
+SC_DEV void sc_load_tile(const scan_params &p, size_t row, int t0, float *Bs, float *Cs, unsigned char *flags) {
+  const int N = p.N, tid = sc_tid();
+  const T *Bg = (const T *)p.B, *Cg = (const T *)p.C;
+  for (int e = tid; e < MB_SCAN_TILE * N; e += NT) {
+    const int tt = e / N, n = e - tt * N;
+    const long long t = (long long)t0 + tt;
+    float bv = 0.0f, cv = 0.0f;
+    if (t < p.L) { /* e runs along the tile's contiguous [tt][n] block: coalesced */
+      const size_t o = (row + (size_t)t) * (size_t)N + (size_t)n;
+      bv = sc_ld(Bg, o);
+      cv = sc_ld(Cg, o);
+    }
+    Bs[sc_bc_at(n, tt)] = bv;
+    Cs[sc_bc_at(n, tt)] = cv;
+  }
+  for (int e = tid; e < MB_SCAN_TILE; e += NT)
+    flags[e] = (unsigned char)sc_token_flags<VARLEN>(p, (long long)t0 + e);
+}
+
+/* ---- forward ------------------------------------------------------------ */
+
+/* Grid: batch * ngroups blocks of 256 threads; block (b, group) owns
+ * channels [32 group, 32 group + 32) of row b. Thread: lane = seg * 4 + cl
+ * (segment of 16 tokens, channel within the warp); channel c = warp * 4 +
+ * cl. Registers per thread: dt, dt*u and the output of its 16 tokens, and
+ * per state index the 16 decays and inputs. */
+template <typename T, bool VARLEN>
+SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_params p) {
+  constexpr int S = MB_SCAN_FWD_SEGS, K = MB_SCAN_FWD_ITEMS, CH = 32 / S, G = MB_SCAN_GROUP;
+  constexpr int TILE = MB_SCAN_TILE, NT = MB_SCAN_FWD_THREADS;
+  static_assert(S * K == TILE && CH * (NT / 32) == G && K % 4 == 0, "forward geometry");
+  SC_SMEM(smem);
+  const int N = p.N;
+  float *Bs = (float *)smem;  /* [N][TILE], swizzled (sc_bc_at) */
+  float *Cs = Bs + N * TILE;  /* [N][TILE], swizzled */
+  float *A2s = Cs + N * TILE; /* [G][N]: A * log2(e) */
+  float *hs = A2s + G * N;    /* [G][N]: the state entering the current tile */
+  unsigned char *flags = (unsigned char *)(hs + G * N);
+
+  const int tid = sc_tid(), lane = tid & 31, warp = tid >> 5;
+  const int seg = lane / CH, cl = lane % CH, c = warp * CH + cl;
+  const int b = (int)(sc_bid() / p.ngroups), grp = (int)(sc_bid() % p.ngroups);
+  const int d0 = grp * G, d = d0 + c, nvalid = sc_imin(G, p.D - d0);
+  const bool chan = c < nvalid; /* threads of channels past D compute on zeros, store nothing */
+  const T *u = (const T *)p.u, *delta = (const T *)p.delta, *z = (const T *)p.z;
+  T *y = (T *)p.y;
+  const size_t row = (size_t)b * (size_t)p.L; /* token 0 of this row */
+
+  for (int e = tid; e < G * N; e += NT) {
+    A2s[e] = e < nvalid * N ? -expf(sc_ld_dt(p.A_log, p.pdt, (size_t)d0 * N + e)) * SC_LOG2E : 0.0f;
+    hs[e] = 0.0f;
+  }
+  const float Dd = chan && p.Dp ? sc_ld_dt(p.Dp, p.pdt, (size_t)d) : 0.0f;
+  const float bias = chan && p.bias ? sc_ld_dt(p.bias, p.pdt, (size_t)d) : 0.0f;
+
+  for (int tile = 0; tile < p.ntiles; tile++) {
+    const int t0 = tile * TILE;
+    sc_sync(); /* the last tile's readers of Bs, Cs, flags are done; hs holds its final states */
+    {          /* save the state entering this tile (before any reset at t0): [d0..d0+nvalid) x N is contiguous */
+      float *st = p.states + (((size_t)b * p.ntiles + tile) * (size_t)p.D + (size_t)d0) * (size_t)N;
+      for (int e = tid; e < nvalid * N; e += NT)
+        st[e] = hs[e];
+    }
+    sc_load_tile<T, VARLEN, NT>(p, row, t0, Bs, Cs, flags);
+    sc_sync(); /* tile loaded; the state copy above has read hs */
+
+    float dt[K], dtu[K];
+    unsigned reset = 0;
+    SC_UNROLL
+    for (int i = 0; i < K; i++) {
+      const int tt = seg * K + i;
+      const unsigned f = flags[tt];
+      float dv = 0.0f, duv = 0.0f; /* padding: dt = 0 makes the token the identity */
+      if (chan && !(f & SC_TOK_PAD)) {
+        const size_t o = (row + (size_t)(t0 + tt)) * (size_t)p.D + (size_t)d;
+        const float raw = sc_ld(delta, o) + bias;
+        dv = p.softplus ? sc_softplus(raw) : raw;
+        duv = dv * sc_ld(u, o);
+      }
+      dt[i] = dv;
+      dtu[i] = duv;
+      if (VARLEN && (f & SC_TOK_RESET))
+        reset |= 1u << i;
+    }
+
+    float acc[K];
+    SC_UNROLL
+    for (int i = 0; i < K; i++)
+      acc[i] = 0.0f;
+    for (int n = 0; n < N; n++) {
+      const float A2 = A2s[c * N + n];
+      float a[K], bx[K];
+      SC_UNROLL
+      for (int i = 0; i < K; i += 4) {
+        const sc_float4 b4 = sc_ld4(Bs + sc_bc_at(n, seg * K + i));
+        bx[i] = dtu[i] * b4.x;
+        bx[i + 1] = dtu[i + 1] * b4.y;
+        bx[i + 2] = dtu[i + 2] * b4.z;
+        bx[i + 3] = dtu[i + 3] * b4.w;
+      }
+      SC_UNROLL
+      for (int i = 0; i < K; i++) {
+        const float ai = sc_exp2(dt[i] * A2);
+        a[i] = VARLEN && ((reset >> i) & 1u) ? 0.0f : ai;
+      }
+      /* this segment's tokens as one pair (Ag, Bg) */
+      float Ag = a[0], Bg = bx[0];
+      SC_UNROLL
+      for (int i = 1; i < K; i++) {
+        Bg = a[i] * Bg + bx[i];
+        Ag *= a[i];
+      }
+      /* the first segment starts from the carried state, so after the scan
+       * every Bg is the absolute state at the end of its segment */
+      float carry = 0.0f;
+      if (seg == 0) {
+        carry = hs[c * N + n];
+        Bg = Ag * carry + Bg;
+      }
+      SC_UNROLL
+      for (int off = 1; off < S; off *= 2) {
+        const float Au = sc_shfl_up(Ag, off * CH), Bu = sc_shfl_up(Bg, off * CH);
+        if (seg >= off) {
+          Bg = Ag * Bu + Bg;
+          Ag = Ag * Au;
+        }
+      }
+      float h = sc_shfl_up(Bg, CH); /* the state entering this segment */
+      if (seg == 0)
+        h = carry;
+      SC_UNROLL
+      for (int i = 0; i < K; i += 4) {
+        const sc_float4 c4 = sc_ld4(Cs + sc_bc_at(n, seg * K + i));
+        h = a[i] * h + bx[i];
+        acc[i] += h * c4.x;
+        h = a[i + 1] * h + bx[i + 1];
+        acc[i + 1] += h * c4.y;
+        h = a[i + 2] * h + bx[i + 2];
+        acc[i + 2] += h * c4.z;
+        h = a[i + 3] * h + bx[i + 3];
+        acc[i + 3] += h * c4.w;
+      }
+      const float last = sc_shfl(Bg, (S - 1) * CH + cl); /* the state leaving the tile */
+      if (seg == 0) /* the lane that read the carry writes it: no other lane touches hs[c][n] */
+        hs[c * N + n] = last;
+    }
+
+    SC_UNROLL
+    for (int i = 0; i < K; i++) {
+      const int tt = seg * K + i;
+      const long long t = (long long)t0 + tt;
+      if (chan && t < p.L) {
+        const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)d;
+        float out = 0.0f; /* budget padding: y = 0 */
+        if (!(flags[tt] & SC_TOK_PAD)) {
+          out = acc[i] + Dd * sc_ld(u, o);
+          if (z) {
+            const float zz = sc_ld(z, o);
+            out *= zz * sc_sigmoid(zz);
+          }
+        }
+        sc_st(y, o, out);
+      }
+    }
+  }
+}
+
+/* ---- backward ----------------------------------------------------------- */
+
+/* Grid: batch * ngroups blocks of 512 threads; block (b, group) walks row
+ * b's tiles from last to first. Thread: lane = seg * 2 + cl (segment of 8
+ * tokens, one of 2 channels of the warp); channel c = warp * 2 + cl.
+ *
+ * Per tile and state index n: recompute the tile's states from the saved
+ * one (forward scan), run the adjoint backwards (reverse scan, carrying e
+ * from the next tile), and per token form
+ *   dh = e + g C           (gradient on h_t)      w = a h_{t-1}
+ *   dA    += dh w dt       ddt += A dh w + u dh B      du += dt dh B
+ *   dB_t  += dh dt u       dC_t += g h_t               (summed over channels)
+ * dB_t and dC_t sum over the block's 32 channels through shared memory in
+ * channel order (one barrier per n); the sums overwrite row n of Bs and
+ * Cs, which step n no longer needs, and are copied out once per tile as
+ * this group's partial. A second kernel adds the groups' partials in group
+ * order; another adds dA, dD and ddelta_bias over batch rows in row order.
+ * So every sum has a fixed order: the result is deterministic. */
+template <typename T, bool VARLEN>
+SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_params p) {
+  constexpr int S = MB_SCAN_BWD_SEGS, K = MB_SCAN_BWD_ITEMS, CH = 32 / S, G = MB_SCAN_GROUP;
+  constexpr int TILE = MB_SCAN_TILE, NT = MB_SCAN_BWD_THREADS, RP = MB_SCAN_RED_PITCH;
+  static_assert(S * K == TILE && CH * (NT / 32) == G && K % 4 == 0 && 2 * TILE <= NT, "backward geometry");
+  SC_SMEM(smem);
+  const int N = p.N;
+  float *Bs = (float *)smem;    /* [N][TILE] swizzled; row n becomes the tile's dB partial after step n */
+  float *Cs = Bs + N * TILE;    /* [N][TILE]; likewise dC */
+  float *red = Cs + N * TILE;   /* [2 buffers][2: dB, dC shares][G][RP] */
+  float *As = red + 4 * G * RP; /* [G][N]: A = -exp(A_log) */
+  float *hs = As + G * N;       /* [G][N]: the saved state entering this tile */
+  float *es = hs + G * N;       /* [G][N]: e flowing into this tile from the next one */
+  float *dAs = es + G * N;      /* [G][N]: dA summed over this row's tokens so far */
+  unsigned char *flags = (unsigned char *)(dAs + G * N);
+
+  const int tid = sc_tid(), lane = tid & 31, warp = tid >> 5;
+  const int seg = lane / CH, cl = lane % CH, c = warp * CH + cl;
+  const int b = (int)(sc_bid() / p.ngroups), grp = (int)(sc_bid() % p.ngroups);
+  const int d0 = grp * G, d = d0 + c, nvalid = sc_imin(G, p.D - d0);
+  const bool chan = c < nvalid;
+  const T *u = (const T *)p.u, *delta = (const T *)p.delta, *z = (const T *)p.z, *dy = (const T *)p.dy;
+  const size_t row = (size_t)b * (size_t)p.L;
+
+  for (int e = tid; e < G * N; e += NT) {
+    As[e] = e < nvalid * N ? -expf(sc_ld_dt(p.A_log, p.pdt, (size_t)d0 * N + e)) : 0.0f;
+    es[e] = 0.0f;
+    dAs[e] = 0.0f;
+  }
+  const float Dd = chan && p.Dp ? sc_ld_dt(p.Dp, p.pdt, (size_t)d) : 0.0f;
+  const float bias = chan && p.bias ? sc_ld_dt(p.bias, p.pdt, (size_t)d) : 0.0f;
+  float dD_acc = 0.0f, dbias_acc = 0.0f;
+
+  for (int tile = p.ntiles - 1; tile >= 0; tile--) {
+    const int t0 = tile * TILE;
+    sc_sync(); /* the last tile's partials are copied out of Bs, Cs; hs, flags are free */
+    {
+      const float *st = p.states + (((size_t)b * p.ntiles + tile) * (size_t)p.D + (size_t)d0) * (size_t)N;
+      for (int e = tid; e < G * N; e += NT)
+        hs[e] = e < nvalid * N ? st[e] : 0.0f;
+    }
+    sc_load_tile<T, VARLEN, NT>(p, row, t0, Bs, Cs, flags);
+    sc_sync();
+
+    float dt[K], dtu[K], g[K];
+    unsigned reset = 0;
+    SC_UNROLL
+    for (int i = 0; i < K; i++) {
+      const int tt = seg * K + i;
+      const unsigned f = flags[tt];
+      float dv = 0.0f, duv = 0.0f, gv = 0.0f; /* padding: identity token, no gradient */
+      if (chan && !(f & SC_TOK_PAD)) {
+        const size_t o = (row + (size_t)(t0 + tt)) * (size_t)p.D + (size_t)d;
+        const float raw = sc_ld(delta, o) + bias;
+        dv = p.softplus ? sc_softplus(raw) : raw;
+        duv = dv * sc_ld(u, o);
+        gv = sc_ld(dy, o);
+        if (z) {
+          const float zz = sc_ld(z, o);
+          gv *= zz * sc_sigmoid(zz); /* g = dLoss/d(pre-gate y) */
+        }
+      }
+      dt[i] = dv;
+      dtu[i] = duv;
+      g[i] = gv;
+      if (VARLEN && (f & SC_TOK_RESET))
+        reset |= 1u << i;
+    }
+
+    float acc[K], dAw[K], q[K]; /* sum over n of h C (pre-gate y), A dh w, dh B */
+    SC_UNROLL
+    for (int i = 0; i < K; i++)
+      acc[i] = dAw[i] = q[i] = 0.0f;
+
+    for (int n = 0; n < N; n++) {
+      const int buf = n & 1;
+      const float A = As[c * N + n], A2 = A * SC_LOG2E;
+      float Bv[K], Cv[K], a[K], hp[K];
+      SC_UNROLL
+      for (int i = 0; i < K; i += 4) {
+        const sc_float4 b4 = sc_ld4(Bs + sc_bc_at(n, seg * K + i)), c4 = sc_ld4(Cs + sc_bc_at(n, seg * K + i));
+        Bv[i] = b4.x, Bv[i + 1] = b4.y, Bv[i + 2] = b4.z, Bv[i + 3] = b4.w;
+        Cv[i] = c4.x, Cv[i + 1] = c4.y, Cv[i + 2] = c4.z, Cv[i + 3] = c4.w;
+      }
+      SC_UNROLL
+      for (int i = 0; i < K; i++) {
+        const float ai = sc_exp2(dt[i] * A2);
+        a[i] = VARLEN && ((reset >> i) & 1u) ? 0.0f : ai;
+      }
+
+      /* forwards: the states h_{t-1} entering each token */
+      float Ag = a[0], Bg = dtu[0] * Bv[0];
+      SC_UNROLL
+      for (int i = 1; i < K; i++) {
+        Bg = a[i] * Bg + dtu[i] * Bv[i];
+        Ag *= a[i];
+      }
+      const float Pseg = Ag; /* product of this segment's decays, for the reverse scan */
+      float carry = 0.0f;
+      if (seg == 0) {
+        carry = hs[c * N + n];
+        Bg = Ag * carry + Bg;
+      }
+      SC_UNROLL
+      for (int off = 1; off < S; off *= 2) {
+        const float Au = sc_shfl_up(Ag, off * CH), Bu = sc_shfl_up(Bg, off * CH);
+        if (seg >= off) {
+          Bg = Ag * Bu + Bg;
+          Ag = Ag * Au;
+        }
+      }
+      float h = sc_shfl_up(Bg, CH);
+      if (seg == 0)
+        h = carry;
+      SC_UNROLL
+      for (int i = 0; i < K; i++) {
+        hp[i] = h;
+        h = a[i] * h + dtu[i] * Bv[i];
+      }
+
+      /* backwards: e leaving a segment to the left is P e_in + Q, where
+       * e_in enters its last token from the right */
+      float P = Pseg, Q = 0.0f;
+      SC_UNROLL
+      for (int i = K - 1; i >= 0; i--)
+        Q = a[i] * (Q + g[i] * Cv[i]);
+      float ecarry = 0.0f;
+      if (seg == S - 1) {
+        ecarry = es[c * N + n];
+        Q = P * ecarry + Q;
+      }
+      SC_UNROLL
+      for (int off = 1; off < S; off *= 2) {
+        const float Pd = sc_shfl_down(P, off * CH), Qd = sc_shfl_down(Q, off * CH);
+        if (seg + off < S) {
+          Q = P * Qd + Q;
+          P = P * Pd;
+        }
+      }
+      float e = sc_shfl_down(Q, CH); /* e entering this segment's last token */
+      if (seg == S - 1)
+        e = ecarry;
+      const float leaving = sc_shfl(Q, cl); /* e leaving the tile's first token (segment 0) */
+      if (seg == S - 1)                     /* the lane that read the reverse carry writes it */
+        es[c * N + n] = leaving;
+
+      float dA_part = 0.0f, sB[K], sC[K];
+      SC_UNROLL
+      for (int i = K - 1; i >= 0; i--) {
+        const float dh = e + g[i] * Cv[i];
+        const float w = a[i] * hp[i];
+        const float hi = w + dtu[i] * Bv[i];
+        const float sw = dh * w;
+        dA_part += sw * dt[i];
+        dAw[i] += A * sw;
+        q[i] += dh * Bv[i];
+        sB[i] = dh * dtu[i];
+        sC[i] = g[i] * hi;
+        acc[i] += hi * Cv[i];
+        e = a[i] * dh;
+      }
+      float *rB = red + ((size_t)(buf * 2 + 0) * G + c) * RP + seg * K;
+      float *rC = red + ((size_t)(buf * 2 + 1) * G + c) * RP + seg * K;
+      SC_UNROLL
+      for (int i = 0; i < K; i += 4) {
+        sc_float4 vb, vc;
+        vb.x = sB[i], vb.y = sB[i + 1], vb.z = sB[i + 2], vb.w = sB[i + 3];
+        vc.x = sC[i], vc.y = sC[i + 1], vc.z = sC[i + 2], vc.w = sC[i + 3];
+        sc_st4(rB + i, vb);
+        sc_st4(rC + i, vc);
+      }
+      /* dA over the channel's 16 segments: a butterfly gives every lane the
+       * same bits (each step adds the same two numbers on both sides) */
+      SC_UNROLL
+      for (int off = 1; off < S; off *= 2)
+        dA_part += sc_shfl_xor(dA_part, off * CH);
+      if (seg == 0)
+        dAs[c * N + n] += dA_part;
+      sc_sync(); /* shares of step n written; everyone has read row n of Bs, Cs */
+      if (tid < 2 * TILE) {
+        const int share = tid / TILE, tt = tid % TILE;
+        const float *r = red + (size_t)(buf * 2 + share) * G * RP + tt;
+        float s = 0.0f;
+        for (int cc = 0; cc < G; cc++)
+          s += r[cc * RP];
+        (share ? Cs : Bs)[sc_bc_at(n, tt)] = s;
+      }
+      /* the other buffer is written next; this one again only after the
+       * next step's barrier, which every reader of it has passed */
+    }
+
+    SC_UNROLL
+    for (int i = 0; i < K; i++) {
+      const int tt = seg * K + i;
+      const long long t = (long long)t0 + tt;
+      if (chan && t < p.L) {
+        const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)d;
+        float du_v = 0.0f, dd_v = 0.0f, dz_v = 0.0f;
+        if (!(flags[tt] & SC_TOK_PAD)) {
+          const float uu = sc_ld(u, o), raw = sc_ld(delta, o) + bias;
+          du_v = dt[i] * q[i] + g[i] * Dd;
+          const float ddt = dAw[i] + uu * q[i];
+          dd_v = p.softplus ? ddt * sc_softplus_grad(raw) : ddt;
+          dD_acc += g[i] * uu;
+          dbias_acc += dd_v;
+          if (z) {
+            const float zz = sc_ld(z, o), sg = sc_sigmoid(zz);
+            const float ypre = acc[i] + Dd * uu;
+            dz_v = sc_ld(dy, o) * ypre * sg * (1.0f + zz * (1.0f - sg));
+          }
+        }
+        if (p.du)
+          sc_st((T *)p.du, o, du_v);
+        if (p.ddelta)
+          sc_st((T *)p.ddelta, o, dd_v);
+        if (p.dz)
+          sc_st((T *)p.dz, o, dz_v);
+      }
+    }
+    sc_sync(); /* the last step's sums are in Bs, Cs */
+    {
+      const size_t base = ((size_t)b * p.ngroups + grp) * (size_t)p.L;
+      for (int e = tid; e < TILE * N; e += NT) {
+        const int tt = e / N, n = e - tt * N;
+        const long long t = (long long)t0 + tt;
+        if (t < p.L) {
+          const size_t o = (base + (size_t)t) * (size_t)N + (size_t)n;
+          p.dBp[o] = Bs[sc_bc_at(n, tt)];
+          p.dCp[o] = Cs[sc_bc_at(n, tt)];
+        }
+      }
+    }
+  }
+
+  SC_UNROLL
+  for (int off = 1; off < S; off *= 2) {
+    dD_acc += sc_shfl_xor(dD_acc, off * CH);
+    dbias_acc += sc_shfl_xor(dbias_acc, off * CH);
+  }
+  if (seg == 0 && chan) {
+    p.dDp[(size_t)b * p.D + d] = dD_acc;
+    p.dbp[(size_t)b * p.D + d] = dbias_acc;
+  }
+  sc_sync(); /* dAs is complete */
+  for (int e = tid; e < nvalid * N; e += NT)
+    p.dAp[((size_t)b * p.D + d0) * (size_t)N + e] = dAs[e];
+}
+
+/* dB, dC [B, L, N] = the channel groups' partials added in group order. */
+template <typename T> SC_KERNEL void SC_BOUNDS(MB_SCAN_REDUCE_THREADS, 1) scan_reduce_bc_kernel(const scan_params p) {
+  const long long LN = (long long)p.L * p.N, total = (long long)p.batch * LN;
+  for (long long e = sc_bid() * MB_SCAN_REDUCE_THREADS + sc_tid(); e < total;
+       e += sc_nblocks() * MB_SCAN_REDUCE_THREADS) {
+    const long long b = e / LN, r = e - b * LN;
+    const float *pb = p.dBp + (size_t)(b * p.ngroups * LN + r), *pc = p.dCp + (size_t)(b * p.ngroups * LN + r);
+    float sb = 0.0f, sc = 0.0f;
+    for (int grp = 0; grp < p.ngroups; grp++) {
+      sb += pb[(size_t)grp * LN];
+      sc += pc[(size_t)grp * LN];
+    }
+    if (p.dB)
+      sc_st((T *)p.dB, (size_t)e, sb);
+    if (p.dC)
+      sc_st((T *)p.dC, (size_t)e, sc);
+  }
+}
+
+/* dA_log [D, N] = A * (dA summed over rows), dD and ddelta_bias [D] summed
+ * over rows, in row order. With p.batch = 0 it writes zeros. */
+SC_KERNEL void SC_BOUNDS(MB_SCAN_REDUCE_THREADS, 1) scan_reduce_params_kernel(const scan_params p) {
+  const long long DN = (long long)p.D * p.N, total = DN + p.D;
+  for (long long e = sc_bid() * MB_SCAN_REDUCE_THREADS + sc_tid(); e < total;
+       e += sc_nblocks() * MB_SCAN_REDUCE_THREADS) {
+    if (e < DN) {
+      if (!p.dA_log)
+        continue;
+      float s = 0.0f;
+      for (int b = 0; b < p.batch; b++)
+        s += p.dAp[(size_t)(b * DN + e)];
+      const float A = -expf(sc_ld_dt(p.A_log, p.pdt, (size_t)e));
+      sc_st_dt(p.dA_log, p.pdt, (size_t)e, s * A);
+    } else {
+      const long long d = e - DN;
+      float sD = 0.0f, sb = 0.0f;
+      for (int b = 0; b < p.batch; b++) {
+        sD += p.dDp[(size_t)(b * p.D + d)];
+        sb += p.dbp[(size_t)(b * p.D + d)];
+      }
+      if (p.dD)
+        sc_st_dt(p.dD, p.pdt, (size_t)d, sD);
+      if (p.dbias)
+        sc_st_dt(p.dbias, p.pdt, (size_t)d, sb);
+    }
+  }
+}
+
+/* ---- host-side drivers -------------------------------------------------- */
+
+/* The drivers check a call and launch its kernels through `launch`:
+ *   int launch(void (*kernel)(scan_params), long long blocks, int threads,
+ *              size_t smem_bytes, const scan_params &p, const char *what)
+ * (selective_scan.cu launches on a stream; the emulation test runs the
+ * blocks on fibers). */
+
+static inline long long sc_grid_stride_blocks(long long n) {
+  long long blocks = (n + MB_SCAN_REDUCE_THREADS - 1) / MB_SCAN_REDUCE_THREADS;
+  if (blocks < 1)
+    blocks = 1;
+  return blocks < 65536 ? blocks : 65536;
+}
+
+static inline scan_params sc_params(const mb_scan_desc *d, mb_dtype pdt, const mb_cuda_scan_in *in,
+                                    const mb_scan_plan &pl) {
+  scan_params p;
+  memset(&p, 0, sizeof p);
+  p.u = in->u, p.delta = in->delta, p.B = in->B, p.C = in->C, p.z = in->z;
+  p.A_log = in->A_log, p.Dp = in->D, p.bias = in->delta_bias;
+  p.pdt = (int)pdt;
+  p.cu = d->cu_seqlens;
+  p.nseq = d->cu_seqlens ? d->nseq : 0;
+  p.batch = d->batch, p.L = d->seqlen, p.D = d->dim, p.N = d->dstate;
+  p.ntiles = pl.ntiles, p.ngroups = pl.ngroups;
+  p.softplus = d->delta_softplus != 0;
+  return p;
+}
+
+template <typename T, class Launch> int sc_fwd_launch(Launch &launch, const scan_params &p, const mb_scan_plan &pl) {
+  void (*k)(scan_params) = p.cu ? scan_fwd_kernel<T, true> : scan_fwd_kernel<T, false>;
+  return launch(k, pl.blocks, MB_SCAN_FWD_THREADS, pl.fwd_smem, p, "selective scan forward");
+}
+
+template <class Launch>
+int scan_fwd_run(Launch &launch, const mb_scan_desc *d, mb_dtype dt, mb_dtype pdt, const mb_cuda_scan_in *in, void *y,
+                 float *states) {
+  MB_TRY(mb_scan_plan_check(d, dt, pdt));
+  if (!in)
+    return MB_ERR(MB_EINVAL, "cuda selective scan forward: NULL inputs");
+  mb_scan_plan pl;
+  mb_scan_plan_make(d, &pl);
+  if (pl.blocks == 0 || d->seqlen == 0)
+    return MB_OK;
+  if (!in->u || !in->delta || !in->A_log || !in->B || !in->C || !y || !states)
+    return MB_ERR(MB_EINVAL, "cuda selective scan forward: NULL u, delta, A_log, B, C, y or states");
+  scan_params p = sc_params(d, pdt, in, pl);
+  p.y = y;
+  p.states = states;
+  switch (dt) {
+  case MB_F32: return sc_fwd_launch<float>(launch, p, pl);
+  case MB_BF16: return sc_fwd_launch<sc_bf16>(launch, p, pl);
+  default: return sc_fwd_launch<sc_f16>(launch, p, pl); /* MB_F16: checked above */
+  }
+}
+
+template <typename T, class Launch>
+int sc_bwd_launch(Launch &launch, const scan_params &p, const mb_scan_plan &pl, bool any_bc) {
+  void (*k)(scan_params) = p.cu ? scan_bwd_kernel<T, true> : scan_bwd_kernel<T, false>;
+  MB_TRY(launch(k, pl.blocks, MB_SCAN_BWD_THREADS, pl.bwd_smem, p, "selective scan backward"));
+  if (!any_bc)
+    return MB_OK;
+  const long long n = (long long)p.batch * p.L * p.N;
+  return launch(scan_reduce_bc_kernel<T>, sc_grid_stride_blocks(n), MB_SCAN_REDUCE_THREADS, 0, p,
+                "selective scan backward (dB, dC)");
+}
+
+template <class Launch>
+int scan_bwd_run(Launch &launch, const mb_scan_desc *d, mb_dtype dt, mb_dtype pdt, const mb_cuda_scan_in *in,
+                 const float *states, const void *dy, const mb_cuda_scan_grad *gr, void *ws, size_t ws_bytes) {
+  MB_TRY(mb_scan_plan_check(d, dt, pdt));
+  if (!in || !gr)
+    return MB_ERR(MB_EINVAL, "cuda selective scan backward: NULL inputs or gradients");
+  if ((gr->dD && !in->D) || (gr->dz && !in->z) || (gr->ddelta_bias && !in->delta_bias))
+    return MB_ERR(MB_EINVAL, "cuda selective scan backward: gradient asked for an input that was not given (D, z "
+                             "or delta_bias is NULL)");
+  if (!in->A_log)
+    return MB_ERR(MB_EINVAL, "cuda selective scan backward: NULL A_log");
+  mb_scan_plan pl;
+  mb_scan_plan_make(d, &pl);
+  const bool empty = pl.blocks == 0 || d->seqlen == 0;
+  if (!empty) {
+    if (!in->u || !in->delta || !in->B || !in->C || !states || !dy)
+      return MB_ERR(MB_EINVAL, "cuda selective scan backward: NULL u, delta, B, C, states or dy");
+    if (!ws || ws_bytes < pl.ws_bytes)
+      return MB_ERR(MB_EINVAL, "cuda selective scan backward: workspace has %zu bytes, needs %zu", ws ? ws_bytes : 0,
+                    pl.ws_bytes);
+    if ((uintptr_t)ws % MB_SCAN_WS_ALIGN)
+      return MB_ERR(MB_EINVAL, "cuda selective scan backward: workspace must be %d-byte aligned", MB_SCAN_WS_ALIGN);
+  }
+  scan_params p = sc_params(d, pdt, in, pl);
+  p.states = (float *)states;
+  p.dy = dy;
+  p.du = gr->du, p.ddelta = gr->ddelta, p.dz = gr->dz, p.dB = gr->dB, p.dC = gr->dC;
+  p.dA_log = gr->dA_log, p.dD = gr->dD, p.dbias = gr->ddelta_bias;
+  if (!empty) {
+    unsigned char *w = (unsigned char *)ws;
+    p.dBp = (float *)(w + pl.ws_dB), p.dCp = (float *)(w + pl.ws_dC), p.dAp = (float *)(w + pl.ws_dA);
+    p.dDp = (float *)(w + pl.ws_dD), p.dbp = (float *)(w + pl.ws_dbias);
+    const bool any_bc = p.dB || p.dC;
+    switch (dt) {
+    case MB_F32: MB_TRY(sc_bwd_launch<float>(launch, p, pl, any_bc)); break;
+    case MB_BF16: MB_TRY(sc_bwd_launch<sc_bf16>(launch, p, pl, any_bc)); break;
+    default: MB_TRY(sc_bwd_launch<sc_f16>(launch, p, pl, any_bc)); break;
+    }
+  } else {
+    p.batch = 0; /* no tokens: the parameter gradients are zero */
+  }
+  if (!p.dA_log && !p.dD && !p.dbias)
+    return MB_OK;
+  return launch(scan_reduce_params_kernel, sc_grid_stride_blocks((long long)d->dim * d->dstate + d->dim),
+                MB_SCAN_REDUCE_THREADS, 0, p, "selective scan backward (dA_log, dD, ddelta_bias)");
+}
+
+} // namespace SC_NS
+
+#endif

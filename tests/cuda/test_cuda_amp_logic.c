@@ -1,0 +1,52 @@
+/* test_cuda_amp_logic.c: the dynamic loss scaler's decisions
+ * (kernels/cuda/cuda_amp.h), step by step against torch.cuda.amp.GradScaler's
+ * rules: an overflow skips the step and halves the scale, growth_interval
+ * good steps in a row double it, an overflow resets the count. Host logic
+ * only: runs without a GPU (the kernel side is in cuda_train). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "kernels/cuda/cuda_amp.h"
+
+static void test_scaler_sequence(void **state) {
+  (void)state;
+  mb_loss_scaler s;
+  mb_loss_scaler_init(&s, 0);
+  assert_true(mb_loss_scaler_scale(&s) == 65536.0);
+  s.growth_interval = 3;
+  double inv;
+  /* overflow: skip, halve */
+  assert_int_equal(mb_loss_scaler_update(&s, 1, &inv), 0);
+  assert_true(inv == 1.0 / 65536.0);
+  assert_true(mb_loss_scaler_scale(&s) == 32768.0);
+  /* two good steps: taken with 1/S, scale unchanged */
+  for (int i = 0; i < 2; i++) {
+    assert_int_equal(mb_loss_scaler_update(&s, 0, &inv), 1);
+    assert_true(inv == 1.0 / 32768.0);
+    assert_true(mb_loss_scaler_scale(&s) == 32768.0);
+  }
+  /* an overflow resets the run of good steps */
+  assert_int_equal(mb_loss_scaler_update(&s, 1, &inv), 0);
+  assert_true(mb_loss_scaler_scale(&s) == 16384.0);
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(mb_loss_scaler_update(&s, 0, &inv), 1);
+  assert_true(mb_loss_scaler_scale(&s) == 16384.0);
+  /* the third good step in a row grows the scale after stepping with the old one */
+  assert_int_equal(mb_loss_scaler_update(&s, 0, &inv), 1);
+  assert_true(inv == 1.0 / 16384.0);
+  assert_true(mb_loss_scaler_scale(&s) == 32768.0);
+  assert_int_equal(s.steps, 7);
+  assert_int_equal(s.skipped, 2);
+  /* repeated overflows keep halving */
+  for (int i = 0; i < 20; i++)
+    assert_int_equal(mb_loss_scaler_update(&s, 1, &inv), 0);
+  assert_true(mb_loss_scaler_scale(&s) == 32768.0 / 1048576.0);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_scaler_sequence)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

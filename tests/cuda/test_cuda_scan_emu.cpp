@@ -1,0 +1,241 @@
+/* test_cuda_scan_emu.cpp: the GPU selective scan's kernels and drivers
+ * (kernels/cuda/selective_scan_kernels.cuh), compiled for the host and run
+ * on the CPU by the fiber emulator (test_cuda_scan_emu.h), against the CPU
+ * kernel in float64: forward and every gradient, padded and varlen, odd
+ * shapes, L = 1 and 4097, N = 5 / 16 / 64, f32 / bf16 / f16, optional inputs absent,
+ * and the drivers' argument errors. Needs no GPU and no CUDA toolkit: it
+ * checks the kernels' logic in every CI run; tests/cuda/test_cuda_scan.c
+ * runs the same comparisons on a real GPU. ctest: cuda_selective_scan_emu.
+ */
+#include "tests/cuda/test_cuda_scan_emu.h"
+
+#include "kernels/cuda/selective_scan_kernels.cuh"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" { /* this cmocka.h declares print_error without C linkage */
+#include <cmocka.h>
+}
+
+#include "tests/cuda/test_cuda_scan_case.h"
+
+using namespace mb_scan_emu_impl;
+
+/* Host buffers standing in for device memory, every byte 0xff (NaN), like
+ * the GPU test's poisoned allocations. Exactly `bytes` long, so that under
+ * AddressSanitizer any access the kernels make past an output is caught;
+ * the workspace gets the 256-byte alignment the drivers require. */
+static void *poisoned(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+  if (!p)
+    abort();
+  memset(p, 0xff, bytes);
+  return p;
+}
+
+static void *poisoned_ws(size_t bytes) {
+  const size_t rounded = (bytes + 255) / 256 * 256;
+  void *p = aligned_alloc(256, rounded ? rounded : 256);
+  if (!p)
+    abort();
+  memset(p, 0xff, rounded);
+  return p;
+}
+
+static void unpack_into(float *out, void *x, size_t n, mb_dtype dt) {
+  if (x)
+    sct_unpack(out, x, n, dt);
+}
+
+/* Runs the case's forward (and backward) through the drivers on the
+ * emulator; fills o. Returns the drivers' status. */
+static int emu_run(const sct_case *c, sct_out *o, int bwd, sc_emu_launch &L) {
+  const size_t es = mb_dtype_size(c->dt), ps = mb_dtype_size(c->pdt), Dn = (size_t)c->d.dim;
+  void *u = sct_pack(c->u, c->nx, c->dt), *delta = sct_pack(c->delta, c->nx, c->dt);
+  void *z = sct_pack(c->z, c->nx, c->dt), *B = sct_pack(c->B, c->nbc, c->dt), *C = sct_pack(c->C, c->nbc, c->dt);
+  void *dy = sct_pack(c->dy, c->nx, c->dt), *A_log = sct_pack(c->A_log, c->ndn, c->pdt);
+  void *D = sct_pack(c->D, Dn, c->pdt), *bias = sct_pack(c->bias, Dn, c->pdt);
+  mb_cuda_scan_in in = {u, delta, B, C, z, A_log, D, bias};
+  void *y = poisoned(c->nx * es);
+  float *states = (float *)poisoned(c->nstates * sizeof(float));
+  int rc = scan_fwd_run(L, &c->d, c->dt, c->pdt, &in, y, states);
+  if (rc == MB_OK) {
+    unpack_into(o->y, y, c->nx, c->dt);
+    memcpy(o->states, states, c->nstates * sizeof(float));
+  }
+  if (rc == MB_OK && bwd) {
+    mb_scan_plan pl;
+    mb_scan_plan_make(&c->d, &pl);
+    void *ws = poisoned_ws(pl.ws_bytes);
+    mb_cuda_scan_grad g = {poisoned(c->nx * es),
+                           poisoned(c->nx * es),
+                           poisoned(c->nbc * es),
+                           poisoned(c->nbc * es),
+                           c->z ? poisoned(c->nx * es) : NULL,
+                           poisoned(c->ndn * ps),
+                           c->D ? poisoned(Dn * ps) : NULL,
+                           c->bias ? poisoned(Dn * ps) : NULL};
+    rc = scan_bwd_run(L, &c->d, c->dt, c->pdt, &in, states, dy, &g, ws, pl.ws_bytes);
+    if (rc == MB_OK) {
+      unpack_into(o->du, g.du, c->nx, c->dt);
+      unpack_into(o->ddelta, g.ddelta, c->nx, c->dt);
+      unpack_into(o->dB, g.dB, c->nbc, c->dt);
+      unpack_into(o->dC, g.dC, c->nbc, c->dt);
+      unpack_into(o->dz, g.dz, c->nx, c->dt);
+      unpack_into(o->dA_log, g.dA_log, c->ndn, c->pdt);
+      unpack_into(o->dD, g.dD, Dn, c->pdt);
+      unpack_into(o->dbias, g.ddelta_bias, Dn, c->pdt);
+    }
+    void *gs[] = {g.du, g.ddelta, g.dB, g.dC, g.dz, g.dA_log, g.dD, g.ddelta_bias, ws};
+    for (size_t i = 0; i < sizeof gs / sizeof gs[0]; i++)
+      free(gs[i]);
+  }
+  void *bufs[] = {u, delta, z, B, C, dy, A_log, D, bias, y, states};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    free(bufs[i]);
+  return rc;
+}
+
+/* One case end to end; fails the test on any out-of-bound tensor. */
+static void run_case(const char *label, const mb_scan_desc *d, mb_dtype dt, int has_z, int has_D, int has_bias) {
+  sct_case c;
+  sct_case_make(&c, d, dt, MB_F32, has_z, has_D, has_bias);
+  sct_case_reference(&c);
+  sct_out o;
+  sct_out_alloc(&c, &o);
+  sc_emu_launch L;
+  const long long sw0 = sc_emu::rt().switches;
+  const int rc = emu_run(&c, &o, 1, L);
+  if (rc != MB_OK)
+    fail_msg("%s: driver failed: %s", label, mb_error_message());
+  printf("%s: B=%d L=%d D=%d N=%d %s%s (%lld launches, %lld fiber switches)\n", label, d->batch, d->seqlen, d->dim,
+         d->dstate, mb_dtype_name(dt), d->cu_seqlens ? " varlen" : "", L.launches, sc_emu::rt().switches - sw0);
+  const int bad = sct_compare(&c, &o, label, 1);
+  sct_out_free(&o);
+  sct_case_free(&c);
+  if (bad)
+    fail_msg("%s: %d tensors out of bounds", label, bad);
+}
+
+static void test_padded_f32(void **state) {
+  (void)state;
+  /* 3 tiles (the last one partial), 2 channel groups (the second with 8 of 32) */
+  mb_scan_desc d = {.batch = 2, .seqlen = 300, .dim = 40, .dstate = 16, .delta_softplus = 1};
+  run_case("padded f32", &d, MB_F32, 1, 1, 1);
+}
+
+static void test_tiny_f32(void **state) {
+  (void)state;
+  mb_scan_desc d1 = {.batch = 3, .seqlen = 1, .dim = 7, .dstate = 5, .delta_softplus = 1};
+  run_case("L=1 N=5 f32", &d1, MB_F32, 1, 1, 1);
+  mb_scan_desc d2 = {.batch = 1, .seqlen = 129, .dim = 1, .dstate = 3, .delta_softplus = 1};
+  run_case("L=129 D=1 N=3 f32", &d2, MB_F32, 1, 1, 1);
+}
+
+static void test_varlen_f32(void **state) {
+  (void)state;
+  /* sequences: empty, [0,37), [37,128), [128,129) (one token, at a tile
+   * start), [129,250), [250,300), empty; budget padding [300,420) */
+  const int32_t cu[] = {0, 0, 37, 128, 129, 250, 300, 300};
+  mb_scan_desc d = {
+      .batch = 1, .seqlen = 420, .dim = 33, .dstate = 8, .delta_softplus = 1, .cu_seqlens = cu, .nseq = 7};
+  run_case("varlen f32", &d, MB_F32, 1, 1, 1);
+}
+
+/* 33 tiles: the f32 error must not grow with the number of tiles */
+static void test_long_f32(void **state) {
+  (void)state;
+  mb_scan_desc d = {.batch = 1, .seqlen = 4097, .dim = 32, .dstate = 16, .delta_softplus = 1};
+  run_case("long f32", &d, MB_F32, 1, 1, 1);
+}
+
+static void test_bf16_n64(void **state) {
+  (void)state;
+  mb_scan_desc d = {.batch = 1, .seqlen = 257, .dim = 32, .dstate = 64, .delta_softplus = 1};
+  run_case("padded bf16 N=64", &d, MB_BF16, 1, 1, 1);
+}
+
+static void test_f16_options_off(void **state) {
+  (void)state;
+  /* no gate, no skip, no bias, no softplus */
+  mb_scan_desc d = {.batch = 2, .seqlen = 130, .dim = 36, .dstate = 16, .delta_softplus = 0};
+  run_case("f16 no z/D/bias/softplus", &d, MB_F16, 0, 0, 0);
+  const int32_t cu[] = {0, 100, 200};
+  mb_scan_desc v = {
+      .batch = 1, .seqlen = 200, .dim = 32, .dstate = 16, .delta_softplus = 1, .cu_seqlens = cu, .nseq = 2};
+  run_case("varlen bf16 no padding", &v, MB_BF16, 1, 0, 1);
+}
+
+/* Argument errors come back from the drivers before anything runs. */
+static void test_errors(void **state) {
+  (void)state;
+  sc_emu_launch L;
+  float x[64] = {0};
+  float st[64];
+  mb_cuda_scan_in in = {x, x, x, x, NULL, x, NULL, NULL};
+  mb_scan_desc d = {.batch = 1, .seqlen = 4, .dim = 2, .dstate = 2, .chunk = 64};
+  assert_int_equal(scan_fwd_run(L, &d, MB_F32, MB_F32, &in, x, st), MB_EUNSUPPORTED);
+  assert_non_null(strstr(mb_error_message(), "chunk 64"));
+  d.chunk = 0;
+  d.dstate = 65;
+  assert_int_equal(scan_fwd_run(L, &d, MB_F32, MB_F32, &in, x, st), MB_EUNSUPPORTED);
+  d.dstate = 2;
+  assert_int_equal(scan_fwd_run(L, &d, MB_F64, MB_F32, &in, x, st), MB_EUNSUPPORTED);
+  const int32_t cu[] = {0, 4};
+  mb_scan_desc v = {.batch = 2, .seqlen = 4, .dim = 2, .dstate = 2, .cu_seqlens = cu, .nseq = 1};
+  assert_int_equal(scan_fwd_run(L, &v, MB_F32, MB_F32, &in, x, st), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "batch = 1"));
+  in.B = NULL;
+  assert_int_equal(scan_fwd_run(L, &d, MB_F32, MB_F32, &in, x, st), MB_EINVAL);
+  in.B = x;
+  mb_cuda_scan_grad g = {};
+  g.dz = x; /* z not given */
+  assert_int_equal(scan_bwd_run(L, &d, MB_F32, MB_F32, &in, st, x, &g, NULL, 0), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "not given"));
+  g.dz = NULL;
+  g.du = x;
+  assert_int_equal(scan_bwd_run(L, &d, MB_F32, MB_F32, &in, st, x, &g, NULL, 0), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "workspace"));
+  assert_int_equal(L.launches, 0);
+}
+
+/* No tokens: nothing runs but the parameter gradients, which are zero. */
+static void test_empty(void **state) {
+  (void)state;
+  sc_emu_launch L;
+  float x[8] = {1, 1, 1, 1, 1, 1, 1, 1}, dA[4], dD[2], db[2];
+  mb_cuda_scan_in in = {NULL, NULL, NULL, NULL, NULL, x, x, x};
+  mb_scan_desc d = {.batch = 3, .seqlen = 0, .dim = 2, .dstate = 2};
+  assert_int_equal(scan_fwd_run(L, &d, MB_F32, MB_F32, &in, NULL, NULL), MB_OK);
+  assert_int_equal(L.launches, 0);
+  memset(dA, 0xff, sizeof dA), memset(dD, 0xff, sizeof dD), memset(db, 0xff, sizeof db);
+  mb_cuda_scan_grad g = {};
+  g.dA_log = dA, g.dD = dD, g.ddelta_bias = db;
+  assert_int_equal(scan_bwd_run(L, &d, MB_F32, MB_F32, &in, NULL, NULL, &g, NULL, 0), MB_OK);
+  for (int i = 0; i < 4; i++)
+    assert_true(dA[i] == 0.0f);
+  for (int i = 0; i < 2; i++)
+    assert_true(dD[i] == 0.0f && db[i] == 0.0f);
+}
+
+static int report(void **state) {
+  (void)state;
+  printf("cuda_selective_scan_emu: worst relative error f32 %.2e (bound 1e-5), bf16 %.2e (bound 1e-2), f16 %.2e "
+         "(bound 5e-3)\n",
+         sct_worst[0], sct_worst[1], sct_worst[2]);
+  sc_emu::release_stacks();
+  return 0;
+}
+
+int main(void) {
+  sct_seed_init("cuda_selective_scan_emu");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_padded_f32), cmocka_unit_test(test_tiny_f32), cmocka_unit_test(test_varlen_f32),
+      cmocka_unit_test(test_long_f32),   cmocka_unit_test(test_bf16_n64), cmocka_unit_test(test_f16_options_off),
+      cmocka_unit_test(test_errors),     cmocka_unit_test(test_empty),
+  };
+  return cmocka_run_group_tests(tests, NULL, report);
+}

@@ -1,0 +1,170 @@
+/* test_cuda_scan_plan.c: the GPU selective scan's and conv1d's host-side
+ * arithmetic (kernels/cuda/selective_scan_plan.h, conv1d_plan.h): argument
+ * checks, tile and group counts, shared memory within every target's
+ * limit, the backward workspace layout (aligned, disjoint, the size the
+ * header promises), and the states' shape equal to the CPU kernel's. Plain
+ * C, no GPU, no CUDA toolkit. ctest: cuda_selective_scan_plan.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <string.h>
+
+#include "kernels/cpu/selective_scan.h"
+#include "kernels/cuda/conv1d_plan.h"
+#include "kernels/cuda/selective_scan_plan.h"
+
+/* sm_80 (A100) gives a block at most 163 KB of dynamic shared memory,
+ * sm_90 (H100) 227 KB; we build for both. */
+#define SMEM_LIMIT_SM80 166912u
+
+static void test_geometry(void **state) {
+  (void)state;
+  /* the constants the kernels' static_asserts also check */
+  assert_int_equal(MB_SCAN_FWD_SEGS * MB_SCAN_FWD_ITEMS, MB_SCAN_TILE);
+  assert_int_equal(MB_SCAN_BWD_SEGS * MB_SCAN_BWD_ITEMS, MB_SCAN_TILE);
+  assert_int_equal(MB_SCAN_GROUP * MB_SCAN_FWD_SEGS, MB_SCAN_FWD_THREADS);
+  assert_int_equal(MB_SCAN_GROUP * MB_SCAN_BWD_SEGS, MB_SCAN_BWD_THREADS);
+  assert_int_equal(32 % MB_SCAN_FWD_SEGS, 0);
+  assert_int_equal(32 % MB_SCAN_BWD_SEGS, 0);
+  assert_int_equal(MB_SCAN_RED_PITCH % 4, 0); /* rows stay 16-byte aligned */
+  /* shared memory fits the smallest target for every state size */
+  for (int N = 1; N <= MB_SCAN_MAX_DSTATE; N++) {
+    assert_true(mb_scan_fwd_smem_bytes(N) <= SMEM_LIMIT_SM80);
+    assert_true(mb_scan_bwd_smem_bytes(N) <= SMEM_LIMIT_SM80);
+    /* every region of the backward's shared memory starts 16-byte aligned */
+    assert_int_equal((2 * N * MB_SCAN_TILE * 4) % 16, 0);
+  }
+  print_message("scan shared memory: forward %zu B (N=16) %zu B (N=64); backward %zu B (N=16) %zu B (N=64)\n",
+                mb_scan_fwd_smem_bytes(16), mb_scan_fwd_smem_bytes(64), mb_scan_bwd_smem_bytes(16),
+                mb_scan_bwd_smem_bytes(64));
+}
+
+static void test_plan(void **state) {
+  (void)state;
+  mb_scan_desc d = {.batch = 8, .seqlen = 65536, .dim = 1536, .dstate = 16, .delta_softplus = 1};
+  assert_int_equal(mb_scan_plan_check(&d, MB_BF16, MB_F32), MB_OK);
+  mb_scan_plan p;
+  mb_scan_plan_make(&d, &p);
+  assert_int_equal(p.ntiles, 512);
+  assert_int_equal(p.ngroups, 48);
+  assert_int_equal(p.blocks, 8 * 48);
+  /* the states have the CPU kernel's shape at its default chunk */
+  d.chunk = 0;
+  const int cpu_nchunks = mb_cpu_scan_nchunks(&d);
+  assert_int_equal(p.ntiles, cpu_nchunks);
+  d.chunk = MB_SCAN_TILE;
+  assert_int_equal(mb_scan_plan_check(&d, MB_BF16, MB_F32), MB_OK);
+
+  /* workspace: regions aligned, in order, disjoint, of the promised sizes */
+  const size_t bc = (size_t)8 * 48 * 65536 * 16 * 4;
+  assert_int_equal(p.ws_dB, 0);
+  assert_int_equal(p.ws_dC, bc);
+  assert_int_equal(p.ws_dA, 2 * bc);
+  assert_true(p.ws_dD >= p.ws_dA + (size_t)8 * 1536 * 16 * 4);
+  assert_true(p.ws_dbias >= p.ws_dD + (size_t)8 * 1536 * 4);
+  assert_true(p.ws_bytes >= p.ws_dbias + (size_t)8 * 1536 * 4);
+  assert_true(p.ws_bytes < p.ws_dbias + (size_t)8 * 1536 * 4 + MB_SCAN_WS_ALIGN);
+  const size_t offs[] = {p.ws_dB, p.ws_dC, p.ws_dA, p.ws_dD, p.ws_dbias, p.ws_bytes};
+  for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++)
+    assert_int_equal(offs[i] % MB_SCAN_WS_ALIGN, 0);
+  print_message("B=8 L=65536 D=1536 N=16: %d tiles, %d groups, %lld blocks, backward workspace %.2f GB\n", p.ntiles,
+                p.ngroups, p.blocks, (double)p.ws_bytes / 1e9);
+
+  /* odd sizes */
+  mb_scan_desc o = {.batch = 3, .seqlen = 129, .dim = 33, .dstate = 5};
+  assert_int_equal(mb_scan_plan_check(&o, MB_F32, MB_F32), MB_OK);
+  mb_scan_plan_make(&o, &p);
+  assert_int_equal(p.ntiles, 2);
+  assert_int_equal(p.ngroups, 2);
+  o.seqlen = 1;
+  mb_scan_plan_make(&o, &p);
+  assert_int_equal(p.ntiles, 1);
+  o.seqlen = 0;
+  assert_int_equal(mb_scan_plan_check(&o, MB_F32, MB_F32), MB_OK);
+  mb_scan_plan_make(&o, &p);
+  assert_int_equal(p.ntiles, 0);
+}
+
+static void test_check(void **state) {
+  (void)state;
+  mb_scan_desc d = {.batch = 2, .seqlen = 10, .dim = 4, .dstate = 16};
+  assert_int_equal(mb_scan_plan_check(NULL, MB_F32, MB_F32), MB_EINVAL);
+  d.chunk = 64;
+  assert_int_equal(mb_scan_plan_check(&d, MB_F32, MB_F32), MB_EUNSUPPORTED);
+  assert_non_null(strstr(mb_error_message(), "chunk 64"));
+  d.chunk = 0;
+  d.dstate = 65;
+  assert_int_equal(mb_scan_plan_check(&d, MB_F32, MB_F32), MB_EUNSUPPORTED);
+  assert_non_null(strstr(mb_error_message(), "dstate 65"));
+  d.dstate = 0;
+  assert_int_equal(mb_scan_plan_check(&d, MB_F32, MB_F32), MB_EUNSUPPORTED);
+  d.dstate = 16;
+  d.dim = 0;
+  assert_int_equal(mb_scan_plan_check(&d, MB_F32, MB_F32), MB_EINVAL);
+  d.dim = 4;
+  d.seqlen = -1;
+  assert_int_equal(mb_scan_plan_check(&d, MB_F32, MB_F32), MB_EINVAL);
+  d.seqlen = 10;
+  assert_int_equal(mb_scan_plan_check(&d, MB_F64, MB_F32), MB_EUNSUPPORTED);
+  assert_non_null(strstr(mb_error_message(), "f64"));
+  assert_int_equal(mb_scan_plan_check(&d, MB_F32, MB_I32), MB_EUNSUPPORTED);
+  assert_int_equal(mb_scan_plan_check(&d, MB_F16, MB_BF16), MB_OK);
+  const int32_t cu[] = {0, 5, 10};
+  d.cu_seqlens = cu;
+  d.nseq = 2;
+  assert_int_equal(mb_scan_plan_check(&d, MB_F32, MB_F32), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "batch = 1"));
+  d.batch = 1;
+  assert_int_equal(mb_scan_plan_check(&d, MB_F32, MB_F32), MB_OK);
+  d.nseq = -1;
+  assert_int_equal(mb_scan_plan_check(&d, MB_F32, MB_F32), MB_EINVAL);
+  /* the grid limit: batch * ngroups blocks */
+  mb_scan_desc big = {.batch = 1 << 30, .seqlen = 1, .dim = 64, .dstate = 1};
+  assert_int_equal(mb_scan_plan_check(&big, MB_F32, MB_F32), MB_EINVAL);
+}
+
+static void test_conv_plan(void **state) {
+  (void)state;
+  mb_conv1d_desc d = {.batch = 8, .seqlen = 65536, .dim = 1536, .width = 4, .silu = 1};
+  assert_int_equal(mb_conv1d_plan_check(&d, MB_BF16, MB_F32), MB_OK);
+  mb_conv1d_plan p;
+  mb_conv1d_plan_make(&d, &p);
+  assert_int_equal(p.dblocks, 1536 / MB_CONV1D_THREADS);
+  assert_int_equal(p.fwd_runs, 65536 / MB_CONV1D_FWD_RUN);
+  assert_int_equal(p.bwd_runs, 65536 / MB_CONV1D_BWD_RUN);
+  assert_int_equal(p.fwd_blocks, (long long)8 * p.fwd_runs * p.dblocks);
+  assert_int_equal(p.bwd_blocks, (long long)8 * p.bwd_runs * p.dblocks);
+  assert_int_equal(p.ws_bytes, (size_t)8 * p.bwd_runs * 1536 * 5 * 4);
+  d.width = 5;
+  assert_int_equal(mb_conv1d_plan_check(&d, MB_BF16, MB_F32), MB_EUNSUPPORTED);
+  d.width = 0;
+  assert_int_equal(mb_conv1d_plan_check(&d, MB_BF16, MB_F32), MB_EINVAL);
+  d.width = 1;
+  assert_int_equal(mb_conv1d_plan_check(&d, MB_BF16, MB_F32), MB_OK);
+  assert_int_equal(mb_conv1d_plan_check(&d, MB_F64, MB_F32), MB_EUNSUPPORTED);
+  const int32_t cu[] = {0, 3};
+  d.cu_seqlens = cu;
+  d.nseq = 1;
+  assert_int_equal(mb_conv1d_plan_check(&d, MB_F32, MB_F32), MB_EINVAL);
+  d.batch = 1;
+  assert_int_equal(mb_conv1d_plan_check(&d, MB_F32, MB_F32), MB_OK);
+  mb_conv1d_desc e = {.batch = 1, .seqlen = 1, .dim = 1, .width = 2};
+  mb_conv1d_plan_make(&e, &p);
+  assert_int_equal(p.dblocks, 1);
+  assert_int_equal(p.fwd_runs, 1);
+  assert_int_equal(p.bwd_runs, 1);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_geometry),
+      cmocka_unit_test(test_plan),
+      cmocka_unit_test(test_check),
+      cmocka_unit_test(test_conv_plan),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
