@@ -443,6 +443,8 @@ static int run_eval(int argc, char **argv) {
       int64_t n = sweeping && sweep_samples ? sweep_samples : c->eval_samples;
       rc = mb_eval_select(all, n, c->eval_selection, &sel, desc, sizeof desc);
     }
+    mb_shardset_free(all); /* only the selection stays in memory */
+    all = NULL;
     if (rc == MB_OK) {
       net->ops->describe(net, describes[m], sizeof describes[m]);
       MB_INFO("%s: %s; weights from %s; %s", c->run_name, describes[m], models[m].source, desc);

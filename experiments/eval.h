@@ -47,6 +47,7 @@ typedef struct {
   int64_t warmup;
   int64_t repeats;
   int quiet;              /* no progress lines */
+  size_t exclude_bytes;   /* other data the caller holds (e.g. the whole test set), not counted in peak_mb */
 } mb_eval_opts;
 
 typedef struct {
@@ -75,7 +76,12 @@ typedef struct {
 int mb_eval_select(const mb_shardset *all, int64_t n, const char *selection, mb_shardset **out, char *desc,
                    size_t cap) MB_NODISCARD;
 
-/* Run the protocol on an already selected set. */
+/* Bytes a shard set holds in tracked host memory. */
+size_t mb_shardset_bytes(const mb_shardset *s);
+
+/* Run the protocol on an already selected set. Before any timed pass the
+ * program of the first batch's shape is compiled and run once, so no timed
+ * pass includes compilation (even with warmup 0). */
 int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_eval_opts *o,
                 mb_eval_result *r) MB_NODISCARD;
 
