@@ -106,7 +106,7 @@ static int open_model(mb_config *cfg, const char *override, mb_backend *be, mb_t
   int rc = mb_tokenizer_load(tp, &to, tok);
   if (rc != MB_OK)
     return mb_error_context(rc, "tokenizer");
-  MB_TRY(mb_net_create(cfg, mb_tokenizer_vocab_size(*tok), be, out));
+  MB_TRY(mb_net_create(cfg, mb_tokenizer_vocab_size(*tok), 0, be, out));
   mb_net *net = *out;
   if (net->tokenizer_sha256[0] && strcmp(net->tokenizer_sha256, mb_tokenizer_vocab_sha256(*tok)) != 0)
     return MB_ERR(MB_EINVAL, "%s was trained with another vocabulary (%s) than the tokenizer %s", source,

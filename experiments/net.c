@@ -10,7 +10,7 @@
 #include "runtime/safetensors.h"
 
 /* Provided by net_models.c when models/ is in the tree. */
-int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, mb_backend *be, mb_net **out);
+int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_training, mb_backend *be, mb_net **out);
 
 const char *mb_net_pooling(const mb_config *cfg, const char *arch) {
   if (strcmp(cfg->pooling, "auto") != 0)
@@ -22,7 +22,7 @@ const char *mb_net_pooling(const mb_config *cfg, const char *arch) {
   return "masked_mean";
 }
 
-int mb_net_create(const mb_config *cfg, int64_t tokenizer_vocab, mb_backend *be, mb_net **out) {
+int mb_net_create(const mb_config *cfg, int64_t tokenizer_vocab, int for_training, mb_backend *be, mb_net **out) {
   int64_t vocab = cfg->vocab_size ? cfg->vocab_size : tokenizer_vocab;
   mb_net *net = NULL;
   if (strcmp(cfg->model_arch, "bow") == 0 && !cfg->model_checkpoint[0]) {
@@ -39,7 +39,7 @@ int mb_net_create(const mb_config *cfg, int64_t tokenizer_vocab, mb_backend *be,
     *out = net;
     return MB_OK;
   }
-  return mb_net_models_create(cfg, vocab, be, out);
+  return mb_net_models_create(cfg, vocab, for_training, be, out);
 }
 
 void mb_net_free(mb_net *net) {

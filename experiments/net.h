@@ -70,8 +70,11 @@ struct mb_net {
 /* Build a net from the config: model.arch with its sizes (vocab_size from
  * the tokenizer when 0), or model.checkpoint (a directory: arch, sizes and
  * weights from it). The store is created on `be` and materialised; weights
- * are initialised from the seed or loaded from the checkpoint. */
-int mb_net_create(const mb_config *cfg, int64_t tokenizer_vocab, mb_backend *be, mb_net **out) MB_NODISCARD;
+ * are initialised from the seed or loaded from the checkpoint. For training,
+ * a checkpoint without a classification head (a pretrained backbone) gets a
+ * fresh head from the seed; for evaluation that is an error. */
+int mb_net_create(const mb_config *cfg, int64_t tokenizer_vocab, int for_training, mb_backend *be,
+                  mb_net **out) MB_NODISCARD;
 void mb_net_free(mb_net *net);
 
 /* Load weights from a safetensors file with the store's names and shapes

@@ -10,7 +10,7 @@
 #include "runtime/hash.h"
 #include "runtime/log.h"
 
-int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, mb_backend *be, mb_net **out);
+int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_training, mb_backend *be, mb_net **out);
 
 #if __has_include("models/model.h")
 #include "models/model.h"
@@ -92,13 +92,13 @@ static int config_from(const mb_config *cfg, int64_t vocab_size, mb_model_config
   return mb_model_config_validate(mc);
 }
 
-int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, mb_backend *be, mb_net **out) {
+int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_training, mb_backend *be, mb_net **out) {
   mb_model *m = NULL;
   int rc;
   if (cfg->model_checkpoint[0]) {
     mb_model_load_opts lo;
     memset(&lo, 0, sizeof lo);
-    lo.init_missing_head = 1; /* a pretrained backbone gets a fresh head, logged */
+    lo.init_missing_head = for_training; /* a pretrained backbone gets a fresh head (logged) to train */
     lo.seed = (uint64_t)cfg->seed;
     lo.tokenizer_path = cfg->tokenizer[0] ? cfg->tokenizer : NULL;
     lo.num_labels = (int)cfg->num_labels;
@@ -162,8 +162,9 @@ int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, mb_backend *b
 
 #else /* models/ not in this tree yet */
 
-int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, mb_backend *be, mb_net **out) {
+int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_training, mb_backend *be, mb_net **out) {
   (void)vocab_size;
+  (void)for_training;
   (void)be;
   (void)out;
   if (cfg->model_checkpoint[0])

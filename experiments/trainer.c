@@ -248,7 +248,7 @@ static int setup_tokenizer_and_data(trainer *t) {
 static int setup_net(trainer *t) {
   const mb_config *c = t->cfg;
   t->be = mb_cpu_backend();
-  MB_TRY(mb_net_create(c, mb_tokenizer_vocab_size(t->tok), t->be, &t->net));
+  MB_TRY(mb_net_create(c, mb_tokenizer_vocab_size(t->tok), 1, t->be, &t->net));
   mb_net *net = t->net;
   /* the weights' tokenizer (a checkpoint's) must be the data's */
   if (net->tokenizer_sha256[0] && strcmp(net->tokenizer_sha256, mb_tokenizer_vocab_sha256(t->tok)) != 0)
