@@ -479,6 +479,12 @@ static int set_leaf(reader *r, const mb_cfg_entry *e, const yaml_node_t *n) {
   case MB_CFG_ENUM: {
     if (n->type != YAML_SCALAR_NODE)
       return type_error(r, n, e, NULL);
+    mb_config defaults;
+    mb_config_defaults(&defaults);
+    if (plain_scalar(n) && is_null_word(s) && !((const char *)&defaults + e->offset)[0]) {
+      field[0] = 0; /* an optional word (model.arch): null means "not given" */
+      break;
+    }
     size_t len = strlen(s);
     int ok = 0;
     for (const char *w = e->words; *w;) {

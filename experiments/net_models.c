@@ -149,12 +149,17 @@ int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_train
     net->vocab_size = mc->mamba.vocab_size;
     net->max_position = 0;
   }
-  /* the weights' own tokenizer (a checkpoint's), to check the data against */
-  const char *tp = mb_model_tokenizer_path(m);
-  if (cfg->model_checkpoint[0] && tp && *tp) {
-    snprintf(net->tokenizer_path, sizeof net->tokenizer_path, "%s", tp);
-    if (mb_sha256_file_hex(tp, net->tokenizer_sha256) != MB_OK)
-      net->tokenizer_sha256[0] = 0;
+  /* the weights' own tokenizer (the checkpoint directory's file, whatever
+   * the config overrides it with), to check the config's and the data's against */
+  if (cfg->model_checkpoint[0]) {
+    const char *names[] = {"tokenizer.json", "vocab.txt"};
+    for (int i = 0; i < 2 && !net->tokenizer_path[0]; i++) {
+      char p[sizeof net->tokenizer_path];
+      if (mb_path_join(p, sizeof p, cfg->model_checkpoint, names[i]) == MB_OK && mb_file_exists(p) &&
+          mb_sha256_file_hex(p, net->tokenizer_sha256) == MB_OK)
+        memcpy(net->tokenizer_path, p, sizeof p);
+      mb_error_clear();
+    }
   }
   *out = net;
   return MB_OK;

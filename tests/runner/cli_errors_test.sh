@@ -84,4 +84,44 @@ expect 1 "made with tokenizer wordpiece-uncased .* the config's is bpe" -- eval 
 expect 1 "not a model directory \(config.json\), a checkpoint" -- eval "$tmp/ok.yaml" --model "$tmp/mine"
 # eval of the finished run works, and says where its weights came from
 expect 0 "weights: $tmp/run/model" -- eval "$tmp/ok.yaml"
+
+if [ -e models/model.h ]; then
+  # a tiny BERT run, then its checkpoint and export given to a Mamba config
+  cat > "$tmp/bert.yaml" <<YAML
+run:
+  dir: $tmp/bert
+model:
+  arch: bert
+  hidden_size: 16
+  num_layers: 1
+  num_heads: 2
+  max_position: 32
+tokenizer: data/vocab/bert-base-uncased-vocab.txt
+data:
+  train: data/samples/imdb/train.tsv.gz
+  test: data/samples/imdb/test.tsv.gz
+  cache_dir: $tmp/cache
+  max_length: 32
+  train_limit: 64
+eval:
+  samples: 32
+  warmup: 0
+  repeats: 1
+log:
+  progress: off
+YAML
+  sed -e 's/arch: bert/arch: mamba/' -e 's/hidden_size: 16/d_model: 16/' -e '/num_heads/d' -e '/max_position/d' \
+      -e 's#bert-base-uncased-vocab.txt#gpt-neox-20b-tokenizer.json#' -e "s#dir: $tmp/bert#dir: $tmp/mamba#" "$tmp/bert.yaml" > "$tmp/mamba.yaml"
+  expect 0 "done: " -- train "$tmp/bert.yaml"
+  ck="$tmp/bert/checkpoints/$(ls "$tmp/bert/checkpoints" | tail -1)"
+  expect 1 "a checkpoint of a bert model; the config builds a mamba model" -- eval "$tmp/mamba.yaml" --model "$ck"
+  expect 1 "trained with another vocabulary|a tokenizer of another model" -- eval "$tmp/bert.yaml" --set tokenizer=data/vocab/gpt-neox-20b-tokenizer.json --model "$tmp/bert/model"
+  expect 1 "model.arch is mamba but model.checkpoint .* holds a bert model" -- train "$tmp/mamba.yaml" --set model.checkpoint=$tmp/bert/model --set tokenizer=data/vocab/bert-base-uncased-vocab.txt --run-dir "$tmp/ft"
+  expect 1 "data.max_length 64 is longer than the model's 32 position embeddings|longer than model.max_position 32" -- train "$tmp/bert.yaml" --set data.max_length=64 --run-dir "$tmp/long"
+  # the same number of ids but another vocabulary: caught by the files' sha256
+  sed 's/^the$/the-other/' data/vocab/bert-base-uncased-vocab.txt > "$tmp/vocab-other.txt"
+  expect 1 "trained with another vocabulary" -- eval "$tmp/bert.yaml" --set tokenizer=$tmp/vocab-other.txt --model "$tmp/bert/model"
+  # fine-tuning from the export, and evaluating it with the protocol
+  expect 0 "done: " -- train "$tmp/bert.yaml" --set model.checkpoint=$tmp/bert/model --set model.arch= --run-dir "$tmp/ft2"
+fi
 exit $fail
