@@ -310,6 +310,7 @@ static int run_eval(int argc, char **argv) {
   int nsets = 0;
   const char *model_override = NULL, *out = NULL, *sweep_arg = NULL;
   double max_seconds = 600;
+  int profile = 0;
   if (!sets)
     return MB_EXIT_FAIL;
   int urc = 0;
@@ -339,6 +340,8 @@ static int run_eval(int argc, char **argv) {
         if (*end || !(max_seconds > 0))
           urc = mb_cli_usage_error(&mb_cmd_eval, "--max-seconds '%s': expected a positive number", v);
       }
+    } else if (strcmp(s, "--profile") == 0) {
+      profile = 1;
     } else if (s[0] == '-' && s[1]) {
       urc = mb_cli_usage_error(&mb_cmd_eval, "unknown option '%s'", s);
     } else if (nconfigs >= MAX_MODELS) {
@@ -451,6 +454,7 @@ static int run_eval(int argc, char **argv) {
     }
     mb_eval_opts o;
     opts_from(c, &o);
+    o.profile = profile;
     if (rc == MB_OK && !sweeping) {
       rc = mb_eval_run(net, be, sel, &o, &results[m]);
       if (rc == MB_OK)
@@ -576,6 +580,7 @@ const mb_command mb_cmd_eval = {
     "  --sweep max_length=L1,L2,...  the sequence-length study: each model at each length;\n"
     "                      table, JSON and an SVG plot of throughput and peak memory\n"
     "  --max-seconds S     sweep: stop lengthening a model once a pass takes over S s (600)\n"
+    "  --profile           time every op of the timed passes; a table per program (stderr)\n"
     "\n"
     "A sweep file (experiments/sweep.yaml) lists configs and lengths under sweep:.\n",
     run_eval,

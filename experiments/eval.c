@@ -219,6 +219,8 @@ int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_ev
       MB_INFO("eval warm-up pass %lld/%lld: %.2f s", (long long)w + 1, (long long)o->warmup, now_s() - t0);
   }
   mb_host_mem_reset_peak();
+  if (rc == MB_OK && o->profile)
+    mb_net_programs_set_profiling(progs, 1);
   for (int64_t k = 0; rc == MB_OK && k < o->repeats; k++) {
     t0 = now_s();
     rc = one_pass(progs, ld, nbatches, be, logits_buf, C, r, k == 0, &loss_sum, &loss_rows);
@@ -251,6 +253,8 @@ int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_ev
     r->batch_size = o->batch_size;
     r->packed = o->packed;
   }
+  if (rc == MB_OK && o->profile)
+    mb_net_programs_profile_print(progs, stderr);
   free(logits_buf);
   mb_net_programs_free(progs);
   mb_loader_free(ld);

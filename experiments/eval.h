@@ -48,6 +48,7 @@ typedef struct {
   int64_t repeats;
   int quiet;              /* no progress lines */
   size_t exclude_bytes;   /* other data the caller holds (e.g. the whole test set), not counted in peak_mb */
+  int profile;            /* time every op of the timed passes; print a table per program to stderr */
 } mb_eval_opts;
 
 typedef struct {
