@@ -13,28 +13,9 @@
 #include "data/records.h"
 #include "data/tokenizer.h"
 #include "experiments/cli.h"
+#include "experiments/datasets.h"
 
 extern const mb_command mb_cmd_prepare;
-
-/* ---- the tokenizer as an mb_encoder -------------------------------------- */
-
-typedef struct {
-  const mb_tokenizer *tok;
-  mb_ids *bufs; /* one per thread */
-  int n;
-} tok_adapter;
-
-static int adapter_encode(void *ctx, int thread, const char *text, size_t len, int add_special, const int32_t **ids,
-                          size_t *n) {
-  tok_adapter *a = ctx;
-  if (thread < 0 || thread >= a->n)
-    return MB_ERR(MB_EINTERNAL, "encoder thread %d of %d", thread, a->n);
-  mb_ids *v = &a->bufs[thread];
-  MB_TRY(mb_tokenizer_encode(a->tok, text, len, add_special, 0, v));
-  *ids = v->ids;
-  *n = v->n;
-  return MB_OK;
-}
 
 /* ---- progress ------------------------------------------------------------ */
 
@@ -175,21 +156,14 @@ static int run_prepare(int argc, char **argv) {
   const double t_load = now_s() - t0 - t_import;
   if (special < 0) /* BERT wants [CLS] ... [SEP]; the Mamba classifier no special tokens */
     special = mb_tokenizer_kind_of(tok) == MB_TOKENIZER_WORDPIECE;
-  tok_adapter ad;
-  ad.tok = tok;
-  ad.n = threads > 0 ? threads : omp_get_max_threads();
-  ad.bufs = calloc((size_t)ad.n, sizeof *ad.bufs);
-  mb_special_ids sp = mb_tokenizer_special_ids(tok);
-  mb_encoder enc;
-  memset(&enc, 0, sizeof enc);
-  enc.encode = adapter_encode;
-  enc.ctx = &ad;
-  enc.max_threads = ad.n;
-  enc.name = mb_tokenizer_name(tok);
-  enc.vocab_sha256 = mb_tokenizer_vocab_sha256(tok);
-  enc.vocab_size = mb_tokenizer_vocab_size(tok);
-  enc.pad_id = sp.pad >= 0 ? sp.pad : 0;
-
+  mb_tok_encoder *tenc = NULL;
+  if (mb_tok_encoder_new(tok, threads, &tenc) != MB_OK) {
+    mb_tokenizer_free(tok);
+    mb_records_free(&recs);
+    return mb_cli_fail("prepare", NULL);
+  }
+  const mb_encoder *encp = mb_tok_encoder_get(tenc);
+  mb_encoder enc = *encp;
   char what[64];
   snprintf(what, sizeof what, "prepare %s/%s", recs.dataset, recs.split);
   progress_state ps = {isatty(2), quiet, -1, 0, what};
@@ -200,15 +174,13 @@ static int run_prepare(int argc, char **argv) {
   opt.add_special = special;
   opt.shards = shards;
   opt.store_text = store_text;
-  opt.threads = ad.n;
+  opt.threads = enc.max_threads;
   opt.progress = show_progress;
   opt.progress_ctx = &ps;
   mb_prepare_stats st;
-  int rc = ad.bufs ? mb_prepare_records(&recs, &enc, &opt, &st) : MB_ERR(MB_ENOMEM, "out of memory");
+  int rc = mb_prepare_records(&recs, &enc, &opt, &st);
   const double total = now_s() - t0;
-  for (int i = 0; ad.bufs && i < ad.n; i++)
-    mb_ids_free(&ad.bufs[i]);
-  free(ad.bufs);
+  mb_tok_encoder_free(tenc);
   if (rc != MB_OK) {
     mb_tokenizer_free(tok);
     mb_records_free(&recs);

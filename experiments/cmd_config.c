@@ -1,0 +1,88 @@
+/* cmd_config.c: `mambert config`: print every config key (--schema), or
+ * check configs and print them resolved, as train would save them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "experiments/cli.h"
+#include "experiments/config.h"
+
+extern const mb_command mb_cmd_config;
+
+static void print_schema(void) {
+  int n;
+  const mb_cfg_entry *e = mb_config_schema(&n);
+  mb_config d;
+  mb_config_defaults(&d);
+  static const char *types[] = {"int", "float", "bool", "string", "enum", "[float, float]", "[int, ...]",
+                                "[string, ...]"};
+  printf("%-26s %-16s %-14s %s\n", "key", "type", "default", "meaning");
+  for (int i = 0; i < n; i++) {
+    char def[64], type[96];
+    mb_config_value_string(&d, &e[i], def, sizeof def);
+    if (e[i].type == MB_CFG_ENUM)
+      snprintf(type, sizeof type, "%s", e[i].words);
+    else
+      snprintf(type, sizeof type, "%s", types[e[i].type]);
+    printf("%-26s %-16s %-14s %s%s\n", e[i].key, type, def[0] ? def : "\"\"", e[i].help,
+           e[i].resume_may_change ? " [may change on --resume]" : "");
+  }
+}
+
+static int run_config(int argc, char **argv) {
+  const char **files = calloc((size_t)argc, sizeof *files), **sets = calloc((size_t)argc, sizeof *sets);
+  int nf = 0, ns = 0, schema = 0, rc = MB_EXIT_OK;
+  const char *purpose = "train";
+  for (int i = 1; i < argc && rc == MB_EXIT_OK; i++) {
+    if (strcmp(argv[i], "--schema") == 0)
+      schema = 1;
+    else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc)
+      sets[ns++] = argv[++i];
+    else if (strcmp(argv[i], "--for") == 0 && i + 1 < argc)
+      purpose = argv[++i];
+    else if (argv[i][0] == '-')
+      rc = mb_cli_usage_error(&mb_cmd_config, "unknown option '%s'", argv[i]);
+    else
+      files[nf++] = argv[i];
+  }
+  if (rc == MB_EXIT_OK && strcmp(purpose, "train") != 0 && strcmp(purpose, "eval") != 0 &&
+      strcmp(purpose, "none") != 0)
+    rc = mb_cli_usage_error(&mb_cmd_config, "--for '%s': expected train, eval or none", purpose);
+  if (rc == MB_EXIT_OK && schema) {
+    print_schema();
+  } else if (rc == MB_EXIT_OK) {
+    if (nf == 0) {
+      rc = mb_cli_usage_error(&mb_cmd_config, "give a config file, or --schema");
+    } else {
+      mb_config_doc *d;
+      char *yaml;
+      size_t len;
+      if (mb_config_load(files, nf, sets, ns, strcmp(purpose, "none") == 0 ? NULL : purpose, &d) != MB_OK)
+        rc = mb_cli_fail("config", NULL);
+      else if (mb_config_to_yaml(mb_config_doc_config(d), "resolved by mambert config", &yaml, &len) != MB_OK) {
+        rc = mb_cli_fail("config", NULL);
+        mb_config_doc_free(d);
+      } else {
+        fwrite(yaml, 1, len, stdout);
+        free(yaml);
+        mb_config_doc_free(d);
+      }
+    }
+  }
+  free(files);
+  free(sets);
+  return rc;
+}
+
+const mb_command mb_cmd_config = {
+    "config",
+    "list every config key, or check a config and print it resolved",
+    "Usage: mambert config --schema\n"
+    "       mambert config CONFIG.yaml [CONFIG2.yaml ...] [--set KEY=VALUE]... [--for train|eval|none]\n"
+    "\n"
+    "--schema prints every key with its type, default and meaning. Otherwise the configs\n"
+    "are read (later ones and --set override earlier values), checked as train (or eval)\n"
+    "would check them, and printed resolved: every key, as train saves it in the run\n"
+    "directory. Errors name the key and file:line:column.\n",
+    run_config,
+};

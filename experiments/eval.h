@@ -1,0 +1,98 @@
+/* eval.h: the evaluation protocol of the BERT-vs-Mamba study
+ * (SEED-STUDY.md section 4), done with repeats.
+ *
+ *  1. Select N examples of the split: "first" (the first N in file order, as
+ *     the reference does; IMDB's test file is ordered by label, so the first
+ *     1,000 are all negative), "balanced" (the first N/2 of each label, kept
+ *     in file order) or "strided" (every k-th example, k = total / N).
+ *  2. Batches in order of batch_size rows, every row padded to max_length
+ *     (the reference), or packed sequences in a fixed token budget.
+ *  3. `warmup` untimed passes over all batches.
+ *  4. Reset the peak-memory counter; then `repeats` timed passes, the clock
+ *     started and stopped with the device synchronised, each pass computing
+ *     logits and argmax of every batch. Accuracy comes from the first timed
+ *     pass (all passes compute the same predictions).
+ *  5. Report: accuracy, seconds (median of the repeats, and each), samples/s,
+ *     tokens/s counting real tokens and counting padded positions (what the
+ *     model computed on), and memory: the host peak during the timed passes
+ *     minus the evaluation data held in memory (so: weights + activation
+ *     arena + batch buffers, like torch.cuda.max_memory_allocated), with the
+ *     planned arena and the weights given separately.
+ */
+#ifndef MB_EXPERIMENTS_EVAL_H
+#define MB_EXPERIMENTS_EVAL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "autograd/autograd.h"
+#include "data/shard.h"
+#include "experiments/net.h"
+#include "runtime/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MB_EVAL_MAX_REPEATS 64
+
+typedef struct {
+  int64_t samples;        /* 0 = all */
+  char selection[MB_CFG_WORD]; /* first | balanced | strided */
+  int64_t batch_size;
+  int64_t max_length;
+  int packed;             /* 0: padded to max_length */
+  int64_t token_budget;   /* packed: 0 = batch_size x max_length */
+  int64_t max_seqs;       /* packed: 0 = batch_size */
+  int64_t warmup;
+  int64_t repeats;
+  int quiet;              /* no progress lines */
+  size_t exclude_bytes;   /* other data the caller holds (e.g. the whole test set), not counted in peak_mb */
+  int profile;            /* time every op of the timed passes; print a table per program to stderr */
+} mb_eval_opts;
+
+typedef struct {
+  int64_t n, correct;
+  int64_t label_count[2];   /* of the selected examples */
+  int64_t confusion[2][2];  /* [true][predicted] */
+  double accuracy, loss;
+  int repeats;
+  double seconds[MB_EVAL_MAX_REPEATS];
+  double seconds_median, seconds_min;
+  double samples_per_s;       /* n / median seconds */
+  double tokens_per_s;        /* real tokens (after truncation) / median seconds */
+  double padded_tokens_per_s; /* positions computed (rows x length of every batch) / median seconds */
+  int64_t real_tokens, padded_tokens, batches;
+  double peak_mb;             /* host peak over the timed passes minus the data set */
+  double params_mb, arena_mb; /* weights; planned activation arena of the largest program */
+  double data_mb;             /* the evaluation data in memory (excluded from peak_mb) */
+  int64_t max_length, batch_size;
+  int packed;
+  char selection[160];        /* what was selected, in words */
+} mb_eval_result;
+
+/* The selected examples as a new shard set (freed with mb_shardset_free).
+ * *desc gets a description ("first 1000 of 25000 in file order (1000
+ * negative, 0 positive)"). */
+int mb_eval_select(const mb_shardset *all, int64_t n, const char *selection, mb_shardset **out, char *desc,
+                   size_t cap) MB_NODISCARD;
+
+/* Bytes a shard set holds in tracked host memory. */
+size_t mb_shardset_bytes(const mb_shardset *s);
+
+/* Run the protocol on an already selected set. Before any timed pass the
+ * program of the first batch's shape is compiled and run once, so no timed
+ * pass includes compilation (even with warmup 0). */
+int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_eval_opts *o,
+                mb_eval_result *r) MB_NODISCARD;
+
+/* One result as a JSON object string (malloc'd) with the model's name. */
+char *mb_eval_result_json(const mb_eval_result *r, const char *name, const char *describe);
+/* The markdown header and one row of the comparison table. */
+void mb_eval_table_header(FILE *f);
+void mb_eval_table_row(FILE *f, const char *name, const mb_eval_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,1076 @@
+/* trainer.c: the run loop of `mambert train` (trainer.h). */
+#include "experiments/trainer.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "autograd/autograd.h"
+#include "data/loader.h"
+#include "data/tokenizer.h"
+#include "distributed/buckets.h"
+#include "distributed/dist.h"
+#include "distributed/zero.h"
+#include "experiments/checkpoint.h"
+#include "experiments/config.h"
+#include "experiments/datasets.h"
+#include "experiments/eval.h"
+#include "experiments/metrics.h"
+#include "experiments/net.h"
+#include "experiments/program.h"
+#include "experiments/rundir.h"
+#include "kernels/cpu/cpu.h"
+#include "mambert_build_config.h"
+#include "runtime/alloc.h"
+#include "runtime/fileio.h"
+#include "runtime/hash.h"
+#include "runtime/log.h"
+#include "runtime/safetensors.h"
+
+#define LONG_WAIT_S (7 * 24 * 3600.0) /* barriers around rank-0-only work (evaluation, export) */
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct {
+  /* setup */
+  mb_config_doc *doc;
+  mb_config *cfg;
+  char run_dir[1024], ckpt_root[1100];
+  mb_dist *dist;
+  const mb_dist_info *world;
+  mb_comm *comm, *host;
+  int rank, nranks;
+  mb_rundir *rundir;
+  int resuming;
+  mb_tokenizer *tok;
+  char tokenizer_path[1200];
+  mb_shardset *train_set, *test_set;
+  mb_net *net;
+  mb_backend *be;
+  mb_optimizer *opt;
+  mb_loader *loader;
+  mb_net_programs *progs;
+  mb_metrics *metrics;
+  mb_lr_schedule sched;
+  char config_sha[65], params_sha[65];
+  uint64_t dropout_seed;
+  /* multi-rank */
+  mb_buckets *buckets;
+  int *bucket_pos;        /* param index -> position in the bucket order */
+  int hook_rc;            /* first error inside the grad-ready hook */
+  int zero;
+  mb_zero_layout zl;
+  float *zero_params, *zero_grads;
+  double zero_lr, zero_clip_max, zero_accum, zero_norm;
+  /* progress */
+  int64_t step, micro, total_steps, steps_per_epoch;
+  double samples_seen, tokens_seen, train_seconds;
+  int bar;                /* progress bar on a terminal */
+  int quiet_progress;
+  double t_process_start;
+  int64_t step_at_start;
+  double last_bar;
+} trainer;
+
+/* ---- small helpers ---------------------------------------------------------- */
+
+static int agree_status(trainer *t, int rc) {
+  /* every rank learns whether any rank failed: the worst status wins */
+  if (t->nranks <= 1)
+    return rc;
+  double v = rc == MB_OK ? 0.0 : 1.0, all;
+  if (mb_comm_allreduce(t->host, &v, &all, 1, MB_F64, MB_REDUCE_SUM) != MB_OK)
+    return mb_error_code();
+  if (rc != MB_OK)
+    return rc;
+  if (all > 0)
+    return MB_ERR(MB_EDIST, "another rank failed during setup (see its message)");
+  return MB_OK;
+}
+
+static int barrier_long(trainer *t) {
+  if (t->nranks <= 1)
+    return MB_OK;
+  return mb_comm_barrier_timeout(t->host, LONG_WAIT_S);
+}
+
+static void fmt_duration(double s, char *buf, size_t cap) {
+  if (!isfinite(s) || s < 0) {
+    snprintf(buf, cap, "?");
+    return;
+  }
+  long v = (long)(s + 0.5);
+  if (v >= 3600)
+    snprintf(buf, cap, "%ldh%02ldm", v / 3600, (v % 3600) / 60);
+  else if (v >= 60)
+    snprintf(buf, cap, "%ldm%02lds", v / 60, v % 60);
+  else
+    snprintf(buf, cap, "%lds", v);
+}
+
+static void fmt_rate(double v, char *buf, size_t cap) {
+  if (v >= 1e6)
+    snprintf(buf, cap, "%.2fM", v / 1e6);
+  else if (v >= 1e4)
+    snprintf(buf, cap, "%.1fk", v / 1e3);
+  else
+    snprintf(buf, cap, "%.0f", v);
+}
+
+/* ---- config ---------------------------------------------------------------------- */
+
+static int load_config(trainer *t, const mb_train_args *a) {
+  /* the run directory: --resume DIR, --run-dir, or the config's run.dir */
+  mb_config_doc *given = NULL;
+  if (a->nconfigs > 0) {
+    MB_TRY(mb_config_load(a->configs, a->nconfigs, a->sets, a->nsets, NULL, &given));
+    if (a->run_dir)
+      snprintf(mb_config_doc_config(given)->run_dir, MB_CFG_PATH, "%s", a->run_dir);
+  }
+  const char *dir = a->resume_dir ? a->resume_dir
+                    : a->run_dir  ? a->run_dir
+                    : given       ? mb_config_doc_config(given)->run_dir
+                                  : NULL;
+  if (!dir || !*dir) {
+    mb_config_doc_free(given);
+    return MB_ERR(MB_EINVAL, "no run directory: set run.dir in the config or pass --run-dir DIR");
+  }
+  snprintf(t->run_dir, sizeof t->run_dir, "%s", dir);
+  char saved_path[1100];
+  snprintf(saved_path, sizeof saved_path, "%s/config.yaml", t->run_dir);
+  if (a->resume && mb_file_exists(saved_path)) {
+    /* the saved, resolved config rules; a config given again must agree */
+    mb_config_doc *saved;
+    int rc = mb_config_load((const char *[]){saved_path}, 1, a->sets, a->nsets, NULL, &saved);
+    if (rc != MB_OK) {
+      mb_config_doc_free(given);
+      return mb_error_context(rc, "resuming");
+    }
+    mb_config_doc *orig;
+    rc = mb_config_load((const char *[]){saved_path}, 1, NULL, 0, NULL, &orig);
+    char diff[2048];
+    if (rc == MB_OK && mb_config_diff(mb_config_doc_config(orig), mb_config_doc_config(saved), 1, diff, sizeof diff))
+      rc = MB_ERR(MB_EINVAL,
+                  "--resume: --set may only change keys that do not affect training (eval.*, log.*, "
+                  "checkpoint.*, ...); changed: %s",
+                  diff);
+    if (rc == MB_OK && given &&
+        mb_config_diff(mb_config_doc_config(orig), mb_config_doc_config(given), 1, diff, sizeof diff))
+      rc = MB_ERR(MB_EINVAL,
+                  "--resume: the config given differs from the run's saved config %s in keys that affect "
+                  "training: %s (resume without the config file to use the saved one)",
+                  saved_path, diff);
+    mb_config_doc_free(orig);
+    if (rc == MB_OK && given) { /* take the given file's changeable keys (eval, log, ...) */
+      mb_config_doc_free(saved);
+      saved = given;
+      given = NULL;
+    }
+    mb_config_doc_free(given);
+    if (rc != MB_OK) {
+      mb_config_doc_free(saved);
+      return rc;
+    }
+    t->doc = saved;
+  } else {
+    if (!given)
+      return MB_ERR(MB_EINVAL, "%s", a->resume ? "--resume: the run directory has no config.yaml; give the config file"
+                                               : "no config file given");
+    t->doc = given;
+  }
+  t->cfg = mb_config_doc_config(t->doc);
+  snprintf(t->cfg->run_dir, MB_CFG_PATH, "%s", t->run_dir);
+  MB_TRY(mb_config_check(t->doc, "train"));
+  mb_config_identity_sha256(t->cfg, t->config_sha);
+  snprintf(t->ckpt_root, sizeof t->ckpt_root, "%s/checkpoints", t->run_dir);
+  return MB_OK;
+}
+
+/* ---- setup -------------------------------------------------------------------- */
+
+static int setup_tokenizer_and_data(trainer *t) {
+  const mb_config *c = t->cfg;
+  if (c->tokenizer[0]) {
+    snprintf(t->tokenizer_path, sizeof t->tokenizer_path, "%s", c->tokenizer);
+  } else { /* the checkpoint directory's */
+    const char *names[] = {"tokenizer.json", "vocab.txt"};
+    for (int i = 0; i < 2 && !t->tokenizer_path[0]; i++) {
+      char p[1100];
+      snprintf(p, sizeof p, "%s/%s", c->model_checkpoint, names[i]);
+      if (mb_file_exists(p))
+        snprintf(t->tokenizer_path, sizeof t->tokenizer_path, "%s", p);
+    }
+    if (!t->tokenizer_path[0])
+      return MB_ERR(MB_ENOTFOUND, "model.checkpoint %s has no tokenizer.json or vocab.txt; set tokenizer:",
+                    c->model_checkpoint);
+  }
+  mb_tokenizer_options to = mb_tokenizer_default_options();
+  int rc = mb_tokenizer_load(t->tokenizer_path, &to, &t->tok);
+  if (rc != MB_OK)
+    return mb_error_context(rc, "tokenizer");
+  const int add_special = mb_tokenizer_kind_of(t->tok) == MB_TOKENIZER_WORDPIECE;
+  char cache[1100];
+  if (c->cache_dir[0])
+    snprintf(cache, sizeof cache, "%s", c->cache_dir);
+  else
+    snprintf(cache, sizeof cache, "%s/data", t->run_dir);
+  /* rank 0 prepares raw inputs once; the others wait and open */
+  rc = MB_OK;
+  if (t->rank == 0) {
+    rc = mb_data_open(c->train_data, "train", c->dataset, t->tok, add_special, cache, 1, &t->train_set);
+    if (rc == MB_OK && c->test_data[0])
+      rc = mb_data_open(c->test_data, "test", c->dataset, t->tok, add_special, cache, 1, &t->test_set);
+  }
+  rc = agree_status(t, rc);
+  if (rc == MB_OK && t->rank != 0) {
+    rc = mb_data_open(c->train_data, "train", c->dataset, t->tok, add_special, cache, 0, &t->train_set);
+    if (rc == MB_OK && c->test_data[0])
+      rc = mb_data_open(c->test_data, "test", c->dataset, t->tok, add_special, cache, 0, &t->test_set);
+  }
+  return rc;
+}
+
+static int setup_net(trainer *t) {
+  const mb_config *c = t->cfg;
+  t->be = mb_cpu_backend();
+  MB_TRY(mb_net_create(c, mb_tokenizer_vocab_size(t->tok), 1, t->be, &t->net));
+  mb_net *net = t->net;
+  /* the weights' tokenizer (a checkpoint's) must be the data's */
+  if (net->tokenizer_sha256[0] && strcmp(net->tokenizer_sha256, mb_tokenizer_vocab_sha256(t->tok)) != 0)
+    return MB_ERR(MB_EINVAL,
+                  "model.checkpoint %s was trained with another vocabulary (tokenizer %s, sha256 %.16s...) than "
+                  "%s (%s, sha256 %.16s...)",
+                  c->model_checkpoint, net->tokenizer_name, net->tokenizer_sha256, t->tokenizer_path,
+                  mb_tokenizer_name(t->tok), mb_tokenizer_vocab_sha256(t->tok));
+  if (t->train_set->meta.vocab_size > net->vocab_size)
+    return MB_ERR(MB_EINVAL, "data.train: token ids go up to %d but the model's vocabulary has %lld entries",
+                  t->train_set->meta.vocab_size, (long long)net->vocab_size);
+  if (net->max_position > 0 && c->max_length > net->max_position)
+    return MB_ERR(MB_EINVAL, "data.max_length %lld is longer than the model's %lld position embeddings",
+                  (long long)c->max_length, (long long)net->max_position);
+  /* weight decay: matrices and embeddings only, as Hugging Face's Trainer
+   * (biases, norm weights) and mamba_ssm (A_log, D) do */
+  if (!c->decay_norms_biases) {
+    for (int i = 0; i < mb_params_count(net->params); i++) {
+      const mb_param_info *pi = mb_params_info(net->params, i);
+      if (pi->shape.ndim <= 1 || strstr(pi->name, "A_log"))
+        mb_params_set_weight_decay(net->params, i, 0);
+    }
+  }
+  mb_params_layout_sha256(net->params, t->params_sha);
+  return MB_OK;
+}
+
+static int make_optimizer(trainer *t, int64_t begin, int64_t end, int sharded) {
+  const mb_config *c = t->cfg;
+  if (strcmp(c->optimizer, "adamw") == 0) {
+    mb_adamw_cfg a = {c->lr, c->betas[0], c->betas[1], c->eps, c->weight_decay};
+    return sharded ? mb_optimizer_adamw_shard(t->net->params, &a, begin, end, &t->opt)
+                   : mb_optimizer_adamw(t->net->params, &a, &t->opt);
+  }
+  mb_sgd_cfg s = {c->lr, c->momentum, 0.0, c->weight_decay, c->nesterov};
+  return sharded ? mb_optimizer_sgd_shard(t->net->params, &s, begin, end, &t->opt)
+                 : mb_optimizer_sgd(t->net->params, &s, &t->opt);
+}
+
+static int setup_loader(trainer *t) {
+  const mb_config *c = t->cfg;
+  mb_loader_config lc = mb_loader_train_config((int32_t)c->batch_size, (int32_t)c->max_length, (uint64_t)c->seed);
+  if (strcmp(c->batching, "packed") == 0) {
+    lc.mode = MB_BATCH_PACKED;
+    lc.token_budget = c->token_budget ? c->token_budget : c->batch_size * c->max_length;
+    lc.max_seqs = (int32_t)c->max_seqs;
+  }
+  lc.shuffle = c->shuffle;
+  lc.rank = t->rank;
+  lc.world_size = t->nranks;
+  lc.bucket_multiple = (int32_t)c->bucket_multiple;
+  lc.limit = c->train_limit;
+  int rc = mb_loader_create(t->train_set, &lc, &t->loader);
+  if (rc != MB_OK)
+    return mb_error_context(rc, "training batches");
+  MB_TRY(mb_loader_steps_in_epoch(t->loader, 0, &t->steps_per_epoch));
+  /* optimizer steps in all */
+  const int64_t A = c->grad_accum;
+  if (c->max_steps > 0) {
+    t->total_steps = c->max_steps;
+  } else {
+    int64_t micro = 0;
+    for (int64_t e = 0; e < c->epochs; e++) {
+      int64_t s;
+      MB_TRY(mb_loader_steps_in_epoch(t->loader, e, &s));
+      micro += s;
+    }
+    t->total_steps = micro / A;
+    if (t->total_steps == 0)
+      return MB_ERR(MB_EINVAL, "train.grad_accum %lld: more than the %lld micro-batches of %lld epoch(s)",
+                    (long long)A, (long long)micro, (long long)c->epochs);
+    if (micro % A)
+      MB_INFO("the last %lld micro-batches do not fill an optimizer step and are skipped", (long long)(micro % A));
+  }
+  int64_t warm = c->warmup_ratio > 0 ? (int64_t)ceil(c->warmup_ratio * (double)t->total_steps) : c->warmup_steps;
+  mb_lr_decay d = strcmp(c->decay, "linear") == 0   ? MB_LR_LINEAR
+                  : strcmp(c->decay, "cosine") == 0 ? MB_LR_COSINE
+                                                    : MB_LR_CONSTANT;
+  t->sched = (mb_lr_schedule){c->lr, warm, t->total_steps, d};
+  return MB_OK;
+}
+
+/* ---- multi-rank: buckets (all-reduce during backward) or ZeRO-1 ------------- */
+
+static void grad_ready_hook(void *user, const mb_grad_ready *info) {
+  trainer *t = user;
+  if (t->hook_rc != MB_OK || !t->buckets)
+    return;
+  int pos = t->bucket_pos[info->param_index];
+  if (pos < 0)
+    return;
+  int rc = mb_buckets_grad_ready(t->buckets, pos);
+  if (rc != MB_OK)
+    t->hook_rc = rc;
+}
+
+static int ensure_buckets(trainer *t, mb_exec *ex) {
+  if (t->nranks <= 1 || t->zero)
+    return MB_OK;
+  if (!t->buckets) {
+    int n;
+    const mb_grad_ready *order = mb_exec_grad_order(ex, &n);
+    mb_grad_param *gp = calloc((size_t)(n ? n : 1), sizeof *gp);
+    t->bucket_pos = malloc((size_t)mb_params_count(t->net->params) * sizeof(int));
+    if (!gp || !t->bucket_pos) {
+      free(gp);
+      return MB_ERR(MB_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < mb_params_count(t->net->params); i++)
+      t->bucket_pos[i] = -1;
+    for (int i = 0; i < n; i++) {
+      gp[i].name = order[i].name;
+      gp[i].offset = (size_t)order[i].offset;
+      gp[i].count = (size_t)order[i].numel;
+      t->bucket_pos[order[i].param_index] = i;
+    }
+    mb_buckets_options bo;
+    memset(&bo, 0, sizeof bo);
+    bo.dtype = MB_F32;
+    int rc = mb_buckets_create(t->comm, mb_params_grad(t->net->params), (size_t)mb_params_total(t->net->params), gp,
+                               n, &bo, &t->buckets);
+    free(gp);
+    MB_TRY(rc);
+    MB_INFO("gradient all-reduce: %d buckets over %d ranks", mb_buckets_count(t->buckets), t->nranks);
+  }
+  mb_exec_on_grad_ready(ex, grad_ready_hook, t);
+  return MB_OK;
+}
+
+/* ZeRO-1's update: the global norm from every shard, then this shard's step. */
+static int zero_update(void *ctx, float *params, const float *grads, size_t global_offset, size_t count) {
+  trainer *t = ctx;
+  (void)count;
+  int64_t begin, end;
+  mb_optimizer_range(t->opt, &begin, &end);
+  if ((int64_t)global_offset != begin)
+    return MB_ERR(MB_EINTERNAL, "ZeRO shard at %zu, optimizer range at %lld", global_offset, (long long)begin);
+  double ss, norm;
+  MB_TRY(mb_optimizer_shard_sumsq(t->opt, grads, &ss));
+  MB_TRY(mb_zero_global_norm(t->host, ss, &norm));
+  norm /= t->zero_accum;
+  t->zero_norm = norm;
+  double coef = mb_clip_coef(norm, t->zero_clip_max);
+  return mb_optimizer_step_shard(t->opt, t->zero_lr, coef / t->zero_accum, params, grads);
+}
+
+static int setup_zero(trainer *t) {
+  size_t numel = (size_t)mb_params_total(t->net->params);
+  MB_TRY(mb_zero_layout_make(numel, t->nranks, 16, &t->zl));
+  t->zero_params = mb_host_calloc(t->zl.padded * sizeof(float));
+  t->zero_grads = mb_host_calloc(t->zl.padded * sizeof(float));
+  if (!t->zero_params || !t->zero_grads)
+    return MB_ERR(MB_ENOMEM, "out of memory for ZeRO buffers");
+  int64_t begin = (int64_t)mb_zero_shard_offset(&t->zl, t->rank);
+  return make_optimizer(t, begin, begin + (int64_t)t->zl.shard, 1);
+}
+
+/* ---- checkpoints ------------------------------------------------------------------- */
+
+static int save_checkpoint(trainer *t) {
+  mb_ckpt_writer *w = NULL;
+  int rc = MB_OK;
+  /* every rank's data position goes into rank 0's state.json */
+  uint8_t *loaders = NULL;
+  if (t->nranks > 1) {
+    uint8_t mine[MB_LOADER_STATE_BYTES];
+    mb_loader_save_state(t->loader, mine);
+    loaders = malloc((size_t)t->nranks * MB_LOADER_STATE_BYTES);
+    if (!loaders)
+      return MB_ERR(MB_ENOMEM, "out of memory");
+    rc = mb_comm_allgather(t->host, mine, loaders, MB_LOADER_STATE_BYTES, MB_U8);
+    if (rc != MB_OK) {
+      free(loaders);
+      return rc;
+    }
+  }
+  char tmp[1200] = "";
+  if (t->rank == 0) {
+    rc = mb_ckpt_begin(t->ckpt_root, t->step, &w);
+    if (rc == MB_OK)
+      snprintf(tmp, sizeof tmp, "%s", mb_ckpt_temp_dir(w));
+  }
+  if (t->zero) {
+    /* every rank writes its optimizer shard into the temporary directory */
+    rc = agree_status(t, rc);
+    if (rc == MB_OK) {
+      char path[1400], name[64], tmpdir[1200];
+      snprintf(tmpdir, sizeof tmpdir, "%s/.tmp-step-%08lld", t->ckpt_root, (long long)t->step);
+      snprintf(name, sizeof name, "zero-%05d-of-%05d.safetensors", t->rank, t->nranks);
+      snprintf(path, sizeof path, "%s/optim", tmpdir);
+      rc = mb_mkdir_p(path);
+      snprintf(path, sizeof path, "%s/optim/%s", tmpdir, name);
+      size_t valid = mb_zero_shard_valid(&t->zl, t->rank);
+      mb_safetensors_writer *sw = NULL;
+      if (rc == MB_OK)
+        rc = mb_safetensors_writer_new(&sw);
+      const char *names[2] = {"exp_avg", "exp_avg_sq"};
+      int nst = strcmp(t->cfg->optimizer, "adamw") == 0 ? 2 : 1;
+      if (nst == 1)
+        names[0] = "momentum_buffer";
+      for (int k = 0; rc == MB_OK && k < nst; k++) {
+        void *buf = mb_optimizer_state(t->opt, k);
+        if (buf)
+          rc = mb_safetensors_writer_add(sw, names[k], MB_F32, &(mb_shape){1, {(int64_t)valid}}, buf);
+      }
+      char v[5][32];
+      snprintf(v[0], 32, "%zu", t->zl.numel);
+      snprintf(v[1], 32, "%d", t->zl.world);
+      snprintf(v[2], 32, "%d", t->rank);
+      snprintf(v[3], 32, "%zu", t->zl.shard);
+      snprintf(v[4], 32, "%lld", (long long)mb_optimizer_steps(t->opt));
+      const char *keys[5] = {"zero.numel", "zero.world", "zero.rank", "zero.shard", "step"};
+      for (int k = 0; rc == MB_OK && k < 5; k++)
+        rc = mb_safetensors_writer_set_metadata(sw, keys[k], v[k]);
+      if (rc == MB_OK)
+        rc = mb_safetensors_writer_set_metadata(sw, "zero.align", "16");
+      if (rc == MB_OK)
+        rc = mb_safetensors_writer_write(sw, path);
+      mb_safetensors_writer_free(sw);
+    }
+    rc = agree_status(t, rc);
+  }
+  if (t->rank == 0) {
+    if (rc == MB_OK)
+      rc = mb_ckpt_write_weights(w, t->net->params, t->net->arch);
+    if (rc == MB_OK && !t->zero)
+      rc = mb_ckpt_write_optimizer(w, t->net->params, t->opt, t->cfg->optimizer);
+    if (rc == MB_OK) {
+      mb_ckpt_state s;
+      memset(&s, 0, sizeof s);
+      s.step = t->step;
+      s.micro_step = t->micro;
+      s.epoch = mb_loader_tell(t->loader).epoch;
+      mb_loader_save_state(t->loader, s.loader);
+      s.rank_loaders = loaders;
+      s.seed = (uint64_t)t->cfg->seed;
+      s.dropout_seed = t->dropout_seed;
+      s.world_size = t->nranks;
+      s.zero1 = t->zero;
+      s.samples_seen = t->samples_seen;
+      s.tokens_seen = t->tokens_seen;
+      s.train_seconds = t->train_seconds;
+      snprintf(s.arch, sizeof s.arch, "%s", t->net->arch);
+      snprintf(s.tokenizer_name, sizeof s.tokenizer_name, "%s", mb_tokenizer_name(t->tok));
+      snprintf(s.tokenizer_sha256, sizeof s.tokenizer_sha256, "%s", mb_tokenizer_vocab_sha256(t->tok));
+      memcpy(s.config_sha256, t->config_sha, 65);
+      memcpy(s.params_sha256, t->params_sha, 65);
+      rc = mb_ckpt_write_state(w, &s);
+    }
+    if (rc == MB_OK) {
+      char *yaml;
+      size_t n;
+      rc = mb_config_to_yaml(t->cfg, "resolved config of this checkpoint", &yaml, &n);
+      if (rc == MB_OK) {
+        rc = mb_ckpt_write_text(w, "config.yaml", yaml, n);
+        free(yaml);
+      }
+    }
+    char final[1200];
+    if (rc == MB_OK)
+      rc = mb_ckpt_commit(w, (int)t->cfg->ckpt_keep, final, sizeof final);
+    else if (w)
+      mb_ckpt_abort(w);
+    if (rc == MB_OK)
+      MB_INFO("checkpoint %s", final);
+  }
+  (void)tmp;
+  free(loaders);
+  return agree_status(t, rc);
+}
+
+static int restore_checkpoint(trainer *t, const char *dir) {
+  mb_ckpt_state s;
+  MB_TRY(mb_ckpt_read_state(dir, &s));
+  /* this rank's data position (each rank's blob names its rank) */
+  uint8_t blob[MB_LOADER_STATE_BYTES];
+  memcpy(blob, s.loader, sizeof blob);
+  const int have_rank_blob = s.rank_loaders && t->rank < s.world_size;
+  if (have_rank_blob)
+    memcpy(blob, s.rank_loaders + (size_t)t->rank * MB_LOADER_STATE_BYTES, sizeof blob);
+  free(s.rank_loaders);
+  s.rank_loaders = NULL;
+  if (strcmp(s.arch, t->net->arch) != 0)
+    return MB_ERR(MB_EINVAL, "%s: a checkpoint of a %s model; this config builds a %s model", dir, s.arch,
+                  t->net->arch);
+  if (strcmp(s.tokenizer_sha256, mb_tokenizer_vocab_sha256(t->tok)) != 0)
+    return MB_ERR(MB_EINVAL, "%s: made with tokenizer %s (vocabulary sha256 %.16s...), this run uses %s (%.16s...)",
+                  dir, s.tokenizer_name, s.tokenizer_sha256, mb_tokenizer_name(t->tok),
+                  mb_tokenizer_vocab_sha256(t->tok));
+  if (strcmp(s.params_sha256, t->params_sha) != 0)
+    return MB_ERR(MB_EINVAL, "%s: its parameters (names and shapes) differ from this model's", dir);
+  if (strcmp(s.config_sha256, t->config_sha) != 0)
+    return MB_ERR(MB_EINVAL, "%s: written under another config (compare %s/config.yaml with the run's)", dir, dir);
+  if (s.world_size != t->nranks)
+    return MB_ERR(MB_EUNSUPPORTED,
+                  "%s: written by %d rank(s), this job has %d; resume with the same number of ranks (the data "
+                  "order of each rank depends on it)",
+                  dir, s.world_size, t->nranks);
+  if (s.zero1 != t->zero)
+    return MB_ERR(MB_EINVAL, "%s: train.zero1 was %s when it was written", dir, s.zero1 ? "on" : "off");
+  char path[1200];
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  MB_TRY(mb_net_load_weights(t->net, path));
+  if (t->zero) {
+    snprintf(path, sizeof path, "%s/optim/zero-%05d-of-%05d.safetensors", dir, t->rank, t->nranks);
+    mb_safetensors *st;
+    MB_TRY(mb_safetensors_open(path, &st));
+    size_t valid = mb_zero_shard_valid(&t->zl, t->rank);
+    const char *names[2] = {"exp_avg", "exp_avg_sq"};
+    int nst = strcmp(t->cfg->optimizer, "adamw") == 0 ? 2 : 1;
+    if (nst == 1)
+      names[0] = "momentum_buffer";
+    int rc = MB_OK;
+    for (int k = 0; rc == MB_OK && k < nst; k++) {
+      float *buf = mb_optimizer_state(t->opt, k);
+      const mb_st_entry *e = mb_safetensors_find(st, names[k]);
+      if (!buf)
+        continue;
+      if (!e || e->numel != (int64_t)valid || e->dtype != MB_F32)
+        rc = MB_ERR(MB_EFORMAT, "%s: tensor '%s' missing or not %zu f32 elements", path, names[k], valid);
+      else
+        memcpy(buf, e->data, valid * sizeof(float));
+    }
+    const char *steps = mb_safetensors_metadata(st, "step");
+    if (rc == MB_OK)
+      mb_optimizer_set_steps(t->opt, steps ? strtoll(steps, NULL, 10) : s.step);
+    mb_safetensors_close(st);
+    MB_TRY(rc);
+  } else {
+    MB_TRY(mb_ckpt_read_optimizer(dir, t->net->params, t->opt, t->cfg->optimizer));
+  }
+  if (t->nranks > 1 && !have_rank_blob)
+    return MB_ERR(MB_EFORMAT, "%s: no data position for rank %d of %d", dir, t->rank, t->nranks);
+  int rc = mb_loader_restore_state(t->loader, blob);
+  if (rc != MB_OK)
+    return mb_error_context(rc, "%s: the data position does not fit this run's data", dir);
+  t->step = s.step;
+  t->micro = s.micro_step;
+  t->samples_seen = s.samples_seen;
+  t->tokens_seen = s.tokens_seen;
+  t->train_seconds = s.train_seconds;
+  t->dropout_seed = s.dropout_seed;
+  MB_INFO("resumed from %s: step %lld, epoch %lld", dir, (long long)s.step, (long long)s.epoch);
+  return MB_OK;
+}
+
+/* ---- evaluation ------------------------------------------------------------------ */
+
+static int evaluate(trainer *t, int final, mb_eval_result *out) {
+  const mb_config *c = t->cfg;
+  const mb_shardset *all = strcmp(c->eval_split, "train") == 0 ? t->train_set : t->test_set;
+  if (!all)
+    return MB_ERR(MB_EINVAL, "eval: no %s set (data.%s)", c->eval_split, c->eval_split);
+  int64_t n = final ? c->eval_samples : (c->eval_during_samples ? c->eval_during_samples : c->eval_samples);
+  mb_shardset *sel;
+  char desc[160];
+  const char *selection = final ? c->eval_selection : c->eval_during_selection;
+  MB_TRY(mb_eval_select(all, n, selection, &sel, desc, sizeof desc));
+  mb_eval_opts o;
+  memset(&o, 0, sizeof o);
+  o.samples = n;
+  snprintf(o.selection, sizeof o.selection, "%s", selection);
+  o.batch_size = c->eval_batch_size;
+  o.max_length = c->eval_max_length ? c->eval_max_length : c->max_length;
+  o.packed = strcmp(c->eval_batching, "packed") == 0;
+  o.warmup = final ? c->eval_warmup : 0;
+  o.repeats = final ? c->eval_repeats : 1;
+  o.quiet = !final;
+  o.exclude_bytes = mb_shardset_bytes(t->train_set) + mb_shardset_bytes(t->test_set);
+  int rc = mb_eval_run(t->net, t->be, sel, &o, out);
+  if (rc == MB_OK)
+    snprintf(out->selection, sizeof out->selection, "%s", desc);
+  mb_shardset_free(sel);
+  return rc;
+}
+
+/* ---- the loop ---------------------------------------------------------------------- */
+
+typedef struct {
+  double loss_sum, loss_rows, tokens, padded, samples, grad_norm_sum, steps;
+  double seconds; /* training time of these steps (not evaluation or checkpoints) */
+} interval;
+
+static void progress_bar(trainer *t, double loss, double lr, double tok_s, double smp_s, int force) {
+  double now = now_s();
+  if (!force && now - t->last_bar < 0.25)
+    return;
+  t->last_bar = now;
+  int64_t done_here = t->step - t->step_at_start;
+  double per = done_here > 0 ? (now - t->t_process_start) / (double)done_here : NAN;
+  char eta[32], tk[32], sm[32];
+  fmt_duration(per * (double)(t->total_steps - t->step), eta, sizeof eta);
+  fmt_rate(tok_s, tk, sizeof tk);
+  fmt_rate(smp_s, sm, sizeof sm);
+  double frac = (double)t->step / (double)t->total_steps;
+  char bar[21];
+  int fill = (int)(frac * 20 + 0.5);
+  for (int i = 0; i < 20; i++)
+    bar[i] = i < fill ? '#' : '.';
+  bar[20] = 0;
+  double epoch = t->steps_per_epoch ? (double)t->micro / (double)t->steps_per_epoch : 0;
+  fprintf(stderr, "\r[%s] step %lld/%lld ep %.2f loss %.4f lr %.2e %s tok/s %s smp/s eta %s \033[K", bar,
+          (long long)t->step, (long long)t->total_steps, epoch, loss, lr, tk, sm, eta);
+  fflush(stderr);
+}
+
+static int log_interval(trainer *t, interval *iv, double lr) {
+  double sums[6] = {iv->loss_sum, iv->loss_rows, iv->tokens, iv->padded, iv->samples, iv->grad_norm_sum};
+  if (t->nranks > 1) {
+    double tot[6];
+    MB_TRY(mb_comm_allreduce(t->host, sums, tot, 5, MB_F64, MB_REDUCE_SUM));
+    memcpy(sums, tot, 5 * sizeof(double));
+  }
+  double dt = iv->seconds > 0 ? iv->seconds : 1e-9;
+  double loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+  double tok_s = sums[2] / dt, pad_s = sums[3] / dt, smp_s = sums[4] / dt;
+  double gnorm = iv->steps > 0 ? sums[5] / iv->steps : NAN;
+  double epoch = t->steps_per_epoch ? (double)t->micro / (double)t->steps_per_epoch : 0;
+  if (t->rank == 0) {
+    const char *keys[] = {"loss", "lr", "grad_norm", "epoch", "tokens_per_s", "padded_tokens_per_s", "samples_per_s",
+                          "elapsed_s"};
+    double vals[] = {loss, lr, gnorm, epoch, tok_s, pad_s, smp_s, t->train_seconds};
+    MB_TRY(mb_metrics_log(t->metrics, "train", t->step, keys, vals, 8));
+    if (t->bar) {
+      progress_bar(t, loss, lr, tok_s, smp_s, 1);
+    } else if (!t->quiet_progress) {
+      char eta[32];
+      int64_t done_here = t->step - t->step_at_start;
+      double per = done_here > 0 ? (now_s() - t->t_process_start) / (double)done_here : NAN;
+      fmt_duration(per * (double)(t->total_steps - t->step), eta, sizeof eta);
+      fprintf(stderr,
+              "step %lld/%lld epoch %.2f loss %.4f lr %.3e grad_norm %.3f tokens/s %.0f samples/s %.1f eta %s\n",
+              (long long)t->step, (long long)t->total_steps, epoch, loss, lr, gnorm, tok_s, smp_s, eta);
+    }
+  }
+  memset(iv, 0, sizeof *iv);
+  return MB_OK;
+}
+
+static int train_step(trainer *t, interval *iv, double *lr_out) {
+  const mb_config *c = t->cfg;
+  const int64_t A = c->grad_accum;
+  mb_params *p = t->net->params;
+  if (A > 1)
+    MB_TRY(mb_params_zero_grad(p));
+  for (int64_t m = 0; m < A; m++) {
+    const mb_batch *b;
+    MB_TRY(mb_loader_next(t->loader, &b));
+    uint64_t rng[2] = {t->dropout_seed, (uint64_t)(t->micro * t->nranks + t->rank) << 36};
+    mb_exec *ex;
+    mb_var logits, loss;
+    MB_TRY(mb_net_programs_run_inputs(t->progs, b, rng, &ex, &logits, &loss));
+    MB_TRY(ensure_buckets(t, ex));
+    if (t->buckets)
+      MB_TRY(mb_buckets_begin_step(t->buckets, m == A - 1));
+    MB_TRY(mb_exec_forward(ex));
+    MB_TRY(mb_exec_backward(ex));
+    if (t->hook_rc != MB_OK)
+      return t->hook_rc;
+    if (b->n_seqs > 0) {
+      float l;
+      MB_TRY(mb_exec_get(ex, loss, &l));
+      if (!isfinite(l))
+        return MB_ERR(MB_EINVAL, "step %lld: the loss is %f (diverged); lower optim.lr or set train.clip_grad_norm",
+                      (long long)t->step + 1, (double)l);
+      iv->loss_sum += (double)l * b->n_seqs;
+      iv->loss_rows += b->n_seqs;
+    }
+    iv->tokens += (double)b->n_tokens;
+    iv->padded += b->mode == MB_BATCH_PACKED ? (double)b->seq_len : (double)b->rows * b->seq_len;
+    iv->samples += b->n_seqs;
+    t->samples_seen += b->n_seqs;
+    t->tokens_seen += (double)b->n_tokens;
+    t->micro++;
+  }
+  const double lr = mb_lr_at(&t->sched, t->step);
+  const double max_norm = c->clip_grad_norm > 0 ? c->clip_grad_norm : 1e300;
+  double norm;
+  if (t->zero) {
+    float *grads = mb_params_grad(p), *params = mb_params_data(p);
+    const size_t numel = (size_t)mb_params_total(p);
+    memcpy(t->zero_grads, grads, numel * sizeof(float));
+    memcpy(t->zero_params, params, numel * sizeof(float));
+    t->zero_lr = lr;
+    t->zero_clip_max = max_norm;
+    t->zero_accum = (double)A;
+    MB_TRY(mb_zero_step(t->comm, &t->zl, t->zero_params, t->zero_grads,
+                        t->zero_grads + mb_zero_shard_offset(&t->zl, t->rank), zero_update, t));
+    memcpy(params, t->zero_params, numel * sizeof(float));
+    norm = t->zero_norm;
+  } else {
+    if (t->buckets)
+      MB_TRY(mb_buckets_wait_all(t->buckets));
+    double scale;
+    MB_TRY(mb_clip_grad_norm(p, 1e300, &norm, &scale));
+    norm /= (double)A; /* the gradient of the mean over micro-batches */
+    scale = mb_clip_coef(norm, max_norm);
+    MB_TRY(mb_optimizer_step(t->opt, lr, scale / (double)A));
+  }
+  iv->grad_norm_sum += norm;
+  iv->steps += 1;
+  t->step++;
+  *lr_out = lr;
+  return MB_OK;
+}
+
+static int write_final_files(trainer *t, const mb_eval_result *ev, int have_eval, double wall) {
+  json_t *r = json_object();
+  json_object_set_new(r, "name", json_string(t->cfg->run_name));
+  json_object_set_new(r, "arch", json_string(t->net->arch));
+  char desc[512];
+  t->net->ops->describe(t->net, desc, sizeof desc);
+  json_object_set_new(r, "model", json_string(desc));
+  json_object_set_new(r, "params", json_integer(mb_params_total(t->net->params)));
+  json_object_set_new(r, "steps", json_integer(t->step));
+  json_object_set_new(r, "epochs", json_real(t->steps_per_epoch ? (double)t->micro / (double)t->steps_per_epoch : 0));
+  json_object_set_new(r, "ranks", json_integer(t->nranks));
+  json_object_set_new(r, "threads", json_integer(omp_get_max_threads()));
+  json_object_set_new(r, "train_seconds", json_real(t->train_seconds));
+  json_object_set_new(r, "wall_seconds_this_process", json_real(wall));
+  json_object_set_new(r, "samples_seen", json_real(t->samples_seen));
+  json_object_set_new(r, "tokens_seen", json_real(t->tokens_seen));
+  json_object_set_new(r, "train_tokens_per_s", json_real(t->train_seconds > 0 ? t->tokens_seen / t->train_seconds : 0));
+  json_object_set_new(r, "train_samples_per_s",
+                      json_real(t->train_seconds > 0 ? t->samples_seen / t->train_seconds : 0));
+  if (have_eval) {
+    char *ej = mb_eval_result_json(ev, t->cfg->run_name, desc);
+    json_error_t err;
+    json_t *e = ej ? json_loads(ej, 0, &err) : NULL;
+    free(ej);
+    if (e)
+      json_object_set_new(r, "eval", e);
+  }
+  char *text = json_dumps(r, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+  json_decref(r);
+  char path[1200];
+  snprintf(path, sizeof path, "%s/results.json", t->run_dir);
+  int rc = text ? mb_write_file_atomic(path, text, strlen(text)) : MB_ERR(MB_ENOMEM, "out of memory");
+  free(text);
+  if (rc == MB_OK && have_eval) {
+    char *md = NULL;
+    size_t mdlen = 0;
+    FILE *f = open_memstream(&md, &mdlen);
+    if (f) {
+      fprintf(f, "Evaluation of %s (%s): %s\n\n", t->cfg->run_name, desc, ev->selection);
+      mb_eval_table_header(f);
+      mb_eval_table_row(f, t->cfg->run_name, ev);
+      fclose(f);
+      snprintf(path, sizeof path, "%s/eval.md", t->run_dir);
+      rc = mb_write_file_atomic(path, md, mdlen);
+      if (rc == MB_OK)
+        fputs(md, stdout);
+      free(md);
+    }
+  }
+  return rc;
+}
+
+static int copy_file(const char *from, const char *to) {
+  char *data;
+  size_t n;
+  MB_TRY(mb_read_file(from, (size_t)1 << 30, &data, &n));
+  int rc = mb_write_file_atomic(to, data, n);
+  free(data);
+  return rc;
+}
+
+static int export_model(trainer *t) {
+  char dir[1100];
+  snprintf(dir, sizeof dir, "%s/model", t->run_dir);
+  MB_TRY(t->net->ops->export_dir(t->net, dir, t->tokenizer_path));
+  /* the tokenizer travels with the weights */
+  const char *base = strrchr(t->tokenizer_path, '/');
+  base = base ? base + 1 : t->tokenizer_path;
+  const char *name = mb_tokenizer_kind_of(t->tok) == MB_TOKENIZER_WORDPIECE ? "vocab.txt" : "tokenizer.json";
+  char to[1200];
+  snprintf(to, sizeof to, "%s/%s", dir, name);
+  if (!mb_file_exists(to))
+    MB_TRY(copy_file(t->tokenizer_path, to));
+  (void)base;
+  MB_INFO("exported %s", dir);
+  return MB_OK;
+}
+
+static int run_loop(trainer *t, int *interrupted) {
+  const mb_config *c = t->cfg;
+  interval iv;
+  memset(&iv, 0, sizeof iv);
+  t->t_process_start = now_s();
+  t->step_at_start = t->step;
+  int64_t last_ckpt = t->step;
+  double lr = mb_lr_at(&t->sched, t->step);
+  while (t->step < t->total_steps) {
+    double t0 = now_s();
+    MB_TRY(train_step(t, &iv, &lr));
+    const double dt_step = now_s() - t0;
+    t->train_seconds += dt_step;
+    iv.seconds += dt_step;
+    if (t->rank == 0 && t->bar && iv.steps > 0)
+      progress_bar(t, iv.loss_rows > 0 ? iv.loss_sum / iv.loss_rows : NAN, lr, iv.tokens * t->nranks / iv.seconds,
+                   iv.samples * t->nranks / iv.seconds, 0);
+    const int last = t->step == t->total_steps;
+    if (t->step % c->log_every == 0 || last)
+      MB_TRY(log_interval(t, &iv, lr));
+    if (c->eval_every > 0 && t->step % c->eval_every == 0 && !last) {
+      if (t->rank == 0) {
+        mb_eval_result ev;
+        MB_TRY(evaluate(t, 0, &ev));
+        const char *keys[] = {"accuracy", "loss", "samples_per_s"};
+        double vals[] = {ev.accuracy, ev.loss, ev.samples_per_s};
+        MB_TRY(mb_metrics_log(t->metrics, "eval", t->step, keys, vals, 3));
+        if (t->bar)
+          fprintf(stderr, "\n");
+        MB_INFO("step %lld: eval accuracy %.4f loss %.4f on %lld examples", (long long)t->step, ev.accuracy, ev.loss,
+                (long long)ev.n);
+      }
+      MB_TRY(barrier_long(t));
+    }
+    int stop = stop_signal != 0;
+    if (t->nranks > 1) {
+      double v = stop, any;
+      MB_TRY(mb_comm_allreduce(t->host, &v, &any, 1, MB_F64, MB_REDUCE_SUM));
+      stop = any > 0;
+    }
+    if ((c->ckpt_every > 0 && t->step % c->ckpt_every == 0) || (last && c->ckpt_at_end) || stop) {
+      if (t->bar)
+        fprintf(stderr, "\n");
+      MB_TRY(save_checkpoint(t));
+      last_ckpt = t->step;
+    }
+    if (stop) {
+      *interrupted = 1;
+      if (t->rank == 0)
+        MB_WARN("stopped by signal %d after step %lld; checkpoint written. Continue with: mambert train --resume %s",
+                (int)stop_signal, (long long)t->step, t->run_dir);
+      return MB_OK;
+    }
+  }
+  (void)last_ckpt;
+  if (t->bar && t->rank == 0)
+    fprintf(stderr, "\n");
+  if (c->profile && t->rank == 0)
+    mb_net_programs_profile_print(t->progs, stderr);
+  return MB_OK;
+}
+
+static void trainer_free(trainer *t) {
+  mb_buckets_destroy(t->buckets);
+  free(t->bucket_pos);
+  mb_host_free(t->zero_params);
+  mb_host_free(t->zero_grads);
+  mb_net_programs_free(t->progs);
+  mb_loader_free(t->loader);
+  mb_optimizer_free(t->opt);
+  mb_net_free(t->net);
+  mb_shardset_free(t->train_set);
+  mb_shardset_free(t->test_set);
+  mb_tokenizer_free(t->tok);
+  if (t->metrics && mb_metrics_close(t->metrics) != MB_OK)
+    mb_log_error_status(mb_error_code(), "closing metrics");
+  mb_rundir_release(t->rundir);
+  mb_config_doc_free(t->doc);
+}
+
+static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
+  const double t_start = now_s();
+  MB_TRY(load_config(t, a));
+  const mb_config *c = t->cfg;
+  if (c->threads > 0)
+    omp_set_num_threads((int)c->threads);
+  t->zero = c->zero1 && t->nranks > 1;
+  if (c->zero1 && t->nranks == 1)
+    MB_INFO("train.zero1 with one rank: nothing to shard, plain optimizer");
+  /* rank 0 claims the run directory */
+  int rc = MB_OK;
+  if (t->rank == 0) {
+    rc = mb_rundir_claim(t->run_dir, a->resume, a->force, &t->rundir, &t->resuming);
+    if (rc == MB_OK && a->resume && !t->resuming)
+      rc = MB_ERR(MB_EINTERNAL, "resume without a run");
+  }
+  MB_TRY(agree_status(t, rc));
+  t->resuming = a->resume;
+  MB_TRY(agree_status(t, setup_tokenizer_and_data(t)));
+  MB_TRY(agree_status(t, setup_net(t)));
+  if (t->nranks > 1) /* one starting point everywhere */
+    MB_TRY(mb_comm_broadcast(t->comm, mb_params_data(t->net->params), (size_t)mb_params_total(t->net->params), MB_F32,
+                             0));
+  MB_TRY(agree_status(t, t->zero ? setup_zero(t) : make_optimizer(t, 0, 0, 0)));
+  MB_TRY(agree_status(t, setup_loader(t)));
+  t->dropout_seed = (uint64_t)c->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
+  char ckpt_dir[1200] = "";
+  int64_t resume_step = -1;
+  if (t->resuming) {
+    rc = mb_ckpt_find_latest(t->ckpt_root, ckpt_dir, sizeof ckpt_dir);
+    if (rc == MB_ENOTFOUND) { /* killed before its first checkpoint: start from the beginning */
+      mb_error_clear();
+      rc = MB_OK;
+      MB_WARN("%s has no complete checkpoint yet; starting the run from step 0", t->run_dir);
+      ckpt_dir[0] = 0;
+    }
+    if (rc == MB_OK && ckpt_dir[0])
+      rc = restore_checkpoint(t, ckpt_dir);
+    MB_TRY(agree_status(t, rc));
+    resume_step = t->step;
+  }
+  mb_compile_opts co = {.train = 1, .recompute = c->recompute, .accumulate_grads = c->grad_accum > 1};
+  MB_TRY(mb_net_programs_new(t->net, t->be, &co, &t->progs));
+  mb_net_programs_set_profiling(t->progs, c->profile);
+  /* rank 0: the resolved config, run.json, metrics */
+  char desc[512];
+  t->net->ops->describe(t->net, desc, sizeof desc);
+  if (t->rank == 0) {
+    char *yaml;
+    size_t n;
+    char comment[1400], path[1200];
+    snprintf(comment, sizeof comment, "resolved by mambert %s; resume with: mambert train --resume %s",
+             MAMBERT_VERSION, t->run_dir);
+    rc = mb_config_to_yaml(c, comment, &yaml, &n);
+    snprintf(path, sizeof path, "%s/config.yaml", t->run_dir);
+    if (rc == MB_OK) {
+      rc = mb_write_file_atomic(path, yaml, n);
+      free(yaml);
+    }
+    if (rc == MB_OK)
+      rc = mb_rundir_write_info(t->rundir, c->run_name, t->config_sha, t->net->arch, "running", NULL);
+    if (rc == MB_OK)
+      rc = mb_metrics_open(t->run_dir, c->tensorboard, resume_step, &t->metrics);
+    if (rc == MB_OK) {
+      MB_INFO("%s: %s, %lld parameters", c->run_name, desc, (long long)mb_params_total(t->net->params));
+      MB_INFO("data: %lld training examples, %lld micro-batches per epoch per rank; %lld optimizer steps, %d rank(s), "
+              "%d thread(s)",
+              (long long)t->train_set->n, (long long)t->steps_per_epoch, (long long)t->total_steps, t->nranks,
+              omp_get_max_threads());
+    }
+  }
+  MB_TRY(agree_status(t, rc));
+  /* progress display */
+  if (t->rank == 0) {
+    if (strcmp(c->progress, "bar") == 0)
+      t->bar = 1;
+    else if (strcmp(c->progress, "auto") == 0)
+      t->bar = isatty(2);
+    t->quiet_progress = strcmp(c->progress, "off") == 0;
+  }
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
+  rc = run_loop(t, interrupted);
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  if (rc != MB_OK || *interrupted) {
+    if (t->rank == 0 && t->rundir)
+      if (mb_rundir_write_info(t->rundir, c->run_name, t->config_sha, t->net->arch,
+                               rc != MB_OK ? "failed" : "interrupted", NULL) != MB_OK)
+        mb_error_clear();
+    return rc;
+  }
+  /* the end: evaluation, export, results (rank 0). What only training needed
+   * goes first, so the evaluation's peak memory is the model's. */
+  mb_net_programs_free(t->progs);
+  t->progs = NULL;
+  mb_optimizer_free(t->opt);
+  t->opt = NULL;
+  mb_buckets_destroy(t->buckets);
+  t->buckets = NULL;
+  mb_host_free(t->zero_params);
+  mb_host_free(t->zero_grads);
+  t->zero_params = t->zero_grads = NULL;
+  if (t->rank == 0) {
+    mb_eval_result ev;
+    int have_eval = 0;
+    if (c->eval_at_end && (t->test_set || strcmp(c->eval_split, "train") == 0)) {
+      rc = evaluate(t, 1, &ev);
+      if (rc == MB_OK) {
+        have_eval = 1;
+        const char *keys[] = {"accuracy", "loss", "samples_per_s", "real_tokens_per_s", "peak_mb"};
+        double vals[] = {ev.accuracy, ev.loss, ev.samples_per_s, ev.tokens_per_s, ev.peak_mb};
+        rc = mb_metrics_log(t->metrics, "eval", t->step, keys, vals, 5);
+      }
+    }
+    if (rc == MB_OK && c->export_at_end)
+      rc = export_model(t);
+    if (rc == MB_OK)
+      rc = write_final_files(t, &ev, have_eval, now_s() - t_start);
+    if (rc == MB_OK) {
+      char extra[256];
+      snprintf(extra, sizeof extra, "{\"steps\": %lld, \"train_seconds\": %.3f}", (long long)t->step,
+               t->train_seconds);
+      rc = mb_rundir_write_info(t->rundir, c->run_name, t->config_sha, t->net->arch, "completed", extra);
+    }
+    if (rc == MB_OK)
+      MB_INFO("done: %lld steps in %.1f s of training (%.0f tokens/s); %s", (long long)t->step, t->train_seconds,
+              t->train_seconds > 0 ? t->tokens_seen / t->train_seconds : 0.0, t->run_dir);
+  }
+  MB_TRY(agree_status(t, rc));
+  return barrier_long(t);
+}
+
+int mb_train_run(const mb_train_args *a, int *interrupted) {
+  *interrupted = 0;
+  stop_signal = 0;
+  trainer t;
+  memset(&t, 0, sizeof t);
+  mb_dist *d;
+  MB_TRY(mb_dist_init(NULL, &d));
+  t.dist = d;
+  t.world = mb_dist_get_info(d);
+  t.rank = t.world->rank;
+  t.nranks = t.world->world_size;
+  t.comm = mb_dist_comm(d);
+  t.host = mb_dist_host_comm(d);
+  int rc = train_body(&t, a, interrupted);
+  char msg[4096] = "";
+  if (rc != MB_OK)
+    snprintf(msg, sizeof msg, "%s", mb_error_message());
+  trainer_free(&t);
+  if (rc != MB_OK && t.nranks > 1)
+    mb_dist_abort(MB_DIST_EXIT_ABORT, "train: %s", msg); /* the other ranks may be inside a collective */
+  int frc = mb_dist_finalize(d);
+  if (rc != MB_OK)
+    return mb_error_set(rc, __FILE__, __LINE__, "%s", msg);
+  return frc;
+}

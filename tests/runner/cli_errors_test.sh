@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# cli_errors_test.sh BIN: bad input to `mambert train` and `mambert eval`
+# gives a clear message naming what is wrong (and where) and a non-zero
+# exit, never a crash: unknown keys, wrong types, missing files, shards of
+# another tokenizer, a checkpoint of another model or tokenizer, a run
+# directory holding another run, a changed config on resume, reduced
+# precision on the CPU.
+set -u
+bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+tmp="$(mktemp -d /tmp/mb_clierr_XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+export OMP_NUM_THREADS=2
+
+expect() { # expect CODE PATTERN -- ARGS...
+  local code="$1" pat="$2"; shift 3
+  local out rc
+  out="$("$bin" "$@" 2>&1)"; rc=$?
+  if [ "$rc" -ne "$code" ]; then echo "FAIL: mambert $* exited $rc, expected $code"; echo "$out" | tail -5; fail=1; return; fi
+  if ! grep -qE -- "$pat" <<<"$out"; then echo "FAIL: mambert $*: output lacks /$pat/"; echo "$out" | tail -5; fail=1; return; fi
+  if grep -qE "Sanitizer|runtime error:" <<<"$out"; then echo "FAIL: mambert $*: sanitizer report"; echo "$out" | grep -A20 -E "Sanitizer|runtime error:" | head -40; fail=1; return; fi
+  echo "ok: $(grep -E -- "$pat" <<<"$out" | head -1 | cut -c1-150)"
+}
+
+base() { # a tiny bow config
+  cat <<YAML
+run:
+  dir: $tmp/run
+model:
+  arch: bow
+  d_model: 16
+tokenizer: data/vocab/bert-base-uncased-vocab.txt
+data:
+  train: data/samples/imdb/train.tsv.gz
+  test: data/samples/imdb/test.tsv.gz
+  cache_dir: $tmp/cache
+  max_length: 32
+  train_limit: 64
+eval:
+  samples: 64
+  warmup: 0
+  repeats: 1
+checkpoint:
+  export: true
+log:
+  progress: off
+YAML
+}
+
+base > "$tmp/ok.yaml"
+# config errors: key, position, what was expected
+printf 'optim:\n  lr: 1e-3\n  wd: 0.1\n' > "$tmp/unknown.yaml"
+expect 1 "unknown.yaml:3:3: unknown key 'optim.wd'" -- train "$tmp/unknown.yaml"
+printf 'optim:\n  lr: fast\n' > "$tmp/type.yaml"
+expect 1 "type.yaml:2:7: optim.lr: expected a number, got 'fast'" -- train "$tmp/type.yaml"
+printf 'data:\n  batch_size: -1\n' > "$tmp/range.yaml"
+expect 1 "range.yaml:2:15: data.batch_size: -1 is out of range" -- train "$tmp/range.yaml"
+expect 1 "--set optim.lr: optim.lr: expected a number, got 'x'" -- train "$tmp/ok.yaml" --set optim.lr=x
+expect 1 "unknown key 'optim.betaz' \(did you mean 'optim.betas'" -- train "$tmp/ok.yaml" --set optim.betaz=1
+expect 2 "unknown option '--frobnicate'" -- train "$tmp/ok.yaml" --frobnicate
+expect 1 "no-such.yaml: cannot open" -- train "$tmp/no-such.yaml"
+if ! grep -q "MAMBERT_HAVE_CUDA 1" "$(dirname "$bin")/generated/mambert_build_config.h" 2>/dev/null; then
+  expect 1 "train.precision \(set at --set train.precision\): bf16 needs a GPU" -- train "$tmp/ok.yaml" --set train.precision=bf16
+fi
+# missing files
+expect 1 "train data $tmp/nope.tsv.gz: no such file" -- train "$tmp/ok.yaml" --set data.train=$tmp/nope.tsv.gz
+expect 1 "tokenizer: .*nope-vocab.txt: cannot open" -- train "$tmp/ok.yaml" --set tokenizer=$tmp/nope-vocab.txt
+# shards made with another tokenizer
+"$bin" prepare -q --dataset imdb --input data/samples/imdb/test.tsv.gz --tokenizer data/vocab/gpt-neox-20b-tokenizer.json --out "$tmp/bpe-shards" >/dev/null
+expect 1 "made with tokenizer 'bpe'.*wordpiece-uncased" -- eval "$tmp/ok.yaml" --set data.test=$tmp/bpe-shards
+# a run directory that holds another run
+expect 0 "done: " -- train "$tmp/ok.yaml"
+expect 1 "already holds run 'ok' \(created .*completed\); use --resume to continue it, --force" -- train "$tmp/ok.yaml"
+expect 2 "contradict" -- train "$tmp/ok.yaml" --resume --force
+mkdir -p "$tmp/mine" && echo keep > "$tmp/mine/notes.txt"
+expect 1 "is not empty and holds no mambert run" -- train "$tmp/ok.yaml" --run-dir "$tmp/mine"
+# resuming with a config that changes training
+expect 1 "changed: optim.lr: 0.001 -> 0.5" -- train --resume "$tmp/run" --set optim.lr=0.5
+sed 's/d_model: 16/d_model: 24/' "$tmp/ok.yaml" > "$tmp/wider.yaml"
+expect 1 "differs from the run's saved config .* model.d_model: 16 -> 24" -- train "$tmp/wider.yaml" --resume --run-dir "$tmp/run"
+# a checkpoint of another model / another tokenizer
+expect 1 "weights do not fit this bow model.*embedding.weight \(file F32\[30522, 16\], model F32\[30522, 24\]\)" -- eval "$tmp/ok.yaml" --set model.d_model=24 --model "$tmp/run/checkpoints/$(ls "$tmp/run/checkpoints" | tail -1)"
+expect 1 "made with tokenizer wordpiece-uncased .* the config's is bpe" -- eval "$tmp/ok.yaml" --set tokenizer=data/vocab/gpt-neox-20b-tokenizer.json --model "$tmp/run/checkpoints/$(ls "$tmp/run/checkpoints" | tail -1)"
+expect 1 "not a model directory \(config.json\), a checkpoint" -- eval "$tmp/ok.yaml" --model "$tmp/mine"
+# eval of the finished run works, and says where its weights came from
+expect 0 "weights: $tmp/run/model" -- eval "$tmp/ok.yaml"
+
+if [ -e models/model.h ]; then
+  # a tiny BERT run, then its checkpoint and export given to a Mamba config
+  cat > "$tmp/bert.yaml" <<YAML
+run:
+  dir: $tmp/bert
+model:
+  arch: bert
+  hidden_size: 16
+  num_layers: 1
+  num_heads: 2
+  max_position: 32
+tokenizer: data/vocab/bert-base-uncased-vocab.txt
+data:
+  train: data/samples/imdb/train.tsv.gz
+  test: data/samples/imdb/test.tsv.gz
+  cache_dir: $tmp/cache
+  max_length: 32
+  train_limit: 64
+eval:
+  samples: 32
+  warmup: 0
+  repeats: 1
+log:
+  progress: off
+YAML
+  sed -e 's/arch: bert/arch: mamba/' -e 's/hidden_size: 16/d_model: 16/' -e '/num_heads/d' -e '/max_position/d' \
+      -e 's#bert-base-uncased-vocab.txt#gpt-neox-20b-tokenizer.json#' -e "s#dir: $tmp/bert#dir: $tmp/mamba#" "$tmp/bert.yaml" > "$tmp/mamba.yaml"
+  expect 0 "done: " -- train "$tmp/bert.yaml"
+  ck="$tmp/bert/checkpoints/$(ls "$tmp/bert/checkpoints" | tail -1)"
+  expect 1 "a checkpoint of a bert model; the config builds a mamba model" -- eval "$tmp/mamba.yaml" --model "$ck"
+  expect 1 "trained with another vocabulary|a tokenizer of another model" -- eval "$tmp/bert.yaml" --set tokenizer=data/vocab/gpt-neox-20b-tokenizer.json --model "$tmp/bert/model"
+  expect 1 "model.arch is mamba but model.checkpoint .* holds a bert model" -- train "$tmp/mamba.yaml" --set model.checkpoint=$tmp/bert/model --set tokenizer=data/vocab/bert-base-uncased-vocab.txt --run-dir "$tmp/ft"
+  expect 1 "data.max_length 64 is longer than the model's 32 position embeddings|longer than model.max_position 32" -- train "$tmp/bert.yaml" --set data.max_length=64 --run-dir "$tmp/long"
+  # the same number of ids but another vocabulary: caught by the files' sha256
+  sed 's/^the$/the-other/' data/vocab/bert-base-uncased-vocab.txt > "$tmp/vocab-other.txt"
+  expect 1 "trained with another vocabulary" -- eval "$tmp/bert.yaml" --set tokenizer=$tmp/vocab-other.txt --model "$tmp/bert/model"
+  # fine-tuning from the export, and evaluating it with the protocol
+  expect 0 "done: " -- train "$tmp/bert.yaml" --set model.checkpoint=$tmp/bert/model --set model.arch= --run-dir "$tmp/ft2"
+fi
+exit $fail

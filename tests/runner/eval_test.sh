@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# eval_test.sh BIN: `mambert eval` on a trained tiny model: the comparison
+# table and JSON (accuracy, timing of R repeats with the median, real and
+# padded tokens/s, peak memory), the three selections (first N of IMDB's
+# label-ordered test file is all negative; balanced and strided are not),
+# and `--sweep max_length=...` writing sweep.md, sweep.json and an SVG plot.
+set -u
+bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+tmp="$(mktemp -d /tmp/mb_eval_XXXXXX)"
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+export OMP_NUM_THREADS=2
+check() { # check DESCRIPTION COMMAND...
+  local what="$1"; shift
+  if "$@"; then echo "ok: $what"; else echo "FAIL: $what"; fail=1; fi
+}
+
+cat > "$tmp/bow.yaml" <<YAML
+run:
+  dir: $tmp/run
+model:
+  arch: bow
+  d_model: 32
+tokenizer: data/vocab/bert-base-uncased-vocab.txt
+data:
+  train: data/samples/imdb/train.tsv.gz
+  test: data/samples/imdb/test.tsv.gz
+  cache_dir: $tmp/cache
+  max_length: 128
+optim:
+  lr: 3e-3
+train:
+  epochs: 2
+eval:
+  samples: 200
+  warmup: 1
+  repeats: 3
+log:
+  progress: off
+YAML
+"$bin" train "$tmp/bow.yaml" > "$tmp/train.log" 2>&1 || { echo "FAIL: training"; cat "$tmp/train.log"; exit 1; }
+
+"$bin" eval "$tmp/bow.yaml" --out "$tmp/first" > "$tmp/first.log" 2>&1 || { echo "FAIL: eval"; cat "$tmp/first.log"; exit 1; }
+check "table header" grep -q "| model | samples | accuracy | max_length | batch | seconds (median of R) | samples/s | real tokens/s | padded tokens/s | peak MB" "$tmp/first.log"
+check "first 200 in file order are all negative" grep -q "first 200 of 1000 in file order (200 negative, 0 positive)" "$tmp/first.log"
+check "three timed repeats" grep -q '"seconds": \[' "$tmp/first/eval.json"
+check "json has both token rates and memory" bash -c "grep -q real_tokens_per_s '$tmp/first/eval.json' && grep -q padded_tokens_per_s '$tmp/first/eval.json' && grep -q peak_mb '$tmp/first/eval.json'"
+check "padded positions = 7 batches x 32 x 128" grep -q '"padded_tokens": 28672' "$tmp/first/eval.json"
+"$bin" eval "$tmp/bow.yaml" --set eval.selection=balanced > "$tmp/bal.log" 2>&1
+check "balanced selection" grep -q "200 of 1000 balanced: the first 100 of each label" "$tmp/bal.log"
+"$bin" eval "$tmp/bow.yaml" --set eval.selection=strided --set eval.samples=100 > "$tmp/str.log" 2>&1
+check "strided selection" grep -qE "100 of 1000 evenly strided \([0-9]+ negative, [0-9]+ positive\)" "$tmp/str.log"
+# accuracy on the balanced selection is that of a trained model, not a constant guess
+acc="$(grep -E '^\| ok ' "$tmp/bal.log" | cut -d'|' -f4 | tr -d ' ')"
+[ -z "$acc" ] && acc="$(grep -E '^\| bow ' "$tmp/bal.log" | cut -d'|' -f4 | tr -d ' ')"
+check "trained accuracy ($acc) beats chance on balanced data" awk -v a="$acc" 'BEGIN { exit !(a > 0.6) }'
+
+"$bin" eval "$tmp/bow.yaml" --sweep max_length=32,64,128 --set eval.samples=64 --out "$tmp/sweep" > "$tmp/sweep.log" 2>&1 || { echo "FAIL: sweep"; cat "$tmp/sweep.log"; fail=1; }
+check "sweep table rows" bash -c "grep -qE '^\| 32 \|' '$tmp/sweep/sweep.md' && grep -qE '^\| 128 \|' '$tmp/sweep/sweep.md'"
+check "sweep json has 3 ok points" test "$(grep -c '"status": "ok"' "$tmp/sweep/sweep.json")" -eq 3
+check "sweep svg is an svg with 2 panels" bash -c "head -2 '$tmp/sweep/sweep.svg' | grep -q '<svg' && grep -q 'Throughput' '$tmp/sweep/sweep.svg' && grep -q 'Peak memory' '$tmp/sweep/sweep.svg' && grep -c '<circle' '$tmp/sweep/sweep.svg' | grep -q '^6$'"
+# a sanitizer build reports through the logs
+if grep -lE "Sanitizer|runtime error:" "$tmp"/*.log* "$tmp"/*/*.log 2>/dev/null; then
+  echo "FAIL: sanitizer reports above"; grep -hE -A20 "Sanitizer|runtime error:" "$tmp"/*.log* 2>/dev/null | head -40; fail=1
+fi
+exit $fail

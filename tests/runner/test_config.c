@@ -1,0 +1,238 @@
+/* test_config.c: the experiment config reader (experiments/config.h):
+ * typed values, defaults, --set overrides, every kind of bad input with the
+ * key and line:column in the message, cross-key checks, and the resolved
+ * YAML reading back to the same config. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "experiments/config.h"
+#include "mambert_build_config.h"
+#include "runtime/error.h"
+
+static const char *GOOD = "run:\n"
+                          "  dir: runs/x\n"
+                          "  seed: 7\n"
+                          "model:\n"
+                          "  arch: bert\n"
+                          "  hidden_size: 64\n"
+                          "  num_layers: 2\n"
+                          "  num_heads: 4\n"
+                          "tokenizer: data/vocab/bert-base-uncased-vocab.txt\n"
+                          "data:\n"
+                          "  train: data/samples/imdb/train.tsv.gz\n"
+                          "  max_length: 128\n"
+                          "optim:\n"
+                          "  lr: 3e-4\n"
+                          "  betas: [0.9, 0.98]\n"
+                          "train:\n"
+                          "  epochs: 2\n"
+                          "  recompute: true\n";
+
+static mb_config_doc *load_text(const char *text, int expect_rc) {
+  mb_config_doc *d;
+  assert_int_equal(mb_config_doc_new(&d), MB_OK);
+  int rc = mb_config_doc_load_string(d, text, strlen(text), "t.yaml");
+  if (rc != expect_rc)
+    fail_msg("rc %d, expected %d: %s", rc, expect_rc, mb_error_message());
+  return d;
+}
+
+/* The load fails and the message contains every fragment. */
+static void expect_load_fails(const char *text, const char *const *frags) {
+  mb_config_doc *d = load_text(text, MB_EINVAL);
+  const char *msg = mb_error_message();
+  for (; *frags; frags++)
+    if (!strstr(msg, *frags))
+      fail_msg("message lacks '%s': %s", *frags, msg);
+  mb_config_doc_free(d);
+}
+
+static void test_good_values_and_defaults(void **state) {
+  (void)state;
+  mb_config_doc *d = load_text(GOOD, MB_OK);
+  const mb_config *c = mb_config_doc_config(d);
+  assert_string_equal(c->run_dir, "runs/x");
+  assert_int_equal(c->seed, 7);
+  assert_string_equal(c->model_arch, "bert");
+  assert_int_equal(c->hidden_size, 64);
+  assert_int_equal(c->num_heads, 4);
+  assert_int_equal(c->max_length, 128);
+  assert_true(c->lr == 3e-4);
+  assert_true(c->betas[0] == 0.9 && c->betas[1] == 0.98);
+  assert_int_equal(c->recompute, 1);
+  /* untouched keys keep their defaults, and say so */
+  assert_int_equal(c->batch_size, 32);
+  assert_string_equal(c->optimizer, "adamw");
+  assert_int_equal(mb_config_doc_origin(d, "data.batch_size")->set, 0);
+  assert_string_equal(mb_config_doc_origin(d, "optim.lr")->where, "t.yaml:14:7");
+  assert_int_equal(mb_config_check(d, "train"), MB_OK);
+  mb_config_doc_free(d);
+}
+
+static void test_unknown_keys(void **state) {
+  (void)state;
+  expect_load_fails("optim:\n  lrr: 1e-3\n", (const char *[]){"t.yaml:2:3", "unknown key 'optim.lrr'", "did you mean 'optim.lr'", NULL});
+  expect_load_fails("model:\n  arch: bert\n  hiden_size: 3\n",
+               (const char *[]){"t.yaml:3:3", "unknown key 'model.hiden_size'", "model.hidden_size", NULL});
+  expect_load_fails("optimizer:\n  lr: 1\n", (const char *[]){"t.yaml:1:1", "unknown key 'optimizer'", NULL});
+  /* a leaf in the wrong section is found by its name */
+  expect_load_fails("data:\n  lr: 1e-3\n", (const char *[]){"unknown key 'data.lr'", "optim.lr", NULL});
+}
+
+static void test_wrong_types(void **state) {
+  (void)state;
+  expect_load_fails("optim:\n  lr: fast\n", (const char *[]){"t.yaml:2:7", "optim.lr: expected a number, got 'fast'", NULL});
+  expect_load_fails("data:\n  batch_size: \"32\"\n",
+               (const char *[]){"t.yaml:2:15", "data.batch_size: expected an integer", "quoted string", NULL});
+  expect_load_fails("data:\n  batch_size: 3.5\n", (const char *[]){"data.batch_size: expected an integer", NULL});
+  expect_load_fails("data:\n  shuffle: maybe\n", (const char *[]){"data.shuffle: expected true or false", NULL});
+  expect_load_fails("optim:\n  name: adam\n", (const char *[]){"optim.name: expected one of adamw|sgd, got 'adam'", NULL});
+  expect_load_fails("optim:\n  betas: 0.9\n", (const char *[]){"optim.betas: expected a list of two numbers", NULL});
+  expect_load_fails("optim:\n  betas: [0.9, 0.99, 0.999]\n", (const char *[]){"3 items", NULL});
+  expect_load_fails("optim:\n  lr: [1, 2]\n", (const char *[]){"optim.lr: expected a number, got a list", NULL});
+  expect_load_fails("optim: 3\n", (const char *[]){"'optim' is a section", NULL});
+  expect_load_fails("- a\n- b\n", (const char *[]){"expected a mapping of sections", NULL});
+}
+
+static void test_ranges_duplicates_syntax(void **state) {
+  (void)state;
+  expect_load_fails("data:\n  batch_size: 0\n", (const char *[]){"t.yaml:2:15", "data.batch_size: 0 is out of range [1,", NULL});
+  expect_load_fails("model:\n  dropout: 1.5\n", (const char *[]){"model.dropout: 1.5 is out of range [0, 0.95]", NULL});
+  expect_load_fails("optim:\n  lr: 1e-3\n  lr: 2e-3\n", (const char *[]){"t.yaml:3:3", "'optim.lr' given twice (first at line 2)", NULL});
+  expect_load_fails("optim:\n  lr: [1e-3\n", (const char *[]){"t.yaml:", "YAML syntax", NULL});
+  expect_load_fails("a: 1\n---\nb: 2\n", (const char *[]){"more than one YAML document", NULL});
+}
+
+static void test_overrides(void **state) {
+  (void)state;
+  mb_config_doc *d = load_text(GOOD, MB_OK);
+  assert_int_equal(mb_config_doc_set(d, "optim.lr=3e-5"), MB_OK);
+  assert_int_equal(mb_config_doc_set(d, "optim.betas=[0.8, 0.9]"), MB_OK);
+  assert_int_equal(mb_config_doc_set(d, "data.shuffle=false"), MB_OK);
+  assert_int_equal(mb_config_doc_set(d, "run.name=\"my run: 2\""), MB_OK);
+  assert_int_equal(mb_config_doc_set(d, "data.test="), MB_OK);
+  const mb_config *c = mb_config_doc_config(d);
+  assert_true(c->lr == 3e-5);
+  assert_true(c->betas[0] == 0.8);
+  assert_int_equal(c->shuffle, 0);
+  assert_string_equal(c->run_name, "my run: 2");
+  assert_string_equal(c->test_data, "");
+  assert_string_equal(mb_config_doc_origin(d, "optim.lr")->where, "--set optim.lr");
+  assert_int_equal(mb_config_doc_set(d, "optim.lr=abc"), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "--set optim.lr: optim.lr: expected a number, got 'abc'"));
+  assert_int_equal(mb_config_doc_set(d, "optim.lrr=1"), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "did you mean 'optim.lr'"));
+  assert_int_equal(mb_config_doc_set(d, "optim.lr"), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "expected KEY=VALUE"));
+  assert_int_equal(mb_config_doc_set(d, "optim=1"), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "is a section"));
+  assert_int_equal(mb_config_doc_set(d, "data.batch_size=-3"), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "out of range"));
+  mb_config_doc_free(d);
+}
+
+static void expect_check_fails(const char *text, const char *purpose, const char *const *frags) {
+  mb_config_doc *d = load_text(text, MB_OK);
+  assert_int_equal(mb_config_check(d, purpose), MB_EINVAL);
+  for (; *frags; frags++)
+    if (!strstr(mb_error_message(), *frags))
+      fail_msg("message lacks '%s': %s", *frags, mb_error_message());
+  mb_config_doc_free(d);
+}
+
+static void test_cross_checks(void **state) {
+  (void)state;
+  expect_check_fails("model:\n  arch: bert\n  hidden_size: 64\n  num_heads: 5\ntokenizer: v.txt\ndata:\n  train: x\nrun:\n  dir: r\n",
+               "train", (const char *[]){"model.num_heads (set at t.yaml:4:14)", "5 heads do not divide hidden_size 64", NULL});
+  expect_check_fails("model:\n  arch: mamba\n  num_heads: 4\n", "train",
+               (const char *[]){"model.num_heads", "applies to bert models, not mamba", NULL});
+  expect_check_fails("model:\n  arch: bert\n  d_state: 4\n", "train", (const char *[]){"model.d_state", "applies to mamba", NULL});
+  expect_check_fails("data:\n  train: x\n", "train", (const char *[]){"model.arch (default)", "model.checkpoint", NULL});
+  expect_check_fails("model:\n  arch: mamba\ntokenizer: t.json\nrun:\n  dir: r\n", "train",
+               (const char *[]){"data.train (default)", "training needs a training set", NULL});
+  expect_check_fails("model:\n  arch: mamba\ntokenizer: t.json\n", "eval", (const char *[]){"data.test", NULL});
+  if (!MAMBERT_HAVE_CUDA)
+    expect_check_fails("model:\n  arch: mamba\ntokenizer: t.json\ntrain:\n  precision: bf16\n", "eval",
+                 (const char *[]){"train.precision (set at t.yaml:5:14)", "bf16 needs a GPU", NULL});
+  expect_check_fails("model:\n  arch: bert\ntokenizer: t\ndata:\n  max_length: 1024\n", "eval",
+               (const char *[]){"data.max_length", "longer than model.max_position 512", NULL});
+  expect_check_fails("model:\n  arch: mamba\ntokenizer: t\noptim:\n  momentum: 0.9\n", "eval",
+               (const char *[]){"optim.momentum", "applies to sgd", NULL});
+  expect_check_fails("model:\n  arch: mamba\ntokenizer: t\nschedule:\n  warmup_steps: 3\n  warmup_ratio: 0.1\n", "eval",
+               (const char *[]){"either warmup_steps or warmup_ratio", NULL});
+  expect_check_fails("model:\n  arch: mamba\n  pooling: cls\ntokenizer: t\n", "eval", (const char *[]){"cls pooling", NULL});
+}
+
+static void test_resolved_round_trip(void **state) {
+  (void)state;
+  mb_config_doc *d = load_text(GOOD, MB_OK);
+  assert_int_equal(mb_config_doc_set(d, "optim.lr=0.1"), MB_OK); /* not exact in binary */
+  assert_int_equal(mb_config_doc_set(d, "model.dropout=0.123456789012345"), MB_OK);
+  char *yaml;
+  size_t n;
+  assert_int_equal(mb_config_to_yaml(mb_config_doc_config(d), "a comment", &yaml, &n), MB_OK);
+  assert_non_null(strstr(yaml, "# a comment\n"));
+  assert_null(strstr(yaml, "d_state")); /* another architecture's keys are left out */
+  assert_null(strstr(yaml, "momentum"));
+  mb_config_doc *e = load_text(yaml, MB_OK);
+  char diff[512];
+  int nd = mb_config_diff(mb_config_doc_config(d), mb_config_doc_config(e), 0, diff, sizeof diff);
+  if (nd)
+    fail_msg("round trip differs: %s", diff);
+  assert_int_equal(mb_config_check(e, "train"), MB_OK);
+  char h1[65], h2[65];
+  mb_config_identity_sha256(mb_config_doc_config(d), h1);
+  mb_config_identity_sha256(mb_config_doc_config(e), h2);
+  assert_string_equal(h1, h2);
+  /* keys that may change on resume do not change the identity; others do */
+  assert_int_equal(mb_config_doc_set(e, "eval.samples=7"), MB_OK);
+  mb_config_identity_sha256(mb_config_doc_config(e), h2);
+  assert_string_equal(h1, h2);
+  assert_int_equal(mb_config_doc_set(e, "optim.lr=0.2"), MB_OK);
+  mb_config_identity_sha256(mb_config_doc_config(e), h2);
+  assert_string_not_equal(h1, h2);
+  assert_int_equal(mb_config_diff(mb_config_doc_config(d), mb_config_doc_config(e), 1, diff, sizeof diff), 1);
+  assert_non_null(strstr(diff, "optim.lr: 0.1 -> 0.2"));
+  free(yaml);
+  mb_config_doc_free(d);
+  mb_config_doc_free(e);
+}
+
+static void test_shipped_configs_load(void **state) {
+  (void)state;
+  /* the CPU configs pass the training checks; GPU ones (bf16) and eval-only ones load */
+  const char *train[] = {"experiments/imdb-bert.yaml",  "experiments/imdb-mamba.yaml", "experiments/nsmc-bert.yaml",
+                         "experiments/nsmc-mamba.yaml", "experiments/demo-bert.yaml",  "experiments/demo-mamba.yaml"};
+  const char *other[] = {"experiments/imdb-bert-base.yaml", "experiments/imdb-mamba-130m.yaml",
+                         "experiments/study-bert.yaml",     "experiments/study-mamba.yaml",
+                         "experiments/sweep-bert.yaml",     "experiments/sweep-mamba.yaml",
+                         "experiments/sweep.yaml"};
+  for (size_t i = 0; i < sizeof train / sizeof train[0]; i++) {
+    mb_config_doc *d;
+    if (mb_config_load(&train[i], 1, NULL, 0, "train", &d) != MB_OK)
+      fail_msg("%s: %s", train[i], mb_error_message());
+    mb_config_doc_free(d);
+  }
+  for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+    mb_config_doc *d;
+    if (mb_config_load(&other[i], 1, NULL, 0, NULL, &d) != MB_OK)
+      fail_msg("%s: %s", other[i], mb_error_message());
+    mb_config_doc_free(d);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_good_values_and_defaults), cmocka_unit_test(test_unknown_keys),
+      cmocka_unit_test(test_wrong_types),              cmocka_unit_test(test_ranges_duplicates_syntax),
+      cmocka_unit_test(test_overrides),                cmocka_unit_test(test_cross_checks),
+      cmocka_unit_test(test_resolved_round_trip),      cmocka_unit_test(test_shipped_configs_load),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
