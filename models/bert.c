@@ -90,9 +90,7 @@ static mb_var attention_exact(const bert_ctx *c, mb_var q, mb_var k, mb_var v, m
   mb_var s = mb_scale(g, mb_matmul(g, qh, kh, 0, 1), 1.0 / sqrt((double)DH));
   /* mask 1 -> 0, mask 0 -> the most negative finite value of the compute
    * dtype, like HF's extended mask (formed in f32, then cast exactly) */
-  const double fmin = c->cd == MB_BF16  ? -3.3895313892515355e38
-                      : c->cd == MB_F16 ? -65504.0
-                                        : -3.4028234663852886e38;
+  const double fmin = c->cd == MB_BF16 ? -3.3895313892515355e38 : c->cd == MB_F16 ? -65504.0 : -3.4028234663852886e38;
   mb_var bias = mb_affine(g, mb_cast(g, mask, MB_F32), -fmin, fmin);
   s = mb_add(g, s, mb_model_cast(g, mb_reshape(g, bias, mb_shape4(B, 1, 1, L)), c->cd));
   mb_var pr = drop(c, mb_softmax(g, s), p, stream);
@@ -197,8 +195,8 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
   /* [CLS] of each sequence: token 0 of each padded row, or the first token
    * of each packed sequence, gathered by cls_index (its backward scatters) */
   mb_var cls = packed ? mb_embedding(g, cls_index, mb_reshape(g, x, mb_shape2(L, H))) : mb_select(g, x, 1, 0);
-  mb_var pooled = mb_tanh(
-      g, mb_linear(g, cls, CP(mb_shape2(H, H), "bert.pooler.dense.weight"), CP(mb_shape1(H), "bert.pooler.dense.bias")));
+  mb_var pooled = mb_tanh(g, mb_linear(g, cls, CP(mb_shape2(H, H), "bert.pooler.dense.weight"),
+                                       CP(mb_shape1(H), "bert.pooler.dense.bias")));
   mb_graph_scope_pop(g);
   pooled = drop(&c, pooled, cls_drop, 2);
   mb_var logits = mb_linear(g, pooled, CP(mb_shape2(C, H), "classifier.weight"), CP(mb_shape1(C), "classifier.bias"));

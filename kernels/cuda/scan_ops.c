@@ -70,8 +70,7 @@ static void scan_desc(const mb_kernel_call *k, int cu_at, mb_scan_desc *d) {
 
 static mb_cuda_scan_in scan_in(const mb_kernel_call *k) {
   const mb_tensor *in = k->in;
-  mb_cuda_scan_in s = {in[0].data, in[1].data, in[3].data, in[4].data, in[6].data,
-                       in[2].data, in[5].data, in[7].data};
+  mb_cuda_scan_in s = {in[0].data, in[1].data, in[3].data, in[4].data, in[6].data, in[2].data, in[5].data, in[7].data};
   return s;
 }
 
@@ -145,8 +144,8 @@ static int k_conv1d_grad(const mb_kernel_call *k) {
   const mb_tensor *in = k->in, *out = k->out;
   size_t wb;
   void *ws = aligned_ws(k, &wb);
-  return mb_cuda_conv1d_bwd(&d, in[0].dtype, in[1].dtype, in[0].data, in[1].data, in[2].data, in[3].data,
-                            out[0].data, out[1].data, out[2].data, ws, wb, stream_of(k));
+  return mb_cuda_conv1d_bwd(&d, in[0].dtype, in[1].dtype, in[0].data, in[1].data, in[2].data, in[3].data, out[0].data,
+                            out[1].data, out[2].data, ws, wb, stream_of(k));
 }
 
 static size_t ws_conv1d_grad(const mb_graph *g, const mb_node *n) {

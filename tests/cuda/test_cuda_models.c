@@ -216,8 +216,7 @@ static void test_fp16_loss_scale(void **state) {
     int found = -1;
     mb_params *p = mb_model_params(mg);
     ASSERT_OK(mb_cuda_grads_nonfinite(gpu, mb_params_grad(p), MB_F32, mb_params_total(p), &found));
-    printf("%-5s f16, loss scale 1024: loss %.6f vs cpu %.6f, grads / 1024", bert ? "bert" : "mamba", rg.loss,
-           rc.loss);
+    printf("%-5s f16, loss scale 1024: loss %.6f vs cpu %.6f, grads / 1024", bert ? "bert" : "mamba", rg.loss, rc.loss);
     const double eg = grad_err(mg, rg.grads, rc.grads, 1024.0);
     printf(" %.1e, non-finite: %d\n", eg, found);
     assert_int_equal(found, 0);

@@ -154,9 +154,7 @@ static void prog_free(prog *p) {
   mb_params_free(p->params);
 }
 
-static size_t out_numel(prog *p, int k) {
-  return (size_t)mb_shape_numel(&mb_graph_value(p->g, p->out[k])->shape);
-}
+static size_t out_numel(prog *p, int k) { return (size_t)mb_shape_numel(&mb_graph_value(p->g, p->out[k])->shape); }
 
 /* Output k as f32 (n values) and as raw bytes (*raw, caller frees). */
 static float *get_out(prog *p, int k, void **raw, size_t *raw_bytes) {
@@ -192,8 +190,8 @@ static void run_and_compare(prog *pg, float *const *ref, const mb_dtype *want_dt
   void *first[8] = {0};
   for (int k = 0; k < pg->n_out; k++)
     if (mb_graph_value(pg->g, pg->out[k])->dtype != want_dt[k])
-      fail_msg("%s %s: dtype %s, expected %s", label, names[k],
-               mb_dtype_name(mb_graph_value(pg->g, pg->out[k])->dtype), mb_dtype_name(want_dt[k]));
+      fail_msg("%s %s: dtype %s, expected %s", label, names[k], mb_dtype_name(mb_graph_value(pg->g, pg->out[k])->dtype),
+               mb_dtype_name(want_dt[k]));
   printf("%s", label);
   for (int run = 0; run < 3; run++) {
     CHECK_OK(mb_exec_forward(pg->ex));

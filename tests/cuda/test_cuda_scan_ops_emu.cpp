@@ -48,16 +48,16 @@ extern "C" size_t mb_cuda_conv1d_bwd_workspace(const mb_conv1d_desc *d) {
   return pl.ws_bytes;
 }
 
-extern "C" int mb_cuda_conv1d_fwd(const mb_conv1d_desc *d, mb_dtype dt, mb_dtype param_dt, const void *x,
-                                  const void *w, const void *bias, void *y, struct CUstream_st *stream) {
+extern "C" int mb_cuda_conv1d_fwd(const mb_conv1d_desc *d, mb_dtype dt, mb_dtype param_dt, const void *x, const void *w,
+                                  const void *bias, void *y, struct CUstream_st *stream) {
   (void)stream;
   sc_emu_launch launch;
   return SC_NS::conv1d_fwd_run(launch, d, dt, param_dt, x, w, bias, y);
 }
 
-extern "C" int mb_cuda_conv1d_bwd(const mb_conv1d_desc *d, mb_dtype dt, mb_dtype param_dt, const void *x,
-                                  const void *w, const void *bias, const void *dy, void *dx, void *dw, void *dbias,
-                                  void *workspace, size_t workspace_bytes, struct CUstream_st *stream) {
+extern "C" int mb_cuda_conv1d_bwd(const mb_conv1d_desc *d, mb_dtype dt, mb_dtype param_dt, const void *x, const void *w,
+                                  const void *bias, const void *dy, void *dx, void *dw, void *dbias, void *workspace,
+                                  size_t workspace_bytes, struct CUstream_st *stream) {
   (void)stream;
   sc_emu_launch launch;
   return SC_NS::conv1d_bwd_run(launch, d, dt, param_dt, x, w, bias, dy, dx, dw, dbias, workspace, workspace_bytes);

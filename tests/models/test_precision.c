@@ -92,8 +92,8 @@ static void check_dtypes(mb_graph *g, mb_dtype cd, const char *what) {
       n_attn++;
       break;
     case MB_OP_SELECTIVE_SCAN:
-      assert_int_equal(dt_of(g, n->in[0]), cd);  /* u */
-      assert_int_equal(dt_of(g, n->in[1]), cd);  /* delta */
+      assert_int_equal(dt_of(g, n->in[0]), cd);     /* u */
+      assert_int_equal(dt_of(g, n->in[1]), cd);     /* delta */
       assert_int_equal(dt_of(g, n->in[2]), MB_F32); /* A_log */
       assert_int_equal(dt_of(g, n->in[5]), MB_F32); /* D */
       assert_int_equal(dt_of(g, n->in[7]), MB_F32); /* delta_bias */
@@ -106,25 +106,18 @@ static void check_dtypes(mb_graph *g, mb_dtype cd, const char *what) {
       assert_int_equal(dt_of(g, n->in[1]), MB_F32);
       n_conv++;
       break;
-    case MB_OP_RMSNORM: /* Mamba: the residual stream stays f32 */
-      assert_int_equal(dt_of(g, n->in[0]), MB_F32);
-      break;
-    case MB_OP_CAST:
-      n_cast++;
-      break;
-    case MB_OP_CROSS_ENTROPY:
-      assert_int_equal(dt_of(g, n->in[0]), MB_F32);
-      break;
-    default:
-      break;
+    case MB_OP_RMSNORM: /* Mamba: the residual stream stays f32 */ assert_int_equal(dt_of(g, n->in[0]), MB_F32); break;
+    case MB_OP_CAST: n_cast++; break;
+    case MB_OP_CROSS_ENTROPY: assert_int_equal(dt_of(g, n->in[0]), MB_F32); break;
+    default: break;
     }
   }
   mb_var logits = mb_model_logits(g), loss = mb_model_loss(g);
   assert_true(mb_var_ok(logits) && mb_var_ok(loss));
   assert_int_equal(mb_graph_value(g, logits)->dtype, MB_F32);
   assert_int_equal(mb_graph_value(g, loss)->dtype, MB_F32);
-  printf("  %s %s: %d matmuls in %s, %d in f32, %d casts, %d attention, %d conv1d, %d scans\n", what,
-         mb_dtype_name(cd), n_mm_cd, mb_dtype_name(cd), n_mm_f32, n_cast, n_attn, n_conv, n_scan);
+  printf("  %s %s: %d matmuls in %s, %d in f32, %d casts, %d attention, %d conv1d, %d scans\n", what, mb_dtype_name(cd),
+         n_mm_cd, mb_dtype_name(cd), n_mm_f32, n_cast, n_attn, n_conv, n_scan);
   if (arch_bert) {
     assert_int_equal(n_attn, 2);
     assert_true(n_mm_cd >= 2 * 6 + 2); /* q k v o ffn1 ffn2 per layer, pooler, classifier */
