@@ -129,8 +129,10 @@ mb_var mb_attention_(mb_graph *g, mb_srcloc at, mb_var q, mb_var k, mb_var v, mb
 /* Mamba's selective scan with D skip and SiLU(z) gate fused (MODELS.md 4.3):
  * u, delta, z [B, L, D]; A_log [D, N] (A = -exp(A_log) inside); B, C
  * [B, L, N]; D, delta_bias [D]; dt = softplus(delta + delta_bias). The
- * forward keeps one state per chunk of 128 tokens, the backward recomputes.
- * -> y [B, L, D] */
+ * forward keeps one state per chunk of 128 tokens (f32, f64 for f64
+ * inputs), the backward recomputes. A_log, D and delta_bias may have their
+ * own float dtype (f32 master parameters beside bf16 activations on the GPU;
+ * the CPU kernels want one dtype, f32 or f64, for all). -> y [B, L, D] */
 #define mb_selective_scan(g, u, delta, A_log, B, C, D, z, delta_bias) \
   mb_selective_scan_((g), MB_HERE, (u), (delta), (A_log), (B), (C), (D), (z), (delta_bias), MB_VAR_NONE, 1)
 #define mb_selective_scan_varlen(g, u, delta, A_log, B, C, D, z, delta_bias, cu_seqlens) \
@@ -138,7 +140,9 @@ mb_var mb_attention_(mb_graph *g, mb_srcloc at, mb_var q, mb_var k, mb_var v, mb
 mb_var mb_selective_scan_(mb_graph *g, mb_srcloc at, mb_var u, mb_var delta, mb_var A_log, mb_var B, mb_var C,
                           mb_var D, mb_var z, mb_var delta_bias, mb_var cu_seqlens, int delta_softplus);
 /* Causal depthwise conv1d over time: x [B, L, D], w [D, W] (W <= 4; HF's
- * conv1d.weight [D, 1, W] reshaped), bias [D]; silu = 1 fuses SiLU. */
+ * conv1d.weight [D, 1, W] reshaped), bias [D]; silu = 1 fuses SiLU. w and
+ * bias share a float dtype that may differ from x's (GPU; the CPU kernels
+ * want one). */
 #define mb_conv1d(g, x, w, bias, silu) mb_conv1d_((g), MB_HERE, (x), (w), (bias), MB_VAR_NONE, (silu))
 #define mb_conv1d_varlen(g, x, w, bias, cu_seqlens, silu) \
   mb_conv1d_((g), MB_HERE, (x), (w), (bias), (cu_seqlens), (silu))

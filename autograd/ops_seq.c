@@ -120,30 +120,37 @@ static int scan_chunk(const mb_attrs *a) { return a->i[1] > 0 ? (int)a->i[1] : S
 
 /* (u, delta [B, L, D], A_log [D, N], B, C [B, L, N], D [D], z [B, L, D],
  *  delta_bias [D] [, cu_seqlens]) i0 delta_softplus, i1 chunk
- * -> y [B, L, D], states [B, nchunks, D, N] */
+ * -> y [B, L, D] (dtype of u), states f32 [B, nchunks, D, N] (f64 for f64 u).
+ * A_log, D and delta_bias share a float dtype that may differ from u's. */
 MB_INFER(selective_scan) {
   MB_TRY(need_float(&in[0], "u"));
   if (in[0].shape.ndim != 3)
     return MB_ERR(MB_ESHAPE, "u must be [B, L, D]");
   if (in[2].shape.ndim != 2)
     return MB_ERR(MB_ESHAPE, "A_log must be [D, N]");
-  mb_dtype dt = in[0].dtype;
+  /* activations (u, delta, B, C, z) share dt; the parameters (A_log, D,
+   * delta_bias) share pdt, which may differ: f32 master parameters beside
+   * bf16/f16 activations, as mamba_ssm runs under autocast */
+  mb_dtype dt = in[0].dtype, pdt = in[2].dtype;
+  MB_TRY(need_float(&in[2], "A_log"));
   int64_t Bt = in[0].shape.dim[0], L = in[0].shape.dim[1], D = in[0].shape.dim[2], N = in[2].shape.dim[1];
   mb_shape bld = in[0].shape, bln = mb_shape3(Bt, L, N), d1 = mb_shape1(D);
   MB_TRY(need_shape(&in[1], dt, bld, "delta"));
-  MB_TRY(need_shape(&in[2], dt, mb_shape2(D, N), "A_log"));
+  MB_TRY(need_shape(&in[2], pdt, mb_shape2(D, N), "A_log"));
   MB_TRY(need_shape(&in[3], dt, bln, "B"));
   MB_TRY(need_shape(&in[4], dt, bln, "C"));
-  MB_TRY(need_shape(&in[5], dt, d1, "D"));
+  MB_TRY(need_shape(&in[5], pdt, d1, "D"));
   MB_TRY(need_shape(&in[6], dt, bld, "z"));
-  MB_TRY(need_shape(&in[7], dt, d1, "delta_bias"));
+  MB_TRY(need_shape(&in[7], pdt, d1, "delta_bias"));
   if (n_in == 9)
     MB_TRY(need_cu_seqlens(&in[8], Bt));
   if (a->i[1] < 0)
     return MB_ERR(MB_EINVAL, "chunk %lld must be >= 0", (long long)a->i[1]);
   int64_t chunk = scan_chunk(a), nchunks = L > 0 ? (L + chunk - 1) / chunk : 0;
   out[0] = in[0];
-  out[1].dtype = dt;
+  /* the saved states are the recurrence's own precision: f32 (f64 for f64
+   * inputs), also for bf16/f16 activations (the CUDA kernel keeps them so) */
+  out[1].dtype = stat_dtype(dt);
   out[1].shape = mb_shape4(Bt, nchunks, D, N);
   *n_out = 2;
   return MB_OK;
@@ -188,17 +195,21 @@ mb_var mb_selective_scan_(mb_graph *g, mb_srcloc at, mb_var u, mb_var delta, mb_
 
 /* ---- conv1d ---- */
 
-/* (x [B, L, D], w [D, W], bias [D] [, cu_seqlens]) i0 silu -> y [B, L, D] */
+/* (x [B, L, D], w [D, W], bias [D] [, cu_seqlens]) i0 silu -> y [B, L, D];
+ * w and bias share a float dtype that may differ from x's */
 MB_INFER(conv1d) {
   MB_TRY(need_float(&in[0], "x"));
   if (in[0].shape.ndim != 3)
     return MB_ERR(MB_ESHAPE, "x must be [B, L, D]");
   int64_t D = in[0].shape.dim[2];
+  /* w and bias share a float dtype, which may differ from x's (f32 master
+   * parameters beside bf16/f16 activations) */
+  MB_TRY(need_float(&in[1], "w"));
   if (in[1].shape.ndim != 2 || in[1].shape.dim[0] != D || in[1].shape.dim[1] < 1 ||
-      in[1].shape.dim[1] > CONV1D_MAX_WIDTH || in[1].dtype != in[0].dtype)
-    return MB_ERR(MB_ESHAPE, "w must be %s[%lld, W] with 1 <= W <= %d (HF's [D, 1, W] reshaped)",
-                  mb_dtype_name(in[0].dtype), (long long)D, CONV1D_MAX_WIDTH);
-  MB_TRY(need_shape(&in[2], in[0].dtype, mb_shape1(D), "bias"));
+      in[1].shape.dim[1] > CONV1D_MAX_WIDTH)
+    return MB_ERR(MB_ESHAPE, "w must be [%lld, W] with 1 <= W <= %d (HF's [D, 1, W] reshaped)", (long long)D,
+                  CONV1D_MAX_WIDTH);
+  MB_TRY(need_shape(&in[2], in[1].dtype, mb_shape1(D), "bias"));
   if (n_in == 4)
     MB_TRY(need_cu_seqlens(&in[3], in[0].shape.dim[0]));
   out[0] = in[0];

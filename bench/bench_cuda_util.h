@@ -60,6 +60,14 @@ static inline const char *bench_arg(int argc, char **argv, const char *flag, con
   return dflt;
 }
 
+/* 1 if the flag (without a value) is among the arguments. */
+static inline int bench_flag(int argc, char **argv, const char *flag) {
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], flag) == 0)
+      return 1;
+  return 0;
+}
+
 /* JSON: bench_json_open writes {"bench": name, "device": ..., "results": [
  * then rows are objects written with bench_json_row("...", ...), then close. */
 typedef struct {

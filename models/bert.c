@@ -66,6 +66,7 @@ int mb_bert_param_decls(const mb_model_config *c, mb_param_decl *d, int cap) {
 typedef struct {
   mb_graph *g;
   mb_var rng;
+  mb_dtype cd; /* compute dtype (model.h, precision) */
 } bert_ctx;
 
 /* Inverted dropout when training with p > 0; `stream` tells sites apart. */
@@ -80,17 +81,18 @@ static mb_var drop(const bert_ctx *c, mb_var x, double p, int64_t stream) {
 #define STREAM_LAYER(l, k) (16 + 4 * (int64_t)(l) + (k))
 
 /* The attention with the probabilities formed, as HF's eager path:
- * softmax(q k^T * scale + (1 - mask) * finfo(f32).min), dropout, times v. */
+ * softmax(q k^T * scale + (1 - mask) * finfo(dtype).min), dropout, times v. */
 static mb_var attention_exact(const bert_ctx *c, mb_var q, mb_var k, mb_var v, mb_var mask, int64_t B, int64_t L,
                               int64_t NH, int64_t DH, double p, int64_t stream) {
   mb_graph *g = c->g;
   const int perm[4] = {0, 2, 1, 3};
   mb_var qh = mb_permute(g, q, 4, perm), kh = mb_permute(g, k, 4, perm), vh = mb_permute(g, v, 4, perm);
   mb_var s = mb_scale(g, mb_matmul(g, qh, kh, 0, 1), 1.0 / sqrt((double)DH));
-  /* mask 1 -> 0, mask 0 -> the most negative f32, like HF's extended mask */
-  const double fmin = -3.4028234663852886e38;
+  /* mask 1 -> 0, mask 0 -> the most negative finite value of the compute
+   * dtype, like HF's extended mask (formed in f32, then cast exactly) */
+  const double fmin = c->cd == MB_BF16 ? -3.3895313892515355e38 : c->cd == MB_F16 ? -65504.0 : -3.4028234663852886e38;
   mb_var bias = mb_affine(g, mb_cast(g, mask, MB_F32), -fmin, fmin);
-  s = mb_add(g, s, mb_reshape(g, bias, mb_shape4(B, 1, 1, L)));
+  s = mb_add(g, s, mb_model_cast(g, mb_reshape(g, bias, mb_shape4(B, 1, 1, L)), c->cd));
   mb_var pr = drop(c, mb_softmax(g, s), p, stream);
   mb_var ctx = mb_matmul(g, pr, vh, 0, 0); /* [B, NH, L, DH] */
   return mb_permute(g, ctx, 4, perm);      /* [B, L, NH, DH] */
@@ -126,9 +128,12 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
   mb_var pos = packed ? mb_input(g, "position_ids", MB_I32, mb_shape1(L)) : MB_VAR_NONE;
   mb_var cls_index = packed ? mb_input(g, "cls_index", MB_I32, mb_shape1(S)) : MB_VAR_NONE;
   mb_var labels = mb_input(g, "labels", MB_I32, mb_shape1(S));
-  bert_ctx c = {g, any_drop ? mb_input(g, "dropout_rng", MB_U64, mb_shape1(2)) : MB_VAR_NONE};
+  const mb_dtype cd = m->prec.compute;
+  bert_ctx c = {g, any_drop ? mb_input(g, "dropout_rng", MB_U64, mb_shape1(2)) : MB_VAR_NONE, cd};
 
 #define P(shape, ...) (snprintf(nm, sizeof nm, __VA_ARGS__), mb_param(g, nm, shape))
+/* a parameter in the compute dtype (a cast of the f32 master, or itself) */
+#define CP(shape, ...) mb_model_cast(g, P(shape, __VA_ARGS__), cd)
   char nm[MB_PARAM_NAME_CAP];
   mb_graph_scope_push(g, "bert.embeddings");
   /* (word + token type) + position, as HF sums them; token types are all 0 */
@@ -140,6 +145,7 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
   x = mb_layernorm(g, x, P(mb_shape1(H), "bert.embeddings.LayerNorm.weight"),
                    P(mb_shape1(H), "bert.embeddings.LayerNorm.bias"), b->layer_norm_eps);
   x = drop(&c, x, b->hidden_dropout, 1);
+  x = mb_model_cast(g, x, cd); /* the embeddings in f32, the encoder in cd */
   if (packed)
     x = mb_reshape(g, x, mb_shape3(1, L, H));
   mb_graph_scope_pop(g);
@@ -149,7 +155,7 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
     char unit[64];
     snprintf(unit, sizeof unit, "bert.encoder.layer.%lld", (long long)l);
     mb_graph_layer_begin(g, unit);
-#define LP(shape, what) P(shape, "bert.encoder.layer.%lld.%s", (long long)l, what)
+#define LP(shape, what) CP(shape, "bert.encoder.layer.%lld.%s", (long long)l, what)
     mb_var q = mb_reshape(g,
                           mb_linear(g, x, LP(mb_shape2(H, H), "attention.self.query.weight"),
                                     LP(mb_shape1(H), "attention.self.query.bias")),
@@ -189,14 +195,12 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
   /* [CLS] of each sequence: token 0 of each padded row, or the first token
    * of each packed sequence, gathered by cls_index (its backward scatters) */
   mb_var cls = packed ? mb_embedding(g, cls_index, mb_reshape(g, x, mb_shape2(L, H))) : mb_select(g, x, 1, 0);
-  mb_var pooled = mb_tanh(
-      g, mb_linear(g, cls, P(mb_shape2(H, H), "bert.pooler.dense.weight"), P(mb_shape1(H), "bert.pooler.dense.bias")));
+  mb_var pooled = mb_tanh(g, mb_linear(g, cls, CP(mb_shape2(H, H), "bert.pooler.dense.weight"),
+                                       CP(mb_shape1(H), "bert.pooler.dense.bias")));
   mb_graph_scope_pop(g);
   pooled = drop(&c, pooled, cls_drop, 2);
-  mb_var logits = mb_linear(g, pooled, P(mb_shape2(C, H), "classifier.weight"), P(mb_shape1(C), "classifier.bias"));
+  mb_var logits = mb_linear(g, pooled, CP(mb_shape2(C, H), "classifier.weight"), CP(mb_shape1(C), "classifier.bias"));
+#undef CP
 #undef P
-  mb_mark_output(g, logits);
-  mb_var loss = mb_cross_entropy(g, logits, labels);
-  MB_TRY(mb_graph_status(g));
-  return mb_set_loss(g, loss);
+  return mb_model_finish(m, g, logits, labels);
 }

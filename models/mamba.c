@@ -6,7 +6,8 @@
  * (mean over all positions as the reference classifier, or masked mean),
  * a linear head. Packed batches: conv1d and scan restart at each sequence,
  * pooling averages each sequence's own tokens. The residual stream is f32
- * like every value on the CPU, so residual_in_fp32 holds trivially. */
+ * (residual_in_fp32) also in mixed precision, where the mixers' matmuls,
+ * conv1d and scan activations run in the compute dtype (model.h). */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -67,8 +68,11 @@ int mb_mamba_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
   mb_var poolw = packed ? mb_input(g, "pool_weights", MB_F32, mb_shape2(S, L)) : MB_VAR_NONE;
   mb_var labels = mb_input(g, "labels", MB_I32, mb_shape1(S));
 
+  const mb_dtype cd = m->prec.compute;
   char nm[MB_PARAM_NAME_CAP];
 #define P(shape, ...) (snprintf(nm, sizeof nm, __VA_ARGS__), mb_param(g, nm, shape))
+/* a parameter in the compute dtype (a cast of the f32 master, or itself) */
+#define CP(shape, ...) mb_model_cast(g, P(shape, __VA_ARGS__), cd)
   mb_var r = mb_embedding(g, ids, P(mb_shape2(mc->vocab_size, Dm), "backbone.embedding.weight"));
   if (packed)
     r = mb_reshape(g, r, mb_shape3(1, L, Dm));
@@ -77,24 +81,28 @@ int mb_mamba_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
     snprintf(unit, sizeof unit, "backbone.layers.%lld", (long long)l);
     mb_graph_layer_begin(g, unit);
 #define LP(shape, what) P(shape, "backbone.layers.%lld.%s", (long long)l, what)
-    mb_var h = mb_rmsnorm(g, r, LP(mb_shape1(Dm), "norm.weight"), mc->norm_eps);
-    mb_var xz = mb_linear(g, h, LP(mb_shape2(2 * E, Dm), "mixer.in_proj.weight"),
-                          mc->proj_bias ? LP(mb_shape1(2 * E), "mixer.in_proj.bias") : MB_VAR_NONE);
+#define CLP(shape, what) CP(shape, "backbone.layers.%lld.%s", (long long)l, what)
+    mb_var h = mb_model_cast(g, mb_rmsnorm(g, r, LP(mb_shape1(Dm), "norm.weight"), mc->norm_eps), cd);
+    mb_var xz = mb_linear(g, h, CLP(mb_shape2(2 * E, Dm), "mixer.in_proj.weight"),
+                          mc->proj_bias ? CLP(mb_shape1(2 * E), "mixer.in_proj.bias") : MB_VAR_NONE);
     mb_var x = mb_slice(g, xz, -1, 0, E), z = mb_slice(g, xz, -1, E, E);
-    /* conv1d.weight is stored [E, 1, K] as in PyTorch; the kernel reads [E, K] */
+    /* conv1d.weight is stored [E, 1, K] as in PyTorch; the kernel reads [E, K];
+     * conv1d's and the scan's own parameters stay f32 (the kernels take a
+     * parameter dtype of their own) */
     mb_var cw = mb_reshape(g, LP(mb_shape3(E, 1, K), "mixer.conv1d.weight"), mb_shape2(E, K));
     mb_var cb = mc->conv_bias ? LP(mb_shape1(E), "mixer.conv1d.bias") : mb_full(g, mb_shape1(E), MB_F32, 0.0);
     x = packed ? mb_conv1d_varlen(g, x, cw, cb, cu, 1) : mb_conv1d(g, x, cw, cb, 1);
-    mb_var dbl = mb_linear(g, x, LP(mb_shape2(R + 2 * N, E), "mixer.x_proj.weight"), MB_VAR_NONE);
+    mb_var dbl = mb_linear(g, x, CLP(mb_shape2(R + 2 * N, E), "mixer.x_proj.weight"), MB_VAR_NONE);
     mb_var dt = mb_slice(g, dbl, -1, 0, R), Bm = mb_slice(g, dbl, -1, R, N), Cm = mb_slice(g, dbl, -1, R + N, N);
-    mb_var delta = mb_linear(g, dt, LP(mb_shape2(E, R), "mixer.dt_proj.weight"), MB_VAR_NONE);
+    mb_var delta = mb_linear(g, dt, CLP(mb_shape2(E, R), "mixer.dt_proj.weight"), MB_VAR_NONE);
     mb_var A_log = LP(mb_shape2(E, N), "mixer.A_log"), Dp = LP(mb_shape1(E), "mixer.D");
     mb_var dtb = LP(mb_shape1(E), "mixer.dt_proj.bias");
     mb_var y = packed ? mb_selective_scan_varlen(g, x, delta, A_log, Bm, Cm, Dp, z, dtb, cu)
                       : mb_selective_scan(g, x, delta, A_log, Bm, Cm, Dp, z, dtb);
-    mb_var o = mb_linear(g, y, LP(mb_shape2(Dm, E), "mixer.out_proj.weight"),
-                         mc->proj_bias ? LP(mb_shape1(Dm), "mixer.out_proj.bias") : MB_VAR_NONE);
-    r = mb_add(g, r, o);
+    mb_var o = mb_linear(g, y, CLP(mb_shape2(Dm, E), "mixer.out_proj.weight"),
+                         mc->proj_bias ? CLP(mb_shape1(Dm), "mixer.out_proj.bias") : MB_VAR_NONE);
+    r = mb_add(g, r, mb_model_cast(g, o, MB_F32));
+#undef CLP
 #undef LP
     mb_graph_layer_end(g);
   }
@@ -102,9 +110,7 @@ int mb_mamba_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
   mb_var pooled = packed ? mb_matmul(g, poolw, mb_reshape(g, out, mb_shape2(L, Dm)), 0, 0) : mb_mean_pool(g, out, mask);
   mb_var logits = mb_linear(g, pooled, P(mb_shape2(C, Dm), "classification_head.classification_head.weight"),
                             P(mb_shape1(C), "classification_head.classification_head.bias"));
+#undef CP
 #undef P
-  mb_mark_output(g, logits);
-  mb_var loss = mb_cross_entropy(g, logits, labels);
-  MB_TRY(mb_graph_status(g));
-  return mb_set_loss(g, loss);
+  return mb_model_finish(m, g, logits, labels);
 }

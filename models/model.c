@@ -52,6 +52,8 @@ int mb_model_new(const mb_model_config *cfg, const char *tokenizer_path, mb_back
   if (!m)
     return MB_ERR(MB_ENOMEM, "out of memory");
   m->cfg = *cfg;
+  m->prec.compute = MB_F32;
+  m->loss_scale = 1.0;
   m->do_lower_case = -1;
   m->strip_accents = -1;
   m->tokenizer_path = strdup(tokenizer_path ? tokenizer_path : "");
@@ -259,6 +261,54 @@ mb_var mb_model_logits(const mb_graph *g) {
   return MB_VAR_NONE;
 }
 
+mb_var mb_model_loss(const mb_graph *g) {
+  mb_var loss = mb_graph_loss(g);
+  if (!mb_var_ok(mb_graph_find_input(g, "loss_scale")))
+    return loss;
+  /* the unscaled loss: the other scalar output (mb_model_finish marks it) */
+  int n = mb_graph_num_values(g);
+  for (int i = 0; i < n; i++) {
+    const mb_value *v = mb_graph_value(g, (mb_var){i});
+    if (v->is_output && i != loss.id && v->shape.ndim == 0)
+      return (mb_var){i};
+  }
+  return MB_VAR_NONE;
+}
+
+/* ---- precision ----------------------------------------------------------------- */
+
+int mb_model_set_precision(mb_model *m, const mb_model_precision *p) {
+  if (p->compute != MB_F32 && p->compute != MB_BF16 && p->compute != MB_F16)
+    return MB_ERR(MB_EINVAL, "model compute dtype %s: expected f32, bf16 or f16 (parameters stay f32)",
+                  mb_dtype_name(p->compute));
+  m->prec = *p;
+  m->prec.loss_scale = !!p->loss_scale;
+  return MB_OK;
+}
+
+mb_model_precision mb_model_precision_of(const mb_model *m) { return m->prec; }
+
+void mb_model_set_loss_scale(mb_model *m, double scale) { m->loss_scale = scale; }
+
+mb_var mb_model_cast(mb_graph *g, mb_var x, mb_dtype dt) {
+  if (!mb_var_ok(x) || mb_graph_value(g, x)->dtype == dt)
+    return x;
+  return mb_cast(g, x, dt);
+}
+
+int mb_model_finish(const mb_model *m, mb_graph *g, mb_var logits, mb_var labels) {
+  logits = mb_model_cast(g, logits, MB_F32);
+  mb_mark_output(g, logits);
+  mb_var loss = mb_cross_entropy(g, logits, labels);
+  if (m->prec.loss_scale) {
+    mb_var scale = mb_input(g, "loss_scale", MB_F32, mb_shape_of(0, NULL));
+    mb_mark_output(g, loss);
+    loss = mb_mul(g, loss, scale);
+  }
+  MB_TRY(mb_graph_status(g));
+  return mb_set_loss(g, loss);
+}
+
 int mb_model_read_logits(mb_exec *ex, float *out) {
   mb_var lv = mb_model_logits(mb_exec_graph(ex));
   if (!mb_var_ok(lv))
@@ -313,6 +363,10 @@ int mb_model_feed(const mb_model *m, mb_exec *ex, const mb_batch *b, const uint6
     MB_TRY(mb_exec_set_input(ex, v, b->cu_seqlens));
   if (input_shape(g, "position_ids", &v, &val))
     MB_TRY(mb_exec_set_input(ex, v, b->position_ids));
+  if (input_shape(g, "loss_scale", &v, &val)) {
+    float scale = (float)m->loss_scale;
+    MB_TRY(mb_exec_set_input(ex, v, &scale));
+  }
   if (input_shape(g, "dropout_rng", &v, &val)) {
     if (!rng)
       return MB_ERR(MB_EINVAL, "this training program has dropout: give the dropout rng (seed, offset)");

@@ -34,8 +34,10 @@
  *   cls_index       i32 [S]      packed BERT: the first token of each sequence
  *   pool_weights    f32 [S, T]   packed Mamba: row s averages sequence s's tokens
  *   dropout_rng     u64 [2]      training programs with dropout > 0 (seed, offset)
+ *   loss_scale      f32 []       precision.loss_scale = 1 (fp16 loss scaling)
  * Outputs: the loss (mean cross-entropy over rows not labelled -100;
- * mb_graph_loss) and the logits [B | S, num_labels] (mb_model_logits).
+ * mb_graph_loss, or mb_model_loss when it is scaled) and the logits
+ * [B | S, num_labels] f32 (mb_model_logits).
  * Each encoder layer / Mamba block is one recompute unit
  * (mb_graph_layer_begin/end).
  */
@@ -202,6 +204,45 @@ int mb_model_add_special(const mb_model *m);
 /* Label name of class i ("LABEL_i" by default). */
 const char *mb_model_label(const mb_model *m, int i);
 
+/* ---- precision (mixed precision on the GPU) ----
+ *
+ * The parameters are always f32 (the master weights the optimizer updates).
+ * compute = MB_F32 (the default, and the CPU backend's only choice: its
+ * kernels are f32/f64) builds every program in f32. MB_BF16 / MB_F16 build
+ * mixed-precision programs for the CUDA backend, with casts recorded in the
+ * program (kernels/cuda/cuda.h, "Mixed precision"):
+ *   BERT:  the embeddings' sum and LayerNorm in f32, then the encoder in the
+ *          compute dtype: Linear weights cast at use, activations, fused
+ *          attention, LayerNorm (f32 statistics) and residuals; pooler and
+ *          classifier too; the logits cast to f32.
+ *   Mamba: the residual stream in f32 (mamba_ssm's residual_in_fp32); per
+ *          block RMSNorm in f32, then in_proj, conv1d, x_proj, dt_proj, the
+ *          scan's activations and out_proj in the compute dtype, with
+ *          conv1d's and the scan's own parameters (conv weight and bias,
+ *          A_log, D, dt bias) kept in f32 (the kernels take them so, as
+ *          mamba_ssm under autocast); the final RMSNorm, pooling and head in f32.
+ * The cross-entropy always sees f32 logits; the scan's saved states are f32.
+ * Gradients flow back through the casts into the f32 gradient buffer.
+ * loss_scale = 1 (fp16 training): every program multiplies its loss by an
+ * f32 scalar input "loss_scale" (mb_model_feed feeds the value set by
+ * mb_model_set_loss_scale, default 1), so gradients come out scaled; the
+ * unscaled loss is mb_model_loss(). Pair with mb_loss_scaler
+ * (kernels/cuda/cuda_amp.h), which also gives the 1/S to step with.
+ * fp8 matmuls are a backend option on top of bf16 (mb_cuda_backend_opts.fp8_matmul).
+ *
+ * Set the precision before building programs: the program cache keys on
+ * the shape only, so programs built earlier keep theirs. */
+typedef struct {
+  mb_dtype compute; /* MB_F32 (default), MB_BF16 or MB_F16 */
+  int loss_scale;   /* 1: the loss is multiplied by the "loss_scale" input */
+} mb_model_precision;
+
+/* MB_EINVAL for a compute dtype other than f32, bf16, f16. */
+int mb_model_set_precision(mb_model *m, const mb_model_precision *p) MB_NODISCARD;
+mb_model_precision mb_model_precision_of(const mb_model *m);
+/* The loss scale S mb_model_feed gives programs built with loss_scale = 1. */
+void mb_model_set_loss_scale(mb_model *m, double scale);
+
 /* ---- programs ---- */
 
 typedef struct {
@@ -227,8 +268,12 @@ int mb_model_build_shape(mb_model *m, mb_graph *g, const mb_model_shape *s) MB_N
  * The batch must have the program's shape (MB_ESHAPE naming both). */
 int mb_model_feed(const mb_model *m, mb_exec *ex, const mb_batch *b, const uint64_t rng[2]) MB_NODISCARD;
 
-/* The logits value of a program built by mb_model_build (MB_VAR_NONE if none). */
+/* The logits value of a program built by mb_model_build (MB_VAR_NONE if none);
+ * always f32. */
 mb_var mb_model_logits(const mb_graph *g);
+/* The mean cross-entropy without the loss scale: mb_graph_loss(g) unless the
+ * program was built with loss_scale = 1 (then that is loss * S). */
+mb_var mb_model_loss(const mb_graph *g);
 /* Copy the logits ([rows, num_labels] f32) to host memory. */
 int mb_model_read_logits(mb_exec *ex, float *out) MB_NODISCARD;
 

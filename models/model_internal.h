@@ -35,6 +35,8 @@ typedef struct {
 
 struct mb_model {
   mb_model_config cfg;
+  mb_model_precision prec;
+  double loss_scale; /* fed as "loss_scale" when prec.loss_scale (default 1) */
   mb_params *params;
   char *tokenizer_path; /* "" if none */
   int do_lower_case;    /* from tokenizer_config.json; -1 unknown */
@@ -51,6 +53,13 @@ int mb_bert_param_decls(const mb_model_config *c, mb_param_decl *d, int cap);
 int mb_mamba_param_decls(const mb_model_config *c, mb_param_decl *d, int cap);
 
 int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) MB_NODISCARD;
+/* x in dtype dt (a cast node unless it already is). */
+mb_var mb_model_cast(mb_graph *g, mb_var x, mb_dtype dt);
+/* The end of every program: logits (any float dtype) cast to f32 and marked
+ * as the output, the mean cross-entropy, times the "loss_scale" input when
+ * the model's precision asks for loss scaling (the unscaled loss is then
+ * marked as an output too), set as the program's loss. */
+int mb_model_finish(const mb_model *m, mb_graph *g, mb_var logits, mb_var labels) MB_NODISCARD;
 int mb_mamba_build(mb_model *m, mb_graph *g, const mb_model_shape *s) MB_NODISCARD;
 
 /* Default id2label ("LABEL_i") for labels [from, MB_MODEL_MAX_LABELS). */

@@ -14,12 +14,21 @@ protocols, so tools/gpu_report.py can print ratios:
          Mamba-130m-config MambaModel with mean pooling and a linear head,
          bf16 autocast over f32 weights, AdamW, clip_grad_norm_(1.0), batch
          32 x 128; samples/s and torch.cuda.max_memory_allocated; eager, and
-         torch.compile while the time budget lasts.
+         torch.compile while the time budget lasts (bench_cuda_train's peer);
+  sweep  the study's length sweep, evaluation protocol (bench_cuda_sweep's
+         eval peer): batch 32, every row L tokens, forward under bf16
+         autocast in inference mode, logits argmax'ed on the host; one
+         warm-up pass, then timed passes (at least 3 and 1 s, median);
+         HF BERT-base with sdpa attention (max_position_embeddings raised
+         to the longest L) and HF Mamba-130m (transformers' own path: the
+         slow loop over time unless mamba_ssm's kernels are installed, which
+         the GPU machine lacks); an out-of-memory stops that model there.
 
 Run by tools/gpu_check.sh (python3 there has torch 2.11 + transformers):
-    python3 tools/bench_torch_peers.py --json OUT/torch_peers.json --budget-s 300
-Sections that would overrun --budget-s are skipped and say so. Never needed to
-build or test mambert.
+    python3 tools/bench_torch_peers.py --json OUT/torch_peers.json --budget-s 300 [--sections train,sweep]
+Sections that would overrun --budget-s are skipped and say so; the JSON is
+rewritten after every result, so a timeout keeps what was measured. Never
+needed to build or test mambert.
 """
 import argparse
 import json
@@ -224,10 +233,92 @@ def bench_train(budget, B=32, L=128):
                     why=repr(e)[:300])
 
 
+def bench_sweep(budget, lengths=(256, 512, 1024, 2048, 4096, 8192, 16384), B=32):
+    import transformers
+    from transformers import BertConfig, BertForSequenceClassification, MambaConfig, MambaModel
+
+    class MambaCls(torch.nn.Module):
+        def __init__(self, cfg):
+            super().__init__()
+            self.backbone = MambaModel(cfg)
+            self.head = torch.nn.Linear(cfg.hidden_size, 2)
+
+        def forward(self, input_ids, attention_mask):
+            h = self.backbone(input_ids=input_ids).last_hidden_state
+            return self.head(h.mean(1))
+
+    maxL = max(lengths)
+    last = {}
+    for L in lengths:
+        for name in ("bert", "mamba"):
+            st = last.get(name)
+            if st == "stop":
+                row(bench="sweep", model=name, mode="eval", L=L, batch=B, status="skipped",
+                    why="a shorter length ran out of memory")
+                continue
+            # predicted from the previous length: x4 for BERT (quadratic), x2 for Mamba
+            pred = st[1] * (4 if name == "bert" else 2) if st else 20
+            if left(budget) < pred + 5:
+                row(bench="sweep", model=name, mode="eval", L=L, batch=B, status="skipped",
+                    why=f"time budget ({left(budget):.0f} s left, predicted {pred:.0f} s)")
+                last[name] = ("skip", 1e9)
+                continue
+            t0 = time.time()
+            model = None
+            try:
+                torch.manual_seed(0)
+                if name == "bert":
+                    model = BertForSequenceClassification(BertConfig(num_labels=2, max_position_embeddings=max(512, maxL),
+                                                                     attn_implementation="sdpa")).cuda().eval()
+                    vocab, impl = 30522, "sdpa"
+                else:
+                    cfg = MambaConfig(vocab_size=50280, hidden_size=768, num_hidden_layers=24, state_size=16, expand=2,
+                                      conv_kernel=4, time_step_rank=48)
+                    model = MambaCls(cfg).cuda().eval()
+                    vocab, impl = 50280, "transformers path (no mamba_ssm kernels)"
+                ids = torch.randint(1000, vocab, (B, L), device="cuda")
+                mask = torch.ones(B, L, dtype=torch.long, device="cuda")
+
+                def fwd():
+                    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
+                        out = model(input_ids=ids, attention_mask=mask)
+                        logits = out.logits if hasattr(out, "logits") else out
+                    return logits.argmax(-1).cpu()
+
+                fwd()
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                ts = []
+                while len(ts) < 3 or sum(ts) < 1.0:
+                    torch.cuda.synchronize()
+                    t = time.perf_counter()
+                    fwd()
+                    torch.cuda.synchronize()
+                    ts.append(time.perf_counter() - t)
+                    if len(ts) >= 50 or left(budget) < 5:
+                        break
+                s = statistics.median(ts)
+                row(bench="sweep", model=name, mode="eval", L=L, batch=B, status="ok", ms=1e3 * s,
+                    samples_per_s=B / s, tokens_per_s=B * L / s, peak_bytes=torch.cuda.max_memory_allocated(),
+                    runs=len(ts), attention=impl, transformers=transformers.__version__)
+                last[name] = ("ok", time.time() - t0)
+            except torch.cuda.OutOfMemoryError as e:
+                row(bench="sweep", model=name, mode="eval", L=L, batch=B, status="oom", why=str(e)[:200])
+                last[name] = "stop"
+            except Exception as e:
+                traceback.print_exc()
+                row(bench="sweep", model=name, mode="eval", L=L, batch=B, status="failed", why=repr(e)[:300])
+                last[name] = "stop"
+            del model
+            torch.cuda.empty_cache()
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", default="torch_peers.json")
     ap.add_argument("--budget-s", type=float, default=300)
+    ap.add_argument("--sections", default="mlp,gemm,train,sweep",
+                    help="comma-separated, run in this order: mlp, gemm, train, sweep")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("bench_torch_peers: no CUDA device", flush=True)
@@ -236,7 +327,12 @@ def main():
     OUT["path"], OUT["device"] = a.json, dev
     save()
     print(f"bench_torch_peers: torch {torch.__version__} on {dev}, budget {a.budget_s:.0f} s", flush=True)
-    for name, fn in (("mlp", bench_mlp), ("gemm", bench_gemm), ("train", bench_train)):
+    table = {"mlp": bench_mlp, "gemm": bench_gemm, "train": bench_train, "sweep": bench_sweep}
+    for name in a.sections.split(","):
+        fn = table.get(name.strip())
+        if fn is None:
+            print(f"bench_torch_peers: unknown section {name!r}", flush=True)
+            return 2
         try:
             fn(a.budget_s)
         except Exception as e:

@@ -1,76 +1,124 @@
 #!/usr/bin/env bash
-# tools/gpu_check.sh: the one GPU check of mambert's CUDA backend (issue 8):
-# every CUDA test and benchmark, plus the PyTorch peers, in one run on a lent
-# H100/H200, within about 8 minutes, ending with a table.
+# tools/gpu_check.sh: THE GPU check of mambert (issues 8, 9, 10): every CUDA
+# test, every GPU benchmark and their PyTorch peers, in one device call of
+# about 8 minutes on a lent H100/H200, surviving partial failure (each step
+# has its own time limit; one crashing test or benchmark does not stop the
+# rest), ending with a short table.
 #
-# The GPU machine has the NVIDIA driver, the CUDA 13.0 toolkit, python3 with
-# torch + transformers, but none of our Debian libraries (OpenBLAS, jansson,
-# OpenSSL 3, ...) and no internet. So the binaries are built HERE and carried:
+# The GPU machine has the NVIDIA driver, the CUDA 13.0 toolkit and python3
+# with torch + transformers, but none of our Debian libraries and no
+# internet; the device tool copies the repository (so tools/*.py and
+# data/samples, data/vocab are there) but nothing built. So the binaries are
+# built HERE and carried:
 #
-#   1. here (builds build-gpu/ for sm_90a, stages the bundle in
-#      build-gpu/bundle, checks that every binary starts from it with an empty
-#      LD_LIBRARY_PATH and exits 77 "no CUDA device" here, and packs it as
-#      gpu-bundle/mambert-gpu.tar.xz, ~7 MiB):
-#        tools/gpu_check.sh bundle
-#   2. the device tool, from a session whose checkout holds gpu-bundle/:
-#        run(command="tools/gpu_check.sh run", carry=["gpu-bundle"], timeout_s=600)
-#      (one call, ~8 minutes; prints the table last; $OUT gets gpu_check.json,
-#      gpu_check.log, bench_cuda_*.json and torch_peers.json); then give_back.
-#   3. here: copy the returned JSON files into bench/results/<card>-<date>/
-#      and commit them (bench/results/README.md).
+#   1. here:   tools/gpu_check.sh bundle
+#      builds build-gpu/ for sm_90a (RelWithDebInfo, stripped), stages every
+#      CUDA test and GPU benchmark with the shared libraries the GPU image
+#      lacks (RPATH $ORIGIN/lib), checks each starts from the bundle with an
+#      empty LD_LIBRARY_PATH (exit 77 "no CUDA device" here; the sweep and
+#      packed benchmarks also plan their programs host-side) and packs
+#      gpu-bundle/mambert-gpu.tar.xz (git-ignored; must stay far under the
+#      device tool's 64 MiB).
+#   2. device: run(command="tools/gpu_check.sh run", carry=["gpu-bundle"], timeout_s=540)
+#      about 8 minutes (GPU_CHECK_BUDGET, default 450 s of steps); returns
+#      4 files in $OUT: gpu_check.md (the tables), gpu_check.json (every
+#      result merged), gpu_check.log (the full log), gpu_raw.tar.gz (each
+#      step's own JSON and log). The table prints last. Steps the budget did
+#      not reach are listed as "skipped (budget)" with the call that runs them:
+#        run(command="tools/gpu_check.sh run STEP ...", carry=["gpu-bundle"], timeout_s=...)
+#   3. here:   copy the returned files into bench/results/<card>-<date>/ and
+#      commit them (bench/results/README.md); to merge a second call's files:
+#        tools/gpu_report.py --merge-raw A/gpu_raw.tar.gz B/gpu_raw.tar.gz --out DIR
 #
-# The bundle: the test and benchmark executables (cuda_*, runtime_cuda_*,
-# bench_cuda_*), statically linked against our libraries and the CUDA
-# runtime, with DT_RPATH $ORIGIN/lib, and in lib/ every shared library they
-# load except glibc's, libstdc++/libgcc_s (newer on the GPU machine), the
-# driver (libcuda) and the CUDA toolkit's (cuBLASLt: 540 MB, found there by
-# `run`, which puts the toolkit's lib64 on LD_LIBRARY_PATH).
-#
-# Modes:  bundle [DIR]   build, stage, check, pack into DIR (default gpu-bundle/)
-#         run [DIR]      on the GPU machine: unpack DIR's tarball to /tmp and
-#                        run everything from there
-#         verify [DIR]   unpack DIR's tarball to a temporary folder and check
-#                        it here (part of `bundle`)
-#         sanitize [DIR] on the GPU machine, if device time is left after `run`:
-#                        the CUDA tests under compute-sanitizer memcheck
-#                        (out-of-bounds and misaligned accesses, leaks), ~5 min:
-#                          run(command="tools/gpu_check.sh sanitize", carry=["gpu-bundle"], timeout_s=420)
-set -euo pipefail
+# Modes:  bundle            build, stage, check, pack (gpu-bundle/)
+#         verify            unpack the tarball to a temporary folder and check it here (part of bundle)
+#         run [WHAT ...]    on the GPU machine: everything, or the named steps, groups
+#                           (tests, bench, peers) or single tests (cuda_models ...)
+#         sanitize [TEST ...]  on the GPU machine: the CUDA tests under compute-sanitizer
+#                           memcheck, ~4 minutes (GPU_CHECK_SANITIZE_BUDGET, 240 s); returns
+#                           sanitize.md and sanitize.log:
+#                             run(command="tools/gpu_check.sh sanitize", carry=["gpu-bundle"], timeout_s=300)
+#         list              the steps, their groups and time limits
+# Environment: GPU_CHECK_BUDGET (s of steps, 450), GPU_CHECK_TEST_JOBS (tests
+# run side by side, 4), GPU_CHECK_BUNDLE (gpu-bundle), GPU_CHECK_BUILD
+# (build-gpu), GPU_CHECK_ARCHS (90a), GPU_CHECK_JOBS (build -j, 2).
+set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MODE="${1:-}"
-BUNDLE="${2:-$ROOT/gpu-bundle}"
+[ $# -gt 0 ] && shift
+BUNDLE="${GPU_CHECK_BUNDLE:-$ROOT/gpu-bundle}"
 BUILD="${GPU_CHECK_BUILD:-$ROOT/build-gpu}"
 ARCHS="${GPU_CHECK_ARCHS:-90a}"
 STAGE="$BUILD/bundle"
 TARBALL_NAME=mambert-gpu.tar.xz
 MAX_BUNDLE_MIB=40 # the device tool carries 64 MiB with the repository
+BUDGET="${GPU_CHECK_BUDGET:-450}"
+TEST_JOBS="${GPU_CHECK_TEST_JOBS:-4}"
+BIN=/tmp/mambert-gpu
 
-TESTS=(runtime_dtype_cuda cuda_amp_logic runtime_cuda_alloc cuda_runtime cuda_gemm cuda_ops cuda_train
-  cuda_attention_dispatch cuda_attention cuda_attention_fp8 cuda_attention_ops)
-BENCHES=(bench_cuda_mlp bench_cuda_gemm bench_cuda_train bench_cuda_attention)
-# needs no GPU: exits 0 here too
-NO_GPU_NEEDED=" runtime_dtype_cuda cuda_amp_logic cuda_attention_dispatch "
+# The CUDA tests, each with its time limit (s). Order: longest first, so the
+# parallel runner starts them early.
+TESTS=(cuda_attention:150 cuda_selective_scan:150 cuda_models:120 cuda_attention_ops:120 cuda_scan_ops:120
+  cuda_train:120 cuda_ops:120 cuda_gemm:120 cuda_attention_fp8:90 cuda_conv1d:90 cuda_runtime:60
+  runtime_cuda_alloc:60 runtime_dtype_cuda:30 cuda_amp_logic:30 cuda_attention_dispatch:30
+  cuda_selective_scan_plan:30)
+BENCHES=(bench_cuda_mlp bench_cuda_gemm bench_cuda_train bench_cuda_attention bench_cuda_selective_scan
+  bench_cuda_sweep bench_cuda_packed)
+# need no GPU: exit 0 here too
+NO_GPU_NEEDED=" runtime_dtype_cuda cuda_amp_logic cuda_attention_dispatch cuda_selective_scan_plan "
 
-die() { echo "gpu_check: $*" >&2; exit 1; }
+# The steps of `run`, in order: name, group, time limit (s). A step gets
+# min(its limit, what is left of the budget); under 10 s left it is skipped.
+STEPS=(
+  "tests tests 170"
+  "bench_cuda_mlp bench 30"
+  "bench_cuda_gemm bench 45"
+  "bench_cuda_train_bert bench 45"
+  "bench_cuda_train_mamba bench 45"
+  "bench_cuda_attention bench 75"
+  "bench_cuda_selective_scan bench 50"
+  "bench_cuda_sweep bench 100"
+  "bench_cuda_packed bench 80"
+  "torch_train peers 150"
+  "torch_mlp_gemm peers 50"
+  "torch_sdpa peers 70"
+  "torch_scan peers 80"
+  "torch_sweep peers 90"
+)
+
+die() {
+  echo "gpu_check: $*" >&2
+  exit 1
+}
+
+test_names() { for t in "${TESTS[@]}"; do echo "${t%%:*}"; done; }
 
 # Shared libraries the bundle leaves to the GPU machine.
 SYSTEM_LIBS='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|librt\.so|libpthread\.so|libresolv\.so|libutil\.so|libgcc_s\.so|libstdc\+\+\.so|libcuda\.so|libnvidia|libcudart\.so|libcublas|libcublasLt|libnccl|libcufft|libcurand|libcusparse|libcusolver|libnvrtc|libnvJitLink)'
 
+# ---- bundle (build machine) -----------------------------------------------------------
+
 bundle() {
   command -v cmake >/dev/null || die "cmake not found"
   command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
-  echo "gpu_check: configuring $BUILD (RelWithDebInfo: -O2, the flags CI checks; sm_$ARCHS, RPATH \$ORIGIN/lib)"
+  echo "gpu_check: configuring $BUILD (RelWithDebInfo: -O2; sm_$ARCHS; RPATH \$ORIGIN/lib)"
   mkdir -p "$BUILD"
   cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMAMBERT_CUDA_ARCHS="$ARCHS" -DMAMBERT_WITH_MPI=OFF \
     '-DCMAKE_BUILD_RPATH=$ORIGIN/lib' -DCMAKE_EXE_LINKER_FLAGS=-Wl,--disable-new-dtags >"$BUILD/gpu_check.configure.log" 2>&1 ||
-    { cat "$BUILD/gpu_check.configure.log"; die "configure failed"; }
+    {
+      cat "$BUILD/gpu_check.configure.log"
+      die "configure failed"
+    }
   grep -q "MAMBERT_HAVE_CUDA 1" "$BUILD/generated/mambert_build_config.h" || die "the build found no CUDA toolkit"
-  local targets=()
-  for t in "${TESTS[@]}" "${BENCHES[@]}"; do targets+=(--target "$t"); done
-  echo "gpu_check: building ${#targets[@]} targets (-j${GPU_CHECK_JOBS:-2})"
+  local targets=() t
+  for t in $(test_names) "${BENCHES[@]}"; do targets+=(--target "$t"); done
+  echo "gpu_check: building $((${#targets[@]} / 2)) targets (-j${GPU_CHECK_JOBS:-2})"
   cmake --build "$BUILD" -j"${GPU_CHECK_JOBS:-2}" "${targets[@]}" >"$BUILD/gpu_check.build.log" 2>&1 ||
-    { tail -40 "$BUILD/gpu_check.build.log"; die "build failed"; }
+    {
+      tail -40 "$BUILD/gpu_check.build.log"
+      die "build failed"
+    }
   rm -rf "$STAGE"
   mkdir -p "$STAGE/lib" "$BUNDLE"
   # keep the bundle out of git (the device tool carries ignored paths only when named)
@@ -82,7 +130,8 @@ bundle() {
     mkdir -p "$(dirname "$excl")"
     grep -qxF "$rel" "$excl" 2>/dev/null || echo "$rel" >>"$excl"
   fi
-  for b in "${TESTS[@]}" "${BENCHES[@]}"; do
+  local b
+  for b in $(test_names) "${BENCHES[@]}"; do
     [ -x "$BUILD/$b" ] || die "$BUILD/$b was not built"
     cp "$BUILD/$b" "$STAGE/$b"
     strip --strip-unneeded "$STAGE/$b"
@@ -99,10 +148,11 @@ bundle() {
   verify
 }
 
-# Unpack the bundle's tarball into a fresh folder; print its path.
+# Unpack the bundle's tarball into a fresh folder.
 unpack() {
   local dest="$1"
-  [ -f "$BUNDLE/$TARBALL_NAME" ] || die "no $BUNDLE/$TARBALL_NAME (run 'tools/gpu_check.sh bundle' on the build machine and carry ${BUNDLE#"$ROOT"/})"
+  [ -f "$BUNDLE/$TARBALL_NAME" ] ||
+    die "no $BUNDLE/$TARBALL_NAME (run 'tools/gpu_check.sh bundle' on the build machine and carry ${BUNDLE#"$ROOT"/})"
   rm -rf "$dest"
   mkdir -p "$dest"
   tar -xJf "$BUNDLE/$TARBALL_NAME" -C "$dest"
@@ -112,12 +162,13 @@ verify() {
   local dir mib
   dir=$(mktemp -d /tmp/mambert-gpu-verify.XXXXXX)
   unpack "$dir"
-  mib=$(($(du -sb "$BUNDLE" | cut -f1) / 1048576))
-  echo "gpu_check: $BUNDLE: ${mib} MiB packed (limit $MAX_BUNDLE_MIB), $(($(du -sb "$dir" | cut -f1) / 1048576)) MiB unpacked; libraries carried:"
+  mib=$(($(du -sb "$BUNDLE/$TARBALL_NAME" | cut -f1) / 1048576))
+  echo "gpu_check: $BUNDLE/$TARBALL_NAME: $(du -h "$BUNDLE/$TARBALL_NAME" | cut -f1) packed (limit $MAX_BUNDLE_MIB MiB;" \
+    "the device tool carries 64 MiB), $(($(du -sb "$dir" | cut -f1) / 1048576)) MiB unpacked; libraries carried:"
   ls "$dir/lib" | sed 's/^/    /'
-  [ "$mib" -le "$MAX_BUNDLE_MIB" ] || die "bundle too large for the device tool"
-  local bad=0
-  for b in "${TESTS[@]}" "${BENCHES[@]}"; do
+  [ "$mib" -lt "$MAX_BUNDLE_MIB" ] || die "bundle too large for the device tool"
+  local bad=0 b
+  for b in $(test_names) "${BENCHES[@]}"; do
     # every non-system library must resolve inside the bundle
     local stray
     stray=$(cd "$dir" && env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH= ldd "./$b" |
@@ -126,7 +177,7 @@ verify() {
         [[ "$(realpath -m "$path")" == "$dir/lib/"* ]] || echo "$so=>$path"
       done)
     local out rc=0
-    out=$(cd "$dir" && env -i PATH=/usr/bin:/bin HOME="${HOME:-/tmp}" LD_LIBRARY_PATH= "./$b" 2>&1) || rc=$?
+    out=$(cd "$ROOT" && env -i PATH=/usr/bin:/bin HOME="${HOME:-/tmp}" LD_LIBRARY_PATH= "$dir/$b" 2>&1) || rc=$?
     local want=77
     [[ "$NO_GPU_NEEDED" == *" $b "* ]] && want=0
     if [ -n "$stray" ]; then
@@ -139,20 +190,37 @@ verify() {
       echo "  $b: starts from the bundle, exit $rc$([ "$want" -eq 77 ] && echo ' (no CUDA device here)')"
     fi
   done
+  # the model benchmarks' programs, planned host-side from the bundle (no GPU)
+  local p
+  for p in "bench_cuda_sweep --plan-only" "bench_cuda_packed --plan-only --models bert,mamba"; do
+    # shellcheck disable=SC2086
+    if (cd "$ROOT" && env -i PATH=/usr/bin:/bin HOME="${HOME:-/tmp}" LD_LIBRARY_PATH= "$dir"/$p >"$dir/plan.txt" 2>&1); then
+      echo "  ${p%% *} --plan-only: $(grep -c ' GiB\|arena' "$dir/plan.txt") programs planned from the bundle"
+    else
+      echo "  ${p%% *} --plan-only: FAIL: $(tail -2 "$dir/plan.txt")"
+      bad=1
+    fi
+  done
   rm -rf "$dir"
   [ "$bad" -eq 0 ] || die "bundle check failed"
-  echo "gpu_check: bundle ready. Device call:"
-  echo "  run(command=\"tools/gpu_check.sh run\", carry=[\"${BUNDLE#"$ROOT"/}\"], timeout_s=600)"
+  echo "gpu_check: bundle ready. Device call (about 8 minutes; then give_back unless a rerun follows at once):"
+  echo "  run(command=\"tools/gpu_check.sh run\", carry=[\"${BUNDLE#"$ROOT"/}\"], timeout_s=540)"
 }
+
+# ---- on the GPU machine ---------------------------------------------------------------
 
 # The directory holding libcublasLt.so.13 on the GPU machine.
 find_cuda_libs() {
   local d
   for d in ${CUDA_HOME:+"$CUDA_HOME/lib64"} /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
     /usr/local/cuda-13*/lib64 /usr/local/cuda-13*/targets/x86_64-linux/lib; do
-    [ -e "$d/libcublasLt.so.13" ] && { echo "$d"; return 0; }
+    [ -e "$d/libcublasLt.so.13" ] && {
+      echo "$d"
+      return 0
+    }
   done
-  d=$(python3 - 2>/dev/null <<'EOF'
+  d=$(
+    python3 - 2>/dev/null <<'EOF'
 import os
 try:
     import nvidia
@@ -164,89 +232,242 @@ except ImportError:
     pass
 EOF
   ) || true
-  [ -n "$d" ] && { echo "$d"; return 0; }
+  [ -n "$d" ] && {
+    echo "$d"
+    return 0
+  }
   d=$(ldconfig -p 2>/dev/null | awk '/libcublasLt\.so\.13 / {print $NF; exit}') || true
-  [ -n "$d" ] && { dirname "$d"; return 0; }
+  [ -n "$d" ] && {
+    dirname "$d"
+    return 0
+  }
   return 1
 }
 
-run() {
-  local start=$SECONDS out="${OUT:-$BUILD/gpu-out}"
-  mkdir -p "$out"
-  local log="$out/gpu_check.log" results=/tmp/gpu_check_tests.tsv
-  : >"$log"
-  : >"$results"
-  local bin=/tmp/mambert-gpu
-  unpack "$bin"
-  local cudalib
-  cudalib=$(find_cuda_libs) || die "libcublasLt.so.13 not found on this machine"
-  export LD_LIBRARY_PATH="$cudalib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  {
-    echo "== gpu_check run: bundle of commit $(tr '\n' ' ' <"$bin/COMMIT"), cuBLASLt from $cudalib"
-    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1 || true
-  } | tee -a "$log"
+now() { date +%s; }
+
+# record NAME GROUP RC SECONDS LIMIT (rc 200: skipped for the budget)
+record() { printf '%s\t%s\t%d\t%d\t%d\n' "$1" "$2" "$3" "$4" "$5" >>"$TSV"; }
+
+say() { echo "gpu_check: $*" | tee -a "$LOG"; }
+
+# A step's command runs with cwd = the repository root, our binaries from
+# the unpacked bundle with cuBLASLt on their LD_LIBRARY_PATH (python keeps
+# the image's own libraries), its output into the step's log.
+ours() { env LD_LIBRARY_PATH="$CUDALIB" "$@"; }
+
+run_tests() { # LIMIT [TEST ...]
+  local limit=$1
+  shift
+  local want=" $* " t0 t name max
+  t0=$(now)
   for t in "${TESTS[@]}"; do
-    local t0=$SECONDS rc=0
-    echo "== test $t" >>"$log"
-    (cd "$bin" && timeout 240 "./$t") >>"$log" 2>&1 || rc=$?
-    printf '%s\t%d\t%d\n' "$t" "$rc" $((SECONDS - t0)) >>"$results"
-    echo "gpu_check: $t exit $rc ($((SECONDS - t0)) s)"
+    name=${t%%:*}
+    max=${t##*:}
+    [ "$want" = "  " ] || [[ "$want" == *" $name "* ]] || continue
+    while [ "$(jobs -rp | wc -l)" -ge "$TEST_JOBS" ]; do wait -n 2>/dev/null || true; done
+    local left=$((limit - ($(now) - t0)))
+    if [ "$left" -lt 10 ]; then
+      record "$name" test 200 0 0
+      continue
+    fi
+    local tl=$((max < left ? max : left))
+    (
+      s=$(now)
+      rc=0
+      cd "$ROOT" && OMP_NUM_THREADS=4 MAMBERT_SCAN_DUMP="$WORK/scan_dump.safetensors" \
+        ours timeout -k 5 "$tl" "$BIN/$name" >"$WORK/logs/test_$name.log" 2>&1 || rc=$?
+      record "$name" test "$rc" $(($(now) - s)) "$tl"
+      echo "gpu_check: test $name exit $rc ($(($(now) - s)) s)"
+    ) &
   done
-  local b
-  for b in "bench_cuda_mlp" "bench_cuda_gemm" "bench_cuda_train --model bert --batch 32 --seq 128" \
-    "bench_cuda_train --model mamba --batch 32 --seq 128" "bench_cuda_attention"; do
-    local name=${b%% *} rc=0 t0=$SECONDS json
-    json="$out/$name.json"
-    [[ "$b" == *"--model bert"* ]] && json="$out/bench_cuda_train_bert.json"
-    [[ "$b" == *"--model mamba"* ]] && json="$out/bench_cuda_train_mamba.json"
-    echo "== bench $b" >>"$log"
-    # shellcheck disable=SC2086
-    (cd "$bin" && timeout 150 ./$b --json "$json") >>"$log" 2>&1 || rc=$?
-    printf '%s\t%d\t%d\n' "$(basename "$json" .json)" "$rc" $((SECONDS - t0)) >>"$results"
-    echo "gpu_check: $b exit $rc ($((SECONDS - t0)) s)"
+  wait
+}
+
+# The command of a bench/peer step given its time limit T (s).
+step_cmd() {
+  local name=$1 T=$2 R="$WORK/raw"
+  case "$name" in
+  bench_cuda_mlp) echo "ours $BIN/bench_cuda_mlp --json $R/bench_cuda_mlp.json" ;;
+  bench_cuda_gemm) echo "ours $BIN/bench_cuda_gemm --json $R/bench_cuda_gemm.json" ;;
+  bench_cuda_train_bert) echo "ours $BIN/bench_cuda_train --model bert --batch 32 --seq 128 --json $R/bench_cuda_train_bert.json" ;;
+  bench_cuda_train_mamba) echo "ours $BIN/bench_cuda_train --model mamba --batch 32 --seq 128 --json $R/bench_cuda_train_mamba.json" ;;
+  bench_cuda_attention) echo "ours $BIN/bench_cuda_attention --json $R/bench_cuda_attention.json" ;;
+  bench_cuda_selective_scan) echo "ours $BIN/bench_cuda_selective_scan --json $R/bench_cuda_selective_scan.json --budget $((T * 2 / 3))" ;;
+  bench_cuda_sweep) echo "ours $BIN/bench_cuda_sweep --json $R/bench_cuda_sweep.json --budget-s $((T - 15))" ;;
+  bench_cuda_packed) echo "ours $BIN/bench_cuda_packed --json $R/bench_cuda_packed.json --budget-s $((T - 10))" ;;
+  torch_train) echo "python3 tools/bench_torch_peers.py --sections train --json $R/torch_train.json --budget-s $((T - 20))" ;;
+  torch_mlp_gemm) echo "python3 tools/bench_torch_peers.py --sections mlp,gemm --json $R/torch_mlp_gemm.json --budget-s $((T - 10))" ;;
+  torch_sweep) echo "python3 tools/bench_torch_peers.py --sections sweep --json $R/torch_sweep.json --budget-s $((T - 15))" ;;
+  torch_sdpa) echo "torch_sdpa_step" ;;
+  torch_scan) echo "torch_scan_step $T" ;;
+  *) return 1 ;;
+  esac
+}
+
+# torch SDPA (flash, cuDNN) on the attention benchmark's shapes, into its own file
+torch_sdpa_step() {
+  local ours_json=()
+  [ -f "$WORK/raw/bench_cuda_attention.json" ] && ours_json=(--ours "$WORK/raw/bench_cuda_attention.json")
+  python3 tools/bench_torch_sdpa.py --json "$WORK/raw/torch_sdpa.json" "${ours_json[@]}"
+}
+
+# the selective scan's peers: transformers' slow path on the GPU test's dump
+# (correctness), then transformers' loop and a torch.compile'd scan (speed)
+torch_scan_step() {
+  local T=$1 rc=0
+  if [ -f "$WORK/scan_dump.safetensors" ]; then
+    python3 tools/bench_torch_scan.py --check-dump "$WORK/scan_dump.safetensors" 2>&1 | grep -v "falling back" |
+      tee "$WORK/raw/scan_check.txt"
+    tail -1 "$WORK/raw/scan_check.txt" | grep -q ": ok" || rc=1
+  else
+    echo "no dump from cuda_selective_scan (the test did not run or failed first): no transformers check" |
+      tee "$WORK/raw/scan_check.txt"
+  fi
+  python3 tools/bench_torch_scan.py --json "$WORK/raw/torch_scan.json" --budget $((T - 35)) 2>&1 |
+    grep -v "Warning\|falling back"
+  if [ -f "$WORK/raw/bench_cuda_selective_scan.json" ]; then
+    python3 tools/bench_torch_scan.py --merge "$WORK/raw/bench_cuda_selective_scan.json" "$WORK/raw/torch_scan.json" \
+      --write "$WORK/raw/scan.json"
+  fi
+  return $rc
+}
+
+run_step() { # NAME GROUP LIMIT
+  local name=$1 group=$2 limit=$3 cmd rc=0 s
+  cmd=$(step_cmd "$name" "$limit") || {
+    say "unknown step $name"
+    return
+  }
+  s=$(now)
+  say "$name: up to $limit s"
+  (cd "$ROOT" && PYTHONUNBUFFERED=1 timeout -k 5 "$limit" bash -c "$cmd") >"$WORK/logs/$name.log" 2>&1 || rc=$?
+  record "$name" "$group" "$rc" $(($(now) - s)) "$limit"
+  say "$name exit $rc ($(($(now) - s)) s)"
+}
+
+run() {
+  local start out
+  start=$(now)
+  out="${OUT:-$BUILD/gpu-out}"
+  mkdir -p "$out"
+  WORK=$(mktemp -d /tmp/gpu_check.XXXXXX)
+  mkdir -p "$WORK/raw" "$WORK/logs"
+  TSV="$WORK/raw/steps.tsv"
+  LOG="$WORK/gpu_check.log"
+  : >"$TSV"
+  : >"$LOG"
+  unpack "$BIN"
+  CUDALIB=$(find_cuda_libs) || die "libcublasLt.so.13 not found on this machine"
+  export WORK TSV LOG CUDALIB BIN ROOT
+  export -f ours now record torch_sdpa_step torch_scan_step # the steps run in child shells
+  {
+    echo "== gpu_check run: bundle of commit $(tr '\n' ' ' <"$BIN/COMMIT"), cuBLASLt from $CUDALIB, budget $BUDGET s"
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1 || true
+    python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)" 2>&1 || true
+  } | tee -a "$LOG"
+  # what to run: everything, or the named steps / groups / tests
+  local sel=" $* " tests_sel=() t
+  for t in $(test_names); do [[ "$sel" == *" $t "* ]] && tests_sel+=("$t"); done
+  local line name group limit
+  for line in "${STEPS[@]}"; do
+    read -r name group limit <<<"$line"
+    if [ "$sel" != "  " ] && [[ "$sel" != *" $name "* ]] && [[ "$sel" != *" $group "* ]] && [[ "$sel" != *" all "* ]]; then
+      [ "$name" = tests ] && [ ${#tests_sel[@]} -gt 0 ] || continue
+    fi
+    local left=$((BUDGET - ($(now) - start)))
+    local tl=$((limit < left ? limit : left))
+    if [ "$tl" -lt 10 ]; then
+      if [ "$name" = tests ]; then
+        for t in $(test_names); do record "$t" test 200 0 0; done
+      else
+        record "$name" "$group" 200 0 0
+      fi
+      say "$name: skipped (budget)"
+      continue
+    fi
+    if [ "$name" = tests ]; then
+      say "tests: ${#TESTS[@]} CUDA tests, $TEST_JOBS at a time, up to $tl s"
+      run_tests "$tl" "${tests_sel[@]}" 2>&1 | tee -a "$LOG"
+    else
+      run_step "$name" "$group" "$tl"
+    fi
   done
-  # torch SDPA (flash, cuDNN) on the attention benchmark's shapes, merged into its JSON
-  rc=0
-  t0=$SECONDS
-  echo "== torch SDPA" >>"$log"
-  PYTHONUNBUFFERED=1 timeout 150 python3 "$ROOT/tools/bench_torch_sdpa.py" --ours "$out/bench_cuda_attention.json" \
-    --merge >>"$log" 2>&1 || rc=$?
-  printf '%s\t%d\t%d\n' "torch_sdpa" "$rc" $((SECONDS - t0)) >>"$results"
-  echo "gpu_check: torch SDPA exit $rc ($((SECONDS - t0)) s)"
-  # the PyTorch peers get what is left of ~8.5 minutes
-  local budget=$((510 - (SECONDS - start)))
-  [ "$budget" -lt 60 ] && budget=60
-  echo "== torch peers (budget ${budget} s)" >>"$log"
-  local rc=0 t0=$SECONDS
-  PYTHONUNBUFFERED=1 timeout $((budget + 30)) python3 "$ROOT/tools/bench_torch_peers.py" --json "$out/torch_peers.json" \
-    --budget-s "$budget" >>"$log" 2>&1 || rc=$?
-  printf '%s\t%d\t%d\n' "torch_peers" "$rc" $((SECONDS - t0)) >>"$results"
-  echo "gpu_check: torch peers exit $rc ($((SECONDS - t0)) s)"
-  python3 "$ROOT/tools/gpu_report.py" "$out" "$results" | tee -a "$log"
+  # the full log: the orchestration, then every step's own log
+  {
+    cat "$LOG"
+    for f in "$WORK"/logs/*.log; do
+      [ -f "$f" ] || continue
+      echo
+      echo "======== $(basename "$f" .log)"
+      cat "$f"
+    done
+  } >"$out/gpu_check.log"
+  cp "$WORK"/logs/*.log "$WORK/raw/" 2>/dev/null || true
+  tar -czf "$out/gpu_raw.tar.gz" -C "$WORK" raw
+  say "steps done in $(($(now) - start)) s; files in $out: gpu_check.md gpu_check.json gpu_check.log gpu_raw.tar.gz"
+  python3 "$ROOT/tools/gpu_report.py" --raw "$WORK/raw" --out "$out"
 }
 
 sanitize() {
-  local out="${OUT:-$BUILD/gpu-out}" bin=/tmp/mambert-gpu cs
+  local out="${OUT:-$BUILD/gpu-out}" cs start budget="${GPU_CHECK_SANITIZE_BUDGET:-240}"
   mkdir -p "$out"
-  unpack "$bin"
-  export LD_LIBRARY_PATH="$(find_cuda_libs)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  unpack "$BIN"
+  CUDALIB=$(find_cuda_libs) || die "libcublasLt.so.13 not found on this machine"
   cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null) || die "no compute-sanitizer"
-  local t rc
+  start=$(now)
+  local list=("$@") t rc md="$out/sanitize.md" log="$out/sanitize.log"
+  [ ${#list[@]} -gt 0 ] || list=(cuda_gemm cuda_ops cuda_scan_ops cuda_conv1d cuda_attention_ops cuda_train cuda_models
+    cuda_selective_scan cuda_attention)
   export MAMBERT_ATTN_TEST_QUICK=1 # cuda_attention without its L = 1000 cases
-  for t in cuda_gemm cuda_ops cuda_train cuda_attention cuda_attention_ops; do
+  : >"$log"
+  {
+    echo "| test | memcheck | seconds |"
+    echo "| --- | --- | ---: |"
+  } >"$md"
+  for t in "${list[@]}"; do
+    local left=$((budget - ($(now) - start))) s
+    if [ "$left" -lt 15 ]; then
+      echo "| $t | skipped (budget) | 0 |" >>"$md"
+      continue
+    fi
     rc=0
-    (cd "$bin" && timeout 130 "$cs" --tool memcheck --error-exitcode 99 --print-limit 20 "./$t") \
-      >"$out/sanitize_$t.log" 2>&1 || rc=$?
-    echo "gpu_check: memcheck $t: exit $rc ($([ $rc -eq 0 ] && echo clean || { [ $rc -eq 99 ] && echo ERRORS || echo 'failed or timed out'; }))"
-    grep -E "ERROR SUMMARY|Invalid|out of bounds" "$out/sanitize_$t.log" | head -5 || true
+    s=$(now)
+    echo "======== $t" >>"$log"
+    (cd "$ROOT" && OMP_NUM_THREADS=16 LD_LIBRARY_PATH="$CUDALIB" timeout -k 5 "$left" "$cs" --tool memcheck \
+      --error-exitcode 99 --print-limit 20 "$BIN/$t") >>"$log" 2>&1 || rc=$?
+    local verdict
+    case $rc in
+    0) verdict=clean ;;
+    99) verdict="ERRORS" ;;
+    77) verdict="skipped (no device)" ;;
+    124 | 137) verdict="timed out" ;;
+    *) verdict="failed (exit $rc)" ;;
+    esac
+    grep -q "Device not supported" "$log" && verdict="$verdict; sanitizer: device not supported (gVisor machine?)"
+    echo "| $t | $verdict | $(($(now) - s)) |" >>"$md"
+    echo "gpu_check: memcheck $t: $verdict ($(($(now) - s)) s)"
   done
+  echo
+  cat "$md"
+}
+
+list_steps() {
+  local line name group limit
+  echo "steps of 'run' (budget $BUDGET s; a step gets min(limit, what is left)):"
+  for line in "${STEPS[@]}"; do
+    read -r name group limit <<<"$line"
+    printf '  %-28s %-6s %4d s\n' "$name" "$group" "$limit"
+  done
+  echo "tests ($TEST_JOBS at a time): $(test_names | tr '\n' ' ')"
 }
 
 case "$MODE" in
 bundle) bundle ;;
-sanitize) sanitize ;;
 verify) verify ;;
-run) run ;;
+run) run "$@" ;;
+sanitize) sanitize "$@" ;;
+list) list_steps ;;
 *)
   awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"
   exit 2

@@ -1,16 +1,28 @@
 #!/usr/bin/env python3
-"""gpu_report.py: the last step of tools/gpu_check.sh run: merges the test
-results (a TSV: name, exit code, seconds) and the JSON of mambert's GPU
-benchmarks (bench_cuda_*.json) and of the PyTorch peers (torch_peers.json)
-found in OUT into OUT/gpu_check.json, and prints one table with the ratios
-(mambert over torch: > 1 means mambert is faster, for times the inverse).
+"""gpu_report.py: the last step of tools/gpu_check.sh run: merges the steps'
+results (raw/steps.tsv: name, group, exit code, seconds, limit) and every
+step's JSON (mambert's bench_cuda_*.json, the PyTorch peers' torch_*.json,
+the selective scan's scan.json and scan_check.txt) into OUT/gpu_check.json
+(everything) and OUT/gpu_check.md (the tables, with the ratios mambert /
+PyTorch taken within the run), and prints the markdown last.
 
-Usage: python3 tools/gpu_report.py OUT TESTS_TSV
-Standard library only."""
+  gpu_report.py --raw RAW_DIR --out OUT_DIR
+  gpu_report.py --merge-raw A/gpu_raw.tar.gz B/gpu_raw.tar.gz ... --out DIR
+      (results of several device calls, e.g. a rerun of the steps the first
+      call's budget did not reach: later calls win per file and per step)
+
+Ratios: "x faster" = mambert's rate / torch's rate (> 1: mambert faster);
+"memory" = mambert's peak / torch's peak (< 1: mambert smaller). Numbers of
+different cards are never compared. Standard library only."""
+import argparse
 import glob
 import json
 import os
 import sys
+import tarfile
+import tempfile
+
+STATUS = {0: "passed", 77: "skipped (no GPU)", 124: "TIMEOUT", 137: "TIMEOUT (killed)", 200: "skipped (budget)"}
 
 
 def load(path):
@@ -21,136 +33,330 @@ def load(path):
         return None
 
 
-def fmt(x, spec):
-    return format(x, spec) if isinstance(x, (int, float)) else "-"
+def f(x, spec, dash="-"):
+    return format(x, spec) if isinstance(x, (int, float)) and x == x else dash
 
 
-def main():
-    out, tsv = sys.argv[1], sys.argv[2]
-    tests = []
-    with open(tsv) as f:
-        for line in f:
-            name, rc, secs = line.rstrip("\n").split("\t")
-            rc = int(rc)
-            status = {0: "passed", 77: "skipped"}.get(rc, "FAILED" if rc != 124 else "TIMEOUT")
-            tests.append({"name": name, "exit": rc, "seconds": int(secs), "status": status})
-    benches = {os.path.basename(p)[:-5]: load(p) for p in sorted(glob.glob(os.path.join(out, "bench_cuda_*.json")))}
-    torch_p = load(os.path.join(out, "torch_peers.json")) or {"results": []}
-    device = next((b["device"] for b in benches.values() if b and "device" in b), torch_p.get("device", "?"))
-    mine = [r for b in benches.values() if b for r in b.get("results", [])]
-    peers = torch_p.get("results", [])
-    lines = []
-    p = lines.append
-    p("")
-    p(f"==== mambert GPU check on {device} (torch {torch_p.get('torch', '?')}) ====")
-    p("tests and benchmark programs:")
-    for t in tests:
-        p(f"  {t['name']:<28} {t['status']:<8} {t['seconds']:>4} s")
+def gib(b):
+    return f(b / 2**30, ".2f") if isinstance(b, (int, float)) and b else "-"
 
-    # the study's MLP
-    mlp = {r["variant"]: r for r in mine if "passes" in r and r.get("impl") == "mambert"}
-    tmlp = {r["variant"]: r for r in peers if r.get("bench") == "mlp" and "seconds" in r}
-    summary = {"device": device, "tests": tests, "mlp": {}, "gemm": [], "train": []}
-    if mlp or tmlp:
-        p("")
-        p("study MLP, 100 forward passes (s; lower is better)")
-        te, tc = tmlp.get("eager", {}).get("seconds"), tmlp.get("compile_reduce_overhead", {}).get("seconds")
-        for v, label in (("eager", "mambert eager"), ("tape", "mambert tape (launch per node)"),
-                         ("graph", "mambert tape as CUDA graph")):
-            s = mlp.get(v, {}).get("seconds")
-            p(f"  {label:<34} {fmt(s, '.5f'):>9}")
-        p(f"  {'torch eager':<34} {fmt(te, '.5f'):>9}")
-        p(f"  {'torch.compile(reduce-overhead)':<34} {fmt(tc, '.5f'):>9}")
-        me, mg = mlp.get("eager", {}).get("seconds"), mlp.get("graph", {}).get("seconds")
+
+def read_steps(paths):
+    steps = {}
+    for p in paths:
+        try:
+            with open(p) as fh:
+                for line in fh:
+                    parts = line.rstrip("\n").split("\t")
+                    if len(parts) < 5:
+                        continue
+                    name, group, rc, secs, limit = parts[0], parts[1], int(parts[2]), int(parts[3]), int(parts[4])
+                    st = STATUS.get(rc, f"FAILED (exit {rc})")
+                    if group in ("bench", "peers") and rc == 0:
+                        st = "ok"
+                    steps[name] = {"name": name, "group": group, "exit": rc, "seconds": secs, "limit": limit,
+                                   "status": st}
+        except OSError:
+            pass
+    return list(steps.values())
+
+
+class Report:
+    def __init__(self, raw):
+        self.raw = raw
+        self.lines = []
+        self.summary = {}
+
+    def p(self, s=""):
+        self.lines.append(s)
+
+    def j(self, name):
+        return load(os.path.join(self.raw, name))
+
+    def rows(self, name):
+        d = self.j(name)
+        return (d or {}).get("results", []) if isinstance(d, dict) else []
+
+    # ---- sections ----
+
+    def steps(self, steps):
+        self.p("| step | group | status | s | limit s |")
+        self.p("| --- | --- | --- | ---: | ---: |")
+        order = {"tests": 0, "test": 0, "bench": 1, "peers": 2}
+        for s in sorted(steps, key=lambda s: (order.get(s["group"], 3))):
+            self.p(f"| {s['name']} | {s['group']} | {s['status']} | {s['seconds']} | {s['limit']} |")
+
+    def mlp(self):
+        mine = {r.get("variant"): r for r in self.rows("bench_cuda_mlp.json") if "passes" in r}
+        peers = {r.get("variant"): r for r in self.rows("torch_mlp_gemm.json") if r.get("bench") == "mlp" and "seconds" in r}
+        if not mine and not peers:
+            return
+        self.p("\n### Study MLP, 100 forward passes (s, lower is better)\n")
+        self.p("| variant | seconds |")
+        self.p("| --- | ---: |")
+        for v, label in (("eager", "mambert eager (record + run)"), ("tape", "mambert tape (a launch per node)"),
+                         ("graph", "mambert tape as one CUDA graph")):
+            self.p(f"| {label} | {f(mine.get(v, {}).get('seconds'), '.5f')} |")
+        te, tc = peers.get("eager", {}).get("seconds"), peers.get("compile_reduce_overhead", {}).get("seconds")
+        self.p(f"| torch eager | {f(te, '.5f')} |")
+        self.p(f"| torch.compile(mode=\"reduce-overhead\") | {f(tc, '.5f')} |")
+        me, mg = mine.get("eager", {}).get("seconds"), mine.get("graph", {}).get("seconds")
+        ratios = []
         if me and te:
-            p(f"  mambert eager vs torch eager: {te / me:.2f}x")
+            ratios.append(f"mambert eager vs torch eager {te / me:.2f}x")
         if mg and tc:
-            p(f"  mambert graph vs torch.compile(reduce-overhead): {tc / mg:.2f}x")
+            ratios.append(f"mambert graph vs torch.compile {tc / mg:.2f}x")
         if mg and te:
-            p(f"  mambert graph vs torch eager: {te / mg:.2f}x")
-        summary["mlp"] = {"mambert": mlp, "torch": tmlp}
+            ratios.append(f"mambert graph vs torch eager {te / mg:.2f}x")
+        if ratios:
+            self.p("\n" + "; ".join(ratios) + " (> 1: mambert faster)")
+        self.summary["mlp"] = {"mambert": mine, "torch": peers}
 
-    # GEMMs
-    mg = {(r["M"], r["K"], r["N"], r["type"]): r for r in mine if "tflops" in r}
-    tg = {(r["M"], r["K"], r["N"], r["type"]): r for r in peers if r.get("bench") == "gemm" and "tflops" in r}
-    if mg or tg:
-        p("")
-        p("GEMM y = x @ w^T, TFLOP/s (higher is better)")
-        p(f"  {'M':>6} {'K':>6} {'N':>6} {'type':<5} {'mambert':>9} {'torch':>9} {'ratio':>7}")
+    def gemm(self):
+        mg = {(r["M"], r["K"], r["N"], r["type"]): r for r in self.rows("bench_cuda_gemm.json") if "tflops" in r}
+        tg = {(r["M"], r["K"], r["N"], r["type"]): r for r in self.rows("torch_mlp_gemm.json")
+              if r.get("bench") == "gemm" and "tflops" in r}
+        if not mg and not tg:
+            return
+        self.p("\n### GEMM y = x @ w^T, TFLOP/s (higher is better)\n")
+        self.p("| M | K | N | type | mambert | torch | mambert/torch |")
+        self.p("| ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+        out = []
         for key in sorted(set(mg) | set(tg), key=lambda k: (k[3], k[:3] != (8192, 8192, 8192), k[0], k[1], k[2])):
             a, b = mg.get(key, {}).get("tflops"), tg.get(key, {}).get("tflops")
-            ratio = f"{a / b:.2f}x" if a and b else "-"
-            tag = "  (ceiling)" if key[:3] == (8192, 8192, 8192) else ""
-            p(f"  {key[0]:>6} {key[1]:>6} {key[2]:>6} {key[3]:<5} {fmt(a, '.1f'):>9} {fmt(b, '.1f'):>9} {ratio:>7}{tag}")
-            summary["gemm"].append({"M": key[0], "K": key[1], "N": key[2], "type": key[3], "mambert_tflops": a,
-                                    "torch_tflops": b})
+            tag = " (ceiling)" if key[:3] == (8192, 8192, 8192) else ""
+            self.p(f"| {key[0]} | {key[1]} | {key[2]} | {key[3]}{tag} | {f(a, '.1f')} | {f(b, '.1f')} | "
+                   f"{f(a / b, '.2f') + 'x' if a and b else '-'} |")
+            out.append({"M": key[0], "K": key[1], "N": key[2], "type": key[3], "mambert_tflops": a, "torch_tflops": b})
+        self.summary["gemm"] = out
 
-    # training steps
-    mt = [r for r in mine if r.get("model")]
-    tt = [r for r in peers if r.get("bench") == "train"]
-    if mt or tt:
-        p("")
-        p("training step, bf16, batch x seq as listed: samples/s (higher is better), peak GiB")
-        models = []
-        for r in mt + tt:
-            if r.get("model") and r["model"] not in models:
-                models.append(r["model"])
-        for m in models:
-            r = next((x for x in mt if x.get("model") == m), None)
+    def train(self):
+        mine = self.rows("bench_cuda_train_bert.json") + self.rows("bench_cuda_train_mamba.json")
+        peers = [r for r in self.rows("torch_train.json") if r.get("bench") == "train"]
+        if not mine and not peers:
+            return
+        self.p("\n### Training step, bf16 (f32 master weights, AdamW, clip 1.0): samples/s (higher is better), "
+               "peak GiB\n")
+        self.p("| model | implementation | batch x seq | samples/s | peak GiB | mambert: x faster | mambert: memory |")
+        self.p("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+        for m in ("bert", "mamba"):
+            r = next((x for x in mine if x.get("model") == m), None)
             ok = r is not None and r.get("status") == "ok"
             if r is None:
-                p(f"  mambert {m:<6} not run")
+                self.p(f"| {m} | mambert | - | not run | | | |")
             elif not ok:
-                p(f"  mambert {m:<6} {r.get('status')}: {r.get('why', '')}")
+                self.p(f"| {m} | mambert | {r.get('batch')}x{r.get('seq')} | {r.get('status')}: {r.get('why', '')} | | | |")
             else:
-                p(f"  mambert {m:<6} {r['batch']}x{r['seq']}: {r['samples_per_s']:9.1f} samples/s, "
-                  f"{r['peak_bytes'] / 2**30:6.2f} GiB  (attention: {r.get('attention')})")
-            for t in (x for x in tt if x.get("model") == m):
+                self.p(f"| {m} | mambert (models/, CUDA graphs) | {r['batch']}x{r['seq']} | {r['samples_per_s']:.1f} | "
+                       f"{gib(r['peak_bytes'])} | | |")
+            for t in (x for x in peers if x.get("model") == m):
                 if t.get("status") != "ok":
-                    p(f"    torch {t['variant']:<8} {t.get('status')}: {t.get('why', '')}")
+                    self.p(f"| {m} | HF {t.get('variant')} | {t.get('batch')}x{t.get('seq')} | {t.get('status')}: "
+                           f"{t.get('why', '')} | | | |")
                     continue
-                line = (f"    torch {t['variant']:<8} {t['samples_per_s']:9.1f} samples/s, "
-                        f"{t['peak_bytes'] / 2**30:6.2f} GiB")
-                if ok:
-                    line += (f"   mambert/torch: {r['samples_per_s'] / t['samples_per_s']:.2f}x speed, "
-                             f"{r['peak_bytes'] / t['peak_bytes']:.2f}x memory")
-                p(line)
-        summary["train"] = {"mambert": mt, "torch": tt}
+                sp = f"{r['samples_per_s'] / t['samples_per_s']:.2f}x" if ok else "-"
+                mem = f"{r['peak_bytes'] / t['peak_bytes']:.2f}x" if ok and t.get("peak_bytes") else "-"
+                self.p(f"| {m} | HF transformers {t['variant']} | {t['batch']}x{t['seq']} | {t['samples_per_s']:.1f} | "
+                       f"{gib(t.get('peak_bytes'))} | {sp} | {mem} |")
+        self.summary["train"] = {"mambert": mine, "torch": peers}
 
-    # fused attention (bench_cuda_attention, torch SDPA merged in by tools/bench_torch_sdpa.py --merge)
-    att = benches.get("bench_cuda_attention")
-    if att and att.get("rows"):
-        sdpa = {(r["L"], r["D"], r["backend"]): r for r in (att.get("torch_sdpa") or {}).get("rows", [])}
+    def attention(self):
+        att = self.j("bench_cuda_attention.json")
+        sd = self.j("torch_sdpa.json") or (att or {}).get("torch_sdpa") or {}
+        if not att or not att.get("rows"):
+            return
+        sdpa = {(r["L"], r["D"], r["backend"]): r for r in sd.get("rows", [])}
 
         def ratio(r, kind, backend):
             t = sdpa.get((r["L"], r["D"], backend), {})
             return f"{r[kind] / t[kind]:.2f}x" if t.get(kind) else "-"
 
-        p("")
-        p(f"attention, bf16, {att.get('tokens')} tokens x {att.get('heads')} heads: TFLOP/s (share of the measured "
-          f"{att.get('peak_bf16_gemm_tflops', 0):.0f} TFLOP/s bf16 peak); mambert / torch SDPA (> 1: mambert faster)")
-        p(f"  {'L':>6} {'D':>4} {'fwd':>7} {'peak':>5} {'bwd':>7} {'peak':>5} | {'flash fwd':>9} {'bwd':>6} | "
-          f"{'cudnn fwd':>9} {'bwd':>6}")
+        self.p(f"\n### Fused attention, bf16, {att.get('tokens')} tokens x {att.get('heads')} heads: TFLOP/s "
+               f"(share of the measured {f(att.get('peak_bf16_gemm_tflops'), '.0f')} TFLOP/s bf16 GEMM peak); "
+               f"mambert / torch SDPA (> 1: mambert faster)\n")
+        self.p("| L | D | fwd | peak | bwd | peak | / flash fwd | / flash bwd | / cuDNN fwd | / cuDNN bwd |")
+        self.p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for r in att["rows"]:
-            p(f"  {r['L']:>6} {r['D']:>4} {r['fwd_tflops']:7.1f} {100 * r['fwd_share_of_peak']:4.0f}% "
-              f"{r['bwd_tflops']:7.1f} {100 * r['bwd_share_of_peak']:4.0f}% | {ratio(r, 'fwd_tflops', 'flash'):>9} "
-              f"{ratio(r, 'bwd_tflops', 'flash'):>6} | {ratio(r, 'fwd_tflops', 'cudnn'):>9} "
-              f"{ratio(r, 'bwd_tflops', 'cudnn'):>6}")
+            self.p(f"| {r['L']} | {r['D']} | {r['fwd_tflops']:.1f} | {100 * r['fwd_share_of_peak']:.0f}% | "
+                   f"{r['bwd_tflops']:.1f} | {100 * r['bwd_share_of_peak']:.0f}% | {ratio(r, 'fwd_tflops', 'flash')} | "
+                   f"{ratio(r, 'bwd_tflops', 'flash')} | {ratio(r, 'fwd_tflops', 'cudnn')} | "
+                   f"{ratio(r, 'bwd_tflops', 'cudnn')} |")
         pv = att.get("packed_vs_padded")
         if pv:
-            p(f"  packed vs padded ({pv['nseq']} sequences, {pv['real_tokens']} of {pv['padded_tokens']} tokens real): "
-              f"packed {pv['padded_fwd_ms'] / pv['packed_fwd_ms']:.2f}x faster forward, "
-              f"{pv['padded_bwd_ms'] / pv['packed_bwd_ms']:.2f}x backward")
-        summary["attention"] = att
+            self.p(f"\nkernel level, packed vs padded ({pv['nseq']} sequences, {pv['real_tokens']} of "
+                   f"{pv['padded_tokens']} tokens real): packed {pv['padded_fwd_ms'] / pv['packed_fwd_ms']:.2f}x faster "
+                   f"forward, {pv['padded_bwd_ms'] / pv['packed_bwd_ms']:.2f}x backward")
+        self.summary["attention"] = {"mambert": att, "torch_sdpa": sd}
 
-    failed = [t["name"] for t in tests if t["status"] in ("FAILED", "TIMEOUT")]
-    p("")
-    p("RESULT: " + ("all tests and benchmarks ran" if not failed else "FAILED: " + ", ".join(failed)))
-    summary["failed"] = failed
-    with open(os.path.join(out, "gpu_check.json"), "w") as f:
-        json.dump(summary, f, indent=1)
-    print("\n".join(lines))
+    def scan(self):
+        mb = self.j("bench_cuda_selective_scan.json")
+        merged = self.j("scan.json")
+        check = None
+        try:
+            with open(os.path.join(self.raw, "scan_check.txt")) as fh:
+                lines = [x.strip() for x in fh if x.strip()]
+                check = lines[-1] if lines else None
+        except OSError:
+            pass
+        if not mb and not merged and not check:
+            return
+        self.p("\n### Selective scan + conv1d (batch 8, d_inner 1536, d_state 16, bf16), forward + backward\n")
+        if check:
+            self.p(f"transformers' slow path on the GPU vs mambert (cuda_selective_scan's dump): {check}\n")
+        if merged and merged.get("speedups"):
+            names = sorted({k[:-3] for r in merged["speedups"] for k in r if k.endswith("_ms") and k != "mambert_ms"})
+            self.p("| L | mambert ms | " + " | ".join(f"{n} ms | speed-up" for n in names) + " |")
+            self.p("| ---: | ---: | " + " | ".join("---: | ---:" for _ in names) + " |")
+            for r in merged["speedups"]:
+                cells = [f"{f(r.get(n + '_ms'), '.3f')} | {f(r.get(n + '_speedup'), '.1f')}x" for n in names]
+                self.p(f"| {r['L']} | {f(r.get('mambert_ms'), '.3f')} | " + " | ".join(cells) + " |")
+        elif mb:
+            copy = mb.get("copy_gbps") or 0
+            self.p("| L | fwd ms | bwd ms | fwd % of copy bw | bwd % | exp floor ms |")
+            self.p("| ---: | ---: | ---: | ---: | ---: | ---: |")
+            for r in mb.get("results", []):
+                self.p(f"| {r['L']} | {r['fwd_ms']:.3f} | {r['bwd_ms']:.3f} | "
+                       f"{f(100 * r['fwd_gbps'] / copy if copy else None, '.0f')}% | "
+                       f"{f(100 * r['bwd_gbps'] / copy if copy else None, '.0f')}% | {r['exp_floor_ms']:.3f} |")
+        self.summary["scan"] = {"check": check, "merged": merged, "mambert": mb}
+
+    def sweep(self):
+        mine = [r for r in self.rows("bench_cuda_sweep.json") if "L" in r]
+        peers = [r for r in self.rows("torch_sweep.json") if r.get("bench") == "sweep"]
+        if not mine and not peers:
+            return
+        Ls = sorted({r["L"] for r in mine + peers})
+
+        def cell(rows, model, mode, L, key="samples_per_s", fmt=".1f"):
+            r = next((x for x in rows if x.get("model") == model and x.get("mode") == mode and x.get("L") == L), None)
+            if r is None:
+                return "-", "-"
+            if r.get("status") != "ok":
+                return r.get("status", "?"), "-"
+            return f(r.get(key), fmt), gib(r.get("peak_bytes"))
+
+        self.p("\n### Sequence-length sweep, bf16: evaluation (batch 32, forward + logits): samples/s | peak GiB\n")
+        self.p("| L | mambert BERT | GiB | HF BERT (sdpa) | GiB | mambert Mamba | GiB | HF Mamba (slow path) | GiB |")
+        self.p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for L in Ls:
+            a, b, c, d = (cell(mine, "bert", "eval", L), cell(peers, "bert", "eval", L),
+                          cell(mine, "mamba", "eval", L), cell(peers, "mamba", "eval", L))
+            self.p(f"| {L} | {a[0]} | {a[1]} | {b[0]} | {b[1]} | {c[0]} | {c[1]} | {d[0]} | {d[1]} |")
+        tr = [r for r in mine if r.get("mode") == "train"]
+        if tr:
+            self.p("\ntraining step at a fixed token count per step (batch = tokens / L): tokens/s | peak GiB\n")
+            self.p("| L | batch | mambert BERT | GiB | mambert Mamba | GiB |")
+            self.p("| ---: | ---: | ---: | ---: | ---: | ---: |")
+            for L in sorted({r["L"] for r in tr}):
+                a, c = cell(tr, "bert", "train", L, "tokens_per_s", ".0f"), cell(tr, "mamba", "train", L,
+                                                                              "tokens_per_s", ".0f")
+                B = next((r.get("batch") for r in tr if r["L"] == L), "-")
+                self.p(f"| {L} | {B} | {a[0]} | {a[1]} | {c[0]} | {c[1]} |")
+        self.summary["sweep"] = {"mambert": mine, "torch": peers}
+
+    def packed(self):
+        rows = self.rows("bench_cuda_packed.json")
+        if not rows:
+            return
+        self.p("\n### Fine-tuning on IMDB's real lengths (shipped sample, max_length 512, batch 32), bf16\n")
+        for r in rows:
+            if "lengths" in r:
+                ln = r["lengths"]
+                self.p(f"- {r['model']} ({ln['tokenizer']}): median {ln['median']}, p90 {ln['p90']}, p99 {ln['p99']} "
+                       f"tokens; {ln['over_max_length']} of {ln['n']} reviews longer than 512")
+        self.p("\n| model | batching | reviews/s | real tokens/s | real share | steps | shapes | peak GiB | "
+               "packed: x faster |")
+        self.p("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        modes = [r for r in rows if "mode" in r]
+        for m in ("bert", "mamba"):
+            pk = next((r for r in modes if r["model"] == m and r["mode"] == "packed" and r["status"] == "ok"), None)
+            for r in (x for x in modes if x["model"] == m):
+                if r["status"] != "ok":
+                    self.p(f"| {m} | {r['mode']} | {r['status']}: {r.get('why', '')} | | | | | | |")
+                    continue
+                share = r["real_tokens"] / r["computed_tokens"] if r.get("computed_tokens") else None
+                sp = f"{pk['reviews_per_s'] / r['reviews_per_s']:.2f}x" if pk and r is not pk else "-"
+                self.p(f"| {m} | {r['mode']} | {r['reviews_per_s']:.1f} | {r['real_tokens_per_s']:.0f} | "
+                       f"{f(100 * share if share else None, '.0f')}% | {r['steps']} | {r['shapes']} | "
+                       f"{gib(r['peak_bytes'])} | {sp} |")
+        self.summary["packed"] = rows
+
+
+def report(raw, out):
+    steps = read_steps([os.path.join(raw, "steps.tsv")] + sorted(glob.glob(os.path.join(raw, "steps.*.tsv"))))
+    r = Report(raw)
+    device, torch_v = "?", "?"
+    for name in sorted(os.listdir(raw)) if os.path.isdir(raw) else []:
+        d = load(os.path.join(raw, name)) if name.endswith(".json") else None
+        if isinstance(d, dict):
+            dev = d.get("device")
+            if isinstance(dev, dict):
+                dev = dev.get("name")
+            if dev and device == "?":
+                device = dev
+            if d.get("torch") and torch_v == "?":
+                torch_v = d["torch"]
+    r.p(f"## mambert GPU check on {device} (torch {torch_v})\n")
+    r.steps(steps)
+    for sec in (r.train, r.sweep, r.attention, r.scan, r.packed, r.mlp, r.gemm):
+        try:
+            sec()
+        except Exception as e:  # a malformed file must not hide the other tables
+            r.p(f"\n(report section {sec.__name__} failed: {e!r})")
+    failed = [s["name"] for s in steps if s["status"].startswith(("FAILED", "TIMEOUT"))]
+    skipped = [s["name"] for s in steps if s["status"] == "skipped (budget)"]
+    r.p("")
+    if skipped:
+        tests = [s for s in skipped if s.startswith(("cuda_", "runtime_"))]
+        others = [s for s in skipped if s not in tests]
+        r.p("Not reached within the budget; the call that runs them: run(command=\"tools/gpu_check.sh run "
+            + " ".join(others + tests) + "\", carry=[\"gpu-bundle\"], timeout_s=540)")
+    r.p("RESULT: " + ("every step ran and passed" if not failed and not skipped
+                      else ("FAILED: " + ", ".join(failed) if failed else "no failures") +
+                      (f"; {len(skipped)} not reached" if skipped else "")))
+    everything = {"device": device, "torch": torch_v, "steps": steps, "failed": failed, "skipped": skipped,
+                  "summary": r.summary, "raw": {}}
+    for name in sorted(os.listdir(raw)) if os.path.isdir(raw) else []:
+        if name.endswith(".json"):
+            everything["raw"][name] = load(os.path.join(raw, name))
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "gpu_check.json"), "w") as fh:
+        json.dump(everything, fh, indent=1)
+    text = "\n".join(r.lines) + "\n"
+    with open(os.path.join(out, "gpu_check.md"), "w") as fh:
+        fh.write(text)
+    print(text)
     return 1 if failed else 0
+
+
+def merge_raw(tars, out):
+    """Unpack the calls' gpu_raw.tar.gz in order into one raw folder (later
+    files win); each call's steps.tsv is kept as steps.N.tsv (later rows win)."""
+    tmp = tempfile.mkdtemp(prefix="gpu_report_")
+    raw = os.path.join(tmp, "raw")
+    os.makedirs(raw)
+    for i, t in enumerate(tars):
+        with tarfile.open(t) as tf:
+            members = [m for m in tf.getmembers() if m.isfile() and m.name.startswith("raw/") and ".." not in m.name]
+            for m in members:
+                m.name = os.path.basename(m.name)
+                if m.name == "steps.tsv":
+                    m.name = f"steps.{i:02d}.tsv"
+                tf.extract(m, raw)
+    return report(raw, out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--raw", help="a run's raw folder (steps.tsv and the steps' JSON)")
+    ap.add_argument("--merge-raw", nargs="+", metavar="TAR", help="gpu_raw.tar.gz of several calls, in order")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args()
+    if a.merge_raw:
+        return merge_raw(a.merge_raw, a.out)
+    if not a.raw:
+        ap.error("--raw or --merge-raw")
+    return report(a.raw, a.out)
 
 
 if __name__ == "__main__":

@@ -110,11 +110,26 @@ static void scan_desc(const mb_kernel_call *k, int cu_at, mb_scan_desc *d) {
   }
 }
 
+/* The CPU kernels take one dtype for activations and parameters (the op
+ * table allows the parameters their own: f32 masters beside bf16 on the GPU). */
+static int same_dtype(const mb_kernel_call *k, const int *idx, int n) {
+  for (int j = 0; j < n; j++)
+    if (k->in[idx[j]].dtype != k->in[0].dtype)
+      return MB_ERR(MB_EUNSUPPORTED, "cpu kernel for '%s' needs input %d in %s like input 0, got %s (mixed dtypes "
+                    "run on the GPU only)", mb_op_name(k->node->op), idx[j], mb_dtype_name(k->in[0].dtype),
+                    mb_dtype_name(k->in[idx[j]].dtype));
+  return MB_OK;
+}
+
+static const int SCAN_PARAMS[3] = {2, 5, 7}; /* A_log, D, delta_bias */
+static const int CONV_PARAMS[2] = {1, 2};    /* w, bias */
+
 #define SCAN_IN(T, k) \
   {(const T *)(k)->in[0].data, (const T *)(k)->in[1].data, (const T *)(k)->in[2].data, (const T *)(k)->in[3].data, \
    (const T *)(k)->in[4].data, (const T *)(k)->in[5].data, (const T *)(k)->in[6].data, (const T *)(k)->in[7].data}
 
 static int scan_kernel(const mb_kernel_call *k) {
+  MB_TRY(same_dtype(k, SCAN_PARAMS, 3));
   mb_scan_desc d;
   scan_desc(k, 8, &d);
   size_t es = mb_dtype_size(k->in[0].dtype), wb;
@@ -135,6 +150,7 @@ static int scan_kernel(const mb_kernel_call *k) {
 
 /* (u, delta, A_log, B, C, D, z, delta_bias, states, dy [, cu]) -> 8 gradients */
 static int scan_grad_kernel(const mb_kernel_call *k) {
+  MB_TRY(same_dtype(k, SCAN_PARAMS, 3));
   mb_scan_desc d;
   scan_desc(k, 10, &d);
   size_t es = mb_dtype_size(k->in[0].dtype), wb;
@@ -186,6 +202,7 @@ static void conv_desc(const mb_kernel_call *k, int cu_at, mb_conv1d_desc *d) {
 }
 
 static int conv1d_kernel(const mb_kernel_call *k) {
+  MB_TRY(same_dtype(k, CONV_PARAMS, 2));
   mb_conv1d_desc d;
   conv_desc(k, 3, &d);
   const mb_tensor *in = k->in;
@@ -198,6 +215,7 @@ static int conv1d_kernel(const mb_kernel_call *k) {
 
 /* (x, w, bias, dy [, cu]) -> dx, dw, dbias */
 static int conv1d_grad_kernel(const mb_kernel_call *k) {
+  MB_TRY(same_dtype(k, CONV_PARAMS, 2));
   mb_conv1d_desc d;
   conv_desc(k, 4, &d);
   size_t wb;

@@ -12,6 +12,7 @@
 #include "autograd/op.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_backend_internal.h"
+#include "kernels/cuda/selective_scan.h"
 #include "runtime/log.h"
 
 #define STREAM(k) (cuda_of((k)->backend)->stream)
@@ -469,6 +470,7 @@ void mb_cuda_register_ops(void) {
   mb_op_set_kernel(MB_OP_SUM_TO, B, k_sum_to, ws_sum_to);
   mb_op_set_kernel(MB_OP_CAST, B, k_cast, NULL);
   mb_cuda_attn_register_ops(); /* MB_OP_ATTENTION[_GRAD]: kernels/cuda/attention_ops.c */
+  mb_cuda_scan_register_ops(); /* MB_OP_SELECTIVE_SCAN[_GRAD], MB_OP_CONV1D[_GRAD]: kernels/cuda/scan_ops.c */
 }
 
 static pthread_once_t register_once = PTHREAD_ONCE_INIT;

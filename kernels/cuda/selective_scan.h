@@ -93,6 +93,10 @@ int mb_cuda_scan_bwd(const mb_scan_desc *d, mb_dtype dt, mb_dtype param_dt, cons
                      const float *states, const void *dy, const mb_cuda_scan_grad *grad, void *workspace,
                      size_t workspace_bytes, struct CUstream_st *stream) MB_NODISCARD;
 
+/* Register MB_OP_SELECTIVE_SCAN[_GRAD] and MB_OP_CONV1D[_GRAD] on the CUDA
+ * backend (kernels/cuda/scan_ops.c; called by mb_cuda_register_ops). */
+void mb_cuda_scan_register_ops(void);
+
 #ifdef __cplusplus
 }
 #endif

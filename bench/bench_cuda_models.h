@@ -1,0 +1,234 @@
+/* bench_cuda_models.h: what the model-level GPU benchmarks share
+ * (bench_cuda_train, bench_cuda_sweep, bench_cuda_packed): the study's two
+ * models from models/ (BERT-base: bert-base-uncased sizes; Mamba-130m:
+ * mamba_ssm's defaults) randomly initialised on the CUDA backend in a
+ * compute precision (f32 master weights), one program per batch shape,
+ * timed training steps (forward, backward, clip_grad_norm 1.0, AdamW) and
+ * evaluation passes (forward, logits read back), with the caching
+ * allocator's peak and the planned arena. A point that does not fit the
+ * card is reported as "oom" with the bytes it asked for, never a crash.
+ * Header-only; benchmark code, so checked calls exit on the first error
+ * except where an out-of-memory is an expected outcome. */
+#ifndef MB_BENCH_CUDA_MODELS_H
+#define MB_BENCH_CUDA_MODELS_H
+
+#include <cuda_runtime_api.h>
+
+#include "autograd/autograd.h"
+#include "autograd/optim.h"
+#include "bench_cuda_util.h"
+#include "kernels/cuda/cuda.h"
+#include "models/model.h"
+#include "runtime/philox.h"
+
+typedef struct {
+  int bert;
+  mb_model *m;
+  mb_backend *be;
+  mb_optimizer *opt; /* made on the first training step */
+  int64_t nparams;
+} bm_model;
+
+/* BERT-base or Mamba-130m on be; max_pos > 0 overrides BERT's 512 position
+ * embeddings (the sweep's long sequences; random weights either way). */
+static inline void bm_model_new(bm_model *bm, mb_backend *be, int bert, int64_t max_pos, mb_dtype compute) {
+  memset(bm, 0, sizeof *bm);
+  bm->bert = bert;
+  bm->be = be;
+  mb_model_config c = mb_model_config_default(bert ? MB_ARCH_BERT : MB_ARCH_MAMBA);
+  if (bert && max_pos > c.bert.max_position)
+    c.bert.max_position = max_pos;
+  BCHECK(mb_model_new(&c, NULL, be, &bm->m));
+  BCHECK(mb_model_init_random(bm->m, 42));
+  mb_model_precision p = {compute, 0};
+  BCHECK(mb_model_set_precision(bm->m, &p));
+  bm->nparams = mb_params_total(mb_model_params(bm->m));
+}
+
+static inline void bm_model_free(bm_model *bm) {
+  mb_optimizer_free(bm->opt);
+  mb_model_free(bm->m);
+  memset(bm, 0, sizeof *bm);
+}
+
+static inline const char *bm_name(const bm_model *bm) { return bm->bert ? "bert-base" : "mamba-130m"; }
+
+static inline int64_t bm_vocab(const bm_model *bm) {
+  const mb_model_config *c = mb_model_config_of(bm->m);
+  return bm->bert ? c->bert.vocab_size : c->mamba.vocab_size_config;
+}
+
+/* A padded batch [B, L] of random ids, every row full length (the same work
+ * as the padded PyTorch peers), labels 0/1; BERT rows start with [CLS]. */
+typedef struct {
+  mb_batch b;
+  int32_t *ids, *mask, *labels, *lengths;
+  int64_t *ex;
+} bm_batch;
+
+static inline void bm_batch_random(bm_batch *t, const bm_model *bm, int B, int L, uint64_t seed) {
+  memset(t, 0, sizeof *t);
+  size_t n = (size_t)B * L;
+  t->ids = malloc(n * sizeof *t->ids);
+  t->mask = malloc(n * sizeof *t->mask);
+  t->labels = malloc((size_t)B * sizeof *t->labels);
+  t->lengths = malloc((size_t)B * sizeof *t->lengths);
+  t->ex = malloc((size_t)B * sizeof *t->ex);
+  uint32_t *w = malloc(n * sizeof *w);
+  if (!t->ids || !t->mask || !t->labels || !t->lengths || !t->ex || !w) {
+    fprintf(stderr, "bench: out of host memory for a [%d, %d] batch\n", B, L);
+    exit(1);
+  }
+  mb_philox_fill_u32(seed, 0, w, n);
+  const uint32_t V = (uint32_t)bm_vocab(bm);
+  for (size_t i = 0; i < n; i++) {
+    t->ids[i] = 1000 + (int32_t)(w[i] % (V - 1000)); /* ordinary tokens, no specials */
+    t->mask[i] = 1;
+  }
+  for (int b = 0; b < B; b++) {
+    if (bm->bert)
+      t->ids[(size_t)b * L] = 101; /* [CLS] */
+    t->labels[b] = (int32_t)(w[b] & 1);
+    t->lengths[b] = L;
+    t->ex[b] = b;
+  }
+  free(w);
+  t->b.mode = MB_BATCH_PADDED;
+  t->b.rows = B;
+  t->b.seq_len = L;
+  t->b.n_seqs = B;
+  t->b.n_tokens = (int64_t)n;
+  t->b.input_ids = t->ids;
+  t->b.attention_mask = t->mask;
+  t->b.labels = t->labels;
+  t->b.lengths = t->lengths;
+  t->b.example_ids = t->ex;
+  t->b.indices = t->ex;
+}
+
+static inline void bm_batch_free(bm_batch *t) {
+  free(t->ids), free(t->mask), free(t->labels), free(t->lengths), free(t->ex);
+  memset(t, 0, sizeof *t);
+}
+
+typedef struct {
+  char status[16]; /* ok | oom | failed */
+  char why[256];
+  int runs;  /* timed runs */
+  double ms; /* median per step / pass */
+  double ms_min;
+  size_t peak_bytes;  /* the caching allocator's peak over the timed runs (weights, gradients, optimizer
+                         state, the arena, inputs: what torch.cuda.max_memory_allocated counts) */
+  size_t arena_bytes; /* the planned activation arena of the program */
+  double build_s;     /* recording + compiling the program */
+  float loss;
+} bm_result;
+
+/* A message made safe to print inside a JSON string (quotes, backslashes
+ * and control characters replaced), in place. */
+static inline const char *bm_json_safe(char *s) {
+  for (char *p = s; *p; p++)
+    if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+      *p = '\'';
+  return s;
+}
+
+static inline mb_device_allocator *bm_alloc(bm_model *bm) { return mb_cuda_backend_allocator(bm->be); }
+
+static inline size_t bm_free_device_bytes(void) {
+  size_t free_b = 0, total = 0;
+  if (cudaMemGetInfo(&free_b, &total) != cudaSuccess)
+    return 0;
+  return free_b;
+}
+
+/* Time a program on one batch: train = 1 forward + backward + clip + AdamW
+ * (dropout on for BERT, as HF's train mode), 0 forward + logits read back.
+ * Warm-up: eager run, CUDA-graph capture, one replay; then at least
+ * min_runs timed runs and at least min_s seconds (at most max_runs), each
+ * timed alone between device synchronisations; the median. An allocation
+ * that fails (the arena or the optimizer's state) gives status "oom". */
+static inline void bm_time(bm_model *bm, const mb_batch *b, int train, int min_runs, int max_runs, double min_s,
+                           bm_result *r) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->status, sizeof r->status, "ok");
+  mb_device_allocator *al = bm_alloc(bm);
+  al->empty_cache(al);
+  double t0 = bench_now();
+  mb_graph *g;
+  BCHECK(mb_graph_new(mb_model_params(bm->m), &g));
+  mb_model_shape s = {b->mode == MB_BATCH_PACKED, b->rows, b->seq_len, train};
+  BCHECK(mb_model_build_shape(bm->m, g, &s));
+  mb_compile_opts o;
+  memset(&o, 0, sizeof o);
+  o.train = train;
+  BCHECK(mb_graph_compile(g, &o));
+  r->arena_bytes = mb_graph_plan_stats(g).arena_bytes;
+  mb_exec *ex = NULL;
+  int rc = mb_exec_new(g, bm->be, &ex);
+  if (rc == MB_OK && train && !bm->opt) {
+    mb_adamw_cfg ac = mb_adamw_defaults();
+    ac.lr = 2e-5;
+    rc = mb_optimizer_adamw(mb_model_params(bm->m), &ac, &bm->opt);
+  }
+  r->build_s = bench_now() - t0;
+  if (rc != MB_OK) {
+    snprintf(r->status, sizeof r->status, rc == MB_ENOMEM ? "oom" : "failed");
+    snprintf(r->why, sizeof r->why, "%s (arena %.2f GiB planned, %.2f GiB free)", mb_error_message(),
+             (double)r->arena_bytes / (1 << 30), (double)bm_free_device_bytes() / (1 << 30));
+    mb_exec_free(ex);
+    mb_graph_free(g);
+    al->empty_cache(al);
+    return;
+  }
+  BCHECK(mb_model_feed(bm->m, ex, b, (uint64_t[2]){1234, 0}));
+  const mb_var drop_rng = mb_graph_find_input(g, "dropout_rng");
+  float *logits = malloc(sizeof(float) * (size_t)b->rows * 64);
+  double times[256];
+  int n = 0;
+  double t_all = 0;
+  for (int run = -3; run < max_runs && run < 256; run++) {
+    if (run == 0) {
+      BCHECK(bm->be->sync(bm->be));
+      al->reset_peak(al);
+    }
+    BCHECK(bm->be->sync(bm->be));
+    double t = bench_now();
+    if (train) {
+      uint64_t rng[2] = {1234, (uint64_t)(run + 3) << 32};
+      if (mb_var_ok(drop_rng))
+        BCHECK(mb_exec_set_input(ex, drop_rng, rng));
+      BCHECK(mb_exec_forward(ex));
+      BCHECK(mb_exec_backward(ex));
+      double norm, scale;
+      BCHECK(mb_clip_grad_norm(mb_model_params(bm->m), 1.0, &norm, &scale)); /* a host sync, as clip_grad_norm_ */
+      BCHECK(mb_optimizer_step(bm->opt, 2e-5, scale));
+    } else {
+      BCHECK(mb_exec_forward(ex));
+      BCHECK(mb_model_read_logits(ex, logits)); /* the predictions come back, as in the study */
+    }
+    BCHECK(bm->be->sync(bm->be));
+    t = bench_now() - t;
+    if (run >= 0) {
+      times[n++] = t;
+      t_all += t;
+      if (n >= min_runs && t_all >= min_s)
+        break;
+    }
+  }
+  BCHECK(mb_exec_get(ex, mb_model_loss(g), &r->loss));
+  r->runs = n;
+  r->peak_bytes = al->stats(al).peak;
+  double mn = times[0];
+  for (int i = 1; i < n; i++)
+    mn = times[i] < mn ? times[i] : mn;
+  r->ms_min = 1e3 * mn;
+  r->ms = 1e3 * bench_median(times, n);
+  free(logits);
+  mb_cuda_backend_forget(bm->be, ex);
+  mb_exec_free(ex);
+  mb_graph_free(g);
+  al->empty_cache(al);
+}
+
+#endif
