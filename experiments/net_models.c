@@ -6,14 +6,12 @@
 #include <string.h>
 
 #include "experiments/net.h"
+#include "models/model.h"
 #include "runtime/fileio.h"
 #include "runtime/hash.h"
 #include "runtime/log.h"
 
 int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_training, mb_backend *be, mb_net **out);
-
-#if __has_include("models/model.h")
-#include "models/model.h"
 
 static mb_model *model_of(const mb_net *net) { return net->impl; }
 
@@ -164,18 +162,3 @@ int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_train
   *out = net;
   return MB_OK;
 }
-
-#else /* models/ not in this tree yet */
-
-int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_training, mb_backend *be, mb_net **out) {
-  (void)vocab_size;
-  (void)for_training;
-  (void)be;
-  (void)out;
-  if (cfg->model_checkpoint[0])
-    return MB_ERR(MB_EUNSUPPORTED, "model.checkpoint %s: loading checkpoints needs models/, which this build lacks",
-                  cfg->model_checkpoint);
-  return MB_ERR(MB_EUNSUPPORTED, "model.arch %s: this build lacks models/ (bow works)", cfg->model_arch);
-}
-
-#endif
