@@ -297,6 +297,9 @@ static int setup_loader(trainer *t) {
     lc.max_seqs = (int32_t)c->max_seqs;
   }
   lc.shuffle = c->shuffle;
+  /* 0: no sorting, batches follow the epoch's order (what makes N ranks x B = 1 rank x N*B) */
+  const int64_t window = c->sort_window * c->batch_size;
+  lc.window = window > INT32_MAX ? INT32_MAX : (int32_t)window;
   lc.rank = t->rank;
   lc.world_size = t->nranks;
   lc.bucket_multiple = (int32_t)c->bucket_multiple;
@@ -368,6 +371,8 @@ static int ensure_buckets(trainer *t, mb_exec *ex) {
     mb_buckets_options bo;
     memset(&bo, 0, sizeof bo);
     bo.dtype = MB_F32;
+    if (t->cfg->bucket_mb > 0)
+      bo.bucket_bytes = (size_t)(t->cfg->bucket_mb * 1048576.0);
     int rc = mb_buckets_create(t->comm, mb_params_grad(t->net->params), (size_t)mb_params_total(t->net->params), gp,
                                n, &bo, &t->buckets);
     free(gp);
