@@ -17,6 +17,8 @@
 #include "data/tokenizer.h"
 #include "distributed/buckets.h"
 #include "distributed/dist.h"
+#include "distributed/timeline.h"
+#include "distributed/watchdog.h"
 #include "distributed/zero.h"
 #include "experiments/checkpoint.h"
 #include "experiments/config.h"
@@ -77,6 +79,7 @@ typedef struct {
   mb_zero_layout zl;
   float *zero_params, *zero_grads;
   double zero_lr, zero_clip_max, zero_accum, zero_norm;
+  mb_timeline *timeline;  /* log.timeline: the recorded step's events */
   /* progress */
   int64_t step, micro, total_steps, steps_per_epoch;
   double samples_seen, tokens_seen, train_seconds;
@@ -396,6 +399,7 @@ static int ensure_buckets(trainer *t, mb_exec *ex) {
     bo.dtype = MB_F32;
     if (t->cfg->bucket_mb > 0)
       bo.bucket_bytes = (size_t)(t->cfg->bucket_mb * 1048576.0);
+    bo.timeline = t->timeline; /* records every step; cleared before the one written out */
     int rc = mb_buckets_create(t->comm, mb_params_grad(t->net->params), (size_t)mb_params_total(t->net->params), gp,
                                n, &bo, &t->buckets);
     free(gp);
@@ -878,12 +882,82 @@ static int log_interval(trainer *t, interval *iv, double lr) {
   return MB_OK;
 }
 
+/* ---- log.timeline: one step's backward ops and all-reduces ------------------------ */
+
+static void timeline_node_hook(void *user, int tape, int index, const char *op, double t0, double t1) {
+  trainer *t = user;
+  mb_timeline_add(t->timeline, MB_TRACK_COMPUTE, tape ? "backward" : "forward", op, t0, t1, index);
+}
+
+static int timeline_begin(trainer *t) {
+  if (t->nranks > 1) /* ranks start the step together, so one origin fits all */
+    MB_TRY(mb_comm_barrier_timeout(t->host, LONG_WAIT_S));
+  mb_timeline_clear(t->timeline);
+  mb_timeline_set_origin(t->timeline, mb_time_now());
+  mb_timeline_set_step(t->timeline, (int)(t->step + 1));
+  return MB_OK;
+}
+
+/* Writes timeline-rank-R.json (and timeline.json with every rank, from rank
+ * 0) and logs how much of the communication the backward hid: all-reduce
+ * time after the backward's last op is exposed, the rest hidden. */
+static int timeline_end(trainer *t) {
+  char path[1200];
+  snprintf(path, sizeof path, "%s/timeline-rank-%d.json", t->run_dir, t->rank);
+  MB_TRY(mb_timeline_write_chrome(t->timeline, path));
+  if (t->nranks > 1) {
+    snprintf(path, sizeof path, "%s/timeline.json", t->run_dir);
+    MB_TRY(mb_timeline_write_chrome_all(t->timeline, t->host, path));
+  }
+  double bwd_end = -1e300;
+  for (size_t i = 0; i < mb_timeline_count(t->timeline); i++) {
+    const mb_timeline_event *e = mb_timeline_get(t->timeline, i);
+    if (strcmp(e->cat, "backward") == 0 && e->t1 > bwd_end)
+      bwd_end = e->t1;
+  }
+  /* sums over ranks: all-reduces, started before the backward ended, time, exposed time, backward time */
+  double mine[5] = {0, 0, 0, 0, 0}, all[5];
+  double bwd_begin = 1e300;
+  for (size_t i = 0; i < mb_timeline_count(t->timeline); i++) {
+    const mb_timeline_event *e = mb_timeline_get(t->timeline, i);
+    if (strcmp(e->cat, "backward") == 0 && e->t0 < bwd_begin)
+      bwd_begin = e->t0;
+    if (strcmp(e->cat, "allreduce") != 0 && strcmp(e->cat, "zero") != 0)
+      continue;
+    mine[0] += 1;
+    mine[1] += e->t0 < bwd_end;
+    mine[2] += e->t1 - e->t0;
+    mine[3] += e->t1 > bwd_end ? e->t1 - (e->t0 > bwd_end ? e->t0 : bwd_end) : 0;
+  }
+  mine[4] = bwd_end > bwd_begin ? bwd_end - bwd_begin : 0;
+  memcpy(all, mine, sizeof all);
+  if (t->nranks > 1)
+    MB_TRY(mb_comm_allreduce(t->host, mine, all, 5, MB_F64, MB_REDUCE_SUM));
+  const double R = (double)t->nranks;
+  const double hidden = all[2] > 0 ? 1.0 - all[3] / all[2] : 0;
+  if (t->rank == 0) {
+    MB_INFO("timeline of step %lld (%s/timeline-rank-*.json): %.0f %s per rank, %.0f started before the backward's "
+            "last op; communication %.2f ms, exposed after the backward %.2f ms, hidden %.1f%%; backward %.2f ms "
+            "(means over %d rank(s))",
+            (long long)t->step, t->run_dir, all[0] / R, t->zero ? "ZeRO-1 steps" : "bucket all-reduces", all[1] / R,
+            1e3 * all[2] / R, 1e3 * all[3] / R, 100 * hidden, 1e3 * all[4] / R, t->nranks);
+    const char *keys[] = {"allreduces", "started_before_backward_end", "comm_ms", "exposed_ms", "hidden_fraction",
+                          "backward_ms"};
+    double vals[] = {all[0] / R, all[1] / R, 1e3 * all[2] / R, 1e3 * all[3] / R, hidden, 1e3 * all[4] / R};
+    MB_TRY(mb_metrics_log(t->metrics, "timeline", t->step, keys, vals, 6));
+  }
+  return MB_OK;
+}
+
 static int train_step(trainer *t, interval *iv, double *lr_out) {
   const mb_config *c = t->cfg;
   const int64_t A = c->grad_accum;
   mb_params *p = t->net->params;
   if (A > 1)
     MB_TRY(mb_params_zero_grad(p));
+  const int record = t->timeline && t->step + 1 == c->timeline_step;
+  if (record)
+    MB_TRY(timeline_begin(t));
   for (int64_t m = 0; m < A; m++) {
     const mb_batch *b;
     MB_TRY(mb_loader_next(t->loader, &b));
@@ -894,8 +968,13 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
     MB_TRY(ensure_buckets(t, ex));
     if (t->buckets)
       MB_TRY(mb_buckets_begin_step(t->buckets, m == A - 1));
-    MB_TRY(mb_exec_forward(ex));
-    MB_TRY(mb_exec_backward(ex));
+    if (record)
+      mb_exec_on_node(ex, timeline_node_hook, t);
+    int rc = mb_exec_forward(ex);
+    if (rc == MB_OK)
+      rc = mb_exec_backward(ex);
+    mb_exec_on_node(ex, NULL, NULL);
+    MB_TRY(rc);
     if (t->hook_rc != MB_OK)
       return t->hook_rc;
     if (b->n_seqs > 0) {
@@ -925,8 +1004,11 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
     t->zero_lr = lr;
     t->zero_clip_max = max_norm;
     t->zero_accum = (double)A;
+    const double z0 = mb_time_now();
     MB_TRY(mb_zero_step(t->comm, &t->zl, t->zero_params, t->zero_grads,
                         t->zero_grads + mb_zero_shard_offset(&t->zl, t->rank), zero_update, t));
+    if (record) /* after the backward by design: reduce-scatter, update, all-gather */
+      mb_timeline_add(t->timeline, MB_TRACK_COMM, "zero", "ZeRO-1 step", z0, mb_time_now(), -1);
     memcpy(params, t->zero_params, numel * sizeof(float));
     norm = t->zero_norm;
   } else {
@@ -941,6 +1023,8 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
   iv->grad_norm_sum += norm;
   iv->steps += 1;
   t->step++;
+  if (record)
+    MB_TRY(timeline_end(t));
   *lr_out = lr;
   return MB_OK;
 }
@@ -1087,6 +1171,7 @@ static int run_loop(trainer *t, int *interrupted) {
 
 static void trainer_free(trainer *t) {
   mb_buckets_destroy(t->buckets);
+  mb_timeline_destroy(t->timeline);
   free(t->bucket_pos);
   mb_host_free(t->zero_params);
   mb_host_free(t->zero_grads);
@@ -1128,6 +1213,8 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
                              0));
   MB_TRY(agree_status(t, t->zero ? setup_zero(t) : make_optimizer(t, 0, 0, 0)));
   MB_TRY(agree_status(t, setup_loader(t)));
+  if (c->timeline_step > 0)
+    MB_TRY(mb_timeline_create(t->rank, (size_t)1 << 15, &t->timeline));
   t->dropout_seed = (uint64_t)c->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
   char ckpt_dir[1200] = "";
   int64_t resume_step = -1;

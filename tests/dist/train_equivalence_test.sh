@@ -8,13 +8,13 @@
 # by design is off: dropout, length-sorting windows (data.sort_window: 0),
 # bucketed lengths (data.bucket_multiple: 0: every batch is max_length long,
 # so the Mamba pooling over padding sees the same shapes). COMPARE is
-# dist_compare. Skipped (77) without mpirun.
+# dist_check. Skipped (77) without mpirun.
 #
 # BERT's attention key bias has a zero gradient by the maths (it adds the
 # same q.b to every score of a row; softmax ignores that), so from its zero
 # initialisation it only collects rounding noise of sums whose order differs
 # with the rank count (1e-15 with SGD, 1e-8 once AdamW normalises it): no
-# relative bound fits a tensor of pure noise. It is judged absolutely (max abs difference <= 1e-6, dist_compare).
+# relative bound fits a tensor of pure noise. It is judged absolutely (max abs difference <= 1e-6, dist_check).
 set -u
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 compare="$2"
