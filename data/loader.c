@@ -487,14 +487,15 @@ static uint64_t fingerprint(const mb_loader *l) {
 static int sequential(const mb_loader_config *c) { return c->mode == MB_BATCH_PADDED && c->window <= 1; }
 
 /* What fixes the epoch's global order and how batches walk it, whatever the
- * rank count and batch size (the fingerprint above includes those). */
+ * rank count and the size of a rank's batch (rows, or a packed batch's token
+ * budget and sequences: the fingerprint above includes those). */
 static uint32_t order_fingerprint(const mb_loader *l) {
   const mb_loader_config *c = &l->cfg;
   const mb_shard_meta *m = &l->set->meta;
   uint64_t h = 0xcbf29ce484222325ULL;
   const int64_t v[] = {2 /* version */, l->n_eff, l->set->n, l->set->n_tokens, c->mode, c->max_length,
-                       c->token_budget, c->max_seqs, c->shuffle, (int64_t)c->seed, c->remainder,
-                       c->bucket_multiple, sequential(c), c->drop_last, c->limit, c->pad_id};
+                       c->shuffle, (int64_t)c->seed, c->remainder, c->bucket_multiple, sequential(c),
+                       c->drop_last, c->limit, c->pad_id};
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
     h = fnv_add(h, (uint64_t)v[i]);
   h = fnv_str(h, m->dataset);

@@ -6,7 +6,8 @@
 # per-rank batch so the global batch stays 16); each must end with the
 # losses and final weights of an uninterrupted 1 rank x 16 run within 1e-5
 # relative. ZeRO-1 shards are re-sliced (or gathered into a whole state on
-# one rank). Resuming with another global batch is refused, saying so.
+# one rank). Resuming with another global batch, or packed batches
+# mid-epoch, is refused, saying so.
 # Skipped (77) without mpirun.
 set -u
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
@@ -101,6 +102,19 @@ if launch 4 --resume "$b" >"$b.log" 2>&1; then
   echo "FAIL: resuming 2 x 8 on 4 x 8 (global batch 32) was accepted"; fail=1
 elif ! grep -q "global batch of 2 rank(s) x data.batch_size 8 x train.grad_accum 1 = 16; this job has 4 x 8 x 1 = 32" "$b.log"; then
   echo "FAIL: unclear refusal:"; tail -3 "$b.log"; fail=1
+fi
+# packed batches cannot be mapped mid-epoch: a clear refusal
+p="$tmp/packed"
+if launch 2 "$tmp/c.yaml" --run-dir "$p" --set data.batch_size=8 --set data.batching=packed --set train.epochs=1 \
+    >"$p.log" 2>&1; then
+  rm -rf "$p"/checkpoints/step-0000000[468]
+  if launch 1 --resume "$p" --set data.batch_size=16 >"$p.log2" 2>&1; then
+    echo "FAIL: a packed checkpoint of 2 ranks resumed mid-epoch on 1"; fail=1
+  elif ! grep -q "cannot be mapped onto 1 x 16: loader state: step .* of epoch 0 in batches that are packed" "$p.log2"; then
+    echo "FAIL: unclear refusal of a packed checkpoint:"; tail -3 "$p.log2"; fail=1
+  fi
+else
+  echo "FAIL: packed 2-rank run"; tail -5 "$p.log"; fail=1
 fi
 echo "worst relative difference over all resumed runs: $worst"
 if grep -lE "Sanitizer|runtime error:" "$tmp"/*.log 2>/dev/null; then
