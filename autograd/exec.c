@@ -26,6 +26,8 @@ struct mb_exec {
   int *ready_begin;          /* per backward node + 1: CSR into ready */
   mb_grad_ready_fn hook;
   void *hook_user;
+  mb_node_hook_fn node_hook; /* timelines: every node's start and end */
+  void *node_hook_user;
   int profiling;
   mb_node_time *times;       /* forward nodes then backward nodes */
   int forward_done;
@@ -263,7 +265,7 @@ int mb_exec_run_node(mb_exec *ex, int tape, int i) {
     if (poison && !(mb_op_get(n->op)->flags & MB_OPF_READS_OUTPUT))
       for (int j = 0; j < k->n_out; j++)
         MB_TRY(ex->be->fill(ex->be, k->out[j].data, k->out[j].dtype, (size_t)mb_tensor_numel(&k->out[j]), NAN));
-    double t0 = ex->profiling ? now_s() : 0.0;
+    double t0 = ex->profiling || ex->node_hook ? now_s() : 0.0;
     int rc = fn(k);
     if (rc != MB_OK)
       return mb_error_context(rc, "running %s node %c%d '%s' (recorded at %s:%d)", ex->be->name, tape ? 'b' : 'f', i,
@@ -274,6 +276,8 @@ int mb_exec_run_node(mb_exec *ex, int tape, int i) {
       ex->times[pos].seconds += now_s() - t0;
       ex->times[pos].calls++;
     }
+    if (ex->node_hook)
+      ex->node_hook(ex->node_hook_user, tape, i, mb_op_name(n->op), t0, now_s());
   }
   if (poison) {
     const struct mb_plan *p = g->plan;
@@ -331,6 +335,11 @@ int mb_exec_grad_ready_after(mb_exec *ex, int index, const mb_grad_ready **infos
 void mb_exec_on_grad_ready(mb_exec *ex, mb_grad_ready_fn fn, void *user) {
   ex->hook = fn;
   ex->hook_user = user;
+}
+
+void mb_exec_on_node(mb_exec *ex, mb_node_hook_fn fn, void *user) {
+  ex->node_hook = fn;
+  ex->node_hook_user = user;
 }
 
 const mb_grad_ready *mb_exec_grad_order(mb_exec *ex, int *n) {

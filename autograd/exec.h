@@ -92,6 +92,12 @@ int mb_exec_run_node(mb_exec *ex, int tape, int index) MB_NODISCARD;
 int mb_exec_grad_ready_after(mb_exec *ex, int index, const mb_grad_ready **infos);
 
 void mb_exec_on_grad_ready(mb_exec *ex, mb_grad_ready_fn fn, void *user);
+/* Node hook (timelines): after each node that runs a kernel in the host
+ * loop, fn(user, tape (0 forward, 1 backward), index, op name, t0, t1), in
+ * CLOCK_MONOTONIC seconds. NULL turns it off. Backends with their own
+ * run_tape (CUDA graphs) do not call it. */
+typedef void (*mb_node_hook_fn)(void *user, int tape, int index, const char *op, double t0, double t1);
+void mb_exec_on_node(mb_exec *ex, mb_node_hook_fn fn, void *user);
 /* Every trainable parameter in the order backward finishes them. */
 const mb_grad_ready *mb_exec_grad_order(mb_exec *ex, int *n);
 

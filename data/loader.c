@@ -481,6 +481,29 @@ static uint64_t fingerprint(const mb_loader *l) {
   return h;
 }
 
+/* Batches take the epoch's global order in sequence (padded, no sorting
+ * window): step s of every rank together has taken positions
+ * [0, s x batch_size x world_size) of it. */
+static int sequential(const mb_loader_config *c) { return c->mode == MB_BATCH_PADDED && c->window <= 1; }
+
+/* What fixes the epoch's global order and how batches walk it, whatever the
+ * rank count and the size of a rank's batch (rows, or a packed batch's token
+ * budget and sequences: the fingerprint above includes those). */
+static uint32_t order_fingerprint(const mb_loader *l) {
+  const mb_loader_config *c = &l->cfg;
+  const mb_shard_meta *m = &l->set->meta;
+  uint64_t h = 0xcbf29ce484222325ULL;
+  const int64_t v[] = {2 /* version */, l->n_eff, l->set->n, l->set->n_tokens, c->mode, c->max_length,
+                       c->shuffle, (int64_t)c->seed, c->remainder, c->bucket_multiple, sequential(c),
+                       c->drop_last, c->limit, c->pad_id};
+  for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
+    h = fnv_add(h, (uint64_t)v[i]);
+  h = fnv_str(h, m->dataset);
+  h = fnv_str(h, m->split);
+  h = fnv_str(h, m->vocab_sha256);
+  return (uint32_t)(h ^ (h >> 32));
+}
+
 void mb_loader_free(mb_loader *l) {
   if (!l)
     return;
@@ -667,19 +690,20 @@ static const char state_magic[8] = {'M', 'B', 'L', 'O', 'A', 'D', 'E', 'R'};
 void mb_loader_save_state(const mb_loader *l, uint8_t out[MB_LOADER_STATE_BYTES]) {
   memset(out, 0, MB_LOADER_STATE_BYTES);
   memcpy(out, state_magic, 8);
-  put_u64(out + 8, 1); /* blob version */
+  put_u64(out + 8, 2); /* blob version: 2 adds the batch size and the order's fingerprint */
   put_u64(out + 16, (uint64_t)l->pos.epoch);
   put_u64(out + 24, (uint64_t)l->pos.step);
   put_u64(out + 32, l->fingerprint);
   put_u64(out + 40, l->cfg.seed);
   put_u64(out + 48, (uint64_t)(uint32_t)l->cfg.rank | ((uint64_t)(uint32_t)l->cfg.world_size << 32));
+  put_u64(out + 56, (uint64_t)(uint32_t)l->cfg.batch_size | ((uint64_t)order_fingerprint(l) << 32));
 }
 
 int mb_loader_restore_state(mb_loader *l, const uint8_t in[MB_LOADER_STATE_BYTES]) {
   if (memcmp(in, state_magic, 8) != 0)
     return MB_ERR(MB_EFORMAT, "loader state: not a saved loader position (bad magic)");
-  if (get_u64(in + 8) != 1)
-    return MB_ERR(MB_EFORMAT, "loader state: version %llu; this build reads version 1",
+  if (get_u64(in + 8) != 1 && get_u64(in + 8) != 2)
+    return MB_ERR(MB_EFORMAT, "loader state: version %llu; this build reads versions 1 and 2",
                   (unsigned long long)get_u64(in + 8));
   uint64_t fp = get_u64(in + 32), seed = get_u64(in + 40), rw = get_u64(in + 48);
   int32_t rank = (int32_t)(uint32_t)rw, world = (int32_t)(uint32_t)(rw >> 32);
@@ -698,4 +722,60 @@ int mb_loader_restore_state(mb_loader *l, const uint8_t in[MB_LOADER_STATE_BYTES
   if (pos.epoch < 0)
     return MB_ERR(MB_EFORMAT, "loader state: negative epoch");
   return mb_loader_seek(l, pos);
+}
+
+int mb_loader_state_global_position(const mb_loader *l, const uint8_t in[MB_LOADER_STATE_BYTES],
+                                    mb_loader_global_position *out) {
+  memset(out, 0, sizeof *out);
+  if (memcmp(in, state_magic, 8) != 0)
+    return MB_ERR(MB_EFORMAT, "loader state: not a saved loader position (bad magic)");
+  uint64_t version = get_u64(in + 8);
+  if (version == 1)
+    return MB_ERR(MB_EUNSUPPORTED, "loader state: saved by an older mambert (version 1 has no batch size); it "
+                                   "resumes only with the same number of ranks and batch size");
+  if (version != 2)
+    return MB_ERR(MB_EFORMAT, "loader state: version %llu; this build reads versions 1 and 2",
+                  (unsigned long long)version);
+  uint64_t seed = get_u64(in + 40), rw = get_u64(in + 48), bo = get_u64(in + 56);
+  int32_t world = (int32_t)(uint32_t)(rw >> 32), batch = (int32_t)(uint32_t)bo;
+  if (seed != l->cfg.seed)
+    return MB_ERR(MB_EINVAL, "loader state: saved with seed %llu, this loader has seed %llu",
+                  (unsigned long long)seed, (unsigned long long)l->cfg.seed);
+  if ((uint32_t)(bo >> 32) != order_fingerprint(l))
+    return MB_ERR(MB_EINVAL, "loader state: saved over another data order (the data set, limit, shuffling, "
+                             "max_length or batching mode differ)");
+  if (world < 1 || batch < 1)
+    return MB_ERR(MB_EFORMAT, "loader state: world size %d, batch size %d", world, batch);
+  int64_t epoch = (int64_t)get_u64(in + 16), step = (int64_t)get_u64(in + 24);
+  if (epoch < 0 || step < 0)
+    return MB_ERR(MB_EFORMAT, "loader state: negative epoch or step");
+  if (step > 0 && !sequential(&l->cfg))
+    return MB_ERR(MB_EUNSUPPORTED,
+                  "loader state: step %lld of epoch %lld in batches that are %s; such a position maps onto another "
+                  "number of ranks or batch size only at the start of an epoch",
+                  (long long)step, (long long)epoch,
+                  l->cfg.mode == MB_BATCH_PACKED ? "packed" : "sorted by length within windows");
+  out->epoch = epoch;
+  out->consumed = step * (int64_t)batch * world;
+  out->world_size = world;
+  out->batch_size = batch;
+  return MB_OK;
+}
+
+int mb_loader_seek_global(mb_loader *l, mb_loader_global_position g) {
+  const int64_t per_step = (int64_t)l->cfg.batch_size * l->cfg.world_size;
+  if (g.consumed == 0)
+    return mb_loader_seek(l, (mb_loader_position){g.epoch, 0});
+  if (!sequential(&l->cfg))
+    return MB_ERR(MB_EUNSUPPORTED,
+                  "loader: %lld examples into epoch %lld, but this loader's batches are %s (only an epoch's start "
+                  "maps onto them)",
+                  (long long)g.consumed, (long long)g.epoch,
+                  l->cfg.mode == MB_BATCH_PACKED ? "packed" : "sorted by length within windows");
+  if (g.consumed < 0 || g.consumed % per_step != 0)
+    return MB_ERR(MB_EUNSUPPORTED,
+                  "loader: %lld examples into epoch %lld is not a multiple of %d rank(s) x batch size %d = %lld",
+                  (long long)g.consumed, (long long)g.epoch, l->cfg.world_size, l->cfg.batch_size,
+                  (long long)per_step);
+  return mb_loader_seek(l, (mb_loader_position){g.epoch, g.consumed / per_step});
 }

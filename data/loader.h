@@ -141,6 +141,30 @@ const mb_loader_config *mb_loader_config_of(const mb_loader *l);
 void mb_loader_save_state(const mb_loader *l, uint8_t out[MB_LOADER_STATE_BYTES]);
 int mb_loader_restore_state(mb_loader *l, const uint8_t in[MB_LOADER_STATE_BYTES]) MB_NODISCARD;
 
+/* Resuming on another number of ranks or with another batch size per rank
+ * (the same global batch). A position is also a point of the epoch's global
+ * order: when batches take that order in sequence (padded, window <= 1),
+ * step s of every rank together has taken its positions
+ * [0, s x batch_size x world_size). Blobs of version 2 carry the batch size
+ * and a fingerprint of the order (data, limit, seed, shuffling, max_length,
+ * batching) without the rank count and batch size. */
+typedef struct {
+  int64_t epoch;
+  int64_t consumed;       /* positions of the epoch's order taken by all ranks together */
+  int32_t world_size;     /* of the loader that saved it */
+  int32_t batch_size;
+} mb_loader_global_position;
+/* The global position of a state saved by any rank of any world size.
+ * MB_EINVAL when the order differs from this loader's (seed, data, ...);
+ * MB_EUNSUPPORTED for a version-1 blob, or a position inside an epoch whose
+ * batches are packed or sorted within windows (only an epoch's start maps). */
+int mb_loader_state_global_position(const mb_loader *l, const uint8_t in[MB_LOADER_STATE_BYTES],
+                                    mb_loader_global_position *out) MB_NODISCARD;
+/* Go to that global position: MB_EUNSUPPORTED, saying why, when it is not
+ * the start of one of this loader's steps (consumed not a multiple of
+ * world_size x batch_size, or batches that do not follow the order). */
+int mb_loader_seek_global(mb_loader *l, mb_loader_global_position g) MB_NODISCARD;
+
 /* Round len up to a multiple of m (m > 0), at least m, at most cap: the
  * padded length of a bucketed batch. */
 int32_t mb_bucket_length(int32_t len, int32_t m, int32_t cap);

@@ -89,7 +89,11 @@ const mb_command mb_cmd_train = {
     "  --resume [DIR]    continue the run in DIR (default: the config's run.dir) from its\n"
     "                    newest complete checkpoint, with its saved config; the result is\n"
     "                    bit-identical to an uninterrupted run. --set may change only keys\n"
-    "                    that do not affect training (eval.*, log.*, checkpoint.*, ...)\n"
+    "                    that do not affect training (eval.*, log.*, checkpoint.*, ...).\n"
+    "                    On another number of ranks, --set data.batch_size (and\n"
+    "                    train.grad_accum) so ranks x batch x micro-batches stays the same:\n"
+    "                    the data position and ZeRO-1 shards are mapped (not for packed or\n"
+    "                    length-sorted batches mid-epoch: data.sort_window: 0 allows it)\n"
     "  --force           the run directory holds another run: move it aside to\n"
     "                    DIR.replaced-<time> (nothing is deleted) and start over\n"
     "\n"
@@ -107,6 +111,7 @@ const mb_command mb_cmd_train = {
     "Progress: a bar on a terminal (step, epoch, loss, lr, tokens/s, samples/s, ETA),\n"
     "plain lines otherwise (log.progress). Ctrl-C or SIGTERM: the step finishes, a\n"
     "checkpoint is written, and train exits with status 3; --resume continues.\n"
-    "Several ranks: mpirun -np N mambert train CONFIG (rank 0 writes everything).\n",
+    "Several ranks: mpirun -np N mambert train CONFIG (rank 0 writes everything);\n"
+    "log.timeline: N writes step N's ops and all-reduces as timeline-rank-R.json.\n",
     run_train,
 };

@@ -69,6 +69,10 @@ static const mb_cfg_entry SCHEMA[] = {
     {"data.train_limit", MB_CFG_INT, OFF(train_limit), 0, BIG, NULL, "use only the first N training examples (0: all)",
      0},
     {"data.shuffle", MB_CFG_BOOL, OFF(shuffle), 0, 0, NULL, "shuffle every epoch", 0},
+    {"data.sort_window", MB_CFG_INT, OFF(sort_window), 0, 1 << 20, NULL,
+     "sort by length within windows of this many batches (0: batches in the epoch's order, as N ranks x batch B "
+     "= 1 rank x batch N*B needs)",
+     0},
 
     {"optim.name", MB_CFG_ENUM, OFF(optimizer), 0, 0, "adamw|sgd", "optimizer", 0},
     {"optim.lr", MB_CFG_FLOAT, OFF(lr), 0, 10, NULL, "peak learning rate", 0},
@@ -93,6 +97,8 @@ static const mb_cfg_entry SCHEMA[] = {
     {"train.device", MB_CFG_ENUM, OFF(device), 0, 0, "auto|cpu|cuda", "where to run", 0},
     {"train.recompute", MB_CFG_BOOL, OFF(recompute), 0, 0, NULL, "recompute each layer in backward (less memory)", 0},
     {"train.zero1", MB_CFG_BOOL, OFF(zero1), 0, 0, NULL, "multi-rank: shard the optimizer state (ZeRO-1)", 0},
+    {"train.bucket_mb", MB_CFG_FLOAT, OFF(bucket_mb), 0, 1 << 20, NULL,
+     "multi-rank: gradient bucket size in MiB (0: MAMBERT_BUCKET_MB or 25)", 1},
     {"train.threads", MB_CFG_INT, OFF(threads), 0, 4096, NULL, "CPU threads (0: OMP_NUM_THREADS or all)", 1},
 
     {"eval.split", MB_CFG_ENUM, OFF(eval_split), 0, 0, "test|train", "which set eval reads", 1},
@@ -124,6 +130,9 @@ static const mb_cfg_entry SCHEMA[] = {
      "auto: a bar on a terminal, lines otherwise", 1},
     {"log.profile", MB_CFG_BOOL, OFF(profile), 0, 0, NULL, "time every op of the training step; print a table at the end",
      1},
+
+    {"log.timeline", MB_CFG_INT, OFF(timeline_step), 0, BIG, NULL,
+     "record optimizer step N's backward ops and bucket all-reduces into timeline-rank-R.json (0: off)", 1},
 
     {"sweep.max_length", MB_CFG_INTLIST, OFF(sweep_lengths), 1, 1 << 24, NULL, "lengths to sweep", 1},
     {"sweep.configs", MB_CFG_STRLIST, OFF(sweep_configs), 0, 0, NULL, "configs of the models to compare", 1},
@@ -171,6 +180,7 @@ void mb_config_defaults(mb_config *c) {
   c->batch_size = 32;
   c->bucket_multiple = 64;
   c->shuffle = 1;
+  c->sort_window = 64;
   strcpy(c->optimizer, "adamw");
   c->lr = 1e-3;
   c->betas[0] = 0.9;

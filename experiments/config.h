@@ -79,6 +79,7 @@ typedef struct {
   int64_t bucket_multiple;       /* padded: batch length rounded to this; 0 = always max_length */
   int64_t train_limit;           /* only the first N training examples (0 = all) */
   int shuffle;
+  int64_t sort_window;           /* sort by length within windows of this many batches; 0 = in epoch order */
 
   /* optim */
   char optimizer[MB_CFG_WORD];   /* adamw | sgd */
@@ -104,6 +105,7 @@ typedef struct {
   char device[MB_CFG_WORD];      /* auto | cpu | cuda */
   int recompute;
   int zero1;
+  double bucket_mb;              /* multi-rank: gradient bucket size in MiB; 0 = MAMBERT_BUCKET_MB or 25 */
   int64_t threads;               /* OpenMP threads; 0 = OMP_NUM_THREADS or all */
 
   /* eval */
@@ -131,6 +133,7 @@ typedef struct {
   int tensorboard;
   char progress[MB_CFG_WORD];    /* auto | bar | lines | off */
   int profile;                   /* time every op; print a table at the end */
+  int64_t timeline_step;         /* record this optimizer step's backward and all-reduces; 0 = off */
 
   /* sweep */
   int n_sweep_lengths;

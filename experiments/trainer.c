@@ -17,6 +17,8 @@
 #include "data/tokenizer.h"
 #include "distributed/buckets.h"
 #include "distributed/dist.h"
+#include "distributed/timeline.h"
+#include "distributed/watchdog.h"
 #include "distributed/zero.h"
 #include "experiments/checkpoint.h"
 #include "experiments/config.h"
@@ -77,6 +79,7 @@ typedef struct {
   mb_zero_layout zl;
   float *zero_params, *zero_grads;
   double zero_lr, zero_clip_max, zero_accum, zero_norm;
+  mb_timeline *timeline;  /* log.timeline: the recorded step's events */
   /* progress */
   int64_t step, micro, total_steps, steps_per_epoch;
   double samples_seen, tokens_seen, train_seconds;
@@ -134,6 +137,24 @@ static void fmt_rate(double v, char *buf, size_t cap) {
 
 /* ---- config ---------------------------------------------------------------------- */
 
+/* Keys of `now` that differ from `saved` and affect training, except the
+ * per-rank batch and the micro-batches: those may change on resume with
+ * another number of ranks as long as the global batch (ranks x batch x
+ * micro-batches) stays, which restore_checkpoint checks. */
+static int training_diff(const mb_config *saved, const mb_config *now, char *buf, size_t cap) {
+  mb_config *tmp = malloc(sizeof *tmp);
+  if (!tmp) {
+    snprintf(buf, cap, "(out of memory comparing configs)");
+    return 1;
+  }
+  *tmp = *now;
+  tmp->batch_size = saved->batch_size;
+  tmp->grad_accum = saved->grad_accum;
+  int n = mb_config_diff(saved, tmp, 1, buf, cap);
+  free(tmp);
+  return n;
+}
+
 static int load_config(trainer *t, const mb_train_args *a) {
   /* the run directory: --resume DIR, --run-dir, or the config's run.dir */
   mb_config_doc *given = NULL;
@@ -164,13 +185,14 @@ static int load_config(trainer *t, const mb_train_args *a) {
     mb_config_doc *orig;
     rc = mb_config_load((const char *[]){saved_path}, 1, NULL, 0, NULL, &orig);
     char diff[2048];
-    if (rc == MB_OK && mb_config_diff(mb_config_doc_config(orig), mb_config_doc_config(saved), 1, diff, sizeof diff))
+    if (rc == MB_OK && training_diff(mb_config_doc_config(orig), mb_config_doc_config(saved), diff, sizeof diff))
       rc = MB_ERR(MB_EINVAL,
                   "--resume: --set may only change keys that do not affect training (eval.*, log.*, "
-                  "checkpoint.*, ...); changed: %s",
+                  "checkpoint.*, ...; on another number of ranks data.batch_size and train.grad_accum, keeping "
+                  "the global batch); changed: %s",
                   diff);
     if (rc == MB_OK && given &&
-        mb_config_diff(mb_config_doc_config(orig), mb_config_doc_config(given), 1, diff, sizeof diff))
+        training_diff(mb_config_doc_config(orig), mb_config_doc_config(given), diff, sizeof diff))
       rc = MB_ERR(MB_EINVAL,
                   "--resume: the config given differs from the run's saved config %s in keys that affect "
                   "training: %s (resume without the config file to use the saved one)",
@@ -276,16 +298,20 @@ static int setup_net(trainer *t) {
   return MB_OK;
 }
 
-static int make_optimizer(trainer *t, int64_t begin, int64_t end, int sharded) {
+static int new_optimizer(trainer *t, int64_t begin, int64_t end, int sharded, mb_optimizer **out) {
   const mb_config *c = t->cfg;
   if (strcmp(c->optimizer, "adamw") == 0) {
     mb_adamw_cfg a = {c->lr, c->betas[0], c->betas[1], c->eps, c->weight_decay};
-    return sharded ? mb_optimizer_adamw_shard(t->net->params, &a, begin, end, &t->opt)
-                   : mb_optimizer_adamw(t->net->params, &a, &t->opt);
+    return sharded ? mb_optimizer_adamw_shard(t->net->params, &a, begin, end, out)
+                   : mb_optimizer_adamw(t->net->params, &a, out);
   }
   mb_sgd_cfg s = {c->lr, c->momentum, 0.0, c->weight_decay, c->nesterov};
-  return sharded ? mb_optimizer_sgd_shard(t->net->params, &s, begin, end, &t->opt)
-                 : mb_optimizer_sgd(t->net->params, &s, &t->opt);
+  return sharded ? mb_optimizer_sgd_shard(t->net->params, &s, begin, end, out)
+                 : mb_optimizer_sgd(t->net->params, &s, out);
+}
+
+static int make_optimizer(trainer *t, int64_t begin, int64_t end, int sharded) {
+  return new_optimizer(t, begin, end, sharded, &t->opt);
 }
 
 static int setup_loader(trainer *t) {
@@ -297,6 +323,9 @@ static int setup_loader(trainer *t) {
     lc.max_seqs = (int32_t)c->max_seqs;
   }
   lc.shuffle = c->shuffle;
+  /* 0: no sorting, batches follow the epoch's order (what makes N ranks x B = 1 rank x N*B) */
+  const int64_t window = c->sort_window * c->batch_size;
+  lc.window = window > INT32_MAX ? INT32_MAX : (int32_t)window;
   lc.rank = t->rank;
   lc.world_size = t->nranks;
   lc.bucket_multiple = (int32_t)c->bucket_multiple;
@@ -368,6 +397,9 @@ static int ensure_buckets(trainer *t, mb_exec *ex) {
     mb_buckets_options bo;
     memset(&bo, 0, sizeof bo);
     bo.dtype = MB_F32;
+    if (t->cfg->bucket_mb > 0)
+      bo.bucket_bytes = (size_t)(t->cfg->bucket_mb * 1048576.0);
+    bo.timeline = t->timeline; /* records every step; cleared before the one written out */
     int rc = mb_buckets_create(t->comm, mb_params_grad(t->net->params), (size_t)mb_params_total(t->net->params), gp,
                                n, &bo, &t->buckets);
     free(gp);
@@ -520,7 +552,123 @@ static int save_checkpoint(trainer *t) {
   return agree_status(t, rc);
 }
 
+/* Optimizer state names in checkpoints, by optim.name. */
+static int optimizer_state_names(const trainer *t, const char *names[2]) {
+  if (strcmp(t->cfg->optimizer, "adamw") == 0) {
+    names[0] = "exp_avg";
+    names[1] = "exp_avg_sq";
+    return 2;
+  }
+  names[0] = "momentum_buffer";
+  names[1] = NULL;
+  return 1;
+}
+
+/* Reads slices of the old ZeRO shards optim/zero-R-of-W.safetensors (opened
+ * on first use) for mb_zero_reshard_read. */
+typedef struct {
+  const char *dir;
+  const mb_zero_layout *from;
+  const char *name; /* the state tensor */
+  mb_safetensors **files;
+} shard_reader;
+
+static int open_old_shard(shard_reader *r, int rank) {
+  if (r->files[rank])
+    return MB_OK;
+  char path[1200];
+  snprintf(path, sizeof path, "%s/optim/zero-%05d-of-%05d.safetensors", r->dir, rank, r->from->world);
+  MB_TRY(mb_safetensors_open(path, &r->files[rank]));
+  const char *world = mb_safetensors_metadata(r->files[rank], "zero.world");
+  const char *numel = mb_safetensors_metadata(r->files[rank], "zero.numel");
+  if (!world || !numel || atoi(world) != r->from->world || strtoull(numel, NULL, 10) != r->from->numel)
+    return MB_ERR(MB_EFORMAT, "%s: metadata zero.world / zero.numel missing or not %d / %zu like shard 0's", path,
+                  r->from->world, r->from->numel);
+  return MB_OK;
+}
+
+static int read_old_shard(void *ctx, int src_rank, size_t src_offset, size_t count, float *dst) {
+  shard_reader *r = ctx;
+  MB_TRY(open_old_shard(r, src_rank));
+  const mb_st_entry *e = mb_safetensors_find(r->files[src_rank], r->name);
+  const size_t valid = mb_zero_shard_valid(r->from, src_rank);
+  if (!e || e->dtype != MB_F32 || e->numel != (int64_t)valid)
+    return MB_ERR(MB_EFORMAT, "%s: tensor '%s' missing or not %zu f32 elements",
+                  mb_safetensors_path(r->files[src_rank]), r->name, valid);
+  if (src_offset + count > valid)
+    return MB_ERR(MB_EINTERNAL, "reading %zu elements at %zu of a %zu-element shard", count, src_offset, valid);
+  memcpy(dst, (const float *)e->data + src_offset, count * sizeof(float));
+  return MB_OK;
+}
+
+/* The optimizer state of a checkpoint written by another number of ranks:
+ * from ZeRO shards or a whole optimizer.safetensors, into this rank's shard
+ * (ZeRO-1 here) or the whole state (one rank, or ZeRO-1 off). */
+static int restore_optimizer_resharded(trainer *t, const char *dir, int saved_sharded, int saved_world) {
+  const char *names[2];
+  const int nst = optimizer_state_names(t, names);
+  const size_t numel = (size_t)mb_params_total(t->net->params);
+  mb_zero_layout whole; /* this rank's state when it is not sharded: everything */
+  MB_TRY(mb_zero_layout_make(numel, 1, 1, &whole));
+  const mb_zero_layout *to = t->zero ? &t->zl : &whole;
+  const int to_rank = t->zero ? t->rank : 0;
+  if (!saved_sharded) {
+    /* a whole state: read it into a full optimizer, then take this rank's shard */
+    mb_optimizer *full;
+    MB_TRY(new_optimizer(t, 0, 0, 0, &full));
+    int rc = mb_ckpt_read_optimizer(dir, t->net->params, full, t->cfg->optimizer);
+    for (int k = 0; rc == MB_OK && k < nst; k++) {
+      float *dst = mb_optimizer_state(t->opt, k);
+      const float *src = mb_optimizer_state(full, k);
+      if (dst && src)
+        rc = mb_zero_scatter(to, to_rank, src, dst);
+    }
+    if (rc == MB_OK)
+      mb_optimizer_set_steps(t->opt, mb_optimizer_steps(full));
+    mb_optimizer_free(full);
+    return rc;
+  }
+  /* ZeRO shards: the old layout from shard 0's metadata */
+  char path[1200];
+  snprintf(path, sizeof path, "%s/optim/zero-%05d-of-%05d.safetensors", dir, 0, saved_world);
+  mb_safetensors *first;
+  MB_TRY(mb_safetensors_open(path, &first));
+  const char *v_numel = mb_safetensors_metadata(first, "zero.numel");
+  const char *v_world = mb_safetensors_metadata(first, "zero.world");
+  const char *v_align = mb_safetensors_metadata(first, "zero.align");
+  const char *v_step = mb_safetensors_metadata(first, "step");
+  int rc = MB_OK;
+  mb_zero_layout from;
+  if (!v_numel || !v_world || !v_align || !v_step)
+    rc = MB_ERR(MB_EFORMAT, "%s: metadata zero.numel, zero.world, zero.align and step expected", path);
+  else if (strtoull(v_numel, NULL, 10) != numel || atoi(v_world) != saved_world)
+    rc = MB_ERR(MB_EFORMAT, "%s: shards of %s elements over %s ranks; expected %zu over %d", path, v_numel, v_world,
+                numel, saved_world);
+  else
+    rc = mb_zero_layout_make(numel, saved_world, (size_t)strtoull(v_align, NULL, 10), &from);
+  const int64_t steps = v_step ? strtoll(v_step, NULL, 10) : 0;
+  mb_safetensors_close(first);
+  MB_TRY(rc);
+  mb_safetensors **files = calloc((size_t)saved_world, sizeof *files);
+  if (!files)
+    return MB_ERR(MB_ENOMEM, "out of memory");
+  for (int k = 0; rc == MB_OK && k < nst; k++) {
+    float *dst = mb_optimizer_state(t->opt, k);
+    if (!dst)
+      continue;
+    shard_reader r = {dir, &from, names[k], files};
+    rc = mb_zero_reshard_read(&from, to, to_rank, read_old_shard, &r, dst);
+  }
+  for (int i = 0; i < saved_world; i++)
+    mb_safetensors_close(files[i]);
+  free(files);
+  MB_TRY(rc);
+  mb_optimizer_set_steps(t->opt, steps);
+  return MB_OK;
+}
+
 static int restore_checkpoint(trainer *t, const char *dir) {
+  const mb_config *c = t->cfg;
   mb_ckpt_state s;
   MB_TRY(mb_ckpt_read_state(dir, &s));
   /* this rank's data position (each rank's blob names its rank) */
@@ -540,27 +688,54 @@ static int restore_checkpoint(trainer *t, const char *dir) {
                   mb_tokenizer_vocab_sha256(t->tok));
   if (strcmp(s.params_sha256, t->params_sha) != 0)
     return MB_ERR(MB_EINVAL, "%s: its parameters (names and shapes) differ from this model's", dir);
-  if (strcmp(s.config_sha256, t->config_sha) != 0)
-    return MB_ERR(MB_EINVAL, "%s: written under another config (compare %s/config.yaml with the run's)", dir, dir);
-  if (s.world_size != t->nranks)
-    return MB_ERR(MB_EUNSUPPORTED,
-                  "%s: written by %d rank(s), this job has %d; resume with the same number of ranks (the data "
-                  "order of each rank depends on it)",
-                  dir, s.world_size, t->nranks);
-  if (s.zero1 != t->zero)
+  /* the checkpoint's batch per rank and micro-batches: its own config's
+   * (they may change with the rank count, the global batch may not) */
+  int64_t ck_batch = c->batch_size, ck_accum = c->grad_accum;
+  if (strcmp(s.config_sha256, t->config_sha) != 0) {
+    char path[1200], diff[2048];
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    mb_config_doc *ck;
+    int rc = mb_config_load((const char *[]){path}, 1, NULL, 0, NULL, &ck);
+    if (rc != MB_OK)
+      return mb_error_context(rc, "%s: written under another config, and its config.yaml cannot be read", dir);
+    const mb_config *kc = mb_config_doc_config(ck);
+    ck_batch = kc->batch_size;
+    ck_accum = kc->grad_accum;
+    rc = training_diff(kc, c, diff, sizeof diff)
+             ? MB_ERR(MB_EINVAL, "%s: written under another config; changed: %s", dir, diff)
+             : MB_OK;
+    mb_config_doc_free(ck);
+    MB_TRY(rc);
+  }
+  const int64_t old_global = (int64_t)s.world_size * ck_batch * ck_accum;
+  const int64_t new_global = (int64_t)t->nranks * c->batch_size * c->grad_accum;
+  if (old_global != new_global)
+    return MB_ERR(MB_EINVAL,
+                  "%s: written with a global batch of %d rank(s) x data.batch_size %lld x train.grad_accum %lld = "
+                  "%lld; this job has %d x %lld x %lld = %lld. Set data.batch_size and train.grad_accum (--set) "
+                  "so that ranks x batch x micro-batches stays %lld",
+                  dir, s.world_size, (long long)ck_batch, (long long)ck_accum, (long long)old_global, t->nranks,
+                  (long long)c->batch_size, (long long)c->grad_accum, (long long)new_global, (long long)old_global);
+  /* another rank count or batch per rank: positions and state are mapped */
+  const int remap = s.world_size != t->nranks || ck_batch != c->batch_size;
+  const int saved_sharded = s.zero1 && s.world_size > 1;
+  if (!remap && s.zero1 != t->zero)
     return MB_ERR(MB_EINVAL, "%s: train.zero1 was %s when it was written", dir, s.zero1 ? "on" : "off");
   char path[1200];
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   MB_TRY(mb_net_load_weights(t->net, path));
-  if (t->zero) {
+  if (saved_sharded != t->zero || s.world_size != t->nranks) {
+    int rc = restore_optimizer_resharded(t, dir, saved_sharded, s.world_size);
+    if (rc != MB_OK)
+      return mb_error_context(rc, "%s: optimizer state of %d rank(s)%s onto %d%s", dir, s.world_size,
+                              saved_sharded ? " (ZeRO-1)" : "", t->nranks, t->zero ? " (ZeRO-1)" : "");
+  } else if (t->zero) {
     snprintf(path, sizeof path, "%s/optim/zero-%05d-of-%05d.safetensors", dir, t->rank, t->nranks);
     mb_safetensors *st;
     MB_TRY(mb_safetensors_open(path, &st));
     size_t valid = mb_zero_shard_valid(&t->zl, t->rank);
-    const char *names[2] = {"exp_avg", "exp_avg_sq"};
-    int nst = strcmp(t->cfg->optimizer, "adamw") == 0 ? 2 : 1;
-    if (nst == 1)
-      names[0] = "momentum_buffer";
+    const char *names[2];
+    int nst = optimizer_state_names(t, names);
     int rc = MB_OK;
     for (int k = 0; rc == MB_OK && k < nst; k++) {
       float *buf = mb_optimizer_state(t->opt, k);
@@ -578,15 +753,34 @@ static int restore_checkpoint(trainer *t, const char *dir) {
     mb_safetensors_close(st);
     MB_TRY(rc);
   } else {
-    MB_TRY(mb_ckpt_read_optimizer(dir, t->net->params, t->opt, t->cfg->optimizer));
+    MB_TRY(mb_ckpt_read_optimizer(dir, t->net->params, t->opt, c->optimizer));
   }
-  if (t->nranks > 1 && !have_rank_blob)
-    return MB_ERR(MB_EFORMAT, "%s: no data position for rank %d of %d", dir, t->rank, t->nranks);
-  int rc = mb_loader_restore_state(t->loader, blob);
-  if (rc != MB_OK)
-    return mb_error_context(rc, "%s: the data position does not fit this run's data", dir);
+  int64_t micro = s.micro_step;
+  if (remap) {
+    /* where all ranks together were in the epoch's order (rank 0's blob
+     * tells; every rank is at the same step) */
+    mb_loader_global_position g;
+    int rc = mb_loader_state_global_position(t->loader, s.loader, &g);
+    if (rc == MB_OK)
+      rc = mb_loader_seek_global(t->loader, g);
+    if (rc != MB_OK)
+      return mb_error_context(rc, "%s: the data position of %d rank(s) x batch %lld cannot be mapped onto %d x %lld",
+                              dir, s.world_size, (long long)ck_batch, t->nranks, (long long)c->batch_size);
+    /* micro-batches per rank, counted in this job's size */
+    micro = s.micro_step * s.world_size * ck_batch / ((int64_t)t->nranks * c->batch_size);
+    MB_INFO("resuming a checkpoint of %d rank(s) x batch %lld x %lld micro-batches on %d x %lld x %lld: epoch %lld, "
+            "%lld examples in",
+            s.world_size, (long long)ck_batch, (long long)ck_accum, t->nranks, (long long)c->batch_size,
+            (long long)c->grad_accum, (long long)g.epoch, (long long)g.consumed);
+  } else {
+    if (t->nranks > 1 && !have_rank_blob)
+      return MB_ERR(MB_EFORMAT, "%s: no data position for rank %d of %d", dir, t->rank, t->nranks);
+    int rc = mb_loader_restore_state(t->loader, blob);
+    if (rc != MB_OK)
+      return mb_error_context(rc, "%s: the data position does not fit this run's data", dir);
+  }
   t->step = s.step;
-  t->micro = s.micro_step;
+  t->micro = micro;
   t->samples_seen = s.samples_seen;
   t->tokens_seen = s.tokens_seen;
   t->train_seconds = s.train_seconds;
@@ -688,12 +882,82 @@ static int log_interval(trainer *t, interval *iv, double lr) {
   return MB_OK;
 }
 
+/* ---- log.timeline: one step's backward ops and all-reduces ------------------------ */
+
+static void timeline_node_hook(void *user, int tape, int index, const char *op, double t0, double t1) {
+  trainer *t = user;
+  mb_timeline_add(t->timeline, MB_TRACK_COMPUTE, tape ? "backward" : "forward", op, t0, t1, index);
+}
+
+static int timeline_begin(trainer *t) {
+  if (t->nranks > 1) /* ranks start the step together, so one origin fits all */
+    MB_TRY(mb_comm_barrier_timeout(t->host, LONG_WAIT_S));
+  mb_timeline_clear(t->timeline);
+  mb_timeline_set_origin(t->timeline, mb_time_now());
+  mb_timeline_set_step(t->timeline, (int)(t->step + 1));
+  return MB_OK;
+}
+
+/* Writes timeline-rank-R.json (and timeline.json with every rank, from rank
+ * 0) and logs how much of the communication the backward hid: all-reduce
+ * time after the backward's last op is exposed, the rest hidden. */
+static int timeline_end(trainer *t) {
+  char path[1200];
+  snprintf(path, sizeof path, "%s/timeline-rank-%d.json", t->run_dir, t->rank);
+  MB_TRY(mb_timeline_write_chrome(t->timeline, path));
+  if (t->nranks > 1) {
+    snprintf(path, sizeof path, "%s/timeline.json", t->run_dir);
+    MB_TRY(mb_timeline_write_chrome_all(t->timeline, t->host, path));
+  }
+  double bwd_end = -1e300;
+  for (size_t i = 0; i < mb_timeline_count(t->timeline); i++) {
+    const mb_timeline_event *e = mb_timeline_get(t->timeline, i);
+    if (strcmp(e->cat, "backward") == 0 && e->t1 > bwd_end)
+      bwd_end = e->t1;
+  }
+  /* sums over ranks: all-reduces, started before the backward ended, time, exposed time, backward time */
+  double mine[5] = {0, 0, 0, 0, 0}, all[5];
+  double bwd_begin = 1e300;
+  for (size_t i = 0; i < mb_timeline_count(t->timeline); i++) {
+    const mb_timeline_event *e = mb_timeline_get(t->timeline, i);
+    if (strcmp(e->cat, "backward") == 0 && e->t0 < bwd_begin)
+      bwd_begin = e->t0;
+    if (strcmp(e->cat, "allreduce") != 0 && strcmp(e->cat, "zero") != 0)
+      continue;
+    mine[0] += 1;
+    mine[1] += e->t0 < bwd_end;
+    mine[2] += e->t1 - e->t0;
+    mine[3] += e->t1 > bwd_end ? e->t1 - (e->t0 > bwd_end ? e->t0 : bwd_end) : 0;
+  }
+  mine[4] = bwd_end > bwd_begin ? bwd_end - bwd_begin : 0;
+  memcpy(all, mine, sizeof all);
+  if (t->nranks > 1)
+    MB_TRY(mb_comm_allreduce(t->host, mine, all, 5, MB_F64, MB_REDUCE_SUM));
+  const double R = (double)t->nranks;
+  const double hidden = all[2] > 0 ? 1.0 - all[3] / all[2] : 0;
+  if (t->rank == 0) {
+    MB_INFO("timeline of step %lld (%s/timeline-rank-*.json): %.0f %s per rank, %.0f started before the backward's "
+            "last op; communication %.2f ms, exposed after the backward %.2f ms, hidden %.1f%%; backward %.2f ms "
+            "(means over %d rank(s))",
+            (long long)t->step, t->run_dir, all[0] / R, t->zero ? "ZeRO-1 steps" : "bucket all-reduces", all[1] / R,
+            1e3 * all[2] / R, 1e3 * all[3] / R, 100 * hidden, 1e3 * all[4] / R, t->nranks);
+    const char *keys[] = {"allreduces", "started_before_backward_end", "comm_ms", "exposed_ms", "hidden_fraction",
+                          "backward_ms"};
+    double vals[] = {all[0] / R, all[1] / R, 1e3 * all[2] / R, 1e3 * all[3] / R, hidden, 1e3 * all[4] / R};
+    MB_TRY(mb_metrics_log(t->metrics, "timeline", t->step, keys, vals, 6));
+  }
+  return MB_OK;
+}
+
 static int train_step(trainer *t, interval *iv, double *lr_out) {
   const mb_config *c = t->cfg;
   const int64_t A = c->grad_accum;
   mb_params *p = t->net->params;
   if (A > 1)
     MB_TRY(mb_params_zero_grad(p));
+  const int record = t->timeline && t->step + 1 == c->timeline_step;
+  if (record)
+    MB_TRY(timeline_begin(t));
   for (int64_t m = 0; m < A; m++) {
     const mb_batch *b;
     MB_TRY(mb_loader_next(t->loader, &b));
@@ -704,8 +968,13 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
     MB_TRY(ensure_buckets(t, ex));
     if (t->buckets)
       MB_TRY(mb_buckets_begin_step(t->buckets, m == A - 1));
-    MB_TRY(mb_exec_forward(ex));
-    MB_TRY(mb_exec_backward(ex));
+    if (record)
+      mb_exec_on_node(ex, timeline_node_hook, t);
+    int rc = mb_exec_forward(ex);
+    if (rc == MB_OK)
+      rc = mb_exec_backward(ex);
+    mb_exec_on_node(ex, NULL, NULL);
+    MB_TRY(rc);
     if (t->hook_rc != MB_OK)
       return t->hook_rc;
     if (b->n_seqs > 0) {
@@ -735,8 +1004,11 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
     t->zero_lr = lr;
     t->zero_clip_max = max_norm;
     t->zero_accum = (double)A;
+    const double z0 = mb_time_now();
     MB_TRY(mb_zero_step(t->comm, &t->zl, t->zero_params, t->zero_grads,
                         t->zero_grads + mb_zero_shard_offset(&t->zl, t->rank), zero_update, t));
+    if (record) /* after the backward by design: reduce-scatter, update, all-gather */
+      mb_timeline_add(t->timeline, MB_TRACK_COMM, "zero", "ZeRO-1 step", z0, mb_time_now(), -1);
     memcpy(params, t->zero_params, numel * sizeof(float));
     norm = t->zero_norm;
   } else {
@@ -751,6 +1023,8 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
   iv->grad_norm_sum += norm;
   iv->steps += 1;
   t->step++;
+  if (record)
+    MB_TRY(timeline_end(t));
   *lr_out = lr;
   return MB_OK;
 }
@@ -897,6 +1171,7 @@ static int run_loop(trainer *t, int *interrupted) {
 
 static void trainer_free(trainer *t) {
   mb_buckets_destroy(t->buckets);
+  mb_timeline_destroy(t->timeline);
   free(t->bucket_pos);
   mb_host_free(t->zero_params);
   mb_host_free(t->zero_grads);
@@ -938,6 +1213,8 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
                              0));
   MB_TRY(agree_status(t, t->zero ? setup_zero(t) : make_optimizer(t, 0, 0, 0)));
   MB_TRY(agree_status(t, setup_loader(t)));
+  if (c->timeline_step > 0)
+    MB_TRY(mb_timeline_create(t->rank, (size_t)1 << 15, &t->timeline));
   t->dropout_seed = (uint64_t)c->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
   char ckpt_dir[1200] = "";
   int64_t resume_step = -1;

@@ -1,7 +1,8 @@
 /* test_loader.c: the loader on synthetic shard sets: coverage and
  * disjointness for 1..8 ranks, determinism, bucketed shapes, the truncation
  * rule, packed batches (cu_seqlens, budget, positions), the evaluation
- * protocol, resuming from a saved position, and configuration errors. */
+ * protocol, resuming from a saved position (also on another number of ranks
+ * with the same global batch), and configuration errors. */
 #include "tests/shards/test_util.h"
 
 #include <setjmp.h>
@@ -527,6 +528,146 @@ static void test_resume(void **state) {
   mb_shardset_free(s);
 }
 
+/* Indices (sorted) of the next batch of every loader in ls[0..n), together. */
+static int64_t next_union(mb_loader **ls, int n, int64_t *out) {
+  int64_t k = 0;
+  for (int i = 0; i < n; i++) {
+    const mb_batch *b;
+    assert_ok(mb_loader_next(ls[i], &b));
+    for (int32_t j = 0; j < b->n_seqs; j++)
+      out[k++] = b->indices[j];
+  }
+  for (int64_t i = 1; i < k; i++) /* insertion sort: a few dozen entries */
+    for (int64_t j = i; j > 0 && out[j - 1] > out[j]; j--) {
+      int64_t t = out[j];
+      out[j] = out[j - 1];
+      out[j - 1] = t;
+    }
+  return k;
+}
+
+/* A position saved by 2 ranks x batch 8 maps onto 1 rank x 16 and 4 ranks x
+ * 4 (the same global batch): from there, each step takes exactly the
+ * examples the 2 ranks would have taken, across an epoch boundary too. What
+ * cannot be mapped is refused, saying why. */
+static void test_resume_other_world(void **state) {
+  (void)state;
+  mb_shardset *s = mem_set(96, 1, 60, 1, 21);
+  mb_loader_config c = mb_loader_train_config(8, 64, 7);
+  c.window = 0; /* batches in the order's sequence */
+  c.world_size = 2;
+  mb_loader *old[2];
+  for (int r = 0; r < 2; r++) {
+    c.rank = r;
+    assert_ok(mb_loader_create(s, &c, &old[r]));
+  }
+  const mb_batch *b;
+  for (int k = 0; k < 4; k++) /* 4 of the epoch's 6 steps */
+    for (int r = 0; r < 2; r++)
+      assert_ok(mb_loader_next(old[r], &b));
+  uint8_t blob[MB_LOADER_STATE_BYTES];
+  mb_loader_save_state(old[1], blob);
+  const int worlds[2] = {1, 4};
+  for (int w = 0; w < 2; w++) {
+    mb_loader_config c2 = c;
+    c2.world_size = worlds[w];
+    c2.batch_size = 16 / worlds[w];
+    mb_loader *neu[4];
+    for (int r = 0; r < worlds[w]; r++) {
+      c2.rank = r;
+      assert_ok(mb_loader_create(s, &c2, &neu[r]));
+      mb_loader_global_position g;
+      assert_ok(mb_loader_state_global_position(neu[r], blob, &g));
+      assert_int_equal(g.epoch, 0);
+      assert_int_equal(g.consumed, 4 * 16);
+      assert_int_equal(g.world_size, 2);
+      assert_int_equal(g.batch_size, 8);
+      assert_ok(mb_loader_seek_global(neu[r], g));
+      assert_int_equal(mb_loader_tell(neu[r]).step, 4);
+    }
+    /* steps 5, 6 of epoch 0 and the first two of epoch 1 */
+    mb_loader *ref[2];
+    for (int r = 0; r < 2; r++) {
+      c.rank = r;
+      assert_ok(mb_loader_create(s, &c, &ref[r]));
+      assert_ok(mb_loader_seek(ref[r], (mb_loader_position){0, 4}));
+    }
+    for (int k = 0; k < 4; k++) {
+      int64_t want[16], got[16];
+      int64_t nw = next_union(ref, 2, want), ng = next_union(neu, worlds[w], got);
+      assert_int_equal(nw, 16);
+      assert_int_equal(ng, 16);
+      assert_memory_equal(want, got, sizeof want);
+    }
+    for (int r = 0; r < 2; r++)
+      mb_loader_free(ref[r]);
+    for (int r = 0; r < worlds[w]; r++)
+      mb_loader_free(neu[r]);
+  }
+  /* 4 x 16 examples are not a whole number of 3 ranks x 5 */
+  mb_loader_config c3 = c;
+  c3.world_size = 3;
+  c3.batch_size = 5;
+  c3.rank = 0;
+  mb_loader *l;
+  assert_ok(mb_loader_create(s, &c3, &l));
+  mb_loader_global_position g;
+  assert_ok(mb_loader_state_global_position(l, blob, &g));
+  assert_int_equal(mb_loader_seek_global(l, g), MB_EUNSUPPORTED);
+  expect_msg("64 examples into epoch 0 is not a multiple of 3 rank(s) x batch size 5", NULL);
+  mb_loader_free(l);
+  /* another seed, another order */
+  c3 = c;
+  c3.seed = 8;
+  c3.rank = 0;
+  assert_ok(mb_loader_create(s, &c3, &l));
+  assert_int_equal(mb_loader_state_global_position(l, blob, &g), MB_EINVAL);
+  expect_msg("saved with seed 7", NULL);
+  mb_loader_free(l);
+  /* a version-1 blob has no batch size */
+  uint8_t v1[MB_LOADER_STATE_BYTES];
+  memcpy(v1, blob, sizeof v1);
+  v1[8] = 1;
+  c3 = c;
+  c3.rank = 0;
+  assert_ok(mb_loader_create(s, &c3, &l));
+  assert_int_equal(mb_loader_state_global_position(l, v1, &g), MB_EUNSUPPORTED);
+  expect_msg("version 1 has no batch size", NULL);
+  mb_loader_free(l);
+  /* length-sorted windows and packed batches: only an epoch's start maps */
+  for (int mode = 0; mode < 2; mode++) {
+    mb_loader_config cs = c;
+    cs.window = 32;
+    cs.rank = 0;
+    if (mode) {
+      cs.mode = MB_BATCH_PACKED;
+      cs.token_budget = 128;
+    }
+    mb_loader *a;
+    assert_ok(mb_loader_create(s, &cs, &a));
+    assert_ok(mb_loader_next(a, &b));
+    mb_loader_save_state(a, v1);
+    cs.world_size = 1;
+    cs.batch_size = 16;
+    assert_ok(mb_loader_create(s, &cs, &l));
+    assert_int_equal(mb_loader_state_global_position(l, v1, &g), MB_EUNSUPPORTED);
+    expect_msg(mode ? "packed" : "sorted by length within windows", "only at the start of an epoch");
+    int64_t steps;
+    assert_ok(mb_loader_steps_in_epoch(a, 0, &steps));
+    assert_ok(mb_loader_seek(a, (mb_loader_position){1, 0}));
+    mb_loader_save_state(a, v1);
+    assert_ok(mb_loader_state_global_position(l, v1, &g));
+    assert_ok(mb_loader_seek_global(l, g));
+    assert_int_equal(mb_loader_tell(l).epoch, 1);
+    assert_int_equal(mb_loader_tell(l).step, 0);
+    mb_loader_free(a);
+    mb_loader_free(l);
+  }
+  for (int r = 0; r < 2; r++)
+    mb_loader_free(old[r]);
+  mb_shardset_free(s);
+}
+
 static void test_config_errors(void **state) {
   (void)state;
   mb_shardset *s = mem_set(10, 1, 50, 1, 1);
@@ -575,6 +716,7 @@ int main(void) {
       cmocka_unit_test(test_packed_batches),
       cmocka_unit_test(test_eval_protocol),
       cmocka_unit_test(test_resume),
+      cmocka_unit_test(test_resume_other_world),
       cmocka_unit_test(test_config_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
