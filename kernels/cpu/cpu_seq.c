@@ -11,6 +11,7 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/conv1d.h"
 #include "kernels/cpu/selective_scan.h"
+#include "kernels/seq_op_desc.h"
 
 /* The planned workspace when it is big enough, else NULL (the kernel then
  * allocates: the thread count may have grown since planning). */
@@ -92,24 +93,6 @@ static size_t attention_ws(const mb_graph *g, const mb_node *n) {
 
 /* ---- selective scan ---- */
 
-static void scan_desc_shape(const mb_shape *u, const mb_shape *A_log, const mb_attrs *a, mb_scan_desc *d) {
-  memset(d, 0, sizeof *d);
-  d->batch = (int)u->dim[0];
-  d->seqlen = (int)u->dim[1];
-  d->dim = (int)u->dim[2];
-  d->dstate = (int)A_log->dim[1];
-  d->chunk = (int)a->i[1];
-  d->delta_softplus = (int)a->i[0];
-}
-
-static void scan_desc(const mb_kernel_call *k, int cu_at, mb_scan_desc *d) {
-  scan_desc_shape(&k->in[0].shape, &k->in[2].shape, &k->node->attr, d);
-  if (k->n_in > cu_at) {
-    d->cu_seqlens = k->in[cu_at].data;
-    d->nseq = (int)k->in[cu_at].shape.dim[0] - 1;
-  }
-}
-
 /* The CPU kernels take one dtype for activations and parameters (the op
  * table allows the parameters their own: f32 masters beside bf16 on the GPU). */
 static int same_dtype(const mb_kernel_call *k, const int *idx, int n) {
@@ -131,7 +114,7 @@ static const int CONV_PARAMS[2] = {1, 2};    /* w, bias */
 static int scan_kernel(const mb_kernel_call *k) {
   MB_TRY(same_dtype(k, SCAN_PARAMS, 3));
   mb_scan_desc d;
-  scan_desc(k, 8, &d);
+  mb_scan_desc_from_call(k, 8, &d);
   size_t es = mb_dtype_size(k->in[0].dtype), wb;
   void *ws = ws_or_null(k, mb_cpu_scan_fwd_workspace(&d, es), &wb);
   switch (k->in[0].dtype) {
@@ -152,7 +135,7 @@ static int scan_kernel(const mb_kernel_call *k) {
 static int scan_grad_kernel(const mb_kernel_call *k) {
   MB_TRY(same_dtype(k, SCAN_PARAMS, 3));
   mb_scan_desc d;
-  scan_desc(k, 10, &d);
+  mb_scan_desc_from_call(k, 10, &d);
   size_t es = mb_dtype_size(k->in[0].dtype), wb;
   void *ws = ws_or_null(k, mb_cpu_scan_bwd_workspace(&d, es), &wb);
   void *o[8];
@@ -177,34 +160,17 @@ static int scan_grad_kernel(const mb_kernel_call *k) {
 static size_t scan_ws(const mb_graph *g, const mb_node *n) {
   const mb_value *u = val(g, n->in[0]), *A = val(g, n->in[2]);
   mb_scan_desc d;
-  scan_desc_shape(&u->shape, &A->shape, &n->attr, &d);
+  mb_scan_desc_from_shapes(&u->shape, &A->shape, &n->attr, &d);
   return n->op == MB_OP_SELECTIVE_SCAN ? mb_cpu_scan_fwd_workspace(&d, mb_dtype_size(u->dtype))
                                        : mb_cpu_scan_bwd_workspace(&d, mb_dtype_size(u->dtype));
 }
 
 /* ---- conv1d ---- */
 
-static void conv_desc_shape(const mb_shape *x, const mb_shape *w, const mb_attrs *a, mb_conv1d_desc *d) {
-  memset(d, 0, sizeof *d);
-  d->batch = (int)x->dim[0];
-  d->seqlen = (int)x->dim[1];
-  d->dim = (int)x->dim[2];
-  d->width = (int)w->dim[1];
-  d->silu = (int)a->i[0];
-}
-
-static void conv_desc(const mb_kernel_call *k, int cu_at, mb_conv1d_desc *d) {
-  conv_desc_shape(&k->in[0].shape, &k->in[1].shape, &k->node->attr, d);
-  if (k->n_in > cu_at) {
-    d->cu_seqlens = k->in[cu_at].data;
-    d->nseq = (int)k->in[cu_at].shape.dim[0] - 1;
-  }
-}
-
 static int conv1d_kernel(const mb_kernel_call *k) {
   MB_TRY(same_dtype(k, CONV_PARAMS, 2));
   mb_conv1d_desc d;
-  conv_desc(k, 3, &d);
+  mb_conv1d_desc_from_call(k, 3, &d);
   const mb_tensor *in = k->in;
   switch (in[0].dtype) {
   case MB_F32: return mb_cpu_conv1d_fwd_f32(&d, in[0].data, in[1].data, in[2].data, k->out[0].data);
@@ -217,7 +183,7 @@ static int conv1d_kernel(const mb_kernel_call *k) {
 static int conv1d_grad_kernel(const mb_kernel_call *k) {
   MB_TRY(same_dtype(k, CONV_PARAMS, 2));
   mb_conv1d_desc d;
-  conv_desc(k, 4, &d);
+  mb_conv1d_desc_from_call(k, 4, &d);
   size_t wb;
   void *ws = ws_or_null(k, mb_cpu_conv1d_bwd_workspace(&d, mb_dtype_size(k->in[0].dtype)), &wb);
   const mb_tensor *in = k->in, *out = k->out;
@@ -236,7 +202,7 @@ static int conv1d_grad_kernel(const mb_kernel_call *k) {
 static size_t conv1d_grad_ws(const mb_graph *g, const mb_node *n) {
   const mb_value *x = val(g, n->in[0]), *w = val(g, n->in[1]);
   mb_conv1d_desc d;
-  conv_desc_shape(&x->shape, &w->shape, &n->attr, &d);
+  mb_conv1d_desc_from_shapes(&x->shape, &w->shape, &n->attr, &d);
   return mb_cpu_conv1d_bwd_workspace(&d, mb_dtype_size(x->dtype));
 }
 

@@ -29,6 +29,7 @@
 #include "kernels/cuda/conv1d.h"
 #include "kernels/cuda/cuda.h"
 #include "kernels/cuda/selective_scan.h"
+#include "kernels/seq_op_desc.h"
 
 #define WS_ALIGN 256 /* MB_SCAN_WS_ALIGN, MB_CONV1D_WS_ALIGN */
 
@@ -49,25 +50,6 @@ static const mb_value *val(const mb_graph *g, int32_t id) { return mb_graph_valu
 
 /* ---- selective scan ---- */
 
-static void scan_desc_shape(const mb_shape *u, const mb_shape *A_log, const mb_attrs *a, mb_scan_desc *d) {
-  memset(d, 0, sizeof *d);
-  d->batch = (int)u->dim[0];
-  d->seqlen = (int)u->dim[1];
-  d->dim = (int)u->dim[2];
-  d->dstate = (int)A_log->dim[1];
-  d->chunk = (int)a->i[1];
-  d->delta_softplus = (int)a->i[0];
-}
-
-/* cu_at: index of cu_seqlens (8 forward, 10 backward) when present */
-static void scan_desc(const mb_kernel_call *k, int cu_at, mb_scan_desc *d) {
-  scan_desc_shape(&k->in[0].shape, &k->in[2].shape, &k->node->attr, d);
-  if (k->n_in > cu_at) {
-    d->cu_seqlens = k->in[cu_at].data;
-    d->nseq = (int)k->in[cu_at].shape.dim[0] - 1;
-  }
-}
-
 static mb_cuda_scan_in scan_in(const mb_kernel_call *k) {
   const mb_tensor *in = k->in;
   mb_cuda_scan_in s = {in[0].data, in[1].data, in[3].data, in[4].data, in[6].data, in[2].data, in[5].data, in[7].data};
@@ -77,7 +59,7 @@ static mb_cuda_scan_in scan_in(const mb_kernel_call *k) {
 /* (u, delta, A_log, B, C, D, z, delta_bias [, cu]) -> y, states */
 static int k_selective_scan(const mb_kernel_call *k) {
   mb_scan_desc d;
-  scan_desc(k, 8, &d);
+  mb_scan_desc_from_call(k, 8, &d);
   if (k->out[1].dtype != MB_F32)
     return MB_ERR(MB_EUNSUPPORTED, "cuda selective scan: states must be f32, got %s", mb_dtype_name(k->out[1].dtype));
   mb_cuda_scan_in in = scan_in(k);
@@ -87,7 +69,7 @@ static int k_selective_scan(const mb_kernel_call *k) {
 /* (u, delta, A_log, B, C, D, z, delta_bias, states, dy [, cu]) -> 8 gradients */
 static int k_selective_scan_grad(const mb_kernel_call *k) {
   mb_scan_desc d;
-  scan_desc(k, 10, &d);
+  mb_scan_desc_from_call(k, 10, &d);
   if (k->in[8].dtype != MB_F32)
     return MB_ERR(MB_EUNSUPPORTED, "cuda selective scan: states must be f32, got %s", mb_dtype_name(k->in[8].dtype));
   mb_cuda_scan_in in = scan_in(k);
@@ -104,34 +86,17 @@ static int k_selective_scan_grad(const mb_kernel_call *k) {
 
 static size_t ws_selective_scan_grad(const mb_graph *g, const mb_node *n) {
   mb_scan_desc d;
-  scan_desc_shape(&val(g, n->in[0])->shape, &val(g, n->in[2])->shape, &n->attr, &d); /* varlen: same size */
+  mb_scan_desc_from_shapes(&val(g, n->in[0])->shape, &val(g, n->in[2])->shape, &n->attr, &d); /* varlen: same size */
   const size_t need = mb_cuda_scan_bwd_workspace(&d);
   return need ? need + WS_ALIGN : 0;
 }
 
 /* ---- conv1d ---- */
 
-static void conv_desc_shape(const mb_shape *x, const mb_shape *w, const mb_attrs *a, mb_conv1d_desc *d) {
-  memset(d, 0, sizeof *d);
-  d->batch = (int)x->dim[0];
-  d->seqlen = (int)x->dim[1];
-  d->dim = (int)x->dim[2];
-  d->width = (int)w->dim[1];
-  d->silu = (int)a->i[0];
-}
-
-static void conv_desc(const mb_kernel_call *k, int cu_at, mb_conv1d_desc *d) {
-  conv_desc_shape(&k->in[0].shape, &k->in[1].shape, &k->node->attr, d);
-  if (k->n_in > cu_at) {
-    d->cu_seqlens = k->in[cu_at].data;
-    d->nseq = (int)k->in[cu_at].shape.dim[0] - 1;
-  }
-}
-
 /* (x, w, bias [, cu]) -> y */
 static int k_conv1d(const mb_kernel_call *k) {
   mb_conv1d_desc d;
-  conv_desc(k, 3, &d);
+  mb_conv1d_desc_from_call(k, 3, &d);
   const mb_tensor *in = k->in;
   return mb_cuda_conv1d_fwd(&d, in[0].dtype, in[1].dtype, in[0].data, in[1].data, in[2].data, k->out[0].data,
                             stream_of(k));
@@ -140,7 +105,7 @@ static int k_conv1d(const mb_kernel_call *k) {
 /* (x, w, bias, dy [, cu]) -> dx, dw, dbias */
 static int k_conv1d_grad(const mb_kernel_call *k) {
   mb_conv1d_desc d;
-  conv_desc(k, 4, &d);
+  mb_conv1d_desc_from_call(k, 4, &d);
   const mb_tensor *in = k->in, *out = k->out;
   size_t wb;
   void *ws = aligned_ws(k, &wb);
@@ -150,7 +115,7 @@ static int k_conv1d_grad(const mb_kernel_call *k) {
 
 static size_t ws_conv1d_grad(const mb_graph *g, const mb_node *n) {
   mb_conv1d_desc d;
-  conv_desc_shape(&val(g, n->in[0])->shape, &val(g, n->in[1])->shape, &n->attr, &d);
+  mb_conv1d_desc_from_shapes(&val(g, n->in[0])->shape, &val(g, n->in[1])->shape, &n->attr, &d);
   const size_t need = mb_cuda_conv1d_bwd_workspace(&d);
   return need ? need + WS_ALIGN : 0;
 }
