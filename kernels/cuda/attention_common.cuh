@@ -329,6 +329,111 @@ __device__ __forceinline__ void attn_load_rows(T *dst, int lds, const T *src, in
   }
 }
 
+/* ---- the flash forward's per-tile steps (bf16/f16 and fp8 kernels) ----
+ * A warp holds S for MT m16 tiles of queries x NS n8 tiles of keys in mma C
+ * fragments: element e of s[mt][nj] is query row qrow0 + 16 mt + gr +
+ * 8 (e >> 1), key j0 + 8 nj + 2 tq + (e & 1). */
+
+/* O = 0, row max m = -inf, row sum l = 0. */
+template <int MT, int NO>
+__device__ __forceinline__ void attn_fwd_init(float (&o)[MT][NO][4], float (&m)[MT][2], float (&l)[MT][2]) {
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        o[mt][j][e] = 0.0f;
+    m[mt][0] = m[mt][1] = -INFINITY;
+    l[mt][0] = l[mt][1] = 0.0f;
+  }
+}
+
+/* Padded mode: which keys of the tile j0 .. j0 + BK - 1 are kept (sKeep;
+ * keys past the sequence are not), and over the whole CTA whether any key
+ * is hidden (*hidden) and whether any is kept (*kept: 0 lets the tile be
+ * skipped). Its last barrier also publishes the K tile each thread waited
+ * for, and sKeep. Every thread of the CTA calls it. */
+template <int BK, int NT>
+__device__ __forceinline__ void attn_scan_key_tile(const AttnSeg &g, int j0, int *sKeep, int *hidden, int *kept) {
+  int hid = 0, kep = 1;
+  if (g.mask) {
+    kep = 0;
+    for (int c = threadIdx.x; c < BK; c += NT) {
+      const int keep = j0 + c < g.n && g.mask[j0 + c] != 0;
+      sKeep[c] = keep;
+      hid |= !keep;
+      kep |= keep;
+    }
+    kep = __syncthreads_or(kep);
+  }
+  *hidden = __syncthreads_or(hid);
+  *kept = kep;
+}
+
+/* S = -inf for keys past the sequence, padded keys, and (causal) keys after
+ * the query. Most tiles have none of these and skip the pass. */
+template <int MT, int NS, int BK>
+__device__ __forceinline__ void attn_mask_scores(float (&s)[MT][NS][4], const AttnArgs &a, const AttnSeg &g,
+                                                 const int *sKeep, int hidden, int qrow0, int j0, int gr, int tq) {
+  if (!(hidden || j0 + BK > g.n || (a.causal && j0 + BK - 1 > qrow0)))
+    return;
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int r = qrow0 + mt * 16 + gr + (e >> 1) * 8;
+        const int c = j0 + nj * 8 + 2 * tq + (e & 1);
+        if (c >= g.n || (a.causal && c > r) || (g.mask && !sKeep[c - j0]))
+          s[mt][nj][e] = -INFINITY;
+      }
+}
+
+/* The online softmax step, per row: rows gr (hr = 0) and gr + 8 (hr = 1) of
+ * each m-tile; the four threads of a quad share a row. S (raw scores)
+ * becomes P = 2^(S scale_log2 - m scale_log2 + p_log2) in place (p_log2:
+ * a fixed power-of-two scale of P, 0 or the fp8 kernel's 8); m and the
+ * thread's part of l are updated and O rescaled by exp(m_old - m_new). */
+template <int MT, int NS, int NO>
+__device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float (&m)[MT][2], float (&l)[MT][2],
+                                                    float (&o)[MT][NO][4], float scale_log2, float p_log2) {
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int nj = 0; nj < NS; nj++)
+        mx = fmaxf(mx, fmaxf(s[mt][nj][2 * hr], s[mt][nj][2 * hr + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float mnew = fmaxf(m[mt][hr], mx);
+      /* a row that has seen nothing yet keeps m = -inf; use 0 so that
+       * exp2(-inf - 0) = 0 rather than exp2(-inf + inf) = NaN */
+      const float muse = mnew == -INFINITY ? 0.0f : mnew;
+      const float corr = attn_exp2((m[mt][hr] - muse) * scale_log2);
+      const float moff = muse * scale_log2 - p_log2;
+      m[mt][hr] = mnew;
+      float sum = 0.0f;
+#pragma unroll
+      for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+        for (int e = 2 * hr; e < 2 * hr + 2; e++) {
+          const float p = attn_exp2(fmaf(s[mt][nj][e], scale_log2, -moff));
+          s[mt][nj][e] = p;
+          sum += p;
+        }
+      l[mt][hr] = l[mt][hr] * corr + sum;
+#pragma unroll
+      for (int j = 0; j < NO; j++) {
+        o[mt][j][2 * hr] *= corr;
+        o[mt][j][2 * hr + 1] *= corr;
+      }
+    }
+}
+
 /* Zero the varlen budget's tail, tokens cu_seqlens[nseq] .. seqlen-1, of an
  * [tokens, width] array (out and the gradients: 0; lse: +inf). */
 template <typename T> __global__ void attn_fill_tail(T *x, int64_t width, AttnArgs a, float value) {

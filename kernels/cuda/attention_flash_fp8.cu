@@ -90,32 +90,14 @@ template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flas
   attn_cp_async_commit();
 
   float o[MT][NO][4], m[MT][2], l[MT][2];
-#pragma unroll
-  for (int mt = 0; mt < MT; mt++) {
-#pragma unroll
-    for (int j = 0; j < NO; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        o[mt][j][e] = 0.0f;
-    m[mt][0] = m[mt][1] = -INFINITY;
-    l[mt][0] = l[mt][1] = 0.0f;
-  }
+  attn_fwd_init<MT, NO>(o, m, l);
 
   for (int kt = 0; kt < nkt; kt++) {
     const int j0 = kt * BK;
     attn_cp_async_wait_all(); /* K_kt */
-    int hidden = 0, kept = 1;
-    if (g.mask) {
-      kept = 0;
-      for (int c = tid; c < BK; c += NT) {
-        const int keep = j0 + c < g.n && g.mask[j0 + c] != 0;
-        sKeep[c] = keep;
-        hidden |= !keep;
-        kept |= keep;
-      }
-      kept = __syncthreads_or(kept);
-    }
-    hidden = __syncthreads_or(hidden); /* K_kt, sKeep visible; every warp is done with V^T_{kt-1} */
+    int hidden, kept;
+    /* its barrier: K_kt, sKeep visible; every warp is done with V^T_{kt-1} */
+    attn_scan_key_tile<BK, NT>(g, j0, sKeep, &hidden, &kept);
     const bool skip = !kept;
 
     /* V_kt into registers now; stored transposed after S is computed */
@@ -153,50 +135,8 @@ template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flas
           }
         }
       }
-      if (hidden || j0 + BK > g.n || (a.causal && j0 + BK - 1 > q0 + wrow)) {
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-          for (int nj = 0; nj < NS; nj++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-              const int r = q0 + wrow + mt * 16 + gr + (e >> 1) * 8;
-              const int c = j0 + nj * 8 + 2 * tq + (e & 1);
-              if (c >= g.n || (a.causal && c > r) || (g.mask && !sKeep[c - j0]))
-                s[mt][nj][e] = -INFINITY;
-            }
-      }
-#pragma unroll
-      for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int hr = 0; hr < 2; hr++) {
-          float mx = -INFINITY;
-#pragma unroll
-          for (int nj = 0; nj < NS; nj++)
-            mx = fmaxf(mx, fmaxf(s[mt][nj][2 * hr], s[mt][nj][2 * hr + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float mnew = fmaxf(m[mt][hr], mx);
-          const float muse = mnew == -INFINITY ? 0.0f : mnew;
-          const float corr = attn_exp2((m[mt][hr] - muse) * qk_log2);
-          const float moff = muse * qk_log2 - 8.0f; /* the fixed 2^8 scale of P */
-          m[mt][hr] = mnew;
-          float sum = 0.0f;
-#pragma unroll
-          for (int nj = 0; nj < NS; nj++)
-#pragma unroll
-            for (int e = 2 * hr; e < 2 * hr + 2; e++) {
-              const float p = attn_exp2(fmaf(s[mt][nj][e], qk_log2, -moff));
-              s[mt][nj][e] = p;
-              sum += p;
-            }
-          l[mt][hr] = l[mt][hr] * corr + sum;
-#pragma unroll
-          for (int j = 0; j < NO; j++) {
-            o[mt][j][2 * hr] *= corr;
-            o[mt][j][2 * hr + 1] *= corr;
-          }
-        }
+      attn_mask_scores<MT, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, j0, gr, tq);
+      attn_online_softmax<MT, NS, NO>(s, m, l, o, qk_log2, 8.0f); /* P scaled by 2^8 */
     }
 
     /* V^T[dim][slot(key)] = V[key][dim], byte by byte */
