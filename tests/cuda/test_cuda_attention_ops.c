@@ -28,16 +28,10 @@
 #include "autograd/autograd.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cuda/cuda.h"
+#include "tests/cuda/cuda_op_prog.h"
 #include "tests/cuda/test_cuda_attention_util.h"
 
 static mb_backend *gpu;
-
-#define CHECK_OK(expr)                                                                                                 \
-  do {                                                                                                                 \
-    int ck_rc_ = (expr);                                                                                               \
-    if (ck_rc_ != MB_OK)                                                                                               \
-      fail_msg("%s failed (%d): %s", #expr, ck_rc_, mb_error_message());                                               \
-  } while (0)
 
 typedef struct {
   const char *name;
@@ -50,51 +44,8 @@ static const ocase cases[] = {
 };
 static const int32_t cu_seqlens[4] = {0, 1, 70, 133}; /* the varlen cases: budget 140, tail 7 */
 
-/* A one-node program: its inputs (host data) and outputs. */
-typedef struct {
-  mb_params *params;
-  mb_graph *g;
-  mb_exec *ex;
-  mb_var in[7], out[3];
-  int n_in, n_out;
-} prog;
-
-/* Build op on inputs of the given dtypes/shapes, compile (poison on), bind. */
-static void build(prog *p, mb_backend *be, int op, const mb_attrs *a, int n_in, const mb_dtype *dt,
-                  const mb_shape *shape, void *const *host) {
-  memset(p, 0, sizeof *p);
-  CHECK_OK(mb_params_new(MB_F32, &p->params));
-  CHECK_OK(mb_graph_new(p->params, &p->g));
-  for (int j = 0; j < n_in; j++) {
-    char name[16];
-    snprintf(name, sizeof name, "in%d", j);
-    p->in[j] = mb_input(p->g, name, dt[j], shape[j]);
-  }
-  p->n_in = n_in;
-  p->n_out = mb_graph_op(p->g, MB_HERE, op, p->in, n_in, a, p->out);
-  if (p->n_out <= 0)
-    fail_msg("building %s: %s", mb_op_name(op), mb_graph_error(p->g));
-  for (int k = 0; k < p->n_out; k++)
-    CHECK_OK(mb_mark_output(p->g, p->out[k]));
-  mb_compile_opts o;
-  memset(&o, 0, sizeof o);
-  o.poison = 1;
-  CHECK_OK(mb_graph_compile(p->g, &o));
-  CHECK_OK(mb_exec_new(p->g, be, &p->ex));
-  for (int j = 0; j < n_in; j++)
-    CHECK_OK(mb_exec_set_input(p->ex, p->in[j], host[j]));
-}
-
-static void prog_free(prog *p) {
-  if (mb_is_cuda_backend(mb_exec_backend(p->ex)))
-    mb_cuda_backend_forget(mb_exec_backend(p->ex), p->ex);
-  mb_exec_free(p->ex);
-  mb_graph_free(p->g);
-  mb_params_free(p->params);
-}
-
 /* Output k as f32 (n values) and as raw bytes (*raw, caller frees). */
-static float *get_out(prog *p, int k, size_t *n, void **raw, size_t *raw_bytes) {
+static float *get_out(op_prog *p, int k, size_t *n, void **raw, size_t *raw_bytes) {
   const mb_value *v = mb_graph_value(p->g, p->out[k]);
   *n = (size_t)mb_shape_numel(&v->shape);
   *raw_bytes = *n * mb_dtype_size(v->dtype);
@@ -114,7 +65,7 @@ static void *as_dtype(const float *x, size_t n, mb_dtype dt) {
 }
 
 /* Run the GPU program three times against the CPU's outputs (ref[k], f32). */
-static void run_and_compare(prog *pg, float *const *ref, const int *is_lse, double tol, const char *label) {
+static void run_and_compare(op_prog *pg, float *const *ref, const int *is_lse, double tol, const char *label) {
   void *first[3] = {0};
   for (int run = 0; run < 3; run++) {
     CHECK_OK(mb_exec_forward(pg->ex));
@@ -187,9 +138,9 @@ static void run_case(const ocase *c, mb_dtype dt, int D) {
   mb_shape sh[7] = {qs, qs, qs, ms};
   void *hc[7] = {x[0], x[1], x[2], mask_host};
   void *hg[7] = {as_dtype(x[0], n, dt), as_dtype(x[1], n, dt), as_dtype(x[2], n, dt), mask_host};
-  prog pc, pg;
-  build(&pc, mb_cpu_backend(), MB_OP_ATTENTION, &a, nin_f, dtc, sh, hc);
-  build(&pg, gpu, MB_OP_ATTENTION, &a, nin_f, dtg, sh, hg);
+  op_prog pc, pg;
+  op_prog_build(&pc, mb_cpu_backend(), MB_OP_ATTENTION, &a, nin_f, dtc, sh, hc);
+  op_prog_build(&pg, gpu, MB_OP_ATTENTION, &a, nin_f, dtg, sh, hg);
   CHECK_OK(mb_exec_forward(pc.ex));
   size_t no, nlse, b1, b2;
   void *r1, *r2;
@@ -206,8 +157,8 @@ static void run_case(const ocase *c, mb_dtype dt, int D) {
   float *ref_f[2] = {ref_out, ref_lse};
   const int lse_f[2] = {0, 1};
   run_and_compare(&pg, ref_f, lse_f, tol_f, label);
-  prog_free(&pg);
-  prog_free(&pc);
+  op_prog_free(&pg);
+  op_prog_free(&pc);
 
   /* backward: (q, k, v, out, lse, dout [, mask]) -> dq, dk, dv, on the CPU's out and lse */
   at_round(ref_out, n, dt);
@@ -219,8 +170,8 @@ static void run_case(const ocase *c, mb_dtype dt, int D) {
   void *bhc[7] = {x[0], x[1], x[2], ref_out, ref_lse, x[3], mask_host};
   void *out_g = as_dtype(ref_out, n, dt), *dout_g = as_dtype(x[3], n, dt);
   void *bhg[7] = {hg[0], hg[1], hg[2], out_g, ref_lse, dout_g, mask_host};
-  build(&pc, mb_cpu_backend(), MB_OP_ATTENTION_GRAD, &a, nin_b, bdc, bsh, bhc);
-  build(&pg, gpu, MB_OP_ATTENTION_GRAD, &a, nin_b, bdg, bsh, bhg);
+  op_prog_build(&pc, mb_cpu_backend(), MB_OP_ATTENTION_GRAD, &a, nin_b, bdc, bsh, bhc);
+  op_prog_build(&pg, gpu, MB_OP_ATTENTION_GRAD, &a, nin_b, bdg, bsh, bhg);
   CHECK_OK(mb_exec_forward(pc.ex));
   float *ref_g[3];
   for (int k = 0; k < 3; k++) {
@@ -231,8 +182,8 @@ static void run_case(const ocase *c, mb_dtype dt, int D) {
   printf("%s", label);
   const int lse_b[3] = {0, 0, 0};
   run_and_compare(&pg, ref_g, lse_b, tol_b, label);
-  prog_free(&pg);
-  prog_free(&pc);
+  op_prog_free(&pg);
+  op_prog_free(&pc);
 
   for (int k = 0; k < 3; k++)
     free(ref_g[k]);
@@ -258,23 +209,14 @@ static void test_attention_ops(void **state) {
 
 static int setup(void **state) {
   (void)state;
-  mb_cuda_backend_opts o = mb_cuda_backend_defaults();
-  if (mb_cuda_backend_create(&o, &gpu) != MB_OK) {
-    fprintf(stderr, "cuda backend: %s\n", mb_error_message());
-    return -1;
-  }
-  return 0;
+  return cuda_test_backend_open(&gpu);
 }
 
 static int teardown(void **state) {
   (void)state;
-  mb_cuda_graph_stats s = mb_cuda_backend_graph_stats(gpu);
-  printf("graphs: %llu captures, %llu replays, %llu eager runs, %llu fallbacks\n", (unsigned long long)s.captures,
-         (unsigned long long)s.replays, (unsigned long long)s.eager_runs, (unsigned long long)s.fallbacks);
-  if (s.fallbacks)
-    printf("cuda_attention_ops: a capture fell back to eager runs (see the log above)\n");
+  const unsigned long long fallbacks = cuda_test_graph_report(gpu, "cuda_attention_ops");
   mb_cuda_backend_destroy(gpu);
-  return s.fallbacks ? -1 : 0;
+  return fallbacks ? -1 : 0;
 }
 
 int main(void) {

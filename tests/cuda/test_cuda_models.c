@@ -24,6 +24,8 @@
 #include "kernels/cuda/cuda.h"
 #include "runtime/cuda_device.h"
 #include "tests/models/model_test_util.h"
+/* after model_test_util.h, which includes cmocka */
+#include "tests/cuda/cuda_op_prog.h"
 
 static mb_backend *gpu;
 
@@ -359,22 +361,15 @@ static int setup(void **state) {
   snprintf(g_tmp, sizeof g_tmp, "/tmp/mb_cuda_models_XXXXXX");
   if (!mkdtemp(g_tmp))
     return -1;
-  mb_cuda_backend_opts o = mb_cuda_backend_defaults();
-  if (mb_cuda_backend_create(&o, &gpu) != MB_OK) {
-    fprintf(stderr, "cuda backend: %s\n", mb_error_message());
-    return -1;
-  }
-  return 0;
+  return cuda_test_backend_open(&gpu);
 }
 
 static int teardown(void **state) {
   (void)state;
-  mb_cuda_graph_stats s = mb_cuda_backend_graph_stats(gpu);
-  printf("graphs: %llu captures, %llu replays, %llu eager runs, %llu fallbacks\n", (unsigned long long)s.captures,
-         (unsigned long long)s.replays, (unsigned long long)s.eager_runs, (unsigned long long)s.fallbacks);
+  const unsigned long long fallbacks = cuda_test_graph_report(gpu, "cuda_models");
   mb_cuda_backend_destroy(gpu);
   rm_rf(g_tmp);
-  return s.fallbacks ? -1 : 0;
+  return fallbacks ? -1 : 0;
 }
 
 int main(void) {

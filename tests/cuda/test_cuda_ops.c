@@ -20,6 +20,7 @@
 #include "cuda_test_util.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cuda/cuda.h"
+#include "tests/cuda/cuda_op_prog.h"
 
 static mb_backend *gpu;
 
@@ -490,19 +491,12 @@ static void test_device_errors(void **state) {
 
 static int setup(void **state) {
   (void)state;
-  mb_cuda_backend_opts o = mb_cuda_backend_defaults();
-  if (mb_cuda_backend_create(&o, &gpu) != MB_OK) {
-    fprintf(stderr, "cuda backend: %s\n", mb_error_message());
-    return -1;
-  }
-  return 0;
+  return cuda_test_backend_open(&gpu);
 }
 
 static int teardown(void **state) {
   (void)state;
-  mb_cuda_graph_stats s = mb_cuda_backend_graph_stats(gpu);
-  printf("graphs: %llu captures, %llu replays, %llu eager runs, %llu fallbacks\n", (unsigned long long)s.captures,
-         (unsigned long long)s.replays, (unsigned long long)s.eager_runs, (unsigned long long)s.fallbacks);
+  cuda_test_graph_report(gpu, "cuda_ops");
   mb_cuda_backend_destroy(gpu);
   return 0;
 }

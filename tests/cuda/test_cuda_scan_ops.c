@@ -48,20 +48,15 @@
 #include "runtime/dtype.h"
 #include "runtime/philox.h"
 
-#ifndef SCAN_OPS_EMULATED
-#include "kernels/cuda/cuda.h"
+#ifdef SCAN_OPS_EMULATED
+#define CUDA_OP_PROG_EMULATED
+#else
 #include "runtime/cuda_device.h"
 #endif
+#include "tests/cuda/cuda_op_prog.h"
 
 static mb_backend *dev;
 static const char *test_name = "cuda_scan_ops";
-
-#define CHECK_OK(expr)                                                                                                 \
-  do {                                                                                                                 \
-    int ck_rc_ = (expr);                                                                                               \
-    if (ck_rc_ != MB_OK)                                                                                               \
-      fail_msg("%s failed (%d): %s", #expr, ck_rc_, mb_error_message());                                               \
-  } while (0)
 
 static void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
@@ -111,53 +106,10 @@ static double rel_err(const float *x, const float *r, size_t n) {
 
 /* ---- one-node programs ---- */
 
-typedef struct {
-  mb_params *params;
-  mb_graph *g;
-  mb_exec *ex;
-  mb_var in[11], out[8];
-  int n_in, n_out;
-} prog;
-
-static void build(prog *p, mb_backend *be, int op, const mb_attrs *a, int n_in, const mb_dtype *dt,
-                  const mb_shape *shape, void *const *host) {
-  memset(p, 0, sizeof *p);
-  CHECK_OK(mb_params_new(MB_F32, &p->params));
-  CHECK_OK(mb_graph_new(p->params, &p->g));
-  for (int j = 0; j < n_in; j++) {
-    char name[16];
-    snprintf(name, sizeof name, "in%d", j);
-    p->in[j] = mb_input(p->g, name, dt[j], shape[j]);
-  }
-  p->n_in = n_in;
-  p->n_out = mb_graph_op(p->g, MB_HERE, op, p->in, n_in, a, p->out);
-  if (p->n_out <= 0)
-    fail_msg("building %s: %s", mb_op_name(op), mb_graph_error(p->g));
-  for (int k = 0; k < p->n_out; k++)
-    CHECK_OK(mb_mark_output(p->g, p->out[k]));
-  mb_compile_opts o;
-  memset(&o, 0, sizeof o);
-  o.poison = 1;
-  CHECK_OK(mb_graph_compile(p->g, &o));
-  CHECK_OK(mb_exec_new(p->g, be, &p->ex));
-  for (int j = 0; j < n_in; j++)
-    CHECK_OK(mb_exec_set_input(p->ex, p->in[j], host[j]));
-}
-
-static void prog_free(prog *p) {
-#ifndef SCAN_OPS_EMULATED
-  if (mb_is_cuda_backend(mb_exec_backend(p->ex)))
-    mb_cuda_backend_forget(mb_exec_backend(p->ex), p->ex);
-#endif
-  mb_exec_free(p->ex);
-  mb_graph_free(p->g);
-  mb_params_free(p->params);
-}
-
-static size_t out_numel(prog *p, int k) { return (size_t)mb_shape_numel(&mb_graph_value(p->g, p->out[k])->shape); }
+static size_t out_numel(op_prog *p, int k) { return (size_t)mb_shape_numel(&mb_graph_value(p->g, p->out[k])->shape); }
 
 /* Output k as f32 (n values) and as raw bytes (*raw, caller frees). */
-static float *get_out(prog *p, int k, void **raw, size_t *raw_bytes) {
+static float *get_out(op_prog *p, int k, void **raw, size_t *raw_bytes) {
   const mb_value *v = mb_graph_value(p->g, p->out[k]);
   size_t n = out_numel(p, k);
   *raw_bytes = n * mb_dtype_size(v->dtype);
@@ -169,7 +121,7 @@ static float *get_out(prog *p, int k, void **raw, size_t *raw_bytes) {
 }
 
 /* The CPU program's outputs as f32 (ref[k]). */
-static void run_reference(prog *pc, float **ref) {
+static void run_reference(op_prog *pc, float **ref) {
   CHECK_OK(mb_exec_forward(pc->ex));
   for (int k = 0; k < pc->n_out; k++) {
     void *raw;
@@ -185,7 +137,7 @@ static int dt_index(mb_dtype dt) { return dt == MB_BF16 ? 0 : dt == MB_F16 ? 1 :
 /* Run the device program three times (eager, capture, replay) against the
  * CPU's outputs. Output dtypes are checked too: states f32, gradients of the
  * parameters in the parameters' dtype. */
-static void run_and_compare(prog *pg, float *const *ref, const mb_dtype *want_dt, double tol, const char *label,
+static void run_and_compare(op_prog *pg, float *const *ref, const mb_dtype *want_dt, double tol, const char *label,
                             const char *const *names, mb_dtype dt) {
   void *first[8] = {0};
   for (int k = 0; k < pg->n_out; k++)
@@ -285,9 +237,9 @@ static void scan_case(const scase *c, mb_dtype dt, mb_dtype pdt) {
   hc[8] = hg[8] = (void *)c->cu;
 
   char label[128];
-  prog pc, pg;
-  build(&pc, mb_cpu_backend(), MB_OP_SELECTIVE_SCAN, &a, nin, dc, sh, hc);
-  build(&pg, dev, MB_OP_SELECTIVE_SCAN, &a, nin, dg, sh, hg);
+  op_prog pc, pg;
+  op_prog_build(&pc, mb_cpu_backend(), MB_OP_SELECTIVE_SCAN, &a, nin, dc, sh, hc);
+  op_prog_build(&pg, dev, MB_OP_SELECTIVE_SCAN, &a, nin, dg, sh, hg);
   float *ref[8] = {0};
   run_reference(&pc, ref);
   snprintf(label, sizeof label, "%-4s/%-4s %-9s scan     ", mb_dtype_name(dt), mb_dtype_name(pdt), c->name);
@@ -299,8 +251,8 @@ static void scan_case(const scase *c, mb_dtype dt, mb_dtype pdt) {
   float *states = ref[1];
   const mb_shape sts = mb_graph_value(pc.g, pc.out[1])->shape;
   free(ref[0]);
-  prog_free(&pg);
-  prog_free(&pc);
+  op_prog_free(&pg);
+  op_prog_free(&pc);
 
   /* (u, delta, A_log, B, C, D, z, delta_bias, states, dy [, cu]) -> 8 gradients */
   const int nbin = varlen ? 11 : 10;
@@ -319,16 +271,16 @@ static void scan_case(const scase *c, mb_dtype dt, mb_dtype pdt) {
   bsh[9] = bld, bdc[9] = MB_F32, bdg[9] = dt, bhc[9] = dy, bhg[9] = dy_g;
   bsh[10] = cus, bdc[10] = bdg[10] = MB_I32, bhc[10] = bhg[10] = (void *)c->cu;
   (void)nst;
-  build(&pc, mb_cpu_backend(), MB_OP_SELECTIVE_SCAN_GRAD, &a, nbin, bdc, bsh, bhc);
-  build(&pg, dev, MB_OP_SELECTIVE_SCAN_GRAD, &a, nbin, bdg, bsh, bhg);
+  op_prog_build(&pc, mb_cpu_backend(), MB_OP_SELECTIVE_SCAN_GRAD, &a, nbin, bdc, bsh, bhc);
+  op_prog_build(&pg, dev, MB_OP_SELECTIVE_SCAN_GRAD, &a, nbin, bdg, bsh, bhg);
   float *gref[8] = {0};
   run_reference(&pc, gref);
   snprintf(label, sizeof label, "%-4s/%-4s %-9s scan_grad", mb_dtype_name(dt), mb_dtype_name(pdt), c->name);
   const char *gnames[8] = {"du", "ddelta", "dA_log", "dB", "dC", "dD", "dz", "dbias"};
   const mb_dtype gdt[8] = {dt, dt, pdt, dt, dt, pdt, dt, pdt};
   run_and_compare(&pg, gref, gdt, tol_of(dt), label, gnames, dt);
-  prog_free(&pg);
-  prog_free(&pc);
+  op_prog_free(&pg);
+  op_prog_free(&pc);
 
   for (int k = 0; k < 8; k++)
     free(gref[k]);
@@ -361,9 +313,9 @@ static void conv_case(const scase *c, mb_dtype dt, mb_dtype pdt, int silu) {
   void *xg = as_dtype(x, nx, dt), *wg = as_dtype(w, nw, pdt), *bg = as_dtype(bias, nd, pdt);
   void *hc[5] = {x, w, bias, (void *)c->cu}, *hg[5] = {xg, wg, bg, (void *)c->cu};
   char label[128];
-  prog pc, pg;
-  build(&pc, mb_cpu_backend(), MB_OP_CONV1D, &a, varlen ? 4 : 3, dc, sh, hc);
-  build(&pg, dev, MB_OP_CONV1D, &a, varlen ? 4 : 3, dg, sh, hg);
+  op_prog pc, pg;
+  op_prog_build(&pc, mb_cpu_backend(), MB_OP_CONV1D, &a, varlen ? 4 : 3, dc, sh, hc);
+  op_prog_build(&pg, dev, MB_OP_CONV1D, &a, varlen ? 4 : 3, dg, sh, hg);
   float *ref[1];
   run_reference(&pc, ref);
   snprintf(label, sizeof label, "%-4s/%-4s %-9s conv1d%s     ", mb_dtype_name(dt), mb_dtype_name(pdt), c->name,
@@ -372,16 +324,16 @@ static void conv_case(const scase *c, mb_dtype dt, mb_dtype pdt, int silu) {
   const mb_dtype fdt[1] = {dt};
   run_and_compare(&pg, ref, fdt, tol_of(dt), label, fnames, dt);
   free(ref[0]);
-  prog_free(&pg);
-  prog_free(&pc);
+  op_prog_free(&pg);
+  op_prog_free(&pc);
 
   /* (x, w, bias, dy [, cu]) -> dx, dw, dbias */
   void *dyg = as_dtype(dy, nx, dt);
   mb_shape bsh[5] = {bld, ws, d1, bld, cus};
   mb_dtype bdc[5] = {MB_F32, MB_F32, MB_F32, MB_F32, MB_I32}, bdg[5] = {dt, pdt, pdt, dt, MB_I32};
   void *bhc[5] = {x, w, bias, dy, (void *)c->cu}, *bhg[5] = {xg, wg, bg, dyg, (void *)c->cu};
-  build(&pc, mb_cpu_backend(), MB_OP_CONV1D_GRAD, &a, varlen ? 5 : 4, bdc, bsh, bhc);
-  build(&pg, dev, MB_OP_CONV1D_GRAD, &a, varlen ? 5 : 4, bdg, bsh, bhg);
+  op_prog_build(&pc, mb_cpu_backend(), MB_OP_CONV1D_GRAD, &a, varlen ? 5 : 4, bdc, bsh, bhc);
+  op_prog_build(&pg, dev, MB_OP_CONV1D_GRAD, &a, varlen ? 5 : 4, bdg, bsh, bhg);
   float *gref[3];
   run_reference(&pc, gref);
   snprintf(label, sizeof label, "%-4s/%-4s %-9s conv1d%s_grad", mb_dtype_name(dt), mb_dtype_name(pdt), c->name,
@@ -389,8 +341,8 @@ static void conv_case(const scase *c, mb_dtype dt, mb_dtype pdt, int silu) {
   const char *gnames[3] = {"dx", "dw", "dbias"};
   const mb_dtype gdt[3] = {dt, pdt, pdt};
   run_and_compare(&pg, gref, gdt, tol_of(dt), label, gnames, dt);
-  prog_free(&pg);
-  prog_free(&pc);
+  op_prog_free(&pg);
+  op_prog_free(&pc);
   for (int k = 0; k < 3; k++)
     free(gref[k]);
   free(xg), free(wg), free(bg), free(dyg);
@@ -428,7 +380,7 @@ static void test_refusals(void **state) {
     const mb_shape bld = mb_shape3(2, 8, 32), bln = mb_shape3(2, 8, N), dn = mb_shape2(32, N), d1 = mb_shape1(32);
     mb_shape sh[8] = {bld, bld, dn, bln, bln, d1, bld, d1};
     mb_dtype dg[8] = {MB_F32, MB_F32, MB_F32, MB_F32, MB_F32, MB_F32, MB_F32, MB_F32};
-    prog p;
+    op_prog p;
     memset(&p, 0, sizeof p);
     CHECK_OK(mb_params_new(MB_F32, &p.params));
     CHECK_OK(mb_graph_new(p.params, &p.g));
@@ -453,7 +405,7 @@ static void test_refusals(void **state) {
     printf("  refused (%s): %s\n", which ? "N = 80" : "chunk 64", mb_error_message());
     assert_int_not_equal(rc, MB_OK);
     assert_non_null(strstr(mb_error_message(), which ? "dstate 80" : "chunk"));
-    prog_free(&p);
+    op_prog_free(&p);
   }
   free(zeros);
 }
@@ -486,24 +438,15 @@ static int teardown(void **state) {
 #else
 static int setup(void **state) {
   (void)state;
-  mb_cuda_backend_opts o = mb_cuda_backend_defaults();
-  if (mb_cuda_backend_create(&o, &dev) != MB_OK) {
-    fprintf(stderr, "cuda backend: %s\n", mb_error_message());
-    return -1;
-  }
-  return 0;
+  return cuda_test_backend_open(&dev);
 }
 
 static int teardown(void **state) {
   (void)state;
   printf("worst relative errors: bf16 %.2e, f16 %.2e, f32 %.2e\n", worst_seen[0], worst_seen[1], worst_seen[2]);
-  mb_cuda_graph_stats s = mb_cuda_backend_graph_stats(dev);
-  printf("graphs: %llu captures, %llu replays, %llu eager runs, %llu fallbacks\n", (unsigned long long)s.captures,
-         (unsigned long long)s.replays, (unsigned long long)s.eager_runs, (unsigned long long)s.fallbacks);
-  if (s.fallbacks)
-    printf("%s: a capture fell back to eager runs (see the log above)\n", test_name);
+  const unsigned long long fallbacks = cuda_test_graph_report(dev, test_name);
   mb_cuda_backend_destroy(dev);
-  return s.fallbacks ? -1 : 0;
+  return fallbacks ? -1 : 0;
 }
 #endif
 
