@@ -37,6 +37,8 @@ static const mb_cfg_entry SCHEMA[] = {
     {"model.intermediate_size", MB_CFG_INT, OFF(intermediate_size), 0, 1 << 18, NULL,
      "bert: MLP width (0: 4 x hidden_size)", 0},
     {"model.max_position", MB_CFG_INT, OFF(max_position), 1, 1 << 20, NULL, "bert: position embeddings", 0},
+    {"model.position_init", MB_CFG_ENUM, OFF(position_init), 0, 0, "normal|sinusoidal",
+     "bert, from scratch: position embeddings start normal (HF) or as sinusoids", 0},
     {"model.d_state", MB_CFG_INT, OFF(d_state), 1, 1024, NULL, "mamba: SSM state size", 0},
     {"model.d_conv", MB_CFG_INT, OFF(d_conv), 1, 64, NULL, "mamba: causal conv width", 0},
     {"model.expand", MB_CFG_INT, OFF(expand), 1, 16, NULL, "mamba: inner width = expand x d_model", 0},
@@ -171,6 +173,7 @@ void mb_config_defaults(mb_config *c) {
   c->d_conv = 4;
   c->expand = 2;
   strcpy(c->pooling, "auto");
+  strcpy(c->position_init, "normal");
   c->num_labels = 2;
   c->dropout = 0.1;
   c->attention_dropout = 0.1;
@@ -728,7 +731,7 @@ int mb_config_doc_set(mb_config_doc *d, const char *assignment) {
 /* ---- checks across keys ------------------------------------------------- */
 
 static const char *bert_only[] = {"model.hidden_size", "model.num_heads", "model.intermediate_size",
-                                  "model.max_position", "model.attention_dropout"};
+                                  "model.max_position", "model.position_init", "model.attention_dropout"};
 static const char *mamba_only[] = {"model.d_state", "model.d_conv", "model.expand", "model.dt_rank"};
 
 /* 0 for keys of another architecture than c's (left out of the resolved YAML). */

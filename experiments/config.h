@@ -58,6 +58,7 @@ typedef struct {
   int64_t num_heads;             /* bert */
   int64_t intermediate_size;     /* bert; 0 = 4 x hidden_size */
   int64_t max_position;          /* bert: position embeddings */
+  char position_init[MB_CFG_WORD]; /* bert: normal | sinusoidal (random initialisation only) */
   int64_t d_state, d_conv, expand, dt_rank; /* mamba; dt_rank 0 = ceil(d_model / 16) */
   char pooling[MB_CFG_WORD];     /* cls (bert) | mean | masked_mean */
   int64_t num_labels;

@@ -72,6 +72,7 @@ static int config_from(const mb_config *cfg, int64_t vocab_size, mb_model_config
     b->max_position = cfg->max_position;
     b->hidden_dropout = cfg->dropout;
     b->attention_dropout = cfg->attention_dropout;
+    b->position_init_sinusoidal = strcmp(cfg->position_init, "sinusoidal") == 0;
   } else if (strcmp(cfg->model_arch, "mamba") == 0) {
     *mc = mb_model_config_default(MB_ARCH_MAMBA);
     mb_mamba_config *m = &mc->mamba;

@@ -21,7 +21,8 @@ int mb_bert_param_decls(const mb_model_config *c, mb_param_decl *d, int cap) {
                     "bert.embeddings.word_embeddings.weight");
   if (n <= cap)
     d[n - 1].b = b->pad_token_id;
-  mb_param_decl_add(d, &n, cap, mb_shape2(b->max_position, H), MB_INIT_NORMAL, sd, 0, 0,
+  mb_param_decl_add(d, &n, cap, mb_shape2(b->max_position, H),
+                    b->position_init_sinusoidal ? MB_INIT_SINUSOID : MB_INIT_NORMAL, sd, 0, 0,
                     "bert.embeddings.position_embeddings.weight");
   mb_param_decl_add(d, &n, cap, mb_shape2(b->type_vocab_size, H), MB_INIT_NORMAL, sd, 0, 0,
                     "bert.embeddings.token_type_embeddings.weight");

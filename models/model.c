@@ -143,6 +143,17 @@ static void fill_param(const mb_param_decl *d, const mb_mamba_config *mc, uint64
   case MB_INIT_UNIFORM:
     mb_philox_fill_uniform(seed, off, w, (size_t)n, (float)-d->a, (float)d->a);
     break;
+  case MB_INIT_SINUSOID: {
+    /* amplitude a sqrt(2): a sinusoid's RMS is its amplitude / sqrt(2) */
+    const int64_t P = d->shape.dim[0], H = d->shape.dim[1];
+    const double amp = d->a * sqrt(2.0);
+    for (int64_t p = 0; p < P; p++)
+      for (int64_t i = 0; i < H; i++) {
+        const double freq = pow(10000.0, -(double)(i - (i & 1)) / (double)H);
+        w[p * H + i] = (float)(amp * ((i & 1) ? cos((double)p * freq) : sin((double)p * freq)));
+      }
+    break;
+  }
   case MB_INIT_ALOG: {
     int64_t N = d->shape.dim[1];
     for (int64_t i = 0; i < n; i++)

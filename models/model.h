@@ -79,6 +79,15 @@ typedef struct {
    * which has no dropout on the probabilities (attention_dropout is then
    * not applied; logged once). Evaluation always uses the fused kernel. */
   int attn_dropout_exact;
+  /* mambert's own (not an HF field, not in config.json: it only changes the
+   * random initialisation): 1 = position embeddings start as the
+   * Transformer's sinusoids, pe[p][2i] = sin(p w_i), pe[p][2i+1] = cos(p w_i),
+   * w_i = 10000^(-2i/H), scaled to RMS initializer_range like the other
+   * embeddings; they are trained as usual. Relative offsets are then linear
+   * maps of the embeddings from the first step, which a small model trained
+   * from scratch on short texts otherwise learns slowly. 0 (default) =
+   * normal(0, initializer_range), as HF. */
+  int position_init_sinusoidal;
 } mb_bert_config;
 
 typedef struct {
@@ -138,7 +147,8 @@ void mb_model_free(mb_model *m);
 
 /* Random initialisation as the references do (Philox, seed):
  * BERT: Linear/Embedding weights normal(0, initializer_range), the
- *   word-embedding row pad_token_id zero, biases 0, LayerNorm 1/0.
+ *   word-embedding row pad_token_id zero, biases 0, LayerNorm 1/0 (position
+ *   embeddings sinusoidal with position_init_sinusoidal).
  * Mamba (mamba_ssm): embedding normal(0, 0.02); in_proj, x_proj and the head
  *   PyTorch's Linear default (uniform +-1/sqrt(fan_in)); out_proj the same
  *   divided by sqrt(n_layer); conv1d default (uniform +-1/sqrt(d_conv), bias

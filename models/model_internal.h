@@ -20,7 +20,8 @@ typedef enum {
   MB_INIT_UNIFORM,       /* uniform(-a, a) */
   MB_INIT_CONST,         /* a */
   MB_INIT_ALOG,          /* A_log[c, n] = log(n + 1) */
-  MB_INIT_DT_BIAS        /* softplus^-1 of dt log-uniform in [dt_min, dt_max] */
+  MB_INIT_DT_BIAS,       /* softplus^-1 of dt log-uniform in [dt_min, dt_max] */
+  MB_INIT_SINUSOID       /* [P, H]: sin/cos of p 10000^(-2i/H), RMS a */
 } mb_init_kind;
 
 typedef struct {

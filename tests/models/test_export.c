@@ -255,6 +255,53 @@ static void test_bert(void **state) {
   cfg.bert.intermediate_size = 512;
   cfg.bert.max_position = 128;
   random_init_roundtrip(&cfg, "data/vocab/bert-base-uncased-vocab.txt", "bert_random");
+
+  /* position_init_sinusoidal: the position embeddings are the sinusoids at
+   * RMS initializer_range (nothing else changes), and they export and reload
+   * as ordinary weights */
+  mb_model *n, *s, *back;
+  ASSERT_OK(mb_model_new(&cfg, NULL, mb_cpu_backend(), &n));
+  ASSERT_OK(mb_model_init_random(n, 99));
+  cfg.bert.position_init_sinusoidal = 1;
+  ASSERT_OK(mb_model_new(&cfg, NULL, mb_cpu_backend(), &s));
+  ASSERT_OK(mb_model_init_random(s, 99));
+  mb_params *pn = mb_model_params(n), *ps = mb_model_params(s);
+  const int pos = mb_params_find(ps, "bert.embeddings.position_embeddings.weight");
+  assert_true(pos >= 0);
+  for (int i = 0; i < mb_params_count(ps); i++) {
+    const mb_param_info *in = mb_params_info(pn, i);
+    const int same = !memcmp((float *)mb_params_data(pn) + in->offset, (float *)mb_params_data(ps) + in->offset,
+                             sizeof(float) * (size_t)in->numel);
+    assert_int_equal(same, i != pos);
+  }
+  const mb_param_info *pi = mb_params_info(ps, pos);
+  const float *pe = (const float *)mb_params_data(ps) + pi->offset;
+  const int64_t P = pi->shape.dim[0], H = pi->shape.dim[1];
+  double worst = 0, ss = 0;
+  for (int64_t q = 0; q < P; q++)
+    for (int64_t i = 0; i < H; i++) {
+      const double ang = (double)q / pow(10000.0, (double)(2 * (i / 2)) / (double)H);
+      const double want = 0.02 * sqrt(2.0) * (i % 2 ? cos(ang) : sin(ang));
+      worst = fmax(worst, fabs(pe[q * H + i] - want));
+      ss += (double)pe[q * H + i] * pe[q * H + i];
+    }
+  const double rms = sqrt(ss / (double)(P * H));
+  printf("bert sinusoidal positions: max |pe - formula| %.2e, RMS %.4f (0.02)\n", worst, rms);
+  assert_true(worst < 1e-8 && fabs(rms - 0.02) < 1e-3);
+  assert_true(pe[0] == 0.0f && pe[1] == (float)(0.02 * sqrt(2.0))); /* position 0: sin 0, cos 0 */
+  char out[512];
+  snprintf(out, sizeof out, "%s/bert_sinusoidal", g_tmp);
+  ASSERT_OK(mb_model_export(s, out));
+  ASSERT_OK(mb_model_load(out, NULL, mb_cpu_backend(), &back));
+  /* the weights, bit for bit (the switch is not a config.json field: the
+   * reloaded config has it off, as any HF checkpoint) */
+  assert_int_equal(mb_model_config_of(back)->bert.position_init_sinusoidal, 0);
+  assert_int_equal(mb_params_total(mb_model_params(back)), mb_params_total(ps));
+  assert_memory_equal(mb_params_data(mb_model_params(back)), mb_params_data(ps),
+                      sizeof(float) * (size_t)mb_params_total(ps));
+  mb_model_free(back);
+  mb_model_free(s);
+  mb_model_free(n);
 }
 
 static void test_mamba(void **state) {
