@@ -23,56 +23,14 @@ mpiexec="${4:-mpirun}"
 command -v "$mpiexec" >/dev/null || { echo "no $mpiexec: skipped"; exit 77; }
 tmp="$(mktemp -d /tmp/mb_disteq_XXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
-export OMP_NUM_THREADS=1 MAMBERT_COLLECTIVE_TIMEOUT=60
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_mpi_yield_when_idle=1
+. "$(dirname "$0")/tiny_train.sh"
 RTOL=1e-5
 case "$arch" in
-  bert) model="  arch: bert
-  hidden_size: 32
-  num_layers: 2
-  num_heads: 2
-  intermediate_size: 64
-  max_position: 64
-  dropout: 0
-  attention_dropout: 0"
-        tokenizer=data/vocab/bert-base-uncased-vocab.txt
-        skip=attention.self.key.bias ;;
-  mamba) model="  arch: mamba
-  d_model: 16
-  num_layers: 2
-  d_state: 4
-  pooling: masked_mean"
-        tokenizer=data/vocab/gpt-neox-20b-tokenizer.json
-        skip= ;;
+  bert) skip=attention.self.key.bias ;;
+  mamba) skip= ;;
   *) echo "unknown arch $arch"; exit 2 ;;
 esac
-cat > "$tmp/c.yaml" <<YAML
-model:
-$model
-tokenizer: $tokenizer
-data:
-  train: data/samples/imdb/train.tsv.gz
-  cache_dir: $tmp/cache
-  max_length: 48
-  batch_size: 16
-  train_limit: 64
-  bucket_multiple: 0
-  sort_window: 0
-optim:
-  lr: 3.0e-3
-train:
-  epochs: 1
-  threads: 1
-  clip_grad_norm: 1.0
-eval:
-  at_end: false
-checkpoint:
-  every: 0
-  export: false
-log:
-  every: 1
-  progress: lines
-YAML
+tiny_train_yaml "$tmp/c.yaml" "$arch" 1 0 "$tmp/cache" || exit 2
 fail=0
 # run NAME NP BATCH ACCUM ZERO [--set ...]
 run() {

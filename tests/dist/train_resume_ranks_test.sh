@@ -16,41 +16,9 @@ mpiexec="${3:-mpirun}"
 command -v "$mpiexec" >/dev/null || { echo "no $mpiexec: skipped"; exit 77; }
 tmp="$(mktemp -d /tmp/mb_distrr_XXXXXX)"
 trap '[ -n "${KEEP_TMP:-}" ] || rm -rf "$tmp"' EXIT
-export OMP_NUM_THREADS=1 MAMBERT_COLLECTIVE_TIMEOUT=60
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_mpi_yield_when_idle=1
+. "$(dirname "$0")/tiny_train.sh"
 RTOL=1e-5
-cat > "$tmp/c.yaml" <<YAML
-model:
-  arch: mamba
-  d_model: 16
-  num_layers: 2
-  d_state: 4
-  pooling: masked_mean
-tokenizer: data/vocab/gpt-neox-20b-tokenizer.json
-data:
-  train: data/samples/imdb/train.tsv.gz
-  cache_dir: $tmp/cache
-  max_length: 48
-  batch_size: 16
-  train_limit: 64
-  bucket_multiple: 0
-  sort_window: 0
-optim:
-  lr: 3.0e-3
-train:
-  epochs: 2
-  threads: 1
-  clip_grad_norm: 1.0
-eval:
-  at_end: false
-checkpoint:
-  every: 2
-  keep: 10
-  export: false
-log:
-  every: 1
-  progress: lines
-YAML
+tiny_train_yaml "$tmp/c.yaml" mamba 2 2 "$tmp/cache" || exit 2
 fail=0
 launch() { # NP then the train arguments
   local np="$1"

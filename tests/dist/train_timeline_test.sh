@@ -14,8 +14,7 @@ mpiexec="${3:-mpirun}"
 command -v "$mpiexec" >/dev/null || { echo "no $mpiexec: skipped"; exit 77; }
 tmp="$(mktemp -d /tmp/mb_disttl_XXXXXX)"
 trap 'rm -rf "$tmp"' EXIT
-export OMP_NUM_THREADS=1 MAMBERT_COLLECTIVE_TIMEOUT=60
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl_vader_single_copy_mechanism=none OMPI_MCA_mpi_yield_when_idle=1
+. "$(dirname "$0")/tiny_train.sh"
 cat > "$tmp/c.yaml" <<YAML
 model:
   arch: bert
