@@ -139,6 +139,28 @@ inline float bf16_bits(uint32_t h) {
 inline float f16_bits(uint32_t h) { return mb_f16_to_f32((uint16_t)h); }
 inline float e4m3_bits(uint32_t b) { return mb_e4m3_to_f32((uint8_t)b); }
 
+/* D = A B + C for an m16n8kK mma over the warp's 32 lanes, once A [16][K]
+ * and B [K][8] are decoded: C from each lane's fin, D into its fout (C and
+ * D fragments: c_i row g (i < 2) else g+8, col 2t + (i&1)). */
+template <int K> inline void mma_accumulate(Fiber *L, const float (*A)[K], const float (*B)[8]) {
+  float C[16][8];
+  for (int l = 0; l < 32; l++) {
+    const int g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; i++)
+      C[i < 2 ? g : g + 8][2 * t + (i & 1)] = L[l].fin[i];
+  }
+  for (int l = 0; l < 32; l++) {
+    const int g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; i++) {
+      const int row = i < 2 ? g : g + 8, col = 2 * t + (i & 1);
+      float acc = C[row][col];
+      for (int k = 0; k < K; k++)
+        acc += A[row][k] * B[k][col];
+      L[l].fout[i] = acc;
+    }
+  }
+}
+
 inline void exec_warp(Fiber *L, int op) {
   switch (op) {
   case OP_SHFL:
@@ -190,7 +212,7 @@ inline void exec_warp(Fiber *L, int op) {
      * A: a_i (i = 0..7, two per register) row g (i in 0,1,4,5) else g+8,
      *    col 2t + (i&1) (+8 for i >= 4); B: b_i row 2t + (i&1) (+8 for
      *    i >= 2), col g; C: c_i row g (i < 2) else g+8, col 2t + (i&1). */
-    float A[16][16], B[16][8], C[16][8];
+    float A[16][16], B[16][8];
     auto dec = [op](uint32_t h) { return op == OP_MMA_BF16 ? bf16_bits(h) : f16_bits(h); };
     for (int l = 0; l < 32; l++) {
       const int g = l / 4, t = l % 4;
@@ -203,26 +225,15 @@ inline void exec_warp(Fiber *L, int op) {
         const uint32_t h = (L[l].in[4 + i / 2] >> (16 * (i & 1))) & 0xffff;
         B[2 * t + (i & 1) + (i >= 2 ? 8 : 0)][g] = dec(h);
       }
-      for (int i = 0; i < 4; i++)
-        C[i < 2 ? g : g + 8][2 * t + (i & 1)] = L[l].fin[i];
     }
-    for (int l = 0; l < 32; l++) {
-      const int g = l / 4, t = l % 4;
-      for (int i = 0; i < 4; i++) {
-        const int row = i < 2 ? g : g + 8, col = 2 * t + (i & 1);
-        float acc = C[row][col];
-        for (int k = 0; k < 16; k++)
-          acc += A[row][k] * B[k][col];
-        L[l].fout[i] = acc;
-      }
-    }
+    mma_accumulate<16>(L, A, B);
     break;
   }
   case OP_MMA_E4M3: {
     /* m16n8k32 8-bit: A a_i (i = 0..15, four per register) row g for
      * i < 4 or 8 <= i < 12, else g+8; col 4t + (i&3) (+16 for i >= 8);
      * B b_i row 4t + (i&3) (+16 for i >= 4), col g; C as above. */
-    float A[16][32], B[32][8], C[16][8];
+    float A[16][32], B[32][8];
     for (int l = 0; l < 32; l++) {
       const int g = l / 4, t = l % 4;
       for (int i = 0; i < 16; i++) {
@@ -234,19 +245,8 @@ inline void exec_warp(Fiber *L, int op) {
         const uint32_t b = (L[l].in[4 + i / 4] >> (8 * (i & 3))) & 0xff;
         B[4 * t + (i & 3) + (i >= 4 ? 16 : 0)][g] = e4m3_bits(b);
       }
-      for (int i = 0; i < 4; i++)
-        C[i < 2 ? g : g + 8][2 * t + (i & 1)] = L[l].fin[i];
     }
-    for (int l = 0; l < 32; l++) {
-      const int g = l / 4, t = l % 4;
-      for (int i = 0; i < 4; i++) {
-        const int row = i < 2 ? g : g + 8, col = 2 * t + (i & 1);
-        float acc = C[row][col];
-        for (int k = 0; k < 32; k++)
-          acc += A[row][k] * B[k][col];
-        L[l].fout[i] = acc;
-      }
-    }
+    mma_accumulate<32>(L, A, B);
     break;
   }
   default: error("unknown warp operation %d", op);
