@@ -14,20 +14,29 @@
 #include "kernels/cpu/cpu_internal.h"
 #include "runtime/philox.h"
 
-static inline uint32_t dropout_word(uint64_t seed, uint64_t e, uint32_t stream) {
-  mb_u32x4 c = {{(uint32_t)(e >> 2), (uint32_t)(e >> 34), stream, 0}};
-  return mb_philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32)).w[e & 3];
-}
-
-#define DROPOUT_BODY(T)                                                               \
-  do {                                                                                \
-    const T *x = k->in[0].data;                                                       \
-    T *y = k->out[0].data;                                                            \
-    const T scale = (T)(1.0 / (1.0 - p));                                             \
-    MB_PAR_FOR(n > MB_CPU_PAR_ELEMS / 4, for (int64_t i = 0; i < n; i++) {            \
-      float u = mb_philox_u01(dropout_word(seed, offset + (uint64_t)i, stream));      \
-      y[i] = u >= (float)p ? x[i] * scale : (T)0;                                     \
-    });                                                                               \
+/* One Philox call gives the words of four consecutive elements (lanes 0..3
+ * of counter e/4): the loop runs over counters, so each call is used for
+ * every element it covers, not one (the first and last counters may cover
+ * elements outside [offset, offset + n)). */
+#define DROPOUT_BODY(T)                                                                              \
+  do {                                                                                               \
+    const T *x = k->in[0].data;                                                                      \
+    T *y = k->out[0].data;                                                                           \
+    const T scale = (T)(1.0 / (1.0 - p));                                                            \
+    const uint64_t first = offset >> 2, end = offset + (uint64_t)n;                                  \
+    const int64_t groups = (int64_t)(((end - 1) >> 2) - first + 1);                                  \
+    MB_PAR_FOR(n > MB_CPU_PAR_ELEMS / 4, for (int64_t g = 0; g < groups; g++) {                      \
+      const uint64_t c4 = first + (uint64_t)g;                                                       \
+      mb_u32x4 c = {{(uint32_t)c4, (uint32_t)(c4 >> 32), stream, 0}};                                \
+      const mb_u32x4 w = mb_philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));                \
+      for (int lane = 0; lane < 4; lane++) {                                                         \
+        const uint64_t e = 4 * c4 + (uint64_t)lane;                                                  \
+        if (e < offset || e >= end)                                                                  \
+          continue;                                                                                  \
+        const int64_t i = (int64_t)(e - offset);                                                     \
+        y[i] = mb_philox_u01(w.w[lane]) >= (float)p ? x[i] * scale : (T)0;                           \
+      }                                                                                              \
+    });                                                                                              \
   } while (0)
 
 static int dropout_kernel(const mb_kernel_call *k) {
@@ -36,6 +45,8 @@ static int dropout_kernel(const mb_kernel_call *k) {
   uint32_t stream = (uint32_t)k->node->attr.i[0];
   double p = k->node->attr.f[0];
   int64_t n = mb_tensor_numel(&k->out[0]);
+  if (n == 0)
+    return MB_OK;
   if (p == 0.0) {
     memcpy(k->out[0].data, k->in[0].data, mb_tensor_nbytes(&k->in[0]));
     return MB_OK;

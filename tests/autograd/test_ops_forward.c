@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/philox.h"
 #include "test_util.h"
 
 /* A tiny harness: declare, compile (eval, poisoned), feed, run, read. */
@@ -436,6 +437,25 @@ static void test_dropout(void **state) {
   ASSERT_OK(mb_exec_forward(h.ex));
   ASSERT_OK(mb_exec_get(h.ex, a, A2));
   assert_true(memcmp(A, A2, n * sizeof *A) != 0);
+  /* The mask is the documented function of (seed, offset + i, site): element
+   * e = offset + i keeps iff u01(Philox4x32-10((e/4, e>>34, site, 0), seed)
+   * lane e%4) >= p; offsets that are not multiples of 4 included. */
+  static const uint64_t offsets[] = {3, 4099, (1ull << 34) + 2};
+  for (size_t t = 0; t < sizeof offsets / sizeof offsets[0]; t++) {
+    r[1] = offsets[t];
+    ASSERT_OK(mb_exec_set_input(h.ex, rng, r));
+    ASSERT_OK(mb_exec_forward(h.ex));
+    ASSERT_OK(mb_exec_get(h.ex, a, A2));
+    for (int64_t i = 0; i < n; i++) {
+      const uint64_t e = offsets[t] + (uint64_t)i;
+      mb_u32x4 c = {{(uint32_t)(e >> 2), (uint32_t)(e >> 34), 7, 0}};
+      const float u = mb_philox_u01(mb_philox4x32_10(c, 42, 0).w[e & 3]);
+      const float want = u >= 0.25f ? X[i] * (float)(1.0 / 0.75) : 0.0f;
+      if (A2[i] != want)
+        fail_msg("dropout offset %llu element %lld: %g, the formula gives %g", (unsigned long long)offsets[t],
+                 (long long)i, A2[i], want);
+    }
+  }
   free(X), free(A), free(A2), free(B);
   h_end(&h);
 }
