@@ -85,7 +85,7 @@ def bench_mlp(budget):
 
     s = timed(model)
     row(bench="mlp", variant="eager", batch=128, passes=100, seconds=s, us_per_pass=1e4 * s)
-    if left(budget) < 90:
+    if left(budget) < 45:  # compiling a 3-layer MLP and capturing its graph: ~20 s
         row(bench="mlp", variant="compile_reduce_overhead", status="skipped", why="time budget")
         return
     compiled = torch.compile(model, mode="reduce-overhead")
@@ -188,7 +188,7 @@ def train_rate(model, loss_fn, B, L, vocab, steps, warm):
     return B * steps / s, 1e3 * s / steps, torch.cuda.max_memory_allocated(), warm_s, float(loss)
 
 
-def bench_train(budget, B=32, L=128):
+def bench_train(budget, B=32, L=128, models=("bert", "mamba"), variants=("eager", "compile")):
     import transformers
     from transformers import BertConfig, BertForSequenceClassification, MambaConfig
 
@@ -198,9 +198,9 @@ def bench_train(budget, B=32, L=128):
     def mamba_loss(m, ids, mask, labels):
         return m(ids, mask, labels)
 
-    for model_name in ("bert", "mamba"):
-        for variant in ("eager", "compile"):
-            need = 60 if variant == "eager" else 200
+    for model_name in models:
+        for variant in variants:
+            need = 60 if variant == "eager" else 120  # BERT-base fwd+bwd compiles in 1-2 minutes
             if model_name == "mamba" and variant == "compile":
                 need = 400  # the slow path's Python loop compiles for minutes
             if left(budget) < need:
@@ -319,6 +319,8 @@ def main():
     ap.add_argument("--budget-s", type=float, default=300)
     ap.add_argument("--sections", default="mlp,gemm,train,sweep",
                     help="comma-separated, run in this order: mlp, gemm, train, sweep")
+    ap.add_argument("--models", default="bert,mamba", help="train section: which models (bert, mamba)")
+    ap.add_argument("--variants", default="eager,compile", help="train section: eager, compile or both")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("bench_torch_peers: no CUDA device", flush=True)
@@ -327,7 +329,12 @@ def main():
     OUT["path"], OUT["device"] = a.json, dev
     save()
     print(f"bench_torch_peers: torch {torch.__version__} on {dev}, budget {a.budget_s:.0f} s", flush=True)
-    table = {"mlp": bench_mlp, "gemm": bench_gemm, "train": bench_train, "sweep": bench_sweep}
+    models, variants = tuple(a.models.split(",")), tuple(a.variants.split(","))
+    if not set(models) <= {"bert", "mamba"} or not set(variants) <= {"eager", "compile"}:
+        print(f"bench_torch_peers: --models takes bert,mamba and --variants eager,compile", flush=True)
+        return 2
+    table = {"mlp": bench_mlp, "gemm": bench_gemm, "sweep": bench_sweep,
+             "train": lambda b: bench_train(b, models=models, variants=variants)}
     for name in a.sections.split(","):
         fn = table.get(name.strip())
         if fn is None:

@@ -72,6 +72,7 @@ NO_GPU_NEEDED=" runtime_dtype_cuda cuda_amp_logic cuda_attention_dispatch cuda_s
 # min(its limit, what is left of the budget); under 10 s left it is skipped.
 STEPS=(
   "tests tests 170"
+  "fp8_probe bench 20"
   "bench_cuda_mlp bench 30"
   "bench_cuda_gemm bench 45"
   "bench_cuda_train_bert bench 45"
@@ -81,7 +82,8 @@ STEPS=(
   "bench_cuda_sweep bench 100"
   "bench_cuda_packed bench 80"
   "torch_train peers 150"
-  "torch_mlp_gemm peers 50"
+  "torch_train_compile peers 200"
+  "torch_mlp_gemm peers 90"
   "torch_sdpa peers 70"
   "torch_scan peers 80"
   "torch_sweep peers 90"
@@ -141,6 +143,11 @@ bundle() {
       [ -e "$STAGE/lib/$soname" ] || cp -L "$path" "$STAGE/lib/$soname"
     done
   done
+  # the cuBLASLt fp8 probe (a diagnostic: which fp8 configurations run)
+  local cuda_dir
+  cuda_dir="$(dirname "$(dirname "$(command -v nvcc)")")"
+  cc -std=c11 -O1 -Wall -Wextra -I"$cuda_dir/include" -o "$STAGE/fp8_probe" "$ROOT/tools/fp8_probe.c" \
+    -L"$cuda_dir/lib64" -lcublasLt -lcudart || die "tools/fp8_probe.c did not build"
   (git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown) >"$STAGE/COMMIT"
   git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo "(with uncommitted changes)" >>"$STAGE/COMMIT"
   echo "gpu_check: packing $BUNDLE/$TARBALL_NAME"
@@ -288,6 +295,7 @@ run_tests() { # LIMIT [TEST ...]
 step_cmd() {
   local name=$1 T=$2 R="$WORK/raw"
   case "$name" in
+  fp8_probe) echo "ours $BIN/fp8_probe" ;;
   bench_cuda_mlp) echo "ours $BIN/bench_cuda_mlp --json $R/bench_cuda_mlp.json" ;;
   bench_cuda_gemm) echo "ours $BIN/bench_cuda_gemm --json $R/bench_cuda_gemm.json" ;;
   bench_cuda_train_bert) echo "ours $BIN/bench_cuda_train --model bert --batch 32 --seq 128 --json $R/bench_cuda_train_bert.json" ;;
@@ -296,7 +304,8 @@ step_cmd() {
   bench_cuda_selective_scan) echo "ours $BIN/bench_cuda_selective_scan --json $R/bench_cuda_selective_scan.json --budget $((T * 2 / 3))" ;;
   bench_cuda_sweep) echo "ours $BIN/bench_cuda_sweep --json $R/bench_cuda_sweep.json --budget-s $((T - 15))" ;;
   bench_cuda_packed) echo "ours $BIN/bench_cuda_packed --json $R/bench_cuda_packed.json --budget-s $((T - 10))" ;;
-  torch_train) echo "python3 tools/bench_torch_peers.py --sections train --json $R/torch_train.json --budget-s $((T - 20))" ;;
+  torch_train) echo "python3 tools/bench_torch_peers.py --sections train --variants eager --json $R/torch_train.json --budget-s $((T - 20))" ;;
+  torch_train_compile) echo "python3 tools/bench_torch_peers.py --sections train --models bert --variants compile --json $R/torch_train_compile.json --budget-s $((T - 10))" ;;
   torch_mlp_gemm) echo "python3 tools/bench_torch_peers.py --sections mlp,gemm --json $R/torch_mlp_gemm.json --budget-s $((T - 10))" ;;
   torch_sweep) echo "python3 tools/bench_torch_peers.py --sections sweep --json $R/torch_sweep.json --budget-s $((T - 15))" ;;
   torch_sdpa) echo "torch_sdpa_step" ;;

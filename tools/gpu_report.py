@@ -132,7 +132,8 @@ class Report:
 
     def train(self):
         mine = self.rows("bench_cuda_train_bert.json") + self.rows("bench_cuda_train_mamba.json")
-        peers = [r for r in self.rows("torch_train.json") if r.get("bench") == "train"]
+        peers = [r for r in self.rows("torch_train.json") + self.rows("torch_train_compile.json")
+                 if r.get("bench") == "train"]
         if not mine and not peers:
             return
         self.p("\n### Training step, bf16 (f32 master weights, AdamW, clip 1.0): samples/s (higher is better), "
@@ -294,7 +295,7 @@ def report(raw, out):
                 dev = dev.get("name")
             if dev and device == "?":
                 device = dev
-            if d.get("torch") and torch_v == "?":
+            if isinstance(d.get("torch"), str) and torch_v == "?":
                 torch_v = d["torch"]
     r.p(f"## mambert GPU check on {device} (torch {torch_v})\n")
     r.steps(steps)

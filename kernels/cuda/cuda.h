@@ -100,6 +100,13 @@ typedef struct {
   int graphs_held;
 } mb_cuda_graph_stats;
 mb_cuda_graph_stats mb_cuda_backend_graph_stats(mb_backend *be);
+/* The fp8 path (opts.fp8_matmul): forward matmul nodes that run in fp8, and
+ * those that fell back to their own dtype (cuBLASLt refused; logged once). */
+typedef struct {
+  int matmuls;   /* nodes with fp8 state */
+  int fallbacks; /* of which run in their own dtype */
+} mb_cuda_fp8_stats;
+mb_cuda_fp8_stats mb_cuda_backend_fp8_stats(mb_backend *be);
 /* Destroy the graphs captured for ex (e.g. before freeing it, to release
  * their memory early; they are released with the backend otherwise). */
 void mb_cuda_backend_forget(mb_backend *be, const void *ex);

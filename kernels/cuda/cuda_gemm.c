@@ -13,6 +13,7 @@
 #include "runtime/cuda_check.h"
 
 #define GEMM_DEFAULT_WS ((size_t)32 << 20)
+#define GEMM_ALGOS 8 /* heuristic candidates kept per configuration */
 
 /* Everything the heuristic's choice depends on. Zeroed before filling, so
  * it can be compared and hashed as bytes. */
@@ -27,8 +28,13 @@ typedef struct {
   gemm_key key;
   cublasLtMatmulDesc_t op;
   cublasLtMatrixLayout_t la, lb, lc; /* cuBLASLt's A (our B), B (our A), C = D */
-  cublasLtMatmulAlgo_t algo;
-  size_t ws_needed;
+  /* The heuristic's candidates, best first. cuBLASLt can accept a
+   * configuration in the heuristic and still refuse the first candidate at
+   * run time (NOT_SUPPORTED); the first run then moves down the list, and
+   * the one that ran is kept (`proven`). */
+  cublasLtMatmulAlgo_t algo[GEMM_ALGOS];
+  size_t ws_needed[GEMM_ALGOS];
+  int n_algo, cur, proven;
 } gemm_entry;
 
 struct mb_gemm_ctx {
@@ -275,11 +281,11 @@ static int entry_build(mb_gemm_ctx *c, const mb_gemm_desc *d, const gemm_key *k,
     st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al_c, sizeof al_c);
   if (st == CUBLAS_STATUS_SUCCESS)
     st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al_c, sizeof al_c);
-  cublasLtMatmulHeuristicResult_t heur;
+  cublasLtMatmulHeuristicResult_t heur[GEMM_ALGOS];
   int found = 0;
-  memset(&heur, 0, sizeof heur);
+  memset(heur, 0, sizeof heur);
   if (st == CUBLAS_STATUS_SUCCESS)
-    st = cublasLtMatmulAlgoGetHeuristic(c->lt, e->op, e->la, e->lb, e->lc, e->lc, pref, 1, &heur, &found);
+    st = cublasLtMatmulAlgoGetHeuristic(c->lt, e->op, e->la, e->lb, e->lc, e->lc, pref, GEMM_ALGOS, heur, &found);
   MB_CUBLAS_WARN(cublasLtMatmulPreferenceDestroy(pref));
   /* Our arguments were checked above, so cuBLASLt refusing the
    * configuration here (NOT_SUPPORTED, or INVALID_VALUE for a combination
@@ -288,20 +294,20 @@ static int entry_build(mb_gemm_ctx *c, const mb_gemm_desc *d, const gemm_key *k,
     rc = MB_ERR(mb_cublas_code(st), "%s: cuBLASLt heuristic failed: %s", what, mb_cublas_status_name(st));
     goto fail;
   }
-  if (st != CUBLAS_STATUS_SUCCESS || found < 1 || heur.state != CUBLAS_STATUS_SUCCESS) {
+  /* keep the usable candidates, in the heuristic's order */
+  for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found && i < GEMM_ALGOS; i++)
+    if (heur[i].state == CUBLAS_STATUS_SUCCESS && heur[i].workspaceSize <= c->ws_bytes) {
+      e->algo[e->n_algo] = heur[i].algo;
+      e->ws_needed[e->n_algo++] = heur[i].workspaceSize;
+    }
+  if (e->n_algo == 0) {
     rc = MB_ERR(MB_EUNSUPPORTED,
-                "%s: cuBLASLt has no algorithm for this configuration (%s; alignments A %d B %d C %d bytes)", what,
-                mb_cublas_status_name(st != CUBLAS_STATUS_SUCCESS ? st : heur.state), k->align_a, k->align_b,
-                k->align_c);
+                "%s: cuBLASLt has no algorithm for this configuration (%s; alignments A %d B %d C %d bytes;"
+                " %d candidates, none within the %zu-byte workspace)",
+                what, mb_cublas_status_name(st != CUBLAS_STATUS_SUCCESS ? st : heur[0].state), k->align_a,
+                k->align_b, k->align_c, found, c->ws_bytes);
     goto fail;
   }
-  if (heur.workspaceSize > c->ws_bytes) {
-    rc = MB_ERR(MB_EINTERNAL, "%s: algorithm wants %zu bytes of workspace, %zu available", what,
-                heur.workspaceSize, c->ws_bytes);
-    goto fail;
-  }
-  e->algo = heur.algo;
-  e->ws_needed = heur.workspaceSize;
   e->used = 1;
   return MB_OK;
 #undef LT
@@ -332,6 +338,12 @@ static int check_types(const mb_gemm_desc *d, const char *what) {
                     what);
     if (!d->a_scale || !d->b_scale)
       return MB_ERR(MB_EINVAL, "%s: fp8 needs a_scale and b_scale (device pointers)", what);
+    /* cuBLASLt accepts misaligned scale pointers in its heuristic and then
+     * refuses every candidate at run time (NOT_SUPPORTED; seen on an H200,
+     * CUDA 13.0, with scales at 4 bytes past a 16-byte boundary) */
+    if ((uintptr_t)d->a_scale % 16 || (uintptr_t)d->b_scale % 16)
+      return MB_ERR(MB_EINVAL, "%s: fp8 scale pointers must be 16-byte aligned (a_scale %p, b_scale %p)", what,
+                    d->a_scale, d->b_scale);
   }
   return MB_OK;
 }
@@ -431,11 +443,26 @@ int mb_gemm(mb_gemm_ctx *c, const mb_gemm_desc *d, mb_cuda_stream s) {
         alpha = &d->alpha;
         beta = &d->beta;
       }
-      st = cublasLtMatmul(c->lt, e->op, alpha, d->b, e->la, d->a, e->lb, beta, d->c, e->lc, d->c, e->lc, &e->algo,
-                          c->ws, c->ws_bytes, s);
+      /* fp8 with beta = 0 reads no C: pass none, as torch._scaled_mm does
+       * (the configuration the H200 runs verified; C = D works too) */
+      const void *cin = is_fp8(d->a_type) && d->beta == 0.0 ? NULL : d->c;
+      for (;;) {
+        st = cublasLtMatmul(c->lt, e->op, alpha, d->b, e->la, d->a, e->lb, beta, cin, e->lc, d->c, e->lc,
+                            &e->algo[e->cur], c->ws, c->ws_bytes, s);
+        if (st == CUBLAS_STATUS_SUCCESS) {
+          e->proven = 1;
+          break;
+        }
+        /* refused at run time before any run of this configuration: the
+         * next candidate (a launch that was accepted once stays) */
+        if (st != CUBLAS_STATUS_NOT_SUPPORTED || e->proven || e->cur + 1 >= e->n_algo)
+          break;
+        e->cur++;
+      }
     }
     if (st != CUBLAS_STATUS_SUCCESS)
-      rc = MB_ERR(mb_cublas_code(st), "%s: cublasLtMatmul failed: %s", what, mb_cublas_status_name(st));
+      rc = MB_ERR(mb_cublas_code(st), "%s: cublasLtMatmul failed: %s (candidate %d of %d)", what,
+                  mb_cublas_status_name(st), e->cur + 1, e->n_algo);
   }
   pthread_mutex_unlock(&c->mu);
   return rc;

@@ -221,12 +221,18 @@ int mb_cuda_nonfinite_check(const void *x, mb_dtype dt, int64_t n, int *flag_dev
  * 2^margin (kept when the history is all zero or not finite). */
 #define MB_FP8_HISTORY 16
 typedef struct {
+  float scale_inv; /* the GEMM's dequantisation factor (a_scale/b_scale); first, so that it
+                      sits 16-byte aligned in an array of metas, as cuBLASLt's fp8 kernels need */
   float scale;     /* x * scale is quantised */
-  float scale_inv; /* the GEMM's dequantisation factor (a_scale/b_scale) */
   float amax;      /* max |x| since the last update (as float bits, atomicMax) */
   int pos;         /* next history slot */
   float history[MB_FP8_HISTORY];
 } mb_fp8_meta;
+#ifdef __cplusplus
+static_assert(sizeof(mb_fp8_meta) % 16 == 0, "mb_fp8_meta arrays keep scale_inv 16-byte aligned");
+#else
+_Static_assert(sizeof(mb_fp8_meta) % 16 == 0, "mb_fp8_meta arrays keep scale_inv 16-byte aligned");
+#endif
 
 /* meta->scale = scale_inv = 1, history zero. */
 int mb_cuda_fp8_meta_init(mb_fp8_meta *meta_dev, int n, mb_cuda_stream s) MB_NODISCARD;

@@ -115,7 +115,9 @@ static inline void *ct_dev(size_t bytes) {
 
 /* Every byte 0xff: NaN in every float format, -1 in every integer one. */
 static inline void ct_poison(void *dev, size_t bytes) {
-  if (bytes && cudaMemset(dev, 0xff, bytes) != cudaSuccess) {
+  /* synchronised: the legacy-stream memset must not race the non-blocking
+   * streams the code under test may run on */
+  if (bytes && (cudaMemset(dev, 0xff, bytes) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess)) {
     fprintf(stderr, "cudaMemset failed\n");
     exit(1);
   }

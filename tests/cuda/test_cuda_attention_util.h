@@ -58,8 +58,10 @@ static inline void *at_dev(size_t bytes) {
 
 /* Every byte 0xff: NaN in f32/f16/bf16/e4m3, -1 in integers. */
 static inline void at_poison(void *dev, size_t bytes) {
-  if (bytes)
+  if (bytes) { /* synchronised: see gt_alloc_poisoned */
     AT_CUDA(cudaMemset(dev, 0xff, bytes));
+    AT_CUDA(cudaDeviceSynchronize());
+  }
 }
 
 /* Upload n f32 values converted to dt into dev. */

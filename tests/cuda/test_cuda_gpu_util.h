@@ -48,7 +48,11 @@ static inline void gt_require_gpu(const char *test) {
 
 static inline void *gt_alloc_poisoned(size_t bytes) {
   void *p = NULL;
-  if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess || cudaMemset(p, 0xff, bytes ? bytes : 1) != cudaSuccess) {
+  /* the memset runs on the legacy default stream, which a non-blocking
+   * stream does not wait for: synchronise, or the poison can land after
+   * the kernel under test has written (seen on an H200 at L = 1) */
+  if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess || cudaMemset(p, 0xff, bytes ? bytes : 1) != cudaSuccess ||
+      cudaDeviceSynchronize() != cudaSuccess) {
     fprintf(stderr, "cudaMalloc/cudaMemset of %zu bytes failed\n", bytes);
     exit(1);
   }

@@ -9,7 +9,8 @@
  *    replayed): the same bits every time;
  *  - bf16 and f16 mixed precision (mb_model_set_precision: f32 master
  *    weights, casts in the program) within bf16 / f16 accuracy of the f32
- *    CPU run (loss 2e-2 / 5e-3, gradients 6e-2 / 2e-2);
+ *    CPU run (loss 2e-2 / 5e-3, gradients 1.5e-1 / 2e-2; bf16's bound from
+ *    tools/bf16_grad_noise.py);
  *  - f16 with loss scaling: gradients are the CPU's times S, the
  *    non-finite check stays quiet, and an absurd S overflows and is caught;
  *  - training with AdamW through the program cache in bf16 lowers the loss
@@ -169,7 +170,10 @@ static void compare_case(int bert, int packed, mb_dtype cd) {
   run_prog(mc, mb_cpu_backend(), &use->b, 1, &rc);
   run_prog(mg, gpu, &use->b, 3, &rg);
   const double tl = cd == MB_BF16 ? 2e-2 : cd == MB_F16 ? 5e-3 : 1e-4;
-  const double tg = cd == MB_BF16 ? 6e-2 : cd == MB_F16 ? 2e-2 : 1e-3;
+  /* bf16 gradients of this small random BERT are noisy by nature: PyTorch
+   * autocast bf16 on the same configuration lands 3.0e-2 to 1.1e-1 from
+   * float64 over 5 seeds (tools/bf16_grad_noise.py); the H200 gave 6.8e-2 */
+  const double tg = cd == MB_BF16 ? 1.5e-1 : cd == MB_F16 ? 2e-2 : 1e-3;
   const double el = fabs((double)rg.loss - rc.loss) / fabs((double)rc.loss);
   printf("%-5s %-6s %-4s: loss cpu %.6f gpu %.6f (rel %.1e), logits %.1e, grads", bert ? "bert" : "mamba",
          packed ? "packed" : "padded", mb_dtype_name(cd), rc.loss, rg.loss, el,

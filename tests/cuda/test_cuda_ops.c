@@ -91,6 +91,7 @@ static mb_attrs A_IS(int64_t i0, int64_t i1, mb_shape s) {
 static mb_attrs A_PERM(int a0, int a1, int a2, int a3) {
   mb_attrs a = mb_attrs_none();
   a.i[0] = a0, a.i[1] = a1, a.i[2] = a2, a.i[3] = a3;
+  a.shape.ndim = 4; /* the permutation's length */
   return a;
 }
 
