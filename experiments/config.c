@@ -804,6 +804,10 @@ int mb_config_check(const mb_config_doc *d, const char *purpose) {
     CHECK_FAIL("model.dropout", "the mamba classifier has no dropout (as mamba_ssm's); remove the key");
   if (bert && is_set(d, "model.d_model"))
     CHECK_FAIL("model.d_model", "bert's width is model.hidden_size");
+  /* the checkpoint's position embeddings win: an init choice would do nothing */
+  if (c->model_checkpoint[0] && is_set(d, "model.position_init"))
+    CHECK_FAIL("model.position_init", "initialises a model trained from scratch; with model.checkpoint the position "
+                                      "embeddings are the checkpoint's (remove the key)");
   if (bert && c->hidden_size % c->num_heads != 0)
     CHECK_FAIL("model.num_heads", "%lld heads do not divide hidden_size %lld", (long long)c->num_heads,
                (long long)c->hidden_size);

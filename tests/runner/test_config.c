@@ -153,6 +153,9 @@ static void test_cross_checks(void **state) {
   expect_check_fails("model:\n  arch: mamba\n  num_heads: 4\n", "train",
                (const char *[]){"model.num_heads", "applies to bert models, not mamba", NULL});
   expect_check_fails("model:\n  arch: bert\n  d_state: 4\n", "train", (const char *[]){"model.d_state", "applies to mamba", NULL});
+  expect_check_fails("model:\n  checkpoint: ck\n  position_init: sinusoidal\ndata:\n  train: x\nrun:\n  dir: r\n", "train",
+               (const char *[]){"model.position_init (set at t.yaml:3:18)", "the position embeddings are the checkpoint's",
+                                NULL});
   expect_check_fails("data:\n  train: x\n", "train", (const char *[]){"model.arch (default)", "model.checkpoint", NULL});
   expect_check_fails("model:\n  arch: mamba\ntokenizer: t.json\nrun:\n  dir: r\n", "train",
                (const char *[]){"data.train (default)", "training needs a training set", NULL});
