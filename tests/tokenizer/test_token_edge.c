@@ -1,5 +1,6 @@
 /* test_token_edge.c: the three real tokenizers (bert-base-uncased,
  * bert-base-multilingual-cased, gpt-neox-20b) on hand-written edge cases,
+ * and the NSMC vocabulary made here on Korean reviews,
  * against Hugging Face ids from tests/tokenizer/fixtures/edge_cases.json:
  * ids with special tokens, truncation to 8, decode; the loaded tokenizers'
  * names, sizes, special ids and sha256; and concurrent encoding from OpenMP
@@ -184,6 +185,43 @@ static void test_truncation_rules(void **state) {
   mb_ids_free(&cut);
 }
 
+/* The NSMC vocabulary made by tools/train_wordpiece_vocab.py (cased, so no
+ * NFD: Hangul syllables stay whole): words the multilingual vocabulary
+ * turns into [UNK] (재밌다, ㅋㅋㅋ, ㅠㅠ) are tokens here. Ids from Hugging Face
+ * tokenizers 0.23.3 (BertWordPieceTokenizer, lowercase=False,
+ * strip_accents=False); all 50,000 NSMC test reviews were compared too. */
+static void test_nsmc_vocab(void **state) {
+  (void)state;
+  char path[1024];
+  snprintf(path, sizeof(path), "%s/nsmc-wordpiece-cased-16k-vocab.txt", tok_vocab_dir());
+  mb_tokenizer *t;
+  if (mb_tokenizer_load(path, NULL, &t) != MB_OK)
+    fail_msg("loading %s: %s", path, mb_error_message());
+  assert_string_equal(mb_tokenizer_name(t), "wordpiece-cased");
+  assert_int_equal(mb_tokenizer_vocab_size(t), 16000);
+  assert_string_equal(mb_tokenizer_vocab_sha256(t), "eed47628cea84545ec375178118d0a711e6eb1faffb993382b6cca0345ac8b64");
+  static const struct {
+    const char *text;
+    int32_t ids[16];
+    size_t n;
+  } cs[] = {
+      {"재밌다 ㅋㅋㅋ 최고의 영화!", {2, 5770, 5533, 5527, 5444, 5, 3}, 7},
+      {"스토리가 너무 지루하고 연기도 별로... ㅠㅠ", {2, 5849, 5449, 6014, 5829, 5557, 18, 18, 18, 5600, 3}, 11},
+      {"OST는 Good, 배우들 연기 10점", {2, 7161, 3008, 9641, 16, 5713, 5459, 5553, 3}, 9},
+  };
+  mb_ids ids = {0};
+  for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++) {
+    assert_int_equal(mb_tokenizer_encode(t, cs[c].text, strlen(cs[c].text), 1, 0, &ids), MB_OK);
+    if (ids.n != cs[c].n || memcmp(ids.ids, cs[c].ids, cs[c].n * sizeof(int32_t)) != 0) {
+      print_ids("ours", ids.ids, ids.n);
+      print_ids("hf", cs[c].ids, cs[c].n);
+      fail_msg("nsmc vocabulary: \"%s\" differs from Hugging Face", cs[c].text);
+    }
+  }
+  mb_ids_free(&ids);
+  mb_tokenizer_free(t);
+}
+
 int main(void) {
   char path[1024];
   for (int s = 0; s < NSPEC; s++) {
@@ -209,6 +247,7 @@ int main(void) {
       cmocka_unit_test(test_edge_cases),
       cmocka_unit_test(test_truncation_rules),
       cmocka_unit_test(test_concurrent_encode),
+      cmocka_unit_test(test_nsmc_vocab),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   json_decref(root);
