@@ -38,6 +38,13 @@
 #                           memcheck, ~4 minutes (GPU_CHECK_SANITIZE_BUDGET, 240 s); returns
 #                           sanitize.md and sanitize.log:
 #                             run(command="tools/gpu_check.sh sanitize", carry=["gpu-bundle"], timeout_s=300)
+#         profile [WHAT ...]  on the GPU machine: Nsight Compute (ncu, Firecracker machines) on
+#                           the kernels that miss their predictions: scan (scan_fwd/bwd at
+#                           L = 4096, Mamba-130m's layer), attention (flash fwd/bwd, L = 4096,
+#                           D = 64 and 128), gemm (one BERT-base bf16 GEMM, the cuBLAS yardstick);
+#                           speed of light, occupancy, warp stalls, memory workload, source
+#                           counters; ~3 minutes; returns profile_*.txt (one per WHAT):
+#                             run(command="tools/gpu_check.sh profile", carry=["gpu-bundle"], timeout_s=300)
 #         list              the steps, their groups and time limits
 # Environment: GPU_CHECK_BUDGET (s of steps, 450), GPU_CHECK_TEST_JOBS (tests
 # run side by side, 4), GPU_CHECK_BUNDLE (gpu-bundle), GPU_CHECK_BUILD
@@ -461,6 +468,46 @@ sanitize() {
   cat "$md"
 }
 
+# ncu on one benchmark: LAUNCHES launches of the kernels matching REGEX (after
+# SKIP; the report's launch statistics name each one's grid), with the
+# sections that explain a latency- or bandwidth-bound kernel. The first
+# scan launches are the warm-up's forward and backward at L = 4096; the
+# attention ones, --quick's first shapes.
+ncu_one() { # NAME REGEX SKIP LAUNCHES -- COMMAND...
+  local name=$1 regex=$2 skip=$3 count=$4 out="${OUT:-$BUILD/gpu-out}"
+  shift 5
+  local ncu
+  ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+  [ -n "$ncu" ] || die "no ncu on this machine (profiling needs Nsight Compute: a Firecracker GPU machine has it)"
+  echo "gpu_check: profile $name: $*"
+  (cd "$ROOT" && LD_LIBRARY_PATH="$CUDALIB" timeout -k 5 150 "$ncu" --clock-control none --target-processes all \
+    --kernel-name "regex:$regex" --launch-skip "$skip" --launch-count "$count" \
+    --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+    --section SchedulerStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
+    --section InstructionStats --section SourceCounters "$@") >"$out/profile_$name.txt" 2>&1
+  echo "gpu_check: profile $name exit $? ($(wc -l <"$out/profile_$name.txt") lines)"
+}
+
+profile() {
+  local out="${OUT:-$BUILD/gpu-out}" what=("$@")
+  mkdir -p "$out"
+  unpack "$BIN"
+  CUDALIB=$(find_cuda_libs) || die "libcublasLt.so.13 not found on this machine"
+  [ ${#what[@]} -gt 0 ] || what=(scan attention gemm)
+  local w
+  for w in "${what[@]}"; do
+    case $w in
+    scan) ncu_one scan 'scan_(fwd|bwd)_kernel' 0 2 -- "$BIN/bench_cuda_selective_scan" --min-len 4096 --max-len 4096 \
+      --budget 60 --json /tmp/profile_scan.json ;;
+    attention) ncu_one attention 'attn_flash_(fwd|bwd)_kernel' 0 8 -- "$BIN/bench_cuda_attention" --quick --reps 1 \
+      --json /tmp/profile_attention.json ;;
+    gemm) ncu_one gemm 'nvjet|gemm|xmma' 5 1 -- "$BIN/bench_cuda_gemm" --json /tmp/profile_gemm.json ;;
+    *) die "profile: unknown '$w' (scan, attention, gemm)" ;;
+    esac
+  done
+  echo "gpu_check: profiles in $out: $(cd "$out" && ls profile_*.txt | tr '\n' ' ')"
+}
+
 list_steps() {
   local line name group limit
   echo "steps of 'run' (budget $BUDGET s; a step gets min(limit, what is left)):"
@@ -476,6 +523,7 @@ bundle) bundle ;;
 verify) verify ;;
 run) run "$@" ;;
 sanitize) sanitize "$@" ;;
+profile) profile "$@" ;;
 list) list_steps ;;
 *)
   awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0"
