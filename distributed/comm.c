@@ -196,21 +196,30 @@ static int req_launch(mb_comm *c, mb_comm_request *r, mb_comm_request **out) {
   return MB_OK;
 }
 
-int mb_comm_iallreduce(mb_comm *c, const void *send, void *recv, size_t count, mb_dtype dt, mb_reduce_op op,
-                       const char *label, mb_comm_request **req) {
-  MB_TRY(check_common(c, req));
-  MB_TRY(check_reduce(c, "all-reduce", dt, op));
+/* A collective on one send and one receive buffer (the same for broadcast),
+ * after the checks particular to it: the buffers, then the request. */
+static int buffer_request(mb_comm *c, mb_coll_kind kind, const void *send, void *recv, size_t count, mb_dtype dt,
+                          mb_reduce_op op, int root, const char *label, mb_comm_request **req) {
+  const char *what = mb_coll_name(kind);
   if (count && (!send || !recv))
-    return MB_ERR(MB_EINVAL, "rank %d: all-reduce '%s': NULL buffer", c->rank, label ? label : "");
-  mb_comm_request *r = req_new(c, MB_COLL_ALLREDUCE, label);
+    return MB_ERR(MB_EINVAL, "rank %d: %s '%s': NULL buffer", c->rank, what, label ? label : "");
+  mb_comm_request *r = req_new(c, kind, label);
   if (!r)
-    return MB_ERR(MB_ENOMEM, "all-reduce: no memory for a request");
+    return MB_ERR(MB_ENOMEM, "%s: no memory for a request", what);
   r->send = send;
   r->recv = recv;
   r->count = count;
   r->dt = dt;
   r->op = op;
+  r->root = root;
   return req_launch(c, r, req);
+}
+
+int mb_comm_iallreduce(mb_comm *c, const void *send, void *recv, size_t count, mb_dtype dt, mb_reduce_op op,
+                       const char *label, mb_comm_request **req) {
+  MB_TRY(check_common(c, req));
+  MB_TRY(check_reduce(c, "all-reduce", dt, op));
+  return buffer_request(c, MB_COLL_ALLREDUCE, send, recv, count, dt, op, 0, label, req);
 }
 
 int mb_comm_iallreduce_segments(mb_comm *c, const mb_comm_segment *segs, int nsegs, void *staging, mb_dtype dt,
@@ -250,17 +259,7 @@ int mb_comm_ireduce_scatter(mb_comm *c, const void *send, void *recv, size_t cou
                             const char *label, mb_comm_request **req) {
   MB_TRY(check_common(c, req));
   MB_TRY(check_reduce(c, "reduce-scatter", dt, op));
-  if (count && (!send || !recv))
-    return MB_ERR(MB_EINVAL, "rank %d: reduce-scatter '%s': NULL buffer", c->rank, label ? label : "");
-  mb_comm_request *r = req_new(c, MB_COLL_REDUCE_SCATTER, label);
-  if (!r)
-    return MB_ERR(MB_ENOMEM, "reduce-scatter: no memory for a request");
-  r->send = send;
-  r->recv = recv;
-  r->count = count;
-  r->dt = dt;
-  r->op = op;
-  return req_launch(c, r, req);
+  return buffer_request(c, MB_COLL_REDUCE_SCATTER, send, recv, count, dt, op, 0, label, req);
 }
 
 int mb_comm_iallgather(mb_comm *c, const void *send, void *recv, size_t count, mb_dtype dt, const char *label,
@@ -268,16 +267,7 @@ int mb_comm_iallgather(mb_comm *c, const void *send, void *recv, size_t count, m
   MB_TRY(check_common(c, req));
   if ((unsigned)dt >= MB_DTYPE_COUNT)
     return MB_ERR(MB_EINVAL, "rank %d: all-gather: bad dtype %d", c->rank, (int)dt);
-  if (count && (!send || !recv))
-    return MB_ERR(MB_EINVAL, "rank %d: all-gather '%s': NULL buffer", c->rank, label ? label : "");
-  mb_comm_request *r = req_new(c, MB_COLL_ALLGATHER, label);
-  if (!r)
-    return MB_ERR(MB_ENOMEM, "all-gather: no memory for a request");
-  r->send = send;
-  r->recv = recv;
-  r->count = count;
-  r->dt = dt;
-  return req_launch(c, r, req);
+  return buffer_request(c, MB_COLL_ALLGATHER, send, recv, count, dt, MB_REDUCE_SUM, 0, label, req);
 }
 
 int mb_comm_ibroadcast(mb_comm *c, void *buf, size_t count, mb_dtype dt, int root, const char *label,
@@ -288,17 +278,7 @@ int mb_comm_ibroadcast(mb_comm *c, void *buf, size_t count, mb_dtype dt, int roo
   if (root < 0 || root >= c->size)
     return MB_ERR(MB_EINVAL, "rank %d: broadcast '%s': root %d is not a rank of this %d-rank communicator",
                   c->rank, label ? label : "", root, c->size);
-  if (count && !buf)
-    return MB_ERR(MB_EINVAL, "rank %d: broadcast '%s': NULL buffer", c->rank, label ? label : "");
-  mb_comm_request *r = req_new(c, MB_COLL_BROADCAST, label);
-  if (!r)
-    return MB_ERR(MB_ENOMEM, "broadcast: no memory for a request");
-  r->send = buf;
-  r->recv = buf;
-  r->count = count;
-  r->dt = dt;
-  r->root = root;
-  return req_launch(c, r, req);
+  return buffer_request(c, MB_COLL_BROADCAST, buf, buf, count, dt, MB_REDUCE_SUM, root, label, req);
 }
 
 int mb_comm_ibarrier(mb_comm *c, const char *label, mb_comm_request **req) {
