@@ -92,8 +92,9 @@ STEPS=(
   "torch_train_compile peers 200"
   "torch_mlp_gemm peers 90"
   "torch_sdpa peers 70"
-  "torch_scan peers 80"
+  "torch_scan peers 120"
   "torch_sweep peers 90"
+  "torch_train_compile_mamba peers 420"
 )
 
 die() {
@@ -312,6 +313,7 @@ step_cmd() {
   bench_cuda_sweep) echo "ours $BIN/bench_cuda_sweep --json $R/bench_cuda_sweep.json --budget-s $((T - 15))" ;;
   bench_cuda_packed) echo "ours $BIN/bench_cuda_packed --json $R/bench_cuda_packed.json --budget-s $((T - 10))" ;;
   torch_train) echo "python3 tools/bench_torch_peers.py --sections train --variants eager --json $R/torch_train.json --budget-s $((T - 20))" ;;
+  torch_train_compile_mamba) echo "python3 tools/bench_torch_peers.py --sections train --models mamba --variants compile --json $R/torch_train_compile_mamba.json --budget-s $((T - 10))" ;;
   torch_train_compile) echo "python3 tools/bench_torch_peers.py --sections train --models bert --variants compile --json $R/torch_train_compile.json --budget-s $((T - 10))" ;;
   torch_mlp_gemm) echo "python3 tools/bench_torch_peers.py --sections mlp,gemm --json $R/torch_mlp_gemm.json --budget-s $((T - 10))" ;;
   torch_sweep) echo "python3 tools/bench_torch_peers.py --sections sweep --json $R/torch_sweep.json --budget-s $((T - 15))" ;;

@@ -133,6 +133,7 @@ class Report:
     def train(self):
         mine = self.rows("bench_cuda_train_bert.json") + self.rows("bench_cuda_train_mamba.json")
         peers = [r for r in self.rows("torch_train.json") + self.rows("torch_train_compile.json")
+                 + self.rows("torch_train_compile_mamba.json")
                  if r.get("bench") == "train"]
         if not mine and not peers:
             return
