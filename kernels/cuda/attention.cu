@@ -24,7 +24,7 @@ static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 size_t mb_cuda_attn_bwd_workspace(const mb_attn_desc *d) {
   if (mb_cuda_attn_check(d) != MB_OK)
     return 0;
-  return attn_ws_dq_bytes(d) + attn_ws_dsum_bytes(d) + attn_ws_flag_bytes();
+  return attn_ws_dq_bytes(d) + attn_ws_dsum_bytes(d);
 }
 
 /* The request for this device; force from the caller, or (AUTO) from

@@ -22,10 +22,11 @@
  *    cp.async), sm_80 and newer, bf16 or f16 with f32 accumulation, head_dim
  *    64 or 128. Forward: one CTA per (128-query tile, head, sequence), online
  *    softmax, saves only lse. Backward: one CTA per (64-key tile, head,
- *    sequence) owning dK and dV; dQ is accumulated in a workspace with atomic
- *    adds of 64-bit fixed-point terms, so every output is the same bits on
- *    every run (or, mb_cuda_attn_set_deterministic(0), f32 atomics: faster,
- *    dq's last bits vary).
+ *    sequence) owning dK and dV, and a second pass, one CTA per 64-query
+ *    tile, that recomputes S and dP and sums dQ over the key tiles in order:
+ *    every output is the same bits on every run (or,
+ *    mb_cuda_attn_set_deterministic(0), one pass adding dQ with f32 atomics
+ *    as FlashAttention-2 does: fewer FLOPs, dq's last bits vary).
  *  - FLASH_FP8: the forward with e4m3 q, k, v (per-tensor descales, P
  *    quantised to e4m3 with a fixed 2^8 scale as FlashAttention-3 does),
  *    mma.sync m16n8k32, sm_89 and newer, head_dim 64 or 128; out is bf16.
@@ -143,9 +144,10 @@ int mb_cuda_attn_fwd_fp8_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d,
  * the tests, which run both. Not thread-safe against running kernels. */
 int mb_cuda_attn_set_flash_fwd_variant(int variant) MB_NODISCARD;
 
-/* The flash backward's dQ accumulation, process-wide: 1 (default)
- * deterministic fixed-point sums, 0 f32 atomics (faster, dq's last bits
- * depend on the order of the adds). Not thread-safe against running kernels. */
+/* The flash backward's dQ, process-wide: 1 (default) a separate dQ pass
+ * summing in a fixed order (the same bits every run), 0 f32 atomics in the
+ * main kernel (dq's last bits depend on the order of the adds). Not
+ * thread-safe against running kernels. */
 int mb_cuda_attn_set_deterministic(int on) MB_NODISCARD;
 
 /* Registers the kernels of MB_OP_ATTENTION and MB_OP_ATTENTION_GRAD for

@@ -91,8 +91,6 @@ struct AttnArgs {
   const void *dout;             /* backward */
   void *dq, *dk, *dv;           /* backward */
   float *dq_accum;              /* backward, fast mode: f32 [tokens, H, D] */
-  unsigned long long *dq_fixed; /* backward, deterministic mode: [tokens, H, D] fixed point, 2^-32 units */
-  int *dq_flag;                 /* backward, deterministic mode: set when a dQ term was not finite or too large */
   float *dsum;                  /* backward: f32 [tokens, H], rowsum(dO * O) */
   const float *q_descale, *k_descale, *v_descale; /* fp8: device scalars or NULL (= 1) */
   const int32_t *key_mask;                        /* padded: [B, L] or NULL */
@@ -511,12 +509,7 @@ template <typename T> __global__ void attn_bwd_prep(AttnArgs a) {
     if (a.dq_accum)
       for (int e = lane; e < a.head_dim; e += 32)
         a.dq_accum[row * a.head_dim + e] = 0.0f;
-    if (a.dq_fixed)
-      for (int e = lane; e < a.head_dim; e += 32)
-        a.dq_fixed[row * a.head_dim + e] = 0ull;
   }
-  if (a.dq_flag && blockIdx.x == 0 && threadIdx.x == 0)
-    *a.dq_flag = 0;
 }
 
 template <typename T> static inline int attn_launch_bwd_prep(const AttnArgs &a, cudaStream_t s) {
@@ -547,16 +540,14 @@ int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, cons
                        const float *kds, const float *vds, void *out, float *lse, cudaStream_t s);
 
 /* Workspace layout of the backward (both kernels use the same): the dQ
- * accumulator [tokens, H, D] (flash only; 8 bytes an element: fixed point in
- * the deterministic mode, f32 in the first half otherwise), rowsum(dO * O)
- * [tokens, H] f32, then the fixed-point overflow flag. */
+ * accumulator [tokens, H, D] f32 (the flash kernel's fast mode only), then
+ * rowsum(dO * O) [tokens, H] f32. */
 static inline size_t attn_align256(size_t n) { return (n + 255) & ~(size_t)255; }
 static inline size_t attn_ws_dq_bytes(const mb_attn_desc *d) {
-  return attn_align256((size_t)attn_tokens(d) * d->heads * d->head_dim * sizeof(unsigned long long));
+  return attn_align256((size_t)attn_tokens(d) * d->heads * d->head_dim * sizeof(float));
 }
 static inline size_t attn_ws_dsum_bytes(const mb_attn_desc *d) {
   return attn_align256((size_t)attn_tokens(d) * d->heads * sizeof(float));
 }
-static inline size_t attn_ws_flag_bytes(void) { return 256; }
 
 #endif

@@ -16,20 +16,17 @@
  *                accumulator with atomics (float2 atomics on sm_90).
  *     Q_{i+1} and dO_{i+1} are fetched (cp.async) during phase 3.
  *  3. attn_dq_convert: dq = scale * accumulator, rounded to T.
- * dK = scale * dS^T Q is scaled once at the end. Why atomics for dQ: every
- * key tile adds to every query row it sees; a separate dQ pass (a CTA per
- * query tile) would recompute S and dP, 7 tile products per (i, j) instead
- * of 5 (+40% FLOPs); FlashAttention-2 makes the same choice.
+ * dK = scale * dS^T Q is scaled once at the end.
  * Two modes (mb_cuda_attn_set_deterministic):
- *  - deterministic (the default, like the rest of the CUDA backend): each
- *    dQ term is added as a 64-bit fixed-point integer in units of 2^-32
- *    (integer addition does not depend on the order, so dq is the same bits
- *    on every run; the rounding, 2^-33 per term, is far below bf16's and
- *    f16's). A term that is not finite or exceeds 2^30 in magnitude sets a
- *    flag instead, and dq comes out NaN, so a loss scaler still sees the
- *    overflow;
- *  - fast: f32 atomic adds (float2 adds on sm_90), FlashAttention-2's
- *    choice: dq's last bits then depend on the order of the adds.
+ *  - fast: as above, FlashAttention-2's choice: 5 tile products per (i, j),
+ *    dq's last bits depend on the order of the atomic adds;
+ *  - deterministic (the default, like the rest of the CUDA backend): the
+ *    main kernel skips phase 3, and attn_flash_bwd_dq_kernel, a CTA per
+ *    query tile, recomputes S and dP and sums dQ_i over the key tiles in
+ *    order in registers: 7 tile products per (i, j) (+40% FLOPs) but no
+ *    atomics, the same bits on every run, f32 range. It replaced 64-bit
+ *    fixed-point atomics, which on an H200 made the backward 1.8-1.9x
+ *    slower than the fast mode (bench/results/h200-2026-11-28).
  */
 #include "kernels/cuda/attention_common.cuh"
 
@@ -42,29 +39,71 @@ template <int D> struct FlashBwdCfg {
   template <typename T> static constexpr size_t smem_bytes() {
     return (size_t)(2 * BK + 2 * BQ) * LDS * sizeof(T) + (size_t)2 * BQ * LDP * sizeof(T) + BK * sizeof(int);
   }
+  /* the dQ pass: Q, dO, K, V and dS (no P) */
+  template <typename T> static constexpr size_t dq_smem_bytes() {
+    return (size_t)(2 * BK + 2 * BQ) * LDS * sizeof(T) + (size_t)BQ * LDP * sizeof(T) + BK * sizeof(int);
+  }
 };
 
-/* One dQ term into the accumulator (see the top of the file). */
-#define ATTN_FIXED_ONE 4294967296.0f /* 2^32 */
-#define ATTN_FIXED_MAX 1073741824.0f /* 2^30 */
-template <bool DET>
-__device__ __forceinline__ void dq_add2(unsigned long long *fixed, int *flag, float *accum, int64_t idx, float x0,
-                                        float x1) {
-  if (DET) {
-    if (!(fabsf(x0) <= ATTN_FIXED_MAX && fabsf(x1) <= ATTN_FIXED_MAX)) { /* NaN too */
-      atomicOr(flag, 1);
-      return;
-    }
-    atomicAdd(fixed + idx, (unsigned long long)__float2ll_rn(x0 * ATTN_FIXED_ONE));
-    atomicAdd(fixed + idx + 1, (unsigned long long)__float2ll_rn(x1 * ATTN_FIXED_ONE));
-  } else {
+/* Two adjacent dQ terms into the f32 accumulator (the fast mode). */
+__device__ __forceinline__ void dq_add2(float *accum, int64_t idx, float x0, float x1) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    atomicAdd(reinterpret_cast<float2 *>(accum + idx), make_float2(x0, x1));
+  atomicAdd(reinterpret_cast<float2 *>(accum + idx), make_float2(x0, x1));
 #else
-    atomicAdd(accum + idx, x0);
-    atomicAdd(accum + idx + 1, x1);
+  atomicAdd(accum + idx, x0);
+  atomicAdd(accum + idx + 1, x1);
 #endif
+}
+
+/* Both backward kernels' first step, for warp rows w16.. of query tile i0
+ * and all BK keys of key tile j0 (Q, dO, K, V in shared memory): S = Q K^T
+ * and dP = dO V^T on tensor cores, then P = exp(scale S - lse) (masked keys
+ * and, causal, keys after the row: 0) into s and dS = P (dP - D) into dp.
+ * One copy, so the dQ pass recomputes the main kernel's dS bit for bit. */
+template <typename T, int D, int BK, int LDS>
+__device__ __forceinline__ void bwd_p_ds(const AttnArgs &a, const T *sQ, const T *sdO, const T *sK, const T *sV,
+                                         const int *sKeep, int i0, int j0, int w16, int lane, bool need_mask,
+                                         const float (&lse2)[2], const float (&dsum)[2], float (&s)[BK / 8][4],
+                                         float (&dp)[BK / 8][4]) {
+  constexpr int NS = BK / 8;
+  const int gr = lane >> 2, tq = lane & 3;
+  const int row_a = (lane & 7) + ((lane >> 3) & 1) * 8, col_a = (lane >> 4) * 8;
+  const int row_b = (lane & 7) + (lane >> 4) * 8, col_b = ((lane >> 3) & 1) * 8;
+#pragma unroll
+  for (int j = 0; j < NS; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      s[j][e] = dp[j][e] = 0.0f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    uint32_t qa[4], doa[4];
+    attn_ldsm_x4(qa, sQ + (w16 + row_a) * LDS + kk * 16 + col_a);
+    attn_ldsm_x4(doa, sdO + (w16 + row_a) * LDS + kk * 16 + col_a);
+#pragma unroll
+    for (int nj = 0; nj < BK / 16; nj++) {
+      uint32_t kb[4], vb[4];
+      attn_ldsm_x4(kb, sK + (nj * 16 + row_b) * LDS + kk * 16 + col_b);
+      attn_ldsm_x4(vb, sV + (nj * 16 + row_b) * LDS + kk * 16 + col_b);
+      attn_mma16816<T>(s[2 * nj], qa, kb[0], kb[1]);
+      attn_mma16816<T>(s[2 * nj + 1], qa, kb[2], kb[3]);
+      attn_mma16816<T>(dp[2 * nj], doa, vb[0], vb[1]);
+      attn_mma16816<T>(dp[2 * nj + 1], doa, vb[2], vb[3]);
+    }
   }
+#pragma unroll
+  for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int hr = e >> 1;
+      float p = attn_exp2(fmaf(s[nj][e], a.scale_log2, -lse2[hr]));
+      if (need_mask) {
+        const int c = j0 + nj * 8 + 2 * tq + (e & 1), r = i0 + w16 + gr + hr * 8;
+        if (!sKeep[c - j0] || (a.causal && c > r))
+          p = 0.0f;
+      }
+      s[nj][e] = p;                           /* P */
+      dp[nj][e] = p * (dp[nj][e] - dsum[hr]); /* dS */
+    }
 }
 
 template <typename T, int D, bool DET>
@@ -151,44 +190,10 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
     attn_cp_async_wait_all(); /* Q_i, dO_i (and K, V) */
     __syncthreads();
 
-    /* ---- phase 1: S and dP for query rows w16.. x all BK keys ---- */
+    /* ---- phase 1: P and dS for query rows w16.. x all BK keys ---- */
     float s[NS][4], dp[NS][4];
-#pragma unroll
-    for (int j = 0; j < NS; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        s[j][e] = dp[j][e] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-      uint32_t qa[4], doa[4];
-      attn_ldsm_x4(qa, sQ + (w16 + row_a) * LDS + kk * 16 + col_a);
-      attn_ldsm_x4(doa, sdO + (w16 + row_a) * LDS + kk * 16 + col_a);
-#pragma unroll
-      for (int nj = 0; nj < BK / 16; nj++) {
-        uint32_t kb[4], vb[4];
-        attn_ldsm_x4(kb, sK + (nj * 16 + row_b) * LDS + kk * 16 + col_b);
-        attn_ldsm_x4(vb, sV + (nj * 16 + row_b) * LDS + kk * 16 + col_b);
-        attn_mma16816<T>(s[2 * nj], qa, kb[0], kb[1]);
-        attn_mma16816<T>(s[2 * nj + 1], qa, kb[2], kb[3]);
-        attn_mma16816<T>(dp[2 * nj], doa, vb[0], vb[1]);
-        attn_mma16816<T>(dp[2 * nj + 1], doa, vb[2], vb[3]);
-      }
-    }
     const bool need_mask = hidden || (a.causal && j0 + BK - 1 > i0 + w16);
-#pragma unroll
-    for (int nj = 0; nj < NS; nj++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int hr = e >> 1;
-        float p = attn_exp2(fmaf(s[nj][e], a.scale_log2, -lse2[hr]));
-        if (need_mask) {
-          const int c = j0 + nj * 8 + 2 * tq + (e & 1), r = i0 + w16 + gr + hr * 8;
-          if (!sKeep[c - j0] || (a.causal && c > r))
-            p = 0.0f;
-        }
-        s[nj][e] = p;                           /* P */
-        dp[nj][e] = p * (dp[nj][e] - dsum[hr]); /* dS */
-      }
+    bwd_p_ds<T, D, BK, LDS>(a, sQ, sdO, sK, sV, sKeep, i0, j0, w16, lane, need_mask, lse2, dsum, s, dp);
 #pragma unroll
     for (int nj = 0; nj < NS; nj++)
 #pragma unroll
@@ -223,9 +228,10 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
       attn_cp_async_commit();
     }
 
-    /* ---- phase 3: dQ_i += dS K_j for query rows w16.., 64 dims at a time ---- */
+    /* ---- phase 3: dQ_i += dS K_j for query rows w16.., 64 dims at a time
+     * (the fast mode's atomics; the deterministic mode has its own pass) ---- */
 #pragma unroll
-    for (int d0 = 0; d0 < D; d0 += 64) {
+    for (int d0 = 0; d0 < (DET ? 0 : D); d0 += 64) {
       float dq[8][4];
 #pragma unroll
       for (int j = 0; j < 8; j++)
@@ -251,7 +257,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
         const int64_t idx = base + (int64_t)(i0 + w16 + gr + hr * 8) * a.ld + d0 + 2 * tq;
 #pragma unroll
         for (int j = 0; j < 8; j++)
-          dq_add2<DET>(a.dq_fixed, a.dq_flag, a.dq_accum, idx + j * 8, dq[j][2 * hr], dq[j][2 * hr + 1]);
+          dq_add2(a.dq_accum, idx + j * 8, dq[j][2 * hr], dq[j][2 * hr + 1]);
       }
     }
     /* the next iteration's barrier orders these reads of sdS and sK before
@@ -276,26 +282,131 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
   }
 }
 
-/* dq = scale * accumulator, for every token (the accumulator of padded rows
- * and the varlen tail is 0); NaN everywhere if a fixed-point term overflowed. */
-template <typename T, bool DET> __global__ void attn_dq_convert(T *dq, AttnArgs a, int64_t n) {
-  const bool bad = DET && *a.dq_flag;
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x) {
-    float x;
-    if (DET)
-      x = bad ? NAN : (float)((double)(long long)a.dq_fixed[i] * (1.0 / 4294967296.0) * a.scale);
-    else
-      x = a.scale * a.dq_accum[i];
-    AttnType<T>::store(dq, i, x);
+/* The deterministic mode's dQ pass: one CTA of 4 warps per (BQ = 64 query
+ * rows, head, sequence) keeps Q_i, dO_i in shared memory and dQ_i in
+ * registers, and sweeps the key tiles j (causal: up to the diagonal). Per
+ * tile, warp w recomputes for its query rows 16w..: S = Q_i K_j^T,
+ * dP = dO_i V_j^T, P = exp(scale S - lse), dS = P (dP - D), exactly as the
+ * main kernel's phase 1 (the same products, so the same dS bits), then
+ * dQ_i += dS K_j. No atomics: the sum runs over j in order, so dq is the
+ * same bits on every run, in f32 without a range limit. 3 tile products
+ * per (i, j) on top of the main kernel's 4 (it skips its phase 3). */
+template <typename T, int D>
+__global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_dq_kernel(AttnArgs a) {
+  typedef FlashBwdCfg<D> C;
+  constexpr int NT = C::NT, BK = C::BK, BQ = C::BQ, LDS = C::LDS, LDP = C::LDP;
+  constexpr int NS = BK / 8; /* n8 tiles of S and dP per warp (16 rows x BK keys) */
+  constexpr int NQ = D / 8;  /* n8 tiles of dQ per warp (16 rows x D) */
+  ATTN_DYNAMIC_SMEM(T, sQ);
+  T *sdO = sQ + BQ * LDS;
+  T *sK = sdO + BQ * LDS;
+  T *sV = sK + BK * LDS;
+  T *sdS = sV + BK * LDS;
+  int *sKeep = reinterpret_cast<int *>(sdS + BQ * LDP);
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BQ, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gr = lane >> 2, tq = lane & 3;
+  const int i0 = tile * BQ, w16 = warp * 16;
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  const T *Qg = (const T *)a.q + base, *Kg = (const T *)a.k + base, *Vg = (const T *)a.v + base;
+  const T *dOg = (const T *)a.dout + base;
+  const int row_a = (lane & 7) + ((lane >> 3) & 1) * 8, col_a = (lane >> 4) * 8;
+
+  float lse2[2], dsum[2];
+  bool live[2];
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    const int r = i0 + w16 + gr + hr * 8;
+    live[hr] = r < g.n && (!g.mask || g.mask[r] != 0);
+    const int64_t lr = (int64_t)(g.start + r) * a.heads + h;
+    lse2[hr] = live[hr] ? a.lse[lr] * ATTN_LOG2E : INFINITY;
+    dsum[hr] = live[hr] ? a.dsum[lr] : 0.0f;
   }
+  attn_load_rows<T, D, BQ, NT>(sQ, LDS, Qg, a.ld, i0, g.n);
+  attn_load_rows<T, D, BQ, NT>(sdO, LDS, dOg, a.ld, i0, g.n);
+
+  float dq[NQ][4];
+#pragma unroll
+  for (int j = 0; j < NQ; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      dq[j][e] = 0.0f;
+
+  /* causal: keys past this tile's last query row are masked for all of it */
+  const int jend = a.causal ? (i0 + BQ < g.n ? i0 + BQ : g.n) : g.n;
+  for (int j0 = 0; j0 < jend; j0 += BK) {
+    int hidden = 0, kept = 0;
+    for (int c = tid; c < BK; c += NT) {
+      const int keep = j0 + c < g.n && (!g.mask || g.mask[j0 + c] != 0);
+      sKeep[c] = keep;
+      hidden |= !keep;
+      kept |= keep;
+    }
+    attn_load_rows<T, D, BK, NT>(sK, LDS, Kg, a.ld, j0, g.n);
+    attn_load_rows<T, D, BK, NT>(sV, LDS, Vg, a.ld, j0, g.n);
+    attn_cp_async_commit();
+    attn_cp_async_wait_all(); /* K_j, V_j (and Q_i, dO_i on the first tile) */
+    kept = __syncthreads_or(kept); /* also publishes sKeep and every thread's copies */
+    hidden = __syncthreads_or(hidden);
+    if (kept) { /* a tile of padding keys only adds nothing */
+      float s[NS][4], dp[NS][4];
+      const bool need_mask = hidden || (a.causal && j0 + BK - 1 > i0 + w16);
+      bwd_p_ds<T, D, BK, LDS>(a, sQ, sdO, sK, sV, sKeep, i0, j0, w16, lane, need_mask, lse2, dsum, s, dp);
+      /* dS (rounded to T, as the main kernel's) through this warp's own rows
+       * of shared memory, from the C-fragment layout to the A-fragment one */
+#pragma unroll
+      for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+          const int off = (w16 + gr + hr * 8) * LDP + nj * 8 + 2 * tq;
+          *reinterpret_cast<uint32_t *>(sdS + off) = AttnType<T>::pack2(dp[nj][2 * hr], dp[nj][2 * hr + 1]);
+        }
+      __syncthreads(); /* (a warp's own rows only, but `kept` is the same for the block) */
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; kk++) {
+        uint32_t dsa[4];
+        attn_ldsm_x4(dsa, sdS + (w16 + row_a) * LDP + kk * 16 + col_a);
+#pragma unroll
+        for (int dj = 0; dj < D / 16; dj++) {
+          uint32_t kb[4];
+          attn_ldsm_x4_trans(kb, sK + (kk * 16 + row_a) * LDS + dj * 16 + col_a);
+          attn_mma16816<T>(dq[2 * dj], dsa, kb[0], kb[1]);
+          attn_mma16816<T>(dq[2 * dj + 1], dsa, kb[2], kb[3]);
+        }
+      }
+    }
+    __syncthreads(); /* every warp is done with K_j, V_j, sKeep and its sdS rows */
+  }
+
+  /* dq = scale * dS K for this tile's rows (padded rows: 0) */
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    const int r = i0 + w16 + gr + hr * 8;
+    if (r >= g.n)
+      continue;
+    const float f = live[hr] ? a.scale : 0.0f;
+    T *dqrow = (T *)a.dq + base + (int64_t)r * a.ld;
+#pragma unroll
+    for (int j = 0; j < NQ; j++)
+      *reinterpret_cast<uint32_t *>(dqrow + j * 8 + 2 * tq) = AttnType<T>::pack2(f * dq[j][2 * hr], f * dq[j][2 * hr + 1]);
+  }
+}
+
+/* The fast mode's dq = scale * accumulator, for every token (the
+ * accumulator of padded rows and the varlen tail is 0). */
+template <typename T> __global__ void attn_dq_convert(T *dq, AttnArgs a, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x)
+    AttnType<T>::store(dq, i, a.scale * a.dq_accum[i]);
 }
 
 template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *d, AttnArgs a, cudaStream_t s) {
   typedef FlashBwdCfg<D> C;
   if (DET)
-    a.dq_accum = NULL; /* the workspace's first part holds the fixed-point sums */
-  else
-    a.dq_fixed = NULL, a.dq_flag = NULL;
+    a.dq_accum = NULL; /* no accumulator: the dQ pass writes dq */
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
   const size_t smem = C::template smem_bytes<T>();
   /* per device, so on every launch (cheap; allowed during graph capture) */
@@ -304,11 +415,20 @@ template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *
   auto *kernel = attn_flash_bwd_kernel<T, D, DET>;
   ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BK), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_flash_bwd_kernel");
-  const int64_t n = (int64_t)attn_tokens(d) * a.ld;
-  const unsigned blocks = (unsigned)((n + 255) / 256 < 65536 ? (n + 255) / 256 : 65536);
-  auto *convert = attn_dq_convert<T, DET>;
-  ATTN_LAUNCH(convert, blocks, 256, 0, s, (T *)a.dq, a, n);
-  ATTN_LAUNCH_CHECK("attn_dq_convert");
+  if (DET) {
+    MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_bwd_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)C::template dq_smem_bytes<T>()));
+    auto *dq_kernel = attn_flash_bwd_dq_kernel<T, D>;
+    ATTN_LAUNCH(dq_kernel, attn_tile_grid(d, C::BQ), C::NT, C::template dq_smem_bytes<T>(), s, a);
+    ATTN_LAUNCH_CHECK("attn_flash_bwd_dq_kernel");
+    MB_TRY(attn_launch_fill_tail<T>((T *)a.dq, a.ld, a, 0.0f, s));
+  } else {
+    const int64_t n = (int64_t)attn_tokens(d) * a.ld;
+    const unsigned blocks = (unsigned)((n + 255) / 256 < 65536 ? (n + 255) / 256 : 65536);
+    auto *convert = attn_dq_convert<T>;
+    ATTN_LAUNCH(convert, blocks, 256, 0, s, (T *)a.dq, a, n);
+    ATTN_LAUNCH_CHECK("attn_dq_convert");
+  }
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dk, a.ld, a, 0.0f, s));
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dv, a.ld, a, 0.0f, s));
   return MB_OK;
@@ -339,9 +459,7 @@ int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
   a.dk = dk;
   a.dv = dv;
   a.dq_accum = (float *)ws;
-  a.dq_fixed = (unsigned long long *)ws;
   a.dsum = (float *)((unsigned char *)ws + attn_ws_dq_bytes(d));
-  a.dq_flag = (int *)((unsigned char *)ws + attn_ws_dq_bytes(d) + attn_ws_dsum_bytes(d));
   (void)ws_bytes; /* checked by the dispatcher */
   const bool det = flash_bwd_deterministic;
 #define ATTN_BWD_CASE(TT, DD)                                                                                          \
