@@ -55,6 +55,34 @@ __device__ __forceinline__ void dq_add2(float *accum, int64_t idx, float x0, flo
 #endif
 }
 
+/* This thread's two query rows r0 and r0 + 8: live (a real, unmasked
+ * token), lse in log2 units (+inf when not live, so P = 0) and
+ * D = rowsum(dO * O) (0 when not live). */
+__device__ __forceinline__ void bwd_row_stats(const AttnArgs &a, const AttnSeg &g, int h, int r0, bool (&live)[2],
+                                              float (&lse2)[2], float (&dsum)[2]) {
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    const int r = r0 + hr * 8;
+    live[hr] = r < g.n && (!g.mask || g.mask[r] != 0);
+    const int64_t lr = (int64_t)(g.start + r) * a.heads + h;
+    lse2[hr] = live[hr] ? a.lse[lr] * ATTN_LOG2E : INFINITY;
+    dsum[hr] = live[hr] ? a.dsum[lr] : 0.0f;
+  }
+}
+
+/* sKeep[c] = key j0 + c is real and unmasked, for a tile of BK keys; this
+ * thread's share of "some key is hidden" and "some key is kept" (the
+ * caller ORs them over the block with __syncthreads_or). */
+template <int BK, int NT>
+__device__ __forceinline__ void bwd_mark_keys(const AttnSeg &g, int j0, int tid, int *sKeep, int *hidden, int *kept) {
+  for (int c = tid; c < BK; c += NT) {
+    const int keep = j0 + c < g.n && (!g.mask || g.mask[j0 + c] != 0);
+    sKeep[c] = keep;
+    *hidden |= !keep;
+    *kept |= keep;
+  }
+}
+
 /* Both backward kernels' first step, for warp rows w16.. of query tile i0
  * and all BK keys of key tile j0 (Q, dO, K, V in shared memory): S = Q K^T
  * and dP = dO V^T on tensor cores, then P = exp(scale S - lse) (masked keys
@@ -140,12 +168,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
   /* Which keys of the tile are real. A tile of padding only (right-padded
    * batches) has dK = dV = 0 and nothing else to do. */
   int hidden = 0, kept = 0;
-  for (int c = tid; c < BK; c += NT) {
-    const int keep = j0 + c < g.n && (!g.mask || g.mask[j0 + c] != 0);
-    sKeep[c] = keep;
-    hidden |= !keep;
-    kept |= keep;
-  }
+  bwd_mark_keys<BK, NT>(g, j0, tid, sKeep, &hidden, &kept);
   kept = __syncthreads_or(kept);
   hidden = __syncthreads_or(hidden);
   if (!kept) {
@@ -179,14 +202,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
      * so P = 0 there. */
     float lse2[2], dsum[2];
     bool live[2];
-#pragma unroll
-    for (int hr = 0; hr < 2; hr++) {
-      const int r = i0 + w16 + gr + hr * 8;
-      live[hr] = r < g.n && (!g.mask || g.mask[r] != 0);
-      const int64_t lr = (int64_t)(g.start + r) * a.heads + h;
-      lse2[hr] = live[hr] ? a.lse[lr] * ATTN_LOG2E : INFINITY;
-      dsum[hr] = live[hr] ? a.dsum[lr] : 0.0f;
-    }
+    bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
     attn_cp_async_wait_all(); /* Q_i, dO_i (and K, V) */
     __syncthreads();
 
@@ -318,14 +334,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_dq_kernel(A
 
   float lse2[2], dsum[2];
   bool live[2];
-#pragma unroll
-  for (int hr = 0; hr < 2; hr++) {
-    const int r = i0 + w16 + gr + hr * 8;
-    live[hr] = r < g.n && (!g.mask || g.mask[r] != 0);
-    const int64_t lr = (int64_t)(g.start + r) * a.heads + h;
-    lse2[hr] = live[hr] ? a.lse[lr] * ATTN_LOG2E : INFINITY;
-    dsum[hr] = live[hr] ? a.dsum[lr] : 0.0f;
-  }
+  bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
   attn_load_rows<T, D, BQ, NT>(sQ, LDS, Qg, a.ld, i0, g.n);
   attn_load_rows<T, D, BQ, NT>(sdO, LDS, dOg, a.ld, i0, g.n);
 
@@ -340,12 +349,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_dq_kernel(A
   const int jend = a.causal ? (i0 + BQ < g.n ? i0 + BQ : g.n) : g.n;
   for (int j0 = 0; j0 < jend; j0 += BK) {
     int hidden = 0, kept = 0;
-    for (int c = tid; c < BK; c += NT) {
-      const int keep = j0 + c < g.n && (!g.mask || g.mask[j0 + c] != 0);
-      sKeep[c] = keep;
-      hidden |= !keep;
-      kept |= keep;
-    }
+    bwd_mark_keys<BK, NT>(g, j0, tid, sKeep, &hidden, &kept);
     attn_load_rows<T, D, BK, NT>(sK, LDS, Kg, a.ld, j0, g.n);
     attn_load_rows<T, D, BK, NT>(sV, LDS, Vg, a.ld, j0, g.n);
     attn_cp_async_commit();
