@@ -227,6 +227,13 @@ int mb_prepare_records(const mb_records *recs, const mb_encoder *enc, const mb_p
       rc = mb_shard_writer_add(w, r->id, r->label, bids[i - b0], blen[i - b0], truncated, mb_record_text(recs, (size_t)i),
                                r->text_len);
       if (rc == MB_OK) {
+        if (enc->has_unk) { /* what the model will not see: words the vocabulary lacks */
+          int64_t u = 0;
+          for (int32_t t = 0; t < blen[i - b0]; t++)
+            u += bids[i - b0][t] == enc->unk_id;
+          st->unk_tokens += u;
+          st->unk_examples += u > 0;
+        }
         st->tokens += blen[i - b0];
         st->full_tokens += full[i];
         st->truncated += truncated;

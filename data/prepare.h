@@ -32,6 +32,9 @@ typedef struct {
   const char *vocab_sha256; /* hex */
   int32_t vocab_size;
   int32_t pad_id;
+  /* The unknown token, counted in the stats: has_unk 0 for tokenizers that
+   * cannot produce one (byte-level BPE) or when not known. */
+  int32_t has_unk, unk_id;
 } mb_encoder;
 
 typedef struct {
@@ -51,6 +54,7 @@ typedef struct {
   int64_t full_tokens;            /* before truncation */
   int32_t len_max, len_p50, len_p90, len_p99; /* full lengths, ids */
   int64_t longer_than[4];         /* full length > 128, 256, 512, 1024 */
+  int64_t unk_tokens, unk_examples; /* kept ids that are the unknown token, examples with one (has_unk) */
   double seconds_tokenize, seconds_write, seconds;
   int threads;
   int n_files;

@@ -14,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "experiments/cli.h"
 #include "experiments/datasets.h"
+#include "experiments/datasets.h"
 
 extern const mb_command mb_cmd_prepare;
 
@@ -207,6 +208,13 @@ static int run_prepare(int argc, char **argv) {
            st.examples ? 100.0 * (double)st.truncated / (double)st.examples : 0.0);
   else
     printf("  tokens      %s (no truncation: the loader truncates at batch time)\n", a);
+  if (enc.has_unk) {
+    fmt_count(st.unk_tokens, a, sizeof a);
+    fmt_count(st.unk_examples, b, sizeof b);
+    printf("  unknown     %s tokens are [UNK] (%.2f%%), in %s reviews (%.1f%%)\n", a,
+           st.tokens ? 100.0 * (double)st.unk_tokens / (double)st.tokens : 0.0, b,
+           st.examples ? 100.0 * (double)st.unk_examples / (double)st.examples : 0.0);
+  }
   printf("  lengths     median %d, p90 %d, p99 %d, max %d; longer than 128/256/512/1024: %lld/%lld/%lld/%lld\n",
          st.len_p50, st.len_p90, st.len_p99, st.len_max, (long long)st.longer_than[0], (long long)st.longer_than[1],
          (long long)st.longer_than[2], (long long)st.longer_than[3]);
@@ -214,6 +222,7 @@ static int run_prepare(int argc, char **argv) {
   printf("  time        %.2f s: import %.2f s, tokenizer load %.2f s, tokenize %.2f s on %d threads (%s tokens/s), "
          "write %.2f s\n",
          total, t_import, t_load, st.seconds_tokenize, st.threads, d, st.seconds_write);
+  mb_warn_unknown_tokens(&st, enc.name, recs.split);
   mb_tokenizer_free(tok);
   mb_records_free(&recs);
   return MB_EXIT_OK;

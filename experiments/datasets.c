@@ -52,6 +52,9 @@ int mb_tok_encoder_new(const mb_tokenizer *tok, int threads, mb_tok_encoder **ou
   e->enc.vocab_sha256 = mb_tokenizer_vocab_sha256(tok);
   e->enc.vocab_size = mb_tokenizer_vocab_size(tok);
   e->enc.pad_id = sp.pad >= 0 ? sp.pad : 0;
+  /* WordPiece maps a word it cannot spell to [UNK]; byte-level BPE never does */
+  e->enc.has_unk = mb_tokenizer_kind_of(tok) == MB_TOKENIZER_WORDPIECE && sp.unk >= 0;
+  e->enc.unk_id = sp.unk;
   *out = e;
   return MB_OK;
 }
@@ -65,6 +68,19 @@ void mb_tok_encoder_free(mb_tok_encoder *e) {
     mb_ids_free(&e->bufs[i]);
   free(e->bufs);
   free(e);
+}
+
+void mb_warn_unknown_tokens(const mb_prepare_stats *st, const char *tokenizer, const char *split) {
+  if (!st->tokens || !st->unk_tokens)
+    return;
+  const double pt = 100.0 * (double)st->unk_tokens / (double)st->tokens;
+  const double pe = st->examples ? 100.0 * (double)st->unk_examples / (double)st->examples : 0.0;
+  /* a few rare words are normal; this much means the vocabulary does not fit the language or domain */
+  if (pt >= 0.5 || pe >= 10.0)
+    MB_WARN("%s data: %.2f%% of the tokens are [UNK], in %.1f%% of the reviews: the %s vocabulary covers this text "
+            "badly (WordPiece maps a whole word to [UNK] when one piece is missing); a vocabulary learned from the "
+            "training split usually fits better: python tools/train_wordpiece_vocab.py TRAIN --out VOCAB-cased.txt",
+            split, pt, pe, tokenizer);
 }
 
 static int ends_with(const char *s, const char *suffix) {
@@ -144,9 +160,11 @@ int mb_data_open(const char *spec, const char *split, const char *dataset, const
         /* prepare names its file after the records' split; that is the one we open */
         snprintf(recs.split, sizeof recs.split, "%s", split);
         rc = mb_prepare_records(&recs, mb_tok_encoder_get(enc), &opt, &pst);
-        if (rc == MB_OK)
+        if (rc == MB_OK) {
           MB_INFO("prepared %lld %s examples (%lld tokens) in %.1f s", (long long)pst.examples, split,
                   (long long)pst.tokens, pst.seconds);
+          mb_warn_unknown_tokens(&pst, mb_tokenizer_name(tok), split);
+        }
         mb_tok_encoder_free(enc);
       }
       mb_records_free(&recs);

@@ -28,6 +28,10 @@ int mb_tok_encoder_new(const mb_tokenizer *tok, int threads, mb_tok_encoder **ou
 const mb_encoder *mb_tok_encoder_get(const mb_tok_encoder *e);
 void mb_tok_encoder_free(mb_tok_encoder *e);
 
+/* Warn (once per call, naming the split and the tokenizer) when prepared data
+ * has many [UNK] tokens: >= 0.5% of the tokens or in >= 10% of the reviews. */
+void mb_warn_unknown_tokens(const mb_prepare_stats *st, const char *tokenizer, const char *split);
+
 /* 1 if spec names shards, 0 if a raw input. */
 int mb_data_spec_is_shards(const char *spec);
 

@@ -239,8 +239,15 @@ static void test_prepare_real_tokenizers(void **state) {
     const int special = mb_tokenizer_kind_of(t) == MB_TOKENIZER_WORDPIECE;
     real_ctx *c = calloc(1, sizeof *c);
     c->t = t;
-    mb_encoder enc = {real_encode, c, 64, mb_tokenizer_name(t), mb_tokenizer_vocab_sha256(t),
-                      mb_tokenizer_vocab_size(t), mb_tokenizer_special_ids(t).pad};
+    mb_encoder enc = {real_encode,
+                      c,
+                      64,
+                      mb_tokenizer_name(t),
+                      mb_tokenizer_vocab_sha256(t),
+                      mb_tokenizer_vocab_size(t),
+                      mb_tokenizer_special_ids(t).pad,
+                      special, /* WordPiece: count [UNK] */
+                      mb_tokenizer_special_ids(t).unk};
     if (enc.pad_id < 0)
       enc.pad_id = 0;
     for (int d = 0; d < 2; d++) {
@@ -261,13 +268,26 @@ static void test_prepare_real_tokenizers(void **state) {
       assert_ok(mb_shardset_check_tokenizer(s, mb_tokenizer_name(t), mb_tokenizer_vocab_sha256(t)));
       assert_true(st.truncated > 50);
       mb_ids want = {0};
+      int64_t unk = 0, unk_rows = 0;
       for (size_t i = 0; i < r.n; i++) {
         assert_ok(mb_tokenizer_encode(t, mb_record_text(&r, i), r.rec[i].text_len, special, opt.max_length, &want));
         assert_int_equal(s->lengths[i], (int32_t)want.n);
         if (want.n)
           assert_memory_equal(mb_shardset_ids(s, (int64_t)i), want.ids, want.n * sizeof(int32_t));
+        int64_t u = 0;
+        for (size_t k = 0; k < want.n && special; k++)
+          u += want.ids[k] == enc.unk_id;
+        unk += u;
+        unk_rows += u > 0;
       }
       mb_ids_free(&want);
+      /* the [UNK] count (only WordPiece has one: byte-level BPE spells anything) */
+      assert_int_equal(st.unk_tokens, unk);
+      assert_int_equal(st.unk_examples, unk_rows);
+      if (v == 1 && d == 0) /* mBERT on Korean reviews: some words it cannot spell */
+        assert_true(unk > 0);
+      if (v == 2)
+        assert_int_equal(st.unk_tokens, 0);
       mb_shardset_free(s);
       mb_records_free(&r);
     }
