@@ -14,7 +14,6 @@
 #include "data/tokenizer.h"
 #include "experiments/cli.h"
 #include "experiments/datasets.h"
-#include "experiments/datasets.h"
 
 extern const mb_command mb_cmd_prepare;
 

@@ -342,6 +342,7 @@ mb_device_allocator *mb_cuda_backend_allocator(mb_backend *be) { return cuda_of(
 mb_gemm_ctx *mb_cuda_backend_gemm(mb_backend *be) { return cuda_of(be)->gemm; }
 void mb_cuda_backend_set_graphs(mb_backend *be, int on) { cuda_of(be)->opts.graphs = !!on; }
 void mb_cuda_backend_set_fp8(mb_backend *be, int on) { cuda_of(be)->opts.fp8_matmul = !!on; }
+void mb_cuda_backend_set_tf32(mb_backend *be, int on) { cuda_of(be)->opts.tf32 = !!on; }
 
 mb_cuda_fp8_stats mb_cuda_backend_fp8_stats(mb_backend *be) {
   const cuda_backend *c = cuda_of(be);
@@ -350,7 +351,6 @@ mb_cuda_fp8_stats mb_cuda_backend_fp8_stats(mb_backend *be) {
     st.fallbacks += c->fp8[i].disabled;
   return st;
 }
-void mb_cuda_backend_set_tf32(mb_backend *be, int on) { cuda_of(be)->opts.tf32 = !!on; }
 
 void mb_cuda_backend_destroy(mb_backend *be) {
   if (!be)

@@ -32,8 +32,7 @@ typedef struct {
    * configuration in the heuristic and still refuse the first candidate at
    * run time (NOT_SUPPORTED); the first run then moves down the list, and
    * the one that ran is kept (`proven`). */
-  cublasLtMatmulAlgo_t algo[GEMM_ALGOS];
-  size_t ws_needed[GEMM_ALGOS];
+  cublasLtMatmulAlgo_t algo[GEMM_ALGOS]; /* each within the context's workspace */
   int n_algo, cur, proven;
 } gemm_entry;
 
@@ -296,10 +295,8 @@ static int entry_build(mb_gemm_ctx *c, const mb_gemm_desc *d, const gemm_key *k,
   }
   /* keep the usable candidates, in the heuristic's order */
   for (int i = 0; st == CUBLAS_STATUS_SUCCESS && i < found && i < GEMM_ALGOS; i++)
-    if (heur[i].state == CUBLAS_STATUS_SUCCESS && heur[i].workspaceSize <= c->ws_bytes) {
-      e->algo[e->n_algo] = heur[i].algo;
-      e->ws_needed[e->n_algo++] = heur[i].workspaceSize;
-    }
+    if (heur[i].state == CUBLAS_STATUS_SUCCESS && heur[i].workspaceSize <= c->ws_bytes)
+      e->algo[e->n_algo++] = heur[i].algo;
   if (e->n_algo == 0) {
     rc = MB_ERR(MB_EUNSUPPORTED,
                 "%s: cuBLASLt has no algorithm for this configuration (%s; alignments A %d B %d C %d bytes;"
