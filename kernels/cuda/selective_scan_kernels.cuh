@@ -71,23 +71,52 @@ template <bool VARLEN> SC_DEV unsigned sc_token_flags(const scan_params &p, long
  * quarter-warp reads stay in distinct banks (conflict-free). */
 SC_DEV int sc_bc_at(int n, int tt) { return n * MB_SCAN_TILE + ((((tt >> 2) ^ n) & 31) << 2) + (tt & 3); }
 
+/* Where token t of a row (clamped to the row's last token, so that a read
+ * past the end stays inside the tensor) and channel dc live in [B, L, D]. */
+SC_DEV size_t sc_tok_off(size_t row, int t, int last, int D, int dc) {
+  return (row + (size_t)(t < last ? t : last)) * (size_t)D + (size_t)dc;
+}
+
 /* Block prologue of both kernels: B and C of tile t0 transposed into
- * Bs, Cs [N][TILE] (swizzled; zeros past the row), and the token flags. */
+ * Bs, Cs [N][TILE] (swizzled; zeros past the row), and the token flags.
+ * The loads go in batches of SC_LOAD_BATCH per thread, all issued before
+ * any is used (reads past the row are clamped into it and their values
+ * dropped), so a tile waits about one memory latency per batch rather than
+ * one per element: the compiler does not move a load across the branch of
+ * a guarded element, and a thread with one load in flight at a time is
+ * what made the first GPU version ~10x slower than its bounds (SCAN.md). */
+enum { SC_LOAD_BATCH = 8 };
 template <typename T, bool VARLEN, int NT>
 SC_DEV void sc_load_tile(const scan_params &p, size_t row, int t0, float *Bs, float *Cs, unsigned char *flags) {
-  const int N = p.N, tid = sc_tid();
-  const T *Bg = (const T *)p.B, *Cg = (const T *)p.C;
-  for (int e = tid; e < MB_SCAN_TILE * N; e += NT) {
-    const int tt = e / N, n = e - tt * N;
-    const long long t = (long long)t0 + tt;
-    float bv = 0.0f, cv = 0.0f;
-    if (t < p.L) { /* e runs along the tile's contiguous [tt][n] block: coalesced */
-      const size_t o = (row + (size_t)t) * (size_t)N + (size_t)n;
-      bv = sc_ld(Bg, o);
-      cv = sc_ld(Cg, o);
+  const int N = p.N, tid = sc_tid(), total = MB_SCAN_TILE * N;
+  /* the tile's B (and C) is one contiguous [TILE][N] block; its last
+   * element inside the row is `lim` (reads past it are clamped to it) */
+  const int lim = sc_imin(MB_SCAN_TILE, p.L - t0) * N - 1;
+  const T *Bg = (const T *)p.B + (row + (size_t)t0) * (size_t)N, *Cg = (const T *)p.C + (row + (size_t)t0) * (size_t)N;
+  /* element e = tt N + n; a thread's elements are NT apart, i.e.
+   * (q, r) = divmod(NT, N) apart in (tt, n): no division per element */
+  const int q = NT / N, r = NT - q * N;
+  int tt = tid / N, n = tid - tt * N;
+  for (int base = 0; base < total; base += SC_LOAD_BATCH * NT) {
+    T bv[SC_LOAD_BATCH], cv[SC_LOAD_BATCH];
+    SC_UNROLL
+    for (int j = 0; j < SC_LOAD_BATCH; j++) { /* consecutive threads read consecutive elements: coalesced */
+      const int e = sc_imin(base + j * NT + tid, lim);
+      bv[j] = Bg[e];
+      cv[j] = Cg[e];
     }
-    Bs[sc_bc_at(n, tt)] = bv;
-    Cs[sc_bc_at(n, tt)] = cv;
+    SC_UNROLL
+    for (int j = 0; j < SC_LOAD_BATCH; j++) {
+      const int e = base + j * NT + tid;
+      if (e < total) {
+        const int s = sc_bc_at(n, tt);
+        Bs[s] = e <= lim ? sc_ld(bv, j) : 0.0f; /* zeros past the row */
+        Cs[s] = e <= lim ? sc_ld(cv, j) : 0.0f;
+      }
+      tt += q, n += r;
+      if (n >= N)
+        tt++, n -= N;
+    }
   }
   for (int e = tid; e < MB_SCAN_TILE; e += NT)
     flags[e] = (unsigned char)sc_token_flags<VARLEN>(p, (long long)t0 + e);
@@ -118,7 +147,10 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
   const int b = (int)(sc_bid() / p.ngroups), grp = (int)(sc_bid() % p.ngroups);
   const int d0 = grp * G, d = d0 + c, nvalid = sc_imin(G, p.D - d0);
   const bool chan = c < nvalid; /* threads of channels past D compute on zeros, store nothing */
+  const int dc = sc_imin(d, p.D - 1); /* the channel read (a channel past D reads D - 1 and drops it) */
+  const int tlast = p.L - 1; /* the row's last token */
   const T *u = (const T *)p.u, *delta = (const T *)p.delta, *z = (const T *)p.z;
+  const T *zr = z ? z : u; /* what the output step reads as z (ignored without z): no branch around the loads */
   T *y = (T *)p.y;
   const size_t row = (size_t)b * (size_t)p.L; /* token 0 of this row */
 
@@ -137,6 +169,14 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
       for (int e = tid; e < nvalid * N; e += NT)
         st[e] = hs[e];
     }
+    /* this thread's delta and u, in flight together with the B, C tile */
+    T rd[K], ru[K];
+    SC_UNROLL
+    for (int i = 0; i < K; i++) {
+      const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
+      rd[i] = delta[o];
+      ru[i] = u[o];
+    }
     sc_load_tile<T, VARLEN, NT>(p, row, t0, Bs, Cs, flags);
     sc_sync(); /* tile loaded; the state copy above has read hs */
 
@@ -144,14 +184,12 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
     unsigned reset = 0;
     SC_UNROLL
     for (int i = 0; i < K; i++) {
-      const int tt = seg * K + i;
-      const unsigned f = flags[tt];
+      const unsigned f = flags[seg * K + i];
       float dv = 0.0f, duv = 0.0f; /* padding: dt = 0 makes the token the identity */
       if (chan && !(f & SC_TOK_PAD)) {
-        const size_t o = (row + (size_t)(t0 + tt)) * (size_t)p.D + (size_t)d;
-        const float raw = sc_ld(delta, o) + bias;
+        const float raw = sc_ld(rd, i) + bias;
         dv = p.softplus ? sc_softplus(raw) : raw;
-        duv = dv * sc_ld(u, o);
+        duv = dv * sc_ld(ru, i);
       }
       dt[i] = dv;
       dtu[i] = duv;
@@ -221,17 +259,24 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
         hs[c * N + n] = last;
     }
 
+    T ru2[K], rz[K]; /* u (for the D skip) and z again, all in flight at once */
+    SC_UNROLL
+    for (int i = 0; i < K; i++) {
+      const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
+      ru2[i] = u[o];
+      rz[i] = zr[o];
+    }
     SC_UNROLL
     for (int i = 0; i < K; i++) {
       const int tt = seg * K + i;
       const long long t = (long long)t0 + tt;
       if (chan && t < p.L) {
-        const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)d;
+        const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)dc; /* dc = d: chan */
         float out = 0.0f; /* budget padding: y = 0 */
         if (!(flags[tt] & SC_TOK_PAD)) {
-          out = acc[i] + Dd * sc_ld(u, o);
+          out = acc[i] + Dd * sc_ld(ru2, i);
           if (z) {
-            const float zz = sc_ld(z, o);
+            const float zz = sc_ld(rz, i);
             out *= zz * sc_sigmoid(zz);
           }
         }
@@ -280,7 +325,10 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
   const int b = (int)(sc_bid() / p.ngroups), grp = (int)(sc_bid() % p.ngroups);
   const int d0 = grp * G, d = d0 + c, nvalid = sc_imin(G, p.D - d0);
   const bool chan = c < nvalid;
+  const int dc = sc_imin(d, p.D - 1); /* the channel read (a channel past D reads D - 1 and drops it) */
+  const int tlast = p.L - 1; /* the row's last token */
   const T *u = (const T *)p.u, *delta = (const T *)p.delta, *z = (const T *)p.z, *dy = (const T *)p.dy;
+  const T *zr = z ? z : u; /* what is read as z (ignored without z): no branch around the loads */
   const size_t row = (size_t)b * (size_t)p.L;
 
   for (int e = tid; e < G * N; e += NT) {
@@ -292,13 +340,34 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
   const float bias = chan && p.bias ? sc_ld_dt(p.bias, p.pdt, (size_t)d) : 0.0f;
   float dD_acc = 0.0f, dbias_acc = 0.0f;
 
+  constexpr int HS_PER_THREAD = (G * MB_SCAN_MAX_DSTATE + NT - 1) / NT;
   for (int tile = p.ntiles - 1; tile >= 0; tile--) {
     const int t0 = tile * TILE;
-    sc_sync(); /* the last tile's partials are copied out of Bs, Cs; hs, flags are free */
+    /* this tile's saved state and this thread's inputs, all in flight
+     * together with the B, C tile (sc_load_tile) */
+    float hv[HS_PER_THREAD];
     {
       const float *st = p.states + (((size_t)b * p.ntiles + tile) * (size_t)p.D + (size_t)d0) * (size_t)N;
-      for (int e = tid; e < G * N; e += NT)
-        hs[e] = e < nvalid * N ? st[e] : 0.0f;
+      const int nst = nvalid * N;
+      SC_UNROLL
+      for (int j = 0; j < HS_PER_THREAD; j++)
+        hv[j] = st[sc_imin(tid + j * NT, nst - 1)];
+    }
+    T rd[K], ru[K], rg[K], rz[K];
+    SC_UNROLL
+    for (int i = 0; i < K; i++) {
+      const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
+      rd[i] = delta[o];
+      ru[i] = u[o];
+      rg[i] = dy[o];
+      rz[i] = zr[o];
+    }
+    sc_sync(); /* the last tile's partials are copied out of Bs, Cs; hs, flags are free */
+    SC_UNROLL
+    for (int j = 0; j < HS_PER_THREAD; j++) {
+      const int e = tid + j * NT;
+      if (e < G * N)
+        hs[e] = e < nvalid * N ? hv[j] : 0.0f;
     }
     sc_load_tile<T, VARLEN, NT>(p, row, t0, Bs, Cs, flags);
     sc_sync();
@@ -307,17 +376,15 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
     unsigned reset = 0;
     SC_UNROLL
     for (int i = 0; i < K; i++) {
-      const int tt = seg * K + i;
-      const unsigned f = flags[tt];
+      const unsigned f = flags[seg * K + i];
       float dv = 0.0f, duv = 0.0f, gv = 0.0f; /* padding: identity token, no gradient */
       if (chan && !(f & SC_TOK_PAD)) {
-        const size_t o = (row + (size_t)(t0 + tt)) * (size_t)p.D + (size_t)d;
-        const float raw = sc_ld(delta, o) + bias;
+        const float raw = sc_ld(rd, i) + bias;
         dv = p.softplus ? sc_softplus(raw) : raw;
-        duv = dv * sc_ld(u, o);
-        gv = sc_ld(dy, o);
+        duv = dv * sc_ld(ru, i);
+        gv = sc_ld(rg, i);
         if (z) {
-          const float zz = sc_ld(z, o);
+          const float zz = sc_ld(rz, i);
           gv *= zz * sc_sigmoid(zz); /* g = dLoss/d(pre-gate y) */
         }
       }
@@ -450,32 +517,43 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
        * next step's barrier, which every reader of it has passed */
     }
 
-    SC_UNROLL
-    for (int i = 0; i < K; i++) {
-      const int tt = seg * K + i;
-      const long long t = (long long)t0 + tt;
-      if (chan && t < p.L) {
-        const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)d;
-        float du_v = 0.0f, dd_v = 0.0f, dz_v = 0.0f;
-        if (!(flags[tt] & SC_TOK_PAD)) {
-          const float uu = sc_ld(u, o), raw = sc_ld(delta, o) + bias;
-          du_v = dt[i] * q[i] + g[i] * Dd;
-          const float ddt = dAw[i] + uu * q[i];
-          dd_v = p.softplus ? ddt * sc_softplus_grad(raw) : ddt;
-          dD_acc += g[i] * uu;
-          dbias_acc += dd_v;
-          if (z) {
-            const float zz = sc_ld(z, o), sg = sc_sigmoid(zz);
-            const float ypre = acc[i] + Dd * uu;
-            dz_v = sc_ld(dy, o) * ypre * sg * (1.0f + zz * (1.0f - sg));
+    { /* u, delta, z and dy again, all in flight at once (T registers: the n loop's arrays are dead) */
+      T eu[K], ed[K], ez[K], eg[K];
+      SC_UNROLL
+      for (int i = 0; i < K; i++) {
+        const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
+        eu[i] = u[o];
+        ed[i] = delta[o];
+        ez[i] = zr[o];
+        eg[i] = dy[o];
+      }
+      SC_UNROLL
+      for (int i = 0; i < K; i++) {
+        const int tt = seg * K + i;
+        const long long t = (long long)t0 + tt;
+        if (chan && t < p.L) {
+          const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)dc; /* dc = d: chan */
+          float du_v = 0.0f, dd_v = 0.0f, dz_v = 0.0f;
+          if (!(flags[tt] & SC_TOK_PAD)) {
+            const float uu = sc_ld(eu, i), raw = sc_ld(ed, i) + bias;
+            du_v = dt[i] * q[i] + g[i] * Dd;
+            const float ddt = dAw[i] + uu * q[i];
+            dd_v = p.softplus ? ddt * sc_softplus_grad(raw) : ddt;
+            dD_acc += g[i] * uu;
+            dbias_acc += dd_v;
+            if (z) {
+              const float zz = sc_ld(ez, i), sg = sc_sigmoid(zz);
+              const float ypre = acc[i] + Dd * uu;
+              dz_v = sc_ld(eg, i) * ypre * sg * (1.0f + zz * (1.0f - sg));
+            }
           }
+          if (p.du)
+            sc_st((T *)p.du, o, du_v);
+          if (p.ddelta)
+            sc_st((T *)p.ddelta, o, dd_v);
+          if (p.dz)
+            sc_st((T *)p.dz, o, dz_v);
         }
-        if (p.du)
-          sc_st((T *)p.du, o, du_v);
-        if (p.ddelta)
-          sc_st((T *)p.ddelta, o, dd_v);
-        if (p.dz)
-          sc_st((T *)p.dz, o, dz_v);
       }
     }
     sc_sync(); /* the last step's sums are in Bs, Cs */
