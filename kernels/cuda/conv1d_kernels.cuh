@@ -35,31 +35,37 @@ struct conv_params {
  * end of the real tokens. Padded mode: one sequence [0, L). Varlen: starts
  * at cu[0..nseq), real tokens end at cu[nseq]; cu is only compared with. */
 struct conv_walk {
-  long long start, next, end;
+  int start, next, end; /* token indices fit int: the plan refuses seqlen > INT_MAX - 256 */
   int k;
 };
 
-template <bool VARLEN> SC_DEV void conv_walk_init(conv_walk &w, const conv_params &p, long long t0) {
+template <bool VARLEN> SC_DEV void conv_walk_init(conv_walk &w, const conv_params &p, int t0) {
   if constexpr (VARLEN) {
     w.end = p.cu[p.nseq];
     w.k = sc_upper_bound(p.cu, p.nseq, t0); /* starts at or before t0 */
-    w.start = w.k > 0 ? (long long)p.cu[w.k - 1] : 0;
-    w.next = w.k < p.nseq ? (long long)p.cu[w.k] : 0x7fffffffffffffffLL;
+    w.start = w.k > 0 ? p.cu[w.k - 1] : 0;
+    w.next = w.k < p.nseq ? p.cu[w.k] : INT_MAX;
   } else {
-    w.start = 0, w.next = 0x7fffffffffffffffLL, w.end = p.L, w.k = 0;
+    w.start = 0, w.next = INT_MAX, w.end = p.L, w.k = 0;
   }
 }
 
 /* Call for t = t0, t0+1, ... in order. */
-template <bool VARLEN> SC_DEV void conv_walk_to(conv_walk &w, const conv_params &p, long long t) {
+template <bool VARLEN> SC_DEV void conv_walk_to(conv_walk &w, const conv_params &p, int t) {
   if constexpr (VARLEN) {
     while (t >= w.next) { /* empty sequences share a start: skip them all */
       w.start = w.next;
       w.k++;
-      w.next = w.k < p.nseq ? (long long)p.cu[w.k] : 0x7fffffffffffffffLL;
+      w.next = w.k < p.nseq ? p.cu[w.k] : INT_MAX;
     }
   }
 }
+
+/* Tokens whose reads a thread issues together (forward: x; backward: x
+ * and dy), so that a warp has 16 loads in flight instead of one: with one,
+ * 32 warps per SM cover ~2 KB per memory latency, a tenth of what the
+ * H200's bandwidth needs (SCAN.md). */
+enum { CONV_FWD_CHUNK = 16, CONV_BWD_CHUNK = 8 };
 
 /* Grid: batch * runs * dblocks blocks of 128 threads; no barriers, so
  * threads past D return at once. */
@@ -77,7 +83,7 @@ SC_KERNEL void SC_BOUNDS(MB_CONV1D_THREADS, 8) conv1d_fwd_kernel(const conv_para
   for (int k = 0; k < W; k++)
     w[k] = sc_ld_dt(p.w, p.pdt, (size_t)d * W + k);
   const float bias = p.bias ? sc_ld_dt(p.bias, p.pdt, (size_t)d) : 0.0f;
-  const long long t0 = (long long)run * p.run, t1 = t0 + p.run < p.L ? t0 + p.run : p.L;
+  const int t0 = run * p.run, t1 = sc_imin(t0 + p.run, p.L);
   const size_t D = (size_t)p.D, row = (size_t)b * (size_t)p.L;
   const T *x = (const T *)p.x;
   T *y = (T *)p.y;
@@ -85,29 +91,49 @@ SC_KERNEL void SC_BOUNDS(MB_CONV1D_THREADS, 8) conv1d_fwd_kernel(const conv_para
   float xw[W]; /* xw[k] = x[t - (W-1) + k] */
   SC_UNROLL
   for (int k = 0; k < W - 1; k++) {
-    const long long s = t0 - (W - 1) + k;
+    const int s = t0 - (W - 1) + k;
     xw[k] = s >= 0 ? sc_ld(x, (row + (size_t)s) * D + d) : 0.0f;
   }
   conv_walk wk;
   conv_walk_init<VARLEN>(wk, p, t0);
-  for (long long t = t0; t < t1; t++) {
-    const size_t o = (row + (size_t)t) * D + d;
-    xw[W - 1] = sc_ld(x, o);
-    conv_walk_to<VARLEN>(wk, p, t);
-    float out = 0.0f; /* budget padding */
-    if (t < wk.end) {
-      const long long since = t - wk.start;
-      float pre = bias;
-      SC_UNROLL
-      for (int k = 0; k < W; k++)
-        if (W - 1 - k <= since)
-          pre += w[k] * xw[k];
-      out = p.silu ? pre * sc_sigmoid(pre) : pre;
-    }
-    sc_st(y, o, out);
+  const T *xp = x + (row + (size_t)t0) * D + d; /* token tc of the chunk below */
+  T *yp = y + (row + (size_t)t0) * D + d;
+  for (int tc = t0; tc < t1; tc += CONV_FWD_CHUNK) {
+    /* the chunk's inputs, all in flight before the first is used (reads
+     * past the run are clamped to its last token and dropped) */
+    const int nin = sc_imin(CONV_FWD_CHUNK, t1 - tc);
+    T xr[CONV_FWD_CHUNK];
     SC_UNROLL
-    for (int k = 0; k < W - 1; k++)
-      xw[k] = xw[k + 1];
+    for (int j = 0; j < CONV_FWD_CHUNK; j++)
+      xr[j] = xp[(size_t)sc_imin(j, nin - 1) * D];
+    SC_UNROLL
+    for (int j = 0; j < CONV_FWD_CHUNK; j++) {
+      if (j < nin) { /* a guard, not a break: the loop stays unrolled and xr in registers */
+        xw[W - 1] = sc_ld(xr, j);
+        float out = 0.0f; /* budget padding */
+        bool live = true;
+        int since = 0;
+        if (VARLEN) { /* padded mode needs no tap mask: the inputs before token 0 are zeros */
+          conv_walk_to<VARLEN>(wk, p, tc + j);
+          live = tc + j < wk.end;
+          since = tc + j - wk.start;
+        }
+        if (live) {
+          float pre = bias;
+          SC_UNROLL
+          for (int k = 0; k < W; k++)
+            if (!VARLEN || W - 1 - k <= since)
+              pre += w[k] * xw[k];
+          out = p.silu ? pre * sc_sigmoid(pre) : pre;
+        }
+        sc_st(yp, (size_t)j * D, out);
+        SC_UNROLL
+        for (int k = 0; k < W - 1; k++)
+          xw[k] = xw[k + 1];
+      }
+    }
+    xp += CONV_FWD_CHUNK * D;
+    yp += CONV_FWD_CHUNK * D;
   }
 }
 
@@ -131,66 +157,93 @@ SC_KERNEL void SC_BOUNDS(MB_CONV1D_THREADS, 8) conv1d_bwd_kernel(const conv_para
   for (int k = 0; k < W; k++)
     w[k] = sc_ld_dt(p.w, p.pdt, (size_t)d * W + k);
   const float bias = p.bias ? sc_ld_dt(p.bias, p.pdt, (size_t)d) : 0.0f;
-  const long long t0 = (long long)run * p.run, t1 = t0 + p.run < p.L ? t0 + p.run : p.L;
+  const int t0 = run * p.run, t1 = sc_imin(t0 + p.run, p.L);
   const size_t D = (size_t)p.D, row = (size_t)b * (size_t)p.L;
   const T *x = (const T *)p.x, *dy = (const T *)p.dy;
 
   float xw[W], dpw[W], dwp[W], dbp = 0.0f; /* inputs, dpre and their `since` for s-(W-1) .. s */
-  long long sw[W];
+  int sw[W];
   SC_UNROLL
   for (int k = 0; k < W; k++) {
-    const long long s = t0 - (W - 1) + k;
+    const int s = t0 - (W - 1) + k;
     xw[k] = k < W - 1 && s >= 0 ? sc_ld(x, (row + (size_t)s) * D + d) : 0.0f;
     dpw[k] = 0.0f, sw[k] = 0, dwp[k] = 0.0f;
   }
   conv_walk wk;
   conv_walk_init<VARLEN>(wk, p, t0);
-  for (long long s = t0; s < t1 + (W - 1); s++) {
-    float dp = 0.0f;
-    long long since = 0;
-    if (s < p.L) {
-      const size_t o = (row + (size_t)s) * D + d;
-      xw[W - 1] = sc_ld(x, o);
-      conv_walk_to<VARLEN>(wk, p, s);
-      if (s < wk.end) {
-        since = s - wk.start;
-        float g = sc_ld(dy, o);
-        if (p.silu) {
-          float pre = bias;
-          SC_UNROLL
-          for (int k = 0; k < W; k++)
-            if (W - 1 - k <= since)
-              pre += w[k] * xw[k];
-          const float sg = sc_sigmoid(pre);
-          g *= sg * (1.0f + pre * (1.0f - sg));
+  /* tokens s in [t0, s2) are visited; [t0, s1) of them exist and are read */
+  const int s2 = t1 + (W - 1), s1 = sc_imin(s2, p.L);
+  const T *xp = x + (row + (size_t)t0) * D + d, *gp = dy + (row + (size_t)t0) * D + d; /* token sc0 */
+  T *dxp = p.dx ? (T *)p.dx + (row + (size_t)t0) * D + d : NULL;                       /* token t0 */
+  for (int sc0 = t0; sc0 < s2; sc0 += CONV_BWD_CHUNK) {
+    /* the chunk's x and dy, all in flight before the first is used (reads
+     * past the row are clamped to its last token and dropped) */
+    const int nin = sc_imin(CONV_BWD_CHUNK, s1 - sc0); /* >= 1 until the row ends */
+    T xr[CONV_BWD_CHUNK], gr[CONV_BWD_CHUNK];
+    if (nin > 0) {
+      SC_UNROLL
+      for (int j = 0; j < CONV_BWD_CHUNK; j++) {
+        const size_t o = (size_t)sc_imin(j, nin - 1) * D;
+        xr[j] = xp[o];
+        gr[j] = gp[o];
+      }
+    }
+    SC_UNROLL
+    for (int j = 0; j < CONV_BWD_CHUNK; j++) {
+      const int s = sc0 + j;
+      if (s < s2) { /* a guard, not a break: the loop stays unrolled */
+        float dp = 0.0f;
+        int since = s; /* padded mode: one sequence from token 0 */
+        if (j < nin) { /* s < L */
+          xw[W - 1] = sc_ld(xr, j);
+          bool live = true;
+          if (VARLEN) {
+            conv_walk_to<VARLEN>(wk, p, s);
+            live = s < wk.end;
+            since = s - wk.start;
+          }
+          if (live) {
+            float g = sc_ld(gr, j);
+            if (p.silu) {
+              float pre = bias;
+              SC_UNROLL
+              for (int k = 0; k < W; k++)
+                if (!VARLEN || W - 1 - k <= since)
+                  pre += w[k] * xw[k];
+              const float sg = sc_sigmoid(pre);
+              g *= sg * (1.0f + pre * (1.0f - sg));
+            }
+            dp = g;
+            if (s < t1) {
+              dbp += dp;
+              SC_UNROLL
+              for (int k = 0; k < W; k++)
+                if (!VARLEN || W - 1 - k <= since)
+                  dwp[k] += dp * xw[k];
+            }
+          }
         }
-        dp = g;
-        if (s < t1) {
-          dbp += dp;
+        dpw[W - 1] = dp;
+        sw[W - 1] = since;
+        const int t = s - (W - 1);
+        if (t >= t0 && dxp) {
+          float acc = 0.0f;
           SC_UNROLL
-          for (int k = 0; k < W; k++)
-            if (W - 1 - k <= since)
-              dwp[k] += dp * xw[k];
+          for (int jj = 0; jj < W; jj++)
+            if (!VARLEN || sw[jj] >= jj) /* padded: since(t + jj) = t + jj >= jj */
+              acc += w[W - 1 - jj] * dpw[jj];
+          sc_st(dxp, (size_t)(t - t0) * D, acc);
+        }
+        SC_UNROLL
+        for (int k = 0; k < W - 1; k++) {
+          xw[k] = xw[k + 1];
+          dpw[k] = dpw[k + 1];
+          sw[k] = sw[k + 1];
         }
       }
     }
-    dpw[W - 1] = dp;
-    sw[W - 1] = since;
-    const long long t = s - (W - 1);
-    if (t >= t0 && p.dx) {
-      float acc = 0.0f;
-      SC_UNROLL
-      for (int j = 0; j < W; j++)
-        if (sw[j] >= j)
-          acc += w[W - 1 - j] * dpw[j];
-      sc_st((T *)p.dx, (row + (size_t)t) * D + d, acc);
-    }
-    SC_UNROLL
-    for (int k = 0; k < W - 1; k++) {
-      xw[k] = xw[k + 1];
-      dpw[k] = dpw[k + 1];
-      sw[k] = sw[k + 1];
-    }
+    xp += CONV_BWD_CHUNK * D;
+    gp += CONV_BWD_CHUNK * D;
   }
   float *part = p.part + (((size_t)b * p.runs + run) * D + d) * (W + 1);
   SC_UNROLL

@@ -40,6 +40,8 @@ static inline int mb_conv1d_plan_check(const mb_conv1d_desc *d, mb_dtype dt, mb_
     return MB_ERR(MB_EINVAL, "cuda conv1d: NULL descriptor");
   if (d->batch < 0 || d->seqlen < 0)
     return MB_ERR(MB_EINVAL, "cuda conv1d: batch %d and seqlen %d must be >= 0", d->batch, d->seqlen);
+  if (d->seqlen > INT_MAX - MB_CONV1D_BWD_RUN) /* the kernels index tokens with int, a run past the end included */
+    return MB_ERR(MB_EINVAL, "cuda conv1d: seqlen %d is above the limit %d", d->seqlen, INT_MAX - MB_CONV1D_BWD_RUN);
   if (d->dim < 1)
     return MB_ERR(MB_EINVAL, "cuda conv1d: dim %d must be >= 1", d->dim);
   if (d->width < 1)
