@@ -7,11 +7,12 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
-#include <string.h>
 
 #include "kernels/cpu/selective_scan.h"
 #include "kernels/cuda/conv1d_plan.h"
@@ -152,6 +153,12 @@ static void test_conv_plan(void **state) {
   assert_int_equal(mb_conv1d_plan_check(&d, MB_F32, MB_F32), MB_EINVAL);
   d.batch = 1;
   assert_int_equal(mb_conv1d_plan_check(&d, MB_F32, MB_F32), MB_OK);
+  /* the kernels index tokens with int, a run past the end included */
+  mb_conv1d_desc big = {.batch = 1, .seqlen = INT_MAX - MB_CONV1D_BWD_RUN, .dim = 1, .width = 4};
+  assert_int_equal(mb_conv1d_plan_check(&big, MB_F32, MB_F32), MB_OK);
+  big.seqlen++;
+  assert_int_equal(mb_conv1d_plan_check(&big, MB_F32, MB_F32), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "seqlen"));
   mb_conv1d_desc e = {.batch = 1, .seqlen = 1, .dim = 1, .width = 2};
   mb_conv1d_plan_make(&e, &p);
   assert_int_equal(p.dblocks, 1);
