@@ -82,6 +82,8 @@ static inline int mb_scan_plan_check(const mb_scan_desc *d, mb_dtype dt, mb_dtyp
     return MB_ERR(MB_EINVAL, "cuda selective scan: NULL descriptor");
   if (d->batch < 0 || d->seqlen < 0)
     return MB_ERR(MB_EINVAL, "cuda selective scan: batch %d and seqlen %d must be >= 0", d->batch, d->seqlen);
+  if (d->seqlen > INT_MAX - MB_SCAN_TILE) /* the kernels index tokens with int, the last tile's end included */
+    return MB_ERR(MB_EINVAL, "cuda selective scan: seqlen %d is above the limit %d", d->seqlen, INT_MAX - MB_SCAN_TILE);
   if (d->dim < 1)
     return MB_ERR(MB_EINVAL, "cuda selective scan: dim %d must be >= 1", d->dim);
   if (d->dstate < 1 || d->dstate > MB_SCAN_MAX_DSTATE)

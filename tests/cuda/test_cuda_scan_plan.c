@@ -126,6 +126,12 @@ static void test_check(void **state) {
   /* the grid limit: batch * ngroups blocks */
   mb_scan_desc big = {.batch = 1 << 30, .seqlen = 1, .dim = 64, .dstate = 1};
   assert_int_equal(mb_scan_plan_check(&big, MB_F32, MB_F32), MB_EINVAL);
+  /* int token indices: the last tile's end must fit */
+  mb_scan_desc longest = {.batch = 1, .seqlen = INT_MAX - MB_SCAN_TILE, .dim = 1, .dstate = 1};
+  assert_int_equal(mb_scan_plan_check(&longest, MB_F32, MB_F32), MB_OK);
+  longest.seqlen++;
+  assert_int_equal(mb_scan_plan_check(&longest, MB_F32, MB_F32), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "seqlen"));
 }
 
 static void test_conv_plan(void **state) {
