@@ -52,8 +52,9 @@ def parse(path):
     return kernels
 
 
-def loops(body):
-    """Innermost loops: (start index, end index) of label .. backward branch."""
+def loops(body, innermost=True):
+    """Loops: (start index, end index) of label .. backward branch; only the
+    innermost unless innermost is False."""
     where, found = {}, []
     for i, it in enumerate(body):
         if it[0] == "label":
@@ -62,6 +63,8 @@ def loops(body):
             t = BRANCH_TARGET.search(it[4])
             if t and t.group(1) in where:
                 found.append((where[t.group(1)], i))
+    if not innermost:
+        return sorted(set(found))
     # keep the innermost: drop a loop that contains another
     return [lp for lp in found if not any(o != lp and lp[0] <= o[0] and o[1] <= lp[1] for o in found)]
 
@@ -108,9 +111,9 @@ def load_runs(body, skip):
     return runs
 
 
-def report(name, body):
+def report(name, body, all_loops=False):
     insns = [it for it in body if it[0] == "insn"]
-    lps = loops(body)
+    lps = loops(body, innermost=not all_loops)
     in_loop = set()
     out = {"kernel": name, "instructions": len(insns), "loops": []}
     for a, b in lps:
@@ -131,6 +134,7 @@ def main():
     ap.add_argument("sass", help="nvdisasm -c output")
     ap.add_argument("--kernel", default="", help="substring of the mangled kernel name")
     ap.add_argument("--min-loop", type=int, default=40, help="report loops of at least this many instructions")
+    ap.add_argument("--all-loops", action="store_true", help="outer loops too (their counts include the inner ones)")
     ap.add_argument("--json", help="also write the reports here")
     a = ap.parse_args()
     ks = parse(a.sass)
@@ -138,7 +142,7 @@ def main():
     for name, body in ks.items():
         if a.kernel not in name:
             continue
-        r = report(name, body)
+        r = report(name, body, a.all_loops)
         r["loops"] = [lp for lp in r["loops"] if lp["instructions"] >= a.min_loop]
         reports.append(r)
         print(f"{name}: {r['instructions']} instructions; spills (LDL/STL) in loops {r['spills_in_loops']}, "

@@ -313,17 +313,35 @@ __device__ __forceinline__ void attn_mma16832_e4m3(float c[4], const uint32_t a[
 /* Copy `rows` rows of D elements of T (rows row0.. of a sequence whose row
  * r is at src + r * ld) into shared memory with row stride lds elements,
  * 16 bytes per cp.async; rows at or past nvalid become zeros. All NT
- * threads of the CTA take part. */
+ * threads of the CTA take part.
+ *
+ * NT is a multiple of the chunks per row, so a thread copies the same
+ * column c of rows r0, r0 + RS, r0 + 2 RS, ... (RS = NT / chunks per row):
+ * its global pointer advances by RS * ld and its shared offset by a
+ * compile-time constant. Per chunk that is a 64-bit add, one compare and
+ * the copy, where computing (row0 + r) * ld afresh cost ~25 instructions
+ * (read off the machine code; the tile loads were a third of the forward's
+ * non-mma instructions). */
 template <typename T, int D, int ROWS, int NT>
 __device__ __forceinline__ void attn_load_rows(T *dst, int lds, const T *src, int64_t ld, int row0, int nvalid) {
   constexpr int CHUNK = 16 / sizeof(T); /* elements per 16 bytes */
   constexpr int PER_ROW = D / CHUNK;
   static_assert(D % CHUNK == 0, "rows must be whole 16-byte chunks");
-  for (int i = threadIdx.x; i < ROWS * PER_ROW; i += NT) {
-    const int r = i / PER_ROW, c = (i % PER_ROW) * CHUNK;
-    const bool ok = row0 + r < nvalid;
-    const T *g = ok ? src + (int64_t)(row0 + r) * ld + c : src; /* src: any valid address (not read) */
-    attn_cp_async16(dst + r * lds + c, g, ok);
+  static_assert(NT % PER_ROW == 0, "a thread keeps one column: NT must be a multiple of the chunks per row");
+  constexpr int RS = NT / PER_ROW; /* rows between a thread's chunks */
+  constexpr int ITERS = (ROWS + RS - 1) / RS;
+  const int r0 = (int)threadIdx.x / PER_ROW, c = ((int)threadIdx.x % PER_ROW) * CHUNK;
+  const int left = nvalid - row0 - r0; /* chunk k is real iff k RS < left */
+  const T *g = src + (int64_t)(row0 + r0) * ld + c;
+  const int64_t step = (int64_t)RS * ld;
+  T *s = dst + r0 * lds + c;
+#pragma unroll
+  for (int k = 0; k < ITERS; k++) {
+    if (ROWS % RS == 0 || r0 + k * RS < ROWS) {
+      const bool ok = k * RS < left;
+      attn_cp_async16(s + k * RS * lds, ok ? g : src, ok); /* src: any valid address (not read) */
+    }
+    g += step;
   }
 }
 
@@ -393,10 +411,16 @@ __device__ __forceinline__ void attn_mask_scores(float (&s)[MT][NS][4], const At
  * each m-tile; the four threads of a quad share a row. S (raw scores)
  * becomes P = 2^(S scale_log2 - m scale_log2 + p_log2) in place (p_log2:
  * a fixed power-of-two scale of P, 0 or the fp8 kernel's 8); m and the
- * thread's part of l are updated and O rescaled by exp(m_old - m_new). */
+ * thread's part of l are updated and O rescaled by exp(m_old - m_new).
+ * The rescale is skipped when no row of the warp changed its max: corr is
+ * then exactly 1, so skipping is exact, and on long rows the maxima settle
+ * after a few tiles, so most tiles save the MT x NO x 4 multiplies (128 per
+ * thread at D = 128) for one ballot. */
 template <int MT, int NS, int NO>
 __device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float (&m)[MT][2], float (&l)[MT][2],
                                                     float (&o)[MT][NO][4], float scale_log2, float p_log2) {
+  float corr[MT][2];
+  bool moved = false;
 #pragma unroll
   for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -411,7 +435,8 @@ __device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float
       /* a row that has seen nothing yet keeps m = -inf; use 0 so that
        * exp2(-inf - 0) = 0 rather than exp2(-inf + inf) = NaN */
       const float muse = mnew == -INFINITY ? 0.0f : mnew;
-      const float corr = attn_exp2((m[mt][hr] - muse) * scale_log2);
+      corr[mt][hr] = attn_exp2((m[mt][hr] - muse) * scale_log2);
+      moved |= corr[mt][hr] != 1.0f;
       const float moff = muse * scale_log2 - p_log2;
       m[mt][hr] = mnew;
       float sum = 0.0f;
@@ -423,13 +448,19 @@ __device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float
           s[mt][nj][e] = p;
           sum += p;
         }
-      l[mt][hr] = l[mt][hr] * corr + sum;
-#pragma unroll
-      for (int j = 0; j < NO; j++) {
-        o[mt][j][2 * hr] *= corr;
-        o[mt][j][2 * hr + 1] *= corr;
-      }
+      l[mt][hr] = l[mt][hr] * corr[mt][hr] + sum;
     }
+  if (__ballot_sync(0xffffffffu, moved)) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+      for (int hr = 0; hr < 2; hr++)
+#pragma unroll
+        for (int j = 0; j < NO; j++) {
+          o[mt][j][2 * hr] *= corr[mt][hr];
+          o[mt][j][2 * hr + 1] *= corr[mt][hr];
+        }
+  }
 }
 
 /* Zero the varlen budget's tail, tokens cu_seqlens[nseq] .. seqlen-1, of an

@@ -91,15 +91,17 @@ struct ecase {
   int batch, seqlen, heads, causal, mask_kind, nseq;
   int lens[8], tail;
   float qstd;
+  int settled; /* key 0 of every row holds each query's max: later key tiles leave the maxima alone */
 };
 
 static const ecase cases[] = {
-    {"L1", 3, 1, 2, 0, 0, 0, {0}, 0, 1.0f},
-    {"L7-causal", 2, 7, 3, 1, 0, 0, {0}, 0, 1.0f},
-    {"L129-pad", 3, 129, 2, 0, 1, 0, {0}, 0, 2.5f},
-    {"L200-holes-causal", 2, 200, 1, 1, 2, 0, {0}, 0, 1.0f},
-    {"varlen", 1, 0, 2, 0, 0, 6, {1, 129, 7, 0, 200, 64}, 37, 1.0f},
-    {"varlen-causal", 1, 0, 2, 1, 0, 5, {5, 1, 257, 128, 64}, 3, 1.0f},
+    {"L1", 3, 1, 2, 0, 0, 0, {0}, 0, 1.0f, 0},
+    {"L7-causal", 2, 7, 3, 1, 0, 0, {0}, 0, 1.0f, 0},
+    {"L129-pad", 3, 129, 2, 0, 1, 0, {0}, 0, 2.5f, 0},
+    {"L200-holes-causal", 2, 200, 1, 1, 2, 0, {0}, 0, 1.0f, 0},
+    {"varlen", 1, 0, 2, 0, 0, 6, {1, 129, 7, 0, 200, 64}, 37, 1.0f, 0},
+    {"varlen-causal", 1, 0, 2, 1, 0, 5, {5, 1, 257, 128, 64}, 3, 1.0f, 0},
+    {"L300-settled", 2, 300, 2, 0, 0, 0, {0}, 0, 1.0f, 1},
 };
 
 /* One problem: host buffers stand in for device memory. */
@@ -182,6 +184,19 @@ static void problem_init(problem &p, const ecase &c, mb_dtype dt, int D) {
   at_randn(p.k.data(), p.n, 1.0f);
   at_randn(p.v.data(), p.n, 1.0f);
   at_randn(p.dout.data(), p.n, 1.0f);
+  if (c.settled) {
+    /* q >= 0 and key 0 = 0.7 everywhere: q.k0 = 0.7 sum(q) ~ 36 at D = 64
+     * beats the other keys' q.kj (~N(0, |q|^2), max over 300 ~ 25) by ~1
+     * after the 1/sqrt(D) scale, so the row maxima are set in the first
+     * key tile and the flash forward skips its O rescale afterwards, while
+     * the other keys still weigh e^-1 .. e^-6 each */
+    for (float &x : p.q)
+      x = fabsf(x);
+    const size_t row = (size_t)c.heads * D;
+    for (int b = 0; b < p.d.batch; b++)
+      for (size_t e = 0; e < row; e++)
+        p.k[(size_t)b * p.d.seqlen * row + e] = 0.7f;
+  }
   if (dt == MB_F8E4M3) {
     p.scales = {quantize(p.q), quantize(p.k), quantize(p.v)};
     std::vector<float> q8(p.n), k8(p.n), v8(p.n); /* the e4m3 codes' values: x / scale exactly */
