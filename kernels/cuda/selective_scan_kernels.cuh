@@ -46,6 +46,7 @@ struct scan_params {
   const int32_t *cu;                /* device, [nseq + 1]; NULL in padded mode */
   int nseq;
   int batch, L, D, N, ntiles, ngroups, softplus;
+  int parts, part_tiles; /* forward: rows split into parts of part_tiles tiles (1 and ntiles: no split) */
 };
 
 /* Flags of token t of a row: padding (past the row or, in varlen mode,
@@ -124,12 +125,22 @@ SC_DEV void sc_load_tile(const scan_params &p, size_t row, int t0, float *Bs, fl
 
 /* ---- forward ------------------------------------------------------------ */
 
-/* Grid: batch * ngroups blocks of 256 threads; block (b, group) owns
- * channels [32 group, 32 group + 32) of row b. Thread: lane = seg * 4 + cl
- * (segment of 16 tokens, channel within the warp); channel c = warp * 4 +
- * cl. Registers per thread: dt, dt*u and the output of its 16 tokens, and
- * per state index the 16 decays and inputs. */
-template <typename T, bool VARLEN>
+/* Grid: batch * ngroups * parts blocks of 256 threads; block (b, group,
+ * part) owns channels [32 group, 32 group + 32) of row b and the part's
+ * tiles [part * part_tiles, ...). Thread: lane = seg * 4 + cl (segment of
+ * 16 tokens, channel within the warp); channel c = warp * 4 + cl.
+ * Registers per thread: dt, dt*u and the output of its 16 tokens, and per
+ * state index the 16 decays and inputs.
+ *
+ * FOLD (rows split into parts, SCAN.md): the first pass over parts
+ * 0 .. parts-2 computes only what a part does to the state, h_end =
+ * P h_start + H (P: the product of its decays, 0 after a reset; H: its end
+ * state from zero), and leaves P and H in the `states` slots of the part's
+ * first two tiles; scan_carry_kernel turns them into the state entering
+ * each part, in the slot of its first tile, where the full pass (FOLD =
+ * false) starts from. Every slot is then overwritten by the full pass with
+ * the state entering its tile. */
+template <typename T, bool VARLEN, bool FOLD>
 SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_params p) {
   constexpr int S = MB_SCAN_FWD_SEGS, K = MB_SCAN_FWD_ITEMS, CH = 32 / S, G = MB_SCAN_GROUP;
   constexpr int TILE = MB_SCAN_TILE, NT = MB_SCAN_FWD_THREADS;
@@ -140,11 +151,15 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
   float *Cs = Bs + N * TILE;  /* [N][TILE], swizzled */
   float *A2s = Cs + N * TILE; /* [G][N]: A * log2(e) */
   float *hs = A2s + G * N;    /* [G][N]: the state entering the current tile */
-  unsigned char *flags = (unsigned char *)(hs + G * N);
+  float *Ps = hs + G * N;     /* [G][N]: FOLD: the product of the decays so far */
+  unsigned char *flags = (unsigned char *)(Ps + G * N);
 
   const int tid = sc_tid(), lane = tid & 31, warp = tid >> 5;
   const int seg = lane / CH, cl = lane % CH, c = warp * CH + cl;
-  const int b = (int)(sc_bid() / p.ngroups), grp = (int)(sc_bid() % p.ngroups);
+  const int nparts = FOLD ? p.parts - 1 : p.parts; /* the fold pass skips the last part */
+  const long long bg = sc_bid() / nparts;
+  const int part = (int)(sc_bid() % nparts), b = (int)(bg / p.ngroups), grp = (int)(bg % p.ngroups);
+  const int tile0 = part * p.part_tiles, tile1 = sc_imin(p.ntiles, tile0 + p.part_tiles);
   const int d0 = grp * G, d = d0 + c, nvalid = sc_imin(G, p.D - d0);
   const bool chan = c < nvalid; /* threads of channels past D compute on zeros, store nothing */
   const int dc = sc_imin(d, p.D - 1); /* the channel read (a channel past D reads D - 1 and drops it) */
@@ -154,17 +169,22 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
   T *y = (T *)p.y;
   const size_t row = (size_t)b * (size_t)p.L; /* token 0 of this row */
 
+  /* the state entering the part: zero for the first (and in the fold
+   * pass), else what scan_carry_kernel left in the slot of its first tile */
+  const float *h_in =
+      !FOLD && part > 0 ? p.states + (((size_t)b * p.ntiles + tile0) * (size_t)p.D + (size_t)d0) * (size_t)N : NULL;
   for (int e = tid; e < G * N; e += NT) {
     A2s[e] = e < nvalid * N ? -expf(sc_ld_dt(p.A_log, p.pdt, (size_t)d0 * N + e)) * SC_LOG2E : 0.0f;
-    hs[e] = 0.0f;
+    hs[e] = h_in && e < nvalid * N ? h_in[e] : 0.0f;
+    Ps[e] = 1.0f;
   }
   const float Dd = chan && p.Dp ? sc_ld_dt(p.Dp, p.pdt, (size_t)d) : 0.0f;
   const float bias = chan && p.bias ? sc_ld_dt(p.bias, p.pdt, (size_t)d) : 0.0f;
 
-  for (int tile = 0; tile < p.ntiles; tile++) {
+  for (int tile = tile0; tile < tile1; tile++) {
     const int t0 = tile * TILE;
     sc_sync(); /* the last tile's readers of Bs, Cs, flags are done; hs holds its final states */
-    {          /* save the state entering this tile (before any reset at t0): [d0..d0+nvalid) x N is contiguous */
+    if (!FOLD) { /* save the state entering this tile (before any reset at t0): [d0..d0+nvalid) x N is contiguous */
       float *st = p.states + (((size_t)b * p.ntiles + tile) * (size_t)p.D + (size_t)d0) * (size_t)N;
       for (int e = tid; e < nvalid * N; e += NT)
         st[e] = hs[e];
@@ -239,6 +259,14 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
           Ag = Ag * Au;
         }
       }
+      if (FOLD) { /* the tile's effect on the state only: its end state and its product of decays */
+        const float last = sc_shfl(Bg, (S - 1) * CH + cl), prod = sc_shfl(Ag, (S - 1) * CH + cl);
+        if (seg == 0) {
+          hs[c * N + n] = last;
+          Ps[c * N + n] *= prod;
+        }
+        continue;
+      }
       float h = sc_shfl_up(Bg, CH); /* the state entering this segment */
       if (seg == 0)
         h = carry;
@@ -258,30 +286,63 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
       if (seg == 0) /* the lane that read the carry writes it: no other lane touches hs[c][n] */
         hs[c * N + n] = last;
     }
-
-    T ru2[K], rz[K]; /* u (for the D skip) and z again, all in flight at once */
-    SC_UNROLL
-    for (int i = 0; i < K; i++) {
-      const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
-      ru2[i] = u[o];
-      rz[i] = zr[o];
-    }
-    SC_UNROLL
-    for (int i = 0; i < K; i++) {
-      const int tt = seg * K + i;
-      const long long t = (long long)t0 + tt;
-      if (chan && t < p.L) {
-        const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)dc; /* dc = d: chan */
-        float out = 0.0f; /* budget padding: y = 0 */
-        if (!(flags[tt] & SC_TOK_PAD)) {
-          out = acc[i] + Dd * sc_ld(ru2, i);
-          if (z) {
-            const float zz = sc_ld(rz, i);
-            out *= zz * sc_sigmoid(zz);
-          }
-        }
-        sc_st(y, o, out);
+    if (!FOLD) { /* the fold pass has no output */
+      T ru2[K], rz[K]; /* u (for the D skip) and z again, all in flight at once */
+      SC_UNROLL
+      for (int i = 0; i < K; i++) {
+        const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
+        ru2[i] = u[o];
+        rz[i] = zr[o];
       }
+      SC_UNROLL
+      for (int i = 0; i < K; i++) {
+        const int tt = seg * K + i;
+        const long long t = (long long)t0 + tt;
+        if (chan && t < p.L) {
+          const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)dc; /* dc = d: chan */
+          float out = 0.0f; /* budget padding: y = 0 */
+          if (!(flags[tt] & SC_TOK_PAD)) {
+            out = acc[i] + Dd * sc_ld(ru2, i);
+            if (z) {
+              const float zz = sc_ld(rz, i);
+              out *= zz * sc_sigmoid(zz);
+            }
+          }
+          sc_st(y, o, out);
+        }
+      }
+    }
+  }
+  if (FOLD) { /* P and H of this part into the slots of its first two tiles (part_tiles >= 2) */
+    sc_sync(); /* the last step's hs, Ps writes are visible */
+    float *st = p.states + (((size_t)b * p.ntiles + tile0) * (size_t)p.D + (size_t)d0) * (size_t)N;
+    const size_t next = (size_t)p.D * (size_t)N; /* one tile further */
+    for (int e = tid; e < nvalid * N; e += NT) {
+      st[e] = Ps[e];
+      st[next + e] = hs[e];
+    }
+  }
+}
+
+/* Rows split into parts: the state entering each part from the fold pass's
+ * P, H (slots of each part's first two tiles), in part order, written to
+ * the slot of each part's first tile. One thread per (row, channel, state
+ * index). */
+SC_KERNEL void SC_BOUNDS(MB_SCAN_REDUCE_THREADS, 1) scan_carry_kernel(const scan_params p) {
+  const long long DN = (long long)p.D * p.N, total = (long long)p.batch * DN;
+  for (long long e = sc_bid() * MB_SCAN_REDUCE_THREADS + sc_tid(); e < total;
+       e += sc_nblocks() * MB_SCAN_REDUCE_THREADS) {
+    const long long b = e / DN, r = e - b * DN;
+    float *row = p.states + (size_t)(b * p.ntiles) * (size_t)DN + (size_t)r; /* slot of tile 0 */
+    float h = 0.0f, P = row[0], H = row[(size_t)DN];
+    for (int part = 1; part < p.parts; part++) {
+      h = P * h + H; /* the state entering this part */
+      float *slot = row + (size_t)part * (size_t)p.part_tiles * (size_t)DN;
+      if (part + 1 < p.parts) { /* read this part's P, H before the slot is overwritten */
+        P = slot[0];
+        H = slot[(size_t)DN];
+      }
+      slot[0] = h;
     }
   }
 }
@@ -660,12 +721,20 @@ static inline scan_params sc_params(const mb_scan_desc *d, mb_dtype pdt, const m
   p.batch = d->batch, p.L = d->seqlen, p.D = d->dim, p.N = d->dstate;
   p.ntiles = pl.ntiles, p.ngroups = pl.ngroups;
   p.softplus = d->delta_softplus != 0;
+  p.parts = 1, p.part_tiles = pl.ntiles; /* the forward driver sets the plan's split */
   return p;
 }
 
 template <typename T, class Launch> int sc_fwd_launch(Launch &launch, const scan_params &p, const mb_scan_plan &pl) {
-  void (*k)(scan_params) = p.cu ? scan_fwd_kernel<T, true> : scan_fwd_kernel<T, false>;
-  return launch(k, pl.blocks, MB_SCAN_FWD_THREADS, pl.fwd_smem, p, "selective scan forward");
+  if (p.parts > 1) { /* fold the first parts, carry their states across, then scan every part at once */
+    void (*fold)(scan_params) = p.cu ? scan_fwd_kernel<T, true, true> : scan_fwd_kernel<T, false, true>;
+    MB_TRY(launch(fold, pl.blocks * (p.parts - 1), MB_SCAN_FWD_THREADS, pl.fwd_smem, p,
+                  "selective scan forward (fold pass)"));
+    MB_TRY(launch(scan_carry_kernel, sc_grid_stride_blocks((long long)p.batch * p.D * p.N), MB_SCAN_REDUCE_THREADS, 0,
+                  p, "selective scan forward (carry pass)"));
+  }
+  void (*k)(scan_params) = p.cu ? scan_fwd_kernel<T, true, false> : scan_fwd_kernel<T, false, false>;
+  return launch(k, pl.blocks * p.parts, MB_SCAN_FWD_THREADS, pl.fwd_smem, p, "selective scan forward");
 }
 
 template <class Launch>
@@ -683,6 +752,7 @@ int scan_fwd_run(Launch &launch, const mb_scan_desc *d, mb_dtype dt, mb_dtype pd
   scan_params p = sc_params(d, pdt, in, pl);
   p.y = y;
   p.states = states;
+  p.parts = pl.fwd_parts, p.part_tiles = pl.part_tiles;
   switch (dt) {
   case MB_F32: return sc_fwd_launch<float>(launch, p, pl);
   case MB_BF16: return sc_fwd_launch<sc_bf16>(launch, p, pl);

@@ -39,6 +39,13 @@
  * padding move each channel's row by 4 banks, so the 16-byte stores of the
  * two channels in a quarter-warp land in different banks. */
 #define MB_SCAN_RED_PITCH (MB_SCAN_TILE + 4)
+/* The forward splits rows into parts (a fold pass, a carry pass, then the
+ * scan of every part at once) while fewer than MB_SCAN_SPLIT_BLOCKS (row,
+ * group) blocks would run, with at least MB_SCAN_MIN_PART_TILES tiles per
+ * part. A function of the shape only: the same split, hence the same bits,
+ * on every device. */
+#define MB_SCAN_SPLIT_BLOCKS 256
+#define MB_SCAN_MIN_PART_TILES 4
 /* Threads per block of the small reduction kernels. */
 #define MB_SCAN_REDUCE_THREADS 256
 /* Alignment of each region of the backward's workspace. */
@@ -48,7 +55,8 @@ typedef struct {
   int batch, seqlen, dim, dstate;
   int ntiles;                /* ceil(L / 128): tiles per row = saved states per row */
   int ngroups;               /* ceil(D / 32): channel groups per row */
-  long long blocks;          /* batch * ngroups: thread blocks of the scan kernels */
+  long long blocks;          /* batch * ngroups: (row, channel group) pairs */
+  int fwd_parts, part_tiles; /* forward: each row split into parts of part_tiles tiles (SCAN.md, "Splitting rows") */
   size_t fwd_smem, bwd_smem; /* dynamic shared memory, bytes */
   /* Backward workspace, byte offsets of its regions (f32 each):
    * dB, dC partials [B, ngroups, L, N]; dA partials [B, D, N];
@@ -58,10 +66,11 @@ typedef struct {
 
 static inline size_t mb_scan_align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
-/* Forward: B and C of the tile, transposed to [N][128]; A*log2(e) and the
- * carried state, [32][N] each; the tile's token flags. */
+/* Forward: B and C of the tile, transposed to [N][128]; A*log2(e), the
+ * carried state and (fold pass) the product of the decays, [32][N] each;
+ * the tile's token flags. */
 static inline size_t mb_scan_fwd_smem_bytes(int N) {
-  return (size_t)2 * N * MB_SCAN_TILE * sizeof(float) + (size_t)2 * MB_SCAN_GROUP * N * sizeof(float) + MB_SCAN_TILE;
+  return (size_t)2 * N * MB_SCAN_TILE * sizeof(float) + (size_t)3 * MB_SCAN_GROUP * N * sizeof(float) + MB_SCAN_TILE;
 }
 
 /* Backward: B and C of the tile ([N][128] each; row n is overwritten by the
@@ -125,6 +134,18 @@ static inline void mb_scan_plan_make(const mb_scan_desc *d, mb_scan_plan *p) {
   p->ntiles = (int)(((long long)d->seqlen + MB_SCAN_TILE - 1) / MB_SCAN_TILE);
   p->ngroups = (d->dim + MB_SCAN_GROUP - 1) / MB_SCAN_GROUP;
   p->blocks = (long long)d->batch * p->ngroups;
+  long long parts = 1;
+  if (p->blocks > 0 && p->blocks < MB_SCAN_SPLIT_BLOCKS) {
+    const long long want = (MB_SCAN_SPLIT_BLOCKS + p->blocks - 1) / p->blocks, most = p->ntiles / MB_SCAN_MIN_PART_TILES;
+    parts = want < most ? want : most;
+  }
+  if (parts < 2) {
+    p->fwd_parts = 1;
+    p->part_tiles = p->ntiles;
+  } else { /* equal parts, the last one possibly shorter, none empty */
+    p->part_tiles = (int)((p->ntiles + parts - 1) / parts);
+    p->fwd_parts = (p->ntiles + p->part_tiles - 1) / p->part_tiles;
+  }
   p->fwd_smem = mb_scan_fwd_smem_bytes(d->dstate);
   p->bwd_smem = mb_scan_bwd_smem_bytes(d->dstate);
   const size_t f = sizeof(float), a = MB_SCAN_WS_ALIGN;

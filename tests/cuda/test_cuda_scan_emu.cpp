@@ -100,9 +100,13 @@ static int emu_run(const sct_case *c, sct_out *o, int bwd, sc_emu_launch &L) {
 }
 
 /* One case end to end; fails the test on any out-of-bound tensor. */
-static void run_case(const char *label, const mb_scan_desc *d, mb_dtype dt, int has_z, int has_D, int has_bias) {
+static void run_case(const char *label, const mb_scan_desc *d, mb_dtype dt, int has_z, int has_D, int has_bias,
+                     float delta_shift = 0.0f) {
   sct_case c;
   sct_case_make(&c, d, dt, MB_F32, has_z, has_D, has_bias);
+  if (delta_shift != 0.0f) /* slower decays: the state outlives tiles and parts */
+    for (size_t i = 0; i < c.nx; i++)
+      c.delta[i] = mb_round_to(c.delta[i] + delta_shift, dt);
   sct_case_reference(&c);
   sct_out o;
   sct_out_alloc(&c, &o);
@@ -150,6 +154,34 @@ static void test_long_f32(void **state) {
   (void)state;
   mb_scan_desc d = {.batch = 1, .seqlen = 4097, .dim = 32, .dstate = 16, .delta_softplus = 1};
   run_case("long f32", &d, MB_F32, 1, 1, 1);
+}
+
+/* Rows split into parts (fold, carry, scan; selective_scan_plan.h): the
+ * parts' boundaries fall inside sequences, one sequence spans a whole part,
+ * one starts exactly at a part's first token, and the carry crosses a part
+ * with a reset in it (its P is 0). */
+static void test_split(void **state) {
+  (void)state;
+  mb_scan_desc d = {.batch = 2, .seqlen = 1500, .dim = 40, .dstate = 16, .delta_softplus = 1};
+  mb_scan_plan pl;
+  mb_scan_plan_make(&d, &pl);
+  assert_int_equal(pl.fwd_parts, 3); /* 12 tiles, 4 blocks: parts of 4 tiles */
+  assert_int_equal(pl.part_tiles, 4);
+  run_case("split padded f32", &d, MB_F32, 1, 1, 1);
+  /* parts of 5 tiles = 640 tokens: part 0 has a reset (600), [600, 1280)
+   * crosses into part 1 and covers it whole, [1280, 1300) starts exactly at
+   * part 2, [1300, 2000) crosses into part 3; budget padding after 2000 */
+  const int32_t cu[] = {0, 600, 1280, 1300, 2000};
+  mb_scan_desc v = {
+      .batch = 1, .seqlen = 2100, .dim = 33, .dstate = 8, .delta_softplus = 1, .cu_seqlens = cu, .nseq = 4};
+  mb_scan_plan_make(&v, &pl);
+  assert_int_equal(pl.fwd_parts, 4); /* 17 tiles, 2 blocks: parts of 5 tiles */
+  assert_int_equal(pl.part_tiles, 5);
+  run_case("split varlen bf16", &v, MB_BF16, 1, 1, 1);
+  /* Mamba's slow channels: dt = softplus(delta - 5) ~ 0.003, so a part of
+   * 512 tokens keeps e^-1.5 .. e^-25 of the state it was given: the carry's
+   * P h term matters (with the default dt ~ 0.3, P underflows to 0) */
+  run_case("split padded f32, slow decay", &d, MB_F32, 1, 1, 1, -5.0f);
 }
 
 static void test_bf16_n64(void **state) {
@@ -234,7 +266,8 @@ int main(void) {
   sct_seed_init("cuda_selective_scan_emu");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_padded_f32), cmocka_unit_test(test_tiny_f32), cmocka_unit_test(test_varlen_f32),
-      cmocka_unit_test(test_long_f32),   cmocka_unit_test(test_bf16_n64), cmocka_unit_test(test_f16_options_off),
+      cmocka_unit_test(test_long_f32),   cmocka_unit_test(test_split),    cmocka_unit_test(test_bf16_n64),
+      cmocka_unit_test(test_f16_options_off),
       cmocka_unit_test(test_errors),     cmocka_unit_test(test_empty),
   };
   return cmocka_run_group_tests(tests, NULL, report);

@@ -75,6 +75,30 @@ static void test_plan(void **state) {
   print_message("B=8 L=65536 D=1536 N=16: %d tiles, %d groups, %lld blocks, backward workspace %.2f GB\n", p.ntiles,
                 p.ngroups, p.blocks, (double)p.ws_bytes / 1e9);
 
+  /* the forward's row split: none when the grid is full (384 blocks),
+   * six parts for a packed row of 16k tokens (48 blocks -> 288), none for
+   * rows too short for two parts of MB_SCAN_MIN_PART_TILES tiles */
+  assert_int_equal(p.fwd_parts, 1);
+  assert_int_equal(p.part_tiles, 512);
+  mb_scan_desc packed = {.batch = 1, .seqlen = 16384, .dim = 1536, .dstate = 16, .delta_softplus = 1};
+  mb_scan_plan_make(&packed, &p);
+  assert_int_equal(p.fwd_parts, 6);
+  assert_int_equal(p.part_tiles, 22); /* 5 x 22 + 18 = 128 tiles */
+  assert_true((long long)p.fwd_parts * p.part_tiles >= p.ntiles && (p.fwd_parts - 1) * p.part_tiles < p.ntiles);
+  packed.seqlen = 7 * MB_SCAN_TILE; /* 7 tiles: one part */
+  mb_scan_plan_make(&packed, &p);
+  assert_int_equal(p.fwd_parts, 1);
+  packed.seqlen = 8 * MB_SCAN_TILE; /* 8 tiles: two parts of 4 */
+  mb_scan_plan_make(&packed, &p);
+  assert_int_equal(p.fwd_parts, 2);
+  assert_int_equal(p.part_tiles, 4);
+  for (int L = 1; L <= 200 * MB_SCAN_TILE; L += 97) { /* no empty part, every non-last part >= 2 tiles (fold slots) */
+    packed.seqlen = L;
+    mb_scan_plan_make(&packed, &p);
+    assert_true(p.fwd_parts >= 1 && p.part_tiles >= (p.fwd_parts > 1 ? MB_SCAN_MIN_PART_TILES : 0));
+    assert_true((long long)p.fwd_parts * p.part_tiles >= p.ntiles && (p.fwd_parts - 1) * p.part_tiles < p.ntiles);
+  }
+
   /* odd sizes */
   mb_scan_desc o = {.batch = 3, .seqlen = 129, .dim = 33, .dstate = 5};
   assert_int_equal(mb_scan_plan_check(&o, MB_F32, MB_F32), MB_OK);
