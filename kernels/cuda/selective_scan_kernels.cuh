@@ -42,7 +42,8 @@ struct scan_params {
   void *du, *ddelta, *dz, *dB, *dC; /* T; any may be NULL */
   void *dA_log, *dD, *dbias;        /* pdt; any may be NULL */
   float *dBp, *dCp;                 /* workspace: [B, ngroups, L, N] */
-  float *dAp, *dDp, *dbp;           /* workspace: [B, D, N], [B, D], [B, D] */
+  float *dAp, *dDp, *dbp;           /* workspace: [B, parts, D, N], [B, parts, D] x 2 */
+  float *wsP, *wsE;                 /* workspace, split rows: [B, parts, D, N] each */
   const int32_t *cu;                /* device, [nseq + 1]; NULL in padded mode */
   int nseq;
   int batch, L, D, N, ntiles, ngroups, softplus;
@@ -349,6 +350,20 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_REDUCE_THREADS, 1) scan_carry_kernel(const scan
 
 /* ---- backward ----------------------------------------------------------- */
 
+/* The reverse scan over a channel's S segments (lanes seg * CH + cl): each
+ * segment's (P, Q) -- e leaving it to the left is P e_in + Q -- becomes the
+ * composite of itself and every segment to its right. */
+template <int S, int CH> SC_DEV void sc_scan_down(float &P, float &Q, int seg) {
+  SC_UNROLL
+  for (int off = 1; off < S; off *= 2) {
+    const float Pd = sc_shfl_down(P, off * CH), Qd = sc_shfl_down(Q, off * CH);
+    if (seg + off < S) {
+      Q = P * Qd + Q;
+      P = P * Pd;
+    }
+  }
+}
+
 /* Grid: batch * ngroups blocks of 512 threads; block (b, group) walks row
  * b's tiles from last to first. Thread: lane = seg * 2 + cl (segment of 8
  * tokens, one of 2 channels of the warp); channel c = warp * 2 + cl.
@@ -364,8 +379,16 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_REDUCE_THREADS, 1) scan_carry_kernel(const scan
  * Cs, which step n no longer needs, and are copied out once per tile as
  * this group's partial. A second kernel adds the groups' partials in group
  * order; another adds dA, dD and ddelta_bias over batch rows in row order.
- * So every sum has a fixed order: the result is deterministic. */
-template <typename T, bool VARLEN>
+ * So every sum has a fixed order: the result is deterministic.
+ *
+ * Split rows (the forward's parts): the adjoint flows right to left, so a
+ * FOLD pass over parts 1 .. parts-1 computes what each part does to it,
+ * e_leaving = P e_in + E (P: the part's product of decays, as forwards; E:
+ * the adjoint leaving its first token from zero), into wsP, wsE;
+ * scan_carry_rev_kernel turns them into the adjoint entering each part
+ * (in wsE), and the full pass (FOLD = false) starts each part from it. The
+ * parameter gradients are kept per (row, part) and added in that order. */
+template <typename T, bool VARLEN, bool FOLD>
 SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_params p) {
   constexpr int S = MB_SCAN_BWD_SEGS, K = MB_SCAN_BWD_ITEMS, CH = 32 / S, G = MB_SCAN_GROUP;
   constexpr int TILE = MB_SCAN_TILE, NT = MB_SCAN_BWD_THREADS, RP = MB_SCAN_RED_PITCH;
@@ -378,12 +401,16 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
   float *As = red + 4 * G * RP; /* [G][N]: A = -exp(A_log) */
   float *hs = As + G * N;       /* [G][N]: the saved state entering this tile */
   float *es = hs + G * N;       /* [G][N]: e flowing into this tile from the next one */
-  float *dAs = es + G * N;      /* [G][N]: dA summed over this row's tokens so far */
+  float *dAs = es + G * N;      /* [G][N]: dA summed over this part's tokens so far; FOLD: the product of decays */
   unsigned char *flags = (unsigned char *)(dAs + G * N);
 
   const int tid = sc_tid(), lane = tid & 31, warp = tid >> 5;
   const int seg = lane / CH, cl = lane % CH, c = warp * CH + cl;
-  const int b = (int)(sc_bid() / p.ngroups), grp = (int)(sc_bid() % p.ngroups);
+  const int nparts = FOLD ? p.parts - 1 : p.parts; /* the fold pass skips the first part */
+  const long long bg = sc_bid() / nparts;
+  const int part = (int)(sc_bid() % nparts) + (FOLD ? 1 : 0), b = (int)(bg / p.ngroups), grp = (int)(bg % p.ngroups);
+  const int tile0 = part * p.part_tiles, tile1 = sc_imin(p.ntiles, tile0 + p.part_tiles);
+  const size_t prow = (size_t)b * p.parts + part; /* this (row, part)'s index in the per-part workspaces */
   const int d0 = grp * G, d = d0 + c, nvalid = sc_imin(G, p.D - d0);
   const bool chan = c < nvalid;
   const int dc = sc_imin(d, p.D - 1); /* the channel read (a channel past D reads D - 1 and drops it) */
@@ -392,17 +419,20 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
   const T *zr = z ? z : u; /* what is read as z (ignored without z): no branch around the loads */
   const size_t row = (size_t)b * (size_t)p.L;
 
+  /* the adjoint entering the part's last token: zero for the last part
+   * (and in the fold pass), else what scan_carry_rev_kernel left */
+  const float *e_in = !FOLD && part < p.parts - 1 ? p.wsE + (prow * (size_t)p.D + (size_t)d0) * (size_t)N : NULL;
   for (int e = tid; e < G * N; e += NT) {
     As[e] = e < nvalid * N ? -expf(sc_ld_dt(p.A_log, p.pdt, (size_t)d0 * N + e)) : 0.0f;
-    es[e] = 0.0f;
-    dAs[e] = 0.0f;
+    es[e] = e_in && e < nvalid * N ? e_in[e] : 0.0f;
+    dAs[e] = FOLD ? 1.0f : 0.0f;
   }
   const float Dd = chan && p.Dp ? sc_ld_dt(p.Dp, p.pdt, (size_t)d) : 0.0f;
   const float bias = chan && p.bias ? sc_ld_dt(p.bias, p.pdt, (size_t)d) : 0.0f;
   float dD_acc = 0.0f, dbias_acc = 0.0f;
 
   constexpr int HS_PER_THREAD = (G * MB_SCAN_MAX_DSTATE + NT - 1) / NT;
-  for (int tile = p.ntiles - 1; tile >= 0; tile--) {
+  for (int tile = tile1 - 1; tile >= tile0; tile--) {
     const int t0 = tile * TILE;
     /* this tile's saved state and this thread's inputs, all in flight
      * together with the B, C tile (sc_load_tile) */
@@ -427,7 +457,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
     SC_UNROLL
     for (int j = 0; j < HS_PER_THREAD; j++) {
       const int e = tid + j * NT;
-      if (e < G * N)
+      if (!FOLD && e < G * N) /* the fold needs no forward states */
         hs[e] = e < nvalid * N ? hv[j] : 0.0f;
     }
     sc_load_tile<T, VARLEN, NT>(p, row, t0, Bs, Cs, flags);
@@ -476,6 +506,23 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
         const float ai = sc_exp2(dt[i] * A2);
         a[i] = VARLEN && ((reset >> i) & 1u) ? 0.0f : ai;
       }
+      if (FOLD) { /* the tile's effect on the adjoint only, and its product of decays */
+        float P = 1.0f, Q = 0.0f;
+        SC_UNROLL
+        for (int i = K - 1; i >= 0; i--) {
+          Q = a[i] * (Q + g[i] * Cv[i]);
+          P *= a[i];
+        }
+        if (seg == S - 1)
+          Q = P * es[c * N + n] + Q;
+        sc_scan_down<S, CH>(P, Q, seg);
+        const float leaving = sc_shfl(Q, cl), prod = sc_shfl(P, cl); /* segment 0: the whole tile */
+        if (seg == S - 1) { /* the lane that read es writes it (and the product) */
+          es[c * N + n] = leaving;
+          dAs[c * N + n] *= prod;
+        }
+        continue;
+      }
 
       /* forwards: the states h_{t-1} entering each token */
       float Ag = a[0], Bg = dtu[0] * Bv[0];
@@ -518,14 +565,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
         ecarry = es[c * N + n];
         Q = P * ecarry + Q;
       }
-      SC_UNROLL
-      for (int off = 1; off < S; off *= 2) {
-        const float Pd = sc_shfl_down(P, off * CH), Qd = sc_shfl_down(Q, off * CH);
-        if (seg + off < S) {
-          Q = P * Qd + Q;
-          P = P * Pd;
-        }
-      }
+      sc_scan_down<S, CH>(P, Q, seg);
       float e = sc_shfl_down(Q, CH); /* e entering this segment's last token */
       if (seg == S - 1)
         e = ecarry;
@@ -578,72 +618,102 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
        * next step's barrier, which every reader of it has passed */
     }
 
-    { /* u, delta, z and dy again, all in flight at once (T registers: the n loop's arrays are dead) */
-      T eu[K], ed[K], ez[K], eg[K];
-      SC_UNROLL
-      for (int i = 0; i < K; i++) {
-        const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
-        eu[i] = u[o];
-        ed[i] = delta[o];
-        ez[i] = zr[o];
-        eg[i] = dy[o];
-      }
-      SC_UNROLL
-      for (int i = 0; i < K; i++) {
-        const int tt = seg * K + i;
-        const long long t = (long long)t0 + tt;
-        if (chan && t < p.L) {
-          const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)dc; /* dc = d: chan */
-          float du_v = 0.0f, dd_v = 0.0f, dz_v = 0.0f;
-          if (!(flags[tt] & SC_TOK_PAD)) {
-            const float uu = sc_ld(eu, i), raw = sc_ld(ed, i) + bias;
-            du_v = dt[i] * q[i] + g[i] * Dd;
-            const float ddt = dAw[i] + uu * q[i];
-            dd_v = p.softplus ? ddt * sc_softplus_grad(raw) : ddt;
-            dD_acc += g[i] * uu;
-            dbias_acc += dd_v;
-            if (z) {
-              const float zz = sc_ld(ez, i), sg = sc_sigmoid(zz);
-              const float ypre = acc[i] + Dd * uu;
-              dz_v = sc_ld(eg, i) * ypre * sg * (1.0f + zz * (1.0f - sg));
+    if (!FOLD) { /* the fold pass has no gradients */
+      { /* u, delta, z and dy again, all in flight at once (T registers: the n loop's arrays are dead) */
+        T eu[K], ed[K], ez[K], eg[K];
+        SC_UNROLL
+        for (int i = 0; i < K; i++) {
+          const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
+          eu[i] = u[o];
+          ed[i] = delta[o];
+          ez[i] = zr[o];
+          eg[i] = dy[o];
+        }
+        SC_UNROLL
+        for (int i = 0; i < K; i++) {
+          const int tt = seg * K + i;
+          const long long t = (long long)t0 + tt;
+          if (chan && t < p.L) {
+            const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)dc; /* dc = d: chan */
+            float du_v = 0.0f, dd_v = 0.0f, dz_v = 0.0f;
+            if (!(flags[tt] & SC_TOK_PAD)) {
+              const float uu = sc_ld(eu, i), raw = sc_ld(ed, i) + bias;
+              du_v = dt[i] * q[i] + g[i] * Dd;
+              const float ddt = dAw[i] + uu * q[i];
+              dd_v = p.softplus ? ddt * sc_softplus_grad(raw) : ddt;
+              dD_acc += g[i] * uu;
+              dbias_acc += dd_v;
+              if (z) {
+                const float zz = sc_ld(ez, i), sg = sc_sigmoid(zz);
+                const float ypre = acc[i] + Dd * uu;
+                dz_v = sc_ld(eg, i) * ypre * sg * (1.0f + zz * (1.0f - sg));
+              }
             }
+            if (p.du)
+              sc_st((T *)p.du, o, du_v);
+            if (p.ddelta)
+              sc_st((T *)p.ddelta, o, dd_v);
+            if (p.dz)
+              sc_st((T *)p.dz, o, dz_v);
           }
-          if (p.du)
-            sc_st((T *)p.du, o, du_v);
-          if (p.ddelta)
-            sc_st((T *)p.ddelta, o, dd_v);
-          if (p.dz)
-            sc_st((T *)p.dz, o, dz_v);
         }
       }
-    }
-    sc_sync(); /* the last step's sums are in Bs, Cs */
-    {
-      const size_t base = ((size_t)b * p.ngroups + grp) * (size_t)p.L;
-      for (int e = tid; e < TILE * N; e += NT) {
-        const int tt = e / N, n = e - tt * N;
-        const long long t = (long long)t0 + tt;
-        if (t < p.L) {
-          const size_t o = (base + (size_t)t) * (size_t)N + (size_t)n;
-          p.dBp[o] = Bs[sc_bc_at(n, tt)];
-          p.dCp[o] = Cs[sc_bc_at(n, tt)];
+      sc_sync(); /* the last step's sums are in Bs, Cs */
+      {
+        const size_t base = ((size_t)b * p.ngroups + grp) * (size_t)p.L;
+        for (int e = tid; e < TILE * N; e += NT) {
+          const int tt = e / N, n = e - tt * N;
+          const long long t = (long long)t0 + tt;
+          if (t < p.L) {
+            const size_t o = (base + (size_t)t) * (size_t)N + (size_t)n;
+            p.dBp[o] = Bs[sc_bc_at(n, tt)];
+            p.dCp[o] = Cs[sc_bc_at(n, tt)];
+          }
         }
       }
     }
   }
 
-  SC_UNROLL
-  for (int off = 1; off < S; off *= 2) {
-    dD_acc += sc_shfl_xor(dD_acc, off * CH);
-    dbias_acc += sc_shfl_xor(dbias_acc, off * CH);
+  if (FOLD) { /* P and E of this part, for scan_carry_rev_kernel */
+    sc_sync(); /* the last step's es, dAs writes are visible */
+    const size_t at = (prow * (size_t)p.D + (size_t)d0) * (size_t)N;
+    for (int e = tid; e < nvalid * N; e += NT) {
+      p.wsP[at + e] = dAs[e];
+      p.wsE[at + e] = es[e];
+    }
+  } else { /* this (row, part)'s dD, ddelta_bias and dA */
+    SC_UNROLL
+    for (int off = 1; off < S; off *= 2) {
+      dD_acc += sc_shfl_xor(dD_acc, off * CH);
+      dbias_acc += sc_shfl_xor(dbias_acc, off * CH);
+    }
+    if (seg == 0 && chan) {
+      p.dDp[prow * p.D + d] = dD_acc;
+      p.dbp[prow * p.D + d] = dbias_acc;
+    }
+    sc_sync(); /* dAs is complete */
+    for (int e = tid; e < nvalid * N; e += NT)
+      p.dAp[(prow * p.D + d0) * (size_t)N + e] = dAs[e];
   }
-  if (seg == 0 && chan) {
-    p.dDp[(size_t)b * p.D + d] = dD_acc;
-    p.dbp[(size_t)b * p.D + d] = dbias_acc;
+}
+
+/* Split rows, backward: the adjoint entering each part's last token, from
+ * the fold pass's P, E of the parts to its right, last part first; written
+ * over wsE (part p's E is read before its slot takes e_in). One thread per
+ * (row, channel, state index). */
+SC_KERNEL void SC_BOUNDS(MB_SCAN_REDUCE_THREADS, 1) scan_carry_rev_kernel(const scan_params p) {
+  const long long DN = (long long)p.D * p.N, total = (long long)p.batch * DN;
+  for (long long e = sc_bid() * MB_SCAN_REDUCE_THREADS + sc_tid(); e < total;
+       e += sc_nblocks() * MB_SCAN_REDUCE_THREADS) {
+    const long long b = e / DN, r = e - b * DN;
+    float ein = 0.0f; /* entering the last part */
+    for (int part = p.parts - 1; part >= 0; part--) {
+      const size_t at = ((size_t)b * p.parts + part) * (size_t)DN + (size_t)r;
+      const float P = part > 0 ? p.wsP[at] : 0.0f, E = part > 0 ? p.wsE[at] : 0.0f; /* part 0 was not folded */
+      p.wsE[at] = ein;
+      ein = P * ein + E; /* entering the part to the left */
+    }
   }
-  sc_sync(); /* dAs is complete */
-  for (int e = tid; e < nvalid * N; e += NT)
-    p.dAp[((size_t)b * p.D + d0) * (size_t)N + e] = dAs[e];
 }
 
 /* dB, dC [B, L, N] = the channel groups' partials added in group order. */
@@ -675,16 +745,16 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_REDUCE_THREADS, 1) scan_reduce_params_kernel(co
       if (!p.dA_log)
         continue;
       float s = 0.0f;
-      for (int b = 0; b < p.batch; b++)
-        s += p.dAp[(size_t)(b * DN + e)];
+      for (long long r = 0; r < (long long)p.batch * p.parts; r++) /* (row, part) in order */
+        s += p.dAp[(size_t)(r * DN + e)];
       const float A = -expf(sc_ld_dt(p.A_log, p.pdt, (size_t)e));
       sc_st_dt(p.dA_log, p.pdt, (size_t)e, s * A);
     } else {
       const long long d = e - DN;
       float sD = 0.0f, sb = 0.0f;
-      for (int b = 0; b < p.batch; b++) {
-        sD += p.dDp[(size_t)(b * p.D + d)];
-        sb += p.dbp[(size_t)(b * p.D + d)];
+      for (long long r = 0; r < (long long)p.batch * p.parts; r++) {
+        sD += p.dDp[(size_t)(r * p.D + d)];
+        sb += p.dbp[(size_t)(r * p.D + d)];
       }
       if (p.dD)
         sc_st_dt(p.dD, p.pdt, (size_t)d, sD);
@@ -721,7 +791,7 @@ static inline scan_params sc_params(const mb_scan_desc *d, mb_dtype pdt, const m
   p.batch = d->batch, p.L = d->seqlen, p.D = d->dim, p.N = d->dstate;
   p.ntiles = pl.ntiles, p.ngroups = pl.ngroups;
   p.softplus = d->delta_softplus != 0;
-  p.parts = 1, p.part_tiles = pl.ntiles; /* the forward driver sets the plan's split */
+  p.parts = 1, p.part_tiles = pl.ntiles; /* no split unless a driver sets the plan's (where its workspace is) */
   return p;
 }
 
@@ -752,7 +822,7 @@ int scan_fwd_run(Launch &launch, const mb_scan_desc *d, mb_dtype dt, mb_dtype pd
   scan_params p = sc_params(d, pdt, in, pl);
   p.y = y;
   p.states = states;
-  p.parts = pl.fwd_parts, p.part_tiles = pl.part_tiles;
+  p.parts = pl.parts, p.part_tiles = pl.part_tiles;
   switch (dt) {
   case MB_F32: return sc_fwd_launch<float>(launch, p, pl);
   case MB_BF16: return sc_fwd_launch<sc_bf16>(launch, p, pl);
@@ -762,8 +832,15 @@ int scan_fwd_run(Launch &launch, const mb_scan_desc *d, mb_dtype dt, mb_dtype pd
 
 template <typename T, class Launch>
 int sc_bwd_launch(Launch &launch, const scan_params &p, const mb_scan_plan &pl, bool any_bc) {
-  void (*k)(scan_params) = p.cu ? scan_bwd_kernel<T, true> : scan_bwd_kernel<T, false>;
-  MB_TRY(launch(k, pl.blocks, MB_SCAN_BWD_THREADS, pl.bwd_smem, p, "selective scan backward"));
+  if (p.parts > 1) { /* fold the last parts' adjoints, carry them leftwards, then every part at once */
+    void (*fold)(scan_params) = p.cu ? scan_bwd_kernel<T, true, true> : scan_bwd_kernel<T, false, true>;
+    MB_TRY(launch(fold, pl.blocks * (p.parts - 1), MB_SCAN_BWD_THREADS, pl.bwd_smem, p,
+                  "selective scan backward (fold pass)"));
+    MB_TRY(launch(scan_carry_rev_kernel, sc_grid_stride_blocks((long long)p.batch * p.D * p.N),
+                  MB_SCAN_REDUCE_THREADS, 0, p, "selective scan backward (carry pass)"));
+  }
+  void (*k)(scan_params) = p.cu ? scan_bwd_kernel<T, true, false> : scan_bwd_kernel<T, false, false>;
+  MB_TRY(launch(k, pl.blocks * p.parts, MB_SCAN_BWD_THREADS, pl.bwd_smem, p, "selective scan backward"));
   if (!any_bc)
     return MB_OK;
   const long long n = (long long)p.batch * p.L * p.N;
@@ -803,6 +880,8 @@ int scan_bwd_run(Launch &launch, const mb_scan_desc *d, mb_dtype dt, mb_dtype pd
     unsigned char *w = (unsigned char *)ws;
     p.dBp = (float *)(w + pl.ws_dB), p.dCp = (float *)(w + pl.ws_dC), p.dAp = (float *)(w + pl.ws_dA);
     p.dDp = (float *)(w + pl.ws_dD), p.dbp = (float *)(w + pl.ws_dbias);
+    p.wsP = (float *)(w + pl.ws_P), p.wsE = (float *)(w + pl.ws_E);
+    p.parts = pl.parts, p.part_tiles = pl.part_tiles;
     const bool any_bc = p.dB || p.dC;
     switch (dt) {
     case MB_F32: MB_TRY(sc_bwd_launch<float>(launch, p, pl, any_bc)); break;

@@ -39,7 +39,7 @@
  * padding move each channel's row by 4 banks, so the 16-byte stores of the
  * two channels in a quarter-warp land in different banks. */
 #define MB_SCAN_RED_PITCH (MB_SCAN_TILE + 4)
-/* The forward splits rows into parts (a fold pass, a carry pass, then the
+/* Both kernels split rows into parts (a fold pass, a carry pass, then the
  * scan of every part at once) while fewer than MB_SCAN_SPLIT_BLOCKS (row,
  * group) blocks would run, with at least MB_SCAN_MIN_PART_TILES tiles per
  * part. A function of the shape only: the same split, hence the same bits,
@@ -56,12 +56,14 @@ typedef struct {
   int ntiles;                /* ceil(L / 128): tiles per row = saved states per row */
   int ngroups;               /* ceil(D / 32): channel groups per row */
   long long blocks;          /* batch * ngroups: (row, channel group) pairs */
-  int fwd_parts, part_tiles; /* forward: each row split into parts of part_tiles tiles (SCAN.md, "Splitting rows") */
+  int parts, part_tiles; /* each row split into parts of part_tiles tiles (SCAN.md, "Splitting rows") */
   size_t fwd_smem, bwd_smem; /* dynamic shared memory, bytes */
   /* Backward workspace, byte offsets of its regions (f32 each):
-   * dB, dC partials [B, ngroups, L, N]; dA partials [B, D, N];
-   * dD, ddelta_bias partials [B, D]. */
-  size_t ws_dB, ws_dC, ws_dA, ws_dD, ws_dbias, ws_bytes;
+   * dB, dC partials [B, ngroups, L, N]; dA partials [B, parts, D, N];
+   * dD, ddelta_bias partials [B, parts, D]; split rows only: the fold
+   * pass's P and E (then the adjoint entering each part), [B, parts, D, N]
+   * each. */
+  size_t ws_dB, ws_dC, ws_dA, ws_dD, ws_dbias, ws_P, ws_E, ws_bytes;
 } mb_scan_plan;
 
 static inline size_t mb_scan_align_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
@@ -136,21 +138,24 @@ static inline void mb_scan_plan_make(const mb_scan_desc *d, mb_scan_plan *p) {
   p->blocks = (long long)d->batch * p->ngroups;
   long long parts = 1;
   if (p->blocks > 0 && p->blocks < MB_SCAN_SPLIT_BLOCKS) {
-    const long long want = (MB_SCAN_SPLIT_BLOCKS + p->blocks - 1) / p->blocks, most = p->ntiles / MB_SCAN_MIN_PART_TILES;
+    const long long want = (MB_SCAN_SPLIT_BLOCKS + p->blocks - 1) / p->blocks;
+    const long long most = p->ntiles / MB_SCAN_MIN_PART_TILES;
     parts = want < most ? want : most;
   }
   if (parts < 2) {
-    p->fwd_parts = 1;
+    p->parts = 1;
     p->part_tiles = p->ntiles;
   } else { /* equal parts, the last one possibly shorter, none empty */
     p->part_tiles = (int)((p->ntiles + parts - 1) / parts);
-    p->fwd_parts = (p->ntiles + p->part_tiles - 1) / p->part_tiles;
+    p->parts = (p->ntiles + p->part_tiles - 1) / p->part_tiles;
   }
   p->fwd_smem = mb_scan_fwd_smem_bytes(d->dstate);
   p->bwd_smem = mb_scan_bwd_smem_bytes(d->dstate);
   const size_t f = sizeof(float), a = MB_SCAN_WS_ALIGN;
   const size_t bc = (size_t)d->batch * p->ngroups * d->seqlen * d->dstate * f;
-  const size_t da = (size_t)d->batch * d->dim * d->dstate * f, dd = (size_t)d->batch * d->dim * f;
+  /* per (row, part): dA, dD, ddelta_bias partials; the fold's P and E */
+  const size_t rows = (size_t)d->batch * p->parts;
+  const size_t da = rows * d->dim * d->dstate * f, dd = rows * d->dim * f;
   size_t off = 0;
   p->ws_dB = off;
   off += mb_scan_align_up(bc, a);
@@ -162,6 +167,10 @@ static inline void mb_scan_plan_make(const mb_scan_desc *d, mb_scan_plan *p) {
   off += mb_scan_align_up(dd, a);
   p->ws_dbias = off;
   off += mb_scan_align_up(dd, a);
+  p->ws_P = off;
+  off += p->parts > 1 ? mb_scan_align_up(da, a) : 0;
+  p->ws_E = off;
+  off += p->parts > 1 ? mb_scan_align_up(da, a) : 0;
   p->ws_bytes = off;
 }
 

@@ -165,7 +165,7 @@ static void test_split(void **state) {
   mb_scan_desc d = {.batch = 2, .seqlen = 1500, .dim = 40, .dstate = 16, .delta_softplus = 1};
   mb_scan_plan pl;
   mb_scan_plan_make(&d, &pl);
-  assert_int_equal(pl.fwd_parts, 3); /* 12 tiles, 4 blocks: parts of 4 tiles */
+  assert_int_equal(pl.parts, 3); /* 12 tiles, 4 blocks: parts of 4 tiles */
   assert_int_equal(pl.part_tiles, 4);
   run_case("split padded f32", &d, MB_F32, 1, 1, 1);
   /* parts of 5 tiles = 640 tokens: part 0 has a reset (600), [600, 1280)
@@ -175,7 +175,7 @@ static void test_split(void **state) {
   mb_scan_desc v = {
       .batch = 1, .seqlen = 2100, .dim = 33, .dstate = 8, .delta_softplus = 1, .cu_seqlens = cu, .nseq = 4};
   mb_scan_plan_make(&v, &pl);
-  assert_int_equal(pl.fwd_parts, 4); /* 17 tiles, 2 blocks: parts of 5 tiles */
+  assert_int_equal(pl.parts, 4); /* 17 tiles, 2 blocks: parts of 5 tiles */
   assert_int_equal(pl.part_tiles, 5);
   run_case("split varlen bf16", &v, MB_BF16, 1, 1, 1);
   /* Mamba's slow channels: dt = softplus(delta - 5) ~ 0.003, so a part of

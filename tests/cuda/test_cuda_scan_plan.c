@@ -78,25 +78,31 @@ static void test_plan(void **state) {
   /* the forward's row split: none when the grid is full (384 blocks),
    * six parts for a packed row of 16k tokens (48 blocks -> 288), none for
    * rows too short for two parts of MB_SCAN_MIN_PART_TILES tiles */
-  assert_int_equal(p.fwd_parts, 1);
+  assert_int_equal(p.parts, 1);
   assert_int_equal(p.part_tiles, 512);
   mb_scan_desc packed = {.batch = 1, .seqlen = 16384, .dim = 1536, .dstate = 16, .delta_softplus = 1};
   mb_scan_plan_make(&packed, &p);
-  assert_int_equal(p.fwd_parts, 6);
+  assert_int_equal(p.parts, 6);
   assert_int_equal(p.part_tiles, 22); /* 5 x 22 + 18 = 128 tiles */
-  assert_true((long long)p.fwd_parts * p.part_tiles >= p.ntiles && (p.fwd_parts - 1) * p.part_tiles < p.ntiles);
+  assert_true((long long)p.parts * p.part_tiles >= p.ntiles && (p.parts - 1) * p.part_tiles < p.ntiles);
+  /* the backward's per-(row, part) regions: dA, dD, ddelta_bias partials, the fold's P and E */
+  const size_t da6 = (size_t)6 * 1536 * 16 * 4, dd6 = (size_t)6 * 1536 * 4;
+  assert_true(p.ws_dD >= p.ws_dA + da6 && p.ws_dbias >= p.ws_dD + dd6 && p.ws_P >= p.ws_dbias + dd6);
+  assert_true(p.ws_E >= p.ws_P + da6 && p.ws_bytes >= p.ws_E + da6);
+  assert_int_equal(p.ws_P % MB_SCAN_WS_ALIGN, 0);
+  assert_int_equal(p.ws_E % MB_SCAN_WS_ALIGN, 0);
   packed.seqlen = 7 * MB_SCAN_TILE; /* 7 tiles: one part */
   mb_scan_plan_make(&packed, &p);
-  assert_int_equal(p.fwd_parts, 1);
+  assert_int_equal(p.parts, 1);
   packed.seqlen = 8 * MB_SCAN_TILE; /* 8 tiles: two parts of 4 */
   mb_scan_plan_make(&packed, &p);
-  assert_int_equal(p.fwd_parts, 2);
+  assert_int_equal(p.parts, 2);
   assert_int_equal(p.part_tiles, 4);
   for (int L = 1; L <= 200 * MB_SCAN_TILE; L += 97) { /* no empty part, every non-last part >= 2 tiles (fold slots) */
     packed.seqlen = L;
     mb_scan_plan_make(&packed, &p);
-    assert_true(p.fwd_parts >= 1 && p.part_tiles >= (p.fwd_parts > 1 ? MB_SCAN_MIN_PART_TILES : 0));
-    assert_true((long long)p.fwd_parts * p.part_tiles >= p.ntiles && (p.fwd_parts - 1) * p.part_tiles < p.ntiles);
+    assert_true(p.parts >= 1 && p.part_tiles >= (p.parts > 1 ? MB_SCAN_MIN_PART_TILES : 0));
+    assert_true((long long)p.parts * p.part_tiles >= p.ntiles && (p.parts - 1) * p.part_tiles < p.ntiles);
   }
 
   /* odd sizes */
