@@ -41,6 +41,7 @@ int main(void) {
 
 #include "kernels/cuda/conv1d.h"
 #include "kernels/cuda/selective_scan.h"
+#include "kernels/cuda/selective_scan_plan.h"
 #include "runtime/dtype.h"
 #include "runtime/error.h"
 
@@ -333,18 +334,21 @@ int main(int argc, char **argv) {
       const double bwd_bytes = 7.0 * nx * es + 4.0 * nbc * es + nst * 4.0 + 2 * params;
       const double cfwd_bytes = 2.0 * nx * es, cbwd_bytes = 3.0 * nx * es;
       const double ex2_ms = (double)nx * dstate / ex2_per_s * 1e3;
+      mb_scan_plan pl; /* rows split into parts when the grid would be small (batch 1, say) */
+      mb_scan_plan_make(&p.sd, &pl);
       json_t *r =
-          json_pack("{s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "L", (int)L, "reps", reps,
+          json_pack("{s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "L", (int)L,
+                    "parts", pl.parts, "reps", reps,
                     "fwd_ms", fwd, "bwd_ms", bwd, "fwd_bytes", fwd_bytes, "bwd_bytes", bwd_bytes, "fwd_gbps",
                     fwd_bytes / fwd / 1e6, "bwd_gbps", bwd_bytes / bwd / 1e6, "exp_floor_ms", ex2_ms, "tokens_per_s",
                     (double)batch * L / ((fwd + bwd) * 1e-3), "conv_fwd_ms", cfwd, "conv_bwd_ms", cbwd, "conv_fwd_gbps",
                     cfwd_bytes / cfwd / 1e6, "conv_bwd_gbps", cbwd_bytes / cbwd / 1e6);
       json_array_append_new(results, r);
       printf("L %6ld: scan fwd %9.3f ms (%5.0f GB/s, %3.0f%% of copy; exp floor %7.3f ms)  bwd %9.3f ms (%5.0f GB/s, "
-             "%3.0f%%; exp floor %7.3f ms)  conv fwd %7.3f ms (%4.0f%%) bwd %7.3f ms (%4.0f%%)  [%d reps]\n",
+             "%3.0f%%; exp floor %7.3f ms)  conv fwd %7.3f ms (%4.0f%%) bwd %7.3f ms (%4.0f%%)  [%d reps, %d part%s]\n",
              L, fwd, fwd_bytes / fwd / 1e6, 100 * fwd_bytes / fwd / 1e6 / copy, ex2_ms, bwd, bwd_bytes / bwd / 1e6,
              100 * bwd_bytes / bwd / 1e6 / copy, ex2_ms, cfwd, 100 * cfwd_bytes / cfwd / 1e6 / copy, cbwd,
-             100 * cbwd_bytes / cbwd / 1e6 / copy, reps);
+             100 * cbwd_bytes / cbwd / 1e6 / copy, reps, pl.parts, pl.parts > 1 ? "s" : "");
       fflush(stdout);
     }
     void *bufs[] = {(void *)p.in.u,

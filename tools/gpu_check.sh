@@ -86,6 +86,7 @@ STEPS=(
   "bench_cuda_train_mamba bench 45"
   "bench_cuda_attention bench 75"
   "bench_cuda_selective_scan bench 50"
+  "bench_cuda_selective_scan_b1 bench 30"
   "bench_cuda_sweep bench 100"
   "bench_cuda_packed bench 80"
   "torch_train peers 150"
@@ -310,6 +311,8 @@ step_cmd() {
   bench_cuda_train_mamba) echo "ours $BIN/bench_cuda_train --model mamba --batch 32 --seq 128 --json $R/bench_cuda_train_mamba.json" ;;
   bench_cuda_attention) echo "ours $BIN/bench_cuda_attention --json $R/bench_cuda_attention.json" ;;
   bench_cuda_selective_scan) echo "ours $BIN/bench_cuda_selective_scan --json $R/bench_cuda_selective_scan.json --budget $((T * 2 / 3))" ;;
+  # batch 1 (a packed row's grid: rows split into parts): tokens/s against batch 8's, same run
+  bench_cuda_selective_scan_b1) echo "ours $BIN/bench_cuda_selective_scan --batch 1 --min-len 1024 --json $R/bench_cuda_selective_scan_b1.json --budget $((T * 2 / 3))" ;;
   bench_cuda_sweep) echo "ours $BIN/bench_cuda_sweep --json $R/bench_cuda_sweep.json --budget-s $((T - 15))" ;;
   bench_cuda_packed) echo "ours $BIN/bench_cuda_packed --json $R/bench_cuda_packed.json --budget-s $((T - 10))" ;;
   torch_train) echo "python3 tools/bench_torch_peers.py --sections train --variants eager --json $R/torch_train.json --budget-s $((T - 20))" ;;

@@ -223,7 +223,20 @@ class Report:
                 self.p(f"| {r['L']} | {r['fwd_ms']:.3f} | {r['bwd_ms']:.3f} | "
                        f"{f(100 * r['fwd_gbps'] / copy if copy else None, '.0f')}% | "
                        f"{f(100 * r['bwd_gbps'] / copy if copy else None, '.0f')}% | {r['exp_floor_ms']:.3f} |")
-        self.summary["scan"] = {"check": check, "merged": merged, "mambert": mb}
+        b1 = self.j("bench_cuda_selective_scan_b1.json")
+        if b1 and mb:
+            # batch 1 is a packed row's grid (48 blocks unless the row is split into parts): its tokens/s against
+            # batch 8's at the same L, from the same run
+            b8 = {r["L"]: r for r in mb.get("results", [])}
+            self.p("\nbatch 1 (rows split into parts) vs batch 8, forward + backward tokens/s:\n")
+            self.p("| L | parts | batch 1 tokens/s | batch 8 tokens/s | batch 1 / batch 8 |")
+            self.p("| ---: | ---: | ---: | ---: | ---: |")
+            for r in b1.get("results", []):
+                o = b8.get(r["L"])
+                ratio = r["tokens_per_s"] / o["tokens_per_s"] if o and o.get("tokens_per_s") else None
+                self.p(f"| {r['L']} | {r.get('parts', '-')} | {r['tokens_per_s']:.3g} | "
+                       f"{f(o.get('tokens_per_s') if o else None, '.3g')} | {f(ratio, '.2f')} |")
+        self.summary["scan"] = {"check": check, "merged": merged, "mambert": mb, "mambert_batch1": b1}
 
     def sweep(self):
         mine = [r for r in self.rows("bench_cuda_sweep.json") if "L" in r]
