@@ -47,7 +47,7 @@ struct scan_params {
   const int32_t *cu;                /* device, [nseq + 1]; NULL in padded mode */
   int nseq;
   int batch, L, D, N, ntiles, ngroups, softplus;
-  int parts, part_tiles; /* forward: rows split into parts of part_tiles tiles (1 and ntiles: no split) */
+  int parts, part_tiles; /* rows split into parts of part_tiles tiles (1 and ntiles: no split) */
 };
 
 /* Flags of token t of a row: padding (past the row or, in varlen mode,
@@ -350,9 +350,12 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_REDUCE_THREADS, 1) scan_carry_kernel(const scan
 
 /* ---- backward ----------------------------------------------------------- */
 
-/* The reverse scan over a channel's S segments (lanes seg * CH + cl): each
- * segment's (P, Q) -- e leaving it to the left is P e_in + Q -- becomes the
- * composite of itself and every segment to its right. */
+/* The backward's reverse scan over a channel's S segments (lanes seg * CH
+ * + cl): each segment's (P, Q) -- e leaving it to the left is P e_in + Q --
+ * becomes the composite of itself and every segment to its right. (The
+ * forward scan, the same from the left, stays written out in both kernels:
+ * as a helper it changed ptxas's register allocation and spilled more on
+ * sm_80.) */
 template <int S, int CH> SC_DEV void sc_scan_down(float &P, float &Q, int seg) {
   SC_UNROLL
   for (int off = 1; off < S; off *= 2) {
@@ -364,9 +367,10 @@ template <int S, int CH> SC_DEV void sc_scan_down(float &P, float &Q, int seg) {
   }
 }
 
-/* Grid: batch * ngroups blocks of 512 threads; block (b, group) walks row
- * b's tiles from last to first. Thread: lane = seg * 2 + cl (segment of 8
- * tokens, one of 2 channels of the warp); channel c = warp * 2 + cl.
+/* Grid: batch * ngroups * parts blocks of 512 threads; block (b, group,
+ * part) walks the part's tiles of row b from last to first. Thread: lane =
+ * seg * 2 + cl (segment of 8 tokens, one of 2 channels of the warp);
+ * channel c = warp * 2 + cl.
  *
  * Per tile and state index n: recompute the tile's states from the saved
  * one (forward scan), run the adjoint backwards (reverse scan, carrying e
@@ -378,7 +382,7 @@ template <int S, int CH> SC_DEV void sc_scan_down(float &P, float &Q, int seg) {
  * channel order (one barrier per n); the sums overwrite row n of Bs and
  * Cs, which step n no longer needs, and are copied out once per tile as
  * this group's partial. A second kernel adds the groups' partials in group
- * order; another adds dA, dD and ddelta_bias over batch rows in row order.
+ * order; another adds dA, dD and ddelta_bias over (row, part) in order.
  * So every sum has a fixed order: the result is deterministic.
  *
  * Split rows (the forward's parts): the adjoint flows right to left, so a
@@ -619,43 +623,42 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
     }
 
     if (!FOLD) { /* the fold pass has no gradients */
-      { /* u, delta, z and dy again, all in flight at once (T registers: the n loop's arrays are dead) */
-        T eu[K], ed[K], ez[K], eg[K];
-        SC_UNROLL
-        for (int i = 0; i < K; i++) {
-          const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
-          eu[i] = u[o];
-          ed[i] = delta[o];
-          ez[i] = zr[o];
-          eg[i] = dy[o];
-        }
-        SC_UNROLL
-        for (int i = 0; i < K; i++) {
-          const int tt = seg * K + i;
-          const long long t = (long long)t0 + tt;
-          if (chan && t < p.L) {
-            const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)dc; /* dc = d: chan */
-            float du_v = 0.0f, dd_v = 0.0f, dz_v = 0.0f;
-            if (!(flags[tt] & SC_TOK_PAD)) {
-              const float uu = sc_ld(eu, i), raw = sc_ld(ed, i) + bias;
-              du_v = dt[i] * q[i] + g[i] * Dd;
-              const float ddt = dAw[i] + uu * q[i];
-              dd_v = p.softplus ? ddt * sc_softplus_grad(raw) : ddt;
-              dD_acc += g[i] * uu;
-              dbias_acc += dd_v;
-              if (z) {
-                const float zz = sc_ld(ez, i), sg = sc_sigmoid(zz);
-                const float ypre = acc[i] + Dd * uu;
-                dz_v = sc_ld(eg, i) * ypre * sg * (1.0f + zz * (1.0f - sg));
-              }
+      /* u, delta, z and dy again, all in flight at once (T registers: the n loop's arrays are dead) */
+      T eu[K], ed[K], ez[K], eg[K];
+      SC_UNROLL
+      for (int i = 0; i < K; i++) {
+        const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
+        eu[i] = u[o];
+        ed[i] = delta[o];
+        ez[i] = zr[o];
+        eg[i] = dy[o];
+      }
+      SC_UNROLL
+      for (int i = 0; i < K; i++) {
+        const int tt = seg * K + i;
+        const long long t = (long long)t0 + tt;
+        if (chan && t < p.L) {
+          const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)dc; /* dc = d: chan */
+          float du_v = 0.0f, dd_v = 0.0f, dz_v = 0.0f;
+          if (!(flags[tt] & SC_TOK_PAD)) {
+            const float uu = sc_ld(eu, i), raw = sc_ld(ed, i) + bias;
+            du_v = dt[i] * q[i] + g[i] * Dd;
+            const float ddt = dAw[i] + uu * q[i];
+            dd_v = p.softplus ? ddt * sc_softplus_grad(raw) : ddt;
+            dD_acc += g[i] * uu;
+            dbias_acc += dd_v;
+            if (z) {
+              const float zz = sc_ld(ez, i), sg = sc_sigmoid(zz);
+              const float ypre = acc[i] + Dd * uu;
+              dz_v = sc_ld(eg, i) * ypre * sg * (1.0f + zz * (1.0f - sg));
             }
-            if (p.du)
-              sc_st((T *)p.du, o, du_v);
-            if (p.ddelta)
-              sc_st((T *)p.ddelta, o, dd_v);
-            if (p.dz)
-              sc_st((T *)p.dz, o, dz_v);
           }
+          if (p.du)
+            sc_st((T *)p.du, o, du_v);
+          if (p.ddelta)
+            sc_st((T *)p.ddelta, o, dd_v);
+          if (p.dz)
+            sc_st((T *)p.dz, o, dz_v);
         }
       }
       sc_sync(); /* the last step's sums are in Bs, Cs */
@@ -791,7 +794,7 @@ static inline scan_params sc_params(const mb_scan_desc *d, mb_dtype pdt, const m
   p.batch = d->batch, p.L = d->seqlen, p.D = d->dim, p.N = d->dstate;
   p.ntiles = pl.ntiles, p.ngroups = pl.ngroups;
   p.softplus = d->delta_softplus != 0;
-  p.parts = 1, p.part_tiles = pl.ntiles; /* no split unless a driver sets the plan's (where its workspace is) */
+  p.parts = pl.parts, p.part_tiles = pl.part_tiles;
   return p;
 }
 
@@ -822,7 +825,6 @@ int scan_fwd_run(Launch &launch, const mb_scan_desc *d, mb_dtype dt, mb_dtype pd
   scan_params p = sc_params(d, pdt, in, pl);
   p.y = y;
   p.states = states;
-  p.parts = pl.parts, p.part_tiles = pl.part_tiles;
   switch (dt) {
   case MB_F32: return sc_fwd_launch<float>(launch, p, pl);
   case MB_BF16: return sc_fwd_launch<sc_bf16>(launch, p, pl);
@@ -881,7 +883,6 @@ int scan_bwd_run(Launch &launch, const mb_scan_desc *d, mb_dtype dt, mb_dtype pd
     p.dBp = (float *)(w + pl.ws_dB), p.dCp = (float *)(w + pl.ws_dC), p.dAp = (float *)(w + pl.ws_dA);
     p.dDp = (float *)(w + pl.ws_dD), p.dbp = (float *)(w + pl.ws_dbias);
     p.wsP = (float *)(w + pl.ws_P), p.wsE = (float *)(w + pl.ws_E);
-    p.parts = pl.parts, p.part_tiles = pl.part_tiles;
     const bool any_bc = p.dB || p.dC;
     switch (dt) {
     case MB_F32: MB_TRY(sc_bwd_launch<float>(launch, p, pl, any_bc)); break;
