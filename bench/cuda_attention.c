@@ -178,10 +178,13 @@ static double measure_peak(json_t *root) {
 static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int quick) {
   const int lens[] = {512, 1024, 2048, 4096, 8192, 16384};
   const int dims[] = {64, 128};
-  printf("\n(fwd: tiling v0, the default; fwd-v1: 8 warps x 16 rows; bwd: deterministic dQ, the default; "
-         "bwd-fast: f32 atomics)\n");
-  printf("%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s %-6s | %-9s %-8s\n", "L", "D", "B", "H",
-         "fwd ms", "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "bwd ms", "TFLOP/s", "%peak", "fast ms", "TFLOP/s");
+  int v2 = 0; /* the wgmma tiling runs here (sm_90) */
+  CHECK_MB(mb_cuda_attn_flash_fwd_variant_runs(2, &v2));
+  printf("\n(fwd: tiling v0, the default; fwd-v1: 8 warps x 16 rows; fwd-v2: wgmma, sm_90 only; bwd: deterministic "
+         "dQ, the default; bwd-fast: f32 atomics)\n");
+  printf("%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s | %-9s %-8s %-6s | %-9s %-8s\n", "L", "D", "B",
+         "H", "fwd ms", "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "fwd-v2 ms", "TFLOP/s", "bwd ms", "TFLOP/s", "%peak",
+         "fast ms", "TFLOP/s");
   for (int di = 0; di < 2; di++) {
     const int D = dims[di];
     const size_t n = (size_t)tokens * H * D;
@@ -214,6 +217,11 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       w.kind = 0;
       CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(1));
       const float f1 = time_ms(&w);
+      float f2 = 0.0f;
+      if (v2) {
+        CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(2));
+        f2 = time_ms(&w);
+      }
       CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(0));
       const float f0 = time_ms(&w);
       w.kind = 1;
@@ -223,8 +231,15 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       const float b0 = time_ms(&w);
       const double tf0 = fwd_flop / (f0 * 1e-3) / 1e12, tf1 = fwd_flop / (f1 * 1e-3) / 1e12;
       const double tb = bwd_flop / (b0 * 1e-3) / 1e12, tbf = bwd_flop / (bf * 1e-3) / 1e12;
-      printf("%-6d %-4d %-5d %-4d | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f\n", L,
-             D, d.batch, H, f0, tf0, 100 * tf0 / peak, f1, tf1, b0, tb, 100 * tb / peak, bf, tbf);
+      const double tf2 = v2 ? fwd_flop / (f2 * 1e-3) / 1e12 : 0.0;
+      char v2ms[16] = "-", v2tf[16] = "-";
+      if (v2) {
+        snprintf(v2ms, sizeof v2ms, "%.3f", f2);
+        snprintf(v2tf, sizeof v2tf, "%.1f", tf2);
+      }
+      printf("%-6d %-4d %-5d %-4d | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f | %-9s %-8s | %-9.3f %-8.1f %-6.1f | %-9.3f "
+             "%-8.1f\n",
+             L, D, d.batch, H, f0, tf0, 100 * tf0 / peak, f1, tf1, v2ms, v2tf, b0, tb, 100 * tb / peak, bf, tbf);
       fflush(stdout);
       json_t *r = json_object();
       json_object_set_new(r, "L", json_integer(L));
@@ -236,6 +251,10 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       json_object_set_new(r, "fwd_tflops", json_real(tf0));
       json_object_set_new(r, "fwd_v1_ms", json_real(f1));
       json_object_set_new(r, "fwd_v1_tflops", json_real(tf1));
+      if (v2) {
+        json_object_set_new(r, "fwd_v2_ms", json_real(f2));
+        json_object_set_new(r, "fwd_v2_tflops", json_real(tf2));
+      }
       json_object_set_new(r, "bwd_ms", json_real(b0));
       json_object_set_new(r, "bwd_tflops", json_real(tb));
       json_object_set_new(r, "bwd_fast_ms", json_real(bf));

@@ -300,7 +300,17 @@ __device__ __forceinline__ void attn_mma16832_e4m3(float c[4], const uint32_t a[
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 #endif
+
+#include "kernels/cuda/attention_wgmma.cuh"
 #endif /* ATTN_EMULATE */
+
+/* Whether this compilation has Hopper's wgmma (sm_90a device code, or the
+ * host emulation). */
+#if (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)) || defined(ATTN_EMULATE)
+#define ATTN_HAS_WGMMA 1
+#else
+#define ATTN_HAS_WGMMA 0
+#endif
 
 /* Whether this compilation has e4m3 mma (sm_89+ device code, or the host
  * emulation). */
@@ -567,6 +577,9 @@ int attn_flash_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
 int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
                    const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
                    cudaStream_t s);
+int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, void *out,
+                    float *lse, cudaStream_t s);
+int attn_hopper_fwd_runs(int *ok);
 int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, const void *v, const float *qds,
                        const float *kds, const float *vds, void *out, float *lse, cudaStream_t s);
 

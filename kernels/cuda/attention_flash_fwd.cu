@@ -196,9 +196,21 @@ int flash_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
 static int flash_fwd_variant = 0;
 
 int mb_cuda_attn_set_flash_fwd_variant(int variant) {
-  if (variant != 0 && variant != 1)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 or 1)", variant);
+  if (variant < 0 || variant > 2)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0, 1 or 2)", variant);
   flash_fwd_variant = variant;
+  return MB_OK;
+}
+
+int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) {
+  if (!ok)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: NULL result pointer");
+  *ok = 0;
+  if (variant < 0 || variant > 2)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0, 1 or 2)", variant);
+  if (variant == 2)
+    return attn_hopper_fwd_runs(ok);
+  *ok = 1;
   return MB_OK;
 }
 
@@ -213,6 +225,8 @@ int attn_flash_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
   a.o = out;
   a.lse = lse;
   const int var = flash_fwd_variant;
+  if (var == 2)
+    return attn_hopper_fwd(d, dt, q, k, v, out, lse, s);
   if (dt == MB_BF16 && d->head_dim == 64)
     return var ? flash_fwd_launch<attn_bf16, 64, 1>(d, a, s) : flash_fwd_launch<attn_bf16, 64, 0>(d, a, s);
   if (dt == MB_BF16 && d->head_dim == 128)

@@ -28,6 +28,7 @@
 #include "kernels/cuda/attention_flash_bwd.cu"
 #include "kernels/cuda/attention_flash_fp8.cu"
 #include "kernels/cuda/attention_flash_fwd.cu"
+#include "kernels/cuda/attention_hopper_fwd.cu"
 #include "kernels/cuda/attention_ref.cu"
 
 #include <cmath>
@@ -361,7 +362,7 @@ static void test_flash_bf16(void **state) {
       problem p;
       problem_init(p, c, MB_BF16, D);
       char label[96];
-      for (int variant : {1, 0}) {
+      for (int variant : {1, 2, 0}) { /* end on the default tiling */
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
         snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-v%d", D, c.name, variant);
         forward(p, MB_CUDA_ATTN_FLASH, label, variant == 0 ? 2 : 1);
@@ -424,8 +425,11 @@ static void test_flash_f16(void **state) {
       problem p;
       problem_init(p, cases[ci], MB_F16, D);
       char label[96];
-      snprintf(label, sizeof label, "f16  D=%-3d %-17s flash   ", D, cases[ci].name);
-      forward(p, MB_CUDA_ATTN_FLASH, label, 1);
+      for (int variant : {2, 0}) {
+        assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
+        snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-v%d", D, cases[ci].name, variant);
+        forward(p, MB_CUDA_ATTN_FLASH, label, 1);
+      }
       backward(p, MB_CUDA_ATTN_FLASH, label);
     }
 }

@@ -10,13 +10,27 @@
  * PTX ISA's fragment tables (sections "Matrix Fragments for mma.m16n8k16
  * with floating point type", "... for mma.m16n8k32", "ldmatrix"), not from
  * the kernels. What it checks beyond the numbers:
- *  - cp.async copies land only at cp.async.wait_all (the latest moment the
+ *  - cp.async copies land at cp.async.wait_all (the latest moment the
  *    hardware may deliver them), so a read before the wait sees stale data;
- *    shared memory starts every CTA as 0xff bytes (NaN);
+ *    in thread orders 1 and 3 they land at the issue as well (the earliest
+ *    moment), so overwriting a tile that is still being read (by another
+ *    warp, or by a wgmma not yet waited for) changes the result; shared
+ *    memory starts every CTA as 0xff bytes (NaN);
  *  - between barriers, warps run in lockstep or one at a time up to the
  *    next barrier (ascending, descending, random), so a read of another
  *    warp's shared-memory writes without a barrier sees stale data in some
  *    order and the results differ;
+ *  - wgmma (Hopper's warpgroup MMA, attention_wgmma.cuh) runs at
+ *    wgmma.wait_group, the latest moment the hardware may: it reads the
+ *    shared memory, the A registers and the accumulators then, so an
+ *    overwrite before the wait changes the result; it is also an error when
+ *    the accumulators or A registers differ at the wait from what they were
+ *    at the issue, when an mma_async has no wgmma.fence since the thread's
+ *    last wait, when a wgmma reads shared memory that cp.async wrote without
+ *    the writing thread's fence.proxy.async since, when a thread exits with
+ *    wgmma in flight, and when the warps of a warpgroup issued different
+ *    numbers of them; descriptors are decoded from the PTX ISA's canonical
+ *    layouts (no swizzle; any other mode is an error);
  *  - a barrier or warp operation that not every thread / lane reaches, a
  *    thread that exits with copies in flight, misaligned ldmatrix or
  *    cp.async addresses outside shared memory, a launch with an empty grid
@@ -38,6 +52,7 @@
 #include <algorithm>
 #include <functional>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #ifndef ATTN_EMULATE_SHIM /* with the toolkit's headers (the GPU tests on the emulator) */
@@ -55,12 +70,26 @@ static inline int max(int a, int b) { return a > b ? a : b; }
 
 namespace emu {
 
-enum Op { OP_NONE = 0, OP_BAR, OP_SHFL, OP_BALLOT, OP_LDSM, OP_MMA_BF16, OP_MMA_F16, OP_MMA_E4M3 };
+enum Op { OP_NONE = 0, OP_BAR, OP_SHFL, OP_BALLOT, OP_LDSM, OP_MMA_BF16, OP_MMA_F16, OP_MMA_E4M3, OP_WG_WAIT };
 enum Shfl { SHFL_XOR, SHFL_UP, SHFL_IDX };
 
 struct Copy {
   void *dst;
   const void *src; /* NULL: 16 zero bytes */
+};
+
+/* One wgmma.mma_async as a thread issued it (executed at wait_group). */
+struct Wgmma {
+  bool rs;         /* A from registers (else from the descriptor da) */
+  bool bf16;       /* else f16 */
+  bool trans_b;    /* B MN-major */
+  bool accumulate; /* else D = A B */
+  int n;           /* N of m64nNk16 */
+  uint64_t da, db;
+  const uint32_t *a; /* rs: the thread's 4 A registers */
+  uint32_t a_issued[4];
+  float *d;                   /* the thread's n/2 accumulators */
+  std::vector<float> d_issued; /* for the first pending wgmma on d: its value at the issue */
 };
 
 struct Fiber {
@@ -74,6 +103,11 @@ struct Fiber {
   bool trans;
   std::vector<Copy> copies;
   std::vector<char> stack;
+  std::vector<size_t> unfenced;           /* 16-byte shared chunks this thread's cp.async wrote, not yet fenced */
+  std::vector<Wgmma> wg_open;             /* issued, not committed */
+  std::vector<std::vector<Wgmma>> wg_groups; /* committed, oldest first */
+  bool wg_fenced;                         /* wgmma.fence since the last wait_group */
+  long wg_issued;
 };
 
 struct State {
@@ -83,6 +117,7 @@ struct State {
   ucontext_t sched_uc;
   dim3 grid, block, bidx;
   std::vector<unsigned char> smem;
+  std::vector<int> unfenced_by; /* per 16-byte chunk of smem: 1 + the thread whose cp.async wrote it, unfenced; 0 */
   std::function<void()> body;
   int order = 0; /* run_block's thread orders, 0..3 */
   std::mt19937 rng{12345};
@@ -159,6 +194,127 @@ template <int K> inline void mma_accumulate(Fiber *L, const float (*A)[K], const
       L[l].fout[i] = acc;
     }
   }
+}
+
+/* The shared-memory address of element (mn, k) of a no-swizzle wgmma
+ * operand (attention_wgmma.cuh, from the PTX ISA's canonical layouts);
+ * NULL (with an error) for a descriptor the emulator does not model. */
+inline const uint16_t *wgmma_elem(uint64_t desc, bool mn_major, int mn, int k) {
+  const size_t start = (size_t)(desc & 0x3fff) << 4, lbo = (size_t)((desc >> 16) & 0x3fff) << 4,
+               sbo = (size_t)((desc >> 32) & 0x3fff) << 4;
+  if (desc >> 62) {
+    error("wgmma descriptor with swizzle mode %d (the emulator models no-swizzle layouts only)", (int)(desc >> 62));
+    return NULL;
+  }
+  if ((desc >> 49) & 7) {
+    error("wgmma descriptor with base offset %d (0 for no-swizzle layouts)", (int)((desc >> 49) & 7));
+    return NULL;
+  }
+  const size_t off = mn_major ? start + (mn % 8) * 2 + (mn / 8) * sbo + (k % 8) * 16 + (k / 8) * lbo
+                              : start + (mn % 8) * 16 + (mn / 8) * sbo + (k % 8) * 2 + (k / 8) * lbo;
+  State &s = S();
+  if (off + 2 > s.smem.size()) {
+    error("wgmma reads shared memory byte %zu of %zu (descriptor 0x%016llx)", off, s.smem.size(),
+          (unsigned long long)desc);
+    return NULL;
+  }
+  if (s.unfenced_by[off / 16]) {
+    error("wgmma reads shared memory byte %zu, which thread %d wrote with cp.async and has not fenced "
+          "(fence.proxy.async)",
+          off, s.unfenced_by[off / 16] - 1);
+    return NULL;
+  }
+  return (const uint16_t *)(s.smem.data() + off);
+}
+
+/* Execute one wgmma for warp w (rows 16 (w % 4) .. + 15 of the m64 tile):
+ * op[l] is lane l's record of it. */
+inline void exec_wgmma(const Wgmma *const *op, int w) {
+  const Wgmma &o0 = *op[0];
+  for (int l = 1; l < 32; l++) {
+    const Wgmma &o = *op[l];
+    if (o.rs != o0.rs || o.bf16 != o0.bf16 || o.trans_b != o0.trans_b || o.accumulate != o0.accumulate ||
+        o.n != o0.n || o.db != o0.db || (!o.rs && o.da != o0.da))
+      return error("warp %d: lanes issued different wgmma (shape, type, descriptors or scale-d)", w);
+  }
+  auto dec = [&](uint32_t h) { return o0.bf16 ? bf16_bits(h) : f16_bits(h); };
+  const int n = o0.n, wr = 16 * (w % 4);
+  float A[16][16];
+  std::vector<float> B(16 * (size_t)n);
+  for (int l = 0; l < 32; l++) {
+    const Wgmma &o = *op[l];
+    if (o.rs && memcmp(o.a, o.a_issued, sizeof o.a_issued))
+      return error("warp %d lane %d: wgmma A registers changed between mma_async and wait_group", w, l);
+    if (!o.d_issued.empty() && memcmp(o.d, o.d_issued.data(), o.d_issued.size() * sizeof(float)))
+      return error("warp %d lane %d: wgmma accumulators changed between mma_async and wait_group", w, l);
+  }
+  if (o0.rs) { /* the m16n8k16 A fragment of rows wr.. */
+    for (int l = 0; l < 32; l++) {
+      const int g = l / 4, t = l % 4;
+      for (int i = 0; i < 8; i++) {
+        const uint32_t h = (op[l]->a[i / 2] >> (16 * (i & 1))) & 0xffff;
+        const int row = (i < 2 || (i >= 4 && i < 6)) ? g : g + 8, col = 2 * t + (i & 1) + (i >= 4 ? 8 : 0);
+        A[row][col] = dec(h);
+      }
+    }
+  } else {
+    for (int r = 0; r < 16; r++)
+      for (int k = 0; k < 16; k++) {
+        const uint16_t *e = wgmma_elem(o0.da, false, wr + r, k);
+        if (!e)
+          return;
+        A[r][k] = dec(*e);
+      }
+  }
+  for (int k = 0; k < 16; k++)
+    for (int c = 0; c < n; c++) {
+      const uint16_t *e = wgmma_elem(o0.db, o0.trans_b, c, k);
+      if (!e)
+        return;
+      B[(size_t)k * n + c] = dec(*e);
+    }
+  for (int l = 0; l < 32; l++) {
+    const int g = l / 4, t = l % 4;
+    float *d = op[l]->d;
+    for (int i = 0; i < n / 2; i++) {
+      const int row = g + 8 * ((i % 4) >> 1), col = 8 * (i / 4) + 2 * t + (i & 1);
+      float acc = o0.accumulate ? d[i] : 0.0f;
+      for (int k = 0; k < 16; k++)
+        acc += A[row][k] * B[(size_t)k * n + col];
+      d[i] = acc;
+    }
+  }
+}
+
+/* wgmma.wait_group N for warp w: every lane's batches but the N newest run,
+ * oldest first. */
+inline void exec_wgmma_wait(Fiber *L, int w) {
+  const size_t keep = L[0].in[0];
+  for (int l = 0; l < 32; l++) {
+    if (L[l].in[0] != keep)
+      return error("warp %d: lanes wait for different wgmma group counts", w);
+    if (L[l].wg_groups.size() != L[0].wg_groups.size())
+      return error("warp %d: lanes have different numbers of wgmma groups in flight", w);
+    if (!L[l].wg_open.empty())
+      return error("warp %d lane %d: wgmma.wait_group with %zu mma_async not committed", w, l, L[l].wg_open.size());
+  }
+  while (L[0].wg_groups.size() > keep) {
+    for (int l = 0; l < 32; l++)
+      if (L[l].wg_groups.front().size() != L[0].wg_groups.front().size())
+        return error("warp %d: lanes committed wgmma groups of different sizes", w);
+    for (size_t i = 0; i < L[0].wg_groups.front().size(); i++) {
+      const Wgmma *op[32];
+      for (int l = 0; l < 32; l++)
+        op[l] = &L[l].wg_groups.front()[i];
+      exec_wgmma(op, w);
+      if (S().errors)
+        return;
+    }
+    for (int l = 0; l < 32; l++)
+      L[l].wg_groups.erase(L[l].wg_groups.begin());
+  }
+  for (int l = 0; l < 32; l++)
+    L[l].wg_fenced = false;
 }
 
 inline void exec_warp(Fiber *L, int op) {
@@ -249,6 +405,7 @@ inline void exec_warp(Fiber *L, int op) {
     mma_accumulate<32>(L, A, B);
     break;
   }
+  case OP_WG_WAIT: exec_wgmma_wait(L, (int)((L - S().fibers.data()) / 32)); break;
   default: error("unknown warp operation %d", op);
   }
 }
@@ -260,6 +417,8 @@ inline void fiber_entry() {
   Fiber &f = me();
   if (!f.copies.empty())
     error("thread exits with %zu cp.async copies in flight", f.copies.size());
+  if (!f.wg_open.empty() || !f.wg_groups.empty())
+    error("thread exits with wgmma in flight");
   f.done = true;
   _longjmp(S().sched, 1);
 }
@@ -338,8 +497,14 @@ inline void run_block() {
     f.started = f.done = false;
     f.op = OP_NONE;
     f.copies.clear();
+    f.unfenced.clear();
+    f.wg_open.clear();
+    f.wg_groups.clear();
+    f.wg_fenced = false;
+    f.wg_issued = 0;
   }
   memset(s.smem.data(), 0xff, s.smem.size());
+  s.unfenced_by.assign(s.smem.size() / 16 + 1, 0);
   std::vector<int> warps(nw);
   for (;;) {
     for (int i = 0; i < nw; i++)
@@ -357,8 +522,14 @@ inline void run_block() {
       done += s.fibers[i].done;
       at_bar += !s.fibers[i].done && s.fibers[i].op == OP_BAR;
     }
-    if (done == n)
+    if (done == n) {
+      for (int w = 0; w + 3 < nw; w += 4) /* wgmma is warpgroup-wide: its 4 warps issue the same ones */
+        for (int k = 1; k < 4; k++)
+          if (s.fibers[32 * (w + k)].wg_issued != s.fibers[32 * w].wg_issued)
+            error("warpgroup %d: warp %d issued %ld wgmma, warp %d %ld", w / 4, w + k,
+                  s.fibers[32 * (w + k)].wg_issued, w, s.fibers[32 * w].wg_issued);
       return;
+    }
     if (moved)
       continue;
     if (at_bar == n - done) { /* every live thread waits at the barrier */
@@ -489,17 +660,106 @@ static inline void attn_cp_async16(void *smem, const void *gmem, bool valid) {
   if (valid && ((uintptr_t)gmem & 15))
     emu::error("cp.async source %p is not 16-byte aligned", gmem);
   emu::me().copies.push_back(emu::Copy{smem, valid ? gmem : NULL});
+  if (emu::S().order & 1) { /* early delivery (and again at the wait: the source does not change) */
+    if (valid)
+      memcpy(smem, gmem, 16);
+    else
+      memset(smem, 0, 16);
+  }
 }
 static inline void attn_cp_async_commit() {}
 static inline void attn_cp_async_wait_all() {
+  emu::State &s = emu::S();
   for (const emu::Copy &c : emu::me().copies) {
     if (c.src)
       memcpy(c.dst, c.src, 16);
     else
       memset(c.dst, 0, 16);
+    const size_t chunk = (size_t)((unsigned char *)c.dst - s.smem.data()) / 16;
+    s.unfenced_by[chunk] = s.cur + 1;
+    emu::me().unfenced.push_back(chunk);
   }
   emu::me().copies.clear();
 }
+
+/* ---- wgmma (attention_wgmma.cuh) ---- */
+
+static inline uint64_t attn_wgmma_desc(const void *smem, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+  const size_t off = (size_t)((const unsigned char *)smem - emu::S().smem.data());
+  if (((uintptr_t)smem & 15) || !emu::in_smem(smem, 16))
+    emu::error("wgmma descriptor start %p is misaligned or outside shared memory", smem);
+  if ((lbo_bytes & 15) || (sbo_bytes & 15) || lbo_bytes >= (1u << 18) || sbo_bytes >= (1u << 18))
+    emu::error("wgmma descriptor offsets %u, %u: multiples of 16 below 2^18", lbo_bytes, sbo_bytes);
+  return (uint64_t)((off & 0x3FFFF) >> 4) | ((uint64_t)((lbo_bytes & 0x3FFFF) >> 4) << 16) |
+         ((uint64_t)((sbo_bytes & 0x3FFFF) >> 4) << 32);
+}
+static inline void attn_wgmma_fence() { emu::me().wg_fenced = true; }
+static inline void attn_wgmma_commit() {
+  emu::Fiber &f = emu::me();
+  f.wg_groups.push_back(std::move(f.wg_open));
+  f.wg_open.clear();
+}
+template <int N> static inline void attn_wgmma_wait() {
+  emu::me().in[0] = (uint32_t)N;
+  emu::wait_op(emu::OP_WG_WAIT);
+}
+static inline void attn_fence_proxy_async() {
+  emu::State &s = emu::S();
+  emu::Fiber &f = emu::me();
+  for (size_t chunk : f.unfenced)
+    if (s.unfenced_by[chunk] == s.cur + 1)
+      s.unfenced_by[chunk] = 0;
+  f.unfenced.clear();
+}
+template <int N> static inline void attn_wgmma_pin(float *) {}
+template <int N> static inline void attn_wgmma_pin(uint32_t *) {}
+
+static inline void emu_wgmma_issue(emu::Wgmma op) {
+  emu::Fiber &f = emu::me();
+  if (!f.wg_fenced)
+    emu::error("wgmma.mma_async without a wgmma.fence since the thread's last wait_group");
+  bool first = true; /* the first pending wgmma on these accumulators keeps their value */
+  for (const emu::Wgmma &o : f.wg_open)
+    first &= o.d != op.d;
+  for (const auto &grp : f.wg_groups)
+    for (const emu::Wgmma &o : grp)
+      first &= o.d != op.d;
+  if (first)
+    op.d_issued.assign(op.d, op.d + op.n / 2);
+  if (op.rs)
+    memcpy(op.a_issued, op.a, sizeof op.a_issued);
+  f.wg_open.push_back(std::move(op));
+  f.wg_issued++;
+}
+
+template <typename T, int N> struct AttnWgmma {
+  static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma N");
+  static constexpr bool BF16 = std::is_same<T, __nv_bfloat16>::value;
+  static void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
+    emu::Wgmma op{};
+    op.rs = false;
+    op.bf16 = BF16;
+    op.trans_b = false;
+    op.accumulate = accumulate;
+    op.n = N;
+    op.da = da;
+    op.db = db;
+    op.d = d;
+    emu_wgmma_issue(std::move(op));
+  }
+  static void rs_mn(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
+    emu::Wgmma op{};
+    op.rs = true;
+    op.bf16 = BF16;
+    op.trans_b = true;
+    op.accumulate = accumulate;
+    op.n = N;
+    op.db = db;
+    op.a = a;
+    op.d = d;
+    emu_wgmma_issue(std::move(op));
+  }
+};
 static inline void attn_ldsm_x4(uint32_t r[4], const void *smem) {
   emu::me().addr = smem;
   emu::me().trans = false;

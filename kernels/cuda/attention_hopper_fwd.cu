@@ -1,0 +1,244 @@
+/* attention_hopper_fwd.cu: the flash forward on Hopper's warpgroup MMA
+ * (wgmma, sm_90a), bf16 or f16 in, f32 accumulation, head_dim 64 or 128:
+ * the bf16/f16 forward's tiling 2 (mb_cuda_attn_set_flash_fwd_variant).
+ *
+ * Why: on an H100/H200, mma.sync (attention_flash_fwd.cu) reaches about a
+ * third of the tensor cores' rate; only wgmma, which reads its B operand
+ * (and optionally A) straight from shared memory and runs asynchronously,
+ * reaches the rest (FlashAttention-3's point). This kernel is the plain
+ * form of that: no TMA and no warp specialisation yet, the same
+ * cp.async pipeline as the mma.sync kernel, and the MMAs moved to wgmma.
+ *
+ * One CTA per (BQ = 128 queries, head, sequence): two warpgroups of 4 warps,
+ * warpgroup wg owning query rows 64 wg .. 64 wg + 63 and warp w (0..7) rows
+ * 16 w .. 16 w + 15 of them (the wgmma accumulator layout). Per key tile of
+ * BK = 128 keys:
+ *   S = Q K^T: D/16 wgmma.m64n128k16, Q and K both read from shared memory;
+ *   masking and the online softmax on S's registers (the helpers of the
+ *   mma.sync kernel: per warp the accumulators are the same m16n8 C
+ *   fragments);
+ *   O += P V: BK/16 wgmma.m64nDk16 with P from registers (S's accumulators
+ *   rounded to T are P's A fragments) and V from shared memory, read
+ *   transposed (MN-major), so V is stored as it comes, like K.
+ * Shared memory: Q, one K and one V tile in the no-swizzle core-matrix
+ * layout (attention_wgmma.cuh): row r, 16-byte chunk c of a tile of D
+ * columns at element (r / 8) 8 D + 64 c + 8 (r % 8). Both operand kinds
+ * read it: K-major (Q, K: LBO 128 bytes between chunks, SBO 16 D between
+ * 8-row groups) and MN-major (V: LBO 16 D between 8-key groups, SBO 128
+ * between 8-column chunks). Loads are cp.async, overlapped as in the
+ * mma.sync kernel: V_j is fetched while S_j is computed, K_{j+1} while
+ * O += P_j V_j; every wait for them is followed by fence.proxy.async (so
+ * wgmma sees the data) and a barrier.
+ */
+#include "kernels/cuda/attention_common.cuh"
+
+namespace {
+
+template <int D> struct HopperFwdCfg {
+  static constexpr int NT = 256, BQ = 128, BK = 128;
+  template <typename T> static constexpr size_t smem_bytes() {
+    return (size_t)(BQ + 2 * BK) * D * sizeof(T) + BK * sizeof(int);
+  }
+};
+
+/* Copy ROWS rows of D elements (rows row0.. of a sequence whose row r is at
+ * src + r * ld) into shared memory in the core-matrix layout above; rows at
+ * or past nvalid become zeros. All NT threads take part: thread i copies
+ * chunk (i / 8) % (D / 8) of row 8 ((i / 8) / (D / 8)) + i % 8 and of every
+ * RS-th row after it, so 8 consecutive threads fill one 128-byte core
+ * matrix (no bank conflict) and a warp reads 64 contiguous bytes of each
+ * of 8 rows (whole 32-byte sectors). */
+template <typename T, int D, int ROWS, int NT>
+__device__ __forceinline__ void attn_load_rows_core(T *dst, const T *src, int64_t ld, int row0, int nvalid) {
+  constexpr int CHUNK = 16 / sizeof(T), PER_ROW = D / CHUNK;
+  static_assert(CHUNK == 8, "16-bit elements");
+  static_assert(NT % (8 * PER_ROW) == 0, "a pass covers whole 8-row groups");
+  constexpr int RS = NT / PER_ROW; /* rows per pass, a multiple of 8 */
+  static_assert(ROWS % RS == 0, "whole passes");
+  const int i = (int)threadIdx.x, c = (i >> 3) % PER_ROW, r0 = ((i >> 3) / PER_ROW) * 8 + (i & 7);
+  const int left = nvalid - row0 - r0; /* pass k is real iff k RS < left */
+  const T *g = src + (int64_t)(row0 + r0) * ld + c * CHUNK;
+  const int64_t step = (int64_t)RS * ld;
+  T *s = dst + (r0 >> 3) * (8 * D) + c * 64 + (r0 & 7) * 8;
+#pragma unroll
+  for (int k = 0; k < ROWS / RS; k++) {
+    const bool ok = k * RS < left;
+    attn_cp_async16(s + k * RS * D, ok ? g : src, ok); /* src: any valid address (not read) */
+    g += step;
+  }
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(HopperFwdCfg<D>::NT, 1) attn_hopper_fwd_kernel(AttnArgs a) {
+#if ATTN_HAS_WGMMA
+  typedef HopperFwdCfg<D> C;
+  constexpr int NT = C::NT, BQ = C::BQ, BK = C::BK;
+  constexpr int NS = BK / 8; /* n8 tiles of S per warp */
+  constexpr int NO = D / 8;  /* n8 tiles of O per warp */
+  ATTN_DYNAMIC_SMEM(T, sQ);
+  T *sK = sQ + BQ * D;
+  T *sV = sK + BK * D;
+  int *sKeep = reinterpret_cast<int *>(sV + BK * D); /* padded mode: key kept? */
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BQ, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gr = lane >> 2, tq = lane & 3;
+  const int q0 = tile * BQ, wrow = warp * 16; /* this warp's first row of the tile */
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  const T *Qg = (const T *)a.q + base, *Kg = (const T *)a.k + base, *Vg = (const T *)a.v + base;
+
+  /* Descriptors (attention_wgmma.cuh). A k-step of 16 advances Q and K by
+   * two chunks (256 bytes: +16 in the descriptor's 16-byte units) and V by
+   * two 8-key groups (32 D bytes: +2 D). */
+  const uint64_t qdesc = attn_wgmma_desc(sQ + (warp >> 2) * 64 * D, 128, 16 * D);
+  const uint64_t kdesc = attn_wgmma_desc(sK, 128, 16 * D);
+  const uint64_t vdesc = attn_wgmma_desc(sV, 16 * D, 128);
+
+  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int nkt = (kend + BK - 1) / BK;
+
+  attn_load_rows_core<T, D, BQ, NT>(sQ, Qg, a.ld, q0, g.n);
+  attn_load_rows_core<T, D, BK, NT>(sK, Kg, a.ld, 0, g.n);
+  attn_cp_async_commit();
+
+  float o[1][NO][4];
+  float m[1][2], l[1][2];
+  attn_fwd_init<1, NO>(o, m, l);
+
+  for (int kt = 0; kt < nkt; kt++) {
+    const int j0 = kt * BK;
+    attn_cp_async_wait_all(); /* K_kt (and Q) */
+    attn_fence_proxy_async();
+    int hidden, kept;
+    attn_scan_key_tile<BK, NT>(g, j0, sKeep, &hidden, &kept); /* its barrier: K_kt and sKeep visible to all */
+    const bool skip = !kept;
+
+    attn_load_rows_core<T, D, BK, NT>(sV, Vg, a.ld, j0, g.n);
+    attn_cp_async_commit();
+
+    float s[1][NS][4];
+    if (!skip) {
+      attn_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++)
+        AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc + 16 * kk, kk > 0);
+      attn_wgmma_commit();
+      attn_wgmma_wait<0>();
+      attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+      attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, j0, gr, tq);
+      attn_online_softmax<1, NS, NO>(s, m, l, o, a.scale_log2, 0.0f);
+    }
+
+    attn_cp_async_wait_all(); /* V_kt */
+    attn_fence_proxy_async();
+    __syncthreads(); /* V_kt visible; every warp is done with K_kt */
+    if (kt + 1 < nkt) {
+      attn_load_rows_core<T, D, BK, NT>(sK, Kg, a.ld, j0 + BK, g.n);
+      attn_cp_async_commit();
+    }
+    if (!skip) {
+      uint32_t pa[BK / 16][4];
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; kk++) {
+        pa[kk][0] = AttnType<T>::pack2(s[0][2 * kk][0], s[0][2 * kk][1]);
+        pa[kk][1] = AttnType<T>::pack2(s[0][2 * kk][2], s[0][2 * kk][3]);
+        pa[kk][2] = AttnType<T>::pack2(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
+        pa[kk][3] = AttnType<T>::pack2(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
+      }
+      attn_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; kk++)
+        AttnWgmma<T, D>::rs_mn(&o[0][0][0], pa[kk], vdesc + 2 * D * kk, true);
+      attn_wgmma_commit();
+      attn_wgmma_wait<0>();
+      attn_wgmma_pin<NO * 4>(&o[0][0][0]);
+      attn_wgmma_pin<BK / 4>(&pa[0][0]);
+    }
+    /* the next iteration's first barrier orders these reads of sV (done:
+     * each warp waited for its wgmma) before V_{kt+1} overwrites it */
+  }
+  attn_cp_async_wait_all(); /* nothing may land after the CTA is gone (nkt = 0) */
+
+  /* out = O / l, lse = scale * m + log(l), as in the mma.sync kernel */
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    float sum = l[0][hr];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int r = q0 + wrow + gr + hr * 8;
+    if (r >= g.n)
+      continue;
+    const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
+    const float inv = ok ? 1.0f / sum : 0.0f;
+    T *orow = (T *)a.o + base + (int64_t)r * a.ld;
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+      *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
+          AttnType<T>::pack2(o[0][j][2 * hr] * inv, o[0][j][2 * hr + 1] * inv);
+    if (tq == 0)
+      a.lse[(int64_t)(g.start + r) * a.heads + h] = ok ? m[0][hr] * a.scale + logf(sum) : INFINITY;
+  }
+#else
+  (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
+#endif
+}
+
+template <typename T, int D> int hopper_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  typedef HopperFwdCfg<D> C;
+  const size_t smem = C::template smem_bytes<T>();
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_fwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem));
+  auto *kernel = attn_hopper_fwd_kernel<T, D>;
+  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
+  ATTN_LAUNCH_CHECK("attn_hopper_fwd_kernel");
+  MB_TRY(attn_launch_fill_tail<T>((T *)a.o, a.ld, a, 0.0f, s));
+  MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));
+  return MB_OK;
+}
+
+} // namespace
+
+/* Whether the wgmma kernel runs here: an sm_90 device (sm_90a code runs on
+ * compute capability 9.0 only) and an sm_90a image of the kernel in this
+ * build (MAMBERT_CUDA_ARCHS has 90a; the driver picked it). */
+int attn_hopper_fwd_runs(int *ok) {
+  *ok = 0;
+  int cc = 0;
+  MB_TRY(mb_cuda_attn_device_cc(&cc));
+  if (cc != 90)
+    return MB_OK;
+  cudaFuncAttributes attr;
+  MB_CUDA_TRY(cudaFuncGetAttributes(&attr, attn_hopper_fwd_kernel<attn_bf16, 64>));
+  *ok = attr.binaryVersion == 90;
+  return MB_OK;
+}
+
+int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, void *out,
+                    float *lse, cudaStream_t s) {
+  int ok = 0;
+  MB_TRY(attn_hopper_fwd_runs(&ok));
+  if (!ok)
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tiling 2 (wgmma) needs an sm_90 GPU and a build "
+                                   "for sm_90a (MAMBERT_CUDA_ARCHS)");
+  if (attn_tokens(d) == 0)
+    return MB_OK;
+  AttnArgs a = attn_args_from_desc(d);
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.o = out;
+  a.lse = lse;
+  if (dt == MB_BF16 && d->head_dim == 64)
+    return hopper_fwd_launch<attn_bf16, 64>(d, a, s);
+  if (dt == MB_BF16 && d->head_dim == 128)
+    return hopper_fwd_launch<attn_bf16, 128>(d, a, s);
+  if (dt == MB_F16 && d->head_dim == 64)
+    return hopper_fwd_launch<attn_f16, 64>(d, a, s);
+  if (dt == MB_F16 && d->head_dim == 128)
+    return hopper_fwd_launch<attn_f16, 128>(d, a, s);
+  return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward (wgmma): no kernel for %s with head_dim %d",
+                mb_dtype_name(dt), d->head_dim);
+}

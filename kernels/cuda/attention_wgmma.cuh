@@ -1,0 +1,170 @@
+/* attention_wgmma.cuh: thin wrappers over Hopper's warpgroup MMA (wgmma,
+ * sm_90a only) for the attention kernels, with the layouts they assume
+ * written down (PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply-
+ * Accumulate": "Register Fragments", "Shared Memory Matrix Layout",
+ * "Matrix Descriptor Format"). attention_common.cuh includes it; the host
+ * emulator (tests/cuda/test_cuda_attention_emu.h) provides the same names.
+ *
+ * A warpgroup is 4 consecutive warps (128 threads) whose first warp index is
+ * a multiple of 4; one wgmma.m64nNk16 computes D[64][N] (+)= A[64][16]
+ * B[16][N] with warp w (0..3 in the group) owning rows 16w..16w+15:
+ *   D (f32, N/2 registers): d[4j + e] is row 16w + g + 8 (e >> 1), column
+ *     8j + 2t + (e & 1) (g = lane / 4, t = lane % 4): per warp, the mma
+ *     m16n8 C fragments of the N/8 column tiles, in order;
+ *   A from registers (16-bit, 4 x b32): the m16n8k16 A fragment of rows
+ *     16w.. (attention_common.cuh), so S's accumulators are P's A operand
+ *     as they are for mma.sync;
+ *   A or B from shared memory: a 64-bit descriptor (start address, leading
+ *     and stride byte offsets, swizzle mode; all / 16) over 8 x 16-byte
+ *     "core matrices". Without swizzling (all we use), element (mn, k):
+ *       K-major (imm-trans 0):  start + (mn % 8) 16 + (mn / 8) SBO + (k % 8) 2 + (k / 8) LBO
+ *       MN-major (imm-trans 1): start + (mn % 8) 2 + (mn / 8) SBO + (k % 8) 16 + (k / 8) LBO
+ *     (bytes, 16-bit elements; mn is A's row or B's column n, k the
+ *     reduction index).
+ * wgmma runs asynchronously: issue (mma_async), close the batch
+ * (commit_group), wait (wait_group N: all but the N newest batches done).
+ * Until the wait, the accumulator and A registers must not be touched, and
+ * the shared memory read must not be overwritten. wgmma.fence orders the
+ * warp's earlier register accesses before the next mma_async; shared memory
+ * written by ordinary stores or cp.async must be made visible to wgmma's
+ * "async proxy" with fence.proxy.async by the writing thread (then a
+ * barrier) before a wgmma reads it.
+ */
+#ifndef MB_KERNELS_CUDA_ATTENTION_WGMMA_CUH
+#define MB_KERNELS_CUDA_ATTENTION_WGMMA_CUH
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+
+/* The descriptor of a no-swizzle operand tile starting at `smem`. */
+__device__ __forceinline__ uint64_t attn_wgmma_desc(const void *smem, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+  const uint32_t addr = (uint32_t)__cvta_generic_to_shared(smem);
+  return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo_bytes & 0x3FFFF) >> 4) << 16) |
+         ((uint64_t)((sbo_bytes & 0x3FFFF) >> 4) << 32);
+}
+__device__ __forceinline__ void attn_wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void attn_wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N> __device__ __forceinline__ void attn_wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void attn_fence_proxy_async() {
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+/* The compiler does not know that wait_group writes the accumulators (or
+ * that mma_async reads A's registers until then): these empty statements
+ * pin every register of the array at this point, so no access moves
+ * across the wait and no register is reused while the hardware reads it. */
+template <int N> __device__ __forceinline__ void attn_wgmma_pin(float *r) {
+#pragma unroll
+  for (int i = 0; i < N; i++)
+    asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int N> __device__ __forceinline__ void attn_wgmma_pin(uint32_t *r) {
+#pragma unroll
+  for (int i = 0; i < N; i++)
+    asm volatile("" : "+r"(r[i])::"memory");
+}
+
+/* m64n64k16, A and B from shared memory (descriptors da, db) */
+#define ATTN_WGMMA_SS_N64(TY, TB) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
+               "}, %32, %33, p, 1, 1, 0, " #TB ";\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), \
+                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), \
+                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), \
+                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+               : "l"(da), "l"(db), "r"((int)(accumulate)))
+/* m64n64k16, A from registers a[4], B from shared memory (descriptor db) */
+#define ATTN_WGMMA_RS_N64(TY, TB) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
+               "}, {%32, %33, %34, %35}, %36, p, 1, 1, " #TB ";\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), \
+                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), \
+                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), \
+                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"((int)(accumulate)))
+/* m64n128k16, A and B from shared memory (descriptors da, db) */
+#define ATTN_WGMMA_SS_N128(TY, TB) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+               "}, %64, %65, p, 1, 1, 0, " #TB ";\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), \
+                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), \
+                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), \
+                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), \
+                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), \
+                 "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), \
+                 "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), \
+                 "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+               : "l"(da), "l"(db), "r"((int)(accumulate)))
+/* m64n128k16, A from registers a[4], B from shared memory (descriptor db) */
+#define ATTN_WGMMA_RS_N128(TY, TB) \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+               "}, {%64, %65, %66, %67}, %68, p, 1, 1, " #TB ";\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), \
+                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), \
+                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), \
+                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), \
+                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), \
+                 "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), \
+                 "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), \
+                 "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"((int)(accumulate)))
+
+/* d (+)= A B, f32 accumulators, N/2 per thread (accumulate = false: d = A B).
+ * ss: A [64][16] K-major and B [16][N] K-major (B(k, n) at (mn = n, k)) from
+ * descriptors; rs_mn: A from registers, B [16][N] MN-major. */
+template <typename T, int N> struct AttnWgmma;
+template <> struct AttnWgmma<attn_bf16, 64> {
+  static __device__ __forceinline__ void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_SS_N64("bf16", 0);
+  }
+  static __device__ __forceinline__ void rs_mn(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_RS_N64("bf16", 1);
+  }
+};
+template <> struct AttnWgmma<attn_bf16, 128> {
+  static __device__ __forceinline__ void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_SS_N128("bf16", 0);
+  }
+  static __device__ __forceinline__ void rs_mn(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_RS_N128("bf16", 1);
+  }
+};
+template <> struct AttnWgmma<attn_f16, 64> {
+  static __device__ __forceinline__ void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_SS_N64("f16", 0);
+  }
+  static __device__ __forceinline__ void rs_mn(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_RS_N64("f16", 1);
+  }
+};
+template <> struct AttnWgmma<attn_f16, 128> {
+  static __device__ __forceinline__ void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_SS_N128("f16", 0);
+  }
+  static __device__ __forceinline__ void rs_mn(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_RS_N128("f16", 1);
+  }
+};
+
+#endif /* sm_90a device code */
+#endif
