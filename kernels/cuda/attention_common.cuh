@@ -250,6 +250,10 @@ __device__ __forceinline__ void attn_cp_async_commit() { asm volatile("cp.async.
 /* Wait for all of this thread's cp.async groups (a barrier must follow
  * before other threads read what they wrote). */
 __device__ __forceinline__ void attn_cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+/* Wait until at most the N newest committed groups are still in flight. */
+template <int N> __device__ __forceinline__ void attn_cp_async_wait_group() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
 
 __device__ __forceinline__ void attn_ldsm_x4(uint32_t r[4], const void *smem) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"

@@ -6,8 +6,8 @@
  * third of the tensor cores' rate; only wgmma, which reads its B operand
  * (and optionally A) straight from shared memory and runs asynchronously,
  * reaches the rest (FlashAttention-3's point). This kernel is the plain
- * form of that: no TMA and no warp specialisation yet, the same
- * cp.async pipeline as the mma.sync kernel, and the MMAs moved to wgmma.
+ * form of that: no TMA and no warp specialisation yet; every thread loads
+ * (cp.async) and computes.
  *
  * One CTA per (BQ = 128 queries, head, sequence): two warpgroups of 4 warps,
  * warpgroup wg owning query rows 64 wg .. 64 wg + 63 and warp w (0..7) rows
@@ -20,15 +20,18 @@
  *   O += P V: BK/16 wgmma.m64nDk16 with P from registers (S's accumulators
  *   rounded to T are P's A fragments) and V from shared memory, read
  *   transposed (MN-major), so V is stored as it comes, like K.
- * Shared memory: Q, one K and one V tile in the no-swizzle core-matrix
- * layout (attention_wgmma.cuh): row r, 16-byte chunk c of a tile of D
- * columns at element (r / 8) 8 D + 64 c + 8 (r % 8). Both operand kinds
- * read it: K-major (Q, K: LBO 128 bytes between chunks, SBO 16 D between
- * 8-row groups) and MN-major (V: LBO 16 D between 8-key groups, SBO 128
- * between 8-column chunks). Loads are cp.async, overlapped as in the
- * mma.sync kernel: V_j is fetched while S_j is computed, K_{j+1} while
- * O += P_j V_j; every wait for them is followed by fence.proxy.async (so
- * wgmma sees the data) and a barrier.
+ * Shared memory: Q and a two-stage ring of K and V tiles, all in the
+ * no-swizzle core-matrix layout (attention_wgmma.cuh): row r, 16-byte
+ * chunk c of a tile of D columns at element (r / 8) 8 D + 64 c + 8 (r % 8).
+ * Both operand kinds read it: K-major (Q, K: LBO 128 bytes between chunks,
+ * SBO 16 D between 8-row groups) and MN-major (V: LBO 16 D between 8-key
+ * groups, SBO 128 between 8-column chunks). Loads are cp.async, a whole
+ * tile (K and V) ahead: tile j + 1 lands while tile j is computed, and
+ * tile j + 2 is issued into tile j's stage once every warp is done with it
+ * (so a load has a full iteration, ~1 us at the tensor cores' rate, to
+ * arrive; one stage would leave it only the other GEMM's half). Each wait
+ * is followed by fence.proxy.async (so wgmma sees the data) and a barrier:
+ * two barriers per key tile.
  */
 #include "kernels/cuda/attention_common.cuh"
 
@@ -37,7 +40,7 @@ namespace {
 template <int D> struct HopperFwdCfg {
   static constexpr int NT = 256, BQ = 128, BK = 128;
   template <typename T> static constexpr size_t smem_bytes() {
-    return (size_t)(BQ + 2 * BK) * D * sizeof(T) + BK * sizeof(int);
+    return (size_t)(BQ + 4 * BK) * D * sizeof(T) + BK * sizeof(int); /* Q, two stages of K and V */
   }
 };
 
@@ -76,9 +79,9 @@ __global__ void __launch_bounds__(HopperFwdCfg<D>::NT, 1) attn_hopper_fwd_kernel
   constexpr int NS = BK / 8; /* n8 tiles of S per warp */
   constexpr int NO = D / 8;  /* n8 tiles of O per warp */
   ATTN_DYNAMIC_SMEM(T, sQ);
-  T *sK = sQ + BQ * D;
-  T *sV = sK + BK * D;
-  int *sKeep = reinterpret_cast<int *>(sV + BK * D); /* padded mode: key kept? */
+  T *sK = sQ + BQ * D;     /* two stages of BK rows */
+  T *sV = sK + 2 * BK * D; /* two stages */
+  int *sKeep = reinterpret_cast<int *>(sV + 2 * BK * D); /* padded mode: key kept? */
 
   AttnSeg g;
   int tile;
@@ -92,16 +95,27 @@ __global__ void __launch_bounds__(HopperFwdCfg<D>::NT, 1) attn_hopper_fwd_kernel
 
   /* Descriptors (attention_wgmma.cuh). A k-step of 16 advances Q and K by
    * two chunks (256 bytes: +16 in the descriptor's 16-byte units) and V by
-   * two 8-key groups (32 D bytes: +2 D). */
+   * two 8-key groups (32 D bytes: +2 D); the second stage is BK D elements
+   * (2 BK D bytes: + BK D / 8) further. */
   const uint64_t qdesc = attn_wgmma_desc(sQ + (warp >> 2) * 64 * D, 128, 16 * D);
   const uint64_t kdesc = attn_wgmma_desc(sK, 128, 16 * D);
   const uint64_t vdesc = attn_wgmma_desc(sV, 16 * D, 128);
+  constexpr uint64_t STAGE = BK * D / 8;
 
   const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
   const int nkt = (kend + BK - 1) / BK;
 
+  /* Prologue: Q with tile 0 (one group), tile 1 (the next; empty when
+   * there is none). Every iteration commits one group, so at iteration kt
+   * "all but the newest group" is exactly tile kt. */
   attn_load_rows_core<T, D, BQ, NT>(sQ, Qg, a.ld, q0, g.n);
   attn_load_rows_core<T, D, BK, NT>(sK, Kg, a.ld, 0, g.n);
+  attn_load_rows_core<T, D, BK, NT>(sV, Vg, a.ld, 0, g.n);
+  attn_cp_async_commit();
+  if (nkt > 1) {
+    attn_load_rows_core<T, D, BK, NT>(sK + BK * D, Kg, a.ld, BK, g.n);
+    attn_load_rows_core<T, D, BK, NT>(sV + BK * D, Vg, a.ld, BK, g.n);
+  }
   attn_cp_async_commit();
 
   float o[1][NO][4];
@@ -109,37 +123,23 @@ __global__ void __launch_bounds__(HopperFwdCfg<D>::NT, 1) attn_hopper_fwd_kernel
   attn_fwd_init<1, NO>(o, m, l);
 
   for (int kt = 0; kt < nkt; kt++) {
-    const int j0 = kt * BK;
-    attn_cp_async_wait_all(); /* K_kt (and Q) */
+    const int j0 = kt * BK, stage = kt & 1;
+    attn_cp_async_wait_group<1>(); /* tile kt (and Q); tile kt + 1 may still be in flight */
     attn_fence_proxy_async();
     int hidden, kept;
-    attn_scan_key_tile<BK, NT>(g, j0, sKeep, &hidden, &kept); /* its barrier: K_kt and sKeep visible to all */
-    const bool skip = !kept;
-
-    attn_load_rows_core<T, D, BK, NT>(sV, Vg, a.ld, j0, g.n);
-    attn_cp_async_commit();
-
-    float s[1][NS][4];
-    if (!skip) {
+    attn_scan_key_tile<BK, NT>(g, j0, sKeep, &hidden, &kept); /* its barrier: tile kt and sKeep visible to all */
+    if (kept) {
+      float s[1][NS][4];
       attn_wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; kk++)
-        AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc + 16 * kk, kk > 0);
+        AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc + stage * STAGE + 16 * kk, kk > 0);
       attn_wgmma_commit();
       attn_wgmma_wait<0>();
       attn_wgmma_pin<NS * 4>(&s[0][0][0]);
       attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, j0, gr, tq);
       attn_online_softmax<1, NS, NO>(s, m, l, o, a.scale_log2, 0.0f);
-    }
 
-    attn_cp_async_wait_all(); /* V_kt */
-    attn_fence_proxy_async();
-    __syncthreads(); /* V_kt visible; every warp is done with K_kt */
-    if (kt + 1 < nkt) {
-      attn_load_rows_core<T, D, BK, NT>(sK, Kg, a.ld, j0 + BK, g.n);
-      attn_cp_async_commit();
-    }
-    if (!skip) {
       uint32_t pa[BK / 16][4];
 #pragma unroll
       for (int kk = 0; kk < BK / 16; kk++) {
@@ -151,14 +151,18 @@ __global__ void __launch_bounds__(HopperFwdCfg<D>::NT, 1) attn_hopper_fwd_kernel
       attn_wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < BK / 16; kk++)
-        AttnWgmma<T, D>::rs_mn(&o[0][0][0], pa[kk], vdesc + 2 * D * kk, true);
+        AttnWgmma<T, D>::rs_mn(&o[0][0][0], pa[kk], vdesc + stage * STAGE + 2 * D * kk, true);
       attn_wgmma_commit();
       attn_wgmma_wait<0>();
       attn_wgmma_pin<NO * 4>(&o[0][0][0]);
       attn_wgmma_pin<BK / 4>(&pa[0][0]);
     }
-    /* the next iteration's first barrier orders these reads of sV (done:
-     * each warp waited for its wgmma) before V_{kt+1} overwrites it */
+    __syncthreads(); /* every warp is done with this stage (each waited for its wgmma) */
+    if (kt + 2 < nkt) {
+      attn_load_rows_core<T, D, BK, NT>(sK + stage * BK * D, Kg, a.ld, j0 + 2 * BK, g.n);
+      attn_load_rows_core<T, D, BK, NT>(sV + stage * BK * D, Vg, a.ld, j0 + 2 * BK, g.n);
+    }
+    attn_cp_async_commit();
   }
   attn_cp_async_wait_all(); /* nothing may land after the CTA is gone (nkt = 0) */
 

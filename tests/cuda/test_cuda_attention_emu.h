@@ -101,7 +101,8 @@ struct Fiber {
   float fin[4], fout[4];
   const void *addr;
   bool trans;
-  std::vector<Copy> copies;
+  std::vector<Copy> copies;                   /* issued, not committed */
+  std::vector<std::vector<Copy>> copy_groups; /* committed, oldest first */
   std::vector<char> stack;
   std::vector<size_t> unfenced;           /* 16-byte shared chunks this thread's cp.async wrote, not yet fenced */
   std::vector<Wgmma> wg_open;             /* issued, not committed */
@@ -415,8 +416,8 @@ inline void exec_warp(Fiber *L, int op) {
 inline void fiber_entry() {
   S().body();
   Fiber &f = me();
-  if (!f.copies.empty())
-    error("thread exits with %zu cp.async copies in flight", f.copies.size());
+  if (!f.copies.empty() || !f.copy_groups.empty())
+    error("thread exits with cp.async copies in flight");
   if (!f.wg_open.empty() || !f.wg_groups.empty())
     error("thread exits with wgmma in flight");
   f.done = true;
@@ -497,6 +498,7 @@ inline void run_block() {
     f.started = f.done = false;
     f.op = OP_NONE;
     f.copies.clear();
+    f.copy_groups.clear();
     f.unfenced.clear();
     f.wg_open.clear();
     f.wg_groups.clear();
@@ -667,10 +669,15 @@ static inline void attn_cp_async16(void *smem, const void *gmem, bool valid) {
       memset(smem, 0, 16);
   }
 }
-static inline void attn_cp_async_commit() {}
-static inline void attn_cp_async_wait_all() {
+static inline void attn_cp_async_commit() {
+  emu::Fiber &f = emu::me();
+  f.copy_groups.push_back(std::move(f.copies));
+  f.copies.clear();
+}
+/* Deliver copies (the data is then this thread's unfenced write). */
+static inline void emu_land_copies(const std::vector<emu::Copy> &copies) {
   emu::State &s = emu::S();
-  for (const emu::Copy &c : emu::me().copies) {
+  for (const emu::Copy &c : copies) {
     if (c.src)
       memcpy(c.dst, c.src, 16);
     else
@@ -679,7 +686,21 @@ static inline void attn_cp_async_wait_all() {
     s.unfenced_by[chunk] = s.cur + 1;
     emu::me().unfenced.push_back(chunk);
   }
-  emu::me().copies.clear();
+}
+/* cp.async.wait_group N: all but the N newest committed groups delivered. */
+template <int N> static inline void attn_cp_async_wait_group() {
+  emu::Fiber &f = emu::me();
+  while (f.copy_groups.size() > (size_t)N) {
+    emu_land_copies(f.copy_groups.front());
+    f.copy_groups.erase(f.copy_groups.begin());
+  }
+}
+/* cp.async.wait_all: every copy, committed or not. */
+static inline void attn_cp_async_wait_all() {
+  emu::Fiber &f = emu::me();
+  attn_cp_async_wait_group<0>();
+  emu_land_copies(f.copies);
+  f.copies.clear();
 }
 
 /* ---- wgmma (attention_wgmma.cuh) ---- */
