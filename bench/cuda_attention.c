@@ -181,10 +181,10 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
   int v2 = 0; /* the wgmma tiling runs here (sm_90) */
   CHECK_MB(mb_cuda_attn_flash_fwd_variant_runs(2, &v2));
   printf("\n(fwd: tiling v0, the default; fwd-v1: 8 warps x 16 rows; fwd-v2: wgmma, sm_90 only; bwd: deterministic "
-         "dQ, the default; bwd-fast: f32 atomics)\n");
-  printf("%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s | %-9s %-8s %-6s | %-9s %-8s\n", "L", "D", "B",
-         "H", "fwd ms", "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "fwd-v2 ms", "TFLOP/s", "bwd ms", "TFLOP/s", "%peak",
-         "fast ms", "TFLOP/s");
+         "dQ, the default; bwd-fast: f32 atomics; bwd-b1: dK, dV on wgmma + the dQ pass, sm_90 only)\n");
+  printf("%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s\n", "L",
+         "D", "B", "H", "fwd ms", "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "fwd-v2 ms", "TFLOP/s", "bwd ms", "TFLOP/s",
+         "%peak", "fast ms", "TFLOP/s", "b1 ms", "TFLOP/s");
   for (int di = 0; di < 2; di++) {
     const int D = dims[di];
     const size_t n = (size_t)tokens * H * D;
@@ -229,17 +229,27 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       const float bf = time_ms(&w);
       CHECK_MB(mb_cuda_attn_set_deterministic(1));
       const float b0 = time_ms(&w);
+      float b1 = 0.0f;
+      if (v2) {
+        CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(1));
+        b1 = time_ms(&w);
+        CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(0));
+      }
       const double tf0 = fwd_flop / (f0 * 1e-3) / 1e12, tf1 = fwd_flop / (f1 * 1e-3) / 1e12;
       const double tb = bwd_flop / (b0 * 1e-3) / 1e12, tbf = bwd_flop / (bf * 1e-3) / 1e12;
       const double tf2 = v2 ? fwd_flop / (f2 * 1e-3) / 1e12 : 0.0;
-      char v2ms[16] = "-", v2tf[16] = "-";
+      const double tb1 = v2 ? bwd_flop / (b1 * 1e-3) / 1e12 : 0.0;
+      char v2ms[16] = "-", v2tf[16] = "-", b1ms[16] = "-", b1tf[16] = "-";
       if (v2) {
         snprintf(v2ms, sizeof v2ms, "%.3f", f2);
         snprintf(v2tf, sizeof v2tf, "%.1f", tf2);
+        snprintf(b1ms, sizeof b1ms, "%.3f", b1);
+        snprintf(b1tf, sizeof b1tf, "%.1f", tb1);
       }
       printf("%-6d %-4d %-5d %-4d | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f | %-9s %-8s | %-9.3f %-8.1f %-6.1f | %-9.3f "
-             "%-8.1f\n",
-             L, D, d.batch, H, f0, tf0, 100 * tf0 / peak, f1, tf1, v2ms, v2tf, b0, tb, 100 * tb / peak, bf, tbf);
+             "%-8.1f | %-9s %-8s\n",
+             L, D, d.batch, H, f0, tf0, 100 * tf0 / peak, f1, tf1, v2ms, v2tf, b0, tb, 100 * tb / peak, bf, tbf, b1ms,
+             b1tf);
       fflush(stdout);
       json_t *r = json_object();
       json_object_set_new(r, "L", json_integer(L));
@@ -254,6 +264,8 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       if (v2) {
         json_object_set_new(r, "fwd_v2_ms", json_real(f2));
         json_object_set_new(r, "fwd_v2_tflops", json_real(tf2));
+        json_object_set_new(r, "bwd_v1_ms", json_real(b1));
+        json_object_set_new(r, "bwd_v1_tflops", json_real(tb1));
       }
       json_object_set_new(r, "bwd_ms", json_real(b0));
       json_object_set_new(r, "bwd_tflops", json_real(tb));

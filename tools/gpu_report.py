@@ -178,18 +178,23 @@ class Report:
                f"(share of the measured {f(att.get('peak_bf16_gemm_tflops'), '.0f')} TFLOP/s bf16 GEMM peak); "
                f"mambert / torch SDPA (> 1: mambert faster). fwd: the default tiling (mma.sync); fwd wgmma: "
                f"tiling 2 (Hopper only); bwd: the default, deterministic dQ (a separate dQ pass, the same bits "
-               f"every run); bwd fast: f32 atomics, as FlashAttention-2 and SDPA\n")
-        self.p("| L | D | fwd | peak | fwd wgmma | bwd | bwd fast | / flash fwd | / flash fwd (wgmma) | / flash bwd "
-               "| / flash bwd (fast) | / cuDNN fwd | / cuDNN fwd (wgmma) | / cuDNN bwd (fast) |")
-        self.p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+               f"every run); bwd fast: f32 atomics, as FlashAttention-2 and SDPA; bwd wgmma: backward tiling 1 "
+               f"(Hopper only; dK, dV on wgmma, dQ from the deterministic pass)\n")
+        self.p("| L | D | fwd | peak | fwd wgmma | bwd | bwd fast | bwd wgmma | / flash fwd | / flash fwd (wgmma) "
+               "| / flash bwd | / flash bwd (fast) | / flash bwd (wgmma) | / cuDNN fwd | / cuDNN fwd (wgmma) "
+               "| / cuDNN bwd (fast) | / cuDNN bwd (wgmma) |")
+        self.p("|" + " ---: |" * 17)
         for r in att["rows"]:
             self.p(f"| {r['L']} | {r['D']} | {r['fwd_tflops']:.1f} | {100 * r['fwd_share_of_peak']:.0f}% | "
                    f"{f(r.get('fwd_v2_tflops'), '.1f')} | "
-                   f"{r['bwd_tflops']:.1f} | {f(r.get('bwd_fast_tflops'), '.1f')} | {ratio(r, 'fwd_tflops', 'flash')} | "
+                   f"{r['bwd_tflops']:.1f} | {f(r.get('bwd_fast_tflops'), '.1f')} | "
+                   f"{f(r.get('bwd_v1_tflops'), '.1f')} | {ratio(r, 'fwd_tflops', 'flash')} | "
                    f"{ratio(r, 'fwd_v2_tflops', 'flash', 'fwd_tflops')} | "
                    f"{ratio(r, 'bwd_tflops', 'flash')} | {ratio(r, 'bwd_fast_tflops', 'flash', 'bwd_tflops')} | "
+                   f"{ratio(r, 'bwd_v1_tflops', 'flash', 'bwd_tflops')} | "
                    f"{ratio(r, 'fwd_tflops', 'cudnn')} | {ratio(r, 'fwd_v2_tflops', 'cudnn', 'fwd_tflops')} | "
-                   f"{ratio(r, 'bwd_fast_tflops', 'cudnn', 'bwd_tflops')} |")
+                   f"{ratio(r, 'bwd_fast_tflops', 'cudnn', 'bwd_tflops')} | "
+                   f"{ratio(r, 'bwd_v1_tflops', 'cudnn', 'bwd_tflops')} |")
         pv = att.get("packed_vs_padded")
         if pv:
             self.p(f"\nkernel level, packed vs padded ({pv['nseq']} sequences, {pv['real_tokens']} of "

@@ -150,6 +150,14 @@ int mb_cuda_attn_set_flash_fwd_variant(int variant) MB_NODISCARD;
  * build. */
 int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 
+/* The tiling of the bf16/f16 flash backward, process-wide: 0 (default:
+ * mma.sync, dQ by the mode below) or 1 (dK, dV on Hopper's wgmma, two
+ * warpgroups x 64 keys; dQ always from the deterministic dQ pass; sm_90
+ * GPUs with an sm_90a build only, else MB_EUNSUPPORTED). For the benchmark
+ * and the tests. Not thread-safe against running kernels. */
+int mb_cuda_attn_set_flash_bwd_variant(int variant) MB_NODISCARD;
+int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) MB_NODISCARD;
+
 /* The flash backward's dQ, process-wide: 1 (default) a separate dQ pass
  * summing in a fixed order (the same bits every run), 0 f32 atomics in the
  * main kernel (dq's last bits depend on the order of the adds). Not

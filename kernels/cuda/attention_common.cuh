@@ -359,6 +359,35 @@ __device__ __forceinline__ void attn_load_rows(T *dst, int lds, const T *src, in
   }
 }
 
+/* Copy ROWS rows of D elements (rows row0.. of a sequence whose row r is at
+ * src + r * ld) into shared memory in wgmma's no-swizzle core-matrix layout
+ * (attention_wgmma.cuh): row r, 16-byte chunk c of a tile of D columns at
+ * element (r / 8) 8 D + 64 c + 8 (r % 8); rows at
+ * or past nvalid become zeros. All NT threads take part: thread i copies
+ * chunk (i / 8) % (D / 8) of row 8 ((i / 8) / (D / 8)) + i % 8 and of every
+ * RS-th row after it, so 8 consecutive threads fill one 128-byte core
+ * matrix (no bank conflict) and a warp reads 64 contiguous bytes of each
+ * of 8 rows (whole 32-byte sectors). */
+template <typename T, int D, int ROWS, int NT>
+__device__ __forceinline__ void attn_load_rows_core(T *dst, const T *src, int64_t ld, int row0, int nvalid) {
+  constexpr int CHUNK = 16 / sizeof(T), PER_ROW = D / CHUNK;
+  static_assert(CHUNK == 8, "16-bit elements");
+  static_assert(NT % (8 * PER_ROW) == 0, "a pass covers whole 8-row groups");
+  constexpr int RS = NT / PER_ROW; /* rows per pass, a multiple of 8 */
+  static_assert(ROWS % RS == 0, "whole passes");
+  const int i = (int)threadIdx.x, c = (i >> 3) % PER_ROW, r0 = ((i >> 3) / PER_ROW) * 8 + (i & 7);
+  const int left = nvalid - row0 - r0; /* pass k is real iff k RS < left */
+  const T *g = src + (int64_t)(row0 + r0) * ld + c * CHUNK;
+  const int64_t step = (int64_t)RS * ld;
+  T *s = dst + (r0 >> 3) * (8 * D) + c * 64 + (r0 & 7) * 8;
+#pragma unroll
+  for (int k = 0; k < ROWS / RS; k++) {
+    const bool ok = k * RS < left;
+    attn_cp_async16(s + k * RS * D, ok ? g : src, ok); /* src: any valid address (not read) */
+    g += step;
+  }
+}
+
 /* ---- the flash forward's per-tile steps (bf16/f16 and fp8 kernels) ----
  * A warp holds S for MT m16 tiles of queries x NS n8 tiles of keys in mma C
  * fragments: element e of s[mt][nj] is query row qrow0 + 16 mt + gr +
@@ -477,6 +506,20 @@ __device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float
   }
 }
 
+/* Backward: sKeep[c] = key j0 + c is real and unmasked, for a tile of BK keys; this
+ * thread's share of "some key is hidden" and "some key is kept" (the
+ * caller ORs them over the block with __syncthreads_or). */
+template <int BK, int NT>
+__device__ __forceinline__ void attn_bwd_mark_keys(const AttnSeg &g, int j0, int tid, int *sKeep, int *hidden,
+                                                   int *kept) {
+  for (int c = tid; c < BK; c += NT) {
+    const int keep = j0 + c < g.n && (!g.mask || g.mask[j0 + c] != 0);
+    sKeep[c] = keep;
+    *hidden |= !keep;
+    *kept |= keep;
+  }
+}
+
 /* Zero the varlen budget's tail, tokens cu_seqlens[nseq] .. seqlen-1, of an
  * [tokens, width] array (out and the gradients: 0; lse: +inf). */
 template <typename T> __global__ void attn_fill_tail(T *x, int64_t width, AttnArgs a, float value) {
@@ -584,6 +627,12 @@ int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
 int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, void *out,
                     float *lse, cudaStream_t s);
 int attn_hopper_fwd_runs(int *ok);
+int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
+                    const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
+                    cudaStream_t s);
+/* The flash backward's deterministic dQ pass (attention_flash_bwd.cu) on
+ * a prepared argument block (dsum computed), with the dq tail. */
+int attn_flash_bwd_dq_pass(const mb_attn_desc *d, mb_dtype dt, const AttnArgs &a, cudaStream_t s);
 int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, const void *v, const float *qds,
                        const float *kds, const float *vds, void *out, float *lse, cudaStream_t s);
 
@@ -596,6 +645,26 @@ static inline size_t attn_ws_dq_bytes(const mb_attn_desc *d) {
 }
 static inline size_t attn_ws_dsum_bytes(const mb_attn_desc *d) {
   return attn_align256((size_t)attn_tokens(d) * d->heads * sizeof(float));
+}
+
+/* The backward's argument block: inputs, gradients and the workspace (the
+ * f32 dQ accumulator, then rowsum(dO * O)). */
+static inline AttnArgs attn_bwd_args(const mb_attn_desc *d, const void *q, const void *k, const void *v,
+                                     const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
+                                     void *ws) {
+  AttnArgs a = attn_args_from_desc(d);
+  a.q = q;
+  a.k = k;
+  a.v = v;
+  a.out = out;
+  a.lse = (float *)lse; /* read only in the backward */
+  a.dout = dout;
+  a.dq = dq;
+  a.dk = dk;
+  a.dv = dv;
+  a.dq_accum = (float *)ws;
+  a.dsum = (float *)((unsigned char *)ws + attn_ws_dq_bytes(d));
+  return a;
 }
 
 #endif

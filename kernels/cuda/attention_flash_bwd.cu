@@ -70,19 +70,6 @@ __device__ __forceinline__ void bwd_row_stats(const AttnArgs &a, const AttnSeg &
   }
 }
 
-/* sKeep[c] = key j0 + c is real and unmasked, for a tile of BK keys; this
- * thread's share of "some key is hidden" and "some key is kept" (the
- * caller ORs them over the block with __syncthreads_or). */
-template <int BK, int NT>
-__device__ __forceinline__ void bwd_mark_keys(const AttnSeg &g, int j0, int tid, int *sKeep, int *hidden, int *kept) {
-  for (int c = tid; c < BK; c += NT) {
-    const int keep = j0 + c < g.n && (!g.mask || g.mask[j0 + c] != 0);
-    sKeep[c] = keep;
-    *hidden |= !keep;
-    *kept |= keep;
-  }
-}
-
 /* Both backward kernels' first step, for warp rows w16.. of query tile i0
  * and all BK keys of key tile j0 (Q, dO, K, V in shared memory): S = Q K^T
  * and dP = dO V^T on tensor cores, then P = exp(scale S - lse) (masked keys
@@ -168,7 +155,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
   /* Which keys of the tile are real. A tile of padding only (right-padded
    * batches) has dK = dV = 0 and nothing else to do. */
   int hidden = 0, kept = 0;
-  bwd_mark_keys<BK, NT>(g, j0, tid, sKeep, &hidden, &kept);
+  attn_bwd_mark_keys<BK, NT>(g, j0, tid, sKeep, &hidden, &kept);
   kept = __syncthreads_or(kept);
   hidden = __syncthreads_or(hidden);
   if (!kept) {
@@ -349,7 +336,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_dq_kernel(A
   const int jend = a.causal ? (i0 + BQ < g.n ? i0 + BQ : g.n) : g.n;
   for (int j0 = 0; j0 < jend; j0 += BK) {
     int hidden = 0, kept = 0;
-    bwd_mark_keys<BK, NT>(g, j0, tid, sKeep, &hidden, &kept);
+    attn_bwd_mark_keys<BK, NT>(g, j0, tid, sKeep, &hidden, &kept);
     attn_load_rows<T, D, BK, NT>(sK, LDS, Kg, a.ld, j0, g.n);
     attn_load_rows<T, D, BK, NT>(sV, LDS, Vg, a.ld, j0, g.n);
     attn_cp_async_commit();
@@ -407,6 +394,17 @@ template <typename T> __global__ void attn_dq_convert(T *dq, AttnArgs a, int64_t
     AttnType<T>::store(dq, i, a.scale * a.dq_accum[i]);
 }
 
+/* The deterministic dQ pass and the dq tail (a.dq_accum unused). */
+template <typename T, int D> int dq_pass_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  typedef FlashBwdCfg<D> C;
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_bwd_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)C::template dq_smem_bytes<T>()));
+  auto *dq_kernel = attn_flash_bwd_dq_kernel<T, D>;
+  ATTN_LAUNCH(dq_kernel, attn_tile_grid(d, C::BQ), C::NT, C::template dq_smem_bytes<T>(), s, a);
+  ATTN_LAUNCH_CHECK("attn_flash_bwd_dq_kernel");
+  return attn_launch_fill_tail<T>((T *)a.dq, a.ld, a, 0.0f, s);
+}
+
 template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *d, AttnArgs a, cudaStream_t s) {
   typedef FlashBwdCfg<D> C;
   if (DET)
@@ -420,12 +418,7 @@ template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *
   ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BK), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_flash_bwd_kernel");
   if (DET) {
-    MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_bwd_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                     (int)C::template dq_smem_bytes<T>()));
-    auto *dq_kernel = attn_flash_bwd_dq_kernel<T, D>;
-    ATTN_LAUNCH(dq_kernel, attn_tile_grid(d, C::BQ), C::NT, C::template dq_smem_bytes<T>(), s, a);
-    ATTN_LAUNCH_CHECK("attn_flash_bwd_dq_kernel");
-    MB_TRY(attn_launch_fill_tail<T>((T *)a.dq, a.ld, a, 0.0f, s));
+    MB_TRY((dq_pass_launch<T, D>(d, a, s)));
   } else {
     const int64_t n = (int64_t)attn_tokens(d) * a.ld;
     const unsigned blocks = (unsigned)((n + 255) / 256 < 65536 ? (n + 255) / 256 : 65536);
@@ -440,30 +433,54 @@ template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *
 
 } // namespace
 
+int attn_flash_bwd_dq_pass(const mb_attn_desc *d, mb_dtype dt, const AttnArgs &a, cudaStream_t s) {
+  if (dt == MB_BF16 && d->head_dim == 64)
+    return dq_pass_launch<attn_bf16, 64>(d, a, s);
+  if (dt == MB_BF16 && d->head_dim == 128)
+    return dq_pass_launch<attn_bf16, 128>(d, a, s);
+  if (dt == MB_F16 && d->head_dim == 64)
+    return dq_pass_launch<attn_f16, 64>(d, a, s);
+  if (dt == MB_F16 && d->head_dim == 128)
+    return dq_pass_launch<attn_f16, 128>(d, a, s);
+  return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention dQ pass: no kernel for %s with head_dim %d",
+                mb_dtype_name(dt), d->head_dim);
+}
+
 static bool flash_bwd_deterministic = true;
+static int flash_bwd_variant = 0;
 
 int mb_cuda_attn_set_deterministic(int on) {
   flash_bwd_deterministic = on != 0;
   return MB_OK;
 }
 
+int mb_cuda_attn_set_flash_bwd_variant(int variant) {
+  if (variant != 0 && variant != 1)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: backward variant %d (0 or 1)", variant);
+  flash_bwd_variant = variant;
+  return MB_OK;
+}
+
+int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) {
+  if (!ok)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: NULL result pointer");
+  *ok = 0;
+  if (variant != 0 && variant != 1)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: backward variant %d (0 or 1)", variant);
+  if (variant == 1)
+    return attn_hopper_fwd_runs(ok); /* the same condition: sm_90 and an sm_90a image */
+  *ok = 1;
+  return MB_OK;
+}
+
 int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
                    const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
                    cudaStream_t s) {
+  if (flash_bwd_variant == 1)
+    return attn_hopper_bwd(d, dt, q, k, v, out, lse, dout, dq, dk, dv, ws, ws_bytes, s);
   if (attn_tokens(d) == 0)
     return MB_OK;
-  AttnArgs a = attn_args_from_desc(d);
-  a.q = q;
-  a.k = k;
-  a.v = v;
-  a.out = out;
-  a.lse = (float *)lse; /* read only in the backward */
-  a.dout = dout;
-  a.dq = dq;
-  a.dk = dk;
-  a.dv = dv;
-  a.dq_accum = (float *)ws;
-  a.dsum = (float *)((unsigned char *)ws + attn_ws_dq_bytes(d));
+  AttnArgs a = attn_bwd_args(d, q, k, v, out, lse, dout, dq, dk, dv, ws);
   (void)ws_bytes; /* checked by the dispatcher */
   const bool det = flash_bwd_deterministic;
 #define ATTN_BWD_CASE(TT, DD)                                                                                          \

@@ -44,33 +44,6 @@ template <int D> struct HopperFwdCfg {
   }
 };
 
-/* Copy ROWS rows of D elements (rows row0.. of a sequence whose row r is at
- * src + r * ld) into shared memory in the core-matrix layout above; rows at
- * or past nvalid become zeros. All NT threads take part: thread i copies
- * chunk (i / 8) % (D / 8) of row 8 ((i / 8) / (D / 8)) + i % 8 and of every
- * RS-th row after it, so 8 consecutive threads fill one 128-byte core
- * matrix (no bank conflict) and a warp reads 64 contiguous bytes of each
- * of 8 rows (whole 32-byte sectors). */
-template <typename T, int D, int ROWS, int NT>
-__device__ __forceinline__ void attn_load_rows_core(T *dst, const T *src, int64_t ld, int row0, int nvalid) {
-  constexpr int CHUNK = 16 / sizeof(T), PER_ROW = D / CHUNK;
-  static_assert(CHUNK == 8, "16-bit elements");
-  static_assert(NT % (8 * PER_ROW) == 0, "a pass covers whole 8-row groups");
-  constexpr int RS = NT / PER_ROW; /* rows per pass, a multiple of 8 */
-  static_assert(ROWS % RS == 0, "whole passes");
-  const int i = (int)threadIdx.x, c = (i >> 3) % PER_ROW, r0 = ((i >> 3) / PER_ROW) * 8 + (i & 7);
-  const int left = nvalid - row0 - r0; /* pass k is real iff k RS < left */
-  const T *g = src + (int64_t)(row0 + r0) * ld + c * CHUNK;
-  const int64_t step = (int64_t)RS * ld;
-  T *s = dst + (r0 >> 3) * (8 * D) + c * 64 + (r0 & 7) * 8;
-#pragma unroll
-  for (int k = 0; k < ROWS / RS; k++) {
-    const bool ok = k * RS < left;
-    attn_cp_async16(s + k * RS * D, ok ? g : src, ok); /* src: any valid address (not read) */
-    g += step;
-  }
-}
-
 template <typename T, int D>
 __global__ void __launch_bounds__(HopperFwdCfg<D>::NT, 1) attn_hopper_fwd_kernel(AttnArgs a) {
 #if ATTN_HAS_WGMMA

@@ -374,6 +374,16 @@ static void run_all_cases(mb_dtype dt) {
       snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-fast", mb_dtype_name(dt), dims[di], cases[ci].name);
       run_bwd(&p, MB_CUDA_ATTN_FLASH);
       check_backward(&p, label);
+      int hopper_bwd = 0; /* the wgmma backward (tiling 1): sm_90 only */
+      assert_int_equal(mb_cuda_attn_flash_bwd_variant_runs(1, &hopper_bwd), MB_OK);
+      if (hopper_bwd) {
+        assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(1), MB_OK);
+        snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-b1", mb_dtype_name(dt), dims[di], cases[ci].name);
+        run_bwd(&p, MB_CUDA_ATTN_FLASH);
+        check_backward(&p, label);
+        check_reproducible(&p, label);
+        assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
+      }
       assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
       snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-det", mb_dtype_name(dt), dims[di], cases[ci].name);
       run_bwd(&p, MB_CUDA_ATTN_FLASH);

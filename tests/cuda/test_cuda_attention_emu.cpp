@@ -28,6 +28,7 @@
 #include "kernels/cuda/attention_flash_bwd.cu"
 #include "kernels/cuda/attention_flash_fp8.cu"
 #include "kernels/cuda/attention_flash_fwd.cu"
+#include "kernels/cuda/attention_hopper_bwd.cu"
 #include "kernels/cuda/attention_hopper_fwd.cu"
 #include "kernels/cuda/attention_ref.cu"
 
@@ -373,6 +374,10 @@ static void test_flash_bf16(void **state) {
       assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
       snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-dt", D, c.name);
       backward(p, MB_CUDA_ATTN_FLASH, label);
+      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(1), MB_OK);
+      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-b1", D, c.name);
+      backward(p, MB_CUDA_ATTN_FLASH, label);
+      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
     }
 }
 
@@ -430,7 +435,12 @@ static void test_flash_f16(void **state) {
         snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-v%d", D, cases[ci].name, variant);
         forward(p, MB_CUDA_ATTN_FLASH, label, 1);
       }
+      snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-b0", D, cases[ci].name);
       backward(p, MB_CUDA_ATTN_FLASH, label);
+      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(1), MB_OK);
+      snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-b1", D, cases[ci].name);
+      backward(p, MB_CUDA_ATTN_FLASH, label);
+      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
     }
 }
 

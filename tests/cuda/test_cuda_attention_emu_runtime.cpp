@@ -16,6 +16,7 @@
 #include "kernels/cuda/attention_flash_bwd.cu"
 #include "kernels/cuda/attention_flash_fp8.cu"
 #include "kernels/cuda/attention_flash_fwd.cu"
+#include "kernels/cuda/attention_hopper_bwd.cu"
 #include "kernels/cuda/attention_hopper_fwd.cu"
 #include "kernels/cuda/attention_ref.cu"
 

@@ -1,0 +1,264 @@
+/* attention_hopper_bwd.cu: the flash backward's dK, dV on Hopper's
+ * warpgroup MMA (wgmma, sm_90a), bf16 or f16, f32 accumulation, head_dim 64
+ * or 128: the backward's tiling 1 (mb_cuda_attn_set_flash_bwd_variant).
+ * dQ comes from the deterministic dQ pass of attention_flash_bwd.cu, so
+ * this tiling gives the same bits on every run in either mode.
+ *
+ * One CTA of two warpgroups per (BKV = 128 keys, head, sequence); warpgroup
+ * wg owns keys 64 wg .. 64 wg + 63 of the tile and warp w (0..3 in it) keys
+ * 16 w .. of those: the wgmma M dimension runs over keys, so every product
+ * is computed transposed and nothing goes through shared memory between
+ * them. K, V and dK, dV stay (shared memory, registers) while the CTA
+ * sweeps the query tiles i (BQ = 64; causal: from the key tile on):
+ *   S^T = K Q_i^T and dP^T = V dO_i^T   (wgmma.m64n64k16, A and B from
+ *                                        shared memory, both K-major)
+ *   P^T = exp(scale S^T - lse), dS^T = P^T (dP^T - D)   (in registers; lse
+ *         and D = rowsum(dO * O) are per query: per column here)
+ *   dV += P^T dO_i and dK += dS^T Q_i   (wgmma.m64nDk16, A from registers,
+ *                                        dO and Q read MN-major)
+ * dK = scale dK at the end. Q, dO go through a two-stage ring a whole tile
+ * ahead (cp.async.wait_group 1, fence.proxy.async, a barrier), the query
+ * tile's lse and D through registers loaded a tile ahead and stored into
+ * the stage's shared slots. Layouts: the core-matrix layout of
+ * attention_wgmma.cuh for K, V, Q, dO (one copy of Q and dO serves as the
+ * K-major B of the first products and the MN-major B of the second).
+ */
+#include "kernels/cuda/attention_common.cuh"
+
+namespace {
+
+template <int D> struct HopperBwdCfg {
+  static constexpr int NT = 256, BKV = 128, BQ = 64;
+  template <typename T> static constexpr size_t smem_bytes() {
+    /* K, V; two stages of Q and dO; two stages of lse (log2 units) and D; key flags */
+    return (size_t)(2 * BKV + 4 * BQ) * D * sizeof(T) + 4 * BQ * sizeof(float) + BKV * sizeof(int);
+  }
+};
+
+/* Query c of tile i0 for the softmax backward: lse in log2 units (+inf when
+ * the query is not a real, unmasked token, so P = 0) or D (0 then). */
+__device__ __forceinline__ float bwd_query_stat(const AttnArgs &a, const AttnSeg &g, int h, int q, bool want_lse) {
+  const bool live = q < g.n && (!g.mask || g.mask[q] != 0);
+  const int64_t idx = (int64_t)(g.start + q) * a.heads + h;
+  if (want_lse)
+    return live ? a.lse[idx] * ATTN_LOG2E : INFINITY;
+  return live ? a.dsum[idx] : 0.0f;
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel(AttnArgs a) {
+#if ATTN_HAS_WGMMA
+  typedef HopperBwdCfg<D> C;
+  constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ;
+  constexpr int NS = BQ / 8; /* n8 tiles of S^T, dP^T per warp (16 keys x BQ queries) */
+  constexpr int NO = D / 8;  /* n8 tiles of dK, dV per warp */
+  ATTN_DYNAMIC_SMEM(T, sK);
+  T *sV = sK + BKV * D;
+  T *sQ = sV + BKV * D;  /* two stages */
+  T *sdO = sQ + 2 * BQ * D; /* two stages */
+  float *sStat = reinterpret_cast<float *>(sdO + 2 * BQ * D); /* [stage][lse2 | D][BQ] */
+  int *sKeep = reinterpret_cast<int *>(sStat + 4 * BQ);
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BKV, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gr = lane >> 2, tq = lane & 3;
+  const int j0 = tile * BKV, krow = warp * 16 + gr; /* this thread's keys: j0 + krow and j0 + krow + 8 */
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  const T *Qg = (const T *)a.q + base, *Kg = (const T *)a.k + base, *Vg = (const T *)a.v + base;
+  const T *dOg = (const T *)a.dout + base;
+
+  int hidden = 0, kept = 0;
+  attn_bwd_mark_keys<BKV, NT>(g, j0, tid, sKeep, &hidden, &kept);
+  kept = __syncthreads_or(kept);
+  hidden = __syncthreads_or(hidden);
+  if (!kept) { /* padding only: dK = dV = 0 */
+    for (int i = tid; i < BKV * D; i += NT) {
+      const int r = i / D, e = i % D;
+      if (j0 + r < g.n) {
+        AttnType<T>::store((T *)a.dk, base + (int64_t)(j0 + r) * a.ld + e, 0.0f);
+        AttnType<T>::store((T *)a.dv, base + (int64_t)(j0 + r) * a.ld + e, 0.0f);
+      }
+    }
+    return;
+  }
+  const bool keep0 = sKeep[krow] != 0, keep1 = sKeep[krow + 8] != 0;
+
+  /* Descriptors (attention_wgmma.cuh): K, V as this warpgroup's A (64 keys,
+   * K-major over D); Q, dO as B, K-major (S^T, dP^T: k = head dim) and
+   * MN-major (dK, dV: k = query). A k-step over the head dimension is +16
+   * (256 bytes), over queries +2 D (two 8-row groups); a stage is BQ D / 8. */
+  const uint64_t kdesc = attn_wgmma_desc(sK + (warp >> 2) * 64 * D, 128, 16 * D);
+  const uint64_t vdesc = attn_wgmma_desc(sV + (warp >> 2) * 64 * D, 128, 16 * D);
+  const uint64_t qdesc_k = attn_wgmma_desc(sQ, 128, 16 * D), qdesc_mn = attn_wgmma_desc(sQ, 16 * D, 128);
+  const uint64_t dodesc_k = attn_wgmma_desc(sdO, 128, 16 * D), dodesc_mn = attn_wgmma_desc(sdO, 16 * D, 128);
+  constexpr uint64_t STAGE = BQ * D / 8;
+
+  const int istart = a.causal ? j0 : 0; /* causal: queries before j0 see none of these keys */
+  const int nqt = (g.n - istart + BQ - 1) / BQ;
+
+  /* Prologue: K, V and query tile 0 (one group), tile 1 (the next; empty
+   * when there is none); tile 0's statistics straight to shared memory,
+   * tile 1's into a register (thread c < BQ: lse of query c, BQ <= c < 2 BQ:
+   * D of query c - BQ). */
+  attn_load_rows_core<T, D, BKV, NT>(sK, Kg, a.ld, j0, g.n);
+  attn_load_rows_core<T, D, BKV, NT>(sV, Vg, a.ld, j0, g.n);
+  attn_load_rows_core<T, D, BQ, NT>(sQ, Qg, a.ld, istart, g.n);
+  attn_load_rows_core<T, D, BQ, NT>(sdO, dOg, a.ld, istart, g.n);
+  attn_cp_async_commit();
+  if (nqt > 1) {
+    attn_load_rows_core<T, D, BQ, NT>(sQ + BQ * D, Qg, a.ld, istart + BQ, g.n);
+    attn_load_rows_core<T, D, BQ, NT>(sdO + BQ * D, dOg, a.ld, istart + BQ, g.n);
+  }
+  attn_cp_async_commit();
+  const bool stat_thread = tid < 2 * BQ, stat_lse = tid < BQ;
+  const int stat_c = tid % BQ;
+  if (stat_thread)
+    sStat[tid] = bwd_query_stat(a, g, h, istart + stat_c, stat_lse);
+  float next_stat = stat_thread && nqt > 1 ? bwd_query_stat(a, g, h, istart + BQ + stat_c, stat_lse) : 0.0f;
+
+  float dk[1][NO][4], dv[1][NO][4];
+#pragma unroll
+  for (int j = 0; j < NO; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      dk[0][j][e] = dv[0][j][e] = 0.0f;
+
+  for (int it = 0; it < nqt; it++) {
+    const int i0 = istart + it * BQ, stage = it & 1;
+    attn_cp_async_wait_group<1>(); /* query tile it (and K, V) */
+    attn_fence_proxy_async();
+    __syncthreads(); /* tile it and its statistics visible to all */
+    const float *lse2 = sStat + stage * 2 * BQ, *dsum = lse2 + BQ;
+
+    float st[1][NS][4], dpt[1][NS][4]; /* S^T, dP^T: rows = keys, columns = queries */
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      AttnWgmma<T, BQ>::ss(&st[0][0][0], kdesc + 16 * kk, qdesc_k + stage * STAGE + 16 * kk, kk > 0);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      AttnWgmma<T, BQ>::ss(&dpt[0][0][0], vdesc + 16 * kk, dodesc_k + stage * STAGE + 16 * kk, kk > 0);
+    attn_wgmma_commit();
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NS * 4>(&st[0][0][0]);
+    attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
+
+    /* P^T and dS^T in place; masked keys (padding, past the end) and,
+     * causal, keys after the query get P = 0 */
+    const bool causal_tile = a.causal && i0 < j0 + BKV - 1; /* some key of the tile is after some query */
+#pragma unroll
+    for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int c = nj * 8 + 2 * tq + (e & 1), kr = j0 + krow + (e >> 1) * 8;
+        float p = attn_exp2(fmaf(st[0][nj][e], a.scale_log2, -lse2[c]));
+        if ((hidden && !((e >> 1) ? keep1 : keep0)) || (causal_tile && kr > i0 + c))
+          p = 0.0f;
+        st[0][nj][e] = p;
+        dpt[0][nj][e] = p * (dpt[0][nj][e] - dsum[c]);
+      }
+    uint32_t pa[BQ / 16][4], dsa[BQ / 16][4]; /* P^T and dS^T as A fragments (rounded to T) */
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++) {
+      pa[kk][0] = AttnType<T>::pack2(st[0][2 * kk][0], st[0][2 * kk][1]);
+      pa[kk][1] = AttnType<T>::pack2(st[0][2 * kk][2], st[0][2 * kk][3]);
+      pa[kk][2] = AttnType<T>::pack2(st[0][2 * kk + 1][0], st[0][2 * kk + 1][1]);
+      pa[kk][3] = AttnType<T>::pack2(st[0][2 * kk + 1][2], st[0][2 * kk + 1][3]);
+      dsa[kk][0] = AttnType<T>::pack2(dpt[0][2 * kk][0], dpt[0][2 * kk][1]);
+      dsa[kk][1] = AttnType<T>::pack2(dpt[0][2 * kk][2], dpt[0][2 * kk][3]);
+      dsa[kk][2] = AttnType<T>::pack2(dpt[0][2 * kk + 1][0], dpt[0][2 * kk + 1][1]);
+      dsa[kk][3] = AttnType<T>::pack2(dpt[0][2 * kk + 1][2], dpt[0][2 * kk + 1][3]);
+    }
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++)
+      AttnWgmma<T, D>::rs_mn(&dv[0][0][0], pa[kk], dodesc_mn + stage * STAGE + 2 * D * kk, true);
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++)
+      AttnWgmma<T, D>::rs_mn(&dk[0][0][0], dsa[kk], qdesc_mn + stage * STAGE + 2 * D * kk, true);
+    attn_wgmma_commit();
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NO * 4>(&dv[0][0][0]);
+    attn_wgmma_pin<NO * 4>(&dk[0][0][0]);
+    attn_wgmma_pin<BQ / 4>(&pa[0][0]);
+    attn_wgmma_pin<BQ / 4>(&dsa[0][0]);
+
+    /* tile it + 1's statistics into the other stage (its last reader,
+     * tile it - 1, finished before this iteration's barrier); fetch tile
+     * it + 2's */
+    if (stat_thread && it + 1 < nqt)
+      sStat[(stage ^ 1) * 2 * BQ + tid] = next_stat;
+    if (stat_thread && it + 2 < nqt)
+      next_stat = bwd_query_stat(a, g, h, i0 + 2 * BQ + stat_c, stat_lse);
+    __syncthreads(); /* every warp is done with this stage */
+    if (it + 2 < nqt) {
+      attn_load_rows_core<T, D, BQ, NT>(sQ + stage * BQ * D, Qg, a.ld, i0 + 2 * BQ, g.n);
+      attn_load_rows_core<T, D, BQ, NT>(sdO + stage * BQ * D, dOg, a.ld, i0 + 2 * BQ, g.n);
+    }
+    attn_cp_async_commit();
+  }
+  attn_cp_async_wait_all(); /* nothing may land after the CTA is gone */
+
+  /* dK = scale dS^T Q, dV: rows j0 + krow (+8) */
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    const int r = j0 + krow + hr * 8;
+    if (r >= g.n)
+      continue;
+    T *dkrow = (T *)a.dk + base + (int64_t)r * a.ld, *dvrow = (T *)a.dv + base + (int64_t)r * a.ld;
+#pragma unroll
+    for (int j = 0; j < NO; j++) {
+      *reinterpret_cast<uint32_t *>(dkrow + j * 8 + 2 * tq) =
+          AttnType<T>::pack2(a.scale * dk[0][j][2 * hr], a.scale * dk[0][j][2 * hr + 1]);
+      *reinterpret_cast<uint32_t *>(dvrow + j * 8 + 2 * tq) = AttnType<T>::pack2(dv[0][j][2 * hr], dv[0][j][2 * hr + 1]);
+    }
+  }
+#else
+  (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
+#endif
+}
+
+template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnArgs a, mb_dtype dt, cudaStream_t s) {
+  typedef HopperBwdCfg<D> C;
+  a.dq_accum = NULL; /* dq from the deterministic dQ pass */
+  MB_TRY(attn_launch_bwd_prep<T>(a, s));
+  const size_t smem = C::template smem_bytes<T>();
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_bwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem));
+  auto *kernel = attn_hopper_bwd_kernel<T, D>;
+  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BKV), C::NT, smem, s, a);
+  ATTN_LAUNCH_CHECK("attn_hopper_bwd_kernel");
+  MB_TRY(attn_flash_bwd_dq_pass(d, dt, a, s));
+  MB_TRY(attn_launch_fill_tail<T>((T *)a.dk, a.ld, a, 0.0f, s));
+  MB_TRY(attn_launch_fill_tail<T>((T *)a.dv, a.ld, a, 0.0f, s));
+  return MB_OK;
+}
+
+} // namespace
+
+int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
+                    const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
+                    cudaStream_t s) {
+  int ok = 0;
+  MB_TRY(attn_hopper_fwd_runs(&ok)); /* the same condition: sm_90 and an sm_90a image */
+  if (!ok)
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward: tiling 1 (wgmma) needs an sm_90 GPU and a build "
+                                   "for sm_90a (MAMBERT_CUDA_ARCHS)");
+  if (attn_tokens(d) == 0)
+    return MB_OK;
+  AttnArgs a = attn_bwd_args(d, q, k, v, out, lse, dout, dq, dk, dv, ws);
+  (void)ws_bytes; /* checked by the dispatcher */
+  if (dt == MB_BF16 && d->head_dim == 64)
+    return hopper_bwd_launch<attn_bf16, 64>(d, a, dt, s);
+  if (dt == MB_BF16 && d->head_dim == 128)
+    return hopper_bwd_launch<attn_bf16, 128>(d, a, dt, s);
+  if (dt == MB_F16 && d->head_dim == 64)
+    return hopper_bwd_launch<attn_f16, 64>(d, a, dt, s);
+  if (dt == MB_F16 && d->head_dim == 128)
+    return hopper_bwd_launch<attn_f16, 128>(d, a, dt, s);
+  return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward (wgmma): no kernel for %s with head_dim %d",
+                mb_dtype_name(dt), d->head_dim);
+}
