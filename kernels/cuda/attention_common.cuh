@@ -506,6 +506,21 @@ __device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float
   }
 }
 
+/* This thread's two query rows r0 and r0 + 8: live (a real, unmasked
+ * token), lse in log2 units (+inf when not live, so P = 0) and
+ * D = rowsum(dO * O) (0 when not live). */
+__device__ __forceinline__ void attn_bwd_row_stats(const AttnArgs &a, const AttnSeg &g, int h, int r0, bool (&live)[2],
+                                                   float (&lse2)[2], float (&dsum)[2]) {
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    const int r = r0 + hr * 8;
+    live[hr] = r < g.n && (!g.mask || g.mask[r] != 0);
+    const int64_t lr = (int64_t)(g.start + r) * a.heads + h;
+    lse2[hr] = live[hr] ? a.lse[lr] * ATTN_LOG2E : INFINITY;
+    dsum[hr] = live[hr] ? a.dsum[lr] : 0.0f;
+  }
+}
+
 /* Backward: sKeep[c] = key j0 + c is real and unmasked, for a tile of BK keys; this
  * thread's share of "some key is hidden" and "some key is kept" (the
  * caller ORs them over the block with __syncthreads_or). */
@@ -630,9 +645,6 @@ int attn_hopper_fwd_runs(int *ok);
 int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
                     const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
                     cudaStream_t s);
-/* The flash backward's deterministic dQ pass (attention_flash_bwd.cu) on
- * a prepared argument block (dsum computed), with the dq tail. */
-int attn_flash_bwd_dq_pass(const mb_attn_desc *d, mb_dtype dt, const AttnArgs &a, cudaStream_t s);
 int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, const void *v, const float *qds,
                        const float *kds, const float *vds, void *out, float *lse, cudaStream_t s);
 

@@ -55,21 +55,6 @@ __device__ __forceinline__ void dq_add2(float *accum, int64_t idx, float x0, flo
 #endif
 }
 
-/* This thread's two query rows r0 and r0 + 8: live (a real, unmasked
- * token), lse in log2 units (+inf when not live, so P = 0) and
- * D = rowsum(dO * O) (0 when not live). */
-__device__ __forceinline__ void bwd_row_stats(const AttnArgs &a, const AttnSeg &g, int h, int r0, bool (&live)[2],
-                                              float (&lse2)[2], float (&dsum)[2]) {
-#pragma unroll
-  for (int hr = 0; hr < 2; hr++) {
-    const int r = r0 + hr * 8;
-    live[hr] = r < g.n && (!g.mask || g.mask[r] != 0);
-    const int64_t lr = (int64_t)(g.start + r) * a.heads + h;
-    lse2[hr] = live[hr] ? a.lse[lr] * ATTN_LOG2E : INFINITY;
-    dsum[hr] = live[hr] ? a.dsum[lr] : 0.0f;
-  }
-}
-
 /* Both backward kernels' first step, for warp rows w16.. of query tile i0
  * and all BK keys of key tile j0 (Q, dO, K, V in shared memory): S = Q K^T
  * and dP = dO V^T on tensor cores, then P = exp(scale S - lse) (masked keys
@@ -189,7 +174,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
      * so P = 0 there. */
     float lse2[2], dsum[2];
     bool live[2];
-    bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
+    attn_bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
     attn_cp_async_wait_all(); /* Q_i, dO_i (and K, V) */
     __syncthreads();
 
@@ -321,7 +306,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_dq_kernel(A
 
   float lse2[2], dsum[2];
   bool live[2];
-  bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
+  attn_bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
   attn_load_rows<T, D, BQ, NT>(sQ, LDS, Qg, a.ld, i0, g.n);
   attn_load_rows<T, D, BQ, NT>(sdO, LDS, dOg, a.ld, i0, g.n);
 
@@ -432,19 +417,6 @@ template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *
 }
 
 } // namespace
-
-int attn_flash_bwd_dq_pass(const mb_attn_desc *d, mb_dtype dt, const AttnArgs &a, cudaStream_t s) {
-  if (dt == MB_BF16 && d->head_dim == 64)
-    return dq_pass_launch<attn_bf16, 64>(d, a, s);
-  if (dt == MB_BF16 && d->head_dim == 128)
-    return dq_pass_launch<attn_bf16, 128>(d, a, s);
-  if (dt == MB_F16 && d->head_dim == 64)
-    return dq_pass_launch<attn_f16, 64>(d, a, s);
-  if (dt == MB_F16 && d->head_dim == 128)
-    return dq_pass_launch<attn_f16, 128>(d, a, s);
-  return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention dQ pass: no kernel for %s with head_dim %d",
-                mb_dtype_name(dt), d->head_dim);
-}
 
 static bool flash_bwd_deterministic = true;
 static int flash_bwd_variant = 0;

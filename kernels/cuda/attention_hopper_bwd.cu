@@ -1,8 +1,10 @@
 /* attention_hopper_bwd.cu: the flash backward's dK, dV on Hopper's
  * warpgroup MMA (wgmma, sm_90a), bf16 or f16, f32 accumulation, head_dim 64
  * or 128: the backward's tiling 1 (mb_cuda_attn_set_flash_bwd_variant).
- * dQ comes from the deterministic dQ pass of attention_flash_bwd.cu, so
- * this tiling gives the same bits on every run in either mode.
+ * Two kernels: dK, dV (a CTA per key tile), then dQ (a CTA per query tile,
+ * recomputing S and dP, summing over the key tiles in order), both on
+ * wgmma, so this tiling gives the same bits on every run in either mode
+ * (mb_cuda_attn_set_deterministic does not apply to it).
  *
  * One CTA of two warpgroups per (BKV = 128 keys, head, sequence); warpgroup
  * wg owns keys 64 wg .. 64 wg + 63 of the tile and warp w (0..3 in it) keys
@@ -221,9 +223,161 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
 #endif
 }
 
-template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnArgs a, mb_dtype dt, cudaStream_t s) {
+/* dQ on wgmma: one CTA of two warpgroups per (BQ = 128 queries, head,
+ * sequence), warp w owning query rows 16 w.. (as the forward). It sums dQ
+ * over the key tiles in order in registers -- no atomics, the same bits on
+ * every run -- recomputing per tile of BK = 64 keys
+ *   S = Q K^T, dP = dO V^T   (wgmma.m64n64k16, A and B from shared memory)
+ *   dS = P (dP - D), P = exp(scale S - lse)   (per row: as the forward)
+ *   dQ += dS K   (wgmma.m64nDk16, dS from registers, K read MN-major).
+ * K and V go through a two-stage ring a tile ahead, as in the forward. */
+template <int D> struct HopperDqCfg {
+  static constexpr int NT = 256, BQ = 128, BK = 64;
+  template <typename T> static constexpr size_t smem_bytes() {
+    return (size_t)(2 * BQ + 4 * BK) * D * sizeof(T) + BK * sizeof(int); /* Q, dO; two stages of K, V; flags */
+  }
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(HopperDqCfg<D>::NT, 1) attn_hopper_dq_kernel(AttnArgs a) {
+#if ATTN_HAS_WGMMA
+  typedef HopperDqCfg<D> C;
+  constexpr int NT = C::NT, BQ = C::BQ, BK = C::BK;
+  constexpr int NS = BK / 8; /* n8 tiles of S, dP per warp */
+  constexpr int NQ = D / 8;  /* n8 tiles of dQ per warp */
+  ATTN_DYNAMIC_SMEM(T, sQ);
+  T *sdO = sQ + BQ * D;
+  T *sK = sdO + BQ * D;     /* two stages */
+  T *sV = sK + 2 * BK * D; /* two stages */
+  int *sKeep = reinterpret_cast<int *>(sV + 2 * BK * D);
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BQ, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gr = lane >> 2, tq = lane & 3;
+  const int i0 = tile * BQ, w16 = warp * 16;
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  const T *Qg = (const T *)a.q + base, *Kg = (const T *)a.k + base, *Vg = (const T *)a.v + base;
+  const T *dOg = (const T *)a.dout + base;
+
+  float lse2[2], dsum[2];
+  bool live[2];
+  attn_bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
+
+  /* Q, dO: this warpgroup's 64 rows as A (K-major); K, V as B: K-major for
+   * S and dP, K also MN-major for dS K (k = key). */
+  const uint64_t qdesc = attn_wgmma_desc(sQ + (warp >> 2) * 64 * D, 128, 16 * D);
+  const uint64_t dodesc = attn_wgmma_desc(sdO + (warp >> 2) * 64 * D, 128, 16 * D);
+  const uint64_t kdesc_k = attn_wgmma_desc(sK, 128, 16 * D), kdesc_mn = attn_wgmma_desc(sK, 16 * D, 128);
+  const uint64_t vdesc = attn_wgmma_desc(sV, 128, 16 * D);
+  constexpr uint64_t STAGE = BK * D / 8;
+
+  /* causal: keys past this tile's last query are masked for all of it */
+  const int jend = a.causal ? min(g.n, i0 + BQ) : g.n;
+  const int nkt = (jend + BK - 1) / BK;
+
+  attn_load_rows_core<T, D, BQ, NT>(sQ, Qg, a.ld, i0, g.n);
+  attn_load_rows_core<T, D, BQ, NT>(sdO, dOg, a.ld, i0, g.n);
+  attn_load_rows_core<T, D, BK, NT>(sK, Kg, a.ld, 0, g.n);
+  attn_load_rows_core<T, D, BK, NT>(sV, Vg, a.ld, 0, g.n);
+  attn_cp_async_commit();
+  if (nkt > 1) {
+    attn_load_rows_core<T, D, BK, NT>(sK + BK * D, Kg, a.ld, BK, g.n);
+    attn_load_rows_core<T, D, BK, NT>(sV + BK * D, Vg, a.ld, BK, g.n);
+  }
+  attn_cp_async_commit();
+
+  float dq[1][NQ][4];
+#pragma unroll
+  for (int j = 0; j < NQ; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      dq[0][j][e] = 0.0f;
+
+  for (int kt = 0; kt < nkt; kt++) {
+    const int j0 = kt * BK, stage = kt & 1;
+    attn_cp_async_wait_group<1>(); /* tile kt (and Q, dO) */
+    attn_fence_proxy_async();
+    int hidden = 0, kept = 0;
+    attn_bwd_mark_keys<BK, NT>(g, j0, tid, sKeep, &hidden, &kept);
+    kept = __syncthreads_or(kept); /* also publishes sKeep and every thread's copies */
+    hidden = __syncthreads_or(hidden);
+    if (kept) { /* a tile of padding keys only adds nothing */
+      float s[1][NS][4], dp[1][NS][4];
+      attn_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++)
+        AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc_k + stage * STAGE + 16 * kk, kk > 0);
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++)
+        AttnWgmma<T, BK>::ss(&dp[0][0][0], dodesc + 16 * kk, vdesc + stage * STAGE + 16 * kk, kk > 0);
+      attn_wgmma_commit();
+      attn_wgmma_wait<0>();
+      attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+      attn_wgmma_pin<NS * 4>(&dp[0][0][0]);
+      const bool need_mask = hidden || (a.causal && j0 + BK - 1 > i0 + w16);
+      uint32_t dsa[BK / 16][4]; /* dS as A fragments (rounded to T) */
+#pragma unroll
+      for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int hr = e >> 1;
+          float p = attn_exp2(fmaf(s[0][nj][e], a.scale_log2, -lse2[hr]));
+          if (need_mask) {
+            const int c = j0 + nj * 8 + 2 * tq + (e & 1), r = i0 + w16 + gr + hr * 8;
+            if (!sKeep[c - j0] || (a.causal && c > r))
+              p = 0.0f;
+          }
+          dp[0][nj][e] = p * (dp[0][nj][e] - dsum[hr]);
+        }
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; kk++) {
+        dsa[kk][0] = AttnType<T>::pack2(dp[0][2 * kk][0], dp[0][2 * kk][1]);
+        dsa[kk][1] = AttnType<T>::pack2(dp[0][2 * kk][2], dp[0][2 * kk][3]);
+        dsa[kk][2] = AttnType<T>::pack2(dp[0][2 * kk + 1][0], dp[0][2 * kk + 1][1]);
+        dsa[kk][3] = AttnType<T>::pack2(dp[0][2 * kk + 1][2], dp[0][2 * kk + 1][3]);
+      }
+      attn_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; kk++)
+        AttnWgmma<T, D>::rs_mn(&dq[0][0][0], dsa[kk], kdesc_mn + stage * STAGE + 2 * D * kk, true);
+      attn_wgmma_commit();
+      attn_wgmma_wait<0>();
+      attn_wgmma_pin<NQ * 4>(&dq[0][0][0]);
+      attn_wgmma_pin<BK / 4>(&dsa[0][0]);
+    }
+    __syncthreads(); /* every warp is done with this stage and sKeep */
+    if (kt + 2 < nkt) {
+      attn_load_rows_core<T, D, BK, NT>(sK + stage * BK * D, Kg, a.ld, j0 + 2 * BK, g.n);
+      attn_load_rows_core<T, D, BK, NT>(sV + stage * BK * D, Vg, a.ld, j0 + 2 * BK, g.n);
+    }
+    attn_cp_async_commit();
+  }
+  attn_cp_async_wait_all(); /* nothing may land after the CTA is gone */
+
+  /* dq = scale * dS K for this warp's rows (padded rows: 0) */
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    const int r = i0 + w16 + gr + hr * 8;
+    if (r >= g.n)
+      continue;
+    const float f = live[hr] ? a.scale : 0.0f;
+    T *dqrow = (T *)a.dq + base + (int64_t)r * a.ld;
+#pragma unroll
+    for (int j = 0; j < NQ; j++)
+      *reinterpret_cast<uint32_t *>(dqrow + j * 8 + 2 * tq) =
+          AttnType<T>::pack2(f * dq[0][j][2 * hr], f * dq[0][j][2 * hr + 1]);
+  }
+#else
+  (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
+#endif
+}
+
+template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnArgs a, cudaStream_t s) {
   typedef HopperBwdCfg<D> C;
-  a.dq_accum = NULL; /* dq from the deterministic dQ pass */
+  a.dq_accum = NULL; /* dq from the dQ kernel, summed in order */
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
   const size_t smem = C::template smem_bytes<T>();
   MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_bwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -231,7 +385,13 @@ template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnAr
   auto *kernel = attn_hopper_bwd_kernel<T, D>;
   ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BKV), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_hopper_bwd_kernel");
-  MB_TRY(attn_flash_bwd_dq_pass(d, dt, a, s));
+  typedef HopperDqCfg<D> Q;
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)Q::template smem_bytes<T>()));
+  auto *dq_kernel = attn_hopper_dq_kernel<T, D>;
+  ATTN_LAUNCH(dq_kernel, attn_tile_grid(d, Q::BQ), Q::NT, Q::template smem_bytes<T>(), s, a);
+  ATTN_LAUNCH_CHECK("attn_hopper_dq_kernel");
+  MB_TRY(attn_launch_fill_tail<T>((T *)a.dq, a.ld, a, 0.0f, s));
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dk, a.ld, a, 0.0f, s));
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dv, a.ld, a, 0.0f, s));
   return MB_OK;
@@ -252,13 +412,13 @@ int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const voi
   AttnArgs a = attn_bwd_args(d, q, k, v, out, lse, dout, dq, dk, dv, ws);
   (void)ws_bytes; /* checked by the dispatcher */
   if (dt == MB_BF16 && d->head_dim == 64)
-    return hopper_bwd_launch<attn_bf16, 64>(d, a, dt, s);
+    return hopper_bwd_launch<attn_bf16, 64>(d, a, s);
   if (dt == MB_BF16 && d->head_dim == 128)
-    return hopper_bwd_launch<attn_bf16, 128>(d, a, dt, s);
+    return hopper_bwd_launch<attn_bf16, 128>(d, a, s);
   if (dt == MB_F16 && d->head_dim == 64)
-    return hopper_bwd_launch<attn_f16, 64>(d, a, dt, s);
+    return hopper_bwd_launch<attn_f16, 64>(d, a, s);
   if (dt == MB_F16 && d->head_dim == 128)
-    return hopper_bwd_launch<attn_f16, 128>(d, a, dt, s);
+    return hopper_bwd_launch<attn_f16, 128>(d, a, s);
   return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward (wgmma): no kernel for %s with head_dim %d",
                 mb_dtype_name(dt), d->head_dim);
 }

@@ -356,8 +356,17 @@ static void backward(problem &p, mb_cuda_attn_kernel kernel, const char *label) 
   order_turn++;
 }
 
+/* The process-wide kernel switches back to their defaults (a failed test
+ * may have left them set). */
+static void reset_switches() {
+  assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(0), MB_OK);
+  assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
+  assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+}
+
 static void test_flash_bf16(void **state) {
   (void)state;
+  reset_switches();
   for (const ecase &c : cases)
     for (int D : {64, 128}) {
       problem p;
@@ -425,6 +434,7 @@ static void test_dq_large(void **state) {
 
 static void test_flash_f16(void **state) {
   (void)state;
+  reset_switches();
   for (int ci : {2, 5})
     for (int D : {64, 128}) {
       problem p;
