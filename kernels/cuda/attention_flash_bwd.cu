@@ -368,7 +368,8 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_dq_kernel(A
     T *dqrow = (T *)a.dq + base + (int64_t)r * a.ld;
 #pragma unroll
     for (int j = 0; j < NQ; j++)
-      *reinterpret_cast<uint32_t *>(dqrow + j * 8 + 2 * tq) = AttnType<T>::pack2(f * dq[j][2 * hr], f * dq[j][2 * hr + 1]);
+      *reinterpret_cast<uint32_t *>(dqrow + j * 8 + 2 * tq) =
+          AttnType<T>::pack2(f * dq[j][2 * hr], f * dq[j][2 * hr + 1]);
   }
 }
 

@@ -215,7 +215,8 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
     for (int j = 0; j < NO; j++) {
       *reinterpret_cast<uint32_t *>(dkrow + j * 8 + 2 * tq) =
           AttnType<T>::pack2(a.scale * dk[0][j][2 * hr], a.scale * dk[0][j][2 * hr + 1]);
-      *reinterpret_cast<uint32_t *>(dvrow + j * 8 + 2 * tq) = AttnType<T>::pack2(dv[0][j][2 * hr], dv[0][j][2 * hr + 1]);
+      *reinterpret_cast<uint32_t *>(dvrow + j * 8 + 2 * tq) =
+          AttnType<T>::pack2(dv[0][j][2 * hr], dv[0][j][2 * hr + 1]);
     }
   }
 #else
