@@ -85,6 +85,7 @@ STEPS=(
   "bench_cuda_gemm bench 45"
   "bench_cuda_train_bert bench 45"
   "bench_cuda_train_mamba bench 45"
+  "bench_cuda_train_bert_wgmma bench 45"
   "bench_cuda_attention bench 75"
   "bench_cuda_selective_scan bench 50"
   "bench_cuda_selective_scan_b1 bench 30"
@@ -310,6 +311,8 @@ step_cmd() {
   bench_cuda_gemm) echo "ours $BIN/bench_cuda_gemm --json $R/bench_cuda_gemm.json" ;;
   bench_cuda_train_bert) echo "ours $BIN/bench_cuda_train --model bert --batch 32 --seq 128 --json $R/bench_cuda_train_bert.json" ;;
   bench_cuda_train_mamba) echo "ours $BIN/bench_cuda_train --model mamba --batch 32 --seq 128 --json $R/bench_cuda_train_mamba.json" ;;
+  # BERT's step again with the Hopper attention tilings (opt-in until measured; sm_90 only)
+  bench_cuda_train_bert_wgmma) echo "ours env MAMBERT_ATTN_TILING=wgmma $BIN/bench_cuda_train --model bert --batch 32 --seq 128 --json $R/bench_cuda_train_bert_wgmma.json" ;;
   bench_cuda_attention) echo "ours $BIN/bench_cuda_attention --json $R/bench_cuda_attention.json" ;;
   bench_cuda_selective_scan) echo "ours $BIN/bench_cuda_selective_scan --json $R/bench_cuda_selective_scan.json --budget $((T * 2 / 3))" ;;
   # batch 1 (a packed row's grid: rows split into parts): tokens/s against batch 8's, same run

@@ -151,6 +151,13 @@ class Report:
             else:
                 self.p(f"| {m} | mambert (models/, CUDA graphs) | {r['batch']}x{r['seq']} | {r['samples_per_s']:.1f} | "
                        f"{gib(r['peak_bytes'])} | | |")
+            w = next((x for x in self.rows(f"bench_cuda_{'train_' + m}_wgmma.json") if x.get("model") == m), None)
+            if w is not None and w.get("status") == "ok":
+                gain = f"{w['samples_per_s'] / r['samples_per_s']:.2f}x of the above" if ok else "-"
+                self.p(f"| {m} | mambert, wgmma attention (MAMBERT_ATTN_TILING=wgmma) | {w['batch']}x{w['seq']} | "
+                       f"{w['samples_per_s']:.1f} | {gib(w['peak_bytes'])} | {gain} | |")
+            elif w is not None:
+                self.p(f"| {m} | mambert, wgmma attention | - | {w.get('status')}: {w.get('why', '')} | | | |")
             for t in (x for x in peers if x.get("model") == m):
                 if t.get("status") != "ok":
                     self.p(f"| {m} | HF {t.get('variant')} | {t.get('batch')}x{t.get('seq')} | {t.get('status')}: "

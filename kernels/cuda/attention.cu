@@ -21,6 +21,22 @@ int mb_cuda_attn_device_cc(int *cc) {
 
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
+int attn_env_wants_wgmma(bool *want) {
+  *want = false;
+  const char *e = getenv("MAMBERT_ATTN_TILING");
+  if (!e || !*e || strcmp(e, "default") == 0)
+    return MB_OK;
+  if (strcmp(e, "wgmma") != 0)
+    return MB_ERR(MB_EINVAL, "MAMBERT_ATTN_TILING=%s: expected default or wgmma", e);
+  int ok = 0;
+  MB_TRY(attn_hopper_fwd_runs(&ok));
+  if (!ok)
+    mb_log_once(MB_LOG_WARN, "attn tiling wgmma",
+                "MAMBERT_ATTN_TILING=wgmma: the wgmma tilings need an sm_90 GPU and an sm_90a build; using tiling 0");
+  *want = ok != 0;
+  return MB_OK;
+}
+
 size_t mb_cuda_attn_bwd_workspace(const mb_attn_desc *d) {
   if (mb_cuda_attn_check(d) != MB_OK)
     return 0;

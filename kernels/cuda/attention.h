@@ -156,6 +156,11 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) MB_NODISCARD;
  * GPUs with an sm_90a build only, else MB_EUNSUPPORTED). For the benchmark
  * and the tests. Not thread-safe against running kernels. */
 int mb_cuda_attn_set_flash_bwd_variant(int variant) MB_NODISCARD;
+/* Until a program sets the tilings, the environment chooses them, once:
+ * MAMBERT_ATTN_TILING=wgmma gives forward tiling 2 and backward tiling 1
+ * (with a warning and tiling 0 where they cannot run), unset or "default"
+ * tiling 0. The wgmma tilings become the default on sm_90 once a GPU run
+ * has measured them (kernels/cuda/ATTENTION.md). */
 int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 
 /* The flash backward's dQ, process-wide: 1 (default) a separate dQ pass

@@ -420,7 +420,7 @@ template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *
 } // namespace
 
 static bool flash_bwd_deterministic = true;
-static int flash_bwd_variant = 0;
+static int flash_bwd_variant = -1; /* -1: not chosen yet (MAMBERT_ATTN_TILING, else 0) */
 
 int mb_cuda_attn_set_deterministic(int on) {
   flash_bwd_deterministic = on != 0;
@@ -449,6 +449,11 @@ int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) {
 int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
                    const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
                    cudaStream_t s) {
+  if (flash_bwd_variant < 0) {
+    bool wgmma = false;
+    MB_TRY(attn_env_wants_wgmma(&wgmma));
+    flash_bwd_variant = wgmma ? 1 : 0;
+  }
   if (flash_bwd_variant == 1)
     return attn_hopper_bwd(d, dt, q, k, v, out, lse, dout, dq, dk, dv, ws, ws_bytes, s);
   if (attn_tokens(d) == 0)

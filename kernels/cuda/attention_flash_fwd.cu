@@ -193,7 +193,7 @@ int flash_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
 
 } // namespace
 
-static int flash_fwd_variant = 0;
+static int flash_fwd_variant = -1; /* -1: not chosen yet (MAMBERT_ATTN_TILING, else 0) */
 
 int mb_cuda_attn_set_flash_fwd_variant(int variant) {
   if (variant < 0 || variant > 2)
@@ -224,6 +224,11 @@ int attn_flash_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
   a.v = v;
   a.o = out;
   a.lse = lse;
+  if (flash_fwd_variant < 0) {
+    bool wgmma = false;
+    MB_TRY(attn_env_wants_wgmma(&wgmma));
+    flash_fwd_variant = wgmma ? 2 : 0;
+  }
   const int var = flash_fwd_variant;
   if (var == 2)
     return attn_hopper_fwd(d, dt, q, k, v, out, lse, s);

@@ -356,6 +356,31 @@ static void backward(problem &p, mb_cuda_attn_kernel kernel, const char *label) 
   order_turn++;
 }
 
+/* MAMBERT_ATTN_TILING chooses the tilings until a program sets them (this
+ * test runs first, before any test sets them): a bad value is an error
+ * naming the variable, "wgmma" runs the wgmma kernels forward and backward
+ * (the emulator is an sm_90 device). */
+static void test_env_tiling(void **state) {
+  (void)state;
+  problem p;
+  problem_init(p, cases[2], MB_BF16, 64);
+  setenv("MAMBERT_ATTN_TILING", "hopper", 1);
+  int rc = mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.d, MB_BF16, p.dev_q.data(), p.dev_k.data(), p.dev_v.data(),
+                                 p.out.data(), p.lse.data(), NULL);
+  assert_int_equal(rc, MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "MAMBERT_ATTN_TILING=hopper"));
+  setenv("MAMBERT_ATTN_TILING", "wgmma", 1);
+  const long long before = emu::S().wgmma_issued;
+  set_order(0);
+  forward(p, MB_CUDA_ATTN_FLASH, "bf16 D=64  L129-pad          env wgmma", 1);
+  const long long after_fwd = emu::S().wgmma_issued;
+  backward(p, MB_CUDA_ATTN_FLASH, "bf16 D=64  L129-pad          env wgmma");
+  unsetenv("MAMBERT_ATTN_TILING");
+  printf("wgmma issued: forward %lld, backward %lld\n", after_fwd - before, emu::S().wgmma_issued - after_fwd);
+  assert_true(after_fwd > before);
+  assert_true(emu::S().wgmma_issued > after_fwd);
+}
+
 /* The process-wide kernel switches back to their defaults (a failed test
  * may have left them set). */
 static void reset_switches() {
@@ -490,7 +515,8 @@ static void test_reference(void **state) {
 int main(void) {
   at_seed_init("cuda_attention_emulated");
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_flash_bf16), cmocka_unit_test(test_flash_f16), cmocka_unit_test(test_dq_large),
+      cmocka_unit_test(test_env_tiling), cmocka_unit_test(test_flash_bf16), cmocka_unit_test(test_flash_f16),
+      cmocka_unit_test(test_dq_large),
       cmocka_unit_test(test_flash_fp8),  cmocka_unit_test(test_reference),
   };
   const int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -122,7 +122,7 @@ struct State {
   std::function<void()> body;
   int order = 0; /* run_block's thread orders, 0..3 */
   std::mt19937 rng{12345};
-  long long collectives = 0, launches = 0, errors = 0;
+  long long collectives = 0, launches = 0, errors = 0, wgmma_issued = 0;
   char first_error[512] = {0};
 };
 
@@ -751,6 +751,7 @@ static inline void emu_wgmma_issue(emu::Wgmma op) {
     memcpy(op.a_issued, op.a, sizeof op.a_issued);
   f.wg_open.push_back(std::move(op));
   f.wg_issued++;
+  emu::S().wgmma_issued++;
 }
 
 template <typename T, int N> struct AttnWgmma {
