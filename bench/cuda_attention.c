@@ -1,11 +1,14 @@
 /* cuda_attention.c (bench_cuda_attention): fused attention on the GPU.
  *
  *   bench_cuda_attention [--json PATH] [--tokens N] [--heads H] [--reps R] [--causal] [--quick]
+ *                        [--skip-wgmma]
  *
  * 1. The card's bf16 peak, measured in the same run: an 8192^3 bf16 GEMM
  *    through mambert's cuBLASLt path (kernels/cuda/gemm.h), f32 accumulation.
- * 2. TFLOP/s of the flash forward (both tilings) and backward (both dQ
- *    modes: deterministic fixed point, the default, and f32 atomics) at
+ * 2. TFLOP/s of the flash forward (tilings 0 and 1, and on sm_90 the
+ *    wgmma tiling 2) and backward (both dQ modes of tiling 0: the
+ *    deterministic dQ pass, the default, and f32 atomics; on sm_90 the wgmma
+ *    tiling 1; --skip-wgmma leaves the wgmma tilings out) at
  *    L = 512 .. 16384 and head_dim 64 and 128, with batch x heads filling
  *    the GPU: N = 16384 tokens in total (batch = N / L) and H = 16 heads.
  *    FLOPs as FlashAttention counts them: forward 4 B H L^2 D (halved when
@@ -175,16 +178,17 @@ static double measure_peak(json_t *root) {
   return tflops;
 }
 
-static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int quick) {
+static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int quick, int skip_wgmma) {
   const int lens[] = {512, 1024, 2048, 4096, 8192, 16384};
   const int dims[] = {64, 128};
   int v2 = 0; /* the wgmma tiling runs here (sm_90) */
   CHECK_MB(mb_cuda_attn_flash_fwd_variant_runs(2, &v2));
+  v2 = v2 && !skip_wgmma;
   printf("\n(fwd: tiling v0, the default; fwd-v1: 8 warps x 16 rows; fwd-v2: wgmma, sm_90 only; bwd: deterministic "
-         "dQ, the default; bwd-fast: f32 atomics; bwd-b1: dK, dV on wgmma + the dQ pass, sm_90 only)\n");
-  printf("%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s\n", "L",
-         "D", "B", "H", "fwd ms", "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "fwd-v2 ms", "TFLOP/s", "bwd ms", "TFLOP/s",
-         "%peak", "fast ms", "TFLOP/s", "b1 ms", "TFLOP/s");
+         "dQ, the default; bwd-fast: f32 atomics; bwd-b1: dK, dV and dQ on wgmma, sm_90 only)\n");
+  printf("%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s\n",
+         "L", "D", "B", "H", "fwd ms", "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "fwd-v2 ms", "TFLOP/s", "bwd ms",
+         "TFLOP/s", "%peak", "fast ms", "TFLOP/s", "b1 ms", "TFLOP/s");
   for (int di = 0; di < 2; di++) {
     const int D = dims[di];
     const size_t n = (size_t)tokens * H * D;
@@ -367,7 +371,7 @@ static void packed_vs_padded(json_t *root) {
 
 int main(int argc, char **argv) {
   const char *json_path = "bench_cuda_attention.json";
-  int tokens = 16384, H = 16, causal = 0, quick = 0;
+  int tokens = 16384, H = 16, causal = 0, quick = 0, skip_wgmma = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json") && i + 1 < argc)
       json_path = argv[++i];
@@ -381,8 +385,12 @@ int main(int argc, char **argv) {
       causal = 1;
     else if (!strcmp(argv[i], "--quick"))
       quick = 1;
+    else if (!strcmp(argv[i], "--skip-wgmma"))
+      skip_wgmma = 1;
     else {
-      fprintf(stderr, "usage: %s [--json PATH] [--tokens N] [--heads H] [--reps R] [--causal] [--quick]\n", argv[0]);
+      fprintf(stderr,
+              "usage: %s [--json PATH] [--tokens N] [--heads H] [--reps R] [--causal] [--quick] [--skip-wgmma]\n",
+              argv[0]);
       return 2;
     }
   }
@@ -410,7 +418,7 @@ int main(int argc, char **argv) {
   json_object_set_new(root, "reps", json_integer(reps));
   json_object_set_new(root, "flop_convention", json_string("fwd 4*B*H*L^2*D (/2 causal); bwd 2.5 x fwd"));
   const double peak = measure_peak(root);
-  sweep(rows, peak, tokens, H, causal, quick);
+  sweep(rows, peak, tokens, H, causal, quick, skip_wgmma);
   json_object_set_new(root, "rows", rows);
   packed_vs_padded(root);
   if (json_dump_file(root, json_path, JSON_INDENT(2)) != 0) {
