@@ -184,8 +184,9 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
   int v2 = 0; /* the wgmma tiling runs here (sm_90) */
   CHECK_MB(mb_cuda_attn_flash_fwd_variant_runs(2, &v2));
   v2 = v2 && !skip_wgmma;
-  printf("\n(fwd: tiling v0, the default; fwd-v1: 8 warps x 16 rows; fwd-v2: wgmma, sm_90 only; bwd: deterministic "
-         "dQ, the default; bwd-fast: f32 atomics; bwd-b1: dK, dV and dQ on wgmma, sm_90 only)\n");
+  printf("\n(fwd: tiling v0, the default; fwd-v1: 8 warps x 16 rows; fwd-v2: wgmma, sm_90 only, at D=64 "
+         "/ tiling 3's (two CTAs per SM);\n bwd: deterministic dQ, the default; bwd-fast: f32 atomics; bwd-b1: dK, dV "
+         "and dQ on wgmma, sm_90 only)\n");
   printf("%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s\n",
          "L", "D", "B", "H", "fwd ms", "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "fwd-v2 ms", "TFLOP/s", "bwd ms",
          "TFLOP/s", "%peak", "fast ms", "TFLOP/s", "b1 ms", "TFLOP/s");
@@ -221,10 +222,14 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       w.kind = 0;
       CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(1));
       const float f1 = time_ms(&w);
-      float f2 = 0.0f;
+      float f2 = 0.0f, f3 = 0.0f;
       if (v2) {
         CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(2));
         f2 = time_ms(&w);
+        if (D == 64) { /* tiling 3: 64-key tiles, two CTAs per SM */
+          CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(3));
+          f3 = time_ms(&w);
+        }
       }
       CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(0));
       const float f0 = time_ms(&w);
@@ -241,12 +246,15 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       }
       const double tf0 = fwd_flop / (f0 * 1e-3) / 1e12, tf1 = fwd_flop / (f1 * 1e-3) / 1e12;
       const double tb = bwd_flop / (b0 * 1e-3) / 1e12, tbf = bwd_flop / (bf * 1e-3) / 1e12;
-      const double tf2 = v2 ? fwd_flop / (f2 * 1e-3) / 1e12 : 0.0;
+      const double tf2 = v2 ? fwd_flop / (f2 * 1e-3) / 1e12 : 0.0, tf3 = f3 > 0 ? fwd_flop / (f3 * 1e-3) / 1e12 : 0.0;
       const double tb1 = v2 ? bwd_flop / (b1 * 1e-3) / 1e12 : 0.0;
       char v2ms[16] = "-", v2tf[16] = "-", b1ms[16] = "-", b1tf[16] = "-";
       if (v2) {
         snprintf(v2ms, sizeof v2ms, "%.3f", f2);
-        snprintf(v2tf, sizeof v2tf, "%.1f", tf2);
+        if (f3 > 0) /* tiling 3 after the slash */
+          snprintf(v2tf, sizeof v2tf, "%.1f/%.0f", tf2, tf3);
+        else
+          snprintf(v2tf, sizeof v2tf, "%.1f", tf2);
         snprintf(b1ms, sizeof b1ms, "%.3f", b1);
         snprintf(b1tf, sizeof b1tf, "%.1f", tb1);
       }
@@ -268,6 +276,10 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       if (v2) {
         json_object_set_new(r, "fwd_v2_ms", json_real(f2));
         json_object_set_new(r, "fwd_v2_tflops", json_real(tf2));
+        if (f3 > 0) {
+          json_object_set_new(r, "fwd_v3_ms", json_real(f3));
+          json_object_set_new(r, "fwd_v3_tflops", json_real(tf3));
+        }
         json_object_set_new(r, "bwd_v1_ms", json_real(b1));
         json_object_set_new(r, "bwd_v1_tflops", json_real(tb1));
       }

@@ -639,8 +639,8 @@ int attn_flash_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
 int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
                    const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
                    cudaStream_t s);
-int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, void *out,
-                    float *lse, cudaStream_t s);
+int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, bool two_ctas, const void *q, const void *k, const void *v,
+                    void *out, float *lse, cudaStream_t s);
 int attn_hopper_fwd_runs(int *ok);
 /* MAMBERT_ATTN_TILING (attention.cu): *want = "wgmma" and the wgmma
  * tilings run here (a warning, once, when asked for and they cannot);

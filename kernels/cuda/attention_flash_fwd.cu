@@ -196,8 +196,8 @@ int flash_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
 static int flash_fwd_variant = -1; /* -1: not chosen yet (MAMBERT_ATTN_TILING, else 0) */
 
 int mb_cuda_attn_set_flash_fwd_variant(int variant) {
-  if (variant < 0 || variant > 2)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0, 1 or 2)", variant);
+  if (variant < 0 || variant > 3)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0, 1, 2 or 3)", variant);
   flash_fwd_variant = variant;
   return MB_OK;
 }
@@ -206,9 +206,9 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) {
   if (!ok)
     return MB_ERR(MB_EINVAL, "cuda flash attention: NULL result pointer");
   *ok = 0;
-  if (variant < 0 || variant > 2)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0, 1 or 2)", variant);
-  if (variant == 2)
+  if (variant < 0 || variant > 3)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0, 1, 2 or 3)", variant);
+  if (variant >= 2)
     return attn_hopper_fwd_runs(ok);
   *ok = 1;
   return MB_OK;
@@ -230,8 +230,8 @@ int attn_flash_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
     flash_fwd_variant = wgmma ? 2 : 0;
   }
   const int var = flash_fwd_variant;
-  if (var == 2)
-    return attn_hopper_fwd(d, dt, q, k, v, out, lse, s);
+  if (var >= 2)
+    return attn_hopper_fwd(d, dt, var == 3, q, k, v, out, lse, s);
   if (dt == MB_BF16 && d->head_dim == 64)
     return var ? flash_fwd_launch<attn_bf16, 64, 1>(d, a, s) : flash_fwd_launch<attn_bf16, 64, 0>(d, a, s);
   if (dt == MB_BF16 && d->head_dim == 128)

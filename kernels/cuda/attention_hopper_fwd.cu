@@ -37,17 +37,23 @@
 
 namespace {
 
-template <int D> struct HopperFwdCfg {
-  static constexpr int NT = 256, BQ = 128, BK = 128;
+/* BK 128, one CTA per SM (tiling 2), or for head_dim 64 BK 64 with at most
+ * 128 registers, so two CTAs share an SM (tiling 3): their barriers are
+ * independent, so one CTA's softmax can overlap the other's wgmma -- what
+ * FlashAttention-3 arranges within a CTA with named barriers. Which wins
+ * is for a GPU to say; the benchmark times both. */
+template <int D, int BKEYS> struct HopperFwdCfg {
+  static constexpr int NT = 256, BQ = 128, BK = BKEYS, MIN_CTAS = BKEYS == 64 ? 2 : 1;
   template <typename T> static constexpr size_t smem_bytes() {
     return (size_t)(BQ + 4 * BK) * D * sizeof(T) + BK * sizeof(int); /* Q, two stages of K and V */
   }
 };
 
-template <typename T, int D>
-__global__ void __launch_bounds__(HopperFwdCfg<D>::NT, 1) attn_hopper_fwd_kernel(AttnArgs a) {
+template <typename T, int D, int BKEYS>
+__global__ void __launch_bounds__(HopperFwdCfg<D, BKEYS>::NT, HopperFwdCfg<D, BKEYS>::MIN_CTAS)
+    attn_hopper_fwd_kernel(AttnArgs a) {
 #if ATTN_HAS_WGMMA
-  typedef HopperFwdCfg<D> C;
+  typedef HopperFwdCfg<D, BKEYS> C;
   constexpr int NT = C::NT, BQ = C::BQ, BK = C::BK;
   constexpr int NS = BK / 8; /* n8 tiles of S per warp */
   constexpr int NO = D / 8;  /* n8 tiles of O per warp */
@@ -163,12 +169,13 @@ __global__ void __launch_bounds__(HopperFwdCfg<D>::NT, 1) attn_hopper_fwd_kernel
 #endif
 }
 
-template <typename T, int D> int hopper_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
-  typedef HopperFwdCfg<D> C;
+template <typename T, int D, int BKEYS>
+int hopper_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  typedef HopperFwdCfg<D, BKEYS> C;
   const size_t smem = C::template smem_bytes<T>();
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_fwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_fwd_kernel<T, D, BKEYS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    (int)smem));
-  auto *kernel = attn_hopper_fwd_kernel<T, D>;
+  auto *kernel = attn_hopper_fwd_kernel<T, D, BKEYS>;
   ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_hopper_fwd_kernel");
   MB_TRY(attn_launch_fill_tail<T>((T *)a.o, a.ld, a, 0.0f, s));
@@ -188,18 +195,18 @@ int attn_hopper_fwd_runs(int *ok) {
   if (cc != 90)
     return MB_OK;
   cudaFuncAttributes attr;
-  MB_CUDA_TRY(cudaFuncGetAttributes(&attr, attn_hopper_fwd_kernel<attn_bf16, 64>));
+  MB_CUDA_TRY(cudaFuncGetAttributes(&attr, attn_hopper_fwd_kernel<attn_bf16, 64, 128>));
   *ok = attr.binaryVersion == 90;
   return MB_OK;
 }
 
-int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, void *out,
-                    float *lse, cudaStream_t s) {
+int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, bool two_ctas, const void *q, const void *k, const void *v,
+                    void *out, float *lse, cudaStream_t s) {
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok));
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tiling 2 (wgmma) needs an sm_90 GPU and a build "
-                                   "for sm_90a (MAMBERT_CUDA_ARCHS)");
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2 and 3 (wgmma) need an sm_90 GPU and a "
+                                   "build for sm_90a (MAMBERT_CUDA_ARCHS)");
   if (attn_tokens(d) == 0)
     return MB_OK;
   AttnArgs a = attn_args_from_desc(d);
@@ -208,14 +215,18 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const voi
   a.v = v;
   a.o = out;
   a.lse = lse;
+  if (two_ctas && d->head_dim != 64)
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tiling 3 (wgmma, two CTAs per SM) is built for "
+                                   "head_dim 64 only, got %d",
+                  d->head_dim);
   if (dt == MB_BF16 && d->head_dim == 64)
-    return hopper_fwd_launch<attn_bf16, 64>(d, a, s);
+    return two_ctas ? hopper_fwd_launch<attn_bf16, 64, 64>(d, a, s) : hopper_fwd_launch<attn_bf16, 64, 128>(d, a, s);
   if (dt == MB_BF16 && d->head_dim == 128)
-    return hopper_fwd_launch<attn_bf16, 128>(d, a, s);
+    return hopper_fwd_launch<attn_bf16, 128, 128>(d, a, s);
   if (dt == MB_F16 && d->head_dim == 64)
-    return hopper_fwd_launch<attn_f16, 64>(d, a, s);
+    return two_ctas ? hopper_fwd_launch<attn_f16, 64, 64>(d, a, s) : hopper_fwd_launch<attn_f16, 64, 128>(d, a, s);
   if (dt == MB_F16 && d->head_dim == 128)
-    return hopper_fwd_launch<attn_f16, 128>(d, a, s);
+    return hopper_fwd_launch<attn_f16, 128, 128>(d, a, s);
   return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward (wgmma): no kernel for %s with head_dim %d",
                 mb_dtype_name(dt), d->head_dim);
 }

@@ -381,6 +381,19 @@ static void test_env_tiling(void **state) {
   assert_true(emu::S().wgmma_issued > after_fwd);
 }
 
+/* Tiling 3 exists for head_dim 64 only: at 128 the forward refuses. */
+static void test_tiling3_head_dim(void **state) {
+  (void)state;
+  problem p;
+  problem_init(p, cases[1], MB_BF16, 128);
+  assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(3), MB_OK);
+  const int rc = mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.d, MB_BF16, p.dev_q.data(), p.dev_k.data(),
+                                       p.dev_v.data(), p.out.data(), p.lse.data(), NULL);
+  assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(0), MB_OK);
+  assert_int_equal(rc, MB_EUNSUPPORTED);
+  assert_non_null(strstr(mb_error_message(), "head_dim 64 only"));
+}
+
 /* The process-wide kernel switches back to their defaults (a failed test
  * may have left them set). */
 static void reset_switches() {
@@ -397,7 +410,9 @@ static void test_flash_bf16(void **state) {
       problem p;
       problem_init(p, c, MB_BF16, D);
       char label[96];
-      for (int variant : {1, 2, 0}) { /* end on the default tiling */
+      for (int variant : {1, 2, 3, 0}) { /* end on the default tiling */
+        if (variant == 3 && D != 64)
+          continue; /* tiling 3: head_dim 64 only */
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
         snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-v%d", D, c.name, variant);
         forward(p, MB_CUDA_ATTN_FLASH, label, variant == 0 ? 2 : 1);
@@ -465,7 +480,9 @@ static void test_flash_f16(void **state) {
       problem p;
       problem_init(p, cases[ci], MB_F16, D);
       char label[96];
-      for (int variant : {2, 0}) {
+      for (int variant : {2, 3, 0}) {
+        if (variant == 3 && D != 64)
+          continue;
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
         snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-v%d", D, cases[ci].name, variant);
         forward(p, MB_CUDA_ATTN_FLASH, label, 1);
@@ -516,7 +533,7 @@ int main(void) {
   at_seed_init("cuda_attention_emulated");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_env_tiling), cmocka_unit_test(test_flash_bf16), cmocka_unit_test(test_flash_f16),
-      cmocka_unit_test(test_dq_large),
+      cmocka_unit_test(test_dq_large), cmocka_unit_test(test_tiling3_head_dim),
       cmocka_unit_test(test_flash_fp8),  cmocka_unit_test(test_reference),
   };
   const int failed = cmocka_run_group_tests(tests, NULL, NULL);
