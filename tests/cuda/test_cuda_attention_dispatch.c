@@ -95,6 +95,9 @@ static void test_fused_path(void **state) {
   expect(&d, &r, MB_CUDA_ATTN_FLASH_FP8, 0, "flash-fp8");
   r.cc = 90;
   expect(&d, &r, MB_CUDA_ATTN_FLASH_FP8, 0, "f16 HMMA");
+  /* bf16 on sm_90: the reason names the tiling switch */
+  r = req(MB_BF16, 90);
+  expect(&d, &r, MB_CUDA_ATTN_FLASH, 0, "MAMBERT_ATTN_TILING");
 }
 
 static void test_fallbacks(void **state) {
