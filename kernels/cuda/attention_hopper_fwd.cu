@@ -12,8 +12,8 @@
  * One CTA per (BQ = 128 queries, head, sequence): two warpgroups of 4 warps,
  * warpgroup wg owning query rows 64 wg .. 64 wg + 63 and warp w (0..7) rows
  * 16 w .. 16 w + 15 of them (the wgmma accumulator layout). Per key tile of
- * BK = 128 keys:
- *   S = Q K^T: D/16 wgmma.m64n128k16, Q and K both read from shared memory;
+ * BK = 128 keys (tiling 3: 64):
+ *   S = Q K^T: D/16 wgmma.m64nBKk16, Q and K both read from shared memory;
  *   masking and the online softmax on S's registers (the helpers of the
  *   mma.sync kernel: per warp the accumulators are the same m16n8 C
  *   fragments);
