@@ -8,7 +8,8 @@
  * 2. TFLOP/s of the flash forward (tilings 0 and 1, and on sm_90 the
  *    wgmma tiling 2) and backward (both dQ modes of tiling 0: the
  *    deterministic dQ pass, the default, and f32 atomics; on sm_90 the wgmma
- *    tiling 1; --skip-wgmma leaves the wgmma tilings out) at
+ *    tiling 1; --skip-wgmma leaves the wgmma tilings out), and the e4m3
+ *    forward (mma.sync, and on sm_90 its wgmma form) at
  *    L = 512 .. 16384 and head_dim 64 and 128, with batch x heads filling
  *    the GPU: N = 16384 tokens in total (batch = N / L) and H = 16 heads.
  *    FLOPs as FlashAttention counts them: forward 4 B H L^2 D (halved when
@@ -88,6 +89,24 @@ static void *dev_randn_bf16(size_t n, float std) {
   return d;
 }
 
+/* n random normal values as e4m3 on the device (saturating) */
+static void *dev_randn_e4m3(size_t n, float std) {
+  float *h = malloc(n * sizeof(float));
+  uint8_t *b = malloc(n);
+  if (!h || !b) {
+    fprintf(stderr, "out of host memory\n");
+    exit(1);
+  }
+  mb_philox_fill_normal(seed, (draws++) << 40, h, n, 0.0f, std);
+  for (size_t i = 0; i < n; i++)
+    b[i] = mb_f32_to_e4m3(h[i], MB_FP8_SATFINITE);
+  void *d = dev_alloc(n);
+  CHECK_CUDA(cudaMemcpy(d, b, n, cudaMemcpyHostToDevice));
+  free(h);
+  free(b);
+  return d;
+}
+
 static int cmp_float(const void *a, const void *b) {
   const float x = *(const float *)a, y = *(const float *)b;
   return (x > y) - (x < y);
@@ -95,9 +114,11 @@ static int cmp_float(const void *a, const void *b) {
 
 /* What a timed region runs. */
 typedef struct {
-  int kind; /* 0 forward, 1 backward, 2 GEMM */
+  int kind; /* 0 forward, 1 backward, 2 GEMM, 3 e4m3 forward */
   const mb_attn_desc *d;
   void *q, *k, *v, *out, *dout, *dq, *dk, *dv, *ws;
+  void *q8, *k8, *v8;
+  float *scales; /* e4m3 descales (device, 3) */
   float *lse;
   size_t ws_bytes;
   mb_gemm_ctx *gemm;
@@ -107,6 +128,9 @@ typedef struct {
 static void run_once(const work *w) {
   if (w->kind == 0) {
     CHECK_MB(mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, w->d, MB_BF16, w->q, w->k, w->v, w->out, w->lse, NULL));
+  } else if (w->kind == 3) {
+    CHECK_MB(mb_cuda_attn_fwd_fp8_with(MB_CUDA_ATTN_FLASH_FP8, w->d, w->q8, w->k8, w->v8, w->scales, w->scales + 1,
+                                       w->scales + 2, w->out, w->lse, NULL));
   } else if (w->kind == 1) {
     CHECK_MB(mb_cuda_attn_bwd_with(MB_CUDA_ATTN_FLASH, w->d, MB_BF16, w->q, w->k, w->v, w->out, w->lse, w->dout, w->dq,
                                    w->dk, w->dv, w->ws, w->ws_bytes, NULL));
@@ -178,6 +202,29 @@ static double measure_peak(json_t *root) {
   return tflops;
 }
 
+/* The e4m3 forward's rows of the sweep, after it: TFLOP/s and the ratio to
+ * the bf16 forward of the same tiling family on the same shape. */
+static void print_fp8(json_t *rows) {
+  printf("\ne4m3 forward (descales 1, P quantised with 2^8, out bf16): TFLOP/s; x: over the bf16 forward "
+         "(mma.sync: tiling 0; wgmma: tiling 2)\n");
+  printf("%-6s %-4s | %-10s %-6s | %-10s %-6s\n", "L", "D", "mma.sync", "x bf16", "wgmma", "x bf16");
+  size_t i;
+  json_t *r;
+  json_array_foreach(rows, i, r) {
+    const double t0 = json_real_value(json_object_get(r, "fp8_fwd_tflops"));
+    const double b0 = json_real_value(json_object_get(r, "fwd_tflops"));
+    const double t2 = json_real_value(json_object_get(r, "fp8_wgmma_fwd_tflops"));
+    const double b2 = json_real_value(json_object_get(r, "fwd_v2_tflops"));
+    char w2[16] = "-", x2[16] = "-";
+    if (t2 > 0 && b2 > 0) {
+      snprintf(w2, sizeof w2, "%.1f", t2);
+      snprintf(x2, sizeof x2, "%.2f", t2 / b2);
+    }
+    printf("%-6d %-4d | %-10.1f %-6.2f | %-10s %-6s\n", (int)json_integer_value(json_object_get(r, "L")),
+           (int)json_integer_value(json_object_get(r, "D")), t0, b0 > 0 ? t0 / b0 : 0.0, w2, x2);
+  }
+}
+
 static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int quick, int skip_wgmma) {
   const int lens[] = {512, 1024, 2048, 4096, 8192, 16384};
   const int dims[] = {64, 128};
@@ -204,6 +251,12 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
     w.dk = dev_alloc(n * 2);
     w.dv = dev_alloc(n * 2);
     w.lse = dev_alloc((size_t)tokens * H * sizeof(float));
+    w.q8 = dev_randn_e4m3(n, 1.0f);
+    w.k8 = dev_randn_e4m3(n, 1.0f);
+    w.v8 = dev_randn_e4m3(n, 1.0f);
+    const float ones[3] = {1.0f, 1.0f, 1.0f};
+    w.scales = dev_alloc(sizeof ones);
+    CHECK_CUDA(cudaMemcpy(w.scales, ones, sizeof ones, cudaMemcpyHostToDevice));
     for (int li = 0; li < 6; li++) {
       const int L = lens[li];
       if (L > tokens || (quick && L != 1024 && L != 4096))
@@ -289,10 +342,22 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       json_object_set_new(r, "bwd_fast_tflops", json_real(tbf));
       json_object_set_new(r, "fwd_share_of_peak", json_real(tf0 / peak));
       json_object_set_new(r, "bwd_share_of_peak", json_real(tb / peak));
+      /* e4m3 forward (evaluation): the mma.sync kernel, and on sm_90 its wgmma form */
+      w.kind = 3;
+      const float e0 = time_ms(&w);
+      json_object_set_new(r, "fp8_fwd_ms", json_real(e0));
+      json_object_set_new(r, "fp8_fwd_tflops", json_real(fwd_flop / (e0 * 1e-3) / 1e12));
+      if (v2) {
+        CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(2));
+        const float e2 = time_ms(&w);
+        CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(0));
+        json_object_set_new(r, "fp8_wgmma_fwd_ms", json_real(e2));
+        json_object_set_new(r, "fp8_wgmma_fwd_tflops", json_real(fwd_flop / (e2 * 1e-3) / 1e12));
+      }
       json_array_append_new(rows, r);
       CHECK_CUDA(cudaFree(w.ws));
     }
-    void *bufs[] = {w.q, w.k, w.v, w.dout, w.out, w.dq, w.dk, w.dv, w.lse};
+    void *bufs[] = {w.q, w.k, w.v, w.dout, w.out, w.dq, w.dk, w.dv, w.lse, w.q8, w.k8, w.v8, w.scales};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
       CHECK_CUDA(cudaFree(bufs[i]));
   }
@@ -431,6 +496,7 @@ int main(int argc, char **argv) {
   json_object_set_new(root, "flop_convention", json_string("fwd 4*B*H*L^2*D (/2 causal); bwd 2.5 x fwd"));
   const double peak = measure_peak(root);
   sweep(rows, peak, tokens, H, causal, quick, skip_wgmma);
+  print_fp8(rows);
   json_object_set_new(root, "rows", rows);
   packed_vs_padded(root);
   if (json_dump_file(root, json_path, JSON_INDENT(2)) != 0) {

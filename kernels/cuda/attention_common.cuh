@@ -361,17 +361,18 @@ __device__ __forceinline__ void attn_load_rows(T *dst, int lds, const T *src, in
 
 /* Copy ROWS rows of D elements (rows row0.. of a sequence whose row r is at
  * src + r * ld) into shared memory in wgmma's no-swizzle core-matrix layout
- * (attention_wgmma.cuh): row r, 16-byte chunk c of a tile of D columns at
- * element (r / 8) 8 D + 64 c + 8 (r % 8); rows at
- * or past nvalid become zeros. All NT threads take part: thread i copies
- * chunk (i / 8) % (D / 8) of row 8 ((i / 8) / (D / 8)) + i % 8 and of every
- * RS-th row after it, so 8 consecutive threads fill one 128-byte core
- * matrix (no bank conflict) and a warp reads 64 contiguous bytes of each
- * of 8 rows (whole 32-byte sectors). */
+ * (attention_wgmma.cuh): with C elements per 16 bytes (8 for 16-bit, 16
+ * for e4m3), row r, 16-byte chunk c of a tile of D columns at element
+ * (r / 8) 8 D + 8 C c + C (r % 8); rows at or past nvalid become zeros.
+ * All NT threads take part: thread i copies chunk (i / 8) % (D / C) of row
+ * 8 ((i / 8) / (D / C)) + i % 8 and of every RS-th row after it, so 8
+ * consecutive threads fill one 128-byte core matrix (no bank conflict) and
+ * a warp reads 64 contiguous bytes of each of 8 rows (whole 32-byte
+ * sectors). */
 template <typename T, int D, int ROWS, int NT>
 __device__ __forceinline__ void attn_load_rows_core(T *dst, const T *src, int64_t ld, int row0, int nvalid) {
   constexpr int CHUNK = 16 / sizeof(T), PER_ROW = D / CHUNK;
-  static_assert(CHUNK == 8, "16-bit elements");
+  static_assert(CHUNK == 8 || CHUNK == 16, "16-bit or 8-bit elements");
   static_assert(NT % (8 * PER_ROW) == 0, "a pass covers whole 8-row groups");
   constexpr int RS = NT / PER_ROW; /* rows per pass, a multiple of 8 */
   static_assert(ROWS % RS == 0, "whole passes");
@@ -379,7 +380,7 @@ __device__ __forceinline__ void attn_load_rows_core(T *dst, const T *src, int64_
   const int left = nvalid - row0 - r0; /* pass k is real iff k RS < left */
   const T *g = src + (int64_t)(row0 + r0) * ld + c * CHUNK;
   const int64_t step = (int64_t)RS * ld;
-  T *s = dst + (r0 >> 3) * (8 * D) + c * 64 + (r0 & 7) * 8;
+  T *s = dst + (r0 >> 3) * (8 * D) + c * 8 * CHUNK + (r0 & 7) * CHUNK; /* core matrix (r0 / 8, c), its row r0 % 8 */
 #pragma unroll
   for (int k = 0; k < ROWS / RS; k++) {
     const bool ok = k * RS < left;
@@ -646,6 +647,9 @@ int attn_hopper_fwd_runs(int *ok);
  * tilings run here (a warning, once, when asked for and they cannot);
  * unset or "default": no; anything else is an error. */
 int attn_env_wants_wgmma(bool *want);
+/* *yes = the forward's tiling is a wgmma one (2 or 3) and it runs here: the
+ * fp8 forward then takes its wgmma kernel too (attention_flash_fwd.cu). */
+int attn_flash_fwd_uses_wgmma(int *yes);
 int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
                     const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
                     cudaStream_t s);

@@ -229,6 +229,177 @@ template <int D> int flash_fp8_launch(const mb_attn_desc *d, const AttnArgs &a, 
   return MB_OK;
 }
 
+/* ---- the same forward on Hopper's fp8 wgmma (sm_90a) ----
+ * Taken when the forward tiling is 2 or 3 (mb_cuda_attn_set_flash_fwd_variant,
+ * MAMBERT_ATTN_TILING=wgmma): on sm_90 the mma.sync kernel above runs its
+ * e4m3 products as f16 HMMA, while wgmma reaches the fp8 tensor cores. One
+ * CTA of two warpgroups per 128 queries (warp w: rows 16 w..), 128-key
+ * tiles. S = Q K^T as D/32 wgmma.m64n128k32 with Q and K from shared memory
+ * (core-matrix layout, 16 e4m3 per core-matrix row; K in a two-stage ring a
+ * tile ahead); the 2^8-scaled P packed into the fp8 A fragment in the same
+ * permuted key order as above; V^T stored by the threads byte by byte (8-bit
+ * wgmma operands are K-major only, so V must be transposed), in the
+ * core-matrix layout with rows = head dims and columns = key slots, then O
+ * += P V^T^T as BK/32 wgmma.m64nDk32 with P from registers. Per tile: a
+ * barrier after K lands, a barrier after V^T is stored (both after
+ * fence.proxy.async). */
+template <int D> struct HopperFp8Cfg {
+  static constexpr int NT = 256, BQ = 128, BK = 128;
+  static constexpr size_t smem_bytes() { return (size_t)(BQ + 2 * BK) * D + (size_t)D * BK + BK * sizeof(int); }
+};
+
+template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_hopper_fp8_kernel(AttnArgs a) {
+#if ATTN_HAS_WGMMA && ATTN_HAS_E4M3_MMA
+  typedef HopperFp8Cfg<D> C;
+  constexpr int NT = C::NT, BQ = C::BQ, BK = C::BK;
+  constexpr int NS = BK / 8, NO = D / 8;
+  constexpr int VCH = BK * D / 16 / NT; /* 16-byte chunks of V per thread */
+  static_assert(BK * D % (16 * NT) == 0, "V tile splits evenly over the threads");
+  ATTN_DYNAMIC_SMEM(uint8_t, sQ);
+  uint8_t *sK = sQ + BQ * D;      /* two stages */
+  uint8_t *sVt = sK + 2 * BK * D; /* [D rows][BK key slots], core-matrix layout */
+  int *sKeep = reinterpret_cast<int *>(sVt + D * BK);
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BQ, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gr = lane >> 2, tq = lane & 3;
+  const int q0 = tile * BQ, wrow = warp * 16;
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  const uint8_t *Qg = (const uint8_t *)a.q + base, *Kg = (const uint8_t *)a.k + base;
+  const uint8_t *Vg = (const uint8_t *)a.v + base;
+  const float qk = a.scale * (a.q_descale ? *a.q_descale : 1.0f) * (a.k_descale ? *a.k_descale : 1.0f);
+  const float qk_log2 = qk * ATTN_LOG2E, vds = a.v_descale ? *a.v_descale : 1.0f;
+
+  /* Descriptors, K-major, 8-bit: LBO 128 bytes between 16-byte chunks, SBO
+   * 8 rows x row bytes; a k-step of 32 is two chunks (+16 in 16-byte
+   * units), a K stage BK D bytes. */
+  const uint64_t qdesc = attn_wgmma_desc(sQ + (warp >> 2) * 64 * D, 128, 8 * D);
+  const uint64_t kdesc = attn_wgmma_desc(sK, 128, 8 * D);
+  const uint64_t vdesc = attn_wgmma_desc(sVt, 128, 8 * BK);
+  constexpr uint64_t STAGE = BK * D / 16;
+
+  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int nkt = (kend + BK - 1) / BK;
+
+  attn_load_rows_core<uint8_t, D, BQ, NT>(sQ, Qg, a.ld, q0, g.n);
+  attn_load_rows_core<uint8_t, D, BK, NT>(sK, Kg, a.ld, 0, g.n);
+  attn_cp_async_commit();
+  if (nkt > 1)
+    attn_load_rows_core<uint8_t, D, BK, NT>(sK + BK * D, Kg, a.ld, BK, g.n);
+  attn_cp_async_commit();
+
+  float o[1][NO][4], m[1][2], l[1][2];
+  attn_fwd_init<1, NO>(o, m, l);
+
+  for (int kt = 0; kt < nkt; kt++) {
+    const int j0 = kt * BK, stage = kt & 1;
+    attn_cp_async_wait_group<1>(); /* K_kt (and Q) */
+    attn_fence_proxy_async();
+    int hidden, kept;
+    /* its barrier: K_kt, sKeep visible; every warp is done with V^T_{kt-1} */
+    attn_scan_key_tile<BK, NT>(g, j0, sKeep, &hidden, &kept);
+
+    /* V_kt into registers now; stored transposed after S is computed */
+    uint4 vreg[VCH];
+#pragma unroll
+    for (int i = 0; i < VCH; i++) {
+      const int chunk = tid + i * NT, r = chunk / (D / 16), c = (chunk % (D / 16)) * 16;
+      vreg[i] =
+          j0 + r < g.n ? *reinterpret_cast<const uint4 *>(Vg + (int64_t)(j0 + r) * a.ld + c) : make_uint4(0, 0, 0, 0);
+    }
+
+    float s[1][NS][4];
+    if (kept) {
+      attn_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < D / 32; kk++)
+        AttnWgmmaE4m3<BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc + stage * STAGE + 16 * kk, kk > 0);
+      attn_wgmma_commit();
+      attn_wgmma_wait<0>();
+      attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+      attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, j0, gr, tq);
+      attn_online_softmax<1, NS, NO>(s, m, l, o, qk_log2, 8.0f); /* P scaled by 2^8 */
+    }
+
+    /* V^T[dim][slot(key)] = V[key][dim], byte by byte, at (dim / 8) 8 BK +
+     * (slot / 16) 128 + (dim % 8) 16 + slot % 16 */
+#pragma unroll
+    for (int i = 0; i < VCH; i++) {
+      const int chunk = tid + i * NT, r = chunk / (D / 16), c = (chunk % (D / 16)) * 16;
+      const int slot = (r & ~31) + fp8_key_slot(r & 31);
+      const uint32_t w[4] = {vreg[i].x, vreg[i].y, vreg[i].z, vreg[i].w};
+      uint8_t *col = sVt + (slot >> 4) * 128 + (slot & 15);
+#pragma unroll
+      for (int b = 0; b < 16; b++) {
+        const int dim = c + b;
+        attn_sts_u8_for_wgmma(col + (dim >> 3) * (8 * BK) + (dim & 7) * 16, (uint8_t)(w[b >> 2] >> (8 * (b & 3))));
+      }
+    }
+    attn_fence_proxy_async(); /* the stores above are read by wgmma */
+    __syncthreads();          /* V^T visible; every warp is done with K_kt */
+    if (kt + 2 < nkt)
+      attn_load_rows_core<uint8_t, D, BK, NT>(sK + stage * BK * D, Kg, a.ld, j0 + 2 * BK, g.n);
+    attn_cp_async_commit();
+    if (kept) {
+      uint32_t pa[BK / 32][4];
+#pragma unroll
+      for (int kc = 0; kc < BK / 32; kc++) {
+        const float(*t)[4] = &s[0][4 * kc];
+        pa[kc][0] = fp8_pack4(t[0][0], t[0][1], t[1][0], t[1][1]); /* row g,   slots 4t..4t+3 */
+        pa[kc][1] = fp8_pack4(t[0][2], t[0][3], t[1][2], t[1][3]); /* row g+8, slots 4t..4t+3 */
+        pa[kc][2] = fp8_pack4(t[2][0], t[2][1], t[3][0], t[3][1]); /* row g,   slots 16+4t.. */
+        pa[kc][3] = fp8_pack4(t[2][2], t[2][3], t[3][2], t[3][3]); /* row g+8, slots 16+4t.. */
+      }
+      attn_wgmma_fence();
+#pragma unroll
+      for (int kc = 0; kc < BK / 32; kc++)
+        AttnWgmmaE4m3<D>::rs(&o[0][0][0], pa[kc], vdesc + 16 * kc, true);
+      attn_wgmma_commit();
+      attn_wgmma_wait<0>();
+      attn_wgmma_pin<NO * 4>(&o[0][0][0]);
+      attn_wgmma_pin<BK / 8>(&pa[0][0]);
+    }
+  }
+  attn_cp_async_wait_all();
+
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    float sum = l[0][hr];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int r = q0 + wrow + gr + hr * 8;
+    if (r >= g.n)
+      continue;
+    const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
+    const float inv = ok ? vds / sum : 0.0f;
+    attn_bf16 *orow = (attn_bf16 *)a.o + base + (int64_t)r * a.ld;
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+      *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
+          AttnType<attn_bf16>::pack2(o[0][j][2 * hr] * inv, o[0][j][2 * hr + 1] * inv);
+    if (tq == 0)
+      a.lse[(int64_t)(g.start + r) * a.heads + h] = ok ? m[0][hr] * qk + logf(sum) - 8.0f * ATTN_LN2 : INFINITY;
+  }
+#else
+  (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
+#endif
+}
+
+template <int D> int hopper_fp8_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  typedef HopperFp8Cfg<D> C;
+  const size_t smem = C::smem_bytes();
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_fp8_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  auto *kernel = attn_hopper_fp8_kernel<D>;
+  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
+  ATTN_LAUNCH_CHECK("attn_hopper_fp8_kernel");
+  MB_TRY(attn_launch_fill_tail<attn_bf16>((attn_bf16 *)a.o, a.ld, a, 0.0f, s));
+  MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));
+  return MB_OK;
+}
+
 } // namespace
 
 /* The fp8 kernel's code version on this device (ptxVersion x 1: 80, 90);
@@ -256,6 +427,12 @@ int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, cons
   a.q_descale = qds;
   a.k_descale = kds;
   a.v_descale = vds;
+  int wgmma = 0; /* the forward's wgmma tilings switch the fp8 forward to its wgmma kernel too */
+  MB_TRY(attn_flash_fwd_uses_wgmma(&wgmma));
+  if (wgmma && d->head_dim == 64)
+    return hopper_fp8_launch<64>(d, a, s);
+  if (wgmma && d->head_dim == 128)
+    return hopper_fp8_launch<128>(d, a, s);
   if (d->head_dim == 64)
     return flash_fp8_launch<64>(d, a, s);
   if (d->head_dim == 128)

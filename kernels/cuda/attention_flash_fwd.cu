@@ -202,6 +202,24 @@ int mb_cuda_attn_set_flash_fwd_variant(int variant) {
   return MB_OK;
 }
 
+/* The tiling, from MAMBERT_ATTN_TILING when no program has set one. */
+static int choose_fwd_variant(void) {
+  if (flash_fwd_variant < 0) {
+    bool wgmma = false;
+    MB_TRY(attn_env_wants_wgmma(&wgmma));
+    flash_fwd_variant = wgmma ? 2 : 0;
+  }
+  return MB_OK;
+}
+
+int attn_flash_fwd_uses_wgmma(int *yes) {
+  *yes = 0;
+  MB_TRY(choose_fwd_variant());
+  if (flash_fwd_variant >= 2)
+    MB_TRY(attn_hopper_fwd_runs(yes));
+  return MB_OK;
+}
+
 int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) {
   if (!ok)
     return MB_ERR(MB_EINVAL, "cuda flash attention: NULL result pointer");
@@ -224,11 +242,7 @@ int attn_flash_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
   a.v = v;
   a.o = out;
   a.lse = lse;
-  if (flash_fwd_variant < 0) {
-    bool wgmma = false;
-    MB_TRY(attn_env_wants_wgmma(&wgmma));
-    flash_fwd_variant = wgmma ? 2 : 0;
-  }
+  MB_TRY(choose_fwd_variant());
   const int var = flash_fwd_variant;
   if (var >= 2)
     return attn_hopper_fwd(d, dt, var == 3, q, k, v, out, lse, s);

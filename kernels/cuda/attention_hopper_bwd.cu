@@ -37,6 +37,7 @@ template <int D> struct HopperBwdCfg {
   }
 };
 
+#if ATTN_HAS_WGMMA
 /* Query c of tile i0 for the softmax backward: lse in log2 units (+inf when
  * the query is not a real, unmasked token, so P = 0) or D (0 then). */
 __device__ __forceinline__ float bwd_query_stat(const AttnArgs &a, const AttnSeg &g, int h, int q, bool want_lse) {
@@ -46,6 +47,7 @@ __device__ __forceinline__ float bwd_query_stat(const AttnArgs &a, const AttnSeg
     return live ? a.lse[idx] * ATTN_LOG2E : INFINITY;
   return live ? a.dsum[idx] : 0.0f;
 }
+#endif
 
 template <typename T, int D>
 __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel(AttnArgs a) {

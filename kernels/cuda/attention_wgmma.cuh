@@ -20,7 +20,9 @@
  *       K-major (imm-trans 0):  start + (mn % 8) 16 + (mn / 8) SBO + (k % 8) 2 + (k / 8) LBO
  *       MN-major (imm-trans 1): start + (mn % 8) 2 + (mn / 8) SBO + (k % 8) 16 + (k / 8) LBO
  *     (bytes, 16-bit elements; mn is A's row or B's column n, k the
- *     reduction index).
+ *     reduction index). e4m3 (K = 32 per instruction) is K-major only, a
+ *     core matrix holding 16 k: start + (mn % 8) 16 + (mn / 8) SBO + (k % 16)
+ *     + (k / 16) LBO.
  * wgmma runs asynchronously: issue (mma_async), close the batch
  * (commit_group), wait (wait_group N: all but the N newest batches done).
  * Until the wait, the accumulator and A registers must not be touched, and
@@ -49,6 +51,9 @@ template <int N> __device__ __forceinline__ void attn_wgmma_wait() {
 __device__ __forceinline__ void attn_fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
+/* A byte store to shared memory that a wgmma will read (the emulator tracks
+ * it, so a missing fence.proxy.async is reported). */
+__device__ __forceinline__ void attn_sts_u8_for_wgmma(uint8_t *smem, uint8_t v) { *smem = v; }
 /* The compiler does not know that wait_group writes the accumulators (or
  * that mma_async reads A's registers until then): these empty statements
  * pin every register of the array at this point, so no access moves
@@ -163,6 +168,93 @@ template <> struct AttnWgmma<attn_f16, 128> {
   }
   static __device__ __forceinline__ void rs_mn(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
     ATTN_WGMMA_RS_N128("f16", 1);
+  }
+};
+
+/* m64n64k32 e4m3, A and B from shared memory (K-major: 8-bit operands cannot be transposed) */
+#define ATTN_WGMMA_E4M3_SS_N64 \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
+               "}, %32, %33, p, 1, 1;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), \
+                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), \
+                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), \
+                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+               : "l"(da), "l"(db), "r"((int)(accumulate)))
+/* m64n64k32 e4m3, A from registers a[4], B from shared memory (K-major) */
+#define ATTN_WGMMA_E4M3_RS_N64 \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n64k32.f32.e4m3.e4m3 {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
+               "}, {%32, %33, %34, %35}, %36, p, 1, 1;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), \
+                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), \
+                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), \
+                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"((int)(accumulate)))
+/* m64n128k32 e4m3, A and B from shared memory (K-major: 8-bit operands cannot be transposed) */
+#define ATTN_WGMMA_E4M3_SS_N128 \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+               "}, %64, %65, p, 1, 1;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), \
+                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), \
+                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), \
+                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), \
+                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), \
+                 "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), \
+                 "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), \
+                 "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+               : "l"(da), "l"(db), "r"((int)(accumulate)))
+/* m64n128k32 e4m3, A from registers a[4], B from shared memory (K-major) */
+#define ATTN_WGMMA_E4M3_RS_N128 \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n" \
+               "wgmma.mma_async.sync.aligned.m64n128k32.f32.e4m3.e4m3 {" \
+               "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+               "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+               "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+               "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63" \
+               "}, {%64, %65, %66, %67}, %68, p, 1, 1;\n}\n" \
+               : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+                 "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), \
+                 "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), \
+                 "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), \
+                 "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), \
+                 "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), \
+                 "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), \
+                 "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), \
+                 "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63]) \
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"((int)(accumulate)))
+
+
+/* e4m3 x e4m3 -> f32, K = 32: ss (A, B from descriptors, both K-major) and
+ * rs (A from registers: the m16n8k32 A fragment of the warp's rows, four
+ * consecutive k per register, lowest k in the lowest byte). */
+template <int N> struct AttnWgmmaE4m3;
+template <> struct AttnWgmmaE4m3<64> {
+  static __device__ __forceinline__ void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_E4M3_SS_N64;
+  }
+  static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_E4M3_RS_N64;
+  }
+};
+template <> struct AttnWgmmaE4m3<128> {
+  static __device__ __forceinline__ void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_E4M3_SS_N128;
+  }
+  static __device__ __forceinline__ void rs(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_E4M3_RS_N128;
   }
 };
 

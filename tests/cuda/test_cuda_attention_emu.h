@@ -81,7 +81,8 @@ struct Copy {
 /* One wgmma.mma_async as a thread issued it (executed at wait_group). */
 struct Wgmma {
   bool rs;         /* A from registers (else from the descriptor da) */
-  bool bf16;       /* else f16 */
+  bool bf16;       /* else f16 (unless e4m3) */
+  bool e4m3;       /* e4m3 x e4m3, K = 32, both operands K-major */
   bool trans_b;    /* B MN-major */
   bool accumulate; /* else D = A B */
   int n;           /* N of m64nNk16 */
@@ -200,7 +201,7 @@ template <int K> inline void mma_accumulate(Fiber *L, const float (*A)[K], const
 /* The shared-memory address of element (mn, k) of a no-swizzle wgmma
  * operand (attention_wgmma.cuh, from the PTX ISA's canonical layouts);
  * NULL (with an error) for a descriptor the emulator does not model. */
-inline const uint16_t *wgmma_elem(uint64_t desc, bool mn_major, int mn, int k) {
+inline const unsigned char *wgmma_elem(uint64_t desc, bool mn_major, int mn, int k, int esize) {
   const size_t start = (size_t)(desc & 0x3fff) << 4, lbo = (size_t)((desc >> 16) & 0x3fff) << 4,
                sbo = (size_t)((desc >> 32) & 0x3fff) << 4;
   if (desc >> 62) {
@@ -211,21 +212,22 @@ inline const uint16_t *wgmma_elem(uint64_t desc, bool mn_major, int mn, int k) {
     error("wgmma descriptor with base offset %d (0 for no-swizzle layouts)", (int)((desc >> 49) & 7));
     return NULL;
   }
-  const size_t off = mn_major ? start + (mn % 8) * 2 + (mn / 8) * sbo + (k % 8) * 16 + (k / 8) * lbo
-                              : start + (mn % 8) * 16 + (mn / 8) * sbo + (k % 8) * 2 + (k / 8) * lbo;
+  const int per16 = 16 / esize; /* elements per 16 bytes: a core matrix row */
+  const size_t off = mn_major ? start + (mn % 8) * esize + (mn / 8) * sbo + (k % 8) * 16 + (k / 8) * lbo
+                              : start + (mn % 8) * 16 + (mn / 8) * sbo + (k % per16) * esize + (k / per16) * lbo;
   State &s = S();
-  if (off + 2 > s.smem.size()) {
+  if (off + esize > s.smem.size()) {
     error("wgmma reads shared memory byte %zu of %zu (descriptor 0x%016llx)", off, s.smem.size(),
           (unsigned long long)desc);
     return NULL;
   }
   if (s.unfenced_by[off / 16]) {
-    error("wgmma reads shared memory byte %zu, which thread %d wrote with cp.async and has not fenced "
+    error("wgmma reads shared memory byte %zu, which thread %d wrote (cp.async or a store) and has not fenced "
           "(fence.proxy.async)",
           off, s.unfenced_by[off / 16] - 1);
     return NULL;
   }
-  return (const uint16_t *)(s.smem.data() + off);
+  return s.smem.data() + off;
 }
 
 /* Execute one wgmma for warp w (rows 16 (w % 4) .. + 15 of the m64 tile):
@@ -234,14 +236,23 @@ inline void exec_wgmma(const Wgmma *const *op, int w) {
   const Wgmma &o0 = *op[0];
   for (int l = 1; l < 32; l++) {
     const Wgmma &o = *op[l];
-    if (o.rs != o0.rs || o.bf16 != o0.bf16 || o.trans_b != o0.trans_b || o.accumulate != o0.accumulate ||
+    if (o.rs != o0.rs || o.bf16 != o0.bf16 || o.e4m3 != o0.e4m3 || o.trans_b != o0.trans_b ||
+        o.accumulate != o0.accumulate ||
         o.n != o0.n || o.db != o0.db || (!o.rs && o.da != o0.da))
       return error("warp %d: lanes issued different wgmma (shape, type, descriptors or scale-d)", w);
   }
-  auto dec = [&](uint32_t h) { return o0.bf16 ? bf16_bits(h) : f16_bits(h); };
-  const int n = o0.n, wr = 16 * (w % 4);
-  float A[16][16];
-  std::vector<float> B(16 * (size_t)n);
+  if (o0.e4m3 && o0.trans_b)
+    return error("warp %d: e4m3 wgmma with a transposed (MN-major) operand: 8-bit operands are K-major only", w);
+  auto dec = [&](uint32_t h) { return o0.e4m3 ? e4m3_bits(h) : o0.bf16 ? bf16_bits(h) : f16_bits(h); };
+  const int n = o0.n, wr = 16 * (w % 4), K = o0.e4m3 ? 32 : 16, es = o0.e4m3 ? 1 : 2;
+  auto load = [&](const unsigned char *e) {
+    uint32_t h = e[0];
+    if (es == 2)
+      h |= (uint32_t)e[1] << 8;
+    return dec(h);
+  };
+  float A[16][32];
+  std::vector<float> B(32 * (size_t)n);
   for (int l = 0; l < 32; l++) {
     const Wgmma &o = *op[l];
     if (o.rs && memcmp(o.a, o.a_issued, sizeof o.a_issued))
@@ -249,7 +260,7 @@ inline void exec_wgmma(const Wgmma *const *op, int w) {
     if (!o.d_issued.empty() && memcmp(o.d, o.d_issued.data(), o.d_issued.size() * sizeof(float)))
       return error("warp %d lane %d: wgmma accumulators changed between mma_async and wait_group", w, l);
   }
-  if (o0.rs) { /* the m16n8k16 A fragment of rows wr.. */
+  if (o0.rs && !o0.e4m3) { /* the m16n8k16 A fragment of rows wr.. */
     for (int l = 0; l < 32; l++) {
       const int g = l / 4, t = l % 4;
       for (int i = 0; i < 8; i++) {
@@ -258,21 +269,30 @@ inline void exec_wgmma(const Wgmma *const *op, int w) {
         A[row][col] = dec(h);
       }
     }
+  } else if (o0.rs) { /* the m16n8k32 8-bit A fragment: a_i row g (i < 4, 8 <= i < 12) else g+8, col 4t + i%4 (+16) */
+    for (int l = 0; l < 32; l++) {
+      const int g = l / 4, t = l % 4;
+      for (int i = 0; i < 16; i++) {
+        const uint32_t b = (op[l]->a[i / 4] >> (8 * (i & 3))) & 0xff;
+        const int row = (i < 4 || (i >= 8 && i < 12)) ? g : g + 8, col = 4 * t + (i & 3) + (i >= 8 ? 16 : 0);
+        A[row][col] = dec(b);
+      }
+    }
   } else {
     for (int r = 0; r < 16; r++)
-      for (int k = 0; k < 16; k++) {
-        const uint16_t *e = wgmma_elem(o0.da, false, wr + r, k);
+      for (int k = 0; k < K; k++) {
+        const unsigned char *e = wgmma_elem(o0.da, false, wr + r, k, es);
         if (!e)
           return;
-        A[r][k] = dec(*e);
+        A[r][k] = load(e);
       }
   }
-  for (int k = 0; k < 16; k++)
+  for (int k = 0; k < K; k++)
     for (int c = 0; c < n; c++) {
-      const uint16_t *e = wgmma_elem(o0.db, o0.trans_b, c, k);
+      const unsigned char *e = wgmma_elem(o0.db, o0.trans_b, c, k, es);
       if (!e)
         return;
-      B[(size_t)k * n + c] = dec(*e);
+      B[(size_t)k * n + c] = load(e);
     }
   for (int l = 0; l < 32; l++) {
     const int g = l / 4, t = l % 4;
@@ -280,7 +300,7 @@ inline void exec_wgmma(const Wgmma *const *op, int w) {
     for (int i = 0; i < n / 2; i++) {
       const int row = g + 8 * ((i % 4) >> 1), col = 8 * (i / 4) + 2 * t + (i & 1);
       float acc = o0.accumulate ? d[i] : 0.0f;
-      for (int k = 0; k < 16; k++)
+      for (int k = 0; k < K; k++)
         acc += A[row][k] * B[(size_t)k * n + col];
       d[i] = acc;
     }
@@ -732,6 +752,17 @@ static inline void attn_fence_proxy_async() {
       s.unfenced_by[chunk] = 0;
   f.unfenced.clear();
 }
+static inline void attn_sts_u8_for_wgmma(uint8_t *smem, uint8_t v) {
+  emu::State &s = emu::S();
+  if (!emu::in_smem(smem, 1))
+    return emu::error("shared store to %p outside shared memory", (void *)smem);
+  *smem = v;
+  const size_t chunk = (size_t)(smem - s.smem.data()) / 16;
+  if (s.unfenced_by[chunk] != s.cur + 1) {
+    s.unfenced_by[chunk] = s.cur + 1;
+    emu::me().unfenced.push_back(chunk);
+  }
+}
 template <int N> static inline void attn_wgmma_pin(float *) {}
 template <int N> static inline void attn_wgmma_pin(uint32_t *) {}
 
@@ -753,6 +784,31 @@ static inline void emu_wgmma_issue(emu::Wgmma op) {
   f.wg_issued++;
   emu::S().wgmma_issued++;
 }
+
+template <int N> struct AttnWgmmaE4m3 {
+  static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma N");
+  static void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
+    emu::Wgmma op{};
+    op.e4m3 = true;
+    op.accumulate = accumulate;
+    op.n = N;
+    op.da = da;
+    op.db = db;
+    op.d = d;
+    emu_wgmma_issue(std::move(op));
+  }
+  static void rs(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
+    emu::Wgmma op{};
+    op.rs = true;
+    op.e4m3 = true;
+    op.accumulate = accumulate;
+    op.n = N;
+    op.db = db;
+    op.a = a;
+    op.d = d;
+    emu_wgmma_issue(std::move(op));
+  }
+};
 
 template <typename T, int N> struct AttnWgmma {
   static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma N");

@@ -136,14 +136,23 @@ static void run_case(const fcase *c, int D) {
   float *out = at_malloc(n * sizeof(float)), *lse = at_malloc(nl * sizeof(float));
   unsigned char *pad = at_pad_tokens(tokens, mask, c->nseq ? cu : NULL, c->nseq);
 
-  const mb_cuda_attn_kernel kernels[2] = {MB_CUDA_ATTN_REFERENCE, MB_CUDA_ATTN_FLASH_FP8};
-  for (int ki = 0; ki < 2; ki++) {
+  /* the reference, the flash kernel, and (sm_90) the flash kernel's wgmma
+   * form, which forward tiling 2 selects */
+  const mb_cuda_attn_kernel kernels[3] = {MB_CUDA_ATTN_REFERENCE, MB_CUDA_ATTN_FLASH_FP8, MB_CUDA_ATTN_FLASH_FP8};
+  int wgmma_runs = 0;
+  assert_int_equal(mb_cuda_attn_flash_fwd_variant_runs(2, &wgmma_runs), MB_OK);
+  for (int ki = 0; ki < 3; ki++) {
+    if (ki == 2 && !wgmma_runs)
+      continue;
     at_poison(d_out, n * 2);
     at_poison(d_lse, nl * sizeof(float));
+    assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(ki == 2 ? 2 : 0), MB_OK);
     const int rc = mb_cuda_attn_fwd_fp8_with(kernels[ki], &dd, d_x[0], d_x[1], d_x[2], d_scale, d_scale + 1,
                                              d_scale + 2, d_out, d_lse, NULL);
+    assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(0), MB_OK);
     char label[96];
-    snprintf(label, sizeof label, "e4m3 D=%-3d %-13s %-9s", D, c->name, mb_cuda_attn_kernel_name(kernels[ki]));
+    snprintf(label, sizeof label, "e4m3 D=%-3d %-13s %-9s%s", D, c->name, mb_cuda_attn_kernel_name(kernels[ki]),
+             ki == 2 ? "-wgmma" : "");
     if (kernels[ki] == MB_CUDA_ATTN_FLASH_FP8 && rc == MB_EUNSUPPORTED && g_cc < 89) {
       printf("%s refused on sm_%d as it must: %s\n", label, g_cc, mb_error_message());
       continue;
