@@ -187,13 +187,13 @@ int mb_cuda_attn_choose(const mb_attn_desc *d, const mb_cuda_attn_request *r, mb
     /* Hopper runs the sm_80 design (mma.sync) unless the wgmma tilings
      * are chosen (opt-in until a GPU run has measured them); for e4m3,
      * ptxas lowers mma.sync to f16 HMMA there (Hopper's fp8 units need
-     * wgmma, which the fp8 kernel does not use yet). */
+     * wgmma: the fp8 kernel's wgmma form, taken with those tilings). */
     const char *note = r->cc != 90 ? ""
                        : fused == MB_CUDA_ATTN_FLASH
                            ? "; the tiling set by mb_cuda_attn_set_flash_*_variant or MAMBERT_ATTN_TILING (default "
                              "mma.sync; wgmma opt-in)"
-                           : "; on sm_90 e4m3 mma.sync runs as f16 HMMA: no fp8 speed-up until an fp8 wgmma kernel "
-                             "exists";
+                           : "; on sm_90 e4m3 mma.sync runs as f16 HMMA (no fp8 speed-up) unless the wgmma tilings "
+                             "are chosen (MAMBERT_ATTN_TILING=wgmma)";
     snprintf(p->reason, sizeof p->reason, "%s kernel (%s, head_dim %d, %s, sm_%d%s)", mb_cuda_attn_kernel_name(fused),
              mb_dtype_name(r->dtype), d->head_dim, mode, r->cc, note);
   }
