@@ -67,11 +67,13 @@ TEST_JOBS="${GPU_CHECK_TEST_JOBS:-4}"
 BIN=/tmp/mambert-gpu
 
 # The CUDA tests, each with its time limit (s). Order: longest first, so the
-# parallel runner starts them early.
+# parallel runner starts them early. NAME+wgmma runs test NAME again with
+# MAMBERT_ATTN_TILING=wgmma (the Hopper attention kernels through the op
+# table, CUDA graphs and the models).
 TESTS=(cuda_attention:150 cuda_selective_scan:150 cuda_models:120 cuda_attention_ops:120 cuda_scan_ops:120
   cuda_train:120 cuda_ops:120 cuda_gemm:120 cuda_attention_fp8:90 cuda_conv1d:90 cuda_runtime:60
   runtime_cuda_alloc:60 runtime_dtype_cuda:30 cuda_amp_logic:30 cuda_attention_dispatch:30
-  cuda_selective_scan_plan:30)
+  cuda_selective_scan_plan:30 cuda_attention_ops+wgmma:120 cuda_models+wgmma:120)
 BENCHES=(bench_cuda_mlp bench_cuda_gemm bench_cuda_train bench_cuda_attention bench_cuda_selective_scan
   bench_cuda_sweep bench_cuda_packed)
 # need no GPU: exit 0 here too
@@ -107,6 +109,8 @@ die() {
 }
 
 test_names() { for t in "${TESTS[@]}"; do echo "${t%%:*}"; done; }
+# the binaries behind them (NAME+wgmma is NAME's binary)
+test_bins() { test_names | sed 's/+.*//' | awk '!seen[$0]++'; }
 
 # Shared libraries the bundle leaves to the GPU machine.
 SYSTEM_LIBS='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|librt\.so|libpthread\.so|libresolv\.so|libutil\.so|libgcc_s\.so|libstdc\+\+\.so|libcuda\.so|libnvidia|libcudart\.so|libcublas|libcublasLt|libnccl|libcufft|libcurand|libcusparse|libcusolver|libnvrtc|libnvJitLink)'
@@ -126,7 +130,7 @@ bundle() {
     }
   grep -q "MAMBERT_HAVE_CUDA 1" "$BUILD/generated/mambert_build_config.h" || die "the build found no CUDA toolkit"
   local targets=() t
-  for t in $(test_names) "${BENCHES[@]}"; do targets+=(--target "$t"); done
+  for t in $(test_bins) "${BENCHES[@]}"; do targets+=(--target "$t"); done
   echo "gpu_check: building $((${#targets[@]} / 2)) targets (-j${GPU_CHECK_JOBS:-2})"
   cmake --build "$BUILD" -j"${GPU_CHECK_JOBS:-2}" "${targets[@]}" >"$BUILD/gpu_check.build.log" 2>&1 ||
     {
@@ -145,7 +149,7 @@ bundle() {
     grep -qxF "$rel" "$excl" 2>/dev/null || echo "$rel" >>"$excl"
   fi
   local b
-  for b in $(test_names) "${BENCHES[@]}"; do
+  for b in $(test_bins) "${BENCHES[@]}"; do
     [ -x "$BUILD/$b" ] || die "$BUILD/$b was not built"
     cp "$BUILD/$b" "$STAGE/$b"
     strip --strip-unneeded "$STAGE/$b"
@@ -187,7 +191,7 @@ verify() {
   ls "$dir/lib" | sed 's/^/    /'
   [ "$mib" -lt "$MAX_BUNDLE_MIB" ] || die "bundle too large for the device tool"
   local bad=0 b
-  for b in $(test_names) "${BENCHES[@]}"; do
+  for b in $(test_bins) "${BENCHES[@]}"; do
     # every non-system library must resolve inside the bundle
     local stray
     stray=$(cd "$dir" && env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH= ldd "./$b" |
@@ -294,8 +298,10 @@ run_tests() { # LIMIT [TEST ...]
     (
       s=$(now)
       rc=0
-      cd "$ROOT" && OMP_NUM_THREADS=4 MAMBERT_SCAN_DUMP="$WORK/scan_dump.safetensors" \
-        ours timeout -k 5 "$tl" "$BIN/$name" >"$WORK/logs/test_$name.log" 2>&1 || rc=$?
+      tiling=default
+      [[ "$name" == *+wgmma ]] && tiling=wgmma
+      cd "$ROOT" && OMP_NUM_THREADS=4 MAMBERT_SCAN_DUMP="$WORK/scan_dump.safetensors" MAMBERT_ATTN_TILING=$tiling \
+        ours timeout -k 5 "$tl" "$BIN/${name%%+*}" >"$WORK/logs/test_$name.log" 2>&1 || rc=$?
       record "$name" test "$rc" $(($(now) - s)) "$tl"
       echo "gpu_check: test $name exit $rc ($(($(now) - s)) s)"
     ) &
