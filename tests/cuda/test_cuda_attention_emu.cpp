@@ -381,6 +381,54 @@ static void test_env_tiling(void **state) {
   assert_true(emu::S().wgmma_issued > after_fwd);
 }
 
+/* The emulator's wgmma operand addressing against the PTX ISA's worked
+ * examples ("Shared Memory Matrix Layout", canonical layouts), which give
+ * each layout exactly as a CuTe shape:stride in elements:
+ *   K-major, no swizzle, tf32 (T = 4, LBO 64, SBO 32 elements):
+ *     ((8,2),(4,4)):((4,32),(1,64))  -- (row, k) -> offset
+ *   MN-major, no swizzle, bf16 (T = 8, LBO 128, SBO 64 elements):
+ *     ((8,1,2),(8,2)):((1,8,64),(8,128))  -- (mn, k) -> offset
+ * and the 8-bit K-major form the fp8 kernel uses (16 elements per core
+ * matrix row, LBO 128 bytes, SBO 8 rows x 64 bytes). */
+static uint64_t emu_desc(uint32_t lbo_bytes, uint32_t sbo_bytes) {
+  return ((uint64_t)(lbo_bytes >> 4) << 16) | ((uint64_t)(sbo_bytes >> 4) << 32); /* start 0, no swizzle */
+}
+
+static void test_wgmma_layouts(void **state) {
+  (void)state;
+  emu::State &s = emu::S();
+  s.smem.assign(16384, 0);
+  s.unfenced_by.assign(s.smem.size() / 16 + 1, 0);
+  const unsigned char *base = s.smem.data();
+  for (int r = 0; r < 16; r++)
+    for (int k = 0; k < 16; k++) {
+      const size_t want = (size_t)(r % 8) * 4 + (r / 8) * 32 + (k % 4) + (k / 4) * 64; /* elements */
+      const unsigned char *e = emu::wgmma_elem(emu_desc(64 * 4, 32 * 4), false, r, k, 4);
+      assert_non_null(e);
+      assert_int_equal((size_t)(e - base), want * 4);
+    }
+  for (int mn = 0; mn < 16; mn++)
+    for (int k = 0; k < 16; k++) {
+      const size_t want = (size_t)(mn % 8) + (mn / 8) * 64 + (k % 8) * 8 + (k / 8) * 128;
+      const unsigned char *e = emu::wgmma_elem(emu_desc(128 * 2, 64 * 2), true, mn, k, 2);
+      assert_non_null(e);
+      assert_int_equal((size_t)(e - base), want * 2);
+    }
+  for (int r = 0; r < 16; r++)
+    for (int k = 0; k < 64; k++) {
+      const size_t want = (size_t)(r % 8) * 16 + (r / 8) * 512 + (k % 16) + (k / 16) * 128;
+      const unsigned char *e = emu::wgmma_elem(emu_desc(128, 512), false, r, k, 1);
+      assert_non_null(e);
+      assert_int_equal((size_t)(e - base), want);
+    }
+  /* modes it does not model are errors, not wrong addresses */
+  const long long errors = s.errors;
+  assert_null(emu::wgmma_elem(emu_desc(128, 512) | (1ull << 62), false, 0, 0, 2));
+  assert_true(s.errors > errors);
+  s.errors = 0;
+  s.first_error[0] = 0;
+}
+
 /* Tiling 3 exists for head_dim 64 only: at 128 the forward refuses. */
 static void test_tiling3_head_dim(void **state) {
   (void)state;
@@ -536,7 +584,7 @@ static void test_reference(void **state) {
 int main(void) {
   at_seed_init("cuda_attention_emulated");
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_env_tiling), cmocka_unit_test(test_flash_bf16), cmocka_unit_test(test_flash_f16),
+      cmocka_unit_test(test_wgmma_layouts), cmocka_unit_test(test_env_tiling), cmocka_unit_test(test_flash_bf16), cmocka_unit_test(test_flash_f16),
       cmocka_unit_test(test_dq_large), cmocka_unit_test(test_tiling3_head_dim),
       cmocka_unit_test(test_flash_fp8),  cmocka_unit_test(test_reference),
   };
