@@ -99,6 +99,7 @@ struct AttnArgs {
   int64_t ld;       /* heads * head_dim: elements between consecutive tokens */
   float scale;      /* softmax scale */
   float scale_log2; /* scale * log2(e): exp(scale * s) = exp2(s * scale_log2) */
+  int opaque_one;   /* 1, as a value the compiler cannot see (the wgmma forward's tiling 4) */
 };
 
 static inline AttnArgs attn_args_from_desc(const mb_attn_desc *d) {
@@ -115,6 +116,7 @@ static inline AttnArgs attn_args_from_desc(const mb_attn_desc *d) {
   a.ld = (int64_t)d->heads * d->head_dim;
   a.scale = d->scale > 0 ? (float)d->scale : (float)(1.0 / sqrt((double)d->head_dim));
   a.scale_log2 = a.scale * ATTN_LOG2E;
+  a.opaque_one = 1;
   return a;
 }
 
@@ -451,19 +453,19 @@ __device__ __forceinline__ void attn_mask_scores(float (&s)[MT][NS][4], const At
       }
 }
 
-/* The online softmax step, per row: rows gr (hr = 0) and gr + 8 (hr = 1) of
- * each m-tile; the four threads of a quad share a row. S (raw scores)
- * becomes P = 2^(S scale_log2 - m scale_log2 + p_log2) in place (p_log2:
- * a fixed power-of-two scale of P, 0 or the fp8 kernel's 8); m and the
- * thread's part of l are updated and O rescaled by exp(m_old - m_new).
- * The rescale is skipped when no row of the warp changed its max: corr is
- * then exactly 1, so skipping is exact, and on long rows the maxima settle
- * after a few tiles, so most tiles save the MT x NO x 4 multiplies (128 per
- * thread at D = 128) for one ballot. */
-template <int MT, int NS, int NO>
-__device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float (&m)[MT][2], float (&l)[MT][2],
-                                                    float (&o)[MT][NO][4], float scale_log2, float p_log2) {
-  float corr[MT][2];
+/* The online softmax's statistics step, per row: rows gr (hr = 0) and
+ * gr + 8 (hr = 1) of each m-tile; the four threads of a quad share a row.
+ * S (raw scores) becomes P = 2^(S scale_log2 - m scale_log2 + p_log2) in
+ * place (p_log2: a fixed power-of-two scale of P, 0 or the fp8 kernel's
+ * 8); m and the thread's part of l are updated, and corr = exp(m_old -
+ * m_new) per row is returned for O. The result says whether any row of the
+ * warp moved its max (warp-uniform); if none did, corr is exactly 1 and
+ * the rescale can be skipped exactly -- on long rows the maxima settle
+ * after a few tiles, so most tiles save the O multiplies (128 per thread at
+ * D = 128) for one ballot. */
+template <int MT, int NS>
+__device__ __forceinline__ bool attn_softmax_stats(float (&s)[MT][NS][4], float (&m)[MT][2], float (&l)[MT][2],
+                                                   float (&corr)[MT][2], float scale_log2, float p_log2) {
   bool moved = false;
 #pragma unroll
   for (int mt = 0; mt < MT; mt++)
@@ -494,17 +496,31 @@ __device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float
         }
       l[mt][hr] = l[mt][hr] * corr[mt][hr] + sum;
     }
-  if (__ballot_sync(0xffffffffu, moved)) {
+  return __ballot_sync(0xffffffffu, moved) != 0;
+}
+
+/* O *= corr, per row. */
+template <int MT, int NO>
+__device__ __forceinline__ void attn_rescale_o(float (&o)[MT][NO][4], const float (&corr)[MT][2]) {
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
+  for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-      for (int hr = 0; hr < 2; hr++)
+    for (int hr = 0; hr < 2; hr++)
 #pragma unroll
-        for (int j = 0; j < NO; j++) {
-          o[mt][j][2 * hr] *= corr[mt][hr];
-          o[mt][j][2 * hr + 1] *= corr[mt][hr];
-        }
-  }
+      for (int j = 0; j < NO; j++) {
+        o[mt][j][2 * hr] *= corr[mt][hr];
+        o[mt][j][2 * hr + 1] *= corr[mt][hr];
+      }
+}
+
+/* The online softmax step: the statistics, then O rescaled at once (a
+ * kernel with a product into O still in flight rescales after waiting). */
+template <int MT, int NS, int NO>
+__device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float (&m)[MT][2], float (&l)[MT][2],
+                                                    float (&o)[MT][NO][4], float scale_log2, float p_log2) {
+  float corr[MT][2];
+  if (attn_softmax_stats<MT, NS>(s, m, l, corr, scale_log2, p_log2))
+    attn_rescale_o<MT, NO>(o, corr);
 }
 
 /* This thread's two query rows r0 and r0 + 8: live (a real, unmasked
@@ -640,7 +656,7 @@ int attn_flash_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
 int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
                    const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
                    cudaStream_t s);
-int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, bool two_ctas, const void *q, const void *k, const void *v,
+int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *q, const void *k, const void *v,
                     void *out, float *lse, cudaStream_t s);
 int attn_hopper_fwd_runs(int *ok);
 /* MAMBERT_ATTN_TILING (attention.cu): *want = "wgmma" and the wgmma

@@ -196,8 +196,8 @@ int flash_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
 static int flash_fwd_variant = -1; /* -1: not chosen yet (MAMBERT_ATTN_TILING, else 0) */
 
 int mb_cuda_attn_set_flash_fwd_variant(int variant) {
-  if (variant < 0 || variant > 3)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0, 1, 2 or 3)", variant);
+  if (variant < 0 || variant > 4)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 4)", variant);
   flash_fwd_variant = variant;
   return MB_OK;
 }
@@ -224,8 +224,8 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) {
   if (!ok)
     return MB_ERR(MB_EINVAL, "cuda flash attention: NULL result pointer");
   *ok = 0;
-  if (variant < 0 || variant > 3)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0, 1, 2 or 3)", variant);
+  if (variant < 0 || variant > 4)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 4)", variant);
   if (variant >= 2)
     return attn_hopper_fwd_runs(ok);
   *ok = 1;
@@ -245,7 +245,7 @@ int attn_flash_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
   MB_TRY(choose_fwd_variant());
   const int var = flash_fwd_variant;
   if (var >= 2)
-    return attn_hopper_fwd(d, dt, var == 3, q, k, v, out, lse, s);
+    return attn_hopper_fwd(d, dt, var, q, k, v, out, lse, s);
   if (dt == MB_BF16 && d->head_dim == 64)
     return var ? flash_fwd_launch<attn_bf16, 64, 1>(d, a, s) : flash_fwd_launch<attn_bf16, 64, 0>(d, a, s);
   if (dt == MB_BF16 && d->head_dim == 128)

@@ -169,6 +169,197 @@ __global__ void __launch_bounds__(HopperFwdCfg<D, BKEYS>::NT, HopperFwdCfg<D, BK
 #endif
 }
 
+/* Tiling 4: the same CTA with FlashAttention-3's intra-warpgroup
+ * pipelining. In iteration j a warpgroup issues S_{j+1} = Q K_{j+1}^T and
+ * then O += P_j V_j back to back, waits for S_{j+1} only, and runs the
+ * softmax of tile j + 1 while O += P_j V_j is still on the tensor cores;
+ * O's rescale by exp(m_j - m_{j+1}) waits for that product. In tilings 2
+ * and 3 both warpgroups meet at every barrier and then run their softmax
+ * at the same time, leaving the tensor cores idle; here the softmax hides
+ * under a product. Costs: P_j's registers stay live through the softmax
+ * of j + 1, and K runs a tile ahead of V: iteration j reads K_{j+1} and
+ * V_j, the group committed two iterations earlier ({K_{j+1}, V_j}), and
+ * refills their stages with K_{j+3} and V_{j+2} (two-stage rings). */
+template <int D> struct HopperPipeCfg {
+  static constexpr int NT = 256, BQ = 128, BK = 128;
+  template <typename T> static constexpr size_t smem_bytes() {
+    return (size_t)(BQ + 4 * BK) * D * sizeof(T) + BK * sizeof(int); /* Q, two stages of K and of V */
+  }
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_kernel(AttnArgs a) {
+#if ATTN_HAS_WGMMA
+  typedef HopperPipeCfg<D> C;
+  constexpr int NT = C::NT, BQ = C::BQ, BK = C::BK;
+  constexpr int NS = BK / 8, NO = D / 8;
+  ATTN_DYNAMIC_SMEM(T, sQ);
+  T *sK = sQ + BQ * D;     /* K_j in stage j % 2 */
+  T *sV = sK + 2 * BK * D; /* V_j in stage j % 2 */
+  int *sKeep = reinterpret_cast<int *>(sV + 2 * BK * D);
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BQ, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gr = lane >> 2, tq = lane & 3;
+  const int q0 = tile * BQ, wrow = warp * 16;
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  const T *Qg = (const T *)a.q + base, *Kg = (const T *)a.k + base, *Vg = (const T *)a.v + base;
+  const uint64_t qdesc = attn_wgmma_desc(sQ + (warp >> 2) * 64 * D, 128, 16 * D);
+  const uint64_t kdesc = attn_wgmma_desc(sK, 128, 16 * D);
+  const uint64_t vdesc = attn_wgmma_desc(sV, 16 * D, 128);
+  constexpr uint64_t STAGE = BK * D / 8;
+
+  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int nkt = (kend + BK - 1) / BK;
+
+  /* Q, K_0, V_0, K_1 (one group); S_0 once they land */
+  attn_load_rows_core<T, D, BQ, NT>(sQ, Qg, a.ld, q0, g.n);
+  attn_load_rows_core<T, D, BK, NT>(sK, Kg, a.ld, 0, g.n);
+  attn_load_rows_core<T, D, BK, NT>(sV, Vg, a.ld, 0, g.n);
+  if (nkt > 1)
+    attn_load_rows_core<T, D, BK, NT>(sK + BK * D, Kg, a.ld, BK, g.n);
+  attn_cp_async_commit();
+
+  float o[1][NO][4], m[1][2], l[1][2];
+  attn_fwd_init<1, NO>(o, m, l);
+  float s[1][NS][4];
+  uint32_t pa[BK / 16][4]; /* P_j as A fragments */
+
+  /* Every wgmma sequence (fence, issue, commit, wait) is unconditional
+   * within its block: a tile of padding only is computed and masked rather
+   * than skipped, since ptxas serialises every wgmma of a kernel whose
+   * issues sit on paths it cannot prove uniform. */
+  attn_cp_async_wait_group<0>();
+  attn_fence_proxy_async();
+  if (nkt > 0) {
+    int hidden, kept;
+    attn_scan_key_tile<BK, NT>(g, 0, sKeep, &hidden, &kept);
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc + 16 * kk, kk > 0);
+    attn_wgmma_commit();
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+    attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, 0, gr, tq);
+    attn_online_softmax<1, NS, NO>(s, m, l, o, a.scale_log2, 0.0f); /* O = 0: the rescale is moot */
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++) {
+      pa[kk][0] = AttnType<T>::pack2(s[0][2 * kk][0], s[0][2 * kk][1]);
+      pa[kk][1] = AttnType<T>::pack2(s[0][2 * kk][2], s[0][2 * kk][3]);
+      pa[kk][2] = AttnType<T>::pack2(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
+      pa[kk][3] = AttnType<T>::pack2(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
+    }
+  }
+  __syncthreads(); /* every warp is done with K_0: its stage takes K_2 */
+  if (nkt > 2)
+    attn_load_rows_core<T, D, BK, NT>(sK, Kg, a.ld, 2 * BK, g.n);
+  if (nkt > 1)
+    attn_load_rows_core<T, D, BK, NT>(sV + BK * D, Vg, a.ld, BK, g.n);
+  attn_cp_async_commit(); /* {K_2, V_1} */
+
+  for (int kt = 0; kt + 1 < nkt; kt++) {
+    const int j1 = (kt + 1) * BK;
+    attn_cp_async_wait_group<1>(); /* {K_{kt+1}, V_kt}; the newest group may still be in flight */
+    attn_fence_proxy_async();
+    int hidden, kept;
+    attn_scan_key_tile<BK, NT>(g, j1, sKeep, &hidden, &kept); /* its barrier publishes the tiles */
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc + ((kt + 1) & 1) * STAGE + 16 * kk, kk > 0);
+    attn_wgmma_commit(); /* S_{kt+1} */
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++)
+      AttnWgmma<T, D>::rs_mn(&o[0][0][0], pa[kk], vdesc + (kt & 1) * STAGE + 2 * D * kk, true);
+    attn_wgmma_commit(); /* O += P_kt V_kt */
+    attn_wgmma_wait<1>();  /* S_{kt+1} done; the product into O runs on */
+    attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+    float corr[1][2] = {{1.0f, 1.0f}};
+    bool moved = false;
+    /* One pass of a loop whose count ptxas cannot see: the softmax becomes
+     * a block of its own, and the wait below stays below it. Without it
+     * ptxas schedules the wait at the top of the softmax's block, so the
+     * product finishes before any exponential runs (read off the SASS:
+     * WARPGROUP.DEPBAR.LE gsb0, 0x0 before every MUFU.EX2; with it, all 66
+     * per tile sit between the two waits). */
+    for (int pass = 0; pass < a.opaque_one; pass++) {
+      attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, j1, gr, tq);
+      moved = attn_softmax_stats<1, NS>(s, m, l, corr, a.scale_log2, 0.0f);
+    }
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NO * 4>(&o[0][0][0]);
+    attn_wgmma_pin<BK / 4>(&pa[0][0]);
+    if (moved)
+      attn_rescale_o<1, NO>(o, corr);
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++) {
+      pa[kk][0] = AttnType<T>::pack2(s[0][2 * kk][0], s[0][2 * kk][1]);
+      pa[kk][1] = AttnType<T>::pack2(s[0][2 * kk][2], s[0][2 * kk][3]);
+      pa[kk][2] = AttnType<T>::pack2(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
+      pa[kk][3] = AttnType<T>::pack2(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
+    }
+    __syncthreads(); /* every warp is done with K_{kt+1} and V_kt: their stages take K_{kt+3}, V_{kt+2} */
+    if (kt + 3 < nkt)
+      attn_load_rows_core<T, D, BK, NT>(sK + ((kt + 1) & 1) * BK * D, Kg, a.ld, (kt + 3) * BK, g.n);
+    if (kt + 2 < nkt)
+      attn_load_rows_core<T, D, BK, NT>(sV + (kt & 1) * BK * D, Vg, a.ld, (kt + 2) * BK, g.n);
+    attn_cp_async_commit();
+  }
+  if (nkt > 0) { /* the last tile's O += P V */
+    attn_cp_async_wait_group<1>(); /* V_{nkt-1} */
+    attn_fence_proxy_async();
+    __syncthreads();
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++)
+      AttnWgmma<T, D>::rs_mn(&o[0][0][0], pa[kk], vdesc + ((nkt - 1) & 1) * STAGE + 2 * D * kk, true);
+    attn_wgmma_commit();
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NO * 4>(&o[0][0][0]);
+    attn_wgmma_pin<BK / 4>(&pa[0][0]);
+  }
+  attn_cp_async_wait_all();
+
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    float sum = l[0][hr];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    const int r = q0 + wrow + gr + hr * 8;
+    if (r >= g.n)
+      continue;
+    const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
+    const float inv = ok ? 1.0f / sum : 0.0f;
+    T *orow = (T *)a.o + base + (int64_t)r * a.ld;
+#pragma unroll
+    for (int j = 0; j < NO; j++)
+      *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
+          AttnType<T>::pack2(o[0][j][2 * hr] * inv, o[0][j][2 * hr + 1] * inv);
+    if (tq == 0)
+      a.lse[(int64_t)(g.start + r) * a.heads + h] = ok ? m[0][hr] * a.scale + logf(sum) : INFINITY;
+  }
+#else
+  (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
+#endif
+}
+
+template <typename T, int D> int hopper_pipe_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  typedef HopperPipeCfg<D> C;
+  const size_t smem = C::template smem_bytes<T>();
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_fwd_pipe_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem));
+  auto *kernel = attn_hopper_fwd_pipe_kernel<T, D>;
+  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
+  ATTN_LAUNCH_CHECK("attn_hopper_fwd_pipe_kernel");
+  MB_TRY(attn_launch_fill_tail<T>((T *)a.o, a.ld, a, 0.0f, s));
+  MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));
+  return MB_OK;
+}
+
 template <typename T, int D, int BKEYS>
 int hopper_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperFwdCfg<D, BKEYS> C;
@@ -200,13 +391,13 @@ int attn_hopper_fwd_runs(int *ok) {
   return MB_OK;
 }
 
-int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, bool two_ctas, const void *q, const void *k, const void *v,
+int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *q, const void *k, const void *v,
                     void *out, float *lse, cudaStream_t s) {
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok));
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2 and 3 (wgmma) need an sm_90 GPU and a "
-                                   "build for sm_90a (MAMBERT_CUDA_ARCHS)");
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-4 (wgmma) need an sm_90 GPU and a build "
+                                   "for sm_90a (MAMBERT_CUDA_ARCHS)");
   if (attn_tokens(d) == 0)
     return MB_OK;
   AttnArgs a = attn_args_from_desc(d);
@@ -215,10 +406,21 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, bool two_ctas, const voi
   a.v = v;
   a.o = out;
   a.lse = lse;
+  const bool two_ctas = tiling == 3;
   if (two_ctas && d->head_dim != 64)
     return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tiling 3 (wgmma, two CTAs per SM) is built for "
                                    "head_dim 64 only, got %d",
                   d->head_dim);
+  if (tiling == 4) {
+    if (dt == MB_BF16 && d->head_dim == 64)
+      return hopper_pipe_launch<attn_bf16, 64>(d, a, s);
+    if (dt == MB_BF16 && d->head_dim == 128)
+      return hopper_pipe_launch<attn_bf16, 128>(d, a, s);
+    if (dt == MB_F16 && d->head_dim == 64)
+      return hopper_pipe_launch<attn_f16, 64>(d, a, s);
+    if (dt == MB_F16 && d->head_dim == 128)
+      return hopper_pipe_launch<attn_f16, 128>(d, a, s);
+  }
   if (dt == MB_BF16 && d->head_dim == 64)
     return two_ctas ? hopper_fwd_launch<attn_bf16, 64, 64>(d, a, s) : hopper_fwd_launch<attn_bf16, 64, 128>(d, a, s);
   if (dt == MB_BF16 && d->head_dim == 128)

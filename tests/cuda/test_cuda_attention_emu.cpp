@@ -104,6 +104,9 @@ static const ecase cases[] = {
     {"varlen", 1, 0, 2, 0, 0, 6, {1, 129, 7, 0, 200, 64}, 37, 1.0f, 0},
     {"varlen-causal", 1, 0, 2, 1, 0, 5, {5, 1, 257, 128, 64}, 3, 1.0f, 0},
     {"L300-settled", 2, 300, 2, 0, 0, 0, {0}, 0, 1.0f, 1},
+    /* five 128-key tiles: the wgmma forward's rings refill stages (tiling 4
+     * loads K three tiles ahead), causal with padding in the last tile */
+    {"L600-causal", 1, 600, 1, 1, 0, 0, {0}, 0, 1.0f, 0},
 };
 
 /* One problem: host buffers stand in for device memory. */
@@ -458,7 +461,7 @@ static void test_flash_bf16(void **state) {
       problem p;
       problem_init(p, c, MB_BF16, D);
       char label[96];
-      for (int variant : {1, 2, 3, 0}) { /* end on the default tiling */
+      for (int variant : {1, 2, 3, 4, 0}) { /* end on the default tiling */
         if (variant == 3 && D != 64)
           continue; /* tiling 3: head_dim 64 only */
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
@@ -528,7 +531,7 @@ static void test_flash_f16(void **state) {
       problem p;
       problem_init(p, cases[ci], MB_F16, D);
       char label[96];
-      for (int variant : {2, 3, 0}) {
+      for (int variant : {2, 3, 4, 0}) {
         if (variant == 3 && D != 64)
           continue;
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
@@ -584,8 +587,9 @@ static void test_reference(void **state) {
 int main(void) {
   at_seed_init("cuda_attention_emulated");
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_wgmma_layouts), cmocka_unit_test(test_env_tiling), cmocka_unit_test(test_flash_bf16), cmocka_unit_test(test_flash_f16),
-      cmocka_unit_test(test_dq_large), cmocka_unit_test(test_tiling3_head_dim),
+      cmocka_unit_test(test_wgmma_layouts), cmocka_unit_test(test_env_tiling),
+      cmocka_unit_test(test_flash_bf16),    cmocka_unit_test(test_flash_f16),
+      cmocka_unit_test(test_dq_large),      cmocka_unit_test(test_tiling3_head_dim),
       cmocka_unit_test(test_flash_fp8),  cmocka_unit_test(test_reference),
   };
   const int failed = cmocka_run_group_tests(tests, NULL, NULL);
