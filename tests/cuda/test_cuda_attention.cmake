@@ -8,6 +8,11 @@ if(MAMBERT_HAVE_CUDA)
   # The kernels against the CPU reference (and each other); need a GPU.
   mambert_test(cuda_attention SOURCES test_cuda_attention.c LIBS mb_kernels mb_runtime LABELS gpu TIMEOUT 300)
   mambert_test(cuda_attention_fp8 SOURCES test_cuda_attention_fp8.c LIBS mb_kernels mb_runtime LABELS gpu TIMEOUT 120)
+  # The Hopper (wgmma) kernels' machine code: no ptxas serialisation of
+  # their wgmma (C7520) and no spills; needs nvcc, not a GPU.
+  add_test(NAME cuda_wgmma_ptxas COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_wgmma_ptxas.sh ${CMAKE_CUDA_COMPILER}
+                                         ${PROJECT_SOURCE_DIR})
+  set_tests_properties(cuda_wgmma_ptxas PROPERTIES TIMEOUT 300)
 endif()
 
 # cuda_attention_emulated: the same kernels and launchers, unmodified, run on
