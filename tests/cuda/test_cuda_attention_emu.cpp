@@ -10,10 +10,12 @@
  * headers), so every build runs it.
  *
  * Cases are smaller than the GPU test's (the emulator runs every CUDA
- * thread as a fiber): L = 1, 7, 129, 200 with right padding, holes and
- * causal masks, varlen with lengths 0 and 1 and a budget tail; head_dim 64
- * and 128; bf16 (both forward tilings, the backward), f16, e4m3 forward, and
- * the reference kernels (f32, bf16). Every run also repeats with the CUDA
+ * thread as a fiber): L = 1, 7, 129, 200, 300, 600 with right padding,
+ * holes and causal masks, varlen with lengths 0 and 1 and a budget tail;
+ * head_dim 64 and 128; bf16 (forward tilings 0-4, of which 2-4 on Hopper's
+ * wgmma; backward tilings 0 and 1), f16, e4m3 forward (mma.sync and wgmma),
+ * the reference kernels (f32, bf16), the wgmma operand addressing against
+ * the PTX ISA's examples and MAMBERT_ATTN_TILING. Every run also repeats with the CUDA
  * threads resumed in another order and must give the same bits (a missing
  * barrier would not). Bounds as in cuda_attention.
  */
