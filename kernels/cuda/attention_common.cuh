@@ -236,6 +236,17 @@ template <> struct AttnType<attn_e4m3> {
   static __device__ __forceinline__ float load(const attn_e4m3 *p, int64_t i) { return float(p[i]); }
 };
 
+/* The A fragment of one k-step of 16 from the C fragments of its two n8
+ * tiles, rounded to T: the layouts coincide (FlashAttention-2's trick; for
+ * wgmma too, per warp), so S's accumulators become P's A operand. */
+template <typename T>
+__device__ __forceinline__ void attn_c_to_a(const float (&c0)[4], const float (&c1)[4], uint32_t (&a)[4]) {
+  a[0] = AttnType<T>::pack2(c0[0], c0[1]);
+  a[1] = AttnType<T>::pack2(c0[2], c0[3]);
+  a[2] = AttnType<T>::pack2(c1[0], c1[1]);
+  a[3] = AttnType<T>::pack2(c1[2], c1[3]);
+}
+
 #ifndef ATTN_EMULATE
 /* ---- PTX wrappers (sm_80+) ---- */
 
@@ -523,6 +534,51 @@ __device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float
     attn_rescale_o<MT, NO>(o, corr);
 }
 
+/* The forward's end for this warp's rows row0 + 16 mt + gr (+ 8): out = O
+ * out_scale / l rounded to TO, lse = m lse_scale + log(l) + lse_offset (m
+ * in raw score units, l this thread's part of the row sum: the quad adds
+ * its four); padded query rows and rows that saw no key get 0 and +inf. */
+template <typename TO, int MT, int NO>
+__device__ __forceinline__ void attn_fwd_store(const AttnArgs &a, const AttnSeg &g, int h, int64_t base, int row0,
+                                               const float (&o)[MT][NO][4], const float (&m)[MT][2],
+                                               const float (&l)[MT][2], float out_scale, float lse_scale,
+                                               float lse_offset) {
+  const int lane = threadIdx.x & 31, gr = lane >> 2, tq = lane & 3;
+#pragma unroll
+  for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+      float sum = l[mt][hr];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      const int r = row0 + mt * 16 + gr + hr * 8;
+      if (r >= g.n)
+        continue;
+      const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
+      const float inv = ok ? out_scale / sum : 0.0f;
+      TO *orow = (TO *)a.o + base + (int64_t)r * a.ld;
+#pragma unroll
+      for (int j = 0; j < NO; j++)
+        *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
+            AttnType<TO>::pack2(o[mt][j][2 * hr] * inv, o[mt][j][2 * hr + 1] * inv);
+      if (tq == 0)
+        a.lse[(int64_t)(g.start + r) * a.heads + h] = ok ? m[mt][hr] * lse_scale + logf(sum) + lse_offset : INFINITY;
+    }
+}
+
+/* A backward key tile of padding only: dK = dV = 0 for its BK keys that lie
+ * inside the sequence (all NT threads). */
+template <typename T, int D, int BK, int NT>
+__device__ __forceinline__ void attn_bwd_zero_dkdv(const AttnArgs &a, const AttnSeg &g, int64_t base, int j0) {
+  for (int i = threadIdx.x; i < BK * D; i += NT) {
+    const int r = i / D, e = i % D;
+    if (j0 + r < g.n) {
+      AttnType<T>::store((T *)a.dk, base + (int64_t)(j0 + r) * a.ld + e, 0.0f);
+      AttnType<T>::store((T *)a.dv, base + (int64_t)(j0 + r) * a.ld + e, 0.0f);
+    }
+  }
+}
+
 /* This thread's two query rows r0 and r0 + 8: live (a real, unmasked
  * token), lse in log2 units (+inf when not live, so P = 0) and
  * D = rowsum(dO * O) (0 when not live). */
@@ -575,6 +631,19 @@ static inline int attn_launch_fill_tail(T *x, int64_t width, const AttnArgs &a, 
   ATTN_LAUNCH(kernel, blocks, 256, 0, s, x, width, a, value);
   ATTN_LAUNCH_CHECK("attn_fill_tail");
   return MB_OK;
+}
+
+/* A forward kernel (one CTA of nt threads per `rows` queries): its shared
+ * memory, the launch, and the varlen tail of out (TO) and lse. */
+template <typename TO, typename K>
+static inline int attn_launch_fwd(K *kernel, const char *name, const mb_attn_desc *d, const AttnArgs &a, int rows,
+                                  int nt, size_t smem, cudaStream_t s) {
+  /* per device, so on every launch (cheap; allowed during graph capture) */
+  MB_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  ATTN_LAUNCH(kernel, attn_tile_grid(d, rows), nt, smem, s, a);
+  ATTN_LAUNCH_CHECK(name);
+  MB_TRY(attn_launch_fill_tail<TO>((TO *)a.o, a.ld, a, 0.0f, s));
+  return attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s);
 }
 
 /* ---- reductions (fixed trees: the same bits on every run) ---- */

@@ -144,13 +144,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
   kept = __syncthreads_or(kept);
   hidden = __syncthreads_or(hidden);
   if (!kept) {
-    for (int i = tid; i < BK * D; i += NT) {
-      const int r = i / D, e = i % D;
-      if (j0 + r < g.n) {
-        AttnType<T>::store((T *)a.dk, base + (int64_t)(j0 + r) * a.ld + e, 0.0f);
-        AttnType<T>::store((T *)a.dv, base + (int64_t)(j0 + r) * a.ld + e, 0.0f);
-      }
-    }
+    attn_bwd_zero_dkdv<T, D, BK, NT>(a, g, base, j0);
     return;
   }
 
@@ -380,17 +374,6 @@ template <typename T> __global__ void attn_dq_convert(T *dq, AttnArgs a, int64_t
     AttnType<T>::store(dq, i, a.scale * a.dq_accum[i]);
 }
 
-/* The deterministic dQ pass and the dq tail (a.dq_accum unused). */
-template <typename T, int D> int dq_pass_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
-  typedef FlashBwdCfg<D> C;
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_bwd_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)C::template dq_smem_bytes<T>()));
-  auto *dq_kernel = attn_flash_bwd_dq_kernel<T, D>;
-  ATTN_LAUNCH(dq_kernel, attn_tile_grid(d, C::BQ), C::NT, C::template dq_smem_bytes<T>(), s, a);
-  ATTN_LAUNCH_CHECK("attn_flash_bwd_dq_kernel");
-  return attn_launch_fill_tail<T>((T *)a.dq, a.ld, a, 0.0f, s);
-}
-
 template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *d, AttnArgs a, cudaStream_t s) {
   typedef FlashBwdCfg<D> C;
   if (DET)
@@ -404,7 +387,12 @@ template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *
   ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BK), C::NT, smem, s, a);
   ATTN_LAUNCH_CHECK("attn_flash_bwd_kernel");
   if (DET) {
-    MB_TRY((dq_pass_launch<T, D>(d, a, s)));
+    MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_bwd_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)C::template dq_smem_bytes<T>()));
+    auto *dq_kernel = attn_flash_bwd_dq_kernel<T, D>;
+    ATTN_LAUNCH(dq_kernel, attn_tile_grid(d, C::BQ), C::NT, C::template dq_smem_bytes<T>(), s, a);
+    ATTN_LAUNCH_CHECK("attn_flash_bwd_dq_kernel");
+    MB_TRY(attn_launch_fill_tail<T>((T *)a.dq, a.ld, a, 0.0f, s));
   } else {
     const int64_t n = (int64_t)attn_tokens(d) * a.ld;
     const unsigned blocks = (unsigned)((n + 255) / 256 < 65536 ? (n + 255) / 256 : 65536);

@@ -50,6 +50,15 @@ __device__ __forceinline__ uint32_t fp8_pack4(float x0, float x1, float x2, floa
   const uint32_t hi = __nv_cvt_float2_to_fp8x2(make_float2(x2, x3), __NV_SATFINITE, __NV_E4M3);
   return lo | (hi << 16);
 }
+
+/* P's fp8 A fragment for one k-step of 32 key slots from S's C fragments of
+ * its four n8 tiles t[0..3] (keys in fp8_key_slot's order). */
+__device__ __forceinline__ void fp8_c_to_a(const float (*t)[4], uint32_t (&a)[4]) {
+  a[0] = fp8_pack4(t[0][0], t[0][1], t[1][0], t[1][1]); /* row g,   slots 4t..4t+3 */
+  a[1] = fp8_pack4(t[0][2], t[0][3], t[1][2], t[1][3]); /* row g+8, slots 4t..4t+3 */
+  a[2] = fp8_pack4(t[2][0], t[2][1], t[3][0], t[3][1]); /* row g,   slots 16+4t.. */
+  a[3] = fp8_pack4(t[2][2], t[2][3], t[3][2], t[3][3]); /* row g+8, slots 16+4t.. */
+}
 #endif
 
 template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flash_fp8_kernel(AttnArgs a) {
@@ -160,13 +169,8 @@ template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flas
       for (int kc = 0; kc < BK / 32; kc++) {
         uint32_t pa[MT][4];
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-          const float(*t)[4] = &s[mt][4 * kc];
-          pa[mt][0] = fp8_pack4(t[0][0], t[0][1], t[1][0], t[1][1]); /* row g,   slots 4t..4t+3 */
-          pa[mt][1] = fp8_pack4(t[0][2], t[0][3], t[1][2], t[1][3]); /* row g+8, slots 4t..4t+3 */
-          pa[mt][2] = fp8_pack4(t[2][0], t[2][1], t[3][0], t[3][1]); /* row g,   slots 16+4t.. */
-          pa[mt][3] = fp8_pack4(t[2][2], t[2][3], t[3][2], t[3][3]); /* row g+8, slots 16+4t.. */
-        }
+        for (int mt = 0; mt < MT; mt++)
+          fp8_c_to_a(&s[mt][4 * kc], pa[mt]);
 #pragma unroll
         for (int dj = 0; dj < D / 16; dj++) {
           uint32_t vb[4];
@@ -182,26 +186,7 @@ template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flas
   }
   attn_cp_async_wait_all();
 
-#pragma unroll
-  for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-    for (int hr = 0; hr < 2; hr++) {
-      float sum = l[mt][hr];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      const int r = q0 + wrow + mt * 16 + gr + hr * 8;
-      if (r >= g.n)
-        continue;
-      const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
-      const float inv = ok ? vds / sum : 0.0f;
-      attn_bf16 *orow = (attn_bf16 *)a.o + base + (int64_t)r * a.ld;
-#pragma unroll
-      for (int j = 0; j < NO; j++)
-        *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
-            AttnType<attn_bf16>::pack2(o[mt][j][2 * hr] * inv, o[mt][j][2 * hr + 1] * inv);
-      if (tq == 0)
-        a.lse[(int64_t)(g.start + r) * a.heads + h] = ok ? m[mt][hr] * qk + logf(sum) - 8.0f * ATTN_LN2 : INFINITY;
-    }
+  attn_fwd_store<attn_bf16, MT, NO>(a, g, h, base, q0 + wrow, o, m, l, vds, qk, -8.0f * ATTN_LN2);
 #else
   __trap(); /* no e4m3 mma before sm_89: the launcher never starts this */
 #endif
@@ -218,15 +203,8 @@ template <int D> int flash_fp8_launch(const mb_attn_desc *d, const AttnArgs &a, 
                   "cuda fp8 attention: this build has no sm_89+ code for this GPU (its kernel image "
                   "is sm_%d; add 89 or 90a to MAMBERT_CUDA_ARCHS)",
                   attr.ptxVersion);
-  const size_t smem = C::smem_bytes();
-  /* per device, so on every launch (cheap; allowed during graph capture) */
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_fp8_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  auto *kernel = attn_flash_fp8_kernel<D>;
-  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
-  ATTN_LAUNCH_CHECK("attn_flash_fp8_kernel");
-  MB_TRY(attn_launch_fill_tail<attn_bf16>((attn_bf16 *)a.o, a.ld, a, 0.0f, s));
-  MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));
-  return MB_OK;
+  return attn_launch_fwd<attn_bf16>(attn_flash_fp8_kernel<D>, "attn_flash_fp8_kernel", d, a, C::BQ, C::NT,
+                                    C::smem_bytes(), s);
 }
 
 /* ---- the same forward on Hopper's fp8 wgmma (sm_90a) ----
@@ -346,13 +324,8 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
     if (kept) {
       uint32_t pa[BK / 32][4];
 #pragma unroll
-      for (int kc = 0; kc < BK / 32; kc++) {
-        const float(*t)[4] = &s[0][4 * kc];
-        pa[kc][0] = fp8_pack4(t[0][0], t[0][1], t[1][0], t[1][1]); /* row g,   slots 4t..4t+3 */
-        pa[kc][1] = fp8_pack4(t[0][2], t[0][3], t[1][2], t[1][3]); /* row g+8, slots 4t..4t+3 */
-        pa[kc][2] = fp8_pack4(t[2][0], t[2][1], t[3][0], t[3][1]); /* row g,   slots 16+4t.. */
-        pa[kc][3] = fp8_pack4(t[2][2], t[2][3], t[3][2], t[3][3]); /* row g+8, slots 16+4t.. */
-      }
+      for (int kc = 0; kc < BK / 32; kc++)
+        fp8_c_to_a(&s[0][4 * kc], pa[kc]);
       attn_wgmma_fence();
 #pragma unroll
       for (int kc = 0; kc < BK / 32; kc++)
@@ -365,24 +338,7 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
   }
   attn_cp_async_wait_all();
 
-#pragma unroll
-  for (int hr = 0; hr < 2; hr++) {
-    float sum = l[0][hr];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const int r = q0 + wrow + gr + hr * 8;
-    if (r >= g.n)
-      continue;
-    const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
-    const float inv = ok ? vds / sum : 0.0f;
-    attn_bf16 *orow = (attn_bf16 *)a.o + base + (int64_t)r * a.ld;
-#pragma unroll
-    for (int j = 0; j < NO; j++)
-      *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
-          AttnType<attn_bf16>::pack2(o[0][j][2 * hr] * inv, o[0][j][2 * hr + 1] * inv);
-    if (tq == 0)
-      a.lse[(int64_t)(g.start + r) * a.heads + h] = ok ? m[0][hr] * qk + logf(sum) - 8.0f * ATTN_LN2 : INFINITY;
-  }
+  attn_fwd_store<attn_bf16, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, vds, qk, -8.0f * ATTN_LN2);
 #else
   (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
 #endif
@@ -390,14 +346,8 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
 
 template <int D> int hopper_fp8_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperFp8Cfg<D> C;
-  const size_t smem = C::smem_bytes();
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_fp8_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  auto *kernel = attn_hopper_fp8_kernel<D>;
-  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
-  ATTN_LAUNCH_CHECK("attn_hopper_fp8_kernel");
-  MB_TRY(attn_launch_fill_tail<attn_bf16>((attn_bf16 *)a.o, a.ld, a, 0.0f, s));
-  MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));
-  return MB_OK;
+  return attn_launch_fwd<attn_bf16>(attn_hopper_fp8_kernel<D>, "attn_hopper_fp8_kernel", d, a, C::BQ, C::NT,
+                                    C::smem_bytes(), s);
 }
 
 } // namespace

@@ -129,12 +129,8 @@ __global__ void __launch_bounds__(FlashFwdCfg<D, VARIANT>::NT) attn_flash_fwd_ke
       for (int kk = 0; kk < BK / 16; kk++) {
         uint32_t pa[MT][4];
 #pragma unroll
-        for (int mt = 0; mt < MT; mt++) {
-          pa[mt][0] = AttnType<T>::pack2(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-          pa[mt][1] = AttnType<T>::pack2(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-          pa[mt][2] = AttnType<T>::pack2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-          pa[mt][3] = AttnType<T>::pack2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-        }
+        for (int mt = 0; mt < MT; mt++)
+          attn_c_to_a<T>(s[mt][2 * kk], s[mt][2 * kk + 1], pa[mt]);
 #pragma unroll
         for (int dj = 0; dj < D / 16; dj++) {
           uint32_t vb[4];
@@ -154,41 +150,14 @@ __global__ void __launch_bounds__(FlashFwdCfg<D, VARIANT>::NT) attn_flash_fwd_ke
 
   /* out = O / l, lse = scale * m + log(l); padded query rows and rows that
    * saw no key get 0 and +inf. */
-#pragma unroll
-  for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-    for (int hr = 0; hr < 2; hr++) {
-      float sum = l[mt][hr];
-      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-      const int r = q0 + wrow + mt * 16 + gr + hr * 8;
-      if (r >= g.n)
-        continue;
-      const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
-      const float inv = ok ? 1.0f / sum : 0.0f;
-      T *orow = (T *)a.o + base + (int64_t)r * a.ld;
-#pragma unroll
-      for (int j = 0; j < NO; j++)
-        *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
-            AttnType<T>::pack2(o[mt][j][2 * hr] * inv, o[mt][j][2 * hr + 1] * inv);
-      if (tq == 0)
-        a.lse[(int64_t)(g.start + r) * a.heads + h] = ok ? m[mt][hr] * a.scale + logf(sum) : INFINITY;
-    }
+  attn_fwd_store<T, MT, NO>(a, g, h, base, q0 + wrow, o, m, l, 1.0f, a.scale, 0.0f);
 }
 
 template <typename T, int D, int VARIANT>
 int flash_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef FlashFwdCfg<D, VARIANT> C;
-  const size_t smem = C::template smem_bytes<T>();
-  /* per device, so on every launch (cheap; allowed during graph capture) */
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_flash_fwd_kernel<T, D, VARIANT>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem));
-  auto *kernel = attn_flash_fwd_kernel<T, D, VARIANT>;
-  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
-  ATTN_LAUNCH_CHECK("attn_flash_fwd_kernel");
-  MB_TRY(attn_launch_fill_tail<T>((T *)a.o, a.ld, a, 0.0f, s));
-  MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));
-  return MB_OK;
+  return attn_launch_fwd<T>(attn_flash_fwd_kernel<T, D, VARIANT>, "attn_flash_fwd_kernel", d, a, C::BQ, C::NT,
+                            C::template smem_bytes<T>(), s);
 }
 
 } // namespace

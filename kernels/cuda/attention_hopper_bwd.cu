@@ -79,13 +79,7 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
   kept = __syncthreads_or(kept);
   hidden = __syncthreads_or(hidden);
   if (!kept) { /* padding only: dK = dV = 0 */
-    for (int i = tid; i < BKV * D; i += NT) {
-      const int r = i / D, e = i % D;
-      if (j0 + r < g.n) {
-        AttnType<T>::store((T *)a.dk, base + (int64_t)(j0 + r) * a.ld + e, 0.0f);
-        AttnType<T>::store((T *)a.dv, base + (int64_t)(j0 + r) * a.ld + e, 0.0f);
-      }
-    }
+    attn_bwd_zero_dkdv<T, D, BKV, NT>(a, g, base, j0);
     return;
   }
   const bool keep0 = sKeep[krow] != 0, keep1 = sKeep[krow + 8] != 0;
@@ -167,14 +161,8 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
     uint32_t pa[BQ / 16][4], dsa[BQ / 16][4]; /* P^T and dS^T as A fragments (rounded to T) */
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; kk++) {
-      pa[kk][0] = AttnType<T>::pack2(st[0][2 * kk][0], st[0][2 * kk][1]);
-      pa[kk][1] = AttnType<T>::pack2(st[0][2 * kk][2], st[0][2 * kk][3]);
-      pa[kk][2] = AttnType<T>::pack2(st[0][2 * kk + 1][0], st[0][2 * kk + 1][1]);
-      pa[kk][3] = AttnType<T>::pack2(st[0][2 * kk + 1][2], st[0][2 * kk + 1][3]);
-      dsa[kk][0] = AttnType<T>::pack2(dpt[0][2 * kk][0], dpt[0][2 * kk][1]);
-      dsa[kk][1] = AttnType<T>::pack2(dpt[0][2 * kk][2], dpt[0][2 * kk][3]);
-      dsa[kk][2] = AttnType<T>::pack2(dpt[0][2 * kk + 1][0], dpt[0][2 * kk + 1][1]);
-      dsa[kk][3] = AttnType<T>::pack2(dpt[0][2 * kk + 1][2], dpt[0][2 * kk + 1][3]);
+      attn_c_to_a<T>(st[0][2 * kk], st[0][2 * kk + 1], pa[kk]);
+      attn_c_to_a<T>(dpt[0][2 * kk], dpt[0][2 * kk + 1], dsa[kk]);
     }
     attn_wgmma_fence();
 #pragma unroll
@@ -336,12 +324,8 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, 1) attn_hopper_dq_kernel(A
           dp[0][nj][e] = p * (dp[0][nj][e] - dsum[hr]);
         }
 #pragma unroll
-      for (int kk = 0; kk < BK / 16; kk++) {
-        dsa[kk][0] = AttnType<T>::pack2(dp[0][2 * kk][0], dp[0][2 * kk][1]);
-        dsa[kk][1] = AttnType<T>::pack2(dp[0][2 * kk][2], dp[0][2 * kk][3]);
-        dsa[kk][2] = AttnType<T>::pack2(dp[0][2 * kk + 1][0], dp[0][2 * kk + 1][1]);
-        dsa[kk][3] = AttnType<T>::pack2(dp[0][2 * kk + 1][2], dp[0][2 * kk + 1][3]);
-      }
+      for (int kk = 0; kk < BK / 16; kk++)
+        attn_c_to_a<T>(dp[0][2 * kk], dp[0][2 * kk + 1], dsa[kk]);
       attn_wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < BK / 16; kk++)

@@ -121,12 +121,8 @@ __global__ void __launch_bounds__(HopperFwdCfg<D, BKEYS>::NT, HopperFwdCfg<D, BK
 
       uint32_t pa[BK / 16][4];
 #pragma unroll
-      for (int kk = 0; kk < BK / 16; kk++) {
-        pa[kk][0] = AttnType<T>::pack2(s[0][2 * kk][0], s[0][2 * kk][1]);
-        pa[kk][1] = AttnType<T>::pack2(s[0][2 * kk][2], s[0][2 * kk][3]);
-        pa[kk][2] = AttnType<T>::pack2(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
-        pa[kk][3] = AttnType<T>::pack2(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
-      }
+      for (int kk = 0; kk < BK / 16; kk++)
+        attn_c_to_a<T>(s[0][2 * kk], s[0][2 * kk + 1], pa[kk]);
       attn_wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < BK / 16; kk++)
@@ -146,24 +142,7 @@ __global__ void __launch_bounds__(HopperFwdCfg<D, BKEYS>::NT, HopperFwdCfg<D, BK
   attn_cp_async_wait_all(); /* nothing may land after the CTA is gone (nkt = 0) */
 
   /* out = O / l, lse = scale * m + log(l), as in the mma.sync kernel */
-#pragma unroll
-  for (int hr = 0; hr < 2; hr++) {
-    float sum = l[0][hr];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const int r = q0 + wrow + gr + hr * 8;
-    if (r >= g.n)
-      continue;
-    const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
-    const float inv = ok ? 1.0f / sum : 0.0f;
-    T *orow = (T *)a.o + base + (int64_t)r * a.ld;
-#pragma unroll
-    for (int j = 0; j < NO; j++)
-      *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
-          AttnType<T>::pack2(o[0][j][2 * hr] * inv, o[0][j][2 * hr + 1] * inv);
-    if (tq == 0)
-      a.lse[(int64_t)(g.start + r) * a.heads + h] = ok ? m[0][hr] * a.scale + logf(sum) : INFINITY;
-  }
+  attn_fwd_store<T, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, 1.0f, a.scale, 0.0f);
 #else
   (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
 #endif
@@ -247,12 +226,8 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
     attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, 0, gr, tq);
     attn_online_softmax<1, NS, NO>(s, m, l, o, a.scale_log2, 0.0f); /* O = 0: the rescale is moot */
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; kk++) {
-      pa[kk][0] = AttnType<T>::pack2(s[0][2 * kk][0], s[0][2 * kk][1]);
-      pa[kk][1] = AttnType<T>::pack2(s[0][2 * kk][2], s[0][2 * kk][3]);
-      pa[kk][2] = AttnType<T>::pack2(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
-      pa[kk][3] = AttnType<T>::pack2(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
-    }
+    for (int kk = 0; kk < BK / 16; kk++)
+      attn_c_to_a<T>(s[0][2 * kk], s[0][2 * kk + 1], pa[kk]);
   }
   __syncthreads(); /* every warp is done with K_0: its stage takes K_2 */
   if (nkt > 2)
@@ -296,12 +271,8 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
     if (moved)
       attn_rescale_o<1, NO>(o, corr);
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; kk++) {
-      pa[kk][0] = AttnType<T>::pack2(s[0][2 * kk][0], s[0][2 * kk][1]);
-      pa[kk][1] = AttnType<T>::pack2(s[0][2 * kk][2], s[0][2 * kk][3]);
-      pa[kk][2] = AttnType<T>::pack2(s[0][2 * kk + 1][0], s[0][2 * kk + 1][1]);
-      pa[kk][3] = AttnType<T>::pack2(s[0][2 * kk + 1][2], s[0][2 * kk + 1][3]);
-    }
+    for (int kk = 0; kk < BK / 16; kk++)
+      attn_c_to_a<T>(s[0][2 * kk], s[0][2 * kk + 1], pa[kk]);
     __syncthreads(); /* every warp is done with K_{kt+1} and V_kt: their stages take K_{kt+3}, V_{kt+2} */
     if (kt + 3 < nkt)
       attn_load_rows_core<T, D, BK, NT>(sK + ((kt + 1) & 1) * BK * D, Kg, a.ld, (kt + 3) * BK, g.n);
@@ -324,24 +295,7 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
   }
   attn_cp_async_wait_all();
 
-#pragma unroll
-  for (int hr = 0; hr < 2; hr++) {
-    float sum = l[0][hr];
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const int r = q0 + wrow + gr + hr * 8;
-    if (r >= g.n)
-      continue;
-    const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
-    const float inv = ok ? 1.0f / sum : 0.0f;
-    T *orow = (T *)a.o + base + (int64_t)r * a.ld;
-#pragma unroll
-    for (int j = 0; j < NO; j++)
-      *reinterpret_cast<uint32_t *>(orow + j * 8 + 2 * tq) =
-          AttnType<T>::pack2(o[0][j][2 * hr] * inv, o[0][j][2 * hr + 1] * inv);
-    if (tq == 0)
-      a.lse[(int64_t)(g.start + r) * a.heads + h] = ok ? m[0][hr] * a.scale + logf(sum) : INFINITY;
-  }
+  attn_fwd_store<T, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, 1.0f, a.scale, 0.0f);
 #else
   (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
 #endif
@@ -349,29 +303,15 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
 
 template <typename T, int D> int hopper_pipe_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperPipeCfg<D> C;
-  const size_t smem = C::template smem_bytes<T>();
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_fwd_pipe_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem));
-  auto *kernel = attn_hopper_fwd_pipe_kernel<T, D>;
-  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
-  ATTN_LAUNCH_CHECK("attn_hopper_fwd_pipe_kernel");
-  MB_TRY(attn_launch_fill_tail<T>((T *)a.o, a.ld, a, 0.0f, s));
-  MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));
-  return MB_OK;
+  return attn_launch_fwd<T>(attn_hopper_fwd_pipe_kernel<T, D>, "attn_hopper_fwd_pipe_kernel", d, a, C::BQ, C::NT,
+                            C::template smem_bytes<T>(), s);
 }
 
 template <typename T, int D, int BKEYS>
 int hopper_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperFwdCfg<D, BKEYS> C;
-  const size_t smem = C::template smem_bytes<T>();
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_fwd_kernel<T, D, BKEYS>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem));
-  auto *kernel = attn_hopper_fwd_kernel<T, D, BKEYS>;
-  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BQ), C::NT, smem, s, a);
-  ATTN_LAUNCH_CHECK("attn_hopper_fwd_kernel");
-  MB_TRY(attn_launch_fill_tail<T>((T *)a.o, a.ld, a, 0.0f, s));
-  MB_TRY(attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s));
-  return MB_OK;
+  return attn_launch_fwd<T>(attn_hopper_fwd_kernel<T, D, BKEYS>, "attn_hopper_fwd_kernel", d, a, C::BQ, C::NT,
+                            C::template smem_bytes<T>(), s);
 }
 
 } // namespace

@@ -785,28 +785,31 @@ static inline void emu_wgmma_issue(emu::Wgmma op) {
   emu::S().wgmma_issued++;
 }
 
+/* One wgmma.mma_async as the wrappers below describe it: A from the
+ * descriptor da, or (rs) from the registers a. */
+static inline void emu_wgmma(bool rs, bool e4m3, bool bf16, bool trans_b, int n, float *d, const uint32_t *a,
+                             uint64_t da, uint64_t db, bool accumulate) {
+  emu::Wgmma op{};
+  op.rs = rs;
+  op.e4m3 = e4m3;
+  op.bf16 = bf16;
+  op.trans_b = trans_b;
+  op.accumulate = accumulate;
+  op.n = n;
+  op.da = da;
+  op.db = db;
+  op.a = a;
+  op.d = d;
+  emu_wgmma_issue(std::move(op));
+}
+
 template <int N> struct AttnWgmmaE4m3 {
   static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma N");
   static void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
-    emu::Wgmma op{};
-    op.e4m3 = true;
-    op.accumulate = accumulate;
-    op.n = N;
-    op.da = da;
-    op.db = db;
-    op.d = d;
-    emu_wgmma_issue(std::move(op));
+    emu_wgmma(false, true, false, false, N, d, NULL, da, db, accumulate);
   }
   static void rs(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
-    emu::Wgmma op{};
-    op.rs = true;
-    op.e4m3 = true;
-    op.accumulate = accumulate;
-    op.n = N;
-    op.db = db;
-    op.a = a;
-    op.d = d;
-    emu_wgmma_issue(std::move(op));
+    emu_wgmma(true, true, false, false, N, d, a, 0, db, accumulate);
   }
 };
 
@@ -814,28 +817,10 @@ template <typename T, int N> struct AttnWgmma {
   static_assert(N % 8 == 0 && N >= 8 && N <= 256, "wgmma N");
   static constexpr bool BF16 = std::is_same<T, __nv_bfloat16>::value;
   static void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
-    emu::Wgmma op{};
-    op.rs = false;
-    op.bf16 = BF16;
-    op.trans_b = false;
-    op.accumulate = accumulate;
-    op.n = N;
-    op.da = da;
-    op.db = db;
-    op.d = d;
-    emu_wgmma_issue(std::move(op));
+    emu_wgmma(false, false, BF16, false, N, d, NULL, da, db, accumulate);
   }
   static void rs_mn(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
-    emu::Wgmma op{};
-    op.rs = true;
-    op.bf16 = BF16;
-    op.trans_b = true;
-    op.accumulate = accumulate;
-    op.n = N;
-    op.db = db;
-    op.a = a;
-    op.d = d;
-    emu_wgmma_issue(std::move(op));
+    emu_wgmma(true, false, BF16, true, N, d, a, 0, db, accumulate);
   }
 };
 static inline void attn_ldsm_x4(uint32_t r[4], const void *smem) {
