@@ -42,7 +42,7 @@
 #                           the kernels that miss their predictions: scan (scan_fwd/bwd at
 #                           L = 4096, Mamba-130m's layer), attention (flash fwd/bwd, L = 4096,
 #                           D = 64 and 128), hopper (the wgmma forward, tiling 2), hopper_pipe
-#                           (tiling 4), hopper_bwd
+#                           (tiling 4), hopper_ws (tiling 5, warp-specialised), hopper_bwd
 #                           (the wgmma dK/dV and dQ kernels), gemm (one BERT-base bf16 GEMM,
 #                           the cuBLAS yardstick);
 #                           speed of light, occupancy, warp stalls, memory workload, source
@@ -510,7 +510,7 @@ profile() {
   mkdir -p "$out"
   unpack "$BIN"
   CUDALIB=$(find_cuda_libs) || die "libcublasLt.so.13 not found on this machine"
-  [ ${#what[@]} -gt 0 ] || what=(scan attention hopper hopper_pipe hopper_bwd gemm)
+  [ ${#what[@]} -gt 0 ] || what=(scan attention hopper hopper_pipe hopper_ws hopper_bwd gemm)
   local w
   for w in "${what[@]}"; do
     case $w in
@@ -522,10 +522,12 @@ profile() {
       --json /tmp/profile_hopper.json ;;
     hopper_pipe) ncu_one hopper_pipe 'attn_hopper_fwd_pipe_kernel' 0 1 -- "$BIN/bench_cuda_attention" --quick \
       --reps 1 --json /tmp/profile_hopper_pipe.json ;;
+    hopper_ws) ncu_one hopper_ws 'attn_hopper_fwd_ws_kernel' 0 1 -- "$BIN/bench_cuda_attention" --quick \
+      --reps 1 --json /tmp/profile_hopper_ws.json ;;
     hopper_bwd) ncu_one hopper_bwd 'attn_hopper_(bwd|dq)_kernel' 0 2 -- "$BIN/bench_cuda_attention" --quick --reps 1 \
       --json /tmp/profile_hopper_bwd.json ;;
     gemm) ncu_one gemm 'nvjet|gemm|xmma' 5 1 -- "$BIN/bench_cuda_gemm" --json /tmp/profile_gemm.json ;;
-    *) die "profile: unknown '$w' (scan, attention, hopper, hopper_pipe, hopper_bwd, gemm)" ;;
+    *) die "profile: unknown '$w' (scan, attention, hopper, hopper_pipe, hopper_ws, hopper_bwd, gemm)" ;;
     esac
   done
   echo "gpu_check: profiles in $out: $(cd "$out" && ls profile_*.txt | tr '\n' ' ')"

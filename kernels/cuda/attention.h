@@ -142,8 +142,10 @@ int mb_cuda_attn_fwd_fp8_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d,
 /* The tiling of the bf16/f16 flash forward, process-wide: 0 (default: 4
  * warps x 32 query rows, mma.sync), 1 (8 warps x 16 rows, mma.sync), 2
  * (two warpgroups x 64 rows on Hopper's wgmma, 128-key tiles), 3 (as 2
- * with 64-key tiles and two CTAs per SM; head_dim 64 only) or 4 (as 2 with
- * the softmax of tile j + 1 under the product of tile j). 2-4 run on sm_90
+ * with 64-key tiles and two CTAs per SM; head_dim 64 only), 4 (as 2 with
+ * the softmax of tile j + 1 under the product of tile j) or 5 (as 4,
+ * warp-specialised: a producer warpgroup loads Q, K and V with TMA into
+ * 128-byte-swizzled tiles and mbarriers hand them over). 2-5 run on sm_90
  * GPUs with an sm_90a build only, else the forward fails with
  * MB_EUNSUPPORTED. For the benchmark and the tests, which run them all. Not
  * thread-safe against running kernels. */

@@ -41,6 +41,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_fp8.h>
+#include <cuda.h> /* CUtensorMap's types (header only: the driver call goes through the runtime) */
+#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 
 #include "runtime/cuda_check.h"
@@ -50,6 +52,17 @@
 #include <string.h>
 
 #include "kernels/cuda/attention.h"
+
+/* A TMA tensor map (CUtensorMap's size and alignment; the driver fills it
+ * on the GPU, the emulator with its own description), passed to a kernel
+ * by value as a __grid_constant__ parameter so that its address is valid
+ * for cp.async.bulk.tensor. */
+struct alignas(128) AttnTmaMap {
+  uint64_t opaque[16];
+};
+struct AttnTmaMaps {
+  AttnTmaMap q, k, v;
+};
 
 /* ATTN_EMULATE, when defined, names a header that runs these kernels on the
  * host (tests/cuda/test_cuda_attention_emu.cpp): it provides the PTX
@@ -320,6 +333,57 @@ __device__ __forceinline__ void attn_mma16832_e4m3(float c[4], const uint32_t a[
 
 #include "kernels/cuda/attention_wgmma.cuh"
 #endif /* ATTN_EMULATE */
+
+/* The descriptor of a wgmma operand in the 128-byte-swizzled layout that
+ * TMA writes with CU_TENSOR_MAP_SWIZZLE_128B (attention_wgmma.cuh): rows of
+ * 64 16-bit elements, 16-byte chunk c of row r stored at chunk c ^ (r % 8)
+ * of its 1024-byte group of 8 rows. Mode 1 in bits 62-63. */
+#if (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)) || defined(ATTN_EMULATE)
+__device__ __forceinline__ uint64_t attn_wgmma_desc_sw128(const void *smem, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+  return attn_wgmma_desc(smem, lbo_bytes, sbo_bytes) | (1ull << 62);
+}
+#endif
+
+/* The first byte at or after p whose shared-memory address is a multiple
+ * of 1024 (the 128-byte swizzle repeats every 8 rows of 128 bytes: TMA
+ * and wgmma both compute it from the address bits). */
+__device__ __forceinline__ unsigned char *attn_align_smem_1024(unsigned char *p) {
+  return p + ((1024u - (attn_smem_addr(p) & 1023u)) & 1023u);
+}
+
+#ifndef ATTN_EMULATE
+/* A tensor map over rows of a [tokens, heads, head_dim] tensor of 16-bit
+ * elements (`base`, consecutive tokens `ld` elements apart): boxes of 64
+ * columns x 1 head x box_rows tokens, 128-byte swizzle, zeros outside the
+ * tensor. cuTensorMapEncodeTiled is a driver call: fetched through the
+ * runtime, so nothing links libcuda. */
+static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int64_t tokens, int heads, int head_dim,
+                                    int64_t ld, int box_rows, const char *what) {
+  static_assert(sizeof(AttnTmaMap) == sizeof(CUtensorMap) && alignof(AttnTmaMap) == alignof(CUtensorMap),
+                "AttnTmaMap stands for CUtensorMap");
+  static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
+  if (!encode) {
+    cudaDriverEntryPointQueryResult found;
+    void *fn = NULL;
+    MB_CUDA_TRY(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found));
+    if (found != cudaDriverEntryPointSuccess || !fn)
+      return MB_ERR(MB_EUNSUPPORTED, "cuda attention: the driver has no cuTensorMapEncodeTiled (TMA needs CUDA 12)");
+    encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
+  }
+  const cuuint64_t dims[3] = {(cuuint64_t)head_dim, (cuuint64_t)heads, (cuuint64_t)tokens};
+  const cuuint64_t strides[2] = {(cuuint64_t)head_dim * 2, (cuuint64_t)ld * 2}; /* bytes, of dims 1 and 2 */
+  const cuuint32_t box[3] = {64, 1, (cuuint32_t)box_rows}, unit[3] = {1, 1, 1};
+  const CUresult r = encode(reinterpret_cast<CUtensorMap *>(map), CU_TENSOR_MAP_DATA_TYPE_UINT16, 3,
+                            const_cast<void *>(base), dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (r != CUDA_SUCCESS)
+    return MB_ERR(MB_EINVAL, "cuda attention: the TMA map of %s failed (CUresult %d): the tensor must be 16-byte "
+                             "aligned, %lld tokens x %d heads x %d",
+                  what, (int)r, (long long)tokens, heads, head_dim);
+  return MB_OK;
+}
+#endif
 
 /* Whether this compilation has Hopper's wgmma (sm_90a device code, or the
  * host emulation). */
@@ -633,14 +697,15 @@ static inline int attn_launch_fill_tail(T *x, int64_t width, const AttnArgs &a, 
   return MB_OK;
 }
 
-/* A forward kernel (one CTA of nt threads per `rows` queries): its shared
- * memory, the launch, and the varlen tail of out (TO) and lse. */
-template <typename TO, typename K>
+/* A forward kernel (one CTA of nt threads per `rows` queries; arguments a
+ * and then `more`): its shared memory, the launch, and the varlen tail of
+ * out (TO) and lse. */
+template <typename TO, typename K, typename... More>
 static inline int attn_launch_fwd(K *kernel, const char *name, const mb_attn_desc *d, const AttnArgs &a, int rows,
-                                  int nt, size_t smem, cudaStream_t s) {
+                                  int nt, size_t smem, cudaStream_t s, const More &...more) {
   /* per device, so on every launch (cheap; allowed during graph capture) */
   MB_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  ATTN_LAUNCH(kernel, attn_tile_grid(d, rows), nt, smem, s, a);
+  ATTN_LAUNCH(kernel, attn_tile_grid(d, rows), nt, smem, s, a, more...);
   ATTN_LAUNCH_CHECK(name);
   MB_TRY(attn_launch_fill_tail<TO>((TO *)a.o, a.ld, a, 0.0f, s));
   return attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s);

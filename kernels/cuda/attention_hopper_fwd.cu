@@ -5,9 +5,9 @@
  * Why: on an H100/H200, mma.sync (attention_flash_fwd.cu) reaches about a
  * third of the tensor cores' rate; only wgmma, which reads its B operand
  * (and optionally A) straight from shared memory and runs asynchronously,
- * reaches the rest (FlashAttention-3's point). This kernel is the plain
- * form of that: no TMA and no warp specialisation yet; every thread loads
- * (cp.async) and computes.
+ * reaches the rest (FlashAttention-3's point). Tilings 2-4 are the plain
+ * form of that: every thread loads (cp.async) and computes; tiling 5 (below
+ * tiling 4) splits the CTA into a TMA producer and two consumers.
  *
  * One CTA per (BQ = 128 queries, head, sequence): two warpgroups of 4 warps,
  * warpgroup wg owning query rows 64 wg .. 64 wg + 63 and warp w (0..7) rows
@@ -301,6 +301,235 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
 #endif
 }
 
+/* Tiling 5: tiling 4's loop in FlashAttention-3's warp-specialised form.
+ * A third warpgroup produces: one of its threads moves Q and the K and V
+ * tiles with TMA (cp.async.bulk.tensor, 128-byte swizzle), each tile
+ * signalling a "full" mbarrier when its bytes have landed, and refills a
+ * stage once the consumers' 8 warps have arrived on its "empty" mbarrier.
+ * The two consumer warpgroups run tiling 4's pipelined loop (S_{j+1} and
+ * O += P_j V_j issued together, the softmax of j + 1 under the product)
+ * and never wait for a load they did not need, never issue one, and never
+ * meet the other warpgroup at a barrier (padded masks aside): in tilings
+ * 2-4 every thread also issued the loads, and both warpgroups met at two
+ * barriers per tile. setmaxnreg moves registers from the producer (24) to
+ * the consumers (240), which tiling 4 at 195 registers needs once a CTA has
+ * 384 threads.
+ *
+ * Shared memory: Q [D/64][BQ][64], K and V two stages each of [D/64][BK][64]
+ * (rows of 128 bytes, as TMA writes them; descriptors in mode 1), the
+ * padded-mode key flags for two tiles (a warpgroup may run a tile ahead of
+ * the other), the mbarriers. Loads past the tensor's end are zeros; rows
+ * past a sequence's end inside it are another sequence's (or the varlen
+ * budget's unwritten tail): their scores are masked, and the last V tile's
+ * rows past the end are zeroed before O += P V, since 0 x NaN would be
+ * NaN. */
+template <int D> struct HopperWsCfg {
+  static constexpr int NT = 384, BQ = 128, BK = 128, NSTAGE = 2;
+  template <typename T> static constexpr size_t tile_bytes(int rows) { return (size_t)rows * D * sizeof(T); }
+  template <typename T> static constexpr size_t smem_bytes() {
+    return 1024 /* alignment */ + tile_bytes<T>(BQ) + 2 * NSTAGE * tile_bytes<T>(BK) + 2 * BK * sizeof(int) +
+           (1 + 4 * NSTAGE) * sizeof(uint64_t);
+  }
+};
+
+/* Padded mode: the flags of keys j0.. (sKeep) and whether any is hidden,
+ * among the consumer threads only (ct: 0 .. CONSUMERS-1). */
+template <int BK, int CONSUMERS, int BAR>
+__device__ __forceinline__ int attn_ws_scan_keys(const AttnSeg &g, int j0, int ct, int *sKeep) {
+  if (!g.mask)
+    return 0;
+  int hid = 0;
+  for (int c = ct; c < BK; c += CONSUMERS) {
+    const int keep = j0 + c < g.n && g.mask[j0 + c] != 0;
+    sKeep[c] = keep;
+    hid |= !keep;
+  }
+  return attn_named_bar_or(BAR, CONSUMERS, hid);
+}
+
+template <typename T, int D>
+__global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
+    attn_hopper_fwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnTmaMaps maps) {
+#if ATTN_HAS_WGMMA
+  typedef HopperWsCfg<D> C;
+  constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, NS = BK / 8, NO = D / 8, CH = D / 64;
+  constexpr int CONSUMERS = 256, BAR_KEYS = 1, BAR_VTAIL = 2; /* named barriers among the consumers */
+  ATTN_DYNAMIC_SMEM(unsigned char, raw);
+  T *sQ = reinterpret_cast<T *>(attn_align_smem_1024(raw));
+  T *sK = sQ + BQ * D;          /* K_j in stage j % NSTAGE */
+  T *sV = sK + NSTAGE * BK * D; /* V_j in stage j % NSTAGE */
+  int *sKeep = reinterpret_cast<int *>(sV + NSTAGE * BK * D); /* [2][BK]: tile j's in slot j % 2 */
+  uint64_t *full_q = reinterpret_cast<uint64_t *>(sKeep + 2 * BK);
+  uint64_t *full_k = full_q + 1, *full_v = full_k + NSTAGE, *empty_k = full_v + NSTAGE, *empty_v = empty_k + NSTAGE;
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BQ, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int q0 = tile * BQ;
+  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int nkt = (kend + BK - 1) / BK;
+
+  if (tid == 0) {
+    attn_mbar_init(full_q, 1);
+    for (int st = 0; st < NSTAGE; st++) {
+      attn_mbar_init(&full_k[st], 1);
+      attn_mbar_init(&full_v[st], 1);
+      attn_mbar_init(&empty_k[st], CONSUMERS / 32); /* lane 0 of each consumer warp */
+      attn_mbar_init(&empty_v[st], CONSUMERS / 32);
+    }
+    attn_mbar_init_fence();
+  }
+  __syncthreads(); /* the barriers exist before anyone waits on them; the last CTA-wide barrier */
+
+  if (warp < 4) { /* the producer warpgroup */
+    attn_setmaxnreg_dec<24>();
+    if (tid == 0) {
+      constexpr uint32_t QBYTES = BQ * D * sizeof(T), KBYTES = BK * D * sizeof(T);
+      attn_mbar_arrive_expect_tx(full_q, QBYTES);
+#pragma unroll
+      for (int c = 0; c < CH; c++)
+        attn_tma_load_3d(sQ + c * BQ * 64, &maps.q, 64 * c, h, g.start + q0, full_q);
+      for (int j = 0; j < nkt; j++) {
+        const int st = j % NSTAGE;
+        const uint32_t parity = ((j / NSTAGE) - 1) & 1; /* the consumers' previous release of this stage */
+        if (j >= NSTAGE)
+          attn_mbar_wait(&empty_k[st], parity);
+        attn_mbar_arrive_expect_tx(&full_k[st], KBYTES);
+#pragma unroll
+        for (int c = 0; c < CH; c++)
+          attn_tma_load_3d(sK + st * BK * D + c * BK * 64, &maps.k, 64 * c, h, g.start + j * BK, &full_k[st]);
+        if (j >= NSTAGE)
+          attn_mbar_wait(&empty_v[st], parity);
+        attn_mbar_arrive_expect_tx(&full_v[st], KBYTES);
+#pragma unroll
+        for (int c = 0; c < CH; c++)
+          attn_tma_load_3d(sV + st * BK * D + c * BK * 64, &maps.v, 64 * c, h, g.start + j * BK, &full_v[st]);
+      }
+    }
+    return;
+  }
+
+  attn_setmaxnreg_inc<240>();
+  const int ct = tid - 128, cwarp = warp - 4, gr = lane >> 2, tq = lane & 3, wrow = cwarp * 16;
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  /* Descriptors in 16-byte units (attention_common.cuh, attn_wgmma_desc_sw128).
+   * Q, K (K-major): a k-step of 16 columns is 32 bytes along the 128-byte
+   * row (+2), every fourth one moves to the next 64-column chunk (rows x
+   * 128 bytes: +8 rows); 8-row groups 1024 bytes apart. V (MN-major): a
+   * k-step of 16 keys is 16 rows (+128); its 64-column chunks are LBO =
+   * BK x 128 bytes apart. A stage is BK D elements (+BK D / 8). */
+  const uint64_t qdesc = attn_wgmma_desc_sw128(sQ + (cwarp >> 2) * 64 * 64, 16, 1024);
+  const uint64_t kdesc = attn_wgmma_desc_sw128(sK, 16, 1024);
+  const uint64_t vdesc = attn_wgmma_desc_sw128(sV, BK * 128, 1024);
+  constexpr uint64_t STAGE = BK * D / 8;
+  auto kstep = [](int kk, int rows) { return (uint64_t)((kk & 3) * 2 + (kk >> 2) * rows * 8); };
+
+  float o[1][NO][4], m[1][2], l[1][2];
+  attn_fwd_init<1, NO>(o, m, l);
+  float s[1][NS][4];
+  uint32_t pa[BK / 16][4]; /* P_j as A fragments */
+
+  attn_mbar_wait(full_q, 0);
+  attn_mbar_wait(&full_k[0], 0);
+  {
+    const int hidden = attn_ws_scan_keys<BK, CONSUMERS, BAR_KEYS>(g, 0, ct, sKeep);
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + kstep(kk, BQ), kdesc + kstep(kk, BK), kk > 0);
+    attn_wgmma_commit();
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+    if (lane == 0)
+      attn_mbar_arrive(&empty_k[0]); /* K_0 read */
+    attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, 0, gr, tq);
+    attn_online_softmax<1, NS, NO>(s, m, l, o, a.scale_log2, 0.0f); /* O = 0: the rescale is moot */
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++)
+      attn_c_to_a<T>(s[0][2 * kk], s[0][2 * kk + 1], pa[kk]);
+  }
+
+  for (int kt = 0; kt + 1 < nkt; kt++) {
+    const int j1 = (kt + 1) * BK, sk = (kt + 1) % NSTAGE, sv = kt % NSTAGE;
+    int *keep = sKeep + ((kt + 1) & 1) * BK;
+    attn_mbar_wait(&full_k[sk], ((kt + 1) / NSTAGE) & 1);
+    attn_mbar_wait(&full_v[sv], (kt / NSTAGE) & 1);
+    const int hidden = attn_ws_scan_keys<BK, CONSUMERS, BAR_KEYS>(g, j1, ct, keep);
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + kstep(kk, BQ), kdesc + sk * STAGE + kstep(kk, BK), kk > 0);
+    attn_wgmma_commit(); /* S_{kt+1} */
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++)
+      AttnWgmma<T, D>::rs_mn(&o[0][0][0], pa[kk], vdesc + sv * STAGE + 128 * kk, true);
+    attn_wgmma_commit(); /* O += P_kt V_kt */
+    attn_wgmma_wait<1>();  /* S_{kt+1} done; the product into O runs on */
+    attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+    if (lane == 0)
+      attn_mbar_arrive(&empty_k[sk]); /* K_{kt+1} read */
+    float corr[1][2] = {{1.0f, 1.0f}};
+    bool moved = false;
+    for (int pass = 0; pass < a.opaque_one; pass++) { /* the softmax between the waits: see tiling 4 */
+      attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, j1, gr, tq);
+      moved = attn_softmax_stats<1, NS>(s, m, l, corr, a.scale_log2, 0.0f);
+    }
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NO * 4>(&o[0][0][0]);
+    attn_wgmma_pin<BK / 4>(&pa[0][0]);
+    if (lane == 0)
+      attn_mbar_arrive(&empty_v[sv]); /* V_kt read */
+    if (moved)
+      attn_rescale_o<1, NO>(o, corr);
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++)
+      attn_c_to_a<T>(s[0][2 * kk], s[0][2 * kk + 1], pa[kk]);
+  }
+
+  { /* the last tile's O += P V */
+    const int last = nkt - 1, sv = last % NSTAGE;
+    attn_mbar_wait(&full_v[sv], (last / NSTAGE) & 1);
+    const int valid = g.n - last * BK; /* its rows at or past this are not the sequence's */
+    if (valid < BK) {
+      T *vt = sV + sv * BK * D;
+      for (int i = ct; i < CH * (BK - valid) * 8; i += CONSUMERS) { /* 16-byte chunks of whole rows */
+        const int c = i / ((BK - valid) * 8), r = valid + (i / 8) % (BK - valid);
+        /* whole rows: the swizzle only permutes chunks within a row */
+        attn_sts_zero16_for_wgmma(vt + c * BK * 64 + r * 64 + (i % 8) * 8);
+      }
+      attn_fence_proxy_async();
+      attn_named_bar_sync(BAR_VTAIL, CONSUMERS);
+    }
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BK / 16; kk++)
+      AttnWgmma<T, D>::rs_mn(&o[0][0][0], pa[kk], vdesc + sv * STAGE + 128 * kk, true);
+    attn_wgmma_commit();
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NO * 4>(&o[0][0][0]);
+    attn_wgmma_pin<BK / 4>(&pa[0][0]);
+  }
+
+  attn_fwd_store<T, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, 1.0f, a.scale, 0.0f);
+#else
+  (void)a;
+  (void)maps; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
+#endif
+}
+
+template <typename T, int D> int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  typedef HopperWsCfg<D> C;
+  const int64_t tokens = (int64_t)d->batch * d->seqlen;
+  AttnTmaMaps maps;
+  MB_TRY(attn_tma_map_rows(&maps.q, a.q, tokens, d->heads, D, a.ld, C::BQ, "q"));
+  MB_TRY(attn_tma_map_rows(&maps.k, a.k, tokens, d->heads, D, a.ld, C::BK, "k"));
+  MB_TRY(attn_tma_map_rows(&maps.v, a.v, tokens, d->heads, D, a.ld, C::BK, "v"));
+  return attn_launch_fwd<T>(attn_hopper_fwd_ws_kernel<T, D>, "attn_hopper_fwd_ws_kernel", d, a, C::BQ, C::NT,
+                            C::template smem_bytes<T>(), s, maps);
+}
+
 template <typename T, int D> int hopper_pipe_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperPipeCfg<D> C;
   return attn_launch_fwd<T>(attn_hopper_fwd_pipe_kernel<T, D>, "attn_hopper_fwd_pipe_kernel", d, a, C::BQ, C::NT,
@@ -336,7 +565,7 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok));
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-4 (wgmma) need an sm_90 GPU and a build "
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-5 (wgmma) need an sm_90 GPU and a build "
                                    "for sm_90a (MAMBERT_CUDA_ARCHS)");
   if (attn_tokens(d) == 0)
     return MB_OK;
@@ -351,6 +580,16 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
     return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tiling 3 (wgmma, two CTAs per SM) is built for "
                                    "head_dim 64 only, got %d",
                   d->head_dim);
+  if (tiling == 5) {
+    if (dt == MB_BF16 && d->head_dim == 64)
+      return hopper_ws_launch<attn_bf16, 64>(d, a, s);
+    if (dt == MB_BF16 && d->head_dim == 128)
+      return hopper_ws_launch<attn_bf16, 128>(d, a, s);
+    if (dt == MB_F16 && d->head_dim == 64)
+      return hopper_ws_launch<attn_f16, 64>(d, a, s);
+    if (dt == MB_F16 && d->head_dim == 128)
+      return hopper_ws_launch<attn_f16, 128>(d, a, s);
+  }
   if (tiling == 4) {
     if (dt == MB_BF16 && d->head_dim == 64)
       return hopper_pipe_launch<attn_bf16, 64>(d, a, s);

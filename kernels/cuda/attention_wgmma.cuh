@@ -16,13 +16,21 @@
  *     as they are for mma.sync;
  *   A or B from shared memory: a 64-bit descriptor (start address, leading
  *     and stride byte offsets, swizzle mode; all / 16) over 8 x 16-byte
- *     "core matrices". Without swizzling (all we use), element (mn, k):
+ *     "core matrices". Without swizzling (tilings 2-4), element (mn, k):
  *       K-major (imm-trans 0):  start + (mn % 8) 16 + (mn / 8) SBO + (k % 8) 2 + (k / 8) LBO
  *       MN-major (imm-trans 1): start + (mn % 8) 2 + (mn / 8) SBO + (k % 8) 16 + (k / 8) LBO
  *     (bytes, 16-bit elements; mn is A's row or B's column n, k the
  *     reduction index). e4m3 (K = 32 per instruction) is K-major only, a
  *     core matrix holding 16 k: start + (mn % 8) 16 + (mn / 8) SBO + (k % 16)
  *     + (k / 16) LBO.
+ *     With the 128-byte swizzle (mode 1, tiling 5: the layout TMA writes),
+ *     rows of 128 bytes in groups of 8 (1024 bytes), and then the 16-byte
+ *     chunk index (address bits 4-6) XOR the row within the group (bits
+ *     7-9), for element (mn, k) before the XOR:
+ *       K-major:  start + (mn % 8) 128 + (mn / 8) SBO + 2 k   (k < 64; LBO unused)
+ *       MN-major: start + (mn % 64) 2 + (mn / 64) LBO + (k % 8) 128 + (k / 8) SBO
+ *     (CUTLASS's canonical GMMA layouts); the start must lie in the first
+ *     128-byte row of a 1024-byte aligned group (the base offset stays 0).
  * wgmma runs asynchronously: issue (mma_async), close the batch
  * (commit_group), wait (wait_group N: all but the N newest batches done).
  * Until the wait, the accumulator and A registers must not be touched, and
@@ -257,6 +265,78 @@ template <> struct AttnWgmmaE4m3<128> {
     ATTN_WGMMA_E4M3_RS_N128;
   }
 };
+
+
+/* ---- TMA, mbarriers, named barriers, register reallocation ----
+ * The warp-specialised forward (tiling 5) moves tiles with the Tensor
+ * Memory Accelerator: one thread issues cp.async.bulk.tensor for a whole
+ * box (rows of 64 16-bit elements = 128 bytes) described by a tensor map
+ * (attn_tma_map_rows, host side), and the copy signals an mbarrier in
+ * shared memory when its bytes have landed. An mbarrier completes a phase
+ * when its expected arrivals have arrived and its expected transaction
+ * bytes (arrive.expect_tx) have been delivered; waiters name the parity of
+ * the phase they wait for (PTX ISA, "Parallel Synchronization and
+ * Communication Instructions: mbarrier"). */
+__device__ __forceinline__ void attn_mbar_init(uint64_t *bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(attn_smem_addr(bar)), "r"(count) : "memory");
+}
+/* The inits visible to the async proxy (TMA's completions) too; a barrier
+ * follows for the other threads. */
+__device__ __forceinline__ void attn_mbar_init_fence() {
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+__device__ __forceinline__ void attn_mbar_arrive(uint64_t *bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(attn_smem_addr(bar)) : "memory");
+}
+/* Arrive, and expect `bytes` more of transactions in this phase. */
+__device__ __forceinline__ void attn_mbar_arrive_expect_tx(uint64_t *bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(attn_smem_addr(bar)), "r"(bytes)
+               : "memory");
+}
+/* Until the phase of parity `parity` has completed. */
+__device__ __forceinline__ void attn_mbar_wait(uint64_t *bar, uint32_t parity) {
+  asm volatile("{\n.reg .pred done;\nATTN_MBAR_WAIT:\n"
+               "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+               "@!done bra ATTN_MBAR_WAIT;\n}\n" ::"r"(attn_smem_addr(bar)),
+               "r"(parity)
+               : "memory");
+}
+/* The box at element coordinates (x, y, z) of the tensor `map` describes,
+ * into shared memory at dst (1024-byte aligned for the 128-byte swizzle),
+ * completing its bytes on `bar`. */
+__device__ __forceinline__ void attn_tma_load_3d(void *dst, const AttnTmaMap *map, int x, int y, int z,
+                                                 uint64_t *bar) {
+  asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
+               "[%5];\n" ::"r"(attn_smem_addr(dst)),
+               "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(z), "r"(attn_smem_addr(bar))
+               : "memory");
+}
+/* Barrier `id` (1..15; 0 is __syncthreads') among `count` threads, whole
+ * warps; _or also returns whether any of them passed a nonzero pred. */
+__device__ __forceinline__ void attn_named_bar_sync(int id, int count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+__device__ __forceinline__ int attn_named_bar_or(int id, int count, int pred) {
+  int r;
+  asm volatile("{\n.reg .pred p, q;\nsetp.ne.b32 q, %1, 0;\nbar.red.or.pred p, %2, %3, q;\nselp.b32 %0, 1, 0, p;\n}\n"
+               : "=r"(r)
+               : "r"(pred), "r"(id), "r"(count)
+               : "memory");
+  return r;
+}
+/* Give registers back (the producer warpgroup) or take them (the
+ * consumers): warpgroup-wide, N a multiple of 8 in 24..256. */
+template <int N> __device__ __forceinline__ void attn_setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N> __device__ __forceinline__ void attn_setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+/* 16 zero bytes by an ordinary store into a tile a wgmma will read (the
+ * writer fences with fence.proxy.async before the barrier). */
+__device__ __forceinline__ void attn_sts_zero16_for_wgmma(void *smem) {
+  *reinterpret_cast<uint4 *>(smem) = make_uint4(0, 0, 0, 0);
+}
 
 #endif /* sm_90a device code */
 #endif

@@ -30,7 +30,17 @@
  *    the writing thread's fence.proxy.async since, when a thread exits with
  *    wgmma in flight, and when the warps of a warpgroup issued different
  *    numbers of them; descriptors are decoded from the PTX ISA's canonical
- *    layouts (no swizzle; any other mode is an error);
+ *    layouts (no swizzle, or the 128-byte swizzle; other modes are errors);
+ *  - TMA box loads (cp.async.bulk.tensor) land at issue in orders 1 and 3,
+ *    else when a thread waits on their mbarrier (the latest moment), zeros
+ *    outside the tensor, 128-byte swizzled; mbarriers keep counts,
+ *    transaction bytes and phases, a waiter sleeps until its phase has
+ *    completed, an arrival lets the other warps run before the thread goes
+ *    on (so a stage released too early is refilled under a reader); named
+ *    barriers (bar.sync / bar.red.or with a thread count) release when
+ *    that many threads arrived; a CTA exiting with TMA in flight, a wait
+ *    nobody can satisfy (deadlock) and more arrivals than expected are
+ *    errors;
  *  - a barrier or warp operation that not every thread / lane reaches, a
  *    thread that exits with copies in flight, misaligned ldmatrix or
  *    cp.async addresses outside shared memory, a launch with an empty grid
@@ -70,7 +80,25 @@ static inline int max(int a, int b) { return a > b ? a : b; }
 
 namespace emu {
 
-enum Op { OP_NONE = 0, OP_BAR, OP_SHFL, OP_BALLOT, OP_LDSM, OP_MMA_BF16, OP_MMA_F16, OP_MMA_E4M3, OP_WG_WAIT };
+/* OP_BAR: a block barrier (in[1] = id, in[2] = thread count, 0: all);
+ * OP_MBAR: waiting on an mbarrier (not a warp operation: resumed alone
+ * once the phase it waits for has completed); OP_YIELD: an mbarrier
+ * arrival, after which the thread lets the other warps run first (resumed
+ * in the scheduler's next round), so whatever the arrival releases (a TMA
+ * refill of the stage) can happen before the thread's next step. */
+enum Op {
+  OP_NONE = 0,
+  OP_BAR,
+  OP_SHFL,
+  OP_BALLOT,
+  OP_LDSM,
+  OP_MMA_BF16,
+  OP_MMA_F16,
+  OP_MMA_E4M3,
+  OP_WG_WAIT,
+  OP_MBAR,
+  OP_YIELD
+};
 enum Shfl { SHFL_XOR, SHFL_UP, SHFL_IDX };
 
 struct Copy {
@@ -93,6 +121,48 @@ struct Wgmma {
   std::vector<float> d_issued; /* for the first pending wgmma on d: its value at the issue */
 };
 
+/* One TMA box copy in flight (cp.async.bulk.tensor), delivered at the
+ * latest when a thread waits on its mbarrier. */
+struct TmaCopy {
+  unsigned char *dst;
+  const AttnTmaMap *map;
+  int x, y, z;
+};
+
+/* An mbarrier: its phase completes when `pending` arrivals have come and
+ * `tx` bytes of transactions have landed. */
+struct Mbar {
+  uint32_t count = 0, pending = 0, phase = 0;
+  int64_t tx = 0;
+  std::vector<TmaCopy> inflight;
+};
+
+/* What attn_tma_map_rows writes into an AttnTmaMap here. */
+struct TmaDesc {
+  uint64_t magic;
+  const unsigned char *base;
+  uint64_t dims[3], strides[2]; /* elements; bytes between consecutive indices of dims 1 and 2 */
+  uint32_t box[3], esize;
+};
+static_assert(sizeof(TmaDesc) <= sizeof(AttnTmaMap), "TmaDesc fits an AttnTmaMap");
+static const uint64_t TMA_MAGIC = 0x746d61656d75ull;
+
+/* Shared memory starting at a 1024-byte aligned address, as the hardware's
+ * swizzle patterns are computed from address bits. */
+struct SmemBuf {
+  std::vector<unsigned char> raw;
+  unsigned char *p = NULL;
+  size_t n = 0;
+  void assign(size_t bytes, unsigned char v) {
+    raw.assign(bytes + 1024, v);
+    p = (unsigned char *)(((uintptr_t)raw.data() + 1023) & ~(uintptr_t)1023);
+    n = bytes;
+  }
+  unsigned char *data() { return p; }
+  const unsigned char *data() const { return p; }
+  size_t size() const { return n; }
+};
+
 struct Fiber {
   ucontext_t uc;
   jmp_buf jb;
@@ -110,6 +180,8 @@ struct Fiber {
   std::vector<std::vector<Wgmma>> wg_groups; /* committed, oldest first */
   bool wg_fenced;                         /* wgmma.fence since the last wait_group */
   long wg_issued;
+  const void *mbar; /* OP_MBAR: the barrier and the parity waited for */
+  uint32_t mbar_parity;
 };
 
 struct State {
@@ -118,8 +190,9 @@ struct State {
   jmp_buf sched;
   ucontext_t sched_uc;
   dim3 grid, block, bidx;
-  std::vector<unsigned char> smem;
+  SmemBuf smem;
   std::vector<int> unfenced_by; /* per 16-byte chunk of smem: 1 + the thread whose cp.async wrote it, unfenced; 0 */
+  std::vector<std::pair<size_t, Mbar>> mbars; /* by shared-memory offset */
   std::function<void()> body;
   int order = 0; /* run_block's thread orders, 0..3 */
   std::mt19937 rng{12345};
@@ -165,6 +238,85 @@ inline bool in_smem(const void *p, size_t bytes) {
   return q >= b && q + bytes <= b + S().smem.size();
 }
 
+inline size_t smem_off(const void *p) { return (size_t)((const unsigned char *)p - S().smem.data()); }
+
+/* The 128-byte swizzle (TMA's CU_TENSOR_MAP_SWIZZLE_128B, wgmma's mode 1):
+ * address bits 4-6 (the 16-byte chunk within a 128-byte row) XOR bits 7-9
+ * (the row within a 1024-byte group of 8). */
+inline size_t swizzle128(size_t off) { return off ^ (((off >> 7) & 7) << 4); }
+
+/* ---- mbarriers and TMA ---- */
+
+inline Mbar *find_mbar(const void *bar) {
+  if (((uintptr_t)bar & 7) || !in_smem(bar, 8)) {
+    error("mbarrier %p is misaligned or outside shared memory", bar);
+    return NULL;
+  }
+  const size_t off = smem_off(bar);
+  for (auto &e : S().mbars)
+    if (e.first == off)
+      return &e.second;
+  error("mbarrier at shared byte %zu used before mbarrier.init", off);
+  return NULL;
+}
+
+inline void mbar_complete(Mbar &b) {
+  if (b.pending == 0 && b.tx == 0) {
+    b.phase++;
+    b.pending = b.count;
+  }
+}
+
+inline void mbar_arrive(Mbar &b) {
+  if (b.pending == 0)
+    return error("mbarrier: more arrivals than its count in one phase");
+  b.pending--;
+  mbar_complete(b);
+}
+
+/* Deliver one box: element (x', y', z') of the box from the tensor (zeros
+ * outside it) to dst + ((z' box1 + y') box0 + x') esize, swizzled; the
+ * bytes count against the barrier's transactions. The async proxy writes
+ * it, so no fence.proxy.async is needed before a wgmma reads it. */
+inline void tma_land(const TmaCopy &c, Mbar &b) {
+  State &s = S();
+  TmaDesc d;
+  memcpy(&d, c.map->opaque, sizeof d);
+  const size_t off0 = smem_off(c.dst), es = d.esize;
+  for (uint32_t z = 0; z < d.box[2]; z++)
+    for (uint32_t y = 0; y < d.box[1]; y++)
+      for (uint32_t x = 0; x < d.box[0]; x++) {
+        const int64_t gx = (int64_t)c.x + x, gy = (int64_t)c.y + y, gz = (int64_t)c.z + z;
+        const bool in = gx >= 0 && gx < (int64_t)d.dims[0] && gy >= 0 && gy < (int64_t)d.dims[1] && gz >= 0 &&
+                        gz < (int64_t)d.dims[2];
+        const size_t off = swizzle128(off0 + (((size_t)z * d.box[1] + y) * d.box[0] + x) * es);
+        if (in)
+          memcpy(s.smem.data() + off, d.base + gx * es + gy * d.strides[0] + gz * d.strides[1], es);
+        else
+          memset(s.smem.data() + off, 0, es);
+        s.unfenced_by[off / 16] = 0;
+      }
+  b.tx -= (int64_t)d.box[0] * d.box[1] * d.box[2] * es;
+}
+
+/* Whether the phase of parity `parity` has completed; if not, the copies
+ * in flight on the barrier land first (the latest the hardware may deliver
+ * them: a thread waits for them). */
+inline bool mbar_ready(const void *bar, uint32_t parity) {
+  Mbar *b = find_mbar(bar);
+  if (!b)
+    return true; /* the error ends the launch */
+  if ((b->phase & 1) != parity)
+    return true;
+  std::vector<TmaCopy> land;
+  land.swap(b->inflight);
+  for (const TmaCopy &c : land) {
+    tma_land(c, *b);
+    mbar_complete(*b);
+  }
+  return (b->phase & 1) != parity;
+}
+
 /* ---- the warp operations, executed once all 32 lanes arrived ---- */
 
 inline float bf16_bits(uint32_t h) {
@@ -204,17 +356,43 @@ template <int K> inline void mma_accumulate(Fiber *L, const float (*A)[K], const
 inline const unsigned char *wgmma_elem(uint64_t desc, bool mn_major, int mn, int k, int esize) {
   const size_t start = (size_t)(desc & 0x3fff) << 4, lbo = (size_t)((desc >> 16) & 0x3fff) << 4,
                sbo = (size_t)((desc >> 32) & 0x3fff) << 4;
-  if (desc >> 62) {
-    error("wgmma descriptor with swizzle mode %d (the emulator models no-swizzle layouts only)", (int)(desc >> 62));
+  const int mode = (int)(desc >> 62);
+  if (mode > 1) {
+    error("wgmma descriptor with swizzle mode %d (the emulator models none (0) and 128 bytes (1))", mode);
     return NULL;
   }
   if ((desc >> 49) & 7) {
-    error("wgmma descriptor with base offset %d (0 for no-swizzle layouts)", (int)((desc >> 49) & 7));
+    error("wgmma descriptor with base offset %d (0: the emulator models pattern-aligned starts)",
+          (int)((desc >> 49) & 7));
     return NULL;
   }
   const int per16 = 16 / esize; /* elements per 16 bytes: a core matrix row */
-  const size_t off = mn_major ? start + (mn % 8) * esize + (mn / 8) * sbo + (k % 8) * 16 + (k / 8) * lbo
-                              : start + (mn % 8) * 16 + (mn / 8) * sbo + (k % per16) * esize + (k / per16) * lbo;
+  size_t off = mn_major ? start + (mn % 8) * esize + (mn / 8) * sbo + (k % 8) * 16 + (k / 8) * lbo
+                        : start + (mn % 8) * 16 + (mn / 8) * sbo + (k % per16) * esize + (k / per16) * lbo;
+  if (mode == 1) {
+    /* CUTLASS's canonical GMMA layouts (cute/atom/mma_traits_sm90_gmma.hpp),
+     * in bytes; T = 16 bytes of elements:
+     *   K-major:  Swizzle<3,4,3> o ((8,m),(T,2)):((8T,SBO),(1,T)) -- rows
+     *             of 128 bytes, 8-row groups SBO apart, k contiguous
+     *   MN-major: Swizzle<3,4,3> o ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO)) --
+     *             64 (16-bit) mn contiguous, the next 64 LBO on; k rows of
+     *             128 bytes, 8-row groups SBO apart
+     * The start may move within the first 128-byte row (a k-step of a
+     * K-major operand) but not across pattern rows: that needs the base
+     * offset, which we leave 0. */
+    if ((start >> 7) & 7) {
+      error("128-byte-swizzled wgmma operand starting at byte %zu, not in the first row of a 1024-byte pattern", start);
+      return NULL;
+    }
+    const size_t per_row = 128 / esize;
+    if (!mn_major && (start & 127) + (k + 1) * esize > 128) {
+      error("128-byte-swizzled K-major wgmma operand: k %d from byte %zu crosses its 128-byte row", k, start);
+      return NULL;
+    }
+    off = mn_major ? start + (mn % per_row) * esize + (mn / per_row) * lbo + (k % 8) * 128 + (k / 8) * sbo
+                   : start + (mn % 8) * 128 + (mn / 8) * sbo + k * esize;
+    off = swizzle128(off);
+  }
   State &s = S();
   if (off + esize > s.smem.size()) {
     error("wgmma reads shared memory byte %zu of %zu (descriptor 0x%016llx)", off, s.smem.size(),
@@ -475,6 +653,8 @@ inline bool run_warp(int w, bool serial, bool lane_rev) {
     bool any = false;
     for (int i = 0; i < 32; i++) {
       const int l = lane_rev ? 31 - i : i;
+      if (!L[l].done && L[l].op == OP_MBAR && mbar_ready(L[l].mbar, L[l].mbar_parity))
+        L[l].op = OP_NONE;
       if (!L[l].done && L[l].op == OP_NONE) {
         resume(32 * w + l);
         any = true;
@@ -484,7 +664,7 @@ inline bool run_warp(int w, bool serial, bool lane_rev) {
     }
     int waiting = 0;
     for (int l = 0; l < 32; l++)
-      waiting += !L[l].done && L[l].op != OP_NONE && L[l].op != OP_BAR;
+      waiting += !L[l].done && L[l].op != OP_NONE && L[l].op != OP_BAR && L[l].op != OP_MBAR && L[l].op != OP_YIELD;
     if (waiting == 32) {
       const int op = L[0].op;
       for (int l = 1; l < 32; l++)
@@ -502,6 +682,49 @@ inline bool run_warp(int w, bool serial, bool lane_rev) {
     if (!any || !serial)
       return moved;
   }
+}
+
+/* Release the block barriers every thread of which has arrived: for each
+ * id, `count` threads (in[2]; 0: all the block's, __syncthreads), the OR
+ * of their in[0] to each. Returns whether any was released. */
+inline bool release_barriers(int n, int done) {
+  State &s = S();
+  bool released = false;
+  for (int id = 0; id < 16; id++) {
+    int waiting = 0, count = -1;
+    uint32_t any = 0;
+    for (int i = 0; i < n; i++) {
+      const Fiber &f = s.fibers[i];
+      if (f.done || f.op != OP_BAR || (int)f.in[1] != id)
+        continue;
+      const int c = f.in[2] ? (int)f.in[2] : n;
+      if (count >= 0 && c != count)
+        error("barrier %d: threads wait for %d and for %d threads", id, count, c);
+      count = c;
+      waiting++;
+      any |= f.in[0] != 0;
+    }
+    if (!waiting)
+      continue;
+    if (count % 32 || count > n)
+      error("barrier %d for %d threads (whole warps, at most the block's %d)", id, count, n);
+    const bool all = id == 0 && count == n; /* exited threads never arrive: report it, as a hang would */
+    if (waiting < (all ? n - done : count))
+      continue;
+    if (all && done)
+      error("__syncthreads with %d of %d threads exited", done, n);
+    if (waiting > count)
+      error("barrier %d for %d threads reached by %d", id, count, waiting);
+    for (int i = 0; i < n; i++) {
+      Fiber &f = s.fibers[i];
+      if (!f.done && f.op == OP_BAR && (int)f.in[1] == id) {
+        f.out[0] = any;
+        f.op = OP_NONE;
+      }
+    }
+    released = true;
+  }
+  return released;
 }
 
 /* One CTA. Between barriers the warps of a CTA run independently on a GPU,
@@ -524,11 +747,16 @@ inline void run_block() {
     f.wg_groups.clear();
     f.wg_fenced = false;
     f.wg_issued = 0;
+    f.mbar = NULL;
   }
+  s.mbars.clear();
   memset(s.smem.data(), 0xff, s.smem.size());
   s.unfenced_by.assign(s.smem.size() / 16 + 1, 0);
   std::vector<int> warps(nw);
   for (;;) {
+    for (int i = 0; i < n; i++)
+      if (s.fibers[i].op == OP_YIELD)
+        s.fibers[i].op = OP_NONE;
     for (int i = 0; i < nw; i++)
       warps[i] = s.order == 2 ? nw - 1 - i : i;
     if (s.order == 3)
@@ -539,12 +767,17 @@ inline void run_block() {
       if (s.errors)
         return;
     }
-    int done = 0, at_bar = 0;
+    int done = 0, at_bar = 0, at_mbar = 0;
     for (int i = 0; i < n; i++) {
       done += s.fibers[i].done;
       at_bar += !s.fibers[i].done && s.fibers[i].op == OP_BAR;
+      at_mbar += !s.fibers[i].done && s.fibers[i].op == OP_MBAR;
     }
     if (done == n) {
+      for (auto &e : s.mbars)
+        if (!e.second.inflight.empty())
+          error("the CTA exits with %zu TMA copies in flight on the mbarrier at shared byte %zu",
+                e.second.inflight.size(), e.first);
       for (int w = 0; w + 3 < nw; w += 4) /* wgmma is warpgroup-wide: its 4 warps issue the same ones */
         for (int k = 1; k < 4; k++)
           if (s.fibers[32 * (w + k)].wg_issued != s.fibers[32 * w].wg_issued)
@@ -552,22 +785,11 @@ inline void run_block() {
                   s.fibers[32 * (w + k)].wg_issued, w, s.fibers[32 * w].wg_issued);
       return;
     }
-    if (moved)
+    if (moved || release_barriers(n, done))
       continue;
-    if (at_bar == n - done) { /* every live thread waits at the barrier */
-      if (done)
-        error("__syncthreads with %d of %d threads exited", done, n);
-      uint32_t any = 0;
-      for (int i = 0; i < n; i++)
-        any |= !s.fibers[i].done && s.fibers[i].in[0] != 0;
-      for (int i = 0; i < n; i++) {
-        s.fibers[i].out[0] = any;
-        s.fibers[i].op = OP_NONE;
-      }
-      continue;
-    }
-    error("deadlock: %d threads at a barrier, %d done, the rest at warp operations some lanes never reach", at_bar,
-          done);
+    error("deadlock: %d threads at a barrier, %d waiting on mbarriers, %d done, the rest at warp operations some "
+          "lanes never reach",
+          at_bar, at_mbar, done);
     return;
   }
 }
@@ -617,14 +839,25 @@ inline uint3 thread_idx() { return make_uint3((unsigned)S().cur, 0, 0); }
   emu::launch([&] { kernel(__VA_ARGS__); }, dim3(grid), dim3(block), (size_t)(smem))
 #define ATTN_DYNAMIC_SMEM(type, name) type *name = reinterpret_cast<type *>(emu::S().smem.data())
 
-static inline void __syncthreads() {
-  emu::me().in[0] = 0;
-  emu::wait_op(emu::OP_BAR);
-}
-static inline int __syncthreads_or(int p) {
-  emu::me().in[0] = p != 0;
+static inline int emu_bar(int id, int count, int p) {
+  emu::Fiber &f = emu::me();
+  f.in[0] = p != 0;
+  f.in[1] = (uint32_t)id;
+  f.in[2] = (uint32_t)count;
   emu::wait_op(emu::OP_BAR);
   return (int)emu::me().out[0];
+}
+static inline void __syncthreads() { emu_bar(0, 0, 0); }
+static inline int __syncthreads_or(int p) { return emu_bar(0, 0, p); }
+static inline void attn_named_bar_sync(int id, int count) {
+  if (id < 1 || id > 15)
+    emu::error("named barrier id %d (1..15)", id);
+  emu_bar(id, count, 0);
+}
+static inline int attn_named_bar_or(int id, int count, int p) {
+  if (id < 1 || id > 15)
+    emu::error("named barrier id %d (1..15)", id);
+  return emu_bar(id, count, p);
 }
 
 template <typename V> static inline V emu_shfl(unsigned mask, V v, int mode, int arg) {
@@ -721,6 +954,88 @@ static inline void attn_cp_async_wait_all() {
   attn_cp_async_wait_group<0>();
   emu_land_copies(f.copies);
   f.copies.clear();
+}
+
+/* ---- TMA, mbarriers, registers (attention_wgmma.cuh) ---- */
+
+#undef __grid_constant__ /* the toolkit's header makes it an attribute g++ does not know */
+#define __grid_constant__
+static inline uint32_t attn_smem_addr(const void *p) { return (uint32_t)emu::smem_off(p); }
+static inline void attn_mbar_init(uint64_t *bar, uint32_t count) {
+  emu::State &s = emu::S();
+  if (((uintptr_t)bar & 7) || !emu::in_smem(bar, 8))
+    return emu::error("mbarrier.init at %p: misaligned or outside shared memory", (void *)bar);
+  if (count == 0)
+    return emu::error("mbarrier.init with count 0");
+  const size_t off = emu::smem_off(bar);
+  for (auto &e : s.mbars)
+    if (e.first == off) {
+      e.second = emu::Mbar();
+      e.second.count = e.second.pending = count;
+      return;
+    }
+  emu::Mbar b;
+  b.count = b.pending = count;
+  s.mbars.push_back(std::make_pair(off, b));
+}
+static inline void attn_mbar_init_fence() {}
+static inline void attn_mbar_arrive(uint64_t *bar) {
+  if (emu::Mbar *b = emu::find_mbar(bar))
+    emu::mbar_arrive(*b);
+  emu::wait_op(emu::OP_YIELD);
+}
+static inline void attn_mbar_arrive_expect_tx(uint64_t *bar, uint32_t bytes) {
+  if (emu::Mbar *b = emu::find_mbar(bar)) {
+    b->tx += bytes;
+    emu::mbar_arrive(*b);
+  }
+}
+static inline void attn_mbar_wait(uint64_t *bar, uint32_t parity) {
+  if (parity > 1)
+    return emu::error("mbarrier wait for parity %u", parity);
+  if (emu::mbar_ready(bar, parity))
+    return;
+  emu::Fiber &f = emu::me();
+  f.mbar = bar;
+  f.mbar_parity = parity;
+  emu::wait_op(emu::OP_MBAR); /* resumed once the phase completed */
+}
+/* cp.async.bulk.tensor: delivered now in thread orders 1 and 3 (the
+ * earliest: a stage still being read is overwritten), else when a thread
+ * waits on the barrier (the latest). */
+static inline void attn_tma_load_3d(void *dst, const AttnTmaMap *map, int x, int y, int z, uint64_t *bar) {
+  emu::TmaDesc d;
+  memcpy(&d, map->opaque, sizeof d);
+  if (d.magic != emu::TMA_MAGIC)
+    return emu::error("cp.async.bulk.tensor with a tensor map attn_tma_map_rows did not write");
+  const size_t bytes = (size_t)d.box[0] * d.box[1] * d.box[2] * d.esize;
+  if (!emu::in_smem(dst, bytes) || (emu::smem_off(dst) & 1023))
+    return emu::error("TMA destination %p (%zu bytes) outside shared memory or not 1024-byte aligned (the 128-byte "
+                      "swizzle)",
+                      dst, bytes);
+  emu::Mbar *b = emu::find_mbar(bar);
+  if (!b)
+    return;
+  const emu::TmaCopy c{(unsigned char *)dst, map, x, y, z};
+  if (emu::S().order & 1) {
+    emu::tma_land(c, *b);
+    emu::mbar_complete(*b);
+  } else {
+    b->inflight.push_back(c);
+  }
+}
+template <int N> static inline void attn_setmaxnreg_dec() {}
+template <int N> static inline void attn_setmaxnreg_inc() {}
+static inline void attn_sts_zero16_for_wgmma(void *smem) {
+  emu::State &s = emu::S();
+  if (((uintptr_t)smem & 15) || !emu::in_smem(smem, 16))
+    return emu::error("16-byte shared store to %p: misaligned or outside shared memory", smem);
+  memset(smem, 0, 16);
+  const size_t chunk = emu::smem_off(smem) / 16;
+  if (s.unfenced_by[chunk] != s.cur + 1) {
+    s.unfenced_by[chunk] = s.cur + 1;
+    emu::me().unfenced.push_back(chunk);
+  }
 }
 
 /* ---- wgmma (attention_wgmma.cuh) ---- */
@@ -869,6 +1184,31 @@ template <class F> static inline cudaError_t cudaFuncSetAttribute(F *f, enum cud
 }
 template <class F> static inline cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, F *f) {
   return cudaFuncGetAttributes(attr, (const void *)f);
+}
+
+/* The host side of a tensor map (attention_common.cuh): the emulator's own
+ * description. */
+static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int64_t tokens, int heads, int head_dim,
+                                    int64_t ld, int box_rows, const char *what) {
+  if (((uintptr_t)base & 15) || (head_dim * 2) % 16 || (ld * 2) % 16 || box_rows < 1 || box_rows > 256 ||
+      head_dim % 64)
+    return MB_ERR(MB_EINVAL, "cuda attention: the TMA map of %s: unaligned tensor or bad box", what);
+  emu::TmaDesc d;
+  memset(&d, 0, sizeof d);
+  d.magic = emu::TMA_MAGIC;
+  d.base = (const unsigned char *)base;
+  d.dims[0] = (uint64_t)head_dim;
+  d.dims[1] = (uint64_t)heads;
+  d.dims[2] = (uint64_t)tokens;
+  d.strides[0] = (uint64_t)head_dim * 2;
+  d.strides[1] = (uint64_t)ld * 2;
+  d.box[0] = 64;
+  d.box[1] = 1;
+  d.box[2] = (uint32_t)box_rows;
+  d.esize = 2;
+  memset(map, 0, sizeof *map);
+  memcpy(map->opaque, &d, sizeof d);
+  return MB_OK;
 }
 
 ATTN_EMU_EXTERN_C cudaError_t cudaGetLastError(void) { return emu::S().errors ? cudaErrorLaunchFailure : cudaSuccess; }
