@@ -6,7 +6,7 @@
  * 1. The card's bf16 peak, measured in the same run: an 8192^3 bf16 GEMM
  *    through mambert's cuBLASLt path (kernels/cuda/gemm.h), f32 accumulation.
  * 2. TFLOP/s of the flash forward (tilings 0 and 1, and on sm_90 the
- *    wgmma tilings 2, 3 (head_dim 64), 4 and 5) and backward (both dQ modes of tiling 0: the
+ *    wgmma tilings 2, 3 (head_dim 64), 4, 5 and 6) and backward (both dQ modes of tiling 0: the
  *    deterministic dQ pass, the default, and f32 atomics; on sm_90 the wgmma
  *    tiling 1; --skip-wgmma leaves the wgmma tilings out), and the e4m3
  *    forward (mma.sync, and on sm_90 its wgmma form) at
@@ -234,16 +234,17 @@ static void print_wgmma_fwd(json_t *rows) {
   if (!any)
     return;
   printf("\nwgmma forward tilings, TFLOP/s (v2: 128-key tiles; v3: 64-key tiles, two CTAs per SM, D=64 only; v4: "
-         "v2 with the softmax under the product; v5: v4 warp-specialised, a TMA producer warpgroup)\n");
-  printf("%-6s %-4s | %-8s %-8s %-8s %-8s | %-8s\n", "L", "D", "v2", "v3", "v4", "v5", "v0");
+         "v2 with the softmax under the product; v5: v4 warp-specialised, a TMA producer warpgroup; v6: v5 with "
+         "ping-pong)\n");
+  printf("%-6s %-4s | %-8s %-8s %-8s %-8s %-8s | %-8s\n", "L", "D", "v2", "v3", "v4", "v5", "v6", "v0");
   json_array_foreach(rows, i, r) {
     char v3[16] = "-";
     if (json_object_get(r, "fwd_v3_tflops"))
       snprintf(v3, sizeof v3, "%.1f", json_real_value(json_object_get(r, "fwd_v3_tflops")));
-    printf("%-6d %-4d | %-8.1f %-8s %-8.1f %-8.1f | %-8.1f\n", (int)json_integer_value(json_object_get(r, "L")),
+    printf("%-6d %-4d | %-8.1f %-8s %-8.1f %-8.1f %-8.1f | %-8.1f\n", (int)json_integer_value(json_object_get(r, "L")),
            (int)json_integer_value(json_object_get(r, "D")), json_real_value(json_object_get(r, "fwd_v2_tflops")),
            v3, json_real_value(json_object_get(r, "fwd_v4_tflops")),
-           json_real_value(json_object_get(r, "fwd_v5_tflops")),
+           json_real_value(json_object_get(r, "fwd_v5_tflops")), json_real_value(json_object_get(r, "fwd_v6_tflops")),
            json_real_value(json_object_get(r, "fwd_tflops")));
   }
 }
@@ -298,7 +299,7 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       w.kind = 0;
       CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(1));
       const float f1 = time_ms(&w);
-      float f2 = 0.0f, f3 = 0.0f, f4 = 0.0f, f5 = 0.0f;
+      float f2 = 0.0f, f3 = 0.0f, f4 = 0.0f, f5 = 0.0f, f6 = 0.0f;
       if (v2) {
         CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(2));
         f2 = time_ms(&w);
@@ -306,6 +307,8 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
         f4 = time_ms(&w);
         CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(5)); /* tiling 5: 4 warp-specialised, TMA */
         f5 = time_ms(&w);
+        CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(6)); /* tiling 6: 5 with ping-pong */
+        f6 = time_ms(&w);
         if (D == 64) { /* tiling 3: 64-key tiles, two CTAs per SM */
           CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(3));
           f3 = time_ms(&w);
@@ -364,6 +367,8 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
         json_object_set_new(r, "fwd_v4_tflops", json_real(fwd_flop / (f4 * 1e-3) / 1e12));
         json_object_set_new(r, "fwd_v5_ms", json_real(f5));
         json_object_set_new(r, "fwd_v5_tflops", json_real(fwd_flop / (f5 * 1e-3) / 1e12));
+        json_object_set_new(r, "fwd_v6_ms", json_real(f6));
+        json_object_set_new(r, "fwd_v6_tflops", json_real(fwd_flop / (f6 * 1e-3) / 1e12));
         json_object_set_new(r, "bwd_v1_ms", json_real(b1));
         json_object_set_new(r, "bwd_v1_tflops", json_real(tb1));
       }

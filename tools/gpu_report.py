@@ -185,7 +185,7 @@ class Report:
                f"(share of the measured {f(att.get('peak_bf16_gemm_tflops'), '.0f')} TFLOP/s bf16 GEMM peak); "
                f"mambert / torch SDPA (> 1: mambert faster). fwd: the default tiling (mma.sync); fwd wgmma: "
                f"tilings 2 / 3 (D = 64: two CTAs per SM) / 4 (softmax under the product) / 5 (4 warp-specialised, "
-               f"TMA), Hopper only; ratios use 2; "
+               f"TMA) / 6 (5 with ping-pong), Hopper only; ratios use 2; "
                f"bwd: the default, deterministic dQ (a separate dQ pass, the same bits every run); bwd fast: f32 atomics, as "
                f"FlashAttention-2 and SDPA; bwd wgmma: backward tiling 1 (Hopper only; dK, dV and dQ on wgmma, "
                f"summed in order)\n")
@@ -197,6 +197,7 @@ class Report:
             v3 = " / " + f(r.get("fwd_v3_tflops"), ".1f") if r.get("fwd_v3_tflops") else ""
             v3 += " / " + f(r.get("fwd_v4_tflops"), ".1f") if r.get("fwd_v4_tflops") else ""
             v3 += " / " + f(r.get("fwd_v5_tflops"), ".1f") if r.get("fwd_v5_tflops") else ""
+            v3 += " / " + f(r.get("fwd_v6_tflops"), ".1f") if r.get("fwd_v6_tflops") else ""
             self.p(f"| {r['L']} | {r['D']} | {r['fwd_tflops']:.1f} | {100 * r['fwd_share_of_peak']:.0f}% | "
                    f"{f(r.get('fwd_v2_tflops'), '.1f')}{v3} | "
                    f"{r['bwd_tflops']:.1f} | {f(r.get('bwd_fast_tflops'), '.1f')} | "

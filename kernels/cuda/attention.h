@@ -145,7 +145,9 @@ int mb_cuda_attn_fwd_fp8_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d,
  * with 64-key tiles and two CTAs per SM; head_dim 64 only), 4 (as 2 with
  * the softmax of tile j + 1 under the product of tile j) or 5 (as 4,
  * warp-specialised: a producer warpgroup loads Q, K and V with TMA into
- * 128-byte-swizzled tiles and mbarriers hand them over). 2-5 run on sm_90
+ * 128-byte-swizzled tiles and mbarriers hand them over) or 6 (as 5, the
+ * two consumer warpgroups taking turns to issue their products: ping-pong).
+ * 2-6 run on sm_90
  * GPUs with an sm_90a build only, else the forward fails with
  * MB_EUNSUPPORTED. For the benchmark and the tests, which run them all. Not
  * thread-safe against running kernels. */

@@ -165,8 +165,8 @@ int flash_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
 static int flash_fwd_variant = -1; /* -1: not chosen yet (MAMBERT_ATTN_TILING, else 0) */
 
 int mb_cuda_attn_set_flash_fwd_variant(int variant) {
-  if (variant < 0 || variant > 5)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 5)", variant);
+  if (variant < 0 || variant > 6)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 6)", variant);
   flash_fwd_variant = variant;
   return MB_OK;
 }
@@ -193,8 +193,8 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) {
   if (!ok)
     return MB_ERR(MB_EINVAL, "cuda flash attention: NULL result pointer");
   *ok = 0;
-  if (variant < 0 || variant > 5)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 5)", variant);
+  if (variant < 0 || variant > 6)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 6)", variant);
   if (variant >= 2)
     return attn_hopper_fwd_runs(ok);
   *ok = 1;

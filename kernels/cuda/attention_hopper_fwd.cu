@@ -347,7 +347,34 @@ __device__ __forceinline__ int attn_ws_scan_keys(const AttnSeg &g, int j0, int c
   return attn_named_bar_or(BAR, CONSUMERS, hid);
 }
 
-template <typename T, int D>
+/* Tiling 6: tiling 5 with FlashAttention-3's ping-pong between the two
+ * consumer warpgroups. Each round of products (S_0; then S_{j+1} with
+ * O += P_j V_j; then the last O += P V) is issued by warpgroup 0, then by
+ * warpgroup 1, then by 0 again: before issuing, a warpgroup waits on its
+ * named barrier, after issuing it arrives on the other's (bar.arrive does
+ * not wait). So while one warpgroup's products run on the tensor cores, the
+ * other runs its softmax, on top of tiling 4's overlap within a warpgroup.
+ * Warpgroup 1 opens with an arrival on warpgroup 0's barrier and leaves out
+ * its last one, so every barrier phase is complete when the CTA exits. */
+#if ATTN_HAS_WGMMA
+template <bool PINGPONG> struct AttnPingPong {
+  int me, other; /* named barrier ids: this warpgroup's and the other's */
+  __device__ __forceinline__ AttnPingPong(int cw) : me(3 + cw), other(4 - cw) {
+    if (PINGPONG && cw == 1)
+      attn_named_bar_arrive(other, 256); /* warpgroup 0 issues first */
+  }
+  __device__ __forceinline__ void before_issue() const {
+    if (PINGPONG)
+      attn_named_bar_sync(me, 256);
+  }
+  __device__ __forceinline__ void after_issue(bool last_round) const {
+    if (PINGPONG && !(last_round && me == 4))
+      attn_named_bar_arrive(other, 256);
+  }
+};
+#endif
+
+template <typename T, int D, bool PINGPONG>
 __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
     attn_hopper_fwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnTmaMaps maps) {
 #if ATTN_HAS_WGMMA
@@ -420,6 +447,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
    * 128 bytes: +8 rows); 8-row groups 1024 bytes apart. V (MN-major): a
    * k-step of 16 keys is 16 rows (+128); its 64-column chunks are LBO =
    * BK x 128 bytes apart. A stage is BK D elements (+BK D / 8). */
+  const AttnPingPong<PINGPONG> turn(cwarp >> 2);
   const uint64_t qdesc = attn_wgmma_desc_sw128(sQ + (cwarp >> 2) * 64 * 64, 16, 1024);
   const uint64_t kdesc = attn_wgmma_desc_sw128(sK, 16, 1024);
   const uint64_t vdesc = attn_wgmma_desc_sw128(sV, BK * 128, 1024);
@@ -435,11 +463,13 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
   attn_mbar_wait(&full_k[0], 0);
   {
     const int hidden = attn_ws_scan_keys<BK, CONSUMERS, BAR_KEYS>(g, 0, ct, sKeep);
+    turn.before_issue();
     attn_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
       AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + kstep(kk, BQ), kdesc + kstep(kk, BK), kk > 0);
     attn_wgmma_commit();
+    turn.after_issue(false);
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
     if (lane == 0)
@@ -457,6 +487,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
     attn_mbar_wait(&full_k[sk], ((kt + 1) / NSTAGE) & 1);
     attn_mbar_wait(&full_v[sv], (kt / NSTAGE) & 1);
     const int hidden = attn_ws_scan_keys<BK, CONSUMERS, BAR_KEYS>(g, j1, ct, keep);
+    turn.before_issue();
     attn_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
@@ -466,6 +497,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
     for (int kk = 0; kk < BK / 16; kk++)
       AttnWgmma<T, D>::rs_mn(&o[0][0][0], pa[kk], vdesc + sv * STAGE + 128 * kk, true);
     attn_wgmma_commit(); /* O += P_kt V_kt */
+    turn.after_issue(false);
     attn_wgmma_wait<1>();  /* S_{kt+1} done; the product into O runs on */
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
     if (lane == 0)
@@ -502,11 +534,13 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
       attn_fence_proxy_async();
       attn_named_bar_sync(BAR_VTAIL, CONSUMERS);
     }
+    turn.before_issue();
     attn_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < BK / 16; kk++)
       AttnWgmma<T, D>::rs_mn(&o[0][0][0], pa[kk], vdesc + sv * STAGE + 128 * kk, true);
     attn_wgmma_commit();
+    turn.after_issue(true);
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NO * 4>(&o[0][0][0]);
     attn_wgmma_pin<BK / 4>(&pa[0][0]);
@@ -519,15 +553,16 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
 #endif
 }
 
-template <typename T, int D> int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+template <typename T, int D, bool PINGPONG>
+int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperWsCfg<D> C;
   const int64_t tokens = (int64_t)d->batch * d->seqlen;
   AttnTmaMaps maps;
   MB_TRY(attn_tma_map_rows(&maps.q, a.q, tokens, d->heads, D, a.ld, C::BQ, "q"));
   MB_TRY(attn_tma_map_rows(&maps.k, a.k, tokens, d->heads, D, a.ld, C::BK, "k"));
   MB_TRY(attn_tma_map_rows(&maps.v, a.v, tokens, d->heads, D, a.ld, C::BK, "v"));
-  return attn_launch_fwd<T>(attn_hopper_fwd_ws_kernel<T, D>, "attn_hopper_fwd_ws_kernel", d, a, C::BQ, C::NT,
-                            C::template smem_bytes<T>(), s, maps);
+  return attn_launch_fwd<T>(attn_hopper_fwd_ws_kernel<T, D, PINGPONG>, "attn_hopper_fwd_ws_kernel", d, a, C::BQ,
+                            C::NT, C::template smem_bytes<T>(), s, maps);
 }
 
 template <typename T, int D> int hopper_pipe_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
@@ -565,7 +600,7 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok));
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-5 (wgmma) need an sm_90 GPU and a build "
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-6 (wgmma) need an sm_90 GPU and a build "
                                    "for sm_90a (MAMBERT_CUDA_ARCHS)");
   if (attn_tokens(d) == 0)
     return MB_OK;
@@ -580,15 +615,16 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
     return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tiling 3 (wgmma, two CTAs per SM) is built for "
                                    "head_dim 64 only, got %d",
                   d->head_dim);
-  if (tiling == 5) {
+  if (tiling == 5 || tiling == 6) {
+    const bool pp = tiling == 6;
     if (dt == MB_BF16 && d->head_dim == 64)
-      return hopper_ws_launch<attn_bf16, 64>(d, a, s);
+      return pp ? hopper_ws_launch<attn_bf16, 64, true>(d, a, s) : hopper_ws_launch<attn_bf16, 64, false>(d, a, s);
     if (dt == MB_BF16 && d->head_dim == 128)
-      return hopper_ws_launch<attn_bf16, 128>(d, a, s);
+      return pp ? hopper_ws_launch<attn_bf16, 128, true>(d, a, s) : hopper_ws_launch<attn_bf16, 128, false>(d, a, s);
     if (dt == MB_F16 && d->head_dim == 64)
-      return hopper_ws_launch<attn_f16, 64>(d, a, s);
+      return pp ? hopper_ws_launch<attn_f16, 64, true>(d, a, s) : hopper_ws_launch<attn_f16, 64, false>(d, a, s);
     if (dt == MB_F16 && d->head_dim == 128)
-      return hopper_ws_launch<attn_f16, 128>(d, a, s);
+      return pp ? hopper_ws_launch<attn_f16, 128, true>(d, a, s) : hopper_ws_launch<attn_f16, 128, false>(d, a, s);
   }
   if (tiling == 4) {
     if (dt == MB_BF16 && d->head_dim == 64)

@@ -316,6 +316,10 @@ __device__ __forceinline__ void attn_tma_load_3d(void *dst, const AttnTmaMap *ma
 __device__ __forceinline__ void attn_named_bar_sync(int id, int count) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
+/* Arrive on barrier `id` without waiting (the ping-pong of tiling 6). */
+__device__ __forceinline__ void attn_named_bar_arrive(int id, int count) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
 __device__ __forceinline__ int attn_named_bar_or(int id, int count, int pred) {
   int r;
   asm volatile("{\n.reg .pred p, q;\nsetp.ne.b32 q, %1, 0;\nbar.red.or.pred p, %2, %3, q;\nselp.b32 %0, 1, 0, p;\n}\n"

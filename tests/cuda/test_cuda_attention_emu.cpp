@@ -12,10 +12,12 @@
  * Cases are smaller than the GPU test's (the emulator runs every CUDA
  * thread as a fiber): L = 1, 7, 129, 200, 300, 600 with right padding,
  * holes and causal masks, varlen with lengths 0 and 1 and a budget tail;
- * head_dim 64 and 128; bf16 (forward tilings 0-5, of which 2-5 on Hopper's
- * wgmma, 5 warp-specialised with TMA and mbarriers; backward tilings 0 and 1), f16, e4m3 forward (mma.sync and wgmma),
- * the reference kernels (f32, bf16), the wgmma operand addressing against
- * the PTX ISA's examples and MAMBERT_ATTN_TILING. Every run also repeats with the CUDA
+ * head_dim 64 and 128; bf16 (forward tilings 0-6, of which 2-6 on Hopper's
+ * wgmma, 5 and 6 warp-specialised with TMA and mbarriers, 6 with
+ * ping-pong; backward tilings 0 and 1), f16, e4m3 forward (mma.sync and
+ * wgmma), the reference kernels (f32, bf16), the wgmma operand addressing
+ * against the PTX ISA's examples (and the 128-byte swizzle against values
+ * worked by hand) and MAMBERT_ATTN_TILING. Every run also repeats with the CUDA
  * threads resumed in another order and must give the same bits (a missing
  * barrier would not). Bounds as in cuda_attention.
  */
@@ -496,13 +498,13 @@ static void test_flash_bf16(void **state) {
       problem p;
       problem_init(p, c, MB_BF16, D);
       char label[96];
-      for (int variant : {1, 2, 3, 4, 5, 0}) { /* end on the default tiling */
+      for (int variant : {1, 2, 3, 4, 5, 6, 0}) { /* end on the default tiling */
         if (variant == 3 && D != 64)
           continue; /* tiling 3: head_dim 64 only */
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
         snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-v%d", D, c.name, variant);
-        /* tiling 5 twice: TMA lands late in one order, early in the next */
-        forward(p, MB_CUDA_ATTN_FLASH, label, variant == 0 || variant == 5 ? 2 : 1);
+        /* tilings 5 and 6 twice: TMA lands late in one order, early in the next */
+        forward(p, MB_CUDA_ATTN_FLASH, label, variant == 0 || variant >= 5 ? 2 : 1);
       }
       assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
       snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-fs", D, c.name);
@@ -567,7 +569,7 @@ static void test_flash_f16(void **state) {
       problem p;
       problem_init(p, cases[ci], MB_F16, D);
       char label[96];
-      for (int variant : {2, 3, 4, 5, 0}) {
+      for (int variant : {2, 3, 4, 5, 6, 0}) {
         if (variant == 3 && D != 64)
           continue;
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);

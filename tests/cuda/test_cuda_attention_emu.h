@@ -37,8 +37,9 @@
  *    transaction bytes and phases, a waiter sleeps until its phase has
  *    completed, an arrival lets the other warps run before the thread goes
  *    on (so a stage released too early is refilled under a reader); named
- *    barriers (bar.sync / bar.red.or with a thread count) release when
- *    that many threads arrived; a CTA exiting with TMA in flight, a wait
+ *    barriers (bar.sync / bar.red.or with a thread count, bar.arrive
+ *    without waiting) release when that many threads arrived, and a CTA
+ *    exiting with arrivals still waiting for their phase is an error; a CTA exiting with TMA in flight, a wait
  *    nobody can satisfy (deadlock) and more arrivals than expected are
  *    errors;
  *  - a barrier or warp operation that not every thread / lane reaches, a
@@ -193,6 +194,8 @@ struct State {
   SmemBuf smem;
   std::vector<int> unfenced_by; /* per 16-byte chunk of smem: 1 + the thread whose cp.async wrote it, unfenced; 0 */
   std::vector<std::pair<size_t, Mbar>> mbars; /* by shared-memory offset */
+  int bar_arrived[16] = {0};                  /* bar.arrive's (non-waiting) arrivals per named barrier */
+  int bar_arrive_count[16] = {0};             /* the thread count they gave */
   std::function<void()> body;
   int order = 0; /* run_block's thread orders, 0..3 */
   std::mt19937 rng{12345};
@@ -691,7 +694,7 @@ inline bool release_barriers(int n, int done) {
   State &s = S();
   bool released = false;
   for (int id = 0; id < 16; id++) {
-    int waiting = 0, count = -1;
+    int waiting = 0, count = s.bar_arrived[id] ? s.bar_arrive_count[id] : -1;
     uint32_t any = 0;
     for (int i = 0; i < n; i++) {
       const Fiber &f = s.fibers[i];
@@ -709,12 +712,14 @@ inline bool release_barriers(int n, int done) {
     if (count % 32 || count > n)
       error("barrier %d for %d threads (whole warps, at most the block's %d)", id, count, n);
     const bool all = id == 0 && count == n; /* exited threads never arrive: report it, as a hang would */
-    if (waiting < (all ? n - done : count))
+    const int arrived = waiting + s.bar_arrived[id];
+    if (arrived < (all ? n - done : count))
       continue;
     if (all && done)
       error("__syncthreads with %d of %d threads exited", done, n);
-    if (waiting > count)
-      error("barrier %d for %d threads reached by %d", id, count, waiting);
+    if (arrived > count)
+      error("barrier %d for %d threads reached by %d", id, count, arrived);
+    s.bar_arrived[id] = 0;
     for (int i = 0; i < n; i++) {
       Fiber &f = s.fibers[i];
       if (!f.done && f.op == OP_BAR && (int)f.in[1] == id) {
@@ -750,6 +755,7 @@ inline void run_block() {
     f.mbar = NULL;
   }
   s.mbars.clear();
+  memset(s.bar_arrived, 0, sizeof s.bar_arrived);
   memset(s.smem.data(), 0xff, s.smem.size());
   s.unfenced_by.assign(s.smem.size() / 16 + 1, 0);
   std::vector<int> warps(nw);
@@ -774,6 +780,10 @@ inline void run_block() {
       at_mbar += !s.fibers[i].done && s.fibers[i].op == OP_MBAR;
     }
     if (done == n) {
+      for (int id = 0; id < 16; id++)
+        if (s.bar_arrived[id])
+          error("the CTA exits with %d arrivals on named barrier %d still waiting for their phase", s.bar_arrived[id],
+                id);
       for (auto &e : s.mbars)
         if (!e.second.inflight.empty())
           error("the CTA exits with %zu TMA copies in flight on the mbarrier at shared byte %zu",
@@ -853,6 +863,18 @@ static inline void attn_named_bar_sync(int id, int count) {
   if (id < 1 || id > 15)
     emu::error("named barrier id %d (1..15)", id);
   emu_bar(id, count, 0);
+}
+/* bar.arrive: counts towards the barrier's next release, does not wait. */
+static inline void attn_named_bar_arrive(int id, int count) {
+  emu::State &s = emu::S();
+  if (id < 1 || id > 15)
+    return emu::error("named barrier id %d (1..15)", id);
+  if (s.bar_arrived[id] && s.bar_arrive_count[id] != count)
+    return emu::error("bar.arrive on barrier %d for %d threads, earlier arrivals for %d", id, count,
+                      s.bar_arrive_count[id]);
+  s.bar_arrive_count[id] = count;
+  if (++s.bar_arrived[id] > count)
+    return emu::error("bar.arrive: %d arrivals on barrier %d for %d threads", s.bar_arrived[id], id, count);
 }
 static inline int attn_named_bar_or(int id, int count, int p) {
   if (id < 1 || id > 15)
