@@ -4,6 +4,7 @@
  * attention_ref.cu, attention_flash_fwd.cu, attention_flash_bwd.cu and
  * attention_flash_fp8.cu.
  */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "kernels/cuda/attention_common.cuh"
@@ -21,19 +22,31 @@ int mb_cuda_attn_device_cc(int *cc) {
 
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 
-int attn_env_wants_wgmma(bool *want) {
-  *want = false;
+int attn_env_tiling(int *fwd, int *bwd) {
+  *fwd = *bwd = 0;
   const char *e = getenv("MAMBERT_ATTN_TILING");
   if (!e || !*e || strcmp(e, "default") == 0)
     return MB_OK;
-  if (strcmp(e, "wgmma") != 0)
-    return MB_ERR(MB_EINVAL, "MAMBERT_ATTN_TILING=%s: expected default or wgmma", e);
-  int ok = 0;
-  MB_TRY(attn_hopper_fwd_runs(&ok));
+  int f = 2, b = 1, used = 0;
+  if (strcmp(e, "wgmma") != 0) {
+    /* FWD or FWD,BWD: the numbers of mb_cuda_attn_set_flash_*_variant */
+    b = -1;
+    const int n = sscanf(e, "%d%n,%d%n", &f, &used, &b, &used);
+    if (n < 1 || e[used] != '\0' || f < 0 || f > 6 || (n == 2 && (b < 0 || b > 1)))
+      return MB_ERR(MB_EINVAL, "MAMBERT_ATTN_TILING=%s: expected default, wgmma (forward tiling 2, backward 1), or "
+                               "FWD[,BWD] with a forward tiling 0-6 and a backward tiling 0-1",
+                    e);
+    if (n == 1)
+      b = 0;
+  }
+  int ok = 1;
+  if (f >= 2 || b >= 1)
+    MB_TRY(attn_hopper_fwd_runs(&ok));
   if (!ok)
     mb_log_once(MB_LOG_WARN, "attn tiling wgmma",
-                "MAMBERT_ATTN_TILING=wgmma: the wgmma tilings need an sm_90 GPU and an sm_90a build; using tiling 0");
-  *want = ok != 0;
+                "MAMBERT_ATTN_TILING=%s: the wgmma tilings need an sm_90 GPU and an sm_90a build; using tiling 0", e);
+  *fwd = ok || f < 2 ? f : 0;
+  *bwd = ok ? b : 0;
   return MB_OK;
 }
 

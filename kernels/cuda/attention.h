@@ -163,9 +163,10 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) MB_NODISCARD;
  * and the tests. Not thread-safe against running kernels. */
 int mb_cuda_attn_set_flash_bwd_variant(int variant) MB_NODISCARD;
 /* Until a program sets the tilings, the environment chooses them, once:
- * MAMBERT_ATTN_TILING=wgmma gives forward tiling 2 and backward tiling 1
- * (with a warning and tiling 0 where they cannot run), unset or "default"
- * tiling 0. The wgmma tilings become the default on sm_90 once a GPU run
+ * MAMBERT_ATTN_TILING=wgmma gives forward tiling 2 and backward tiling 1,
+ * MAMBERT_ATTN_TILING=F or F,B forward tiling F (0-6) and backward B (0-1,
+ * 0 when left out), each with a warning and tiling 0 where the wgmma
+ * tilings cannot run; unset or "default" tiling 0. The wgmma tilings become the default on sm_90 once a GPU run
  * has measured them (kernels/cuda/ATTENTION.md). */
 int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 

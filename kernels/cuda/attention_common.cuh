@@ -793,10 +793,12 @@ int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
 int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *q, const void *k, const void *v,
                     void *out, float *lse, cudaStream_t s);
 int attn_hopper_fwd_runs(int *ok);
-/* MAMBERT_ATTN_TILING (attention.cu): *want = "wgmma" and the wgmma
- * tilings run here (a warning, once, when asked for and they cannot);
- * unset or "default": no; anything else is an error. */
-int attn_env_wants_wgmma(bool *want);
+/* MAMBERT_ATTN_TILING (attention.cu): the forward and backward tilings it
+ * asks for -- "wgmma": 2 and 1; "F" or "F,B": those (forward 0-6, backward
+ * 0-1; B 0 when left out); unset or "default": 0 and 0 -- with the wgmma
+ * ones replaced by 0 where they cannot run (a warning, once); anything else
+ * is an error naming the variable. */
+int attn_env_tiling(int *fwd, int *bwd);
 /* *yes = the forward's tiling is a wgmma one (2 or 3) and it runs here: the
  * fp8 forward then takes its wgmma kernel too (attention_flash_fwd.cu). */
 int attn_flash_fwd_uses_wgmma(int *yes);

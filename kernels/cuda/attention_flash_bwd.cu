@@ -438,9 +438,9 @@ int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
                    const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
                    cudaStream_t s) {
   if (flash_bwd_variant < 0) {
-    bool wgmma = false;
-    MB_TRY(attn_env_wants_wgmma(&wgmma));
-    flash_bwd_variant = wgmma ? 1 : 0;
+    int fwd = 0, bwd = 0;
+    MB_TRY(attn_env_tiling(&fwd, &bwd));
+    flash_bwd_variant = bwd;
   }
   if (flash_bwd_variant == 1)
     return attn_hopper_bwd(d, dt, q, k, v, out, lse, dout, dq, dk, dv, ws, ws_bytes, s);

@@ -174,9 +174,9 @@ int mb_cuda_attn_set_flash_fwd_variant(int variant) {
 /* The tiling, from MAMBERT_ATTN_TILING when no program has set one. */
 static int choose_fwd_variant(void) {
   if (flash_fwd_variant < 0) {
-    bool wgmma = false;
-    MB_TRY(attn_env_wants_wgmma(&wgmma));
-    flash_fwd_variant = wgmma ? 2 : 0;
+    int fwd = 0, bwd = 0;
+    MB_TRY(attn_env_tiling(&fwd, &bwd));
+    flash_fwd_variant = fwd;
   }
   return MB_OK;
 }

@@ -370,26 +370,32 @@ static void backward(problem &p, mb_cuda_attn_kernel kernel, const char *label) 
 
 /* MAMBERT_ATTN_TILING chooses the tilings until a program sets them (this
  * test runs first, before any test sets them): a bad value is an error
- * naming the variable, "wgmma" runs the wgmma kernels forward and backward
- * (the emulator is an sm_90 device). */
+ * naming the variable, "6,1" runs forward tiling 6 (TMA loads) and the
+ * wgmma backward (the emulator is an sm_90 device). */
 static void test_env_tiling(void **state) {
   (void)state;
   problem p;
   problem_init(p, cases[2], MB_BF16, 64);
-  setenv("MAMBERT_ATTN_TILING", "hopper", 1);
-  int rc = mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.d, MB_BF16, p.dev_q.data(), p.dev_k.data(), p.dev_v.data(),
-                                 p.out.data(), p.lse.data(), NULL);
-  assert_int_equal(rc, MB_EINVAL);
-  assert_non_null(strstr(mb_error_message(), "MAMBERT_ATTN_TILING=hopper"));
-  setenv("MAMBERT_ATTN_TILING", "wgmma", 1);
-  const long long before = emu::S().wgmma_issued;
+  for (const char *bad : {"hopper", "7", "6,2", "6,", "2x", "-1"}) {
+    setenv("MAMBERT_ATTN_TILING", bad, 1);
+    int rc = mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.d, MB_BF16, p.dev_q.data(), p.dev_k.data(),
+                                   p.dev_v.data(), p.out.data(), p.lse.data(), NULL);
+    assert_int_equal(rc, MB_EINVAL);
+    char want[64];
+    snprintf(want, sizeof want, "MAMBERT_ATTN_TILING=%s:", bad);
+    assert_non_null(strstr(mb_error_message(), want));
+  }
+  setenv("MAMBERT_ATTN_TILING", "6,1", 1);
+  const long long before = emu::S().wgmma_issued, tma_before = emu::S().tma_issued;
   set_order(0);
-  forward(p, MB_CUDA_ATTN_FLASH, "bf16 D=64  L129-pad          env wgmma", 1);
-  const long long after_fwd = emu::S().wgmma_issued;
-  backward(p, MB_CUDA_ATTN_FLASH, "bf16 D=64  L129-pad          env wgmma");
+  forward(p, MB_CUDA_ATTN_FLASH, "bf16 D=64  L129-pad          env 6,1", 1);
+  const long long after_fwd = emu::S().wgmma_issued, tma = emu::S().tma_issued - tma_before;
+  backward(p, MB_CUDA_ATTN_FLASH, "bf16 D=64  L129-pad          env 6,1");
   unsetenv("MAMBERT_ATTN_TILING");
-  printf("wgmma issued: forward %lld, backward %lld\n", after_fwd - before, emu::S().wgmma_issued - after_fwd);
+  printf("wgmma issued: forward %lld (TMA boxes %lld), backward %lld\n", after_fwd - before, tma,
+         emu::S().wgmma_issued - after_fwd);
   assert_true(after_fwd > before);
+  assert_true(tma > 0);
   assert_true(emu::S().wgmma_issued > after_fwd);
 }
 

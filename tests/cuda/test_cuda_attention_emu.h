@@ -199,7 +199,7 @@ struct State {
   std::function<void()> body;
   int order = 0; /* run_block's thread orders, 0..3 */
   std::mt19937 rng{12345};
-  long long collectives = 0, launches = 0, errors = 0, wgmma_issued = 0;
+  long long collectives = 0, launches = 0, errors = 0, wgmma_issued = 0, tma_issued = 0;
   char first_error[512] = {0};
 };
 
@@ -1039,6 +1039,7 @@ static inline void attn_tma_load_3d(void *dst, const AttnTmaMap *map, int x, int
   if (!b)
     return;
   const emu::TmaCopy c{(unsigned char *)dst, map, x, y, z};
+  emu::S().tma_issued++;
   if (emu::S().order & 1) {
     emu::tma_land(c, *b);
     emu::mbar_complete(*b);
