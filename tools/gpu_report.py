@@ -194,10 +194,9 @@ class Report:
                "| / cuDNN bwd (fast) | / cuDNN bwd (wgmma) |")
         self.p("|" + " ---: |" * 17)
         for r in att["rows"]:
-            v3 = " / " + f(r.get("fwd_v3_tflops"), ".1f") if r.get("fwd_v3_tflops") else ""
-            v3 += " / " + f(r.get("fwd_v4_tflops"), ".1f") if r.get("fwd_v4_tflops") else ""
-            v3 += " / " + f(r.get("fwd_v5_tflops"), ".1f") if r.get("fwd_v5_tflops") else ""
-            v3 += " / " + f(r.get("fwd_v6_tflops"), ".1f") if r.get("fwd_v6_tflops") else ""
+            # tilings 3 to 6 after 2, "-" where one did not run (3: D = 64 only)
+            v3 = "".join(" / " + f(r.get(f"fwd_v{t}_tflops"), ".1f") for t in range(3, 7)) \
+                if r.get("fwd_v2_tflops") else ""
             self.p(f"| {r['L']} | {r['D']} | {r['fwd_tflops']:.1f} | {100 * r['fwd_share_of_peak']:.0f}% | "
                    f"{f(r.get('fwd_v2_tflops'), '.1f')}{v3} | "
                    f"{r['bwd_tflops']:.1f} | {f(r.get('bwd_fast_tflops'), '.1f')} | "
