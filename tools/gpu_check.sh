@@ -71,7 +71,7 @@ BIN=/tmp/mambert-gpu
 # parallel runner starts them early. NAME+wgmma runs test NAME again with
 # MAMBERT_ATTN_TILING=wgmma (the Hopper attention kernels through the op
 # table, CUDA graphs and the models).
-TESTS=(cuda_attention:150 cuda_selective_scan:150 cuda_models:120 cuda_attention_ops:120 cuda_scan_ops:120
+TESTS=(cuda_attention_probe:40 cuda_attention:150 cuda_selective_scan:150 cuda_models:120 cuda_attention_ops:120 cuda_scan_ops:120
   cuda_train:120 cuda_ops:120 cuda_gemm:120 cuda_attention_fp8:90 cuda_conv1d:90 cuda_runtime:60
   runtime_cuda_alloc:60 runtime_dtype_cuda:30 cuda_amp_logic:30 cuda_attention_dispatch:30
   cuda_selective_scan_plan:30 cuda_attention_ops+wgmma:120 cuda_models+wgmma:120)

@@ -139,6 +139,20 @@ int mb_cuda_attn_fwd_fp8_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d,
                               const void *v8, const float *q_descale, const float *k_descale, const float *v_descale,
                               void *out_bf16, float *lse, struct CUstream_st *stream) MB_NODISCARD;
 
+/* A self-test of the Hopper building blocks under the wgmma tilings
+ * (kernels/cuda/attention_probe.cu): each wgmma operand layout (no swizzle
+ * K-major and MN-major, the register A fragment, the 128-byte swizzle
+ * after a TMA load, K-major and MN-major, e4m3), run alone on the current
+ * device on inputs whose products are exact, compared element by element.
+ * *failed = the number of probes that were not exact; `report` gets a line
+ * per probe ("ss: exact", or how many elements were wrong and the first).
+ * workspace: device memory of mb_cuda_attn_hopper_probe_workspace() bytes.
+ * MB_EUNSUPPORTED where the wgmma tilings cannot run (not sm_90, no sm_90a
+ * image). */
+size_t mb_cuda_attn_hopper_probe_workspace(void);
+int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_t report_len,
+                              int *failed) MB_NODISCARD;
+
 /* The tiling of the bf16/f16 flash forward, process-wide: 0 (default: 4
  * warps x 32 query rows, mma.sync), 1 (8 warps x 16 rows, mma.sync), 2
  * (two warpgroups x 64 rows on Hopper's wgmma, 128-key tiles), 3 (as 2

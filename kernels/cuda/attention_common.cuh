@@ -352,6 +352,13 @@ __device__ __forceinline__ unsigned char *attn_align_smem_1024(unsigned char *p)
 }
 
 #ifndef ATTN_EMULATE
+/* bytes from device memory (synchronous; the emulator's device memory is
+ * host memory). */
+static inline int attn_copy_to_host(void *dst, const void *src, size_t bytes) {
+  MB_CUDA_TRY(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+  return MB_OK;
+}
+
 /* A tensor map over rows of a [tokens, heads, head_dim] tensor of 16-bit
  * elements (`base`, consecutive tokens `ld` elements apart): boxes of 64
  * columns x 1 head x box_rows tokens, 128-byte swizzle, zeros outside the

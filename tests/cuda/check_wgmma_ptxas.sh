@@ -1,6 +1,6 @@
 #!/bin/sh
 # check_wgmma_ptxas.sh NVCC ROOT (ctest: cuda_wgmma_ptxas): the Hopper
-# attention kernels compile for sm_90a with no ptxas warning C7520 -- which
+# attention kernels (and their probe) compile for sm_90a with no ptxas warning C7520 -- which
 # means ptxas serialised every wgmma of a kernel (a wgmma issued on a path it
 # cannot prove uniform; kernels/cuda/ATTENTION.md) and so silently lost the
 # asynchrony the kernels are built on -- and with no register spills. Needs
@@ -11,7 +11,7 @@ root=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail=0
-for f in attention_hopper_fwd attention_hopper_bwd attention_flash_fp8; do
+for f in attention_hopper_fwd attention_hopper_bwd attention_flash_fp8 attention_probe; do
   if ! out=$("$nvcc" -std=c++17 -O3 -arch=sm_90a -cubin -I"$root" -o "$tmp/$f.cubin" "$root/kernels/cuda/$f.cu" \
     -Xptxas -v 2>&1); then
     echo "$f: nvcc failed:"

@@ -8,6 +8,8 @@ if(MAMBERT_HAVE_CUDA)
   # The kernels against the CPU reference (and each other); need a GPU.
   mambert_test(cuda_attention SOURCES test_cuda_attention.c LIBS mb_kernels mb_runtime LABELS gpu TIMEOUT 300)
   mambert_test(cuda_attention_fp8 SOURCES test_cuda_attention_fp8.c LIBS mb_kernels mb_runtime LABELS gpu TIMEOUT 120)
+  mambert_test(cuda_attention_probe SOURCES test_cuda_attention_probe.c LIBS mb_kernels mb_runtime LABELS gpu
+               TIMEOUT 60)
   # The Hopper (wgmma) kernels' machine code: no ptxas serialisation of
   # their wgmma (C7520) and no spills; needs nvcc, not a GPU.
   add_test(NAME cuda_wgmma_ptxas COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_wgmma_ptxas.sh ${CMAKE_CUDA_COMPILER}
@@ -38,7 +40,7 @@ set_tests_properties(cuda_attention_emulated PROPERTIES ENVIRONMENT "OMP_WAIT_PO
 # host memory): checks their set-up, comparisons and the dispatcher's
 # fallbacks before a GPU session relies on them. Quick mode skips L = 1000.
 if(MAMBERT_HAVE_CUDA)
-  foreach(t cuda_attention cuda_attention_fp8)
+  foreach(t cuda_attention cuda_attention_fp8 cuda_attention_probe)
     string(REPLACE "cuda_attention" "test_cuda_attention" src ${t})
     mambert_test(${t}_on_emulator SOURCES ${src}.c test_cuda_attention_emu_runtime.cpp
                  ${PROJECT_SOURCE_DIR}/kernels/cpu/attention.c ${PROJECT_SOURCE_DIR}/kernels/cuda/attention_plan.c

@@ -34,6 +34,7 @@
 #include "kernels/cuda/attention_flash_fwd.cu"
 #include "kernels/cuda/attention_hopper_bwd.cu"
 #include "kernels/cuda/attention_hopper_fwd.cu"
+#include "kernels/cuda/attention_probe.cu"
 #include "kernels/cuda/attention_ref.cu"
 
 #include <cmath>
@@ -475,6 +476,22 @@ static void test_wgmma_layouts(void **state) {
   s.first_error[0] = 0;
 }
 
+/* The Hopper probe (attention_probe.cu) on the emulator: every probe exact
+ * (the emulator decodes the layouts as the probe writes them; on a GPU the
+ * same probe checks the hardware's reading). */
+static void test_hopper_probe(void **state) {
+  (void)state;
+  gvec<unsigned char> ws(mb_cuda_attn_hopper_probe_workspace());
+  char report[2048];
+  int failed = -1;
+  set_order(1);
+  assert_int_equal(mb_cuda_attn_hopper_probe(ws.data(), ws.size(), report, sizeof report, &failed), MB_OK);
+  expect_no_emu_error("hopper probe");
+  printf("%s", report);
+  assert_int_equal(failed, 0);
+  assert_int_equal(mb_cuda_attn_hopper_probe(ws.data(), 16, report, sizeof report, &failed), MB_EINVAL);
+}
+
 /* Tiling 3 exists for head_dim 64 only: at 128 the forward refuses. */
 static void test_tiling3_head_dim(void **state) {
   (void)state;
@@ -632,6 +649,7 @@ int main(void) {
   at_seed_init("cuda_attention_emulated");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wgmma_layouts), cmocka_unit_test(test_env_tiling),
+      cmocka_unit_test(test_hopper_probe),
       cmocka_unit_test(test_flash_bf16),    cmocka_unit_test(test_flash_f16),
       cmocka_unit_test(test_dq_large),      cmocka_unit_test(test_tiling3_head_dim),
       cmocka_unit_test(test_flash_fp8),  cmocka_unit_test(test_reference),

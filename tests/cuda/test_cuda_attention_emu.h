@@ -1209,6 +1209,12 @@ template <class F> static inline cudaError_t cudaFuncGetAttributes(struct cudaFu
   return cudaFuncGetAttributes(attr, (const void *)f);
 }
 
+/* Device memory is host memory here. */
+static inline int attn_copy_to_host(void *dst, const void *src, size_t bytes) {
+  memcpy(dst, src, bytes);
+  return MB_OK;
+}
+
 /* The host side of a tensor map (attention_common.cuh): the emulator's own
  * description. */
 static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int64_t tokens, int heads, int head_dim,

@@ -18,6 +18,7 @@
 #include "kernels/cuda/attention_flash_fwd.cu"
 #include "kernels/cuda/attention_hopper_bwd.cu"
 #include "kernels/cuda/attention_hopper_fwd.cu"
+#include "kernels/cuda/attention_probe.cu"
 #include "kernels/cuda/attention_ref.cu"
 
 #include <stdlib.h>

@@ -1,0 +1,311 @@
+/* attention_probe.cu: a self-test of the Hopper building blocks the wgmma
+ * tilings (2-6, attention_hopper_*.cu, the fp8 wgmma forward) stand on,
+ * each run alone on the current GPU: one warpgroup, one product, inputs
+ * that make the product exact in f32 (multiples of 1/2 in [-2, 2], so bf16
+ * and e4m3 hold them and every sum of up to 64 products is exact), the
+ * result compared element by element with a plain dot product of the same
+ * global inputs. A kernel that is wrong on hardware gives errors of order 1
+ * and says nothing about why; a probe names the layout: the descriptor
+ * fields, the fragment, the swizzle or the TMA box that was misread.
+ *
+ *   ss          D[64][64] = A[64][16] B[16][64], bf16, no swizzle, both
+ *               operands K-major from shared memory (tilings 2-4's S = Q K^T)
+ *   rs_mn       A from registers (the m16n8k16 A fragment), B MN-major, no
+ *               swizzle (tilings 2-4's O += P V)
+ *   tma_sw128   Q[64][64], K[64][64] loaded by TMA (128-byte swizzle,
+ *               mbarrier), S = Q K^T with mode-1 K-major descriptors, k-steps
+ *               along the 128-byte rows (tilings 5-6)
+ *   tma_sw128_mn  P from registers times V[64][128] loaded by TMA as two
+ *               64-column boxes, read MN-major with LBO between them
+ *               (tilings 5-6's O += P V, head_dim 128)
+ *   e4m3_ss     D[64][64] = A[64][32] B[32][64], e4m3, K-major (the fp8
+ *               wgmma forward)
+ */
+#include <stdio.h>
+
+#include "kernels/cuda/attention_common.cuh"
+
+namespace {
+
+constexpr int PROBES = 5;
+const char *const probe_names[PROBES] = {"ss", "rs_mn", "tma_sw128", "tma_sw128_mn", "e4m3_ss"};
+
+/* What a probe leaves in the workspace. */
+struct ProbeResult {
+  unsigned long long bad; /* mismatching elements */
+  int row, col;           /* the first one seen */
+  float got, want;
+};
+
+/* Input element i of matrix `which`: a multiple of 1/2 in [-2, 2]. */
+__device__ __forceinline__ float probe_value(int which, int i) {
+  uint32_t h = (uint32_t)i * 2654435761u + (uint32_t)which * 40503u + 12345u;
+  h ^= h >> 15;
+  h *= 2246822519u;
+  h ^= h >> 13;
+  return (float)((int)(h % 9u) - 4) * 0.5f;
+}
+
+/* The inputs: four bf16 matrices of 64 x 128 and two e4m3 of 64 x 32;
+ * the results zeroed. */
+constexpr int PROBE_BF16 = 64 * 128, PROBE_E4M3 = 64 * 32;
+__global__ void attn_probe_init_kernel(attn_bf16 *m16, uint8_t *m8, ProbeResult *res) {
+  const int first = blockIdx.x * blockDim.x + threadIdx.x, step = blockDim.x * gridDim.x;
+  for (int i = first; i < 4 * PROBE_BF16; i += step)
+    m16[i] = __float2bfloat16_rn(probe_value(i / PROBE_BF16, i % PROBE_BF16));
+  for (int i = first; i < 2 * PROBE_E4M3; i += step) /* exact: multiples of 1/2 up to 2 */
+    m8[i] = (uint8_t)(__nv_cvt_float2_to_fp8x2(make_float2(probe_value(4 + i / PROBE_E4M3, i % PROBE_E4M3), 0.0f),
+                                               __NV_SATFINITE, __NV_E4M3) &
+                      0xff);
+  for (int i = first; i < PROBES; i += step)
+    memset(&res[i], 0, sizeof res[i]);
+}
+
+#if ATTN_HAS_WGMMA
+/* Compare this thread's accumulators (warpgroup layout, attention_wgmma.cuh)
+ * with want(row, col). */
+template <int N, typename F>
+__device__ __forceinline__ void probe_check(const float *d, ProbeResult *res, F want) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int i = 0; i < N / 2; i++) {
+    const int row = 16 * warp + g + 8 * ((i % 4) >> 1), col = 8 * (i / 4) + 2 * t + (i & 1);
+    const float w = want(row, col);
+    if (d[i] != w && atomicAdd(&res->bad, 1ull) == 0) {
+      res->row = row;
+      res->col = col;
+      res->got = d[i];
+      res->want = w;
+    }
+  }
+}
+
+/* The m16n8k16 A fragment of rows 16 warp.. of a row-major [64][lda] bf16
+ * matrix, columns k0..k0+15. */
+__device__ __forceinline__ void probe_a_fragment(const attn_bf16 *a, int lda, int k0, uint32_t (&f)[4]) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3, r = 16 * warp + g;
+  auto at = [&](int row, int col) { return __bfloat162float(a[row * lda + col]); };
+  f[0] = AttnType<attn_bf16>::pack2(at(r, k0 + 2 * t), at(r, k0 + 2 * t + 1));
+  f[1] = AttnType<attn_bf16>::pack2(at(r + 8, k0 + 2 * t), at(r + 8, k0 + 2 * t + 1));
+  f[2] = AttnType<attn_bf16>::pack2(at(r, k0 + 2 * t + 8), at(r, k0 + 2 * t + 9));
+  f[3] = AttnType<attn_bf16>::pack2(at(r + 8, k0 + 2 * t + 8), at(r + 8, k0 + 2 * t + 9));
+}
+
+/* A 16-bit element into shared memory at byte offset off, as two tracked
+ * byte stores (the emulator checks the fence before the wgmma). */
+__device__ __forceinline__ void probe_sts16(uint8_t *smem, size_t off, attn_bf16 v) {
+  uint16_t u;
+  memcpy(&u, &v, 2);
+  attn_sts_u8_for_wgmma(smem + off, (uint8_t)(u & 0xff));
+  attn_sts_u8_for_wgmma(smem + off + 1, (uint8_t)(u >> 8));
+}
+#endif
+
+/* ss and rs_mn: A = m16[0] as [64][16] (row stride 128), B(k, n) = m16[1]
+ * [n][k] (ss, K-major) or m16[1] [k][n] (rs_mn, MN-major), rows of 128. */
+__global__ void __launch_bounds__(128) attn_probe_nosw_kernel(const attn_bf16 *m16, ProbeResult *res, int rs) {
+#if ATTN_HAS_WGMMA
+  ATTN_DYNAMIC_SMEM(uint8_t, smem);
+  uint8_t *sA = smem, *sB = smem + 64 * 16 * 2;
+  const attn_bf16 *A = m16, *B = m16 + PROBE_BF16;
+  for (int i = threadIdx.x; i < 64 * 16; i += 128) { /* A (m, k) and B: 64 x 16 each */
+    const int r = i / 16, k = i % 16;
+    /* K-major no swizzle: (r % 8) 16 + (r / 8) SBO 256 + (k % 8) 2 + (k / 8) LBO 128 */
+    probe_sts16(sA, (r % 8) * 16 + (r / 8) * 256 + (k % 8) * 2 + (k / 8) * 128, A[r * 128 + k]);
+    if (rs) /* MN-major: element (n = r, k) at (n % 8) 2 + (n / 8) SBO 128 + (k % 8) 16 + (k / 8) LBO 1024 */
+      probe_sts16(sB, (r % 8) * 2 + (r / 8) * 128 + (k % 8) * 16 + (k / 8) * 1024, B[k * 128 + r]);
+    else
+      probe_sts16(sB, (r % 8) * 16 + (r / 8) * 256 + (k % 8) * 2 + (k / 8) * 128, B[r * 128 + k]);
+  }
+  attn_fence_proxy_async();
+  __syncthreads();
+  float d[32];
+  uint32_t a[4];
+  probe_a_fragment(A, 128, 0, a);
+  attn_wgmma_fence();
+  if (rs)
+    AttnWgmma<attn_bf16, 64>::rs_mn(d, a, attn_wgmma_desc(sB, 1024, 128), false);
+  else
+    AttnWgmma<attn_bf16, 64>::ss(d, attn_wgmma_desc(sA, 128, 256), attn_wgmma_desc(sB, 128, 256), false);
+  attn_wgmma_commit();
+  attn_wgmma_wait<0>();
+  attn_wgmma_pin<32>(d);
+  attn_wgmma_pin<4>(a);
+  probe_check<64>(d, res, [&](int row, int col) {
+    float s = 0.0f;
+    for (int k = 0; k < 16; k++)
+      s += __bfloat162float(A[row * 128 + k]) *
+           __bfloat162float(rs ? B[k * 128 + col] : B[col * 128 + k]);
+    return s;
+  });
+#else
+  (void)m16, (void)res, (void)rs;
+#endif
+}
+
+/* tma_sw128 (mn = 0): S[64][64] = Q K^T, Q = m16[2] and K = m16[3] as
+ * [64][64] (row stride 128: the tensor maps' ld); tma_sw128_mn (mn = 1):
+ * O[64][128] = P V with P = m16[0] [64][64] (registers) and V = m16[1]
+ * [64 keys][128]. */
+__global__ void __launch_bounds__(128)
+    attn_probe_tma_kernel(const attn_bf16 *m16, ProbeResult *res, int mn, const __grid_constant__ AttnTmaMaps maps) {
+#if ATTN_HAS_WGMMA
+  ATTN_DYNAMIC_SMEM(unsigned char, raw);
+  attn_bf16 *sX = reinterpret_cast<attn_bf16 *>(attn_align_smem_1024(raw)); /* Q, or V's two column chunks */
+  attn_bf16 *sK = sX + 2 * 64 * 64;
+  uint64_t *bar = reinterpret_cast<uint64_t *>(sK + 64 * 64);
+  if (threadIdx.x == 0) {
+    attn_mbar_init(bar, 1);
+    attn_mbar_init_fence();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    attn_mbar_arrive_expect_tx(bar, 2 * 64 * 64 * 2);
+    if (mn) { /* V: columns 0-63 and 64-127 */
+      attn_tma_load_3d(sX, &maps.v, 0, 0, 0, bar);
+      attn_tma_load_3d(sX + 64 * 64, &maps.v, 64, 0, 0, bar);
+    } else {
+      attn_tma_load_3d(sX, &maps.q, 0, 0, 0, bar);
+      attn_tma_load_3d(sK, &maps.k, 0, 0, 0, bar);
+    }
+  }
+  attn_mbar_wait(bar, 0);
+  if (mn) {
+    const attn_bf16 *P = m16, *V = m16 + PROBE_BF16;
+    float d[64];
+    uint32_t a[4][4];
+    for (int kk = 0; kk < 4; kk++)
+      probe_a_fragment(P, 128, 16 * kk, a[kk]);
+    const uint64_t vdesc = attn_wgmma_desc_sw128(sX, 64 * 128, 1024);
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) /* 16 keys: 16 rows of 128 bytes, +128 in 16-byte units */
+      AttnWgmma<attn_bf16, 128>::rs_mn(d, a[kk], vdesc + 128 * kk, kk > 0);
+    attn_wgmma_commit();
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<64>(d);
+    attn_wgmma_pin<16>(&a[0][0]);
+    probe_check<128>(d, res, [&](int row, int col) {
+      float s = 0.0f;
+      for (int k = 0; k < 64; k++)
+        s += __bfloat162float(P[row * 128 + k]) * __bfloat162float(V[k * 128 + col]);
+      return s;
+    });
+  } else {
+    const attn_bf16 *Q = m16 + 2 * PROBE_BF16, *K = m16 + 3 * PROBE_BF16;
+    float d[32];
+    const uint64_t qdesc = attn_wgmma_desc_sw128(sX, 16, 1024), kdesc = attn_wgmma_desc_sw128(sK, 16, 1024);
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) /* 16 columns: 32 bytes along the 128-byte row, +2 */
+      AttnWgmma<attn_bf16, 64>::ss(d, qdesc + 2 * kk, kdesc + 2 * kk, kk > 0);
+    attn_wgmma_commit();
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<32>(d);
+    probe_check<64>(d, res, [&](int row, int col) {
+      float s = 0.0f;
+      for (int k = 0; k < 64; k++)
+        s += __bfloat162float(Q[row * 128 + k]) * __bfloat162float(K[col * 128 + k]);
+      return s;
+    });
+  }
+#else
+  (void)m16, (void)res, (void)mn, (void)maps;
+#endif
+}
+
+/* e4m3_ss: A = m8[0] [64][32], B(k, n) = m8[1] [n][k], K-major 8-bit. */
+__global__ void __launch_bounds__(128) attn_probe_e4m3_kernel(const uint8_t *m8, ProbeResult *res) {
+#if ATTN_HAS_WGMMA && ATTN_HAS_E4M3_MMA
+  ATTN_DYNAMIC_SMEM(uint8_t, smem);
+  uint8_t *sA = smem, *sB = smem + 64 * 32;
+  for (int i = threadIdx.x; i < 64 * 32; i += 128) {
+    const int r = i / 32, k = i % 32;
+    /* (r % 8) 16 + (r / 8) SBO 256 + (k % 16) + (k / 16) LBO 128 */
+    const size_t off = (r % 8) * 16 + (r / 8) * 256 + (k % 16) + (k / 16) * 128;
+    attn_sts_u8_for_wgmma(sA + off, m8[i]);
+    attn_sts_u8_for_wgmma(sB + off, m8[PROBE_E4M3 + i]);
+  }
+  attn_fence_proxy_async();
+  __syncthreads();
+  float d[32];
+  attn_wgmma_fence();
+  AttnWgmmaE4m3<64>::ss(d, attn_wgmma_desc(sA, 128, 256), attn_wgmma_desc(sB, 128, 256), false);
+  attn_wgmma_commit();
+  attn_wgmma_wait<0>();
+  attn_wgmma_pin<32>(d);
+  const attn_e4m3 *A = reinterpret_cast<const attn_e4m3 *>(m8), *B = A + PROBE_E4M3;
+  probe_check<64>(d, res, [&](int row, int col) {
+    float s = 0.0f;
+    for (int k = 0; k < 32; k++)
+      s += float(A[row * 32 + k]) * float(B[col * 32 + k]);
+    return s;
+  });
+#else
+  (void)m8, (void)res;
+#endif
+}
+
+} // namespace
+
+size_t mb_cuda_attn_hopper_probe_workspace(void) {
+  return 4 * PROBE_BF16 * sizeof(attn_bf16) + 2 * PROBE_E4M3 + PROBES * sizeof(ProbeResult) + 256;
+}
+
+int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_t report_len, int *failed) {
+  if (!workspace || !failed || (report_len && !report))
+    return MB_ERR(MB_EINVAL, "cuda attention probe: NULL workspace, report or result pointer");
+  if (bytes < mb_cuda_attn_hopper_probe_workspace())
+    return MB_ERR(MB_EINVAL, "cuda attention probe: workspace of %zu bytes, need %zu", bytes,
+                  mb_cuda_attn_hopper_probe_workspace());
+  int ok = 0;
+  MB_TRY(attn_hopper_fwd_runs(&ok));
+  if (!ok)
+    return MB_ERR(MB_EUNSUPPORTED, "cuda attention probe: the wgmma building blocks need an sm_90 GPU and a build "
+                                   "for sm_90a (MAMBERT_CUDA_ARCHS)");
+  /* workspace: the bf16 inputs, the e4m3 inputs, the results (16-byte aligned pieces) */
+  attn_bf16 *m16 = (attn_bf16 *)(((uintptr_t)workspace + 255) & ~(uintptr_t)255);
+  uint8_t *m8 = (uint8_t *)(m16 + 4 * PROBE_BF16);
+  ProbeResult *res = (ProbeResult *)(m8 + 2 * PROBE_E4M3);
+  ATTN_LAUNCH(attn_probe_init_kernel, 16, 256, 0, 0, m16, m8, res);
+  ATTN_LAUNCH_CHECK("attn_probe_init_kernel");
+  const size_t nosw_smem = 2 * 64 * 16 * 2;
+  ATTN_LAUNCH(attn_probe_nosw_kernel, 1, 128, nosw_smem, 0, m16, &res[0], 0);
+  ATTN_LAUNCH_CHECK("attn_probe_nosw_kernel (ss)");
+  ATTN_LAUNCH(attn_probe_nosw_kernel, 1, 128, nosw_smem, 0, m16, &res[1], 1);
+  ATTN_LAUNCH_CHECK("attn_probe_nosw_kernel (rs_mn)");
+  AttnTmaMaps maps;
+  /* Q, K: [64 tokens][1 head][64] (row stride 128); V: [64][1][128] */
+  MB_TRY(attn_tma_map_rows(&maps.q, m16 + 2 * PROBE_BF16, 64, 1, 64, 128, 64, "the probe's Q"));
+  MB_TRY(attn_tma_map_rows(&maps.k, m16 + 3 * PROBE_BF16, 64, 1, 64, 128, 64, "the probe's K"));
+  MB_TRY(attn_tma_map_rows(&maps.v, m16 + PROBE_BF16, 64, 1, 128, 128, 64, "the probe's V"));
+  const size_t tma_smem = 1024 + 3 * 64 * 64 * 2 + 16;
+  auto *tma_kernel = attn_probe_tma_kernel;
+  MB_CUDA_TRY(cudaFuncSetAttribute(tma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tma_smem));
+  ATTN_LAUNCH(tma_kernel, 1, 128, tma_smem, 0, m16, &res[2], 0, maps);
+  ATTN_LAUNCH_CHECK("attn_probe_tma_kernel (tma_sw128)");
+  ATTN_LAUNCH(tma_kernel, 1, 128, tma_smem, 0, m16, &res[3], 1, maps);
+  ATTN_LAUNCH_CHECK("attn_probe_tma_kernel (tma_sw128_mn)");
+  ATTN_LAUNCH(attn_probe_e4m3_kernel, 1, 128, 2 * 64 * 32, 0, m8, &res[4]);
+  ATTN_LAUNCH_CHECK("attn_probe_e4m3_kernel");
+  ProbeResult host[PROBES];
+  MB_TRY(attn_copy_to_host(host, res, sizeof host));
+  *failed = 0;
+  size_t used = 0;
+  for (int p = 0; p < PROBES; p++) {
+    char *dst = report_len > used ? report + used : NULL;
+    const size_t cap = report_len > used ? report_len - used : 0;
+    int w;
+    if (host[p].bad) {
+      ++*failed;
+      w = snprintf(dst, cap, "%s: %llu of the product's elements wrong, first (%d, %d): %g, want %g\n",
+                   probe_names[p], host[p].bad, host[p].row, host[p].col, (double)host[p].got,
+                   (double)host[p].want);
+    } else {
+      w = snprintf(dst, cap, "%s: exact\n", probe_names[p]);
+    }
+    if (w > 0)
+      used += (size_t)w;
+  }
+  return MB_OK;
+}
