@@ -8,7 +8,7 @@
  * and says nothing about why; a probe names the layout: the descriptor
  * fields, the fragment, the swizzle or the TMA box that was misread.
  *
- *   ss          D[64][64] = A[64][16] B[16][64], bf16, no swizzle, both
+ *   ss          D[64][128] = A[64][16] B[16][128], bf16, no swizzle, both
  *               operands K-major from shared memory (tilings 2-4's S = Q K^T)
  *   rs_mn       A from registers (the m16n8k16 A fragment), B MN-major, no
  *               swizzle (tilings 2-4's O += P V)
@@ -18,8 +18,10 @@
  *   tma_sw128_mn  P from registers times V[64][128] loaded by TMA as two
  *               64-column boxes, read MN-major with LBO between them
  *               (tilings 5-6's O += P V, head_dim 128)
- *   e4m3_ss     D[64][64] = A[64][32] B[32][64], e4m3, K-major (the fp8
- *               wgmma forward)
+ *   e4m3_ss     D[64][128] = A[64][32] B[32][128], e4m3, K-major (the fp8
+ *               wgmma forward's S)
+ *   e4m3_rs     the same with A from registers (the m16n8k32 8-bit A
+ *               fragment: the fp8 forward's P V)
  */
 #include <stdio.h>
 
@@ -27,8 +29,8 @@
 
 namespace {
 
-constexpr int PROBES = 5;
-const char *const probe_names[PROBES] = {"ss", "rs_mn", "tma_sw128", "tma_sw128_mn", "e4m3_ss"};
+constexpr int PROBES = 6;
+const char *const probe_names[PROBES] = {"ss", "rs_mn", "tma_sw128", "tma_sw128_mn", "e4m3_ss", "e4m3_rs"};
 
 /* What a probe leaves in the workspace. */
 struct ProbeResult {
@@ -46,9 +48,9 @@ __device__ __forceinline__ float probe_value(int which, int i) {
   return (float)((int)(h % 9u) - 4) * 0.5f;
 }
 
-/* The inputs: four bf16 matrices of 64 x 128 and two e4m3 of 64 x 32;
- * the results zeroed. */
-constexpr int PROBE_BF16 = 64 * 128, PROBE_E4M3 = 64 * 32;
+/* The inputs: four bf16 matrices of 64 x 128 and two e4m3 of 128 x 32 (A
+ * uses the first 64 rows); the results zeroed. */
+constexpr int PROBE_BF16 = 64 * 128, PROBE_E4M3 = 128 * 32;
 __global__ void attn_probe_init_kernel(attn_bf16 *m16, uint8_t *m8, ProbeResult *res) {
   const int first = blockIdx.x * blockDim.x + threadIdx.x, step = blockDim.x * gridDim.x;
   for (int i = first; i < 4 * PROBE_BF16; i += step)
@@ -101,37 +103,39 @@ __device__ __forceinline__ void probe_sts16(uint8_t *smem, size_t off, attn_bf16
 }
 #endif
 
-/* ss and rs_mn: A = m16[0] as [64][16] (row stride 128), B(k, n) = m16[1]
- * [n][k] (ss, K-major) or m16[1] [k][n] (rs_mn, MN-major), rows of 128. */
+/* ss and rs_mn: A = m16[0] as [64][16] (row stride 128), B(k, n) for n <
+ * 128 = m16[1] as [n][k] (ss, K-major; rows of 128: [128][16] uses two
+ * matrices' worth, m16[1] and m16[2]) or [k][n] (rs_mn, MN-major). */
 __global__ void __launch_bounds__(128) attn_probe_nosw_kernel(const attn_bf16 *m16, ProbeResult *res, int rs) {
 #if ATTN_HAS_WGMMA
   ATTN_DYNAMIC_SMEM(uint8_t, smem);
   uint8_t *sA = smem, *sB = smem + 64 * 16 * 2;
   const attn_bf16 *A = m16, *B = m16 + PROBE_BF16;
-  for (int i = threadIdx.x; i < 64 * 16; i += 128) { /* A (m, k) and B: 64 x 16 each */
+  for (int i = threadIdx.x; i < 128 * 16; i += 128) { /* A (m, k): 64 x 16; B (n, k): 128 x 16 */
     const int r = i / 16, k = i % 16;
     /* K-major no swizzle: (r % 8) 16 + (r / 8) SBO 256 + (k % 8) 2 + (k / 8) LBO 128 */
-    probe_sts16(sA, (r % 8) * 16 + (r / 8) * 256 + (k % 8) * 2 + (k / 8) * 128, A[r * 128 + k]);
-    if (rs) /* MN-major: element (n = r, k) at (n % 8) 2 + (n / 8) SBO 128 + (k % 8) 16 + (k / 8) LBO 1024 */
-      probe_sts16(sB, (r % 8) * 2 + (r / 8) * 128 + (k % 8) * 16 + (k / 8) * 1024, B[k * 128 + r]);
+    if (r < 64)
+      probe_sts16(sA, (r % 8) * 16 + (r / 8) * 256 + (k % 8) * 2 + (k / 8) * 128, A[r * 128 + k]);
+    if (rs) /* MN-major: element (n = r, k) at (n % 8) 2 + (n / 8) SBO 128 + (k % 8) 16 + (k / 8) LBO 2048 */
+      probe_sts16(sB, (r % 8) * 2 + (r / 8) * 128 + (k % 8) * 16 + (k / 8) * 2048, B[k * 128 + r]);
     else
       probe_sts16(sB, (r % 8) * 16 + (r / 8) * 256 + (k % 8) * 2 + (k / 8) * 128, B[r * 128 + k]);
   }
   attn_fence_proxy_async();
   __syncthreads();
-  float d[32];
+  float d[64];
   uint32_t a[4];
   probe_a_fragment(A, 128, 0, a);
   attn_wgmma_fence();
   if (rs)
-    AttnWgmma<attn_bf16, 64>::rs_mn(d, a, attn_wgmma_desc(sB, 1024, 128), false);
+    AttnWgmma<attn_bf16, 128>::rs_mn(d, a, attn_wgmma_desc(sB, 2048, 128), false);
   else
-    AttnWgmma<attn_bf16, 64>::ss(d, attn_wgmma_desc(sA, 128, 256), attn_wgmma_desc(sB, 128, 256), false);
+    AttnWgmma<attn_bf16, 128>::ss(d, attn_wgmma_desc(sA, 128, 256), attn_wgmma_desc(sB, 128, 256), false);
   attn_wgmma_commit();
   attn_wgmma_wait<0>();
-  attn_wgmma_pin<32>(d);
+  attn_wgmma_pin<64>(d);
   attn_wgmma_pin<4>(a);
-  probe_check<64>(d, res, [&](int row, int col) {
+  probe_check<128>(d, res, [&](int row, int col) {
     float s = 0.0f;
     for (int k = 0; k < 16; k++)
       s += __bfloat162float(A[row * 128 + k]) *
@@ -214,35 +218,51 @@ __global__ void __launch_bounds__(128)
 #endif
 }
 
-/* e4m3_ss: A = m8[0] [64][32], B(k, n) = m8[1] [n][k], K-major 8-bit. */
-__global__ void __launch_bounds__(128) attn_probe_e4m3_kernel(const uint8_t *m8, ProbeResult *res) {
+/* e4m3_ss (rs = 0) and e4m3_rs (rs = 1): A = m8[0] [64][32], B(k, n) =
+ * m8[1] [n][k] for n < 128, K-major 8-bit. */
+__global__ void __launch_bounds__(128) attn_probe_e4m3_kernel(const uint8_t *m8, ProbeResult *res, int rs) {
 #if ATTN_HAS_WGMMA && ATTN_HAS_E4M3_MMA
   ATTN_DYNAMIC_SMEM(uint8_t, smem);
   uint8_t *sA = smem, *sB = smem + 64 * 32;
-  for (int i = threadIdx.x; i < 64 * 32; i += 128) {
+  for (int i = threadIdx.x; i < 128 * 32; i += 128) {
     const int r = i / 32, k = i % 32;
     /* (r % 8) 16 + (r / 8) SBO 256 + (k % 16) + (k / 16) LBO 128 */
     const size_t off = (r % 8) * 16 + (r / 8) * 256 + (k % 16) + (k / 16) * 128;
-    attn_sts_u8_for_wgmma(sA + off, m8[i]);
+    if (r < 64)
+      attn_sts_u8_for_wgmma(sA + off, m8[i]);
     attn_sts_u8_for_wgmma(sB + off, m8[PROBE_E4M3 + i]);
   }
   attn_fence_proxy_async();
   __syncthreads();
-  float d[32];
+  /* the m16n8k32 8-bit A fragment of rows 16 warp..: register j holds
+   * row g (j even) or g + 8 (j odd), columns 4t.. (j < 2) or 16 + 4t..,
+   * lowest column in the lowest byte */
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+  uint32_t a[4];
+  for (int j = 0; j < 4; j++) {
+    const int row = 16 * warp + g + 8 * (j & 1), col = 4 * t + 16 * (j >> 1);
+    a[j] = (uint32_t)m8[row * 32 + col] | (uint32_t)m8[row * 32 + col + 1] << 8 |
+           (uint32_t)m8[row * 32 + col + 2] << 16 | (uint32_t)m8[row * 32 + col + 3] << 24;
+  }
+  float d[64];
   attn_wgmma_fence();
-  AttnWgmmaE4m3<64>::ss(d, attn_wgmma_desc(sA, 128, 256), attn_wgmma_desc(sB, 128, 256), false);
+  if (rs)
+    AttnWgmmaE4m3<128>::rs(d, a, attn_wgmma_desc(sB, 128, 256), false);
+  else
+    AttnWgmmaE4m3<128>::ss(d, attn_wgmma_desc(sA, 128, 256), attn_wgmma_desc(sB, 128, 256), false);
   attn_wgmma_commit();
   attn_wgmma_wait<0>();
-  attn_wgmma_pin<32>(d);
+  attn_wgmma_pin<64>(d);
+  attn_wgmma_pin<4>(a);
   const attn_e4m3 *A = reinterpret_cast<const attn_e4m3 *>(m8), *B = A + PROBE_E4M3;
-  probe_check<64>(d, res, [&](int row, int col) {
+  probe_check<128>(d, res, [&](int row, int col) {
     float s = 0.0f;
     for (int k = 0; k < 32; k++)
       s += float(A[row * 32 + k]) * float(B[col * 32 + k]);
     return s;
   });
 #else
-  (void)m8, (void)res;
+  (void)m8, (void)res, (void)rs;
 #endif
 }
 
@@ -269,7 +289,7 @@ int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_
   ProbeResult *res = (ProbeResult *)(m8 + 2 * PROBE_E4M3);
   ATTN_LAUNCH(attn_probe_init_kernel, 16, 256, 0, 0, m16, m8, res);
   ATTN_LAUNCH_CHECK("attn_probe_init_kernel");
-  const size_t nosw_smem = 2 * 64 * 16 * 2;
+  const size_t nosw_smem = (64 + 128) * 16 * 2;
   ATTN_LAUNCH(attn_probe_nosw_kernel, 1, 128, nosw_smem, 0, m16, &res[0], 0);
   ATTN_LAUNCH_CHECK("attn_probe_nosw_kernel (ss)");
   ATTN_LAUNCH(attn_probe_nosw_kernel, 1, 128, nosw_smem, 0, m16, &res[1], 1);
@@ -286,8 +306,10 @@ int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_
   ATTN_LAUNCH_CHECK("attn_probe_tma_kernel (tma_sw128)");
   ATTN_LAUNCH(tma_kernel, 1, 128, tma_smem, 0, m16, &res[3], 1, maps);
   ATTN_LAUNCH_CHECK("attn_probe_tma_kernel (tma_sw128_mn)");
-  ATTN_LAUNCH(attn_probe_e4m3_kernel, 1, 128, 2 * 64 * 32, 0, m8, &res[4]);
-  ATTN_LAUNCH_CHECK("attn_probe_e4m3_kernel");
+  ATTN_LAUNCH(attn_probe_e4m3_kernel, 1, 128, (64 + 128) * 32, 0, m8, &res[4], 0);
+  ATTN_LAUNCH_CHECK("attn_probe_e4m3_kernel (ss)");
+  ATTN_LAUNCH(attn_probe_e4m3_kernel, 1, 128, (64 + 128) * 32, 0, m8, &res[5], 1);
+  ATTN_LAUNCH_CHECK("attn_probe_e4m3_kernel (rs)");
   ProbeResult host[PROBES];
   MB_TRY(attn_copy_to_host(host, res, sizeof host));
   *failed = 0;
