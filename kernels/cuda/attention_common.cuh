@@ -806,7 +806,7 @@ int attn_hopper_fwd_runs(int *ok);
  * ones replaced by 0 where they cannot run (a warning, once); anything else
  * is an error naming the variable. */
 int attn_env_tiling(int *fwd, int *bwd);
-/* *yes = the forward's tiling is a wgmma one (2 or 3) and it runs here: the
+/* *yes = the forward's tiling is a wgmma one (2-6) and it runs here: the
  * fp8 forward then takes its wgmma kernel too (attention_flash_fwd.cu). */
 int attn_flash_fwd_uses_wgmma(int *yes);
 int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
