@@ -325,9 +325,8 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
  * NaN. */
 template <int D> struct HopperWsCfg {
   static constexpr int NT = 384, BQ = 128, BK = 128, NSTAGE = 2;
-  template <typename T> static constexpr size_t tile_bytes(int rows) { return (size_t)rows * D * sizeof(T); }
   template <typename T> static constexpr size_t smem_bytes() {
-    return 1024 /* alignment */ + tile_bytes<T>(BQ) + 2 * NSTAGE * tile_bytes<T>(BK) + 2 * BK * sizeof(int) +
+    return 1024 /* alignment */ + (size_t)(BQ + 2 * NSTAGE * BK) * D * sizeof(T) + 2 * BK * sizeof(int) +
            (1 + 4 * NSTAGE) * sizeof(uint64_t);
   }
 };
@@ -338,12 +337,8 @@ template <int BK, int CONSUMERS, int BAR>
 __device__ __forceinline__ int attn_ws_scan_keys(const AttnSeg &g, int j0, int ct, int *sKeep) {
   if (!g.mask)
     return 0;
-  int hid = 0;
-  for (int c = ct; c < BK; c += CONSUMERS) {
-    const int keep = j0 + c < g.n && g.mask[j0 + c] != 0;
-    sKeep[c] = keep;
-    hid |= !keep;
-  }
+  int hid = 0, kept = 0;
+  attn_bwd_mark_keys<BK, CONSUMERS>(g, j0, ct, sKeep, &hid, &kept);
   return attn_named_bar_or(BAR, CONSUMERS, hid);
 }
 

@@ -1049,16 +1049,21 @@ static inline void attn_tma_load_3d(void *dst, const AttnTmaMap *map, int x, int
 }
 template <int N> static inline void attn_setmaxnreg_dec() {}
 template <int N> static inline void attn_setmaxnreg_inc() {}
-static inline void attn_sts_zero16_for_wgmma(void *smem) {
+/* A store by this thread into shared memory a wgmma may read: unfenced
+ * until its fence.proxy.async. */
+static inline void emu_mark_unfenced(const void *smem) {
   emu::State &s = emu::S();
-  if (((uintptr_t)smem & 15) || !emu::in_smem(smem, 16))
-    return emu::error("16-byte shared store to %p: misaligned or outside shared memory", smem);
-  memset(smem, 0, 16);
   const size_t chunk = emu::smem_off(smem) / 16;
   if (s.unfenced_by[chunk] != s.cur + 1) {
     s.unfenced_by[chunk] = s.cur + 1;
     emu::me().unfenced.push_back(chunk);
   }
+}
+static inline void attn_sts_zero16_for_wgmma(void *smem) {
+  if (((uintptr_t)smem & 15) || !emu::in_smem(smem, 16))
+    return emu::error("16-byte shared store to %p: misaligned or outside shared memory", smem);
+  memset(smem, 0, 16);
+  emu_mark_unfenced(smem);
 }
 
 /* ---- wgmma (attention_wgmma.cuh) ---- */
@@ -1091,15 +1096,10 @@ static inline void attn_fence_proxy_async() {
   f.unfenced.clear();
 }
 static inline void attn_sts_u8_for_wgmma(uint8_t *smem, uint8_t v) {
-  emu::State &s = emu::S();
   if (!emu::in_smem(smem, 1))
     return emu::error("shared store to %p outside shared memory", (void *)smem);
   *smem = v;
-  const size_t chunk = (size_t)(smem - s.smem.data()) / 16;
-  if (s.unfenced_by[chunk] != s.cur + 1) {
-    s.unfenced_by[chunk] = s.cur + 1;
-    emu::me().unfenced.push_back(chunk);
-  }
+  emu_mark_unfenced(smem);
 }
 template <int N> static inline void attn_wgmma_pin(float *) {}
 template <int N> static inline void attn_wgmma_pin(uint32_t *) {}
