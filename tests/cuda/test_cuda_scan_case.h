@@ -6,7 +6,9 @@
  * tensor ||out - ref|| / ||ref|| against the bound of its dtype (f32 1e-5,
  * bf16 1e-2, f16 5e-3), printed with the distribution of the elementwise
  * errors (|out - ref| / rms(ref) at the 50th, 90th, 99th percentile and the
- * maximum). Outputs start as NaN, so an unwritten element fails.
+ * maximum). dD and ddelta_bias, sums over tokens that can cancel, are
+ * bounded relative to their terms' size (sct_check_terms). Outputs start as
+ * NaN, so an unwritten element fails.
  *
  * Inputs are drawn like a Mamba layer's (as tests/cpukern/scan_case.h):
  * A_log = log(1..N) + noise (A = -1..-N, Mamba's init), delta before the
@@ -231,9 +233,15 @@ static int sct_cmp_double(const void *a, const void *b) {
  * summary line. */
 static double sct_worst[3];
 
-/* Compares n values; prints one line; returns 1 if out of bounds. */
-static inline int sct_check(const char *label, const char *what, const float *out, const double *ref, size_t n,
-                            mb_dtype dt) {
+/* Compares n values; prints one line; returns 1 if out of bounds.
+ * terms, if not NULL: for an output that is a sum over tokens, the l2 norm
+ * of the terms summed into each element. Such a sum may cancel to far below
+ * its terms (a D = 1 problem's one bias gradient did, to 1/470 of them), and
+ * its rounding error scales with the terms, not with the sum: the bound is
+ * then relative to max(|ref|, terms) element by element, which is ||ref||
+ * for a sum that does not cancel. */
+static inline int sct_check_terms(const char *label, const char *what, const float *out, const double *ref, size_t n,
+                                  mb_dtype dt, const double *terms) {
   if (!ref)
     return 0;
   double num = 0, den = 0;
@@ -245,7 +253,7 @@ static inline int sct_check(const char *label, const char *what, const float *ou
       nonfinite++;
     const double d = (double)out[i] - ref[i];
     num += d * d;
-    den += ref[i] * ref[i];
+    den += terms ? fmax(ref[i] * ref[i], terms[i] * terms[i]) : ref[i] * ref[i];
     e[i] = fabs(d);
   }
   const double rel = nonfinite ? INFINITY : den > 0 ? sqrt(num / den) : sqrt(num);
@@ -269,6 +277,39 @@ static inline int sct_check(const char *label, const char *what, const float *ou
   return bad;
 }
 
+static inline int sct_check(const char *label, const char *what, const float *out, const double *ref, size_t n,
+                            mb_dtype dt) {
+  return sct_check_terms(label, what, out, ref, n, dt, NULL);
+}
+
+/* The l2 norms of the terms of dD[d] = sum_t dy*silu(z)*u and of
+ * ddelta_bias[d] = sum_t ddelta, over the tokens the scan reads (a varlen
+ * budget's tail is not read). NULL where the gradient is absent. */
+static inline double *sct_sum_terms(const sct_case *c, int which_bias) {
+  if (which_bias ? !c->dbias : !c->dD)
+    return NULL;
+  const size_t Dn = (size_t)c->d.dim;
+  const size_t tokens = c->d.cu_seqlens ? (size_t)c->d.cu_seqlens[c->d.nseq] : c->nx / Dn;
+  double *t2 = (double *)calloc(Dn, sizeof(double));
+  if (!t2)
+    abort();
+  for (size_t t = 0; t < tokens; t++)
+    for (size_t ch = 0; ch < Dn; ch++) {
+      const size_t i = t * Dn + ch;
+      double v;
+      if (which_bias) {
+        v = c->ddelta[i];
+      } else {
+        const double z = c->z ? (double)c->z[i] : 0, gate = c->z ? z / (1 + exp(-z)) : 1;
+        v = (double)c->dy[i] * gate * (double)c->u[i];
+      }
+      t2[ch] += v * v;
+    }
+  for (size_t ch = 0; ch < Dn; ch++)
+    t2[ch] = sqrt(t2[ch]);
+  return t2;
+}
+
 /* Forward (y, states) and, if bwd, every gradient. Returns the failures. */
 static inline int sct_compare(const sct_case *c, const sct_out *o, const char *label, int bwd) {
   const size_t Dn = (size_t)c->d.dim;
@@ -283,8 +324,10 @@ static inline int sct_compare(const sct_case *c, const sct_out *o, const char *l
   bad += sct_check(label, "dB", o->dB, c->dB, c->nbc, c->dt);
   bad += sct_check(label, "dC", o->dC, c->dC, c->nbc, c->dt);
   bad += sct_check(label, "dA_log", o->dA_log, c->dA_log, c->ndn, c->pdt);
-  bad += sct_check(label, "dD", o->dD, c->dD, Dn, c->pdt);
-  bad += sct_check(label, "ddelta_bias", o->dbias, c->dbias, Dn, c->pdt);
+  double *dD_terms = sct_sum_terms(c, 0), *dbias_terms = sct_sum_terms(c, 1);
+  bad += sct_check_terms(label, "dD", o->dD, c->dD, Dn, c->pdt, dD_terms);
+  bad += sct_check_terms(label, "ddelta_bias", o->dbias, c->dbias, Dn, c->pdt, dbias_terms);
+  free(dD_terms), free(dbias_terms);
   fflush(stdout);
   return bad;
 }
