@@ -344,6 +344,21 @@ __device__ __forceinline__ uint64_t attn_wgmma_desc_sw128(const void *smem, uint
 }
 #endif
 
+/* PTX prmt (__byte_perm): byte i of the result is byte (sel >> 4 i) & 7 of
+ * the eight bytes b:a (a's bytes 0-3, b's 4-7). Written out for the host
+ * emulation, one PRMT on the GPU. */
+__device__ __forceinline__ uint32_t attn_prmt(uint32_t a, uint32_t b, uint32_t sel) {
+#ifdef __CUDA_ARCH__
+  return __byte_perm(a, b, sel);
+#else
+  const uint64_t ab = (uint64_t)b << 32 | a;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; i++)
+    r |= (uint32_t)((ab >> (8 * ((sel >> (4 * i)) & 7))) & 0xff) << (8 * i);
+  return r;
+#endif
+}
+
 /* The first byte at or after p whose shared-memory address is a multiple
  * of 1024 (the 128-byte swizzle repeats every 8 rows of 128 bytes: TMA
  * and wgmma both compute it from the address bits). */

@@ -18,8 +18,11 @@
  *    The k order of P V is free as long as P and V agree, so each thread
  *    packs the keys it has -- a0 = {keys 2t, 2t+1 of tile 0, keys 2t, 2t+1
  *    of tile 1} -- and V is stored transposed (V^T: rows = head dims, the
- *    k-major layout the fp8 B operand needs; ldmatrix cannot transpose
- *    bytes) with its keys permuted the same way (fp8_key_slot below).
+ *    k-major layout the fp8 B operand needs) with its keys permuted the
+ *    same way (fp8_key_slot below). V comes in as it is (cp.async, with K)
+ *    and is transposed in shared memory by fp8_vt_block: ldmatrix.trans
+ *    moves byte pairs, byte permutes finish the job, and the permuted key
+ *    order is exactly what that leaves in each lane.
  */
 #include "kernels/cuda/attention_common.cuh"
 
@@ -30,9 +33,9 @@ namespace {
 template <int D> struct FlashFp8Cfg {
   static constexpr int NW = 8, MT = 1, BK = 64;
   static constexpr int NT = 32 * NW, BQ = 16 * MT * NW;
-  static constexpr int LDQ = D + 16;  /* Q, K rows in bytes: +16 bytes against bank conflicts */
+  static constexpr int LDQ = D + 16;  /* Q, K, V rows in bytes: +16 bytes against bank conflicts */
   static constexpr int LDV = BK + 16; /* V^T rows (one per head dim) in bytes */
-  static constexpr size_t smem_bytes() { return (size_t)(BQ + BK) * LDQ + (size_t)D * LDV + BK * sizeof(int); }
+  static constexpr size_t smem_bytes() { return (size_t)(BQ + 2 * BK) * LDQ + (size_t)D * LDV + BK * sizeof(int); }
 };
 
 #if ATTN_HAS_E4M3_MMA
@@ -59,18 +62,57 @@ __device__ __forceinline__ void fp8_c_to_a(const float (*t)[4], uint32_t (&a)[4]
   a[2] = fp8_pack4(t[2][0], t[2][1], t[3][0], t[3][1]); /* row g,   slots 16+4t.. */
   a[3] = fp8_pack4(t[2][2], t[2][3], t[3][2], t[3][3]); /* row g+8, slots 16+4t.. */
 }
+
+/* V^T from the V tile in shared memory (sV: row-major, ld bytes per key),
+ * one block of 16 keys (k0.., k0 % 16 == 0) x 32 dims (d0.., d0 % 32 == 0)
+ * per call, with one ldmatrix.x4.trans, four byte permutes and four 32-bit
+ * stores per lane, in place of 32 single-byte stores (which met 8-way bank
+ * conflicts: ATTENTION.md). ldmatrix.trans moves 16-bit pairs: lane 4 j + q
+ * receives, from an 8x8 matrix of keys k.. and dims d.., dims d + 2j, d + 2j
+ * + 1 of keys k + 2q and k + 2q + 1. With the matrices of keys k0.. and k0 +
+ * 8.. that makes keys {2q, 2q + 1, 8 + 2q, 9 + 2q}, in the order
+ * fp8_key_slot gives them slots k0 + 4q .. k0 + 4q + 3: one byte permute
+ * per dim is a word of V^T. store(dim, slot, word) writes it; lanes with j
+ * >= 4 store their odd dim first, so that each store instruction meets 8
+ * residues of dim mod 8 x 4 slot words, which both V^T layouts spread over
+ * the 32 banks. */
+template <typename Store>
+__device__ __forceinline__ void fp8_vt_block(const uint8_t *sV, int ld, int k0, int d0, int lane, Store store) {
+  uint32_t r[4]; /* matrices: keys k0.. dims d0..; k0+8.., d0..; k0.., d0+16..; k0+8.., d0+16.. */
+  attn_ldsm_x4_trans(r, sV + (k0 + (lane & 15)) * ld + d0 + 16 * (lane >> 4));
+  const int j = lane >> 2, odd_first = j >= 4;
+  const int slot = (k0 & ~31) + fp8_key_slot((k0 & 31) + 2 * (lane & 3)); /* = k0 + 4 (lane % 4) */
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const uint32_t even = attn_prmt(r[2 * h], r[2 * h + 1], 0x6420), odd = attn_prmt(r[2 * h], r[2 * h + 1], 0x7531);
+    const int dim = d0 + 16 * h + 2 * j;
+    store(dim + odd_first, slot, odd_first ? odd : even);
+    store(dim + 1 - odd_first, slot, odd_first ? even : odd);
+  }
+}
+
+/* The whole BK x D tile, its 16 x 32 blocks shared out over the NW warps. */
+template <int BK, int D, int NW, typename Store>
+__device__ __forceinline__ void fp8_vt_tile(const uint8_t *sV, int ld, int warp, int lane, Store store) {
+  constexpr int NB = (BK / 16) * (D / 32);
+  static_assert(NB % NW == 0, "every warp transposes as many blocks");
+#pragma unroll
+  for (int i = 0; i < NB / NW; i++) {
+    const int b = warp + i * NW;
+    fp8_vt_block(sV, ld, (b % (BK / 16)) * 16, (b / (BK / 16)) * 32, lane, store);
+  }
+}
 #endif
 
 template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flash_fp8_kernel(AttnArgs a) {
 #if ATTN_HAS_E4M3_MMA
   typedef FlashFp8Cfg<D> C;
-  constexpr int NT = C::NT, MT = C::MT, BQ = C::BQ, BK = C::BK, LDQ = C::LDQ, LDV = C::LDV;
+  constexpr int NT = C::NT, NW = C::NW, MT = C::MT, BQ = C::BQ, BK = C::BK, LDQ = C::LDQ, LDV = C::LDV;
   constexpr int NS = BK / 8, NO = D / 8;
-  constexpr int VCH = BK * D / 16 / NT; /* 16-byte chunks of V per thread */
-  static_assert(BK * D % (16 * NT) == 0, "V tile splits evenly over the threads");
   ATTN_DYNAMIC_SMEM(uint8_t, sQ);
   uint8_t *sK = sQ + BQ * LDQ;
-  uint8_t *sVt = sK + BK * LDQ;
+  uint8_t *sV = sK + BK * LDQ; /* V as it comes, transposed into V^T after S */
+  uint8_t *sVt = sV + BK * LDQ;
   int *sKeep = reinterpret_cast<int *>(sVt + D * LDV);
 
   AttnSeg g;
@@ -96,6 +138,7 @@ template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flas
 
   attn_load_rows<uint8_t, D, BQ, NT>(sQ, LDQ, Qg, a.ld, q0, g.n);
   attn_load_rows<uint8_t, D, BK, NT>(sK, LDQ, Kg, a.ld, 0, g.n);
+  attn_load_rows<uint8_t, D, BK, NT>(sV, LDQ, Vg, a.ld, 0, g.n); /* rows past the end: zeros (not NaN) */
   attn_cp_async_commit();
 
   float o[MT][NO][4], m[MT][2], l[MT][2];
@@ -103,20 +146,11 @@ template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flas
 
   for (int kt = 0; kt < nkt; kt++) {
     const int j0 = kt * BK;
-    attn_cp_async_wait_all(); /* K_kt */
+    attn_cp_async_wait_all(); /* K_kt, V_kt */
     int hidden, kept;
-    /* its barrier: K_kt, sKeep visible; every warp is done with V^T_{kt-1} */
+    /* its barrier: K_kt, V_kt, sKeep visible; every warp is done with V^T_{kt-1} */
     attn_scan_key_tile<BK, NT>(g, j0, sKeep, &hidden, &kept);
     const bool skip = !kept;
-
-    /* V_kt into registers now; stored transposed after S is computed */
-    uint4 vreg[VCH];
-#pragma unroll
-    for (int i = 0; i < VCH; i++) {
-      const int chunk = tid + i * NT, r = chunk / (D / 16), c = (chunk % (D / 16)) * 16;
-      vreg[i] =
-          j0 + r < g.n ? *reinterpret_cast<const uint4 *>(Vg + (int64_t)(j0 + r) * a.ld + c) : make_uint4(0, 0, 0, 0);
-    }
 
     float s[MT][NS][4];
     if (!skip) {
@@ -148,19 +182,14 @@ template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flas
       attn_online_softmax<MT, NS, NO>(s, m, l, o, qk_log2, 8.0f); /* P scaled by 2^8 */
     }
 
-    /* V^T[dim][slot(key)] = V[key][dim], byte by byte */
-#pragma unroll
-    for (int i = 0; i < VCH; i++) {
-      const int chunk = tid + i * NT, r = chunk / (D / 16), c = (chunk % (D / 16)) * 16;
-      const int slot = (r & ~31) + fp8_key_slot(r & 31);
-      const uint32_t w[4] = {vreg[i].x, vreg[i].y, vreg[i].z, vreg[i].w};
-#pragma unroll
-      for (int b = 0; b < 16; b++)
-        sVt[(c + b) * LDV + slot] = (uint8_t)(w[b >> 2] >> (8 * (b & 3)));
-    }
-    __syncthreads(); /* V^T visible; every warp is done with K_kt */
+    /* V^T[dim][slot(key)] = V[key][dim], 4 slots per store (fp8_vt_block) */
+    fp8_vt_tile<BK, D, NW>(sV, LDQ, warp, lane, [&](int dim, int slot, uint32_t w) {
+      *reinterpret_cast<uint32_t *>(sVt + dim * LDV + slot) = w;
+    });
+    __syncthreads(); /* V^T visible; every warp is done with K_kt and V_kt */
     if (kt + 1 < nkt) {
       attn_load_rows<uint8_t, D, BK, NT>(sK, LDQ, Kg, a.ld, j0 + BK, g.n);
+      attn_load_rows<uint8_t, D, BK, NT>(sV, LDQ, Vg, a.ld, j0 + BK, g.n);
       attn_cp_async_commit();
     }
     if (!skip) {
@@ -215,28 +244,30 @@ template <int D> int flash_fp8_launch(const mb_attn_desc *d, const AttnArgs &a, 
  * tiles. S = Q K^T as D/32 wgmma.m64n128k32 with Q and K from shared memory
  * (core-matrix layout, 16 e4m3 per core-matrix row; K in a two-stage ring a
  * tile ahead); the 2^8-scaled P packed into the fp8 A fragment in the same
- * permuted key order as above; V^T stored by the threads byte by byte (8-bit
- * wgmma operands are K-major only, so V must be transposed), in the
- * core-matrix layout with rows = head dims and columns = key slots, then O
- * += P V^T^T as BK/32 wgmma.m64nDk32 with P from registers. Per tile: a
- * barrier after K lands, a barrier after V^T is stored (both after
- * fence.proxy.async). */
+ * permuted key order as above; V (in a two-stage ring with K) transposed by
+ * fp8_vt_block while the tensor cores compute S (8-bit wgmma operands are
+ * K-major only), into the core-matrix layout with rows = head dims and
+ * columns = key slots, then O += P V^T^T as BK/32 wgmma.m64nDk32 with P
+ * from registers. Per tile: a barrier after K and V land, a barrier after
+ * V^T is stored (both after fence.proxy.async). */
 template <int D> struct HopperFp8Cfg {
   static constexpr int NT = 256, BQ = 128, BK = 128;
-  static constexpr size_t smem_bytes() { return (size_t)(BQ + 2 * BK) * D + (size_t)D * BK + BK * sizeof(int); }
+  static constexpr int LDV = D + 16; /* V rows as they come (two stages), bytes: +16 against bank conflicts */
+  static constexpr size_t smem_bytes() {
+    return (size_t)(BQ + 2 * BK) * D + (size_t)D * BK + (size_t)2 * BK * LDV + BK * sizeof(int);
+  }
 };
 
 template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_hopper_fp8_kernel(AttnArgs a) {
 #if ATTN_HAS_WGMMA && ATTN_HAS_E4M3_MMA
   typedef HopperFp8Cfg<D> C;
-  constexpr int NT = C::NT, BQ = C::BQ, BK = C::BK;
+  constexpr int NT = C::NT, NW = NT / 32, BQ = C::BQ, BK = C::BK, LDV = C::LDV;
   constexpr int NS = BK / 8, NO = D / 8;
-  constexpr int VCH = BK * D / 16 / NT; /* 16-byte chunks of V per thread */
-  static_assert(BK * D % (16 * NT) == 0, "V tile splits evenly over the threads");
   ATTN_DYNAMIC_SMEM(uint8_t, sQ);
   uint8_t *sK = sQ + BQ * D;      /* two stages */
   uint8_t *sVt = sK + 2 * BK * D; /* [D rows][BK key slots], core-matrix layout */
-  int *sKeep = reinterpret_cast<int *>(sVt + D * BK);
+  uint8_t *sV = sVt + D * BK;     /* two stages of V as it comes, [BK keys][LDV] */
+  int *sKeep = reinterpret_cast<int *>(sV + 2 * BK * LDV);
 
   AttnSeg g;
   int tile;
@@ -264,9 +295,12 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
 
   attn_load_rows_core<uint8_t, D, BQ, NT>(sQ, Qg, a.ld, q0, g.n);
   attn_load_rows_core<uint8_t, D, BK, NT>(sK, Kg, a.ld, 0, g.n);
+  attn_load_rows<uint8_t, D, BK, NT>(sV, LDV, Vg, a.ld, 0, g.n); /* rows past the end: zeros (not NaN) */
   attn_cp_async_commit();
-  if (nkt > 1)
+  if (nkt > 1) {
     attn_load_rows_core<uint8_t, D, BK, NT>(sK + BK * D, Kg, a.ld, BK, g.n);
+    attn_load_rows<uint8_t, D, BK, NT>(sV + BK * LDV, LDV, Vg, a.ld, BK, g.n);
+  }
   attn_cp_async_commit();
 
   float o[1][NO][4], m[1][2], l[1][2];
@@ -274,20 +308,11 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
 
   for (int kt = 0; kt < nkt; kt++) {
     const int j0 = kt * BK, stage = kt & 1;
-    attn_cp_async_wait_group<1>(); /* K_kt (and Q) */
+    attn_cp_async_wait_group<1>(); /* K_kt, V_kt (and Q) */
     attn_fence_proxy_async();
     int hidden, kept;
-    /* its barrier: K_kt, sKeep visible; every warp is done with V^T_{kt-1} */
+    /* its barrier: K_kt, V_kt, sKeep visible; every warp is done with V^T_{kt-1} */
     attn_scan_key_tile<BK, NT>(g, j0, sKeep, &hidden, &kept);
-
-    /* V_kt into registers now; stored transposed after S is computed */
-    uint4 vreg[VCH];
-#pragma unroll
-    for (int i = 0; i < VCH; i++) {
-      const int chunk = tid + i * NT, r = chunk / (D / 16), c = (chunk % (D / 16)) * 16;
-      vreg[i] =
-          j0 + r < g.n ? *reinterpret_cast<const uint4 *>(Vg + (int64_t)(j0 + r) * a.ld + c) : make_uint4(0, 0, 0, 0);
-    }
 
     float s[1][NS][4];
     if (kept) {
@@ -296,30 +321,24 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
       for (int kk = 0; kk < D / 32; kk++)
         AttnWgmmaE4m3<BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc + stage * STAGE + 16 * kk, kk > 0);
       attn_wgmma_commit();
+      /* while the tensor cores compute S: V^T[dim][slot(key)] = V[key][dim]
+       * at (dim / 8) 8 BK + (slot / 16) 128 + (dim % 8) 16 + slot % 16, four
+       * slots per store (fp8_vt_block) */
+      fp8_vt_tile<BK, D, NW>(sV + stage * BK * LDV, LDV, warp, lane, [&](int dim, int slot, uint32_t w) {
+        attn_sts_u32_for_wgmma(sVt + (dim >> 3) * (8 * BK) + (slot >> 4) * 128 + (dim & 7) * 16 + (slot & 15), w);
+      });
       attn_wgmma_wait<0>();
       attn_wgmma_pin<NS * 4>(&s[0][0][0]);
       attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, j0, gr, tq);
       attn_online_softmax<1, NS, NO>(s, m, l, o, qk_log2, 8.0f); /* P scaled by 2^8 */
     }
 
-    /* V^T[dim][slot(key)] = V[key][dim], byte by byte, at (dim / 8) 8 BK +
-     * (slot / 16) 128 + (dim % 8) 16 + slot % 16 */
-#pragma unroll
-    for (int i = 0; i < VCH; i++) {
-      const int chunk = tid + i * NT, r = chunk / (D / 16), c = (chunk % (D / 16)) * 16;
-      const int slot = (r & ~31) + fp8_key_slot(r & 31);
-      const uint32_t w[4] = {vreg[i].x, vreg[i].y, vreg[i].z, vreg[i].w};
-      uint8_t *col = sVt + (slot >> 4) * 128 + (slot & 15);
-#pragma unroll
-      for (int b = 0; b < 16; b++) {
-        const int dim = c + b;
-        attn_sts_u8_for_wgmma(col + (dim >> 3) * (8 * BK) + (dim & 7) * 16, (uint8_t)(w[b >> 2] >> (8 * (b & 3))));
-      }
-    }
-    attn_fence_proxy_async(); /* the stores above are read by wgmma */
-    __syncthreads();          /* V^T visible; every warp is done with K_kt */
-    if (kt + 2 < nkt)
+    attn_fence_proxy_async(); /* V^T's stores are read by wgmma */
+    __syncthreads();          /* V^T visible; every warp is done with K_kt and V_kt */
+    if (kt + 2 < nkt) {
       attn_load_rows_core<uint8_t, D, BK, NT>(sK + stage * BK * D, Kg, a.ld, j0 + 2 * BK, g.n);
+      attn_load_rows<uint8_t, D, BK, NT>(sV + stage * BK * LDV, LDV, Vg, a.ld, j0 + 2 * BK, g.n);
+    }
     attn_cp_async_commit();
     if (kept) {
       uint32_t pa[BK / 32][4];

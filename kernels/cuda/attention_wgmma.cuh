@@ -59,9 +59,12 @@ template <int N> __device__ __forceinline__ void attn_wgmma_wait() {
 __device__ __forceinline__ void attn_fence_proxy_async() {
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
-/* A byte store to shared memory that a wgmma will read (the emulator tracks
- * it, so a missing fence.proxy.async is reported). */
+/* A byte / 32-bit store to shared memory that a wgmma will read (the
+ * emulator tracks them, so a missing fence.proxy.async is reported). */
 __device__ __forceinline__ void attn_sts_u8_for_wgmma(uint8_t *smem, uint8_t v) { *smem = v; }
+__device__ __forceinline__ void attn_sts_u32_for_wgmma(void *smem, uint32_t v) {
+  *reinterpret_cast<uint32_t *>(smem) = v;
+}
 /* The compiler does not know that wait_group writes the accumulators (or
  * that mma_async reads A's registers until then): these empty statements
  * pin every register of the array at this point, so no access moves

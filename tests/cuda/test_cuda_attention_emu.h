@@ -1101,6 +1101,12 @@ static inline void attn_sts_u8_for_wgmma(uint8_t *smem, uint8_t v) {
   *smem = v;
   emu_mark_unfenced(smem);
 }
+static inline void attn_sts_u32_for_wgmma(void *smem, uint32_t v) {
+  if (((uintptr_t)smem & 3) || !emu::in_smem(smem, 4))
+    return emu::error("32-bit shared store to %p: misaligned or outside shared memory", smem);
+  memcpy(smem, &v, 4);
+  emu_mark_unfenced(smem);
+}
 template <int N> static inline void attn_wgmma_pin(float *) {}
 template <int N> static inline void attn_wgmma_pin(uint32_t *) {}
 
