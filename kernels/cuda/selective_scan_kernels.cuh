@@ -64,14 +64,26 @@ template <bool VARLEN> SC_DEV unsigned sc_token_flags(const scan_params &p, long
   return s < p.nseq && (long long)p.cu[s] == t ? SC_TOK_RESET : 0;
 }
 
-/* Where token tt of row n lives in a [N][TILE] tile of B or C: the row's
- * 16-byte chunks are permuted (chunk j stored at j ^ (n mod 32)). The tile
- * load has consecutive threads write one token of consecutive rows, which
- * unpermuted would all hit one bank (rows are 128 floats apart; an N-way
- * conflict, up to 32-way): swizzled, 2-way for N <= 32 and 4-way at 64. A
- * thread's 4-token chunks stay contiguous (16-byte reads), and the chunks a
- * quarter-warp reads stay in distinct banks (conflict-free). */
-SC_DEV int sc_bc_at(int n, int tt) { return n * MB_SCAN_TILE + ((((tt >> 2) ^ n) & 31) << 2) + (tt & 3); }
+/* B and C of a tile share one array, [N][2][TILE]: row n of B, then row n
+ * of C, so that C's element is B's plus a constant (an immediate offset in
+ * the load instruction, not an address computation of its own). Where
+ * token tt of row n lives, counted from B's or C's start: the row's 16-byte
+ * chunks are permuted (chunk j stored at j ^ (n mod 32)). The tile load has
+ * consecutive threads write one token of consecutive rows, which
+ * unpermuted would all hit one bank (rows are a multiple of 32 floats
+ * apart; an N-way conflict, up to 32-way): swizzled, 2-way for N <= 32 and
+ * 4-way at 64. A thread's 4-token chunks stay contiguous (16-byte reads),
+ * and the chunks a quarter-warp reads stay in distinct banks
+ * (conflict-free). */
+SC_DEV int sc_bc_row(int n) { return n * (2 * MB_SCAN_TILE); }
+SC_DEV int sc_bc_at(int n, int tt) { return sc_bc_row(n) + ((((tt >> 2) ^ n) & 31) << 2) + (tt & 3); }
+/* The n loops read a thread's tokens t0 .. t0 + K - 1 (t0 = seg K) of row n
+ * as K / 4 chunks: sc_bc_at(n, t0 + 4 ii) = sc_bc_row(n) + 4 (key ^ ii) with
+ * key = sc_bc_key(n, t0), because (t0 / 4 + ii) ^ n = (t0 / 4 ^ n) ^ ii when
+ * t0 / 4 is a multiple of the power of two K / 4 > ii: one XOR per row and
+ * one per chunk, where the compiler made 2-4 integer instructions of each
+ * chunk's sc_bc_at. */
+SC_DEV int sc_bc_key(int n, int t0) { return ((t0 >> 2) ^ n) & 31; }
 
 /* Where token t of a row (clamped to the row's last token, so that a read
  * past the end stays inside the tensor) and channel dc live in [B, L, D]. */
@@ -80,7 +92,7 @@ SC_DEV size_t sc_tok_off(size_t row, int t, int last, int D, int dc) {
 }
 
 /* Block prologue of both kernels: B and C of tile t0 transposed into
- * Bs, Cs [N][TILE] (swizzled; zeros past the row), and the token flags.
+ * Bs, Cs (sc_bc_at; zeros past the row), and the token flags.
  * The loads go in batches of SC_LOAD_BATCH per thread, all issued before
  * any is used (reads past the row are clamped into it and their values
  * dropped), so a tile waits about one memory latency per batch rather than
@@ -146,11 +158,12 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
   constexpr int S = MB_SCAN_FWD_SEGS, K = MB_SCAN_FWD_ITEMS, CH = 32 / S, G = MB_SCAN_GROUP;
   constexpr int TILE = MB_SCAN_TILE, NT = MB_SCAN_FWD_THREADS;
   static_assert(S * K == TILE && CH * (NT / 32) == G && K % 4 == 0, "forward geometry");
+  static_assert(((K / 4) & (K / 4 - 1)) == 0, "K / 4 a power of two (sc_bc_key)");
   SC_SMEM(smem);
   const int N = p.N;
-  float *Bs = (float *)smem;  /* [N][TILE], swizzled (sc_bc_at) */
-  float *Cs = Bs + N * TILE;  /* [N][TILE], swizzled */
-  float *A2s = Cs + N * TILE; /* [G][N]: A * log2(e) */
+  float *Bs = (float *)smem;      /* [N][2][TILE]: B's rows (sc_bc_at) */
+  float *Cs = Bs + TILE;          /* C's rows, interleaved with B's */
+  float *A2s = Bs + 2 * N * TILE; /* [G][N]: A * log2(e) */
   float *hs = A2s + G * N;    /* [G][N]: the state entering the current tile */
   float *Ps = hs + G * N;     /* [G][N]: FOLD: the product of the decays so far */
   unsigned char *flags = (unsigned char *)(Ps + G * N);
@@ -224,10 +237,12 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
       acc[i] = 0.0f;
     for (int n = 0; n < N; n++) {
       const float A2 = A2s[c * N + n];
+      const float *brow = Bs + sc_bc_row(n), *crow = Cs + sc_bc_row(n);
+      const int key = sc_bc_key(n, seg * K); /* chunk i / 4 of this thread's tokens is at 4 (key ^ i / 4) */
       float a[K], bx[K];
       SC_UNROLL
       for (int i = 0; i < K; i += 4) {
-        const sc_float4 b4 = sc_ld4(Bs + sc_bc_at(n, seg * K + i));
+        const sc_float4 b4 = sc_ld4(brow + ((key ^ (i >> 2)) << 2));
         bx[i] = dtu[i] * b4.x;
         bx[i + 1] = dtu[i + 1] * b4.y;
         bx[i + 2] = dtu[i + 2] * b4.z;
@@ -273,7 +288,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
         h = carry;
       SC_UNROLL
       for (int i = 0; i < K; i += 4) {
-        const sc_float4 c4 = sc_ld4(Cs + sc_bc_at(n, seg * K + i));
+        const sc_float4 c4 = sc_ld4(crow + ((key ^ (i >> 2)) << 2));
         h = a[i] * h + bx[i];
         acc[i] += h * c4.x;
         h = a[i + 1] * h + bx[i + 1];
@@ -397,11 +412,12 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
   constexpr int S = MB_SCAN_BWD_SEGS, K = MB_SCAN_BWD_ITEMS, CH = 32 / S, G = MB_SCAN_GROUP;
   constexpr int TILE = MB_SCAN_TILE, NT = MB_SCAN_BWD_THREADS, RP = MB_SCAN_RED_PITCH;
   static_assert(S * K == TILE && CH * (NT / 32) == G && K % 4 == 0 && 2 * TILE <= NT, "backward geometry");
+  static_assert(((K / 4) & (K / 4 - 1)) == 0, "K / 4 a power of two (sc_bc_key)");
   SC_SMEM(smem);
   const int N = p.N;
-  float *Bs = (float *)smem;    /* [N][TILE] swizzled; row n becomes the tile's dB partial after step n */
-  float *Cs = Bs + N * TILE;    /* [N][TILE]; likewise dC */
-  float *red = Cs + N * TILE;   /* [2 buffers][2: dB, dC shares][G][RP] */
+  float *Bs = (float *)smem;        /* [N][2][TILE]: B's rows (sc_bc_at); row n becomes the tile's dB partial after step n */
+  float *Cs = Bs + TILE;            /* C's rows, interleaved with B's; likewise dC */
+  float *red = Bs + 2 * N * TILE;   /* [2 buffers][2: dB, dC shares][G][RP] */
   float *As = red + 4 * G * RP; /* [G][N]: A = -exp(A_log) */
   float *hs = As + G * N;       /* [G][N]: the saved state entering this tile */
   float *es = hs + G * N;       /* [G][N]: e flowing into this tile from the next one */
@@ -498,10 +514,13 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
     for (int n = 0; n < N; n++) {
       const int buf = n & 1;
       const float A = As[c * N + n], A2 = A * SC_LOG2E;
+      const float *brow = Bs + sc_bc_row(n), *crow = Cs + sc_bc_row(n);
+      const int key = sc_bc_key(n, seg * K); /* chunk i / 4 of this thread's tokens is at 4 (key ^ i / 4) */
       float Bv[K], Cv[K], a[K], hp[K];
       SC_UNROLL
       for (int i = 0; i < K; i += 4) {
-        const sc_float4 b4 = sc_ld4(Bs + sc_bc_at(n, seg * K + i)), c4 = sc_ld4(Cs + sc_bc_at(n, seg * K + i));
+        const int at = (key ^ (i >> 2)) << 2;
+        const sc_float4 b4 = sc_ld4(brow + at), c4 = sc_ld4(crow + at);
         Bv[i] = b4.x, Bv[i + 1] = b4.y, Bv[i + 2] = b4.z, Bv[i + 3] = b4.w;
         Cv[i] = c4.x, Cv[i + 1] = c4.y, Cv[i + 2] = c4.z, Cv[i + 3] = c4.w;
       }
