@@ -98,7 +98,7 @@ STEPS=(
   "torch_train peers 150"
   "torch_train_compile peers 200"
   "torch_mlp_gemm peers 90"
-  "torch_sdpa peers 70"
+  "torch_sdpa peers 85"
   "torch_scan peers 120"
   "torch_sweep peers 90"
   "torch_train_compile_mamba peers 420"
@@ -301,7 +301,8 @@ run_tests() { # LIMIT [TEST ...]
       rc=0
       tiling=default
       [[ "$name" == *+wgmma ]] && tiling=wgmma
-      cd "$ROOT" && OMP_NUM_THREADS=4 MAMBERT_SCAN_DUMP="$WORK/scan_dump.safetensors" MAMBERT_ATTN_TILING=$tiling \
+      cd "$ROOT" && OMP_NUM_THREADS=4 MAMBERT_SCAN_DUMP="$WORK/scan_dump.safetensors" \
+        MAMBERT_ATTN_DUMP="$WORK/attn_dump.safetensors" MAMBERT_ATTN_TILING=$tiling \
         ours timeout -k 5 "$tl" "$BIN/${name%%+*}" >"$WORK/logs/test_$name.log" 2>&1 || rc=$?
       record "$name" test "$rc" $(($(now) - s)) "$tl"
       echo "gpu_check: test $name exit $rc ($(($(now) - s)) s)"
@@ -338,11 +339,20 @@ step_cmd() {
   esac
 }
 
-# torch SDPA (flash, cuDNN) on the attention benchmark's shapes, into its own file
+# torch's math backend on cuda_attention's dump (correctness), then torch
+# SDPA (flash, cuDNN) on the attention benchmark's shapes, into its own file
 torch_sdpa_step() {
-  local ours_json=()
+  local ours_json=() rc=0
+  if [ -f "$WORK/attn_dump.safetensors" ]; then
+    python3 tools/check_torch_attention.py "$WORK/attn_dump.safetensors" 2>&1 | tee "$WORK/raw/attn_check.txt"
+    tail -1 "$WORK/raw/attn_check.txt" | grep -q ": ok" || rc=1
+  else
+    echo "no dump from cuda_attention (the test did not run or failed first): no torch math-backend check" |
+      tee "$WORK/raw/attn_check.txt"
+  fi
   [ -f "$WORK/raw/bench_cuda_attention.json" ] && ours_json=(--ours "$WORK/raw/bench_cuda_attention.json")
-  python3 tools/bench_torch_sdpa.py --json "$WORK/raw/torch_sdpa.json" "${ours_json[@]}"
+  python3 tools/bench_torch_sdpa.py --json "$WORK/raw/torch_sdpa.json" "${ours_json[@]}" || rc=1
+  return $rc
 }
 
 # the selective scan's peers: transformers' slow path on the GPU test's dump

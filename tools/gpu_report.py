@@ -2,7 +2,8 @@
 """gpu_report.py: the last step of tools/gpu_check.sh run: merges the steps'
 results (raw/steps.tsv: name, group, exit code, seconds, limit) and every
 step's JSON (mambert's bench_cuda_*.json, the PyTorch peers' torch_*.json,
-the selective scan's scan.json and scan_check.txt) into OUT/gpu_check.json
+the selective scan's scan.json and scan_check.txt, the attention's
+attn_check.txt) into OUT/gpu_check.json
 (everything) and OUT/gpu_check.md (the tables, with the ratios mambert /
 PyTorch taken within the run), and prints the markdown last.
 
@@ -172,6 +173,10 @@ class Report:
     def attention(self):
         att = self.j("bench_cuda_attention.json")
         sd = self.j("torch_sdpa.json") or (att or {}).get("torch_sdpa") or {}
+        check = self.check_line("attn_check.txt")
+        if check:
+            self.p(f"\n### Fused attention vs torch's SDPA math backend (f32) on cuda_attention's dump "
+                   f"(bf16, default kernels; tools/check_torch_attention.py): {check}\n")
         if not att or not att.get("rows"):
             return
         sdpa = {(r["L"], r["D"], r["backend"]): r for r in sd.get("rows", [])}
@@ -224,16 +229,19 @@ class Report:
                    f"forward, {pv['padded_bwd_ms'] / pv['packed_bwd_ms']:.2f}x backward")
         self.summary["attention"] = {"mambert": att, "torch_sdpa": sd}
 
+    def check_line(self, name):
+        """The verdict (last line) of a correctness check's text file in raw/, or None."""
+        try:
+            with open(os.path.join(self.raw, name)) as fh:
+                lines = [x.strip() for x in fh if x.strip()]
+                return lines[-1] if lines else None
+        except OSError:
+            return None
+
     def scan(self):
         mb = self.j("bench_cuda_selective_scan.json")
         merged = self.j("scan.json")
-        check = None
-        try:
-            with open(os.path.join(self.raw, "scan_check.txt")) as fh:
-                lines = [x.strip() for x in fh if x.strip()]
-                check = lines[-1] if lines else None
-        except OSError:
-            pass
+        check = self.check_line("scan_check.txt")
         if not mb and not merged and not check:
             return
         self.p("\n### Selective scan + conv1d (batch 8, d_inner 1536, d_state 16, bf16), forward + backward\n")

@@ -13,6 +13,10 @@
  * dispatcher at run time: fallbacks (f32, head_dim 96, a misaligned
  * pointer) give the right numbers, forced flash requests it cannot serve
  * fail with the reason, bad arguments are errors.
+ * With MAMBERT_ATTN_DUMP=PATH it also writes three bf16 cases (inputs and
+ * the default kernels' outputs and gradients, as f32) to PATH as
+ * safetensors, for `tools/check_torch_attention.py PATH`, which runs
+ * torch's math backend in f32 on the same inputs and compares.
  * Exits 77 (skipped) without a GPU.
  */
 #include <setjmp.h>
@@ -30,6 +34,8 @@
 #include "kernels/cpu/attention.h"
 #include "kernels/cuda/attention.h"
 #include "runtime/log.h"
+#include "runtime/safetensors.h"
+#include "runtime/tensor.h"
 #include "tests/cuda/test_cuda_attention_util.h"
 
 /* Bounds on ||out - ref|| / ||ref|| (the issue's 1e-2 for bf16, the CUDA
@@ -272,10 +278,13 @@ static void check_backward(const problem *p, const char *label) {
   free(g);
 }
 
+/* kernel MB_CUDA_ATTN_AUTO: the dispatcher's choice (what a user gets) */
 static void run_fwd(problem *p, mb_cuda_attn_kernel kernel) {
   at_poison(p->d_out, p->n * mb_dtype_size(p->dt));
   at_poison(p->d_lse, p->nl * sizeof(float));
-  const int rc = mb_cuda_attn_fwd_with(kernel, &p->dd, p->dt, p->d_q, p->d_k, p->d_v, p->d_out, p->d_lse, NULL);
+  const int rc = kernel == MB_CUDA_ATTN_AUTO
+                     ? mb_cuda_attn_fwd(&p->dd, p->dt, p->d_q, p->d_k, p->d_v, p->d_out, p->d_lse, NULL)
+                     : mb_cuda_attn_fwd_with(kernel, &p->dd, p->dt, p->d_q, p->d_k, p->d_v, p->d_out, p->d_lse, NULL);
   if (rc != MB_OK)
     fail_msg("forward (%s) failed: %s", mb_cuda_attn_kernel_name(kernel), mb_error_message());
   AT_CUDA(cudaGetLastError());
@@ -287,8 +296,11 @@ static void run_bwd(problem *p, mb_cuda_attn_kernel kernel) {
   at_poison(p->d_dk, bytes);
   at_poison(p->d_dv, bytes);
   at_poison(p->d_ws, p->ws_bytes);
-  const int rc = mb_cuda_attn_bwd_with(kernel, &p->dd, p->dt, p->d_q, p->d_k, p->d_v, p->d_out, p->d_lse, p->d_dout,
-                                       p->d_dq, p->d_dk, p->d_dv, p->d_ws, p->ws_bytes, NULL);
+  const int rc = kernel == MB_CUDA_ATTN_AUTO
+                     ? mb_cuda_attn_bwd(&p->dd, p->dt, p->d_q, p->d_k, p->d_v, p->d_out, p->d_lse, p->d_dout, p->d_dq,
+                                        p->d_dk, p->d_dv, p->d_ws, p->ws_bytes, NULL)
+                     : mb_cuda_attn_bwd_with(kernel, &p->dd, p->dt, p->d_q, p->d_k, p->d_v, p->d_out, p->d_lse,
+                                             p->d_dout, p->d_dq, p->d_dk, p->d_dv, p->d_ws, p->ws_bytes, NULL);
   if (rc != MB_OK)
     fail_msg("backward (%s) failed: %s", mb_cuda_attn_kernel_name(kernel), mb_error_message());
   AT_CUDA(cudaGetLastError());
@@ -551,6 +563,83 @@ static void test_dispatch_runtime(void **state) {
   problem_free(&p);
 }
 
+/* The cases for torch's math backend (MAMBERT_ATTN_DUMP): bf16 through the
+ * default kernels (what a user gets), checked here against the float64
+ * reference first. Case i's tensors are "c<i>.<name>", [tokens, heads,
+ * head_dim] (lse [tokens, heads]), with its key mask or cu_seqlens (int32),
+ * and its shape in the metadata entry "c<i>". */
+static void test_dump_for_torch(void **state) {
+  (void)state;
+  const char *path = getenv("MAMBERT_ATTN_DUMP");
+  if (!path || !*path) {
+    printf("dump for torch: MAMBERT_ATTN_DUMP not set: not written\n");
+    return;
+  }
+  const struct {
+    int ci, D;
+  } runs[] = {{3, 64}, {6, 128}, {5, 64}}; /* L129-holes, varlen, L1000-causal-pad */
+  const int nruns = (int)(sizeof runs / sizeof runs[0]);
+  mb_safetensors_writer *w = NULL;
+  assert_int_equal(mb_safetensors_writer_new(&w), MB_OK);
+  problem ps[3];
+  float *keep[3][5];
+  for (int r = 0; r < nruns; r++) {
+    const tcase *c = &cases[runs[r].ci];
+    problem *p = &ps[r];
+    problem_init(p, c, MB_BF16, runs[r].D);
+    char label[96], name[64], meta[160];
+    snprintf(label, sizeof label, "bf16  D=%-3d %-17s dump(default)", runs[r].D, c->name);
+    run_fwd(p, MB_CUDA_ATTN_AUTO);
+    check_forward(p, label);
+    run_bwd(p, MB_CUDA_ATTN_AUTO);
+    check_backward(p, label);
+    const mb_shape x = mb_shape3((int64_t)p->tokens, p->hd.heads, p->hd.head_dim);
+    const mb_shape xl = mb_shape2((int64_t)p->tokens, p->hd.heads);
+    const void *dev[5] = {p->d_out, p->d_lse, p->d_dq, p->d_dk, p->d_dv};
+    const char *outs[5] = {"out", "lse", "dq", "dk", "dv"};
+    for (int i = 0; i < 5; i++) {
+      keep[r][i] = at_malloc((i == 1 ? p->nl : p->n) * sizeof(float));
+      at_download(keep[r][i], dev[i], i == 1 ? p->nl : p->n, i == 1 ? MB_F32 : MB_BF16);
+      snprintf(name, sizeof name, "c%d.%s", r, outs[i]);
+      assert_int_equal(mb_safetensors_writer_add(w, name, MB_F32, i == 1 ? &xl : &x, keep[r][i]), MB_OK);
+    }
+    const float *ins[4] = {p->q, p->k, p->v, p->dout};
+    const char *inames[4] = {"q", "k", "v", "dout"};
+    for (int i = 0; i < 4; i++) {
+      snprintf(name, sizeof name, "c%d.%s", r, inames[i]);
+      assert_int_equal(mb_safetensors_writer_add(w, name, MB_F32, &x, ins[i]), MB_OK);
+    }
+    if (p->mask) {
+      const mb_shape m = mb_shape1((int64_t)p->tokens);
+      snprintf(name, sizeof name, "c%d.key_mask", r);
+      assert_int_equal(mb_safetensors_writer_add(w, name, MB_I32, &m, p->mask), MB_OK);
+    }
+    if (p->cu) {
+      const mb_shape m = mb_shape1(p->hd.nseq + 1);
+      snprintf(name, sizeof name, "c%d.cu_seqlens", r);
+      assert_int_equal(mb_safetensors_writer_add(w, name, MB_I32, &m, p->cu), MB_OK);
+    }
+    snprintf(name, sizeof name, "c%d", r);
+    snprintf(meta, sizeof meta, "name=%s batch=%d seqlen=%d heads=%d head_dim=%d causal=%d nseq=%d", c->name,
+             p->hd.batch, p->hd.seqlen, p->hd.heads, p->hd.head_dim, p->hd.causal, p->hd.nseq);
+    assert_int_equal(mb_safetensors_writer_set_metadata(w, name, meta), MB_OK);
+  }
+  assert_int_equal(mb_safetensors_writer_set_metadata(w, "layout",
+                                                      "[tokens, heads, head_dim] (padded: tokens = batch x seqlen); "
+                                                      "scale 1/sqrt(head_dim); padded rows: out 0, lse +inf"),
+                   MB_OK);
+  const int rc = mb_safetensors_writer_write(w, path);
+  mb_safetensors_writer_free(w);
+  for (int r = 0; r < nruns; r++) {
+    for (int i = 0; i < 5; i++)
+      free(keep[r][i]);
+    problem_free(&ps[r]);
+  }
+  if (rc != MB_OK)
+    fail_msg("dump for torch: %s", mb_error_message());
+  printf("dump for torch: wrote %s\n", path);
+}
+
 int main(void) {
   g_cc = at_require_gpu("cuda_attention");
   at_seed_init("cuda_attention");
@@ -565,6 +654,7 @@ int main(void) {
       cmocka_unit_test(test_f32_reference),
       cmocka_unit_test(test_dq_large),
       cmocka_unit_test(test_dispatch_runtime),
+      cmocka_unit_test(test_dump_for_torch),
       cmocka_unit_test(test_tma_tilings), /* last: see run_all_cases */
   };
   const int failed = cmocka_run_group_tests(tests, NULL, NULL);
