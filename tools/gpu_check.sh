@@ -168,7 +168,13 @@ bundle() {
   (git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown) >"$STAGE/COMMIT"
   git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo "(with uncommitted changes)" >>"$STAGE/COMMIT"
   echo "gpu_check: packing $BUNDLE/$TARBALL_NAME"
-  tar -cJf "$BUNDLE/$TARBALL_NAME.tmp" -C "$STAGE" . && mv "$BUNDLE/$TARBALL_NAME.tmp" "$BUNDLE/$TARBALL_NAME"
+  # Every program links the same kernels (~20 MB of fatbins each): with xz's
+  # default 8 MiB dictionary the copies are packed again and again (44 MB
+  # for 302 MiB on 2026-11-28, over the limit); a dictionary larger than the
+  # programs packs each copy once (12 MB). Unpacking needs ~260 MiB of memory.
+  { tar -cf - -C "$STAGE" . | xz -9 --lzma2=dict=256MiB >"$BUNDLE/$TARBALL_NAME.tmp"; } ||
+    die "packing $BUNDLE/$TARBALL_NAME failed"
+  mv "$BUNDLE/$TARBALL_NAME.tmp" "$BUNDLE/$TARBALL_NAME"
   verify
 }
 
