@@ -26,6 +26,38 @@ import tempfile
 STATUS = {0: "passed", 77: "skipped (no GPU)", 124: "TIMEOUT", 137: "TIMEOUT (killed)", 200: "skipped (budget)"}
 
 
+def fastest_tilings(rows, min_len=1024):
+    """Lines naming, per head dim, the fastest forward tiling and backward
+    (geometric mean of TFLOP/s over L >= min_len, only tilings timed at every
+    such L): the candidates for the sm_90 defaults (choose_fwd_variant and
+    its backward twin in kernels/cuda/), to be taken only if cuda_attention
+    passed on the same card."""
+    def gmean(xs):
+        prod = 1.0
+        for x in xs:
+            prod *= x
+        return prod ** (1.0 / len(xs))
+
+    out = []
+    for D in sorted({r["D"] for r in rows}):
+        rs = [r for r in rows if r["D"] == D and r["L"] >= min_len]
+        if not rs:
+            continue
+        parts = []
+        for what, keys in (("forward", [("0", "fwd_tflops")] + [(str(t), f"fwd_v{t}_tflops") for t in range(2, 7)]),
+                           ("backward", [("0 (deterministic)", "bwd_tflops"), ("1 (wgmma)", "bwd_v1_tflops")])):
+            means = {name: gmean([r[k] for r in rs]) for name, k in keys if all(r.get(k) for r in rs)}
+            if not means:
+                continue
+            best = max(means, key=means.get)
+            base = means.get(keys[0][0])
+            vs = f", {means[best] / base:.2f}x tiling {keys[0][0]}" if base and best != keys[0][0] else ""
+            parts.append(f"{what} tiling {best} ({means[best]:.0f} TFLOP/s{vs})")
+        if parts:
+            out.append(f"\nfastest at D = {D}, L >= {min_len} (geometric mean): " + "; ".join(parts))
+    return out
+
+
 def load(path):
     try:
         with open(path) as f:
@@ -212,6 +244,8 @@ class Report:
                    f"{ratio(r, 'fwd_tflops', 'cudnn')} | {ratio(r, 'fwd_v2_tflops', 'cudnn', 'fwd_tflops')} | "
                    f"{ratio(r, 'bwd_fast_tflops', 'cudnn', 'bwd_tflops')} | "
                    f"{ratio(r, 'bwd_v1_tflops', 'cudnn', 'bwd_tflops')} |")
+        for line in fastest_tilings(att["rows"]):
+            self.p(line)
         if any(r.get("fp8_fwd_tflops") for r in att["rows"]):
             self.p("\ne4m3 forward (evaluation; descales 1, P quantised with 2^8): TFLOP/s and x over the bf16 "
                    "forward of the same family (mma.sync: tiling 0; wgmma: tiling 2)\n")
