@@ -82,6 +82,8 @@ NO_GPU_NEEDED=" runtime_dtype_cuda cuda_amp_logic cuda_attention_dispatch cuda_s
 
 # The steps of `run`, in order: name, group, time limit (s). A step gets
 # min(its limit, what is left of the budget); under 10 s left it is skipped.
+# The peers of the open issues' kernels (attention, selective scan) go
+# first, the torch.compile ones (slow to compile) last.
 STEPS=(
   "tests tests 170"
   "fp8_probe bench 20"
@@ -95,12 +97,12 @@ STEPS=(
   "bench_cuda_selective_scan_b1 bench 30"
   "bench_cuda_sweep bench 100"
   "bench_cuda_packed bench 80"
-  "torch_train peers 150"
-  "torch_train_compile peers 200"
-  "torch_mlp_gemm peers 90"
   "torch_sdpa peers 85"
   "torch_scan peers 120"
+  "torch_train peers 150"
+  "torch_mlp_gemm peers 90"
   "torch_sweep peers 90"
+  "torch_train_compile peers 200"
   "torch_train_compile_mamba peers 420"
 )
 
