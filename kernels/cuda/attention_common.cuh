@@ -821,9 +821,10 @@ int attn_hopper_fwd_runs(int *ok);
  * ones replaced by 0 where they cannot run (a warning, once); anything else
  * is an error naming the variable. */
 int attn_env_tiling(int *fwd, int *bwd);
-/* *yes = the forward's tiling is a wgmma one (2-6) and it runs here: the
- * fp8 forward then takes its wgmma kernel too (attention_flash_fwd.cu). */
-int attn_flash_fwd_uses_wgmma(int *yes);
+/* *tiling = the forward's tiling if it is a wgmma one (2-6) and it runs
+ * here, else 0: the fp8 forward then takes a wgmma kernel too
+ * (attention_flash_fwd.cu). */
+int attn_flash_fwd_wgmma_tiling(int *tiling);
 int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
                     const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
                     cudaStream_t s);

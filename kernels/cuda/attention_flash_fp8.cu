@@ -63,6 +63,16 @@ __device__ __forceinline__ void fp8_c_to_a(const float (*t)[4], uint32_t (&a)[4]
   a[3] = fp8_pack4(t[2][2], t[2][3], t[3][2], t[3][3]); /* row g+8, slots 16+4t.. */
 }
 
+/* The per-tensor descales folded into the softmax (qk: scale x q and k
+ * descales; qk_log2 = qk log2(e)) and the output (vds: v's descale). */
+struct Fp8Scales {
+  float qk, qk_log2, vds;
+};
+__device__ __forceinline__ Fp8Scales fp8_scales(const AttnArgs &a) {
+  const float qk = a.scale * (a.q_descale ? *a.q_descale : 1.0f) * (a.k_descale ? *a.k_descale : 1.0f);
+  return {qk, qk * ATTN_LOG2E, a.v_descale ? *a.v_descale : 1.0f};
+}
+
 /* V^T from the V tile in shared memory (sV: row-major, ld bytes per key),
  * one block of 16 keys (k0.., k0 % 16 == 0) x 32 dims (d0.., d0 % 32 == 0)
  * per call, with one ldmatrix.x4.trans, four byte permutes and four 32-bit
@@ -130,8 +140,7 @@ template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flas
    * 16-byte columns in place of 8 16-bit elements */
   const int row_a = (lane & 7) + ((lane >> 3) & 1) * 8, col_a = (lane >> 4) * 16;
   const int row_b = (lane & 7) + (lane >> 4) * 8, col_b = ((lane >> 3) & 1) * 16;
-  const float qk = a.scale * (a.q_descale ? *a.q_descale : 1.0f) * (a.k_descale ? *a.k_descale : 1.0f);
-  const float qk_log2 = qk * ATTN_LOG2E, vds = a.v_descale ? *a.v_descale : 1.0f;
+  const Fp8Scales sc = fp8_scales(a);
 
   const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
   const int nkt = (kend + BK - 1) / BK;
@@ -179,7 +188,7 @@ template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flas
         }
       }
       attn_mask_scores<MT, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, j0, gr, tq);
-      attn_online_softmax<MT, NS, NO>(s, m, l, o, qk_log2, 8.0f); /* P scaled by 2^8 */
+      attn_online_softmax<MT, NS, NO>(s, m, l, o, sc.qk_log2, 8.0f); /* P scaled by 2^8 */
     }
 
     /* V^T[dim][slot(key)] = V[key][dim], 4 slots per store (fp8_vt_block) */
@@ -215,7 +224,7 @@ template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flas
   }
   attn_cp_async_wait_all();
 
-  attn_fwd_store<attn_bf16, MT, NO>(a, g, h, base, q0 + wrow, o, m, l, vds, qk, -8.0f * ATTN_LN2);
+  attn_fwd_store<attn_bf16, MT, NO>(a, g, h, base, q0 + wrow, o, m, l, sc.vds, sc.qk, -8.0f * ATTN_LN2);
 #else
   __trap(); /* no e4m3 mma before sm_89: the launcher never starts this */
 #endif
@@ -279,8 +288,7 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
   const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
   const uint8_t *Qg = (const uint8_t *)a.q + base, *Kg = (const uint8_t *)a.k + base;
   const uint8_t *Vg = (const uint8_t *)a.v + base;
-  const float qk = a.scale * (a.q_descale ? *a.q_descale : 1.0f) * (a.k_descale ? *a.k_descale : 1.0f);
-  const float qk_log2 = qk * ATTN_LOG2E, vds = a.v_descale ? *a.v_descale : 1.0f;
+  const Fp8Scales sc = fp8_scales(a);
 
   /* Descriptors, K-major, 8-bit: LBO 128 bytes between 16-byte chunks, SBO
    * 8 rows x row bytes; a k-step of 32 is two chunks (+16 in 16-byte
@@ -330,7 +338,7 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
       attn_wgmma_wait<0>();
       attn_wgmma_pin<NS * 4>(&s[0][0][0]);
       attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, j0, gr, tq);
-      attn_online_softmax<1, NS, NO>(s, m, l, o, qk_log2, 8.0f); /* P scaled by 2^8 */
+      attn_online_softmax<1, NS, NO>(s, m, l, o, sc.qk_log2, 8.0f); /* P scaled by 2^8 */
     }
 
     attn_fence_proxy_async(); /* V^T's stores are read by wgmma */
@@ -357,10 +365,174 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
   }
   attn_cp_async_wait_all();
 
-  attn_fwd_store<attn_bf16, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, vds, qk, -8.0f * ATTN_LN2);
+  attn_fwd_store<attn_bf16, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, sc.vds, sc.qk, -8.0f * ATTN_LN2);
 #else
   (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
 #endif
+}
+
+/* Tilings 4-6: the fp8 wgmma forward with tiling 4's overlap
+ * (attention_hopper_fwd.cu): in iteration kt a warpgroup issues S_{kt+1}
+ * and then O += P_kt V_kt, transposes V_{kt+1} while both run, waits for
+ * S_{kt+1} only and runs its softmax while the product into O is still on
+ * the tensor cores. Since P V reads V^T, which fp8_vt_block makes from the
+ * staged V, V^T is double-buffered and made a tile ahead: iteration kt
+ * writes V^T[(kt+1) % 2], whose last reader (P V of kt - 1) was waited for
+ * in iteration kt - 1. K and V of tile t travel in one cp.async group into
+ * stage t % 2; iteration kt reads tile kt + 1 (the group committed two
+ * iterations earlier) and refills its stage with tile kt + 3. */
+template <int D> struct HopperFp8PipeCfg {
+  static constexpr int NT = 256, BQ = 128, BK = 128;
+  static constexpr int LDV = D + 16; /* staged V rows, bytes */
+  static constexpr size_t smem_bytes() { /* Q; K x 2; V^T x 2; staged V x 2; key flags */
+    return (size_t)(BQ + 2 * BK) * D + (size_t)2 * D * BK + (size_t)2 * BK * LDV + BK * sizeof(int);
+  }
+};
+
+template <int D> __global__ void __launch_bounds__(HopperFp8PipeCfg<D>::NT, 1) attn_hopper_fp8_pipe_kernel(AttnArgs a) {
+#if ATTN_HAS_WGMMA && ATTN_HAS_E4M3_MMA
+  typedef HopperFp8PipeCfg<D> C;
+  constexpr int NT = C::NT, NW = NT / 32, BQ = C::BQ, BK = C::BK, LDV = C::LDV;
+  constexpr int NS = BK / 8, NO = D / 8;
+  ATTN_DYNAMIC_SMEM(uint8_t, sQ);
+  uint8_t *sK = sQ + BQ * D;      /* K_t in stage t % 2, core-matrix layout */
+  uint8_t *sVt = sK + 2 * BK * D; /* V^T_t in buffer t % 2: [D rows][BK key slots], core-matrix layout */
+  uint8_t *sV = sVt + 2 * D * BK; /* V_t as it comes in stage t % 2, [BK keys][LDV] */
+  int *sKeep = reinterpret_cast<int *>(sV + 2 * BK * LDV);
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BQ, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int gr = lane >> 2, tq = lane & 3;
+  const int q0 = tile * BQ, wrow = warp * 16;
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  const uint8_t *Qg = (const uint8_t *)a.q + base, *Kg = (const uint8_t *)a.k + base;
+  const uint8_t *Vg = (const uint8_t *)a.v + base;
+  const Fp8Scales sc = fp8_scales(a);
+  const uint64_t qdesc = attn_wgmma_desc(sQ + (warp >> 2) * 64 * D, 128, 8 * D);
+  const uint64_t kdesc = attn_wgmma_desc(sK, 128, 8 * D);
+  const uint64_t vdesc = attn_wgmma_desc(sVt, 128, 8 * BK);
+  constexpr uint64_t STAGE = BK * D / 16; /* one K stage or V^T buffer, in 16-byte units */
+  /* V^T[dim][slot] of buffer buf, four slots per store */
+  auto vt_store = [&](int buf, int dim, int slot, uint32_t w) {
+    attn_sts_u32_for_wgmma(sVt + buf * D * BK + (dim >> 3) * (8 * BK) + (slot >> 4) * 128 + (dim & 7) * 16 +
+                               (slot & 15),
+                           w);
+  };
+
+  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int nkt = (kend + BK - 1) / BK;
+
+  /* {Q, K_0, V_0, K_1, V_1} */
+  attn_load_rows_core<uint8_t, D, BQ, NT>(sQ, Qg, a.ld, q0, g.n);
+  attn_load_rows_core<uint8_t, D, BK, NT>(sK, Kg, a.ld, 0, g.n);
+  attn_load_rows<uint8_t, D, BK, NT>(sV, LDV, Vg, a.ld, 0, g.n); /* rows past the end: zeros (not NaN) */
+  if (nkt > 1) {
+    attn_load_rows_core<uint8_t, D, BK, NT>(sK + BK * D, Kg, a.ld, BK, g.n);
+    attn_load_rows<uint8_t, D, BK, NT>(sV + BK * LDV, LDV, Vg, a.ld, BK, g.n);
+  }
+  attn_cp_async_commit();
+
+  float o[1][NO][4], m[1][2], l[1][2];
+  attn_fwd_init<1, NO>(o, m, l);
+  float s[1][NS][4];
+  uint32_t pa[BK / 32][4]; /* P_kt as fp8 A fragments */
+
+  /* S_0 and P_0; V^T_0. Every wgmma sequence is unconditional within its
+   * block (tiles of padding only are computed and masked): see tiling 4. */
+  attn_cp_async_wait_group<0>();
+  attn_fence_proxy_async();
+  if (nkt > 0) {
+    int hidden, kept;
+    attn_scan_key_tile<BK, NT>(g, 0, sKeep, &hidden, &kept);
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 32; kk++)
+      AttnWgmmaE4m3<BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc + 16 * kk, kk > 0);
+    attn_wgmma_commit();
+    fp8_vt_tile<BK, D, NW>(sV, LDV, warp, lane, [&](int dim, int slot, uint32_t w) { vt_store(0, dim, slot, w); });
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+    attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, 0, gr, tq);
+    attn_online_softmax<1, NS, NO>(s, m, l, o, sc.qk_log2, 8.0f); /* O = 0: the rescale is moot */
+#pragma unroll
+    for (int kc = 0; kc < BK / 32; kc++)
+      fp8_c_to_a(&s[0][4 * kc], pa[kc]);
+  }
+  attn_fence_proxy_async(); /* V^T_0's stores are read by wgmma */
+  __syncthreads();          /* V^T_0 visible; every warp is done with K_0 and V_0: their stage takes tile 2 */
+  if (nkt > 2) {
+    attn_load_rows_core<uint8_t, D, BK, NT>(sK, Kg, a.ld, 2 * BK, g.n);
+    attn_load_rows<uint8_t, D, BK, NT>(sV, LDV, Vg, a.ld, 2 * BK, g.n);
+  }
+  attn_cp_async_commit(); /* {K_2, V_2} */
+
+  for (int kt = 0; kt + 1 < nkt; kt++) {
+    const int j1 = (kt + 1) * BK, nb = (kt + 1) & 1; /* tile kt + 1: its stage and V^T buffer */
+    attn_cp_async_wait_group<1>(); /* {K_{kt+1}, V_{kt+1}}; the newest group may still be in flight */
+    attn_fence_proxy_async();
+    int hidden, kept;
+    attn_scan_key_tile<BK, NT>(g, j1, sKeep, &hidden, &kept); /* its barrier publishes the tiles */
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 32; kk++)
+      AttnWgmmaE4m3<BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc + nb * STAGE + 16 * kk, kk > 0);
+    attn_wgmma_commit(); /* S_{kt+1} */
+#pragma unroll
+    for (int kc = 0; kc < BK / 32; kc++)
+      AttnWgmmaE4m3<D>::rs(&o[0][0][0], pa[kc], vdesc + (kt & 1) * STAGE + 16 * kc, true);
+    attn_wgmma_commit(); /* O += P_kt V_kt */
+    /* V^T_{kt+1} while both products run (its buffer's last reader, P V of kt - 1, is done) */
+    fp8_vt_tile<BK, D, NW>(sV + nb * BK * LDV, LDV, warp, lane,
+                           [&](int dim, int slot, uint32_t w) { vt_store(nb, dim, slot, w); });
+    attn_wgmma_wait<1>(); /* S_{kt+1} done; the product into O runs on */
+    attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+    float corr[1][2] = {{1.0f, 1.0f}};
+    bool moved = false;
+    for (int pass = 0; pass < a.opaque_one; pass++) { /* its own block, below the wait: see tiling 4 */
+      attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, j1, gr, tq);
+      moved = attn_softmax_stats<1, NS>(s, m, l, corr, sc.qk_log2, 8.0f); /* P scaled by 2^8 */
+    }
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NO * 4>(&o[0][0][0]);
+    attn_wgmma_pin<BK / 8>(&pa[0][0]);
+    if (moved)
+      attn_rescale_o<1, NO>(o, corr);
+#pragma unroll
+    for (int kc = 0; kc < BK / 32; kc++)
+      fp8_c_to_a(&s[0][4 * kc], pa[kc]);
+    attn_fence_proxy_async(); /* V^T_{kt+1}'s stores are read by wgmma */
+    __syncthreads(); /* V^T_{kt+1} visible; every warp is done with K_{kt+1}, V_{kt+1}: their stage takes tile kt+3 */
+    if (kt + 3 < nkt) {
+      attn_load_rows_core<uint8_t, D, BK, NT>(sK + nb * BK * D, Kg, a.ld, (kt + 3) * BK, g.n);
+      attn_load_rows<uint8_t, D, BK, NT>(sV + nb * BK * LDV, LDV, Vg, a.ld, (kt + 3) * BK, g.n);
+    }
+    attn_cp_async_commit();
+  }
+  if (nkt > 0) { /* the last tile's O += P V (V^T published by the last barrier) */
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kc = 0; kc < BK / 32; kc++)
+      AttnWgmmaE4m3<D>::rs(&o[0][0][0], pa[kc], vdesc + ((nkt - 1) & 1) * STAGE + 16 * kc, true);
+    attn_wgmma_commit();
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NO * 4>(&o[0][0][0]);
+    attn_wgmma_pin<BK / 8>(&pa[0][0]);
+  }
+  attn_cp_async_wait_all();
+
+  attn_fwd_store<attn_bf16, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, sc.vds, sc.qk, -8.0f * ATTN_LN2);
+#else
+  (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
+#endif
+}
+
+template <int D> int hopper_fp8_pipe_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  typedef HopperFp8PipeCfg<D> C;
+  return attn_launch_fwd<attn_bf16>(attn_hopper_fp8_pipe_kernel<D>, "attn_hopper_fp8_pipe_kernel", d, a, C::BQ, C::NT,
+                                    C::smem_bytes(), s);
 }
 
 template <int D> int hopper_fp8_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
@@ -396,8 +568,12 @@ int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, cons
   a.q_descale = qds;
   a.k_descale = kds;
   a.v_descale = vds;
-  int wgmma = 0; /* the forward's wgmma tilings switch the fp8 forward to its wgmma kernel too */
-  MB_TRY(attn_flash_fwd_uses_wgmma(&wgmma));
+  int wgmma = 0; /* the forward's wgmma tilings switch the fp8 forward to a wgmma kernel too: 2-3 / 4-6 */
+  MB_TRY(attn_flash_fwd_wgmma_tiling(&wgmma));
+  if (wgmma >= 4 && d->head_dim == 64)
+    return hopper_fp8_pipe_launch<64>(d, a, s);
+  if (wgmma >= 4 && d->head_dim == 128)
+    return hopper_fp8_pipe_launch<128>(d, a, s);
   if (wgmma && d->head_dim == 64)
     return hopper_fp8_launch<64>(d, a, s);
   if (wgmma && d->head_dim == 128)

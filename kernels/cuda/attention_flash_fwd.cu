@@ -181,11 +181,14 @@ static int choose_fwd_variant(void) {
   return MB_OK;
 }
 
-int attn_flash_fwd_uses_wgmma(int *yes) {
-  *yes = 0;
+int attn_flash_fwd_wgmma_tiling(int *tiling) {
+  *tiling = 0;
   MB_TRY(choose_fwd_variant());
+  int runs = 0;
   if (flash_fwd_variant >= 2)
-    MB_TRY(attn_hopper_fwd_runs(yes));
+    MB_TRY(attn_hopper_fwd_runs(&runs));
+  if (runs)
+    *tiling = flash_fwd_variant;
   return MB_OK;
 }
 

@@ -611,14 +611,17 @@ static void test_flash_f16(void **state) {
 static void test_flash_fp8(void **state) {
   (void)state;
   reset_switches();
-  for (int ci : {2, 3, 4})
+  /* forward tilings 2-3 take the fp8 wgmma kernel, 4-6 its pipelined form;
+   * L600-causal: five key tiles, so the pipelined kernel refills stages */
+  for (int ci : {2, 3, 4, 7})
     for (int D : {64, 128}) {
       problem p;
       problem_init(p, cases[ci], MB_F8E4M3, D);
       char label[96];
-      for (int variant : {2, 0}) { /* forward tiling 2: the fp8 forward on wgmma too */
+      for (int variant : {4, 2, 0}) {
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
-        snprintf(label, sizeof label, "e4m3 D=%-3d %-17s flash-%s", D, cases[ci].name, variant ? "wg" : "v0");
+        snprintf(label, sizeof label, "e4m3 D=%-3d %-17s flash-%s", D, cases[ci].name,
+                 variant == 4 ? "pipe" : variant ? "wg" : "v0");
         forward(p, MB_CUDA_ATTN_FLASH_FP8, label);
       }
     }

@@ -137,22 +137,25 @@ static void run_case(const fcase *c, int D) {
   unsigned char *pad = at_pad_tokens(tokens, mask, c->nseq ? cu : NULL, c->nseq);
 
   /* the reference, the flash kernel, and (sm_90) the flash kernel's wgmma
-   * form, which forward tiling 2 selects */
-  const mb_cuda_attn_kernel kernels[3] = {MB_CUDA_ATTN_REFERENCE, MB_CUDA_ATTN_FLASH_FP8, MB_CUDA_ATTN_FLASH_FP8};
+   * forms, which forward tilings 2-3 (-wgmma) and 4-6 (-pipe, S_{j+1}
+   * issued before softmax_j) select */
+  const mb_cuda_attn_kernel kernels[4] = {MB_CUDA_ATTN_REFERENCE, MB_CUDA_ATTN_FLASH_FP8, MB_CUDA_ATTN_FLASH_FP8,
+                                          MB_CUDA_ATTN_FLASH_FP8};
+  const int tiling[4] = {0, 0, 2, 4};
   int wgmma_runs = 0;
   assert_int_equal(mb_cuda_attn_flash_fwd_variant_runs(2, &wgmma_runs), MB_OK);
-  for (int ki = 0; ki < 3; ki++) {
-    if (ki == 2 && !wgmma_runs)
+  for (int ki = 0; ki < 4; ki++) {
+    if (ki >= 2 && !wgmma_runs)
       continue;
     at_poison(d_out, n * 2);
     at_poison(d_lse, nl * sizeof(float));
-    assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(ki == 2 ? 2 : 0), MB_OK);
+    assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(tiling[ki]), MB_OK);
     const int rc = mb_cuda_attn_fwd_fp8_with(kernels[ki], &dd, d_x[0], d_x[1], d_x[2], d_scale, d_scale + 1,
                                              d_scale + 2, d_out, d_lse, NULL);
     assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(0), MB_OK);
     char label[96];
     snprintf(label, sizeof label, "e4m3 D=%-3d %-13s %-9s%s", D, c->name, mb_cuda_attn_kernel_name(kernels[ki]),
-             ki == 2 ? "-wgmma" : "");
+             ki == 2 ? "-wgmma" : ki == 3 ? "-pipe" : "");
     if (kernels[ki] == MB_CUDA_ATTN_FLASH_FP8 && rc == MB_EUNSUPPORTED && g_cc < 89) {
       printf("%s refused on sm_%d as it must: %s\n", label, g_cc, mb_error_message());
       continue;
