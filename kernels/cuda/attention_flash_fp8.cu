@@ -259,6 +259,23 @@ template <int D> int flash_fp8_launch(const mb_attn_desc *d, const AttnArgs &a, 
  * columns = key slots, then O += P V^T^T as BK/32 wgmma.m64nDk32 with P
  * from registers. Per tile: a barrier after K and V land, a barrier after
  * V^T is stored (both after fence.proxy.async). */
+/* The Hopper fp8 kernels' shared pieces. Tile t of K (core-matrix layout,
+ * the K-major B of S) and of V (as it comes, LDV bytes per key, for
+ * fp8_vt_block) into stage sK, sV: keys row0.., zeros past the sequence
+ * (not NaN). */
+template <int D, int BK, int NT, int LDV>
+__device__ __forceinline__ void fp8_load_kv(uint8_t *sK, uint8_t *sV, const uint8_t *Kg, const uint8_t *Vg,
+                                            int64_t ld, int row0, int n) {
+  attn_load_rows_core<uint8_t, D, BK, NT>(sK, Kg, ld, row0, n);
+  attn_load_rows<uint8_t, D, BK, NT>(sV, LDV, Vg, ld, row0, n);
+}
+/* Where V^T[dim][slot] lives in the core-matrix layout (rows = head dims,
+ * BK key slots per row; the K-major B of P V): (dim / 8) 8 BK + (slot / 16)
+ * 128 + (dim % 8) 16 + slot % 16. */
+template <int BK> __device__ __forceinline__ int fp8_vt_core_at(int dim, int slot) {
+  return (dim >> 3) * (8 * BK) + (slot >> 4) * 128 + (dim & 7) * 16 + (slot & 15);
+}
+
 template <int D> struct HopperFp8Cfg {
   static constexpr int NT = 256, BQ = 128, BK = 128;
   static constexpr int LDV = D + 16; /* V rows as they come (two stages), bytes: +16 against bank conflicts */
@@ -302,13 +319,10 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
   const int nkt = (kend + BK - 1) / BK;
 
   attn_load_rows_core<uint8_t, D, BQ, NT>(sQ, Qg, a.ld, q0, g.n);
-  attn_load_rows_core<uint8_t, D, BK, NT>(sK, Kg, a.ld, 0, g.n);
-  attn_load_rows<uint8_t, D, BK, NT>(sV, LDV, Vg, a.ld, 0, g.n); /* rows past the end: zeros (not NaN) */
+  fp8_load_kv<D, BK, NT, LDV>(sK, sV, Kg, Vg, a.ld, 0, g.n);
   attn_cp_async_commit();
-  if (nkt > 1) {
-    attn_load_rows_core<uint8_t, D, BK, NT>(sK + BK * D, Kg, a.ld, BK, g.n);
-    attn_load_rows<uint8_t, D, BK, NT>(sV + BK * LDV, LDV, Vg, a.ld, BK, g.n);
-  }
+  if (nkt > 1)
+    fp8_load_kv<D, BK, NT, LDV>(sK + BK * D, sV + BK * LDV, Kg, Vg, a.ld, BK, g.n);
   attn_cp_async_commit();
 
   float o[1][NO][4], m[1][2], l[1][2];
@@ -329,11 +343,10 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
       for (int kk = 0; kk < D / 32; kk++)
         AttnWgmmaE4m3<BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc + stage * STAGE + 16 * kk, kk > 0);
       attn_wgmma_commit();
-      /* while the tensor cores compute S: V^T[dim][slot(key)] = V[key][dim]
-       * at (dim / 8) 8 BK + (slot / 16) 128 + (dim % 8) 16 + slot % 16, four
-       * slots per store (fp8_vt_block) */
+      /* while the tensor cores compute S: V^T[dim][slot(key)] = V[key][dim],
+       * four slots per store (fp8_vt_block) */
       fp8_vt_tile<BK, D, NW>(sV + stage * BK * LDV, LDV, warp, lane, [&](int dim, int slot, uint32_t w) {
-        attn_sts_u32_for_wgmma(sVt + (dim >> 3) * (8 * BK) + (slot >> 4) * 128 + (dim & 7) * 16 + (slot & 15), w);
+        attn_sts_u32_for_wgmma(sVt + fp8_vt_core_at<BK>(dim, slot), w);
       });
       attn_wgmma_wait<0>();
       attn_wgmma_pin<NS * 4>(&s[0][0][0]);
@@ -343,10 +356,8 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
 
     attn_fence_proxy_async(); /* V^T's stores are read by wgmma */
     __syncthreads();          /* V^T visible; every warp is done with K_kt and V_kt */
-    if (kt + 2 < nkt) {
-      attn_load_rows_core<uint8_t, D, BK, NT>(sK + stage * BK * D, Kg, a.ld, j0 + 2 * BK, g.n);
-      attn_load_rows<uint8_t, D, BK, NT>(sV + stage * BK * LDV, LDV, Vg, a.ld, j0 + 2 * BK, g.n);
-    }
+    if (kt + 2 < nkt)
+      fp8_load_kv<D, BK, NT, LDV>(sK + stage * BK * D, sV + stage * BK * LDV, Kg, Vg, a.ld, j0 + 2 * BK, g.n);
     attn_cp_async_commit();
     if (kept) {
       uint32_t pa[BK / 32][4];
@@ -417,9 +428,7 @@ template <int D> __global__ void __launch_bounds__(HopperFp8PipeCfg<D>::NT, 1) a
   constexpr uint64_t STAGE = BK * D / 16; /* one K stage or V^T buffer, in 16-byte units */
   /* V^T[dim][slot] of buffer buf, four slots per store */
   auto vt_store = [&](int buf, int dim, int slot, uint32_t w) {
-    attn_sts_u32_for_wgmma(sVt + buf * D * BK + (dim >> 3) * (8 * BK) + (slot >> 4) * 128 + (dim & 7) * 16 +
-                               (slot & 15),
-                           w);
+    attn_sts_u32_for_wgmma(sVt + buf * D * BK + fp8_vt_core_at<BK>(dim, slot), w);
   };
 
   const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
@@ -427,12 +436,9 @@ template <int D> __global__ void __launch_bounds__(HopperFp8PipeCfg<D>::NT, 1) a
 
   /* {Q, K_0, V_0, K_1, V_1} */
   attn_load_rows_core<uint8_t, D, BQ, NT>(sQ, Qg, a.ld, q0, g.n);
-  attn_load_rows_core<uint8_t, D, BK, NT>(sK, Kg, a.ld, 0, g.n);
-  attn_load_rows<uint8_t, D, BK, NT>(sV, LDV, Vg, a.ld, 0, g.n); /* rows past the end: zeros (not NaN) */
-  if (nkt > 1) {
-    attn_load_rows_core<uint8_t, D, BK, NT>(sK + BK * D, Kg, a.ld, BK, g.n);
-    attn_load_rows<uint8_t, D, BK, NT>(sV + BK * LDV, LDV, Vg, a.ld, BK, g.n);
-  }
+  fp8_load_kv<D, BK, NT, LDV>(sK, sV, Kg, Vg, a.ld, 0, g.n);
+  if (nkt > 1)
+    fp8_load_kv<D, BK, NT, LDV>(sK + BK * D, sV + BK * LDV, Kg, Vg, a.ld, BK, g.n);
   attn_cp_async_commit();
 
   float o[1][NO][4], m[1][2], l[1][2];
@@ -463,10 +469,8 @@ template <int D> __global__ void __launch_bounds__(HopperFp8PipeCfg<D>::NT, 1) a
   }
   attn_fence_proxy_async(); /* V^T_0's stores are read by wgmma */
   __syncthreads();          /* V^T_0 visible; every warp is done with K_0 and V_0: their stage takes tile 2 */
-  if (nkt > 2) {
-    attn_load_rows_core<uint8_t, D, BK, NT>(sK, Kg, a.ld, 2 * BK, g.n);
-    attn_load_rows<uint8_t, D, BK, NT>(sV, LDV, Vg, a.ld, 2 * BK, g.n);
-  }
+  if (nkt > 2)
+    fp8_load_kv<D, BK, NT, LDV>(sK, sV, Kg, Vg, a.ld, 2 * BK, g.n);
   attn_cp_async_commit(); /* {K_2, V_2} */
 
   for (int kt = 0; kt + 1 < nkt; kt++) {
@@ -505,10 +509,8 @@ template <int D> __global__ void __launch_bounds__(HopperFp8PipeCfg<D>::NT, 1) a
       fp8_c_to_a(&s[0][4 * kc], pa[kc]);
     attn_fence_proxy_async(); /* V^T_{kt+1}'s stores are read by wgmma */
     __syncthreads(); /* V^T_{kt+1} visible; every warp is done with K_{kt+1}, V_{kt+1}: their stage takes tile kt+3 */
-    if (kt + 3 < nkt) {
-      attn_load_rows_core<uint8_t, D, BK, NT>(sK + nb * BK * D, Kg, a.ld, (kt + 3) * BK, g.n);
-      attn_load_rows<uint8_t, D, BK, NT>(sV + nb * BK * LDV, LDV, Vg, a.ld, (kt + 3) * BK, g.n);
-    }
+    if (kt + 3 < nkt)
+      fp8_load_kv<D, BK, NT, LDV>(sK + nb * BK * D, sV + nb * BK * LDV, Kg, Vg, a.ld, (kt + 3) * BK, g.n);
     attn_cp_async_commit();
   }
   if (nkt > 0) { /* the last tile's O += P V (V^T published by the last barrier) */

@@ -76,14 +76,15 @@ template <bool VARLEN> SC_DEV unsigned sc_token_flags(const scan_params &p, long
  * and the chunks a quarter-warp reads stay in distinct banks
  * (conflict-free). */
 SC_DEV int sc_bc_row(int n) { return n * (2 * MB_SCAN_TILE); }
-SC_DEV int sc_bc_at(int n, int tt) { return sc_bc_row(n) + ((((tt >> 2) ^ n) & 31) << 2) + (tt & 3); }
+/* the 16-byte chunk of row n that holds token t */
+SC_DEV int sc_bc_key(int n, int t) { return ((t >> 2) ^ n) & 31; }
+SC_DEV int sc_bc_at(int n, int tt) { return sc_bc_row(n) + (sc_bc_key(n, tt) << 2) + (tt & 3); }
 /* The n loops read a thread's tokens t0 .. t0 + K - 1 (t0 = seg K) of row n
  * as K / 4 chunks: sc_bc_at(n, t0 + 4 ii) = sc_bc_row(n) + 4 (key ^ ii) with
  * key = sc_bc_key(n, t0), because (t0 / 4 + ii) ^ n = (t0 / 4 ^ n) ^ ii when
  * t0 / 4 is a multiple of the power of two K / 4 > ii: one XOR per row and
  * one per chunk, where the compiler made 2-4 integer instructions of each
  * chunk's sc_bc_at. */
-SC_DEV int sc_bc_key(int n, int t0) { return ((t0 >> 2) ^ n) & 31; }
 
 /* Where token t of a row (clamped to the row's last token, so that a read
  * past the end stays inside the tensor) and channel dc live in [B, L, D]. */
@@ -164,8 +165,8 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
   float *Bs = (float *)smem;      /* [N][2][TILE]: B's rows (sc_bc_at) */
   float *Cs = Bs + TILE;          /* C's rows, interleaved with B's */
   float *A2s = Bs + 2 * N * TILE; /* [G][N]: A * log2(e) */
-  float *hs = A2s + G * N;    /* [G][N]: the state entering the current tile */
-  float *Ps = hs + G * N;     /* [G][N]: FOLD: the product of the decays so far */
+  float *hs = A2s + G * N;        /* [G][N]: the state entering the current tile */
+  float *Ps = hs + G * N;         /* [G][N]: FOLD: the product of the decays so far */
   unsigned char *flags = (unsigned char *)(Ps + G * N);
 
   const int tid = sc_tid(), lane = tid & 31, warp = tid >> 5;
@@ -415,13 +416,13 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
   static_assert(((K / 4) & (K / 4 - 1)) == 0, "K / 4 a power of two (sc_bc_key)");
   SC_SMEM(smem);
   const int N = p.N;
-  float *Bs = (float *)smem;        /* [N][2][TILE]: B's rows (sc_bc_at); row n becomes the tile's dB partial after step n */
-  float *Cs = Bs + TILE;            /* C's rows, interleaved with B's; likewise dC */
-  float *red = Bs + 2 * N * TILE;   /* [2 buffers][2: dB, dC shares][G][RP] */
-  float *As = red + 4 * G * RP; /* [G][N]: A = -exp(A_log) */
-  float *hs = As + G * N;       /* [G][N]: the saved state entering this tile */
-  float *es = hs + G * N;       /* [G][N]: e flowing into this tile from the next one */
-  float *dAs = es + G * N;      /* [G][N]: dA summed over this part's tokens so far; FOLD: the product of decays */
+  float *Bs = (float *)smem;       /* [N][2][TILE]: B's rows (sc_bc_at); row n: the tile's dB partial after step n */
+  float *Cs = Bs + TILE;           /* C's rows, interleaved with B's; likewise dC */
+  float *red = Bs + 2 * N * TILE;  /* [2 buffers][2: dB, dC shares][G][RP] */
+  float *As = red + 4 * G * RP;    /* [G][N]: A = -exp(A_log) */
+  float *hs = As + G * N;          /* [G][N]: the saved state entering this tile */
+  float *es = hs + G * N;          /* [G][N]: e flowing into this tile from the next one */
+  float *dAs = es + G * N;         /* [G][N]: dA summed over this part's tokens so far; FOLD: the product of decays */
   unsigned char *flags = (unsigned char *)(dAs + G * N);
 
   const int tid = sc_tid(), lane = tid & 31, warp = tid >> 5;
