@@ -25,8 +25,19 @@ static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
 int attn_env_tiling(int *fwd, int *bwd) {
   *fwd = *bwd = 0;
   const char *e = getenv("MAMBERT_ATTN_TILING");
-  if (!e || !*e || strcmp(e, "default") == 0)
+  if (!e || !*e || strcmp(e, "default") == 0) {
+    /* The default is what the H200 measured fastest (bench/results/
+     * h200-2026-11-28-b, ATTENTION.md "Measured"): forward tiling 5 at 1.38x
+     * (D = 64) and 1.82x (D = 128) tiling 0; backward tiling 1 at 1.09x at
+     * D = 128, tiling 0 at D = 64. Elsewhere the mma.sync tilings. */
+    int hopper = 0;
+    MB_TRY(attn_hopper_fwd_runs(&hopper));
+    if (hopper) {
+      *fwd = 5;
+      *bwd = ATTN_BWD_BY_HEAD_DIM;
+    }
     return MB_OK;
+  }
   int f = 2, b = 1, used = 0;
   if (strcmp(e, "wgmma") != 0) {
     /* FWD or FWD,BWD: the numbers of mb_cuda_attn_set_flash_*_variant */

@@ -162,12 +162,12 @@ int flash_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
 
 } // namespace
 
-static int flash_fwd_variant = -1; /* -1: not chosen yet (MAMBERT_ATTN_TILING, else 0) */
+static int flash_fwd_variant = -1; /* -1: not chosen yet (attn_env_tiling) */
 
 int mb_cuda_attn_set_flash_fwd_variant(int variant) {
-  if (variant < 0 || variant > 6)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 6)", variant);
-  flash_fwd_variant = variant;
+  if (variant < -1 || variant > 6)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 6; -1 the default)", variant);
+  flash_fwd_variant = variant; /* -1: chosen again at the next call */
   return MB_OK;
 }
 

@@ -387,6 +387,7 @@ static void run_all_cases(mb_dtype dt) {
       }
       /* the flash backward on the flash forward's out and lse: the fast
        * mode (f32 atomics), then the deterministic one (the default) */
+      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK); /* sm_90's default is 1 at D = 128 */
       assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
       snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-fast", mb_dtype_name(dt), dims[di], cases[ci].name);
       run_bwd(&p, MB_CUDA_ATTN_FLASH);
@@ -406,6 +407,8 @@ static void run_all_cases(mb_dtype dt) {
       run_bwd(&p, MB_CUDA_ATTN_FLASH);
       check_backward(&p, label);
       check_reproducible(&p, label);
+      assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK); /* back to the defaults */
+      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(-1), MB_OK);
       problem_free(&p);
     }
 }
@@ -446,7 +449,7 @@ static void test_tma_tilings(void **state) {
           run_fwd(&p, MB_CUDA_ATTN_FLASH);
           check_forward(&p, label);
         }
-        assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(0), MB_OK);
+        assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
         problem_free(&p);
       }
 }

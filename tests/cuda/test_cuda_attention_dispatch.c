@@ -94,7 +94,7 @@ static void test_fused_path(void **state) {
   r = req(MB_F8E4M3, 89);
   expect(&d, &r, MB_CUDA_ATTN_FLASH_FP8, 0, "flash-fp8");
   r.cc = 90;
-  expect(&d, &r, MB_CUDA_ATTN_FLASH_FP8, 0, "f16 HMMA");
+  expect(&d, &r, MB_CUDA_ATTN_FLASH_FP8, 0, "the wgmma form");
   /* bf16 on sm_90: the reason names the tiling switch */
   r = req(MB_BF16, 90);
   expect(&d, &r, MB_CUDA_ATTN_FLASH, 0, "MAMBERT_ATTN_TILING");

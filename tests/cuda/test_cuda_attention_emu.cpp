@@ -398,6 +398,29 @@ static void test_env_tiling(void **state) {
   assert_true(after_fwd > before);
   assert_true(tma > 0);
   assert_true(emu::S().wgmma_issued > after_fwd);
+
+  /* unset, with the tilings set back to -1 (chosen again): sm_90's default,
+   * forward tiling 5 (TMA) at both head dims, backward tiling 0 (no wgmma)
+   * at head_dim 64 and 1 (wgmma) at 128 */
+  assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
+  assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(-1), MB_OK);
+  problem p128;
+  problem_init(p128, cases[2], MB_BF16, 128);
+  problem *ps[2] = {&p, &p128};
+  for (int i = 0; i < 2; i++) {
+    const char *label = i ? "bf16 D=128 L129-pad          default" : "bf16 D=64  L129-pad          default";
+    const long long tma0 = emu::S().tma_issued;
+    forward(*ps[i], MB_CUDA_ATTN_FLASH, label, 1);
+    const long long w0 = emu::S().wgmma_issued;
+    backward(*ps[i], MB_CUDA_ATTN_FLASH, label);
+    printf("default tilings at D=%d: forward TMA boxes %lld, backward wgmma %lld\n", i ? 128 : 64,
+           emu::S().tma_issued - tma0, emu::S().wgmma_issued - w0);
+    assert_true(emu::S().tma_issued > tma0);
+    if (i)
+      assert_true(emu::S().wgmma_issued > w0);
+    else
+      assert_true(emu::S().wgmma_issued == w0);
+  }
 }
 
 /* The emulator's wgmma operand addressing against the PTX ISA's worked
