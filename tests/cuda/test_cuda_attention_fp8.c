@@ -6,8 +6,9 @@
  * quantises P to e4m3 as well, so its bound is looser: 6e-2 normwise (P's
  * 3-bit mantissa gives about 3% per weight; ATTENTION.md); the reference
  * kernel on the same e4m3 inputs computes in f32 and must be within 1e-2
- * (bf16 output). lse must match within 5e-4 for both (it is summed in f32).
- * Exits 77 (skipped) without a GPU.
+ * (bf16 output). lse must match within 5e-4 for both (it is summed in f32),
+ * plus, for the wgmma kernels, what Hopper's fp8 accumulator can carry
+ * (qgmma_lse_slack). Exits 77 (skipped) without a GPU.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -59,6 +60,69 @@ static float quantize(float *x, uint8_t *q8, size_t n) {
     x[i] = mb_e4m3_to_f32(q8[i]) * scale;
   }
   return scale;
+}
+
+/* Hopper's fp8 wgmma (QGMMA) keeps its accumulator to 13 mantissa bits
+ * (e8m13, "fp22": reported for the H100 by others, and seen on the H200
+ * here: the L1 cases' lse, which is a single score, was off by 4.7e-5 at
+ * D = 64 and 1.2e-4 at D = 128, against 3e-7 through mma.sync). So a score
+ * s = scale * sum_d q_d k_d is exact only to about 2^-13 of
+ * scale * sum_d |q_d k_d| per accumulation step, and lse, a soft maximum
+ * of the row's scores, no better. The wgmma kernels' lse bound gets
+ * 2^-12 times that sum (two steps' worth), per row the largest over the
+ * keys of the row's sequence (masks and causality ignored: an upper
+ * bound). A wrong key or mask still moves lse by far more. */
+static double *qgmma_lse_slack(const mb_attn_desc *d, const float *q, const float *k) {
+  const int H = d->heads, D = d->head_dim;
+  const size_t tokens = (size_t)d->batch * d->seqlen;
+  double *slack = at_malloc(tokens * H * sizeof(double));
+  const double scale = 1.0 / sqrt((double)D);
+  for (size_t t = 0; t < tokens; t++) {
+    size_t lo = t / d->seqlen * d->seqlen, hi = lo + d->seqlen; /* the row's keys */
+    if (d->cu_seqlens) {
+      lo = hi = t; /* the budget's tail: no keys */
+      for (int s = 0; s < d->nseq; s++)
+        if ((int)t >= d->cu_seqlens[s] && (int)t < d->cu_seqlens[s + 1]) {
+          lo = d->cu_seqlens[s];
+          hi = d->cu_seqlens[s + 1];
+        }
+    }
+    for (int h = 0; h < H; h++) {
+      const float *qi = q + (t * H + h) * D;
+      double worst = 0;
+      for (size_t j = lo; j < hi; j++) {
+        const float *kj = k + (j * H + h) * D;
+        double l1 = 0;
+        for (int e = 0; e < D; e++)
+          l1 += fabs((double)qi[e] * kj[e]);
+        worst = l1 > worst ? l1 : worst;
+      }
+      slack[t * H + h] = ldexp(worst * scale, -12);
+    }
+  }
+  return slack;
+}
+
+/* The largest |lse - ref| over (TOL_LSE + slack) (slack NULL: 0); *abs_worst
+ * the largest |lse - ref|; rows the reference gives +inf must be +inf
+ * (counted in *inf_bad). */
+static double lse_vs_bound(const float *lse, const double *ref, const double *slack, size_t n, double *abs_worst,
+                           size_t *inf_bad) {
+  double worst = 0;
+  *abs_worst = 0;
+  *inf_bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (isinf(ref[i])) {
+      *inf_bad += !(isinf(lse[i]) && lse[i] > 0);
+      continue;
+    }
+    if (!isfinite(lse[i]))
+      return INFINITY;
+    const double e = fabs((double)lse[i] - ref[i]), r = e / (TOL_LSE + (slack ? slack[i] : 0.0));
+    *abs_worst = e > *abs_worst ? e : *abs_worst;
+    worst = r > worst ? r : worst;
+  }
+  return worst;
 }
 
 static void run_case(const fcase *c, int D) {
@@ -135,6 +199,7 @@ static void run_case(const fcase *c, int D) {
   float *d_lse = at_dev(nl * sizeof(float));
   float *out = at_malloc(n * sizeof(float)), *lse = at_malloc(nl * sizeof(float));
   unsigned char *pad = at_pad_tokens(tokens, mask, c->nseq ? cu : NULL, c->nseq);
+  double *slack = qgmma_lse_slack(&hd, x[0], x[1]);
 
   /* the reference, the flash kernel, and (sm_90) the flash kernel's wgmma
    * forms, which forward tilings 2-3 (-wgmma) and 4-6 (-pipe, S_{j+1}
@@ -152,7 +217,7 @@ static void run_case(const fcase *c, int D) {
     assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(tiling[ki]), MB_OK);
     const int rc = mb_cuda_attn_fwd_fp8_with(kernels[ki], &dd, d_x[0], d_x[1], d_x[2], d_scale, d_scale + 1,
                                              d_scale + 2, d_out, d_lse, NULL);
-    assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(0), MB_OK);
+    assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
     char label[96];
     snprintf(label, sizeof label, "e4m3 D=%-3d %-13s %-9s%s", D, c->name, mb_cuda_attn_kernel_name(kernels[ki]),
              ki == 2 ? "-wgmma" : ki == 3 ? "-pipe" : "");
@@ -166,8 +231,11 @@ static void run_case(const fcase *c, int D) {
     at_download(lse, d_lse, nl, MB_F32);
     const at_err e = at_compare(out, ref, n);
     size_t inf_bad = 0;
-    const double el = at_compare_lse(lse, ref_lse, nl, &inf_bad);
-    printf("%s out %.2e (elem max %.1e p99 %.1e med %.1e) lse %.1e\n", label, e.norm, e.max, e.p99, e.median, el);
+    double el = 0;
+    const double *row_slack = ki >= 2 ? slack : NULL; /* the wgmma kernels: QGMMA's accumulator */
+    const double lse_ratio = lse_vs_bound(lse, ref_lse, row_slack, nl, &el, &inf_bad);
+    printf("%s out %.2e (elem max %.1e p99 %.1e med %.1e) lse %.1e (%.2f of its bound)\n", label, e.norm, e.max,
+           e.p99, e.median, el, lse_ratio);
     fflush(stdout);
     const double tol = ki ? TOL_FP8_FLASH : TOL_FP8_REF;
     if (ki)
@@ -179,8 +247,9 @@ static void run_case(const fcase *c, int D) {
     const size_t nz = at_nonzero_pad(out, pad, tokens, (size_t)hd.heads * D);
     if (nz || inf_bad)
       fail_msg("%s: padded rows not 0 / +inf (%zu outputs, %zu lse)", label, nz, inf_bad);
-    if (!(el <= TOL_LSE))
-      fail_msg("%s: lse differs by %.3e (bound %.0e)", label, el, TOL_LSE);
+    if (!(lse_ratio <= 1.0))
+      fail_msg("%s: lse differs by %.3e, %.2f times its bound (%.0e%s)", label, el, lse_ratio, TOL_LSE,
+               row_slack ? " + 2^-12 scale sum_d |q_d k_d|, per row" : "");
   }
 
   for (int i = 0; i < 3; i++) {
@@ -194,6 +263,7 @@ static void run_case(const fcase *c, int D) {
   free(out);
   free(lse);
   free(pad);
+  free(slack);
   free(mask);
   AT_CUDA(cudaFree(d_scale));
   AT_CUDA(cudaFree(d_out));
