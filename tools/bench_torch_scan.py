@@ -227,8 +227,13 @@ def run(args):
         out["transformers"] = transformers.__version__
     except ImportError:
         out["transformers"] = None
+    def save():  # after each method: a step killed at its time limit keeps what it measured
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2)
+
     slow, note = hf_slow_fn()
     out["methods"].append(bench_method("hf_slow", slow, args, args.budget * 0.35, note))
+    save()
     # default dynamic=None: the first length compiles static, the second
     # recompiles with a symbolic length that the later ones reuse (where the
     # scan's lowering allows; otherwise one compile per length, so the
@@ -239,8 +244,7 @@ def run(args):
     compiled = torch.compile(assoc_scan)
     out["methods"].append(bench_method("compiled", compiled, args, args.budget * 0.65,
                                        "torch.compile(associative_scan reference); first_call_ms includes compilation"))
-    with open(args.json, "w") as f:
-        json.dump(out, f, indent=2)
+    save()
     print(f"wrote {args.json}")
 
 

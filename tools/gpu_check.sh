@@ -98,7 +98,7 @@ STEPS=(
   "bench_cuda_sweep bench 100"
   "bench_cuda_packed bench 80"
   "torch_sdpa peers 85"
-  "torch_scan peers 120"
+  "torch_scan peers 150"
   "torch_train peers 150"
   "torch_mlp_gemm peers 90"
   "torch_sweep peers 90"
@@ -368,15 +368,17 @@ torch_sdpa_step() {
 torch_scan_step() {
   local T=$1 rc=0
   if [ -f "$WORK/scan_dump.safetensors" ]; then
-    python3 tools/bench_torch_scan.py --check-dump "$WORK/scan_dump.safetensors" 2>&1 | grep -v "falling back" |
+    python3 tools/bench_torch_scan.py --check-dump "$WORK/scan_dump.safetensors" 2>&1 | grep --line-buffered -v "falling back" |
       tee "$WORK/raw/scan_check.txt"
     tail -1 "$WORK/raw/scan_check.txt" | grep -q ": ok" || rc=1
   else
     echo "no dump from cuda_selective_scan (the test did not run or failed first): no transformers check" |
       tee "$WORK/raw/scan_check.txt"
   fi
-  python3 tools/bench_torch_scan.py --json "$WORK/raw/torch_scan.json" --budget $((T - 35)) 2>&1 |
-    grep -v "Warning\|falling back"
+  # --line-buffered: a step killed at its limit keeps its log
+  # its own limit, under the step's: the merge below still runs on what it saved
+  timeout -k 5 $((T - 15)) python3 tools/bench_torch_scan.py --json "$WORK/raw/torch_scan.json" --budget $((T - 35)) 2>&1 |
+    grep --line-buffered -v "Warning\|falling back"
   if [ -f "$WORK/raw/bench_cuda_selective_scan.json" ]; then
     python3 tools/bench_torch_scan.py --merge "$WORK/raw/bench_cuda_selective_scan.json" "$WORK/raw/torch_scan.json" \
       --write "$WORK/raw/scan.json"
