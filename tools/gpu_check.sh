@@ -46,7 +46,9 @@
 #                           (the wgmma dK/dV and dQ kernels), gemm (one BERT-base bf16 GEMM,
 #                           the cuBLAS yardstick);
 #                           speed of light, occupancy, warp stalls, memory workload, source
-#                           counters; ~3 minutes; returns profile_*.txt (one per WHAT):
+#                           counters, then per SASS instruction the top excess sectors, bank
+#                           conflicts and stalls (tools/ncu_source_top.py); ~3 minutes; returns
+#                           profile_*.txt and profile_*_sass.csv.gz (one each per WHAT):
 #                             run(command="tools/gpu_check.sh profile", carry=["gpu-bundle"], timeout_s=300)
 #         list              the steps, their groups and time limits
 # Environment: GPU_CHECK_BUDGET (s of steps, 450), GPU_CHECK_TEST_JOBS (tests
@@ -517,12 +519,28 @@ ncu_one() { # NAME REGEX SKIP LAUNCHES -- COMMAND...
   ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   [ -n "$ncu" ] || die "no ncu on this machine (profiling needs Nsight Compute: a Firecracker GPU machine has it)"
   echo "gpu_check: profile $name: $*"
+  local rep=/tmp/ncu_$name rc=0
   (cd "$ROOT" && LD_LIBRARY_PATH="$CUDALIB" timeout -k 5 150 "$ncu" --clock-control none --target-processes all \
     --kernel-name "regex:$regex" --launch-skip "$skip" --launch-count "$count" \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
-    --section SchedulerStats --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis \
-    --section InstructionStats --section SourceCounters "$@") >"$out/profile_$name.txt" 2>&1
-  echo "gpu_check: profile $name exit $? ($(wc -l <"$out/profile_$name.txt") lines)"
+    --section SchedulerStats --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
+    --section ComputeWorkloadAnalysis --section InstructionStats --section SourceCounters \
+    --export "$rep" --force-overwrite "$@") >"$out/profile_$name.txt" 2>&1 || rc=$?
+  # the report once more: the sections' details, then per SASS instruction
+  # (the kernels carry -lineinfo) the counters that say which load, store or
+  # wait costs (excess sectors, bank-conflict wavefronts, stall samples),
+  # summed up by tools/ncu_source_top.py; the whole table gzipped beside it
+  if [ -f "$rep.ncu-rep" ]; then
+    "$ncu" --import "$rep.ncu-rep" --page details --print-details all >>"$out/profile_$name.txt" 2>&1
+    if "$ncu" --import "$rep.ncu-rep" --page source --print-source sass --csv >"/tmp/profile_${name}_sass.csv" \
+      2>"/tmp/profile_${name}_sass.err"; then
+      python3 "$ROOT/tools/ncu_source_top.py" "/tmp/profile_${name}_sass.csv" >>"$out/profile_$name.txt" 2>&1
+      gzip -9c "/tmp/profile_${name}_sass.csv" >"$out/profile_${name}_sass.csv.gz"
+    else
+      { echo "== ncu --page source failed:"; head -20 "/tmp/profile_${name}_sass.err"; } >>"$out/profile_$name.txt"
+    fi
+  fi
+  echo "gpu_check: profile $name exit $rc ($(wc -l <"$out/profile_$name.txt") lines)"
 }
 
 profile() {
