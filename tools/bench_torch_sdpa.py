@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """bench_torch_sdpa.py: PyTorch's scaled_dot_product_attention on the shapes
-bench_cuda_attention measures, with the flash and the cuDNN backends forced
-(torch.nn.attention.sdpa_kernel), and the ratios to mambert's kernels.
+bench_cuda_attention measures: as a user calls it (backend "default", SDPA's
+own choice), and with the flash and the cuDNN backends forced
+(torch.nn.attention.sdpa_kernel); and the ratios to mambert's kernels.
 
 Run on the GPU machine, after bench_cuda_attention in the same session
 (tools/gpu_check.sh run does both):
@@ -22,10 +23,13 @@ median of --reps samples, each 5 back-to-back runs between two CUDA events
 torch.autograd.grad of the same graph (retain_graph=True). The card's bf16
 peak is measured in the same run (an 8192^3 torch.matmul). A backend that
 refuses a shape is recorded with its reason (SDPA's warning text).
-With --ours, prints ours / torch for each backend (> 1: mambert faster).
+With --ours, prints ours / torch for each backend (> 1: mambert faster),
+ours being the tilings mambert's dispatcher takes by default on that card
+(tools/gpu_report.py, default_tilings).
 Needs torch (2.3+ for sdpa_kernel); no other package.
 """
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -82,7 +86,7 @@ def run(args):
     print(f"bench_torch_sdpa on {dev}, torch {torch.__version__}, {args.tokens} tokens x {args.heads} heads, "
           f"bf16, {'causal' if args.causal else 'non-causal'}, median of {args.reps}")
     print(f"bf16 GEMM peak (torch.matmul 8192^3): {peak_ms:.3f} ms, {peak:.1f} TFLOP/s")
-    backends = [("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)]
+    backends = [("default", None), ("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_ATTENTION)]
     rows = []
     H = args.heads
     print(f"\n{'backend':8} {'L':>6} {'D':>4} {'B':>5} | {'fwd ms':>9} {'TFLOP/s':>8} | {'bwd ms':>9} {'TFLOP/s':>8}")
@@ -107,7 +111,7 @@ def run(args):
                     warnings.simplefilter("always")
                     try:
                         measured = None
-                        with sdpa_kernel(backend):
+                        with sdpa_kernel(backend) if backend is not None else contextlib.nullcontext():
                             measured = time_backend(F, torch, q, k, v, dout, args)
                     except RuntimeError as e:
                         reason = "; ".join(str(w.message).strip().splitlines()[0] for w in said) or str(e)
@@ -149,28 +153,41 @@ def run(args):
     return 0
 
 
+def default_tilings(r):
+    """mambert's default forward and backward for a benchmark row: the
+    report's rule (tools/gpu_report.py), or tiling 0 if it is not beside us."""
+    try:
+        from gpu_report import default_tilings as rule
+    except ImportError:
+        return "fwd_tflops", "bwd_tflops"
+    return rule(r)
+
+
 def compare(ours_path, torch_result):
     """ours / torch per shape and backend: > 1 means mambert is faster."""
     with open(ours_path) as f:
         ours = json.load(f)
-    if ours.get("device") != torch_result["device"]:
+    if torch_result["device"] not in str(ours.get("device")):  # ours: the name, then the properties
         print(f"warning: ours ran on {ours.get('device')}, torch on {torch_result['device']}: ratios mean little")
     by_shape = {}
     for r in torch_result["rows"]:
         by_shape.setdefault((r["L"], r["D"]), {})[r["backend"]] = r
     print(f"\nmambert / torch SDPA (TFLOP/s ratio, > 1: mambert faster); peaks: mambert run "
           f"{ours.get('peak_bf16_gemm_tflops', 0):.0f}, torch run {torch_result['peak_bf16_gemm_tflops']:.0f} TFLOP/s")
-    print(f"{'L':>6} {'D':>4} | {'ours fwd':>8} {'/flash':>7} {'/cudnn':>7} | {'ours bwd':>8} {'/flash':>7} {'/cudnn':>7}")
+    names = ("default", "flash", "cudnn")
+    print(f"{'L':>6} {'D':>4} | {'ours fwd':>8} " + " ".join(f"{'/' + n:>8}" for n in names) +
+          f" | {'ours bwd':>8} " + " ".join(f"{'/' + n:>8}" for n in names))
     for r in ours.get("rows", []):
         t = by_shape.get((r["L"], r["D"]), {})
+        fk, bk = default_tilings(r)
 
-        def ratio(kind, backend):
+        def ratio(key, kind, backend):
             x = t.get(backend, {})
-            return f"{r[kind] / x[kind]:7.2f}" if kind in x and x[kind] > 0 else f"{'-':>7}"
+            return f"{r[key] / x[kind]:8.2f}" if r.get(key) and x.get(kind) else f"{'-':>8}"
 
-        print(f"{r['L']:6d} {r['D']:4d} | {r['fwd_tflops']:8.1f} {ratio('fwd_tflops', 'flash')} "
-              f"{ratio('fwd_tflops', 'cudnn')} | {r['bwd_tflops']:8.1f} {ratio('bwd_tflops', 'flash')} "
-              f"{ratio('bwd_tflops', 'cudnn')}")
+        print(f"{r['L']:6d} {r['D']:4d} | {r.get(fk, 0):8.1f} " +
+              " ".join(ratio(fk, "fwd_tflops", n) for n in names) + f" | {r.get(bk, 0):8.1f} " +
+              " ".join(ratio(bk, "bwd_tflops", n) for n in names))
 
 
 def main():

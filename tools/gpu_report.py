@@ -238,10 +238,12 @@ class Report:
                f"deterministic dQ (a separate dQ pass, the same bits every run); bwd fast: f32 atomics, as "
                f"FlashAttention-2 and SDPA; bwd 1: tiling 1 (Hopper only; dK, dV and dQ on wgmma, summed in "
                f"order); default: what the dispatcher takes on this card (attn_env_tiling: on Hopper forward "
-               f"tiling 5, backward 1 at D = 128 and 0 at D = 64), and the ratios are the default's\n")
+               f"tiling 5, backward 1 at D = 128 and 0 at D = 64), and the ratios are the default's; SDPA: "
+               f"torch's scaled_dot_product_attention as a user calls it (its own backend choice)\n")
         self.p("| L | D | fwd 0 | fwd wgmma | fwd default | peak | bwd 0 | bwd fast | bwd 1 | bwd default "
-               "| fwd / flash | fwd / cuDNN | bwd / flash | bwd / flash (fast) | bwd / cuDNN |")
-        self.p("|" + " ---: |" * 15)
+               "| fwd / SDPA | fwd / flash | fwd / cuDNN | bwd / SDPA | bwd / flash | bwd / flash (fast) "
+               "| bwd / cuDNN |")
+        self.p("|" + " ---: |" * 17)
         for r in att["rows"]:
             # tilings 3 to 6 after 2, "-" where one did not run (3: D = 64 only)
             v3 = "".join(" / " + f(r.get(f"fwd_v{t}_tflops"), ".1f") for t in range(3, 7)) \
@@ -252,7 +254,9 @@ class Report:
             self.p(f"| {r['L']} | {r['D']} | {r['fwd_tflops']:.1f} | {f(r.get('fwd_v2_tflops'), '.1f')}{v3} | "
                    f"{f(r.get(fk), '.1f')} | {share} | {r['bwd_tflops']:.1f} | {f(r.get('bwd_fast_tflops'), '.1f')} | "
                    f"{f(r.get('bwd_v1_tflops'), '.1f')} | {f(r.get(bk), '.1f')} | "
+                   f"{ratio(r, fk, 'default', 'fwd_tflops')} | "
                    f"{ratio(r, fk, 'flash', 'fwd_tflops')} | {ratio(r, fk, 'cudnn', 'fwd_tflops')} | "
+                   f"{ratio(r, bk, 'default', 'bwd_tflops')} | "
                    f"{ratio(r, bk, 'flash', 'bwd_tflops')} | {ratio(r, 'bwd_fast_tflops', 'flash', 'bwd_tflops')} | "
                    f"{ratio(r, bk, 'cudnn', 'bwd_tflops')} |")
         for line in fastest_tilings(att["rows"]):
