@@ -137,6 +137,133 @@ SC_DEV void sc_load_tile(const scan_params &p, size_t row, int t0, float *Bs, fl
     flags[e] = (unsigned char)sc_token_flags<VARLEN>(p, (long long)t0 + e);
 }
 
+/* ---- per-token tensors through shared memory (the backward) -------------
+ * A thread owns K consecutive tokens of one channel, and the lanes of a
+ * warp are 16 segments x 2 channels, so reading a token-major [B, L, D]
+ * tensor directly made each load instruction touch 16 tokens 2 D bytes
+ * apart, 4 useful bytes per 32-byte sector: the H200 profile counted 84%
+ * of the backward's L2 sectors as excess (SCAN.md). So a tile of each
+ * per-token tensor (128 tokens x 32 channels) moves between global and
+ * shared memory in 16-byte chunks, a warp covering 8 (16-bit) or 4 (f32)
+ * whole 64- or 128-byte token rows, and lives in shared memory transposed,
+ * [channel][token], where a thread reads or writes its K tokens as whole
+ * chunks. Rows are 256 or 512 bytes, multiples of the bank period, so the
+ * 16-byte chunk index is XOR-swizzled by the channel (sc_stage_swz): the
+ * transposing element accesses of a warp (one channel j + 8 g, or j + 4 g
+ * in f32, of 8 or 4 consecutive tokens, g = 0..3 or 0..7) and the chunk
+ * accesses of a quarter-warp (segments 4 q .. 4 q + 3 or 2 q .. 2 q + 1,
+ * channels 2 w, 2 w + 1) each land in distinct banks. */
+struct alignas(16) sc_chunk {
+  uint32_t w[4];
+};
+template <typename T> struct sc_stage_geo {
+  static constexpr int EPC = 16 / (int)sizeof(T);          /* elements per 16-byte chunk */
+  static constexpr int CPT = MB_SCAN_GROUP / EPC;          /* chunks per token */
+  static constexpr int CHUNKS = MB_SCAN_TILE * CPT;        /* chunks per tensor tile */
+  static constexpr int BYTES = MB_SCAN_TILE * MB_SCAN_GROUP * (int)sizeof(T); /* one staged tensor */
+};
+template <typename T> SC_DEV int sc_stage_swz(int c) {
+  return sizeof(T) == 2 ? (((c & 1) << 2) ^ ((c >> 3) & 3)) : ((c & 1) ^ ((c >> 2) & 7));
+}
+/* where (channel c, token tt) of a staged tile lives, in elements */
+template <typename T> SC_DEV int sc_stage_at(int c, int tt) {
+  constexpr int EPC = sc_stage_geo<T>::EPC;
+  return c * MB_SCAN_TILE + ((tt / EPC) ^ sc_stage_swz<T>(c)) * EPC + tt % EPC;
+}
+/* Whether a tensor's tile may move as 16-byte chunks: all 32 channels of the
+ * group inside D, every token row's segment 16-byte aligned. Otherwise
+ * element by element, with the same layout in shared memory. */
+template <typename T> SC_DEV bool sc_stage_vec(const void *ptr, int D, int nvalid) {
+  return nvalid == MB_SCAN_GROUP && D % sc_stage_geo<T>::EPC == 0 && ((uintptr_t)ptr & 15) == 0;
+}
+
+/* The global reads of one tensor's tile into registers (issued early; a
+ * token past the row reads the row's last one, a channel past D channel
+ * D - 1: the values are dropped) ... */
+template <typename T, int NT, int PER>
+SC_DEV void sc_stage_fetch(const T *src, size_t row, int t0, int tlast, int D, int d0, bool vec, sc_chunk (&v)[PER]) {
+  typedef sc_stage_geo<T> geo;
+  static_assert(PER * NT == geo::CHUNKS, "whole chunks per thread");
+  SC_UNROLL
+  for (int k = 0; k < PER; k++) {
+    const int q = sc_tid() + k * NT, tt = q / geo::CPT, ch = (q % geo::CPT) * geo::EPC;
+    const size_t at = (row + (size_t)sc_imin(t0 + tt, tlast)) * (size_t)D;
+    if (vec) {
+      v[k] = *reinterpret_cast<const sc_chunk *>(src + at + (size_t)(d0 + ch));
+    } else {
+      T e[geo::EPC];
+      SC_UNROLL
+      for (int j = 0; j < geo::EPC; j++)
+        e[j] = src[at + (size_t)sc_imin(d0 + ch + j, D - 1)];
+      memcpy(&v[k], e, 16);
+    }
+  }
+}
+/* ... then into shared memory, transposed */
+template <typename T, int NT, int PER> SC_DEV void sc_stage_put(T *stage, const sc_chunk (&v)[PER]) {
+  typedef sc_stage_geo<T> geo;
+  SC_UNROLL
+  for (int k = 0; k < PER; k++) {
+    const int q = sc_tid() + k * NT, tt = q / geo::CPT, ch = (q % geo::CPT) * geo::EPC;
+    T e[geo::EPC];
+    memcpy(e, &v[k], 16);
+    SC_UNROLL
+    for (int j = 0; j < geo::EPC; j++)
+      stage[sc_stage_at<T>(ch + j, tt)] = e[j];
+  }
+}
+/* a thread's K tokens tt0 .. tt0 + K - 1 of channel c, as whole chunks */
+template <typename T, int K> SC_DEV void sc_stage_get(const T *stage, int c, int tt0, T (&out)[K]) {
+  constexpr int EPC = sc_stage_geo<T>::EPC;
+  static_assert(K % EPC == 0, "whole chunks");
+  SC_UNROLL
+  for (int kc = 0; kc < K / EPC; kc++) {
+    const sc_chunk ch = *reinterpret_cast<const sc_chunk *>(stage + sc_stage_at<T>(c, tt0 + kc * EPC));
+    memcpy(out + kc * EPC, &ch, 16);
+  }
+}
+template <typename T, int K> SC_DEV void sc_stage_set(T *stage, int c, int tt0, const float (&val)[K]) {
+  constexpr int EPC = sc_stage_geo<T>::EPC;
+  static_assert(K % EPC == 0, "whole chunks");
+  SC_UNROLL
+  for (int kc = 0; kc < K / EPC; kc++) {
+    T e[EPC];
+    SC_UNROLL
+    for (int j = 0; j < EPC; j++)
+      sc_st(e, j, val[kc * EPC + j]);
+    sc_chunk ch;
+    memcpy(&ch, e, 16); /* between registers; the shared access below is one 16-byte store */
+    *reinterpret_cast<sc_chunk *>(stage + sc_stage_at<T>(c, tt0 + kc * EPC)) = ch;
+  }
+}
+/* A staged tile out to global memory: tokens t0 .. min(t0 + TILE, L) - 1,
+ * channels d0 .. d0 + nvalid - 1. */
+template <typename T, int NT>
+SC_DEV void sc_stage_store(T *dst, const T *stage, size_t row, int t0, int L, int D, int d0, int nvalid, bool vec) {
+  typedef sc_stage_geo<T> geo;
+  SC_UNROLL
+  for (int k = 0; k < geo::CHUNKS / NT; k++) {
+    const int q = sc_tid() + k * NT, tt = q / geo::CPT, ch = (q % geo::CPT) * geo::EPC;
+    if (t0 + tt >= L)
+      continue;
+    T e[geo::EPC];
+    SC_UNROLL
+    for (int j = 0; j < geo::EPC; j++)
+      e[j] = stage[sc_stage_at<T>(ch + j, tt)];
+    T *at = dst + (row + (size_t)(t0 + tt)) * (size_t)D + (size_t)(d0 + ch);
+    if (vec) {
+      sc_chunk c16;
+      memcpy(&c16, e, 16);
+      *reinterpret_cast<sc_chunk *>(at) = c16;
+    } else {
+      SC_UNROLL
+      for (int j = 0; j < geo::EPC; j++)
+        if (ch + j < nvalid)
+          at[j] = e[j];
+    }
+  }
+}
+
 /* ---- forward ------------------------------------------------------------ */
 
 /* Grid: batch * ngroups * parts blocks of 256 threads; block (b, group,
@@ -434,11 +561,19 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
   const size_t prow = (size_t)b * p.parts + part; /* this (row, part)'s index in the per-part workspaces */
   const int d0 = grp * G, d = d0 + c, nvalid = sc_imin(G, p.D - d0);
   const bool chan = c < nvalid;
-  const int dc = sc_imin(d, p.D - 1); /* the channel read (a channel past D reads D - 1 and drops it) */
   const int tlast = p.L - 1; /* the row's last token */
   const T *u = (const T *)p.u, *delta = (const T *)p.delta, *z = (const T *)p.z, *dy = (const T *)p.dy;
   const T *zr = z ? z : u; /* what is read as z (ignored without z): no branch around the loads */
   const size_t row = (size_t)b * (size_t)p.L;
+  /* the per-token tensors' tiles pass through `red` when the n loop is not
+   * using it (sc_stage_fetch and friends): 4 x 8 KB (16-bit) or 4 x 16 KB */
+  constexpr int PER = sc_stage_geo<T>::CHUNKS / NT, SZ = TILE * G;
+  static_assert(4 * sc_stage_geo<T>::BYTES <= 4 * G * RP * (int)sizeof(float), "four staged tiles fit in red");
+  T *stage = (T *)red;
+  const bool vec_d = sc_stage_vec<T>(delta, p.D, nvalid), vec_u = sc_stage_vec<T>(u, p.D, nvalid);
+  const bool vec_g = sc_stage_vec<T>(dy, p.D, nvalid), vec_z = sc_stage_vec<T>(zr, p.D, nvalid);
+  const bool vec_du = sc_stage_vec<T>(p.du, p.D, nvalid), vec_dd = sc_stage_vec<T>(p.ddelta, p.D, nvalid);
+  const bool vec_dz = sc_stage_vec<T>(p.dz, p.D, nvalid);
 
   /* the adjoint entering the part's last token: zero for the last part
    * (and in the fold pass), else what scan_carry_rev_kernel left */
@@ -465,16 +600,16 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
       for (int j = 0; j < HS_PER_THREAD; j++)
         hv[j] = st[sc_imin(tid + j * NT, nst - 1)];
     }
-    T rd[K], ru[K], rg[K], rz[K];
-    SC_UNROLL
-    for (int i = 0; i < K; i++) {
-      const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
-      rd[i] = delta[o];
-      ru[i] = u[o];
-      rg[i] = dy[o];
-      rz[i] = zr[o];
-    }
-    sc_sync(); /* the last tile's partials are copied out of Bs, Cs; hs, flags are free */
+    sc_chunk xd[PER], xu[PER], xg[PER], xz[PER]; /* delta, u, dy, z of the tile, coalesced */
+    sc_stage_fetch<T, NT, PER>(delta, row, t0, tlast, p.D, d0, vec_d, xd);
+    sc_stage_fetch<T, NT, PER>(u, row, t0, tlast, p.D, d0, vec_u, xu);
+    sc_stage_fetch<T, NT, PER>(dy, row, t0, tlast, p.D, d0, vec_g, xg);
+    sc_stage_fetch<T, NT, PER>(zr, row, t0, tlast, p.D, d0, vec_z, xz);
+    sc_sync(); /* the last tile's partials are copied out of Bs, Cs and its outputs out of stage; hs, flags free */
+    sc_stage_put<T, NT, PER>(stage, xd);
+    sc_stage_put<T, NT, PER>(stage + SZ, xu);
+    sc_stage_put<T, NT, PER>(stage + 2 * SZ, xg);
+    sc_stage_put<T, NT, PER>(stage + 3 * SZ, xz);
     SC_UNROLL
     for (int j = 0; j < HS_PER_THREAD; j++) {
       const int e = tid + j * NT;
@@ -483,6 +618,12 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
     }
     sc_load_tile<T, VARLEN, NT>(p, row, t0, Bs, Cs, flags);
     sc_sync();
+    T rd[K], ru[K], rg[K], rz[K];
+    sc_stage_get<T, K>(stage, c, seg * K, rd);
+    sc_stage_get<T, K>(stage + SZ, c, seg * K, ru);
+    sc_stage_get<T, K>(stage + 2 * SZ, c, seg * K, rg);
+    sc_stage_get<T, K>(stage + 3 * SZ, c, seg * K, rz);
+    sc_sync(); /* every thread has its items: the n loop's channel shares overwrite stage */
 
     float dt[K], dtu[K], g[K];
     unsigned reset = 0;
@@ -643,22 +784,29 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
     }
 
     if (!FOLD) { /* the fold pass has no gradients */
-      /* u, delta, z and dy again, all in flight at once (T registers: the n loop's arrays are dead) */
+      /* u, delta, z and dy again (the n loop used their space), coalesced as before */
+      sc_stage_fetch<T, NT, PER>(delta, row, t0, tlast, p.D, d0, vec_d, xd);
+      sc_stage_fetch<T, NT, PER>(u, row, t0, tlast, p.D, d0, vec_u, xu);
+      sc_stage_fetch<T, NT, PER>(dy, row, t0, tlast, p.D, d0, vec_g, xg);
+      sc_stage_fetch<T, NT, PER>(zr, row, t0, tlast, p.D, d0, vec_z, xz);
+      sc_sync(); /* the last step's sums are in Bs, Cs, and its shares are read: stage is free */
+      sc_stage_put<T, NT, PER>(stage, xd);
+      sc_stage_put<T, NT, PER>(stage + SZ, xu);
+      sc_stage_put<T, NT, PER>(stage + 2 * SZ, xg);
+      sc_stage_put<T, NT, PER>(stage + 3 * SZ, xz);
+      sc_sync();
       T eu[K], ed[K], ez[K], eg[K];
-      SC_UNROLL
-      for (int i = 0; i < K; i++) {
-        const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
-        eu[i] = u[o];
-        ed[i] = delta[o];
-        ez[i] = zr[o];
-        eg[i] = dy[o];
-      }
+      sc_stage_get<T, K>(stage, c, seg * K, ed);
+      sc_stage_get<T, K>(stage + SZ, c, seg * K, eu);
+      sc_stage_get<T, K>(stage + 2 * SZ, c, seg * K, eg);
+      sc_stage_get<T, K>(stage + 3 * SZ, c, seg * K, ez);
+      float du_o[K], dd_o[K], dz_o[K]; /* 0 where nothing is stored (channels past D, tokens past L) */
       SC_UNROLL
       for (int i = 0; i < K; i++) {
         const int tt = seg * K + i;
         const long long t = (long long)t0 + tt;
+        du_o[i] = dd_o[i] = dz_o[i] = 0.0f;
         if (chan && t < p.L) {
-          const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)dc; /* dc = d: chan */
           float du_v = 0.0f, dd_v = 0.0f, dz_v = 0.0f;
           if (!(flags[tt] & SC_TOK_PAD)) {
             const float uu = sc_ld(eu, i), raw = sc_ld(ed, i) + bias;
@@ -673,15 +821,25 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
               dz_v = sc_ld(eg, i) * ypre * sg * (1.0f + zz * (1.0f - sg));
             }
           }
-          if (p.du)
-            sc_st((T *)p.du, o, du_v);
-          if (p.ddelta)
-            sc_st((T *)p.ddelta, o, dd_v);
-          if (p.dz)
-            sc_st((T *)p.dz, o, dz_v);
+          du_o[i] = du_v;
+          dd_o[i] = dd_v;
+          dz_o[i] = dz_v;
         }
       }
-      sc_sync(); /* the last step's sums are in Bs, Cs */
+      /* no barrier: a thread's outputs go where its own inputs were */
+      if (p.du)
+        sc_stage_set<T, K>(stage, c, seg * K, du_o);
+      if (p.ddelta)
+        sc_stage_set<T, K>(stage + SZ, c, seg * K, dd_o);
+      if (p.dz)
+        sc_stage_set<T, K>(stage + 2 * SZ, c, seg * K, dz_o);
+      sc_sync();
+      if (p.du)
+        sc_stage_store<T, NT>((T *)p.du, stage, row, t0, p.L, p.D, d0, nvalid, vec_du);
+      if (p.ddelta)
+        sc_stage_store<T, NT>((T *)p.ddelta, stage + SZ, row, t0, p.L, p.D, d0, nvalid, vec_dd);
+      if (p.dz)
+        sc_stage_store<T, NT>((T *)p.dz, stage + 2 * SZ, row, t0, p.L, p.D, d0, nvalid, vec_dz);
       {
         const size_t base = ((size_t)b * p.ngroups + grp) * (size_t)p.L;
         for (int e = tid; e < TILE * N; e += NT) {
