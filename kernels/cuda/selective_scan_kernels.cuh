@@ -86,12 +86,6 @@ SC_DEV int sc_bc_at(int n, int tt) { return sc_bc_row(n) + (sc_bc_key(n, tt) << 
  * one per chunk, where the compiler made 2-4 integer instructions of each
  * chunk's sc_bc_at. */
 
-/* Where token t of a row (clamped to the row's last token, so that a read
- * past the end stays inside the tensor) and channel dc live in [B, L, D]. */
-SC_DEV size_t sc_tok_off(size_t row, int t, int last, int D, int dc) {
-  return (row + (size_t)(t < last ? t : last)) * (size_t)D + (size_t)dc;
-}
-
 /* Block prologue of both kernels: B and C of tile t0 transposed into
  * Bs, Cs (sc_bc_at; zeros past the row), and the token flags.
  * The loads go in batches of SC_LOAD_BATCH per thread, all issued before
@@ -137,22 +131,23 @@ SC_DEV void sc_load_tile(const scan_params &p, size_t row, int t0, float *Bs, fl
     flags[e] = (unsigned char)sc_token_flags<VARLEN>(p, (long long)t0 + e);
 }
 
-/* ---- per-token tensors through shared memory (the backward) -------------
+/* ---- per-token tensors through shared memory ----------------------------
  * A thread owns K consecutive tokens of one channel, and the lanes of a
- * warp are 16 segments x 2 channels, so reading a token-major [B, L, D]
- * tensor directly made each load instruction touch 16 tokens 2 D bytes
- * apart, 4 useful bytes per 32-byte sector: the H200 profile counted 84%
- * of the backward's L2 sectors as excess (SCAN.md). So a tile of each
+ * warp are S segments x CH channels (forward 8 x 4, backward 16 x 2), so
+ * reading a token-major [B, L, D] tensor directly made each load
+ * instruction touch 8 or 16 tokens 2 D bytes apart, 8 or 4 useful bytes
+ * per 32-byte sector: the H200 profile counted 71% (forward) and 84%
+ * (backward) of the L2 sectors as excess (SCAN.md). So a tile of each
  * per-token tensor (128 tokens x 32 channels) moves between global and
  * shared memory in 16-byte chunks, a warp covering 8 (16-bit) or 4 (f32)
  * whole 64- or 128-byte token rows, and lives in shared memory transposed,
  * [channel][token], where a thread reads or writes its K tokens as whole
  * chunks. Rows are 256 or 512 bytes, multiples of the bank period, so the
  * 16-byte chunk index is XOR-swizzled by the channel (sc_stage_swz): the
- * transposing element accesses of a warp (one channel j + 8 g, or j + 4 g
- * in f32, of 8 or 4 consecutive tokens, g = 0..3 or 0..7) and the chunk
- * accesses of a quarter-warp (segments 4 q .. 4 q + 3 or 2 q .. 2 q + 1,
- * channels 2 w, 2 w + 1) each land in distinct banks. */
+ * transposing element accesses of a warp (channel j + 8 g of 8 consecutive
+ * tokens, g = 0..3; in f32 j + 4 g of 4, g = 0..7) and the chunk accesses
+ * of a quarter-warp (its 8 lanes: 2 segments x 4 channels forward, 4 x 2
+ * backward) each land in distinct banks (test_stage_layout). */
 struct alignas(16) sc_chunk {
   uint32_t w[4];
 };
@@ -162,13 +157,23 @@ template <typename T> struct sc_stage_geo {
   static constexpr int CHUNKS = MB_SCAN_TILE * CPT;        /* chunks per tensor tile */
   static constexpr int BYTES = MB_SCAN_TILE * MB_SCAN_GROUP * (int)sizeof(T); /* one staged tensor */
 };
-template <typename T> SC_DEV int sc_stage_swz(int c) {
-  return sizeof(T) == 2 ? (((c & 1) << 2) ^ ((c >> 3) & 3)) : ((c & 1) ^ ((c >> 2) & 7));
+/* The swizzle of channel c's row for a kernel whose warps hold CH channels.
+ * Its low 3 bits decide the bank group. The transposing accesses need them
+ * to differ across the channels a warp writes at once (c >> 3 in 16-bit,
+ * c >> 2 in f32); the chunk accesses across a quarter-warp's (segment,
+ * channel) pairs, where the segment already sets the chunk index's other
+ * bits (backward 16-bit: bits 0-1, so the channel sets bit 2; forward
+ * 16-bit: bit 1 of two chunks per thread; f32: bit 2 forward, 1-2 backward). */
+template <typename T, int CH> SC_DEV int sc_stage_swz(int c) {
+  static_assert(CH == 2 || CH == 4, "the forward's and the backward's geometry");
+  if (sizeof(T) == 2)
+    return CH == 2 ? ((c & 1) << 2) ^ ((c >> 3) & 3) : ((c & 1) | ((c & 2) << 1)) ^ ((c >> 2) & 6);
+  return CH == 2 ? (c & 1) ^ ((c >> 2) & 7) : (c & 3) ^ ((c >> 2) & 7);
 }
 /* where (channel c, token tt) of a staged tile lives, in elements */
-template <typename T> SC_DEV int sc_stage_at(int c, int tt) {
+template <typename T, int CH> SC_DEV int sc_stage_at(int c, int tt) {
   constexpr int EPC = sc_stage_geo<T>::EPC;
-  return c * MB_SCAN_TILE + ((tt / EPC) ^ sc_stage_swz<T>(c)) * EPC + tt % EPC;
+  return c * MB_SCAN_TILE + ((tt / EPC) ^ sc_stage_swz<T, CH>(c)) * EPC + tt % EPC;
 }
 /* Whether a tensor's tile may move as 16-byte chunks: all 32 channels of the
  * group inside D, every token row's segment 16-byte aligned. Otherwise
@@ -200,7 +205,7 @@ SC_DEV void sc_stage_fetch(const T *src, size_t row, int t0, int tlast, int D, i
   }
 }
 /* ... then into shared memory, transposed */
-template <typename T, int NT, int PER> SC_DEV void sc_stage_put(T *stage, const sc_chunk (&v)[PER]) {
+template <typename T, int CH, int NT, int PER> SC_DEV void sc_stage_put(T *stage, const sc_chunk (&v)[PER]) {
   typedef sc_stage_geo<T> geo;
   SC_UNROLL
   for (int k = 0; k < PER; k++) {
@@ -209,20 +214,20 @@ template <typename T, int NT, int PER> SC_DEV void sc_stage_put(T *stage, const 
     memcpy(e, &v[k], 16);
     SC_UNROLL
     for (int j = 0; j < geo::EPC; j++)
-      stage[sc_stage_at<T>(ch + j, tt)] = e[j];
+      stage[sc_stage_at<T, CH>(ch + j, tt)] = e[j];
   }
 }
 /* a thread's K tokens tt0 .. tt0 + K - 1 of channel c, as whole chunks */
-template <typename T, int K> SC_DEV void sc_stage_get(const T *stage, int c, int tt0, T (&out)[K]) {
+template <typename T, int CH, int K> SC_DEV void sc_stage_get(const T *stage, int c, int tt0, T (&out)[K]) {
   constexpr int EPC = sc_stage_geo<T>::EPC;
   static_assert(K % EPC == 0, "whole chunks");
   SC_UNROLL
   for (int kc = 0; kc < K / EPC; kc++) {
-    const sc_chunk ch = *reinterpret_cast<const sc_chunk *>(stage + sc_stage_at<T>(c, tt0 + kc * EPC));
+    const sc_chunk ch = *reinterpret_cast<const sc_chunk *>(stage + sc_stage_at<T, CH>(c, tt0 + kc * EPC));
     memcpy(out + kc * EPC, &ch, 16);
   }
 }
-template <typename T, int K> SC_DEV void sc_stage_set(T *stage, int c, int tt0, const float (&val)[K]) {
+template <typename T, int CH, int K> SC_DEV void sc_stage_set(T *stage, int c, int tt0, const float (&val)[K]) {
   constexpr int EPC = sc_stage_geo<T>::EPC;
   static_assert(K % EPC == 0, "whole chunks");
   SC_UNROLL
@@ -233,12 +238,12 @@ template <typename T, int K> SC_DEV void sc_stage_set(T *stage, int c, int tt0, 
       sc_st(e, j, val[kc * EPC + j]);
     sc_chunk ch;
     memcpy(&ch, e, 16); /* between registers; the shared access below is one 16-byte store */
-    *reinterpret_cast<sc_chunk *>(stage + sc_stage_at<T>(c, tt0 + kc * EPC)) = ch;
+    *reinterpret_cast<sc_chunk *>(stage + sc_stage_at<T, CH>(c, tt0 + kc * EPC)) = ch;
   }
 }
 /* A staged tile out to global memory: tokens t0 .. min(t0 + TILE, L) - 1,
  * channels d0 .. d0 + nvalid - 1. */
-template <typename T, int NT>
+template <typename T, int CH, int NT>
 SC_DEV void sc_stage_store(T *dst, const T *stage, size_t row, int t0, int L, int D, int d0, int nvalid, bool vec) {
   typedef sc_stage_geo<T> geo;
   SC_UNROLL
@@ -249,7 +254,7 @@ SC_DEV void sc_stage_store(T *dst, const T *stage, size_t row, int t0, int L, in
     T e[geo::EPC];
     SC_UNROLL
     for (int j = 0; j < geo::EPC; j++)
-      e[j] = stage[sc_stage_at<T>(ch + j, tt)];
+      e[j] = stage[sc_stage_at<T, CH>(ch + j, tt)];
     T *at = dst + (row + (size_t)(t0 + tt)) * (size_t)D + (size_t)(d0 + ch);
     if (vec) {
       sc_chunk c16;
@@ -294,7 +299,11 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
   float *A2s = Bs + 2 * N * TILE; /* [G][N]: A * log2(e) */
   float *hs = A2s + G * N;        /* [G][N]: the state entering the current tile */
   float *Ps = hs + G * N;         /* [G][N]: FOLD: the product of the decays so far */
-  unsigned char *flags = (unsigned char *)(Ps + G * N);
+  /* two staged per-token tiles (sc_stage_fetch and friends): delta and u,
+   * then u and z, then y; 16-byte aligned (the floats before are 16 N + 96 N) */
+  constexpr int PER = sc_stage_geo<T>::CHUNKS / NT, SZ = TILE * G;
+  T *stage = (T *)(Ps + G * N);
+  unsigned char *flags = (unsigned char *)(stage + 2 * SZ);
 
   const int tid = sc_tid(), lane = tid & 31, warp = tid >> 5;
   const int seg = lane / CH, cl = lane % CH, c = warp * CH + cl;
@@ -304,12 +313,13 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
   const int tile0 = part * p.part_tiles, tile1 = sc_imin(p.ntiles, tile0 + p.part_tiles);
   const int d0 = grp * G, d = d0 + c, nvalid = sc_imin(G, p.D - d0);
   const bool chan = c < nvalid; /* threads of channels past D compute on zeros, store nothing */
-  const int dc = sc_imin(d, p.D - 1); /* the channel read (a channel past D reads D - 1 and drops it) */
   const int tlast = p.L - 1; /* the row's last token */
   const T *u = (const T *)p.u, *delta = (const T *)p.delta, *z = (const T *)p.z;
   const T *zr = z ? z : u; /* what the output step reads as z (ignored without z): no branch around the loads */
   T *y = (T *)p.y;
   const size_t row = (size_t)b * (size_t)p.L; /* token 0 of this row */
+  const bool vec_d = sc_stage_vec<T>(delta, p.D, nvalid), vec_u = sc_stage_vec<T>(u, p.D, nvalid);
+  const bool vec_z = sc_stage_vec<T>(zr, p.D, nvalid), vec_y = sc_stage_vec<T>(y, p.D, nvalid);
 
   /* the state entering the part: zero for the first (and in the fold
    * pass), else what scan_carry_kernel left in the slot of its first tile */
@@ -331,16 +341,17 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
       for (int e = tid; e < nvalid * N; e += NT)
         st[e] = hs[e];
     }
-    /* this thread's delta and u, in flight together with the B, C tile */
-    T rd[K], ru[K];
-    SC_UNROLL
-    for (int i = 0; i < K; i++) {
-      const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
-      rd[i] = delta[o];
-      ru[i] = u[o];
-    }
+    /* the tile's delta and u, coalesced, in flight together with the B, C tile */
+    sc_chunk xd[PER], xu[PER];
+    sc_stage_fetch<T, NT, PER>(delta, row, t0, tlast, p.D, d0, vec_d, xd);
+    sc_stage_fetch<T, NT, PER>(u, row, t0, tlast, p.D, d0, vec_u, xu);
     sc_load_tile<T, VARLEN, NT>(p, row, t0, Bs, Cs, flags);
-    sc_sync(); /* tile loaded; the state copy above has read hs */
+    sc_stage_put<T, CH, NT, PER>(stage, xd);
+    sc_stage_put<T, CH, NT, PER>(stage + SZ, xu);
+    sc_sync(); /* tile loaded and staged; the state copy above has read hs */
+    T rd[K], ru[K];
+    sc_stage_get<T, CH, K>(stage, c, seg * K, rd);
+    sc_stage_get<T, CH, K>(stage + SZ, c, seg * K, ru);
 
     float dt[K], dtu[K];
     unsigned reset = 0;
@@ -431,30 +442,32 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
         hs[c * N + n] = last;
     }
     if (!FOLD) { /* the fold pass has no output */
-      T ru2[K], rz[K]; /* u (for the D skip) and z again, all in flight at once */
+      /* u (for the D skip) and z, coalesced again */
+      sc_chunk xz[PER];
+      sc_stage_fetch<T, NT, PER>(u, row, t0, tlast, p.D, d0, vec_u, xu);
+      sc_stage_fetch<T, NT, PER>(zr, row, t0, tlast, p.D, d0, vec_z, xz);
+      sc_sync(); /* every thread has read its delta and u out of stage */
+      sc_stage_put<T, CH, NT, PER>(stage, xu);
+      sc_stage_put<T, CH, NT, PER>(stage + SZ, xz);
+      sc_sync();
+      T ru2[K], rz[K];
+      sc_stage_get<T, CH, K>(stage, c, seg * K, ru2);
+      sc_stage_get<T, CH, K>(stage + SZ, c, seg * K, rz);
+      float out[K]; /* budget padding (and channels past D): y = 0 */
       SC_UNROLL
       for (int i = 0; i < K; i++) {
-        const size_t o = sc_tok_off(row, t0 + seg * K + i, tlast, p.D, dc);
-        ru2[i] = u[o];
-        rz[i] = zr[o];
-      }
-      SC_UNROLL
-      for (int i = 0; i < K; i++) {
-        const int tt = seg * K + i;
-        const long long t = (long long)t0 + tt;
-        if (chan && t < p.L) {
-          const size_t o = (row + (size_t)t) * (size_t)p.D + (size_t)dc; /* dc = d: chan */
-          float out = 0.0f; /* budget padding: y = 0 */
-          if (!(flags[tt] & SC_TOK_PAD)) {
-            out = acc[i] + Dd * sc_ld(ru2, i);
-            if (z) {
-              const float zz = sc_ld(rz, i);
-              out *= zz * sc_sigmoid(zz);
-            }
+        out[i] = 0.0f;
+        if (chan && !(flags[seg * K + i] & SC_TOK_PAD)) {
+          out[i] = acc[i] + Dd * sc_ld(ru2, i);
+          if (z) {
+            const float zz = sc_ld(rz, i);
+            out[i] *= zz * sc_sigmoid(zz);
           }
-          sc_st(y, o, out);
         }
       }
+      sc_stage_set<T, CH, K>(stage, c, seg * K, out); /* where this thread's u was: no barrier needed */
+      sc_sync();
+      sc_stage_store<T, CH, NT>(y, stage, row, t0, p.L, p.D, d0, nvalid, vec_y);
     }
   }
   if (FOLD) { /* P and H of this part into the slots of its first two tiles (part_tiles >= 2) */
@@ -606,10 +619,10 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
     sc_stage_fetch<T, NT, PER>(dy, row, t0, tlast, p.D, d0, vec_g, xg);
     sc_stage_fetch<T, NT, PER>(zr, row, t0, tlast, p.D, d0, vec_z, xz);
     sc_sync(); /* the last tile's partials are copied out of Bs, Cs and its outputs out of stage; hs, flags free */
-    sc_stage_put<T, NT, PER>(stage, xd);
-    sc_stage_put<T, NT, PER>(stage + SZ, xu);
-    sc_stage_put<T, NT, PER>(stage + 2 * SZ, xg);
-    sc_stage_put<T, NT, PER>(stage + 3 * SZ, xz);
+    sc_stage_put<T, CH, NT, PER>(stage, xd);
+    sc_stage_put<T, CH, NT, PER>(stage + SZ, xu);
+    sc_stage_put<T, CH, NT, PER>(stage + 2 * SZ, xg);
+    sc_stage_put<T, CH, NT, PER>(stage + 3 * SZ, xz);
     SC_UNROLL
     for (int j = 0; j < HS_PER_THREAD; j++) {
       const int e = tid + j * NT;
@@ -619,10 +632,10 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
     sc_load_tile<T, VARLEN, NT>(p, row, t0, Bs, Cs, flags);
     sc_sync();
     T rd[K], ru[K], rg[K], rz[K];
-    sc_stage_get<T, K>(stage, c, seg * K, rd);
-    sc_stage_get<T, K>(stage + SZ, c, seg * K, ru);
-    sc_stage_get<T, K>(stage + 2 * SZ, c, seg * K, rg);
-    sc_stage_get<T, K>(stage + 3 * SZ, c, seg * K, rz);
+    sc_stage_get<T, CH, K>(stage, c, seg * K, rd);
+    sc_stage_get<T, CH, K>(stage + SZ, c, seg * K, ru);
+    sc_stage_get<T, CH, K>(stage + 2 * SZ, c, seg * K, rg);
+    sc_stage_get<T, CH, K>(stage + 3 * SZ, c, seg * K, rz);
     sc_sync(); /* every thread has its items: the n loop's channel shares overwrite stage */
 
     float dt[K], dtu[K], g[K];
@@ -790,16 +803,16 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
       sc_stage_fetch<T, NT, PER>(dy, row, t0, tlast, p.D, d0, vec_g, xg);
       sc_stage_fetch<T, NT, PER>(zr, row, t0, tlast, p.D, d0, vec_z, xz);
       sc_sync(); /* the last step's sums are in Bs, Cs, and its shares are read: stage is free */
-      sc_stage_put<T, NT, PER>(stage, xd);
-      sc_stage_put<T, NT, PER>(stage + SZ, xu);
-      sc_stage_put<T, NT, PER>(stage + 2 * SZ, xg);
-      sc_stage_put<T, NT, PER>(stage + 3 * SZ, xz);
+      sc_stage_put<T, CH, NT, PER>(stage, xd);
+      sc_stage_put<T, CH, NT, PER>(stage + SZ, xu);
+      sc_stage_put<T, CH, NT, PER>(stage + 2 * SZ, xg);
+      sc_stage_put<T, CH, NT, PER>(stage + 3 * SZ, xz);
       sc_sync();
       T eu[K], ed[K], ez[K], eg[K];
-      sc_stage_get<T, K>(stage, c, seg * K, ed);
-      sc_stage_get<T, K>(stage + SZ, c, seg * K, eu);
-      sc_stage_get<T, K>(stage + 2 * SZ, c, seg * K, eg);
-      sc_stage_get<T, K>(stage + 3 * SZ, c, seg * K, ez);
+      sc_stage_get<T, CH, K>(stage, c, seg * K, ed);
+      sc_stage_get<T, CH, K>(stage + SZ, c, seg * K, eu);
+      sc_stage_get<T, CH, K>(stage + 2 * SZ, c, seg * K, eg);
+      sc_stage_get<T, CH, K>(stage + 3 * SZ, c, seg * K, ez);
       float du_o[K], dd_o[K], dz_o[K]; /* 0 where nothing is stored (channels past D, tokens past L) */
       SC_UNROLL
       for (int i = 0; i < K; i++) {
@@ -828,18 +841,18 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
       }
       /* no barrier: a thread's outputs go where its own inputs were */
       if (p.du)
-        sc_stage_set<T, K>(stage, c, seg * K, du_o);
+        sc_stage_set<T, CH, K>(stage, c, seg * K, du_o);
       if (p.ddelta)
-        sc_stage_set<T, K>(stage + SZ, c, seg * K, dd_o);
+        sc_stage_set<T, CH, K>(stage + SZ, c, seg * K, dd_o);
       if (p.dz)
-        sc_stage_set<T, K>(stage + 2 * SZ, c, seg * K, dz_o);
+        sc_stage_set<T, CH, K>(stage + 2 * SZ, c, seg * K, dz_o);
       sc_sync();
       if (p.du)
-        sc_stage_store<T, NT>((T *)p.du, stage, row, t0, p.L, p.D, d0, nvalid, vec_du);
+        sc_stage_store<T, CH, NT>((T *)p.du, stage, row, t0, p.L, p.D, d0, nvalid, vec_du);
       if (p.ddelta)
-        sc_stage_store<T, NT>((T *)p.ddelta, stage + SZ, row, t0, p.L, p.D, d0, nvalid, vec_dd);
+        sc_stage_store<T, CH, NT>((T *)p.ddelta, stage + SZ, row, t0, p.L, p.D, d0, nvalid, vec_dd);
       if (p.dz)
-        sc_stage_store<T, NT>((T *)p.dz, stage + 2 * SZ, row, t0, p.L, p.D, d0, nvalid, vec_dz);
+        sc_stage_store<T, CH, NT>((T *)p.dz, stage + 2 * SZ, row, t0, p.L, p.D, d0, nvalid, vec_dz);
       {
         const size_t base = ((size_t)b * p.ngroups + grp) * (size_t)p.L;
         for (int e = tid; e < TILE * N; e += NT) {
@@ -977,15 +990,16 @@ static inline scan_params sc_params(const mb_scan_desc *d, mb_dtype pdt, const m
 }
 
 template <typename T, class Launch> int sc_fwd_launch(Launch &launch, const scan_params &p, const mb_scan_plan &pl) {
+  const size_t smem = pl.fwd_smem + mb_scan_fwd_stage_bytes(sizeof(T));
   if (p.parts > 1) { /* fold the first parts, carry their states across, then scan every part at once */
     void (*fold)(scan_params) = p.cu ? scan_fwd_kernel<T, true, true> : scan_fwd_kernel<T, false, true>;
-    MB_TRY(launch(fold, pl.blocks * (p.parts - 1), MB_SCAN_FWD_THREADS, pl.fwd_smem, p,
+    MB_TRY(launch(fold, pl.blocks * (p.parts - 1), MB_SCAN_FWD_THREADS, smem, p,
                   "selective scan forward (fold pass)"));
     MB_TRY(launch(scan_carry_kernel, sc_grid_stride_blocks((long long)p.batch * p.D * p.N), MB_SCAN_REDUCE_THREADS, 0,
                   p, "selective scan forward (carry pass)"));
   }
   void (*k)(scan_params) = p.cu ? scan_fwd_kernel<T, true, false> : scan_fwd_kernel<T, false, false>;
-  return launch(k, pl.blocks * p.parts, MB_SCAN_FWD_THREADS, pl.fwd_smem, p, "selective scan forward");
+  return launch(k, pl.blocks * p.parts, MB_SCAN_FWD_THREADS, smem, p, "selective scan forward");
 }
 
 template <class Launch>

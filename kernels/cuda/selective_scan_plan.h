@@ -70,9 +70,15 @@ static inline size_t mb_scan_align_up(size_t n, size_t a) { return (n + a - 1) /
 
 /* Forward: B and C of the tile, transposed to [N][128]; A*log2(e), the
  * carried state and (fold pass) the product of the decays, [32][N] each;
- * the tile's token flags. */
+ * the tile's token flags. The launch adds mb_scan_fwd_stage_bytes for the
+ * element size. */
 static inline size_t mb_scan_fwd_smem_bytes(int N) {
   return (size_t)2 * N * MB_SCAN_TILE * sizeof(float) + (size_t)3 * MB_SCAN_GROUP * N * sizeof(float) + MB_SCAN_TILE;
+}
+/* The forward's two staged [32][128] per-token tiles (delta and u, then u
+ * and z, then y), elements of elem_size bytes. */
+static inline size_t mb_scan_fwd_stage_bytes(size_t elem_size) {
+  return (size_t)2 * MB_SCAN_GROUP * MB_SCAN_TILE * elem_size;
 }
 
 /* Backward: B and C of the tile ([N][128] each; row n is overwritten by the

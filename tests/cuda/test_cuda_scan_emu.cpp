@@ -256,14 +256,14 @@ static void test_empty(void **state) {
     assert_true(dD[i] == 0.0f && db[i] == 0.0f);
 }
 
-/* The backward's staged tiles (sc_stage_at): every (channel, token) has its
- * own slot; 16-byte chunks stay whole and aligned; and, by a model of
- * shared memory's 32 banks of 4 bytes, the two access patterns are
- * conflict-free: a warp's transposing element accesses (sc_stage_put and
- * sc_stage_store: lane q holds the 16-byte chunk q % CPT of token q / CPT)
- * and a quarter-warp's chunk accesses (sc_stage_get / sc_stage_set: lane =
- * segment x 2 + channel, 8 tokens each). The degree of a set of 4-byte
- * words is the most distinct words sharing a bank. */
+/* The staged tiles (sc_stage_at), in both kernels' geometries: every
+ * (channel, token) has its own slot; 16-byte chunks stay whole and aligned;
+ * and, by a model of shared memory's 32 banks of 4 bytes, the two access
+ * patterns are conflict-free: a warp's transposing element accesses
+ * (sc_stage_put and sc_stage_store: thread q holds the 16-byte chunk q % CPT
+ * of token q / CPT) and a quarter-warp's chunk accesses (sc_stage_get /
+ * sc_stage_set: lane = segment x CH + channel, K tokens each). The degree
+ * of a set of 4-byte words is the most distinct words sharing a bank. */
 static int bank_degree(const std::vector<int> &words) {
   int worst = 0;
   for (int bank = 0; bank < 32; bank++) {
@@ -276,19 +276,19 @@ static int bank_degree(const std::vector<int> &words) {
   return worst;
 }
 
-template <typename T> static void check_stage_layout(const char *name) {
+template <typename T, int NT, int S, int K> static void check_stage_layout(const char *name) {
   typedef sc_stage_geo<T> geo;
-  constexpr int NT = MB_SCAN_BWD_THREADS, K = MB_SCAN_BWD_ITEMS, CH = 32 / MB_SCAN_BWD_SEGS, ES = (int)sizeof(T);
+  constexpr int CH = 32 / S, ES = (int)sizeof(T);
   std::vector<int> seen(MB_SCAN_GROUP * MB_SCAN_TILE, 0);
   for (int c = 0; c < MB_SCAN_GROUP; c++)
     for (int tt = 0; tt < MB_SCAN_TILE; tt++) {
-      const int at = sc_stage_at<T>(c, tt);
+      const int at = sc_stage_at<T, CH>(c, tt);
       assert_true(at >= 0 && at < MB_SCAN_GROUP * MB_SCAN_TILE);
       seen[at]++;
       if (tt % geo::EPC == 0) /* a chunk's first element: 16-byte aligned, the rest follow it */
         assert_int_equal(at * ES % 16, 0);
       else
-        assert_int_equal(at, sc_stage_at<T>(c, tt - 1) + 1);
+        assert_int_equal(at, (sc_stage_at<T, CH>(c, tt - 1) + 1));
     }
   for (int v : seen)
     assert_int_equal(v, 1);
@@ -299,7 +299,7 @@ template <typename T> static void check_stage_layout(const char *name) {
         std::vector<int> words;
         for (int lane = 0; lane < 32; lane++) {
           const int q = warp * 32 + lane + k * NT, tt = q / geo::CPT, ch = (q % geo::CPT) * geo::EPC;
-          words.push_back(sc_stage_at<T>(ch + j, tt) * ES / 4);
+          words.push_back(sc_stage_at<T, CH>(ch + j, tt) * ES / 4);
         }
         worst_elem = std::max(worst_elem, bank_degree(words));
       }
@@ -309,22 +309,24 @@ template <typename T> static void check_stage_layout(const char *name) {
         std::vector<int> words;
         for (int lane = 8 * quarter; lane < 8 * quarter + 8; lane++) {
           const int seg = lane / CH, c = warp * CH + lane % CH;
-          const int w0 = sc_stage_at<T>(c, seg * K + kc * geo::EPC) * ES / 4;
+          const int w0 = sc_stage_at<T, CH>(c, seg * K + kc * geo::EPC) * ES / 4;
           for (int i = 0; i < 4; i++)
             words.push_back(w0 + i);
         }
         worst_chunk = std::max(worst_chunk, bank_degree(words));
       }
-  printf("staged %s tiles: transposing accesses %d-way, chunk accesses %d-way (1: conflict-free)\n", name, worst_elem,
-         worst_chunk);
+  printf("staged %s tiles: transposing accesses %d-way, chunk accesses %d-way (1: conflict-free)\n", name,
+         worst_elem, worst_chunk);
   assert_int_equal(worst_elem, 1);
   assert_int_equal(worst_chunk, 1);
 }
 
 static void test_stage_layout(void **state) {
   (void)state;
-  check_stage_layout<sc_bf16>("16-bit");
-  check_stage_layout<float>("f32");
+  check_stage_layout<sc_bf16, MB_SCAN_FWD_THREADS, MB_SCAN_FWD_SEGS, MB_SCAN_FWD_ITEMS>("forward 16-bit");
+  check_stage_layout<float, MB_SCAN_FWD_THREADS, MB_SCAN_FWD_SEGS, MB_SCAN_FWD_ITEMS>("forward f32");
+  check_stage_layout<sc_bf16, MB_SCAN_BWD_THREADS, MB_SCAN_BWD_SEGS, MB_SCAN_BWD_ITEMS>("backward 16-bit");
+  check_stage_layout<float, MB_SCAN_BWD_THREADS, MB_SCAN_BWD_SEGS, MB_SCAN_BWD_ITEMS>("backward f32");
 }
 
 static int report(void **state) {

@@ -34,14 +34,17 @@ static void test_geometry(void **state) {
   assert_int_equal(MB_SCAN_RED_PITCH % 4, 0); /* rows stay 16-byte aligned */
   /* shared memory fits the smallest target for every state size */
   for (int N = 1; N <= MB_SCAN_MAX_DSTATE; N++) {
-    assert_true(mb_scan_fwd_smem_bytes(N) <= SMEM_LIMIT_SM80);
+    assert_true(mb_scan_fwd_smem_bytes(N) + mb_scan_fwd_stage_bytes(sizeof(float)) <= SMEM_LIMIT_SM80);
+    /* the forward's staged tiles follow 5 [*][N] float regions: 16-byte aligned */
+    assert_int_equal((mb_scan_fwd_smem_bytes(N) - MB_SCAN_TILE) % 16, 0);
     assert_true(mb_scan_bwd_smem_bytes(N) <= SMEM_LIMIT_SM80);
     /* every region of the backward's shared memory starts 16-byte aligned */
     assert_int_equal((2 * N * MB_SCAN_TILE * 4) % 16, 0);
   }
-  print_message("scan shared memory: forward %zu B (N=16) %zu B (N=64); backward %zu B (N=16) %zu B (N=64)\n",
-                mb_scan_fwd_smem_bytes(16), mb_scan_fwd_smem_bytes(64), mb_scan_bwd_smem_bytes(16),
-                mb_scan_bwd_smem_bytes(64));
+  print_message("scan shared memory: forward %zu B (N=16) %zu B (N=64) + %zu B staged (16-bit; f32 twice); backward "
+                "%zu B (N=16) %zu B (N=64)\n",
+                mb_scan_fwd_smem_bytes(16), mb_scan_fwd_smem_bytes(64), mb_scan_fwd_stage_bytes(2),
+                mb_scan_bwd_smem_bytes(16), mb_scan_bwd_smem_bytes(64));
 }
 
 static void test_plan(void **state) {
