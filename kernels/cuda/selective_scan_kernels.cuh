@@ -300,7 +300,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
   float *hs = A2s + G * N;        /* [G][N]: the state entering the current tile */
   float *Ps = hs + G * N;         /* [G][N]: FOLD: the product of the decays so far */
   /* two staged per-token tiles (sc_stage_fetch and friends): delta and u,
-   * then u and z, then y; 16-byte aligned (the floats before are 16 N + 96 N) */
+   * then u and z, then y; 16-byte aligned (the 352 N floats before it) */
   constexpr int PER = sc_stage_geo<T>::CHUNKS / NT, SZ = TILE * G;
   T *stage = (T *)(Ps + G * N);
   unsigned char *flags = (unsigned char *)(stage + 2 * SZ);
@@ -335,7 +335,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
 
   for (int tile = tile0; tile < tile1; tile++) {
     const int t0 = tile * TILE;
-    sc_sync(); /* the last tile's readers of Bs, Cs, flags are done; hs holds its final states */
+    sc_sync(); /* the last tile's readers of Bs, Cs, flags, stage are done; hs holds its final states */
     if (!FOLD) { /* save the state entering this tile (before any reset at t0): [d0..d0+nvalid) x N is contiguous */
       float *st = p.states + (((size_t)b * p.ntiles + tile) * (size_t)p.D + (size_t)d0) * (size_t)N;
       for (int e = tid; e < nvalid * N; e += NT)
