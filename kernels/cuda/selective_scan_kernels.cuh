@@ -558,7 +558,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
   const int N = p.N;
   float *Bs = (float *)smem;       /* [N][2][TILE]: B's rows (sc_bc_at); row n: the tile's dB partial after step n */
   float *Cs = Bs + TILE;           /* C's rows, interleaved with B's; likewise dC */
-  float *red = Bs + 2 * N * TILE;  /* [2 buffers][2: dB, dC shares][G][RP] */
+  float *red = Bs + 2 * N * TILE;  /* [2 buffers][2: dB, dC shares][G][RP]; outside the n loop: `stage` */
   float *As = red + 4 * G * RP;    /* [G][N]: A = -exp(A_log) */
   float *hs = As + G * N;          /* [G][N]: the saved state entering this tile */
   float *es = hs + G * N;          /* [G][N]: e flowing into this tile from the next one */
