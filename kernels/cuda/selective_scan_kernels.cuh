@@ -299,8 +299,8 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
   float *A2s = Bs + 2 * N * TILE; /* [G][N]: A * log2(e) */
   float *hs = A2s + G * N;        /* [G][N]: the state entering the current tile */
   float *Ps = hs + G * N;         /* [G][N]: FOLD: the product of the decays so far */
-  /* two staged per-token tiles (sc_stage_fetch and friends): delta and u,
-   * then u and z, then y; 16-byte aligned (the 352 N floats before it) */
+  /* two staged per-token tiles (sc_stage_fetch and friends): delta and u;
+   * then z in delta's place, then y; 16-byte aligned (the 352 N floats before it) */
   constexpr int PER = sc_stage_geo<T>::CHUNKS / NT, SZ = TILE * G;
   T *stage = (T *)(Ps + G * N);
   unsigned char *flags = (unsigned char *)(stage + 2 * SZ);
@@ -442,17 +442,16 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
         hs[c * N + n] = last;
     }
     if (!FOLD) { /* the fold pass has no output */
-      /* u (for the D skip) and z, coalesced again */
+      /* z, coalesced, into delta's tile; u (for the D skip) is still staged:
+       * the n loop does not touch stage */
       sc_chunk xz[PER];
-      sc_stage_fetch<T, NT, PER>(u, row, t0, tlast, p.D, d0, vec_u, xu);
       sc_stage_fetch<T, NT, PER>(zr, row, t0, tlast, p.D, d0, vec_z, xz);
-      sc_sync(); /* every thread has read its delta and u out of stage */
-      sc_stage_put<T, CH, NT, PER>(stage, xu);
-      sc_stage_put<T, CH, NT, PER>(stage + SZ, xz);
+      sc_sync(); /* every thread has read its delta out of stage */
+      sc_stage_put<T, CH, NT, PER>(stage, xz);
       sc_sync();
       T ru2[K], rz[K];
-      sc_stage_get<T, CH, K>(stage, c, seg * K, ru2);
-      sc_stage_get<T, CH, K>(stage + SZ, c, seg * K, rz);
+      sc_stage_get<T, CH, K>(stage + SZ, c, seg * K, ru2);
+      sc_stage_get<T, CH, K>(stage, c, seg * K, rz);
       float out[K]; /* budget padding (and channels past D): y = 0 */
       SC_UNROLL
       for (int i = 0; i < K; i++) {
@@ -465,7 +464,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
           }
         }
       }
-      sc_stage_set<T, CH, K>(stage, c, seg * K, out); /* where this thread's u was: no barrier needed */
+      sc_stage_set<T, CH, K>(stage, c, seg * K, out); /* where this thread's z was: no barrier needed */
       sc_sync();
       sc_stage_store<T, CH, NT>(y, stage, row, t0, p.L, p.D, d0, nvalid, vec_y);
     }

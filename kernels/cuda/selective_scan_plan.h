@@ -75,8 +75,8 @@ static inline size_t mb_scan_align_up(size_t n, size_t a) { return (n + a - 1) /
 static inline size_t mb_scan_fwd_smem_bytes(int N) {
   return (size_t)2 * N * MB_SCAN_TILE * sizeof(float) + (size_t)3 * MB_SCAN_GROUP * N * sizeof(float) + MB_SCAN_TILE;
 }
-/* The forward's two staged [32][128] per-token tiles (delta and u, then u
- * and z, then y), elements of elem_size bytes. */
+/* The forward's two staged [32][128] per-token tiles (delta and u; then z
+ * in delta's place, then y), elements of elem_size bytes. */
 static inline size_t mb_scan_fwd_stage_bytes(size_t elem_size) {
   return (size_t)2 * MB_SCAN_GROUP * MB_SCAN_TILE * elem_size;
 }
