@@ -377,8 +377,8 @@ torch_scan_step() {
     echo "no dump from cuda_selective_scan (the test did not run or failed first): no transformers check" |
       tee "$WORK/raw/scan_check.txt"
   fi
-  # --line-buffered: a step killed at its limit keeps its log
-  # its own limit, under the step's: the merge below still runs on what it saved
+  # a limit of its own under the step's, so the merge below still runs on what
+  # it saved; --line-buffered, so its log survives that limit
   timeout -k 5 $((T - 15)) python3 tools/bench_torch_scan.py --json "$WORK/raw/torch_scan.json" --budget $((T - 35)) 2>&1 |
     grep --line-buffered -v "Warning\|falling back"
   if [ -f "$WORK/raw/bench_cuda_selective_scan.json" ]; then

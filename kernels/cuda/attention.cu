@@ -27,7 +27,7 @@ int attn_env_tiling(int *fwd, int *bwd) {
   const char *e = getenv("MAMBERT_ATTN_TILING");
   if (!e || !*e || strcmp(e, "default") == 0) {
     /* The default is what the H200 measured fastest (bench/results/
-     * h200-2026-11-28-b, ATTENTION.md "Measured"): forward tiling 5 at 1.38x
+     * h200-2026-11-28-b, ATTENTION.md "Measured"): forward tiling 5 at 1.39x
      * (D = 64) and 1.82x (D = 128) tiling 0; backward tiling 1 at 1.09x at
      * D = 128, tiling 0 at D = 64. Elsewhere the mma.sync tilings. */
     int hopper = 0;

@@ -153,8 +153,9 @@ size_t mb_cuda_attn_hopper_probe_workspace(void);
 int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_t report_len,
                               int *failed) MB_NODISCARD;
 
-/* The tiling of the bf16/f16 flash forward, process-wide: 0 (default: 4
- * warps x 32 query rows, mma.sync), 1 (8 warps x 16 rows, mma.sync), 2
+/* The tiling of the bf16/f16 flash forward, process-wide: 0 (4 warps x 32
+ * query rows, mma.sync; the default off Hopper), 1 (8 warps x 16 rows,
+ * mma.sync), 2
  * (two warpgroups x 64 rows on Hopper's wgmma, 128-key tiles), 3 (as 2
  * with 64-key tiles and two CTAs per SM; head_dim 64 only), 4 (as 2 with
  * the softmax of tile j + 1 under the product of tile j) or 5 (as 4,
@@ -163,25 +164,28 @@ int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_
  * two consumer warpgroups taking turns to issue their products: ping-pong).
  * 2-6 run on sm_90
  * GPUs with an sm_90a build only, else the forward fails with
- * MB_EUNSUPPORTED. For the benchmark and the tests, which run them all. Not
+ * MB_EUNSUPPORTED; 5 is the default there. -1: the default again (chosen at
+ * the next call). For the benchmark and the tests, which run them all. Not
  * thread-safe against running kernels. */
 int mb_cuda_attn_set_flash_fwd_variant(int variant) MB_NODISCARD;
 /* *ok = whether tiling `variant` runs on the current device with this
  * build. */
 int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 
-/* The tiling of the bf16/f16 flash backward, process-wide: 0 (default:
- * mma.sync, dQ by the mode below) or 1 (dK, dV on Hopper's wgmma, two
- * warpgroups x 64 keys; dQ always from the deterministic dQ pass; sm_90
- * GPUs with an sm_90a build only, else MB_EUNSUPPORTED). For the benchmark
- * and the tests. Not thread-safe against running kernels. */
+/* The tiling of the bf16/f16 flash backward, process-wide: 0 (mma.sync, dQ
+ * by the mode below) or 1 (dK, dV on Hopper's wgmma, two warpgroups x 64
+ * keys; dQ always from the deterministic dQ pass; sm_90 GPUs with an sm_90a
+ * build only, else MB_EUNSUPPORTED); -1 the default again (there: 1 at
+ * head_dim 128, 0 at 64; elsewhere 0). For the benchmark and the tests. Not
+ * thread-safe against running kernels. */
 int mb_cuda_attn_set_flash_bwd_variant(int variant) MB_NODISCARD;
 /* Until a program sets the tilings, the environment chooses them, once:
  * MAMBERT_ATTN_TILING=wgmma gives forward tiling 2 and backward tiling 1,
  * MAMBERT_ATTN_TILING=F or F,B forward tiling F (0-6) and backward B (0-1,
  * 0 when left out), each with a warning and tiling 0 where the wgmma
- * tilings cannot run; unset or "default" tiling 0. The wgmma tilings become the default on sm_90 once a GPU run
- * has measured them (kernels/cuda/ATTENTION.md). */
+ * tilings cannot run; unset or "default": what an H200 measured fastest
+ * (kernels/cuda/ATTENTION.md) -- with sm_90a code on sm_90 forward 5 and
+ * backward 1 at head_dim 128 / 0 at 64, else 0 and 0. */
 int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 
 /* The flash backward's dQ, process-wide: 1 (default) a separate dQ pass
