@@ -144,11 +144,14 @@ static inline size_t at_nonzero_pad(const float *x, const unsigned char *pad, si
   return bad;
 }
 
-/* lse: +inf exactly where the reference has +inf (padded rows), and the
- * largest absolute difference elsewhere (+inf if a finite reference got a
- * non-finite value). */
-static inline double at_compare_lse(const float *lse, const double *ref, size_t n, size_t *inf_mismatch) {
+/* lse: +inf exactly where the reference has +inf (padded rows, counted in
+ * *inf_mismatch when not), and elsewhere the largest |lse - ref| over its
+ * bound tol + slack[i] (slack NULL: tol alone), +inf if a finite reference
+ * got a non-finite value; *abs_worst the largest |lse - ref|. */
+static inline double at_compare_lse_bound(const float *lse, const double *ref, const double *slack, double tol,
+                                          size_t n, double *abs_worst, size_t *inf_mismatch) {
   double worst = 0;
+  *abs_worst = 0;
   *inf_mismatch = 0;
   for (size_t i = 0; i < n; i++) {
     if (isinf(ref[i])) {
@@ -158,10 +161,17 @@ static inline double at_compare_lse(const float *lse, const double *ref, size_t 
     }
     if (!isfinite(lse[i]))
       return INFINITY;
-    const double d = fabs((double)lse[i] - ref[i]);
-    worst = d > worst ? d : worst;
+    const double d = fabs((double)lse[i] - ref[i]), r = d / (tol + (slack ? slack[i] : 0.0));
+    *abs_worst = d > *abs_worst ? d : *abs_worst;
+    worst = r > worst ? r : worst;
   }
   return worst;
+}
+
+/* The largest absolute difference (at_compare_lse_bound with bound 1). */
+static inline double at_compare_lse(const float *lse, const double *ref, size_t n, size_t *inf_mismatch) {
+  double abs_worst = 0;
+  return at_compare_lse_bound(lse, ref, NULL, 1.0, n, &abs_worst, inf_mismatch);
 }
 
 #endif

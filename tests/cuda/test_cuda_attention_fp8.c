@@ -103,28 +103,6 @@ static double *qgmma_lse_slack(const mb_attn_desc *d, const float *q, const floa
   return slack;
 }
 
-/* The largest |lse - ref| over (TOL_LSE + slack) (slack NULL: 0); *abs_worst
- * the largest |lse - ref|; rows the reference gives +inf must be +inf
- * (counted in *inf_bad). */
-static double lse_vs_bound(const float *lse, const double *ref, const double *slack, size_t n, double *abs_worst,
-                           size_t *inf_bad) {
-  double worst = 0;
-  *abs_worst = 0;
-  *inf_bad = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (isinf(ref[i])) {
-      *inf_bad += !(isinf(lse[i]) && lse[i] > 0);
-      continue;
-    }
-    if (!isfinite(lse[i]))
-      return INFINITY;
-    const double e = fabs((double)lse[i] - ref[i]), r = e / (TOL_LSE + (slack ? slack[i] : 0.0));
-    *abs_worst = e > *abs_worst ? e : *abs_worst;
-    worst = r > worst ? r : worst;
-  }
-  return worst;
-}
-
 static void run_case(const fcase *c, int D) {
   mb_attn_desc hd;
   memset(&hd, 0, sizeof hd);
@@ -233,7 +211,7 @@ static void run_case(const fcase *c, int D) {
     size_t inf_bad = 0;
     double el = 0;
     const double *row_slack = ki >= 2 ? slack : NULL; /* the wgmma kernels: QGMMA's accumulator */
-    const double lse_ratio = lse_vs_bound(lse, ref_lse, row_slack, nl, &el, &inf_bad);
+    const double lse_ratio = at_compare_lse_bound(lse, ref_lse, row_slack, TOL_LSE, nl, &el, &inf_bad);
     printf("%s out %.2e (elem max %.1e p99 %.1e med %.1e) lse %.1e (%.2f of its bound)\n", label, e.norm, e.max,
            e.p99, e.median, el, lse_ratio);
     fflush(stdout);
