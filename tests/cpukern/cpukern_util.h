@@ -97,9 +97,14 @@ static inline double tu_normdiff_f(const float *a, const double *b, size_t n) {
  * analytic gradient g, up to max_checks entries (all when n <= max_checks,
  * otherwise a random sample) are compared with the central difference
  * (loss(x+h) - loss(x-h)) / 2h, h = 1e-5 * max(1, |x_i|). The error of an
- * entry is |fd - g| / max(|fd|, |g|, 1e-3 * max_i |g_i|): relative, with a
- * floor so that entries whose gradient is ~0 are judged against the input's
- * gradient scale rather than against rounding noise. Returns the max error. */
+ * entry is |fd - g| / max(|fd|, |g|, 1e-3 * max_i |g_i|, 1e-8): relative,
+ * with floors so that entries whose gradient is ~0 are judged against the
+ * input's gradient scale rather than against rounding noise. The absolute
+ * 1e-8 (losses and inputs here are O(1)) is for gradients that are exactly
+ * zero analytically, as attention's dq and dk with one key: they come out
+ * as ~1e-16 of rounding (dP from an FMA GEMM minus D from a plain loop;
+ * OpenBLAS's AVX-512 kernels round differently from its AVX2 ones), and
+ * noise against noise is a relative error of 1. Returns the max error. */
 typedef struct {
   void (*forward)(void *ctx);
   void *ctx;
@@ -135,6 +140,8 @@ static inline double tu_gradcheck(const tu_gradfn *f, double *x, const double *g
     double den = fabs(fd) > fabs(g[i]) ? fabs(fd) : fabs(g[i]);
     if (den < 1e-3 * gmax)
       den = 1e-3 * gmax;
+    if (den < 1e-8)
+      den = 1e-8;
     const double err = den > 0 ? fabs(fd - g[i]) / den : fabs(fd - g[i]);
     if (!(err <= worst))
       worst = isnan(err) ? INFINITY : err;
