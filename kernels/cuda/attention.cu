@@ -64,7 +64,7 @@ int attn_env_tiling(int *fwd, int *bwd) {
 size_t mb_cuda_attn_bwd_workspace(const mb_attn_desc *d) {
   if (mb_cuda_attn_check(d) != MB_OK)
     return 0;
-  return attn_ws_dq_bytes(d) + attn_ws_dsum_bytes(d);
+  return attn_ws_dq_bytes(d) + attn_ws_stats_bytes(d);
 }
 
 /* The request for this device; force from the caller, or (AUTO) from

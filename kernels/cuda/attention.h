@@ -112,7 +112,8 @@ int mb_cuda_attn_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const vo
 /* Backward. out and lse are the forward's, dout = dLoss/dout; writes dq, dk,
  * dv (same dtype as q). Needs a device workspace of
  * mb_cuda_attn_bwd_workspace() bytes, 16-byte aligned (the dQ accumulator,
- * 8 bytes an element, and rowsum(dO * O): O(tokens), never O(L^2)). */
+ * 4 bytes an element, then rowsum(dO * O) and lse per token and head:
+ * O(tokens), never O(L^2)). */
 size_t mb_cuda_attn_bwd_workspace(const mb_attn_desc *d);
 int mb_cuda_attn_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
                      const float *lse, const void *dout, void *dq, void *dk, void *dv, void *workspace,

@@ -104,7 +104,8 @@ struct AttnArgs {
   const void *dout;             /* backward */
   void *dq, *dk, *dv;           /* backward */
   float *dq_accum;              /* backward, fast mode: f32 [tokens, H, D] */
-  float *dsum;                  /* backward: f32 [tokens, H], rowsum(dO * O) */
+  float *dsum;                  /* backward: f32 [H, tokens], rowsum(dO * O) (attn_stat_index) */
+  float *lse2t;                 /* backward: f32 [H, tokens], lse in log2 units (attn_stat_index) */
   const float *q_descale, *k_descale, *v_descale; /* fp8: device scalars or NULL (= 1) */
   const int32_t *key_mask;                        /* padded: [B, L] or NULL */
   const int32_t *cu_seqlens;                      /* varlen: [nseq + 1] or NULL */
@@ -134,6 +135,14 @@ static inline AttnArgs attn_args_from_desc(const mb_attn_desc *d) {
 }
 
 static inline int attn_tokens(const mb_attn_desc *d) { return d->batch * d->seqlen; }
+
+/* The backward's per-(token, head) statistics, dsum and lse2t, are stored
+ * head-major, [H, tokens]: a tile's queries are then consecutive floats, so
+ * a warp reads them in whole sectors (lse itself, the forward's output, is
+ * [tokens, H]: 64 queries of one head there are 64 sectors). */
+__host__ __device__ __forceinline__ int64_t attn_stat_index(const AttnArgs &a, int64_t token, int h) {
+  return (int64_t)h * a.batch * a.seqlen + token;
+}
 
 /* One sequence: tokens start .. start+n-1; mask (padded mode) marks the
  * real tokens of this sequence, NULL when all are real. */
@@ -343,6 +352,13 @@ __device__ __forceinline__ uint64_t attn_wgmma_desc_sw128(const void *smem, uint
   return attn_wgmma_desc(smem, lbo_bytes, sbo_bytes) | (1ull << 62);
 }
 #endif
+/* K-major, 16-bit, swizzled: what to add to the descriptor's start (16-byte
+ * units) for k-step kk (16 columns) of a tile of `rows` rows stored as
+ * [D / 64][rows][64]: 32 bytes along the 128-byte row, and every fourth
+ * step the next 64-column piece (rows x 128 bytes). */
+__host__ __device__ __forceinline__ uint64_t attn_sw128_kstep(int kk, int rows) {
+  return (uint64_t)((kk & 3) * 2 + (kk >> 2) * rows * 8);
+}
 
 /* PTX prmt (__byte_perm): byte i of the result is byte (sel >> 4 i) & 7 of
  * the eight bytes b:a (a's bytes 0-3, b's 4-7). Written out for the host
@@ -484,6 +500,39 @@ __device__ __forceinline__ void attn_load_rows_core(T *dst, const T *src, int64_
   for (int k = 0; k < ROWS / RS; k++) {
     const bool ok = k * RS < left;
     attn_cp_async16(s + k * RS * D, ok ? g : src, ok); /* src: any valid address (not read) */
+    g += step;
+  }
+}
+
+/* Copy ROWS rows of D elements (rows row0.. of a sequence whose row r is at
+ * src + r * ld) into shared memory in the 128-byte-swizzled layout TMA
+ * writes and wgmma's mode 1 reads (attention_wgmma.cuh, the Hopper
+ * backward): pieces of 128 bytes per row, [D / P][ROWS][P] with P = 128 /
+ * sizeof(T) elements, 16-byte chunk c of row r stored at chunk c ^ (r % 8);
+ * rows at or past nvalid become zeros. dst is 1024-byte aligned. All NT
+ * threads take part: 8 consecutive threads copy the 8 chunks of one row's
+ * piece, so each quarter warp (a 16-byte access is served 8 threads at a
+ * time) reads 128 contiguous bytes -- 4 whole sectors -- and writes 8
+ * distinct 16-byte bank groups. The core-matrix order of attn_load_rows_core
+ * (8 rows' chunk c per quarter warp) reads 8 half-used sectors per quarter
+ * warp instead: the H200 profile of the backward counted twice the ideal
+ * sectors, every load of Q, dO, K and V (bench/results/h200-2026-11-28-b). */
+template <typename T, int D, int ROWS, int NT>
+__device__ __forceinline__ void attn_load_rows_sw128(T *dst, const T *src, int64_t ld, int row0, int nvalid) {
+  constexpr int CHUNK = 16 / sizeof(T), P = 128 / sizeof(T), PIECES = D / P;
+  static_assert(D % P == 0, "rows of whole 128-byte pieces");
+  static_assert(NT % (8 * PIECES) == 0, "a thread keeps one chunk of one piece");
+  constexpr int RS = NT / (8 * PIECES); /* rows per pass */
+  static_assert(RS % 8 == 0 && ROWS % RS == 0, "whole passes of whole 8-row swizzle groups");
+  const int i = (int)threadIdx.x, c = i & 7, piece = (i >> 3) % PIECES, r0 = (i >> 3) / PIECES;
+  const int left = nvalid - row0 - r0; /* pass k is real iff k RS < left */
+  const T *g = src + (int64_t)(row0 + r0) * ld + piece * P + c * CHUNK;
+  const int64_t step = (int64_t)RS * ld;
+  T *s = dst + piece * ROWS * P + r0 * P + (c ^ (r0 & 7)) * CHUNK; /* RS % 8 == 0: the same XOR every pass */
+#pragma unroll
+  for (int k = 0; k < ROWS / RS; k++) {
+    const bool ok = k * RS < left;
+    attn_cp_async16(s + k * RS * P, ok ? g : src, ok); /* src: any valid address (not read) */
     g += step;
   }
 }
@@ -674,8 +723,8 @@ __device__ __forceinline__ void attn_bwd_row_stats(const AttnArgs &a, const Attn
   for (int hr = 0; hr < 2; hr++) {
     const int r = r0 + hr * 8;
     live[hr] = r < g.n && (!g.mask || g.mask[r] != 0);
-    const int64_t lr = (int64_t)(g.start + r) * a.heads + h;
-    lse2[hr] = live[hr] ? a.lse[lr] * ATTN_LOG2E : INFINITY;
+    const int64_t lr = attn_stat_index(a, g.start + r, h);
+    lse2[hr] = live[hr] ? a.lse2t[lr] : INFINITY;
     dsum[hr] = live[hr] ? a.dsum[lr] : 0.0f;
   }
 }
@@ -767,9 +816,9 @@ __device__ __forceinline__ float attn_block_max(float v, float *scratch) {
 }
 
 /* Backward preparation, one warp per (token, head) row: dsum = rowsum(dO * O)
- * in f32 (the softmax backward's D), and the dQ accumulator (f32 or fixed
- * point) and its flag zeroed when there is one. Padded rows have O = 0, so
- * their D is 0. */
+ * in f32 (the softmax backward's D) and lse2t = lse log2(e), both stored
+ * head-major (attn_stat_index), and the dQ accumulator zeroed when there is
+ * one. Padded rows have O = 0, so their D is 0. */
 template <typename T> __global__ void attn_bwd_prep(AttnArgs a) {
   const int64_t rows = (int64_t)a.batch * a.seqlen * a.heads;
   const int lane = threadIdx.x & 31;
@@ -780,8 +829,11 @@ template <typename T> __global__ void attn_bwd_prep(AttnArgs a) {
     for (int e = lane; e < a.head_dim; e += 32)
       s += AttnType<T>::load(o, e) * AttnType<T>::load(dout, e);
     s = attn_warp_sum(s);
+    const int64_t st = attn_stat_index(a, row / a.heads, (int)(row % a.heads));
     if (lane == 0)
-      a.dsum[row] = s;
+      a.dsum[st] = s;
+    else if (lane == 1)
+      a.lse2t[st] = a.lse[row] * ATTN_LOG2E;
     if (a.dq_accum)
       for (int e = lane; e < a.head_dim; e += 32)
         a.dq_accum[row * a.head_dim + e] = 0.0f;
@@ -835,19 +887,20 @@ int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const voi
 int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, const void *v, const float *qds,
                        const float *kds, const float *vds, void *out, float *lse, cudaStream_t s);
 
-/* Workspace layout of the backward (both kernels use the same): the dQ
+/* Workspace layout of the backward (every kernel uses the same): the dQ
  * accumulator [tokens, H, D] f32 (the flash kernel's fast mode only), then
- * rowsum(dO * O) [tokens, H] f32. */
+ * the statistics, f32 [H, tokens] each: rowsum(dO * O) and lse log2(e). */
 static inline size_t attn_align256(size_t n) { return (n + 255) & ~(size_t)255; }
 static inline size_t attn_ws_dq_bytes(const mb_attn_desc *d) {
   return attn_align256((size_t)attn_tokens(d) * d->heads * d->head_dim * sizeof(float));
 }
-static inline size_t attn_ws_dsum_bytes(const mb_attn_desc *d) {
+static inline size_t attn_ws_stat_plane_bytes(const mb_attn_desc *d) {
   return attn_align256((size_t)attn_tokens(d) * d->heads * sizeof(float));
 }
+static inline size_t attn_ws_stats_bytes(const mb_attn_desc *d) { return 2 * attn_ws_stat_plane_bytes(d); }
 
 /* The backward's argument block: inputs, gradients and the workspace (the
- * f32 dQ accumulator, then rowsum(dO * O)). */
+ * f32 dQ accumulator, then the statistics). */
 static inline AttnArgs attn_bwd_args(const mb_attn_desc *d, const void *q, const void *k, const void *v,
                                      const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
                                      void *ws) {
@@ -863,6 +916,7 @@ static inline AttnArgs attn_bwd_args(const mb_attn_desc *d, const void *q, const
   a.dv = dv;
   a.dq_accum = (float *)ws;
   a.dsum = (float *)((unsigned char *)ws + attn_ws_dq_bytes(d));
+  a.lse2t = (float *)((unsigned char *)a.dsum + attn_ws_stat_plane_bytes(d));
   return a;
 }
 

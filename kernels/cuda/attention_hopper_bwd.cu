@@ -18,12 +18,18 @@
  *         and D = rowsum(dO * O) are per query: per column here)
  *   dV += P^T dO_i and dK += dS^T Q_i   (wgmma.m64nDk16, A from registers,
  *                                        dO and Q read MN-major)
- * dK = scale dK at the end. Q, dO go through a two-stage ring a whole tile
- * ahead (cp.async.wait_group 1, fence.proxy.async, a barrier), the query
- * tile's lse and D through registers loaded a tile ahead and stored into
- * the stage's shared slots. Layouts: the core-matrix layout of
- * attention_wgmma.cuh for K, V, Q, dO (one copy of Q and dO serves as the
- * K-major B of the first products and the MN-major B of the second).
+ * dK = scale dK at the end. At D = 64 the four products are issued as
+ * soon as their inputs exist (P^T's exponentials under dP^T, dS^T under
+ * dV); at D = 128 that costs ptxas a spill, and the products go in pairs.
+ * Q, dO go through a two-stage ring a whole tile ahead
+ * (cp.async.wait_group 1, fence.proxy.async, a barrier), the query tile's
+ * lse and D (head-major in the workspace: one sector per 8 queries) through
+ * registers loaded a tile ahead and stored into the stage's shared slots.
+ * Layout: TMA's 128-byte swizzle (attn_load_rows_sw128; wgmma's mode 1)
+ * for K, V, Q, dO, one copy of Q and dO serving as the K-major B of the
+ * first products and the MN-major B of the second. The no-swizzle
+ * core-matrix layout it replaced read every tile in half-used sectors
+ * (the H200 profile: 2.0x the ideal L2 sectors in both kernels).
  */
 #include "kernels/cuda/attention_common.cuh"
 
@@ -32,8 +38,8 @@ namespace {
 template <int D> struct HopperBwdCfg {
   static constexpr int NT = 256, BKV = 128, BQ = 64;
   template <typename T> static constexpr size_t smem_bytes() {
-    /* K, V; two stages of Q and dO; two stages of lse (log2 units) and D; key flags */
-    return (size_t)(2 * BKV + 4 * BQ) * D * sizeof(T) + 4 * BQ * sizeof(float) + BKV * sizeof(int);
+    /* alignment; K, V; two stages of Q and dO; two stages of lse (log2 units) and D; key flags */
+    return 1024 + (size_t)(2 * BKV + 4 * BQ) * D * sizeof(T) + 4 * BQ * sizeof(float) + BKV * sizeof(int);
   }
 };
 
@@ -42,9 +48,9 @@ template <int D> struct HopperBwdCfg {
  * the query is not a real, unmasked token, so P = 0) or D (0 then). */
 __device__ __forceinline__ float bwd_query_stat(const AttnArgs &a, const AttnSeg &g, int h, int q, bool want_lse) {
   const bool live = q < g.n && (!g.mask || g.mask[q] != 0);
-  const int64_t idx = (int64_t)(g.start + q) * a.heads + h;
+  const int64_t idx = attn_stat_index(a, g.start + q, h); /* consecutive q: consecutive floats */
   if (want_lse)
-    return live ? a.lse[idx] * ATTN_LOG2E : INFINITY;
+    return live ? a.lse2t[idx] : INFINITY;
   return live ? a.dsum[idx] : 0.0f;
 }
 #endif
@@ -56,7 +62,9 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
   constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ;
   constexpr int NS = BQ / 8; /* n8 tiles of S^T, dP^T per warp (16 keys x BQ queries) */
   constexpr int NO = D / 8;  /* n8 tiles of dK, dV per warp */
-  ATTN_DYNAMIC_SMEM(T, sK);
+  constexpr bool OVERLAP = D == 64; /* products overlap the softmax (below) */
+  ATTN_DYNAMIC_SMEM(unsigned char, raw);
+  T *sK = reinterpret_cast<T *>(attn_align_smem_1024(raw)); /* the swizzle's 1024-byte groups */
   T *sV = sK + BKV * D;
   T *sQ = sV + BKV * D;  /* two stages */
   T *sdO = sQ + 2 * BQ * D; /* two stages */
@@ -84,14 +92,19 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
   }
   const bool keep0 = sKeep[krow] != 0, keep1 = sKeep[krow + 8] != 0;
 
-  /* Descriptors (attention_wgmma.cuh): K, V as this warpgroup's A (64 keys,
-   * K-major over D); Q, dO as B, K-major (S^T, dP^T: k = head dim) and
-   * MN-major (dK, dV: k = query). A k-step over the head dimension is +16
-   * (256 bytes), over queries +2 D (two 8-row groups); a stage is BQ D / 8. */
-  const uint64_t kdesc = attn_wgmma_desc(sK + (warp >> 2) * 64 * D, 128, 16 * D);
-  const uint64_t vdesc = attn_wgmma_desc(sV + (warp >> 2) * 64 * D, 128, 16 * D);
-  const uint64_t qdesc_k = attn_wgmma_desc(sQ, 128, 16 * D), qdesc_mn = attn_wgmma_desc(sQ, 16 * D, 128);
-  const uint64_t dodesc_k = attn_wgmma_desc(sdO, 128, 16 * D), dodesc_mn = attn_wgmma_desc(sdO, 16 * D, 128);
+  /* Descriptors in 16-byte units, the 128-byte swizzle (attention_wgmma.cuh;
+   * tiles [D / 64][rows][64] as attn_load_rows_sw128 writes them): K, V as
+   * this warpgroup's A (64 keys, K-major over D); Q, dO as B, K-major (S^T,
+   * dP^T: k = head dim) and MN-major (dK, dV: k = query, the 64-column
+   * pieces LBO = BQ x 128 bytes apart). A k-step of 16 head-dim columns is
+   * +2 along the 128-byte row and every fourth one the next piece
+   * (attn_sw128_kstep); of 16 queries, 16 rows (+128); a stage is
+   * BQ D / 8. */
+  const uint64_t kdesc = attn_wgmma_desc_sw128(sK + (warp >> 2) * 64 * 64, 16, 1024);
+  const uint64_t vdesc = attn_wgmma_desc_sw128(sV + (warp >> 2) * 64 * 64, 16, 1024);
+  const uint64_t qdesc_k = attn_wgmma_desc_sw128(sQ, 16, 1024), qdesc_mn = attn_wgmma_desc_sw128(sQ, BQ * 128, 1024);
+  const uint64_t dodesc_k = attn_wgmma_desc_sw128(sdO, 16, 1024);
+  const uint64_t dodesc_mn = attn_wgmma_desc_sw128(sdO, BQ * 128, 1024);
   constexpr uint64_t STAGE = BQ * D / 8;
 
   const int istart = a.causal ? j0 : 0; /* causal: queries before j0 see none of these keys */
@@ -101,14 +114,14 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
    * when there is none); tile 0's statistics straight to shared memory,
    * tile 1's into a register (thread c < BQ: lse of query c, BQ <= c < 2 BQ:
    * D of query c - BQ). */
-  attn_load_rows_core<T, D, BKV, NT>(sK, Kg, a.ld, j0, g.n);
-  attn_load_rows_core<T, D, BKV, NT>(sV, Vg, a.ld, j0, g.n);
-  attn_load_rows_core<T, D, BQ, NT>(sQ, Qg, a.ld, istart, g.n);
-  attn_load_rows_core<T, D, BQ, NT>(sdO, dOg, a.ld, istart, g.n);
+  attn_load_rows_sw128<T, D, BKV, NT>(sK, Kg, a.ld, j0, g.n);
+  attn_load_rows_sw128<T, D, BKV, NT>(sV, Vg, a.ld, j0, g.n);
+  attn_load_rows_sw128<T, D, BQ, NT>(sQ, Qg, a.ld, istart, g.n);
+  attn_load_rows_sw128<T, D, BQ, NT>(sdO, dOg, a.ld, istart, g.n);
   attn_cp_async_commit();
   if (nqt > 1) {
-    attn_load_rows_core<T, D, BQ, NT>(sQ + BQ * D, Qg, a.ld, istart + BQ, g.n);
-    attn_load_rows_core<T, D, BQ, NT>(sdO + BQ * D, dOg, a.ld, istart + BQ, g.n);
+    attn_load_rows_sw128<T, D, BQ, NT>(sQ + BQ * D, Qg, a.ld, istart + BQ, g.n);
+    attn_load_rows_sw128<T, D, BQ, NT>(sdO + BQ * D, dOg, a.ld, istart + BQ, g.n);
   }
   attn_cp_async_commit();
   const bool stat_thread = tid < 2 * BQ, stat_lse = tid < BQ;
@@ -131,21 +144,33 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
     __syncthreads(); /* tile it and its statistics visible to all */
     const float *lse2 = sStat + stage * 2 * BQ, *dsum = lse2 + BQ;
 
+    /* OVERLAP (D = 64): four batches, each started as soon as its inputs
+     * exist, so the softmax's arithmetic runs under a product: S^T (batch
+     * 1) and dP^T (2) issued together; P^T once S^T is in (wait 1), and
+     * dV += P^T dO (3) issued; dS^T once dP^T is in (wait 1 again: batches
+     * complete in order), and dK += dS^T Q (4) issued; then wait for all.
+     * At D = 128 the in-flight dV and P^T fragment leave ptxas too few of
+     * the 255 registers (it spills): there P^T and dS^T are computed with
+     * nothing in flight, then both products issued together. */
     float st[1][NS][4], dpt[1][NS][4]; /* S^T, dP^T: rows = keys, columns = queries */
     attn_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-      AttnWgmma<T, BQ>::ss(&st[0][0][0], kdesc + 16 * kk, qdesc_k + stage * STAGE + 16 * kk, kk > 0);
+      AttnWgmma<T, BQ>::ss(&st[0][0][0], kdesc + attn_sw128_kstep(kk, BKV),
+                           qdesc_k + stage * STAGE + attn_sw128_kstep(kk, BQ), kk > 0);
+    attn_wgmma_commit();
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-      AttnWgmma<T, BQ>::ss(&dpt[0][0][0], vdesc + 16 * kk, dodesc_k + stage * STAGE + 16 * kk, kk > 0);
+      AttnWgmma<T, BQ>::ss(&dpt[0][0][0], vdesc + attn_sw128_kstep(kk, BKV),
+                           dodesc_k + stage * STAGE + attn_sw128_kstep(kk, BQ), kk > 0);
     attn_wgmma_commit();
-    attn_wgmma_wait<0>();
+    attn_wgmma_wait<OVERLAP ? 1 : 0>(); /* S^T (and dP^T unless OVERLAP) */
     attn_wgmma_pin<NS * 4>(&st[0][0][0]);
-    attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
+    if constexpr (!OVERLAP)
+      attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
 
-    /* P^T and dS^T in place; masked keys (padding, past the end) and,
-     * causal, keys after the query get P = 0 */
+    /* P^T in place; masked keys (padding, past the end) and, causal, keys
+     * after the query get P = 0 */
     const bool causal_tile = a.causal && i0 < j0 + BKV - 1; /* some key of the tile is after some query */
 #pragma unroll
     for (int nj = 0; nj < NS; nj++)
@@ -156,21 +181,39 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
         if ((hidden && !((e >> 1) ? keep1 : keep0)) || (causal_tile && kr > i0 + c))
           p = 0.0f;
         st[0][nj][e] = p;
-        dpt[0][nj][e] = p * (dpt[0][nj][e] - dsum[c]);
       }
     uint32_t pa[BQ / 16][4], dsa[BQ / 16][4]; /* P^T and dS^T as A fragments (rounded to T) */
 #pragma unroll
-    for (int kk = 0; kk < BQ / 16; kk++) {
+    for (int kk = 0; kk < BQ / 16; kk++)
       attn_c_to_a<T>(st[0][2 * kk], st[0][2 * kk + 1], pa[kk]);
-      attn_c_to_a<T>(dpt[0][2 * kk], dpt[0][2 * kk + 1], dsa[kk]);
+    if constexpr (OVERLAP) {
+      attn_wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < BQ / 16; kk++)
+        AttnWgmma<T, D>::rs_mn(&dv[0][0][0], pa[kk], dodesc_mn + stage * STAGE + 128 * kk, true);
+      attn_wgmma_commit();
+      attn_wgmma_wait<1>(); /* dP^T (dV += P^T dO may still run) */
+      attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
     }
+
+    /* dS^T = P^T (dP^T - D) in place */
+#pragma unroll
+    for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        dpt[0][nj][e] = st[0][nj][e] * (dpt[0][nj][e] - dsum[nj * 8 + 2 * tq + (e & 1)]);
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++)
+      attn_c_to_a<T>(dpt[0][2 * kk], dpt[0][2 * kk + 1], dsa[kk]);
     attn_wgmma_fence();
+    if constexpr (!OVERLAP) {
+#pragma unroll
+      for (int kk = 0; kk < BQ / 16; kk++)
+        AttnWgmma<T, D>::rs_mn(&dv[0][0][0], pa[kk], dodesc_mn + stage * STAGE + 128 * kk, true);
+    }
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; kk++)
-      AttnWgmma<T, D>::rs_mn(&dv[0][0][0], pa[kk], dodesc_mn + stage * STAGE + 2 * D * kk, true);
-#pragma unroll
-    for (int kk = 0; kk < BQ / 16; kk++)
-      AttnWgmma<T, D>::rs_mn(&dk[0][0][0], dsa[kk], qdesc_mn + stage * STAGE + 2 * D * kk, true);
+      AttnWgmma<T, D>::rs_mn(&dk[0][0][0], dsa[kk], qdesc_mn + stage * STAGE + 128 * kk, true);
     attn_wgmma_commit();
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NO * 4>(&dv[0][0][0]);
@@ -187,8 +230,8 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
       next_stat = bwd_query_stat(a, g, h, i0 + 2 * BQ + stat_c, stat_lse);
     __syncthreads(); /* every warp is done with this stage */
     if (it + 2 < nqt) {
-      attn_load_rows_core<T, D, BQ, NT>(sQ + stage * BQ * D, Qg, a.ld, i0 + 2 * BQ, g.n);
-      attn_load_rows_core<T, D, BQ, NT>(sdO + stage * BQ * D, dOg, a.ld, i0 + 2 * BQ, g.n);
+      attn_load_rows_sw128<T, D, BQ, NT>(sQ + stage * BQ * D, Qg, a.ld, i0 + 2 * BQ, g.n);
+      attn_load_rows_sw128<T, D, BQ, NT>(sdO + stage * BQ * D, dOg, a.ld, i0 + 2 * BQ, g.n);
     }
     attn_cp_async_commit();
   }
@@ -221,22 +264,30 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
  *   S = Q K^T, dP = dO V^T   (wgmma.m64n64k16, A and B from shared memory)
  *   dS = P (dP - D), P = exp(scale S - lse)   (per row: as the forward)
  *   dQ += dS K   (wgmma.m64nDk16, dS from registers, K read MN-major).
- * K and V go through a two-stage ring a tile ahead, as in the forward. */
+ * S and dP are separate batches, so P's exponentials run under dP. K and
+ * V go through a two-stage ring a tile ahead, as in the forward, in the
+ * 128-byte-swizzled layout. */
 template <int D> struct HopperDqCfg {
   static constexpr int NT = 256, BQ = 128, BK = 64;
+  /* CTAs per SM the kernel is built for: at D = 64 two fit (<= 128
+   * registers, 2 x 67 KB of shared memory), so one CTA's loads and barriers
+   * hide under the other's products; at D = 128 one (162 registers). */
+  static constexpr int MIN_CTAS = D == 64 ? 2 : 1;
   template <typename T> static constexpr size_t smem_bytes() {
-    return (size_t)(2 * BQ + 4 * BK) * D * sizeof(T) + BK * sizeof(int); /* Q, dO; two stages of K, V; flags */
+    /* alignment; Q, dO; two stages of K, V; key flags */
+    return 1024 + (size_t)(2 * BQ + 4 * BK) * D * sizeof(T) + BK * sizeof(int);
   }
 };
 
 template <typename T, int D>
-__global__ void __launch_bounds__(HopperDqCfg<D>::NT, 1) attn_hopper_dq_kernel(AttnArgs a) {
+__global__ void __launch_bounds__(HopperDqCfg<D>::NT, HopperDqCfg<D>::MIN_CTAS) attn_hopper_dq_kernel(AttnArgs a) {
 #if ATTN_HAS_WGMMA
   typedef HopperDqCfg<D> C;
   constexpr int NT = C::NT, BQ = C::BQ, BK = C::BK;
   constexpr int NS = BK / 8; /* n8 tiles of S, dP per warp */
   constexpr int NQ = D / 8;  /* n8 tiles of dQ per warp */
-  ATTN_DYNAMIC_SMEM(T, sQ);
+  ATTN_DYNAMIC_SMEM(unsigned char, raw);
+  T *sQ = reinterpret_cast<T *>(attn_align_smem_1024(raw)); /* the swizzle's 1024-byte groups */
   T *sdO = sQ + BQ * D;
   T *sK = sdO + BQ * D;     /* two stages */
   T *sV = sK + 2 * BK * D; /* two stages */
@@ -257,26 +308,27 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, 1) attn_hopper_dq_kernel(A
   bool live[2];
   attn_bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
 
-  /* Q, dO: this warpgroup's 64 rows as A (K-major); K, V as B: K-major for
-   * S and dP, K also MN-major for dS K (k = key). */
-  const uint64_t qdesc = attn_wgmma_desc(sQ + (warp >> 2) * 64 * D, 128, 16 * D);
-  const uint64_t dodesc = attn_wgmma_desc(sdO + (warp >> 2) * 64 * D, 128, 16 * D);
-  const uint64_t kdesc_k = attn_wgmma_desc(sK, 128, 16 * D), kdesc_mn = attn_wgmma_desc(sK, 16 * D, 128);
-  const uint64_t vdesc = attn_wgmma_desc(sV, 128, 16 * D);
+  /* 128-byte swizzle, as the dK, dV kernel: Q, dO this warpgroup's 64 rows
+   * as A (K-major); K, V as B: K-major for S and dP, K also MN-major for
+   * dS K (k = key; pieces BK x 128 bytes apart). */
+  const uint64_t qdesc = attn_wgmma_desc_sw128(sQ + (warp >> 2) * 64 * 64, 16, 1024);
+  const uint64_t dodesc = attn_wgmma_desc_sw128(sdO + (warp >> 2) * 64 * 64, 16, 1024);
+  const uint64_t kdesc_k = attn_wgmma_desc_sw128(sK, 16, 1024), kdesc_mn = attn_wgmma_desc_sw128(sK, BK * 128, 1024);
+  const uint64_t vdesc = attn_wgmma_desc_sw128(sV, 16, 1024);
   constexpr uint64_t STAGE = BK * D / 8;
 
   /* causal: keys past this tile's last query are masked for all of it */
   const int jend = a.causal ? min(g.n, i0 + BQ) : g.n;
   const int nkt = (jend + BK - 1) / BK;
 
-  attn_load_rows_core<T, D, BQ, NT>(sQ, Qg, a.ld, i0, g.n);
-  attn_load_rows_core<T, D, BQ, NT>(sdO, dOg, a.ld, i0, g.n);
-  attn_load_rows_core<T, D, BK, NT>(sK, Kg, a.ld, 0, g.n);
-  attn_load_rows_core<T, D, BK, NT>(sV, Vg, a.ld, 0, g.n);
+  attn_load_rows_sw128<T, D, BQ, NT>(sQ, Qg, a.ld, i0, g.n);
+  attn_load_rows_sw128<T, D, BQ, NT>(sdO, dOg, a.ld, i0, g.n);
+  attn_load_rows_sw128<T, D, BK, NT>(sK, Kg, a.ld, 0, g.n);
+  attn_load_rows_sw128<T, D, BK, NT>(sV, Vg, a.ld, 0, g.n);
   attn_cp_async_commit();
   if (nkt > 1) {
-    attn_load_rows_core<T, D, BK, NT>(sK + BK * D, Kg, a.ld, BK, g.n);
-    attn_load_rows_core<T, D, BK, NT>(sV + BK * D, Vg, a.ld, BK, g.n);
+    attn_load_rows_sw128<T, D, BK, NT>(sK + BK * D, Kg, a.ld, BK, g.n);
+    attn_load_rows_sw128<T, D, BK, NT>(sV + BK * D, Vg, a.ld, BK, g.n);
   }
   attn_cp_async_commit();
 
@@ -300,16 +352,17 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, 1) attn_hopper_dq_kernel(A
       attn_wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; kk++)
-        AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + 16 * kk, kdesc_k + stage * STAGE + 16 * kk, kk > 0);
+        AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + attn_sw128_kstep(kk, BQ),
+                             kdesc_k + stage * STAGE + attn_sw128_kstep(kk, BK), kk > 0);
+      attn_wgmma_commit();
 #pragma unroll
       for (int kk = 0; kk < D / 16; kk++)
-        AttnWgmma<T, BK>::ss(&dp[0][0][0], dodesc + 16 * kk, vdesc + stage * STAGE + 16 * kk, kk > 0);
+        AttnWgmma<T, BK>::ss(&dp[0][0][0], dodesc + attn_sw128_kstep(kk, BQ),
+                             vdesc + stage * STAGE + attn_sw128_kstep(kk, BK), kk > 0);
       attn_wgmma_commit();
-      attn_wgmma_wait<0>();
+      attn_wgmma_wait<1>(); /* S; P's exponentials run under dP = dO V^T */
       attn_wgmma_pin<NS * 4>(&s[0][0][0]);
-      attn_wgmma_pin<NS * 4>(&dp[0][0][0]);
       const bool need_mask = hidden || (a.causal && j0 + BK - 1 > i0 + w16);
-      uint32_t dsa[BK / 16][4]; /* dS as A fragments (rounded to T) */
 #pragma unroll
       for (int nj = 0; nj < NS; nj++)
 #pragma unroll
@@ -321,15 +374,23 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, 1) attn_hopper_dq_kernel(A
             if (!sKeep[c - j0] || (a.causal && c > r))
               p = 0.0f;
           }
-          dp[0][nj][e] = p * (dp[0][nj][e] - dsum[hr]);
+          s[0][nj][e] = p;
         }
+      attn_wgmma_wait<0>(); /* dP */
+      attn_wgmma_pin<NS * 4>(&dp[0][0][0]);
+      uint32_t dsa[BK / 16][4]; /* dS as A fragments (rounded to T) */
+#pragma unroll
+      for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+          dp[0][nj][e] = s[0][nj][e] * (dp[0][nj][e] - dsum[e >> 1]);
 #pragma unroll
       for (int kk = 0; kk < BK / 16; kk++)
         attn_c_to_a<T>(dp[0][2 * kk], dp[0][2 * kk + 1], dsa[kk]);
       attn_wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < BK / 16; kk++)
-        AttnWgmma<T, D>::rs_mn(&dq[0][0][0], dsa[kk], kdesc_mn + stage * STAGE + 2 * D * kk, true);
+        AttnWgmma<T, D>::rs_mn(&dq[0][0][0], dsa[kk], kdesc_mn + stage * STAGE + 128 * kk, true);
       attn_wgmma_commit();
       attn_wgmma_wait<0>();
       attn_wgmma_pin<NQ * 4>(&dq[0][0][0]);
@@ -337,8 +398,8 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, 1) attn_hopper_dq_kernel(A
     }
     __syncthreads(); /* every warp is done with this stage and sKeep */
     if (kt + 2 < nkt) {
-      attn_load_rows_core<T, D, BK, NT>(sK + stage * BK * D, Kg, a.ld, j0 + 2 * BK, g.n);
-      attn_load_rows_core<T, D, BK, NT>(sV + stage * BK * D, Vg, a.ld, j0 + 2 * BK, g.n);
+      attn_load_rows_sw128<T, D, BK, NT>(sK + stage * BK * D, Kg, a.ld, j0 + 2 * BK, g.n);
+      attn_load_rows_sw128<T, D, BK, NT>(sV + stage * BK * D, Vg, a.ld, j0 + 2 * BK, g.n);
     }
     attn_cp_async_commit();
   }
@@ -375,6 +436,9 @@ template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnAr
   typedef HopperDqCfg<D> Q;
   MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    (int)Q::template smem_bytes<T>()));
+  if (Q::MIN_CTAS > 1) /* the carveout that fits them (a hint the driver may otherwise size for one) */
+    MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_dq_kernel<T, D>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                     (int)cudaSharedmemCarveoutMaxShared));
   auto *dq_kernel = attn_hopper_dq_kernel<T, D>;
   ATTN_LAUNCH(dq_kernel, attn_tile_grid(d, Q::BQ), Q::NT, Q::template smem_bytes<T>(), s, a);
   ATTN_LAUNCH_CHECK("attn_hopper_dq_kernel");

@@ -439,7 +439,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
   /* Descriptors in 16-byte units (attention_common.cuh, attn_wgmma_desc_sw128).
    * Q, K (K-major): a k-step of 16 columns is 32 bytes along the 128-byte
    * row (+2), every fourth one moves to the next 64-column chunk (rows x
-   * 128 bytes: +8 rows); 8-row groups 1024 bytes apart. V (MN-major): a
+   * 128 bytes: attn_sw128_kstep); 8-row groups 1024 bytes apart. V (MN-major): a
    * k-step of 16 keys is 16 rows (+128); its 64-column chunks are LBO =
    * BK x 128 bytes apart. A stage is BK D elements (+BK D / 8). */
   const AttnPingPong<PINGPONG> turn(cwarp >> 2);
@@ -447,7 +447,6 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
   const uint64_t kdesc = attn_wgmma_desc_sw128(sK, 16, 1024);
   const uint64_t vdesc = attn_wgmma_desc_sw128(sV, BK * 128, 1024);
   constexpr uint64_t STAGE = BK * D / 8;
-  auto kstep = [](int kk, int rows) { return (uint64_t)((kk & 3) * 2 + (kk >> 2) * rows * 8); };
 
   float o[1][NO][4], m[1][2], l[1][2];
   attn_fwd_init<1, NO>(o, m, l);
@@ -462,7 +461,8 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
     attn_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + kstep(kk, BQ), kdesc + kstep(kk, BK), kk > 0);
+      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + attn_sw128_kstep(kk, BQ), kdesc + attn_sw128_kstep(kk, BK),
+                           kk > 0);
     attn_wgmma_commit();
     turn.after_issue(false);
     attn_wgmma_wait<0>();
@@ -486,7 +486,8 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
     attn_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + kstep(kk, BQ), kdesc + sk * STAGE + kstep(kk, BK), kk > 0);
+      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + attn_sw128_kstep(kk, BQ),
+                           kdesc + sk * STAGE + attn_sw128_kstep(kk, BK), kk > 0);
     attn_wgmma_commit(); /* S_{kt+1} */
 #pragma unroll
     for (int kk = 0; kk < BK / 16; kk++)

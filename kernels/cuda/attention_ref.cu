@@ -141,7 +141,7 @@ template <typename T> __global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dq_
     sq[e] = AttnType<T>::load(q, row + e);
     sdo[e] = AttnType<T>::load(dout, row + e);
   }
-  const float lse = a.lse[(int64_t)t * a.heads + h], Di = a.dsum[(int64_t)t * a.heads + h];
+  const float lse = a.lse[(int64_t)t * a.heads + h], Di = a.dsum[attn_stat_index(a, t, h)];
   __syncthreads();
   float acc[REF_MAX_PER_THREAD];
 #pragma unroll
@@ -216,14 +216,14 @@ template <typename T> __global__ void __launch_bounds__(REF_NT) attn_ref_bwd_dkd
     float p = 0.0f, ds = 0.0f;
     if (i < g.n && ref_real(g, i)) {
       const int64_t qrow = (int64_t)(g.start + i) * a.ld + (int64_t)h * D;
-      const int64_t lrow = (int64_t)(g.start + i) * a.heads + h;
+      const int64_t lrow = (int64_t)(g.start + i) * a.heads + h, srow = attn_stat_index(a, g.start + i, h);
       float s = 0.0f, dp = 0.0f;
       for (int e = 0; e < D; e++) {
         s += AttnType<T>::load(q, qrow + e) * sk[e];
         dp += AttnType<T>::load(dout, qrow + e) * sv[e];
       }
       p = expf(a.scale * s - a.lse[lrow]);
-      ds = p * (dp - a.dsum[lrow]);
+      ds = p * (dp - a.dsum[srow]);
     }
     sp[tid] = p;
     sds[tid] = ds;
@@ -314,18 +314,8 @@ int attn_reference_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const 
   if (d->head_dim > REF_NT * REF_MAX_PER_THREAD)
     return MB_ERR(MB_EUNSUPPORTED, "cuda attention reference: head_dim %d exceeds %d", d->head_dim,
                   REF_NT * REF_MAX_PER_THREAD);
-  AttnArgs a = attn_args_from_desc(d);
-  a.q = q;
-  a.k = k;
-  a.v = v;
-  a.out = out;
-  a.lse = (float *)lse; /* read only in the backward */
-  a.dout = dout;
-  a.dq = dq;
-  a.dk = dk;
-  a.dv = dv;
+  AttnArgs a = attn_bwd_args(d, q, k, v, out, lse, dout, dq, dk, dv, ws);
   a.dq_accum = NULL; /* the reference sums dq in registers */
-  a.dsum = (float *)((unsigned char *)ws + attn_ws_dq_bytes(d));
   (void)ws_bytes; /* checked by the dispatcher */
   switch (dt) {
   case MB_F32: return ref_bwd_launch<float>(a, tokens, s);

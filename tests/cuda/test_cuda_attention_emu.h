@@ -1264,6 +1264,8 @@ ATTN_EMU_EXTERN_C cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr
 ATTN_EMU_EXTERN_C cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
   if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize && value > 227 * 1024)
     return cudaErrorInvalidValue;
+  if (attr == cudaFuncAttributePreferredSharedMemoryCarveout && (value < -1 || value > 100))
+    return cudaErrorInvalidValue;
   return cudaSuccess;
 }
 ATTN_EMU_EXTERN_C cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func) {
