@@ -14,7 +14,8 @@
  *                (P^T and dS^T read with ldmatrix.trans);
  *       phase 3, query rows 16w..: dQ_i += dS K_j, added to the f32
  *                accumulator with atomics (float2 atomics on sm_90).
- *     Q_{i+1} and dO_{i+1} are fetched (cp.async) during phase 3.
+ *     Q_{i+1} and dO_{i+1} are fetched (cp.async) during phase 3; at
+ *     D = 64 they go into a second stage and are fetched a tile ahead.
  *  3. attn_dq_convert: dq = scale * accumulator, rounded to T.
  * dK = scale * dS^T Q is scaled once at the end.
  * Two modes (mb_cuda_attn_set_deterministic):
@@ -36,12 +37,23 @@ template <int D> struct FlashBwdCfg {
   static constexpr int NW = 4, NT = 128, BK = 64, BQ = 64;
   static constexpr int LDS = D + 8;  /* Q, dO, K, V rows: +16 bytes */
   static constexpr int LDP = BK + 8; /* P, dS rows */
+  /* Stages of Q and dO in the main kernel: at D = 64 two, so tile i + 1
+   * arrives while tile i is computed (73 KB: the two CTAs per SM that the
+   * registers allow still fit); at D = 128 a second stage (+35 KB) would
+   * leave one CTA per SM, and the kernel keeps one. */
+  static constexpr int QSTAGES = D == 64 ? 2 : 1;
+  /* Stages of K and V in the dQ pass, likewise: at D = 64 two (65 KB:
+   * three CTAs per SM on Hopper, as the registers allow; two on an A100,
+   * which fitted three of the one-stage 47 KB); at D = 128 one (a second
+   * would exceed the 99 KB a CTA may have on sm_86 / sm_89). */
+  static constexpr int KSTAGES = D == 64 ? 2 : 1;
   template <typename T> static constexpr size_t smem_bytes() {
-    return (size_t)(2 * BK + 2 * BQ) * LDS * sizeof(T) + (size_t)2 * BQ * LDP * sizeof(T) + BK * sizeof(int);
+    return (size_t)(2 * BK + 2 * QSTAGES * BQ) * LDS * sizeof(T) + (size_t)2 * BQ * LDP * sizeof(T) +
+           BK * sizeof(int);
   }
-  /* the dQ pass: Q, dO, K, V and dS (no P) */
+  /* the dQ pass: Q, dO, KSTAGES stages of K and V, and dS (no P) */
   template <typename T> static constexpr size_t dq_smem_bytes() {
-    return (size_t)(2 * BK + 2 * BQ) * LDS * sizeof(T) + (size_t)BQ * LDP * sizeof(T) + BK * sizeof(int);
+    return (size_t)(2 * KSTAGES * BK + 2 * BQ) * LDS * sizeof(T) + (size_t)BQ * LDP * sizeof(T) + BK * sizeof(int);
   }
 };
 
@@ -109,15 +121,15 @@ __device__ __forceinline__ void bwd_p_ds(const AttnArgs &a, const T *sQ, const T
 template <typename T, int D, bool DET>
 __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(AttnArgs a) {
   typedef FlashBwdCfg<D> C;
-  constexpr int NT = C::NT, BK = C::BK, BQ = C::BQ, LDS = C::LDS, LDP = C::LDP;
+  constexpr int NT = C::NT, BK = C::BK, BQ = C::BQ, LDS = C::LDS, LDP = C::LDP, QSTAGES = C::QSTAGES;
   static_assert(BQ == 16 * C::NW && BK == 16 * C::NW, "each warp owns 16 rows in every phase");
   constexpr int NS = BK / 8; /* n8 tiles of S and dP per warp (16 rows x BK keys) */
   constexpr int NO = D / 8;  /* n8 tiles of dK, dV per warp (16 keys x D) */
   ATTN_DYNAMIC_SMEM(T, sK);
   T *sV = sK + BK * LDS;
-  T *sQ = sV + BK * LDS;
-  T *sdO = sQ + BQ * LDS;
-  T *sP = sdO + BQ * LDS;
+  T *sQ0 = sV + BK * LDS;           /* QSTAGES stages of Q_i ... */
+  T *sdO0 = sQ0 + QSTAGES * BQ * LDS; /* ... and of dO_i: query tile number it in stage it % QSTAGES */
+  T *sP = sdO0 + QSTAGES * BQ * LDS;
   T *sdS = sP + BQ * LDP;
   int *sKeep = reinterpret_cast<int *>(sdS + BQ * LDP);
 
@@ -151,9 +163,16 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
   const int istart = a.causal ? j0 / BQ * BQ : 0; /* causal: queries before j0 see none of these keys */
   attn_load_rows<T, D, BK, NT>(sK, LDS, Kg, a.ld, j0, g.n);
   attn_load_rows<T, D, BK, NT>(sV, LDS, Vg, a.ld, j0, g.n);
-  attn_load_rows<T, D, BQ, NT>(sQ, LDS, Qg, a.ld, istart, g.n);
-  attn_load_rows<T, D, BQ, NT>(sdO, LDS, dOg, a.ld, istart, g.n);
+  attn_load_rows<T, D, BQ, NT>(sQ0, LDS, Qg, a.ld, istart, g.n);
+  attn_load_rows<T, D, BQ, NT>(sdO0, LDS, dOg, a.ld, istart, g.n);
   attn_cp_async_commit();
+  if (QSTAGES == 2) { /* query tile 1 in the other stage (an empty group when there is none) */
+    if (istart + BQ < g.n) {
+      attn_load_rows<T, D, BQ, NT>(sQ0 + BQ * LDS, LDS, Qg, a.ld, istart + BQ, g.n);
+      attn_load_rows<T, D, BQ, NT>(sdO0 + BQ * LDS, LDS, dOg, a.ld, istart + BQ, g.n);
+    }
+    attn_cp_async_commit();
+  }
 
   float dk[NO][4], dv[NO][4];
 #pragma unroll
@@ -162,14 +181,18 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
     for (int e = 0; e < 4; e++)
       dk[j][e] = dv[j][e] = 0.0f;
 
-  for (int i0 = istart; i0 < g.n; i0 += BQ) {
+  for (int i0 = istart, it = 0; i0 < g.n; i0 += BQ, it++) {
+    T *sQ = sQ0 + (it % QSTAGES) * BQ * LDS, *sdO = sdO0 + (it % QSTAGES) * BQ * LDS;
     /* This thread's two query rows in phases 1 and 3, their log-sum-exp
      * (log2 units) and D. Padded rows and rows past the end get lse = +inf,
      * so P = 0 there. */
     float lse2[2], dsum[2];
     bool live[2];
     attn_bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
-    attn_cp_async_wait_all(); /* Q_i, dO_i (and K, V) */
+    if (QSTAGES == 2)
+      attn_cp_async_wait_group<1>(); /* Q_i, dO_i (and K, V); tile i + 1 may still be in flight */
+    else
+      attn_cp_async_wait_all(); /* Q_i, dO_i (and K, V) */
     __syncthreads();
 
     /* ---- phase 1: P and dS for query rows w16.. x all BK keys ---- */
@@ -203,12 +226,13 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
         attn_mma16816<T>(dk[2 * dj + 1], dsa, qb[2], qb[3]);
       }
     }
-    __syncthreads(); /* every warp is done with Q_i and dO_i */
-    if (i0 + BQ < g.n) {
-      attn_load_rows<T, D, BQ, NT>(sQ, LDS, Qg, a.ld, i0 + BQ, g.n);
-      attn_load_rows<T, D, BQ, NT>(sdO, LDS, dOg, a.ld, i0 + BQ, g.n);
-      attn_cp_async_commit();
+    __syncthreads(); /* every warp is done with Q_i and dO_i: their stage takes tile i + QSTAGES */
+    const int inext = i0 + QSTAGES * BQ;
+    if (inext < g.n) {
+      attn_load_rows<T, D, BQ, NT>(sQ, LDS, Qg, a.ld, inext, g.n);
+      attn_load_rows<T, D, BQ, NT>(sdO, LDS, dOg, a.ld, inext, g.n);
     }
+    attn_cp_async_commit(); /* one group per iteration (wait_group 1 counts on it) */
 
     /* ---- phase 3: dQ_i += dS K_j for query rows w16.., 64 dims at a time
      * (the fast mode's atomics; the deterministic mode has its own pass) ---- */
@@ -272,18 +296,21 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
  * main kernel's phase 1 (the same products, so the same dS bits), then
  * dQ_i += dS K_j. No atomics: the sum runs over j in order, so dq is the
  * same bits on every run, in f32 without a range limit. 3 tile products
- * per (i, j) on top of the main kernel's 4 (it skips its phase 3). */
+ * per (i, j) on top of the main kernel's 4 (it skips its phase 3). At
+ * D = 64, K_j and V_j come through a two-stage ring a tile ahead (they were
+ * loaded and waited for at the top of each tile, so every tile paid a
+ * load's latency that only the SM's other CTAs could hide). */
 template <typename T, int D>
 __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_dq_kernel(AttnArgs a) {
   typedef FlashBwdCfg<D> C;
-  constexpr int NT = C::NT, BK = C::BK, BQ = C::BQ, LDS = C::LDS, LDP = C::LDP;
+  constexpr int NT = C::NT, BK = C::BK, BQ = C::BQ, LDS = C::LDS, LDP = C::LDP, KSTAGES = C::KSTAGES;
   constexpr int NS = BK / 8; /* n8 tiles of S and dP per warp (16 rows x BK keys) */
   constexpr int NQ = D / 8;  /* n8 tiles of dQ per warp (16 rows x D) */
   ATTN_DYNAMIC_SMEM(T, sQ);
   T *sdO = sQ + BQ * LDS;
-  T *sK = sdO + BQ * LDS;
-  T *sV = sK + BK * LDS;
-  T *sdS = sV + BK * LDS;
+  T *sK0 = sdO + BQ * LDS;           /* KSTAGES stages of K_j ... */
+  T *sV0 = sK0 + KSTAGES * BK * LDS; /* ... and of V_j: key tile number kt in stage kt % KSTAGES */
+  T *sdS = sV0 + KSTAGES * BK * LDS;
   int *sKeep = reinterpret_cast<int *>(sdS + BQ * LDP);
 
   AttnSeg g;
@@ -301,8 +328,20 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_dq_kernel(A
   float lse2[2], dsum[2];
   bool live[2];
   attn_bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
+  /* causal: keys past this tile's last query row are masked for all of it */
+  const int jend = a.causal ? (i0 + BQ < g.n ? i0 + BQ : g.n) : g.n;
   attn_load_rows<T, D, BQ, NT>(sQ, LDS, Qg, a.ld, i0, g.n);
   attn_load_rows<T, D, BQ, NT>(sdO, LDS, dOg, a.ld, i0, g.n);
+  attn_load_rows<T, D, BK, NT>(sK0, LDS, Kg, a.ld, 0, g.n);
+  attn_load_rows<T, D, BK, NT>(sV0, LDS, Vg, a.ld, 0, g.n);
+  attn_cp_async_commit();
+  if (KSTAGES == 2) { /* key tile 1 (an empty group when there is none) */
+    if (BK < jend) {
+      attn_load_rows<T, D, BK, NT>(sK0 + BK * LDS, LDS, Kg, a.ld, BK, g.n);
+      attn_load_rows<T, D, BK, NT>(sV0 + BK * LDS, LDS, Vg, a.ld, BK, g.n);
+    }
+    attn_cp_async_commit();
+  }
 
   float dq[NQ][4];
 #pragma unroll
@@ -311,15 +350,11 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_dq_kernel(A
     for (int e = 0; e < 4; e++)
       dq[j][e] = 0.0f;
 
-  /* causal: keys past this tile's last query row are masked for all of it */
-  const int jend = a.causal ? (i0 + BQ < g.n ? i0 + BQ : g.n) : g.n;
-  for (int j0 = 0; j0 < jend; j0 += BK) {
+  for (int j0 = 0, kt = 0; j0 < jend; j0 += BK, kt++) {
+    T *sK = sK0 + (kt % KSTAGES) * BK * LDS, *sV = sV0 + (kt % KSTAGES) * BK * LDS;
     int hidden = 0, kept = 0;
     attn_bwd_mark_keys<BK, NT>(g, j0, tid, sKeep, &hidden, &kept);
-    attn_load_rows<T, D, BK, NT>(sK, LDS, Kg, a.ld, j0, g.n);
-    attn_load_rows<T, D, BK, NT>(sV, LDS, Vg, a.ld, j0, g.n);
-    attn_cp_async_commit();
-    attn_cp_async_wait_all(); /* K_j, V_j (and Q_i, dO_i on the first tile) */
+    attn_cp_async_wait_group<KSTAGES - 1>(); /* K_j, V_j (and Q_i, dO_i); tile j + 1 may still be in flight */
     kept = __syncthreads_or(kept); /* also publishes sKeep and every thread's copies */
     hidden = __syncthreads_or(hidden);
     if (kept) { /* a tile of padding keys only adds nothing */
@@ -350,7 +385,13 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_dq_kernel(A
       }
     }
     __syncthreads(); /* every warp is done with K_j, V_j, sKeep and its sdS rows */
+    if (j0 + KSTAGES * BK < jend) { /* their stage takes key tile j + KSTAGES */
+      attn_load_rows<T, D, BK, NT>(sK, LDS, Kg, a.ld, j0 + KSTAGES * BK, g.n);
+      attn_load_rows<T, D, BK, NT>(sV, LDS, Vg, a.ld, j0 + KSTAGES * BK, g.n);
+    }
+    attn_cp_async_commit(); /* one group per iteration (wait_group KSTAGES - 1 counts on it) */
   }
+  attn_cp_async_wait_all(); /* nothing may land after the CTA is gone */
 
   /* dq = scale * dS K for this tile's rows (padded rows: 0) */
 #pragma unroll
