@@ -282,7 +282,7 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
   else
     printf("\n(fwd: tiling v0, the default; fwd-v1: 8 warps x 16 rows; fwd-v2: wgmma, sm_90 only, at D=64 "
          "/ tiling 3's (two CTAs per SM);\n bwd: deterministic dQ, the default; bwd-fast: f32 atomics; bwd-b1: dK, dV "
-         "and dQ on wgmma, sm_90 only)\n");
+         "and dQ on wgmma, sm_90 only, at D=64 / tiling 2's (dK, dV warp-specialised))\n");
   printf("%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s\n",
          "L", "D", "B", "H", "fwd ms", "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "fwd-v2 ms", "TFLOP/s", "bwd ms",
          "TFLOP/s", "%peak", "fast ms", "TFLOP/s", "b1 ms", "TFLOP/s");
@@ -359,16 +359,20 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       const float bf = time_ms(&w);
       CHECK_MB(mb_cuda_attn_set_deterministic(1));
       const float b0 = time_ms(&w);
-      float b1 = 0.0f;
+      float b1 = 0.0f, b2 = 0.0f;
       if (v2) {
         CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(1));
         b1 = time_ms(&w);
+        if (D == 64) { /* tiling 2: the warp-specialised dK/dV kernel */
+          CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(2));
+          b2 = time_ms(&w);
+        }
         CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(0));
       }
       const double tf0 = fwd_flop / (f0 * 1e-3) / 1e12, tf1 = fwd_flop / (f1 * 1e-3) / 1e12;
       const double tb = bwd_flop / (b0 * 1e-3) / 1e12, tbf = bwd_flop / (bf * 1e-3) / 1e12;
       const double tf2 = v2 ? fwd_flop / (f2 * 1e-3) / 1e12 : 0.0, tf3 = f3 > 0 ? fwd_flop / (f3 * 1e-3) / 1e12 : 0.0;
-      const double tb1 = v2 ? bwd_flop / (b1 * 1e-3) / 1e12 : 0.0;
+      const double tb1 = v2 ? bwd_flop / (b1 * 1e-3) / 1e12 : 0.0, tb2 = b2 > 0 ? bwd_flop / (b2 * 1e-3) / 1e12 : 0.0;
       char v2ms[16] = "-", v2tf[16] = "-", b1ms[16] = "-", b1tf[16] = "-";
       if (v2) {
         snprintf(v2ms, sizeof v2ms, "%.3f", f2);
@@ -377,7 +381,10 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
         else
           snprintf(v2tf, sizeof v2tf, "%.1f", tf2);
         snprintf(b1ms, sizeof b1ms, "%.3f", b1);
-        snprintf(b1tf, sizeof b1tf, "%.1f", tb1);
+        if (b2 > 0) /* tiling 2 after the slash */
+          snprintf(b1tf, sizeof b1tf, "%.1f/%.0f", tb1, tb2);
+        else
+          snprintf(b1tf, sizeof b1tf, "%.1f", tb1);
       }
       printf("%-6d %-4d %-5d %-4d | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f | %-9s %-8s | %-9.3f %-8.1f %-6.1f | %-9.3f "
              "%-8.1f | %-9s %-8s\n",
@@ -405,6 +412,10 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
         json_object_set_new(r, "fwd_v4_tflops", json_real(fwd_flop / (f4 * 1e-3) / 1e12));
         json_object_set_new(r, "bwd_v1_ms", json_real(b1));
         json_object_set_new(r, "bwd_v1_tflops", json_real(tb1));
+        if (b2 > 0) {
+          json_object_set_new(r, "bwd_v2_ms", json_real(b2));
+          json_object_set_new(r, "bwd_v2_tflops", json_real(tb2));
+        }
       }
       json_object_set_new(r, "bwd_ms", json_real(b0));
       json_object_set_new(r, "bwd_tflops", json_real(tb));

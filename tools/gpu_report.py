@@ -57,7 +57,8 @@ def fastest_tilings(rows, min_len=1024):
             continue
         parts = []
         for what, keys in (("forward", [("0", "fwd_tflops")] + [(str(t), f"fwd_v{t}_tflops") for t in range(2, 7)]),
-                           ("backward", [("0 (deterministic)", "bwd_tflops"), ("1 (wgmma)", "bwd_v1_tflops")])):
+                           ("backward", [("0 (deterministic)", "bwd_tflops"), ("1 (wgmma)", "bwd_v1_tflops"),
+                                         ("2 (warp-specialised)", "bwd_v2_tflops")])):
             means = {name: gmean([r[k] for r in rs]) for name, k in keys if all(r.get(k) for r in rs)}
             if not means:
                 continue
@@ -240,7 +241,7 @@ class Report:
                f"order); default: what the dispatcher takes on this card (attn_env_tiling: on Hopper forward "
                f"tiling 5, backward 1 at D = 128 and 0 at D = 64), and the ratios are the default's; SDPA: "
                f"torch's scaled_dot_product_attention as a user calls it (its own backend choice)\n")
-        self.p("| L | D | fwd 0 | fwd wgmma | fwd default | peak | bwd 0 | bwd fast | bwd 1 | bwd default "
+        self.p("| L | D | fwd 0 | fwd wgmma | fwd default | peak | bwd 0 | bwd fast | bwd 1 / 2 | bwd default "
                "| fwd / SDPA | fwd / flash | fwd / cuDNN | bwd / SDPA | bwd / flash | bwd / flash (fast) "
                "| bwd / cuDNN |")
         self.p("|" + " ---: |" * 17)
@@ -249,11 +250,12 @@ class Report:
             v3 = "".join(" / " + f(r.get(f"fwd_v{t}_tflops"), ".1f") for t in range(3, 7)) \
                 if r.get("fwd_v2_tflops") else ""
             fk, bk = default_tilings(r)
+            b2 = " / " + f(r.get("bwd_v2_tflops"), ".1f") if r.get("bwd_v2_tflops") else ""
             peak = att.get("peak_bf16_gemm_tflops")
             share = f"{100 * r[fk] / peak:.0f}%" if peak and r.get(fk) else "-"
             self.p(f"| {r['L']} | {r['D']} | {r['fwd_tflops']:.1f} | {f(r.get('fwd_v2_tflops'), '.1f')}{v3} | "
                    f"{f(r.get(fk), '.1f')} | {share} | {r['bwd_tflops']:.1f} | {f(r.get('bwd_fast_tflops'), '.1f')} | "
-                   f"{f(r.get('bwd_v1_tflops'), '.1f')} | {f(r.get(bk), '.1f')} | "
+                   f"{f(r.get('bwd_v1_tflops'), '.1f')}{b2} | {f(r.get(bk), '.1f')} | "
                    f"{ratio(r, fk, 'default', 'fwd_tflops')} | "
                    f"{ratio(r, fk, 'flash', 'fwd_tflops')} | {ratio(r, fk, 'cudnn', 'fwd_tflops')} | "
                    f"{ratio(r, bk, 'default', 'bwd_tflops')} | "

@@ -876,14 +876,16 @@ int attn_hopper_fwd_runs(int *ok);
 int attn_env_tiling(int *fwd, int *bwd);
 /* The default backward on Hopper: tiling 1 at head_dim 128, 0 at 64 (where
  * the H200 measured tiling 0 a few per cent faster). */
-#define ATTN_BWD_BY_HEAD_DIM 2
+#define ATTN_BWD_BY_HEAD_DIM 16
 /* *tiling = the forward's tiling if it is a wgmma one (2-6) and it runs
  * here, else 0: the fp8 forward then takes a wgmma kernel too
  * (attention_flash_fwd.cu). */
 int attn_flash_fwd_wgmma_tiling(int *tiling);
-int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
-                    const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
-                    cudaStream_t s);
+/* Backward tilings 1 and 2 (attention_hopper_bwd.cu; 2: the warp-specialised
+ * dK/dV kernel at head_dim 64, tiling 1's at 128). */
+int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *q, const void *k, const void *v,
+                    const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws,
+                    size_t ws_bytes, cudaStream_t s);
 int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, const void *v, const float *qds,
                        const float *kds, const float *vds, void *out, float *lse, cudaStream_t s);
 

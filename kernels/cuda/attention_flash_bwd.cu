@@ -449,7 +449,7 @@ template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *
 } // namespace
 
 static bool flash_bwd_deterministic = true;
-static int flash_bwd_variant = -1; /* -1: not chosen yet (attn_env_tiling); 0, 1, ATTN_BWD_BY_HEAD_DIM */
+static int flash_bwd_variant = -1; /* -1: not chosen yet (attn_env_tiling); 0-2, ATTN_BWD_BY_HEAD_DIM */
 
 int mb_cuda_attn_set_deterministic(int on) {
   flash_bwd_deterministic = on != 0;
@@ -457,8 +457,8 @@ int mb_cuda_attn_set_deterministic(int on) {
 }
 
 int mb_cuda_attn_set_flash_bwd_variant(int variant) {
-  if (variant < -1 || variant > 1)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: backward variant %d (0 or 1; -1 the default)", variant);
+  if (variant < -1 || variant > 2)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: backward variant %d (0-2; -1 the default)", variant);
   flash_bwd_variant = variant; /* -1: chosen again at the next call */
   return MB_OK;
 }
@@ -467,9 +467,9 @@ int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) {
   if (!ok)
     return MB_ERR(MB_EINVAL, "cuda flash attention: NULL result pointer");
   *ok = 0;
-  if (variant != 0 && variant != 1)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: backward variant %d (0 or 1)", variant);
-  if (variant == 1)
+  if (variant < 0 || variant > 2)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: backward variant %d (0-2)", variant);
+  if (variant >= 1)
     return attn_hopper_fwd_runs(ok); /* the same condition: sm_90 and an sm_90a image */
   *ok = 1;
   return MB_OK;
@@ -484,8 +484,8 @@ int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
     flash_bwd_variant = bwd;
   }
   const int var = flash_bwd_variant == ATTN_BWD_BY_HEAD_DIM ? d->head_dim == 128 : flash_bwd_variant;
-  if (var == 1)
-    return attn_hopper_bwd(d, dt, q, k, v, out, lse, dout, dq, dk, dv, ws, ws_bytes, s);
+  if (var >= 1)
+    return attn_hopper_bwd(d, dt, var, q, k, v, out, lse, dout, dq, dk, dv, ws, ws_bytes, s);
   if (attn_tokens(d) == 0)
     return MB_OK;
   AttnArgs a = attn_bwd_args(d, q, k, v, out, lse, dout, dq, dk, dv, ws);

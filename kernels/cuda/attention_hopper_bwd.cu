@@ -55,13 +55,127 @@ __device__ __forceinline__ float bwd_query_stat(const AttnArgs &a, const AttnSeg
 }
 #endif
 
+#if ATTN_HAS_WGMMA
+/* One query tile of the dK/dV kernels (tiling 1 and its warp-specialised
+ * form): this warpgroup's 64 keys against queries i0 .. i0 + BQ - 1, whose
+ * Q and dO the descriptors qk, dok (K-major) and qmn, domn (MN-major)
+ * point at, lse (log2 units) and D at lse2[c], dsum[c]; dV += P^T dO and
+ * dK += dS^T Q into dk, dv. The products are done when it returns. */
+template <typename T, int D, int BKV, int BQ, bool OVERLAP>
+__device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc, uint64_t vdesc, uint64_t qk,
+                                              uint64_t qmn, uint64_t dok, uint64_t domn, const float *lse2,
+                                              const float *dsum, int j0, int i0, int krow, int tq, bool hidden,
+                                              bool keep0, bool keep1, float (&dk)[1][D / 8][4],
+                                              float (&dv)[1][D / 8][4]) {
+  constexpr int NS = BQ / 8, NO = D / 8;
+  /* OVERLAP (D = 64): four batches, each started as soon as its inputs
+   * exist, so the softmax's arithmetic runs under a product: S^T (batch
+   * 1) and dP^T (2) issued together; P^T once S^T is in (wait 1), and
+   * dV += P^T dO (3) issued; dS^T once dP^T is in (wait 1 again: batches
+   * complete in order), and dK += dS^T Q (4) issued; then wait for all.
+   * At D = 128 the in-flight dV and P^T fragment leave ptxas too few of
+   * the 255 registers (it spills): there P^T and dS^T are computed with
+   * nothing in flight, then both products issued together. */
+  float st[1][NS][4], dpt[1][NS][4]; /* S^T, dP^T: rows = keys, columns = queries */
+  attn_wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++)
+    AttnWgmma<T, BQ>::ss(&st[0][0][0], kdesc + attn_sw128_kstep(kk, BKV),
+                         qk + attn_sw128_kstep(kk, BQ), kk > 0);
+  attn_wgmma_commit();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++)
+    AttnWgmma<T, BQ>::ss(&dpt[0][0][0], vdesc + attn_sw128_kstep(kk, BKV),
+                         dok + attn_sw128_kstep(kk, BQ), kk > 0);
+  attn_wgmma_commit();
+  attn_wgmma_wait<OVERLAP ? 1 : 0>(); /* S^T (and dP^T unless OVERLAP) */
+  attn_wgmma_pin<NS * 4>(&st[0][0][0]);
+  if constexpr (!OVERLAP)
+    attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
+
+  /* P^T in place; masked keys (padding, past the end) and, causal, keys
+   * after the query get P = 0 */
+  const bool causal_tile = a.causal && i0 < j0 + BKV - 1; /* some key of the tile is after some query */
+#pragma unroll
+  for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int c = nj * 8 + 2 * tq + (e & 1), kr = j0 + krow + (e >> 1) * 8;
+      float p = attn_exp2(fmaf(st[0][nj][e], a.scale_log2, -lse2[c]));
+      if ((hidden && !((e >> 1) ? keep1 : keep0)) || (causal_tile && kr > i0 + c))
+        p = 0.0f;
+      st[0][nj][e] = p;
+    }
+  uint32_t pa[BQ / 16][4], dsa[BQ / 16][4]; /* P^T and dS^T as A fragments (rounded to T) */
+#pragma unroll
+  for (int kk = 0; kk < BQ / 16; kk++)
+    attn_c_to_a<T>(st[0][2 * kk], st[0][2 * kk + 1], pa[kk]);
+  if constexpr (OVERLAP) {
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++)
+      AttnWgmma<T, D>::rs_mn(&dv[0][0][0], pa[kk], domn + 128 * kk, true);
+    attn_wgmma_commit();
+    attn_wgmma_wait<1>(); /* dP^T (dV += P^T dO may still run) */
+    attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
+  }
+
+  /* dS^T = P^T (dP^T - D) in place */
+#pragma unroll
+  for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      dpt[0][nj][e] = st[0][nj][e] * (dpt[0][nj][e] - dsum[nj * 8 + 2 * tq + (e & 1)]);
+#pragma unroll
+  for (int kk = 0; kk < BQ / 16; kk++)
+    attn_c_to_a<T>(dpt[0][2 * kk], dpt[0][2 * kk + 1], dsa[kk]);
+  attn_wgmma_fence();
+  if constexpr (!OVERLAP) {
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++)
+      AttnWgmma<T, D>::rs_mn(&dv[0][0][0], pa[kk], domn + 128 * kk, true);
+  }
+#pragma unroll
+  for (int kk = 0; kk < BQ / 16; kk++)
+    AttnWgmma<T, D>::rs_mn(&dk[0][0][0], dsa[kk], qmn + 128 * kk, true);
+  attn_wgmma_commit();
+  attn_wgmma_wait<0>();
+  attn_wgmma_pin<NO * 4>(&dv[0][0][0]);
+  attn_wgmma_pin<NO * 4>(&dk[0][0][0]);
+  attn_wgmma_pin<BQ / 4>(&pa[0][0]);
+  attn_wgmma_pin<BQ / 4>(&dsa[0][0]);
+}
+#endif
+
+#if ATTN_HAS_WGMMA
+/* dK = scale dS^T Q and dV of a thread's keys r0 and r0 + 8 (the dK/dV
+ * kernels' accumulators), rows past the sequence left alone. */
+template <typename T, int D>
+__device__ __forceinline__ void bwd_store_dkdv(const AttnArgs &a, const AttnSeg &g, int64_t base, int r0, int tq,
+                                               const float (&dk)[1][D / 8][4], const float (&dv)[1][D / 8][4]) {
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    const int r = r0 + hr * 8;
+    if (r >= g.n)
+      continue;
+    T *dkrow = (T *)a.dk + base + (int64_t)r * a.ld, *dvrow = (T *)a.dv + base + (int64_t)r * a.ld;
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+      *reinterpret_cast<uint32_t *>(dkrow + j * 8 + 2 * tq) =
+          AttnType<T>::pack2(a.scale * dk[0][j][2 * hr], a.scale * dk[0][j][2 * hr + 1]);
+      *reinterpret_cast<uint32_t *>(dvrow + j * 8 + 2 * tq) =
+          AttnType<T>::pack2(dv[0][j][2 * hr], dv[0][j][2 * hr + 1]);
+    }
+  }
+}
+#endif
+
 template <typename T, int D>
 __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel(AttnArgs a) {
 #if ATTN_HAS_WGMMA
   typedef HopperBwdCfg<D> C;
   constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ;
-  constexpr int NS = BQ / 8; /* n8 tiles of S^T, dP^T per warp (16 keys x BQ queries) */
-  constexpr int NO = D / 8;  /* n8 tiles of dK, dV per warp */
+  constexpr int NO = D / 8; /* n8 tiles of dK, dV per warp */
   constexpr bool OVERLAP = D == 64; /* products overlap the softmax (below) */
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
   T *sK = reinterpret_cast<T *>(attn_align_smem_1024(raw)); /* the swizzle's 1024-byte groups */
@@ -144,82 +258,9 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
     __syncthreads(); /* tile it and its statistics visible to all */
     const float *lse2 = sStat + stage * 2 * BQ, *dsum = lse2 + BQ;
 
-    /* OVERLAP (D = 64): four batches, each started as soon as its inputs
-     * exist, so the softmax's arithmetic runs under a product: S^T (batch
-     * 1) and dP^T (2) issued together; P^T once S^T is in (wait 1), and
-     * dV += P^T dO (3) issued; dS^T once dP^T is in (wait 1 again: batches
-     * complete in order), and dK += dS^T Q (4) issued; then wait for all.
-     * At D = 128 the in-flight dV and P^T fragment leave ptxas too few of
-     * the 255 registers (it spills): there P^T and dS^T are computed with
-     * nothing in flight, then both products issued together. */
-    float st[1][NS][4], dpt[1][NS][4]; /* S^T, dP^T: rows = keys, columns = queries */
-    attn_wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-      AttnWgmma<T, BQ>::ss(&st[0][0][0], kdesc + attn_sw128_kstep(kk, BKV),
-                           qdesc_k + stage * STAGE + attn_sw128_kstep(kk, BQ), kk > 0);
-    attn_wgmma_commit();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-      AttnWgmma<T, BQ>::ss(&dpt[0][0][0], vdesc + attn_sw128_kstep(kk, BKV),
-                           dodesc_k + stage * STAGE + attn_sw128_kstep(kk, BQ), kk > 0);
-    attn_wgmma_commit();
-    attn_wgmma_wait<OVERLAP ? 1 : 0>(); /* S^T (and dP^T unless OVERLAP) */
-    attn_wgmma_pin<NS * 4>(&st[0][0][0]);
-    if constexpr (!OVERLAP)
-      attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
-
-    /* P^T in place; masked keys (padding, past the end) and, causal, keys
-     * after the query get P = 0 */
-    const bool causal_tile = a.causal && i0 < j0 + BKV - 1; /* some key of the tile is after some query */
-#pragma unroll
-    for (int nj = 0; nj < NS; nj++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int c = nj * 8 + 2 * tq + (e & 1), kr = j0 + krow + (e >> 1) * 8;
-        float p = attn_exp2(fmaf(st[0][nj][e], a.scale_log2, -lse2[c]));
-        if ((hidden && !((e >> 1) ? keep1 : keep0)) || (causal_tile && kr > i0 + c))
-          p = 0.0f;
-        st[0][nj][e] = p;
-      }
-    uint32_t pa[BQ / 16][4], dsa[BQ / 16][4]; /* P^T and dS^T as A fragments (rounded to T) */
-#pragma unroll
-    for (int kk = 0; kk < BQ / 16; kk++)
-      attn_c_to_a<T>(st[0][2 * kk], st[0][2 * kk + 1], pa[kk]);
-    if constexpr (OVERLAP) {
-      attn_wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < BQ / 16; kk++)
-        AttnWgmma<T, D>::rs_mn(&dv[0][0][0], pa[kk], dodesc_mn + stage * STAGE + 128 * kk, true);
-      attn_wgmma_commit();
-      attn_wgmma_wait<1>(); /* dP^T (dV += P^T dO may still run) */
-      attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
-    }
-
-    /* dS^T = P^T (dP^T - D) in place */
-#pragma unroll
-    for (int nj = 0; nj < NS; nj++)
-#pragma unroll
-      for (int e = 0; e < 4; e++)
-        dpt[0][nj][e] = st[0][nj][e] * (dpt[0][nj][e] - dsum[nj * 8 + 2 * tq + (e & 1)]);
-#pragma unroll
-    for (int kk = 0; kk < BQ / 16; kk++)
-      attn_c_to_a<T>(dpt[0][2 * kk], dpt[0][2 * kk + 1], dsa[kk]);
-    attn_wgmma_fence();
-    if constexpr (!OVERLAP) {
-#pragma unroll
-      for (int kk = 0; kk < BQ / 16; kk++)
-        AttnWgmma<T, D>::rs_mn(&dv[0][0][0], pa[kk], dodesc_mn + stage * STAGE + 128 * kk, true);
-    }
-#pragma unroll
-    for (int kk = 0; kk < BQ / 16; kk++)
-      AttnWgmma<T, D>::rs_mn(&dk[0][0][0], dsa[kk], qdesc_mn + stage * STAGE + 128 * kk, true);
-    attn_wgmma_commit();
-    attn_wgmma_wait<0>();
-    attn_wgmma_pin<NO * 4>(&dv[0][0][0]);
-    attn_wgmma_pin<NO * 4>(&dk[0][0][0]);
-    attn_wgmma_pin<BQ / 4>(&pa[0][0]);
-    attn_wgmma_pin<BQ / 4>(&dsa[0][0]);
+    bwd_dkdv_tile<T, D, BKV, BQ, OVERLAP>(a, kdesc, vdesc, qdesc_k + stage * STAGE, qdesc_mn + stage * STAGE,
+                                          dodesc_k + stage * STAGE, dodesc_mn + stage * STAGE, lse2, dsum, j0, i0,
+                                          krow, tq, hidden, keep0, keep1, dk, dv);
 
     /* tile it + 1's statistics into the other stage (its last reader,
      * tile it - 1, finished before this iteration's barrier); fetch tile
@@ -237,23 +278,171 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
   }
   attn_cp_async_wait_all(); /* nothing may land after the CTA is gone */
 
-  /* dK = scale dS^T Q, dV: rows j0 + krow (+8) */
-#pragma unroll
-  for (int hr = 0; hr < 2; hr++) {
-    const int r = j0 + krow + hr * 8;
-    if (r >= g.n)
-      continue;
-    T *dkrow = (T *)a.dk + base + (int64_t)r * a.ld, *dvrow = (T *)a.dv + base + (int64_t)r * a.ld;
-#pragma unroll
-    for (int j = 0; j < NO; j++) {
-      *reinterpret_cast<uint32_t *>(dkrow + j * 8 + 2 * tq) =
-          AttnType<T>::pack2(a.scale * dk[0][j][2 * hr], a.scale * dk[0][j][2 * hr + 1]);
-      *reinterpret_cast<uint32_t *>(dvrow + j * 8 + 2 * tq) =
-          AttnType<T>::pack2(dv[0][j][2 * hr], dv[0][j][2 * hr + 1]);
-    }
-  }
+  bwd_store_dkdv<T, D>(a, g, base, j0 + krow, tq, dk, dv);
 #else
   (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
+#endif
+}
+
+/* The dK/dV kernel warp-specialised (backward tiling 2, head_dim 64): the
+ * forward's tiling 5 applied to tiling 1's loop. A CTA of three warpgroups
+ * per (BKV = 128 keys, head, sequence): warpgroup 0 gives its registers
+ * back (setmaxnreg 24) and its first warp loads -- K and V once, then each
+ * query tile's Q and dO as TMA boxes into an NSTAGE ring, with the tile's
+ * lse and D (bwd_query_stat: +inf / 0 for queries that are not live)
+ * stored by its 32 lanes, all completing the stage's "full" mbarrier;
+ * it refills a stage once the 8 consumer warps have arrived on its
+ * "empty" one. Warpgroups 1 and 2 (setmaxnreg 240) each own 64 keys and run
+ * bwd_dkdv_tile per query tile, with no CTA-wide barrier: in tiling 1 both
+ * warpgroups met at two __syncthreads per tile, and the forward measured
+ * what removing them is worth (tiling 5 = 2.3x tiling 4 on the H200).
+ * TMA reads past a sequence's end read the next sequence or the varlen
+ * budget's unwritten tail: the consumers zero the last tile's Q and dO rows
+ * past the end before using them (0 x NaN would reach dK and dV). */
+template <int D> struct HopperBwdWsCfg {
+  static constexpr int NT = 384, BKV = 128, BQ = 64, NSTAGE = 3;
+  template <typename T> static constexpr size_t smem_bytes() {
+    /* alignment; K, V; NSTAGE stages of Q and dO; of lse2 and D; key flags; mbarriers */
+    return 1024 + (size_t)(2 * BKV + 2 * NSTAGE * BQ) * D * sizeof(T) + NSTAGE * 2 * BQ * sizeof(float) +
+           BKV * sizeof(int) + (1 + 2 * NSTAGE) * sizeof(uint64_t);
+  }
+};
+
+/* The tensor maps of the backward's TMA loads. */
+struct AttnBwdTmaMaps {
+  AttnTmaMap q, k, v, dout;
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
+    attn_hopper_bwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnBwdTmaMaps maps) {
+#if ATTN_HAS_WGMMA
+  typedef HopperBwdWsCfg<D> C;
+  constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ, NSTAGE = C::NSTAGE, NO = D / 8, CH = D / 64;
+  constexpr int CONSUMERS = 256, BAR_QTAIL = 1; /* a named barrier among the consumers */
+  ATTN_DYNAMIC_SMEM(unsigned char, raw);
+  T *sK = reinterpret_cast<T *>(attn_align_smem_1024(raw)); /* the swizzle's 1024-byte groups */
+  T *sV = sK + BKV * D;
+  T *sQ = sV + BKV * D;             /* query tile it in stage it % NSTAGE */
+  T *sdO = sQ + NSTAGE * BQ * D;    /* likewise */
+  float *sStat = reinterpret_cast<float *>(sdO + NSTAGE * BQ * D); /* [stage][lse2 | D][BQ] */
+  int *sKeep = reinterpret_cast<int *>(sStat + NSTAGE * 2 * BQ);
+  uint64_t *full_kv = reinterpret_cast<uint64_t *>(sKeep + BKV);
+  uint64_t *full = full_kv + 1, *empty = full + NSTAGE;
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BKV, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int j0 = tile * BKV;
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+
+  int hidden = 0, kept = 0;
+  attn_bwd_mark_keys<BKV, NT>(g, j0, tid, sKeep, &hidden, &kept);
+  kept = __syncthreads_or(kept);
+  hidden = __syncthreads_or(hidden);
+  if (!kept) { /* padding only: dK = dV = 0 (the whole CTA leaves before any barrier or load) */
+    attn_bwd_zero_dkdv<T, D, BKV, NT>(a, g, base, j0);
+    return;
+  }
+  const int istart = a.causal ? j0 : 0; /* causal: queries before j0 see none of these keys */
+  const int nqt = (g.n - istart + BQ - 1) / BQ;
+
+  if (tid == 0) {
+    attn_mbar_init(full_kv, 1);
+    for (int st = 0; st < NSTAGE; st++) {
+      attn_mbar_init(&full[st], 32);                /* the loading warp's lanes, lane 0's with the bytes */
+      attn_mbar_init(&empty[st], CONSUMERS / 32); /* lane 0 of each consumer warp */
+    }
+    attn_mbar_init_fence();
+  }
+  __syncthreads(); /* the barriers exist before anyone waits on them; the last CTA-wide barrier */
+
+  if (warp < 4) { /* the producer warpgroup; its first warp loads */
+    attn_setmaxnreg_dec<24>();
+    if (warp == 0) {
+      constexpr uint32_t KVBYTES = 2 * BKV * D * sizeof(T), QBYTES = 2 * BQ * D * sizeof(T);
+      if (lane == 0) {
+        attn_mbar_arrive_expect_tx(full_kv, KVBYTES);
+#pragma unroll
+        for (int c = 0; c < CH; c++) {
+          attn_tma_load_3d(sK + c * BKV * 64, &maps.k, 64 * c, h, g.start + j0, full_kv);
+          attn_tma_load_3d(sV + c * BKV * 64, &maps.v, 64 * c, h, g.start + j0, full_kv);
+        }
+      }
+      for (int it = 0; it < nqt; it++) {
+        const int st = it % NSTAGE, i0 = istart + it * BQ;
+        if (it >= NSTAGE) /* the consumers' release of this stage's previous tile */
+          attn_mbar_wait(&empty[st], ((it / NSTAGE) - 1) & 1);
+        float *stat = sStat + st * 2 * BQ;
+#pragma unroll
+        for (int c = lane; c < BQ; c += 32) {
+          stat[c] = bwd_query_stat(a, g, h, i0 + c, true);
+          stat[BQ + c] = bwd_query_stat(a, g, h, i0 + c, false);
+        }
+        if (lane == 0) { /* after its own stores: the phase cannot complete before them */
+          attn_mbar_arrive_expect_tx(&full[st], QBYTES);
+#pragma unroll
+          for (int c = 0; c < CH; c++) {
+            attn_tma_load_3d(sQ + st * BQ * D + c * BQ * 64, &maps.q, 64 * c, h, g.start + i0, &full[st]);
+            attn_tma_load_3d(sdO + st * BQ * D + c * BQ * 64, &maps.dout, 64 * c, h, g.start + i0, &full[st]);
+          }
+        } else {
+          attn_mbar_arrive(&full[st]);
+        }
+      }
+    }
+    return;
+  }
+
+  attn_setmaxnreg_inc<240>();
+  const int ct = tid - 128, cwarp = warp - 4, gr = lane >> 2, tq = lane & 3;
+  const int krow = cwarp * 16 + gr; /* this thread's keys: j0 + krow and j0 + krow + 8 */
+  const bool keep0 = sKeep[krow] != 0, keep1 = sKeep[krow + 8] != 0;
+  /* Descriptors as tiling 1's (128-byte swizzle, 16-byte units); a stage
+   * of Q or dO is BQ D / 8. */
+  const uint64_t kdesc = attn_wgmma_desc_sw128(sK + (cwarp >> 2) * 64 * 64, 16, 1024);
+  const uint64_t vdesc = attn_wgmma_desc_sw128(sV + (cwarp >> 2) * 64 * 64, 16, 1024);
+  const uint64_t qdesc_k = attn_wgmma_desc_sw128(sQ, 16, 1024), qdesc_mn = attn_wgmma_desc_sw128(sQ, BQ * 128, 1024);
+  const uint64_t dodesc_k = attn_wgmma_desc_sw128(sdO, 16, 1024);
+  const uint64_t dodesc_mn = attn_wgmma_desc_sw128(sdO, BQ * 128, 1024);
+  constexpr uint64_t STAGE = BQ * D / 8;
+
+  float dk[1][NO][4], dv[1][NO][4];
+#pragma unroll
+  for (int j = 0; j < NO; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      dk[0][j][e] = dv[0][j][e] = 0.0f;
+
+  attn_mbar_wait(full_kv, 0);
+  for (int it = 0; it < nqt; it++) {
+    const int st = it % NSTAGE, i0 = istart + it * BQ;
+    attn_mbar_wait(&full[st], (it / NSTAGE) & 1);
+    const int valid = g.n - i0; /* rows of the tile at or past this are not the sequence's */
+    if (valid < BQ) {           /* the last tile, once per CTA */
+      const int nrows = BQ - valid;
+      for (int i = ct; i < 2 * CH * nrows * 8; i += CONSUMERS) { /* 16-byte chunks of whole rows of Q, dO */
+        const int r = valid + (i / 8) % nrows, c = (i / (8 * nrows)) % CH, t = i / (8 * nrows * CH);
+        /* whole rows: the swizzle only permutes chunks within a row */
+        attn_sts_zero16_for_wgmma((t ? sdO : sQ) + st * BQ * D + c * BQ * 64 + r * 64 + (i % 8) * 8);
+      }
+      attn_fence_proxy_async();
+      attn_named_bar_sync(BAR_QTAIL, CONSUMERS);
+    }
+    const float *lse2 = sStat + st * 2 * BQ, *dsum = lse2 + BQ;
+    bwd_dkdv_tile<T, D, BKV, BQ, true>(a, kdesc, vdesc, qdesc_k + st * STAGE, qdesc_mn + st * STAGE,
+                                       dodesc_k + st * STAGE, dodesc_mn + st * STAGE, lse2, dsum, j0, i0, krow, tq,
+                                       hidden, keep0, keep1, dk, dv);
+    if (lane == 0) /* after the tile's last wgmma wait (warp-wide): the warp is done with the stage */
+      attn_mbar_arrive(&empty[st]);
+  }
+
+  bwd_store_dkdv<T, D>(a, g, base, j0 + krow, tq, dk, dv);
+#else
+  (void)a;
+  (void)maps; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
 #endif
 }
 
@@ -423,16 +612,38 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, HopperDqCfg<D>::MIN_CTAS) 
 #endif
 }
 
-template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnArgs a, cudaStream_t s) {
+/* Tiling 2's dK/dV kernel (head_dim 64): the tensor maps, then the launch. */
+template <typename T> int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  typedef HopperBwdWsCfg<64> C;
+  const int64_t tokens = (int64_t)d->batch * d->seqlen;
+  AttnBwdTmaMaps maps;
+  MB_TRY(attn_tma_map_rows(&maps.q, a.q, tokens, d->heads, 64, a.ld, C::BQ, "q"));
+  MB_TRY(attn_tma_map_rows(&maps.dout, a.dout, tokens, d->heads, 64, a.ld, C::BQ, "dout"));
+  MB_TRY(attn_tma_map_rows(&maps.k, a.k, tokens, d->heads, 64, a.ld, C::BKV, "k"));
+  MB_TRY(attn_tma_map_rows(&maps.v, a.v, tokens, d->heads, 64, a.ld, C::BKV, "v"));
+  const size_t smem = C::template smem_bytes<T>();
+  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_bwd_ws_kernel<T, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                   (int)smem));
+  auto *kernel = attn_hopper_bwd_ws_kernel<T, 64>;
+  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BKV), C::NT, smem, s, a, maps);
+  ATTN_LAUNCH_CHECK("attn_hopper_bwd_ws_kernel");
+  return MB_OK;
+}
+
+template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnArgs a, int tiling, cudaStream_t s) {
   typedef HopperBwdCfg<D> C;
   a.dq_accum = NULL; /* dq from the dQ kernel, summed in order */
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
-  const size_t smem = C::template smem_bytes<T>();
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_bwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem));
-  auto *kernel = attn_hopper_bwd_kernel<T, D>;
-  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BKV), C::NT, smem, s, a);
-  ATTN_LAUNCH_CHECK("attn_hopper_bwd_kernel");
+  if (tiling == 2 && D == 64) {
+    MB_TRY(hopper_bwd_ws_launch<T>(d, a, s));
+  } else {
+    const size_t smem = C::template smem_bytes<T>();
+    MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_bwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)smem));
+    auto *kernel = attn_hopper_bwd_kernel<T, D>;
+    ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BKV), C::NT, smem, s, a);
+    ATTN_LAUNCH_CHECK("attn_hopper_bwd_kernel");
+  }
   typedef HopperDqCfg<D> Q;
   MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                    (int)Q::template smem_bytes<T>()));
@@ -450,26 +661,26 @@ template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnAr
 
 } // namespace
 
-int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
-                    const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws, size_t ws_bytes,
-                    cudaStream_t s) {
+int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *q, const void *k, const void *v,
+                    const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws,
+                    size_t ws_bytes, cudaStream_t s) {
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok)); /* the same condition: sm_90 and an sm_90a image */
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward: tiling 1 (wgmma) needs an sm_90 GPU and a build "
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward: tilings 1-2 (wgmma) need an sm_90 GPU and a build "
                                    "for sm_90a (MAMBERT_CUDA_ARCHS)");
   if (attn_tokens(d) == 0)
     return MB_OK;
   AttnArgs a = attn_bwd_args(d, q, k, v, out, lse, dout, dq, dk, dv, ws);
   (void)ws_bytes; /* checked by the dispatcher */
   if (dt == MB_BF16 && d->head_dim == 64)
-    return hopper_bwd_launch<attn_bf16, 64>(d, a, s);
+    return hopper_bwd_launch<attn_bf16, 64>(d, a, tiling, s);
   if (dt == MB_BF16 && d->head_dim == 128)
-    return hopper_bwd_launch<attn_bf16, 128>(d, a, s);
+    return hopper_bwd_launch<attn_bf16, 128>(d, a, tiling, s);
   if (dt == MB_F16 && d->head_dim == 64)
-    return hopper_bwd_launch<attn_f16, 64>(d, a, s);
+    return hopper_bwd_launch<attn_f16, 64>(d, a, tiling, s);
   if (dt == MB_F16 && d->head_dim == 128)
-    return hopper_bwd_launch<attn_f16, 128>(d, a, s);
+    return hopper_bwd_launch<attn_f16, 128>(d, a, tiling, s);
   return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward (wgmma): no kernel for %s with head_dim %d",
                 mb_dtype_name(dt), d->head_dim);
 }
