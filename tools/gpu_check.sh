@@ -44,7 +44,7 @@
 #                           D = 64 and 128), hopper (the wgmma forward, tiling 2), hopper_pipe
 #                           (tiling 4), hopper_ws (tiling 5, warp-specialised), hopper_bwd
 #                           (the wgmma dK/dV and dQ kernels), hopper_bwd_ws (backward tiling
-#                           2's warp-specialised dK/dV kernel), gemm (one BERT-base bf16 GEMM,
+#                           2's warp-specialised dK/dV and dQ kernels), gemm (one BERT-base bf16 GEMM,
 #                           the cuBLAS yardstick);
 #                           speed of light, occupancy, warp stalls, memory workload, source
 #                           counters, then per SASS instruction the top excess sectors, bank
@@ -565,7 +565,7 @@ profile() {
       --reps 1 --json /tmp/profile_hopper_ws.json ;;
     hopper_bwd) ncu_one hopper_bwd 'attn_hopper_(bwd|dq)_kernel' 0 2 -- "$BIN/bench_cuda_attention" --quick --reps 1 \
       --json /tmp/profile_hopper_bwd.json ;;
-    hopper_bwd_ws) ncu_one hopper_bwd_ws 'attn_hopper_bwd_ws_kernel' 0 1 -- "$BIN/bench_cuda_attention" --quick \
+    hopper_bwd_ws) ncu_one hopper_bwd_ws 'attn_hopper_(bwd|dq)_ws_kernel' 0 2 -- "$BIN/bench_cuda_attention" --quick \
       --reps 1 --json /tmp/profile_hopper_bwd_ws.json ;;
     gemm) ncu_one gemm 'nvjet|gemm|xmma' 5 1 -- "$BIN/bench_cuda_gemm" --json /tmp/profile_gemm.json ;;
     *) die "profile: unknown '$w' (scan, attention, hopper, hopper_pipe, hopper_ws, hopper_bwd, hopper_bwd_ws, gemm)" ;;

@@ -1,6 +1,8 @@
 /* attention_hopper_bwd.cu: the flash backward's dK, dV on Hopper's
  * warpgroup MMA (wgmma, sm_90a), bf16 or f16, f32 accumulation, head_dim 64
- * or 128: the backward's tiling 1 (mb_cuda_attn_set_flash_bwd_variant).
+ * or 128: the backward's tilings 1 and 2 (mb_cuda_attn_set_flash_bwd_variant;
+ * tiling 2, below tiling 1, is the same loops warp-specialised: a TMA
+ * producer warpgroup and mbarriers in place of the CTA barriers).
  * Two kernels: dK, dV (a CTA per key tile), then dQ (a CTA per query tile,
  * recomputing S and dP, summing over the key tiles in order), both on
  * wgmma, so this tiling gives the same bits on every run in either mode
@@ -56,6 +58,55 @@ __device__ __forceinline__ float bwd_query_stat(const AttnArgs &a, const AttnSeg
 #endif
 
 #if ATTN_HAS_WGMMA
+/* The dK/dV kernels' descriptors (128-byte swizzle, 16-byte units; tiles
+ * [D / 64][rows][64]): K, V as warpgroup wg's A (64 keys, K-major over D);
+ * Q, dO as B, K-major (S^T, dP^T: k = head dim) and MN-major (dK, dV:
+ * k = query, the 64-column pieces BQ x 128 bytes apart). Stage s of Q, dO
+ * is s BQ D / 8 further. */
+struct BwdDkdvDescs {
+  uint64_t k, v, q_k, q_mn, do_k, do_mn;
+};
+template <typename T, int BQ>
+__device__ __forceinline__ BwdDkdvDescs bwd_dkdv_descs(const T *sK, const T *sV, const T *sQ, const T *sdO, int wg) {
+  return {attn_wgmma_desc_sw128(sK + wg * 64 * 64, 16, 1024), attn_wgmma_desc_sw128(sV + wg * 64 * 64, 16, 1024),
+          attn_wgmma_desc_sw128(sQ, 16, 1024),                attn_wgmma_desc_sw128(sQ, BQ * 128, 1024),
+          attn_wgmma_desc_sw128(sdO, 16, 1024),               attn_wgmma_desc_sw128(sdO, BQ * 128, 1024)};
+}
+/* The dQ kernels' descriptors: Q, dO warpgroup wg's 64 rows as A (K-major);
+ * K, V as B: K-major for S and dP, K also MN-major for dS K (k = key;
+ * pieces BK x 128 bytes apart). Stage s of K, V is s BK D / 8 further. */
+struct BwdDqDescs {
+  uint64_t q, dout, k_k, k_mn, v;
+};
+template <typename T, int BK>
+__device__ __forceinline__ BwdDqDescs bwd_dq_descs(const T *sQ, const T *sdO, const T *sK, const T *sV, int wg) {
+  return {attn_wgmma_desc_sw128(sQ + wg * 64 * 64, 16, 1024), attn_wgmma_desc_sw128(sdO + wg * 64 * 64, 16, 1024),
+          attn_wgmma_desc_sw128(sK, 16, 1024), attn_wgmma_desc_sw128(sK, BK * 128, 1024),
+          attn_wgmma_desc_sw128(sV, 16, 1024)};
+}
+#endif
+
+#if ATTN_HAS_WGMMA
+/* Both backward kernels' first step: c0 = A0 B0^T and c1 = A1 B1^T over the
+ * head dimension (wgmma.m64nNk16, A and B from shared memory, K-major in
+ * the 128-byte swizzle; A's tile has AROWS rows, B's BROWS), each product
+ * its own batch, so the caller can wait for the first alone. */
+template <typename T, int D, int N, int AROWS, int BROWS>
+__device__ __forceinline__ void bwd_two_products(float *c0, uint64_t a0, uint64_t b0, float *c1, uint64_t a1,
+                                                 uint64_t b1) {
+  attn_wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++)
+    AttnWgmma<T, N>::ss(c0, a0 + attn_sw128_kstep(kk, AROWS), b0 + attn_sw128_kstep(kk, BROWS), kk > 0);
+  attn_wgmma_commit();
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++)
+    AttnWgmma<T, N>::ss(c1, a1 + attn_sw128_kstep(kk, AROWS), b1 + attn_sw128_kstep(kk, BROWS), kk > 0);
+  attn_wgmma_commit();
+}
+#endif
+
+#if ATTN_HAS_WGMMA
 /* One query tile of the dK/dV kernels (tiling 1 and its warp-specialised
  * form): this warpgroup's 64 keys against queries i0 .. i0 + BQ - 1, whose
  * Q and dO the descriptors qk, dok (K-major) and qmn, domn (MN-major)
@@ -77,17 +128,7 @@ __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc,
    * the 255 registers (it spills): there P^T and dS^T are computed with
    * nothing in flight, then both products issued together. */
   float st[1][NS][4], dpt[1][NS][4]; /* S^T, dP^T: rows = keys, columns = queries */
-  attn_wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < D / 16; kk++)
-    AttnWgmma<T, BQ>::ss(&st[0][0][0], kdesc + attn_sw128_kstep(kk, BKV),
-                         qk + attn_sw128_kstep(kk, BQ), kk > 0);
-  attn_wgmma_commit();
-#pragma unroll
-  for (int kk = 0; kk < D / 16; kk++)
-    AttnWgmma<T, BQ>::ss(&dpt[0][0][0], vdesc + attn_sw128_kstep(kk, BKV),
-                         dok + attn_sw128_kstep(kk, BQ), kk > 0);
-  attn_wgmma_commit();
+  bwd_two_products<T, D, BQ, BKV, BQ>(&st[0][0][0], kdesc, qk, &dpt[0][0][0], vdesc, dok);
   attn_wgmma_wait<OVERLAP ? 1 : 0>(); /* S^T (and dP^T unless OVERLAP) */
   attn_wgmma_pin<NS * 4>(&st[0][0][0]);
   if constexpr (!OVERLAP)
@@ -206,19 +247,9 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
   }
   const bool keep0 = sKeep[krow] != 0, keep1 = sKeep[krow + 8] != 0;
 
-  /* Descriptors in 16-byte units, the 128-byte swizzle (attention_wgmma.cuh;
-   * tiles [D / 64][rows][64] as attn_load_rows_sw128 writes them): K, V as
-   * this warpgroup's A (64 keys, K-major over D); Q, dO as B, K-major (S^T,
-   * dP^T: k = head dim) and MN-major (dK, dV: k = query, the 64-column
-   * pieces LBO = BQ x 128 bytes apart). A k-step of 16 head-dim columns is
-   * +2 along the 128-byte row and every fourth one the next piece
-   * (attn_sw128_kstep); of 16 queries, 16 rows (+128); a stage is
-   * BQ D / 8. */
-  const uint64_t kdesc = attn_wgmma_desc_sw128(sK + (warp >> 2) * 64 * 64, 16, 1024);
-  const uint64_t vdesc = attn_wgmma_desc_sw128(sV + (warp >> 2) * 64 * 64, 16, 1024);
-  const uint64_t qdesc_k = attn_wgmma_desc_sw128(sQ, 16, 1024), qdesc_mn = attn_wgmma_desc_sw128(sQ, BQ * 128, 1024);
-  const uint64_t dodesc_k = attn_wgmma_desc_sw128(sdO, 16, 1024);
-  const uint64_t dodesc_mn = attn_wgmma_desc_sw128(sdO, BQ * 128, 1024);
+  /* A k-step of 16 head-dim columns is attn_sw128_kstep; of 16 queries,
+   * 16 rows (+128); a stage is BQ D / 8. */
+  const BwdDkdvDescs dd = bwd_dkdv_descs<T, BQ>(sK, sV, sQ, sdO, warp >> 2);
   constexpr uint64_t STAGE = BQ * D / 8;
 
   const int istart = a.causal ? j0 : 0; /* causal: queries before j0 see none of these keys */
@@ -258,8 +289,8 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
     __syncthreads(); /* tile it and its statistics visible to all */
     const float *lse2 = sStat + stage * 2 * BQ, *dsum = lse2 + BQ;
 
-    bwd_dkdv_tile<T, D, BKV, BQ, OVERLAP>(a, kdesc, vdesc, qdesc_k + stage * STAGE, qdesc_mn + stage * STAGE,
-                                          dodesc_k + stage * STAGE, dodesc_mn + stage * STAGE, lse2, dsum, j0, i0,
+    bwd_dkdv_tile<T, D, BKV, BQ, OVERLAP>(a, dd.k, dd.v, dd.q_k + stage * STAGE, dd.q_mn + stage * STAGE,
+                                          dd.do_k + stage * STAGE, dd.do_mn + stage * STAGE, lse2, dsum, j0, i0,
                                           krow, tq, hidden, keep0, keep1, dk, dv);
 
     /* tile it + 1's statistics into the other stage (its last reader,
@@ -283,6 +314,59 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
   (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
 #endif
 }
+
+#if ATTN_HAS_WGMMA
+/* The warp-specialised kernels' mbarriers, set by thread 0 (a CTA barrier
+ * must follow): `once` for the tiles loaded once (one arrival with their
+ * bytes), and per stage `full` (the loading warp's 32 lanes, lane 0's with
+ * the bytes) and `empty` (lane 0 of each of the 8 consumer warps). */
+template <int NSTAGE>
+__device__ __forceinline__ void bwd_ws_init_barriers(uint64_t *once, uint64_t *full, uint64_t *empty) {
+  if (threadIdx.x == 0) {
+    attn_mbar_init(once, 1);
+    for (int st = 0; st < NSTAGE; st++) {
+      attn_mbar_init(&full[st], 32);
+      attn_mbar_init(&empty[st], 8);
+    }
+    attn_mbar_init_fence();
+  }
+}
+
+/* The consumers (ct 0..255) zero rows valid .. ROWS - 1 of two tiles in the
+ * swizzled [D / 64][ROWS][64] layout (whole rows: the swizzle only
+ * permutes the 16-byte chunks within a row) and make the zeros visible to
+ * wgmma among themselves (named barrier `bar`). */
+template <typename T, int D, int ROWS>
+__device__ __forceinline__ void bwd_ws_zero_rows(T *t0, T *t1, int valid, int ct, int bar) {
+  constexpr int CH = D / 64;
+  const int nrows = ROWS - valid;
+  for (int i = ct; i < 2 * CH * nrows * 8; i += 256) {
+    const int r = valid + (i / 8) % nrows, c = (i / (8 * nrows)) % CH, t = i / (8 * nrows * CH);
+    attn_sts_zero16_for_wgmma((t ? t1 : t0) + c * ROWS * 64 + r * 64 + (i % 8) * 8);
+  }
+  attn_fence_proxy_async();
+  attn_named_bar_sync(bar, 256);
+}
+
+/* The loading warp's share of a stage: lane 0 expects two tiles' bytes on
+ * `bar` and issues their TMA boxes (rows row.. of all D columns, landing as
+ * [D / 64][ROWS][64]); the other lanes arrive. Whatever a lane stores into
+ * the stage itself comes before its call: the phase may complete at once. */
+template <typename T, int D, int ROWS>
+__device__ __forceinline__ void bwd_ws_load_pair(int lane, uint64_t *bar, T *dst0, const AttnTmaMap *map0, T *dst1,
+                                                 const AttnTmaMap *map1, int h, int row) {
+  if (lane == 0) {
+    attn_mbar_arrive_expect_tx(bar, 2 * ROWS * D * sizeof(T));
+#pragma unroll
+    for (int c = 0; c < D / 64; c++) {
+      attn_tma_load_3d(dst0 + c * ROWS * 64, map0, 64 * c, h, row, bar);
+      attn_tma_load_3d(dst1 + c * ROWS * 64, map1, 64 * c, h, row, bar);
+    }
+  } else {
+    attn_mbar_arrive(bar);
+  }
+}
+#endif
 
 /* The dK/dV kernel warp-specialised (backward tiling 2, head_dim 64): the
  * forward's tiling 5 applied to tiling 1's loop. A CTA of three warpgroups
@@ -318,8 +402,8 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
     attn_hopper_bwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnBwdTmaMaps maps) {
 #if ATTN_HAS_WGMMA
   typedef HopperBwdWsCfg<D> C;
-  constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ, NSTAGE = C::NSTAGE, NO = D / 8, CH = D / 64;
-  constexpr int CONSUMERS = 256, BAR_QTAIL = 1; /* a named barrier among the consumers */
+  constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ, NSTAGE = C::NSTAGE, NO = D / 8;
+  constexpr int BAR_QTAIL = 1; /* a named barrier among the 256 consumers */
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
   T *sK = reinterpret_cast<T *>(attn_align_smem_1024(raw)); /* the swizzle's 1024-byte groups */
   T *sV = sK + BKV * D;
@@ -349,28 +433,14 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
   const int istart = a.causal ? j0 : 0; /* causal: queries before j0 see none of these keys */
   const int nqt = (g.n - istart + BQ - 1) / BQ;
 
-  if (tid == 0) {
-    attn_mbar_init(full_kv, 1);
-    for (int st = 0; st < NSTAGE; st++) {
-      attn_mbar_init(&full[st], 32);                /* the loading warp's lanes, lane 0's with the bytes */
-      attn_mbar_init(&empty[st], CONSUMERS / 32); /* lane 0 of each consumer warp */
-    }
-    attn_mbar_init_fence();
-  }
+  bwd_ws_init_barriers<NSTAGE>(full_kv, full, empty);
   __syncthreads(); /* the barriers exist before anyone waits on them; the last CTA-wide barrier */
 
   if (warp < 4) { /* the producer warpgroup; its first warp loads */
     attn_setmaxnreg_dec<24>();
     if (warp == 0) {
-      constexpr uint32_t KVBYTES = 2 * BKV * D * sizeof(T), QBYTES = 2 * BQ * D * sizeof(T);
-      if (lane == 0) {
-        attn_mbar_arrive_expect_tx(full_kv, KVBYTES);
-#pragma unroll
-        for (int c = 0; c < CH; c++) {
-          attn_tma_load_3d(sK + c * BKV * 64, &maps.k, 64 * c, h, g.start + j0, full_kv);
-          attn_tma_load_3d(sV + c * BKV * 64, &maps.v, 64 * c, h, g.start + j0, full_kv);
-        }
-      }
+      if (lane == 0) /* K, V: full_kv counts one arrival */
+        bwd_ws_load_pair<T, D, BKV>(0, full_kv, sK, &maps.k, sV, &maps.v, h, g.start + j0);
       for (int it = 0; it < nqt; it++) {
         const int st = it % NSTAGE, i0 = istart + it * BQ;
         if (it >= NSTAGE) /* the consumers' release of this stage's previous tile */
@@ -381,16 +451,8 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
           stat[c] = bwd_query_stat(a, g, h, i0 + c, true);
           stat[BQ + c] = bwd_query_stat(a, g, h, i0 + c, false);
         }
-        if (lane == 0) { /* after its own stores: the phase cannot complete before them */
-          attn_mbar_arrive_expect_tx(&full[st], QBYTES);
-#pragma unroll
-          for (int c = 0; c < CH; c++) {
-            attn_tma_load_3d(sQ + st * BQ * D + c * BQ * 64, &maps.q, 64 * c, h, g.start + i0, &full[st]);
-            attn_tma_load_3d(sdO + st * BQ * D + c * BQ * 64, &maps.dout, 64 * c, h, g.start + i0, &full[st]);
-          }
-        } else {
-          attn_mbar_arrive(&full[st]);
-        }
+        bwd_ws_load_pair<T, D, BQ>(lane, &full[st], sQ + st * BQ * D, &maps.q, sdO + st * BQ * D, &maps.dout, h,
+                                   g.start + i0);
       }
     }
     return;
@@ -400,13 +462,7 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
   const int ct = tid - 128, cwarp = warp - 4, gr = lane >> 2, tq = lane & 3;
   const int krow = cwarp * 16 + gr; /* this thread's keys: j0 + krow and j0 + krow + 8 */
   const bool keep0 = sKeep[krow] != 0, keep1 = sKeep[krow + 8] != 0;
-  /* Descriptors as tiling 1's (128-byte swizzle, 16-byte units); a stage
-   * of Q or dO is BQ D / 8. */
-  const uint64_t kdesc = attn_wgmma_desc_sw128(sK + (cwarp >> 2) * 64 * 64, 16, 1024);
-  const uint64_t vdesc = attn_wgmma_desc_sw128(sV + (cwarp >> 2) * 64 * 64, 16, 1024);
-  const uint64_t qdesc_k = attn_wgmma_desc_sw128(sQ, 16, 1024), qdesc_mn = attn_wgmma_desc_sw128(sQ, BQ * 128, 1024);
-  const uint64_t dodesc_k = attn_wgmma_desc_sw128(sdO, 16, 1024);
-  const uint64_t dodesc_mn = attn_wgmma_desc_sw128(sdO, BQ * 128, 1024);
+  const BwdDkdvDescs dd = bwd_dkdv_descs<T, BQ>(sK, sV, sQ, sdO, cwarp >> 2); /* a stage: BQ D / 8 */
   constexpr uint64_t STAGE = BQ * D / 8;
 
   float dk[1][NO][4], dv[1][NO][4];
@@ -421,19 +477,11 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
     const int st = it % NSTAGE, i0 = istart + it * BQ;
     attn_mbar_wait(&full[st], (it / NSTAGE) & 1);
     const int valid = g.n - i0; /* rows of the tile at or past this are not the sequence's */
-    if (valid < BQ) {           /* the last tile, once per CTA */
-      const int nrows = BQ - valid;
-      for (int i = ct; i < 2 * CH * nrows * 8; i += CONSUMERS) { /* 16-byte chunks of whole rows of Q, dO */
-        const int r = valid + (i / 8) % nrows, c = (i / (8 * nrows)) % CH, t = i / (8 * nrows * CH);
-        /* whole rows: the swizzle only permutes chunks within a row */
-        attn_sts_zero16_for_wgmma((t ? sdO : sQ) + st * BQ * D + c * BQ * 64 + r * 64 + (i % 8) * 8);
-      }
-      attn_fence_proxy_async();
-      attn_named_bar_sync(BAR_QTAIL, CONSUMERS);
-    }
+    if (valid < BQ) /* the last tile, once per CTA */
+      bwd_ws_zero_rows<T, D, BQ>(sQ + st * BQ * D, sdO + st * BQ * D, valid, ct, BAR_QTAIL);
     const float *lse2 = sStat + st * 2 * BQ, *dsum = lse2 + BQ;
-    bwd_dkdv_tile<T, D, BKV, BQ, true>(a, kdesc, vdesc, qdesc_k + st * STAGE, qdesc_mn + st * STAGE,
-                                       dodesc_k + st * STAGE, dodesc_mn + st * STAGE, lse2, dsum, j0, i0, krow, tq,
+    bwd_dkdv_tile<T, D, BKV, BQ, true>(a, dd.k, dd.v, dd.q_k + st * STAGE, dd.q_mn + st * STAGE,
+                                       dd.do_k + st * STAGE, dd.do_mn + st * STAGE, lse2, dsum, j0, i0, krow, tq,
                                        hidden, keep0, keep1, dk, dv);
     if (lane == 0) /* after the tile's last wgmma wait (warp-wide): the warp is done with the stage */
       attn_mbar_arrive(&empty[st]);
@@ -445,6 +493,82 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
   (void)maps; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
 #endif
 }
+
+#if ATTN_HAS_WGMMA
+/* One key tile of the dQ kernels (tiling 1's and its warp-specialised
+ * form): this warpgroup's 64 query rows (qdesc, dodesc; lse2, dsum of rows
+ * i0 + w16 + gr (+8)) against keys j0 .. j0 + BK - 1 (kk_desc, kmn: K
+ * K-major and MN-major, vd: V; keep[c]: key j0 + c is real and unmasked,
+ * read when hidden or causal), dQ += dS K into dq. The products are done
+ * when it returns. S and dP are separate batches, so P's exponentials run
+ * under dP. */
+template <typename T, int D, int BQ, int BK>
+__device__ __forceinline__ void bwd_dq_tile(const AttnArgs &a, uint64_t qdesc, uint64_t dodesc, uint64_t kk_desc,
+                                            uint64_t kmn, uint64_t vd, const int *keep, const float (&lse2)[2],
+                                            const float (&dsum)[2], int i0, int j0, int w16, int gr, int tq,
+                                            bool hidden, float (&dq)[1][D / 8][4]) {
+  constexpr int NS = BK / 8, NQ = D / 8;
+  float s[1][NS][4], dp[1][NS][4];
+  bwd_two_products<T, D, BK, BQ, BK>(&s[0][0][0], qdesc, kk_desc, &dp[0][0][0], dodesc, vd);
+  attn_wgmma_wait<1>(); /* S; P's exponentials run under dP = dO V^T */
+  attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+  const bool need_mask = hidden || (a.causal && j0 + BK - 1 > i0 + w16);
+#pragma unroll
+  for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int hr = e >> 1;
+      float p = attn_exp2(fmaf(s[0][nj][e], a.scale_log2, -lse2[hr]));
+      if (need_mask) {
+        const int c = j0 + nj * 8 + 2 * tq + (e & 1), r = i0 + w16 + gr + hr * 8;
+        if (!keep[c - j0] || (a.causal && c > r))
+          p = 0.0f;
+      }
+      s[0][nj][e] = p;
+    }
+  attn_wgmma_wait<0>(); /* dP */
+  attn_wgmma_pin<NS * 4>(&dp[0][0][0]);
+  uint32_t dsa[BK / 16][4]; /* dS as A fragments (rounded to T) */
+#pragma unroll
+  for (int nj = 0; nj < NS; nj++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      dp[0][nj][e] = s[0][nj][e] * (dp[0][nj][e] - dsum[e >> 1]);
+#pragma unroll
+  for (int kk = 0; kk < BK / 16; kk++)
+    attn_c_to_a<T>(dp[0][2 * kk], dp[0][2 * kk + 1], dsa[kk]);
+  attn_wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < BK / 16; kk++)
+    AttnWgmma<T, D>::rs_mn(&dq[0][0][0], dsa[kk], kmn + 128 * kk, true);
+  attn_wgmma_commit();
+  attn_wgmma_wait<0>();
+  attn_wgmma_pin<NQ * 4>(&dq[0][0][0]);
+  attn_wgmma_pin<BK / 4>(&dsa[0][0]);
+}
+#endif
+
+#if ATTN_HAS_WGMMA
+/* dq = scale dS K of a thread's query rows r0 and r0 + 8 (the dQ kernels'
+ * accumulators; rows that are not live: 0), rows past the sequence left
+ * alone. */
+template <typename T, int D>
+__device__ __forceinline__ void bwd_store_dq(const AttnArgs &a, const AttnSeg &g, int64_t base, int r0, int tq,
+                                             const bool (&live)[2], const float (&dq)[1][D / 8][4]) {
+#pragma unroll
+  for (int hr = 0; hr < 2; hr++) {
+    const int r = r0 + hr * 8;
+    if (r >= g.n)
+      continue;
+    const float f = live[hr] ? a.scale : 0.0f;
+    T *dqrow = (T *)a.dq + base + (int64_t)r * a.ld;
+#pragma unroll
+    for (int j = 0; j < D / 8; j++)
+      *reinterpret_cast<uint32_t *>(dqrow + j * 8 + 2 * tq) =
+          AttnType<T>::pack2(f * dq[0][j][2 * hr], f * dq[0][j][2 * hr + 1]);
+  }
+}
+#endif
 
 /* dQ on wgmma: one CTA of two warpgroups per (BQ = 128 queries, head,
  * sequence), warp w owning query rows 16 w.. (as the forward). It sums dQ
@@ -473,8 +597,7 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, HopperDqCfg<D>::MIN_CTAS) 
 #if ATTN_HAS_WGMMA
   typedef HopperDqCfg<D> C;
   constexpr int NT = C::NT, BQ = C::BQ, BK = C::BK;
-  constexpr int NS = BK / 8; /* n8 tiles of S, dP per warp */
-  constexpr int NQ = D / 8;  /* n8 tiles of dQ per warp */
+  constexpr int NQ = D / 8; /* n8 tiles of dQ per warp */
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
   T *sQ = reinterpret_cast<T *>(attn_align_smem_1024(raw)); /* the swizzle's 1024-byte groups */
   T *sdO = sQ + BQ * D;
@@ -497,13 +620,7 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, HopperDqCfg<D>::MIN_CTAS) 
   bool live[2];
   attn_bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
 
-  /* 128-byte swizzle, as the dK, dV kernel: Q, dO this warpgroup's 64 rows
-   * as A (K-major); K, V as B: K-major for S and dP, K also MN-major for
-   * dS K (k = key; pieces BK x 128 bytes apart). */
-  const uint64_t qdesc = attn_wgmma_desc_sw128(sQ + (warp >> 2) * 64 * 64, 16, 1024);
-  const uint64_t dodesc = attn_wgmma_desc_sw128(sdO + (warp >> 2) * 64 * 64, 16, 1024);
-  const uint64_t kdesc_k = attn_wgmma_desc_sw128(sK, 16, 1024), kdesc_mn = attn_wgmma_desc_sw128(sK, BK * 128, 1024);
-  const uint64_t vdesc = attn_wgmma_desc_sw128(sV, 16, 1024);
+  const BwdDqDescs dd = bwd_dq_descs<T, BK>(sQ, sdO, sK, sV, warp >> 2); /* a stage: BK D / 8 */
   constexpr uint64_t STAGE = BK * D / 8;
 
   /* causal: keys past this tile's last query are masked for all of it */
@@ -537,53 +654,8 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, HopperDqCfg<D>::MIN_CTAS) 
     kept = __syncthreads_or(kept); /* also publishes sKeep and every thread's copies */
     hidden = __syncthreads_or(hidden);
     if (kept) { /* a tile of padding keys only adds nothing */
-      float s[1][NS][4], dp[1][NS][4];
-      attn_wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; kk++)
-        AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + attn_sw128_kstep(kk, BQ),
-                             kdesc_k + stage * STAGE + attn_sw128_kstep(kk, BK), kk > 0);
-      attn_wgmma_commit();
-#pragma unroll
-      for (int kk = 0; kk < D / 16; kk++)
-        AttnWgmma<T, BK>::ss(&dp[0][0][0], dodesc + attn_sw128_kstep(kk, BQ),
-                             vdesc + stage * STAGE + attn_sw128_kstep(kk, BK), kk > 0);
-      attn_wgmma_commit();
-      attn_wgmma_wait<1>(); /* S; P's exponentials run under dP = dO V^T */
-      attn_wgmma_pin<NS * 4>(&s[0][0][0]);
-      const bool need_mask = hidden || (a.causal && j0 + BK - 1 > i0 + w16);
-#pragma unroll
-      for (int nj = 0; nj < NS; nj++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-          const int hr = e >> 1;
-          float p = attn_exp2(fmaf(s[0][nj][e], a.scale_log2, -lse2[hr]));
-          if (need_mask) {
-            const int c = j0 + nj * 8 + 2 * tq + (e & 1), r = i0 + w16 + gr + hr * 8;
-            if (!sKeep[c - j0] || (a.causal && c > r))
-              p = 0.0f;
-          }
-          s[0][nj][e] = p;
-        }
-      attn_wgmma_wait<0>(); /* dP */
-      attn_wgmma_pin<NS * 4>(&dp[0][0][0]);
-      uint32_t dsa[BK / 16][4]; /* dS as A fragments (rounded to T) */
-#pragma unroll
-      for (int nj = 0; nj < NS; nj++)
-#pragma unroll
-        for (int e = 0; e < 4; e++)
-          dp[0][nj][e] = s[0][nj][e] * (dp[0][nj][e] - dsum[e >> 1]);
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; kk++)
-        attn_c_to_a<T>(dp[0][2 * kk], dp[0][2 * kk + 1], dsa[kk]);
-      attn_wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < BK / 16; kk++)
-        AttnWgmma<T, D>::rs_mn(&dq[0][0][0], dsa[kk], kdesc_mn + stage * STAGE + 128 * kk, true);
-      attn_wgmma_commit();
-      attn_wgmma_wait<0>();
-      attn_wgmma_pin<NQ * 4>(&dq[0][0][0]);
-      attn_wgmma_pin<BK / 4>(&dsa[0][0]);
+      bwd_dq_tile<T, D, BQ, BK>(a, dd.q, dd.dout, dd.k_k + stage * STAGE, dd.k_mn + stage * STAGE,
+                                dd.v + stage * STAGE, sKeep, lse2, dsum, i0, j0, w16, gr, tq, hidden, dq);
     }
     __syncthreads(); /* every warp is done with this stage and sKeep */
     if (kt + 2 < nkt) {
@@ -594,40 +666,152 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, HopperDqCfg<D>::MIN_CTAS) 
   }
   attn_cp_async_wait_all(); /* nothing may land after the CTA is gone */
 
-  /* dq = scale * dS K for this warp's rows (padded rows: 0) */
-#pragma unroll
-  for (int hr = 0; hr < 2; hr++) {
-    const int r = i0 + w16 + gr + hr * 8;
-    if (r >= g.n)
-      continue;
-    const float f = live[hr] ? a.scale : 0.0f;
-    T *dqrow = (T *)a.dq + base + (int64_t)r * a.ld;
-#pragma unroll
-    for (int j = 0; j < NQ; j++)
-      *reinterpret_cast<uint32_t *>(dqrow + j * 8 + 2 * tq) =
-          AttnType<T>::pack2(f * dq[0][j][2 * hr], f * dq[0][j][2 * hr + 1]);
-  }
+  bwd_store_dq<T, D>(a, g, base, i0 + w16 + gr, tq, live, dq);
 #else
   (void)a; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
 #endif
 }
 
-/* Tiling 2's dK/dV kernel (head_dim 64): the tensor maps, then the launch. */
+/* The dQ kernel warp-specialised (backward tiling 2, head_dim 64): as the
+ * dK/dV kernel above, tiling 1's dQ loop behind a producer warpgroup. A
+ * CTA of three warpgroups per (BQ = 128 queries, head, sequence):
+ * warpgroup 0's first warp loads Q and dO once and each key tile's K and V
+ * (TMA) into an NSTAGE ring, its lanes storing the tile's key flags (and
+ * whether any key is hidden) before arriving on the stage's full mbarrier;
+ * warpgroups 1 and 2 own 64 query rows each and run bwd_dq_tile per key
+ * tile, releasing the stage per warp. Tiles of padding keys only are
+ * computed (their P is 0) rather than skipped: a wgmma under a condition
+ * read from shared memory may make ptxas serialise every wgmma (C7520).
+ * The last key tile's K and V rows past the sequence are zeroed by the
+ * consumers (0 x NaN from the next sequence or the varlen tail). */
+template <int D> struct HopperDqWsCfg {
+  static constexpr int NT = 384, BQ = 128, BK = 64, NSTAGE = 3;
+  template <typename T> static constexpr size_t smem_bytes() {
+    /* alignment; Q, dO; NSTAGE stages of K, V; mbarriers; NSTAGE stages of key flags and the hidden flag */
+    return 1024 + (size_t)(2 * BQ + 2 * NSTAGE * BK) * D * sizeof(T) + NSTAGE * (BK + 1) * sizeof(int) +
+           (1 + 2 * NSTAGE) * sizeof(uint64_t);
+  }
+};
+
+template <typename T, int D>
+__global__ void __launch_bounds__(HopperDqWsCfg<D>::NT, 1)
+    attn_hopper_dq_ws_kernel(AttnArgs a, const __grid_constant__ AttnBwdTmaMaps maps) {
+#if ATTN_HAS_WGMMA
+  typedef HopperDqWsCfg<D> C;
+  constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, NQ = D / 8;
+  constexpr int BAR_KTAIL = 1; /* a named barrier among the 256 consumers */
+  ATTN_DYNAMIC_SMEM(unsigned char, raw);
+  T *sQ = reinterpret_cast<T *>(attn_align_smem_1024(raw)); /* the swizzle's 1024-byte groups */
+  T *sdO = sQ + BQ * D;
+  T *sK = sdO + BQ * D;          /* key tile kt in stage kt % NSTAGE */
+  T *sV = sK + NSTAGE * BK * D;  /* likewise */
+  uint64_t *full_q = reinterpret_cast<uint64_t *>(sV + NSTAGE * BK * D); /* mbarriers: 8-byte aligned */
+  uint64_t *full = full_q + 1, *empty = full + NSTAGE;
+  int *sKeep = reinterpret_cast<int *>(empty + NSTAGE); /* [stage][BK] */
+  int *sHidden = sKeep + NSTAGE * BK;                   /* [stage] */
+
+  AttnSeg g;
+  int tile;
+  if (!attn_find_tile(a, BQ, &g, &tile))
+    return;
+  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+  const int i0 = tile * BQ;
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  /* causal: keys past this tile's last query are masked for all of it */
+  const int jend = a.causal ? min(g.n, i0 + BQ) : g.n;
+  const int nkt = (jend + BK - 1) / BK;
+
+  bwd_ws_init_barriers<NSTAGE>(full_q, full, empty);
+  __syncthreads(); /* the barriers exist before anyone waits on them; the only CTA-wide barrier */
+
+  if (warp < 4) { /* the producer warpgroup; its first warp loads */
+    attn_setmaxnreg_dec<24>();
+    if (warp == 0) {
+      if (lane == 0) /* Q, dO: full_q counts one arrival */
+        bwd_ws_load_pair<T, D, BQ>(0, full_q, sQ, &maps.q, sdO, &maps.dout, h, g.start + i0);
+      for (int kt = 0; kt < nkt; kt++) {
+        const int st = kt % NSTAGE, j0 = kt * BK;
+        if (kt >= NSTAGE) /* the consumers' release of this stage's previous tile */
+          attn_mbar_wait(&empty[st], ((kt / NSTAGE) - 1) & 1);
+        int hid = 0, kept = 0;
+        attn_bwd_mark_keys<BK, 32>(g, j0, lane, sKeep + st * BK, &hid, &kept);
+        for (int o = 16; o > 0; o >>= 1)
+          hid |= __shfl_xor_sync(0xffffffffu, hid, o);
+        if (lane == 0)
+          sHidden[st] = hid;
+        bwd_ws_load_pair<T, D, BK>(lane, &full[st], sK + st * BK * D, &maps.k, sV + st * BK * D, &maps.v, h,
+                                   g.start + j0);
+      }
+    }
+    return;
+  }
+
+  attn_setmaxnreg_inc<240>();
+  const int ct = tid - 128, cwarp = warp - 4, gr = lane >> 2, tq = lane & 3, w16 = cwarp * 16;
+  float lse2[2], dsum[2];
+  bool live[2];
+  attn_bwd_row_stats(a, g, h, i0 + w16 + gr, live, lse2, dsum);
+  const BwdDqDescs dd = bwd_dq_descs<T, BK>(sQ, sdO, sK, sV, cwarp >> 2); /* a stage: BK D / 8 */
+  constexpr uint64_t STAGE = BK * D / 8;
+
+  float dq[1][NQ][4];
+#pragma unroll
+  for (int j = 0; j < NQ; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+      dq[0][j][e] = 0.0f;
+
+  attn_mbar_wait(full_q, 0);
+  for (int kt = 0; kt < nkt; kt++) {
+    const int st = kt % NSTAGE, j0 = kt * BK;
+    attn_mbar_wait(&full[st], (kt / NSTAGE) & 1);
+    const int valid = g.n - j0; /* rows of the tile at or past this are not the sequence's */
+    if (valid < BK) /* the last tile, once per CTA */
+      bwd_ws_zero_rows<T, D, BK>(sK + st * BK * D, sV + st * BK * D, valid, ct, BAR_KTAIL);
+    bwd_dq_tile<T, D, BQ, BK>(a, dd.q, dd.dout, dd.k_k + st * STAGE, dd.k_mn + st * STAGE, dd.v + st * STAGE,
+                              sKeep + st * BK, lse2, dsum, i0, j0, w16, gr, tq, sHidden[st] != 0, dq);
+    if (lane == 0) /* after the tile's last wgmma wait (warp-wide): the warp is done with the stage */
+      attn_mbar_arrive(&empty[st]);
+  }
+  bwd_store_dq<T, D>(a, g, base, i0 + w16 + gr, tq, live, dq);
+#else
+  (void)a;
+  (void)maps; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
+#endif
+}
+
+/* The backward's four tensor maps at head_dim 64: Q and dO in boxes of
+ * qrows rows, K and V in boxes of krows. */
+static inline int bwd_tma_maps(AttnBwdTmaMaps *m, const mb_attn_desc *d, const AttnArgs &a, int qrows, int krows) {
+  const int64_t tokens = (int64_t)d->batch * d->seqlen;
+  MB_TRY(attn_tma_map_rows(&m->q, a.q, tokens, d->heads, 64, a.ld, qrows, "q"));
+  MB_TRY(attn_tma_map_rows(&m->dout, a.dout, tokens, d->heads, 64, a.ld, qrows, "dout"));
+  MB_TRY(attn_tma_map_rows(&m->k, a.k, tokens, d->heads, 64, a.ld, krows, "k"));
+  return attn_tma_map_rows(&m->v, a.v, tokens, d->heads, 64, a.ld, krows, "v");
+}
+
+/* A warp-specialised kernel's launch: its shared memory, one CTA per
+ * `rows` tokens of each sequence and head. */
+template <typename K>
+static inline int bwd_ws_launch_one(K *kernel, const char *name, const mb_attn_desc *d, const AttnArgs &a, int rows,
+                                    int nt, size_t smem, const AttnBwdTmaMaps &maps, cudaStream_t s) {
+  MB_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  ATTN_LAUNCH(kernel, attn_tile_grid(d, rows), nt, smem, s, a, maps);
+  ATTN_LAUNCH_CHECK(name);
+  return MB_OK;
+}
+
+/* Tiling 2's kernels (head_dim 64): dK/dV, then dQ, each with its boxes. */
 template <typename T> int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperBwdWsCfg<64> C;
-  const int64_t tokens = (int64_t)d->batch * d->seqlen;
+  typedef HopperDqWsCfg<64> Q;
   AttnBwdTmaMaps maps;
-  MB_TRY(attn_tma_map_rows(&maps.q, a.q, tokens, d->heads, 64, a.ld, C::BQ, "q"));
-  MB_TRY(attn_tma_map_rows(&maps.dout, a.dout, tokens, d->heads, 64, a.ld, C::BQ, "dout"));
-  MB_TRY(attn_tma_map_rows(&maps.k, a.k, tokens, d->heads, 64, a.ld, C::BKV, "k"));
-  MB_TRY(attn_tma_map_rows(&maps.v, a.v, tokens, d->heads, 64, a.ld, C::BKV, "v"));
-  const size_t smem = C::template smem_bytes<T>();
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_bwd_ws_kernel<T, 64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem));
-  auto *kernel = attn_hopper_bwd_ws_kernel<T, 64>;
-  ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BKV), C::NT, smem, s, a, maps);
-  ATTN_LAUNCH_CHECK("attn_hopper_bwd_ws_kernel");
-  return MB_OK;
+  MB_TRY(bwd_tma_maps(&maps, d, a, C::BQ, C::BKV));
+  MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, 64>, "attn_hopper_bwd_ws_kernel", d, a, C::BKV, C::NT,
+                           C::template smem_bytes<T>(), maps, s));
+  MB_TRY(bwd_tma_maps(&maps, d, a, Q::BQ, Q::BK));
+  return bwd_ws_launch_one(attn_hopper_dq_ws_kernel<T, 64>, "attn_hopper_dq_ws_kernel", d, a, Q::BQ, Q::NT,
+                           Q::template smem_bytes<T>(), maps, s);
 }
 
 template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnArgs a, int tiling, cudaStream_t s) {
@@ -643,16 +827,16 @@ template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnAr
     auto *kernel = attn_hopper_bwd_kernel<T, D>;
     ATTN_LAUNCH(kernel, attn_tile_grid(d, C::BKV), C::NT, smem, s, a);
     ATTN_LAUNCH_CHECK("attn_hopper_bwd_kernel");
+    typedef HopperDqCfg<D> Q;
+    MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                     (int)Q::template smem_bytes<T>()));
+    if (Q::MIN_CTAS > 1) /* the carveout that fits them (a hint the driver may otherwise size for one) */
+      MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_dq_kernel<T, D>, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                       (int)cudaSharedmemCarveoutMaxShared));
+    auto *dq_kernel = attn_hopper_dq_kernel<T, D>;
+    ATTN_LAUNCH(dq_kernel, attn_tile_grid(d, Q::BQ), Q::NT, Q::template smem_bytes<T>(), s, a);
+    ATTN_LAUNCH_CHECK("attn_hopper_dq_kernel");
   }
-  typedef HopperDqCfg<D> Q;
-  MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_dq_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)Q::template smem_bytes<T>()));
-  if (Q::MIN_CTAS > 1) /* the carveout that fits them (a hint the driver may otherwise size for one) */
-    MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_dq_kernel<T, D>, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                     (int)cudaSharedmemCarveoutMaxShared));
-  auto *dq_kernel = attn_hopper_dq_kernel<T, D>;
-  ATTN_LAUNCH(dq_kernel, attn_tile_grid(d, Q::BQ), Q::NT, Q::template smem_bytes<T>(), s, a);
-  ATTN_LAUNCH_CHECK("attn_hopper_dq_kernel");
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dq, a.ld, a, 0.0f, s));
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dk, a.ld, a, 0.0f, s));
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dv, a.ld, a, 0.0f, s));
