@@ -176,9 +176,9 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 /* The tiling of the bf16/f16 flash backward, process-wide: 0 (mma.sync, dQ
  * by the mode below), 1 (dK, dV on Hopper's wgmma, two warpgroups x 64
  * keys; dQ always from the deterministic dQ pass; sm_90 GPUs with an sm_90a
- * build only, else MB_EUNSUPPORTED) or 2 (1 with the dK/dV kernel
+ * build only, else MB_EUNSUPPORTED) or 2 (1 with both kernels
  * warp-specialised: a TMA producer warpgroup, no CTA barrier per tile;
- * head_dim 64, tiling 1 at 128); -1 the default again (there: 1 at
+ * same conditions); -1 the default again (there: 1 at
  * head_dim 128, 0 at 64; elsewhere 0). For the benchmark and the tests. Not
  * thread-safe against running kernels. */
 int mb_cuda_attn_set_flash_bwd_variant(int variant) MB_NODISCARD;

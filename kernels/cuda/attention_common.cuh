@@ -881,8 +881,8 @@ int attn_env_tiling(int *fwd, int *bwd);
  * here, else 0: the fp8 forward then takes a wgmma kernel too
  * (attention_flash_fwd.cu). */
 int attn_flash_fwd_wgmma_tiling(int *tiling);
-/* Backward tilings 1 and 2 (attention_hopper_bwd.cu; 2: the warp-specialised
- * dK/dV kernel at head_dim 64, tiling 1's at 128). */
+/* Backward tilings 1 and 2 (attention_hopper_bwd.cu; 2: both kernels
+ * warp-specialised). */
 int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *q, const void *k, const void *v,
                     const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws,
                     size_t ws_bytes, cudaStream_t s);

@@ -124,9 +124,11 @@ __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc,
    * 1) and dP^T (2) issued together; P^T once S^T is in (wait 1), and
    * dV += P^T dO (3) issued; dS^T once dP^T is in (wait 1 again: batches
    * complete in order), and dK += dS^T Q (4) issued; then wait for all.
-   * At D = 128 the in-flight dV and P^T fragment leave ptxas too few of
-   * the 255 registers (it spills): there P^T and dS^T are computed with
-   * nothing in flight, then both products issued together. */
+   * In tiling 1's kernel at D = 128 the in-flight dV and P^T fragment
+   * leave ptxas too few of the 255 registers (it spills): there P^T and
+   * dS^T are computed with nothing in flight, then both products issued
+   * together. (Tiling 2's consumers, with less else to keep, overlap at
+   * both head dims within setmaxnreg's 240.) */
   float st[1][NS][4], dpt[1][NS][4]; /* S^T, dP^T: rows = keys, columns = queries */
   bwd_two_products<T, D, BQ, BKV, BQ>(&st[0][0][0], kdesc, qk, &dpt[0][0][0], vdesc, dok);
   attn_wgmma_wait<OVERLAP ? 1 : 0>(); /* S^T (and dP^T unless OVERLAP) */
@@ -368,7 +370,7 @@ __device__ __forceinline__ void bwd_ws_load_pair(int lane, uint64_t *bar, T *dst
 }
 #endif
 
-/* The dK/dV kernel warp-specialised (backward tiling 2, head_dim 64): the
+/* The dK/dV kernel warp-specialised (backward tiling 2): the
  * forward's tiling 5 applied to tiling 1's loop. A CTA of three warpgroups
  * per (BKV = 128 keys, head, sequence): warpgroup 0 gives its registers
  * back (setmaxnreg 24) and its first warp loads -- K and V once, then each
@@ -672,7 +674,7 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, HopperDqCfg<D>::MIN_CTAS) 
 #endif
 }
 
-/* The dQ kernel warp-specialised (backward tiling 2, head_dim 64): as the
+/* The dQ kernel warp-specialised (backward tiling 2): as the
  * dK/dV kernel above, tiling 1's dQ loop behind a producer warpgroup. A
  * CTA of three warpgroups per (BQ = 128 queries, head, sequence):
  * warpgroup 0's first warp loads Q and dO once and each key tile's K and V
@@ -780,14 +782,15 @@ __global__ void __launch_bounds__(HopperDqWsCfg<D>::NT, 1)
 #endif
 }
 
-/* The backward's four tensor maps at head_dim 64: Q and dO in boxes of
- * qrows rows, K and V in boxes of krows. */
+/* The backward's four tensor maps: Q and dO in boxes of qrows rows, K and
+ * V in boxes of krows (64 columns each). */
 static inline int bwd_tma_maps(AttnBwdTmaMaps *m, const mb_attn_desc *d, const AttnArgs &a, int qrows, int krows) {
   const int64_t tokens = (int64_t)d->batch * d->seqlen;
-  MB_TRY(attn_tma_map_rows(&m->q, a.q, tokens, d->heads, 64, a.ld, qrows, "q"));
-  MB_TRY(attn_tma_map_rows(&m->dout, a.dout, tokens, d->heads, 64, a.ld, qrows, "dout"));
-  MB_TRY(attn_tma_map_rows(&m->k, a.k, tokens, d->heads, 64, a.ld, krows, "k"));
-  return attn_tma_map_rows(&m->v, a.v, tokens, d->heads, 64, a.ld, krows, "v");
+  const int D = d->head_dim;
+  MB_TRY(attn_tma_map_rows(&m->q, a.q, tokens, d->heads, D, a.ld, qrows, "q"));
+  MB_TRY(attn_tma_map_rows(&m->dout, a.dout, tokens, d->heads, D, a.ld, qrows, "dout"));
+  MB_TRY(attn_tma_map_rows(&m->k, a.k, tokens, d->heads, D, a.ld, krows, "k"));
+  return attn_tma_map_rows(&m->v, a.v, tokens, d->heads, D, a.ld, krows, "v");
 }
 
 /* A warp-specialised kernel's launch: its shared memory, one CTA per
@@ -801,16 +804,16 @@ static inline int bwd_ws_launch_one(K *kernel, const char *name, const mb_attn_d
   return MB_OK;
 }
 
-/* Tiling 2's kernels (head_dim 64): dK/dV, then dQ, each with its boxes. */
-template <typename T> int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
-  typedef HopperBwdWsCfg<64> C;
-  typedef HopperDqWsCfg<64> Q;
+/* Tiling 2's kernels: dK/dV, then dQ, each with its boxes. */
+template <typename T, int D> int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  typedef HopperBwdWsCfg<D> C;
+  typedef HopperDqWsCfg<D> Q;
   AttnBwdTmaMaps maps;
   MB_TRY(bwd_tma_maps(&maps, d, a, C::BQ, C::BKV));
-  MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, 64>, "attn_hopper_bwd_ws_kernel", d, a, C::BKV, C::NT,
+  MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D>, "attn_hopper_bwd_ws_kernel", d, a, C::BKV, C::NT,
                            C::template smem_bytes<T>(), maps, s));
   MB_TRY(bwd_tma_maps(&maps, d, a, Q::BQ, Q::BK));
-  return bwd_ws_launch_one(attn_hopper_dq_ws_kernel<T, 64>, "attn_hopper_dq_ws_kernel", d, a, Q::BQ, Q::NT,
+  return bwd_ws_launch_one(attn_hopper_dq_ws_kernel<T, D>, "attn_hopper_dq_ws_kernel", d, a, Q::BQ, Q::NT,
                            Q::template smem_bytes<T>(), maps, s);
 }
 
@@ -818,8 +821,8 @@ template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnAr
   typedef HopperBwdCfg<D> C;
   a.dq_accum = NULL; /* dq from the dQ kernel, summed in order */
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
-  if (tiling == 2 && D == 64) {
-    MB_TRY(hopper_bwd_ws_launch<T>(d, a, s));
+  if (tiling == 2) {
+    MB_TRY((hopper_bwd_ws_launch<T, D>(d, a, s)));
   } else {
     const size_t smem = C::template smem_bytes<T>();
     MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_bwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,

@@ -394,9 +394,7 @@ static void run_all_cases(mb_dtype dt) {
       check_backward(&p, label);
       int hopper_bwd = 0; /* the wgmma backward (tilings 1, 2): sm_90 only */
       assert_int_equal(mb_cuda_attn_flash_bwd_variant_runs(1, &hopper_bwd), MB_OK);
-      for (int bv = 1; hopper_bwd && bv <= 2; bv++) { /* tiling 2: the warp-specialised dK/dV kernel (D = 64) */
-        if (bv == 2 && dims[di] != 64)
-          continue;
+      for (int bv = 1; hopper_bwd && bv <= 2; bv++) { /* tiling 2: the warp-specialised kernels */
         assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(bv), MB_OK);
         snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-b%d", mb_dtype_name(dt), dims[di], cases[ci].name, bv);
         run_bwd(&p, MB_CUDA_ATTN_FLASH);

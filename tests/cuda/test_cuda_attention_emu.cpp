@@ -563,11 +563,10 @@ static void test_flash_bf16(void **state) {
       assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(1), MB_OK);
       snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-b1", D, c.name);
       backward(p, MB_CUDA_ATTN_FLASH, label);
-      if (D == 64) { /* tiling 2: the warp-specialised dK/dV kernel (TMA, mbarriers) */
-        assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
-        snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-b2", D, c.name);
-        backward(p, MB_CUDA_ATTN_FLASH, label);
-      }
+      /* tiling 2: the warp-specialised kernels (TMA, mbarriers) */
+      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
+      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-b2", D, c.name);
+      backward(p, MB_CUDA_ATTN_FLASH, label);
       assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
     }
 }
@@ -634,11 +633,9 @@ static void test_flash_f16(void **state) {
       assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(1), MB_OK);
       snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-b1", D, cases[ci].name);
       backward(p, MB_CUDA_ATTN_FLASH, label);
-      if (D == 64) {
-        assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
-        snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-b2", D, cases[ci].name);
-        backward(p, MB_CUDA_ATTN_FLASH, label);
-      }
+      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
+      snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-b2", D, cases[ci].name);
+      backward(p, MB_CUDA_ATTN_FLASH, label);
       assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
     }
 }
