@@ -359,12 +359,15 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       const float bf = time_ms(&w);
       CHECK_MB(mb_cuda_attn_set_deterministic(1));
       const float b0 = time_ms(&w);
-      float b1 = 0.0f, b2 = 0.0f;
+      float b1 = 0.0f, b2 = 0.0f, b2f = 0.0f;
       if (v2) {
         CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(1));
         b1 = time_ms(&w);
         CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(2)); /* tiling 2: the warp-specialised kernels */
         b2 = time_ms(&w);
+        CHECK_MB(mb_cuda_attn_set_deterministic(0)); /* and its fast mode: dQ by atomics in the dK/dV kernel */
+        b2f = time_ms(&w);
+        CHECK_MB(mb_cuda_attn_set_deterministic(1));
         CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(0));
       }
       const double tf0 = fwd_flop / (f0 * 1e-3) / 1e12, tf1 = fwd_flop / (f1 * 1e-3) / 1e12;
@@ -413,6 +416,8 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
         if (b2 > 0) {
           json_object_set_new(r, "bwd_v2_ms", json_real(b2));
           json_object_set_new(r, "bwd_v2_tflops", json_real(tb2));
+          json_object_set_new(r, "bwd_v2_fast_ms", json_real(b2f));
+          json_object_set_new(r, "bwd_v2_fast_tflops", json_real(bwd_flop / (b2f * 1e-3) / 1e12));
         }
       }
       json_object_set_new(r, "bwd_ms", json_real(b0));

@@ -237,8 +237,9 @@ class Report:
                f"fwd wgmma: tilings 2 / 3 (D = 64: two CTAs per SM) / 4 (softmax under the product) / 5 (4 "
                f"warp-specialised, TMA) / 6 (5 with ping-pong), Hopper only; bwd 0: tiling 0 with the "
                f"deterministic dQ (a separate dQ pass, the same bits every run); bwd fast: f32 atomics, as "
-               f"FlashAttention-2 and SDPA; bwd 1: tiling 1 (Hopper only; dK, dV and dQ on wgmma, summed in "
-               f"order); default: what the dispatcher takes on this card (attn_env_tiling: on Hopper forward "
+               f"FlashAttention-2 and SDPA; bwd 1 / 2: tiling 1 (Hopper only; dK, dV and dQ on wgmma, summed in "
+               f"order) / tiling 2 (both kernels warp-specialised; fast: its dQ by f32 atomics in the dK/dV "
+               f"kernel); default: what the dispatcher takes on this card (attn_env_tiling: on Hopper forward "
                f"tiling 5, backward 1 at D = 128 and 0 at D = 64), and the ratios are the default's; SDPA: "
                f"torch's scaled_dot_product_attention as a user calls it (its own backend choice)\n")
         self.p("| L | D | fwd 0 | fwd wgmma | fwd default | peak | bwd 0 | bwd fast | bwd 1 / 2 | bwd default "
@@ -251,6 +252,8 @@ class Report:
                 if r.get("fwd_v2_tflops") else ""
             fk, bk = default_tilings(r)
             b2 = " / " + f(r.get("bwd_v2_tflops"), ".1f") if r.get("bwd_v2_tflops") else ""
+            if r.get("bwd_v2_fast_tflops"):
+                b2 += " (fast " + f(r.get("bwd_v2_fast_tflops"), ".1f") + ")"
             peak = att.get("peak_bf16_gemm_tflops")
             share = f"{100 * r[fk] / peak:.0f}%" if peak and r.get(fk) else "-"
             self.p(f"| {r['L']} | {r['D']} | {r['fwd_tflops']:.1f} | {f(r.get('fwd_v2_tflops'), '.1f')}{v3} | "

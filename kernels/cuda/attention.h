@@ -178,7 +178,8 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) MB_NODISCARD;
  * keys; dQ always from the deterministic dQ pass; sm_90 GPUs with an sm_90a
  * build only, else MB_EUNSUPPORTED) or 2 (1 with both kernels
  * warp-specialised: a TMA producer warpgroup, no CTA barrier per tile;
- * same conditions); -1 the default again (there: 1 at
+ * same conditions; it has the fast mode below: dQ by atomics from the
+ * dK/dV kernel); -1 the default again (there: 1 at
  * head_dim 128, 0 at 64; elsewhere 0). For the benchmark and the tests. Not
  * thread-safe against running kernels. */
 int mb_cuda_attn_set_flash_bwd_variant(int variant) MB_NODISCARD;
@@ -193,8 +194,9 @@ int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 
 /* The flash backward's dQ, process-wide: 1 (default) a separate dQ pass
  * summing in a fixed order (the same bits every run), 0 f32 atomics in the
- * main kernel (dq's last bits depend on the order of the adds). Not
- * thread-safe against running kernels. */
+ * main kernel (dq's last bits depend on the order of the adds; backward
+ * tilings 0 and 2; tiling 1 is deterministic either way). Not thread-safe
+ * against running kernels. */
 int mb_cuda_attn_set_deterministic(int on) MB_NODISCARD;
 
 /* Registers the kernels of MB_OP_ATTENTION and MB_OP_ATTENTION_GRAD for

@@ -840,6 +840,33 @@ template <typename T> __global__ void attn_bwd_prep(AttnArgs a) {
   }
 }
 
+/* Two adjacent dQ terms into the f32 accumulator (the fast modes). */
+__device__ __forceinline__ void attn_dq_add2(float *accum, int64_t idx, float x0, float x1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float2 *>(accum + idx), make_float2(x0, x1));
+#else
+  atomicAdd(accum + idx, x0);
+  atomicAdd(accum + idx + 1, x1);
+#endif
+}
+
+/* The fast modes' dq = scale * accumulator, for every token (the
+ * accumulator of padded rows and the varlen tail is 0). */
+template <typename T> __global__ void attn_dq_convert(T *dq, AttnArgs a, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x)
+    AttnType<T>::store(dq, i, a.scale * a.dq_accum[i]);
+}
+
+template <typename T>
+static inline int attn_launch_dq_convert(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+  const int64_t n = (int64_t)attn_tokens(d) * a.ld;
+  const unsigned blocks = (unsigned)((n + 255) / 256 < 65536 ? (n + 255) / 256 : 65536);
+  auto *convert = attn_dq_convert<T>;
+  ATTN_LAUNCH(convert, blocks, 256, 0, s, (T *)a.dq, a, n);
+  ATTN_LAUNCH_CHECK("attn_dq_convert");
+  return MB_OK;
+}
+
 template <typename T> static inline int attn_launch_bwd_prep(const AttnArgs &a, cudaStream_t s) {
   const int64_t rows = (int64_t)a.batch * a.seqlen * a.heads;
   if (rows == 0)
@@ -882,10 +909,11 @@ int attn_env_tiling(int *fwd, int *bwd);
  * (attention_flash_fwd.cu). */
 int attn_flash_fwd_wgmma_tiling(int *tiling);
 /* Backward tilings 1 and 2 (attention_hopper_bwd.cu; 2: both kernels
- * warp-specialised). */
-int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *q, const void *k, const void *v,
-                    const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws,
-                    size_t ws_bytes, cudaStream_t s);
+ * warp-specialised, and with det false dQ by f32 atomics in the dK/dV
+ * kernel; tiling 1 is deterministic in either mode). */
+int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, int tiling, bool det, const void *q, const void *k,
+                    const void *v, const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
+                    void *ws, size_t ws_bytes, cudaStream_t s);
 int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, const void *v, const float *qds,
                        const float *kds, const float *vds, void *out, float *lse, cudaStream_t s);
 

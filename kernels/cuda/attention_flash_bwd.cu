@@ -57,16 +57,6 @@ template <int D> struct FlashBwdCfg {
   }
 };
 
-/* Two adjacent dQ terms into the f32 accumulator (the fast mode). */
-__device__ __forceinline__ void dq_add2(float *accum, int64_t idx, float x0, float x1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  atomicAdd(reinterpret_cast<float2 *>(accum + idx), make_float2(x0, x1));
-#else
-  atomicAdd(accum + idx, x0);
-  atomicAdd(accum + idx + 1, x1);
-#endif
-}
-
 /* Both backward kernels' first step, for warp rows w16.. of query tile i0
  * and all BK keys of key tile j0 (Q, dO, K, V in shared memory): S = Q K^T
  * and dP = dO V^T on tensor cores, then P = exp(scale S - lse) (masked keys
@@ -263,7 +253,7 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_kernel(Attn
         const int64_t idx = base + (int64_t)(i0 + w16 + gr + hr * 8) * a.ld + d0 + 2 * tq;
 #pragma unroll
         for (int j = 0; j < 8; j++)
-          dq_add2(a.dq_accum, idx + j * 8, dq[j][2 * hr], dq[j][2 * hr + 1]);
+          attn_dq_add2(a.dq_accum, idx + j * 8, dq[j][2 * hr], dq[j][2 * hr + 1]);
       }
     }
     /* the next iteration's barrier orders these reads of sdS and sK before
@@ -408,13 +398,6 @@ __global__ void __launch_bounds__(FlashBwdCfg<D>::NT) attn_flash_bwd_dq_kernel(A
   }
 }
 
-/* The fast mode's dq = scale * accumulator, for every token (the
- * accumulator of padded rows and the varlen tail is 0). */
-template <typename T> __global__ void attn_dq_convert(T *dq, AttnArgs a, int64_t n) {
-  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)blockDim.x * gridDim.x)
-    AttnType<T>::store(dq, i, a.scale * a.dq_accum[i]);
-}
-
 template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *d, AttnArgs a, cudaStream_t s) {
   typedef FlashBwdCfg<D> C;
   if (DET)
@@ -435,11 +418,7 @@ template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *
     ATTN_LAUNCH_CHECK("attn_flash_bwd_dq_kernel");
     MB_TRY(attn_launch_fill_tail<T>((T *)a.dq, a.ld, a, 0.0f, s));
   } else {
-    const int64_t n = (int64_t)attn_tokens(d) * a.ld;
-    const unsigned blocks = (unsigned)((n + 255) / 256 < 65536 ? (n + 255) / 256 : 65536);
-    auto *convert = attn_dq_convert<T>;
-    ATTN_LAUNCH(convert, blocks, 256, 0, s, (T *)a.dq, a, n);
-    ATTN_LAUNCH_CHECK("attn_dq_convert");
+    MB_TRY(attn_launch_dq_convert<T>(d, a, s));
   }
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dk, a.ld, a, 0.0f, s));
   MB_TRY(attn_launch_fill_tail<T>((T *)a.dv, a.ld, a, 0.0f, s));
@@ -485,7 +464,7 @@ int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
   }
   const int var = flash_bwd_variant == ATTN_BWD_BY_HEAD_DIM ? d->head_dim == 128 : flash_bwd_variant;
   if (var >= 1)
-    return attn_hopper_bwd(d, dt, var, q, k, v, out, lse, dout, dq, dk, dv, ws, ws_bytes, s);
+    return attn_hopper_bwd(d, dt, var, flash_bwd_deterministic, q, k, v, out, lse, dout, dq, dk, dv, ws, ws_bytes, s);
   if (attn_tokens(d) == 0)
     return MB_OK;
   AttnArgs a = attn_bwd_args(d, q, k, v, out, lse, dout, dq, dk, dv, ws);

@@ -111,13 +111,14 @@ __device__ __forceinline__ void bwd_two_products(float *c0, uint64_t a0, uint64_
  * form): this warpgroup's 64 keys against queries i0 .. i0 + BQ - 1, whose
  * Q and dO the descriptors qk, dok (K-major) and qmn, domn (MN-major)
  * point at, lse (log2 units) and D at lse2[c], dsum[c]; dV += P^T dO and
- * dK += dS^T Q into dk, dv. The products are done when it returns. */
-template <typename T, int D, int BKV, int BQ, bool OVERLAP>
+ * dK += dS^T Q into dk, dv. The products are done when it returns. With
+ * KEEP_DS, dS^T's A fragments (rounded to T) are copied to ds_out too. */
+template <typename T, int D, int BKV, int BQ, bool OVERLAP, bool KEEP_DS = false>
 __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc, uint64_t vdesc, uint64_t qk,
                                               uint64_t qmn, uint64_t dok, uint64_t domn, const float *lse2,
                                               const float *dsum, int j0, int i0, int krow, int tq, bool hidden,
                                               bool keep0, bool keep1, float (&dk)[1][D / 8][4],
-                                              float (&dv)[1][D / 8][4]) {
+                                              float (&dv)[1][D / 8][4], uint32_t *ds_out = nullptr) {
   constexpr int NS = BQ / 8, NO = D / 8;
   /* OVERLAP (D = 64): four batches, each started as soon as its inputs
    * exist, so the softmax's arithmetic runs under a product: S^T (batch
@@ -187,6 +188,11 @@ __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc,
   attn_wgmma_pin<NO * 4>(&dk[0][0][0]);
   attn_wgmma_pin<BQ / 4>(&pa[0][0]);
   attn_wgmma_pin<BQ / 4>(&dsa[0][0]);
+  if constexpr (KEEP_DS) {
+#pragma unroll
+    for (int i = 0; i < BQ / 4; i++)
+      ds_out[i] = (&dsa[0][0])[i];
+  }
 }
 #endif
 
@@ -370,6 +376,61 @@ __device__ __forceinline__ void bwd_ws_load_pair(int lane, uint64_t *bar, T *dst
 }
 #endif
 
+#if ATTN_HAS_WGMMA
+/* Tiling 2's fast mode (mb_cuda_attn_set_deterministic(0), FlashAttention's
+ * way): dQ_i += dS_i K summed by f32 atomics from the dK/dV kernel, which
+ * has dS^T in registers already, in place of the dQ kernel's recomputation
+ * (5 tile products per (i, j) instead of 7). Warpgroup wg (warp cwarp)
+ * stores its dS^T A fragments (keys 64 wg.., queries i0..) into its own
+ * swizzled [64 keys][BQ] tile, 4-byte stores, one 16-byte chunk per row
+ * and instruction (conflict-free); then, per 64 columns c of the head
+ * dimension, dQ_part = dS K_wg with both operands read MN-major from
+ * shared memory (ss_mn: A = dS^T's rows are keys, B = K's rows are keys),
+ * and its rows added to the accumulator with float2 atomics (the two
+ * warpgroups' partial sums meet there). Every warp's product reads all
+ * four warps' rows, and a wait covers only the waiting warp's own: so the
+ * tiles alternate between two buffers, and the barrier after tile i + 1's
+ * stores (each warp stores after its wait for tile i) frees tile i's buffer
+ * for tile i + 2. (One buffer fails the emulator test: a warp rewrote its
+ * rows while another's product had yet to read them.) */
+template <typename T, int D, int BKV, int BQ>
+__device__ __forceinline__ void bwd_ws_dq_atomic(const AttnArgs &a, const AttnSeg &g, int h, int i0, T *sds,
+                                                 const T *sk_wg, int cwarp, int lane, const uint32_t *dsa) {
+  static_assert(BQ == 64, "one 128-byte row of queries per key");
+  const int gr = lane >> 2, tq = lane & 3, wg = cwarp >> 2;
+#pragma unroll
+  for (int i = 0; i < BQ / 4; i++) { /* register i of k-block i / 4: rows +8 (i & 1), columns +8 (i & 2) */
+    const int row = (cwarp & 3) * 16 + gr + (i & 1) * 8, col = (i / 4) * 16 + 2 * tq + (i & 2) * 4;
+    attn_sts_u32_for_wgmma(sds + row * 64 + (((col / 8) ^ (row & 7)) * 8) + col % 8, dsa[i]);
+  }
+  attn_fence_proxy_async();
+  attn_named_bar_sync(2 + wg, 128); /* the warpgroup's 64 rows written */
+  const uint64_t adesc = attn_wgmma_desc_sw128(sds, 64 * 128, 1024);  /* A (m = query, k = key), MN-major */
+  const uint64_t bdesc = attn_wgmma_desc_sw128(sk_wg, BKV * 128, 1024); /* B (k = key, n = d), MN-major */
+#pragma unroll
+  for (int c = 0; c < D / 64; c++) {
+    float part[32];
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) /* 16 keys a step: 16 rows, +128 */
+      AttnWgmma<T, 64>::ss_mn(part, adesc + 128 * kk, bdesc + c * (BKV * 8) + 128 * kk, kk > 0);
+    attn_wgmma_commit();
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<32>(part);
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++) {
+      const int q = i0 + (cwarp & 3) * 16 + gr + hr * 8;
+      if (q >= g.n) /* another sequence's row */
+        continue;
+      const int64_t idx = (int64_t)(g.start + q) * a.ld + (int64_t)h * D + c * 64 + 2 * tq;
+#pragma unroll
+      for (int j = 0; j < 8; j++)
+        attn_dq_add2(a.dq_accum, idx + 8 * j, part[4 * j + 2 * hr], part[4 * j + 2 * hr + 1]);
+    }
+  }
+}
+#endif
+
 /* The dK/dV kernel warp-specialised (backward tiling 2): the
  * forward's tiling 5 applied to tiling 1's loop. A CTA of three warpgroups
  * per (BKV = 128 keys, head, sequence): warpgroup 0 gives its registers
@@ -387,10 +448,12 @@ __device__ __forceinline__ void bwd_ws_load_pair(int lane, uint64_t *bar, T *dst
  * past the end before using them (0 x NaN would reach dK and dV). */
 template <int D> struct HopperBwdWsCfg {
   static constexpr int NT = 384, BKV = 128, BQ = 64, NSTAGE = 3;
-  template <typename T> static constexpr size_t smem_bytes() {
-    /* alignment; K, V; NSTAGE stages of Q and dO; of lse2 and D; key flags; mbarriers */
-    return 1024 + (size_t)(2 * BKV + 2 * NSTAGE * BQ) * D * sizeof(T) + NSTAGE * 2 * BQ * sizeof(float) +
-           BKV * sizeof(int) + (1 + 2 * NSTAGE) * sizeof(uint64_t);
+  /* alignment; K, V; NSTAGE stages of Q and dO; with FASTDQ two buffers of
+   * the two warpgroups' dS^T tiles; NSTAGE stages of lse2 and D; key flags;
+   * mbarriers */
+  template <typename T, bool FASTDQ> static constexpr size_t smem_bytes() {
+    return 1024 + (size_t)(2 * BKV + 2 * NSTAGE * BQ) * D * sizeof(T) + (FASTDQ ? 4 * 64 * BQ * sizeof(T) : 0) +
+           NSTAGE * 2 * BQ * sizeof(float) + BKV * sizeof(int) + (1 + 2 * NSTAGE) * sizeof(uint64_t);
   }
 };
 
@@ -399,19 +462,20 @@ struct AttnBwdTmaMaps {
   AttnTmaMap q, k, v, dout;
 };
 
-template <typename T, int D>
+template <typename T, int D, bool FASTDQ>
 __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
     attn_hopper_bwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnBwdTmaMaps maps) {
 #if ATTN_HAS_WGMMA
   typedef HopperBwdWsCfg<D> C;
   constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ, NSTAGE = C::NSTAGE, NO = D / 8;
-  constexpr int BAR_QTAIL = 1; /* a named barrier among the 256 consumers */
+  constexpr int BAR_QTAIL = 1; /* a named barrier among the 256 consumers (the tails' zeros) */
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
   T *sK = reinterpret_cast<T *>(attn_align_smem_1024(raw)); /* the swizzle's 1024-byte groups */
   T *sV = sK + BKV * D;
   T *sQ = sV + BKV * D;             /* query tile it in stage it % NSTAGE */
   T *sdO = sQ + NSTAGE * BQ * D;    /* likewise */
-  float *sStat = reinterpret_cast<float *>(sdO + NSTAGE * BQ * D); /* [stage][lse2 | D][BQ] */
+  T *sdS = sdO + NSTAGE * BQ * D;   /* FASTDQ: [query tile % 2][warpgroup][64 keys][BQ], swizzled */
+  float *sStat = reinterpret_cast<float *>(sdS + (FASTDQ ? 4 * 64 * BQ : 0)); /* [stage][lse2 | D][BQ] */
   int *sKeep = reinterpret_cast<int *>(sStat + NSTAGE * 2 * BQ);
   uint64_t *full_kv = reinterpret_cast<uint64_t *>(sKeep + BKV);
   uint64_t *full = full_kv + 1, *empty = full + NSTAGE;
@@ -475,6 +539,8 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
       dk[0][j][e] = dv[0][j][e] = 0.0f;
 
   attn_mbar_wait(full_kv, 0);
+  if (FASTDQ && g.n - j0 < BKV) /* keys past the end: dS there must be 0 exactly and K finite, as dQ sums over keys */
+    bwd_ws_zero_rows<T, D, BKV>(sK, sV, g.n - j0, ct, BAR_QTAIL);
   for (int it = 0; it < nqt; it++) {
     const int st = it % NSTAGE, i0 = istart + it * BQ;
     attn_mbar_wait(&full[st], (it / NSTAGE) & 1);
@@ -482,11 +548,15 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
     if (valid < BQ) /* the last tile, once per CTA */
       bwd_ws_zero_rows<T, D, BQ>(sQ + st * BQ * D, sdO + st * BQ * D, valid, ct, BAR_QTAIL);
     const float *lse2 = sStat + st * 2 * BQ, *dsum = lse2 + BQ;
-    bwd_dkdv_tile<T, D, BKV, BQ, true>(a, dd.k, dd.v, dd.q_k + st * STAGE, dd.q_mn + st * STAGE,
-                                       dd.do_k + st * STAGE, dd.do_mn + st * STAGE, lse2, dsum, j0, i0, krow, tq,
-                                       hidden, keep0, keep1, dk, dv);
+    uint32_t dsa[BQ / 4]; /* FASTDQ: dS^T's A fragments */
+    bwd_dkdv_tile<T, D, BKV, BQ, true, FASTDQ>(a, dd.k, dd.v, dd.q_k + st * STAGE, dd.q_mn + st * STAGE,
+                                               dd.do_k + st * STAGE, dd.do_mn + st * STAGE, lse2, dsum, j0, i0,
+                                               krow, tq, hidden, keep0, keep1, dk, dv, dsa);
     if (lane == 0) /* after the tile's last wgmma wait (warp-wide): the warp is done with the stage */
       attn_mbar_arrive(&empty[st]);
+    if constexpr (FASTDQ)
+      bwd_ws_dq_atomic<T, D, BKV, BQ>(a, g, h, i0, sdS + ((it & 1) * 2 + (cwarp >> 2)) * 64 * BQ,
+                                      sK + (cwarp >> 2) * 64 * 64, cwarp, lane, dsa);
   }
 
   bwd_store_dkdv<T, D>(a, g, base, j0 + krow, tq, dk, dv);
@@ -804,25 +874,35 @@ static inline int bwd_ws_launch_one(K *kernel, const char *name, const mb_attn_d
   return MB_OK;
 }
 
-/* Tiling 2's kernels: dK/dV, then dQ, each with its boxes. */
-template <typename T, int D> int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
+/* Tiling 2's kernels: dK/dV, then dQ, each with its boxes; in the fast mode
+ * (det false) the dK/dV kernel adds dQ into the accumulator itself. */
+template <typename T, int D>
+int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, bool det, cudaStream_t s) {
   typedef HopperBwdWsCfg<D> C;
   typedef HopperDqWsCfg<D> Q;
   AttnBwdTmaMaps maps;
   MB_TRY(bwd_tma_maps(&maps, d, a, C::BQ, C::BKV));
-  MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D>, "attn_hopper_bwd_ws_kernel", d, a, C::BKV, C::NT,
-                           C::template smem_bytes<T>(), maps, s));
+  if (!det) {
+    MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, true>, "attn_hopper_bwd_ws_kernel (fast dQ)", d, a,
+                             C::BKV, C::NT, C::template smem_bytes<T, true>(), maps, s));
+    return attn_launch_dq_convert<T>(d, a, s);
+  }
+  MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, false>, "attn_hopper_bwd_ws_kernel", d, a, C::BKV, C::NT,
+                           C::template smem_bytes<T, false>(), maps, s));
   MB_TRY(bwd_tma_maps(&maps, d, a, Q::BQ, Q::BK));
   return bwd_ws_launch_one(attn_hopper_dq_ws_kernel<T, D>, "attn_hopper_dq_ws_kernel", d, a, Q::BQ, Q::NT,
                            Q::template smem_bytes<T>(), maps, s);
 }
 
-template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnArgs a, int tiling, cudaStream_t s) {
+template <typename T, int D>
+int hopper_bwd_launch(const mb_attn_desc *d, AttnArgs a, int tiling, bool det, cudaStream_t s) {
   typedef HopperBwdCfg<D> C;
-  a.dq_accum = NULL; /* dq from the dQ kernel, summed in order */
+  det = det || tiling != 2; /* tiling 1: dq from the dQ kernel, summed in order, in either mode */
+  if (det)
+    a.dq_accum = NULL; /* no accumulator to zero */
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
   if (tiling == 2) {
-    MB_TRY((hopper_bwd_ws_launch<T, D>(d, a, s)));
+    MB_TRY((hopper_bwd_ws_launch<T, D>(d, a, det, s)));
   } else {
     const size_t smem = C::template smem_bytes<T>();
     MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_bwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -848,9 +928,9 @@ template <typename T, int D> int hopper_bwd_launch(const mb_attn_desc *d, AttnAr
 
 } // namespace
 
-int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *q, const void *k, const void *v,
-                    const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv, void *ws,
-                    size_t ws_bytes, cudaStream_t s) {
+int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, int tiling, bool det, const void *q, const void *k,
+                    const void *v, const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
+                    void *ws, size_t ws_bytes, cudaStream_t s) {
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok)); /* the same condition: sm_90 and an sm_90a image */
   if (!ok)
@@ -861,13 +941,13 @@ int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
   AttnArgs a = attn_bwd_args(d, q, k, v, out, lse, dout, dq, dk, dv, ws);
   (void)ws_bytes; /* checked by the dispatcher */
   if (dt == MB_BF16 && d->head_dim == 64)
-    return hopper_bwd_launch<attn_bf16, 64>(d, a, tiling, s);
+    return hopper_bwd_launch<attn_bf16, 64>(d, a, tiling, det, s);
   if (dt == MB_BF16 && d->head_dim == 128)
-    return hopper_bwd_launch<attn_bf16, 128>(d, a, tiling, s);
+    return hopper_bwd_launch<attn_bf16, 128>(d, a, tiling, det, s);
   if (dt == MB_F16 && d->head_dim == 64)
-    return hopper_bwd_launch<attn_f16, 64>(d, a, tiling, s);
+    return hopper_bwd_launch<attn_f16, 64>(d, a, tiling, det, s);
   if (dt == MB_F16 && d->head_dim == 128)
-    return hopper_bwd_launch<attn_f16, 128>(d, a, tiling, s);
+    return hopper_bwd_launch<attn_f16, 128>(d, a, tiling, det, s);
   return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward (wgmma): no kernel for %s with head_dim %d",
                 mb_dtype_name(dt), d->head_dim);
 }

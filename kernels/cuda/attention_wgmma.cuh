@@ -80,13 +80,14 @@ template <int N> __device__ __forceinline__ void attn_wgmma_pin(uint32_t *r) {
     asm volatile("" : "+r"(r[i])::"memory");
 }
 
-/* m64n64k16, A and B from shared memory (descriptors da, db) */
-#define ATTN_WGMMA_SS_N64(TY, TB) \
+/* m64n64k16, A and B from shared memory (descriptors da, db; TA, TB: 1 for
+ * an MN-major operand) */
+#define ATTN_WGMMA_SS_N64(TY, TA, TB) \
   asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n" \
                "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " {" \
                "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
                "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31" \
-               "}, %32, %33, p, 1, 1, 0, " #TB ";\n}\n" \
+               "}, %32, %33, p, 1, 1, " #TA ", " #TB ";\n}\n" \
                : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
                  "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), \
                  "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), \
@@ -147,11 +148,16 @@ template <int N> __device__ __forceinline__ void attn_wgmma_pin(uint32_t *r) {
 
 /* d (+)= A B, f32 accumulators, N/2 per thread (accumulate = false: d = A B).
  * ss: A [64][16] K-major and B [16][N] K-major (B(k, n) at (mn = n, k)) from
- * descriptors; rs_mn: A from registers, B [16][N] MN-major. */
+ * descriptors; rs_mn: A from registers, B [16][N] MN-major; ss_mn (N = 64):
+ * both from descriptors, both MN-major (the backward's dQ = dS K with dS^T
+ * and K stored key by key). */
 template <typename T, int N> struct AttnWgmma;
 template <> struct AttnWgmma<attn_bf16, 64> {
   static __device__ __forceinline__ void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
-    ATTN_WGMMA_SS_N64("bf16", 0);
+    ATTN_WGMMA_SS_N64("bf16", 0, 0);
+  }
+  static __device__ __forceinline__ void ss_mn(float *d, uint64_t da, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_SS_N64("bf16", 1, 1);
   }
   static __device__ __forceinline__ void rs_mn(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
     ATTN_WGMMA_RS_N64("bf16", 1);
@@ -167,7 +173,10 @@ template <> struct AttnWgmma<attn_bf16, 128> {
 };
 template <> struct AttnWgmma<attn_f16, 64> {
   static __device__ __forceinline__ void ss(float *d, uint64_t da, uint64_t db, bool accumulate) {
-    ATTN_WGMMA_SS_N64("f16", 0);
+    ATTN_WGMMA_SS_N64("f16", 0, 0);
+  }
+  static __device__ __forceinline__ void ss_mn(float *d, uint64_t da, uint64_t db, bool accumulate) {
+    ATTN_WGMMA_SS_N64("f16", 1, 1);
   }
   static __device__ __forceinline__ void rs_mn(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
     ATTN_WGMMA_RS_N64("f16", 1);

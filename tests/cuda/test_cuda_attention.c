@@ -394,12 +394,20 @@ static void run_all_cases(mb_dtype dt) {
       check_backward(&p, label);
       int hopper_bwd = 0; /* the wgmma backward (tilings 1, 2): sm_90 only */
       assert_int_equal(mb_cuda_attn_flash_bwd_variant_runs(1, &hopper_bwd), MB_OK);
+      assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK); /* tiling 2 has a fast mode too */
       for (int bv = 1; hopper_bwd && bv <= 2; bv++) { /* tiling 2: the warp-specialised kernels */
         assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(bv), MB_OK);
         snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-b%d", mb_dtype_name(dt), dims[di], cases[ci].name, bv);
         run_bwd(&p, MB_CUDA_ATTN_FLASH);
         check_backward(&p, label);
         check_reproducible(&p, label);
+        if (bv == 2) { /* its fast mode: dQ by f32 atomics in the dK/dV kernel */
+          assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
+          snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-b2f", mb_dtype_name(dt), dims[di], cases[ci].name);
+          run_bwd(&p, MB_CUDA_ATTN_FLASH);
+          check_backward(&p, label);
+          assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+        }
         assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
       }
       assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);

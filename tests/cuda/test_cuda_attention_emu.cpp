@@ -563,10 +563,15 @@ static void test_flash_bf16(void **state) {
       assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(1), MB_OK);
       snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-b1", D, c.name);
       backward(p, MB_CUDA_ATTN_FLASH, label);
-      /* tiling 2: the warp-specialised kernels (TMA, mbarriers) */
+      /* tiling 2: the warp-specialised kernels (TMA, mbarriers), then its
+       * fast mode (dQ by f32 atomics in the dK/dV kernel) */
       assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
       snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-b2", D, c.name);
       backward(p, MB_CUDA_ATTN_FLASH, label);
+      assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
+      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-b2f", D, c.name);
+      backward(p, MB_CUDA_ATTN_FLASH, label);
+      assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
       assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
     }
 }
@@ -636,6 +641,10 @@ static void test_flash_f16(void **state) {
       assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
       snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-b2", D, cases[ci].name);
       backward(p, MB_CUDA_ATTN_FLASH, label);
+      assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
+      snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-b2f", D, cases[ci].name);
+      backward(p, MB_CUDA_ATTN_FLASH, label);
+      assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
       assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
     }
 }

@@ -112,6 +112,7 @@ struct Wgmma {
   bool rs;         /* A from registers (else from the descriptor da) */
   bool bf16;       /* else f16 (unless e4m3) */
   bool e4m3;       /* e4m3 x e4m3, K = 32, both operands K-major */
+  bool trans_a;    /* A (from the descriptor) MN-major */
   bool trans_b;    /* B MN-major */
   bool accumulate; /* else D = A B */
   int n;           /* N of m64nNk16 */
@@ -417,13 +418,15 @@ inline void exec_wgmma(const Wgmma *const *op, int w) {
   const Wgmma &o0 = *op[0];
   for (int l = 1; l < 32; l++) {
     const Wgmma &o = *op[l];
-    if (o.rs != o0.rs || o.bf16 != o0.bf16 || o.e4m3 != o0.e4m3 || o.trans_b != o0.trans_b ||
+    if (o.rs != o0.rs || o.bf16 != o0.bf16 || o.e4m3 != o0.e4m3 || o.trans_b != o0.trans_b || o.trans_a != o0.trans_a ||
         o.accumulate != o0.accumulate ||
         o.n != o0.n || o.db != o0.db || (!o.rs && o.da != o0.da))
       return error("warp %d: lanes issued different wgmma (shape, type, descriptors or scale-d)", w);
   }
-  if (o0.e4m3 && o0.trans_b)
+  if (o0.e4m3 && (o0.trans_b || o0.trans_a))
     return error("warp %d: e4m3 wgmma with a transposed (MN-major) operand: 8-bit operands are K-major only", w);
+  if (o0.rs && o0.trans_a)
+    return error("warp %d: wgmma with A from registers cannot transpose A", w);
   auto dec = [&](uint32_t h) { return o0.e4m3 ? e4m3_bits(h) : o0.bf16 ? bf16_bits(h) : f16_bits(h); };
   const int n = o0.n, wr = 16 * (w % 4), K = o0.e4m3 ? 32 : 16, es = o0.e4m3 ? 1 : 2;
   auto load = [&](const unsigned char *e) {
@@ -462,7 +465,7 @@ inline void exec_wgmma(const Wgmma *const *op, int w) {
   } else {
     for (int r = 0; r < 16; r++)
       for (int k = 0; k < K; k++) {
-        const unsigned char *e = wgmma_elem(o0.da, false, wr + r, k, es);
+        const unsigned char *e = wgmma_elem(o0.da, o0.trans_a, wr + r, k, es);
         if (!e)
           return;
         A[r][k] = load(e);
@@ -1132,11 +1135,12 @@ static inline void emu_wgmma_issue(emu::Wgmma op) {
 /* One wgmma.mma_async as the wrappers below describe it: A from the
  * descriptor da, or (rs) from the registers a. */
 static inline void emu_wgmma(bool rs, bool e4m3, bool bf16, bool trans_b, int n, float *d, const uint32_t *a,
-                             uint64_t da, uint64_t db, bool accumulate) {
+                             uint64_t da, uint64_t db, bool accumulate, bool trans_a = false) {
   emu::Wgmma op{};
   op.rs = rs;
   op.e4m3 = e4m3;
   op.bf16 = bf16;
+  op.trans_a = trans_a;
   op.trans_b = trans_b;
   op.accumulate = accumulate;
   op.n = n;
@@ -1165,6 +1169,10 @@ template <typename T, int N> struct AttnWgmma {
   }
   static void rs_mn(float *d, const uint32_t *a, uint64_t db, bool accumulate) {
     emu_wgmma(true, false, BF16, true, N, d, a, 0, db, accumulate);
+  }
+  static void ss_mn(float *d, uint64_t da, uint64_t db, bool accumulate) {
+    static_assert(N == 64, "the device wrappers have ss_mn at N = 64 only");
+    emu_wgmma(false, false, BF16, true, N, d, NULL, da, db, accumulate, true);
   }
 };
 static inline void attn_ldsm_x4(uint32_t r[4], const void *smem) {
