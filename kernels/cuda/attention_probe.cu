@@ -22,6 +22,11 @@
  *               wgmma forward's S)
  *   e4m3_rs     the same with A from registers (the m16n8k32 8-bit A
  *               fragment: the fp8 forward's P V)
+ *   sw128_mn_ab D[64][64] = A[64][64] B[64][64] with both operands
+ *               MN-major in the 128-byte swizzle, written by ordinary
+ *               stores row by row of k (the backward tiling 2 fast mode's
+ *               dQ = dS K: dS^T's and K's rows are keys); the only
+ *               transposed A the kernels use
  */
 #include <stdio.h>
 
@@ -29,8 +34,9 @@
 
 namespace {
 
-constexpr int PROBES = 6;
-const char *const probe_names[PROBES] = {"ss", "rs_mn", "tma_sw128", "tma_sw128_mn", "e4m3_ss", "e4m3_rs"};
+constexpr int PROBES = 7;
+const char *const probe_names[PROBES] = {"ss",      "rs_mn",   "tma_sw128",  "tma_sw128_mn",
+                                         "e4m3_ss", "e4m3_rs", "sw128_mn_ab"};
 
 /* What a probe leaves in the workspace. */
 struct ProbeResult {
@@ -218,6 +224,43 @@ __global__ void __launch_bounds__(128)
 #endif
 }
 
+/* sw128_mn_ab: A(m, k) = m16[2][k][m] and B(k, n) = m16[3][k][n] (rows of
+ * 128), each stored as 64 rows of k x 128 bytes, 16-byte chunk c of row k
+ * at chunk c ^ (k % 8); descriptors in mode 1, MN-major, a k-step of 16
+ * rows = +128 in 16-byte units. */
+__global__ void __launch_bounds__(128) attn_probe_sw128_mn_kernel(const attn_bf16 *m16, ProbeResult *res) {
+#if ATTN_HAS_WGMMA
+  ATTN_DYNAMIC_SMEM(unsigned char, raw);
+  uint8_t *sA = attn_align_smem_1024(raw), *sB = sA + 64 * 128;
+  const attn_bf16 *X = m16 + 2 * PROBE_BF16, *Y = m16 + 3 * PROBE_BF16;
+  for (int i = threadIdx.x; i < 64 * 64; i += 128) { /* row k, element m (or n) */
+    const int k = i / 64, e = i % 64;
+    const size_t off = (size_t)k * 128 + (((e / 8) ^ (k % 8)) * 16) + (e % 8) * 2;
+    probe_sts16(sA, off, X[k * 128 + e]);
+    probe_sts16(sB, off, Y[k * 128 + e]);
+  }
+  attn_fence_proxy_async();
+  __syncthreads();
+  float d[32];
+  const uint64_t adesc = attn_wgmma_desc_sw128(sA, 64 * 128, 1024), bdesc = attn_wgmma_desc_sw128(sB, 64 * 128, 1024);
+  attn_wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++)
+    AttnWgmma<attn_bf16, 64>::ss_mn(d, adesc + 128 * kk, bdesc + 128 * kk, kk > 0);
+  attn_wgmma_commit();
+  attn_wgmma_wait<0>();
+  attn_wgmma_pin<32>(d);
+  probe_check<64>(d, res, [&](int row, int col) {
+    float s = 0.0f;
+    for (int k = 0; k < 64; k++)
+      s += __bfloat162float(X[k * 128 + row]) * __bfloat162float(Y[k * 128 + col]);
+    return s;
+  });
+#else
+  (void)m16, (void)res;
+#endif
+}
+
 /* e4m3_ss (rs = 0) and e4m3_rs (rs = 1): A = m8[0] [64][32], B(k, n) =
  * m8[1] [n][k] for n < 128, K-major 8-bit. */
 __global__ void __launch_bounds__(128) attn_probe_e4m3_kernel(const uint8_t *m8, ProbeResult *res, int rs) {
@@ -310,6 +353,11 @@ int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_
   ATTN_LAUNCH_CHECK("attn_probe_e4m3_kernel (ss)");
   ATTN_LAUNCH(attn_probe_e4m3_kernel, 1, 128, (64 + 128) * 32, 0, m8, &res[5], 1);
   ATTN_LAUNCH_CHECK("attn_probe_e4m3_kernel (rs)");
+  const size_t mn_smem = 1024 + 2 * 64 * 128;
+  auto *mn_kernel = attn_probe_sw128_mn_kernel;
+  MB_CUDA_TRY(cudaFuncSetAttribute(mn_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)mn_smem));
+  ATTN_LAUNCH(mn_kernel, 1, 128, mn_smem, 0, m16, &res[6]);
+  ATTN_LAUNCH_CHECK("attn_probe_sw128_mn_kernel (sw128_mn_ab)");
   ProbeResult host[PROBES];
   MB_TRY(attn_copy_to_host(host, res, sizeof host));
   *failed = 0;
