@@ -324,8 +324,9 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
 }
 
 #if ATTN_HAS_WGMMA
-/* The warp-specialised kernels' mbarriers, set by thread 0 (a CTA barrier
- * must follow): `once` for the tiles loaded once (one arrival with their
+/* The warp-specialised kernels' mbarriers, set by thread 0 and published
+ * by a CTA barrier (every thread calls this; the kernels' last CTA-wide
+ * barrier): `once` for the tiles loaded once (one arrival with their
  * bytes), and per stage `full` (the loading warp's 32 lanes, lane 0's with
  * the bytes) and `empty` (lane 0 of each of the 8 consumer warps). */
 template <int NSTAGE>
@@ -338,6 +339,7 @@ __device__ __forceinline__ void bwd_ws_init_barriers(uint64_t *once, uint64_t *f
     }
     attn_mbar_init_fence();
   }
+  __syncthreads(); /* the barriers exist before anyone waits on them */
 }
 
 /* The consumers (ct 0..255) zero rows valid .. ROWS - 1 of two tiles in the
@@ -500,7 +502,6 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
   const int nqt = (g.n - istart + BQ - 1) / BQ;
 
   bwd_ws_init_barriers<NSTAGE>(full_kv, full, empty);
-  __syncthreads(); /* the barriers exist before anyone waits on them; the last CTA-wide barrier */
 
   if (warp < 4) { /* the producer warpgroup; its first warp loads */
     attn_setmaxnreg_dec<24>();
@@ -794,7 +795,6 @@ __global__ void __launch_bounds__(HopperDqWsCfg<D>::NT, 1)
   const int nkt = (jend + BK - 1) / BK;
 
   bwd_ws_init_barriers<NSTAGE>(full_q, full, empty);
-  __syncthreads(); /* the barriers exist before anyone waits on them; the only CTA-wide barrier */
 
   if (warp < 4) { /* the producer warpgroup; its first warp loads */
     attn_setmaxnreg_dec<24>();

@@ -99,6 +99,24 @@ __device__ __forceinline__ void probe_a_fragment(const attn_bf16 *a, int lda, in
   f[3] = AttnType<attn_bf16>::pack2(at(r + 8, k0 + 2 * t + 8), at(r + 8, k0 + 2 * t + 9));
 }
 
+/* d[64][64] = A B over k = 64 from two swizzled shared-memory operands:
+ * four k-steps of 16, each `step` further in both descriptors (16-byte
+ * units); MN: both operands MN-major (ss_mn), else both K-major (ss). */
+template <bool MN>
+__device__ __forceinline__ void probe_ss64(float (&d)[32], uint64_t adesc, uint64_t bdesc, int step) {
+  attn_wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++) {
+    if (MN)
+      AttnWgmma<attn_bf16, 64>::ss_mn(d, adesc + step * kk, bdesc + step * kk, kk > 0);
+    else
+      AttnWgmma<attn_bf16, 64>::ss(d, adesc + step * kk, bdesc + step * kk, kk > 0);
+  }
+  attn_wgmma_commit();
+  attn_wgmma_wait<0>();
+  attn_wgmma_pin<32>(d);
+}
+
 /* A 16-bit element into shared memory at byte offset off, as two tracked
  * byte stores (the emulator checks the fence before the wgmma). */
 __device__ __forceinline__ void probe_sts16(uint8_t *smem, size_t off, attn_bf16 v) {
@@ -204,14 +222,8 @@ __global__ void __launch_bounds__(128)
   } else {
     const attn_bf16 *Q = m16 + 2 * PROBE_BF16, *K = m16 + 3 * PROBE_BF16;
     float d[32];
-    const uint64_t qdesc = attn_wgmma_desc_sw128(sX, 16, 1024), kdesc = attn_wgmma_desc_sw128(sK, 16, 1024);
-    attn_wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) /* 16 columns: 32 bytes along the 128-byte row, +2 */
-      AttnWgmma<attn_bf16, 64>::ss(d, qdesc + 2 * kk, kdesc + 2 * kk, kk > 0);
-    attn_wgmma_commit();
-    attn_wgmma_wait<0>();
-    attn_wgmma_pin<32>(d);
+    /* 16 columns a k-step: 32 bytes along the 128-byte row, +2 */
+    probe_ss64<false>(d, attn_wgmma_desc_sw128(sX, 16, 1024), attn_wgmma_desc_sw128(sK, 16, 1024), 2);
     probe_check<64>(d, res, [&](int row, int col) {
       float s = 0.0f;
       for (int k = 0; k < 64; k++)
@@ -242,14 +254,7 @@ __global__ void __launch_bounds__(128) attn_probe_sw128_mn_kernel(const attn_bf1
   attn_fence_proxy_async();
   __syncthreads();
   float d[32];
-  const uint64_t adesc = attn_wgmma_desc_sw128(sA, 64 * 128, 1024), bdesc = attn_wgmma_desc_sw128(sB, 64 * 128, 1024);
-  attn_wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < 4; kk++)
-    AttnWgmma<attn_bf16, 64>::ss_mn(d, adesc + 128 * kk, bdesc + 128 * kk, kk > 0);
-  attn_wgmma_commit();
-  attn_wgmma_wait<0>();
-  attn_wgmma_pin<32>(d);
+  probe_ss64<true>(d, attn_wgmma_desc_sw128(sA, 64 * 128, 1024), attn_wgmma_desc_sw128(sB, 64 * 128, 1024), 128);
   probe_check<64>(d, res, [&](int row, int col) {
     float s = 0.0f;
     for (int k = 0; k < 64; k++)

@@ -538,6 +538,24 @@ static void reset_switches() {
   assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
 }
 
+/* One backward run: its label's tag, the backward tiling and the dQ mode. */
+struct bwd_run {
+  const char *tag;
+  int variant, deterministic;
+};
+
+/* p's backward as run b, labelled "<prefix> <tag>"; the switches back to
+ * tiling 0, deterministic, after it. */
+static void backward_as(problem &p, const char *prefix, const bwd_run &b) {
+  char label[112];
+  snprintf(label, sizeof label, "%s %s", prefix, b.tag);
+  assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(b.variant), MB_OK);
+  assert_int_equal(mb_cuda_attn_set_deterministic(b.deterministic), MB_OK);
+  backward(p, MB_CUDA_ATTN_FLASH, label);
+  assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
+  assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+}
+
 static void test_flash_bf16(void **state) {
   (void)state;
   reset_switches();
@@ -554,25 +572,13 @@ static void test_flash_bf16(void **state) {
         /* tilings 5 and 6 twice: TMA lands late in one order, early in the next */
         forward(p, MB_CUDA_ATTN_FLASH, label, variant == 0 || variant >= 5 ? 2 : 1);
       }
-      assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
-      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-fs", D, c.name);
-      backward(p, MB_CUDA_ATTN_FLASH, label);
-      assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
-      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-dt", D, c.name);
-      backward(p, MB_CUDA_ATTN_FLASH, label);
-      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(1), MB_OK);
-      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-b1", D, c.name);
-      backward(p, MB_CUDA_ATTN_FLASH, label);
-      /* tiling 2: the warp-specialised kernels (TMA, mbarriers), then its
-       * fast mode (dQ by f32 atomics in the dK/dV kernel) */
-      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
-      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-b2", D, c.name);
-      backward(p, MB_CUDA_ATTN_FLASH, label);
-      assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
-      snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-b2f", D, c.name);
-      backward(p, MB_CUDA_ATTN_FLASH, label);
-      assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
-      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
+      snprintf(label, sizeof label, "bf16 D=%-3d %-17s", D, c.name);
+      /* tiling 0 fast and deterministic, tiling 1, tiling 2 (the
+       * warp-specialised kernels: TMA, mbarriers) and its fast mode (dQ by
+       * f32 atomics in the dK/dV kernel) */
+      for (const bwd_run &b : {bwd_run{"flash-fs", 0, 0}, bwd_run{"flash-dt", 0, 1}, bwd_run{"flash-b1", 1, 1},
+                               bwd_run{"flash-b2", 2, 1}, bwd_run{"flash-b2f", 2, 0}})
+        backward_as(p, label, b);
     }
 }
 
@@ -633,19 +639,10 @@ static void test_flash_f16(void **state) {
         snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-v%d", D, cases[ci].name, variant);
         forward(p, MB_CUDA_ATTN_FLASH, label, 1);
       }
-      snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-b0", D, cases[ci].name);
-      backward(p, MB_CUDA_ATTN_FLASH, label);
-      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(1), MB_OK);
-      snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-b1", D, cases[ci].name);
-      backward(p, MB_CUDA_ATTN_FLASH, label);
-      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
-      snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-b2", D, cases[ci].name);
-      backward(p, MB_CUDA_ATTN_FLASH, label);
-      assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
-      snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-b2f", D, cases[ci].name);
-      backward(p, MB_CUDA_ATTN_FLASH, label);
-      assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
-      assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
+      snprintf(label, sizeof label, "f16  D=%-3d %-17s", D, cases[ci].name);
+      for (const bwd_run &b : {bwd_run{"flash-b0", 0, 1}, bwd_run{"flash-b1", 1, 1}, bwd_run{"flash-b2", 2, 1},
+                               bwd_run{"flash-b2f", 2, 0}})
+        backward_as(p, label, b);
     }
 }
 
