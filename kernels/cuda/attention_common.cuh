@@ -47,6 +47,7 @@
 
 #include "runtime/cuda_check.h"
 #endif
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -177,20 +178,21 @@ __device__ __forceinline__ int attn_used_tokens(const AttnArgs &a) {
   return min(max(a.cu_seqlens[a.nseq], 0), a.seqlen);
 }
 
-/* Which (sequence, tile of `rows` tokens) this CTA works on. Padded mode:
- * grid (ceil(L / rows), H, B), tile = blockIdx.x, sequence = blockIdx.z.
+/* Which (sequence, tile of `rows` tokens) CTA (x, ., z) works on. Padded mode:
+ * grid (ceil(L / rows), H, B), tile = x, sequence = z.
  * Varlen mode: grid (ceil(T / rows) + nseq + 1, H, 1) -- an upper bound on
  * the sum over sequences of ceil(n_s / rows) -- and CTA x takes the x-th
  * tile in sequence order; CTAs past the last tile return false. Every warp
  * computes the same answer (a warp-wide scan over cu_seqlens, 32 sequences
  * per step), so no shared memory or barrier is needed. */
-__device__ __forceinline__ bool attn_find_tile(const AttnArgs &a, int rows, AttnSeg *seg, int *tile) {
+__device__ __forceinline__ bool attn_find_tile_at(const AttnArgs &a, int rows, int x, int z, AttnSeg *seg,
+                                                  int *tile) {
   if (!a.cu_seqlens) {
-    *seg = attn_segment(a, blockIdx.z);
-    *tile = blockIdx.x;
-    return (int64_t)blockIdx.x * rows < seg->n;
+    *seg = attn_segment(a, z);
+    *tile = x;
+    return (int64_t)x * rows < seg->n;
   }
-  const int lane = threadIdx.x & 31, want = blockIdx.x;
+  const int lane = threadIdx.x & 31, want = x;
   int base = 0; /* tiles of the sequences before this step's 32 */
   for (int s0 = 0; s0 < a.nseq; s0 += 32) {
     const int s = s0 + lane;
@@ -219,11 +221,61 @@ __device__ __forceinline__ bool attn_find_tile(const AttnArgs &a, int rows, Attn
   return false;
 }
 
+/* The CTA's own tile: grid coordinates x and z as above. */
+__device__ __forceinline__ bool attn_find_tile(const AttnArgs &a, int rows, AttnSeg *seg, int *tile) {
+  return attn_find_tile_at(a, rows, blockIdx.x, blockIdx.z, seg, tile);
+}
+
+/* The keys a forward tile of queries q0 .. q0 + rows - 1 sees: all of the
+ * sequence's, or (causal) those up to its last query. */
+__device__ __forceinline__ int attn_fwd_key_end(const AttnArgs &a, const AttnSeg &g, int q0, int rows) {
+  return a.causal ? min(g.n, q0 + rows) : g.n;
+}
+
+/* The extents of that grid: x tiles (varlen: of every sequence, an upper
+ * bound), y heads, z batch rows (varlen: 1). */
+struct AttnTileExtent {
+  int x, y, z;
+};
+__host__ __device__ __forceinline__ AttnTileExtent attn_tile_extent(int seqlen, int heads, int batch, int nseq,
+                                                                    bool varlen, int rows) {
+  AttnTileExtent e;
+  e.x = (seqlen + rows - 1) / rows + (varlen ? nseq + 1 : 0);
+  e.y = heads;
+  e.z = varlen ? 1 : batch;
+  return e;
+}
+
 /* Grid for attn_find_tile. */
 static inline dim3 attn_tile_grid(const mb_attn_desc *d, int rows) {
-  if (d->cu_seqlens)
-    return dim3((unsigned)((d->seqlen + rows - 1) / rows + d->nseq + 1), (unsigned)d->heads, 1);
-  return dim3((unsigned)((d->seqlen + rows - 1) / rows), (unsigned)d->heads, (unsigned)d->batch);
+  const AttnTileExtent e = attn_tile_extent(d->seqlen, d->heads, d->batch, d->nseq, d->cu_seqlens != NULL, rows);
+  return dim3((unsigned)e.x, (unsigned)e.y, (unsigned)e.z);
+}
+
+/* Work tiles for kernels that loop over them (the persistent forward,
+ * tiling 7): work item w is the CTA (x, y, z) of attn_tile_grid with x
+ * fastest, so a grid of one CTA per tile gives every CTA exactly its own
+ * tile (attn_work_first, attn_work_step), and a grid of one CTA per SM
+ * walks the same tiles in the same order, gridDim.x apart. In int, which
+ * a TMA producer's 24 registers can hold: the launch checks that the
+ * tiles fit (attn_work_fits). */
+static inline bool attn_work_fits(dim3 grid) { return (int64_t)grid.x * grid.y * grid.z <= INT_MAX; }
+__device__ __forceinline__ int attn_work_count(const AttnArgs &a, int rows) {
+  const AttnTileExtent e = attn_tile_extent(a.seqlen, a.heads, a.batch, a.nseq, a.cu_seqlens != NULL, rows);
+  return e.x * e.y * e.z;
+}
+__device__ __forceinline__ int attn_work_first() {
+  return (int)(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z));
+}
+__device__ __forceinline__ int attn_work_step() { return (int)(gridDim.x * gridDim.y * gridDim.z); }
+/* Work item w's (sequence, tile, head); false for the varlen grid's spare
+ * tiles. Warp-wide in varlen mode (attn_find_tile_at). */
+__device__ __forceinline__ bool attn_find_work(const AttnArgs &a, int rows, int w, AttnSeg *seg, int *tile,
+                                               int *head) {
+  const AttnTileExtent e = attn_tile_extent(a.seqlen, a.heads, a.batch, a.nseq, a.cu_seqlens != NULL, rows);
+  const int yz = w / e.x;
+  *head = yz % e.y;
+  return attn_find_tile_at(a, rows, w - yz * e.x, yz / e.y, seg, tile);
 }
 
 /* ---- element conversions ---- */
@@ -772,14 +824,32 @@ static inline int attn_launch_fill_tail(T *x, int64_t width, const AttnArgs &a, 
  * and then `more`): its shared memory, the launch, and the varlen tail of
  * out (TO) and lse. */
 template <typename TO, typename K, typename... More>
-static inline int attn_launch_fwd(K *kernel, const char *name, const mb_attn_desc *d, const AttnArgs &a, int rows,
-                                  int nt, size_t smem, cudaStream_t s, const More &...more) {
+static inline int attn_launch_fwd_grid(K *kernel, const char *name, const AttnArgs &a, dim3 grid, int nt,
+                                       size_t smem, cudaStream_t s, const More &...more) {
   /* per device, so on every launch (cheap; allowed during graph capture) */
   MB_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-  ATTN_LAUNCH(kernel, attn_tile_grid(d, rows), nt, smem, s, a, more...);
+  ATTN_LAUNCH(kernel, grid, nt, smem, s, a, more...);
   ATTN_LAUNCH_CHECK(name);
   MB_TRY(attn_launch_fill_tail<TO>((TO *)a.o, a.ld, a, 0.0f, s));
   return attn_launch_fill_tail<float>(a.lse, a.heads, a, INFINITY, s);
+}
+template <typename TO, typename K, typename... More>
+static inline int attn_launch_fwd(K *kernel, const char *name, const mb_attn_desc *d, const AttnArgs &a, int rows,
+                                  int nt, size_t smem, cudaStream_t s, const More &...more) {
+  return attn_launch_fwd_grid<TO>(kernel, name, a, attn_tile_grid(d, rows), nt, smem, s, more...);
+}
+
+/* A persistent grid for a kernel that loops over the work tiles
+ * (attn_find_work): ctas_per_sm CTAs on each SM of the current device, or
+ * one per tile when there are fewer tiles. */
+static inline int attn_persistent_grid(const mb_attn_desc *d, int rows, int ctas_per_sm, dim3 *grid) {
+  int dev = 0, sms = 0;
+  MB_CUDA_TRY(cudaGetDevice(&dev));
+  MB_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const dim3 g = attn_tile_grid(d, rows);
+  const int64_t tiles = (int64_t)g.x * g.y * g.z, most = (int64_t)(sms > 0 ? sms : 1) * ctas_per_sm;
+  *grid = dim3((unsigned)(tiles < most ? tiles : most), 1, 1);
+  return MB_OK;
 }
 
 /* ---- reductions (fixed trees: the same bits on every run) ---- */

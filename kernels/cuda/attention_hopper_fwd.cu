@@ -322,12 +322,21 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
  * past a sequence's end inside it are another sequence's (or the varlen
  * budget's unwritten tail): their scores are masked, and the last V tile's
  * rows past the end are zeroed before O += P V, since 0 x NaN would be
- * NaN. */
+ * NaN.
+ *
+ * Tiling 7: the same kernel, persistent: one CTA per SM walks the tiles
+ * (attn_find_work), and the rings run on from one tile to the next. With a
+ * CTA per tile, each CTA paid its start (barriers, setmaxnreg, Q and the
+ * first K tile's latency before the first product) and its end (the last
+ * P V and the output with nothing loading) in full: the H200's short-L
+ * rates (L = 512: 0.62-0.64x its L = 16k rate, ATTENTION.md) fit a fixed
+ * 1.7-3.2 us per CTA. Here the producer loads the next tile's Q and keys
+ * while the consumers finish. */
 template <int D> struct HopperWsCfg {
   static constexpr int NT = 384, BQ = 128, BK = 128, NSTAGE = 2;
   template <typename T> static constexpr size_t smem_bytes() {
     return 1024 /* alignment */ + (size_t)(BQ + 2 * NSTAGE * BK) * D * sizeof(T) + 2 * BK * sizeof(int) +
-           (1 + 4 * NSTAGE) * sizeof(uint64_t);
+           (2 + 4 * NSTAGE) * sizeof(uint64_t);
   }
 };
 
@@ -369,72 +378,82 @@ template <bool PINGPONG> struct AttnPingPong {
 };
 #endif
 
+#if ATTN_HAS_WGMMA /* the kernel's parts: sm_90a code only */
+/* Tiling 5's shared memory: Q [D/64][BQ][64], K and V NSTAGE stages each
+ * of [D/64][BK][64] (rows of 128 bytes, as TMA writes them), the key flags
+ * of two key tiles, the mbarriers. */
+template <typename T, int D> struct WsSmem {
+  typedef HopperWsCfg<D> C;
+  /* one pointer, everything else at fixed offsets from it: a persistent
+   * producer keeps its tiles' state in 24 registers */
+  T *q;
+  __device__ __forceinline__ explicit WsSmem(unsigned char *raw)
+      : q(reinterpret_cast<T *>(attn_align_smem_1024(raw))) {}
+  /* key tile n (counted over the CTA's work) in stage n % NSTAGE */
+  __device__ __forceinline__ T *k(uint32_t st) const { return q + (C::BQ + st * C::BK) * D; }
+  __device__ __forceinline__ T *v(uint32_t st) const { return q + (C::BQ + (C::NSTAGE + st) * C::BK) * D; }
+  /* [2][BK]: key tile n's flags in slot n % 2 */
+  __device__ __forceinline__ int *keep(uint32_t slot) const {
+    return reinterpret_cast<int *>(q + (C::BQ + 2 * C::NSTAGE * C::BK) * D) + slot * C::BK;
+  }
+  __device__ __forceinline__ uint64_t *bar(int i) const { return reinterpret_cast<uint64_t *>(keep(2)) + i; }
+  __device__ __forceinline__ uint64_t *full_q() const { return bar(0); }
+  __device__ __forceinline__ uint64_t *empty_q() const { return bar(1); }
+  __device__ __forceinline__ uint64_t *full_k(uint32_t st) const { return bar(2 + st); }
+  __device__ __forceinline__ uint64_t *full_v(uint32_t st) const { return bar(2 + C::NSTAGE + st); }
+  __device__ __forceinline__ uint64_t *empty_k(uint32_t st) const { return bar(2 + 2 * C::NSTAGE + st); }
+  __device__ __forceinline__ uint64_t *empty_v(uint32_t st) const { return bar(2 + 3 * C::NSTAGE + st); }
+};
+
+/* The producer's loads for one query tile (rows q0.. of the sequence at
+ * token `start`, head h, nkt key tiles): Q once the consumers have
+ * released the previous tile's (it: the CTA's tile count so far), then K
+ * and V of each key tile into the stage the ring gives key tile kbase + j,
+ * once the consumers have released what it held. One thread. */
+template <typename T, int D>
+__device__ __forceinline__ void ws_produce_tile(const AttnTmaMaps &maps, const WsSmem<T, D> &sm, int start, int q0,
+                                                int h, int nkt, uint32_t it, uint32_t kbase) {
+  typedef HopperWsCfg<D> C;
+  constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, CH = D / 64;
+  constexpr uint32_t QBYTES = BQ * D * sizeof(T), KBYTES = BK * D * sizeof(T);
+  if (it > 0)
+    attn_mbar_wait(sm.empty_q(), (it - 1) & 1); /* the consumers' last S of the previous tile has read Q */
+  attn_mbar_arrive_expect_tx(sm.full_q(), QBYTES);
+#pragma unroll
+  for (int c = 0; c < CH; c++)
+    attn_tma_load_3d(sm.q + c * BQ * 64, &maps.q, 64 * c, h, start + q0, sm.full_q());
+#pragma unroll 1 /* unrolled, the stages' addresses would not fit the producer's 24 registers */
+  for (int j = 0; j < nkt; j++) {
+    const uint32_t n = kbase + j, st = n % NSTAGE;
+    const uint32_t parity = ((n / NSTAGE) - 1) & 1; /* the consumers' previous release of this stage */
+    if (n >= NSTAGE)
+      attn_mbar_wait(sm.empty_k(st), parity);
+    attn_mbar_arrive_expect_tx(sm.full_k(st), KBYTES);
+#pragma unroll
+    for (int c = 0; c < CH; c++)
+      attn_tma_load_3d(sm.k(st) + c * BK * 64, &maps.k, 64 * c, h, start + j * BK, sm.full_k(st));
+    if (n >= NSTAGE)
+      attn_mbar_wait(sm.empty_v(st), parity);
+    attn_mbar_arrive_expect_tx(sm.full_v(st), KBYTES);
+#pragma unroll
+    for (int c = 0; c < CH; c++)
+      attn_tma_load_3d(sm.v(st) + c * BK * 64, &maps.v, 64 * c, h, start + j * BK, sm.full_v(st));
+  }
+}
+
+/* The consumers' work on one query tile (tiling 4's pipelined loop): the
+ * stages and key-flag slots of key tile kbase + j, Q's phase `it`; each
+ * consumer warp's lane 0 releases K_j after S_j, V_j after O += P_j V_j,
+ * and Q after the tile's last S. Ends with the tile's output. */
 template <typename T, int D, bool PINGPONG>
-__global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
-    attn_hopper_fwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnTmaMaps maps) {
-#if ATTN_HAS_WGMMA
+__device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<T, D> &sm, const AttnSeg &g, int h,
+                                                int tile, uint32_t it, uint32_t kbase) {
   typedef HopperWsCfg<D> C;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, NS = BK / 8, NO = D / 8, CH = D / 64;
   constexpr int CONSUMERS = 256, BAR_KEYS = 1, BAR_VTAIL = 2; /* named barriers among the consumers */
-  ATTN_DYNAMIC_SMEM(unsigned char, raw);
-  T *sQ = reinterpret_cast<T *>(attn_align_smem_1024(raw));
-  T *sK = sQ + BQ * D;          /* K_j in stage j % NSTAGE */
-  T *sV = sK + NSTAGE * BK * D; /* V_j in stage j % NSTAGE */
-  int *sKeep = reinterpret_cast<int *>(sV + NSTAGE * BK * D); /* [2][BK]: tile j's in slot j % 2 */
-  uint64_t *full_q = reinterpret_cast<uint64_t *>(sKeep + 2 * BK);
-  uint64_t *full_k = full_q + 1, *full_v = full_k + NSTAGE, *empty_k = full_v + NSTAGE, *empty_v = empty_k + NSTAGE;
-
-  AttnSeg g;
-  int tile;
-  if (!attn_find_tile(a, BQ, &g, &tile))
-    return;
-  const int h = blockIdx.y, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int q0 = tile * BQ;
-  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
-  const int nkt = (kend + BK - 1) / BK;
-
-  if (tid == 0) {
-    attn_mbar_init(full_q, 1);
-    for (int st = 0; st < NSTAGE; st++) {
-      attn_mbar_init(&full_k[st], 1);
-      attn_mbar_init(&full_v[st], 1);
-      attn_mbar_init(&empty_k[st], CONSUMERS / 32); /* lane 0 of each consumer warp */
-      attn_mbar_init(&empty_v[st], CONSUMERS / 32);
-    }
-    attn_mbar_init_fence();
-  }
-  __syncthreads(); /* the barriers exist before anyone waits on them; the last CTA-wide barrier */
-
-  if (warp < 4) { /* the producer warpgroup */
-    attn_setmaxnreg_dec<24>();
-    if (tid == 0) {
-      constexpr uint32_t QBYTES = BQ * D * sizeof(T), KBYTES = BK * D * sizeof(T);
-      attn_mbar_arrive_expect_tx(full_q, QBYTES);
-#pragma unroll
-      for (int c = 0; c < CH; c++)
-        attn_tma_load_3d(sQ + c * BQ * 64, &maps.q, 64 * c, h, g.start + q0, full_q);
-      for (int j = 0; j < nkt; j++) {
-        const int st = j % NSTAGE;
-        const uint32_t parity = ((j / NSTAGE) - 1) & 1; /* the consumers' previous release of this stage */
-        if (j >= NSTAGE)
-          attn_mbar_wait(&empty_k[st], parity);
-        attn_mbar_arrive_expect_tx(&full_k[st], KBYTES);
-#pragma unroll
-        for (int c = 0; c < CH; c++)
-          attn_tma_load_3d(sK + st * BK * D + c * BK * 64, &maps.k, 64 * c, h, g.start + j * BK, &full_k[st]);
-        if (j >= NSTAGE)
-          attn_mbar_wait(&empty_v[st], parity);
-        attn_mbar_arrive_expect_tx(&full_v[st], KBYTES);
-#pragma unroll
-        for (int c = 0; c < CH; c++)
-          attn_tma_load_3d(sV + st * BK * D + c * BK * 64, &maps.v, 64 * c, h, g.start + j * BK, &full_v[st]);
-      }
-    }
-    return;
-  }
-
-  attn_setmaxnreg_inc<240>();
-  const int ct = tid - 128, cwarp = warp - 4, gr = lane >> 2, tq = lane & 3, wrow = cwarp * 16;
+  const int tid = threadIdx.x, lane = tid & 31, ct = tid - 128, cwarp = (tid >> 5) - 4;
+  const int gr = lane >> 2, tq = lane & 3, wrow = cwarp * 16;
+  const int q0 = tile * BQ, nkt = (attn_fwd_key_end(a, g, q0, BQ) + BK - 1) / BK;
   const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
   /* Descriptors in 16-byte units (attention_common.cuh, attn_wgmma_desc_sw128).
    * Q, K (K-major): a k-step of 16 columns is 32 bytes along the 128-byte
@@ -443,9 +462,9 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
    * k-step of 16 keys is 16 rows (+128); its 64-column chunks are LBO =
    * BK x 128 bytes apart. A stage is BK D elements (+BK D / 8). */
   const AttnPingPong<PINGPONG> turn(cwarp >> 2);
-  const uint64_t qdesc = attn_wgmma_desc_sw128(sQ + (cwarp >> 2) * 64 * 64, 16, 1024);
-  const uint64_t kdesc = attn_wgmma_desc_sw128(sK, 16, 1024);
-  const uint64_t vdesc = attn_wgmma_desc_sw128(sV, BK * 128, 1024);
+  const uint64_t qdesc = attn_wgmma_desc_sw128(sm.q + (cwarp >> 2) * 64 * 64, 16, 1024);
+  const uint64_t kdesc = attn_wgmma_desc_sw128(sm.k(0), 16, 1024);
+  const uint64_t vdesc = attn_wgmma_desc_sw128(sm.v(0), BK * 128, 1024);
   constexpr uint64_t STAGE = BK * D / 8;
 
   float o[1][NO][4], m[1][2], l[1][2];
@@ -453,23 +472,28 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
   float s[1][NS][4];
   uint32_t pa[BK / 16][4]; /* P_j as A fragments */
 
-  attn_mbar_wait(full_q, 0);
-  attn_mbar_wait(&full_k[0], 0);
+  attn_mbar_wait(sm.full_q(), it & 1);
   {
-    const int hidden = attn_ws_scan_keys<BK, CONSUMERS, BAR_KEYS>(g, 0, ct, sKeep);
+    const uint32_t sk = kbase % NSTAGE;
+    int *keep = sm.keep(kbase & 1);
+    attn_mbar_wait(sm.full_k(sk), (kbase / NSTAGE) & 1);
+    const int hidden = attn_ws_scan_keys<BK, CONSUMERS, BAR_KEYS>(g, 0, ct, keep);
     turn.before_issue();
     attn_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + attn_sw128_kstep(kk, BQ), kdesc + attn_sw128_kstep(kk, BK),
+      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + attn_sw128_kstep(kk, BQ), kdesc + sk * STAGE + attn_sw128_kstep(kk, BK),
                            kk > 0);
     attn_wgmma_commit();
     turn.after_issue(false);
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
-    if (lane == 0)
-      attn_mbar_arrive(&empty_k[0]); /* K_0 read */
-    attn_mask_scores<1, NS, BK>(s, a, g, sKeep, hidden, q0 + wrow, 0, gr, tq);
+    if (lane == 0) {
+      attn_mbar_arrive(sm.empty_k(sk)); /* K_0 read */
+      if (nkt == 1)
+        attn_mbar_arrive(sm.empty_q()); /* and Q, for the last time in this tile */
+    }
+    attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, 0, gr, tq);
     attn_online_softmax<1, NS, NO>(s, m, l, o, a.scale_log2, 0.0f); /* O = 0: the rescale is moot */
 #pragma unroll
     for (int kk = 0; kk < BK / 16; kk++)
@@ -477,27 +501,32 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
   }
 
   for (int kt = 0; kt + 1 < nkt; kt++) {
-    const int j1 = (kt + 1) * BK, sk = (kt + 1) % NSTAGE, sv = kt % NSTAGE;
-    int *keep = sKeep + ((kt + 1) & 1) * BK;
-    attn_mbar_wait(&full_k[sk], ((kt + 1) / NSTAGE) & 1);
-    attn_mbar_wait(&full_v[sv], (kt / NSTAGE) & 1);
+    const uint32_t n1 = kbase + kt + 1, n0 = kbase + kt; /* key tiles kt + 1 (S) and kt (P V) */
+    const uint32_t sk = n1 % NSTAGE, sv = n0 % NSTAGE;
+    const int j1 = (kt + 1) * BK;
+    int *keep = sm.keep(n1 & 1);
+    attn_mbar_wait(sm.full_k(sk), (n1 / NSTAGE) & 1);
+    attn_mbar_wait(sm.full_v(sv), (n0 / NSTAGE) & 1);
     const int hidden = attn_ws_scan_keys<BK, CONSUMERS, BAR_KEYS>(g, j1, ct, keep);
     turn.before_issue();
     attn_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + attn_sw128_kstep(kk, BQ),
-                           kdesc + sk * STAGE + attn_sw128_kstep(kk, BK), kk > 0);
+      AttnWgmma<T, BK>::ss(&s[0][0][0], qdesc + attn_sw128_kstep(kk, BQ), kdesc + sk * STAGE + attn_sw128_kstep(kk, BK),
+                           kk > 0);
     attn_wgmma_commit(); /* S_{kt+1} */
 #pragma unroll
     for (int kk = 0; kk < BK / 16; kk++)
       AttnWgmma<T, D>::rs_mn(&o[0][0][0], pa[kk], vdesc + sv * STAGE + 128 * kk, true);
     attn_wgmma_commit(); /* O += P_kt V_kt */
     turn.after_issue(false);
-    attn_wgmma_wait<1>();  /* S_{kt+1} done; the product into O runs on */
+    attn_wgmma_wait<1>(); /* S_{kt+1} done; the product into O runs on */
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
-    if (lane == 0)
-      attn_mbar_arrive(&empty_k[sk]); /* K_{kt+1} read */
+    if (lane == 0) {
+      attn_mbar_arrive(sm.empty_k(sk)); /* K_{kt+1} read */
+      if (kt + 2 == nkt)
+        attn_mbar_arrive(sm.empty_q()); /* the tile's last S: Q read */
+    }
     float corr[1][2] = {{1.0f, 1.0f}};
     bool moved = false;
     for (int pass = 0; pass < a.opaque_one; pass++) { /* the softmax between the waits: see tiling 4 */
@@ -508,7 +537,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
     attn_wgmma_pin<NO * 4>(&o[0][0][0]);
     attn_wgmma_pin<BK / 4>(&pa[0][0]);
     if (lane == 0)
-      attn_mbar_arrive(&empty_v[sv]); /* V_kt read */
+      attn_mbar_arrive(sm.empty_v(sv)); /* V_kt read */
     if (moved)
       attn_rescale_o<1, NO>(o, corr);
 #pragma unroll
@@ -516,18 +545,20 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
       attn_c_to_a<T>(s[0][2 * kk], s[0][2 * kk + 1], pa[kk]);
   }
 
-  { /* the last tile's O += P V */
-    const int last = nkt - 1, sv = last % NSTAGE;
-    attn_mbar_wait(&full_v[sv], (last / NSTAGE) & 1);
+  { /* the last key tile's O += P V */
+    const int last = nkt - 1;
+    const uint32_t n = kbase + last, sv = n % NSTAGE;
+    attn_mbar_wait(sm.full_v(sv), (n / NSTAGE) & 1);
     const int valid = g.n - last * BK; /* its rows at or past this are not the sequence's */
     if (valid < BK) {
-      T *vt = sV + sv * BK * D;
+      T *vt = sm.v(sv);
+#pragma unroll 1 /* once per query tile: unrolled, its hoisted offsets spilled in the persistent loop */
       for (int i = ct; i < CH * (BK - valid) * 8; i += CONSUMERS) { /* 16-byte chunks of whole rows */
         const int c = i / ((BK - valid) * 8), r = valid + (i / 8) % (BK - valid);
         /* whole rows: the swizzle only permutes chunks within a row */
         attn_sts_zero16_for_wgmma(vt + c * BK * 64 + r * 64 + (i % 8) * 8);
       }
-      attn_fence_proxy_async();
+      attn_fence_proxy_async(); /* before the wgmma reads them, and before TMA refills the stage */
       attn_named_bar_sync(BAR_VTAIL, CONSUMERS);
     }
     turn.before_issue();
@@ -540,16 +571,97 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NO * 4>(&o[0][0][0]);
     attn_wgmma_pin<BK / 4>(&pa[0][0]);
+    if (lane == 0)
+      attn_mbar_arrive(sm.empty_v(sv)); /* V_last read: the stage may take the next tile's keys */
   }
 
   attn_fwd_store<T, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, 1.0f, a.scale, 0.0f);
+}
+#endif
+
+/* Tilings 5 and 6 (PERSIST false: a CTA per query tile) and 7 (PERSIST: a
+ * CTA per SM, walking the tiles attn_find_work gives it, every gridDim.x-th
+ * from blockIdx.x). Both sides count the CTA's tiles (`it`, Q's phase) and
+ * key tiles (`kbase`, the stages' and key-flag slots) so far, so the rings
+ * run on from one tile to the next: while the consumers finish a tile
+ * (its last O += P V, the output), the producer loads the next tile's Q
+ * (once they have released it, after their last S) and keys. */
+template <typename T, int D, bool PINGPONG, bool PERSIST>
+__global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
+    attn_hopper_fwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnTmaMaps maps) {
+  static_assert(!(PINGPONG && PERSIST), "the ping-pong turns assume one tile per CTA");
+#if ATTN_HAS_WGMMA
+  typedef HopperWsCfg<D> C;
+  constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, CONSUMERS = 256;
+  ATTN_DYNAMIC_SMEM(unsigned char, raw);
+  const WsSmem<T, D> sm(raw);
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+
+  /* a CTA per tile: its own, found before anything else, as every kernel does */
+  AttnSeg g;
+  int tile = 0, h = blockIdx.y;
+  if (!PERSIST && !attn_find_tile(a, BQ, &g, &tile))
+    return;
+
+  if (tid == 0) {
+    attn_mbar_init(sm.full_q(), 1);
+    attn_mbar_init(sm.empty_q(), CONSUMERS / 32); /* lane 0 of each consumer warp */
+    for (int st = 0; st < NSTAGE; st++) {
+      attn_mbar_init(sm.full_k(st), 1);
+      attn_mbar_init(sm.full_v(st), 1);
+      attn_mbar_init(sm.empty_k(st), CONSUMERS / 32);
+      attn_mbar_init(sm.empty_v(st), CONSUMERS / 32);
+    }
+    attn_mbar_init_fence();
+  }
+  __syncthreads(); /* the barriers exist before anyone waits on them; the last CTA-wide barrier */
+
+  if (warp < 4) { /* the producer warpgroup */
+    attn_setmaxnreg_dec<24>();
+    if (!PERSIST) {
+      if (tid == 0)
+        ws_produce_tile<T, D>(maps, sm, g.start, tile * BQ, h, (attn_fwd_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK,
+                              0, 0);
+      return;
+    }
+    if (warp == 0) { /* the whole warp searches (varlen: a warp-wide scan), lane 0 loads */
+      uint32_t it = 0, kbase = 0;
+      for (int w = attn_work_first(); w < attn_work_count(a, BQ); w += attn_work_step()) {
+        if (!attn_find_work(a, BQ, w, &g, &tile, &h))
+          continue;
+        const int nkt = (attn_fwd_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK;
+        if (lane == 0)
+          ws_produce_tile<T, D>(maps, sm, g.start, tile * BQ, h, nkt, it, kbase);
+        __syncwarp(); /* lane 0 rejoins before the next search */
+        it++;
+        kbase += nkt;
+      }
+    }
+    return;
+  }
+
+  attn_setmaxnreg_inc<240>();
+  if (!PERSIST) {
+    ws_consume_tile<T, D, PINGPONG>(a, sm, g, h, tile, 0, 0);
+    return;
+  }
+  uint32_t it = 0, kbase = 0;
+  for (int w = attn_work_first(); w < attn_work_count(a, BQ); w += attn_work_step()) {
+    if (!attn_find_work(a, BQ, w, &g, &tile, &h))
+      continue;
+    ws_consume_tile<T, D, false>(a, sm, g, h, tile, it, kbase);
+    it++;
+    kbase += (attn_fwd_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK;
+  }
 #else
   (void)a;
   (void)maps; /* no wgmma in this image: attn_hopper_fwd_runs says so before any launch */
 #endif
 }
 
-template <typename T, int D, bool PINGPONG>
+/* A CTA per tile, or (PERSIST) a CTA per SM walking the tiles (one CTA
+ * fits an SM: 384 threads at 240 / 24 registers). */
+template <typename T, int D, bool PINGPONG, bool PERSIST>
 int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperWsCfg<D> C;
   const int64_t tokens = (int64_t)d->batch * d->seqlen;
@@ -557,8 +669,23 @@ int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   MB_TRY(attn_tma_map_rows(&maps.q, a.q, tokens, d->heads, D, a.ld, C::BQ, "q"));
   MB_TRY(attn_tma_map_rows(&maps.k, a.k, tokens, d->heads, D, a.ld, C::BK, "k"));
   MB_TRY(attn_tma_map_rows(&maps.v, a.v, tokens, d->heads, D, a.ld, C::BK, "v"));
-  return attn_launch_fwd<T>(attn_hopper_fwd_ws_kernel<T, D, PINGPONG>, "attn_hopper_fwd_ws_kernel", d, a, C::BQ,
-                            C::NT, C::template smem_bytes<T>(), s, maps);
+  dim3 grid = attn_tile_grid(d, C::BQ);
+  if (!attn_work_fits(grid))
+    return MB_ERR(MB_EUNSUPPORTED,
+                  "cuda flash attention forward: %u x %u x %u query tiles, more than tilings 5-7 can count (2^31 - 1)",
+                  grid.x, grid.y, grid.z);
+  if (PERSIST)
+    MB_TRY(attn_persistent_grid(d, C::BQ, 1, &grid));
+  return attn_launch_fwd_grid<T>(attn_hopper_fwd_ws_kernel<T, D, PINGPONG, PERSIST>, "attn_hopper_fwd_ws_kernel", a,
+                                 grid, C::NT, C::template smem_bytes<T>(), s, maps);
+}
+
+/* Tiling 5, 6 (ping-pong) or 7 (persistent). */
+template <typename T, int D>
+int hopper_ws_launch_tiling(const mb_attn_desc *d, const AttnArgs &a, int tiling, cudaStream_t s) {
+  if (tiling == 6)
+    return hopper_ws_launch<T, D, true, false>(d, a, s);
+  return tiling == 7 ? hopper_ws_launch<T, D, false, true>(d, a, s) : hopper_ws_launch<T, D, false, false>(d, a, s);
 }
 
 template <typename T, int D> int hopper_pipe_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
@@ -596,7 +723,7 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok));
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-6 (wgmma) need an sm_90 GPU and a build "
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-7 (wgmma) need an sm_90 GPU and a build "
                                    "for sm_90a (MAMBERT_CUDA_ARCHS)");
   if (attn_tokens(d) == 0)
     return MB_OK;
@@ -611,16 +738,15 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
     return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tiling 3 (wgmma, two CTAs per SM) is built for "
                                    "head_dim 64 only, got %d",
                   d->head_dim);
-  if (tiling == 5 || tiling == 6) {
-    const bool pp = tiling == 6;
+  if (tiling >= 5) {
     if (dt == MB_BF16 && d->head_dim == 64)
-      return pp ? hopper_ws_launch<attn_bf16, 64, true>(d, a, s) : hopper_ws_launch<attn_bf16, 64, false>(d, a, s);
+      return hopper_ws_launch_tiling<attn_bf16, 64>(d, a, tiling, s);
     if (dt == MB_BF16 && d->head_dim == 128)
-      return pp ? hopper_ws_launch<attn_bf16, 128, true>(d, a, s) : hopper_ws_launch<attn_bf16, 128, false>(d, a, s);
+      return hopper_ws_launch_tiling<attn_bf16, 128>(d, a, tiling, s);
     if (dt == MB_F16 && d->head_dim == 64)
-      return pp ? hopper_ws_launch<attn_f16, 64, true>(d, a, s) : hopper_ws_launch<attn_f16, 64, false>(d, a, s);
+      return hopper_ws_launch_tiling<attn_f16, 64>(d, a, tiling, s);
     if (dt == MB_F16 && d->head_dim == 128)
-      return pp ? hopper_ws_launch<attn_f16, 128, true>(d, a, s) : hopper_ws_launch<attn_f16, 128, false>(d, a, s);
+      return hopper_ws_launch_tiling<attn_f16, 128>(d, a, tiling, s);
   }
   if (tiling == 4) {
     if (dt == MB_BF16 && d->head_dim == 64)

@@ -365,7 +365,7 @@ static void run_all_cases(mb_dtype dt) {
       check_forward(&p, label);
       run_bwd(&p, MB_CUDA_ATTN_REFERENCE);
       check_backward(&p, label);
-      /* tilings 5 and 6 (TMA, mbarriers) run last, in test_tma_tilings: a
+      /* tilings 5-7 (TMA, mbarriers) run last, in test_tma_tilings: a
        * protocol error there hangs or poisons the context, and must not
        * take these lines with it */
       for (int variant = 4; variant >= 0; variant--) { /* end on the default tiling */
@@ -431,15 +431,16 @@ static void test_f16(void **state) {
   run_all_cases(MB_F16);
 }
 
-/* Forward tilings 5 and 6 (warp-specialised: TMA loads handed over by
- * mbarriers; 6 with ping-pong), bf16 and f16, every case: the last test of
- * the program (see run_all_cases). */
+/* Forward tilings 5, 6 and 7 (warp-specialised: TMA loads handed over by
+ * mbarriers; 6 with ping-pong, 7 persistent), bf16 and f16, every case: the
+ * last test of the program (see run_all_cases). Tiling 7 runs tiling 5's
+ * products in a CTA per SM, so it must give tiling 5's bits. */
 static void test_tma_tilings(void **state) {
   (void)state;
   int runs = 0;
   assert_int_equal(mb_cuda_attn_flash_fwd_variant_runs(5, &runs), MB_OK);
   if (!runs) {
-    printf("flash-v5, flash-v6: not on this device (sm_90 with an sm_90a build only)\n");
+    printf("flash-v5 to flash-v7: not on this device (sm_90 with an sm_90a build only)\n");
     return;
   }
   const int dims[2] = {64, 128};
@@ -449,14 +450,26 @@ static void test_tma_tilings(void **state) {
       for (int di = 0; di < 2 && !quick_skip(&cases[ci]); di++) {
         problem p;
         problem_init(&p, &cases[ci], dts[ti], dims[di]);
-        for (int variant = 5; variant <= 6; variant++) {
+        const size_t bytes = p.n * mb_dtype_size(p.dt), lbytes = p.nl * sizeof(float);
+        void *o5 = NULL, *l5 = NULL;
+        for (int variant = 5; variant <= 7; variant++) {
           char label[128];
           assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
           snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-v%d", mb_dtype_name(dts[ti]), dims[di],
                    cases[ci].name, variant);
           run_fwd(&p, MB_CUDA_ATTN_FLASH);
           check_forward(&p, label);
+          if (variant == 5) {
+            o5 = download_raw(p.d_out, bytes);
+            l5 = download_raw(p.d_lse, lbytes);
+          } else if (variant == 7) {
+            void *o7 = download_raw(p.d_out, bytes), *l7 = download_raw(p.d_lse, lbytes);
+            if (memcmp(o5, o7, bytes) || memcmp(l5, l7, lbytes))
+              fail_msg("%s: the persistent forward's bits differ from tiling 5's", label);
+            free(o7), free(l7);
+          }
         }
+        free(o5), free(l5);
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
         problem_free(&p);
       }

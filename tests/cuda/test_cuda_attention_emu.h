@@ -914,6 +914,8 @@ static inline unsigned __ballot_sync(unsigned mask, int p) {
   emu::wait_op(emu::OP_BALLOT);
   return emu::me().out[0];
 }
+/* a warp operation that moves nothing: every lane waits for the others */
+static inline void __syncwarp(unsigned mask = 0xffffffffu) { (void)__ballot_sync(mask, 0); }
 static inline int __ffs(unsigned x) { return __builtin_ffs((int)x); }
 static inline float atomicAdd(float *p, float v) { /* fibers switch only at synchronisation: this is atomic */
   const float old = *p;
@@ -1266,7 +1268,12 @@ ATTN_EMU_EXTERN_C cudaError_t cudaGetDevice(int *d) {
   return cudaSuccess;
 }
 ATTN_EMU_EXTERN_C cudaError_t cudaDeviceGetAttribute(int *v, enum cudaDeviceAttr attr, int dev) {
-  *v = attr == cudaDevAttrComputeCapabilityMajor ? 9 : attr == cudaDevAttrComputeCapabilityMinor ? 0 : 0;
+  /* three SMs: a persistent grid (attn_persistent_grid) is then a few CTAs,
+   * each walking several tiles, so the hand-over between tiles is tested */
+  *v = attr == cudaDevAttrComputeCapabilityMajor    ? 9
+       : attr == cudaDevAttrComputeCapabilityMinor ? 0
+       : attr == cudaDevAttrMultiProcessorCount    ? 3
+                                                    : 0;
   return cudaSuccess;
 }
 ATTN_EMU_EXTERN_C cudaError_t cudaFuncSetAttribute(const void *func, enum cudaFuncAttribute attr, int value) {
