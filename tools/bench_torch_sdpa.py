@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench_torch_sdpa.py: PyTorch's scaled_dot_product_attention on the shapes
 bench_cuda_attention measures: as a user calls it (backend "default", SDPA's
-own choice), and with the flash and the cuDNN backends forced
+own choice, which is recorded: "chosen"), and with the flash and the cuDNN backends forced
 (torch.nn.attention.sdpa_kernel); and the ratios to mambert's kernels.
 
 Run on the GPU machine, after bench_cuda_attention in the same session
@@ -65,6 +65,24 @@ def time_backend(F, torch, q, k, v, dout, args):
     return fwd, bwd
 
 
+def sdpa_choice(torch, q, k, v, causal):
+    """The backend SDPA picks for these inputs when the user forces none
+    (torch._fused_sdp_choice, what scaled_dot_product_attention asks itself):
+    "cudnn" on Hopper with torch >= 2.10 and a cuDNN newer than 9.15, else
+    usually "flash". Private API: "unknown (...)" where it is missing."""
+    from torch.nn.attention import SDPBackend
+    try:
+        choice = int(torch._fused_sdp_choice(q, k, v, None, 0.0, causal))
+    except (AttributeError, RuntimeError, TypeError) as e:
+        return f"unknown ({type(e).__name__})"
+    names = {"FLASH_ATTENTION": "flash", "CUDNN_ATTENTION": "cudnn", "EFFICIENT_ATTENTION": "efficient",
+             "MATH": "math"}
+    for member, value in SDPBackend.__members__.items():
+        if int(value) == choice:
+            return names.get(member, member.lower())
+    return f"unknown ({choice})"
+
+
 def measure_peak(torch, reps):
     n = 8192
     x = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
@@ -115,12 +133,15 @@ def run(args):
                             measured = time_backend(F, torch, q, k, v, dout, args)
                     except RuntimeError as e:
                         reason = "; ".join(str(w.message).strip().splitlines()[0] for w in said) or str(e)
+                if backend is None:
+                    row["chosen"] = sdpa_choice(torch, q, k, v, args.causal)
                 if measured:
                     fwd, bwd = measured
                     row.update(fwd_ms=fwd, fwd_tflops=fwd_flop / (fwd * 1e-3) / 1e12, bwd_ms=bwd,
                                bwd_tflops=2.5 * fwd_flop / (bwd * 1e-3) / 1e12)
                     print(f"{name:8} {L:6d} {D:4d} {B:5d} | {fwd:9.3f} {row['fwd_tflops']:8.1f} | "
-                          f"{bwd:9.3f} {row['bwd_tflops']:8.1f}")
+                          f"{bwd:9.3f} {row['bwd_tflops']:8.1f}" +
+                          (f"  (SDPA chose {row['chosen']})" if "chosen" in row else ""))
                 else:
                     row["unsupported"] = reason[:400]
                     print(f"{name:8} {L:6d} {D:4d} {B:5d} | not run: {row['unsupported']}")
@@ -185,9 +206,10 @@ def compare(ours_path, torch_result):
             x = t.get(backend, {})
             return f"{r[key] / x[kind]:8.2f}" if r.get(key) and x.get(kind) else f"{'-':>8}"
 
+        chose = t.get("default", {}).get("chosen")
         print(f"{r['L']:6d} {r['D']:4d} | {r.get(fk, 0):8.1f} " +
               " ".join(ratio(fk, "fwd_tflops", n) for n in names) + f" | {r.get(bk, 0):8.1f} " +
-              " ".join(ratio(bk, "bwd_tflops", n) for n in names))
+              " ".join(ratio(bk, "bwd_tflops", n) for n in names) + (f"  (default = {chose})" if chose else ""))
 
 
 def main():
