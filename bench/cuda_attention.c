@@ -246,10 +246,12 @@ static void print_wgmma_fwd(json_t *rows) {
     return;
   printf("\nwgmma forward tilings, TFLOP/s (v2: 128-key tiles; v3: 64-key tiles, two CTAs per SM, D=64 only; v4: "
          "v2 with the softmax under the product; v5: v4 warp-specialised, a TMA producer warpgroup; v6: v5 with "
-         "ping-pong; v7: v5 persistent, a CTA per SM)\n");
-  printf("%-6s %-4s | %-8s %-8s %-8s %-8s %-8s %-8s | %-8s\n", "L", "D", "v2", "v3", "v4", "v5", "v6", "v7", "v0");
+         "ping-pong; v7: v5 persistent, a CTA per SM; v8: v7 with three consumer warpgroups, 192-row tiles, at "
+         "D=64, v7 at D=128)\n");
+  printf("%-6s %-4s | %-8s %-8s %-8s %-8s %-8s %-8s %-8s | %-8s\n", "L", "D", "v2", "v3", "v4", "v5", "v6", "v7", "v8",
+         "v0");
   json_array_foreach(rows, i, r) {
-    char v3[16] = "-", v5[16] = "-", v6[16] = "-", v7[16] = "-";
+    char v3[16] = "-", v5[16] = "-", v6[16] = "-", v7[16] = "-", v8[16] = "-";
     if (json_object_get(r, "fwd_v3_tflops"))
       snprintf(v3, sizeof v3, "%.1f", json_real_value(json_object_get(r, "fwd_v3_tflops")));
     if (json_object_get(r, "fwd_v5_tflops"))
@@ -258,16 +260,18 @@ static void print_wgmma_fwd(json_t *rows) {
       snprintf(v6, sizeof v6, "%.1f", json_real_value(json_object_get(r, "fwd_v6_tflops")));
     if (json_object_get(r, "fwd_v7_tflops"))
       snprintf(v7, sizeof v7, "%.1f", json_real_value(json_object_get(r, "fwd_v7_tflops")));
-    printf("%-6d %-4d | %-8.1f %-8s %-8.1f %-8s %-8s %-8s | %-8.1f\n",
+    if (json_object_get(r, "fwd_v8_tflops"))
+      snprintf(v8, sizeof v8, "%.1f", json_real_value(json_object_get(r, "fwd_v8_tflops")));
+    printf("%-6d %-4d | %-8.1f %-8s %-8.1f %-8s %-8s %-8s %-8s | %-8.1f\n",
            (int)json_integer_value(json_object_get(r, "L")), (int)json_integer_value(json_object_get(r, "D")),
            json_real_value(json_object_get(r, "fwd_v2_tflops")), v3,
            json_real_value(json_object_get(r, "fwd_v4_tflops")),
-           v5, v6, v7, json_real_value(json_object_get(r, "fwd_tflops")));
+           v5, v6, v7, v8, json_real_value(json_object_get(r, "fwd_tflops")));
   }
 }
 
-/* tma_pass = 0: every kernel but forward tilings 5-7, one row per
- * (D, L); 1: tilings 5-7 only, into those rows (run after the JSON is
+/* tma_pass = 0: every kernel but forward tilings 5-8, one row per
+ * (D, L); 1: tilings 5-8 only, into those rows (run after the JSON is
  * written: they are the first kernels on TMA and mbarriers, and a hang or
  * a fault there must not cost the other numbers). */
 static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int quick, int skip_wgmma, int tma_pass) {
@@ -326,7 +330,7 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       w.kind = 0;
       if (tma_pass) {
         json_t *r = json_array_get(rows, row++);
-        for (int t = 5; t <= 7; t++) {
+        for (int t = 5; t <= 8; t++) {
           CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(t));
           const float ms = time_ms(&w);
           char key[32];

@@ -164,7 +164,9 @@ int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_
  * 128-byte-swizzled tiles and mbarriers hand them over) or 6 (as 5, the
  * two consumer warpgroups taking turns to issue their products: ping-pong)
  * or 7 (as 5, persistent: a CTA per SM walks the query tiles, loading the
- * next tile's Q and keys while it finishes one). 2-7 run on sm_90
+ * next tile's Q and keys while it finishes one) or 8 (as 7, with three
+ * consumer warpgroups and 192-row tiles at head_dim 64; 7 at 128). 2-8 run
+ * on sm_90
  * GPUs with an sm_90a build only, else the forward fails with
  * MB_EUNSUPPORTED; 5 is the default there. -1: the default again (chosen at
  * the next call). For the benchmark and the tests, which run them all. Not
@@ -186,7 +188,7 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 int mb_cuda_attn_set_flash_bwd_variant(int variant) MB_NODISCARD;
 /* Until a program sets the tilings, the environment chooses them, once:
  * MAMBERT_ATTN_TILING=wgmma gives forward tiling 2 and backward tiling 1,
- * MAMBERT_ATTN_TILING=F or F,B forward tiling F (0-7) and backward B (0-2,
+ * MAMBERT_ATTN_TILING=F or F,B forward tiling F (0-8) and backward B (0-2,
  * 0 when left out), each with a warning and tiling 0 where the wgmma
  * tilings cannot run; unset or "default": what an H200 measured fastest
  * (kernels/cuda/ATTENTION.md) -- with sm_90a code on sm_90 forward 5 and

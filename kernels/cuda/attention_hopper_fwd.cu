@@ -331,9 +331,18 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
  * P V and the output with nothing loading) in full: the H200's short-L
  * rates (L = 512: 0.62-0.64x its L = 16k rate, ATTENTION.md) fit a fixed
  * 1.7-3.2 us per CTA. Here the producer loads the next tile's Q and keys
- * while the consumers finish. */
-template <int D> struct HopperWsCfg {
-  static constexpr int NT = 384, BQ = 128, BK = 128, NSTAGE = 2;
+ * while the consumers finish.
+ *
+ * Tiling 8: tiling 7 with three consumer warpgroups at D = 64, 192 query
+ * rows per tile, as FlashAttention-3 runs head dim 64: there the
+ * exponentials (16 per clock and SM) take about as long as the products,
+ * and a third warpgroup's softmax gives the tensor cores more to overlap.
+ * The consumers get 160 registers each (tiling 5's need 157 at D = 64;
+ * 128 x 24 + 384 x 160 fit the SM's 64K). At D = 128 (183 needed) tiling 8
+ * is tiling 7. */
+template <int D, int CWG = 2> struct HopperWsCfg {
+  static_assert(CWG == 2 || (CWG == 3 && D == 64), "three consumer warpgroups at D = 64 only");
+  static constexpr int CONSUMERS = 128 * CWG, NT = 128 + CONSUMERS, BQ = 64 * CWG, BK = 128, NSTAGE = 2;
   template <typename T> static constexpr size_t smem_bytes() {
     return 1024 /* alignment */ + (size_t)(BQ + 2 * NSTAGE * BK) * D * sizeof(T) + 2 * BK * sizeof(int) +
            (2 + 4 * NSTAGE) * sizeof(uint64_t);
@@ -382,8 +391,8 @@ template <bool PINGPONG> struct AttnPingPong {
 /* Tiling 5's shared memory: Q [D/64][BQ][64], K and V NSTAGE stages each
  * of [D/64][BK][64] (rows of 128 bytes, as TMA writes them), the key flags
  * of two key tiles, the mbarriers. */
-template <typename T, int D> struct WsSmem {
-  typedef HopperWsCfg<D> C;
+template <typename T, int D, int CWG> struct WsSmem {
+  typedef HopperWsCfg<D, CWG> C;
   /* one pointer, everything else at fixed offsets from it: a persistent
    * producer keeps its tiles' state in 24 registers */
   T *q;
@@ -410,10 +419,10 @@ template <typename T, int D> struct WsSmem {
  * released the previous tile's (it: the CTA's tile count so far), then K
  * and V of each key tile into the stage the ring gives key tile kbase + j,
  * once the consumers have released what it held. One thread. */
-template <typename T, int D>
-__device__ __forceinline__ void ws_produce_tile(const AttnTmaMaps &maps, const WsSmem<T, D> &sm, int start, int q0,
-                                                int h, int nkt, uint32_t it, uint32_t kbase) {
-  typedef HopperWsCfg<D> C;
+template <typename T, int D, int CWG>
+__device__ __forceinline__ void ws_produce_tile(const AttnTmaMaps &maps, const WsSmem<T, D, CWG> &sm, int start,
+                                                int q0, int h, int nkt, uint32_t it, uint32_t kbase) {
+  typedef HopperWsCfg<D, CWG> C;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, CH = D / 64;
   constexpr uint32_t QBYTES = BQ * D * sizeof(T), KBYTES = BK * D * sizeof(T);
   if (it > 0)
@@ -445,12 +454,12 @@ __device__ __forceinline__ void ws_produce_tile(const AttnTmaMaps &maps, const W
  * stages and key-flag slots of key tile kbase + j, Q's phase `it`; each
  * consumer warp's lane 0 releases K_j after S_j, V_j after O += P_j V_j,
  * and Q after the tile's last S. Ends with the tile's output. */
-template <typename T, int D, bool PINGPONG>
-__device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<T, D> &sm, const AttnSeg &g, int h,
-                                                int tile, uint32_t it, uint32_t kbase) {
-  typedef HopperWsCfg<D> C;
+template <typename T, int D, int CWG, bool PINGPONG>
+__device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<T, D, CWG> &sm, const AttnSeg &g,
+                                                int h, int tile, uint32_t it, uint32_t kbase) {
+  typedef HopperWsCfg<D, CWG> C;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, NS = BK / 8, NO = D / 8, CH = D / 64;
-  constexpr int CONSUMERS = 256, BAR_KEYS = 1, BAR_VTAIL = 2; /* named barriers among the consumers */
+  constexpr int CONSUMERS = C::CONSUMERS, BAR_KEYS = 1, BAR_VTAIL = 2; /* named barriers among the consumers */
   const int tid = threadIdx.x, lane = tid & 31, ct = tid - 128, cwarp = (tid >> 5) - 4;
   const int gr = lane >> 2, tq = lane & 3, wrow = cwarp * 16;
   const int q0 = tile * BQ, nkt = (attn_fwd_key_end(a, g, q0, BQ) + BK - 1) / BK;
@@ -586,15 +595,19 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
  * run on from one tile to the next: while the consumers finish a tile
  * (its last O += P V, the output), the producer loads the next tile's Q
  * (once they have released it, after their last S) and keys. */
-template <typename T, int D, bool PINGPONG, bool PERSIST>
-__global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
+template <typename T, int D, int CWG, bool PINGPONG, bool PERSIST>
+__global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
     attn_hopper_fwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnTmaMaps maps) {
-  static_assert(!(PINGPONG && PERSIST), "the ping-pong turns assume one tile per CTA");
+  static_assert(!(PINGPONG && (PERSIST || CWG != 2)), "the ping-pong turns: two warpgroups, one tile per CTA");
 #if ATTN_HAS_WGMMA
-  typedef HopperWsCfg<D> C;
-  constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, CONSUMERS = 256;
+  typedef HopperWsCfg<D, CWG> C;
+  constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, CONSUMERS = C::CONSUMERS;
+  /* setmaxnreg: the producer warpgroup's and each consumer warpgroup's
+   * registers per thread, 128 x 24 + CONSUMERS x 240 / 160 within 64K */
+  constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = CWG == 3 ? 160 : 240;
+  static_assert(128 * PRODUCER_REGS + CONSUMERS * CONSUMER_REGS <= 65536, "the register file");
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
-  const WsSmem<T, D> sm(raw);
+  const WsSmem<T, D, CWG> sm(raw);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
 
   /* a CTA per tile: its own, found before anything else, as every kernel does */
@@ -617,11 +630,11 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
   __syncthreads(); /* the barriers exist before anyone waits on them; the last CTA-wide barrier */
 
   if (warp < 4) { /* the producer warpgroup */
-    attn_setmaxnreg_dec<24>();
+    attn_setmaxnreg_dec<PRODUCER_REGS>();
     if (!PERSIST) {
       if (tid == 0)
-        ws_produce_tile<T, D>(maps, sm, g.start, tile * BQ, h, (attn_fwd_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK,
-                              0, 0);
+        ws_produce_tile<T, D, CWG>(maps, sm, g.start, tile * BQ, h,
+                                   (attn_fwd_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK, 0, 0);
       return;
     }
     if (warp == 0) { /* the whole warp searches (varlen: a warp-wide scan), lane 0 loads */
@@ -631,7 +644,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
           continue;
         const int nkt = (attn_fwd_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK;
         if (lane == 0)
-          ws_produce_tile<T, D>(maps, sm, g.start, tile * BQ, h, nkt, it, kbase);
+          ws_produce_tile<T, D, CWG>(maps, sm, g.start, tile * BQ, h, nkt, it, kbase);
         __syncwarp(); /* lane 0 rejoins before the next search */
         it++;
         kbase += nkt;
@@ -640,16 +653,16 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
     return;
   }
 
-  attn_setmaxnreg_inc<240>();
+  attn_setmaxnreg_inc<CONSUMER_REGS>();
   if (!PERSIST) {
-    ws_consume_tile<T, D, PINGPONG>(a, sm, g, h, tile, 0, 0);
+    ws_consume_tile<T, D, CWG, PINGPONG>(a, sm, g, h, tile, 0, 0);
     return;
   }
   uint32_t it = 0, kbase = 0;
   for (int w = attn_work_first(); w < attn_work_count(a, BQ); w += attn_work_step()) {
     if (!attn_find_work(a, BQ, w, &g, &tile, &h))
       continue;
-    ws_consume_tile<T, D, false>(a, sm, g, h, tile, it, kbase);
+    ws_consume_tile<T, D, CWG, false>(a, sm, g, h, tile, it, kbase);
     it++;
     kbase += (attn_fwd_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK;
   }
@@ -661,9 +674,9 @@ __global__ void __launch_bounds__(HopperWsCfg<D>::NT, 1)
 
 /* A CTA per tile, or (PERSIST) a CTA per SM walking the tiles (one CTA
  * fits an SM: 384 threads at 240 / 24 registers). */
-template <typename T, int D, bool PINGPONG, bool PERSIST>
+template <typename T, int D, int CWG, bool PINGPONG, bool PERSIST>
 int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
-  typedef HopperWsCfg<D> C;
+  typedef HopperWsCfg<D, CWG> C;
   const int64_t tokens = (int64_t)d->batch * d->seqlen;
   AttnTmaMaps maps;
   MB_TRY(attn_tma_map_rows(&maps.q, a.q, tokens, d->heads, D, a.ld, C::BQ, "q"));
@@ -672,20 +685,24 @@ int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   dim3 grid = attn_tile_grid(d, C::BQ);
   if (!attn_work_fits(grid))
     return MB_ERR(MB_EUNSUPPORTED,
-                  "cuda flash attention forward: %u x %u x %u query tiles, more than tilings 5-7 can count (2^31 - 1)",
+                  "cuda flash attention forward: %u x %u x %u query tiles, more than tilings 5-8 can count (2^31 - 1)",
                   grid.x, grid.y, grid.z);
   if (PERSIST)
     MB_TRY(attn_persistent_grid(d, C::BQ, 1, &grid));
-  return attn_launch_fwd_grid<T>(attn_hopper_fwd_ws_kernel<T, D, PINGPONG, PERSIST>, "attn_hopper_fwd_ws_kernel", a,
-                                 grid, C::NT, C::template smem_bytes<T>(), s, maps);
+  return attn_launch_fwd_grid<T>(attn_hopper_fwd_ws_kernel<T, D, CWG, PINGPONG, PERSIST>,
+                                 "attn_hopper_fwd_ws_kernel", a, grid, C::NT, C::template smem_bytes<T>(), s, maps);
 }
 
-/* Tiling 5, 6 (ping-pong) or 7 (persistent). */
+/* Tiling 5, 6 (ping-pong), 7 (persistent) or 8 (7 with three consumer
+ * warpgroups at D = 64; 7 at D = 128). */
 template <typename T, int D>
 int hopper_ws_launch_tiling(const mb_attn_desc *d, const AttnArgs &a, int tiling, cudaStream_t s) {
   if (tiling == 6)
-    return hopper_ws_launch<T, D, true, false>(d, a, s);
-  return tiling == 7 ? hopper_ws_launch<T, D, false, true>(d, a, s) : hopper_ws_launch<T, D, false, false>(d, a, s);
+    return hopper_ws_launch<T, D, 2, true, false>(d, a, s);
+  if (tiling == 8)
+    return hopper_ws_launch<T, D, D == 64 ? 3 : 2, false, true>(d, a, s);
+  return tiling == 7 ? hopper_ws_launch<T, D, 2, false, true>(d, a, s)
+                     : hopper_ws_launch<T, D, 2, false, false>(d, a, s);
 }
 
 template <typename T, int D> int hopper_pipe_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
@@ -723,7 +740,7 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok));
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-7 (wgmma) need an sm_90 GPU and a build "
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-8 (wgmma) need an sm_90 GPU and a build "
                                    "for sm_90a (MAMBERT_CUDA_ARCHS)");
   if (attn_tokens(d) == 0)
     return MB_OK;
