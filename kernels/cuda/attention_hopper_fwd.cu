@@ -588,9 +588,10 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
 }
 #endif
 
-/* Tilings 5 and 6 (PERSIST false: a CTA per query tile) and 7 (PERSIST: a
- * CTA per SM, walking the tiles attn_find_work gives it, every gridDim.x-th
- * from blockIdx.x). Both sides count the CTA's tiles (`it`, Q's phase) and
+/* Tilings 5 and 6 (PERSIST false: a CTA per query tile), 7 and 8 (PERSIST:
+ * a CTA per SM, walking the tiles attn_find_work gives it, every
+ * gridDim.x-th from blockIdx.x; 8: CWG = 3 consumer warpgroups at D = 64).
+ * Both sides count the CTA's tiles (`it`, Q's phase) and
  * key tiles (`kbase`, the stages' and key-flag slots) so far, so the rings
  * run on from one tile to the next: while the consumers finish a tile
  * (its last O += P V, the output), the producer loads the next tile's Q
@@ -673,7 +674,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
 }
 
 /* A CTA per tile, or (PERSIST) a CTA per SM walking the tiles (one CTA
- * fits an SM: 384 threads at 240 / 24 registers). */
+ * fills an SM's registers: attn_hopper_fwd_ws_kernel's setmaxnreg). */
 template <typename T, int D, int CWG, bool PINGPONG, bool PERSIST>
 int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperWsCfg<D, CWG> C;
