@@ -56,7 +56,7 @@ typedef struct {
   int batch, seqlen, heads, causal;
   int mask_kind; /* 0 none, 1 right padding per row, 2 random holes */
   int nseq;      /* > 0: varlen with lens[], seqlen = sum + tail */
-  int lens[8], tail;
+  int lens[40], tail;
   float qstd;
 } tcase;
 
@@ -69,6 +69,19 @@ static const tcase cases[] = {
     {"L1000-causal-pad", 2, 1000, 1, 1, 1, 0, {0}, 0, 1.0f},
     {"varlen", 1, 0, 2, 0, 0, 7, {1, 129, 7, 0, 300, 64, 1000}, 37, 1.0f},
     {"varlen-causal", 1, 0, 3, 1, 0, 5, {5, 1, 257, 128, 64}, 3, 1.0f},
+    /* 40 sequences: the kernels' tile search scans cu_seqlens 32 at a time,
+     * so the last 8 take its second step (sequence 33 is empty) */
+    {"varlen-40seq",
+     1,
+     0,
+     2,
+     0,
+     0,
+     40,
+     {1,  38, 75, 15, 52, 89, 29, 66, 6,  43, 80, 20, 57, 94, 34, 71, 11, 48, 85, 25,
+      62, 2,  39, 76, 16, 53, 90, 30, 67, 7,  44, 81, 21, 0,  95, 35, 72, 12, 49, 86},
+     5,
+     1.0f},
 };
 
 /* One problem, on the host (CPU reference) and on the device. */

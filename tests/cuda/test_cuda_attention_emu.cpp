@@ -96,7 +96,7 @@ static double tol_of(mb_dtype dt, int grad) {
 struct ecase {
   const char *name;
   int batch, seqlen, heads, causal, mask_kind, nseq;
-  int lens[8], tail;
+  int lens[40], tail;
   float qstd;
   int settled; /* key 0 of every row holds each query's max: later key tiles leave the maxima alone */
 };
@@ -113,6 +113,22 @@ static const ecase cases[] = {
     /* five 128-key tiles: the wgmma forward's rings refill stages (tiling 4
      * loads K three tiles ahead), causal with padding in the last tile */
     {"L600-causal", 1, 600, 1, 1, 0, 0, {0}, 0, 1.0f, 0},
+    /* 40 sequences: every kernel's tile search (attn_find_tile_at) scans
+     * cu_seqlens 32 at a time, so tiles past the first 32 sequences take
+     * its second step; sequence 33 is empty, and the persistent forward's
+     * producer searches under its 24 registers */
+    {"varlen-40seq",
+     1,
+     0,
+     2,
+     0,
+     0,
+     40,
+     {1,  38, 75, 15, 52, 89, 29, 66, 6,  43, 80, 20, 57, 94, 34, 71, 11, 48, 85, 25,
+      62, 2,  39, 76, 16, 53, 90, 30, 67, 7,  44, 81, 21, 0,  95, 35, 72, 12, 49, 86},
+     5,
+     1.0f,
+     0},
 };
 
 /* One problem: host buffers stand in for device memory. */
