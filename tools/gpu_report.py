@@ -71,6 +71,21 @@ def fastest_tilings(rows, min_len=1024):
     return out
 
 
+def tiling_ratios(rows, base=5, others=(7, 8)):
+    """Per head dim, forward tilings 7 and 8 over tiling 5 at each L: the
+    rule for making one of them the sm_90 default is "wins at L <= 2k and
+    ties beyond" (kernels/cuda/ATTENTION.md, tiling 7)."""
+    out = []
+    for D in sorted({r["D"] for r in rows}):
+        rs = sorted((r for r in rows if r["D"] == D and r.get(f"fwd_v{base}_tflops")), key=lambda r: r["L"])
+        for t in others:
+            cells = [f"{r['L']}: {r[f'fwd_v{t}_tflops'] / r[f'fwd_v{base}_tflops']:.2f}x"
+                     for r in rs if r.get(f"fwd_v{t}_tflops")]
+            if cells:
+                out.append(f"forward tiling {t} / tiling {base} at D = {D}: " + ", ".join(cells))
+    return out
+
+
 def load(path):
     try:
         with open(path) as f:
@@ -273,6 +288,11 @@ class Report:
                    "; ".join(f"D = {D}: {', '.join(c for d, c in chosen if d == D)}" for D in dims))
         for line in fastest_tilings(att["rows"]):
             self.p(line)
+        ratios = tiling_ratios(att["rows"])
+        if ratios:
+            self.p("")
+            for line in ratios:
+                self.p(line + "  ")
         if any(r.get("fp8_fwd_tflops") for r in att["rows"]):
             self.p("\ne4m3 forward (evaluation; descales 1, P quantised with 2^8): TFLOP/s and x over the bf16 "
                    "forward of the same family (mma.sync: tiling 0; wgmma: tiling 2; pipe: the wgmma kernel with "
