@@ -6,9 +6,9 @@
  * 1. The card's bf16 peak, measured in the same run: an 8192^3 bf16 GEMM
  *    through mambert's cuBLASLt path (kernels/cuda/gemm.h), f32 accumulation.
  * 2. TFLOP/s of the flash forward (tilings 0 and 1, and on sm_90 the
- *    wgmma tilings 2, 3 (head_dim 64), 4, 5 and 6 -- 5 and 6, the TMA ones, in
- *    a last pass after the JSON is first written, so a hang or fault there
- *    costs nothing else) and backward (both dQ modes of tiling 0: the
+ *    wgmma tilings 2, 3 (head_dim 64), 4 and 5 to 8 -- 5 to 8, the TMA ones,
+ *    in a last pass after the JSON is first written, so a hang or fault
+ *    there costs nothing else) and backward (both dQ modes of tiling 0: the
  *    deterministic dQ pass, the default, and f32 atomics; on sm_90 the wgmma
  *    tiling 1; --skip-wgmma leaves the wgmma tilings out), and the e4m3
  *    forward (mma.sync, and on sm_90 its wgmma form) at
@@ -23,7 +23,10 @@
  *    median ~245, truncated to 512), BERT-base attention (H = 12, D = 64):
  *    padded to 512 with a key mask vs packed with cu_seqlens, through the
  *    default tilings. Both compute the same real tokens; the padded one
- *    also pays for the padding.
+ *    also pays for the padding. On sm_90, in the last pass, the packed
+ *    forward again under tilings 5, 7 and 8 (the persistent ones walk
+ *    their tiles in a fixed order: mixed lengths are where that can
+ *    balance worse than the hardware's scheduler).
  * Every time is the median of R samples, each 5 back-to-back runs between
  * two events (per run), after 2 warm-ups. Prints a table; writes JSON
  * (default bench_cuda_attention.json; "rows", "packed_vs_padded";
@@ -284,7 +287,7 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
   if (tma_pass && !v2)
     return;
   if (tma_pass)
-    printf("\ntiming forward tilings 5 and 6 (TMA, warp-specialised)\n");
+    printf("\ntiming forward tilings 5 to 8 (TMA, warp-specialised)\n");
   else
     printf("\n(fwd: tiling v0, the default; fwd-v1: 8 warps x 16 rows; fwd-v2: wgmma, sm_90 only, at D=64 "
          "/ tiling 3's (two CTAs per SM);\n bwd: deterministic dQ, the default; bwd-fast: f32 atomics; bwd-b1: dK, dV "
@@ -458,15 +461,22 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
   }
 }
 
-/* Packed vs padded: the same 64 sequences both ways. */
-static void packed_vs_padded(json_t *root) {
+/* Packed vs padded: the same 64 sequences both ways, with the tilings a
+ * user gets (on sm_90: forward 5, backward 0 at D = 64). tma_pass (after
+ * the sweep's, sm_90 only): the packed forward again under forward tilings
+ * 5, 7 and 8 -- a persistent CTA walks its tiles in a fixed order, and
+ * packed sequences of mixed lengths are where that can balance worse than
+ * the hardware's block scheduler. */
+static void packed_vs_padded(json_t *root, int tma_pass) {
   const int nseq = 64, L = 512, H = 12, D = 64;
-  /* the tilings a user gets (on sm_90: forward 5, backward 0 at D = 64) */
   CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(-1));
   CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(-1));
   int lens[64], total = 0;
   float z[64];
-  mb_philox_fill_normal(seed, (draws++) << 40, z, nseq, 0.0f, 1.0f);
+  static uint64_t lens_draw = UINT64_MAX; /* both passes time the same lengths */
+  if (lens_draw == UINT64_MAX)
+    lens_draw = draws++;
+  mb_philox_fill_normal(seed, lens_draw << 40, z, nseq, 0.0f, 1.0f);
   for (int s = 0; s < nseq; s++) {
     int len = (int)lrintf(expf(5.5f + 0.6f * z[s])); /* median e^5.5 ~ 245 tokens */
     lens[s] = len < 16 ? 16 : len > L ? L : len;
@@ -508,36 +518,61 @@ static void packed_vs_padded(json_t *root) {
   w.dk = dev_alloc(n * 2);
   w.dv = dev_alloc(n * 2);
   w.lse = dev_alloc((size_t)nseq * L * H * sizeof(float));
-  float t[2][2];
-  const mb_attn_desc *ds[2] = {&pad, &var};
-  for (int i = 0; i < 2; i++) {
-    w.d = ds[i];
-    w.ws_bytes = mb_cuda_attn_bwd_workspace(ds[i]);
-    w.ws = dev_alloc(w.ws_bytes);
-    w.kind = 0;
-    t[i][0] = time_ms(&w);
-    w.kind = 1;
-    t[i][1] = time_ms(&w);
-    CHECK_CUDA(cudaFree(w.ws));
+  json_t *o = json_object_get(root, "packed_vs_padded");
+  if (tma_pass) {
+    if (o) {
+      printf("\npacked forward by tiling (%d sequences, %d tokens):", nseq, total);
+      w.d = &var;
+      w.ws_bytes = mb_cuda_attn_bwd_workspace(&var);
+      w.ws = dev_alloc(w.ws_bytes);
+      w.kind = 0;
+      for (int t = 5; t <= 8; t++) {
+        if (t == 6)
+          continue; /* ping-pong: no gain measured beyond L = 1k */
+        CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(t));
+        const float ms = time_ms(&w);
+        char key[32];
+        snprintf(key, sizeof key, "packed_fwd_v%d_ms", t);
+        json_object_set_new(o, key, json_real(ms));
+        printf("  v%d %.3f ms", t, ms);
+      }
+      printf("\n");
+      CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(-1));
+      CHECK_CUDA(cudaFree(w.ws));
+    }
+  } else {
+    float t[2][2];
+    const mb_attn_desc *ds[2] = {&pad, &var};
+    for (int i = 0; i < 2; i++) {
+      w.d = ds[i];
+      w.ws_bytes = mb_cuda_attn_bwd_workspace(ds[i]);
+      w.ws = dev_alloc(w.ws_bytes);
+      w.kind = 0;
+      t[i][0] = time_ms(&w);
+      w.kind = 1;
+      t[i][1] = time_ms(&w);
+      CHECK_CUDA(cudaFree(w.ws));
+    }
+    double real_flop = 0; /* attention FLOPs of the real tokens */
+    for (int s = 0; s < nseq; s++)
+      real_flop += 4.0 * H * (double)lens[s] * lens[s] * D;
+    printf("\npacked vs padded (%d sequences, %d real tokens of %d padded, H=%d D=%d):\n", nseq, total, nseq * L, H,
+           D);
+    printf("  padded+mask: fwd %.3f ms  bwd %.3f ms  (%.1f / %.1f useful TFLOP/s)\n", t[0][0], t[0][1],
+           real_flop / (t[0][0] * 1e-3) / 1e12, 2.5 * real_flop / (t[0][1] * 1e-3) / 1e12);
+    printf("  packed     : fwd %.3f ms  bwd %.3f ms  (%.1f / %.1f useful TFLOP/s)\n", t[1][0], t[1][1],
+           real_flop / (t[1][0] * 1e-3) / 1e12, 2.5 * real_flop / (t[1][1] * 1e-3) / 1e12);
+    printf("  packed speed-up: fwd %.2fx  bwd %.2fx\n", t[0][0] / t[1][0], t[0][1] / t[1][1]);
+    o = json_object();
+    json_object_set_new(o, "nseq", json_integer(nseq));
+    json_object_set_new(o, "real_tokens", json_integer(total));
+    json_object_set_new(o, "padded_tokens", json_integer(nseq * L));
+    json_object_set_new(o, "padded_fwd_ms", json_real(t[0][0]));
+    json_object_set_new(o, "padded_bwd_ms", json_real(t[0][1]));
+    json_object_set_new(o, "packed_fwd_ms", json_real(t[1][0]));
+    json_object_set_new(o, "packed_bwd_ms", json_real(t[1][1]));
+    json_object_set_new(root, "packed_vs_padded", o);
   }
-  double real_flop = 0; /* attention FLOPs of the real tokens */
-  for (int s = 0; s < nseq; s++)
-    real_flop += 4.0 * H * (double)lens[s] * lens[s] * D;
-  printf("\npacked vs padded (%d sequences, %d real tokens of %d padded, H=%d D=%d):\n", nseq, total, nseq * L, H, D);
-  printf("  padded+mask: fwd %.3f ms  bwd %.3f ms  (%.1f / %.1f useful TFLOP/s)\n", t[0][0], t[0][1],
-         real_flop / (t[0][0] * 1e-3) / 1e12, 2.5 * real_flop / (t[0][1] * 1e-3) / 1e12);
-  printf("  packed     : fwd %.3f ms  bwd %.3f ms  (%.1f / %.1f useful TFLOP/s)\n", t[1][0], t[1][1],
-         real_flop / (t[1][0] * 1e-3) / 1e12, 2.5 * real_flop / (t[1][1] * 1e-3) / 1e12);
-  printf("  packed speed-up: fwd %.2fx  bwd %.2fx\n", t[0][0] / t[1][0], t[0][1] / t[1][1]);
-  json_t *o = json_object();
-  json_object_set_new(o, "nseq", json_integer(nseq));
-  json_object_set_new(o, "real_tokens", json_integer(total));
-  json_object_set_new(o, "padded_tokens", json_integer(nseq * L));
-  json_object_set_new(o, "padded_fwd_ms", json_real(t[0][0]));
-  json_object_set_new(o, "padded_bwd_ms", json_real(t[0][1]));
-  json_object_set_new(o, "packed_fwd_ms", json_real(t[1][0]));
-  json_object_set_new(o, "packed_bwd_ms", json_real(t[1][1]));
-  json_object_set_new(root, "packed_vs_padded", o);
   void *bufs[] = {w.q, w.k, w.v, w.dout, w.out, w.dq, w.dk, w.dv, w.lse, d_mask, d_cu};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     CHECK_CUDA(cudaFree(bufs[i]));
@@ -596,21 +631,25 @@ int main(int argc, char **argv) {
   sweep(rows, peak, tokens, H, causal, quick, skip_wgmma, 0);
   print_fp8(rows);
   json_object_set_new(root, "rows", rows);
-  packed_vs_padded(root);
+  packed_vs_padded(root, 0);
   if (json_dump_file(root, json_path, JSON_INDENT(2)) != 0) {
     fprintf(stderr, "bench_cuda_attention: cannot write %s\n", json_path);
     return 1;
   }
   printf("wrote %s\n", json_path);
   fflush(stdout);
-  /* then tilings 5 and 6, and the file again with them */
+  /* then tilings 5 to 8, and the file again with them */
   sweep(rows, peak, tokens, H, causal, quick, skip_wgmma, 1);
   print_wgmma_fwd(rows);
+  int tma = 0;
+  CHECK_MB(mb_cuda_attn_flash_fwd_variant_runs(5, &tma));
+  if (tma && !skip_wgmma)
+    packed_vs_padded(root, 1);
   if (json_dump_file(root, json_path, JSON_INDENT(2)) != 0) {
     fprintf(stderr, "bench_cuda_attention: cannot write %s\n", json_path);
     return 1;
   }
-  printf("wrote %s (with tilings 5 and 6)\n", json_path);
+  printf("wrote %s (with tilings 5 to 8)\n", json_path);
   json_decref(root);
   return 0;
 }

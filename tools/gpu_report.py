@@ -315,6 +315,11 @@ class Report:
             self.p(f"\nkernel level, packed vs padded ({pv['nseq']} sequences, {pv['real_tokens']} of "
                    f"{pv['padded_tokens']} tokens real): packed {pv['padded_fwd_ms'] / pv['packed_fwd_ms']:.2f}x faster "
                    f"forward, {pv['padded_bwd_ms'] / pv['packed_bwd_ms']:.2f}x backward")
+            base = pv.get("packed_fwd_v5_ms")
+            cells = [f"tiling {t} {base / pv[f'packed_fwd_v{t}_ms']:.2f}x"
+                     for t in (7, 8) if base and pv.get(f"packed_fwd_v{t}_ms")]
+            if cells:  # the persistent tilings on mixed lengths, where a fixed tile order can balance worse
+                self.p(f"\npacked forward, speed over tiling 5 ({base:.3f} ms; > 1: faster): " + ", ".join(cells))
         self.summary["attention"] = {"mambert": att, "torch_sdpa": sd}
 
     def check_line(self, name):
