@@ -226,9 +226,9 @@ __device__ __forceinline__ bool attn_find_tile(const AttnArgs &a, int rows, Attn
   return attn_find_tile_at(a, rows, blockIdx.x, blockIdx.z, seg, tile);
 }
 
-/* The keys a forward tile of queries q0 .. q0 + rows - 1 sees: all of the
+/* The keys a tile of queries q0 .. q0 + rows - 1 sees: all of the
  * sequence's, or (causal) those up to its last query. */
-__device__ __forceinline__ int attn_fwd_key_end(const AttnArgs &a, const AttnSeg &g, int q0, int rows) {
+__device__ __forceinline__ int attn_key_end(const AttnArgs &a, const AttnSeg &g, int q0, int rows) {
   return a.causal ? min(g.n, q0 + rows) : g.n;
 }
 

@@ -142,7 +142,7 @@ template <int D> __global__ void __launch_bounds__(FlashFp8Cfg<D>::NT) attn_flas
   const int row_b = (lane & 7) + (lane >> 4) * 8, col_b = ((lane >> 3) & 1) * 16;
   const Fp8Scales sc = fp8_scales(a);
 
-  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int kend = attn_key_end(a, g, q0, BQ);
   const int nkt = (kend + BK - 1) / BK;
 
   attn_load_rows<uint8_t, D, BQ, NT>(sQ, LDQ, Qg, a.ld, q0, g.n);
@@ -315,7 +315,7 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
   const uint64_t vdesc = attn_wgmma_desc(sVt, 128, 8 * BK);
   constexpr uint64_t STAGE = BK * D / 16;
 
-  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int kend = attn_key_end(a, g, q0, BQ);
   const int nkt = (kend + BK - 1) / BK;
 
   attn_load_rows_core<uint8_t, D, BQ, NT>(sQ, Qg, a.ld, q0, g.n);
@@ -431,7 +431,7 @@ template <int D> __global__ void __launch_bounds__(HopperFp8PipeCfg<D>::NT, 1) a
     attn_sts_u32_for_wgmma(sVt + buf * D * BK + fp8_vt_core_at<BK>(dim, slot), w);
   };
 
-  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int kend = attn_key_end(a, g, q0, BQ);
   const int nkt = (kend + BK - 1) / BK;
 
   /* {Q, K_0, V_0, K_1, V_1} */

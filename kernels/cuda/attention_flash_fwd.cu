@@ -64,7 +64,7 @@ __global__ void __launch_bounds__(FlashFwdCfg<D, VARIANT>::NT) attn_flash_fwd_ke
   const int row_b = (lane & 7) + (lane >> 4) * 8, col_b = ((lane >> 3) & 1) * 8;
 
   /* Causal: no query of this tile sees a key at or past q0 + BQ. */
-  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int kend = attn_key_end(a, g, q0, BQ);
   const int nkt = (kend + BK - 1) / BK;
 
   attn_load_rows<T, D, BQ, NT>(sQ, LDS, Qg, a.ld, q0, g.n);

@@ -697,7 +697,7 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, HopperDqCfg<D>::MIN_CTAS) 
   constexpr uint64_t STAGE = BK * D / 8;
 
   /* causal: keys past this tile's last query are masked for all of it */
-  const int jend = a.causal ? min(g.n, i0 + BQ) : g.n;
+  const int jend = attn_key_end(a, g, i0, BQ);
   const int nkt = (jend + BK - 1) / BK;
 
   attn_load_rows_sw128<T, D, BQ, NT>(sQ, Qg, a.ld, i0, g.n);
@@ -791,7 +791,7 @@ __global__ void __launch_bounds__(HopperDqWsCfg<D>::NT, 1)
   const int i0 = tile * BQ;
   const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
   /* causal: keys past this tile's last query are masked for all of it */
-  const int jend = a.causal ? min(g.n, i0 + BQ) : g.n;
+  const int jend = attn_key_end(a, g, i0, BQ);
   const int nkt = (jend + BK - 1) / BK;
 
   bwd_ws_init_barriers<NSTAGE>(full_q, full, empty);

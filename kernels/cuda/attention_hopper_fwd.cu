@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(HopperFwdCfg<D, BKEYS>::NT, HopperFwdCfg<D, BK
   const uint64_t vdesc = attn_wgmma_desc(sV, 16 * D, 128);
   constexpr uint64_t STAGE = BK * D / 8;
 
-  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int kend = attn_key_end(a, g, q0, BQ);
   const int nkt = (kend + BK - 1) / BK;
 
   /* Prologue: Q with tile 0 (one group), tile 1 (the next; empty when
@@ -191,7 +191,7 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
   const uint64_t vdesc = attn_wgmma_desc(sV, 16 * D, 128);
   constexpr uint64_t STAGE = BK * D / 8;
 
-  const int kend = a.causal ? min(g.n, q0 + BQ) : g.n;
+  const int kend = attn_key_end(a, g, q0, BQ);
   const int nkt = (kend + BK - 1) / BK;
 
   /* Q, K_0, V_0, K_1 (one group); S_0 once they land */
@@ -450,19 +450,20 @@ __device__ __forceinline__ void ws_produce_tile(const AttnTmaMaps &maps, const W
   }
 }
 
-/* The consumers' work on one query tile (tiling 4's pipelined loop): the
- * stages and key-flag slots of key tile kbase + j, Q's phase `it`; each
+/* The consumers' work on one query tile of nkt key tiles (tiling 4's
+ * pipelined loop): the stages and key-flag slots of key tile kbase + j,
+ * Q's phase `it`; each
  * consumer warp's lane 0 releases K_j after S_j, V_j after O += P_j V_j,
  * and Q after the tile's last S. Ends with the tile's output. */
 template <typename T, int D, int CWG, bool PINGPONG>
 __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<T, D, CWG> &sm, const AttnSeg &g,
-                                                int h, int tile, uint32_t it, uint32_t kbase) {
+                                                int h, int tile, int nkt, uint32_t it, uint32_t kbase) {
   typedef HopperWsCfg<D, CWG> C;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, NS = BK / 8, NO = D / 8, CH = D / 64;
   constexpr int CONSUMERS = C::CONSUMERS, BAR_KEYS = 1, BAR_VTAIL = 2; /* named barriers among the consumers */
   const int tid = threadIdx.x, lane = tid & 31, ct = tid - 128, cwarp = (tid >> 5) - 4;
   const int gr = lane >> 2, tq = lane & 3, wrow = cwarp * 16;
-  const int q0 = tile * BQ, nkt = (attn_fwd_key_end(a, g, q0, BQ) + BK - 1) / BK;
+  const int q0 = tile * BQ;
   const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
   /* Descriptors in 16-byte units (attention_common.cuh, attn_wgmma_desc_sw128).
    * Q, K (K-major): a k-step of 16 columns is 32 bytes along the 128-byte
@@ -616,6 +617,8 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
   int tile = 0, h = blockIdx.y;
   if (!PERSIST && !attn_find_tile(a, BQ, &g, &tile))
     return;
+  /* key tiles of a query tile */
+  auto key_tiles = [&a, &g, &tile]() { return (attn_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK; };
 
   if (tid == 0) {
     attn_mbar_init(sm.full_q(), 1);
@@ -634,8 +637,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
     attn_setmaxnreg_dec<PRODUCER_REGS>();
     if (!PERSIST) {
       if (tid == 0)
-        ws_produce_tile<T, D, CWG>(maps, sm, g.start, tile * BQ, h,
-                                   (attn_fwd_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK, 0, 0);
+        ws_produce_tile<T, D, CWG>(maps, sm, g.start, tile * BQ, h, key_tiles(), 0, 0);
       return;
     }
     if (warp == 0) { /* the whole warp searches (varlen: a warp-wide scan), lane 0 loads */
@@ -643,7 +645,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
       for (int w = attn_work_first(); w < attn_work_count(a, BQ); w += attn_work_step()) {
         if (!attn_find_work(a, BQ, w, &g, &tile, &h))
           continue;
-        const int nkt = (attn_fwd_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK;
+        const int nkt = key_tiles();
         if (lane == 0)
           ws_produce_tile<T, D, CWG>(maps, sm, g.start, tile * BQ, h, nkt, it, kbase);
         __syncwarp(); /* lane 0 rejoins before the next search */
@@ -656,16 +658,17 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
 
   attn_setmaxnreg_inc<CONSUMER_REGS>();
   if (!PERSIST) {
-    ws_consume_tile<T, D, CWG, PINGPONG>(a, sm, g, h, tile, 0, 0);
+    ws_consume_tile<T, D, CWG, PINGPONG>(a, sm, g, h, tile, key_tiles(), 0, 0);
     return;
   }
   uint32_t it = 0, kbase = 0;
   for (int w = attn_work_first(); w < attn_work_count(a, BQ); w += attn_work_step()) {
     if (!attn_find_work(a, BQ, w, &g, &tile, &h))
       continue;
-    ws_consume_tile<T, D, CWG, false>(a, sm, g, h, tile, it, kbase);
+    const int nkt = key_tiles();
+    ws_consume_tile<T, D, CWG, false>(a, sm, g, h, tile, nkt, it, kbase);
     it++;
-    kbase += (attn_fwd_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK;
+    kbase += nkt;
   }
 #else
   (void)a;
