@@ -11,7 +11,8 @@
  *    there costs nothing else) and backward (both dQ modes of tiling 0: the
  *    deterministic dQ pass, the default, and f32 atomics; on sm_90 the wgmma
  *    tiling 1; --skip-wgmma leaves the wgmma tilings out), and the e4m3
- *    forward (mma.sync, and on sm_90 its wgmma form) at
+ *    forward (mma.sync, and on sm_90 its wgmma forms: tilings 2 and 4, and
+ *    in the last pass the warp-specialised one, tiling 7) at
  *    L = 512 .. 16384 and head_dim 64 and 128, with batch x heads filling
  *    the GPU: N = 16384 tokens in total (batch = N / L) and H = 16 heads.
  *    FLOPs as FlashAttention counts them: forward 4 B H L^2 D (halved when
@@ -209,33 +210,37 @@ static double measure_peak(json_t *root) {
 }
 
 /* The e4m3 forward's rows of the sweep, after it: TFLOP/s and the ratio to
- * the bf16 forward of the same tiling family on the same shape. */
+ * the bf16 forward of the same tiling family on the same shape; after the
+ * TMA pass also the warp-specialised e4m3 kernel (tiling 7) against bf16
+ * tiling 5, the bf16 default on sm_90. */
 static void print_fp8(json_t *rows) {
   printf("\ne4m3 forward (descales 1, P quantised with 2^8, out bf16): TFLOP/s; x: over the bf16 forward "
          "(mma.sync: tiling 0; wgmma: tiling 2; pipe: the wgmma kernel with S_{j+1} before softmax_j, over "
-         "tiling 4)\n");
-  printf("%-6s %-4s | %-10s %-6s | %-10s %-6s | %-10s %-6s\n", "L", "D", "mma.sync", "x bf16", "wgmma", "x bf16",
-         "pipe", "x bf16");
+         "tiling 4; ws: warp-specialised, TMA, persistent (tiling 7), over bf16 tiling 5)\n");
+  printf("%-6s %-4s | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s\n", "L", "D", "mma.sync", "x bf16", "wgmma",
+         "x bf16", "pipe", "x bf16", "ws", "x bf16 5");
   size_t i;
   json_t *r;
   json_array_foreach(rows, i, r) {
     const double t0 = json_real_value(json_object_get(r, "fp8_fwd_tflops"));
     const double b0 = json_real_value(json_object_get(r, "fwd_tflops"));
-    const double t2 = json_real_value(json_object_get(r, "fp8_wgmma_fwd_tflops"));
-    const double b2 = json_real_value(json_object_get(r, "fwd_v2_tflops"));
-    const double t4 = json_real_value(json_object_get(r, "fp8_pipe_fwd_tflops"));
-    const double b4 = json_real_value(json_object_get(r, "fwd_v4_tflops"));
-    char w2[16] = "-", x2[16] = "-", w4[16] = "-", x4[16] = "-";
-    if (t2 > 0 && b2 > 0) {
-      snprintf(w2, sizeof w2, "%.1f", t2);
-      snprintf(x2, sizeof x2, "%.2f", t2 / b2);
+    const char *keys[3][2] = {{"fp8_wgmma_fwd_tflops", "fwd_v2_tflops"},
+                              {"fp8_pipe_fwd_tflops", "fwd_v4_tflops"},
+                              {"fp8_ws_fwd_tflops", "fwd_v5_tflops"}};
+    char cell[3][2][16];
+    for (int k = 0; k < 3; k++) {
+      const double t = json_real_value(json_object_get(r, keys[k][0]));
+      const double b = json_real_value(json_object_get(r, keys[k][1]));
+      snprintf(cell[k][0], sizeof cell[k][0], "-");
+      snprintf(cell[k][1], sizeof cell[k][1], "-");
+      if (t > 0 && b > 0) {
+        snprintf(cell[k][0], sizeof cell[k][0], "%.1f", t);
+        snprintf(cell[k][1], sizeof cell[k][1], "%.2f", t / b);
+      }
     }
-    if (t4 > 0 && b4 > 0) {
-      snprintf(w4, sizeof w4, "%.1f", t4);
-      snprintf(x4, sizeof x4, "%.2f", t4 / b4);
-    }
-    printf("%-6d %-4d | %-10.1f %-6.2f | %-10s %-6s | %-10s %-6s\n", (int)json_integer_value(json_object_get(r, "L")),
-           (int)json_integer_value(json_object_get(r, "D")), t0, b0 > 0 ? t0 / b0 : 0.0, w2, x2, w4, x4);
+    printf("%-6d %-4d | %-10.1f %-6.2f | %-10s %-6s | %-10s %-6s | %-10s %-6s\n",
+           (int)json_integer_value(json_object_get(r, "L")), (int)json_integer_value(json_object_get(r, "D")), t0,
+           b0 > 0 ? t0 / b0 : 0.0, cell[0][0], cell[0][1], cell[1][0], cell[1][1], cell[2][0], cell[2][1]);
   }
 }
 
@@ -343,6 +348,13 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
           json_object_set_new(r, key, json_real(fwd_flop / (ms * 1e-3) / 1e12));
           printf("L %-6d D %-4d fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, ms, fwd_flop / (ms * 1e-3) / 1e12);
         }
+        /* the e4m3 forward under tiling 7: warp-specialised, TMA, persistent */
+        w.kind = 3;
+        CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(7));
+        const float e7 = time_ms(&w);
+        json_object_set_new(r, "fp8_ws_fwd_ms", json_real(e7));
+        json_object_set_new(r, "fp8_ws_fwd_tflops", json_real(fwd_flop / (e7 * 1e-3) / 1e12));
+        printf("L %-6d D %-4d e4m3 fwd-v7 %.3f ms %.1f TFLOP/s\n", L, D, e7, fwd_flop / (e7 * 1e-3) / 1e12);
         CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(0));
         fflush(stdout);
         CHECK_CUDA(cudaFree(w.ws));
@@ -641,6 +653,7 @@ int main(int argc, char **argv) {
   /* then tilings 5 to 8, and the file again with them */
   sweep(rows, peak, tokens, H, causal, quick, skip_wgmma, 1);
   print_wgmma_fwd(rows);
+  print_fp8(rows);
   int tma = 0;
   CHECK_MB(mb_cuda_attn_flash_fwd_variant_runs(5, &tma));
   if (tma && !skip_wgmma)

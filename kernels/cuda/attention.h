@@ -30,6 +30,9 @@
  *  - FLASH_FP8: the forward with e4m3 q, k, v (per-tensor descales, P
  *    quantised to e4m3 with a fixed 2^8 scale as FlashAttention-3 does),
  *    mma.sync m16n8k32, sm_89 and newer, head_dim 64 or 128; out is bf16.
+ *    On sm_90 the forward tiling (below) picks its Hopper forms: 2-3 the
+ *    wgmma kernel, 4-6 the pipelined one (the default there), 7-8 the
+ *    warp-specialised persistent one (TMA, as bf16 tiling 7).
  *  - REFERENCE: one thread block per (query row, head), f32 arithmetic, no
  *    tensor cores, any head_dim, f32/bf16/f16 (and e4m3 forward): the
  *    universal fallback and the tests' second opinion. Deterministic.
@@ -143,7 +146,8 @@ int mb_cuda_attn_fwd_fp8_with(mb_cuda_attn_kernel kernel, const mb_attn_desc *d,
 /* A self-test of the Hopper building blocks under the wgmma tilings
  * (kernels/cuda/attention_probe.cu): each wgmma operand layout (no swizzle
  * K-major and MN-major, the register A fragment, the 128-byte swizzle
- * after a TMA load, K-major and MN-major, e4m3), run alone on the current
+ * after a TMA load, K-major and MN-major, e4m3, and e4m3 after a TMA load
+ * with the 128- and the 64-byte swizzle), run alone on the current
  * device on inputs whose products are exact, compared element by element.
  * *failed = the number of probes that were not exact; `report` gets a line
  * per probe ("ss: exact", or how many elements were wrong and the first).

@@ -404,6 +404,24 @@ __device__ __forceinline__ uint64_t attn_wgmma_desc_sw128(const void *smem, uint
   return attn_wgmma_desc(smem, lbo_bytes, sbo_bytes) | (1ull << 62);
 }
 #endif
+/* The same in the 64-byte-swizzled layout (CU_TENSOR_MAP_SWIZZLE_64B,
+ * mode 2): K-major rows of 64 bytes (head_dim 64 in e4m3), 8-row groups of
+ * 512 bytes. */
+#if (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)) || defined(ATTN_EMULATE)
+__device__ __forceinline__ uint64_t attn_wgmma_desc_sw64(const void *smem, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+  return attn_wgmma_desc(smem, lbo_bytes, sbo_bytes) | (2ull << 62);
+}
+#endif
+
+/* Where byte `off` of a tile that TMA wrote with a SW-byte swizzle lies
+ * (the tile 1024-byte aligned; SW 0: no swizzle). The swizzles are
+ * functions of the address: the 16-byte chunk bits 4-6 (128) or 4-5 (64)
+ * are XORed with bits 7-9 or 7-8. */
+template <int SW> __host__ __device__ __forceinline__ int attn_swizzle_off(int off) {
+  static_assert(SW == 0 || SW == 64 || SW == 128, "TMA's 64- and 128-byte swizzles");
+  return SW == 128 ? off ^ (((off >> 7) & 7) << 4) : SW == 64 ? off ^ (((off >> 7) & 3) << 4) : off;
+}
+
 /* K-major, 16-bit, swizzled: what to add to the descriptor's start (16-byte
  * units) for k-step kk (16 columns) of a tile of `rows` rows stored as
  * [D / 64][rows][64]: 32 bytes along the 128-byte row, and every fourth
@@ -442,13 +460,15 @@ static inline int attn_copy_to_host(void *dst, const void *src, size_t bytes) {
   return MB_OK;
 }
 
-/* A tensor map over rows of a [tokens, heads, head_dim] tensor of 16-bit
- * elements (`base`, consecutive tokens `ld` elements apart): boxes of 64
- * columns x 1 head x box_rows tokens, 128-byte swizzle, zeros outside the
- * tensor. cuTensorMapEncodeTiled is a driver call: fetched through the
- * runtime, so nothing links libcuda. */
-static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int64_t tokens, int heads, int head_dim,
-                                    int64_t ld, int box_rows, const char *what) {
+/* A tensor map over rows of a [tokens, heads, head_dim] tensor of esize-byte
+ * elements (2: bf16/f16, 1: e4m3; `base`, consecutive tokens `ld` elements
+ * apart): boxes of 128 bytes of columns (64 16-bit or 128 8-bit elements)
+ * with the 128-byte swizzle, or, where a row is 64 bytes (head_dim 64 in
+ * e4m3), of the whole row with the 64-byte swizzle; x 1 head x box_rows
+ * tokens, zeros outside the tensor. cuTensorMapEncodeTiled is a driver
+ * call: fetched through the runtime, so nothing links libcuda. */
+static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int esize, int64_t tokens, int heads,
+                                    int head_dim, int64_t ld, int box_rows, const char *what) {
   static_assert(sizeof(AttnTmaMap) == sizeof(CUtensorMap) && alignof(AttnTmaMap) == alignof(CUtensorMap),
                 "AttnTmaMap stands for CUtensorMap");
   static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
@@ -460,13 +480,19 @@ static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int64_t t
       return MB_ERR(MB_EUNSUPPORTED, "cuda attention: the driver has no cuTensorMapEncodeTiled (TMA needs CUDA 12)");
     encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
   }
+  const int row_bytes = head_dim * esize, box_bytes = row_bytes < 128 ? row_bytes : 128;
+  if ((esize != 1 && esize != 2) || (box_bytes != 64 && box_bytes != 128) || row_bytes % box_bytes)
+    return MB_ERR(MB_EINVAL, "cuda attention: the TMA map of %s: %d-byte elements x head_dim %d are not whole 64- "
+                             "or 128-byte boxes",
+                  what, esize, head_dim);
   const cuuint64_t dims[3] = {(cuuint64_t)head_dim, (cuuint64_t)heads, (cuuint64_t)tokens};
-  const cuuint64_t strides[2] = {(cuuint64_t)head_dim * 2, (cuuint64_t)ld * 2}; /* bytes, of dims 1 and 2 */
-  const cuuint32_t box[3] = {64, 1, (cuuint32_t)box_rows}, unit[3] = {1, 1, 1};
-  const CUresult r = encode(reinterpret_cast<CUtensorMap *>(map), CU_TENSOR_MAP_DATA_TYPE_UINT16, 3,
+  const cuuint64_t strides[2] = {(cuuint64_t)row_bytes, (cuuint64_t)ld * esize}; /* bytes, of dims 1 and 2 */
+  const cuuint32_t box[3] = {(cuuint32_t)(box_bytes / esize), 1, (cuuint32_t)box_rows}, unit[3] = {1, 1, 1};
+  const CUresult r = encode(reinterpret_cast<CUtensorMap *>(map),
+                            esize == 2 ? CU_TENSOR_MAP_DATA_TYPE_UINT16 : CU_TENSOR_MAP_DATA_TYPE_UINT8, 3,
                             const_cast<void *>(base), dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+                            box_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   if (r != CUDA_SUCCESS)
     return MB_ERR(MB_EINVAL, "cuda attention: the TMA map of %s failed (CUresult %d): the tensor must be 16-byte "
                              "aligned, %lld tokens x %d heads x %d",
@@ -984,6 +1010,8 @@ int attn_flash_fwd_wgmma_tiling(int *tiling);
 int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, int tiling, bool det, const void *q, const void *k,
                     const void *v, const void *out, const float *lse, const void *dout, void *dq, void *dk, void *dv,
                     void *ws, size_t ws_bytes, cudaStream_t s);
+/* attention_hopper_fwd.cu: e4m3 under forward tilings 7-8 (sm_90a) */
+int attn_hopper_fwd_fp8_ws(const mb_attn_desc *d, const AttnArgs &a, int tiling, cudaStream_t s);
 int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, const void *v, const float *qds,
                        const float *kds, const float *vds, void *out, float *lse, cudaStream_t s);
 

@@ -857,10 +857,10 @@ __global__ void __launch_bounds__(HopperDqWsCfg<D>::NT, 1)
 static inline int bwd_tma_maps(AttnBwdTmaMaps *m, const mb_attn_desc *d, const AttnArgs &a, int qrows, int krows) {
   const int64_t tokens = (int64_t)d->batch * d->seqlen;
   const int D = d->head_dim;
-  MB_TRY(attn_tma_map_rows(&m->q, a.q, tokens, d->heads, D, a.ld, qrows, "q"));
-  MB_TRY(attn_tma_map_rows(&m->dout, a.dout, tokens, d->heads, D, a.ld, qrows, "dout"));
-  MB_TRY(attn_tma_map_rows(&m->k, a.k, tokens, d->heads, D, a.ld, krows, "k"));
-  return attn_tma_map_rows(&m->v, a.v, tokens, d->heads, D, a.ld, krows, "v");
+  MB_TRY(attn_tma_map_rows(&m->q, a.q, 2, tokens, d->heads, D, a.ld, qrows, "q"));
+  MB_TRY(attn_tma_map_rows(&m->dout, a.dout, 2, tokens, d->heads, D, a.ld, qrows, "dout"));
+  MB_TRY(attn_tma_map_rows(&m->k, a.k, 2, tokens, d->heads, D, a.ld, krows, "k"));
+  return attn_tma_map_rows(&m->v, a.v, 2, tokens, d->heads, D, a.ld, krows, "v");
 }
 
 /* A warp-specialised kernel's launch: its shared memory, one CTA per

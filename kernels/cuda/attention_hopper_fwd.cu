@@ -34,6 +34,9 @@
  * two barriers per key tile.
  */
 #include "kernels/cuda/attention_common.cuh"
+#include "kernels/cuda/attention_fp8.cuh"
+
+#include <type_traits>
 
 namespace {
 
@@ -343,9 +346,13 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
 template <int D, int CWG = 2> struct HopperWsCfg {
   static_assert(CWG == 2 || (CWG == 3 && D == 64), "three consumer warpgroups at D = 64 only");
   static constexpr int CONSUMERS = 128 * CWG, NT = 128 + CONSUMERS, BQ = 64 * CWG, BK = 128, NSTAGE = 2;
+  /* e4m3 (1-byte T): each consumer warpgroup's two V^T buffers */
+  template <typename T> __host__ __device__ static constexpr size_t vt_bytes() {
+    return sizeof(T) == 1 ? (size_t)2 * CWG * D * BK : 0;
+  }
   template <typename T> static constexpr size_t smem_bytes() {
-    return 1024 /* alignment */ + (size_t)(BQ + 2 * NSTAGE * BK) * D * sizeof(T) + 2 * BK * sizeof(int) +
-           (2 + 4 * NSTAGE) * sizeof(uint64_t);
+    return 1024 /* alignment */ + (size_t)(BQ + 2 * NSTAGE * BK) * D * sizeof(T) + vt_bytes<T>() +
+           2 * BK * sizeof(int) + (2 + 4 * NSTAGE) * sizeof(uint64_t);
   }
 };
 
@@ -388,11 +395,16 @@ template <bool PINGPONG> struct AttnPingPong {
 #endif
 
 #if ATTN_HAS_WGMMA /* the kernel's parts: sm_90a code only */
-/* Tiling 5's shared memory: Q [D/64][BQ][64], K and V NSTAGE stages each
- * of [D/64][BK][64] (rows of 128 bytes, as TMA writes them), the key flags
- * of two key tiles, the mbarriers. */
+/* Tiling 5's shared memory: Q [D/COLS][BQ][COLS], K and V NSTAGE stages
+ * each of [D/COLS][BK][COLS] (rows of 128 bytes, or in e4m3 at D = 64 of
+ * 64, as TMA writes them), in e4m3 each consumer warpgroup's two V^T
+ * buffers, the key flags of two key tiles, the mbarriers. */
 template <typename T, int D, int CWG> struct WsSmem {
   typedef HopperWsCfg<D, CWG> C;
+  /* columns per TMA box: 128 bytes, or the whole row where it is shorter
+   * (attn_tma_map_rows); the box's swizzle in bytes */
+  static constexpr int COLS = D * (int)sizeof(T) < 128 ? D : 128 / (int)sizeof(T), SWIZZLE = COLS * (int)sizeof(T);
+  static_assert(SWIZZLE == 64 || SWIZZLE == 128, "TMA boxes of 64 or 128 bytes");
   /* one pointer, everything else at fixed offsets from it: a persistent
    * producer keeps its tiles' state in 24 registers */
   T *q;
@@ -401,9 +413,15 @@ template <typename T, int D, int CWG> struct WsSmem {
   /* key tile n (counted over the CTA's work) in stage n % NSTAGE */
   __device__ __forceinline__ T *k(uint32_t st) const { return q + (C::BQ + st * C::BK) * D; }
   __device__ __forceinline__ T *v(uint32_t st) const { return q + (C::BQ + (C::NSTAGE + st) * C::BK) * D; }
+  /* e4m3: consumer warpgroup cw's V^T buffer b ([D][BK], core-matrix layout) */
+  __device__ __forceinline__ uint8_t *vt(int cw, uint32_t b) const {
+    return reinterpret_cast<uint8_t *>(q + (C::BQ + 2 * C::NSTAGE * C::BK) * D) + (2 * cw + b) * D * C::BK;
+  }
   /* [2][BK]: key tile n's flags in slot n % 2 */
   __device__ __forceinline__ int *keep(uint32_t slot) const {
-    return reinterpret_cast<int *>(q + (C::BQ + 2 * C::NSTAGE * C::BK) * D) + slot * C::BK;
+    return reinterpret_cast<int *>(reinterpret_cast<unsigned char *>(q + (C::BQ + 2 * C::NSTAGE * C::BK) * D) +
+                                   C::template vt_bytes<T>()) +
+           slot * C::BK;
   }
   __device__ __forceinline__ uint64_t *bar(int i) const { return reinterpret_cast<uint64_t *>(keep(2)) + i; }
   __device__ __forceinline__ uint64_t *full_q() const { return bar(0); }
@@ -423,14 +441,14 @@ template <typename T, int D, int CWG>
 __device__ __forceinline__ void ws_produce_tile(const AttnTmaMaps &maps, const WsSmem<T, D, CWG> &sm, int start,
                                                 int q0, int h, int nkt, uint32_t it, uint32_t kbase) {
   typedef HopperWsCfg<D, CWG> C;
-  constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, CH = D / 64;
+  constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, COLS = WsSmem<T, D, CWG>::COLS, CH = D / COLS;
   constexpr uint32_t QBYTES = BQ * D * sizeof(T), KBYTES = BK * D * sizeof(T);
   if (it > 0)
     attn_mbar_wait(sm.empty_q(), (it - 1) & 1); /* the consumers' last S of the previous tile has read Q */
   attn_mbar_arrive_expect_tx(sm.full_q(), QBYTES);
 #pragma unroll
   for (int c = 0; c < CH; c++)
-    attn_tma_load_3d(sm.q + c * BQ * 64, &maps.q, 64 * c, h, start + q0, sm.full_q());
+    attn_tma_load_3d(sm.q + c * BQ * COLS, &maps.q, COLS * c, h, start + q0, sm.full_q());
 #pragma unroll 1 /* unrolled, the stages' addresses would not fit the producer's 24 registers */
   for (int j = 0; j < nkt; j++) {
     const uint32_t n = kbase + j, st = n % NSTAGE;
@@ -440,13 +458,13 @@ __device__ __forceinline__ void ws_produce_tile(const AttnTmaMaps &maps, const W
     attn_mbar_arrive_expect_tx(sm.full_k(st), KBYTES);
 #pragma unroll
     for (int c = 0; c < CH; c++)
-      attn_tma_load_3d(sm.k(st) + c * BK * 64, &maps.k, 64 * c, h, start + j * BK, sm.full_k(st));
+      attn_tma_load_3d(sm.k(st) + c * BK * COLS, &maps.k, COLS * c, h, start + j * BK, sm.full_k(st));
     if (n >= NSTAGE)
       attn_mbar_wait(sm.empty_v(st), parity);
     attn_mbar_arrive_expect_tx(sm.full_v(st), KBYTES);
 #pragma unroll
     for (int c = 0; c < CH; c++)
-      attn_tma_load_3d(sm.v(st) + c * BK * 64, &maps.v, 64 * c, h, start + j * BK, sm.full_v(st));
+      attn_tma_load_3d(sm.v(st) + c * BK * COLS, &maps.v, COLS * c, h, start + j * BK, sm.full_v(st));
   }
 }
 
@@ -587,6 +605,158 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
 
   attn_fwd_store<T, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, 1.0f, a.scale, 0.0f);
 }
+
+/* The e4m3 consumers (fp8 under tilings 7 and 8): the loop above with the
+ * fp8 forward's pieces (attention_fp8.cuh; S = Q K^T and O += P V^T^T as
+ * QGMMA k32 steps, P scaled by 2^8 and packed in the permuted key order,
+ * the descales in the store). 8-bit wgmma operands are K-major only, so P V
+ * needs V^T, which the consumers make from the V that TMA delivered (its
+ * rows swizzled, read with ldmatrix.trans: fp8_vt_tile). Each warpgroup
+ * transposes the whole tile into its own two V^T buffers (a tile's V^T is
+ * made while S of that tile and P V of the one before run on the tensor
+ * cores), so the two warpgroups still meet only at the key-flag scan: a
+ * named barrier of the warpgroup's 128 threads publishes its V^T (after
+ * fence.proxy.async) and also tells its warps that every warp has waited
+ * for the P V that read the buffer being refilled next (a warp's wait
+ * covers only its own share of a wgmma). A warp releases the V stage as
+ * soon as it has transposed its share. Keys past the sequence's end
+ * (whatever TMA read there, maybe NaN) become zeros in V^T. */
+template <int D, int CWG>
+__device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsSmem<uint8_t, D, CWG> &sm,
+                                                    const AttnSeg &g, int h, int tile, int nkt, uint32_t it,
+                                                    uint32_t kbase) {
+  typedef HopperWsCfg<D, CWG> C;
+  typedef WsSmem<uint8_t, D, CWG> Sm;
+  constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, NS = BK / 8, NO = D / 8;
+  constexpr int CONSUMERS = C::CONSUMERS, BAR_KEYS = 1; /* named barriers: 1 among all consumers, 3 + cw per warpgroup */
+  static_assert(Sm::COLS == D, "e4m3 rows are one TMA box (64 or 128 bytes)");
+  const int tid = threadIdx.x, lane = tid & 31, ct = tid - 128, cwarp = (tid >> 5) - 4, cw = cwarp >> 2;
+  const int gr = lane >> 2, tq = lane & 3, wrow = cwarp * 16;
+  const int q0 = tile * BQ, bar_vt = 3 + cw;
+  const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
+  const Fp8Scales sc = fp8_scales(a);
+  /* Q, K: K-major rows of D bytes as TMA swizzled them (128- or 64-byte
+   * swizzle), 8-row groups 8 D bytes apart; a k-step of 32 is 32 bytes
+   * along the row (+2). V^T: the no-swizzle core-matrix layout
+   * (fp8_vt_core_at), a k-step of 32 key slots two core matrices (+16). */
+  auto desc_rows = [](const uint8_t *p) {
+    return D == 128 ? attn_wgmma_desc_sw128(p, 16, 8 * D) : attn_wgmma_desc_sw64(p, 16, 8 * D);
+  };
+  const uint64_t qdesc = desc_rows(sm.q + cw * 64 * D), kdesc = desc_rows(sm.k(0));
+  const uint64_t vdesc = attn_wgmma_desc(sm.vt(cw, 0), 128, 8 * BK);
+  constexpr uint64_t STAGE = BK * D / 16; /* a K stage or a V^T buffer, 16-byte units */
+
+  /* V^T of key tile j (the CTA's key tile n) into this warpgroup's buffer n % 2 */
+  auto transpose_v = [&](uint32_t n, int j) {
+    const uint8_t *sv = sm.v(n % NSTAGE);
+    uint8_t *vt = sm.vt(cw, n & 1);
+    const int valid = g.n - j * BK; /* keys at or past this are not the sequence's */
+    if (valid >= BK)
+      fp8_vt_tile<BK, D, 4, Sm::SWIZZLE>(sv, D, cwarp & 3, lane, [&](int dim, int slot, uint32_t w) {
+        attn_sts_u32_for_wgmma(vt + fp8_vt_core_at<BK>(dim, slot), w);
+      });
+    else
+      fp8_vt_tile<BK, D, 4, Sm::SWIZZLE>(sv, D, cwarp & 3, lane, [&](int dim, int slot, uint32_t w) {
+        attn_sts_u32_for_wgmma(vt + fp8_vt_core_at<BK>(dim, slot), w & fp8_vt_word_mask(slot, valid));
+      });
+    __syncwarp();
+    if (lane == 0)
+      attn_mbar_arrive(sm.empty_v(n % NSTAGE)); /* this warp's share of V read */
+  };
+
+  float o[1][NO][4], m[1][2], l[1][2];
+  attn_fwd_init<1, NO>(o, m, l);
+  float s[1][NS][4];
+  uint32_t pa[BK / 32][4]; /* P_j as fp8 A fragments */
+
+  attn_mbar_wait(sm.full_q(), it & 1);
+  { /* S_0 and P_0; V^T_0 */
+    const uint32_t st = kbase % NSTAGE;
+    int *keep = sm.keep(kbase & 1);
+    attn_mbar_wait(sm.full_k(st), (kbase / NSTAGE) & 1);
+    attn_mbar_wait(sm.full_v(st), (kbase / NSTAGE) & 1);
+    const int hidden = attn_ws_scan_keys<BK, CONSUMERS, BAR_KEYS>(g, 0, ct, keep);
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 32; kk++)
+      AttnWgmmaE4m3<BK>::ss(&s[0][0][0], qdesc + 2 * kk, kdesc + st * STAGE + 2 * kk, kk > 0);
+    attn_wgmma_commit();
+    transpose_v(kbase, 0); /* under S_0 */
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+    if (lane == 0) {
+      attn_mbar_arrive(sm.empty_k(st)); /* K_0 read */
+      if (nkt == 1)
+        attn_mbar_arrive(sm.empty_q()); /* and Q, for the last time in this tile */
+    }
+    attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, 0, gr, tq);
+    attn_online_softmax<1, NS, NO>(s, m, l, o, sc.qk_log2, 8.0f); /* P scaled by 2^8; O = 0: no rescale */
+#pragma unroll
+    for (int kc = 0; kc < BK / 32; kc++)
+      fp8_c_to_a(&s[0][4 * kc], pa[kc]);
+    attn_fence_proxy_async(); /* V^T_0's stores are read by wgmma */
+    attn_named_bar_sync(bar_vt, 128);
+  }
+
+  for (int kt = 0; kt + 1 < nkt; kt++) {
+    const uint32_t n1 = kbase + kt + 1, n0 = kbase + kt; /* key tiles kt + 1 (S, V^T) and kt (P V) */
+    const uint32_t st = n1 % NSTAGE;
+    const int j1 = (kt + 1) * BK;
+    int *keep = sm.keep(n1 & 1);
+    attn_mbar_wait(sm.full_k(st), (n1 / NSTAGE) & 1);
+    attn_mbar_wait(sm.full_v(st), (n1 / NSTAGE) & 1);
+    const int hidden = attn_ws_scan_keys<BK, CONSUMERS, BAR_KEYS>(g, j1, ct, keep);
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 32; kk++)
+      AttnWgmmaE4m3<BK>::ss(&s[0][0][0], qdesc + 2 * kk, kdesc + st * STAGE + 2 * kk, kk > 0);
+    attn_wgmma_commit(); /* S_{kt+1} */
+#pragma unroll
+    for (int kc = 0; kc < BK / 32; kc++)
+      AttnWgmmaE4m3<D>::rs(&o[0][0][0], pa[kc], vdesc + (n0 & 1) * STAGE + 16 * kc, true);
+    attn_wgmma_commit(); /* O += P_kt V_kt */
+    /* V^T_{kt+1} while both run: its buffer's last reader, P V of kt - 1,
+     * was waited for by every warp before the last barrier */
+    transpose_v(n1, kt + 1);
+    attn_wgmma_wait<1>(); /* S_{kt+1} done; the product into O runs on */
+    attn_wgmma_pin<NS * 4>(&s[0][0][0]);
+    if (lane == 0) {
+      attn_mbar_arrive(sm.empty_k(st)); /* K_{kt+1} read */
+      if (kt + 2 == nkt)
+        attn_mbar_arrive(sm.empty_q()); /* the tile's last S: Q read */
+    }
+    float corr[1][2] = {{1.0f, 1.0f}};
+    bool moved = false;
+    for (int pass = 0; pass < a.opaque_one; pass++) { /* the softmax between the waits: see tiling 4 */
+      attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, j1, gr, tq);
+      moved = attn_softmax_stats<1, NS>(s, m, l, corr, sc.qk_log2, 8.0f); /* P scaled by 2^8 */
+    }
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NO * 4>(&o[0][0][0]);
+    attn_wgmma_pin<BK / 8>(&pa[0][0]);
+    if (moved)
+      attn_rescale_o<1, NO>(o, corr);
+#pragma unroll
+    for (int kc = 0; kc < BK / 32; kc++)
+      fp8_c_to_a(&s[0][4 * kc], pa[kc]);
+    attn_fence_proxy_async(); /* V^T_{kt+1}'s stores are read by wgmma */
+    attn_named_bar_sync(bar_vt, 128);
+  }
+
+  { /* the last key tile's O += P V */
+    const uint32_t n = kbase + nkt - 1;
+    attn_wgmma_fence();
+#pragma unroll
+    for (int kc = 0; kc < BK / 32; kc++)
+      AttnWgmmaE4m3<D>::rs(&o[0][0][0], pa[kc], vdesc + (n & 1) * STAGE + 16 * kc, true);
+    attn_wgmma_commit();
+    attn_wgmma_wait<0>();
+    attn_wgmma_pin<NO * 4>(&o[0][0][0]);
+    attn_wgmma_pin<BK / 8>(&pa[0][0]);
+  }
+
+  attn_fwd_store<attn_bf16, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, sc.vds, sc.qk, -8.0f * ATTN_LN2);
+}
 #endif
 
 /* Tilings 5 and 6 (PERSIST false: a CTA per query tile), 7 and 8 (PERSIST:
@@ -657,8 +827,15 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
   }
 
   attn_setmaxnreg_inc<CONSUMER_REGS>();
+  /* one query tile's work: bf16/f16, or e4m3 (1-byte T) */
+  auto consume = [&](int nkt, uint32_t it, uint32_t kbase) {
+    if constexpr (sizeof(T) == 1)
+      ws_consume_tile_fp8<D, CWG>(a, sm, g, h, tile, nkt, it, kbase);
+    else
+      ws_consume_tile<T, D, CWG, PINGPONG>(a, sm, g, h, tile, nkt, it, kbase);
+  };
   if (!PERSIST) {
-    ws_consume_tile<T, D, CWG, PINGPONG>(a, sm, g, h, tile, key_tiles(), 0, 0);
+    consume(key_tiles(), 0, 0);
     return;
   }
   uint32_t it = 0, kbase = 0;
@@ -666,7 +843,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
     if (!attn_find_work(a, BQ, w, &g, &tile, &h))
       continue;
     const int nkt = key_tiles();
-    ws_consume_tile<T, D, CWG, false>(a, sm, g, h, tile, nkt, it, kbase);
+    consume(nkt, it, kbase);
     it++;
     kbase += nkt;
   }
@@ -683,9 +860,9 @@ int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperWsCfg<D, CWG> C;
   const int64_t tokens = (int64_t)d->batch * d->seqlen;
   AttnTmaMaps maps;
-  MB_TRY(attn_tma_map_rows(&maps.q, a.q, tokens, d->heads, D, a.ld, C::BQ, "q"));
-  MB_TRY(attn_tma_map_rows(&maps.k, a.k, tokens, d->heads, D, a.ld, C::BK, "k"));
-  MB_TRY(attn_tma_map_rows(&maps.v, a.v, tokens, d->heads, D, a.ld, C::BK, "v"));
+  MB_TRY(attn_tma_map_rows(&maps.q, a.q, sizeof(T), tokens, d->heads, D, a.ld, C::BQ, "q"));
+  MB_TRY(attn_tma_map_rows(&maps.k, a.k, sizeof(T), tokens, d->heads, D, a.ld, C::BK, "k"));
+  MB_TRY(attn_tma_map_rows(&maps.v, a.v, sizeof(T), tokens, d->heads, D, a.ld, C::BK, "v"));
   dim3 grid = attn_tile_grid(d, C::BQ);
   if (!attn_work_fits(grid))
     return MB_ERR(MB_EUNSUPPORTED,
@@ -693,8 +870,9 @@ int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
                   grid.x, grid.y, grid.z);
   if (PERSIST)
     MB_TRY(attn_persistent_grid(d, C::BQ, 1, &grid));
-  return attn_launch_fwd_grid<T>(attn_hopper_fwd_ws_kernel<T, D, CWG, PINGPONG, PERSIST>,
-                                 "attn_hopper_fwd_ws_kernel", a, grid, C::NT, C::template smem_bytes<T>(), s, maps);
+  typedef typename std::conditional<sizeof(T) == 1, attn_bf16, T>::type TO; /* e4m3 in, bf16 out */
+  return attn_launch_fwd_grid<TO>(attn_hopper_fwd_ws_kernel<T, D, CWG, PINGPONG, PERSIST>,
+                                  "attn_hopper_fwd_ws_kernel", a, grid, C::NT, C::template smem_bytes<T>(), s, maps);
 }
 
 /* Tiling 5, 6 (ping-pong), 7 (persistent) or 8 (7 with three consumer
@@ -737,6 +915,25 @@ int attn_hopper_fwd_runs(int *ok) {
   MB_CUDA_TRY(cudaFuncGetAttributes(&attr, attn_hopper_fwd_kernel<attn_bf16, 64, 128>));
   *ok = attr.binaryVersion == 90;
   return MB_OK;
+}
+
+/* The e4m3 forward under tilings 7 and 8: the warp-specialised persistent
+ * kernel with the fp8 consumers (ws_consume_tile_fp8). Tiling 8 is 7 here:
+ * with three consumer warpgroups at head_dim 64 the fp8 consumers spill
+ * (32 bytes at setmaxnreg's 160 registers: the key mask's pointer across
+ * the tile search). a: attn_flash_fwd_fp8's arguments. */
+int attn_hopper_fwd_fp8_ws(const mb_attn_desc *d, const AttnArgs &a, int tiling, cudaStream_t s) {
+  int ok = 0;
+  MB_TRY(attn_hopper_fwd_runs(&ok));
+  if (!ok)
+    return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: tilings 7-8 (wgmma) need an sm_90 GPU and a build for sm_90a "
+                                   "(MAMBERT_CUDA_ARCHS)");
+  (void)tiling;
+  if (d->head_dim == 64)
+    return hopper_ws_launch<uint8_t, 64, 2, false, true>(d, a, s);
+  if (d->head_dim == 128)
+    return hopper_ws_launch<uint8_t, 128, 2, false, true>(d, a, s);
+  return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: head_dim %d (64 or 128 only)", d->head_dim);
 }
 
 int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *q, const void *k, const void *v,

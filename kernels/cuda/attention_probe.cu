@@ -22,6 +22,11 @@
  *               wgmma forward's S)
  *   e4m3_rs     the same with A from registers (the m16n8k32 8-bit A
  *               fragment: the fp8 forward's P V)
+ *   tma_sw128_e4m3  Q[64][128], K[64][128] e4m3 loaded by TMA (128-byte
+ *               swizzle), S = Q K^T over k = 128 in four k32 steps along the
+ *               row (the e4m3 forward's tilings 7-8 at head_dim 128)
+ *   tma_sw64_e4m3   the same with rows of 64 e4m3 (the 64-byte swizzle,
+ *               mode-2 descriptors, two k-steps: tilings 7-8 at head_dim 64)
  *   sw128_mn_ab D[64][64] = A[64][64] B[64][64] with both operands
  *               MN-major in the 128-byte swizzle, written by ordinary
  *               stores row by row of k (the backward tiling 2 fast mode's
@@ -34,9 +39,10 @@
 
 namespace {
 
-constexpr int PROBES = 7;
-const char *const probe_names[PROBES] = {"ss",      "rs_mn",   "tma_sw128",  "tma_sw128_mn",
-                                         "e4m3_ss", "e4m3_rs", "sw128_mn_ab"};
+constexpr int PROBES = 9;
+const char *const probe_names[PROBES] = {"ss",          "rs_mn",          "tma_sw128",    "tma_sw128_mn",
+                                         "e4m3_ss",     "e4m3_rs",        "sw128_mn_ab",  "tma_sw128_e4m3",
+                                         "tma_sw64_e4m3"};
 
 /* What a probe leaves in the workspace. */
 struct ProbeResult {
@@ -54,9 +60,10 @@ __device__ __forceinline__ float probe_value(int which, int i) {
   return (float)((int)(h % 9u) - 4) * 0.5f;
 }
 
-/* The inputs: four bf16 matrices of 64 x 128 and two e4m3 of 128 x 32 (A
- * uses the first 64 rows); the results zeroed. */
-constexpr int PROBE_BF16 = 64 * 128, PROBE_E4M3 = 128 * 32;
+/* The inputs: four bf16 matrices of 64 x 128 and two of 8192 e4m3 (the
+ * e4m3 products read them as 128 x 32, A its first 64 rows, or, the TMA
+ * ones, as 64 x 128); the results zeroed. */
+constexpr int PROBE_BF16 = 64 * 128, PROBE_E4M3 = 64 * 128;
 __global__ void attn_probe_init_kernel(attn_bf16 *m16, uint8_t *m8, ProbeResult *res) {
   const int first = blockIdx.x * blockDim.x + threadIdx.x, step = blockDim.x * gridDim.x;
   for (int i = first; i < 4 * PROBE_BF16; i += step)
@@ -314,6 +321,51 @@ __global__ void __launch_bounds__(128) attn_probe_e4m3_kernel(const uint8_t *m8,
 #endif
 }
 
+/* tma_sw128_e4m3 (k = 128) and tma_sw64_e4m3 (k = 64): S[64][64] = Q K^T
+ * with Q = m8[0] and K = m8[1] as [64 tokens][k] (row stride 128 bytes:
+ * the tensor maps' ld), each one TMA box of k bytes a row, swizzled by k
+ * bytes; K-major descriptors in mode 1 or 2 (SBO 8 rows), k-steps of 32
+ * bytes along the row (+2). */
+template <int k>
+__global__ void __launch_bounds__(128)
+    attn_probe_tma_e4m3_kernel(const uint8_t *m8, ProbeResult *res, const __grid_constant__ AttnTmaMaps maps) {
+#if ATTN_HAS_WGMMA && ATTN_HAS_E4M3_MMA
+  ATTN_DYNAMIC_SMEM(unsigned char, raw);
+  uint8_t *sQ = attn_align_smem_1024(raw), *sK = sQ + 64 * 128;
+  uint64_t *bar = reinterpret_cast<uint64_t *>(sK + 64 * 128);
+  if (threadIdx.x == 0) {
+    attn_mbar_init(bar, 1);
+    attn_mbar_init_fence();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    attn_mbar_arrive_expect_tx(bar, 2 * 64 * k);
+    attn_tma_load_3d(sQ, &maps.q, 0, 0, 0, bar);
+    attn_tma_load_3d(sK, &maps.k, 0, 0, 0, bar);
+  }
+  attn_mbar_wait(bar, 0);
+  const uint64_t qdesc = k == 128 ? attn_wgmma_desc_sw128(sQ, 16, 1024) : attn_wgmma_desc_sw64(sQ, 16, 512);
+  const uint64_t kdesc = k == 128 ? attn_wgmma_desc_sw128(sK, 16, 1024) : attn_wgmma_desc_sw64(sK, 16, 512);
+  float d[32];
+  attn_wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < k / 32; kk++)
+    AttnWgmmaE4m3<64>::ss(d, qdesc + 2 * kk, kdesc + 2 * kk, kk > 0);
+  attn_wgmma_commit();
+  attn_wgmma_wait<0>();
+  attn_wgmma_pin<32>(d);
+  const attn_e4m3 *Q = reinterpret_cast<const attn_e4m3 *>(m8), *K = Q + PROBE_E4M3;
+  probe_check<64>(d, res, [&](int row, int col) {
+    float s = 0.0f;
+    for (int i = 0; i < k; i++)
+      s += float(Q[row * 128 + i]) * float(K[col * 128 + i]);
+    return s;
+  });
+#else
+  (void)m8, (void)res, (void)maps;
+#endif
+}
+
 } // namespace
 
 size_t mb_cuda_attn_hopper_probe_workspace(void) {
@@ -344,9 +396,9 @@ int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_
   ATTN_LAUNCH_CHECK("attn_probe_nosw_kernel (rs_mn)");
   AttnTmaMaps maps;
   /* Q, K: [64 tokens][1 head][64] (row stride 128); V: [64][1][128] */
-  MB_TRY(attn_tma_map_rows(&maps.q, m16 + 2 * PROBE_BF16, 64, 1, 64, 128, 64, "the probe's Q"));
-  MB_TRY(attn_tma_map_rows(&maps.k, m16 + 3 * PROBE_BF16, 64, 1, 64, 128, 64, "the probe's K"));
-  MB_TRY(attn_tma_map_rows(&maps.v, m16 + PROBE_BF16, 64, 1, 128, 128, 64, "the probe's V"));
+  MB_TRY(attn_tma_map_rows(&maps.q, m16 + 2 * PROBE_BF16, 2, 64, 1, 64, 128, 64, "the probe's Q"));
+  MB_TRY(attn_tma_map_rows(&maps.k, m16 + 3 * PROBE_BF16, 2, 64, 1, 64, 128, 64, "the probe's K"));
+  MB_TRY(attn_tma_map_rows(&maps.v, m16 + PROBE_BF16, 2, 64, 1, 128, 128, 64, "the probe's V"));
   const size_t tma_smem = 1024 + 3 * 64 * 64 * 2 + 16;
   auto *tma_kernel = attn_probe_tma_kernel;
   MB_CUDA_TRY(cudaFuncSetAttribute(tma_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)tma_smem));
@@ -363,6 +415,21 @@ int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_
   MB_CUDA_TRY(cudaFuncSetAttribute(mn_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)mn_smem));
   ATTN_LAUNCH(mn_kernel, 1, 128, mn_smem, 0, m16, &res[6]);
   ATTN_LAUNCH_CHECK("attn_probe_sw128_mn_kernel (sw128_mn_ab)");
+  /* e4m3 Q, K: [64 tokens][1 head][128 or 64] (row stride 128 bytes) */
+  const size_t e4m3_smem = 1024 + 2 * 64 * 128 + 16;
+  AttnTmaMaps m8maps;
+  MB_TRY(attn_tma_map_rows(&m8maps.q, m8, 1, 64, 1, 128, 128, 64, "the probe's e4m3 Q"));
+  MB_TRY(attn_tma_map_rows(&m8maps.k, m8 + PROBE_E4M3, 1, 64, 1, 128, 128, 64, "the probe's e4m3 K"));
+  auto *sw128_kernel = attn_probe_tma_e4m3_kernel<128>;
+  MB_CUDA_TRY(cudaFuncSetAttribute(sw128_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)e4m3_smem));
+  ATTN_LAUNCH(sw128_kernel, 1, 128, e4m3_smem, 0, m8, &res[7], m8maps);
+  ATTN_LAUNCH_CHECK("attn_probe_tma_e4m3_kernel (tma_sw128_e4m3)");
+  MB_TRY(attn_tma_map_rows(&m8maps.q, m8, 1, 64, 1, 64, 128, 64, "the probe's e4m3 Q"));
+  MB_TRY(attn_tma_map_rows(&m8maps.k, m8 + PROBE_E4M3, 1, 64, 1, 64, 128, 64, "the probe's e4m3 K"));
+  auto *sw64_kernel = attn_probe_tma_e4m3_kernel<64>;
+  MB_CUDA_TRY(cudaFuncSetAttribute(sw64_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)e4m3_smem));
+  ATTN_LAUNCH(sw64_kernel, 1, 128, e4m3_smem, 0, m8, &res[8], m8maps);
+  ATTN_LAUNCH_CHECK("attn_probe_tma_e4m3_kernel (tma_sw64_e4m3)");
   ProbeResult host[PROBES];
   MB_TRY(attn_copy_to_host(host, res, sizeof host));
   *failed = 0;

@@ -30,10 +30,11 @@
  *    the writing thread's fence.proxy.async since, when a thread exits with
  *    wgmma in flight, and when the warps of a warpgroup issued different
  *    numbers of them; descriptors are decoded from the PTX ISA's canonical
- *    layouts (no swizzle, or the 128-byte swizzle; other modes are errors);
+ *    layouts (no swizzle, the 128-byte swizzle, or K-major the 64-byte
+ *    one; other modes are errors);
  *  - TMA box loads (cp.async.bulk.tensor) land at issue in orders 1 and 3,
  *    else when a thread waits on their mbarrier (the latest moment), zeros
- *    outside the tensor, 128-byte swizzled; mbarriers keep counts,
+ *    outside the tensor, 128- or 64-byte swizzled; mbarriers keep counts,
  *    transaction bytes and phases, a waiter sleeps until its phase has
  *    completed, an arrival lets the other warps run before the thread goes
  *    on (so a stage released too early is refilled under a reader); named
@@ -145,6 +146,7 @@ struct TmaDesc {
   const unsigned char *base;
   uint64_t dims[3], strides[2]; /* elements; bytes between consecutive indices of dims 1 and 2 */
   uint32_t box[3], esize;
+  uint32_t swizzle; /* bytes: 128 (CU_TENSOR_MAP_SWIZZLE_128B) or 64 */
 };
 static_assert(sizeof(TmaDesc) <= sizeof(AttnTmaMap), "TmaDesc fits an AttnTmaMap");
 static const uint64_t TMA_MAGIC = 0x746d61656d75ull;
@@ -249,6 +251,11 @@ inline size_t smem_off(const void *p) { return (size_t)((const unsigned char *)p
  * (the row within a 1024-byte group of 8). */
 inline size_t swizzle128(size_t off) { return off ^ (((off >> 7) & 7) << 4); }
 
+/* The 64-byte swizzle (CU_TENSOR_MAP_SWIZZLE_64B, wgmma's mode 2): bits 4-5
+ * (the 16-byte chunk within a 64-byte row) XOR bits 7-8. CUTLASS's
+ * Swizzle<2,4,3>. */
+inline size_t swizzle64(size_t off) { return off ^ (((off >> 7) & 3) << 4); }
+
 /* ---- mbarriers and TMA ---- */
 
 inline Mbar *find_mbar(const void *bar) {
@@ -293,7 +300,8 @@ inline void tma_land(const TmaCopy &c, Mbar &b) {
         const int64_t gx = (int64_t)c.x + x, gy = (int64_t)c.y + y, gz = (int64_t)c.z + z;
         const bool in = gx >= 0 && gx < (int64_t)d.dims[0] && gy >= 0 && gy < (int64_t)d.dims[1] && gz >= 0 &&
                         gz < (int64_t)d.dims[2];
-        const size_t off = swizzle128(off0 + (((size_t)z * d.box[1] + y) * d.box[0] + x) * es);
+        const size_t lin = off0 + (((size_t)z * d.box[1] + y) * d.box[0] + x) * es;
+        const size_t off = d.swizzle == 64 ? swizzle64(lin) : swizzle128(lin);
         if (in)
           memcpy(s.smem.data() + off, d.base + gx * es + gy * d.strides[0] + gz * d.strides[1], es);
         else
@@ -361,8 +369,10 @@ inline const unsigned char *wgmma_elem(uint64_t desc, bool mn_major, int mn, int
   const size_t start = (size_t)(desc & 0x3fff) << 4, lbo = (size_t)((desc >> 16) & 0x3fff) << 4,
                sbo = (size_t)((desc >> 32) & 0x3fff) << 4;
   const int mode = (int)(desc >> 62);
-  if (mode > 1) {
-    error("wgmma descriptor with swizzle mode %d (the emulator models none (0) and 128 bytes (1))", mode);
+  if (mode > 2 || (mode == 2 && mn_major)) {
+    error("wgmma descriptor with swizzle mode %d%s (the emulator models none (0), 128 bytes (1) and K-major 64 "
+          "bytes (2))",
+          mode, mn_major ? ", MN-major" : "");
     return NULL;
   }
   if ((desc >> 49) & 7) {
@@ -396,6 +406,20 @@ inline const unsigned char *wgmma_elem(uint64_t desc, bool mn_major, int mn, int
     off = mn_major ? start + (mn % per_row) * esize + (mn / per_row) * lbo + (k % 8) * 128 + (k / 8) * sbo
                    : start + (mn % 8) * 128 + (mn / 8) * sbo + k * esize;
     off = swizzle128(off);
+  }
+  if (mode == 2) {
+    /* K-major only: Swizzle<2,4,3> o ((8,m),(T,2)):((4T,SBO),(1,T)) -- rows
+     * of 64 bytes, 8-row groups (512 bytes) SBO apart, k contiguous; the
+     * start as for mode 1, within the first row of a 512-byte pattern */
+    if ((start >> 6) & 7) {
+      error("64-byte-swizzled wgmma operand starting at byte %zu, not in the first row of a 512-byte pattern", start);
+      return NULL;
+    }
+    if ((start & 63) + (k + 1) * esize > 64) {
+      error("64-byte-swizzled K-major wgmma operand: k %d from byte %zu crosses its 64-byte row", k, start);
+      return NULL;
+    }
+    off = swizzle64(start + (mn % 8) * 64 + (mn / 8) * sbo + k * esize);
   }
   State &s = S();
   if (off + esize > s.smem.size()) {
@@ -1036,10 +1060,11 @@ static inline void attn_tma_load_3d(void *dst, const AttnTmaMap *map, int x, int
   if (d.magic != emu::TMA_MAGIC)
     return emu::error("cp.async.bulk.tensor with a tensor map attn_tma_map_rows did not write");
   const size_t bytes = (size_t)d.box[0] * d.box[1] * d.box[2] * d.esize;
-  if (!emu::in_smem(dst, bytes) || (emu::smem_off(dst) & 1023))
-    return emu::error("TMA destination %p (%zu bytes) outside shared memory or not 1024-byte aligned (the 128-byte "
+  const size_t pattern = 8 * (size_t)d.swizzle; /* 8 rows of the swizzle: where its pattern repeats */
+  if (!emu::in_smem(dst, bytes) || (emu::smem_off(dst) & (pattern - 1)))
+    return emu::error("TMA destination %p (%zu bytes) outside shared memory or not %zu-byte aligned (the %u-byte "
                       "swizzle)",
-                      dst, bytes);
+                      dst, bytes, pattern, d.swizzle);
   emu::Mbar *b = emu::find_mbar(bar);
   if (!b)
     return;
@@ -1233,10 +1258,14 @@ static inline int attn_copy_to_host(void *dst, const void *src, size_t bytes) {
 
 /* The host side of a tensor map (attention_common.cuh): the emulator's own
  * description. */
-static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int64_t tokens, int heads, int head_dim,
-                                    int64_t ld, int box_rows, const char *what) {
-  if (((uintptr_t)base & 15) || (head_dim * 2) % 16 || (ld * 2) % 16 || box_rows < 1 || box_rows > 256 ||
-      head_dim % 64)
+static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int esize, int64_t tokens, int heads,
+                                    int head_dim, int64_t ld, int box_rows, const char *what) {
+  const int row_bytes = head_dim * esize, box_bytes = row_bytes < 128 ? row_bytes : 128;
+  if ((esize != 1 && esize != 2) || (box_bytes != 64 && box_bytes != 128) || row_bytes % box_bytes)
+    return MB_ERR(MB_EINVAL, "cuda attention: the TMA map of %s: %d-byte elements x head_dim %d are not whole 64- "
+                             "or 128-byte boxes",
+                  what, esize, head_dim);
+  if (((uintptr_t)base & 15) || (ld * esize) % 16 || box_rows < 1 || box_rows > 256)
     return MB_ERR(MB_EINVAL, "cuda attention: the TMA map of %s: unaligned tensor or bad box", what);
   emu::TmaDesc d;
   memset(&d, 0, sizeof d);
@@ -1245,12 +1274,13 @@ static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int64_t t
   d.dims[0] = (uint64_t)head_dim;
   d.dims[1] = (uint64_t)heads;
   d.dims[2] = (uint64_t)tokens;
-  d.strides[0] = (uint64_t)head_dim * 2;
-  d.strides[1] = (uint64_t)ld * 2;
-  d.box[0] = 64;
+  d.strides[0] = (uint64_t)row_bytes;
+  d.strides[1] = (uint64_t)ld * esize;
+  d.box[0] = (uint32_t)(box_bytes / esize);
   d.box[1] = 1;
   d.box[2] = (uint32_t)box_rows;
-  d.esize = 2;
+  d.esize = (uint32_t)esize;
+  d.swizzle = (uint32_t)box_bytes;
   memset(map, 0, sizeof *map);
   memcpy(map->opaque, &d, sizeof d);
   return MB_OK;

@@ -180,14 +180,16 @@ static void run_case(const fcase *c, int D) {
   double *slack = qgmma_lse_slack(&hd, x[0], x[1]);
 
   /* the reference, the flash kernel, and (sm_90) the flash kernel's wgmma
-   * forms, which forward tilings 2-3 (-wgmma) and 4-6 (-pipe, S_{j+1}
-   * issued before softmax_j) select */
-  const mb_cuda_attn_kernel kernels[4] = {MB_CUDA_ATTN_REFERENCE, MB_CUDA_ATTN_FLASH_FP8, MB_CUDA_ATTN_FLASH_FP8,
-                                          MB_CUDA_ATTN_FLASH_FP8};
-  const int tiling[4] = {0, 0, 2, 4};
+   * forms, which forward tilings 2-3 (-wgmma), 4-6 (-pipe, S_{j+1} issued
+   * before softmax_j) and 7-8 (-ws: warp-specialised with TMA, persistent;
+   * it must give -pipe's bits: the same products in the same order) select */
+  const mb_cuda_attn_kernel kernels[5] = {MB_CUDA_ATTN_REFERENCE, MB_CUDA_ATTN_FLASH_FP8, MB_CUDA_ATTN_FLASH_FP8,
+                                          MB_CUDA_ATTN_FLASH_FP8, MB_CUDA_ATTN_FLASH_FP8};
+  const int tiling[5] = {0, 0, 2, 4, 7};
+  float *pipe_out = at_malloc(n * sizeof(float)), *pipe_lse = at_malloc(nl * sizeof(float));
   int wgmma_runs = 0;
   assert_int_equal(mb_cuda_attn_flash_fwd_variant_runs(2, &wgmma_runs), MB_OK);
-  for (int ki = 0; ki < 4; ki++) {
+  for (int ki = 0; ki < 5; ki++) {
     if (ki >= 2 && !wgmma_runs)
       continue;
     at_poison(d_out, n * 2);
@@ -198,7 +200,7 @@ static void run_case(const fcase *c, int D) {
     assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
     char label[96];
     snprintf(label, sizeof label, "e4m3 D=%-3d %-13s %-9s%s", D, c->name, mb_cuda_attn_kernel_name(kernels[ki]),
-             ki == 2 ? "-wgmma" : ki == 3 ? "-pipe" : "");
+             ki == 2 ? "-wgmma" : ki == 3 ? "-pipe" : ki == 4 ? "-ws" : "");
     if (kernels[ki] == MB_CUDA_ATTN_FLASH_FP8 && rc == MB_EUNSUPPORTED && g_cc < 89) {
       printf("%s refused on sm_%d as it must: %s\n", label, g_cc, mb_error_message());
       continue;
@@ -228,7 +230,15 @@ static void run_case(const fcase *c, int D) {
     if (!(lse_ratio <= 1.0))
       fail_msg("%s: lse differs by %.3e, %.2f times its bound (%.0e%s)", label, el, lse_ratio, TOL_LSE,
                row_slack ? " + 2^-12 scale sum_d |q_d k_d|, per row" : "");
+    if (ki == 3) {
+      memcpy(pipe_out, out, n * sizeof(float));
+      memcpy(pipe_lse, lse, nl * sizeof(float));
+    } else if (ki == 4 && (memcmp(pipe_out, out, n * sizeof(float)) || memcmp(pipe_lse, lse, nl * sizeof(float)))) {
+      fail_msg("%s: differs from the pipelined kernel's bits", label);
+    }
   }
+  free(pipe_out);
+  free(pipe_lse);
 
   for (int i = 0; i < 3; i++) {
     free(x[i]);

@@ -30,6 +30,6 @@ int main(void) {
     return 1;
   }
   printf("%s", report);
-  printf("cuda_attention_probe: %d of 7 probes not exact\n", failed);
+  printf("cuda_attention_probe: %d of 9 probes not exact\n", failed);
   return failed ? 1 : 0;
 }
