@@ -12,7 +12,7 @@
  *    deterministic dQ pass, the default, and f32 atomics; on sm_90 the wgmma
  *    tiling 1; --skip-wgmma leaves the wgmma tilings out), and the e4m3
  *    forward (mma.sync, and on sm_90 its wgmma forms: tilings 2 and 4, and
- *    in the last pass the warp-specialised one, tiling 7) at
+ *    in the last pass the warp-specialised ones, tilings 7 and 8) at
  *    L = 512 .. 16384 and head_dim 64 and 128, with batch x heads filling
  *    the GPU: N = 16384 tokens in total (batch = N / L) and H = 16 heads.
  *    FLOPs as FlashAttention counts them: forward 4 B H L^2 D (halved when
@@ -216,19 +216,21 @@ static double measure_peak(json_t *root) {
 static void print_fp8(json_t *rows) {
   printf("\ne4m3 forward (descales 1, P quantised with 2^8, out bf16): TFLOP/s; x: over the bf16 forward "
          "(mma.sync: tiling 0; wgmma: tiling 2; pipe: the wgmma kernel with S_{j+1} before softmax_j, over "
-         "tiling 4; ws: warp-specialised, TMA, persistent (tiling 7), over bf16 tiling 5)\n");
-  printf("%-6s %-4s | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s\n", "L", "D", "mma.sync", "x bf16", "wgmma",
-         "x bf16", "pipe", "x bf16", "ws", "x bf16 5");
+         "tiling 4; ws / wsp: warp-specialised, TMA, persistent (tilings 7 / 8: V^T by the consumers / by the "
+         "producer's warps), over bf16 tiling 5)\n");
+  printf("%-6s %-4s | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s\n", "L", "D", "mma.sync",
+         "x bf16", "wgmma", "x bf16", "pipe", "x bf16", "ws", "x bf16 5", "wsp", "x bf16 5");
   size_t i;
   json_t *r;
   json_array_foreach(rows, i, r) {
     const double t0 = json_real_value(json_object_get(r, "fp8_fwd_tflops"));
     const double b0 = json_real_value(json_object_get(r, "fwd_tflops"));
-    const char *keys[3][2] = {{"fp8_wgmma_fwd_tflops", "fwd_v2_tflops"},
+    const char *keys[4][2] = {{"fp8_wgmma_fwd_tflops", "fwd_v2_tflops"},
                               {"fp8_pipe_fwd_tflops", "fwd_v4_tflops"},
-                              {"fp8_ws_fwd_tflops", "fwd_v5_tflops"}};
-    char cell[3][2][16];
-    for (int k = 0; k < 3; k++) {
+                              {"fp8_ws_fwd_tflops", "fwd_v5_tflops"},
+                              {"fp8_wsp_fwd_tflops", "fwd_v5_tflops"}};
+    char cell[4][2][16];
+    for (int k = 0; k < 4; k++) {
       const double t = json_real_value(json_object_get(r, keys[k][0]));
       const double b = json_real_value(json_object_get(r, keys[k][1]));
       snprintf(cell[k][0], sizeof cell[k][0], "-");
@@ -238,9 +240,10 @@ static void print_fp8(json_t *rows) {
         snprintf(cell[k][1], sizeof cell[k][1], "%.2f", t / b);
       }
     }
-    printf("%-6d %-4d | %-10.1f %-6.2f | %-10s %-6s | %-10s %-6s | %-10s %-6s\n",
+    printf("%-6d %-4d | %-10.1f %-6.2f | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s\n",
            (int)json_integer_value(json_object_get(r, "L")), (int)json_integer_value(json_object_get(r, "D")), t0,
-           b0 > 0 ? t0 / b0 : 0.0, cell[0][0], cell[0][1], cell[1][0], cell[1][1], cell[2][0], cell[2][1]);
+           b0 > 0 ? t0 / b0 : 0.0, cell[0][0], cell[0][1], cell[1][0], cell[1][1], cell[2][0], cell[2][1], cell[3][0],
+           cell[3][1]);
   }
 }
 
@@ -348,13 +351,20 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
           json_object_set_new(r, key, json_real(fwd_flop / (ms * 1e-3) / 1e12));
           printf("L %-6d D %-4d fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, ms, fwd_flop / (ms * 1e-3) / 1e12);
         }
-        /* the e4m3 forward under tiling 7: warp-specialised, TMA, persistent */
+        /* the e4m3 forward under tilings 7 (warp-specialised, TMA, persistent;
+         * each consumer warpgroup transposes V) and 8 (the producer's warps do) */
         w.kind = 3;
-        CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(7));
-        const float e7 = time_ms(&w);
-        json_object_set_new(r, "fp8_ws_fwd_ms", json_real(e7));
-        json_object_set_new(r, "fp8_ws_fwd_tflops", json_real(fwd_flop / (e7 * 1e-3) / 1e12));
-        printf("L %-6d D %-4d e4m3 fwd-v7 %.3f ms %.1f TFLOP/s\n", L, D, e7, fwd_flop / (e7 * 1e-3) / 1e12);
+        for (int t = 7; t <= 8; t++) {
+          CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(t));
+          const float e = time_ms(&w);
+          const char *tag = t == 7 ? "ws" : "wsp";
+          char key[32];
+          snprintf(key, sizeof key, "fp8_%s_fwd_ms", tag);
+          json_object_set_new(r, key, json_real(e));
+          snprintf(key, sizeof key, "fp8_%s_fwd_tflops", tag);
+          json_object_set_new(r, key, json_real(fwd_flop / (e * 1e-3) / 1e12));
+          printf("L %-6d D %-4d e4m3 fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, e, fwd_flop / (e * 1e-3) / 1e12);
+        }
         CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(0));
         fflush(stdout);
         CHECK_CUDA(cudaFree(w.ws));

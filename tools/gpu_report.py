@@ -297,15 +297,17 @@ class Report:
             self.p("\ne4m3 forward (evaluation; descales 1, P quantised with 2^8): TFLOP/s and x over the bf16 "
                    "forward of the same family (mma.sync: tiling 0; wgmma: tiling 2; pipe: the wgmma kernel with "
                    "S_{j+1} issued before softmax_j, over tiling 4; the dispatcher takes pipe at forward tilings "
-                   "4-6, so on Hopper by default; ws: warp-specialised with TMA, persistent, forward tilings 7-8, "
-                   "over bf16 tiling 5); last: the default fp8 over the default bf16 forward\n")
-            self.p("| L | D | mma.sync | x bf16 | wgmma | x bf16 | pipe | x bf16 | ws | x bf16 5 "
+                   "4-6, so on Hopper by default; ws / wsp: warp-specialised with TMA, persistent, forward tilings "
+                   "7 / 8, V^T made by the consumers / by the producer's warps, over bf16 tiling 5); last: the "
+                   "default fp8 over the default bf16 forward\n")
+            self.p("| L | D | mma.sync | x bf16 | wgmma | x bf16 | pipe | x bf16 | ws | x bf16 5 | wsp | x bf16 5 "
                    "| default fp8 / default bf16 |")
-            self.p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+            self.p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
             for r in att["rows"]:
                 cells = []
                 for t, b in (("fp8_fwd_tflops", "fwd_tflops"), ("fp8_wgmma_fwd_tflops", "fwd_v2_tflops"),
-                             ("fp8_pipe_fwd_tflops", "fwd_v4_tflops"), ("fp8_ws_fwd_tflops", "fwd_v5_tflops")):
+                             ("fp8_pipe_fwd_tflops", "fwd_v4_tflops"), ("fp8_ws_fwd_tflops", "fwd_v5_tflops"),
+                             ("fp8_wsp_fwd_tflops", "fwd_v5_tflops")):
                     x = f"{r[t] / r[b]:.2f}x" if r.get(t) and r.get(b) else "-"
                     cells.append(f"{f(r.get(t), '.1f')} | {x}")
                 fk = default_tilings(r)[0]

@@ -32,7 +32,8 @@
  *    mma.sync m16n8k32, sm_89 and newer, head_dim 64 or 128; out is bf16.
  *    On sm_90 the forward tiling (below) picks its Hopper forms: 2-3 the
  *    wgmma kernel, 4-6 the pipelined one (the default there), 7-8 the
- *    warp-specialised persistent one (TMA, as bf16 tiling 7).
+ *    warp-specialised persistent one (TMA, as bf16 tiling 7; under 7 the
+ *    consumers transpose V, under 8 the producer's warps do).
  *  - REFERENCE: one thread block per (query row, head), f32 arithmetic, no
  *    tensor cores, any head_dim, f32/bf16/f16 (and e4m3 forward): the
  *    universal fallback and the tests' second opinion. Deterministic.

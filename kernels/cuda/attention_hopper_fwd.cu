@@ -352,7 +352,7 @@ template <int D, int CWG = 2> struct HopperWsCfg {
   }
   template <typename T> static constexpr size_t smem_bytes() {
     return 1024 /* alignment */ + (size_t)(BQ + 2 * NSTAGE * BK) * D * sizeof(T) + vt_bytes<T>() +
-           2 * BK * sizeof(int) + (2 + 4 * NSTAGE) * sizeof(uint64_t);
+           2 * BK * sizeof(int) + (2 + 6 * NSTAGE) * sizeof(uint64_t);
   }
 };
 
@@ -430,6 +430,10 @@ template <typename T, int D, int CWG> struct WsSmem {
   __device__ __forceinline__ uint64_t *full_v(uint32_t st) const { return bar(2 + C::NSTAGE + st); }
   __device__ __forceinline__ uint64_t *empty_k(uint32_t st) const { return bar(2 + 2 * C::NSTAGE + st); }
   __device__ __forceinline__ uint64_t *empty_v(uint32_t st) const { return bar(2 + 3 * C::NSTAGE + st); }
+  /* e4m3 with the producer's warps transposing V (VTP): V^T stage st (in
+   * vt(0, st)) made, and read by the consumers */
+  __device__ __forceinline__ uint64_t *full_vt(uint32_t st) const { return bar(2 + 4 * C::NSTAGE + st); }
+  __device__ __forceinline__ uint64_t *empty_vt(uint32_t st) const { return bar(2 + 5 * C::NSTAGE + st); }
 };
 
 /* The producer's loads for one query tile (rows q0.. of the sequence at
@@ -606,6 +610,63 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
   attn_fwd_store<T, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, 1.0f, a.scale, 0.0f);
 }
 
+/* V^T of a 128-key tile (V as TMA wrote it, rows swizzled by SW bytes) into
+ * vt, core-matrix layout, by the NW warps `warp` (0 .. NW-1) of whoever
+ * transposes; keys at or past `valid` (the sequence's end) as zeros: they
+ * are whatever TMA read there (the next sequence, or bytes nobody wrote:
+ * maybe NaN), and P = 0 does not hide NaN. */
+template <int BK, int D, int NW, int SW, typename Store>
+__device__ __forceinline__ void ws_fp8_vt_blocks(const uint8_t *sv, int warp, int lane, Store store) {
+  constexpr int NB = (BK / 16) * (D / 32); /* 16-key x 32-dim blocks */
+  if constexpr (NB % NW == 0) {
+    fp8_vt_tile<BK, D, NW, SW>(sv, D, warp, lane, store);
+  } else { /* three warps: a rolled loop, in the producer's 40 registers */
+#pragma unroll 1
+    for (int b = warp; b < NB; b += NW)
+      fp8_vt_block<SW>(sv, D, (b % (BK / 16)) * 16, (b / (BK / 16)) * 32, lane, store);
+  }
+}
+template <int BK, int D, int NW, int SW>
+__device__ __forceinline__ void ws_fp8_transpose(const uint8_t *sv, uint8_t *vt, int valid, int warp, int lane) {
+  if (valid >= BK)
+    ws_fp8_vt_blocks<BK, D, NW, SW>(sv, warp, lane, [&](int dim, int slot, uint32_t w) {
+      attn_sts_u32_for_wgmma(vt + fp8_vt_core_at<BK>(dim, slot), w);
+    });
+  else
+    ws_fp8_vt_blocks<BK, D, NW, SW>(sv, warp, lane, [&](int dim, int slot, uint32_t w) {
+      attn_sts_u32_for_wgmma(vt + fp8_vt_core_at<BK>(dim, slot), w & fp8_vt_word_mask(slot, valid));
+    });
+}
+
+/* Tiling 8's e4m3 form: warps 1-3 of the producer warpgroup make V^T
+ * (FlashAttention-3's arrangement), once per key tile for both consumer
+ * warpgroups, into the V^T stage of key tile n (n % NSTAGE): they wait for
+ * V (TMA) and for the consumers' release of the V^T stage, transpose,
+ * fence.proxy.async, and each warp's lane 0 arrives on the V^T stage's
+ * full barrier and on V's empty one (TMA may refill it). Key tiles
+ * kbase .. kbase + nkt - 1 of a query tile whose sequence has n_seq keys. */
+template <int D, int CWG>
+__device__ __forceinline__ void ws_transpose_tile(const WsSmem<uint8_t, D, CWG> &sm, int n_seq, int nkt,
+                                                  uint32_t kbase, int warp, int lane) {
+  typedef HopperWsCfg<D, CWG> C;
+  constexpr int BK = C::BK, NSTAGE = C::NSTAGE;
+#pragma unroll 1 /* the producer's 40 registers */
+  for (int j = 0; j < nkt; j++) {
+    const uint32_t n = kbase + j, st = n % NSTAGE;
+    attn_mbar_wait(sm.full_v(st), (n / NSTAGE) & 1);
+    if (n >= NSTAGE)
+      attn_mbar_wait(sm.empty_vt(st), ((n / NSTAGE) - 1) & 1); /* the consumers' P V of key tile n - NSTAGE */
+    ws_fp8_transpose<BK, D, 3, WsSmem<uint8_t, D, CWG>::SWIZZLE>(sm.v(st), sm.vt(0, st), n_seq - j * BK, warp - 1,
+                                                                 lane);
+    attn_fence_proxy_async(); /* the stores are read by wgmma */
+    __syncwarp();
+    if (lane == 0) {
+      attn_mbar_arrive(sm.full_vt(st));
+      attn_mbar_arrive(sm.empty_v(st));
+    }
+  }
+}
+
 /* The e4m3 consumers (fp8 under tilings 7 and 8): the loop above with the
  * fp8 forward's pieces (attention_fp8.cuh; S = Q K^T and O += P V^T^T as
  * QGMMA k32 steps, P scaled by 2^8 and packed in the permuted key order,
@@ -621,7 +682,7 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
  * covers only its own share of a wgmma). A warp releases the V stage as
  * soon as it has transposed its share. Keys past the sequence's end
  * (whatever TMA read there, maybe NaN) become zeros in V^T. */
-template <int D, int CWG>
+template <int D, int CWG, bool VTP>
 __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsSmem<uint8_t, D, CWG> &sm,
                                                     const AttnSeg &g, int h, int tile, int nkt, uint32_t it,
                                                     uint32_t kbase) {
@@ -630,6 +691,7 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, NS = BK / 8, NO = D / 8;
   constexpr int CONSUMERS = C::CONSUMERS, BAR_KEYS = 1; /* named barriers: 1 among all consumers, 3 + cw per warpgroup */
   static_assert(Sm::COLS == D, "e4m3 rows are one TMA box (64 or 128 bytes)");
+  static_assert(NSTAGE == 2, "V^T buffer n % 2 is also V^T stage n % NSTAGE (VTP)");
   const int tid = threadIdx.x, lane = tid & 31, ct = tid - 128, cwarp = (tid >> 5) - 4, cw = cwarp >> 2;
   const int gr = lane >> 2, tq = lane & 3, wrow = cwarp * 16;
   const int q0 = tile * BQ, bar_vt = 3 + cw;
@@ -643,25 +705,35 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
     return D == 128 ? attn_wgmma_desc_sw128(p, 16, 8 * D) : attn_wgmma_desc_sw64(p, 16, 8 * D);
   };
   const uint64_t qdesc = desc_rows(sm.q + cw * 64 * D), kdesc = desc_rows(sm.k(0));
-  const uint64_t vdesc = attn_wgmma_desc(sm.vt(cw, 0), 128, 8 * BK);
+  const uint64_t vdesc = attn_wgmma_desc(sm.vt(VTP ? 0 : cw, 0), 128, 8 * BK); /* VTP: one V^T per stage */
   constexpr uint64_t STAGE = BK * D / 16; /* a K stage or a V^T buffer, 16-byte units */
 
-  /* V^T of key tile j (the CTA's key tile n) into this warpgroup's buffer n % 2 */
+  /* V^T of key tile j (the CTA's key tile n) into this warpgroup's buffer
+   * n % 2; with VTP the producer's warps made it (ws_transpose_tile) */
   auto transpose_v = [&](uint32_t n, int j) {
-    const uint8_t *sv = sm.v(n % NSTAGE);
-    uint8_t *vt = sm.vt(cw, n & 1);
-    const int valid = g.n - j * BK; /* keys at or past this are not the sequence's */
-    if (valid >= BK)
-      fp8_vt_tile<BK, D, 4, Sm::SWIZZLE>(sv, D, cwarp & 3, lane, [&](int dim, int slot, uint32_t w) {
-        attn_sts_u32_for_wgmma(vt + fp8_vt_core_at<BK>(dim, slot), w);
-      });
-    else
-      fp8_vt_tile<BK, D, 4, Sm::SWIZZLE>(sv, D, cwarp & 3, lane, [&](int dim, int slot, uint32_t w) {
-        attn_sts_u32_for_wgmma(vt + fp8_vt_core_at<BK>(dim, slot), w & fp8_vt_word_mask(slot, valid));
-      });
+    if (VTP)
+      return;
+    ws_fp8_transpose<BK, D, 4, Sm::SWIZZLE>(sm.v(n % NSTAGE), sm.vt(cw, n & 1), g.n - j * BK, cwarp & 3, lane);
     __syncwarp();
     if (lane == 0)
       attn_mbar_arrive(sm.empty_v(n % NSTAGE)); /* this warp's share of V read */
+  };
+  /* VTP: V^T of key tile n made (before the P V that reads it), and read */
+  auto wait_vt = [&](uint32_t n) {
+    if (VTP)
+      attn_mbar_wait(sm.full_vt(n % NSTAGE), (n / NSTAGE) & 1);
+  };
+  auto release_vt = [&](uint32_t n) {
+    if (VTP && lane == 0)
+      attn_mbar_arrive(sm.empty_vt(n % NSTAGE));
+  };
+  /* without VTP: this warpgroup's V^T published (its stores fenced for
+   * wgmma), and every warp past the P V that read the other buffer */
+  auto publish_vt = [&]() {
+    if (!VTP) {
+      attn_fence_proxy_async();
+      attn_named_bar_sync(bar_vt, 128);
+    }
   };
 
   float o[1][NO][4], m[1][2], l[1][2];
@@ -674,7 +746,8 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
     const uint32_t st = kbase % NSTAGE;
     int *keep = sm.keep(kbase & 1);
     attn_mbar_wait(sm.full_k(st), (kbase / NSTAGE) & 1);
-    attn_mbar_wait(sm.full_v(st), (kbase / NSTAGE) & 1);
+    if (!VTP)
+      attn_mbar_wait(sm.full_v(st), (kbase / NSTAGE) & 1);
     const int hidden = attn_ws_scan_keys<BK, CONSUMERS, BAR_KEYS>(g, 0, ct, keep);
     attn_wgmma_fence();
 #pragma unroll
@@ -694,8 +767,7 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
 #pragma unroll
     for (int kc = 0; kc < BK / 32; kc++)
       fp8_c_to_a(&s[0][4 * kc], pa[kc]);
-    attn_fence_proxy_async(); /* V^T_0's stores are read by wgmma */
-    attn_named_bar_sync(bar_vt, 128);
+    publish_vt(); /* V^T_0 */
   }
 
   for (int kt = 0; kt + 1 < nkt; kt++) {
@@ -704,8 +776,10 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
     const int j1 = (kt + 1) * BK;
     int *keep = sm.keep(n1 & 1);
     attn_mbar_wait(sm.full_k(st), (n1 / NSTAGE) & 1);
-    attn_mbar_wait(sm.full_v(st), (n1 / NSTAGE) & 1);
+    if (!VTP)
+      attn_mbar_wait(sm.full_v(st), (n1 / NSTAGE) & 1);
     const int hidden = attn_ws_scan_keys<BK, CONSUMERS, BAR_KEYS>(g, j1, ct, keep);
+    wait_vt(n0);
     attn_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 32; kk++)
@@ -734,17 +808,18 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NO * 4>(&o[0][0][0]);
     attn_wgmma_pin<BK / 8>(&pa[0][0]);
+    release_vt(n0);
     if (moved)
       attn_rescale_o<1, NO>(o, corr);
 #pragma unroll
     for (int kc = 0; kc < BK / 32; kc++)
       fp8_c_to_a(&s[0][4 * kc], pa[kc]);
-    attn_fence_proxy_async(); /* V^T_{kt+1}'s stores are read by wgmma */
-    attn_named_bar_sync(bar_vt, 128);
+    publish_vt(); /* V^T_{kt+1} */
   }
 
   { /* the last key tile's O += P V */
     const uint32_t n = kbase + nkt - 1;
+    wait_vt(n);
     attn_wgmma_fence();
 #pragma unroll
     for (int kc = 0; kc < BK / 32; kc++)
@@ -753,6 +828,7 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NO * 4>(&o[0][0][0]);
     attn_wgmma_pin<BK / 8>(&pa[0][0]);
+    release_vt(n);
   }
 
   attn_fwd_store<attn_bf16, 1, NO>(a, g, h, base, q0 + wrow, o, m, l, sc.vds, sc.qk, -8.0f * ATTN_LN2);
@@ -767,16 +843,18 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
  * run on from one tile to the next: while the consumers finish a tile
  * (its last O += P V, the output), the producer loads the next tile's Q
  * (once they have released it, after their last S) and keys. */
-template <typename T, int D, int CWG, bool PINGPONG, bool PERSIST>
+template <typename T, int D, int CWG, bool PINGPONG, bool PERSIST, bool VTP>
 __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
     attn_hopper_fwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnTmaMaps maps) {
   static_assert(!(PINGPONG && (PERSIST || CWG != 2)), "the ping-pong turns: two warpgroups, one tile per CTA");
+  static_assert(!VTP || (sizeof(T) == 1 && CWG == 2 && PERSIST), "the producer's warps transpose V: e4m3, tiling 8");
 #if ATTN_HAS_WGMMA
   typedef HopperWsCfg<D, CWG> C;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, CONSUMERS = C::CONSUMERS;
   /* setmaxnreg: the producer warpgroup's and each consumer warpgroup's
-   * registers per thread, 128 x 24 + CONSUMERS x 240 / 160 within 64K */
-  constexpr int PRODUCER_REGS = 24, CONSUMER_REGS = CWG == 3 ? 160 : 240;
+   * registers per thread, 128 x 24 + CONSUMERS x 240 / 160 within 64K (VTP:
+   * 40 for the transposing warps, 224 for the consumers) */
+  constexpr int PRODUCER_REGS = VTP ? 40 : 24, CONSUMER_REGS = VTP ? 224 : CWG == 3 ? 160 : 240;
   static_assert(128 * PRODUCER_REGS + CONSUMERS * CONSUMER_REGS <= 65536, "the register file");
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
   const WsSmem<T, D, CWG> sm(raw);
@@ -797,7 +875,11 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
       attn_mbar_init(sm.full_k(st), 1);
       attn_mbar_init(sm.full_v(st), 1);
       attn_mbar_init(sm.empty_k(st), CONSUMERS / 32);
-      attn_mbar_init(sm.empty_v(st), CONSUMERS / 32);
+      attn_mbar_init(sm.empty_v(st), VTP ? 3 : CONSUMERS / 32); /* VTP: the 3 transposing warps read V */
+      if (VTP) {
+        attn_mbar_init(sm.full_vt(st), 3);
+        attn_mbar_init(sm.empty_vt(st), CONSUMERS / 32);
+      }
     }
     attn_mbar_init_fence();
   }
@@ -805,6 +887,19 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
 
   if (warp < 4) { /* the producer warpgroup */
     attn_setmaxnreg_dec<PRODUCER_REGS>();
+    if constexpr (VTP) { /* warps 1-3 make V^T for every key tile */
+      if (warp > 0) {
+        uint32_t kbase = 0;
+        for (int w = attn_work_first(); w < attn_work_count(a, BQ); w += attn_work_step()) {
+          if (!attn_find_work(a, BQ, w, &g, &tile, &h))
+            continue;
+          const int nkt = key_tiles();
+          ws_transpose_tile<D, CWG>(sm, g.n, nkt, kbase, warp, lane);
+          kbase += nkt;
+        }
+        return;
+      }
+    }
     if (!PERSIST) {
       if (tid == 0)
         ws_produce_tile<T, D, CWG>(maps, sm, g.start, tile * BQ, h, key_tiles(), 0, 0);
@@ -830,7 +925,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
   /* one query tile's work: bf16/f16, or e4m3 (1-byte T) */
   auto consume = [&](int nkt, uint32_t it, uint32_t kbase) {
     if constexpr (sizeof(T) == 1)
-      ws_consume_tile_fp8<D, CWG>(a, sm, g, h, tile, nkt, it, kbase);
+      ws_consume_tile_fp8<D, CWG, VTP>(a, sm, g, h, tile, nkt, it, kbase);
     else
       ws_consume_tile<T, D, CWG, PINGPONG>(a, sm, g, h, tile, nkt, it, kbase);
   };
@@ -855,7 +950,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
 
 /* A CTA per tile, or (PERSIST) a CTA per SM walking the tiles (one CTA
  * fills an SM's registers: attn_hopper_fwd_ws_kernel's setmaxnreg). */
-template <typename T, int D, int CWG, bool PINGPONG, bool PERSIST>
+template <typename T, int D, int CWG, bool PINGPONG, bool PERSIST, bool VTP = false>
 int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperWsCfg<D, CWG> C;
   const int64_t tokens = (int64_t)d->batch * d->seqlen;
@@ -871,7 +966,7 @@ int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   if (PERSIST)
     MB_TRY(attn_persistent_grid(d, C::BQ, 1, &grid));
   typedef typename std::conditional<sizeof(T) == 1, attn_bf16, T>::type TO; /* e4m3 in, bf16 out */
-  return attn_launch_fwd_grid<TO>(attn_hopper_fwd_ws_kernel<T, D, CWG, PINGPONG, PERSIST>,
+  return attn_launch_fwd_grid<TO>(attn_hopper_fwd_ws_kernel<T, D, CWG, PINGPONG, PERSIST, VTP>,
                                   "attn_hopper_fwd_ws_kernel", a, grid, C::NT, C::template smem_bytes<T>(), s, maps);
 }
 
@@ -918,21 +1013,24 @@ int attn_hopper_fwd_runs(int *ok) {
 }
 
 /* The e4m3 forward under tilings 7 and 8: the warp-specialised persistent
- * kernel with the fp8 consumers (ws_consume_tile_fp8). Tiling 8 is 7 here:
- * with three consumer warpgroups at head_dim 64 the fp8 consumers spill
- * (32 bytes at setmaxnreg's 160 registers: the key mask's pointer across
- * the tile search). a: attn_flash_fwd_fp8's arguments. */
+ * kernel with the fp8 consumers (ws_consume_tile_fp8); under 7 each
+ * consumer warpgroup makes its own V^T, under 8 the producer's warps 1-3
+ * make one for both (ws_transpose_tile, FlashAttention-3's way). (bf16's
+ * tiling 8 form, three consumer warpgroups at head_dim 64, spills in e4m3:
+ * 32 bytes at setmaxnreg's 160 registers, the key mask's pointer across
+ * the tile search.) a: attn_flash_fwd_fp8's arguments. */
 int attn_hopper_fwd_fp8_ws(const mb_attn_desc *d, const AttnArgs &a, int tiling, cudaStream_t s) {
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok));
   if (!ok)
     return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: tilings 7-8 (wgmma) need an sm_90 GPU and a build for sm_90a "
                                    "(MAMBERT_CUDA_ARCHS)");
-  (void)tiling;
   if (d->head_dim == 64)
-    return hopper_ws_launch<uint8_t, 64, 2, false, true>(d, a, s);
+    return tiling == 8 ? hopper_ws_launch<uint8_t, 64, 2, false, true, true>(d, a, s)
+                       : hopper_ws_launch<uint8_t, 64, 2, false, true>(d, a, s);
   if (d->head_dim == 128)
-    return hopper_ws_launch<uint8_t, 128, 2, false, true>(d, a, s);
+    return tiling == 8 ? hopper_ws_launch<uint8_t, 128, 2, false, true, true>(d, a, s)
+                       : hopper_ws_launch<uint8_t, 128, 2, false, true>(d, a, s);
   return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: head_dim %d (64 or 128 only)", d->head_dim);
 }
 

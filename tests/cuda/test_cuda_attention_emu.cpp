@@ -705,7 +705,8 @@ static void test_flash_fp8(void **state) {
   reset_switches();
   /* forward tilings 2-3 take the fp8 wgmma kernel, 4-6 its pipelined form,
    * 7-8 the warp-specialised persistent one (TMA with the 128-byte swizzle
-   * at D = 128, the 64-byte one at D = 64); L600-causal: five key tiles, so the kernels refill stages;
+   * at D = 128, the 64-byte one at D = 64; 7: each consumer warpgroup
+   * transposes V, 8: the producer's warps do); L600-causal: five key tiles, so the kernels refill stages;
    * varlen: the NaN tail past the last sequence reaches V through TMA */
   for (int ci : {2, 3, 4, 5, 7, 8})
     for (int D : {64, 128}) {
@@ -714,12 +715,12 @@ static void test_flash_fp8(void **state) {
       char label[96];
       gvec<unsigned char> pipe_out;
       gvec<float> pipe_lse;
-      for (int variant : {4, 7, 2, 0}) {
+      for (int variant : {4, 7, 8, 2, 0}) {
         if ((ci == 5 || ci == 8) && (variant == 2 || variant == 0))
           continue; /* the varlen cases are for the TMA kernels' tails and tile search */
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
         snprintf(label, sizeof label, "e4m3 D=%-3d %-17s flash-%s", D, cases[ci].name,
-                 variant == 4 ? "pipe" : variant == 7 ? "ws" : variant ? "wg" : "v0");
+                 variant == 4 ? "pipe" : variant == 7 ? "ws" : variant == 8 ? "wsp" : variant ? "wg" : "v0");
         forward(p, MB_CUDA_ATTN_FLASH_FP8, label);
         if (variant == 4) {
           pipe_out = p.out;
