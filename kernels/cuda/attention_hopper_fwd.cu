@@ -7,7 +7,9 @@
  * (and optionally A) straight from shared memory and runs asynchronously,
  * reaches the rest (FlashAttention-3's point). Tilings 2-4 are the plain
  * form of that: every thread loads (cp.async) and computes; tiling 5 (below
- * tiling 4) splits the CTA into a TMA producer and two consumers.
+ * tiling 4) splits the CTA into a TMA producer and two consumers, 6-8 vary
+ * it, and the e4m3 forward under tilings 7-8 is the same kernel with fp8
+ * consumers (ws_consume_tile_fp8).
  *
  * One CTA per (BQ = 128 queries, head, sequence): two warpgroups of 4 warps,
  * warpgroup wg owning query rows 64 wg .. 64 wg + 63 and warp w (0..7) rows
