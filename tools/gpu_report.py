@@ -58,7 +58,11 @@ def fastest_tilings(rows, min_len=1024):
         parts = []
         for what, keys in (("forward", [("0", "fwd_tflops")] + [(str(t), f"fwd_v{t}_tflops") for t in range(2, 9)]),
                            ("backward", [("0 (deterministic)", "bwd_tflops"), ("1 (wgmma)", "bwd_v1_tflops"),
-                                         ("2 (warp-specialised)", "bwd_v2_tflops")])):
+                                         ("2 (warp-specialised)", "bwd_v2_tflops")]),
+                           # the e4m3 forward's Hopper kernels: its default on sm_90 (attn_flash_fwd_fp8) is
+                           # pipe (tilings 4-6) until ws (7) or wsp (8) beats it
+                           ("e4m3 forward", [("4 (pipe)", "fp8_pipe_fwd_tflops"), ("7 (ws)", "fp8_ws_fwd_tflops"),
+                                             ("8 (wsp)", "fp8_wsp_fwd_tflops")])):
             means = {name: gmean([r[k] for r in rs]) for name, k in keys if all(r.get(k) for r in rs)}
             if not means:
                 continue
