@@ -75,6 +75,10 @@ template <bool VARLEN> SC_DEV unsigned sc_token_flags(const scan_params &p, long
  * 4-way at 64. A thread's 4-token chunks stay contiguous (16-byte reads),
  * and the chunks a quarter-warp reads stay in distinct banks
  * (conflict-free). */
+/* a compile-time count passed to a generic lambda (the forward's states) */
+template <int V> struct sc_int {
+  static constexpr int value = V;
+};
 SC_DEV int sc_bc_row(int n) { return n * (2 * MB_SCAN_TILE); }
 /* the 16-byte chunk of row n that holds token t */
 SC_DEV int sc_bc_key(int n, int t) { return ((t >> 2) ^ n) & 31; }
@@ -374,73 +378,115 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_FWD_THREADS, 2) scan_fwd_kernel(const scan_para
     SC_UNROLL
     for (int i = 0; i < K; i++)
       acc[i] = 0.0f;
-    for (int n = 0; n < N; n++) {
-      const float A2 = A2s[c * N + n];
-      const float *brow = Bs + sc_bc_row(n), *crow = Cs + sc_bc_row(n);
-      const int key = sc_bc_key(n, seg * K); /* chunk i / 4 of this thread's tokens is at 4 (key ^ i / 4) */
-      float a[K], bx[K];
+    /* State indices n .. n + NP - 1 at once: each index's work is a chain
+     * of dependent steps (the fold, the shuffle scan, the replay), and two
+     * independent chains give the schedulers twice the instructions to
+     * issue per warp (the H200 profile: 0.84 eligible warps per scheduler,
+     * half the issue slots used). The decays a are kept per index, dt u B is
+     * recomputed in the replay (one FMUL; the registers go to the second
+     * chain). Every output is summed in the same order as one index at a
+     * time: acc over n, then n + 1. */
+    auto states = [&](auto np, int n) {
+      constexpr int NP = decltype(np)::value;
+      const float *brow[NP], *crow[NP];
+      int key[NP]; /* chunk i / 4 of this thread's tokens is at 4 (key ^ i / 4) */
+      float a[NP][K];
       SC_UNROLL
-      for (int i = 0; i < K; i += 4) {
-        const sc_float4 b4 = sc_ld4(brow + ((key ^ (i >> 2)) << 2));
-        bx[i] = dtu[i] * b4.x;
-        bx[i + 1] = dtu[i + 1] * b4.y;
-        bx[i + 2] = dtu[i + 2] * b4.z;
-        bx[i + 3] = dtu[i + 3] * b4.w;
+      for (int q = 0; q < NP; q++) {
+        const float A2 = A2s[c * N + n + q];
+        brow[q] = Bs + sc_bc_row(n + q);
+        crow[q] = Cs + sc_bc_row(n + q);
+        key[q] = sc_bc_key(n + q, seg * K);
+        SC_UNROLL
+        for (int i = 0; i < K; i++) {
+          const float ai = sc_exp2(dt[i] * A2);
+          a[q][i] = VARLEN && ((reset >> i) & 1u) ? 0.0f : ai;
+        }
       }
+      /* each index's segment of tokens as one pair (Ag, Bg); the first
+       * segment starts from the carried state, so after the scan every Bg
+       * is the absolute state at the end of its segment */
+      float Ag[NP], Bg[NP], carry[NP];
       SC_UNROLL
-      for (int i = 0; i < K; i++) {
-        const float ai = sc_exp2(dt[i] * A2);
-        a[i] = VARLEN && ((reset >> i) & 1u) ? 0.0f : ai;
-      }
-      /* this segment's tokens as one pair (Ag, Bg) */
-      float Ag = a[0], Bg = bx[0];
-      SC_UNROLL
-      for (int i = 1; i < K; i++) {
-        Bg = a[i] * Bg + bx[i];
-        Ag *= a[i];
-      }
-      /* the first segment starts from the carried state, so after the scan
-       * every Bg is the absolute state at the end of its segment */
-      float carry = 0.0f;
-      if (seg == 0) {
-        carry = hs[c * N + n];
-        Bg = Ag * carry + Bg;
+      for (int q = 0; q < NP; q++) {
+        Ag[q] = a[q][0];
+        Bg[q] = 0.0f; /* token 0's dt u B, below */
+        SC_UNROLL
+        for (int i = 0; i < K; i += 4) {
+          const sc_float4 b4 = sc_ld4(brow[q] + ((key[q] ^ (i >> 2)) << 2));
+          const float bx[4] = {dtu[i] * b4.x, dtu[i + 1] * b4.y, dtu[i + 2] * b4.z, dtu[i + 3] * b4.w};
+          SC_UNROLL
+          for (int j = 0; j < 4; j++) {
+            if (i + j == 0) {
+              Bg[q] = bx[0];
+            } else {
+              Bg[q] = a[q][i + j] * Bg[q] + bx[j];
+              Ag[q] *= a[q][i + j];
+            }
+          }
+        }
+        carry[q] = 0.0f;
+        if (seg == 0) {
+          carry[q] = hs[c * N + n + q];
+          Bg[q] = Ag[q] * carry[q] + Bg[q];
+        }
       }
       SC_UNROLL
       for (int off = 1; off < S; off *= 2) {
-        const float Au = sc_shfl_up(Ag, off * CH), Bu = sc_shfl_up(Bg, off * CH);
-        if (seg >= off) {
-          Bg = Ag * Bu + Bg;
-          Ag = Ag * Au;
+        SC_UNROLL
+        for (int q = 0; q < NP; q++) {
+          const float Au = sc_shfl_up(Ag[q], off * CH), Bu = sc_shfl_up(Bg[q], off * CH);
+          if (seg >= off) {
+            Bg[q] = Ag[q] * Bu + Bg[q];
+            Ag[q] = Ag[q] * Au;
+          }
         }
       }
-      if (FOLD) { /* the tile's effect on the state only: its end state and its product of decays */
-        const float last = sc_shfl(Bg, (S - 1) * CH + cl), prod = sc_shfl(Ag, (S - 1) * CH + cl);
-        if (seg == 0) {
-          hs[c * N + n] = last;
-          Ps[c * N + n] *= prod;
+      if constexpr (FOLD) { /* the tile's effect on the state only: its end state and its product of decays */
+        SC_UNROLL
+        for (int q = 0; q < NP; q++) {
+          const float last = sc_shfl(Bg[q], (S - 1) * CH + cl), prod = sc_shfl(Ag[q], (S - 1) * CH + cl);
+          if (seg == 0) {
+            hs[c * N + n + q] = last;
+            Ps[c * N + n + q] *= prod;
+          }
         }
-        continue;
+      } else {
+        float h[NP]; /* the state entering this segment */
+        SC_UNROLL
+        for (int q = 0; q < NP; q++) {
+          h[q] = sc_shfl_up(Bg[q], CH);
+          if (seg == 0)
+            h[q] = carry[q];
+        }
+        SC_UNROLL
+        for (int q = 0; q < NP; q++) {
+          SC_UNROLL
+          for (int i = 0; i < K; i += 4) {
+            const sc_float4 b4 = sc_ld4(brow[q] + ((key[q] ^ (i >> 2)) << 2));
+            const sc_float4 c4 = sc_ld4(crow[q] + ((key[q] ^ (i >> 2)) << 2));
+            const float bx[4] = {dtu[i] * b4.x, dtu[i + 1] * b4.y, dtu[i + 2] * b4.z, dtu[i + 3] * b4.w};
+            const float cx[4] = {c4.x, c4.y, c4.z, c4.w};
+            SC_UNROLL
+            for (int j = 0; j < 4; j++) {
+              h[q] = a[q][i + j] * h[q] + bx[j];
+              acc[i + j] += h[q] * cx[j];
+            }
+          }
+        }
+        SC_UNROLL
+        for (int q = 0; q < NP; q++) {
+          const float last = sc_shfl(Bg[q], (S - 1) * CH + cl); /* the state leaving the tile */
+          if (seg == 0) /* the lane that read the carry writes it: no other lane touches hs[c][n] */
+            hs[c * N + n + q] = last;
+        }
       }
-      float h = sc_shfl_up(Bg, CH); /* the state entering this segment */
-      if (seg == 0)
-        h = carry;
-      SC_UNROLL
-      for (int i = 0; i < K; i += 4) {
-        const sc_float4 c4 = sc_ld4(crow + ((key ^ (i >> 2)) << 2));
-        h = a[i] * h + bx[i];
-        acc[i] += h * c4.x;
-        h = a[i + 1] * h + bx[i + 1];
-        acc[i + 1] += h * c4.y;
-        h = a[i + 2] * h + bx[i + 2];
-        acc[i + 2] += h * c4.z;
-        h = a[i + 3] * h + bx[i + 3];
-        acc[i + 3] += h * c4.w;
-      }
-      const float last = sc_shfl(Bg, (S - 1) * CH + cl); /* the state leaving the tile */
-      if (seg == 0) /* the lane that read the carry writes it: no other lane touches hs[c][n] */
-        hs[c * N + n] = last;
-    }
+    };
+    int n = 0;
+    for (; n + 2 <= N; n += 2)
+      states(sc_int<2>(), n);
+    if (n < N)
+      states(sc_int<1>(), n);
     if (!FOLD) { /* the fold pass has no output */
       /* z, coalesced, into delta's tile; u (for the D skip) is still staged:
        * the n loop does not touch stage */
