@@ -40,12 +40,16 @@
  * two channels in a quarter-warp land in different banks. */
 #define MB_SCAN_RED_PITCH (MB_SCAN_TILE + 4)
 /* Both kernels split rows into parts (a fold pass, a carry pass, then the
- * scan of every part at once) while fewer than MB_SCAN_SPLIT_BLOCKS (row,
- * group) blocks would run, with at least MB_SCAN_MIN_PART_TILES tiles per
- * part. A function of the shape only: the same split, hence the same bits,
- * on every device. */
-#define MB_SCAN_SPLIT_BLOCKS 256
+ * scan of every part at once) when too few (row, group) blocks would run,
+ * with at least MB_SCAN_MIN_PART_TILES tiles per part and at most
+ * MB_SCAN_MAX_PARTS parts (mb_scan_choose_parts). A function of the shape
+ * only: the same split, hence the same bits, on every device; its model
+ * counts the waves of an H100/H200 SXM (132 SMs): the forward runs two
+ * blocks per SM (MB_SCAN_FWD_SLOTS), the backward one (MB_SCAN_BWD_SLOTS). */
 #define MB_SCAN_MIN_PART_TILES 4
+#define MB_SCAN_MAX_PARTS 64
+#define MB_SCAN_FWD_SLOTS 264
+#define MB_SCAN_BWD_SLOTS 132
 /* Threads per block of the small reduction kernels. */
 #define MB_SCAN_REDUCE_THREADS 256
 /* Alignment of each region of the backward's workspace. */
@@ -133,6 +137,42 @@ static inline int mb_scan_plan_check(const mb_scan_desc *d, mb_dtype dt, mb_dtyp
   return MB_OK;
 }
 
+/* The number of parts to split each row of ntiles tiles into, for `blocks`
+ * (row, group) blocks: the p in 1 .. min(ntiles / MB_SCAN_MIN_PART_TILES,
+ * MB_SCAN_MAX_PARTS) that minimises a model of forward + backward time per
+ * row, in units of one block's pass over a whole row:
+ *   forward  ceil(blocks p / 264) / p + 0.7 ceil(blocks (p - 1) / 264) / p
+ *   backward ceil(blocks p / 132) / p + 0.5 ceil(blocks (p - 1) / 132) / p
+ * each wave of the full pass costs 1 / p of a row, the fold pass (parts
+ * 0 .. p-2 forwards, 1 .. p-1 backwards) 0.7 (its n loop is 134
+ * instructions to the full pass's 196) or 0.5 (no recompute, no gradient
+ * terms) of that, and the backward's pass 2.26 forward ones (H200: 55.2
+ * ms in 3 waves against 16.3 ms in 2 at L = 64k, kernels/cuda/SCAN.md).
+ * It reproduces the H200's batch-1 measurement (six parts: 0.56 of batch
+ * 8's tokens/s predicted, 0.60 measured) and picks eleven parts for a
+ * packed Mamba-130m row (528 blocks: whole waves both ways; predicted 1.27x
+ * six). In integers, so every host computes the same split; ties: fewer
+ * parts. */
+static inline int mb_scan_choose_parts(long long blocks, int ntiles) {
+  if (blocks <= 0 || blocks >= MB_SCAN_FWD_SLOTS) /* a full forward wave already: the model keeps whole rows */
+    return 1;
+  long long most = ntiles / MB_SCAN_MIN_PART_TILES;
+  most = most < MB_SCAN_MAX_PARTS ? most : MB_SCAN_MAX_PARTS;
+  long long best = 1, best_num = 0;
+  for (long long parts = 1; parts <= most || parts == 1; parts++) {
+    const long long f = (blocks * parts + MB_SCAN_FWD_SLOTS - 1) / MB_SCAN_FWD_SLOTS;
+    const long long ff = (blocks * (parts - 1) + MB_SCAN_FWD_SLOTS - 1) / MB_SCAN_FWD_SLOTS;
+    const long long b = (blocks * parts + MB_SCAN_BWD_SLOTS - 1) / MB_SCAN_BWD_SLOTS;
+    const long long bf = (blocks * (parts - 1) + MB_SCAN_BWD_SLOTS - 1) / MB_SCAN_BWD_SLOTS;
+    const long long num = 100 * (100 * f + 70 * ff) + 226 * (100 * b + 50 * bf); /* the cost is num / parts */
+    if (parts == 1 || num * best < best_num * parts) {
+      best = parts;
+      best_num = num;
+    }
+  }
+  return (int)best;
+}
+
 /* Fills *p for a checked descriptor. */
 static inline void mb_scan_plan_make(const mb_scan_desc *d, mb_scan_plan *p) {
   p->batch = d->batch;
@@ -142,12 +182,7 @@ static inline void mb_scan_plan_make(const mb_scan_desc *d, mb_scan_plan *p) {
   p->ntiles = (int)(((long long)d->seqlen + MB_SCAN_TILE - 1) / MB_SCAN_TILE);
   p->ngroups = (d->dim + MB_SCAN_GROUP - 1) / MB_SCAN_GROUP;
   p->blocks = (long long)d->batch * p->ngroups;
-  long long parts = 1;
-  if (p->blocks > 0 && p->blocks < MB_SCAN_SPLIT_BLOCKS) {
-    const long long want = (MB_SCAN_SPLIT_BLOCKS + p->blocks - 1) / p->blocks;
-    const long long most = p->ntiles / MB_SCAN_MIN_PART_TILES;
-    parts = want < most ? want : most;
-  }
+  const int parts = mb_scan_choose_parts(p->blocks, p->ntiles);
   if (parts < 2) {
     p->parts = 1;
     p->part_tiles = p->ntiles;

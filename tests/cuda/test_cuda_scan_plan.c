@@ -78,20 +78,38 @@ static void test_plan(void **state) {
   print_message("B=8 L=65536 D=1536 N=16: %d tiles, %d groups, %lld blocks, backward workspace %.2f GB\n", p.ntiles,
                 p.ngroups, p.blocks, (double)p.ws_bytes / 1e9);
 
-  /* the forward's row split: none when the grid is full (384 blocks),
-   * six parts for a packed row of 16k tokens (48 blocks -> 288), none for
-   * rows too short for two parts of MB_SCAN_MIN_PART_TILES tiles */
+  /* the row split (mb_scan_choose_parts): none when the grid is full (384
+   * blocks), eleven parts for a packed row of 16k tokens (48 blocks -> 528:
+   * two forward waves and four backward ones on 132 SMs, none part-filled),
+   * none for rows too short for two parts of MB_SCAN_MIN_PART_TILES tiles */
   assert_int_equal(p.parts, 1);
   assert_int_equal(p.part_tiles, 512);
   mb_scan_desc packed = {.batch = 1, .seqlen = 16384, .dim = 1536, .dstate = 16, .delta_softplus = 1};
   mb_scan_plan_make(&packed, &p);
-  assert_int_equal(p.parts, 6);
-  assert_int_equal(p.part_tiles, 22); /* 5 x 22 + 18 = 128 tiles */
+  assert_int_equal(p.parts, 11);
+  assert_int_equal(p.part_tiles, 12); /* 10 x 12 + 8 = 128 tiles */
   assert_true((long long)p.parts * p.part_tiles >= p.ntiles && (p.parts - 1) * p.part_tiles < p.ntiles);
   /* the backward's per-(row, part) regions: dA, dD, ddelta_bias partials, the fold's P and E */
-  const size_t da6 = (size_t)6 * 1536 * 16 * 4, dd6 = (size_t)6 * 1536 * 4;
-  assert_true(p.ws_dD >= p.ws_dA + da6 && p.ws_dbias >= p.ws_dD + dd6 && p.ws_P >= p.ws_dbias + dd6);
-  assert_true(p.ws_E >= p.ws_P + da6 && p.ws_bytes >= p.ws_E + da6);
+  const size_t da11 = (size_t)11 * 1536 * 16 * 4, dd11 = (size_t)11 * 1536 * 4;
+  assert_true(p.ws_dD >= p.ws_dA + da11 && p.ws_dbias >= p.ws_dD + dd11 && p.ws_P >= p.ws_dbias + dd11);
+  assert_true(p.ws_E >= p.ws_P + da11 && p.ws_bytes >= p.ws_E + da11);
+  /* the model's choices for Mamba-130m's 48 groups per row: batch 2 and 3
+   * also take eleven parts (whole waves), batch 4 (192 blocks) and 5 none
+   * (the split would cost a wave more than its fold saves), batch 6 and
+   * more fill a forward wave already */
+  const struct {
+    int batch, parts;
+  } split[] = {{2, 11}, {3, 11}, {4, 1}, {5, 1}, {6, 1}, {8, 1}};
+  for (size_t i = 0; i < sizeof split / sizeof split[0]; i++) {
+    mb_scan_desc b = packed;
+    b.batch = split[i].batch;
+    mb_scan_plan_make(&b, &p);
+    assert_int_equal(p.parts, split[i].parts);
+  }
+  /* integers: the same choice on every host, and never past the caps */
+  assert_int_equal(mb_scan_choose_parts(1, 1 << 20), MB_SCAN_MAX_PARTS);
+  assert_int_equal(mb_scan_choose_parts(48, 7), 1);
+  assert_int_equal(mb_scan_choose_parts(0, 100), 1);
   assert_int_equal(p.ws_P % MB_SCAN_WS_ALIGN, 0);
   assert_int_equal(p.ws_E % MB_SCAN_WS_ALIGN, 0);
   packed.seqlen = 7 * MB_SCAN_TILE; /* 7 tiles: one part */
