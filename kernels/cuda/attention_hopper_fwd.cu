@@ -691,7 +691,8 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
   typedef HopperWsCfg<D, CWG> C;
   typedef WsSmem<uint8_t, D, CWG> Sm;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, NS = BK / 8, NO = D / 8;
-  constexpr int CONSUMERS = C::CONSUMERS, BAR_KEYS = 1; /* named barriers: 1 among all consumers, 3 + cw per warpgroup */
+  /* named barriers: 1 among all consumers, 3 + cw within warpgroup cw */
+  constexpr int CONSUMERS = C::CONSUMERS, BAR_KEYS = 1;
   static_assert(Sm::COLS == D, "e4m3 rows are one TMA box (64 or 128 bytes)");
   static_assert(NSTAGE == 2, "V^T buffer n % 2 is also V^T stage n % NSTAGE (VTP)");
   const int tid = threadIdx.x, lane = tid & 31, ct = tid - 128, cwarp = (tid >> 5) - 4, cw = cwarp >> 2;
