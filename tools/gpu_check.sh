@@ -95,7 +95,7 @@ STEPS=(
   "bench_cuda_train_bert bench 45"
   "bench_cuda_train_mamba bench 45"
   "bench_cuda_train_bert_wgmma bench 45"
-  "bench_cuda_attention bench 75"
+  "bench_cuda_attention bench 100"
   "bench_cuda_selective_scan bench 50"
   "bench_cuda_selective_scan_b1 bench 30"
   "bench_cuda_sweep bench 100"
