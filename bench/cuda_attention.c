@@ -209,6 +209,18 @@ static double measure_peak(json_t *root) {
   return tflops;
 }
 
+/* r[name_ms] = ms and r[name_tflops] for `flop` floating-point operations;
+ * returns the TFLOP/s. */
+static double record_time(json_t *r, const char *name, float ms, double flop) {
+  const double tflops = flop / (ms * 1e-3) / 1e12;
+  char key[48];
+  snprintf(key, sizeof key, "%s_ms", name);
+  json_object_set_new(r, key, json_real(ms));
+  snprintf(key, sizeof key, "%s_tflops", name);
+  json_object_set_new(r, key, json_real(tflops));
+  return tflops;
+}
+
 /* The e4m3 forward's rows of the sweep, after it: TFLOP/s and the ratio to
  * the bf16 forward of the same tiling family on the same shape; after the
  * TMA pass also the warp-specialised e4m3 kernel (tiling 7) against bf16
@@ -344,26 +356,18 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
         for (int t = 5; t <= 8; t++) {
           CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(t));
           const float ms = time_ms(&w);
-          char key[32];
-          snprintf(key, sizeof key, "fwd_v%d_ms", t);
-          json_object_set_new(r, key, json_real(ms));
-          snprintf(key, sizeof key, "fwd_v%d_tflops", t);
-          json_object_set_new(r, key, json_real(fwd_flop / (ms * 1e-3) / 1e12));
-          printf("L %-6d D %-4d fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, ms, fwd_flop / (ms * 1e-3) / 1e12);
+          char name[16];
+          snprintf(name, sizeof name, "fwd_v%d", t);
+          printf("L %-6d D %-4d fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, ms, record_time(r, name, ms, fwd_flop));
         }
         /* the e4m3 forward under tilings 7 (warp-specialised, TMA, persistent;
          * each consumer warpgroup transposes V) and 8 (the producer's warps do) */
         w.kind = 3;
         for (int t = 7; t <= 8; t++) {
           CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(t));
-          const float e = time_ms(&w);
-          const char *tag = t == 7 ? "ws" : "wsp";
-          char key[32];
-          snprintf(key, sizeof key, "fp8_%s_fwd_ms", tag);
-          json_object_set_new(r, key, json_real(e));
-          snprintf(key, sizeof key, "fp8_%s_fwd_tflops", tag);
-          json_object_set_new(r, key, json_real(fwd_flop / (e * 1e-3) / 1e12));
-          printf("L %-6d D %-4d e4m3 fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, e, fwd_flop / (e * 1e-3) / 1e12);
+          const float ms = time_ms(&w);
+          const double tf = record_time(r, t == 7 ? "fp8_ws_fwd" : "fp8_wsp_fwd", ms, fwd_flop);
+          printf("L %-6d D %-4d e4m3 fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, ms, tf);
         }
         CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(0));
         fflush(stdout);
@@ -460,19 +464,16 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       /* e4m3 forward (evaluation): the mma.sync kernel, and on sm_90 its wgmma form */
       w.kind = 3;
       const float e0 = time_ms(&w);
-      json_object_set_new(r, "fp8_fwd_ms", json_real(e0));
-      json_object_set_new(r, "fp8_fwd_tflops", json_real(fwd_flop / (e0 * 1e-3) / 1e12));
+      record_time(r, "fp8_fwd", e0, fwd_flop);
       if (v2) {
         CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(2));
         const float e2 = time_ms(&w);
         CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(0));
-        json_object_set_new(r, "fp8_wgmma_fwd_ms", json_real(e2));
-        json_object_set_new(r, "fp8_wgmma_fwd_tflops", json_real(fwd_flop / (e2 * 1e-3) / 1e12));
+        record_time(r, "fp8_wgmma_fwd", e2, fwd_flop);
         CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(4)); /* the pipelined fp8 kernel */
         const float e4 = time_ms(&w);
         CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(0));
-        json_object_set_new(r, "fp8_pipe_fwd_ms", json_real(e4));
-        json_object_set_new(r, "fp8_pipe_fwd_tflops", json_real(fwd_flop / (e4 * 1e-3) / 1e12));
+        record_time(r, "fp8_pipe_fwd", e4, fwd_flop);
       }
       json_array_append_new(rows, r);
       CHECK_CUDA(cudaFree(w.ws));

@@ -436,6 +436,13 @@ template <typename T, int D, int CWG> struct WsSmem {
    * vt(0, st)) made, and read by the consumers */
   __device__ __forceinline__ uint64_t *full_vt(uint32_t st) const { return bar(2 + 4 * C::NSTAGE + st); }
   __device__ __forceinline__ uint64_t *empty_vt(uint32_t st) const { return bar(2 + 5 * C::NSTAGE + st); }
+  /* a consumer warp's lane 0, once S of the key tile in stage st is in: K
+   * read, and Q too after the query tile's last S */
+  __device__ __forceinline__ void release_after_s(uint32_t st, bool last_s) const {
+    attn_mbar_arrive(empty_k(st));
+    if (last_s)
+      attn_mbar_arrive(empty_q());
+  }
 };
 
 /* The producer's loads for one query tile (rows q0.. of the sequence at
@@ -522,11 +529,8 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
     turn.after_issue(false);
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
-    if (lane == 0) {
-      attn_mbar_arrive(sm.empty_k(sk)); /* K_0 read */
-      if (nkt == 1)
-        attn_mbar_arrive(sm.empty_q()); /* and Q, for the last time in this tile */
-    }
+    if (lane == 0)
+      sm.release_after_s(sk, nkt == 1); /* K read; Q after the tile's last S */
     attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, 0, gr, tq);
     attn_online_softmax<1, NS, NO>(s, m, l, o, a.scale_log2, 0.0f); /* O = 0: the rescale is moot */
 #pragma unroll
@@ -556,11 +560,8 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
     turn.after_issue(false);
     attn_wgmma_wait<1>(); /* S_{kt+1} done; the product into O runs on */
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
-    if (lane == 0) {
-      attn_mbar_arrive(sm.empty_k(sk)); /* K_{kt+1} read */
-      if (kt + 2 == nkt)
-        attn_mbar_arrive(sm.empty_q()); /* the tile's last S: Q read */
-    }
+    if (lane == 0)
+      sm.release_after_s(sk, kt + 2 == nkt); /* K read; Q after the tile's last S */
     float corr[1][2] = {{1.0f, 1.0f}};
     bool moved = false;
     for (int pass = 0; pass < a.opaque_one; pass++) { /* the softmax between the waits: see tiling 4 */
@@ -760,11 +761,8 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
     transpose_v(kbase, 0); /* under S_0 */
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
-    if (lane == 0) {
-      attn_mbar_arrive(sm.empty_k(st)); /* K_0 read */
-      if (nkt == 1)
-        attn_mbar_arrive(sm.empty_q()); /* and Q, for the last time in this tile */
-    }
+    if (lane == 0)
+      sm.release_after_s(st, nkt == 1); /* K read; Q after the tile's last S */
     attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, 0, gr, tq);
     attn_online_softmax<1, NS, NO>(s, m, l, o, sc.qk_log2, 8.0f); /* P scaled by 2^8; O = 0: no rescale */
 #pragma unroll
@@ -797,11 +795,8 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
     transpose_v(n1, kt + 1);
     attn_wgmma_wait<1>(); /* S_{kt+1} done; the product into O runs on */
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
-    if (lane == 0) {
-      attn_mbar_arrive(sm.empty_k(st)); /* K_{kt+1} read */
-      if (kt + 2 == nkt)
-        attn_mbar_arrive(sm.empty_q()); /* the tile's last S: Q read */
-    }
+    if (lane == 0)
+      sm.release_after_s(st, kt + 2 == nkt); /* K read; Q after the tile's last S */
     float corr[1][2] = {{1.0f, 1.0f}};
     bool moved = false;
     for (int pass = 0; pass < a.opaque_one; pass++) { /* the softmax between the waits: see tiling 4 */

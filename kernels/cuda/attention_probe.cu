@@ -124,6 +124,24 @@ __device__ __forceinline__ void probe_ss64(float (&d)[32], uint64_t adesc, uint6
   attn_wgmma_pin<32>(d);
 }
 
+/* Two TMA boxes (map0 at column x0 into dst0, map1 at x1 into dst1, bytes
+ * in all) on the mbarrier at bar, which this sets up: every thread returns
+ * once both have landed. */
+__device__ __forceinline__ void probe_tma_two(uint64_t *bar, uint32_t bytes, void *dst0, const AttnTmaMap *map0,
+                                              int x0, void *dst1, const AttnTmaMap *map1, int x1) {
+  if (threadIdx.x == 0) {
+    attn_mbar_init(bar, 1);
+    attn_mbar_init_fence();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    attn_mbar_arrive_expect_tx(bar, bytes);
+    attn_tma_load_3d(dst0, map0, x0, 0, 0, bar);
+    attn_tma_load_3d(dst1, map1, x1, 0, 0, bar);
+  }
+  attn_mbar_wait(bar, 0);
+}
+
 /* A 16-bit element into shared memory at byte offset off, as two tracked
  * byte stores (the emulator checks the fence before the wgmma). */
 __device__ __forceinline__ void probe_sts16(uint8_t *smem, size_t off, attn_bf16 v) {
@@ -189,22 +207,10 @@ __global__ void __launch_bounds__(128)
   attn_bf16 *sX = reinterpret_cast<attn_bf16 *>(attn_align_smem_1024(raw)); /* Q, or V's two column chunks */
   attn_bf16 *sK = sX + 2 * 64 * 64;
   uint64_t *bar = reinterpret_cast<uint64_t *>(sK + 64 * 64);
-  if (threadIdx.x == 0) {
-    attn_mbar_init(bar, 1);
-    attn_mbar_init_fence();
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    attn_mbar_arrive_expect_tx(bar, 2 * 64 * 64 * 2);
-    if (mn) { /* V: columns 0-63 and 64-127 */
-      attn_tma_load_3d(sX, &maps.v, 0, 0, 0, bar);
-      attn_tma_load_3d(sX + 64 * 64, &maps.v, 64, 0, 0, bar);
-    } else {
-      attn_tma_load_3d(sX, &maps.q, 0, 0, 0, bar);
-      attn_tma_load_3d(sK, &maps.k, 0, 0, 0, bar);
-    }
-  }
-  attn_mbar_wait(bar, 0);
+  if (mn) /* V: columns 0-63 and 64-127 */
+    probe_tma_two(bar, 2 * 64 * 64 * 2, sX, &maps.v, 0, sX + 64 * 64, &maps.v, 64);
+  else
+    probe_tma_two(bar, 2 * 64 * 64 * 2, sX, &maps.q, 0, sK, &maps.k, 0);
   if (mn) {
     const attn_bf16 *P = m16, *V = m16 + PROBE_BF16;
     float d[64];
@@ -333,17 +339,7 @@ __global__ void __launch_bounds__(128)
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
   uint8_t *sQ = attn_align_smem_1024(raw), *sK = sQ + 64 * 128;
   uint64_t *bar = reinterpret_cast<uint64_t *>(sK + 64 * 128);
-  if (threadIdx.x == 0) {
-    attn_mbar_init(bar, 1);
-    attn_mbar_init_fence();
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    attn_mbar_arrive_expect_tx(bar, 2 * 64 * k);
-    attn_tma_load_3d(sQ, &maps.q, 0, 0, 0, bar);
-    attn_tma_load_3d(sK, &maps.k, 0, 0, 0, bar);
-  }
-  attn_mbar_wait(bar, 0);
+  probe_tma_two(bar, 2 * 64 * k, sQ, &maps.q, 0, sK, &maps.k, 0);
   const uint64_t qdesc = k == 128 ? attn_wgmma_desc_sw128(sQ, 16, 1024) : attn_wgmma_desc_sw64(sQ, 16, 512);
   const uint64_t kdesc = k == 128 ? attn_wgmma_desc_sw128(sK, 16, 1024) : attn_wgmma_desc_sw64(sK, 16, 512);
   float d[32];
