@@ -711,6 +711,10 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
     for (int i = 0; i < K; i++)
       acc[i] = dAw[i] = q[i] = 0.0f;
 
+    /* dA of step n over the channel's segments: a butterfly (every lane gets
+     * the same bits: each step adds the same two numbers on both sides), run
+     * among step n + 1's scan shuffles so that its four rounds add no wait */
+    float dA_pend = 0.0f;
     for (int n = 0; n < N; n++) {
       const int buf = n & 1;
       const float A = As[c * N + n], A2 = A * SC_LOG2E;
@@ -747,54 +751,62 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
         continue;
       }
 
-      /* forwards: the states h_{t-1} entering each token */
+      /* forwards: segment (Ag, Bg) -- the state leaving it is Ag h_in + Bg;
+       * backwards: (P, Q) -- e leaving it to the left is P e_in + Q, where
+       * e_in enters its last token from the right. The two folds and the two
+       * scans over the channel's segments do not depend on each other, so
+       * they run side by side: each shuffle round waits once for four
+       * shuffles instead of twice for two (the same sums as one after the
+       * other, so the same bits) */
       float Ag = a[0], Bg = dtu[0] * Bv[0];
       SC_UNROLL
       for (int i = 1; i < K; i++) {
         Bg = a[i] * Bg + dtu[i] * Bv[i];
         Ag *= a[i];
       }
-      const float Pseg = Ag; /* product of this segment's decays, for the reverse scan */
-      float carry = 0.0f;
+      float P = Ag, Q = 0.0f;
+      SC_UNROLL
+      for (int i = K - 1; i >= 0; i--)
+        Q = a[i] * (Q + g[i] * Cv[i]);
+      float carry = 0.0f, ecarry = 0.0f;
       if (seg == 0) {
         carry = hs[c * N + n];
         Bg = Ag * carry + Bg;
       }
-      SC_UNROLL
-      for (int off = 1; off < S; off *= 2) {
-        const float Au = sc_shfl_up(Ag, off * CH), Bu = sc_shfl_up(Bg, off * CH);
-        if (seg >= off) {
-          Bg = Ag * Bu + Bg;
-          Ag = Ag * Au;
-        }
-      }
-      float h = sc_shfl_up(Bg, CH);
-      if (seg == 0)
-        h = carry;
-      SC_UNROLL
-      for (int i = 0; i < K; i++) {
-        hp[i] = h;
-        h = a[i] * h + dtu[i] * Bv[i];
-      }
-
-      /* backwards: e leaving a segment to the left is P e_in + Q, where
-       * e_in enters its last token from the right */
-      float P = Pseg, Q = 0.0f;
-      SC_UNROLL
-      for (int i = K - 1; i >= 0; i--)
-        Q = a[i] * (Q + g[i] * Cv[i]);
-      float ecarry = 0.0f;
       if (seg == S - 1) {
         ecarry = es[c * N + n];
         Q = P * ecarry + Q;
       }
-      sc_scan_down<S, CH>(P, Q, seg);
+      SC_UNROLL
+      for (int off = 1; off < S; off *= 2) {
+        const float Au = sc_shfl_up(Ag, off * CH), Bu = sc_shfl_up(Bg, off * CH);
+        const float Pd = sc_shfl_down(P, off * CH), Qd = sc_shfl_down(Q, off * CH);
+        dA_pend += sc_shfl_xor(dA_pend, off * CH);
+        if (seg >= off) {
+          Bg = Ag * Bu + Bg;
+          Ag = Ag * Au;
+        }
+        if (seg + off < S) {
+          Q = P * Qd + Q;
+          P = P * Pd;
+        }
+      }
+      if (seg == 0 && n > 0)
+        dAs[c * N + n - 1] += dA_pend;
+      float h = sc_shfl_up(Bg, CH);
+      if (seg == 0)
+        h = carry;
       float e = sc_shfl_down(Q, CH); /* e entering this segment's last token */
       if (seg == S - 1)
         e = ecarry;
       const float leaving = sc_shfl(Q, cl); /* e leaving the tile's first token (segment 0) */
       if (seg == S - 1)                     /* the lane that read the reverse carry writes it */
         es[c * N + n] = leaving;
+      SC_UNROLL
+      for (int i = 0; i < K; i++) {
+        hp[i] = h;
+        h = a[i] * h + dtu[i] * Bv[i];
+      }
 
       float dA_part = 0.0f, sB[K], sC[K];
       SC_UNROLL
@@ -821,13 +833,7 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
         sc_st4(rB + i, vb);
         sc_st4(rC + i, vc);
       }
-      /* dA over the channel's 16 segments: a butterfly gives every lane the
-       * same bits (each step adds the same two numbers on both sides) */
-      SC_UNROLL
-      for (int off = 1; off < S; off *= 2)
-        dA_part += sc_shfl_xor(dA_part, off * CH);
-      if (seg == 0)
-        dAs[c * N + n] += dA_part;
+      dA_pend = dA_part; /* summed over the segments in step n + 1's shuffle rounds */
       sc_sync(); /* shares of step n written; everyone has read row n of Bs, Cs */
       if (tid < 2 * TILE) {
         const int share = tid / TILE, tt = tid % TILE;
@@ -839,6 +845,13 @@ SC_KERNEL void SC_BOUNDS(MB_SCAN_BWD_THREADS, 1) scan_bwd_kernel(const scan_para
       }
       /* the other buffer is written next; this one again only after the
        * next step's barrier, which every reader of it has passed */
+    }
+    if (!FOLD) { /* the last step's dA */
+      SC_UNROLL
+      for (int off = 1; off < S; off *= 2)
+        dA_pend += sc_shfl_xor(dA_pend, off * CH);
+      if (seg == 0)
+        dAs[c * N + N - 1] += dA_pend;
     }
 
     if (!FOLD) { /* the fold pass has no gradients */
