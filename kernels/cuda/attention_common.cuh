@@ -258,8 +258,9 @@ static inline dim3 attn_tile_grid(const mb_attn_desc *d, int rows) {
  * tile (attn_work_first, attn_work_step), and a grid of one CTA per SM
  * walks the same tiles in the same order, gridDim.x apart. In int, which
  * a TMA producer's 24 registers can hold: the launch checks that the
- * tiles fit (attn_work_fits). */
-static inline bool attn_work_fits(dim3 grid) { return (int64_t)grid.x * grid.y * grid.z <= INT_MAX; }
+ * tiles fit with room for the last step past them (attn_work_fits: w <
+ * count and step <= count, so w + step < 2 count <= INT_MAX). */
+static inline bool attn_work_fits(dim3 grid) { return (int64_t)grid.x * grid.y * grid.z <= INT_MAX / 2; }
 __device__ __forceinline__ int attn_work_count(const AttnArgs &a, int rows) {
   const AttnTileExtent e = attn_tile_extent(a.seqlen, a.heads, a.batch, a.nseq, a.cu_seqlens != NULL, rows);
   return e.x * e.y * e.z;
@@ -863,6 +864,42 @@ template <typename TO, typename K, typename... More>
 static inline int attn_launch_fwd(K *kernel, const char *name, const mb_attn_desc *d, const AttnArgs &a, int rows,
                                   int nt, size_t smem, cudaStream_t s, const More &...more) {
   return attn_launch_fwd_grid<TO>(kernel, name, a, attn_tile_grid(d, rows), nt, smem, s, more...);
+}
+
+/* setmaxnreg's split of a warp-specialised CTA: a producer warpgroup (128
+ * threads) gives registers back down to PRODUCER each and CONSUMERS threads
+ * take them up to CONSUMER each. The hardware moves them through the CTA's
+ * own pool, which holds only what the producer gave back: the consumers'
+ * setmaxnreg.inc waits until 128 (launch - PRODUCER) >= CONSUMERS (CONSUMER
+ * - launch), so a kernel that starts with fewer registers per thread than
+ * that would wait for ever. ptxas 13.0 gives these kernels all that
+ * __launch_bounds__(NT, 1) allows (168 at 384 threads: exactly what 24 /
+ * 240 needs), even under -maxrregcount=160; tests/cuda/check_wgmma_ptxas.sh
+ * checks that it still does, and the launchers check the loaded image
+ * (attn_reg_split_check), so another compiler's choice is an error, not a
+ * hang. */
+template <int PRODUCER, int CONSUMER, int CONSUMERS> struct AttnRegSplit {
+  static constexpr int producer = PRODUCER, consumer = CONSUMER, consumers = CONSUMERS, nt = 128 + CONSUMERS;
+  /* per thread at launch: the least that lets the consumers' .inc through */
+  static constexpr int launch_min = (128 * PRODUCER + CONSUMERS * CONSUMER + nt - 1) / nt;
+  /* the most a thread of an nt-thread CTA can get (8-register steps, 255 at most) */
+  static constexpr int launch_max = (65536 / nt) / 8 * 8 < 255 ? (65536 / nt) / 8 * 8 : 255;
+  static_assert(PRODUCER % 8 == 0 && CONSUMER % 8 == 0 && PRODUCER >= 24 && CONSUMER <= 256, "setmaxnreg's range");
+  static_assert(128 * PRODUCER + CONSUMERS * CONSUMER <= 65536, "the split fits the register file");
+  static_assert(launch_min <= launch_max, "the consumers' registers can come from the producer's at full launch");
+};
+template <class Split, class K> static inline int attn_reg_split_check(K *kernel, const char *name) {
+  /* on every launch, like cudaFuncSetAttribute beside it (host-side, cheap,
+   * allowed during graph capture) */
+  struct cudaFuncAttributes fa;
+  MB_CUDA_TRY(cudaFuncGetAttributes(&fa, kernel));
+  if (fa.numRegs < Split::launch_min)
+    return MB_ERR(MB_EUNSUPPORTED,
+                  "cuda attention: %s was built with %d registers per thread, and its setmaxnreg split (%d for the "
+                  "producer warpgroup, %d for %d consumer threads) needs at least %d at launch: the consumers would "
+                  "wait for ever (built by another compiler?)",
+                  name, fa.numRegs, Split::producer, Split::consumer, Split::consumers, Split::launch_min);
+  return MB_OK;
 }
 
 /* A persistent grid for a kernel that loops over the work tiles

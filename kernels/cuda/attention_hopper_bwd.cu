@@ -448,8 +448,13 @@ __device__ __forceinline__ void bwd_ws_dq_atomic(const AttnArgs &a, const AttnSe
  * TMA reads past a sequence's end read the next sequence or the varlen
  * budget's unwritten tail: the consumers zero the last tile's Q and dO rows
  * past the end before using them (0 x NaN would reach dK and dV). */
+/* setmaxnreg in both of tiling 2's kernels (AttnRegSplit): 24 registers per
+ * thread for the producer warpgroup, 240 for the two consumer warpgroups */
+typedef AttnRegSplit<24, 240, 256> BwdWsRegs;
+
 template <int D> struct HopperBwdWsCfg {
   static constexpr int NT = 384, BKV = 128, BQ = 64, NSTAGE = 3;
+  static_assert(NT == BwdWsRegs::nt, "the split covers the CTA");
   /* alignment; K, V; NSTAGE stages of Q and dO; with FASTDQ two buffers of
    * the two warpgroups' dS^T tiles; NSTAGE stages of lse2 and D; key flags;
    * mbarriers */
@@ -504,7 +509,7 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
   bwd_ws_init_barriers<NSTAGE>(full_kv, full, empty);
 
   if (warp < 4) { /* the producer warpgroup; its first warp loads */
-    attn_setmaxnreg_dec<24>();
+    attn_setmaxnreg_dec<BwdWsRegs::producer>();
     if (warp == 0) {
       if (lane == 0) /* K, V: full_kv counts one arrival */
         bwd_ws_load_pair<T, D, BKV>(0, full_kv, sK, &maps.k, sV, &maps.v, h, g.start + j0);
@@ -525,7 +530,7 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
     return;
   }
 
-  attn_setmaxnreg_inc<240>();
+  attn_setmaxnreg_inc<BwdWsRegs::consumer>();
   const int ct = tid - 128, cwarp = warp - 4, gr = lane >> 2, tq = lane & 3;
   const int krow = cwarp * 16 + gr; /* this thread's keys: j0 + krow and j0 + krow + 8 */
   const bool keep0 = sKeep[krow] != 0, keep1 = sKeep[krow + 8] != 0;
@@ -759,6 +764,7 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, HopperDqCfg<D>::MIN_CTAS) 
  * consumers (0 x NaN from the next sequence or the varlen tail). */
 template <int D> struct HopperDqWsCfg {
   static constexpr int NT = 384, BQ = 128, BK = 64, NSTAGE = 3;
+  static_assert(NT == BwdWsRegs::nt, "the split covers the CTA");
   template <typename T> static constexpr size_t smem_bytes() {
     /* alignment; Q, dO; NSTAGE stages of K, V; mbarriers; NSTAGE stages of key flags and the hidden flag */
     return 1024 + (size_t)(2 * BQ + 2 * NSTAGE * BK) * D * sizeof(T) + NSTAGE * (BK + 1) * sizeof(int) +
@@ -797,7 +803,7 @@ __global__ void __launch_bounds__(HopperDqWsCfg<D>::NT, 1)
   bwd_ws_init_barriers<NSTAGE>(full_q, full, empty);
 
   if (warp < 4) { /* the producer warpgroup; its first warp loads */
-    attn_setmaxnreg_dec<24>();
+    attn_setmaxnreg_dec<BwdWsRegs::producer>();
     if (warp == 0) {
       if (lane == 0) /* Q, dO: full_q counts one arrival */
         bwd_ws_load_pair<T, D, BQ>(0, full_q, sQ, &maps.q, sdO, &maps.dout, h, g.start + i0);
@@ -818,7 +824,7 @@ __global__ void __launch_bounds__(HopperDqWsCfg<D>::NT, 1)
     return;
   }
 
-  attn_setmaxnreg_inc<240>();
+  attn_setmaxnreg_inc<BwdWsRegs::consumer>();
   const int ct = tid - 128, cwarp = warp - 4, gr = lane >> 2, tq = lane & 3, w16 = cwarp * 16;
   float lse2[2], dsum[2];
   bool live[2];
@@ -868,6 +874,7 @@ static inline int bwd_tma_maps(AttnBwdTmaMaps *m, const mb_attn_desc *d, const A
 template <typename K>
 static inline int bwd_ws_launch_one(K *kernel, const char *name, const mb_attn_desc *d, const AttnArgs &a, int rows,
                                     int nt, size_t smem, const AttnBwdTmaMaps &maps, cudaStream_t s) {
+  MB_TRY((attn_reg_split_check<BwdWsRegs>(kernel, name)));
   MB_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   ATTN_LAUNCH(kernel, attn_tile_grid(d, rows), nt, smem, s, a, maps);
   ATTN_LAUNCH_CHECK(name);

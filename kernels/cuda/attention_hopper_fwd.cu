@@ -345,6 +345,12 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
  * The consumers get 160 registers each (tiling 5's need 157 at D = 64;
  * 128 x 24 + 384 x 160 fit the SM's 64K). At D = 128 (183 needed) tiling 8
  * is tiling 7. */
+/* setmaxnreg (AttnRegSplit): the producer warpgroup keeps 24 registers per
+ * thread (40 when its warps 1-3 transpose e4m3 V), the consumers get 240 (224
+ * beside the transposers; 160 for three consumer warpgroups). */
+template <int CWG, bool VTP>
+using HopperWsRegs = AttnRegSplit<VTP ? 40 : 24, VTP ? 224 : CWG == 3 ? 160 : 240, 128 * CWG>;
+
 template <int D, int CWG = 2> struct HopperWsCfg {
   static_assert(CWG == 2 || (CWG == 3 && D == 64), "three consumer warpgroups at D = 64 only");
   static constexpr int CONSUMERS = 128 * CWG, NT = 128 + CONSUMERS, BQ = 64 * CWG, BK = 128, NSTAGE = 2;
@@ -849,11 +855,8 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
 #if ATTN_HAS_WGMMA
   typedef HopperWsCfg<D, CWG> C;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, CONSUMERS = C::CONSUMERS;
-  /* setmaxnreg: the producer warpgroup's and each consumer warpgroup's
-   * registers per thread, 128 x 24 + CONSUMERS x 240 / 160 within 64K (VTP:
-   * 40 for the transposing warps, 224 for the consumers) */
-  constexpr int PRODUCER_REGS = VTP ? 40 : 24, CONSUMER_REGS = VTP ? 224 : CWG == 3 ? 160 : 240;
-  static_assert(128 * PRODUCER_REGS + CONSUMERS * CONSUMER_REGS <= 65536, "the register file");
+  typedef HopperWsRegs<CWG, VTP> R; /* setmaxnreg's split */
+  static_assert(R::nt == C::NT, "the split covers the CTA");
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
   const WsSmem<T, D, CWG> sm(raw);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -884,7 +887,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
   __syncthreads(); /* the barriers exist before anyone waits on them; the last CTA-wide barrier */
 
   if (warp < 4) { /* the producer warpgroup */
-    attn_setmaxnreg_dec<PRODUCER_REGS>();
+    attn_setmaxnreg_dec<R::producer>();
     if constexpr (VTP) { /* warps 1-3 make V^T for every key tile */
       if (warp > 0) {
         uint32_t kbase = 0;
@@ -919,7 +922,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
     return;
   }
 
-  attn_setmaxnreg_inc<CONSUMER_REGS>();
+  attn_setmaxnreg_inc<R::consumer>();
   /* one query tile's work: bf16/f16, or e4m3 (1-byte T) */
   auto consume = [&](int nkt, uint32_t it, uint32_t kbase) {
     if constexpr (sizeof(T) == 1)
@@ -959,13 +962,15 @@ int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   dim3 grid = attn_tile_grid(d, C::BQ);
   if (!attn_work_fits(grid))
     return MB_ERR(MB_EUNSUPPORTED,
-                  "cuda flash attention forward: %u x %u x %u query tiles, more than tilings 5-8 can count (2^31 - 1)",
+                  "cuda flash attention forward: %u x %u x %u query tiles, more than tilings 5-8 can count (2^30)",
                   grid.x, grid.y, grid.z);
   if (PERSIST)
     MB_TRY(attn_persistent_grid(d, C::BQ, 1, &grid));
   typedef typename std::conditional<sizeof(T) == 1, attn_bf16, T>::type TO; /* e4m3 in, bf16 out */
-  return attn_launch_fwd_grid<TO>(attn_hopper_fwd_ws_kernel<T, D, CWG, PINGPONG, PERSIST, VTP>,
-                                  "attn_hopper_fwd_ws_kernel", a, grid, C::NT, C::template smem_bytes<T>(), s, maps);
+  auto *kernel = attn_hopper_fwd_ws_kernel<T, D, CWG, PINGPONG, PERSIST, VTP>;
+  MB_TRY((attn_reg_split_check<HopperWsRegs<CWG, VTP>>(kernel, "attn_hopper_fwd_ws_kernel")));
+  return attn_launch_fwd_grid<TO>(kernel, "attn_hopper_fwd_ws_kernel", a, grid, C::NT, C::template smem_bytes<T>(), s,
+                                  maps);
 }
 
 /* Tiling 5, 6 (ping-pong), 7 (persistent) or 8 (7 with three consumer

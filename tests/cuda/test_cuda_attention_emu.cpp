@@ -572,6 +572,38 @@ static void test_tiling3_head_dim(void **state) {
   assert_non_null(strstr(mb_error_message(), "head_dim 64 only"));
 }
 
+/* setmaxnreg's split needs the registers ptxas gives at launch (AttnRegSplit:
+ * 168 per thread for 24 / 240, all that 384 threads can have): a kernel
+ * built with fewer (say under -maxrregcount) would leave its consumers
+ * waiting for ever on a GPU, so the launchers refuse it, naming the kernel. */
+static void test_setmaxnreg_guard(void **state) {
+  (void)state;
+  static_assert(AttnRegSplit<24, 240, 256>::launch_min == 168 && AttnRegSplit<24, 240, 256>::launch_max == 168,
+                "tilings 5-7 and backward tiling 2: no register to spare");
+  static_assert(AttnRegSplit<40, 224, 256>::launch_min == 163, "e4m3 tiling 8 (the producer's warps transpose)");
+  static_assert(AttnRegSplit<24, 160, 384>::launch_min == 126 && AttnRegSplit<24, 160, 384>::launch_max == 128,
+                "three consumer warpgroups");
+  problem p;
+  problem_init(p, cases[1], MB_BF16, 64);
+  set_order(0);
+  emu::S().func_regs = 167;
+  assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(7), MB_OK);
+  int rc = mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.d, MB_BF16, p.dev_q.data(), p.dev_k.data(), p.dev_v.data(),
+                                 p.out.data(), p.lse.data(), NULL);
+  assert_int_equal(rc, MB_EUNSUPPORTED);
+  assert_non_null(strstr(mb_error_message(), "attn_hopper_fwd_ws_kernel was built with 167 registers"));
+  assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(0), MB_OK);
+  assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
+  rc = mb_cuda_attn_bwd_with(MB_CUDA_ATTN_FLASH, &p.d, MB_BF16, p.dev_q.data(), p.dev_k.data(), p.dev_v.data(),
+                             p.out.data(), p.lse.data(), p.dev_dout.data(), p.dq.data(), p.dk.data(), p.dv.data(),
+                             p.ws.data(), p.ws.size(), NULL);
+  assert_int_equal(rc, MB_EUNSUPPORTED);
+  assert_non_null(strstr(mb_error_message(), "needs at least 168 at launch"));
+  emu::S().func_regs = 168;
+  assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
+  expect_no_emu_error("setmaxnreg guard");
+}
+
 /* The process-wide kernel switches back to their defaults (a failed test
  * may have left them set). */
 static void reset_switches() {
@@ -763,6 +795,7 @@ int main(void) {
       cmocka_unit_test(test_hopper_probe),
       cmocka_unit_test(test_flash_bf16),    cmocka_unit_test(test_flash_f16),
       cmocka_unit_test(test_dq_large),      cmocka_unit_test(test_tiling3_head_dim),
+      cmocka_unit_test(test_setmaxnreg_guard),
       cmocka_unit_test(test_flash_fp8),  cmocka_unit_test(test_reference),
   };
   const int failed = cmocka_run_group_tests(tests, NULL, NULL);

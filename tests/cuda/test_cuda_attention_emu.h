@@ -201,6 +201,7 @@ struct State {
   int bar_arrive_count[16] = {0};             /* the thread count they gave */
   std::function<void()> body;
   int order = 0; /* run_block's thread orders, 0..3 */
+  int func_regs = 168; /* cudaFuncGetAttributes' numRegs: what ptxas gives the 384-thread kernels */
   std::mt19937 rng{12345};
   long long collectives = 0, launches = 0, errors = 0, wgmma_issued = 0, tma_issued = 0;
   char first_error[512] = {0};
@@ -1317,6 +1318,7 @@ ATTN_EMU_EXTERN_C cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *a
   memset(attr, 0, sizeof *attr);
   attr->ptxVersion = 90;
   attr->binaryVersion = 90;
+  attr->numRegs = emu::S().func_regs;
   return cudaSuccess;
 }
 

@@ -101,7 +101,7 @@ enum cudaFuncAttribute {
 };
 enum cudaSharedCarveout { cudaSharedmemCarveoutMaxShared = 100 };
 struct cudaFuncAttributes {
-  int binaryVersion, ptxVersion;
+  int binaryVersion, ptxVersion, numRegs;
 };
 cudaError_t cudaGetLastError(void);
 const char *cudaGetErrorString(cudaError_t e);
