@@ -1,18 +1,16 @@
 /* cuda_attention.c (bench_cuda_attention): fused attention on the GPU.
  *
  *   bench_cuda_attention [--json PATH] [--tokens N] [--heads H] [--reps R] [--causal] [--quick]
- *                        [--skip-wgmma]
+ *                        [--skip-wgmma] [--pass first|tma|bwd-ws|fp8-ws]
  *
  * 1. The card's bf16 peak, measured in the same run: an 8192^3 bf16 GEMM
  *    through mambert's cuBLASLt path (kernels/cuda/gemm.h), f32 accumulation.
  * 2. TFLOP/s of the flash forward (tilings 0 and 1, and on sm_90 the
- *    wgmma tilings 2, 3 (head_dim 64), 4 and 5 to 8 -- 5 to 8, the TMA ones,
- *    in a last pass after the JSON is first written, so a hang or fault
- *    there costs nothing else) and backward (both dQ modes of tiling 0: the
- *    deterministic dQ pass, the default, and f32 atomics; on sm_90 the wgmma
- *    tiling 1; --skip-wgmma leaves the wgmma tilings out), and the e4m3
- *    forward (mma.sync, and on sm_90 its wgmma forms: tilings 2 and 4, and
- *    in the last pass the warp-specialised ones, tilings 7 and 8) at
+ *    wgmma tilings 2, 3 (head_dim 64), 4 and 5 to 8) and backward (both dQ
+ *    modes of tiling 0: the deterministic dQ pass, the default, and f32
+ *    atomics; on sm_90 the wgmma tilings 1 and 2, tiling 2 in both modes;
+ *    --skip-wgmma leaves the wgmma tilings out), and the e4m3 forward
+ *    (mma.sync, and on sm_90 its wgmma forms: tilings 2, 4, 7 and 8) at
  *    L = 512 .. 16384 and head_dim 64 and 128, with batch x heads filling
  *    the GPU: N = 16384 tokens in total (batch = N / L) and H = 16 heads.
  *    FLOPs as FlashAttention counts them: forward 4 B H L^2 D (halved when
@@ -28,6 +26,12 @@
  *    forward again under tilings 5, 7 and 8 (the persistent ones walk
  *    their tiles in a fixed order: mixed lengths are where that can
  *    balance worse than the hardware's scheduler).
+ * In passes, the JSON written after each (--pass runs one, adding to the
+ * JSON the earlier ones wrote): first, every kernel that has run on a GPU
+ * before but forward tilings 5-6; then tma (forward tilings 5 to 8 and the
+ * packed forward under 5, 7, 8), bwd-ws (backward tiling 2) and fp8-ws (the
+ * e4m3 forward under tilings 7-8): TMA and mbarrier kernels whose first
+ * hang or fault on a new GPU must not cost the numbers before it.
  * Every time is the median of R samples, each 5 back-to-back runs between
  * two events (per run), after 2 warm-ups. Prints a table; writes JSON
  * (default bench_cuda_attention.json; "rows", "packed_vs_padded";
@@ -293,25 +297,54 @@ static void print_wgmma_fwd(json_t *rows) {
   }
 }
 
-/* tma_pass = 0: every kernel but forward tilings 5-8, one row per
- * (D, L); 1: tilings 5-8 only, into those rows (run after the JSON is
- * written: they are the first kernels on TMA and mbarriers, and a hang or
- * a fault there must not cost the other numbers). */
-static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int quick, int skip_wgmma, int tma_pass) {
+/* The sweep's passes. PASS_FIRST: every kernel already run on a GPU but
+ * forward tilings 5-6, one row per (D, L). The others add to those rows,
+ * each after the JSON has been written, and each can run as a process of
+ * its own (--pass): kernels on TMA and mbarriers that no GPU has run yet
+ * may hang or fault, and that must not cost the numbers before them.
+ * PASS_TMA: forward tilings 5 to 8 (5, 6 measured; 7, 8 new); PASS_BWD_WS:
+ * backward tiling 2 in both dQ modes; PASS_FP8_WS: the e4m3 forward under
+ * tilings 7 and 8. */
+enum { PASS_FIRST, PASS_TMA, PASS_BWD_WS, PASS_FP8_WS, NPASS };
+static const char *const pass_names[NPASS] = {"first", "tma", "bwd-ws", "fp8-ws"};
+
+/* The row of (L, D) in rows, appended when the pass that makes rows did not
+ * run in this process (its JSON was not there). */
+static json_t *row_for(json_t *rows, int L, int D, int B, int H, int causal) {
+  size_t i;
+  json_t *r;
+  json_array_foreach(rows, i, r) {
+    if (json_integer_value(json_object_get(r, "L")) == L && json_integer_value(json_object_get(r, "D")) == D)
+      return r;
+  }
+  r = json_object();
+  json_object_set_new(r, "L", json_integer(L));
+  json_object_set_new(r, "D", json_integer(D));
+  json_object_set_new(r, "B", json_integer(B));
+  json_object_set_new(r, "H", json_integer(H));
+  json_object_set_new(r, "causal", json_boolean(causal));
+  json_array_append_new(rows, r);
+  return r;
+}
+
+static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int quick, int skip_wgmma, int pass) {
   const int lens[] = {512, 1024, 2048, 4096, 8192, 16384};
   const int dims[] = {64, 128};
   int v2 = 0; /* the wgmma tiling runs here (sm_90) */
   CHECK_MB(mb_cuda_attn_flash_fwd_variant_runs(2, &v2));
   v2 = v2 && !skip_wgmma;
-  size_t row = 0;
-  if (tma_pass && !v2)
+  if (pass != PASS_FIRST && !v2)
     return;
-  if (tma_pass)
+  if (pass == PASS_TMA)
     printf("\ntiming forward tilings 5 to 8 (TMA, warp-specialised)\n");
+  else if (pass == PASS_BWD_WS)
+    printf("\ntiming backward tiling 2 (TMA, warp-specialised), both dQ modes\n");
+  else if (pass == PASS_FP8_WS)
+    printf("\ntiming the e4m3 forward under tilings 7 and 8 (TMA, warp-specialised)\n");
   else
     printf("\n(fwd: tiling v0, the default; fwd-v1: 8 warps x 16 rows; fwd-v2: wgmma, sm_90 only, at D=64 "
          "/ tiling 3's (two CTAs per SM);\n bwd: deterministic dQ, the default; bwd-fast: f32 atomics; bwd-b1: dK, dV "
-         "and dQ on wgmma, sm_90 only / tiling 2's (both warp-specialised))\n");
+         "and dQ on wgmma, sm_90 only)\n");
   printf("%-6s %-4s %-5s %-4s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s | %-9s %-8s %-6s | %-9s %-8s | %-9s %-8s\n",
          "L", "D", "B", "H", "fwd ms", "TFLOP/s", "%peak", "fwd-v1 ms", "TFLOP/s", "fwd-v2 ms", "TFLOP/s", "bwd ms",
          "TFLOP/s", "%peak", "fast ms", "TFLOP/s", "b1 ms", "TFLOP/s");
@@ -351,23 +384,41 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       w.ws = dev_alloc(w.ws_bytes);
       const double fwd_flop = 4.0 * d.batch * H * (double)L * L * D / (causal ? 2 : 1), bwd_flop = 2.5 * fwd_flop;
       w.kind = 0;
-      if (tma_pass) {
-        json_t *r = json_array_get(rows, row++);
-        for (int t = 5; t <= 8; t++) {
-          CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(t));
-          const float ms = time_ms(&w);
-          char name[16];
-          snprintf(name, sizeof name, "fwd_v%d", t);
-          printf("L %-6d D %-4d fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, ms, record_time(r, name, ms, fwd_flop));
-        }
-        /* the e4m3 forward under tilings 7 (warp-specialised, TMA, persistent;
-         * each consumer warpgroup transposes V) and 8 (the producer's warps do) */
-        w.kind = 3;
-        for (int t = 7; t <= 8; t++) {
-          CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(t));
-          const float ms = time_ms(&w);
-          const double tf = record_time(r, t == 7 ? "fp8_ws_fwd" : "fp8_wsp_fwd", ms, fwd_flop);
-          printf("L %-6d D %-4d e4m3 fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, ms, tf);
+      if (pass != PASS_FIRST) {
+        json_t *r = row_for(rows, L, D, d.batch, H, causal);
+        if (pass == PASS_TMA) {
+          for (int t = 5; t <= 8; t++) {
+            CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(t));
+            const float ms = time_ms(&w);
+            char name[16];
+            snprintf(name, sizeof name, "fwd_v%d", t);
+            printf("L %-6d D %-4d fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, ms, record_time(r, name, ms, fwd_flop));
+          }
+        } else if (pass == PASS_FP8_WS) {
+          /* tilings 7 (each consumer warpgroup transposes V) and 8 (the
+           * producer's warps do) */
+          w.kind = 3;
+          for (int t = 7; t <= 8; t++) {
+            CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(t));
+            const float ms = time_ms(&w);
+            const double tf = record_time(r, t == 7 ? "fp8_ws_fwd" : "fp8_wsp_fwd", ms, fwd_flop);
+            printf("L %-6d D %-4d e4m3 fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, ms, tf);
+          }
+        } else {
+          /* on out and lse of the bf16 forward (the default tiling), as in
+           * the first pass; deterministic, then the fast mode (dQ by atomics
+           * in the dK/dV kernel) */
+          run_once(&w);
+          w.kind = 1;
+          CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(2));
+          for (int det = 1; det >= 0; det--) {
+            CHECK_MB(mb_cuda_attn_set_deterministic(det));
+            const float ms = time_ms(&w);
+            const double tf = record_time(r, det ? "bwd_v2" : "bwd_v2_fast", ms, bwd_flop);
+            printf("L %-6d D %-4d bwd-b2%s %.3f ms %.1f TFLOP/s\n", L, D, det ? "" : " (fast)", ms, tf);
+          }
+          CHECK_MB(mb_cuda_attn_set_deterministic(1));
+          CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(0));
         }
         CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(0));
         fflush(stdout);
@@ -394,21 +445,16 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       const float bf = time_ms(&w);
       CHECK_MB(mb_cuda_attn_set_deterministic(1));
       const float b0 = time_ms(&w);
-      float b1 = 0.0f, b2 = 0.0f, b2f = 0.0f;
+      float b1 = 0.0f;
       if (v2) {
         CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(1));
         b1 = time_ms(&w);
-        CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(2)); /* tiling 2: the warp-specialised kernels */
-        b2 = time_ms(&w);
-        CHECK_MB(mb_cuda_attn_set_deterministic(0)); /* and its fast mode: dQ by atomics in the dK/dV kernel */
-        b2f = time_ms(&w);
-        CHECK_MB(mb_cuda_attn_set_deterministic(1));
         CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(0));
       }
       const double tf0 = fwd_flop / (f0 * 1e-3) / 1e12, tf1 = fwd_flop / (f1 * 1e-3) / 1e12;
       const double tb = bwd_flop / (b0 * 1e-3) / 1e12, tbf = bwd_flop / (bf * 1e-3) / 1e12;
       const double tf2 = v2 ? fwd_flop / (f2 * 1e-3) / 1e12 : 0.0, tf3 = f3 > 0 ? fwd_flop / (f3 * 1e-3) / 1e12 : 0.0;
-      const double tb1 = v2 ? bwd_flop / (b1 * 1e-3) / 1e12 : 0.0, tb2 = b2 > 0 ? bwd_flop / (b2 * 1e-3) / 1e12 : 0.0;
+      const double tb1 = v2 ? bwd_flop / (b1 * 1e-3) / 1e12 : 0.0;
       char v2ms[16] = "-", v2tf[16] = "-", b1ms[16] = "-", b1tf[16] = "-";
       if (v2) {
         snprintf(v2ms, sizeof v2ms, "%.3f", f2);
@@ -417,10 +463,7 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
         else
           snprintf(v2tf, sizeof v2tf, "%.1f", tf2);
         snprintf(b1ms, sizeof b1ms, "%.3f", b1);
-        if (b2 > 0) /* tiling 2 after the slash */
-          snprintf(b1tf, sizeof b1tf, "%.1f/%.0f", tb1, tb2);
-        else
-          snprintf(b1tf, sizeof b1tf, "%.1f", tb1);
+        snprintf(b1tf, sizeof b1tf, "%.1f", tb1);
       }
       printf("%-6d %-4d %-5d %-4d | %-9.3f %-8.1f %-6.1f | %-9.3f %-8.1f | %-9s %-8s | %-9.3f %-8.1f %-6.1f | %-9.3f "
              "%-8.1f | %-9s %-8s\n",
@@ -448,12 +491,6 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
         json_object_set_new(r, "fwd_v4_tflops", json_real(fwd_flop / (f4 * 1e-3) / 1e12));
         json_object_set_new(r, "bwd_v1_ms", json_real(b1));
         json_object_set_new(r, "bwd_v1_tflops", json_real(tb1));
-        if (b2 > 0) {
-          json_object_set_new(r, "bwd_v2_ms", json_real(b2));
-          json_object_set_new(r, "bwd_v2_tflops", json_real(tb2));
-          json_object_set_new(r, "bwd_v2_fast_ms", json_real(b2f));
-          json_object_set_new(r, "bwd_v2_fast_tflops", json_real(bwd_flop / (b2f * 1e-3) / 1e12));
-        }
       }
       json_object_set_new(r, "bwd_ms", json_real(b0));
       json_object_set_new(r, "bwd_tflops", json_real(tb));
@@ -485,8 +522,8 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
 }
 
 /* Packed vs padded: the same 64 sequences both ways, with the tilings a
- * user gets (on sm_90: forward 5, backward 0 at D = 64). tma_pass (after
- * the sweep's, sm_90 only): the packed forward again under forward tilings
+ * user gets (on sm_90: forward 5, backward 0 at D = 64). tma_pass (the tma
+ * pass, sm_90 only): the packed forward again under forward tilings
  * 5, 7 and 8 -- a persistent CTA walks its tiles in a fixed order, and
  * packed sequences of mixed lengths are where that can balance worse than
  * the hardware's block scheduler. */
@@ -496,10 +533,9 @@ static void packed_vs_padded(json_t *root, int tma_pass) {
   CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(-1));
   int lens[64], total = 0;
   float z[64];
-  static uint64_t lens_draw = UINT64_MAX; /* both passes time the same lengths */
-  if (lens_draw == UINT64_MAX)
-    lens_draw = draws++;
-  mb_philox_fill_normal(seed, lens_draw << 40, z, nseq, 0.0f, 1.0f);
+  /* the same lengths in both passes, also when they run as two processes:
+   * a Philox stream of their own, far from the inputs' (draws << 40) */
+  mb_philox_fill_normal(seed ^ 0x1e115, 0, z, nseq, 0.0f, 1.0f);
   for (int s = 0; s < nseq; s++) {
     int len = (int)lrintf(expf(5.5f + 0.6f * z[s])); /* median e^5.5 ~ 245 tokens */
     lens[s] = len < 16 ? 16 : len > L ? L : len;
@@ -604,7 +640,7 @@ static void packed_vs_padded(json_t *root, int tma_pass) {
 
 int main(int argc, char **argv) {
   const char *json_path = "bench_cuda_attention.json";
-  int tokens = 16384, H = 16, causal = 0, quick = 0, skip_wgmma = 0;
+  int tokens = 16384, H = 16, causal = 0, quick = 0, skip_wgmma = 0, pass = -1;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--json") && i + 1 < argc)
       json_path = argv[++i];
@@ -620,9 +656,19 @@ int main(int argc, char **argv) {
       quick = 1;
     else if (!strcmp(argv[i], "--skip-wgmma"))
       skip_wgmma = 1;
-    else {
+    else if (!strcmp(argv[i], "--pass") && i + 1 < argc) {
+      const char *v = argv[++i];
+      for (int k = 0; k < NPASS; k++)
+        if (!strcmp(v, pass_names[k]))
+          pass = k;
+      if (pass < 0) {
+        fprintf(stderr, "bench_cuda_attention: --pass %s: expected first, tma, bwd-ws or fp8-ws\n", v);
+        return 2;
+      }
+    } else {
       fprintf(stderr,
-              "usage: %s [--json PATH] [--tokens N] [--heads H] [--reps R] [--causal] [--quick] [--skip-wgmma]\n",
+              "usage: %s [--json PATH] [--tokens N] [--heads H] [--reps R] [--causal] [--quick] [--skip-wgmma] "
+              "[--pass first|tma|bwd-ws|fp8-ws]\n",
               argv[0]);
       return 2;
     }
@@ -641,39 +687,68 @@ int main(int argc, char **argv) {
     printf("bench_cuda_attention: the flash kernels need sm_80\n");
     return 77;
   }
-  json_t *root = json_object(), *rows = json_array();
-  json_object_set_new(root, "bench", json_string("cuda_attention"));
-  json_object_set_new(root, "device", json_string(desc));
-  json_object_set_new(root, "cc", json_integer(info.cc_major * 10 + info.cc_minor));
-  json_object_set_new(root, "sm_count", json_integer(info.sm_count));
-  json_object_set_new(root, "tokens", json_integer(tokens));
-  json_object_set_new(root, "heads", json_integer(H));
-  json_object_set_new(root, "reps", json_integer(reps));
-  json_object_set_new(root, "flop_convention", json_string("fwd 4*B*H*L^2*D (/2 causal); bwd 2.5 x fwd"));
-  const double peak = measure_peak(root);
-  sweep(rows, peak, tokens, H, causal, quick, skip_wgmma, 0);
-  print_fp8(rows);
-  json_object_set_new(root, "rows", rows);
-  packed_vs_padded(root, 0);
-  if (json_dump_file(root, json_path, JSON_INDENT(2)) != 0) {
-    fprintf(stderr, "bench_cuda_attention: cannot write %s\n", json_path);
-    return 1;
+  /* the passes this process runs: all of them, or one (--pass) that adds
+   * to the JSON the earlier ones wrote */
+  const int p0 = pass < 0 ? PASS_FIRST : pass, p1 = pass < 0 ? NPASS - 1 : pass;
+  json_t *root = NULL;
+  if (p0 != PASS_FIRST) {
+    json_error_t err;
+    root = json_load_file(json_path, 0, &err);
+    if (root && (json_integer_value(json_object_get(root, "tokens")) != tokens ||
+                 json_integer_value(json_object_get(root, "heads")) != H)) {
+      fprintf(stderr, "bench_cuda_attention: %s was written for other --tokens / --heads: its rows do not match\n",
+              json_path);
+      return 2;
+    }
   }
-  printf("wrote %s\n", json_path);
-  fflush(stdout);
-  /* then tilings 5 to 8, and the file again with them */
-  sweep(rows, peak, tokens, H, causal, quick, skip_wgmma, 1);
-  print_wgmma_fwd(rows);
-  print_fp8(rows);
+  if (!root) {
+    root = json_object();
+    json_object_set_new(root, "bench", json_string("cuda_attention"));
+    json_object_set_new(root, "device", json_string(desc));
+    json_object_set_new(root, "cc", json_integer(info.cc_major * 10 + info.cc_minor));
+    json_object_set_new(root, "sm_count", json_integer(info.sm_count));
+    json_object_set_new(root, "tokens", json_integer(tokens));
+    json_object_set_new(root, "heads", json_integer(H));
+    json_object_set_new(root, "reps", json_integer(reps));
+    json_object_set_new(root, "flop_convention", json_string("fwd 4*B*H*L^2*D (/2 causal); bwd 2.5 x fwd"));
+  }
+  json_t *rows = json_object_get(root, "rows");
+  if (!json_is_array(rows)) {
+    rows = json_array();
+    json_object_set_new(root, "rows", rows);
+  }
   int tma = 0;
   CHECK_MB(mb_cuda_attn_flash_fwd_variant_runs(5, &tma));
-  if (tma && !skip_wgmma)
-    packed_vs_padded(root, 1);
-  if (json_dump_file(root, json_path, JSON_INDENT(2)) != 0) {
-    fprintf(stderr, "bench_cuda_attention: cannot write %s\n", json_path);
-    return 1;
+  for (int p = p0; p <= p1; p++) {
+    if (p == PASS_FIRST) {
+      const double peak = measure_peak(root);
+      sweep(rows, peak, tokens, H, causal, quick, skip_wgmma, p);
+      print_fp8(rows);
+      packed_vs_padded(root, 0);
+    } else {
+      sweep(rows, 0.0, tokens, H, causal, quick, skip_wgmma, p);
+      if (p == PASS_TMA) {
+        print_wgmma_fwd(rows);
+        if (tma && !skip_wgmma)
+          packed_vs_padded(root, 1);
+      }
+      if (p == PASS_FP8_WS)
+        print_fp8(rows);
+    }
+    /* through a temporary file and a rename: a later pass killed while
+     * writing (a hang's time limit) leaves the earlier passes' file whole */
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", json_path) >= (int)sizeof tmp) {
+      fprintf(stderr, "bench_cuda_attention: --json path too long\n");
+      return 2;
+    }
+    if (json_dump_file(root, tmp, JSON_INDENT(2)) != 0 || rename(tmp, json_path) != 0) {
+      fprintf(stderr, "bench_cuda_attention: cannot write %s\n", json_path);
+      return 1;
+    }
+    printf("wrote %s (pass %s)\n", json_path, pass_names[p]);
+    fflush(stdout);
   }
-  printf("wrote %s (with tilings 5 to 8)\n", json_path);
   json_decref(root);
   return 0;
 }

@@ -95,7 +95,10 @@ STEPS=(
   "bench_cuda_train_bert bench 45"
   "bench_cuda_train_mamba bench 45"
   "bench_cuda_train_bert_wgmma bench 45"
-  "bench_cuda_attention bench 100"
+  "bench_cuda_attention bench 60"
+  "bench_cuda_attention_tma bench 40"
+  "bench_cuda_attention_bwd_ws bench 30"
+  "bench_cuda_attention_fp8_ws bench 30"
   "bench_cuda_selective_scan bench 50"
   "bench_cuda_selective_scan_b1 bench 30"
   "bench_cuda_sweep bench 100"
@@ -333,7 +336,12 @@ step_cmd() {
   bench_cuda_train_mamba) echo "ours $BIN/bench_cuda_train --model mamba --batch 32 --seq 128 --json $R/bench_cuda_train_mamba.json" ;;
   # BERT's step again with the Hopper attention tilings (opt-in until measured; sm_90 only)
   bench_cuda_train_bert_wgmma) echo "ours env MAMBERT_ATTN_TILING=wgmma $BIN/bench_cuda_train --model bert --batch 32 --seq 128 --json $R/bench_cuda_train_bert_wgmma.json" ;;
-  bench_cuda_attention) echo "ours $BIN/bench_cuda_attention --json $R/bench_cuda_attention.json" ;;
+  # attention in four processes, each adding to one JSON: the kernels run on a GPU before, then
+  # each family of TMA / mbarrier kernels, whose first hang or fault must not cost the others' numbers
+  bench_cuda_attention) echo "ours $BIN/bench_cuda_attention --pass first --json $R/bench_cuda_attention.json" ;;
+  bench_cuda_attention_tma) echo "ours $BIN/bench_cuda_attention --pass tma --json $R/bench_cuda_attention.json" ;;
+  bench_cuda_attention_bwd_ws) echo "ours $BIN/bench_cuda_attention --pass bwd-ws --json $R/bench_cuda_attention.json" ;;
+  bench_cuda_attention_fp8_ws) echo "ours $BIN/bench_cuda_attention --pass fp8-ws --json $R/bench_cuda_attention.json" ;;
   bench_cuda_selective_scan) echo "ours $BIN/bench_cuda_selective_scan --json $R/bench_cuda_selective_scan.json --budget $((T * 2 / 3))" ;;
   # batch 1 (a packed row's grid: rows split into parts): tokens/s against batch 8's, same run
   bench_cuda_selective_scan_b1) echo "ours $BIN/bench_cuda_selective_scan --batch 1 --min-len 1024 --json $R/bench_cuda_selective_scan_b1.json --budget $((T * 2 / 3))" ;;
