@@ -73,9 +73,12 @@ BIN=/tmp/mambert-gpu
 # The CUDA tests, each with its time limit (s). Order: longest first, so the
 # parallel runner starts them early. NAME+wgmma runs test NAME again with
 # MAMBERT_ATTN_TILING=wgmma (the Hopper attention kernels through the op
-# table, CUDA graphs and the models).
-TESTS=(cuda_attention_probe:40 cuda_attention:150 cuda_selective_scan:150 cuda_models:120 cuda_attention_ops:120 cuda_scan_ops:120
-  cuda_train:120 cuda_ops:120 cuda_gemm:120 cuda_attention_fp8:90 cuda_conv1d:90 cuda_runtime:60
+# table, CUDA graphs and the models). cuda_attention and cuda_attention_fp8
+# run in two processes each (MAMBERT_ATTN_TEST_PART): all but the
+# warp-specialised TMA tilings, and NAME+ws those alone, whose first hang
+# or fault on a new GPU must not cost the rest.
+TESTS=(cuda_attention_probe:40 cuda_attention:150 cuda_attention+ws:120 cuda_selective_scan:150 cuda_models:120 cuda_attention_ops:120 cuda_scan_ops:120
+  cuda_train:120 cuda_ops:120 cuda_gemm:120 cuda_attention_fp8:90 cuda_attention_fp8+ws:60 cuda_conv1d:90 cuda_runtime:60
   runtime_cuda_alloc:60 runtime_dtype_cuda:30 cuda_amp_logic:30 cuda_attention_dispatch:30
   cuda_selective_scan_plan:30 cuda_attention_ops+wgmma:120 cuda_models+wgmma:120)
 BENCHES=(bench_cuda_mlp bench_cuda_gemm bench_cuda_train bench_cuda_attention bench_cuda_selective_scan
@@ -313,10 +316,14 @@ run_tests() { # LIMIT [TEST ...]
     (
       s=$(now)
       rc=0
-      tiling=default
+      tiling=default part=
       [[ "$name" == *+wgmma ]] && tiling=wgmma
+      case "$name" in
+      cuda_attention | cuda_attention_fp8) part=base ;;
+      *+ws) part=ws ;;
+      esac
       cd "$ROOT" && OMP_NUM_THREADS=4 MAMBERT_SCAN_DUMP="$WORK/scan_dump.safetensors" \
-        MAMBERT_ATTN_DUMP="$WORK/attn_dump.safetensors" MAMBERT_ATTN_TILING=$tiling \
+        MAMBERT_ATTN_DUMP="$WORK/attn_dump.safetensors" MAMBERT_ATTN_TILING=$tiling MAMBERT_ATTN_TEST_PART=$part \
         ours timeout -k 5 "$tl" "$BIN/${name%%+*}" >"$WORK/logs/test_$name.log" 2>&1 || rc=$?
       record "$name" test "$rc" $(($(now) - s)) "$tl"
       echo "gpu_check: test $name exit $rc ($(($(now) - s)) s)"

@@ -357,6 +357,9 @@ static int quick_skip(const tcase *c) {
   return longest > 400;
 }
 
+/* The half of the tests this process runs (at_test_part_runs). */
+static int part_runs(int ws) { return at_test_part_runs(ws); }
+
 static void run_all_cases(mb_dtype dt) {
   const int dims[2] = {64, 128};
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
@@ -405,22 +408,15 @@ static void run_all_cases(mb_dtype dt) {
       snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-fast", mb_dtype_name(dt), dims[di], cases[ci].name);
       run_bwd(&p, MB_CUDA_ATTN_FLASH);
       check_backward(&p, label);
-      int hopper_bwd = 0; /* the wgmma backward (tilings 1, 2): sm_90 only */
+      int hopper_bwd = 0; /* the wgmma backward (tiling 1; tiling 2 in test_bwd_ws): sm_90 only */
       assert_int_equal(mb_cuda_attn_flash_bwd_variant_runs(1, &hopper_bwd), MB_OK);
-      assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK); /* tiling 2 has a fast mode too */
-      for (int bv = 1; hopper_bwd && bv <= 2; bv++) { /* tiling 2: the warp-specialised kernels */
-        assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(bv), MB_OK);
-        snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-b%d", mb_dtype_name(dt), dims[di], cases[ci].name, bv);
+      assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+      if (hopper_bwd) {
+        assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(1), MB_OK);
+        snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-b1", mb_dtype_name(dt), dims[di], cases[ci].name);
         run_bwd(&p, MB_CUDA_ATTN_FLASH);
         check_backward(&p, label);
         check_reproducible(&p, label);
-        if (bv == 2) { /* its fast mode: dQ by f32 atomics in the dK/dV kernel */
-          assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
-          snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-b2f", mb_dtype_name(dt), dims[di], cases[ci].name);
-          run_bwd(&p, MB_CUDA_ATTN_FLASH);
-          check_backward(&p, label);
-          assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
-        }
         assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(0), MB_OK);
       }
       assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
@@ -436,12 +432,58 @@ static void run_all_cases(mb_dtype dt) {
 
 static void test_bf16(void **state) {
   (void)state;
+  if (!part_runs(0))
+    skip();
   run_all_cases(MB_BF16);
 }
 
 static void test_f16(void **state) {
   (void)state;
+  if (!part_runs(0))
+    skip();
   run_all_cases(MB_F16);
+}
+
+/* Backward tiling 2 (both kernels warp-specialised: TMA loads handed over
+ * by mbarriers), deterministic and with its fast mode (dQ by f32 atomics in
+ * the dK/dV kernel), bf16 and f16, every case, on the default forward's out
+ * and lse: after test_tma_tilings, the last tests of the program. */
+static void test_bwd_ws(void **state) {
+  (void)state;
+  if (!part_runs(1))
+    skip();
+  int runs = 0;
+  assert_int_equal(mb_cuda_attn_flash_bwd_variant_runs(2, &runs), MB_OK);
+  if (!runs) {
+    printf("flash-b2: not on this device (sm_90 with an sm_90a build only)\n");
+    return;
+  }
+  const int dims[2] = {64, 128};
+  const mb_dtype dts[2] = {MB_BF16, MB_F16};
+  for (int ti = 0; ti < 2; ti++)
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+      for (int di = 0; di < 2 && !quick_skip(&cases[ci]); di++) {
+        problem p;
+        problem_init(&p, &cases[ci], dts[ti], dims[di]);
+        char label[128];
+        assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
+        run_fwd(&p, MB_CUDA_ATTN_FLASH);
+        assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
+        assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+        snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-b2", mb_dtype_name(dts[ti]), dims[di],
+                 cases[ci].name);
+        run_bwd(&p, MB_CUDA_ATTN_FLASH);
+        check_backward(&p, label);
+        check_reproducible(&p, label);
+        assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
+        snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-b2f", mb_dtype_name(dts[ti]), dims[di],
+                 cases[ci].name);
+        run_bwd(&p, MB_CUDA_ATTN_FLASH);
+        check_backward(&p, label);
+        assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+        assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(-1), MB_OK);
+        problem_free(&p);
+      }
 }
 
 /* Forward tilings 5 to 8 (warp-specialised: TMA loads handed over by
@@ -451,6 +493,8 @@ static void test_f16(void **state) {
  * products in tiling 5's order, so they must give tiling 5's bits. */
 static void test_tma_tilings(void **state) {
   (void)state;
+  if (!part_runs(1))
+    skip();
   int runs = 0;
   assert_int_equal(mb_cuda_attn_flash_fwd_variant_runs(5, &runs), MB_OK);
   if (!runs) {
@@ -491,6 +535,8 @@ static void test_tma_tilings(void **state) {
 
 static void test_f32_reference(void **state) {
   (void)state;
+  if (!part_runs(0))
+    skip();
   run_all_cases(MB_F32);
 }
 
@@ -501,6 +547,8 @@ static void test_f32_reference(void **state) {
  * beyond 2^30). */
 static void test_dq_large(void **state) {
   (void)state;
+  if (!part_runs(0))
+    skip();
   const tcase c = {"L129-pad", 2, 129, 2, 0, 1, 0, {0}, 0, 1.0f};
   problem p;
   problem_init(&p, &c, MB_BF16, 64);
@@ -535,6 +583,8 @@ static void test_dq_large(void **state) {
  * right thing; what it refuses, it refuses with the reason. */
 static void test_dispatch_runtime(void **state) {
   (void)state;
+  if (!part_runs(0))
+    skip();
   const tcase c96 = {"L129-pad", 2, 129, 2, 0, 1, 0, {0}, 0, 1.0f};
   problem p;
 
@@ -608,6 +658,8 @@ static void test_dispatch_runtime(void **state) {
  * and its shape in the metadata entry "c<i>". */
 static void test_dump_for_torch(void **state) {
   (void)state;
+  if (!part_runs(0))
+    skip();
   const char *path = getenv("MAMBERT_ATTN_DUMP");
   if (!path || !*path) {
     printf("dump for torch: MAMBERT_ATTN_DUMP not set: not written\n");
@@ -694,6 +746,7 @@ int main(void) {
       cmocka_unit_test(test_dispatch_runtime),
       cmocka_unit_test(test_dump_for_torch),
       cmocka_unit_test(test_tma_tilings), /* last: see run_all_cases */
+      cmocka_unit_test(test_bwd_ws),
   };
   const int failed = cmocka_run_group_tests(tests, NULL, NULL);
   printf("cuda_attention: worst normwise error: bf16 fwd %.2e bwd %.2e (bound 1e-2); f16 fwd %.2e bwd %.2e (bound "

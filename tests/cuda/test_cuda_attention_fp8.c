@@ -194,6 +194,11 @@ static void run_case(const fcase *c, int D) {
   for (int ki = 0; ki < 6; ki++) {
     if (ki >= 2 && !wgmma_runs)
       continue;
+    /* MAMBERT_ATTN_TEST_PART (at_test_part_runs): -ws and -wsp in the ws
+     * half, with -pipe, whose bits they must give */
+    const int in_base = ki <= 3, in_ws = ki >= 3;
+    if (!(in_base && at_test_part_runs(0)) && !(in_ws && at_test_part_runs(1)))
+      continue;
     at_poison(d_out, n * 2);
     at_poison(d_lse, nl * sizeof(float));
     assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(tiling[ki]), MB_OK);
@@ -278,6 +283,8 @@ static void test_fp8_forward(void **state) {
 /* fp8 has no backward; the dispatcher says so */
 static void test_fp8_no_backward(void **state) {
   (void)state;
+  if (!at_test_part_runs(0))
+    skip();
   mb_attn_desc d;
   memset(&d, 0, sizeof d);
   d.batch = 1;

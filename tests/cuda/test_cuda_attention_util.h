@@ -86,4 +86,21 @@ static inline void at_download(float *out, const void *dev, size_t n, mb_dtype d
   free(tmp);
 }
 
+/* MAMBERT_ATTN_TEST_PART: "base" runs every check but those of the TMA,
+ * warp-specialised kernels (forward tilings 5 to 8, backward tiling 2, the
+ * e4m3 forward under tilings 7-8), "ws" only those; unset or empty, all.
+ * tools/gpu_check.sh runs the halves as processes of their own (steps NAME
+ * and NAME+ws): a first hang or fault of a TMA kernel on a new GPU then
+ * costs its own half only. Whether the half with (ws) or without them runs. */
+static inline int at_test_part_runs(int ws) {
+  const char *v = getenv("MAMBERT_ATTN_TEST_PART");
+  if (!v || !*v)
+    return 1;
+  if (strcmp(v, "base") && strcmp(v, "ws")) {
+    fprintf(stderr, "MAMBERT_ATTN_TEST_PART=%s: expected base or ws\n", v);
+    exit(1);
+  }
+  return !strcmp(v, ws ? "ws" : "base");
+}
+
 #endif
