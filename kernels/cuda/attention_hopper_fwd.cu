@@ -358,9 +358,10 @@ template <int D, int CWG = 2> struct HopperWsCfg {
   template <typename T> __host__ __device__ static constexpr size_t vt_bytes() {
     return sizeof(T) == 1 ? (size_t)2 * CWG * D * BK : 0;
   }
-  template <typename T> static constexpr size_t smem_bytes() {
-    return 1024 /* alignment */ + (size_t)(BQ + 2 * NSTAGE * BK) * D * sizeof(T) + vt_bytes<T>() +
-           2 * BK * sizeof(int) + (2 + 6 * NSTAGE) * sizeof(uint64_t);
+  /* QB Q buffers: 2 in the persistent kernels (WsSmem) */
+  template <typename T, int QB = 1> static constexpr size_t smem_bytes() {
+    return 1024 /* alignment */ + (size_t)(QB * BQ + 2 * NSTAGE * BK) * D * sizeof(T) + vt_bytes<T>() +
+           2 * BK * sizeof(int) + (2 * QB + 6 * NSTAGE) * sizeof(uint64_t);
   }
 };
 
@@ -403,11 +404,15 @@ template <bool PINGPONG> struct AttnPingPong {
 #endif
 
 #if ATTN_HAS_WGMMA /* the kernel's parts: sm_90a code only */
-/* Tiling 5's shared memory: Q [D/COLS][BQ][COLS], K and V NSTAGE stages
- * each of [D/COLS][BK][COLS] (rows of 128 bytes, or in e4m3 at D = 64 of
- * 64, as TMA writes them), in e4m3 each consumer warpgroup's two V^T
- * buffers, the key flags of two key tiles, the mbarriers. */
-template <typename T, int D, int CWG> struct WsSmem {
+/* Tiling 5's shared memory: QB buffers of Q [D/COLS][BQ][COLS], K and V
+ * NSTAGE stages each of [D/COLS][BK][COLS] (rows of 128 bytes, or in e4m3
+ * at D = 64 of 64, as TMA writes them), in e4m3 each consumer warpgroup's
+ * two V^T buffers, the key flags of two key tiles, the mbarriers. A CTA per
+ * tile needs one Q; the persistent kernels (tilings 7, 8) have two, query
+ * tile it in buffer it % 2, so the producer loads the next tile's Q while
+ * the consumers still read this one's (with one, it could start only after
+ * the tile's last S, and the next tile's first S waited for the load). */
+template <typename T, int D, int CWG, int QB = 1> struct WsSmem {
   typedef HopperWsCfg<D, CWG> C;
   /* columns per TMA box: 128 bytes, or the whole row where it is shorter
    * (attn_tma_map_rows); the box's swizzle in bytes */
@@ -418,56 +423,62 @@ template <typename T, int D, int CWG> struct WsSmem {
   T *q;
   __device__ __forceinline__ explicit WsSmem(unsigned char *raw)
       : q(reinterpret_cast<T *>(attn_align_smem_1024(raw))) {}
+  /* query tile it (counted over the CTA's work) in Q buffer it % QB; the
+   * phase of its full / empty barriers */
+  __device__ __forceinline__ T *qbuf(uint32_t it) const { return q + (it % QB) * C::BQ * D; }
+  static __device__ __forceinline__ uint32_t q_phase(uint32_t it) { return (it / QB) & 1; }
   /* key tile n (counted over the CTA's work) in stage n % NSTAGE */
-  __device__ __forceinline__ T *k(uint32_t st) const { return q + (C::BQ + st * C::BK) * D; }
-  __device__ __forceinline__ T *v(uint32_t st) const { return q + (C::BQ + (C::NSTAGE + st) * C::BK) * D; }
+  __device__ __forceinline__ T *k(uint32_t st) const { return q + (QB * C::BQ + st * C::BK) * D; }
+  __device__ __forceinline__ T *v(uint32_t st) const { return q + (QB * C::BQ + (C::NSTAGE + st) * C::BK) * D; }
   /* e4m3: consumer warpgroup cw's V^T buffer b ([D][BK], core-matrix layout) */
   __device__ __forceinline__ uint8_t *vt(int cw, uint32_t b) const {
-    return reinterpret_cast<uint8_t *>(q + (C::BQ + 2 * C::NSTAGE * C::BK) * D) + (2 * cw + b) * D * C::BK;
+    return reinterpret_cast<uint8_t *>(q + (QB * C::BQ + 2 * C::NSTAGE * C::BK) * D) + (2 * cw + b) * D * C::BK;
   }
   /* [2][BK]: key tile n's flags in slot n % 2 */
   __device__ __forceinline__ int *keep(uint32_t slot) const {
-    return reinterpret_cast<int *>(reinterpret_cast<unsigned char *>(q + (C::BQ + 2 * C::NSTAGE * C::BK) * D) +
+    return reinterpret_cast<int *>(reinterpret_cast<unsigned char *>(q + (QB * C::BQ + 2 * C::NSTAGE * C::BK) * D) +
                                    C::template vt_bytes<T>()) +
            slot * C::BK;
   }
   __device__ __forceinline__ uint64_t *bar(int i) const { return reinterpret_cast<uint64_t *>(keep(2)) + i; }
-  __device__ __forceinline__ uint64_t *full_q() const { return bar(0); }
-  __device__ __forceinline__ uint64_t *empty_q() const { return bar(1); }
-  __device__ __forceinline__ uint64_t *full_k(uint32_t st) const { return bar(2 + st); }
-  __device__ __forceinline__ uint64_t *full_v(uint32_t st) const { return bar(2 + C::NSTAGE + st); }
-  __device__ __forceinline__ uint64_t *empty_k(uint32_t st) const { return bar(2 + 2 * C::NSTAGE + st); }
-  __device__ __forceinline__ uint64_t *empty_v(uint32_t st) const { return bar(2 + 3 * C::NSTAGE + st); }
+  __device__ __forceinline__ uint64_t *full_q(uint32_t it) const { return bar(it % QB); }
+  __device__ __forceinline__ uint64_t *empty_q(uint32_t it) const { return bar(QB + it % QB); }
+  __device__ __forceinline__ uint64_t *full_k(uint32_t st) const { return bar(2 * QB + st); }
+  __device__ __forceinline__ uint64_t *full_v(uint32_t st) const { return bar(2 * QB + C::NSTAGE + st); }
+  __device__ __forceinline__ uint64_t *empty_k(uint32_t st) const { return bar(2 * QB + 2 * C::NSTAGE + st); }
+  __device__ __forceinline__ uint64_t *empty_v(uint32_t st) const { return bar(2 * QB + 3 * C::NSTAGE + st); }
   /* e4m3 with the producer's warps transposing V (VTP): V^T stage st (in
    * vt(0, st)) made, and read by the consumers */
-  __device__ __forceinline__ uint64_t *full_vt(uint32_t st) const { return bar(2 + 4 * C::NSTAGE + st); }
-  __device__ __forceinline__ uint64_t *empty_vt(uint32_t st) const { return bar(2 + 5 * C::NSTAGE + st); }
+  __device__ __forceinline__ uint64_t *full_vt(uint32_t st) const { return bar(2 * QB + 4 * C::NSTAGE + st); }
+  __device__ __forceinline__ uint64_t *empty_vt(uint32_t st) const { return bar(2 * QB + 5 * C::NSTAGE + st); }
   /* a consumer warp's lane 0, once S of the key tile in stage st is in: K
-   * read, and Q too after the query tile's last S */
-  __device__ __forceinline__ void release_after_s(uint32_t st, bool last_s) const {
+   * read, and query tile it's Q too after its last S */
+  __device__ __forceinline__ void release_after_s(uint32_t st, bool last_s, uint32_t it) const {
     attn_mbar_arrive(empty_k(st));
     if (last_s)
-      attn_mbar_arrive(empty_q());
+      attn_mbar_arrive(empty_q(it));
   }
 };
 
 /* The producer's loads for one query tile (rows q0.. of the sequence at
- * token `start`, head h, nkt key tiles): Q once the consumers have
- * released the previous tile's (it: the CTA's tile count so far), then K
- * and V of each key tile into the stage the ring gives key tile kbase + j,
- * once the consumers have released what it held. One thread. */
-template <typename T, int D, int CWG>
-__device__ __forceinline__ void ws_produce_tile(const AttnTmaMaps &maps, const WsSmem<T, D, CWG> &sm, int start,
+ * token `start`, head h, nkt key tiles; it: the CTA's tile count so far):
+ * Q into its buffer once the consumers have released the tile's before it
+ * there (the previous tile's with one buffer), then K and V of each key
+ * tile into the stage the ring gives key tile kbase + j, once the consumers
+ * have released what it held. One thread. */
+template <typename T, int D, int CWG, int QB>
+__device__ __forceinline__ void ws_produce_tile(const AttnTmaMaps &maps, const WsSmem<T, D, CWG, QB> &sm, int start,
                                                 int q0, int h, int nkt, uint32_t it, uint32_t kbase) {
   typedef HopperWsCfg<D, CWG> C;
-  constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, COLS = WsSmem<T, D, CWG>::COLS, CH = D / COLS;
+  constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, COLS = WsSmem<T, D, CWG, QB>::COLS, CH = D / COLS;
   constexpr uint32_t QBYTES = BQ * D * sizeof(T), KBYTES = BK * D * sizeof(T);
-  if (it > 0)
-    attn_mbar_wait(sm.empty_q(), (it - 1) & 1); /* the consumers' last S of the previous tile has read Q */
-  attn_mbar_arrive_expect_tx(sm.full_q(), QBYTES);
+  if (it >= QB) /* the consumers' last S of tile it - QB has read this buffer */
+    attn_mbar_wait(sm.empty_q(it), WsSmem<T, D, CWG, QB>::q_phase(it - QB));
+  attn_mbar_arrive_expect_tx(sm.full_q(it), QBYTES);
+  T *const q = sm.qbuf(it);
 #pragma unroll
   for (int c = 0; c < CH; c++)
-    attn_tma_load_3d(sm.q + c * BQ * COLS, &maps.q, COLS * c, h, start + q0, sm.full_q());
+    attn_tma_load_3d(q + c * BQ * COLS, &maps.q, COLS * c, h, start + q0, sm.full_q(it));
 #pragma unroll 1 /* unrolled, the stages' addresses would not fit the producer's 24 registers */
   for (int j = 0; j < nkt; j++) {
     const uint32_t n = kbase + j, st = n % NSTAGE;
@@ -492,8 +503,8 @@ __device__ __forceinline__ void ws_produce_tile(const AttnTmaMaps &maps, const W
  * Q's phase `it`; each
  * consumer warp's lane 0 releases K_j after S_j, V_j after O += P_j V_j,
  * and Q after the tile's last S. Ends with the tile's output. */
-template <typename T, int D, int CWG, bool PINGPONG>
-__device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<T, D, CWG> &sm, const AttnSeg &g,
+template <typename T, int D, int CWG, bool PINGPONG, int QB>
+__device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<T, D, CWG, QB> &sm, const AttnSeg &g,
                                                 int h, int tile, int nkt, uint32_t it, uint32_t kbase) {
   typedef HopperWsCfg<D, CWG> C;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, NS = BK / 8, NO = D / 8, CH = D / 64;
@@ -509,7 +520,7 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
    * k-step of 16 keys is 16 rows (+128); its 64-column chunks are LBO =
    * BK x 128 bytes apart. A stage is BK D elements (+BK D / 8). */
   const AttnPingPong<PINGPONG> turn(cwarp >> 2);
-  const uint64_t qdesc = attn_wgmma_desc_sw128(sm.q + (cwarp >> 2) * 64 * 64, 16, 1024);
+  const uint64_t qdesc = attn_wgmma_desc_sw128(sm.qbuf(it) + (cwarp >> 2) * 64 * 64, 16, 1024);
   const uint64_t kdesc = attn_wgmma_desc_sw128(sm.k(0), 16, 1024);
   const uint64_t vdesc = attn_wgmma_desc_sw128(sm.v(0), BK * 128, 1024);
   constexpr uint64_t STAGE = BK * D / 8;
@@ -519,7 +530,7 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
   float s[1][NS][4];
   uint32_t pa[BK / 16][4]; /* P_j as A fragments */
 
-  attn_mbar_wait(sm.full_q(), it & 1);
+  attn_mbar_wait(sm.full_q(it), sm.q_phase(it));
   {
     const uint32_t sk = kbase % NSTAGE;
     int *keep = sm.keep(kbase & 1);
@@ -536,7 +547,7 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
     if (lane == 0)
-      sm.release_after_s(sk, nkt == 1); /* K read; Q after the tile's last S */
+      sm.release_after_s(sk, nkt == 1, it); /* K read; Q after the tile's last S */
     attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, 0, gr, tq);
     attn_online_softmax<1, NS, NO>(s, m, l, o, a.scale_log2, 0.0f); /* O = 0: the rescale is moot */
 #pragma unroll
@@ -567,7 +578,7 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
     attn_wgmma_wait<1>(); /* S_{kt+1} done; the product into O runs on */
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
     if (lane == 0)
-      sm.release_after_s(sk, kt + 2 == nkt); /* K read; Q after the tile's last S */
+      sm.release_after_s(sk, kt + 2 == nkt, it); /* K read; Q after the tile's last S */
     float corr[1][2] = {{1.0f, 1.0f}};
     bool moved = false;
     for (int pass = 0; pass < a.opaque_one; pass++) { /* the softmax between the waits: see tiling 4 */
@@ -654,8 +665,8 @@ __device__ __forceinline__ void ws_fp8_transpose(const uint8_t *sv, uint8_t *vt,
  * fence.proxy.async, and each warp's lane 0 arrives on the V^T stage's
  * full barrier and on V's empty one (TMA may refill it). Key tiles
  * kbase .. kbase + nkt - 1 of a query tile whose sequence has n_seq keys. */
-template <int D, int CWG>
-__device__ __forceinline__ void ws_transpose_tile(const WsSmem<uint8_t, D, CWG> &sm, int n_seq, int nkt,
+template <int D, int CWG, int QB>
+__device__ __forceinline__ void ws_transpose_tile(const WsSmem<uint8_t, D, CWG, QB> &sm, int n_seq, int nkt,
                                                   uint32_t kbase, int warp, int lane) {
   typedef HopperWsCfg<D, CWG> C;
   constexpr int BK = C::BK, NSTAGE = C::NSTAGE;
@@ -665,8 +676,8 @@ __device__ __forceinline__ void ws_transpose_tile(const WsSmem<uint8_t, D, CWG> 
     attn_mbar_wait(sm.full_v(st), (n / NSTAGE) & 1);
     if (n >= NSTAGE)
       attn_mbar_wait(sm.empty_vt(st), ((n / NSTAGE) - 1) & 1); /* the consumers' P V of key tile n - NSTAGE */
-    ws_fp8_transpose<BK, D, 3, WsSmem<uint8_t, D, CWG>::SWIZZLE>(sm.v(st), sm.vt(0, st), n_seq - j * BK, warp - 1,
-                                                                 lane);
+    ws_fp8_transpose<BK, D, 3, WsSmem<uint8_t, D, CWG, QB>::SWIZZLE>(sm.v(st), sm.vt(0, st), n_seq - j * BK,
+                                                                     warp - 1, lane);
     attn_fence_proxy_async(); /* the stores are read by wgmma */
     __syncwarp();
     if (lane == 0) {
@@ -691,12 +702,12 @@ __device__ __forceinline__ void ws_transpose_tile(const WsSmem<uint8_t, D, CWG> 
  * covers only its own share of a wgmma). A warp releases the V stage as
  * soon as it has transposed its share. Keys past the sequence's end
  * (whatever TMA read there, maybe NaN) become zeros in V^T. */
-template <int D, int CWG, bool VTP>
-__device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsSmem<uint8_t, D, CWG> &sm,
+template <int D, int CWG, bool VTP, int QB>
+__device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsSmem<uint8_t, D, CWG, QB> &sm,
                                                     const AttnSeg &g, int h, int tile, int nkt, uint32_t it,
                                                     uint32_t kbase) {
   typedef HopperWsCfg<D, CWG> C;
-  typedef WsSmem<uint8_t, D, CWG> Sm;
+  typedef WsSmem<uint8_t, D, CWG, QB> Sm;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, NS = BK / 8, NO = D / 8;
   /* named barriers: 1 among all consumers, 3 + cw within warpgroup cw */
   constexpr int CONSUMERS = C::CONSUMERS, BAR_KEYS = 1;
@@ -714,7 +725,7 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
   auto desc_rows = [](const uint8_t *p) {
     return D == 128 ? attn_wgmma_desc_sw128(p, 16, 8 * D) : attn_wgmma_desc_sw64(p, 16, 8 * D);
   };
-  const uint64_t qdesc = desc_rows(sm.q + cw * 64 * D), kdesc = desc_rows(sm.k(0));
+  const uint64_t qdesc = desc_rows(sm.qbuf(it) + cw * 64 * D), kdesc = desc_rows(sm.k(0));
   const uint64_t vdesc = attn_wgmma_desc(sm.vt(VTP ? 0 : cw, 0), 128, 8 * BK); /* VTP: one V^T per stage */
   constexpr uint64_t STAGE = BK * D / 16; /* a K stage or a V^T buffer, 16-byte units */
 
@@ -751,7 +762,7 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
   float s[1][NS][4];
   uint32_t pa[BK / 32][4]; /* P_j as fp8 A fragments */
 
-  attn_mbar_wait(sm.full_q(), it & 1);
+  attn_mbar_wait(sm.full_q(it), sm.q_phase(it));
   { /* S_0 and P_0; V^T_0 */
     const uint32_t st = kbase % NSTAGE;
     int *keep = sm.keep(kbase & 1);
@@ -768,7 +779,7 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
     if (lane == 0)
-      sm.release_after_s(st, nkt == 1); /* K read; Q after the tile's last S */
+      sm.release_after_s(st, nkt == 1, it); /* K read; Q after the tile's last S */
     attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, 0, gr, tq);
     attn_online_softmax<1, NS, NO>(s, m, l, o, sc.qk_log2, 8.0f); /* P scaled by 2^8; O = 0: no rescale */
 #pragma unroll
@@ -802,7 +813,7 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
     attn_wgmma_wait<1>(); /* S_{kt+1} done; the product into O runs on */
     attn_wgmma_pin<NS * 4>(&s[0][0][0]);
     if (lane == 0)
-      sm.release_after_s(st, kt + 2 == nkt); /* K read; Q after the tile's last S */
+      sm.release_after_s(st, kt + 2 == nkt, it); /* K read; Q after the tile's last S */
     float corr[1][2] = {{1.0f, 1.0f}};
     bool moved = false;
     for (int pass = 0; pass < a.opaque_one; pass++) { /* the softmax between the waits: see tiling 4 */
@@ -858,7 +869,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
   typedef HopperWsRegs<CWG, VTP> R; /* setmaxnreg's split */
   static_assert(R::nt == C::NT, "the split covers the CTA");
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
-  const WsSmem<T, D, CWG> sm(raw);
+  const WsSmem<T, D, CWG, PERSIST ? 2 : 1> sm(raw); /* two Q buffers when persistent */
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
 
   /* a CTA per tile: its own, found before anything else, as every kernel does */
@@ -870,8 +881,10 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
   auto key_tiles = [&a, &g, &tile]() { return (attn_key_end(a, g, tile * BQ, BQ) + BK - 1) / BK; };
 
   if (tid == 0) {
-    attn_mbar_init(sm.full_q(), 1);
-    attn_mbar_init(sm.empty_q(), CONSUMERS / 32); /* lane 0 of each consumer warp */
+    for (uint32_t b = 0; b < (PERSIST ? 2 : 1); b++) {
+      attn_mbar_init(sm.full_q(b), 1);
+      attn_mbar_init(sm.empty_q(b), CONSUMERS / 32); /* lane 0 of each consumer warp */
+    }
     for (int st = 0; st < NSTAGE; st++) {
       attn_mbar_init(sm.full_k(st), 1);
       attn_mbar_init(sm.full_v(st), 1);
@@ -969,8 +982,8 @@ int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef typename std::conditional<sizeof(T) == 1, attn_bf16, T>::type TO; /* e4m3 in, bf16 out */
   auto *kernel = attn_hopper_fwd_ws_kernel<T, D, CWG, PINGPONG, PERSIST, VTP>;
   MB_TRY((attn_reg_split_check<HopperWsRegs<CWG, VTP>>(kernel, "attn_hopper_fwd_ws_kernel")));
-  return attn_launch_fwd_grid<TO>(kernel, "attn_hopper_fwd_ws_kernel", a, grid, C::NT, C::template smem_bytes<T>(), s,
-                                  maps);
+  return attn_launch_fwd_grid<TO>(kernel, "attn_hopper_fwd_ws_kernel", a, grid, C::NT,
+                                  C::template smem_bytes<T, PERSIST ? 2 : 1>(), s, maps);
 }
 
 /* Tiling 5, 6 (ping-pong), 7 (persistent) or 8 (7 with three consumer
