@@ -362,6 +362,20 @@ __global__ void __launch_bounds__(128)
 #endif
 }
 
+/* One of the two: its tensor maps (rows of k bytes, a row stride of 128),
+ * its shared memory, the launch; the result into *res. */
+template <int k> int probe_tma_e4m3_launch(const uint8_t *m8, ProbeResult *res, const char *what) {
+  const size_t smem = 1024 + 2 * 64 * 128 + 16;
+  AttnTmaMaps maps;
+  MB_TRY(attn_tma_map_rows(&maps.q, m8, 1, 64, 1, k, 128, 64, "the probe's e4m3 Q"));
+  MB_TRY(attn_tma_map_rows(&maps.k, m8 + PROBE_E4M3, 1, 64, 1, k, 128, 64, "the probe's e4m3 K"));
+  auto *kernel = attn_probe_tma_e4m3_kernel<k>;
+  MB_CUDA_TRY(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+  ATTN_LAUNCH(kernel, 1, 128, smem, 0, m8, res, maps);
+  ATTN_LAUNCH_CHECK(what);
+  return MB_OK;
+}
+
 } // namespace
 
 size_t mb_cuda_attn_hopper_probe_workspace(void) {
@@ -412,20 +426,8 @@ int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_
   ATTN_LAUNCH(mn_kernel, 1, 128, mn_smem, 0, m16, &res[6]);
   ATTN_LAUNCH_CHECK("attn_probe_sw128_mn_kernel (sw128_mn_ab)");
   /* e4m3 Q, K: [64 tokens][1 head][128 or 64] (row stride 128 bytes) */
-  const size_t e4m3_smem = 1024 + 2 * 64 * 128 + 16;
-  AttnTmaMaps m8maps;
-  MB_TRY(attn_tma_map_rows(&m8maps.q, m8, 1, 64, 1, 128, 128, 64, "the probe's e4m3 Q"));
-  MB_TRY(attn_tma_map_rows(&m8maps.k, m8 + PROBE_E4M3, 1, 64, 1, 128, 128, 64, "the probe's e4m3 K"));
-  auto *sw128_kernel = attn_probe_tma_e4m3_kernel<128>;
-  MB_CUDA_TRY(cudaFuncSetAttribute(sw128_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)e4m3_smem));
-  ATTN_LAUNCH(sw128_kernel, 1, 128, e4m3_smem, 0, m8, &res[7], m8maps);
-  ATTN_LAUNCH_CHECK("attn_probe_tma_e4m3_kernel (tma_sw128_e4m3)");
-  MB_TRY(attn_tma_map_rows(&m8maps.q, m8, 1, 64, 1, 64, 128, 64, "the probe's e4m3 Q"));
-  MB_TRY(attn_tma_map_rows(&m8maps.k, m8 + PROBE_E4M3, 1, 64, 1, 64, 128, 64, "the probe's e4m3 K"));
-  auto *sw64_kernel = attn_probe_tma_e4m3_kernel<64>;
-  MB_CUDA_TRY(cudaFuncSetAttribute(sw64_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)e4m3_smem));
-  ATTN_LAUNCH(sw64_kernel, 1, 128, e4m3_smem, 0, m8, &res[8], m8maps);
-  ATTN_LAUNCH_CHECK("attn_probe_tma_e4m3_kernel (tma_sw64_e4m3)");
+  MB_TRY(probe_tma_e4m3_launch<128>(m8, &res[7], "attn_probe_tma_e4m3_kernel (tma_sw128_e4m3)"));
+  MB_TRY(probe_tma_e4m3_launch<64>(m8, &res[8], "attn_probe_tma_e4m3_kernel (tma_sw64_e4m3)"));
   ProbeResult host[PROBES];
   MB_TRY(attn_copy_to_host(host, res, sizeof host));
   *failed = 0;

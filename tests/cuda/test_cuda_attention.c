@@ -357,9 +357,6 @@ static int quick_skip(const tcase *c) {
   return longest > 400;
 }
 
-/* The half of the tests this process runs (at_test_part_runs). */
-static int part_runs(int ws) { return at_test_part_runs(ws); }
-
 static void run_all_cases(mb_dtype dt) {
   const int dims[2] = {64, 128};
   for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
@@ -432,16 +429,53 @@ static void run_all_cases(mb_dtype dt) {
 
 static void test_bf16(void **state) {
   (void)state;
-  if (!part_runs(0))
+  if (!at_test_part_runs(0))
     skip();
   run_all_cases(MB_BF16);
 }
 
 static void test_f16(void **state) {
   (void)state;
-  if (!part_runs(0))
+  if (!at_test_part_runs(0))
     skip();
   run_all_cases(MB_F16);
+}
+
+/* The warp-specialised tests' problems: bf16 and f16, every case (without
+ * the L = 1000 ones under MAMBERT_ATTN_TEST_QUICK), both head dims; body
+ * gets each problem and its label's prefix. */
+static void each_ws_problem(void (*body)(problem *p, const char *prefix)) {
+  const int dims[2] = {64, 128};
+  const mb_dtype dts[2] = {MB_BF16, MB_F16};
+  for (int ti = 0; ti < 2; ti++)
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
+      for (int di = 0; di < 2 && !quick_skip(&cases[ci]); di++) {
+        problem p;
+        problem_init(&p, &cases[ci], dts[ti], dims[di]);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%-5s D=%-3d %-17s", mb_dtype_name(dts[ti]), dims[di], cases[ci].name);
+        body(&p, prefix);
+        problem_free(&p);
+      }
+}
+
+/* Backward tiling 2 on one problem, deterministic and in its fast mode. */
+static void bwd_ws_problem(problem *p, const char *prefix) {
+  char label[128];
+  assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
+  run_fwd(p, MB_CUDA_ATTN_FLASH);
+  assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
+  assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+  snprintf(label, sizeof label, "%s flash-b2", prefix);
+  run_bwd(p, MB_CUDA_ATTN_FLASH);
+  check_backward(p, label);
+  check_reproducible(p, label);
+  assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
+  snprintf(label, sizeof label, "%s flash-b2f", prefix);
+  run_bwd(p, MB_CUDA_ATTN_FLASH);
+  check_backward(p, label);
+  assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+  assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(-1), MB_OK);
 }
 
 /* Backward tiling 2 (both kernels warp-specialised: TMA loads handed over
@@ -450,7 +484,7 @@ static void test_f16(void **state) {
  * and lse: after test_tma_tilings, the last tests of the program. */
 static void test_bwd_ws(void **state) {
   (void)state;
-  if (!part_runs(1))
+  if (!at_test_part_runs(1))
     skip();
   int runs = 0;
   assert_int_equal(mb_cuda_attn_flash_bwd_variant_runs(2, &runs), MB_OK);
@@ -458,32 +492,31 @@ static void test_bwd_ws(void **state) {
     printf("flash-b2: not on this device (sm_90 with an sm_90a build only)\n");
     return;
   }
-  const int dims[2] = {64, 128};
-  const mb_dtype dts[2] = {MB_BF16, MB_F16};
-  for (int ti = 0; ti < 2; ti++)
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
-      for (int di = 0; di < 2 && !quick_skip(&cases[ci]); di++) {
-        problem p;
-        problem_init(&p, &cases[ci], dts[ti], dims[di]);
-        char label[128];
-        assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
-        run_fwd(&p, MB_CUDA_ATTN_FLASH);
-        assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(2), MB_OK);
-        assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
-        snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-b2", mb_dtype_name(dts[ti]), dims[di],
-                 cases[ci].name);
-        run_bwd(&p, MB_CUDA_ATTN_FLASH);
-        check_backward(&p, label);
-        check_reproducible(&p, label);
-        assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
-        snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-b2f", mb_dtype_name(dts[ti]), dims[di],
-                 cases[ci].name);
-        run_bwd(&p, MB_CUDA_ATTN_FLASH);
-        check_backward(&p, label);
-        assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
-        assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(-1), MB_OK);
-        problem_free(&p);
-      }
+  each_ws_problem(bwd_ws_problem);
+}
+
+/* Forward tilings 5 to 8 on one problem; 7 and 8 must give 5's bits. */
+static void tma_tilings_problem(problem *p, const char *prefix) {
+  const size_t bytes = p->n * mb_dtype_size(p->dt), lbytes = p->nl * sizeof(float);
+  void *o5 = NULL, *l5 = NULL;
+  for (int variant = 5; variant <= 8; variant++) {
+    char label[128];
+    assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
+    snprintf(label, sizeof label, "%s flash-v%d", prefix, variant);
+    run_fwd(p, MB_CUDA_ATTN_FLASH);
+    check_forward(p, label);
+    if (variant == 5) {
+      o5 = download_raw(p->d_out, bytes);
+      l5 = download_raw(p->d_lse, lbytes);
+    } else if (variant >= 7) {
+      void *o7 = download_raw(p->d_out, bytes), *l7 = download_raw(p->d_lse, lbytes);
+      if (memcmp(o5, o7, bytes) || memcmp(l5, l7, lbytes))
+        fail_msg("%s: the persistent forward's bits differ from tiling 5's", label);
+      free(o7), free(l7);
+    }
+  }
+  free(o5), free(l5);
+  assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
 }
 
 /* Forward tilings 5 to 8 (warp-specialised: TMA loads handed over by
@@ -493,7 +526,7 @@ static void test_bwd_ws(void **state) {
  * products in tiling 5's order, so they must give tiling 5's bits. */
 static void test_tma_tilings(void **state) {
   (void)state;
-  if (!part_runs(1))
+  if (!at_test_part_runs(1))
     skip();
   int runs = 0;
   assert_int_equal(mb_cuda_attn_flash_fwd_variant_runs(5, &runs), MB_OK);
@@ -501,41 +534,12 @@ static void test_tma_tilings(void **state) {
     printf("flash-v5 to flash-v8: not on this device (sm_90 with an sm_90a build only)\n");
     return;
   }
-  const int dims[2] = {64, 128};
-  const mb_dtype dts[2] = {MB_BF16, MB_F16};
-  for (int ti = 0; ti < 2; ti++)
-    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++)
-      for (int di = 0; di < 2 && !quick_skip(&cases[ci]); di++) {
-        problem p;
-        problem_init(&p, &cases[ci], dts[ti], dims[di]);
-        const size_t bytes = p.n * mb_dtype_size(p.dt), lbytes = p.nl * sizeof(float);
-        void *o5 = NULL, *l5 = NULL;
-        for (int variant = 5; variant <= 8; variant++) {
-          char label[128];
-          assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
-          snprintf(label, sizeof label, "%-5s D=%-3d %-17s flash-v%d", mb_dtype_name(dts[ti]), dims[di],
-                   cases[ci].name, variant);
-          run_fwd(&p, MB_CUDA_ATTN_FLASH);
-          check_forward(&p, label);
-          if (variant == 5) {
-            o5 = download_raw(p.d_out, bytes);
-            l5 = download_raw(p.d_lse, lbytes);
-          } else if (variant >= 7) {
-            void *o7 = download_raw(p.d_out, bytes), *l7 = download_raw(p.d_lse, lbytes);
-            if (memcmp(o5, o7, bytes) || memcmp(l5, l7, lbytes))
-              fail_msg("%s: the persistent forward's bits differ from tiling 5's", label);
-            free(o7), free(l7);
-          }
-        }
-        free(o5), free(l5);
-        assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
-        problem_free(&p);
-      }
+  each_ws_problem(tma_tilings_problem);
 }
 
 static void test_f32_reference(void **state) {
   (void)state;
-  if (!part_runs(0))
+  if (!at_test_part_runs(0))
     skip();
   run_all_cases(MB_F32);
 }
@@ -547,7 +551,7 @@ static void test_f32_reference(void **state) {
  * beyond 2^30). */
 static void test_dq_large(void **state) {
   (void)state;
-  if (!part_runs(0))
+  if (!at_test_part_runs(0))
     skip();
   const tcase c = {"L129-pad", 2, 129, 2, 0, 1, 0, {0}, 0, 1.0f};
   problem p;
@@ -583,7 +587,7 @@ static void test_dq_large(void **state) {
  * right thing; what it refuses, it refuses with the reason. */
 static void test_dispatch_runtime(void **state) {
   (void)state;
-  if (!part_runs(0))
+  if (!at_test_part_runs(0))
     skip();
   const tcase c96 = {"L129-pad", 2, 129, 2, 0, 1, 0, {0}, 0, 1.0f};
   problem p;
@@ -658,7 +662,7 @@ static void test_dispatch_runtime(void **state) {
  * and its shape in the metadata entry "c<i>". */
 static void test_dump_for_torch(void **state) {
   (void)state;
-  if (!part_runs(0))
+  if (!at_test_part_runs(0))
     skip();
   const char *path = getenv("MAMBERT_ATTN_DUMP");
   if (!path || !*path) {
