@@ -44,7 +44,8 @@
 #                           D = 64 and 128), hopper (the wgmma forward, tiling 2), hopper_pipe
 #                           (tiling 4), hopper_ws (tiling 5, warp-specialised), hopper_bwd
 #                           (the wgmma dK/dV and dQ kernels), hopper_bwd_ws (backward tiling
-#                           2's warp-specialised dK/dV and dQ kernels), gemm (one BERT-base bf16 GEMM,
+#                           2's warp-specialised dK/dV and dQ kernels), hopper_bwd_bulk (tiling
+#                           3's dK/dV kernel with its bulk-reduce dQ), gemm (one BERT-base bf16 GEMM,
 #                           the cuBLAS yardstick);
 #                           speed of light, occupancy, warp stalls, memory workload, source
 #                           counters, then per SASS instruction the top excess sectors, bank
@@ -100,7 +101,7 @@ STEPS=(
   "bench_cuda_train_bert_wgmma bench 45"
   "bench_cuda_attention bench 60"
   "bench_cuda_attention_tma bench 40"
-  "bench_cuda_attention_bwd_ws bench 30"
+  "bench_cuda_attention_bwd_ws bench 40"
   "bench_cuda_attention_fp8_ws bench 30"
   "bench_cuda_selective_scan bench 50"
   "bench_cuda_selective_scan_b1 bench 30"
@@ -537,7 +538,8 @@ ncu_one() { # NAME REGEX SKIP LAUNCHES -- COMMAND...
   echo "gpu_check: profile $name: $*"
   local rep=/tmp/ncu_$name rc=0
   (cd "$ROOT" && LD_LIBRARY_PATH="$CUDALIB" timeout -k 5 150 "$ncu" --clock-control none --target-processes all \
-    --kernel-name "regex:$regex" --launch-skip "$skip" --launch-count "$count" \
+    --kernel-name-base "${NCU_NAME_BASE:-function}" --kernel-name "regex:$regex" --launch-skip "$skip" \
+    --launch-count "$count" \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
     --section SchedulerStats --section MemoryWorkloadAnalysis --section MemoryWorkloadAnalysis_Tables \
     --section ComputeWorkloadAnalysis --section InstructionStats --section SourceCounters \
@@ -582,8 +584,12 @@ profile() {
       --json /tmp/profile_hopper_bwd.json ;;
     hopper_bwd_ws) ncu_one hopper_bwd_ws 'attn_hopper_(bwd|dq)_ws_kernel' 0 2 -- "$BIN/bench_cuda_attention" --quick \
       --reps 1 --json /tmp/profile_hopper_bwd_ws.json ;;
+    # tiling 3's fast mode: the dK/dV kernel with DQ = BWD_DQ_BULK, picked out by its mangled name
+    hopper_bwd_bulk) NCU_NAME_BASE=mangled ncu_one hopper_bwd_bulk 'attn_hopper_bwd_ws_kernel.*Li2EE' 0 1 -- \
+      "$BIN/bench_cuda_attention" --quick --reps 1 --pass bwd-ws --json /tmp/profile_hopper_bwd_bulk.json ;;
     gemm) ncu_one gemm 'nvjet|gemm|xmma' 5 1 -- "$BIN/bench_cuda_gemm" --json /tmp/profile_gemm.json ;;
-    *) die "profile: unknown '$w' (scan, attention, hopper, hopper_pipe, hopper_ws, hopper_bwd, hopper_bwd_ws, gemm)" ;;
+    *) die "profile: unknown '$w' (scan, attention, hopper, hopper_pipe, hopper_ws, hopper_bwd, hopper_bwd_ws," \
+      "hopper_bwd_bulk, gemm)" ;;
     esac
   done
   echo "gpu_check: profiles in $out: $(cd "$out" && ls profile_*.txt | tr '\n' ' ')"

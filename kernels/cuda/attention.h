@@ -187,13 +187,16 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) MB_NODISCARD;
  * build only, else MB_EUNSUPPORTED) or 2 (1 with both kernels
  * warp-specialised: a TMA producer warpgroup, no CTA barrier per tile;
  * same conditions; it has the fast mode below: dQ by atomics from the
- * dK/dV kernel); -1 the default again (there: 1 at
+ * dK/dV kernel) or 3 (2 with FlashAttention-3's dQ in the fast mode: one
+ * warpgroup sums a query tile's dQ over the CTA's 128 keys into shared
+ * memory, the TMA unit adds it to the accumulator; deterministic, it is
+ * tiling 2); -1 the default again (there: 1 at
  * head_dim 128, 0 at 64; elsewhere 0). For the benchmark and the tests. Not
  * thread-safe against running kernels. */
 int mb_cuda_attn_set_flash_bwd_variant(int variant) MB_NODISCARD;
 /* Until a program sets the tilings, the environment chooses them, once:
  * MAMBERT_ATTN_TILING=wgmma gives forward tiling 2 and backward tiling 1,
- * MAMBERT_ATTN_TILING=F or F,B forward tiling F (0-8) and backward B (0-2,
+ * MAMBERT_ATTN_TILING=F or F,B forward tiling F (0-8) and backward B (0-3,
  * 0 when left out), each with a warning and tiling 0 where the wgmma
  * tilings cannot run; unset or "default": what an H200 measured fastest
  * (kernels/cuda/ATTENTION.md) -- with sm_90a code on sm_90 forward 5 and
@@ -203,7 +206,7 @@ int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 /* The flash backward's dQ, process-wide: 1 (default) a separate dQ pass
  * summing in a fixed order (the same bits every run), 0 f32 atomics in the
  * main kernel (dq's last bits depend on the order of the adds; backward
- * tilings 0 and 2; tiling 1 is deterministic either way). Not thread-safe
+ * tilings 0, 2 and 3; tiling 1 is deterministic either way). Not thread-safe
  * against running kernels. */
 int mb_cuda_attn_set_deterministic(int on) MB_NODISCARD;
 

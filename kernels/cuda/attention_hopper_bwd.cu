@@ -1,12 +1,15 @@
 /* attention_hopper_bwd.cu: the flash backward's dK, dV on Hopper's
  * warpgroup MMA (wgmma, sm_90a), bf16 or f16, f32 accumulation, head_dim 64
- * or 128: the backward's tilings 1 and 2 (mb_cuda_attn_set_flash_bwd_variant;
+ * or 128: the backward's tilings 1, 2 and 3 (mb_cuda_attn_set_flash_bwd_variant;
  * tiling 2, below tiling 1, is the same loops warp-specialised: a TMA
- * producer warpgroup and mbarriers in place of the CTA barriers).
+ * producer warpgroup and mbarriers in place of the CTA barriers; tiling 3
+ * is tiling 2 with FlashAttention-3's dQ in the fast mode: one warpgroup
+ * sums a query tile's dQ over the CTA's keys, the TMA unit adds it).
  * Two kernels: dK, dV (a CTA per key tile), then dQ (a CTA per query tile,
  * recomputing S and dP, summing over the key tiles in order), both on
- * wgmma, so this tiling gives the same bits on every run in either mode
- * (mb_cuda_attn_set_deterministic does not apply to it).
+ * wgmma, so tiling 1 gives the same bits on every run in either mode
+ * (mb_cuda_attn_set_deterministic does not apply to it; tilings 2-3 follow
+ * it in their fast modes).
  *
  * One CTA of two warpgroups per (BKV = 128 keys, head, sequence); warpgroup
  * wg owns keys 64 wg .. 64 wg + 63 of the tile and warp w (0..3 in it) keys
@@ -107,18 +110,33 @@ __device__ __forceinline__ void bwd_two_products(float *c0, uint64_t a0, uint64_
 #endif
 
 #if ATTN_HAS_WGMMA
+/* dS^T's A fragments (rounded to T; rows = the thread's keys r0, r0 + 8 of
+ * its warpgroup's 64, columns = queries) into the warpgroup's swizzled
+ * [64 keys][BQ] tile for the fast modes' dQ = dS K: 4-byte stores, one
+ * 16-byte chunk per row per instruction (conflict-free). */
+template <typename T, int BQ>
+__device__ __forceinline__ void bwd_store_ds_t(T *sds, int r0, int tq, const uint32_t *dsa) {
+  static_assert(BQ == 64, "one 128-byte row of queries per key");
+#pragma unroll
+  for (int i = 0; i < BQ / 4; i++) { /* register i of k-block i / 4: rows +8 (i & 1), columns +8 (i & 2) */
+    const int row = r0 + (i & 1) * 8, col = (i / 4) * 16 + 2 * tq + (i & 2) * 4;
+    attn_sts_u32_for_wgmma(sds + row * 64 + (((col / 8) ^ (row & 7)) * 8) + col % 8, dsa[i]);
+  }
+}
+
 /* One query tile of the dK/dV kernels (tiling 1 and its warp-specialised
  * form): this warpgroup's 64 keys against queries i0 .. i0 + BQ - 1, whose
  * Q and dO the descriptors qk, dok (K-major) and qmn, domn (MN-major)
  * point at, lse (log2 units) and D at lse2[c], dsum[c]; dV += P^T dO and
  * dK += dS^T Q into dk, dv. The products are done when it returns. With
- * KEEP_DS, dS^T's A fragments (rounded to T) are copied to ds_out too. */
+ * KEEP_DS, dS^T is stored into the warpgroup's tile sds too (under the dK
+ * product; bwd_store_ds_t), not yet fenced for the async proxy. */
 template <typename T, int D, int BKV, int BQ, bool OVERLAP, bool KEEP_DS = false>
 __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc, uint64_t vdesc, uint64_t qk,
                                               uint64_t qmn, uint64_t dok, uint64_t domn, const float *lse2,
                                               const float *dsum, int j0, int i0, int krow, int tq, bool hidden,
                                               bool keep0, bool keep1, float (&dk)[1][D / 8][4],
-                                              float (&dv)[1][D / 8][4], uint32_t *ds_out = nullptr) {
+                                              float (&dv)[1][D / 8][4], T *sds = nullptr) {
   constexpr int NS = BQ / 8, NO = D / 8;
   /* OVERLAP (D = 64): four batches, each started as soon as its inputs
    * exist, so the softmax's arithmetic runs under a product: S^T (batch
@@ -183,16 +201,13 @@ __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc,
   for (int kk = 0; kk < BQ / 16; kk++)
     AttnWgmma<T, D>::rs_mn(&dk[0][0][0], dsa[kk], qmn + 128 * kk, true);
   attn_wgmma_commit();
+  if constexpr (KEEP_DS) /* reading dsa while the product reads it too */
+    bwd_store_ds_t<T, BQ>(sds, krow & 63, tq, &dsa[0][0]);
   attn_wgmma_wait<0>();
   attn_wgmma_pin<NO * 4>(&dv[0][0][0]);
   attn_wgmma_pin<NO * 4>(&dk[0][0][0]);
   attn_wgmma_pin<BQ / 4>(&pa[0][0]);
   attn_wgmma_pin<BQ / 4>(&dsa[0][0]);
-  if constexpr (KEEP_DS) {
-#pragma unroll
-    for (int i = 0; i < BQ / 4; i++)
-      ds_out[i] = (&dsa[0][0])[i];
-  }
 }
 #endif
 
@@ -378,14 +393,25 @@ __device__ __forceinline__ void bwd_ws_load_pair(int lane, uint64_t *bar, T *dst
 }
 #endif
 
+/* How the warp-specialised dK/dV kernel's dQ is made: by the separate dQ
+ * kernel (deterministic; tilings 2 and 3), by f32 atomics from each
+ * consumer warpgroup (tiling 2's fast mode), or by the TMA unit's bulk
+ * reduce from shared memory (tiling 3's fast mode, FlashAttention-3's
+ * way). */
+enum BwdDq { BWD_DQ_KERNEL = 0, BWD_DQ_ATOMIC = 1, BWD_DQ_BULK = 2 };
+
+/* The row stride (floats) of the bulk mode's dQ tile (bwd_ws_dq_bulk_owner). */
+template <int D> struct BwdDqBulk {
+  static constexpr int LD = D + 8;
+};
+
 #if ATTN_HAS_WGMMA
-/* Tiling 2's fast mode (mb_cuda_attn_set_deterministic(0), FlashAttention's
+/* Tiling 2's fast mode (mb_cuda_attn_set_deterministic(0), FlashAttention-2's
  * way): dQ_i += dS_i K summed by f32 atomics from the dK/dV kernel, which
- * has dS^T in registers already, in place of the dQ kernel's recomputation
+ * has dS^T at hand already, in place of the dQ kernel's recomputation
  * (5 tile products per (i, j) instead of 7). Warpgroup wg (warp cwarp)
- * stores its dS^T A fragments (keys 64 wg.., queries i0..) into its own
- * swizzled [64 keys][BQ] tile, 4-byte stores, one 16-byte chunk per row
- * and instruction (conflict-free); then, per 64 columns c of the head
+ * has stored its dS^T (keys 64 wg.., queries i0..) into its own swizzled
+ * [64 keys][BQ] tile sds (bwd_dkdv_tile); per 64 columns c of the head
  * dimension, dQ_part = dS K_wg with both operands read MN-major from
  * shared memory (ss_mn: A = dS^T's rows are keys, B = K's rows are keys),
  * and its rows added to the accumulator with float2 atomics (the two
@@ -396,15 +422,9 @@ __device__ __forceinline__ void bwd_ws_load_pair(int lane, uint64_t *bar, T *dst
  * for tile i + 2. (One buffer fails the emulator test: a warp rewrote its
  * rows while another's product had yet to read them.) */
 template <typename T, int D, int BKV, int BQ>
-__device__ __forceinline__ void bwd_ws_dq_atomic(const AttnArgs &a, const AttnSeg &g, int h, int i0, T *sds,
-                                                 const T *sk_wg, int cwarp, int lane, const uint32_t *dsa) {
-  static_assert(BQ == 64, "one 128-byte row of queries per key");
+__device__ __forceinline__ void bwd_ws_dq_atomic(const AttnArgs &a, const AttnSeg &g, int h, int i0, const T *sds,
+                                                 const T *sk_wg, int cwarp, int lane) {
   const int gr = lane >> 2, tq = lane & 3, wg = cwarp >> 2;
-#pragma unroll
-  for (int i = 0; i < BQ / 4; i++) { /* register i of k-block i / 4: rows +8 (i & 1), columns +8 (i & 2) */
-    const int row = (cwarp & 3) * 16 + gr + (i & 1) * 8, col = (i / 4) * 16 + 2 * tq + (i & 2) * 4;
-    attn_sts_u32_for_wgmma(sds + row * 64 + (((col / 8) ^ (row & 7)) * 8) + col % 8, dsa[i]);
-  }
   attn_fence_proxy_async();
   attn_named_bar_sync(2 + wg, 128); /* the warpgroup's 64 rows written */
   const uint64_t adesc = attn_wgmma_desc_sw128(sds, 64 * 128, 1024);  /* A (m = query, k = key), MN-major */
@@ -431,9 +451,106 @@ __device__ __forceinline__ void bwd_ws_dq_atomic(const AttnArgs &a, const AttnSe
     }
   }
 }
+
+/* Tiling 3's fast mode (FlashAttention-3's way): each query tile's dQ is
+ * summed over all 128 keys of the CTA by one consumer warpgroup, the
+ * tile's "owner" (query tile it: warpgroup it % 2, so the two take turns),
+ * written to a shared f32 tile, and added to the accumulator by the TMA
+ * unit (cp.reduce.async.bulk, one per query row) that the producer
+ * warpgroup's second warp issues. Against tiling 2's fast mode: half the
+ * adds (the two warpgroups' partial sums meet in registers, not in L2),
+ * bulk reduces in place of 2 x 16 float2 atomics per thread, and the
+ * consumers never wait for them. The handovers (named barriers; counts
+ * in whole warps):
+ *   BAR_DS (256): both warpgroups have stored and fenced their dS^T of the
+ *     tile (bwd_dkdv_tile), so the owner's product may read both; passing
+ *     it at tile it + 1 also means the owner of tile it - 1 has finished
+ *     reading, so each of the two dS^T buffers is free for its next tile;
+ *   BAR_DQ_EMPTY (160): the writer warp has read the dQ tile out (its
+ *     bulk group's wait_group.read), the owner may overwrite it; the writer
+ *     arrives once at the start and after every tile but the last;
+ *   BAR_DQ_FULL (160): the owner has stored and fenced the tile; the
+ *     writer issues the reduces.
+ * The rows of queries past the sequence's end are not added; their dS is 0
+ * anyway (Q, dO zeroed, lse +inf). sdq: [BQ][D + 8] floats (the 8 spread a
+ * half-warp's float2 stores over all 32 banks; rows 16-byte aligned). */
+struct BwdDqBars {
+  static constexpr int BAR_DS = 2, BAR_DQ_FULL = 3, BAR_DQ_EMPTY = 4, HANDOVER = 128 + 32;
+};
+
+template <typename T, int D, int BKV, int BQ>
+__device__ __forceinline__ void bwd_ws_dq_bulk_owner(int it, const T *sds_pair, const T *sK, float *sdq, int cwarp,
+                                                     int lane) {
+  typedef BwdDqBars B;
+  constexpr int LD = BwdDqBulk<D>::LD;
+  attn_fence_proxy_async(); /* this thread's dS^T stores, for the owner's product */
+  attn_named_bar_sync(B::BAR_DS, 256);
+  if ((cwarp >> 2) != (it & 1))
+    return;
+  const int gr = lane >> 2, tq = lane & 3;
+  /* A = dS (m = query, k = key) over both warpgroups' tiles, which lie one
+   * after the other: keys 16 kk.. at +128 kk (16-byte units); B = K (k =
+   * key, n = d), MN-major, 64 columns c at +c BKV 8 */
+  const uint64_t adesc = attn_wgmma_desc_sw128(sds_pair, 64 * 128, 1024);
+  const uint64_t bdesc = attn_wgmma_desc_sw128(sK, BKV * 128, 1024);
+  constexpr int NC = D / 64;
+  float part[NC][32];
+  attn_wgmma_fence();
+#pragma unroll
+  for (int c = 0; c < NC; c++) {
+#pragma unroll
+    for (int kk = 0; kk < BKV / 16; kk++)
+      AttnWgmma<T, 64>::ss_mn(part[c], adesc + 128 * kk, bdesc + c * (BKV * 8) + 128 * kk, kk > 0);
+    attn_wgmma_commit();
+  }
+  attn_named_bar_sync(B::BAR_DQ_EMPTY, B::HANDOVER); /* under the products: the writer is done with sdq */
+  const int r0 = (cwarp & 3) * 16 + gr;
+#pragma unroll
+  for (int c = 0; c < NC; c++) {
+    if (c + 1 < NC)
+      attn_wgmma_wait<1>(); /* NC is 1 or 2: all but the last batch */
+    else
+      attn_wgmma_wait<0>();
+    attn_wgmma_pin<32>(part[c]);
+#pragma unroll
+    for (int hr = 0; hr < 2; hr++)
+#pragma unroll
+      for (int j = 0; j < 8; j++)
+        attn_sts_f32x2_for_async(sdq + (r0 + 8 * hr) * LD + c * 64 + 8 * j + 2 * tq, part[c][4 * j + 2 * hr],
+                                 part[c][4 * j + 2 * hr + 1]);
+  }
+  attn_fence_proxy_async(); /* the stores, for the bulk reduces */
+  attn_named_bar_arrive(B::BAR_DQ_FULL, B::HANDOVER);
+}
+
+/* The writer warp of tiling 3's fast mode (the producer warpgroup's
+ * second): per query tile, once the owner has filled sdq, lane l adds rows
+ * l and l + 32 (those in the sequence) into the accumulator. */
+template <int D, int BQ>
+__device__ __forceinline__ void bwd_ws_dq_bulk_writer(const AttnArgs &a, const AttnSeg &g, int h, int istart, int nqt,
+                                                      const float *sdq, int lane) {
+  typedef BwdDqBars B;
+  attn_named_bar_arrive(B::BAR_DQ_EMPTY, B::HANDOVER); /* sdq starts free */
+#pragma unroll 1 /* within the producer's 24 registers */
+  for (int it = 0; it < nqt; it++) {
+    attn_named_bar_sync(B::BAR_DQ_FULL, B::HANDOVER);
+    const int i0 = istart + it * BQ;
+#pragma unroll
+    for (int r = lane; r < BQ; r += 32)
+      if (i0 + r < g.n)
+        attn_bulk_reduce_add_f32(a.dq_accum + (int64_t)(g.start + i0 + r) * a.ld + (int64_t)h * D,
+                                 sdq + r * BwdDqBulk<D>::LD, D * sizeof(float));
+    attn_bulk_commit();
+    if (it + 1 < nqt) { /* nobody waits for a release after the last tile */
+      attn_bulk_wait_read<0>();
+      attn_named_bar_arrive(B::BAR_DQ_EMPTY, B::HANDOVER);
+    }
+  }
+  attn_bulk_wait<0>(); /* the adds done before the CTA's shared memory goes */
+}
 #endif
 
-/* The dK/dV kernel warp-specialised (backward tiling 2): the
+/* The dK/dV kernel warp-specialised (backward tilings 2 and 3): the
  * forward's tiling 5 applied to tiling 1's loop. A CTA of three warpgroups
  * per (BKV = 128 keys, head, sequence): warpgroup 0 gives its registers
  * back (setmaxnreg 24) and its first warp loads -- K and V once, then each
@@ -447,20 +564,30 @@ __device__ __forceinline__ void bwd_ws_dq_atomic(const AttnArgs &a, const AttnSe
  * what removing them is worth (tiling 5 = 2.3x tiling 4 on the H200).
  * TMA reads past a sequence's end read the next sequence or the varlen
  * budget's unwritten tail: the consumers zero the last tile's Q and dO rows
- * past the end before using them (0 x NaN would reach dK and dV). */
-/* setmaxnreg in both of tiling 2's kernels (AttnRegSplit): 24 registers per
+ * past the end before using them (0 x NaN would reach dK and dV). DQ
+ * (BwdDq): in the fast modes the kernel adds dQ too (bwd_ws_dq_atomic,
+ * or bwd_ws_dq_bulk_owner with the producer warpgroup's second warp as
+ * bwd_ws_dq_bulk_writer). */
+/* setmaxnreg in both of tilings 2-3's kernels (AttnRegSplit): 24 registers per
  * thread for the producer warpgroup, 240 for the two consumer warpgroups */
 typedef AttnRegSplit<24, 240, 256> BwdWsRegs;
 
 template <int D> struct HopperBwdWsCfg {
-  static constexpr int NT = 384, BKV = 128, BQ = 64, NSTAGE = 3;
+  static constexpr int NT = 384, BKV = 128, BQ = 64;
   static_assert(NT == BwdWsRegs::nt, "the split covers the CTA");
-  /* alignment; K, V; NSTAGE stages of Q and dO; with FASTDQ two buffers of
-   * the two warpgroups' dS^T tiles; NSTAGE stages of lse2 and D; key flags;
-   * mbarriers */
-  template <typename T, bool FASTDQ> static constexpr size_t smem_bytes() {
-    return 1024 + (size_t)(2 * BKV + 2 * NSTAGE * BQ) * D * sizeof(T) + (FASTDQ ? 4 * 64 * BQ * sizeof(T) : 0) +
-           NSTAGE * 2 * BQ * sizeof(float) + BKV * sizeof(int) + (1 + 2 * NSTAGE) * sizeof(uint64_t);
+  /* the stages of the Q, dO ring: 3, but 2 where the bulk mode's dQ tile
+   * would not fit beside them (D = 128) */
+  template <int DQ> __host__ __device__ static constexpr int nstage() {
+    return DQ == BWD_DQ_BULK && D == 128 ? 2 : 3;
+  }
+  /* alignment; K, V; the stages of Q and dO; in the fast modes two buffers
+   * of the two warpgroups' dS^T tiles; in the bulk mode the dQ tile; the
+   * stages of lse2 and D; key flags; mbarriers */
+  template <typename T, int DQ> static constexpr size_t smem_bytes() {
+    return 1024 + (size_t)(2 * BKV + 2 * nstage<DQ>() * BQ) * D * sizeof(T) +
+           (DQ != BWD_DQ_KERNEL ? 4 * 64 * BQ * sizeof(T) : 0) +
+           (DQ == BWD_DQ_BULK ? BQ * BwdDqBulk<D>::LD * sizeof(float) : 0) + nstage<DQ>() * 2 * BQ * sizeof(float) +
+           BKV * sizeof(int) + (1 + 2 * nstage<DQ>()) * sizeof(uint64_t);
   }
 };
 
@@ -469,12 +596,13 @@ struct AttnBwdTmaMaps {
   AttnTmaMap q, k, v, dout;
 };
 
-template <typename T, int D, bool FASTDQ>
+template <typename T, int D, int DQ>
 __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
     attn_hopper_bwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnBwdTmaMaps maps) {
 #if ATTN_HAS_WGMMA
   typedef HopperBwdWsCfg<D> C;
-  constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ, NSTAGE = C::NSTAGE, NO = D / 8;
+  constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ, NSTAGE = C::template nstage<DQ>(), NO = D / 8;
+  constexpr bool FASTDQ = DQ != BWD_DQ_KERNEL;
   constexpr int BAR_QTAIL = 1; /* a named barrier among the 256 consumers (the tails' zeros) */
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
   T *sK = reinterpret_cast<T *>(attn_align_smem_1024(raw)); /* the swizzle's 1024-byte groups */
@@ -482,7 +610,8 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
   T *sQ = sV + BKV * D;             /* query tile it in stage it % NSTAGE */
   T *sdO = sQ + NSTAGE * BQ * D;    /* likewise */
   T *sdS = sdO + NSTAGE * BQ * D;   /* FASTDQ: [query tile % 2][warpgroup][64 keys][BQ], swizzled */
-  float *sStat = reinterpret_cast<float *>(sdS + (FASTDQ ? 4 * 64 * BQ : 0)); /* [stage][lse2 | D][BQ] */
+  float *sdq = reinterpret_cast<float *>(sdS + (FASTDQ ? 4 * 64 * BQ : 0)); /* bulk: [BQ][LD] */
+  float *sStat = sdq + (DQ == BWD_DQ_BULK ? BQ * BwdDqBulk<D>::LD : 0);    /* [stage][lse2 | D][BQ] */
   int *sKeep = reinterpret_cast<int *>(sStat + NSTAGE * 2 * BQ);
   uint64_t *full_kv = reinterpret_cast<uint64_t *>(sKeep + BKV);
   uint64_t *full = full_kv + 1, *empty = full + NSTAGE;
@@ -513,6 +642,7 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
     if (warp == 0) {
       if (lane == 0) /* K, V: full_kv counts one arrival */
         bwd_ws_load_pair<T, D, BKV>(0, full_kv, sK, &maps.k, sV, &maps.v, h, g.start + j0);
+#pragma unroll 1 /* within the producer's 24 registers */
       for (int it = 0; it < nqt; it++) {
         const int st = it % NSTAGE, i0 = istart + it * BQ;
         if (it >= NSTAGE) /* the consumers' release of this stage's previous tile */
@@ -526,6 +656,8 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
         bwd_ws_load_pair<T, D, BQ>(lane, &full[st], sQ + st * BQ * D, &maps.q, sdO + st * BQ * D, &maps.dout, h,
                                    g.start + i0);
       }
+    } else if (DQ == BWD_DQ_BULK && warp == 1) {
+      bwd_ws_dq_bulk_writer<D, BQ>(a, g, h, istart, nqt, sdq, lane);
     }
     return;
   }
@@ -554,15 +686,18 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
     if (valid < BQ) /* the last tile, once per CTA */
       bwd_ws_zero_rows<T, D, BQ>(sQ + st * BQ * D, sdO + st * BQ * D, valid, ct, BAR_QTAIL);
     const float *lse2 = sStat + st * 2 * BQ, *dsum = lse2 + BQ;
-    uint32_t dsa[BQ / 4]; /* FASTDQ: dS^T's A fragments */
+    T *sds_pair = sdS + (it & 1) * 2 * 64 * BQ; /* FASTDQ: this tile's two dS^T tiles, this warpgroup's second */
     bwd_dkdv_tile<T, D, BKV, BQ, true, FASTDQ>(a, dd.k, dd.v, dd.q_k + st * STAGE, dd.q_mn + st * STAGE,
                                                dd.do_k + st * STAGE, dd.do_mn + st * STAGE, lse2, dsum, j0, i0,
-                                               krow, tq, hidden, keep0, keep1, dk, dv, dsa);
+                                               krow, tq, hidden, keep0, keep1, dk, dv,
+                                               sds_pair + (cwarp >> 2) * 64 * BQ);
     if (lane == 0) /* after the tile's last wgmma wait (warp-wide): the warp is done with the stage */
       attn_mbar_arrive(&empty[st]);
-    if constexpr (FASTDQ)
-      bwd_ws_dq_atomic<T, D, BKV, BQ>(a, g, h, i0, sdS + ((it & 1) * 2 + (cwarp >> 2)) * 64 * BQ,
-                                      sK + (cwarp >> 2) * 64 * 64, cwarp, lane, dsa);
+    if constexpr (DQ == BWD_DQ_ATOMIC)
+      bwd_ws_dq_atomic<T, D, BKV, BQ>(a, g, h, i0, sds_pair + (cwarp >> 2) * 64 * BQ, sK + (cwarp >> 2) * 64 * 64,
+                                      cwarp, lane);
+    else if constexpr (DQ == BWD_DQ_BULK)
+      bwd_ws_dq_bulk_owner<T, D, BKV, BQ>(it, sds_pair, sK, sdq, cwarp, lane);
   }
 
   bwd_store_dkdv<T, D>(a, g, base, j0 + krow, tq, dk, dv);
@@ -750,7 +885,7 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, HopperDqCfg<D>::MIN_CTAS) 
 #endif
 }
 
-/* The dQ kernel warp-specialised (backward tiling 2): as the
+/* The dQ kernel warp-specialised (backward tilings 2-3): as the
  * dK/dV kernel above, tiling 1's dQ loop behind a producer warpgroup. A
  * CTA of three warpgroups per (BQ = 128 queries, head, sequence):
  * warpgroup 0's first warp loads Q and dO once and each key tile's K and V
@@ -881,21 +1016,27 @@ static inline int bwd_ws_launch_one(K *kernel, const char *name, const mb_attn_d
   return MB_OK;
 }
 
-/* Tiling 2's kernels: dK/dV, then dQ, each with its boxes; in the fast mode
- * (det false) the dK/dV kernel adds dQ into the accumulator itself. */
+/* Tilings 2 and 3: dK/dV, then dQ, each with its boxes; in the fast mode
+ * (det false) the dK/dV kernel adds dQ into the accumulator itself, by
+ * atomics (tiling 2) or bulk reduces (tiling 3). */
 template <typename T, int D>
-int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, bool det, cudaStream_t s) {
+int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, int tiling, bool det, cudaStream_t s) {
   typedef HopperBwdWsCfg<D> C;
   typedef HopperDqWsCfg<D> Q;
   AttnBwdTmaMaps maps;
   MB_TRY(bwd_tma_maps(&maps, d, a, C::BQ, C::BKV));
-  if (!det) {
-    MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, true>, "attn_hopper_bwd_ws_kernel (fast dQ)", d, a,
-                             C::BKV, C::NT, C::template smem_bytes<T, true>(), maps, s));
+  if (!det && tiling == 3) {
+    MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, BWD_DQ_BULK>, "attn_hopper_bwd_ws_kernel (bulk dQ)", d,
+                             a, C::BKV, C::NT, C::template smem_bytes<T, BWD_DQ_BULK>(), maps, s));
     return attn_launch_dq_convert<T>(d, a, s);
   }
-  MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, false>, "attn_hopper_bwd_ws_kernel", d, a, C::BKV, C::NT,
-                           C::template smem_bytes<T, false>(), maps, s));
+  if (!det) {
+    MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, BWD_DQ_ATOMIC>, "attn_hopper_bwd_ws_kernel (fast dQ)", d,
+                             a, C::BKV, C::NT, C::template smem_bytes<T, BWD_DQ_ATOMIC>(), maps, s));
+    return attn_launch_dq_convert<T>(d, a, s);
+  }
+  MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, BWD_DQ_KERNEL>, "attn_hopper_bwd_ws_kernel", d, a, C::BKV,
+                           C::NT, C::template smem_bytes<T, BWD_DQ_KERNEL>(), maps, s));
   MB_TRY(bwd_tma_maps(&maps, d, a, Q::BQ, Q::BK));
   return bwd_ws_launch_one(attn_hopper_dq_ws_kernel<T, D>, "attn_hopper_dq_ws_kernel", d, a, Q::BQ, Q::NT,
                            Q::template smem_bytes<T>(), maps, s);
@@ -904,12 +1045,12 @@ int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, bool det, cud
 template <typename T, int D>
 int hopper_bwd_launch(const mb_attn_desc *d, AttnArgs a, int tiling, bool det, cudaStream_t s) {
   typedef HopperBwdCfg<D> C;
-  det = det || tiling != 2; /* tiling 1: dq from the dQ kernel, summed in order, in either mode */
+  det = det || tiling < 2; /* tiling 1: dq from the dQ kernel, summed in order, in either mode */
   if (det)
     a.dq_accum = NULL; /* no accumulator to zero */
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
-  if (tiling == 2) {
-    MB_TRY((hopper_bwd_ws_launch<T, D>(d, a, det, s)));
+  if (tiling >= 2) {
+    MB_TRY((hopper_bwd_ws_launch<T, D>(d, a, tiling, det, s)));
   } else {
     const size_t smem = C::template smem_bytes<T>();
     MB_CUDA_TRY(cudaFuncSetAttribute(attn_hopper_bwd_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -941,7 +1082,7 @@ int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, int tiling, bool det, co
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok)); /* the same condition: sm_90 and an sm_90a image */
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward: tilings 1-2 (wgmma) need an sm_90 GPU and a build "
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward: tilings 1-3 (wgmma) need an sm_90 GPU and a build "
                                    "for sm_90a (MAMBERT_CUDA_ARCHS)");
   if (attn_tokens(d) == 0)
     return MB_OK;

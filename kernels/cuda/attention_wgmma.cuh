@@ -353,6 +353,33 @@ template <int N> __device__ __forceinline__ void attn_setmaxnreg_inc() {
 __device__ __forceinline__ void attn_sts_zero16_for_wgmma(void *smem) {
   *reinterpret_cast<uint4 *>(smem) = make_uint4(0, 0, 0, 0);
 }
+/* Two floats by an ordinary store into shared memory that the async proxy
+ * will read (a bulk reduce below; the writer fences with fence.proxy.async
+ * before the barrier that hands the tile over). 8-byte aligned. */
+__device__ __forceinline__ void attn_sts_f32x2_for_async(float *smem, float x, float y) {
+  *reinterpret_cast<float2 *>(smem) = make_float2(x, y);
+}
+/* dst[i] += src[i] for `bytes` / 4 floats, global dst from shared src, by
+ * the TMA unit (PTX ISA "cp.reduce.async.bulk"; each element's add is
+ * atomic, the span as a whole is not; f32 subnormals flush to zero). Both
+ * addresses 16-byte aligned, bytes a multiple of 16. The issuing thread's
+ * bulk group: commit it, then wait_group.read before the source is
+ * rewritten and wait_group before the CTA exits. */
+__device__ __forceinline__ void attn_bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
+  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+               "r"(attn_smem_addr(src)), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void attn_bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }
+/* Until all but the N newest of the thread's bulk groups have read their
+ * shared source (the source may then be rewritten). */
+template <int N> __device__ __forceinline__ void attn_bulk_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+/* Until all but the N newest have completed (their writes are done). */
+template <int N> __device__ __forceinline__ void attn_bulk_wait() {
+  asm volatile("cp.async.bulk.wait_group %0;\n" ::"n"(N) : "memory");
+}
 
 #endif /* sm_90a device code */
 #endif

@@ -459,7 +459,8 @@ static void each_ws_problem(void (*body)(problem *p, const char *prefix)) {
       }
 }
 
-/* Backward tiling 2 on one problem, deterministic and in its fast mode. */
+/* Backward tiling 2 on one problem, deterministic and in its fast mode,
+ * and tiling 3's fast mode (dQ by bulk reduces). */
 static void bwd_ws_problem(problem *p, const char *prefix) {
   char label[128];
   assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
@@ -472,6 +473,10 @@ static void bwd_ws_problem(problem *p, const char *prefix) {
   check_reproducible(p, label);
   assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
   snprintf(label, sizeof label, "%s flash-b2f", prefix);
+  run_bwd(p, MB_CUDA_ATTN_FLASH);
+  check_backward(p, label);
+  assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(3), MB_OK);
+  snprintf(label, sizeof label, "%s flash-b3f", prefix);
   run_bwd(p, MB_CUDA_ATTN_FLASH);
   check_backward(p, label);
   assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);

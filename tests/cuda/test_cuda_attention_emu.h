@@ -62,6 +62,7 @@
 #include <ucontext.h>
 
 #include <algorithm>
+#include <cmath>
 #include <functional>
 #include <random>
 #include <type_traits>
@@ -122,6 +123,17 @@ struct Wgmma {
   uint32_t a_issued[4];
   float *d;                   /* the thread's n/2 accumulators */
   std::vector<float> d_issued; /* for the first pending wgmma on d: its value at the issue */
+  std::vector<uint16_t> smem_issued; /* lane 0: the shared-memory operands' bits at the issue (wgmma_smem_bits) */
+};
+
+/* One bulk reduce (cp.reduce.async.bulk ... add.f32) as a thread issued it:
+ * dst[i] += src[i], done at the issue in thread orders 1 and 3, else at
+ * the issuing thread's wait_group (the latest the hardware may read the
+ * source), so a source rewritten before that wait changes the result. */
+struct BulkReduce {
+  float *dst;
+  const float *src;
+  uint32_t n; /* floats */
 };
 
 /* One TMA box copy in flight (cp.async.bulk.tensor), delivered at the
@@ -186,6 +198,8 @@ struct Fiber {
   long wg_issued;
   const void *mbar; /* OP_MBAR: the barrier and the parity waited for */
   uint32_t mbar_parity;
+  std::vector<BulkReduce> bulk_open;                /* cp.reduce.async.bulk issued, not committed */
+  std::vector<std::vector<BulkReduce>> bulk_groups; /* committed, oldest first */
 };
 
 struct State {
@@ -437,6 +451,32 @@ inline const unsigned char *wgmma_elem(uint64_t desc, bool mn_major, int mn, int
   return s.smem.data() + off;
 }
 
+/* The bits of every shared-memory element warp w's share of wgmma o reads
+ * (A's 16 rows unless from registers, then B), in a fixed order: taken at
+ * the issue and again at the wait, where they must be equal -- a store
+ * landing in between (another warp's, without a barrier) means the
+ * hardware may have read either value. False after a descriptor error. */
+inline bool wgmma_smem_bits(const Wgmma &o, int w, std::vector<uint16_t> &bits) {
+  const int K = o.e4m3 ? 32 : 16, es = o.e4m3 ? 1 : 2;
+  bits.clear();
+  auto take = [&](const unsigned char *e) {
+    if (!e)
+      return false;
+    bits.push_back((uint16_t)(es == 2 ? e[0] | (e[1] << 8) : e[0]));
+    return true;
+  };
+  if (!o.rs)
+    for (int r = 0; r < 16; r++)
+      for (int k = 0; k < K; k++)
+        if (!take(wgmma_elem(o.da, o.trans_a, 16 * (w % 4) + r, k, es)))
+          return false;
+  for (int k = 0; k < K; k++)
+    for (int c = 0; c < o.n; c++)
+      if (!take(wgmma_elem(o.db, o.trans_b, c, k, es)))
+        return false;
+  return true;
+}
+
 /* Execute one wgmma for warp w (rows 16 (w % 4) .. + 15 of the m64 tile):
  * op[l] is lane l's record of it. */
 inline void exec_wgmma(const Wgmma *const *op, int w) {
@@ -462,6 +502,15 @@ inline void exec_wgmma(const Wgmma *const *op, int w) {
   };
   float A[16][32];
   std::vector<float> B(32 * (size_t)n);
+  {
+    std::vector<uint16_t> now;
+    if (!wgmma_smem_bits(o0, w, now))
+      return;
+    if (now != o0.smem_issued)
+      return error("warp %d: shared memory that a wgmma reads changed between its mma_async and wait_group (a store "
+                   "by another warp without a barrier before the issue, or a refill before the wait)",
+                   w);
+  }
   for (int l = 0; l < 32; l++) {
     const Wgmma &o = *op[l];
     if (o.rs && memcmp(o.a, o.a_issued, sizeof o.a_issued))
@@ -649,6 +698,8 @@ inline void fiber_entry() {
     error("thread exits with cp.async copies in flight");
   if (!f.wg_open.empty() || !f.wg_groups.empty())
     error("thread exits with wgmma in flight");
+  if (!f.bulk_open.empty() || !f.bulk_groups.empty())
+    error("thread exits with bulk reduces (cp.reduce.async.bulk) not waited for");
   f.done = true;
   _longjmp(S().sched, 1);
 }
@@ -781,6 +832,8 @@ inline void run_block() {
     f.wg_fenced = false;
     f.wg_issued = 0;
     f.mbar = NULL;
+    f.bulk_open.clear();
+    f.bulk_groups.clear();
   }
   s.mbars.clear();
   memset(s.bar_arrived, 0, sizeof s.bar_arrived);
@@ -1097,6 +1150,59 @@ static inline void attn_sts_zero16_for_wgmma(void *smem) {
   emu_mark_unfenced(smem);
 }
 
+/* ---- bulk reduces (attention_wgmma.cuh) ---- */
+
+static inline void attn_sts_f32x2_for_async(float *smem, float x, float y) {
+  if (((uintptr_t)smem & 7) || !emu::in_smem(smem, 8))
+    return emu::error("8-byte shared store to %p: misaligned or outside shared memory", (void *)smem);
+  smem[0] = x;
+  smem[1] = y;
+  emu_mark_unfenced(smem);
+}
+/* The f32 add of cp.reduce.async.bulk: subnormal inputs and results
+ * flush to signed zero (PTX ISA). */
+static inline float emu_ftz(float x) { return std::fpclassify(x) == FP_SUBNORMAL ? std::copysign(0.0f, x) : x; }
+static inline void emu_bulk_do(const emu::BulkReduce &r) {
+  for (uint32_t i = 0; i < r.n; i++)
+    r.dst[i] = emu_ftz(emu_ftz(r.dst[i]) + emu_ftz(r.src[i]));
+}
+static inline void attn_bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
+  emu::State &s = emu::S();
+  if (((uintptr_t)dst & 15) || ((uintptr_t)src & 15) || bytes == 0 || (bytes & 15) || !emu::in_smem(src, bytes))
+    return emu::error("cp.reduce.async.bulk of %u bytes from %p to %p: the source must lie in shared memory, both "
+                      "16-byte aligned, a nonzero multiple of 16 bytes",
+                      bytes, (const void *)src, (void *)dst);
+  const size_t off = emu::smem_off(src);
+  for (size_t c = off / 16; c < (off + bytes) / 16; c++)
+    if (s.unfenced_by[c])
+      return emu::error("cp.reduce.async.bulk reads shared byte %zu that thread %d stored without "
+                        "fence.proxy.async since",
+                        c * 16, s.unfenced_by[c] - 1);
+  emu::BulkReduce r{dst, src, bytes / 4};
+  if (s.order & 1) { /* done at the earliest moment; the empty record still has to be waited for */
+    emu_bulk_do(r);
+    r.n = 0;
+  }
+  emu::me().bulk_open.push_back(r);
+}
+static inline void attn_bulk_commit() {
+  emu::Fiber &f = emu::me();
+  f.bulk_groups.push_back(std::move(f.bulk_open));
+  f.bulk_open.clear();
+}
+/* Everything but the N newest groups done (the uncommitted ones too are
+ * not covered: a thread must commit before it waits). */
+static inline void emu_bulk_wait(size_t n) {
+  emu::Fiber &f = emu::me();
+  while (f.bulk_groups.size() > n) {
+    for (const emu::BulkReduce &r : f.bulk_groups.front())
+      emu_bulk_do(r);
+    f.bulk_groups.erase(f.bulk_groups.begin());
+  }
+}
+template <int N> static inline void attn_bulk_wait_read() { emu_bulk_wait(N); }
+template <int N> static inline void attn_bulk_wait() { emu_bulk_wait(N); }
+
 /* ---- wgmma (attention_wgmma.cuh) ---- */
 
 static inline uint64_t attn_wgmma_desc(const void *smem, uint32_t lbo_bytes, uint32_t sbo_bytes) {
@@ -1155,6 +1261,8 @@ static inline void emu_wgmma_issue(emu::Wgmma op) {
     op.d_issued.assign(op.d, op.d + op.n / 2);
   if (op.rs)
     memcpy(op.a_issued, op.a, sizeof op.a_issued);
+  if (emu::S().cur % 32 == 0) /* once per warp: the lanes' descriptors are compared at the wait */
+    emu::wgmma_smem_bits(op, emu::S().cur / 32, op.smem_issued);
   f.wg_open.push_back(std::move(op));
   f.wg_issued++;
   emu::S().wgmma_issued++;
