@@ -303,7 +303,7 @@ static void print_wgmma_fwd(json_t *rows) {
  * its own (--pass): kernels on TMA and mbarriers that no GPU has run yet
  * may hang or fault, and that must not cost the numbers before them.
  * PASS_TMA: forward tilings 5 to 8 (5, 6 measured; 7, 8 new); PASS_BWD_WS:
- * backward tiling 2 in both dQ modes and tiling 3's fast mode; PASS_FP8_WS:
+ * backward tilings 2 and 3 in both dQ modes; PASS_FP8_WS:
  * the e4m3 forward under tilings 7 and 8. */
 enum { PASS_FIRST, PASS_TMA, PASS_BWD_WS, PASS_FP8_WS, NPASS };
 static const char *const pass_names[NPASS] = {"first", "tma", "bwd-ws", "fp8-ws"};
@@ -338,7 +338,7 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
   if (pass == PASS_TMA)
     printf("\ntiming forward tilings 5 to 8 (TMA, warp-specialised)\n");
   else if (pass == PASS_BWD_WS)
-    printf("\ntiming backward tiling 2 (TMA, warp-specialised), both dQ modes, and tiling 3 (bulk dQ)\n");
+    printf("\ntiming backward tilings 2 and 3 (TMA, warp-specialised; 3: dQ by bulk reduces), both dQ modes\n");
   else if (pass == PASS_FP8_WS)
     printf("\ntiming the e4m3 forward under tilings 7 and 8 (TMA, warp-specialised)\n");
   else
@@ -417,11 +417,15 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
             const double tf = record_time(r, det ? "bwd_v2" : "bwd_v2_fast", ms, bwd_flop);
             printf("L %-6d D %-4d bwd-b2%s %.3f ms %.1f TFLOP/s\n", L, D, det ? "" : " (fast)", ms, tf);
           }
-          /* tiling 3's fast mode (still not deterministic): dQ by TMA bulk reduces */
+          /* tiling 3: dQ by TMA bulk reduces, in any order (fast), then in
+           * key-tile order (deterministic) */
           CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(3));
-          const float ms3 = time_ms(&w);
-          printf("L %-6d D %-4d bwd-b3 (fast) %.3f ms %.1f TFLOP/s\n", L, D, ms3,
-                 record_time(r, "bwd_v3_fast", ms3, bwd_flop));
+          for (int det = 0; det <= 1; det++) {
+            CHECK_MB(mb_cuda_attn_set_deterministic(det));
+            const float ms = time_ms(&w);
+            const double tf = record_time(r, det ? "bwd_v3" : "bwd_v3_fast", ms, bwd_flop);
+            printf("L %-6d D %-4d bwd-b3%s %.3f ms %.1f TFLOP/s\n", L, D, det ? "" : " (fast)", ms, tf);
+          }
           CHECK_MB(mb_cuda_attn_set_deterministic(1));
           CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(0));
         }

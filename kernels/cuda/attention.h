@@ -116,8 +116,8 @@ int mb_cuda_attn_fwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const vo
 /* Backward. out and lse are the forward's, dout = dLoss/dout; writes dq, dk,
  * dv (same dtype as q). Needs a device workspace of
  * mb_cuda_attn_bwd_workspace() bytes, 16-byte aligned (the dQ accumulator,
- * 4 bytes an element, then rowsum(dO * O) and lse per token and head:
- * O(tokens), never O(L^2)). */
+ * 4 bytes an element, then rowsum(dO * O), lse and a dQ semaphore per token
+ * and head: O(tokens), never O(L^2)). */
 size_t mb_cuda_attn_bwd_workspace(const mb_attn_desc *d);
 int mb_cuda_attn_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void *k, const void *v, const void *out,
                      const float *lse, const void *dout, void *dq, void *dk, void *dv, void *workspace,
@@ -187,10 +187,11 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) MB_NODISCARD;
  * build only, else MB_EUNSUPPORTED) or 2 (1 with both kernels
  * warp-specialised: a TMA producer warpgroup, no CTA barrier per tile;
  * same conditions; it has the fast mode below: dQ by atomics from the
- * dK/dV kernel) or 3 (2 with FlashAttention-3's dQ in the fast mode: one
- * warpgroup sums a query tile's dQ over the CTA's 128 keys into shared
- * memory, the TMA unit adds it to the accumulator; deterministic, it is
- * tiling 2); -1 the default again (there: 1 at
+ * dK/dV kernel) or 3 (2's dK/dV kernel with FlashAttention-3's dQ and
+ * no dQ kernel: one warpgroup sums a query tile's dQ over the CTA's 128
+ * keys into shared memory, the TMA unit adds it to the accumulator, in
+ * key-tile order -- the same bits every run -- or in the fast mode in any
+ * order); -1 the default again (there: 1 at
  * head_dim 128, 0 at 64; elsewhere 0). For the benchmark and the tests. Not
  * thread-safe against running kernels. */
 int mb_cuda_attn_set_flash_bwd_variant(int variant) MB_NODISCARD;
@@ -206,7 +207,8 @@ int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 /* The flash backward's dQ, process-wide: 1 (default) a separate dQ pass
  * summing in a fixed order (the same bits every run), 0 f32 atomics in the
  * main kernel (dq's last bits depend on the order of the adds; backward
- * tilings 0, 2 and 3; tiling 1 is deterministic either way). Not thread-safe
+ * tilings 0 and 2; tiling 3 adds dQ in the main kernel in either mode,
+ * ordered when deterministic; tiling 1 is deterministic either way). Not thread-safe
  * against running kernels. */
 int mb_cuda_attn_set_deterministic(int on) MB_NODISCARD;
 

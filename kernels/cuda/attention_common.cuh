@@ -107,6 +107,8 @@ struct AttnArgs {
   float *dq_accum;              /* backward, fast mode: f32 [tokens, H, D] */
   float *dsum;                  /* backward: f32 [H, tokens], rowsum(dO * O) (attn_stat_index) */
   float *lse2t;                 /* backward: f32 [H, tokens], lse in log2 units (attn_stat_index) */
+  int32_t *dq_sem; /* backward: [H, tokens], per query tile (its first row's index) the key tiles whose dQ
+                      is in the accumulator (backward tiling 3, deterministic; attn_stat_index) */
   const float *q_descale, *k_descale, *v_descale; /* fp8: device scalars or NULL (= 1) */
   const int32_t *key_mask;                        /* padded: [B, L] or NULL */
   const int32_t *cu_seqlens;                      /* varlen: [nseq + 1] or NULL */
@@ -950,8 +952,8 @@ __device__ __forceinline__ float attn_block_max(float v, float *scratch) {
 
 /* Backward preparation, one warp per (token, head) row: dsum = rowsum(dO * O)
  * in f32 (the softmax backward's D) and lse2t = lse log2(e), both stored
- * head-major (attn_stat_index), and the dQ accumulator zeroed when there is
- * one. Padded rows have O = 0, so their D is 0. */
+ * head-major (attn_stat_index), the dQ semaphores and the dQ accumulator
+ * (when there is one) zeroed. Padded rows have O = 0, so their D is 0. */
 template <typename T> __global__ void attn_bwd_prep(AttnArgs a) {
   const int64_t rows = (int64_t)a.batch * a.seqlen * a.heads;
   const int lane = threadIdx.x & 31;
@@ -967,6 +969,8 @@ template <typename T> __global__ void attn_bwd_prep(AttnArgs a) {
       a.dsum[st] = s;
     else if (lane == 1)
       a.lse2t[st] = a.lse[row] * ATTN_LOG2E;
+    else if (lane == 2)
+      a.dq_sem[st] = 0;
     if (a.dq_accum)
       for (int e = lane; e < a.head_dim; e += 32)
         a.dq_accum[row * a.head_dim + e] = 0.0f;
@@ -1062,7 +1066,8 @@ static inline size_t attn_ws_dq_bytes(const mb_attn_desc *d) {
 static inline size_t attn_ws_stat_plane_bytes(const mb_attn_desc *d) {
   return attn_align256((size_t)attn_tokens(d) * d->heads * sizeof(float));
 }
-static inline size_t attn_ws_stats_bytes(const mb_attn_desc *d) { return 2 * attn_ws_stat_plane_bytes(d); }
+/* dsum, lse2t and dq_sem: three [H, tokens] planes of 4-byte words */
+static inline size_t attn_ws_stats_bytes(const mb_attn_desc *d) { return 3 * attn_ws_stat_plane_bytes(d); }
 
 /* The backward's argument block: inputs, gradients and the workspace (the
  * f32 dQ accumulator, then the statistics). */
@@ -1082,6 +1087,7 @@ static inline AttnArgs attn_bwd_args(const mb_attn_desc *d, const void *q, const
   a.dq_accum = (float *)ws;
   a.dsum = (float *)((unsigned char *)ws + attn_ws_dq_bytes(d));
   a.lse2t = (float *)((unsigned char *)a.dsum + attn_ws_stat_plane_bytes(d));
+  a.dq_sem = (int32_t *)((unsigned char *)a.lse2t + attn_ws_stat_plane_bytes(d));
   return a;
 }
 

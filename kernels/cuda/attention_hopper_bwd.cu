@@ -3,8 +3,9 @@
  * or 128: the backward's tilings 1, 2 and 3 (mb_cuda_attn_set_flash_bwd_variant;
  * tiling 2, below tiling 1, is the same loops warp-specialised: a TMA
  * producer warpgroup and mbarriers in place of the CTA barriers; tiling 3
- * is tiling 2 with FlashAttention-3's dQ in the fast mode: one warpgroup
- * sums a query tile's dQ over the CTA's keys, the TMA unit adds it).
+ * is tiling 2's dK/dV kernel with FlashAttention-3's dQ and no dQ kernel:
+ * one warpgroup sums a query tile's dQ over the CTA's keys, the TMA unit
+ * adds it, in key-tile order unless in the fast mode).
  * Two kernels: dK, dV (a CTA per key tile), then dQ (a CTA per query tile,
  * recomputing S and dP, summing over the key tiles in order), both on
  * wgmma, so tiling 1 gives the same bits on every run in either mode
@@ -394,11 +395,11 @@ __device__ __forceinline__ void bwd_ws_load_pair(int lane, uint64_t *bar, T *dst
 #endif
 
 /* How the warp-specialised dK/dV kernel's dQ is made: by the separate dQ
- * kernel (deterministic; tilings 2 and 3), by f32 atomics from each
- * consumer warpgroup (tiling 2's fast mode), or by the TMA unit's bulk
- * reduce from shared memory (tiling 3's fast mode, FlashAttention-3's
- * way). */
-enum BwdDq { BWD_DQ_KERNEL = 0, BWD_DQ_ATOMIC = 1, BWD_DQ_BULK = 2 };
+ * kernel (tiling 2, deterministic), by f32 atomics from each consumer
+ * warpgroup (tiling 2's fast mode), or by the TMA unit's bulk reduce from
+ * shared memory (tiling 3, FlashAttention-3's way): in any order (its fast
+ * mode), or in key-tile order (deterministic: BWD_DQ_BULK_ORDERED). */
+enum BwdDq { BWD_DQ_KERNEL = 0, BWD_DQ_ATOMIC = 1, BWD_DQ_BULK = 2, BWD_DQ_BULK_ORDERED = 3 };
 
 /* The row stride (floats) of the bulk mode's dQ tile (bwd_ws_dq_bulk_owner). */
 template <int D> struct BwdDqBulk {
@@ -523,28 +524,55 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_owner(int it, const T *sds_pair, 
   attn_named_bar_arrive(B::BAR_DQ_FULL, B::HANDOVER);
 }
 
-/* The writer warp of tiling 3's fast mode (the producer warpgroup's
- * second): per query tile, once the owner has filled sdq, lane l adds rows
- * l and l + 32 (those in the sequence) into the accumulator. */
-template <int D, int BQ>
-__device__ __forceinline__ void bwd_ws_dq_bulk_writer(const AttnArgs &a, const AttnSeg &g, int h, int istart, int nqt,
-                                                      const float *sdq, int lane) {
+/* The writer warp of tiling 3 (the producer warpgroup's second): per
+ * query tile, once the owner has filled sdq, lane l adds rows l and l + 32
+ * (those in the sequence) into the accumulator. ORDERED (deterministic):
+ * key tile j adds to query tile i0 only after key tiles 0 .. j - 1 have
+ * (FlashAttention-3's deterministic mode): lane 0 waits for the tile's
+ * semaphore to read j, the adds complete, and lane 0 adds 1 to it. Key
+ * tile j's CTA starts after theirs (the grid's x runs over a sequence's
+ * key tiles, and CTAs start in order), and each CTA walks the query tiles
+ * in the same order, so the waits end; every dQ element then sums its key
+ * tiles' parts in order, the same bits every run. (Causal: a key tile's
+ * first query tile is its own start, and every earlier key tile covers
+ * it, so the count before j is still j.) */
+template <int D, int BQ, bool ORDERED>
+__device__ __forceinline__ void bwd_ws_dq_bulk_writer(const AttnArgs &a, const AttnSeg &g, int h, int j, int istart,
+                                                      int nqt, bool kept, const float *sdq, int lane) {
   typedef BwdDqBars B;
-  attn_named_bar_arrive(B::BAR_DQ_EMPTY, B::HANDOVER); /* sdq starts free */
+  /* kept false (ORDERED only): the key tile is padding, nothing to add
+   * and no owner to meet, but later key tiles wait for its turns */
+  if (kept)
+    attn_named_bar_arrive(B::BAR_DQ_EMPTY, B::HANDOVER); /* sdq starts free */
 #pragma unroll 1 /* within the producer's 24 registers */
   for (int it = 0; it < nqt; it++) {
-    attn_named_bar_sync(B::BAR_DQ_FULL, B::HANDOVER);
+    if (kept)
+      attn_named_bar_sync(B::BAR_DQ_FULL, B::HANDOVER);
     const int i0 = istart + it * BQ;
+    int32_t *sem = a.dq_sem + attn_stat_index(a, g.start + i0, h);
+    if constexpr (ORDERED) {
+      if (lane == 0)
+        attn_sem_wait_eq(sem, j);
+      __syncwarp();
+      attn_fence_proxy_async_global(); /* the reduces after what the acquire saw */
+    }
 #pragma unroll
     for (int r = lane; r < BQ; r += 32)
-      if (i0 + r < g.n)
+      if (kept && i0 + r < g.n)
         attn_bulk_reduce_add_f32(a.dq_accum + (int64_t)(g.start + i0 + r) * a.ld + (int64_t)h * D,
                                  sdq + r * BwdDqBulk<D>::LD, D * sizeof(float));
     attn_bulk_commit();
-    if (it + 1 < nqt) { /* nobody waits for a release after the last tile */
+    if constexpr (ORDERED) { /* the adds done, then published */
+      attn_bulk_wait<0>();
+      attn_fence_proxy_async_global();
+      __syncwarp();
+      if (lane == 0)
+        attn_sem_inc_release(sem);
+    } else if (it + 1 < nqt) {
       attn_bulk_wait_read<0>();
-      attn_named_bar_arrive(B::BAR_DQ_EMPTY, B::HANDOVER);
     }
+    if (kept && it + 1 < nqt) /* nobody waits for a release after the last tile */
+      attn_named_bar_arrive(B::BAR_DQ_EMPTY, B::HANDOVER);
   }
   attn_bulk_wait<0>(); /* the adds done before the CTA's shared memory goes */
 }
@@ -578,7 +606,7 @@ template <int D> struct HopperBwdWsCfg {
   /* the stages of the Q, dO ring: 3, but 2 where the bulk mode's dQ tile
    * would not fit beside them (D = 128) */
   template <int DQ> __host__ __device__ static constexpr int nstage() {
-    return DQ == BWD_DQ_BULK && D == 128 ? 2 : 3;
+    return DQ >= BWD_DQ_BULK && D == 128 ? 2 : 3;
   }
   /* alignment; K, V; the stages of Q and dO; in the fast modes two buffers
    * of the two warpgroups' dS^T tiles; in the bulk mode the dQ tile; the
@@ -586,7 +614,7 @@ template <int D> struct HopperBwdWsCfg {
   template <typename T, int DQ> static constexpr size_t smem_bytes() {
     return 1024 + (size_t)(2 * BKV + 2 * nstage<DQ>() * BQ) * D * sizeof(T) +
            (DQ != BWD_DQ_KERNEL ? 4 * 64 * BQ * sizeof(T) : 0) +
-           (DQ == BWD_DQ_BULK ? BQ * BwdDqBulk<D>::LD * sizeof(float) : 0) + nstage<DQ>() * 2 * BQ * sizeof(float) +
+           (DQ >= BWD_DQ_BULK ? BQ * BwdDqBulk<D>::LD * sizeof(float) : 0) + nstage<DQ>() * 2 * BQ * sizeof(float) +
            BKV * sizeof(int) + (1 + 2 * nstage<DQ>()) * sizeof(uint64_t);
   }
 };
@@ -602,7 +630,7 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
 #if ATTN_HAS_WGMMA
   typedef HopperBwdWsCfg<D> C;
   constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ, NSTAGE = C::template nstage<DQ>(), NO = D / 8;
-  constexpr bool FASTDQ = DQ != BWD_DQ_KERNEL;
+  constexpr bool FASTDQ = DQ != BWD_DQ_KERNEL, BULK = DQ >= BWD_DQ_BULK; /* FASTDQ: dQ made here */
   constexpr int BAR_QTAIL = 1; /* a named barrier among the 256 consumers (the tails' zeros) */
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
   T *sK = reinterpret_cast<T *>(attn_align_smem_1024(raw)); /* the swizzle's 1024-byte groups */
@@ -611,7 +639,7 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
   T *sdO = sQ + NSTAGE * BQ * D;    /* likewise */
   T *sdS = sdO + NSTAGE * BQ * D;   /* FASTDQ: [query tile % 2][warpgroup][64 keys][BQ], swizzled */
   float *sdq = reinterpret_cast<float *>(sdS + (FASTDQ ? 4 * 64 * BQ : 0)); /* bulk: [BQ][LD] */
-  float *sStat = sdq + (DQ == BWD_DQ_BULK ? BQ * BwdDqBulk<D>::LD : 0);    /* [stage][lse2 | D][BQ] */
+  float *sStat = sdq + (BULK ? BQ * BwdDqBulk<D>::LD : 0);                /* [stage][lse2 | D][BQ] */
   int *sKeep = reinterpret_cast<int *>(sStat + NSTAGE * 2 * BQ);
   uint64_t *full_kv = reinterpret_cast<uint64_t *>(sKeep + BKV);
   uint64_t *full = full_kv + 1, *empty = full + NSTAGE;
@@ -628,13 +656,15 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
   attn_bwd_mark_keys<BKV, NT>(g, j0, tid, sKeep, &hidden, &kept);
   kept = __syncthreads_or(kept);
   hidden = __syncthreads_or(hidden);
-  if (!kept) { /* padding only: dK = dV = 0 (the whole CTA leaves before any barrier or load) */
-    attn_bwd_zero_dkdv<T, D, BKV, NT>(a, g, base, j0);
-    return;
-  }
   const int istart = a.causal ? j0 : 0; /* causal: queries before j0 see none of these keys */
   const int nqt = (g.n - istart + BQ - 1) / BQ;
-
+  if (!kept) { /* padding only: dK = dV = 0 (the whole CTA leaves before any barrier or load) */
+    attn_bwd_zero_dkdv<T, D, BKV, NT>(a, g, base, j0);
+    if constexpr (DQ == BWD_DQ_BULK_ORDERED)
+      if (warp == 1) /* but the later key tiles wait for this one's turns on the dQ semaphores */
+        bwd_ws_dq_bulk_writer<D, BQ, true>(a, g, h, j0 / BKV, istart, nqt, false, sdq, lane);
+    return;
+  }
   bwd_ws_init_barriers<NSTAGE>(full_kv, full, empty);
 
   if (warp < 4) { /* the producer warpgroup; its first warp loads */
@@ -656,8 +686,8 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
         bwd_ws_load_pair<T, D, BQ>(lane, &full[st], sQ + st * BQ * D, &maps.q, sdO + st * BQ * D, &maps.dout, h,
                                    g.start + i0);
       }
-    } else if (DQ == BWD_DQ_BULK && warp == 1) {
-      bwd_ws_dq_bulk_writer<D, BQ>(a, g, h, istart, nqt, sdq, lane);
+    } else if (BULK && warp == 1) {
+      bwd_ws_dq_bulk_writer<D, BQ, DQ == BWD_DQ_BULK_ORDERED>(a, g, h, j0 / BKV, istart, nqt, true, sdq, lane);
     }
     return;
   }
@@ -696,7 +726,7 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
     if constexpr (DQ == BWD_DQ_ATOMIC)
       bwd_ws_dq_atomic<T, D, BKV, BQ>(a, g, h, i0, sds_pair + (cwarp >> 2) * 64 * BQ, sK + (cwarp >> 2) * 64 * 64,
                                       cwarp, lane);
-    else if constexpr (DQ == BWD_DQ_BULK)
+    else if constexpr (BULK)
       bwd_ws_dq_bulk_owner<T, D, BKV, BQ>(it, sds_pair, sK, sdq, cwarp, lane);
   }
 
@@ -1016,16 +1046,23 @@ static inline int bwd_ws_launch_one(K *kernel, const char *name, const mb_attn_d
   return MB_OK;
 }
 
-/* Tilings 2 and 3: dK/dV, then dQ, each with its boxes; in the fast mode
- * (det false) the dK/dV kernel adds dQ into the accumulator itself, by
- * atomics (tiling 2) or bulk reduces (tiling 3). */
+/* Tilings 2 and 3: tiling 2's dK/dV kernel, then its dQ kernel, each with
+ * its boxes, or in the fast mode (det false) the dK/dV kernel adding dQ
+ * into the accumulator itself by atomics; tiling 3's dK/dV kernel adds
+ * dQ by bulk reduces, in key-tile order when det. */
 template <typename T, int D>
 int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, int tiling, bool det, cudaStream_t s) {
   typedef HopperBwdWsCfg<D> C;
   typedef HopperDqWsCfg<D> Q;
   AttnBwdTmaMaps maps;
   MB_TRY(bwd_tma_maps(&maps, d, a, C::BQ, C::BKV));
-  if (!det && tiling == 3) {
+  if (tiling == 3 && det) {
+    MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, BWD_DQ_BULK_ORDERED>,
+                             "attn_hopper_bwd_ws_kernel (ordered bulk dQ)", d, a, C::BKV, C::NT,
+                             C::template smem_bytes<T, BWD_DQ_BULK_ORDERED>(), maps, s));
+    return attn_launch_dq_convert<T>(d, a, s);
+  }
+  if (tiling == 3) {
     MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, BWD_DQ_BULK>, "attn_hopper_bwd_ws_kernel (bulk dQ)", d,
                              a, C::BKV, C::NT, C::template smem_bytes<T, BWD_DQ_BULK>(), maps, s));
     return attn_launch_dq_convert<T>(d, a, s);
@@ -1046,8 +1083,8 @@ template <typename T, int D>
 int hopper_bwd_launch(const mb_attn_desc *d, AttnArgs a, int tiling, bool det, cudaStream_t s) {
   typedef HopperBwdCfg<D> C;
   det = det || tiling < 2; /* tiling 1: dq from the dQ kernel, summed in order, in either mode */
-  if (det)
-    a.dq_accum = NULL; /* no accumulator to zero */
+  if (det && tiling < 3)
+    a.dq_accum = NULL; /* no accumulator to zero: dq from a dQ kernel */
   MB_TRY(attn_launch_bwd_prep<T>(a, s));
   if (tiling >= 2) {
     MB_TRY((hopper_bwd_ws_launch<T, D>(d, a, tiling, det, s)));

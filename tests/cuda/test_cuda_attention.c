@@ -54,7 +54,7 @@ static int g_cc;
 typedef struct {
   const char *name;
   int batch, seqlen, heads, causal;
-  int mask_kind; /* 0 none, 1 right padding per row, 2 random holes */
+  int mask_kind; /* 0 none, 1 right padding per row, 2 random holes, 3 rows after the first: 128 keys left padding */
   int nseq;      /* > 0: varlen with lens[], seqlen = sum + tail */
   int lens[40], tail;
   float qstd;
@@ -82,6 +82,9 @@ static const tcase cases[] = {
       62, 2,  39, 76, 16, 53, 90, 30, 67, 7,  44, 81, 21, 0,  95, 35, 72, 12, 49, 86},
      5,
      1.0f},
+    /* a whole key tile of padding before real keys (tiling 3's ordered dQ
+     * passes the skipped tile's turns) */
+    {"L300-leftpad", 2, 300, 1, 0, 3, 0, {0}, 0, 1.0f},
 };
 
 /* One problem, on the host (CPU reference) and on the device. */
@@ -138,7 +141,7 @@ static void problem_init(problem *p, const tcase *c, mb_dtype dt, int D) {
       const int keep = b == 0 ? d->seqlen : 1 + r[(size_t)b * d->seqlen] * (d->seqlen - 1) / 100;
       for (int i = 0; i < d->seqlen; i++) {
         const size_t t = (size_t)b * d->seqlen + i;
-        p->mask[t] = c->mask_kind == 1 ? i < keep : (i == 0 || r[t] >= 30);
+        p->mask[t] = c->mask_kind == 1 ? i < keep : c->mask_kind == 2 ? (i == 0 || r[t] >= 30) : (b == 0 || i >= 128);
       }
     }
     free(r);
@@ -459,8 +462,9 @@ static void each_ws_problem(void (*body)(problem *p, const char *prefix)) {
       }
 }
 
-/* Backward tiling 2 on one problem, deterministic and in its fast mode,
- * and tiling 3's fast mode (dQ by bulk reduces). */
+/* Backward tilings 2 and 3 on one problem, deterministic and in their
+ * fast modes (tiling 3: dQ by bulk reduces, in key-tile order when
+ * deterministic, which the reproducibility check tests on the GPU). */
 static void bwd_ws_problem(problem *p, const char *prefix) {
   char label[128];
   assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
@@ -480,6 +484,10 @@ static void bwd_ws_problem(problem *p, const char *prefix) {
   run_bwd(p, MB_CUDA_ATTN_FLASH);
   check_backward(p, label);
   assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+  snprintf(label, sizeof label, "%s flash-b3", prefix);
+  run_bwd(p, MB_CUDA_ATTN_FLASH);
+  check_backward(p, label);
+  check_reproducible(p, label);
   assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(-1), MB_OK);
 }
 
