@@ -130,8 +130,9 @@ __device__ __forceinline__ void bwd_store_ds_t(T *sds, int r0, int tq, const uin
  * Q and dO the descriptors qk, dok (K-major) and qmn, domn (MN-major)
  * point at, lse (log2 units) and D at lse2[c], dsum[c]; dV += P^T dO and
  * dK += dS^T Q into dk, dv. The products are done when it returns. With
- * KEEP_DS, dS^T is stored into the warpgroup's tile sds too (under the dK
- * product; bwd_store_ds_t), not yet fenced for the async proxy. */
+ * KEEP_DS, dS^T is stored into the warpgroup's tile sds too at the end
+ * (bwd_store_ds_t; not under the dK product, whose A registers it reads),
+ * not yet fenced for the async proxy. */
 template <typename T, int D, int BKV, int BQ, bool OVERLAP, bool KEEP_DS = false>
 __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc, uint64_t vdesc, uint64_t qk,
                                               uint64_t qmn, uint64_t dok, uint64_t domn, const float *lse2,
@@ -202,13 +203,13 @@ __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc,
   for (int kk = 0; kk < BQ / 16; kk++)
     AttnWgmma<T, D>::rs_mn(&dk[0][0][0], dsa[kk], qmn + 128 * kk, true);
   attn_wgmma_commit();
-  if constexpr (KEEP_DS) /* reading dsa while the product reads it too */
-    bwd_store_ds_t<T, BQ>(sds, krow & 63, tq, &dsa[0][0]);
   attn_wgmma_wait<0>();
   attn_wgmma_pin<NO * 4>(&dv[0][0][0]);
   attn_wgmma_pin<NO * 4>(&dk[0][0][0]);
   attn_wgmma_pin<BQ / 4>(&pa[0][0]);
   attn_wgmma_pin<BQ / 4>(&dsa[0][0]);
+  if constexpr (KEEP_DS) /* after the wait: dsa is dK's A, which may not be read before it (PTX ISA) */
+    bwd_store_ds_t<T, BQ>(sds, krow & 63, tq, &dsa[0][0]);
 }
 #endif
 
@@ -529,7 +530,9 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_owner(int it, const T *sds_pair, 
  * (those in the sequence) into the accumulator. ORDERED (deterministic):
  * key tile j adds to query tile i0 only after key tiles 0 .. j - 1 have
  * (FlashAttention-3's deterministic mode): lane 0 waits for the tile's
- * semaphore to read j, the adds complete, and lane 0 adds 1 to it. Key
+ * semaphore to read j (or more: a cu_seqlens whose sequences overlap
+ * shares words between them, which must give wrong sums, not a GPU that
+ * spins for ever), the adds complete, and lane 0 adds 1 to it. Key
  * tile j's CTA starts after theirs (the grid's x runs over a sequence's
  * key tiles, and CTAs start in order), and each CTA walks the query tiles
  * in the same order, so the waits end; every dQ element then sums its key
@@ -552,7 +555,7 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_writer(const AttnArgs &a, const A
     int32_t *sem = a.dq_sem + attn_stat_index(a, g.start + i0, h);
     if constexpr (ORDERED) {
       if (lane == 0)
-        attn_sem_wait_eq(sem, j);
+        attn_sem_wait_ge(sem, j);
       __syncwarp();
       attn_fence_proxy_async_global(); /* the reduces after what the acquire saw */
     }
@@ -562,17 +565,17 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_writer(const AttnArgs &a, const A
         attn_bulk_reduce_add_f32(a.dq_accum + (int64_t)(g.start + i0 + r) * a.ld + (int64_t)h * D,
                                  sdq + r * BwdDqBulk<D>::LD, D * sizeof(float));
     attn_bulk_commit();
-    if constexpr (ORDERED) { /* the adds done, then published */
+    if (ORDERED || it + 1 < nqt)
+      attn_bulk_wait_read<0>();
+    if (kept && it + 1 < nqt) /* sdq read: free (nobody waits for a release after the last tile) */
+      attn_named_bar_arrive(B::BAR_DQ_EMPTY, B::HANDOVER);
+    if constexpr (ORDERED) { /* the adds done, then published (the owner goes on meanwhile) */
       attn_bulk_wait<0>();
       attn_fence_proxy_async_global();
       __syncwarp();
       if (lane == 0)
         attn_sem_inc_release(sem);
-    } else if (it + 1 < nqt) {
-      attn_bulk_wait_read<0>();
     }
-    if (kept && it + 1 < nqt) /* nobody waits for a release after the last tile */
-      attn_named_bar_arrive(B::BAR_DQ_EMPTY, B::HANDOVER);
   }
   attn_bulk_wait<0>(); /* the adds done before the CTA's shared memory goes */
 }

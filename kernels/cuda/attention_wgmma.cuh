@@ -387,14 +387,14 @@ template <int N> __device__ __forceinline__ void attn_bulk_wait() {
 __device__ __forceinline__ void attn_fence_proxy_async_global() {
   asm volatile("fence.proxy.async.global;\n" ::: "memory");
 }
-/* A semaphore in global memory shared by CTAs: spin until it reads v
- * (acquire, so what its releaser wrote before is seen), or add 1 to it
- * (release). The deterministic bulk dQ orders its adds with them. */
-__device__ __forceinline__ void attn_sem_wait_eq(const int32_t *sem, int32_t v) {
+/* A semaphore in global memory shared by CTAs: spin until it reads v or
+ * more (acquire, so what its releaser wrote before is seen), or add 1 to
+ * it (release). The deterministic bulk dQ orders its adds with them. */
+__device__ __forceinline__ void attn_sem_wait_ge(const int32_t *sem, int32_t v) {
   int32_t x;
   do {
     asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(x) : "l"(sem) : "memory");
-  } while (x != v);
+  } while (x < v);
 }
 __device__ __forceinline__ void attn_sem_inc_release(int32_t *sem) {
   asm volatile("red.release.gpu.global.add.s32 [%0], 1;\n" ::"l"(sem) : "memory");

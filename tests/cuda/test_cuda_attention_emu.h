@@ -1206,10 +1206,10 @@ static inline void attn_fence_proxy_async_global() {}
 /* CTAs run one after another in launch order here, as the hardware starts
  * them: a semaphore that does not read v already never will (on a GPU the
  * CTA would spin for ever, or one that should wait would not). */
-static inline void attn_sem_wait_eq(const int32_t *sem, int32_t v) {
-  if (*sem != v)
+static inline void attn_sem_wait_ge(const int32_t *sem, int32_t v) {
+  if (*sem < v)
     emu::error("semaphore at %p reads %d, the CTA waits for %d: the earlier CTAs have all finished, so it never "
-               "will (a missed or extra increment)",
+               "will (a missed increment, or a wait for the wrong turn)",
                (const void *)sem, *sem, v);
 }
 static inline void attn_sem_inc_release(int32_t *sem) { ++*sem; }
