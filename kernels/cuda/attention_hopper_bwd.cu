@@ -918,7 +918,7 @@ __global__ void __launch_bounds__(HopperDqCfg<D>::NT, HopperDqCfg<D>::MIN_CTAS) 
 #endif
 }
 
-/* The dQ kernel warp-specialised (backward tilings 2-3): as the
+/* The dQ kernel warp-specialised (backward tiling 2, deterministic): as the
  * dK/dV kernel above, tiling 1's dQ loop behind a producer warpgroup. A
  * CTA of three warpgroups per (BQ = 128 queries, head, sequence):
  * warpgroup 0's first warp loads Q and dO once and each key tile's K and V
@@ -1049,6 +1049,17 @@ static inline int bwd_ws_launch_one(K *kernel, const char *name, const mb_attn_d
   return MB_OK;
 }
 
+/* A dK/dV kernel that makes dQ itself (DQ: atomics or bulk reduces), then
+ * dq from the accumulator. */
+template <typename T, int D, int DQ>
+static inline int bwd_ws_launch_fused(const mb_attn_desc *d, const AttnArgs &a, const AttnBwdTmaMaps &maps,
+                                      const char *name, cudaStream_t s) {
+  typedef HopperBwdWsCfg<D> C;
+  MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, DQ>, name, d, a, C::BKV, C::NT,
+                           C::template smem_bytes<T, DQ>(), maps, s));
+  return attn_launch_dq_convert<T>(d, a, s);
+}
+
 /* Tilings 2 and 3: tiling 2's dK/dV kernel, then its dQ kernel, each with
  * its boxes, or in the fast mode (det false) the dK/dV kernel adding dQ
  * into the accumulator itself by atomics; tiling 3's dK/dV kernel adds
@@ -1059,22 +1070,13 @@ int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, int tiling, b
   typedef HopperDqWsCfg<D> Q;
   AttnBwdTmaMaps maps;
   MB_TRY(bwd_tma_maps(&maps, d, a, C::BQ, C::BKV));
-  if (tiling == 3 && det) {
-    MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, BWD_DQ_BULK_ORDERED>,
-                             "attn_hopper_bwd_ws_kernel (ordered bulk dQ)", d, a, C::BKV, C::NT,
-                             C::template smem_bytes<T, BWD_DQ_BULK_ORDERED>(), maps, s));
-    return attn_launch_dq_convert<T>(d, a, s);
-  }
-  if (tiling == 3) {
-    MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, BWD_DQ_BULK>, "attn_hopper_bwd_ws_kernel (bulk dQ)", d,
-                             a, C::BKV, C::NT, C::template smem_bytes<T, BWD_DQ_BULK>(), maps, s));
-    return attn_launch_dq_convert<T>(d, a, s);
-  }
-  if (!det) {
-    MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, BWD_DQ_ATOMIC>, "attn_hopper_bwd_ws_kernel (fast dQ)", d,
-                             a, C::BKV, C::NT, C::template smem_bytes<T, BWD_DQ_ATOMIC>(), maps, s));
-    return attn_launch_dq_convert<T>(d, a, s);
-  }
+  if (tiling == 3 && det)
+    return bwd_ws_launch_fused<T, D, BWD_DQ_BULK_ORDERED>(d, a, maps,
+                                                          "attn_hopper_bwd_ws_kernel (ordered bulk dQ)", s);
+  if (tiling == 3)
+    return bwd_ws_launch_fused<T, D, BWD_DQ_BULK>(d, a, maps, "attn_hopper_bwd_ws_kernel (bulk dQ)", s);
+  if (!det)
+    return bwd_ws_launch_fused<T, D, BWD_DQ_ATOMIC>(d, a, maps, "attn_hopper_bwd_ws_kernel (fast dQ)", s);
   MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, BWD_DQ_KERNEL>, "attn_hopper_bwd_ws_kernel", d, a, C::BKV,
                            C::NT, C::template smem_bytes<T, BWD_DQ_KERNEL>(), maps, s));
   MB_TRY(bwd_tma_maps(&maps, d, a, Q::BQ, Q::BK));

@@ -455,7 +455,8 @@ inline const unsigned char *wgmma_elem(uint64_t desc, bool mn_major, int mn, int
  * (A's 16 rows unless from registers, then B), in a fixed order: taken at
  * the issue and again at the wait, where they must be equal -- a store
  * landing in between (another warp's, without a barrier) means the
- * hardware may have read either value. False after a descriptor error. */
+ * hardware may have read either value; the wait then computes from those
+ * bits. False after a descriptor error. */
 inline bool wgmma_smem_bits(const Wgmma &o, int w, std::vector<uint16_t> &bits) {
   const int K = o.e4m3 ? 32 : 16, es = o.e4m3 ? 1 : 2;
   bits.clear();
@@ -493,24 +494,17 @@ inline void exec_wgmma(const Wgmma *const *op, int w) {
   if (o0.rs && o0.trans_a)
     return error("warp %d: wgmma with A from registers cannot transpose A", w);
   auto dec = [&](uint32_t h) { return o0.e4m3 ? e4m3_bits(h) : o0.bf16 ? bf16_bits(h) : f16_bits(h); };
-  const int n = o0.n, wr = 16 * (w % 4), K = o0.e4m3 ? 32 : 16, es = o0.e4m3 ? 1 : 2;
-  auto load = [&](const unsigned char *e) {
-    uint32_t h = e[0];
-    if (es == 2)
-      h |= (uint32_t)e[1] << 8;
-    return dec(h);
-  };
+  const int n = o0.n, K = o0.e4m3 ? 32 : 16;
   float A[16][32];
   std::vector<float> B(32 * (size_t)n);
-  {
-    std::vector<uint16_t> now;
-    if (!wgmma_smem_bits(o0, w, now))
-      return;
-    if (now != o0.smem_issued)
-      return error("warp %d: shared memory that a wgmma reads changed between its mma_async and wait_group (a store "
-                   "by another warp without a barrier before the issue, or a refill before the wait)",
-                   w);
-  }
+  std::vector<uint16_t> now; /* the shared operands' bits: A's rows (unless rs), then B */
+  if (!wgmma_smem_bits(o0, w, now))
+    return;
+  if (now != o0.smem_issued)
+    return error("warp %d: shared memory that a wgmma reads changed between its mma_async and wait_group (a store "
+                 "by another warp without a barrier before the issue, or a refill before the wait)",
+                 w);
+  size_t at = 0;
   for (int l = 0; l < 32; l++) {
     const Wgmma &o = *op[l];
     if (o.rs && memcmp(o.a, o.a_issued, sizeof o.a_issued))
@@ -538,20 +532,12 @@ inline void exec_wgmma(const Wgmma *const *op, int w) {
     }
   } else {
     for (int r = 0; r < 16; r++)
-      for (int k = 0; k < K; k++) {
-        const unsigned char *e = wgmma_elem(o0.da, o0.trans_a, wr + r, k, es);
-        if (!e)
-          return;
-        A[r][k] = load(e);
-      }
+      for (int k = 0; k < K; k++)
+        A[r][k] = dec(now[at++]);
   }
   for (int k = 0; k < K; k++)
-    for (int c = 0; c < n; c++) {
-      const unsigned char *e = wgmma_elem(o0.db, o0.trans_b, c, k, es);
-      if (!e)
-        return;
-      B[(size_t)k * n + c] = load(e);
-    }
+    for (int c = 0; c < n; c++)
+      B[(size_t)k * n + c] = dec(now[at++]);
   for (int l = 0; l < 32; l++) {
     const int g = l / 4, t = l % 4;
     float *d = op[l]->d;
