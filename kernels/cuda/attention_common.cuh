@@ -464,11 +464,12 @@ static inline int attn_copy_to_host(void *dst, const void *src, size_t bytes) {
 }
 
 /* A tensor map over rows of a [tokens, heads, head_dim] tensor of esize-byte
- * elements (2: bf16/f16, 1: e4m3; `base`, consecutive tokens `ld` elements
- * apart): boxes of 128 bytes of columns (64 16-bit or 128 8-bit elements)
- * with the 128-byte swizzle, or, where a row is 64 bytes (head_dim 64 in
- * e4m3), of the whole row with the 64-byte swizzle; x 1 head x box_rows
- * tokens, zeros outside the tensor. cuTensorMapEncodeTiled is a driver
+ * elements (2: bf16/f16, 1: e4m3, 4: f32, for the bulk reduces of dQ;
+ * `base`, consecutive tokens `ld` elements apart): boxes of 128 bytes of
+ * columns (64 16-bit, 128 8-bit or 32 f32 elements) with the 128-byte
+ * swizzle, or, where a row is 64 bytes (head_dim 64 in e4m3), of the whole
+ * row with the 64-byte swizzle; x 1 head x box_rows tokens, zeros outside
+ * the tensor (loads) or nothing written there (reduces). cuTensorMapEncodeTiled is a driver
  * call: fetched through the runtime, so nothing links libcuda. */
 static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int esize, int64_t tokens, int heads,
                                     int head_dim, int64_t ld, int box_rows, const char *what) {
@@ -484,7 +485,7 @@ static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int esize
     encode = (PFN_cuTensorMapEncodeTiled_v12000)fn;
   }
   const int row_bytes = head_dim * esize, box_bytes = row_bytes < 128 ? row_bytes : 128;
-  if ((esize != 1 && esize != 2) || (box_bytes != 64 && box_bytes != 128) || row_bytes % box_bytes)
+  if ((esize != 1 && esize != 2 && esize != 4) || (box_bytes != 64 && box_bytes != 128) || row_bytes % box_bytes)
     return MB_ERR(MB_EINVAL, "cuda attention: the TMA map of %s: %d-byte elements x head_dim %d are not whole 64- "
                              "or 128-byte boxes",
                   what, esize, head_dim);
@@ -492,7 +493,10 @@ static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int esize
   const cuuint64_t strides[2] = {(cuuint64_t)row_bytes, (cuuint64_t)ld * esize}; /* bytes, of dims 1 and 2 */
   const cuuint32_t box[3] = {(cuuint32_t)(box_bytes / esize), 1, (cuuint32_t)box_rows}, unit[3] = {1, 1, 1};
   const CUresult r = encode(reinterpret_cast<CUtensorMap *>(map),
-                            esize == 2 ? CU_TENSOR_MAP_DATA_TYPE_UINT16 : CU_TENSOR_MAP_DATA_TYPE_UINT8, 3,
+                            esize == 4   ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32
+                            : esize == 2 ? CU_TENSOR_MAP_DATA_TYPE_UINT16
+                                         : CU_TENSOR_MAP_DATA_TYPE_UINT8,
+                            3,
                             const_cast<void *>(base), dims, strides, box, unit, CU_TENSOR_MAP_INTERLEAVE_NONE,
                             box_bytes == 128 ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_64B,
                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);

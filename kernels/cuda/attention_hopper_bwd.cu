@@ -402,9 +402,20 @@ __device__ __forceinline__ void bwd_ws_load_pair(int lane, uint64_t *bar, T *dst
  * mode), or in key-tile order (deterministic: BWD_DQ_BULK_ORDERED). */
 enum BwdDq { BWD_DQ_KERNEL = 0, BWD_DQ_ATOMIC = 1, BWD_DQ_BULK = 2, BWD_DQ_BULK_ORDERED = 3 };
 
-/* The row stride (floats) of the bulk mode's dQ tile (bwd_ws_dq_bulk_owner). */
-template <int D> struct BwdDqBulk {
-  static constexpr int LD = D + 8;
+/* Tiling 3's dQ tile in shared memory (bwd_ws_dq_bulk_owner), laid out as
+ * D / 32 TMA boxes of the f32 accumulator's tensor map: [box][BQ rows][32
+ * floats], each 128-byte row's 16-byte chunks swizzled by the row (chunk ^
+ * row % 8; the tile 1024-byte aligned). One tensor bulk reduce per box adds
+ * it (D / 32 instructions per tile, where rows of the [tokens, heads, D]
+ * accumulator would need one per row: 64, issued lane by lane), and a
+ * warp's float2 stores of its accumulator fragments (8 rows x 4 pairs)
+ * still take 2 wavefronts, the least for 256 bytes. */
+template <int D, int BQ> struct BwdDqTile {
+  static constexpr int BOXES = D / 32, BOX_FLOATS = BQ * 32, FLOATS = BOXES * BOX_FLOATS;
+  /* the float of row r, column c */
+  static __device__ __forceinline__ int at(int r, int c) {
+    return (c >> 5) * BOX_FLOATS + r * 32 + ((((c >> 2) & 7) ^ (r & 7)) << 2) + (c & 3);
+  }
 };
 
 #if ATTN_HAS_WGMMA
@@ -458,8 +469,8 @@ __device__ __forceinline__ void bwd_ws_dq_atomic(const AttnArgs &a, const AttnSe
  * summed over all 128 keys of the CTA by one consumer warpgroup, the
  * tile's "owner" (query tile it: warpgroup it % 2, so the two take turns),
  * written to a shared f32 tile, and added to the accumulator by the TMA
- * unit (cp.reduce.async.bulk, one per query row) that the producer
- * warpgroup's second warp issues. Against tiling 2's fast mode: half the
+ * unit (cp.reduce.async.bulk.tensor, one per 32 columns: BwdDqTile) that
+ * the producer warpgroup's second warp issues. Against tiling 2's fast mode: half the
  * adds (the two warpgroups' partial sums meet in registers, not in L2),
  * bulk reduces in place of 2 x 16 float2 atomics per thread, and the
  * consumers never wait for them. The handovers (named barriers; counts
@@ -473,18 +484,23 @@ __device__ __forceinline__ void bwd_ws_dq_atomic(const AttnArgs &a, const AttnSe
  *     arrives once at the start and after every tile but the last;
  *   BAR_DQ_FULL (160): the owner has stored and fenced the tile; the
  *     writer issues the reduces.
- * The rows of queries past the sequence's end are not added; their dS is 0
- * anyway (Q, dO zeroed, lse +inf). sdq: [BQ][D + 8] floats (the 8 spread a
- * half-warp's float2 stores over all 32 banks; rows 16-byte aligned). */
+ * A box covers all BQ rows, so in a sequence's last query tile the rows
+ * past its end are added too, to the next sequence's rows (or to the
+ * padding of a padded row; rows past the tensor are not written): the
+ * owner stores +0 there, which leaves any sum as it was, also in the
+ * ordered mode, whose turns those rows are not part of (the accumulator is
+ * never -0: it starts at +0 and the TMA unit rounds to nearest). Their dS
+ * is 0 anyway (Q, dO zeroed, lse +inf), but a NaN in this sequence's K
+ * must not reach another's dQ. sdq: BwdDqTile. */
 struct BwdDqBars {
   static constexpr int BAR_DS = 2, BAR_DQ_FULL = 3, BAR_DQ_EMPTY = 4, HANDOVER = 128 + 32;
 };
 
 template <typename T, int D, int BKV, int BQ>
-__device__ __forceinline__ void bwd_ws_dq_bulk_owner(int it, const T *sds_pair, const T *sK, float *sdq, int cwarp,
-                                                     int lane) {
+__device__ __forceinline__ void bwd_ws_dq_bulk_owner(int it, int valid, const T *sds_pair, const T *sK, float *sdq,
+                                                     int cwarp, int lane) {
   typedef BwdDqBars B;
-  constexpr int LD = BwdDqBulk<D>::LD;
+  typedef BwdDqTile<D, BQ> Tile;
   attn_fence_proxy_async(); /* this thread's dS^T stores, for the owner's product */
   attn_named_bar_sync(B::BAR_DS, 256);
   if ((cwarp >> 2) != (it & 1))
@@ -514,11 +530,18 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_owner(int it, const T *sds_pair, 
     else
       attn_wgmma_wait<0>();
     attn_wgmma_pin<32>(part[c]);
+    if (valid < BQ) /* the sequence's last tile: +0 in the rows past its end (BwdDqBars) */
+#pragma unroll
+      for (int hr = 0; hr < 2; hr++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+          if (r0 + 8 * hr >= valid)
+            part[c][4 * j + 2 * hr] = part[c][4 * j + 2 * hr + 1] = 0.0f;
 #pragma unroll
     for (int hr = 0; hr < 2; hr++)
 #pragma unroll
       for (int j = 0; j < 8; j++)
-        attn_sts_f32x2_for_async(sdq + (r0 + 8 * hr) * LD + c * 64 + 8 * j + 2 * tq, part[c][4 * j + 2 * hr],
+        attn_sts_f32x2_for_async(sdq + Tile::at(r0 + 8 * hr, c * 64 + 8 * j + 2 * tq), part[c][4 * j + 2 * hr],
                                  part[c][4 * j + 2 * hr + 1]);
   }
   attn_fence_proxy_async(); /* the stores, for the bulk reduces */
@@ -526,8 +549,8 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_owner(int it, const T *sds_pair, 
 }
 
 /* The writer warp of tiling 3 (the producer warpgroup's second): per
- * query tile, once the owner has filled sdq, lane l adds rows l and l + 32
- * (those in the sequence) into the accumulator. ORDERED (deterministic):
+ * query tile, once the owner has filled sdq, lane 0 adds it to the
+ * accumulator (dqmap: its tensor map) box by box. ORDERED (deterministic):
  * key tile j adds to query tile i0 only after key tiles 0 .. j - 1 have
  * (FlashAttention-3's deterministic mode): lane 0 waits for the tile's
  * semaphore to read j (or more: a cu_seqlens whose sequences overlap
@@ -540,8 +563,10 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_owner(int it, const T *sds_pair, 
  * first query tile is its own start, and every earlier key tile covers
  * it, so the count before j is still j.) */
 template <int D, int BQ, bool ORDERED>
-__device__ __forceinline__ void bwd_ws_dq_bulk_writer(const AttnArgs &a, const AttnSeg &g, int h, int j, int istart,
-                                                      int nqt, bool kept, const float *sdq, int lane) {
+__device__ __forceinline__ void bwd_ws_dq_bulk_writer(const AttnArgs &a, const AttnTmaMap *dqmap, const AttnSeg &g,
+                                                      int h, int j, int istart, int nqt, bool kept, const float *sdq,
+                                                      int lane) {
+  typedef BwdDqTile<D, BQ> Tile;
   typedef BwdDqBars B;
   /* kept false (ORDERED only): the key tile is padding, nothing to add
    * and no owner to meet, but later key tiles wait for its turns */
@@ -559,25 +584,28 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_writer(const AttnArgs &a, const A
       __syncwarp();
       attn_fence_proxy_async_global(); /* the reduces after what the acquire saw */
     }
+    if (lane == 0) { /* the bulk group is lane 0's alone */
+      if (kept)
 #pragma unroll
-    for (int r = lane; r < BQ; r += 32)
-      if (kept && i0 + r < g.n)
-        attn_bulk_reduce_add_f32(a.dq_accum + (int64_t)(g.start + i0 + r) * a.ld + (int64_t)h * D,
-                                 sdq + r * BwdDqBulk<D>::LD, D * sizeof(float));
-    attn_bulk_commit();
-    if (ORDERED || it + 1 < nqt)
-      attn_bulk_wait_read<0>();
+        for (int b = 0; b < Tile::BOXES; b++)
+          attn_tma_reduce_add_3d(dqmap, 32 * b, h, g.start + i0, sdq + b * Tile::BOX_FLOATS);
+      attn_bulk_commit();
+      if (ORDERED || it + 1 < nqt)
+        attn_bulk_wait_read<0>();
+    }
+    __syncwarp(); /* the reads done, for the whole warp's arrival */
     if (kept && it + 1 < nqt) /* sdq read: free (nobody waits for a release after the last tile) */
       attn_named_bar_arrive(B::BAR_DQ_EMPTY, B::HANDOVER);
     if constexpr (ORDERED) { /* the adds done, then published (the owner goes on meanwhile) */
-      attn_bulk_wait<0>();
-      attn_fence_proxy_async_global();
-      __syncwarp();
-      if (lane == 0)
+      if (lane == 0) {
+        attn_bulk_wait<0>();
+        attn_fence_proxy_async_global();
         attn_sem_inc_release(sem);
+      }
     }
   }
-  attn_bulk_wait<0>(); /* the adds done before the CTA's shared memory goes */
+  if (lane == 0)
+    attn_bulk_wait<0>(); /* the adds done before the CTA's shared memory goes */
 }
 #endif
 
@@ -617,14 +645,15 @@ template <int D> struct HopperBwdWsCfg {
   template <typename T, int DQ> static constexpr size_t smem_bytes() {
     return 1024 + (size_t)(2 * BKV + 2 * nstage<DQ>() * BQ) * D * sizeof(T) +
            (DQ != BWD_DQ_KERNEL ? 4 * 64 * BQ * sizeof(T) : 0) +
-           (DQ >= BWD_DQ_BULK ? BQ * BwdDqBulk<D>::LD * sizeof(float) : 0) + nstage<DQ>() * 2 * BQ * sizeof(float) +
+           (DQ >= BWD_DQ_BULK ? BwdDqTile<D, BQ>::FLOATS * sizeof(float) : 0) + nstage<DQ>() * 2 * BQ * sizeof(float) +
            BKV * sizeof(int) + (1 + 2 * nstage<DQ>()) * sizeof(uint64_t);
   }
 };
 
-/* The tensor maps of the backward's TMA loads. */
+/* The tensor maps of the backward's TMA loads, and of tiling 3's reduces
+ * into the f32 dQ accumulator (dq: boxes of BQ rows). */
 struct AttnBwdTmaMaps {
-  AttnTmaMap q, k, v, dout;
+  AttnTmaMap q, k, v, dout, dq;
 };
 
 template <typename T, int D, int DQ>
@@ -641,8 +670,8 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
   T *sQ = sV + BKV * D;             /* query tile it in stage it % NSTAGE */
   T *sdO = sQ + NSTAGE * BQ * D;    /* likewise */
   T *sdS = sdO + NSTAGE * BQ * D;   /* FASTDQ: [query tile % 2][warpgroup][64 keys][BQ], swizzled */
-  float *sdq = reinterpret_cast<float *>(sdS + (FASTDQ ? 4 * 64 * BQ : 0)); /* bulk: [BQ][LD] */
-  float *sStat = sdq + (BULK ? BQ * BwdDqBulk<D>::LD : 0);                /* [stage][lse2 | D][BQ] */
+  float *sdq = reinterpret_cast<float *>(sdS + (FASTDQ ? 4 * 64 * BQ : 0)); /* bulk: BwdDqTile (1024-aligned) */
+  float *sStat = sdq + (BULK ? BwdDqTile<D, BQ>::FLOATS : 0);             /* [stage][lse2 | D][BQ] */
   int *sKeep = reinterpret_cast<int *>(sStat + NSTAGE * 2 * BQ);
   uint64_t *full_kv = reinterpret_cast<uint64_t *>(sKeep + BKV);
   uint64_t *full = full_kv + 1, *empty = full + NSTAGE;
@@ -665,7 +694,7 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
     attn_bwd_zero_dkdv<T, D, BKV, NT>(a, g, base, j0);
     if constexpr (DQ == BWD_DQ_BULK_ORDERED)
       if (warp == 1) /* but the later key tiles wait for this one's turns on the dQ semaphores */
-        bwd_ws_dq_bulk_writer<D, BQ, true>(a, g, h, j0 / BKV, istart, nqt, false, sdq, lane);
+        bwd_ws_dq_bulk_writer<D, BQ, true>(a, &maps.dq, g, h, j0 / BKV, istart, nqt, false, sdq, lane);
     return;
   }
   bwd_ws_init_barriers<NSTAGE>(full_kv, full, empty);
@@ -690,7 +719,8 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
                                    g.start + i0);
       }
     } else if (BULK && warp == 1) {
-      bwd_ws_dq_bulk_writer<D, BQ, DQ == BWD_DQ_BULK_ORDERED>(a, g, h, j0 / BKV, istart, nqt, true, sdq, lane);
+      bwd_ws_dq_bulk_writer<D, BQ, DQ == BWD_DQ_BULK_ORDERED>(a, &maps.dq, g, h, j0 / BKV, istart, nqt, true, sdq,
+                                                              lane);
     }
     return;
   }
@@ -730,7 +760,7 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
       bwd_ws_dq_atomic<T, D, BKV, BQ>(a, g, h, i0, sds_pair + (cwarp >> 2) * 64 * BQ, sK + (cwarp >> 2) * 64 * 64,
                                       cwarp, lane);
     else if constexpr (BULK)
-      bwd_ws_dq_bulk_owner<T, D, BKV, BQ>(it, sds_pair, sK, sdq, cwarp, lane);
+      bwd_ws_dq_bulk_owner<T, D, BKV, BQ>(it, valid, sds_pair, sK, sdq, cwarp, lane);
   }
 
   bwd_store_dkdv<T, D>(a, g, base, j0 + krow, tq, dk, dv);
@@ -1070,6 +1100,8 @@ int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, int tiling, b
   typedef HopperDqWsCfg<D> Q;
   AttnBwdTmaMaps maps;
   MB_TRY(bwd_tma_maps(&maps, d, a, C::BQ, C::BKV));
+  if (tiling == 3)
+    MB_TRY(attn_tma_map_rows(&maps.dq, a.dq_accum, 4, attn_tokens(d), d->heads, D, a.ld, C::BQ, "dq_accum"));
   if (tiling == 3 && det)
     return bwd_ws_launch_fused<T, D, BWD_DQ_BULK_ORDERED>(d, a, maps,
                                                           "attn_hopper_bwd_ws_kernel (ordered bulk dQ)", s);

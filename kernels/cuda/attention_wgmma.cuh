@@ -359,15 +359,20 @@ __device__ __forceinline__ void attn_sts_zero16_for_wgmma(void *smem) {
 __device__ __forceinline__ void attn_sts_f32x2_for_async(float *smem, float x, float y) {
   *reinterpret_cast<float2 *>(smem) = make_float2(x, y);
 }
-/* dst[i] += src[i] for `bytes` / 4 floats, global dst from shared src, by
- * the TMA unit (PTX ISA "cp.reduce.async.bulk"; each element's add is
- * atomic, the span as a whole is not; f32 subnormals flush to zero). Both
- * addresses 16-byte aligned, bytes a multiple of 16. The issuing thread's
- * bulk group: commit it, then wait_group.read before the source is
- * rewritten and wait_group before the CTA exits. */
-__device__ __forceinline__ void attn_bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
-  asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
-               "r"(attn_smem_addr(src)), "r"(bytes)
+/* The box of the f32 tensor `map` (attn_tma_map_rows with esize 4) at
+ * element coordinates (x, y, z) += the box in shared memory at src, laid
+ * out as a TMA load of that map would leave it (128-byte swizzle: 1024-byte
+ * aligned), by the TMA unit (PTX ISA "cp.reduce.async.bulk.tensor"; each
+ * element's add is atomic, the box as a whole is not; elements outside the
+ * tensor are not written; f32 subnormals flush to zero). One instruction
+ * for a whole box, where a bulk reduce of a contiguous span would need one
+ * per row of a [tokens, heads, head_dim] tensor. The issuing thread's bulk
+ * group: commit it, then wait_group.read before the source is rewritten and
+ * wait_group before the CTA exits. */
+__device__ __forceinline__ void attn_tma_reduce_add_3d(const AttnTmaMap *map, int x, int y, int z, const void *src) {
+  asm volatile("cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group"
+               " [%0, {%2, %3, %4}], [%1];\n" ::"l"(reinterpret_cast<uint64_t>(map)),
+               "r"(attn_smem_addr(src)), "r"(x), "r"(y), "r"(z)
                : "memory");
 }
 __device__ __forceinline__ void attn_bulk_commit() { asm volatile("cp.async.bulk.commit_group;\n" ::: "memory"); }

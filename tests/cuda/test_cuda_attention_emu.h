@@ -126,14 +126,16 @@ struct Wgmma {
   std::vector<uint16_t> smem_issued; /* lane 0: the shared-memory operands' bits at the issue (wgmma_smem_bits) */
 };
 
-/* One bulk reduce (cp.reduce.async.bulk ... add.f32) as a thread issued it:
- * dst[i] += src[i], done at the issue in thread orders 1 and 3, else at
- * the issuing thread's wait_group (the latest the hardware may read the
+/* One tensor bulk reduce (cp.reduce.async.bulk.tensor ... add, f32) as a
+ * thread issued it: the box of `map` at (x, y, z) += the swizzled box at
+ * src, done at the issue in thread orders 1 and 3 (`done`), else at the
+ * issuing thread's wait_group (the latest the hardware may read the
  * source), so a source rewritten before that wait changes the result. */
 struct BulkReduce {
-  float *dst;
-  const float *src;
-  uint32_t n; /* floats */
+  const AttnTmaMap *map;
+  int x, y, z;
+  const unsigned char *src;
+  bool done;
 };
 
 /* One TMA box copy in flight (cp.async.bulk.tensor), delivered at the
@@ -198,7 +200,7 @@ struct Fiber {
   long wg_issued;
   const void *mbar; /* OP_MBAR: the barrier and the parity waited for */
   uint32_t mbar_parity;
-  std::vector<BulkReduce> bulk_open;                /* cp.reduce.async.bulk issued, not committed */
+  std::vector<BulkReduce> bulk_open;                /* cp.reduce.async.bulk.tensor issued, not committed */
   std::vector<std::vector<BulkReduce>> bulk_groups; /* committed, oldest first */
 };
 
@@ -685,7 +687,7 @@ inline void fiber_entry() {
   if (!f.wg_open.empty() || !f.wg_groups.empty())
     error("thread exits with wgmma in flight");
   if (!f.bulk_open.empty() || !f.bulk_groups.empty())
-    error("thread exits with bulk reduces (cp.reduce.async.bulk) not waited for");
+    error("thread exits with bulk reduces (cp.reduce.async.bulk.tensor) not waited for");
   f.done = true;
   _longjmp(S().sched, 1);
 }
@@ -1145,29 +1147,51 @@ static inline void attn_sts_f32x2_for_async(float *smem, float x, float y) {
   smem[1] = y;
   emu_mark_unfenced(smem);
 }
-/* The f32 add of cp.reduce.async.bulk: subnormal inputs and results
+/* The f32 add of cp.reduce.async.bulk.tensor: subnormal inputs and results
  * flush to signed zero (PTX ISA). */
 static inline float emu_ftz(float x) { return std::fpclassify(x) == FP_SUBNORMAL ? std::copysign(0.0f, x) : x; }
 static inline void emu_bulk_do(const emu::BulkReduce &r) {
-  for (uint32_t i = 0; i < r.n; i++)
-    r.dst[i] = emu_ftz(emu_ftz(r.dst[i]) + emu_ftz(r.src[i]));
+  if (r.done)
+    return;
+  emu::TmaDesc d;
+  memcpy(&d, r.map->opaque, sizeof d);
+  const size_t off0 = emu::smem_off(r.src);
+  for (uint32_t z = 0; z < d.box[2]; z++)
+    for (uint32_t y = 0; y < d.box[1]; y++)
+      for (uint32_t x = 0; x < d.box[0]; x++) {
+        const int64_t gx = (int64_t)r.x + x, gy = (int64_t)r.y + y, gz = (int64_t)r.z + z;
+        if (gx < 0 || gx >= (int64_t)d.dims[0] || gy < 0 || gy >= (int64_t)d.dims[1] || gz < 0 ||
+            gz >= (int64_t)d.dims[2])
+          continue; /* outside the tensor: not written */
+        const size_t lin = off0 + (((size_t)z * d.box[1] + y) * d.box[0] + x) * 4;
+        float v, *dst = (float *)(d.base + gx * 4 + gy * d.strides[0] + gz * d.strides[1]);
+        memcpy(&v, emu::S().smem.data() + emu::swizzle128(lin), 4);
+        *dst = emu_ftz(emu_ftz(*dst) + emu_ftz(v));
+      }
 }
-static inline void attn_bulk_reduce_add_f32(float *dst, const float *src, uint32_t bytes) {
+static inline void attn_tma_reduce_add_3d(const AttnTmaMap *map, int x, int y, int z, const void *src) {
   emu::State &s = emu::S();
-  if (((uintptr_t)dst & 15) || ((uintptr_t)src & 15) || bytes == 0 || (bytes & 15) || !emu::in_smem(src, bytes))
-    return emu::error("cp.reduce.async.bulk of %u bytes from %p to %p: the source must lie in shared memory, both "
-                      "16-byte aligned, a nonzero multiple of 16 bytes",
-                      bytes, (const void *)src, (void *)dst);
+  emu::TmaDesc d;
+  memcpy(&d, map->opaque, sizeof d);
+  if (d.magic != emu::TMA_MAGIC)
+    return emu::error("cp.reduce.async.bulk.tensor with a tensor map attn_tma_map_rows did not write");
+  if (d.esize != 4 || d.swizzle != 128)
+    return emu::error("cp.reduce.async.bulk.tensor add: the tensor map is not f32 with the 128-byte swizzle");
+  const size_t bytes = (size_t)d.box[0] * d.box[1] * d.box[2] * 4;
+  if (!emu::in_smem(src, bytes) || (emu::smem_off(src) & 1023))
+    return emu::error("cp.reduce.async.bulk.tensor source %p (%zu bytes) outside shared memory or not 1024-byte "
+                      "aligned (the 128-byte swizzle)",
+                      src, bytes);
   const size_t off = emu::smem_off(src);
   for (size_t c = off / 16; c < (off + bytes) / 16; c++)
     if (s.unfenced_by[c])
-      return emu::error("cp.reduce.async.bulk reads shared byte %zu that thread %d stored without "
+      return emu::error("cp.reduce.async.bulk.tensor reads shared byte %zu that thread %d stored without "
                         "fence.proxy.async since",
                         c * 16, s.unfenced_by[c] - 1);
-  emu::BulkReduce r{dst, src, bytes / 4};
-  if (s.order & 1) { /* done at the earliest moment; the empty record still has to be waited for */
+  emu::BulkReduce r{map, x, y, z, (const unsigned char *)src, false};
+  if (s.order & 1) { /* done at the earliest moment; the record still has to be waited for */
     emu_bulk_do(r);
-    r.n = 0;
+    r.done = true;
   }
   emu::me().bulk_open.push_back(r);
 }
@@ -1367,7 +1391,7 @@ static inline int attn_copy_to_host(void *dst, const void *src, size_t bytes) {
 static inline int attn_tma_map_rows(AttnTmaMap *map, const void *base, int esize, int64_t tokens, int heads,
                                     int head_dim, int64_t ld, int box_rows, const char *what) {
   const int row_bytes = head_dim * esize, box_bytes = row_bytes < 128 ? row_bytes : 128;
-  if ((esize != 1 && esize != 2) || (box_bytes != 64 && box_bytes != 128) || row_bytes % box_bytes)
+  if ((esize != 1 && esize != 2 && esize != 4) || (box_bytes != 64 && box_bytes != 128) || row_bytes % box_bytes)
     return MB_ERR(MB_EINVAL, "cuda attention: the TMA map of %s: %d-byte elements x head_dim %d are not whole 64- "
                              "or 128-byte boxes",
                   what, esize, head_dim);
