@@ -10,6 +10,7 @@
 
 #include "data/import_internal.h"
 #include "data/records.h"
+#include "runtime/fileio.h"
 
 void mb_records_free(mb_records *r) {
   if (!r)
@@ -181,6 +182,8 @@ const char *mb_split_from_name(const char *path) {
 int mb_resolve_split(const char *path, const char *split, char out[16]) {
   if (!split) {
     split = mb_split_from_name(path);
+    if (!split && !mb_file_exists(path)) /* the first thing wrong with it */
+      return MB_ERR(MB_ENOTFOUND, "%s: no such file or directory", path);
     if (!split)
       return MB_ERR(MB_EINVAL, "%s: cannot tell the split from the file name; give it (train or test)", path);
   }

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -246,6 +247,10 @@ int mb_ckpt_write_state(mb_ckpt_writer *w, const mb_ckpt_state *s) {
                         MAMBERT_VERSION);
   if (!j)
     return MB_ERR(MB_ENOMEM, "out of memory");
+  json_t *win = json_array(); /* a diverged loss is NaN, which JSON lacks: null */
+  for (int i = 0; win && i < 8; i++)
+    json_array_append_new(win, isfinite(s->log_window[i]) ? json_real(s->log_window[i]) : json_null());
+  json_object_set_new(j, "log_window", win);
   if (s->rank_loaders && s->world_size > 1) {
     json_t *arr = json_array();
     for (int r = 0; r < s->world_size; r++) {
@@ -488,6 +493,11 @@ int mb_ckpt_read_state(const char *dir, mb_ckpt_state *s) {
     s->samples_seen = json_number_value(json_object_get(j, "samples_seen"));
     s->tokens_seen = json_number_value(json_object_get(j, "tokens_seen"));
     s->train_seconds = json_number_value(json_object_get(j, "train_seconds"));
+    json_t *win = json_object_get(j, "log_window");
+    if (win && (!json_is_array(win) || json_array_size(win) != 8))
+      rc = MB_ERR(MB_EFORMAT, "%s: 'log_window' is not an array of 8 numbers", path);
+    for (size_t i = 0; rc == MB_OK && win && i < 8; i++)
+      s->log_window[i] = json_is_null(json_array_get(win, i)) ? NAN : json_number_value(json_array_get(win, i));
     const char *v;
 #define COPY_STR(field, key)                                  \
   v = json_string_value(json_object_get(j, key));             \

@@ -55,6 +55,12 @@ typedef struct {
   int zero1;
   double samples_seen, tokens_seen; /* real tokens */
   double train_seconds;             /* wall time spent training so far */
+  /* The metrics interval open at the checkpoint (steps since the last
+   * "train" line, summed over ranks): loss sum, loss rows, tokens, padded
+   * tokens, samples, grad-norm sum, steps, seconds; so that a resumed run
+   * writes the lines an uninterrupted one would. Zeros when absent (older
+   * checkpoints). */
+  double log_window[8];
   char arch[32];
   char tokenizer_name[64];
   char tokenizer_sha256[65];

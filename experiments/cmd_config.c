@@ -6,6 +6,8 @@
 
 #include "experiments/cli.h"
 #include "experiments/config.h"
+#include "runtime/error.h"
+#include "runtime/fileio.h"
 
 extern const mb_command mb_cmd_config;
 
@@ -27,6 +29,29 @@ static void print_schema(void) {
     printf("%-26s %-16s %-14s %s%s\n", e[i].key, type, def[0] ? def : "\"\"", e[i].help,
            e[i].resume_may_change ? " [may change on --resume]" : "");
   }
+}
+
+/* A path train or eval opens first thing: it must be there (globs are the
+ * shard loader's to expand). */
+static int check_path(const mb_config_doc *d, const char *key, const char *path, int dir) {
+  if (!path[0] || strpbrk(path, "*?["))
+    return MB_OK;
+  if (dir ? mb_is_dir(path) : mb_file_exists(path))
+    return MB_OK;
+  char desc[MB_CFG_PATH + 128];
+  mb_config_doc_describe(d, key, desc, sizeof desc);
+  return MB_ERR(MB_ENOTFOUND, "%s: %s: no such %s", desc, path, dir ? "directory" : "file or directory");
+}
+
+/* What train (or eval) checks on opening the config's files. */
+static int check_files(mb_config_doc *d, const char *purpose) {
+  const mb_config *c = mb_config_doc_config(d);
+  const int train = strcmp(purpose, "train") == 0;
+  MB_TRY(check_path(d, "tokenizer", c->tokenizer, 0));
+  MB_TRY(check_path(d, "model.checkpoint", c->model_checkpoint, 1));
+  if (train || strcmp(c->eval_split, "train") == 0)
+    MB_TRY(check_path(d, "data.train", c->train_data, 0));
+  return check_path(d, "data.test", c->test_data, 0);
 }
 
 static int run_config(int argc, char **argv) {
@@ -54,12 +79,21 @@ static int run_config(int argc, char **argv) {
     if (nf == 0) {
       rc = mb_cli_usage_error(&mb_cmd_config, "give a config file, or --schema");
     } else {
-      mb_config_doc *d;
+      mb_config_doc *d = NULL;
       char *yaml;
       size_t len;
-      if (mb_config_load(files, nf, sets, ns, strcmp(purpose, "none") == 0 ? NULL : purpose, &d) != MB_OK)
+      const int none = strcmp(purpose, "none") == 0;
+      int lrc = mb_config_load(files, nf, sets, ns, NULL, &d);
+      if (lrc == MB_OK && !none && mb_config_doc_config(d)->n_sweep_configs > 0)
+        purpose = "sweep"; /* a sweep file: eval reads the configs it lists */
+      if (lrc == MB_OK && !none)
+        lrc = mb_config_check(d, purpose);
+      if (lrc == MB_OK && !none && strcmp(purpose, "sweep") != 0)
+        lrc = check_files(d, purpose);
+      if (lrc != MB_OK) {
+        mb_config_doc_free(d);
         rc = mb_cli_fail("config", NULL);
-      else if (mb_config_to_yaml(mb_config_doc_config(d), "resolved by mambert config", &yaml, &len) != MB_OK) {
+      } else if (mb_config_to_yaml(mb_config_doc_config(d), "resolved by mambert config", &yaml, &len) != MB_OK) {
         rc = mb_cli_fail("config", NULL);
         mb_config_doc_free(d);
       } else {
@@ -82,7 +116,8 @@ const mb_command mb_cmd_config = {
     "\n"
     "--schema prints every key with its type, default and meaning. Otherwise the configs\n"
     "are read (later ones and --set override earlier values), checked as train (or eval)\n"
-    "would check them, and printed resolved: every key, as train saves it in the run\n"
-    "directory. Errors name the key and file:line:column.\n",
+    "would check them (the keys, and that the tokenizer, checkpoint and data they name\n"
+    "exist; a sweep file's own keys), and printed resolved: every key that applies, as\n"
+    "train saves it in the run directory. Errors name the key and file:line:column.\n",
     run_config,
 };

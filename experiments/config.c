@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "mambert_build_config.h"
 #include "runtime/fileio.h"
 #include "runtime/hash.h"
+#include "runtime/log.h"
 
 #define OFF(f) offsetof(mb_config, f), sizeof(((mb_config *)0)->f)
 #define BIG 9.0e15 /* integers are exact in a double up to 2^53 */
@@ -734,8 +736,27 @@ static const char *bert_only[] = {"model.hidden_size", "model.num_heads", "model
                                   "model.max_position", "model.position_init", "model.attention_dropout"};
 static const char *mamba_only[] = {"model.d_state", "model.d_conv", "model.expand", "model.dt_rank"};
 
-/* 0 for keys of another architecture than c's (left out of the resolved YAML). */
+/* What a model.checkpoint fixes: its config.json's sizes and dropouts. */
+static const char *checkpoint_fixed[] = {"model.vocab_size", "model.hidden_size", "model.d_model",
+                                         "model.num_layers", "model.num_heads", "model.intermediate_size",
+                                         "model.max_position", "model.position_init", "model.d_state",
+                                         "model.d_conv", "model.expand", "model.dt_rank", "model.dropout",
+                                         "model.attention_dropout"};
+
+static int is_checkpoint_fixed(const char *key) {
+  for (size_t i = 0; i < sizeof checkpoint_fixed / sizeof checkpoint_fixed[0]; i++)
+    if (strcmp(key, checkpoint_fixed[i]) == 0)
+      return 1;
+  return 0;
+}
+
+/* 0 for keys of another architecture than c's, and for what a checkpoint
+ * fixes when c starts from one: left out of the resolved YAML (which must
+ * read back as it was written: a run's config.yaml is what --resume
+ * loads) and of the config's identity. */
 static int entry_applies(const mb_config *c, const char *key) {
+  if (c->model_checkpoint[0] && is_checkpoint_fixed(key))
+    return 0;
   if (!c->model_arch[0])
     return 1;
   if (strcmp(c->model_arch, "bert") != 0)
@@ -808,6 +829,17 @@ int mb_config_check(const mb_config_doc *d, const char *purpose) {
   if (c->model_checkpoint[0] && is_set(d, "model.position_init"))
     CHECK_FAIL("model.position_init", "initialises a model trained from scratch; with model.checkpoint the position "
                                       "embeddings are the checkpoint's (remove the key)");
+  /* sizes and dropouts beside a checkpoint (a from-scratch config reused
+   * with --set model.checkpoint=...): the checkpoint's config.json rules */
+  if (c->model_checkpoint[0] && purpose)
+    for (size_t i = 0; i < sizeof checkpoint_fixed / sizeof checkpoint_fixed[0]; i++)
+      if (is_set(d, checkpoint_fixed[i])) {
+        char desc[MB_CFG_PATH + 128];
+        mb_config_doc_describe(d, checkpoint_fixed[i], desc, sizeof desc);
+        MB_WARN("%s: ignored, model.checkpoint %s sets it (its config.json)", desc, c->model_checkpoint);
+      }
+  if ((bert || mamba) && !c->model_checkpoint[0] && c->num_layers < 1)
+    CHECK_FAIL("model.num_layers", "a %s model needs at least one layer", c->model_arch);
   if (bert && c->hidden_size % c->num_heads != 0)
     CHECK_FAIL("model.num_heads", "%lld heads do not divide hidden_size %lld", (long long)c->num_heads,
                (long long)c->hidden_size);
@@ -1025,7 +1057,7 @@ void mb_config_identity_sha256(const mb_config *c, char hex[65]) {
   mb_sha256 *h = mb_sha256_new();
   char buf[MB_CFG_PATH * 2];
   for (int i = 0; i < NSCHEMA; i++) {
-    if (SCHEMA[i].resume_may_change)
+    if (SCHEMA[i].resume_may_change || !entry_applies(c, SCHEMA[i].key))
       continue;
     mb_config_value_string(c, &SCHEMA[i], buf, sizeof buf);
     mb_sha256_update(h, SCHEMA[i].key, strlen(SCHEMA[i].key) + 1);
@@ -1034,6 +1066,28 @@ void mb_config_identity_sha256(const mb_config *c, char hex[65]) {
   uint8_t dig[32];
   mb_sha256_final(h, dig);
   mb_sha256_hex(dig, hex);
+}
+
+int mb_config_absolute_paths(mb_config *c) {
+  struct {
+    const char *key;
+    char *v;
+  } paths[] = {{"run.dir", c->run_dir},     {"model.checkpoint", c->model_checkpoint}, {"tokenizer", c->tokenizer},
+               {"data.train", c->train_data}, {"data.test", c->test_data},             {"data.cache_dir", c->cache_dir}};
+  char cwd[MB_CFG_PATH] = "";
+  for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+    if (!paths[i].v[0] || paths[i].v[0] == '/')
+      continue;
+    if (cwd[0] != '/' && !getcwd(cwd, sizeof cwd))
+      return MB_ERR(MB_EIO, "%s: cannot make %s absolute: the working directory: %s", paths[i].key, paths[i].v,
+                    strerror(errno));
+    char p[MB_CFG_PATH];
+    const int rc = mb_path_join(p, sizeof p, cwd, paths[i].v);
+    if (rc != MB_OK)
+      return mb_error_context(rc, "%s", paths[i].key);
+    memcpy(paths[i].v, p, sizeof p);
+  }
+  return MB_OK;
 }
 
 int mb_config_diff(const mb_config *a, const mb_config *b, int identity_only, char *buf, size_t cap) {
@@ -1045,6 +1099,8 @@ int mb_config_diff(const mb_config *a, const mb_config *b, int identity_only, ch
   for (int i = 0; i < NSCHEMA; i++) {
     if (identity_only && SCHEMA[i].resume_may_change)
       continue;
+    if (!entry_applies(a, SCHEMA[i].key) && !entry_applies(b, SCHEMA[i].key))
+      continue; /* e.g. the sizes in two configs that both start from a checkpoint */
     mb_config_value_string(a, &SCHEMA[i], va, sizeof va);
     mb_config_value_string(b, &SCHEMA[i], vb, sizeof vb);
     if (strcmp(va, vb) == 0)

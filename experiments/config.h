@@ -206,6 +206,11 @@ int mb_config_check(const mb_config_doc *d, const char *purpose) MB_NODISCARD;
 int mb_config_to_yaml(const mb_config *c, const char *comment, char **out, size_t *len) MB_NODISCARD;
 /* sha256 hex of the keys that must not change on resume. */
 void mb_config_identity_sha256(const mb_config *c, char hex[65]);
+/* The relative paths of c (run.dir, model.checkpoint, tokenizer,
+ * data.train / test / cache_dir) made absolute against the working
+ * directory, which is what they meant: a run's saved config.yaml must mean
+ * the same files to --resume and eval run from elsewhere. */
+int mb_config_absolute_paths(mb_config *c) MB_NODISCARD;
 /* Keys whose values differ between a and b (ignoring resume_may_change
  * ones when `identity_only`), comma-separated into buf; returns the count. */
 int mb_config_diff(const mb_config *a, const mb_config *b, int identity_only, char *buf, size_t cap);

@@ -70,6 +70,7 @@ typedef struct {
   mb_metrics *metrics;
   mb_lr_schedule sched;
   char config_sha[65], params_sha[65];
+  double log_window[8]; /* the checkpoint's open metrics interval (mb_ckpt_state) */
   uint64_t dropout_seed;
   /* multi-rank */
   mb_buckets *buckets;
@@ -162,6 +163,11 @@ static int load_config(trainer *t, const mb_train_args *a) {
     MB_TRY(mb_config_load(a->configs, a->nconfigs, a->sets, a->nsets, NULL, &given));
     if (a->run_dir)
       snprintf(mb_config_doc_config(given)->run_dir, MB_CFG_PATH, "%s", a->run_dir);
+    const int rc = mb_config_absolute_paths(mb_config_doc_config(given)); /* what config.yaml keeps */
+    if (rc != MB_OK) {
+      mb_config_doc_free(given);
+      return rc;
+    }
   }
   const char *dir = a->resume_dir ? a->resume_dir
                     : a->run_dir  ? a->run_dir
@@ -171,19 +177,33 @@ static int load_config(trainer *t, const mb_train_args *a) {
     mb_config_doc_free(given);
     return MB_ERR(MB_EINVAL, "no run directory: set run.dir in the config or pass --run-dir DIR");
   }
-  snprintf(t->run_dir, sizeof t->run_dir, "%s", dir);
+  if (dir[0] == '/') {
+    snprintf(t->run_dir, sizeof t->run_dir, "%s", dir);
+  } else { /* absolute, as the saved config's paths: the hints to resume work from anywhere */
+    char cwd[MB_CFG_PATH];
+    int rc = getcwd(cwd, sizeof cwd) ? mb_path_join(t->run_dir, sizeof t->run_dir, cwd, dir)
+                                     : MB_ERR(MB_EIO, "%s: the working directory: %s", dir, strerror(errno));
+    if (rc != MB_OK) {
+      mb_config_doc_free(given);
+      return rc;
+    }
+  }
   char saved_path[1100];
   snprintf(saved_path, sizeof saved_path, "%s/config.yaml", t->run_dir);
   if (a->resume && mb_file_exists(saved_path)) {
     /* the saved, resolved config rules; a config given again must agree */
     mb_config_doc *saved;
     int rc = mb_config_load((const char *[]){saved_path}, 1, a->sets, a->nsets, NULL, &saved);
+    if (rc == MB_OK) /* a run saved before its paths were: they meant this directory's */
+      rc = mb_config_absolute_paths(mb_config_doc_config(saved));
     if (rc != MB_OK) {
       mb_config_doc_free(given);
       return mb_error_context(rc, "resuming");
     }
     mb_config_doc *orig;
     rc = mb_config_load((const char *[]){saved_path}, 1, NULL, 0, NULL, &orig);
+    if (rc == MB_OK)
+      rc = mb_config_absolute_paths(mb_config_doc_config(orig));
     char diff[2048];
     if (rc == MB_OK && training_diff(mb_config_doc_config(orig), mb_config_doc_config(saved), diff, sizeof diff))
       rc = MB_ERR(MB_EINVAL,
@@ -210,9 +230,13 @@ static int load_config(trainer *t, const mb_train_args *a) {
     }
     t->doc = saved;
   } else {
+    if (!given && a->resume && !mb_is_dir(t->run_dir))
+      return MB_ERR(MB_ENOTFOUND, "--resume %s: no such run directory", t->run_dir);
     if (!given)
-      return MB_ERR(MB_EINVAL, "%s", a->resume ? "--resume: the run directory has no config.yaml; give the config file"
-                                               : "no config file given");
+      return MB_ERR(MB_EINVAL, a->resume ? "--resume %s: no config.yaml there (not a run directory?); give the "
+                                           "config file too"
+                                         : "no config file given%s",
+                    a->resume ? t->run_dir : "");
     t->doc = given;
   }
   t->cfg = mb_config_doc_config(t->doc);
@@ -440,7 +464,12 @@ static int setup_zero(trainer *t) {
 
 /* ---- checkpoints ------------------------------------------------------------------- */
 
-static int save_checkpoint(trainer *t) {
+typedef struct {
+  double loss_sum, loss_rows, tokens, padded, samples, grad_norm_sum, steps;
+  double seconds; /* training time of these steps (not evaluation or checkpoints) */
+} interval;
+
+static int save_checkpoint(trainer *t, const interval *iv) {
   mb_ckpt_writer *w = NULL;
   int rc = MB_OK;
   /* every rank's data position goes into rank 0's state.json */
@@ -456,6 +485,18 @@ static int save_checkpoint(trainer *t) {
       free(loaders);
       return rc;
     }
+  }
+  /* the open metrics interval, every rank's sums (log_interval's order) */
+  double window[8] = {iv->loss_sum, iv->loss_rows, iv->tokens, iv->padded, iv->samples, iv->grad_norm_sum,
+                      iv->steps,    iv->seconds};
+  if (t->nranks > 1) {
+    double tot[5];
+    rc = mb_comm_allreduce(t->host, window, tot, 5, MB_F64, MB_REDUCE_SUM);
+    if (rc != MB_OK) {
+      free(loaders);
+      return rc;
+    }
+    memcpy(window, tot, sizeof tot);
   }
   char tmp[1200] = "";
   if (t->rank == 0) {
@@ -523,6 +564,7 @@ static int save_checkpoint(trainer *t) {
       s.samples_seen = t->samples_seen;
       s.tokens_seen = t->tokens_seen;
       s.train_seconds = t->train_seconds;
+      memcpy(s.log_window, window, sizeof window);
       snprintf(s.arch, sizeof s.arch, "%s", t->net->arch);
       snprintf(s.tokenizer_name, sizeof s.tokenizer_name, "%s", mb_tokenizer_name(t->tok));
       snprintf(s.tokenizer_sha256, sizeof s.tokenizer_sha256, "%s", mb_tokenizer_vocab_sha256(t->tok));
@@ -696,6 +738,8 @@ static int restore_checkpoint(trainer *t, const char *dir) {
     snprintf(path, sizeof path, "%s/config.yaml", dir);
     mb_config_doc *ck;
     int rc = mb_config_load((const char *[]){path}, 1, NULL, 0, NULL, &ck);
+    if (rc == MB_OK)
+      rc = mb_config_absolute_paths(mb_config_doc_config(ck));
     if (rc != MB_OK)
       return mb_error_context(rc, "%s: written under another config, and its config.yaml cannot be read", dir);
     const mb_config *kc = mb_config_doc_config(ck);
@@ -785,6 +829,7 @@ static int restore_checkpoint(trainer *t, const char *dir) {
   t->tokens_seen = s.tokens_seen;
   t->train_seconds = s.train_seconds;
   t->dropout_seed = s.dropout_seed;
+  memcpy(t->log_window, s.log_window, sizeof t->log_window);
   MB_INFO("resumed from %s: step %lld, epoch %lld", dir, (long long)s.step, (long long)s.epoch);
   return MB_OK;
 }
@@ -821,10 +866,6 @@ static int evaluate(trainer *t, int final, mb_eval_result *out) {
 
 /* ---- the loop ---------------------------------------------------------------------- */
 
-typedef struct {
-  double loss_sum, loss_rows, tokens, padded, samples, grad_norm_sum, steps;
-  double seconds; /* training time of these steps (not evaluation or checkpoints) */
-} interval;
 
 static void progress_bar(trainer *t, double loss, double lr, double tok_s, double smp_s, int force) {
   double now = now_s();
@@ -1111,6 +1152,10 @@ static int run_loop(trainer *t, int *interrupted) {
   const mb_config *c = t->cfg;
   interval iv;
   memset(&iv, 0, sizeof iv);
+  if (t->rank == 0) { /* a resumed run's open interval (summed over ranks: rank 0 holds it all) */
+    const double *w = t->log_window;
+    iv = (interval){w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
+  }
   t->t_process_start = now_s();
   t->step_at_start = t->step;
   int64_t last_ckpt = t->step;
@@ -1150,7 +1195,7 @@ static int run_loop(trainer *t, int *interrupted) {
     if ((c->ckpt_every > 0 && t->step % c->ckpt_every == 0) || (last && c->ckpt_at_end) || stop) {
       if (t->bar)
         fprintf(stderr, "\n");
-      MB_TRY(save_checkpoint(t));
+      MB_TRY(save_checkpoint(t, &iv));
       last_ckpt = t->step;
     }
     if (stop) {
@@ -1255,10 +1300,22 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
       rc = mb_metrics_open(t->run_dir, c->tensorboard, resume_step, &t->metrics);
     if (rc == MB_OK) {
       MB_INFO("%s: %s, %lld parameters", c->run_name, desc, (long long)mb_params_total(t->net->params));
-      MB_INFO("data: %lld training examples, %lld micro-batches per epoch per rank; %lld optimizer steps, %d rank(s), "
-              "%d thread(s)",
-              (long long)t->train_set->n, (long long)t->steps_per_epoch, (long long)t->total_steps, t->nranks,
+      const mb_shardset *ts = t->train_set;
+      const int64_t used = c->train_limit > 0 && c->train_limit < ts->n ? c->train_limit : ts->n;
+      char of[96] = "";
+      if (used < ts->n)
+        snprintf(of, sizeof of, " (the first of %lld: data.train_limit)", (long long)ts->n);
+      MB_INFO("data: %lld training examples%s, %lld micro-batches per epoch per rank; %lld optimizer steps, %d "
+              "rank(s), %d thread(s)",
+              (long long)used, of, (long long)t->steps_per_epoch, (long long)t->total_steps, t->nranks,
               omp_get_max_threads());
+      int64_t per_label[2] = {0, 0};
+      for (int64_t i = 0; i < used; i++)
+        per_label[ts->labels[i] != 0]++;
+      if (used < ts->n && (per_label[0] == 0 || per_label[1] == 0)) /* a file sorted by label, cut */
+        MB_WARN("data.train_limit %lld: the first %lld training examples are all %s (the file is ordered by "
+                "label?): the model sees one class. Shuffle the file, or prepare a subset with both labels",
+                (long long)c->train_limit, (long long)used, per_label[0] ? "negative" : "positive");
     }
   }
   MB_TRY(agree_status(t, rc));

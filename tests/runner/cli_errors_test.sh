@@ -65,6 +65,19 @@ fi
 # missing files
 expect 1 "train data $tmp/nope.tsv.gz: no such file" -- train "$tmp/ok.yaml" --set data.train=$tmp/nope.tsv.gz
 expect 1 "tokenizer: .*nope-vocab.txt: cannot open" -- train "$tmp/ok.yaml" --set tokenizer=$tmp/nope-vocab.txt
+# `config` checks what train and eval would open, and layers
+expect 1 "tokenizer \(set at --set tokenizer\): .*nope-vocab.txt: no such file" -- config "$tmp/ok.yaml" --set tokenizer=$tmp/nope-vocab.txt
+expect 1 "data.train \(set at --set data.train\): .*nope.tsv.gz: no such file" -- config "$tmp/ok.yaml" --set data.train=$tmp/nope.tsv.gz
+expect 1 "model.checkpoint \(set at --set model.checkpoint\): .*nope: no such directory" -- config "$tmp/ok.yaml" --for eval --set model.checkpoint=$tmp/nope
+expect 1 "model.num_layers .*a mamba model needs at least one layer" -- config "$tmp/ok.yaml" --set model.arch=mamba --set model.num_layers=0
+printf 'sweep:\n  configs: [%s]\n  max_length: [16, 32]\n' "$tmp/ok.yaml" > "$tmp/sweep.yaml"
+expect 0 "max_length: \[16, 32\]" -- config "$tmp/sweep.yaml" --for eval
+# prepare: a missing input is named as missing, whatever its name says
+expect 1 "$tmp/nope.tsv.gz: no such file" -- prepare --dataset imdb --input "$tmp/nope.tsv.gz" --tokenizer data/vocab/bert-base-uncased-vocab.txt --out "$tmp/nope-shards"
+# --resume of something that is no run
+expect 1 "--resume $tmp/nope: no such run directory" -- train --resume "$tmp/nope"
+mkdir -p "$tmp/empty"
+expect 1 "--resume $tmp/empty: no config.yaml there" -- train --resume "$tmp/empty"
 # shards made with another tokenizer
 "$bin" prepare -q --dataset imdb --input data/samples/imdb/test.tsv.gz --tokenizer data/vocab/gpt-neox-20b-tokenizer.json --out "$tmp/bpe-shards" >/dev/null
 expect 1 "made with tokenizer 'bpe'.*wordpiece-uncased" -- eval "$tmp/ok.yaml" --set data.test=$tmp/bpe-shards
@@ -122,6 +135,14 @@ YAML
   sed 's/^the$/the-other/' data/vocab/bert-base-uncased-vocab.txt > "$tmp/vocab-other.txt"
   expect 1 "trained with another vocabulary" -- eval "$tmp/bert.yaml" --set tokenizer=$tmp/vocab-other.txt --model "$tmp/bert/model"
   # fine-tuning from the export, and evaluating it with the protocol
-  expect 0 "done: " -- train "$tmp/bert.yaml" --set model.checkpoint=$tmp/bert/model --set model.arch= --run-dir "$tmp/ft2"
+  expect 0 "model.hidden_size .*ignored, model.checkpoint" -- train "$tmp/bert.yaml" --set model.checkpoint=$tmp/bert/model --set model.arch= --run-dir "$tmp/ft2"
+  # its saved config reads back (nothing there that only a model from scratch
+  # may set) and names the same files from another directory
+  pushd / >/dev/null
+  expect 0 "done: " -- train --resume "$tmp/ft2"
+  popd >/dev/null
+  if grep -qE 'hidden_size|position_init|"data/' "$tmp/ft2/config.yaml"; then
+    echo "FAIL: $tmp/ft2/config.yaml keeps a from-scratch key or a relative path"; fail=1
+  fi
 fi
 exit $fail

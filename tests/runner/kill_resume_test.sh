@@ -36,7 +36,7 @@ ${4:-}
 eval:
   at_end: false
 checkpoint:
-  every: 8
+  every: 7
   keep: 2
   export: false
 log:
@@ -53,8 +53,9 @@ check_model() { # NAME
   local last
   last="$(ls "$a/checkpoints" | sort | tail -1)"
   # the run to kill: SIGKILL once it has logged step 12, past its checkpoint of
-  # step 8 (mid-epoch: 24 steps per epoch), so it resumes from 8 and
-  # metrics.jsonl must drop the lines logged after 8
+  # step 7 (mid-epoch: 24 steps per epoch), so it resumes from 7 and
+  # metrics.jsonl must drop the lines logged after 7; 7 is inside the
+  # metrics interval 7-8 (log.every 2), which the checkpoint carries over
   "$bin" train "$tmp/$n.yaml" --run-dir "$b" >"$tmp/$n-b1.log" 2>&1 &
   local pid=$! i
   for i in $(seq 1 3000); do
@@ -79,9 +80,10 @@ check_model() { # NAME
       echo "FAIL $n: $f of $last differs between the uninterrupted and the killed+resumed run"; fail=1
     fi
   done
-  # metrics: the same steps and losses, each step once
-  if ! diff <(grep -o '"step":[0-9]*,"time":[0-9.]*,"loss":[0-9.e-]*' "$a/metrics.jsonl" | sed 's/"time":[0-9.]*,//') \
-            <(grep -o '"step":[0-9]*,"time":[0-9.]*,"loss":[0-9.e-]*' "$b/metrics.jsonl" | sed 's/"time":[0-9.]*,//') >/dev/null; then
+  # metrics: the same steps, losses and gradient norms, each step once
+  local line='"step":[0-9]*,"time":[0-9.]*,"loss":[0-9.e-]*,"lr":[0-9.e-]*,"grad_norm":[0-9.e-]*'
+  if ! diff <(grep -o "$line" "$a/metrics.jsonl" | sed 's/"time":[0-9.]*,//') \
+            <(grep -o "$line" "$b/metrics.jsonl" | sed 's/"time":[0-9.]*,//') >/dev/null; then
     echo "FAIL $n: metrics.jsonl differs"; fail=1
   fi
   echo "ok $n: killed after $killed_at, resumed; $last weights and optimizer state bit-identical ($(sha "$b/checkpoints/$last/model.safetensors" | cut -c1-16))"
