@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "data/tokenizer.h"
-#include "experiments/checkpoint.h"
 #include "experiments/cli.h"
 #include "experiments/config.h"
 #include "experiments/datasets.h"
@@ -32,113 +31,6 @@ typedef struct {
   mb_config *cfg;
   char source[1500];
 } model_spec;
-
-/* ---- weights ------------------------------------------------------------------ */
-
-static int has_file(const char *dir, const char *name) {
-  char p[2200];
-  snprintf(p, sizeof p, "%s/%s", dir, name);
-  return mb_file_exists(p);
-}
-
-static int is_bow_export(const char *dir) {
-  char p[1400], *text;
-  size_t n;
-  snprintf(p, sizeof p, "%s/config.json", dir);
-  if (mb_read_file(p, 1 << 20, &text, &n) != MB_OK) {
-    mb_error_clear();
-    return 0;
-  }
-  int bow = strstr(text, "\"mambert-bow\"") != NULL;
-  free(text);
-  return bow;
-}
-
-/* Build the net of cfg and put weights into it, from (first that exists):
- * `override` (a Hugging Face style directory, a mambert checkpoint or a run
- * directory), the run's export <run.dir>/model, its newest checkpoint, or
- * model.checkpoint; else random weights (said loudly). */
-static int open_model(mb_config *cfg, const char *override, mb_backend *be, mb_tokenizer **tok, mb_net **out,
-                      char *source, size_t cap) {
-  char dir[MB_CFG_PATH] = "", ckpt[MB_CFG_PATH] = "";
-  const char *run = cfg->run_dir;
-  if (override) {
-    if (has_file(override, "manifest.json"))
-      snprintf(ckpt, sizeof ckpt, "%s", override);
-    else if (has_file(override, "run.json"))
-      run = override;
-    else if (has_file(override, "config.json"))
-      snprintf(dir, sizeof dir, "%s", override);
-    else
-      return MB_ERR(MB_ENOTFOUND, "--model %s: not a model directory (config.json), a checkpoint (manifest.json) or a "
-                                  "run directory (run.json)",
-                    override);
-  }
-  if (!dir[0] && !ckpt[0] && run && *run) {
-    char p[MB_CFG_PATH];
-    MB_TRY(mb_path_join(p, sizeof p, run, "model"));
-    if (has_file(p, "config.json"))
-      memcpy(dir, p, sizeof dir);
-    else {
-      MB_TRY(mb_path_join(p, sizeof p, run, "checkpoints"));
-      if (mb_is_dir(p) && mb_ckpt_find_latest(p, ckpt, sizeof ckpt) != MB_OK)
-        mb_error_clear();
-    }
-  }
-  if (dir[0] && !is_bow_export(dir)) { /* a Hugging Face style directory */
-    snprintf(cfg->model_checkpoint, sizeof cfg->model_checkpoint, "%s", dir);
-    cfg->model_arch[0] = 0;
-    snprintf(source, cap, "%s", dir);
-  }
-  /* tokenizer: the config's, else the checkpoint directory's */
-  char tp[1400] = "";
-  if (cfg->tokenizer[0])
-    snprintf(tp, sizeof tp, "%s", cfg->tokenizer);
-  else if (cfg->model_checkpoint[0]) {
-    if (has_file(cfg->model_checkpoint, "tokenizer.json"))
-      snprintf(tp, sizeof tp, "%s/tokenizer.json", cfg->model_checkpoint);
-    else if (has_file(cfg->model_checkpoint, "vocab.txt"))
-      snprintf(tp, sizeof tp, "%s/vocab.txt", cfg->model_checkpoint);
-  }
-  if (!tp[0])
-    return MB_ERR(MB_EINVAL, "no tokenizer: set tokenizer: in the config");
-  mb_tokenizer_options to = mb_tokenizer_default_options();
-  int rc = mb_tokenizer_load(tp, &to, tok);
-  if (rc != MB_OK)
-    return mb_error_context(rc, "tokenizer");
-  MB_TRY(mb_net_create(cfg, mb_tokenizer_vocab_size(*tok), 0, be, out));
-  mb_net *net = *out;
-  if (net->tokenizer_sha256[0] && strcmp(net->tokenizer_sha256, mb_tokenizer_vocab_sha256(*tok)) != 0)
-    return MB_ERR(MB_EINVAL, "%s was trained with another vocabulary (%s) than the tokenizer %s", source,
-                  net->tokenizer_path, tp);
-  if (dir[0] && is_bow_export(dir)) {
-    char p[1500];
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    MB_TRY(mb_net_load_weights(net, p));
-    snprintf(source, cap, "%s", dir);
-  } else if (ckpt[0]) {
-    mb_ckpt_state st;
-    MB_TRY(mb_ckpt_read_state(ckpt, &st));
-    if (strcmp(st.arch, net->arch) != 0)
-      return MB_ERR(MB_EINVAL, "%s: a checkpoint of a %s model; the config builds a %s model", ckpt, st.arch,
-                    net->arch);
-    if (strcmp(st.tokenizer_sha256, mb_tokenizer_vocab_sha256(*tok)) != 0)
-      return MB_ERR(MB_EINVAL, "%s: made with tokenizer %s (sha256 %.16s...), the config's is %s (%.16s...)", ckpt,
-                    st.tokenizer_name, st.tokenizer_sha256, mb_tokenizer_name(*tok), mb_tokenizer_vocab_sha256(*tok));
-    char p[1500];
-    snprintf(p, sizeof p, "%s/model.safetensors", ckpt);
-    MB_TRY(mb_net_load_weights(net, p));
-    snprintf(source, cap, "%s", ckpt);
-  } else if (!dir[0] && !cfg->model_checkpoint[0]) {
-    snprintf(source, cap, "random init (seed %lld)", (long long)cfg->seed);
-    MB_WARN("%s: no trained weights found (no --model, no %s/model or checkpoint, no model.checkpoint): random "
-            "weights, accuracy is meaningless; throughput and memory are not",
-            cfg->run_name, run && *run ? run : "run.dir");
-  } else if (!source[0]) {
-    snprintf(source, cap, "%s", cfg->model_checkpoint);
-  }
-  return MB_OK;
-}
 
 static int open_test_set(const mb_config *cfg, const mb_tokenizer *tok, int add_special, mb_shardset **out) {
   const char *split = cfg->eval_split;
@@ -439,7 +331,7 @@ static int run_eval(int argc, char **argv) {
     mb_net *net = NULL;
     mb_shardset *all = NULL, *sel = NULL;
     char desc[160];
-    rc = open_model(c, model_override, be, &tok, &net, models[m].source, sizeof models[m].source);
+    rc = mb_eval_open_model(c, model_override, NULL, be, &tok, &net, models[m].source, sizeof models[m].source);
     if (rc == MB_OK)
       rc = open_test_set(c, tok, net->wants_special, &all);
     if (rc == MB_OK) {

@@ -1,12 +1,15 @@
 /* cmd_export.c: `mambert export`: write a classifier directory that Hugging
  * Face transformers loads (BERT) or the reference Mamba classifier's loader
- * reads, from a loadable model directory or from a configuration with
- * random initialisation. The run loop calls mb_model_export directly. */
+ * reads, from what --model names (loaded as eval --model loads it, eval.h:
+ * a model directory, a run directory, a training checkpoint) or from a
+ * configuration with random initialisation. The run loop calls
+ * mb_model_export directly. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "experiments/cli.h"
+#include "experiments/eval.h"
 #include "kernels/cpu/cpu.h"
 #include "models/model.h"
 
@@ -65,15 +68,19 @@ static int run_export(int argc, char **argv) {
   }
 
   mb_model *m = NULL;
+  mb_net *net = NULL; /* --model: owns m */
   mb_backend *be = mb_cpu_backend();
+  char source[MB_CFG_PATH + 64] = "random initialisation";
   if (model_dir) {
-    mb_model_load_opts o = {.init_missing_head = init_head,
-                            .seed = seed,
-                            .tokenizer_path = tokenizer,
-                            .num_labels = num_labels,
-                            .pooling = pool};
-    if (mb_model_load(model_dir, &o, be, &m) != MB_OK)
-      return mb_cli_fail("export", NULL);
+    mb_open_path_opts o = {.tokenizer = tokenizer,
+                           .optional_tokenizer = 1,
+                           .init_missing_head = init_head,
+                           .seed = seed,
+                           .num_labels = num_labels,
+                           .pooling = pooling};
+    if (mb_open_model_path(model_dir, &o, be, NULL, &net, source, sizeof source) != MB_OK)
+      return mb_cli_fail("export", "loading the model");
+    m = mb_net_model(net);
   } else {
     mb_model_config cfg;
     if (mb_model_config_load(config, &cfg) != MB_OK)
@@ -87,16 +94,23 @@ static int run_export(int argc, char **argv) {
       return mb_cli_fail("export", "random initialisation");
     }
   }
-  if (mb_model_export(m, out) != MB_OK) {
-    mb_model_free(m);
-    return mb_cli_fail("export", NULL);
-  }
   const mb_model_config *c = mb_model_config_of(m);
-  printf("exported %s (%s, %lld parameters, %d labels) to %s\n",
-         c->arch == MB_ARCH_BERT ? "BertForSequenceClassification" : "Mamba classifier",
-         model_dir ? model_dir : "random initialisation", (long long)mb_model_config_num_params(c), c->num_labels, out);
-  mb_model_free(m);
-  return MB_EXIT_OK;
+  int code = MB_EXIT_OK;
+  if (pool >= 0 && c->arch != MB_ARCH_MAMBA) /* BERT has no pooling to choose: never ignore the option silently */
+    code = mb_cli_usage_error(&mb_cmd_export, "--pooling applies to Mamba models only; %s is a BERT model (it "
+                                              "classifies from [CLS] through its pooler)",
+                              model_dir ? source : config);
+  else if (mb_model_export(m, out) != MB_OK)
+    code = mb_cli_fail("export", NULL);
+  else
+    printf("exported %s (%s, %lld parameters, %d labels) to %s\n",
+           c->arch == MB_ARCH_BERT ? "BertForSequenceClassification" : "Mamba classifier", source,
+           (long long)mb_model_config_num_params(c), c->num_labels, out);
+  if (net)
+    mb_net_free(net);
+  else
+    mb_model_free(m);
+  return code;
 }
 
 const mb_command mb_cmd_export = {
@@ -115,7 +129,11 @@ const mb_command mb_cmd_export = {
     "         tools/mamba_classifier.py loads it with transformers' MambaModel.\n"
     "\n"
     "Sources:\n"
-    "  --model DIR        a model directory (HF BERT / Mamba checkpoint, an export)\n"
+    "  --model DIR        what eval --model takes: a model directory (HF BERT / Mamba\n"
+    "                     checkpoint, an export), a run directory (its final model,\n"
+    "                     else its newest valid checkpoint) or a training checkpoint\n"
+    "                     (RUN/checkpoints/step-N: an intermediate model; its\n"
+    "                     config.yaml names the tokenizer, --tokenizer another)\n"
     "  --config FILE      a config.json (any supported form): random initialisation\n"
     "                     as the references do it, from --seed\n"
     "Options:\n"
@@ -125,6 +143,7 @@ const mb_command mb_cmd_export = {
     "  --num-labels N     number of classes for a new head\n"
     "  --init-head        --model without a classification head (a pretrained\n"
     "                     backbone): initialise one from --seed\n"
-    "  --pooling P        Mamba: mean (all positions, the reference) or masked_mean\n",
+    "  --pooling P        Mamba models only (BERT pools [CLS]): mean (all positions,\n"
+    "                     the reference) or masked_mean\n",
     run_export,
 };

@@ -1,12 +1,17 @@
 /* cmd_predict.c: `mambert predict`: label texts with a classifier directory,
  * like a sentiment pipeline: the label and its probability per input.
  *
+ * The model is what --model names, loaded as eval --model loads it (eval.h:
+ * a Hugging Face style directory, a run directory, a training checkpoint).
  * Inputs are tokenized as the model was trained (BERT [CLS] ... [SEP]
  * truncated to max_position_embeddings; Mamba's byte-level BPE, no special
  * tokens, no truncation) and run in packed batches: each input is its own
- * sequence, so its result is what the model gives it alone, unpadded, and
- * does not depend on the other inputs of the batch (with padding, the
- * reference Mamba classifier's mean would include pad tokens). */
+ * sequence, unpadded (with padding, the reference Mamba classifier's mean
+ * would include pad tokens), so the other inputs of a batch do not change
+ * its label or printed probability; its logits agree with a batch of one to
+ * float32 rounding (the matrix products block differently for other token
+ * counts). An input with no tokens (an empty line to Mamba) gets a warning:
+ * its logits are the classifier's bias alone. */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,8 +19,10 @@
 #include <string.h>
 
 #include "experiments/cli.h"
+#include "experiments/eval.h"
 #include "kernels/cpu/cpu.h"
 #include "models/model.h"
+#include "runtime/log.h"
 
 extern const mb_command mb_cmd_predict;
 
@@ -114,6 +121,8 @@ static int predict_chunk(predictor *p, const texts *t, size_t first, int n) {
     rc = mb_tokenizer_encode(p->tok, s, strlen(s), p->add_special, p->max_length, &enc[i]);
     if (rc != MB_OK)
       rc = mb_error_context(rc, "input %zu", first + (size_t)i + 1);
+    else if (enc[i].n == 0)
+      MB_WARN("input %zu has no tokens: its prediction is the classifier's bias alone", first + (size_t)i + 1);
     total += (int64_t)enc[i].n;
   }
   /* a budget rounded up to 64 tokens: a few program shapes serve all chunks */
@@ -275,11 +284,14 @@ static int run_predict(int argc, char **argv) {
 
   predictor p = {0};
   mb_backend *be = mb_cpu_backend();
-  mb_model_load_opts lo = {.tokenizer_path = tokenizer, .pooling = -1};
-  if (mb_model_load(model_dir, &lo, be, &p.m) != MB_OK) {
+  mb_net *net;
+  char source[MB_CFG_PATH + 64];
+  mb_open_path_opts lo = {.tokenizer = tokenizer};
+  if (mb_open_model_path(model_dir, &lo, be, NULL, &net, source, sizeof source) != MB_OK) {
     texts_free(&in);
-    return mb_cli_fail("predict", NULL);
+    return mb_cli_fail("predict", "loading the model");
   }
+  p.m = mb_net_model(net);
   const mb_model_config *c = mb_model_config_of(p.m);
   p.json = json;
   p.add_special = mb_model_add_special(p.m);
@@ -297,7 +309,7 @@ static int run_predict(int argc, char **argv) {
   int code = err == MB_OK ? MB_EXIT_OK : mb_cli_fail("predict", NULL);
   mb_program_cache_free(p.cache);
   mb_tokenizer_free(p.tok);
-  mb_model_free(p.m);
+  mb_net_free(net);
   texts_free(&in);
   return code;
 }
@@ -307,13 +319,14 @@ const mb_command mb_cmd_predict = {
     "label texts with a classifier: the label and its probability",
     "Usage: mambert predict --model DIR [options] TEXT... | --file PATH | -\n"
     "\n"
-    "Labels each input with a BERT or Mamba classifier directory (config.json,\n"
-    "model.safetensors, vocab.txt or tokenizer.json; an export of mambert or a\n"
-    "Hugging Face checkpoint) and prints, per input, the label (LABEL_0, LABEL_1,\n"
-    "or the config's id2label), its probability and the text:\n"
+    "Labels each input with a BERT or Mamba classifier and prints, per input, the\n"
+    "label (LABEL_0, LABEL_1, or the config's id2label), its probability and the text:\n"
     "    LABEL_1<TAB>0.9871<TAB>a wonderful film\n"
-    "Each input is run as its own sequence (packed batches, no padding), so its\n"
-    "result does not depend on the other inputs.\n"
+    "Each input is run as its own sequence (packed batches, no padding), so the\n"
+    "other inputs do not change its label or probability as printed; its logits\n"
+    "(--json) agree with those of a batch of one to float32 rounding. An input with\n"
+    "no tokens (empty, to Mamba) is labelled from the classifier's bias alone, with\n"
+    "a warning.\n"
     "\n"
     "Inputs (in this order, any mix):\n"
     "  TEXT...            texts on the command line (after -- they may start with -)\n"
@@ -321,12 +334,18 @@ const mb_command mb_cmd_predict = {
     "  -                  read stdin, one input per line\n"
     "\n"
     "Options:\n"
-    "  --model DIR        the classifier directory (required)\n"
+    "  --model DIR        the classifier (required), as eval --model takes it: a\n"
+    "                     Hugging Face style directory (config.json, model.safetensors,\n"
+    "                     vocab.txt or tokenizer.json: a mambert export, an HF\n"
+    "                     checkpoint), a run directory (its final model, else its\n"
+    "                     newest valid checkpoint) or a training checkpoint\n"
+    "                     (RUN/checkpoints/step-N; its config.yaml names the tokenizer)\n"
     "  --json             one JSON object per line: index, label, label_id, score,\n"
     "                     probabilities, logits, tokens, text\n"
     "  --batch-size N     inputs per forward pass (default 32)\n"
     "  --max-length N     truncate to N tokens (default: BERT's max_position_embeddings,\n"
     "                     special tokens included; Mamba: no truncation, as the reference)\n"
-    "  --tokenizer FILE   use this vocab.txt / tokenizer.json instead of the directory's\n",
+    "  --tokenizer FILE   use this vocab.txt / tokenizer.json instead of the model's own;\n"
+    "                     refused when the model records another vocabulary\n",
     run_predict,
 };

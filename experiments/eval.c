@@ -1,4 +1,5 @@
-/* eval.c: selection, the timed evaluation protocol, and its report (eval.h). */
+/* eval.c: selection, the timed evaluation protocol, its report, and the
+ * weights a --model PATH names (eval.h). */
 #include "experiments/eval.h"
 
 #include <jansson.h>
@@ -8,8 +9,11 @@
 #include <time.h>
 
 #include "data/loader.h"
+#include "experiments/checkpoint.h"
 #include "experiments/program.h"
+#include "models/model.h"
 #include "runtime/alloc.h"
+#include "runtime/fileio.h"
 #include "runtime/log.h"
 
 static double now_s(void) {
@@ -112,9 +116,12 @@ int mb_eval_select(const mb_shardset *all, int64_t n, const char *selection, mb_
   else if (strcmp(selection, "strided") == 0)
     snprintf(desc, cap, "%lld of %lld evenly strided (%lld negative, %lld positive)", (long long)k, (long long)total,
              (long long)s->meta.label_count[0], (long long)s->meta.label_count[1]);
-  else
+  else if (s->meta.label_count[0] == s->meta.label_count[1])
     snprintf(desc, cap, "%lld of %lld balanced: the first %lld of each label in file order", (long long)k,
-             (long long)total, (long long)(k / 2));
+             (long long)total, (long long)s->meta.label_count[0]);
+  else /* an odd count: the positive label takes the extra one */
+    snprintf(desc, cap, "%lld of %lld balanced: the first %lld negative and %lld positive in file order",
+             (long long)k, (long long)total, (long long)s->meta.label_count[0], (long long)s->meta.label_count[1]);
   return MB_OK;
 }
 
@@ -309,4 +316,217 @@ void mb_eval_table_row(FILE *f, const char *name, const mb_eval_result *r) {
           (long long)r->n, r->accuracy, (long long)r->max_length, (long long)r->batch_size,
           r->packed ? " packed" : "", r->seconds_median, r->repeats, r->samples_per_s, r->tokens_per_s,
           r->padded_tokens_per_s, r->peak_mb, r->params_mb, r->arena_mb);
+}
+
+/* ---- the weights --model names ------------------------------------------------- */
+
+static int has_file(const char *dir, const char *name) {
+  char p[MB_CFG_PATH + 64];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  return mb_file_exists(p);
+}
+
+static int is_bow_export(const char *dir) {
+  char p[MB_CFG_PATH + 64], *text;
+  size_t n;
+  snprintf(p, sizeof p, "%s/config.json", dir);
+  if (mb_read_file(p, 1 << 20, &text, &n) != MB_OK) {
+    mb_error_clear();
+    return 0;
+  }
+  int bow = strstr(text, "\"mambert-bow\"") != NULL;
+  free(text);
+  return bow;
+}
+
+/* A run directory's weights: its final model, else its newest valid checkpoint. */
+static int run_weights(const char *run, mb_model_source *src) {
+  char p[MB_CFG_PATH];
+  MB_TRY(mb_path_join(p, sizeof p, run, "model"));
+  if (has_file(p, "config.json")) {
+    memcpy(src->dir, p, sizeof p);
+    return MB_OK;
+  }
+  MB_TRY(mb_path_join(p, sizeof p, run, "checkpoints"));
+  if (!mb_is_dir(p))
+    return MB_ERR(MB_ENOTFOUND, "run directory %s has neither a final model (model/config.json) nor checkpoints/",
+                  run);
+  return mb_ckpt_find_latest(p, src->ckpt, sizeof src->ckpt);
+}
+
+int mb_model_source_resolve(const char *path, mb_model_source *out) {
+  memset(out, 0, sizeof *out);
+  if (!mb_is_dir(path))
+    return MB_ERR(MB_ENOTFOUND, "--model %s: no such directory", path);
+  if (has_file(path, "manifest.json")) {
+    if (strlen(path) >= sizeof out->ckpt)
+      return MB_ERR(MB_EINVAL, "--model %s: path too long", path);
+    snprintf(out->ckpt, sizeof out->ckpt, "%s", path);
+  } else if (has_file(path, "run.json")) {
+    int rc = run_weights(path, out);
+    if (rc != MB_OK)
+      return mb_error_context(rc, "--model %s", path);
+  } else if (has_file(path, "config.json")) {
+    if (strlen(path) >= sizeof out->dir)
+      return MB_ERR(MB_EINVAL, "--model %s: path too long", path);
+    snprintf(out->dir, sizeof out->dir, "%s", path);
+  } else {
+    return MB_ERR(MB_ENOTFOUND, "--model %s: not a model directory (config.json), a checkpoint (manifest.json) or a "
+                                "run directory (run.json)",
+                  path);
+  }
+  return MB_OK;
+}
+
+static int open_model(mb_config *cfg, const char *model_path, const mb_open_model_opts *opts, mb_backend *be,
+                      mb_tokenizer **tok, mb_net **out, char *source, size_t cap) {
+  const char *set_tok = opts->set_tokenizer ? opts->set_tokenizer : "tokenizer: in the config";
+  mb_model_source src;
+  memset(&src, 0, sizeof src);
+  const char *run = cfg->run_dir;
+  if (model_path) {
+    MB_TRY(mb_model_source_resolve(model_path, &src));
+  } else if (*run && run_weights(run, &src) != MB_OK) {
+    mb_error_clear(); /* no weights of its own yet: model.checkpoint or random */
+    memset(&src, 0, sizeof src);
+  }
+  if (src.dir[0] && !is_bow_export(src.dir)) { /* a Hugging Face style directory */
+    snprintf(cfg->model_checkpoint, sizeof cfg->model_checkpoint, "%s", src.dir);
+    cfg->model_arch[0] = 0;
+    snprintf(source, cap, "%s", src.dir);
+  }
+  /* said first: without the directory, its tokenizer is missing too */
+  if (cfg->model_checkpoint[0] && !mb_is_dir(cfg->model_checkpoint))
+    return MB_ERR(MB_ENOTFOUND, "model.checkpoint: model directory %s does not exist", cfg->model_checkpoint);
+  /* tokenizer: the config's, else the checkpoint directory's */
+  char tp[MB_CFG_PATH + 64] = "";
+  if (cfg->tokenizer[0])
+    snprintf(tp, sizeof tp, "%s", cfg->tokenizer);
+  else if (cfg->model_checkpoint[0]) {
+    if (has_file(cfg->model_checkpoint, "tokenizer.json"))
+      snprintf(tp, sizeof tp, "%s/tokenizer.json", cfg->model_checkpoint);
+    else if (has_file(cfg->model_checkpoint, "vocab.txt"))
+      snprintf(tp, sizeof tp, "%s/vocab.txt", cfg->model_checkpoint);
+  }
+  if (!tp[0] && !(opts->optional_tokenizer && cfg->model_checkpoint[0])) {
+    if (cfg->model_checkpoint[0])
+      return MB_ERR(MB_EINVAL, "no tokenizer: %s has no tokenizer.json or vocab.txt; set %s", cfg->model_checkpoint,
+                    set_tok);
+    return MB_ERR(MB_EINVAL, "no tokenizer: set %s", set_tok);
+  }
+  if (tp[0]) {
+    mb_tokenizer_options to = mb_tokenizer_default_options();
+    int rc = mb_tokenizer_load(tp, &to, tok);
+    if (rc != MB_OK)
+      return mb_error_context(rc, "tokenizer");
+  }
+  MB_TRY(mb_net_create(cfg, *tok ? mb_tokenizer_vocab_size(*tok) : 0, opts->init_missing_head, be, out));
+  mb_net *net = *out;
+  if (*tok && net->tokenizer_sha256[0] && strcmp(net->tokenizer_sha256, mb_tokenizer_vocab_sha256(*tok)) != 0)
+    return MB_ERR(MB_EINVAL, "%s was trained with another vocabulary (%s) than the tokenizer %s", source,
+                  net->tokenizer_path, tp);
+  if (src.dir[0] && is_bow_export(src.dir)) {
+    char p[MB_CFG_PATH + 64];
+    snprintf(p, sizeof p, "%s/model.safetensors", src.dir);
+    MB_TRY(mb_net_load_weights(net, p));
+    snprintf(source, cap, "%s", src.dir);
+  } else if (src.ckpt[0]) {
+    mb_ckpt_state st;
+    MB_TRY(mb_ckpt_read_state(src.ckpt, &st));
+    free(st.rank_loaders);
+    if (strcmp(st.arch, net->arch) != 0)
+      return MB_ERR(MB_EINVAL, "%s: a checkpoint of a %s model; the config builds a %s model", src.ckpt, st.arch,
+                    net->arch);
+    if (!*tok)
+      return MB_ERR(MB_EINVAL, "%s: no tokenizer: set %s", src.ckpt, set_tok);
+    if (strcmp(st.tokenizer_sha256, mb_tokenizer_vocab_sha256(*tok)) != 0)
+      return MB_ERR(MB_EINVAL, "%s: made with tokenizer %s (sha256 %.16s...), %s %s (%.16s..., %s)", src.ckpt,
+                    st.tokenizer_name, st.tokenizer_sha256, opts->set_tokenizer ? "not" : "the config's is",
+                    mb_tokenizer_name(*tok), mb_tokenizer_vocab_sha256(*tok), tp);
+    char p[MB_CFG_PATH + 64];
+    snprintf(p, sizeof p, "%s/model.safetensors", src.ckpt);
+    MB_TRY(mb_net_load_weights(net, p));
+    snprintf(source, cap, "%s", src.ckpt);
+  } else if (!src.dir[0] && !cfg->model_checkpoint[0]) {
+    snprintf(source, cap, "random init (seed %lld)", (long long)cfg->seed);
+    MB_WARN("%s: no trained weights found (no --model, no %s/model or checkpoint, no model.checkpoint): random "
+            "weights, accuracy is meaningless; throughput and memory are not",
+            cfg->run_name, *run ? run : "run.dir");
+  } else if (!source[0]) {
+    snprintf(source, cap, "%s", cfg->model_checkpoint);
+  }
+  return MB_OK;
+}
+
+int mb_eval_open_model(mb_config *cfg, const char *model_path, const mb_open_model_opts *opts, mb_backend *be,
+                       mb_tokenizer **tok, mb_net **out, char *source, size_t cap) {
+  const mb_open_model_opts none = {0};
+  *tok = NULL;
+  *out = NULL;
+  if (cap)
+    source[0] = 0;
+  int rc = open_model(cfg, model_path, opts ? opts : &none, be, tok, out, source, cap);
+  if (rc != MB_OK) {
+    mb_net_free(*out);
+    mb_tokenizer_free(*tok);
+    *out = NULL;
+    *tok = NULL;
+  }
+  return rc;
+}
+
+int mb_open_model_path(const char *path, const mb_open_path_opts *o, mb_backend *be, mb_tokenizer **tok,
+                       mb_net **out, char *source, size_t cap) {
+  *out = NULL;
+  if (tok)
+    *tok = NULL;
+  mb_model_source src;
+  MB_TRY(mb_model_source_resolve(path, &src));
+  const char *kind = "only BERT and Mamba classifiers load here";
+  if (src.dir[0] && is_bow_export(src.dir))
+    return MB_ERR(MB_EUNSUPPORTED, "--model %s: a bag-of-embeddings (bow) model; %s", path, kind);
+  /* a checkpoint holds weights by name only: its config.yaml says what they are */
+  mb_config_doc *doc;
+  if (src.ckpt[0]) {
+    char p[MB_CFG_PATH + 64];
+    snprintf(p, sizeof p, "%s/config.yaml", src.ckpt);
+    const char *files[] = {p};
+    MB_TRY(mb_config_load(files, 1, NULL, 0, NULL, &doc));
+  } else {
+    MB_TRY(mb_config_load(NULL, 0, NULL, 0, NULL, &doc));
+  }
+  mb_config *cfg = mb_config_doc_config(doc);
+  cfg->run_dir[0] = 0;
+  if (src.dir[0]) { /* architecture and head from the directory's config.json and weights */
+    cfg->model_arch[0] = 0;
+    cfg->num_labels = 0;
+    cfg->seed = (int64_t)o->seed;
+  }
+  if (o->num_labels > 0)
+    cfg->num_labels = o->num_labels;
+  if (o->tokenizer)
+    snprintf(cfg->tokenizer, sizeof cfg->tokenizer, "%s", o->tokenizer);
+  else if (src.ckpt[0] && cfg->tokenizer[0] && !mb_file_exists(cfg->tokenizer)) {
+    int rc = MB_ERR(MB_ENOTFOUND, "%s/config.yaml: tokenizer %s: no such file (a relative path is from where the "
+                                  "training ran); give --tokenizer FILE",
+                    src.ckpt, cfg->tokenizer);
+    mb_config_doc_free(doc);
+    return rc;
+  }
+  if (o->pooling)
+    snprintf(cfg->pooling, sizeof cfg->pooling, "%s", o->pooling);
+  mb_open_model_opts oo = {"--tokenizer FILE", o->optional_tokenizer, o->init_missing_head};
+  mb_tokenizer *t = NULL;
+  int rc = mb_eval_open_model(cfg, src.ckpt[0] ? src.ckpt : src.dir, &oo, be, &t, out, source, cap);
+  mb_config_doc_free(doc);
+  if (rc == MB_OK && !mb_net_model(*out)) {
+    rc = MB_ERR(MB_EUNSUPPORTED, "--model %s: a bag-of-embeddings (bow) model; %s", path, kind);
+    mb_net_free(*out);
+    *out = NULL;
+  }
+  if (rc == MB_OK && tok)
+    *tok = t;
+  else
+    mb_tokenizer_free(t);
+  return rc;
 }

@@ -4,7 +4,8 @@
  *  1. Select N examples of the split: "first" (the first N in file order, as
  *     the reference does; IMDB's test file is ordered by label, so the first
  *     1,000 are all negative), "balanced" (the first N/2 of each label, kept
- *     in file order) or "strided" (every k-th example, k = total / N).
+ *     in file order; an odd N takes one more positive) or "strided" (every
+ *     k-th example, k = total / N).
  *  2. Batches in order of batch_size rows, every row padded to max_length
  *     (the reference), or packed sequences in a fixed token budget.
  *  3. `warmup` untimed passes over all batches.
@@ -18,6 +19,9 @@
  *     minus the evaluation data held in memory (so: weights + activation
  *     arena + batch buffers, like torch.cuda.max_memory_allocated), with the
  *     planned arena and the weights given separately.
+ *
+ * Also here: the weights a `--model PATH` names, resolved and loaded the same
+ * way by eval, predict and export (mb_eval_open_model, mb_open_model_path).
  */
 #ifndef MB_EXPERIMENTS_EVAL_H
 #define MB_EXPERIMENTS_EVAL_H
@@ -27,6 +31,7 @@
 
 #include "autograd/autograd.h"
 #include "data/shard.h"
+#include "data/tokenizer.h"
 #include "experiments/net.h"
 #include "runtime/error.h"
 
@@ -72,8 +77,9 @@ typedef struct {
 } mb_eval_result;
 
 /* The selected examples as a new shard set (freed with mb_shardset_free).
- * *desc gets a description ("first 1000 of 25000 in file order (1000
- * negative, 0 positive)"). */
+ * *desc gets a description of what was selected ("first 1000 of 25000 in
+ * file order (1000 negative, 0 positive)", "5 of 1000 balanced: the first 2
+ * negative and 3 positive in file order"). */
 int mb_eval_select(const mb_shardset *all, int64_t n, const char *selection, mb_shardset **out, char *desc,
                    size_t cap) MB_NODISCARD;
 
@@ -91,6 +97,53 @@ char *mb_eval_result_json(const mb_eval_result *r, const char *name, const char 
 /* The markdown header and one row of the comparison table. */
 void mb_eval_table_header(FILE *f);
 void mb_eval_table_row(FILE *f, const char *name, const mb_eval_result *r);
+
+/* ---- the weights --model names (eval, predict, export) ---- */
+
+/* What --model PATH names; exactly one of dir and ckpt is set. */
+typedef struct {
+  char dir[MB_CFG_PATH];  /* a Hugging Face style directory (config.json) */
+  char ckpt[MB_CFG_PATH]; /* a mambert checkpoint directory (manifest.json) */
+} mb_model_source;
+
+/* A checkpoint (manifest.json: run_dir/checkpoints/step-N); a run directory
+ * (run.json): its final model <run>/model, else its newest valid checkpoint;
+ * a Hugging Face style directory (config.json: an export, an HF checkpoint).
+ * Errors name PATH and what was expected. */
+int mb_model_source_resolve(const char *path, mb_model_source *out) MB_NODISCARD;
+
+typedef struct {
+  const char *set_tokenizer; /* how the user gives a tokenizer, for messages (NULL: "tokenizer: in the config") */
+  int optional_tokenizer;    /* a directory without a tokenizer file loads anyway (*tok = NULL) */
+  int init_missing_head;     /* a directory without a classification head gets one from cfg->seed */
+} mb_open_model_opts;
+
+/* Build the net of cfg and put weights into it, from (first that exists):
+ * model_path (resolved as above), the run's export <run.dir>/model, its
+ * newest checkpoint, or model.checkpoint; else random weights (said loudly).
+ * A missing model.checkpoint directory is reported before anything else.
+ * The tokenizer is cfg's, else the weights' directory's; when the weights
+ * record the vocabulary they were trained with (a checkpoint's state.json, a
+ * directory's tokenizer file) another one is an error. *source names where
+ * the weights came from. On failure *tok and *out are NULL. opts may be NULL. */
+int mb_eval_open_model(mb_config *cfg, const char *model_path, const mb_open_model_opts *opts, mb_backend *be,
+                       mb_tokenizer **tok, mb_net **out, char *source, size_t cap) MB_NODISCARD;
+
+/* predict and export: a BERT or Mamba classifier from --model PATH alone (no
+ * experiment config): a checkpoint's own config.yaml gives its architecture
+ * and tokenizer, a directory its config.json. */
+typedef struct {
+  const char *tokenizer;  /* vocab.txt / tokenizer.json instead of the model's own, or NULL */
+  int optional_tokenizer; /* as mb_open_model_opts */
+  int init_missing_head;  /* a new head from seed, for a backbone without one */
+  uint64_t seed;
+  int num_labels;         /* > 0: the head's classes (a new head may have any; a loaded one must agree) */
+  const char *pooling;    /* Mamba: "mean" or "masked_mean"; NULL keeps the model's */
+} mb_open_path_opts;
+
+/* tok may be NULL (not wanted). A bow model is an error. */
+int mb_open_model_path(const char *path, const mb_open_path_opts *o, mb_backend *be, mb_tokenizer **tok,
+                       mb_net **out, char *source, size_t cap) MB_NODISCARD;
 
 #ifdef __cplusplus
 }

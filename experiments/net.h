@@ -92,6 +92,10 @@ int mb_net_bow_create(const mb_config *cfg, int64_t vocab_size, mb_net **out) MB
 /* The pooling the config asks for, "auto" resolved for the architecture. */
 const char *mb_net_pooling(const mb_config *cfg, const char *arch);
 
+/* The BERT or Mamba model of models/ behind a net (net_models.c); NULL for
+ * the bow baseline. */
+struct mb_model *mb_net_model(mb_net *net);
+
 #ifdef __cplusplus
 }
 #endif

@@ -59,6 +59,8 @@ static void models_destroy(mb_net *net) {
 static const mb_net_ops MODELS_OPS = {models_build,  models_logits,   models_feed,   models_init,
                                       models_export, models_describe, models_destroy};
 
+struct mb_model *mb_net_model(mb_net *net) { return net && net->ops == &MODELS_OPS ? model_of(net) : NULL; }
+
 /* The config's sizes as a models/ configuration. */
 static int config_from(const mb_config *cfg, int64_t vocab_size, mb_model_config *mc) {
   if (strcmp(cfg->model_arch, "bert") == 0) {

@@ -49,7 +49,7 @@ expect 0 "LABEL_" -- predict --model "$tmp/rnd" --tokenizer "$(ls "$fx"/vocab.tx
 expect 2 "--model DIR is required" -- predict "text"
 expect 2 "no inputs" -- predict --model "$fx"
 expect 2 "unknown option '--frobnicate'" -- predict --model "$fx" --frobnicate x
-expect 1 "does not exist" -- predict --model "$tmp/nowhere" "text"
+expect 1 "nowhere: no such directory" -- predict --model "$tmp/nowhere" "text"
 expect 1 "cannot open" -- predict --model "$fx" --file "$tmp/nowhere.txt"
 expect 2 "exactly one of --model DIR and --config FILE" -- export --out "$tmp/x"
 expect 1 "invalid JSON" -- export --config "$tmp/in.txt" --out "$tmp/x"

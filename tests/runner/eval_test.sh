@@ -48,6 +48,16 @@ check "json has both token rates and memory" bash -c "grep -q real_tokens_per_s 
 check "padded positions = 7 batches x 32 x 128" grep -q '"padded_tokens": 28672' "$tmp/first/eval.json"
 "$bin" eval "$tmp/bow.yaml" --set eval.selection=balanced > "$tmp/bal.log" 2>&1
 check "balanced selection" grep -q "200 of 1000 balanced: the first 100 of each label" "$tmp/bal.log"
+# an odd count: the description says what was selected, and the confusion matrix agrees
+"$bin" eval "$tmp/bow.yaml" --set eval.selection=balanced --set eval.samples=5 --set eval.warmup=0 \
+  --set eval.repeats=1 --out "$tmp/bal5" > "$tmp/bal5.log" 2>&1 ||
+  { echo "FAIL: eval of 5 balanced"; cat "$tmp/bal5.log"; fail=1; }
+check "balanced odd count described as selected" \
+  grep -q "5 of 1000 balanced: the first 2 negative and 3 positive in file order" "$tmp/bal5.log"
+rows="$(tr -d ' \n' < "$tmp/bal5/eval.json" | grep -oE '"confusion":\[\[[0-9]+,[0-9]+\],\[[0-9]+,[0-9]+\]\]' |
+        tr -c '0-9' ' ')"
+check "its confusion matrix holds 2 negative and 3 positive ($rows)" \
+  awk -v r="$rows" 'BEGIN { split(r, c, " "); exit !(c[1] + c[2] == 2 && c[3] + c[4] == 3) }'
 "$bin" eval "$tmp/bow.yaml" --set eval.selection=strided --set eval.samples=100 > "$tmp/str.log" 2>&1
 check "strided selection" grep -qE "100 of 1000 evenly strided \([0-9]+ negative, [0-9]+ positive\)" "$tmp/str.log"
 # accuracy on the balanced selection is that of a trained model, not a constant guess
@@ -59,6 +69,14 @@ check "trained accuracy ($acc) beats chance on balanced data" awk -v a="$acc" 'B
 check "sweep table rows" bash -c "grep -qE '^\| 32 \|' '$tmp/sweep/sweep.md' && grep -qE '^\| 128 \|' '$tmp/sweep/sweep.md'"
 check "sweep json has 3 ok points" test "$(grep -c '"status": "ok"' "$tmp/sweep/sweep.json")" -eq 3
 check "sweep svg is an svg with 2 panels" bash -c "head -2 '$tmp/sweep/sweep.svg' | grep -q '<svg' && grep -q 'Throughput' '$tmp/sweep/sweep.svg' && grep -q 'Peak memory' '$tmp/sweep/sweep.svg' && grep -c '<circle' '$tmp/sweep/sweep.svg' | grep -q '^6$'"
+# a model.checkpoint directory that is not there is what gets reported (not its missing tokenizer)
+printf 'run:\n  name: gone\nmodel:\n  checkpoint: %s/no-such-model\ndata:\n  test: %s\n' \
+  "$tmp" data/samples/imdb/test.tsv.gz > "$tmp/gone.yaml"
+"$bin" eval "$tmp/gone.yaml" > "$tmp/gone.log" 2>&1
+check "eval of a missing model.checkpoint exits 1" test $? -eq 1
+check "and names the directory" \
+  grep -qE "model.checkpoint.*$tmp/no-such-model.*(does not exist|no such directory)" "$tmp/gone.log"
+check "not its tokenizer" bash -c "! grep -q 'no tokenizer' '$tmp/gone.log'"
 # a sanitizer build reports through the logs
 if grep -lE "Sanitizer|runtime error:" "$tmp"/*.log* "$tmp"/*/*.log 2>/dev/null; then
   echo "FAIL: sanitizer reports above"; grep -hE -A20 "Sanitizer|runtime error:" "$tmp"/*.log* 2>/dev/null | head -40; fail=1
