@@ -108,7 +108,8 @@ static const mb_cfg_entry SCHEMA[] = {
     {"eval.split", MB_CFG_ENUM, OFF(eval_split), 0, 0, "test|train", "which set eval reads", 1},
     {"eval.samples", MB_CFG_INT, OFF(eval_samples), 0, BIG, NULL, "examples evaluated (0: all)", 1},
     {"eval.selection", MB_CFG_ENUM, OFF(eval_selection), 0, 0, "first|balanced|strided",
-     "first N in file order (the reference), N/2 of each label, or every k-th", 1},
+     "first N in file order (the reference), N/2 of each label (odd N: one more positive), or every k-th",
+     1},
     {"eval.batch_size", MB_CFG_INT, OFF(eval_batch_size), 1, 1 << 20, NULL, "rows per batch (the reference: 32)", 1},
     {"eval.max_length", MB_CFG_INT, OFF(eval_max_length), 0, 1 << 20, NULL, "0: data.max_length", 1},
     {"eval.batching", MB_CFG_ENUM, OFF(eval_batching), 0, 0, "padded|packed",
@@ -1072,8 +1073,9 @@ int mb_config_absolute_paths(mb_config *c) {
   struct {
     const char *key;
     char *v;
-  } paths[] = {{"run.dir", c->run_dir},     {"model.checkpoint", c->model_checkpoint}, {"tokenizer", c->tokenizer},
-               {"data.train", c->train_data}, {"data.test", c->test_data},             {"data.cache_dir", c->cache_dir}};
+  } paths[] = {{"run.dir", c->run_dir},         {"model.checkpoint", c->model_checkpoint},
+               {"tokenizer", c->tokenizer},     {"data.train", c->train_data},
+               {"data.test", c->test_data},     {"data.cache_dir", c->cache_dir}};
   char cwd[MB_CFG_PATH] = "";
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
     if (!paths[i].v[0] || paths[i].v[0] == '/')
