@@ -123,7 +123,7 @@ size_t mb_tfevent_encode(uint8_t *buf, size_t cap, double wall_time, int64_t ste
     }
   }
   if (session_status > 0) {
-    put_tag(&b, 6, 2); /* SessionLog { status = 1 (enum) } */
+    put_tag(&b, 7, 2); /* session_log (7): SessionLog { status = 1 (enum) }; 6 is the deprecated log_message */
     put_varint(&b, 1 + varint_len((uint64_t)session_status));
     put_tag(&b, 1, 0);
     put_varint(&b, (uint64_t)session_status);

@@ -47,6 +47,8 @@ def check_run(run_dir):
     tb = {}
     for tag in acc.Tags()["scalars"]:
         for ev in acc.Scalars(tag):
+            if (tag, ev.step) in tb:  # a resume whose START event did not purge what the killed run logged
+                problems.append(f"{run_dir}: {tag} step {ev.step} twice in TensorBoard")
             tb[(tag, ev.step)] = ev.value
     js = {}
     with open(os.path.join(run_dir, "metrics.jsonl")) as fh:
