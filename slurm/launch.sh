@@ -8,7 +8,8 @@
 #   DRY_RUN=1 slurm/launch.sh CONFIG     same as --dry-run
 #
 # --dry-run prints the resolved command and the environment the ranks get,
-# then exits 0 without launching (works outside SLURM with SLURM_* set by hand).
+# then exits 0 without launching. Outside SLURM it takes the allocation from
+# SLURM_* set by hand, else from the calling sbatch script's #SBATCH lines.
 #
 # Knobs (environment):
 #   MAMBERT_ROOT        the repository (default: found from SLURM_SUBMIT_DIR or this script)
@@ -44,6 +45,23 @@ bin="${MAMBERT_BIN:-$MAMBERT_ROOT/build/mambert}"
 # ---- the allocation -----------------------------------------------------------
 if [ -z "${SLURM_JOB_ID:-}" ] && [ "$dry_run" != 1 ]; then
   die "not inside a SLURM allocation (SLURM_JOB_ID is unset): submit with sbatch slurm/train.sbatch CONFIG"
+fi
+# A dry run outside SLURM (bash slurm/train.sbatch --dry-run CONFIG): the
+# allocation the calling script's #SBATCH lines would request, for what is
+# not set by hand
+if [ -z "${SLURM_JOB_ID:-}" ] && [ -n "${MAMBERT_SBATCH_FILE:-}" ] && [ -f "$MAMBERT_SBATCH_FILE" ]; then
+  sbatch_opt() { sed -n "s/^#SBATCH --$1=\([0-9][0-9]*\)\$/\1/p" "$MAMBERT_SBATCH_FILE" | tail -1; }
+  : "${SLURM_JOB_NUM_NODES:=$(sbatch_opt nodes)}"
+  : "${SLURM_GPUS_ON_NODE:=$(sbatch_opt gpus-per-node)}"
+  : "${SLURM_CPUS_PER_TASK:=$(sbatch_opt cpus-per-task)}"
+  tpn="$(sbatch_opt ntasks-per-node)"
+  if [ -z "${SLURM_NTASKS:-}" ] && [ -n "$tpn" ] && [ -n "$SLURM_JOB_NUM_NODES" ]; then
+    SLURM_NTASKS=$(( tpn * SLURM_JOB_NUM_NODES ))
+  fi
+  [ -n "$SLURM_JOB_NUM_NODES" ] || unset SLURM_JOB_NUM_NODES
+  [ -n "$SLURM_GPUS_ON_NODE" ] || unset SLURM_GPUS_ON_NODE
+  [ -n "$SLURM_CPUS_PER_TASK" ] || unset SLURM_CPUS_PER_TASK
+  echo "slurm/launch.sh: dry run outside SLURM: the allocation of $MAMBERT_SBATCH_FILE's #SBATCH lines" >&2
 fi
 nodes="${SLURM_JOB_NUM_NODES:-${SLURM_NNODES:-1}}"
 # GPUs per node: SLURM_GPUS_ON_NODE (set with --gpus-per-node / --gres), else

@@ -42,6 +42,15 @@ run 2 "SLURM_NTASKS=10 but 2 node(s) x 8 GPU(s) = 16 ranks" -- \
 # No GPU count anywhere.
 run 2 "cannot tell how many GPUs each node has" -- SLURM_JOB_ID=1 SLURM_JOB_NUM_NODES=2 -- \
     "$root/slurm/train.sbatch" --dry-run cfg.yaml
+# README's dry run, outside SLURM with nothing set: the script's #SBATCH lines.
+run 0 "dry run outside SLURM" "1 node(s) x 8 GPU(s) = 8 ranks, 8 CPU(s) per rank" \
+      "launch: srun --mpi=pmix --nodes=1 --ntasks=8 --ntasks-per-node=8 --cpus-per-task=8" -- -- \
+    "$root/slurm/train.sbatch" --dry-run experiments/imdb-bert.yaml
+run 0 "2 node(s) x 8 GPU(s) = 16 ranks" -- -- "$root/slurm/train-multinode.sbatch" --dry-run experiments/imdb-bert.yaml
+# The job log goes where sbatch is run: Slurm creates no directory for it.
+for f in train.sbatch train-multinode.sbatch; do
+  if grep -q '^#SBATCH --output=.*/' "$root/slurm/$f"; then echo "FAIL: $f: --output in a directory Slurm may not find"; fail=1; fi
+done
 # A real launch outside an allocation.
 run 2 "not inside a SLURM allocation" -- -- "$root/slurm/launch.sh" cfg.yaml
 run 2 "MAMBERT_GPU_BIND='socket'" -- SLURM_GPUS_ON_NODE=2 MAMBERT_GPU_BIND=socket -- \
