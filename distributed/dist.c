@@ -33,6 +33,13 @@ struct mb_dist {
 
 static mb_dist *g_dist;
 static atomic_int g_aborting;
+static _Atomic(mb_dist_abort_hook) g_abort_hook;
+static void *_Atomic g_abort_hook_arg;
+
+void mb_dist_set_abort_hook(mb_dist_abort_hook fn, void *arg) {
+  atomic_store(&g_abort_hook_arg, arg);
+  atomic_store(&g_abort_hook, fn);
+}
 
 const char *mb_launcher_name(mb_launcher l) {
   switch (l) {
@@ -199,6 +206,9 @@ static _Noreturn void abort_job(int code, const char *reason) {
     mb_log(MB_LOG_ERROR, "%s", reason);
   mb_log(MB_LOG_ERROR, "ending the job (exit status %d)", MB_DIST_EXIT_ABORT);
   fflush(NULL);
+  mb_dist_abort_hook hook = atomic_load(&g_abort_hook);
+  if (hook)
+    hook(atomic_load(&g_abort_hook_arg), reason);
   if (d) {
     /* NCCL: ncclCommAbort frees the GPU of kernels waiting on dead peers. */
     if (d->data && d->data->ops->abort)

@@ -127,6 +127,11 @@ int mb_dist_finalize(mb_dist *d) MB_NODISCARD;
 _Noreturn void mb_dist_abort(int code, const char *fmt, ...) MB_PRINTF(2, 3);
 /* Same, with the current error message (mb_error_message) as the reason. */
 _Noreturn void mb_dist_abort_error(int code, const char *what);
+/* Called once, on the aborting thread, after the reason is logged and
+ * before the job ends (rank 0 of a training run marks run.json failed): it
+ * must not wait on other ranks. NULL removes it. */
+typedef void (*mb_dist_abort_hook)(void *arg, const char *reason);
+void mb_dist_set_abort_hook(mb_dist_abort_hook fn, void *arg);
 
 /* The process's mb_dist (NULL before init / after finalize). */
 mb_dist *mb_dist_current(void);

@@ -1233,6 +1233,18 @@ static void trainer_free(trainer *t) {
   mb_config_doc_free(t->doc);
 }
 
+/* mb_dist's abort hook (rank 0, the run loop): the job is ending under
+ * another thread's feet, so only run.json, atomically, with the reason. */
+static void mark_failed(void *arg, const char *reason) {
+  trainer *t = arg;
+  json_t *extra = json_pack("{s:s}", "error", reason);
+  char *text = extra ? json_dumps(extra, JSON_COMPACT) : NULL;
+  if (mb_rundir_write_info(t->rundir, t->cfg->run_name, t->config_sha, t->net->arch, "failed", text) != MB_OK)
+    mb_error_clear();
+  free(text);
+  json_decref(extra);
+}
+
 static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
   const double t_start = now_s();
   MB_TRY(load_config(t, a));
@@ -1332,7 +1344,10 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, &old_int);
   sigaction(SIGTERM, &sa, &old_term);
+  if (t->rank == 0 && t->rundir) /* a job ended by a dead peer or a hang: run.json says failed, not running */
+    mb_dist_set_abort_hook(mark_failed, t);
   rc = run_loop(t, interrupted);
+  mb_dist_set_abort_hook(NULL, NULL);
   sigaction(SIGINT, &old_int, NULL);
   sigaction(SIGTERM, &old_term, NULL);
   if (rc != MB_OK || *interrupted) {
