@@ -81,6 +81,7 @@ mb_loader_config mb_loader_eval_config(int32_t batch_size, int32_t max_length, i
   c.remainder = MB_REMAINDER_PAD;
   c.limit = limit;
   c.pad_id = -1;
+  c.trim_last = 1;
   return c;
 }
 
@@ -389,6 +390,8 @@ static void fill_padded(mb_loader *l, int64_t bi) {
   }
   for (int32_t j = b->n_seqs; j < B; j++)
     mark_empty_row(b, j);
+  if (l->cfg.trim_last && b->n_seqs > 0) /* real rows come first: the batch is its first n_seqs rows */
+    b->rows = b->n_seqs;
 }
 
 static void fill_packed(mb_loader *l, int64_t bi) {
@@ -475,6 +478,8 @@ static uint64_t fingerprint(const mb_loader *l) {
                        c->pad_id};
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
     h = fnv_add(h, (uint64_t)v[i]);
+  if (c->trim_last) /* only when set: the states saved before it existed keep their fingerprint */
+    h = fnv_add(h, 0x7472696dULL);
   h = fnv_str(h, m->dataset);
   h = fnv_str(h, m->split);
   h = fnv_str(h, m->vocab_sha256);

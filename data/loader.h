@@ -26,7 +26,7 @@
  *       max_length: a handful of shapes per run. bucket_multiple = 0: every
  *       batch is [batch_size, max_length] (fixed shape, as the reference
  *       protocol pads). A last partial batch is kept with empty rows
- *       (drop_last = 0) or dropped.
+ *       (drop_last = 0; trim_last: without them) or dropped.
  *     Packed: sequences laid end to end in a fixed budget of token_budget
  *       tokens and at most max_seqs sequences (first fit, longest first,
  *       within a window); the unused tail is padding. Shapes never change, so
@@ -75,6 +75,7 @@ typedef struct {
   int32_t bucket_multiple; /* padded: L rounded up to this; 0 = fixed L = max_length */
   int32_t window;          /* bucketing window in examples; <= 1: no sorting */
   int32_t drop_last;       /* padded only: drop a last partial batch instead of padding it */
+  int32_t trim_last;       /* padded only: a partial batch has only its rows (the reference's in-order slices) */
   int64_t limit;           /* only the first `limit` examples (0 = all) */
   int32_t pad_id;          /* id of padding tokens; -1 = the shards' pad_id */
 } mb_loader_config;
@@ -85,8 +86,9 @@ typedef struct {
 mb_loader_config mb_loader_train_config(int32_t batch_size, int32_t max_length, uint64_t seed);
 /* The reference evaluation protocol (SEED-STUDY.md section 4): the first
  * `limit` examples (0 = all) in order, no shuffling, no bucketing, every batch
- * [batch_size, max_length], the last one padded with empty rows, nothing
- * dropped (MB_REMAINDER_PAD across ranks). */
+ * [batch_size, max_length] but a last partial one, which has only its rows
+ * as the reference's in-order slices do (trim_last), nothing dropped
+ * (MB_REMAINDER_PAD across ranks). */
 mb_loader_config mb_loader_eval_config(int32_t batch_size, int32_t max_length, int64_t limit);
 
 /* One batch. Buffers belong to the loader and stay valid until the next

@@ -70,6 +70,7 @@ static int write_text(const char *dir, const char *name, const char *text, size_
 
 typedef struct {
   char model[128];
+  char describe[512]; /* the model's architecture line, as eval.json has it */
   int64_t max_length;
   int ok;
   char status[256];
@@ -84,7 +85,7 @@ static int write_sweep(const char *out, const sweep_point *pts, int npts, model_
   for (int i = 0; i < npts; i++) {
     json_t *o;
     if (pts[i].ok) {
-      char *s = mb_eval_result_json(&pts[i].r, pts[i].model, NULL);
+      char *s = mb_eval_result_json(&pts[i].r, pts[i].model, pts[i].describe);
       json_error_t err;
       o = s ? json_loads(s, 0, &err) : json_object();
       free(s);
@@ -193,6 +194,23 @@ static int parse_lengths(const char *s, int64_t *out, int cap, int *n) {
     v = *end ? end + 1 : end;
   }
   return *n > 0 ? 0 : -1;
+}
+
+/* Shortest first, each once: a model is dropped for good at the first
+ * length too long for it or over the time budget, and the table's "x time
+ * vs previous" compares with the next shorter length. */
+static void sort_lengths(int64_t *v, int *n) {
+  for (int i = 1; i < *n; i++)
+    for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+      const int64_t x = v[j];
+      v[j] = v[j - 1];
+      v[j - 1] = x;
+    }
+  int k = 0;
+  for (int i = 0; i < *n; i++)
+    if (k == 0 || v[i] != v[k - 1])
+      v[k++] = v[i];
+  *n = k;
 }
 
 static int run_eval(int argc, char **argv) {
@@ -309,6 +327,15 @@ static int run_eval(int argc, char **argv) {
     return mb_cli_usage_error(&mb_cmd_eval, "--sweep '%s': expected max_length=256,512,1024,...", sweep_arg);
   }
   const int sweeping = nlen > 0;
+  if (sweeping) {
+    int64_t given[MB_CFG_MAX_LIST];
+    const int ngiven = nlen;
+    memcpy(given, lengths, sizeof(int64_t) * (size_t)nlen);
+    sort_lengths(lengths, &nlen);
+    if (nlen != ngiven || memcmp(given, lengths, sizeof(int64_t) * (size_t)nlen) != 0)
+      MB_INFO("sweep: max_length taken shortest first, each once (%d lengths from %lld to %lld)", nlen,
+              (long long)lengths[0], (long long)lengths[nlen - 1]);
+  }
   if (!out && sweeping)
     out = sweep_out[0] ? sweep_out : "sweep-out";
   for (int m = 0; rc == MB_OK && m < nmodels; m++) {
@@ -355,6 +382,8 @@ static int run_eval(int argc, char **argv) {
     for (int li = 0; rc == MB_OK && sweeping && li < nlen; li++) {
       sweep_point *p = &pts[npts++];
       snprintf(p->model, sizeof p->model, "%s", c->run_name);
+      _Static_assert(sizeof p->describe == sizeof describes[0], "a describe line fits");
+      memcpy(p->describe, describes[m], sizeof p->describe);
       p->max_length = lengths[li];
       o.max_length = lengths[li];
       if (net->max_position > 0 && lengths[li] > net->max_position) {

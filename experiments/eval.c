@@ -209,11 +209,15 @@ int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_ev
     rc = MB_ERR(MB_ENOMEM, "out of memory");
   double loss_sum = 0, t0;
   int64_t loss_rows = 0;
-  if (rc == MB_OK && nbatches > 0) { /* compile (and run once) the first batch's program, untimed */
+  /* compile (and run once) the programs of the first batch and of the last
+   * (a partial batch has its own shape), untimed */
+  for (int64_t bi = 0; rc == MB_OK && bi < nbatches; bi += nbatches > 1 ? nbatches - 1 : 1) {
     const mb_batch *b;
     mb_exec *ex;
     mb_var lg, ls;
-    rc = mb_loader_next(ld, &b);
+    rc = mb_loader_seek(ld, (mb_loader_position){0, bi});
+    if (rc == MB_OK)
+      rc = mb_loader_next(ld, &b);
     if (rc == MB_OK)
       rc = mb_net_programs_run_inputs(progs, b, NULL, &ex, &lg, &ls);
     if (rc == MB_OK)

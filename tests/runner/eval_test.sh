@@ -45,7 +45,7 @@ check "table header" grep -q "| model | samples | accuracy | max_length | batch 
 check "first 200 in file order are all negative" grep -q "first 200 of 1000 in file order (200 negative, 0 positive)" "$tmp/first.log"
 check "three timed repeats" grep -q '"seconds": \[' "$tmp/first/eval.json"
 check "json has both token rates and memory" bash -c "grep -q real_tokens_per_s '$tmp/first/eval.json' && grep -q padded_tokens_per_s '$tmp/first/eval.json' && grep -q peak_mb '$tmp/first/eval.json'"
-check "padded positions = 7 batches x 32 x 128" grep -q '"padded_tokens": 28672' "$tmp/first/eval.json"
+check "padded positions = 200 rows x 128 (the last batch has its 8 rows, as the reference slices)" grep -q '"padded_tokens": 25600' "$tmp/first/eval.json"
 "$bin" eval "$tmp/bow.yaml" --set eval.selection=balanced > "$tmp/bal.log" 2>&1
 check "balanced selection" grep -q "200 of 1000 balanced: the first 100 of each label" "$tmp/bal.log"
 # an odd count: the description says what was selected, and the confusion matrix agrees
