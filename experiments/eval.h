@@ -6,7 +6,8 @@
  *     1,000 are all negative), "balanced" (the first N/2 of each label, kept
  *     in file order; an odd N takes one more positive) or "strided" (every
  *     k-th example, k = total / N).
- *  2. Batches in order of batch_size rows, every row padded to max_length
+ *  2. Batches in order of batch_size rows (the last: the rest, as the
+ *     reference slices), every row padded to max_length
  *     (the reference), or packed sequences in a fixed token budget.
  *  3. `warmup` untimed passes over all batches.
  *  4. Reset the peak-memory counter; then `repeats` timed passes, the clock
