@@ -1186,11 +1186,12 @@ static int run_loop(trainer *t, int *interrupted) {
       }
       MB_TRY(barrier_long(t));
     }
-    int stop = stop_signal != 0;
-    if (t->nranks > 1) {
-      double v = stop, any;
-      MB_TRY(mb_comm_allreduce(t->host, &v, &any, 1, MB_F64, MB_REDUCE_SUM));
-      stop = any > 0;
+    int stop = stop_signal != 0, sig = (int)stop_signal;
+    if (t->nranks > 1) { /* any rank's signal stops all; the number for the message (one kind, or 0) */
+      double v[2] = {stop, sig}, tot[2];
+      MB_TRY(mb_comm_allreduce(t->host, v, tot, 2, MB_F64, MB_REDUCE_SUM));
+      stop = tot[0] > 0;
+      sig = stop && fmod(tot[1], tot[0]) == 0 ? (int)(tot[1] / tot[0]) : 0;
     }
     if ((c->ckpt_every > 0 && t->step % c->ckpt_every == 0) || (last && c->ckpt_at_end) || stop) {
       if (t->bar)
@@ -1200,9 +1201,13 @@ static int run_loop(trainer *t, int *interrupted) {
     }
     if (stop) {
       *interrupted = 1;
-      if (t->rank == 0)
-        MB_WARN("stopped by signal %d after step %lld; checkpoint written. Continue with: mambert train --resume %s",
-                (int)stop_signal, (long long)t->step, t->run_dir);
+      if (t->rank == 0) {
+        char by[48] = "signals of different kinds on several ranks";
+        if (sig)
+          snprintf(by, sizeof by, "signal %d", sig);
+        MB_WARN("stopped by %s after step %lld; checkpoint written. Continue with: mambert train --resume %s", by,
+                (long long)t->step, t->run_dir);
+      }
       return MB_OK;
     }
   }
