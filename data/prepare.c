@@ -82,6 +82,33 @@ static void remove_stale(const char *dir, const char *split, char **written, int
   }
 }
 
+/* Shards of the other splits in dir made with another vocabulary: training
+ * would refuse to pair them with this split's, so say it now. */
+static void warn_other_vocabulary(const char *dir, const char *split, const mb_shard_meta *ours) {
+  char pat[1024];
+  snprintf(pat, sizeof pat, "%s/*.h5", dir);
+  glob_t g;
+  if (glob(pat, 0, NULL, &g) != 0)
+    return;
+  const size_t sl = strlen(split);
+  for (size_t i = 0; i < g.gl_pathc; i++) {
+    const char *base = strrchr(g.gl_pathv[i], '/');
+    base = base ? base + 1 : g.gl_pathv[i];
+    if (strncmp(base, split, sl) == 0 && (base[sl] == '.' || base[sl] == '-'))
+      continue; /* this split's own */
+    mb_shard_meta m;
+    if (mb_shard_read_meta(g.gl_pathv[i], &m) != MB_OK) {
+      mb_error_clear();
+      continue;
+    }
+    if (strcmp(m.vocab_sha256, ours->vocab_sha256) != 0)
+      MB_WARN("%s was made with tokenizer '%s' (vocabulary sha256 %.16s...), these %s shards with '%s' (%.16s...): "
+              "train and eval refuse to pair them; prepare it again with this tokenizer or use another --out",
+              g.gl_pathv[i], m.tokenizer, m.vocab_sha256, split, ours->tokenizer, ours->vocab_sha256);
+  }
+  globfree(&g);
+}
+
 int mb_prepare_records(const mb_records *recs, const mb_encoder *enc, const mb_prepare_options *opt,
                        mb_prepare_stats *st) {
   memset(st, 0, sizeof *st);
@@ -273,6 +300,7 @@ int mb_prepare_records(const mb_records *recs, const mb_encoder *enc, const mb_p
       opt->progress(opt->progress_ctx, n, n, st->tokens, st->seconds);
     length_stats(full, n, st);
     remove_stale(opt->out_dir, recs->split, written, n_written);
+    warn_other_vocabulary(opt->out_dir, recs->split, &meta);
     st->n_files = n_written;
     for (int k = 0; k < n_written && k < 8; k++)
       snprintf(st->files[k], sizeof st->files[k], "%s", written[k]);

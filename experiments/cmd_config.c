@@ -90,6 +90,9 @@ static int run_config(int argc, char **argv) {
         lrc = mb_config_check(d, purpose);
       if (lrc == MB_OK && !none && strcmp(purpose, "sweep") != 0)
         lrc = check_files(d, purpose);
+      for (int k = 0; lrc == MB_OK && strcmp(purpose, "sweep") == 0 && k < mb_config_doc_config(d)->n_sweep_configs;
+           k++) /* the configs a sweep lists, where eval will open them (from the working directory) */
+        lrc = check_path(d, "sweep.configs", mb_config_doc_config(d)->sweep_configs[k], 0);
       if (lrc != MB_OK) {
         mb_config_doc_free(d);
         rc = mb_cli_fail("config", NULL);
@@ -117,7 +120,8 @@ const mb_command mb_cmd_config = {
     "--schema prints every key with its type, default and meaning. Otherwise the configs\n"
     "are read (later ones and --set override earlier values), checked as train (or eval)\n"
     "would check them (the keys, and that the tokenizer, checkpoint and data they name\n"
-    "exist; a sweep file's own keys), and printed resolved: every key that applies, as\n"
-    "train saves it in the run directory. Errors name the key and file:line:column.\n",
+    "exist; a sweep file's own keys and the configs it lists), and printed resolved:\n"
+    "every key that applies, as train saves it in the run directory. Errors name the\n"
+    "key and file:line:column.\n",
     run_config,
 };

@@ -72,6 +72,11 @@ expect 1 "model.checkpoint \(set at --set model.checkpoint\): .*nope: no such di
 expect 1 "model.num_layers .*a mamba model needs at least one layer" -- config "$tmp/ok.yaml" --set model.arch=mamba --set model.num_layers=0
 printf 'sweep:\n  configs: [%s]\n  max_length: [16, 32]\n' "$tmp/ok.yaml" > "$tmp/sweep.yaml"
 expect 0 "max_length: \[16, 32\]" -- config "$tmp/sweep.yaml" --for eval
+printf 'sweep:\n  configs: [%s]\n  max_length: [16]\n' "$tmp/nope.yaml" > "$tmp/sweep-gone.yaml"
+expect 1 "sweep.configs .*nope.yaml: no such file" -- config "$tmp/sweep-gone.yaml" --for eval
+# eval is one process: started as ranks, it says so instead of timing them against each other
+OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_LOCAL_RANK=0 OMPI_COMM_WORLD_LOCAL_SIZE=2 \
+  expect 2 "started as 2 ranks by mpirun: eval runs as one process" -- eval "$tmp/ok.yaml"
 # prepare: a missing input is named as missing, whatever its name says
 expect 1 "$tmp/nope.tsv.gz: no such file" -- prepare --dataset imdb --input "$tmp/nope.tsv.gz" --tokenizer data/vocab/bert-base-uncased-vocab.txt --out "$tmp/nope-shards"
 # --resume of something that is no run

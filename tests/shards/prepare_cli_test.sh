@@ -45,6 +45,10 @@ expect 0 "special tokens none" -- prepare --dataset nsmc --input data/samples/ns
   --tokenizer $V/gpt-neox-20b-tokenizer.json --out "$tmp/nsmc" --quiet
 must_exist "$tmp/nsmc/train.h5"
 must_not_exist "$tmp/nsmc/train-00000-of-00002.h5"
+# the other split of that directory with another tokenizer: said at once
+expect 0 "nsmc/train.h5 was made with tokenizer 'bpe'.*train and eval refuse to pair them" -- prepare \
+  --dataset nsmc --input data/samples/nsmc/ratings_test.txt.gz \
+  --tokenizer $V/bert-base-multilingual-cased-vocab.txt --out "$tmp/nsmc" --quiet
 
 # bad input names the file and line; nothing is written
 printf 'id\tdocument\tlabel\n1\tgood\t0\n2\tbad label\t7\n' > "$tmp/ratings_test.txt"
