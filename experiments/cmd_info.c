@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 #include <yaml.h>
@@ -98,6 +99,8 @@ static int run_info(int argc, char **argv) {
 #endif
   printf("Threads:\n");
   printf("  OpenMP           %d (max threads; set OMP_NUM_THREADS to change)\n", omp_get_max_threads());
+  const char *wait = getenv("OMP_WAIT_POLICY");
+  printf("  OpenMP waiting   %s\n", wait ? wait : "default (spin, then sleep)");
   printf("  OpenBLAS         %d\n", openblas_get_num_threads());
   print_gpus();
   return MB_EXIT_OK;

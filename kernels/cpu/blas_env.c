@@ -8,6 +8,8 @@
 #include "runtime/log.h"
 
 extern char *openblas_get_corename(void);
+extern int openblas_get_parallel(void);
+extern int openblas_get_num_threads(void);
 
 const char *mb_blas_core_name(void) { return openblas_get_corename(); }
 
@@ -20,30 +22,50 @@ static int is_fallback_core(const char *core) {
   return 0;
 }
 
+/* OpenBLAS's own worker threads (its pthreads build, Debian's default) and
+ * mambert's OpenMP threads share the cores: GNU OpenMP's idle workers spin
+ * for ~300k iterations after every parallel region, right while the next
+ * op's GEMM wants those cores, which measured 1.3-2.5x slower training
+ * steps of the demo models on a busy 2-core machine (bench_cpu_train).
+ * Sleeping workers (OMP_WAIT_POLICY=PASSIVE) give the cores back; a user's
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT is always kept. */
+static int want_passive_wait(void) {
+  if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+    return 0;
+  return openblas_get_parallel() == 1 && openblas_get_num_threads() > 1; /* 1: pthreads, 2: OpenMP */
+}
+
 void mb_blas_env_fix(int argc, char **argv) {
   (void)argc;
+  const char *want = NULL, *core = openblas_get_corename();
 #if defined(__x86_64__) && defined(__GNUC__)
-  if (getenv("OPENBLAS_CORETYPE"))
-    return; /* the user's choice, or our own re-exec */
-  const char *core = openblas_get_corename();
-  if (!core || !is_fallback_core(core))
-    return;
-  const char *want = NULL;
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl"))
-    want = "SkylakeX";
-  else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-    want = "Haswell";
-  if (!want)
-    return;
-  setenv("OPENBLAS_CORETYPE", want, 1);
-  MB_DEBUG("OpenBLAS chose its %s kernels for this CPU; restarting with OPENBLAS_CORETYPE=%s", core, want);
-  execv("/proc/self/exe", argv);
-  MB_WARN("OpenBLAS uses its slow %s kernels on this CPU and re-executing with OPENBLAS_CORETYPE=%s failed; "
-          "set it yourself for 2-3x faster matmuls",
-          core, want);
-#else
-  (void)argv;
+  if (!getenv("OPENBLAS_CORETYPE") && core && is_fallback_core(core)) { /* else the user's choice, or our re-exec */
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl"))
+      want = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+      want = "Haswell";
+  }
 #endif
+  const int passive = want_passive_wait();
+  if (!want && !passive)
+    return;
+  /* both are read when the libraries load, before main: a restart applies them */
+  if (want) {
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    MB_DEBUG("OpenBLAS chose its %s kernels for this CPU; restarting with OPENBLAS_CORETYPE=%s", core, want);
+  }
+  if (passive) {
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    MB_DEBUG("OpenBLAS runs its own threads beside OpenMP's; restarting with OMP_WAIT_POLICY=PASSIVE");
+  }
+  execv("/proc/self/exe", argv);
+  if (want)
+    MB_WARN("OpenBLAS uses its slow %s kernels on this CPU and re-executing with OPENBLAS_CORETYPE=%s failed; "
+            "set it yourself for 2-3x faster matmuls",
+            core, want);
+  if (passive)
+    MB_WARN("re-executing with OMP_WAIT_POLICY=PASSIVE failed; set it yourself: spinning OpenMP threads slow "
+            "OpenBLAS's matmuls down");
 }

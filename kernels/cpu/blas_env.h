@@ -8,7 +8,10 @@
  * mb_blas_env_fix() first thing in main(): when OpenBLAS fell back while the
  * CPU has AVX-512 (or AVX2), it sets OPENBLAS_CORETYPE to SkylakeX (or
  * Haswell) and re-executes the program once. A user's own
- * OPENBLAS_CORETYPE is always respected. */
+ * OPENBLAS_CORETYPE is always respected. The same restart sets
+ * OMP_WAIT_POLICY=PASSIVE when OpenBLAS runs its own threads (its pthreads
+ * build) and the user set neither it nor GOMP_SPINCOUNT: OpenMP workers
+ * spinning between ops would take the cores OpenBLAS's GEMMs need. */
 #ifndef MB_KERNELS_CPU_BLAS_ENV_H
 #define MB_KERNELS_CPU_BLAS_ENV_H
 

@@ -16,5 +16,12 @@ expect 2 "Commands:" --
 expect 2 "unknown command 'frobnicate'" -- frobnicate
 expect 0 "Usage: mambert info" -- info --help
 expect 0 "OpenBLAS" -- info
+# OpenBLAS's pthreads beside OpenMP's workers: mambert restarts itself with
+# sleeping workers unless the user chose (kernels/cpu/blas_env.h)
+OMP_WAIT_POLICY=ACTIVE expect 0 "OpenMP waiting   ACTIVE" -- info
+if ldd "$bin" 2>/dev/null | grep -q 'openblas-pthread'; then
+  (unset OMP_WAIT_POLICY GOMP_SPINCOUNT; OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 expect 0 "OpenMP waiting   PASSIVE" -- info
+   exit $fail) || fail=1
+fi
 expect 0 "^mambert [0-9]" -- --version
 exit $fail

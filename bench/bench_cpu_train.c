@@ -1,0 +1,263 @@
+/* bench_cpu_train.c: the classifiers of models/ on the CPU, next to the same
+ * models in PyTorch (tools/bench_torch_cpu.py, run after it on the same
+ * machine and thread count, merged into one table by its --merge).
+ *
+ * Models (random weights): the demo's BERT (experiments/demo-bert.yaml:
+ * hidden 64, 2 layers, 2 heads, MLP 256) and Mamba (demo-mamba.yaml:
+ * d_model 64, 2 layers, d_state 8, masked mean pooling), and the study's
+ * BERT-base and Mamba-130m at a smaller batch. Per model: a training step
+ * (forward, backward, clip_grad_norm 1.0, AdamW; dropout on for BERT, as
+ * HF's train mode; the fused attention has no dropout on the probabilities)
+ * and an evaluation pass (forward, logits read back), on a padded batch of
+ * random ids, every row full length: samples/s (the median of timed runs
+ * after warm-up) and the host allocator's peak over the timed runs
+ * (weights, gradients, AdamW state, the activation arena).
+ *
+ * Usage: bench_cpu_train [--models demo|base|all] [--steps N] [--json PATH]
+ * Threads: OMP_NUM_THREADS (OpenBLAS follows it); the peer uses the same. */
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "autograd/autograd.h"
+#include "autograd/optim.h"
+#include "kernels/cpu/blas_env.h"
+#include "kernels/cpu/cpu.h"
+#include "models/model.h"
+#include "runtime/alloc.h"
+#include "runtime/philox.h"
+
+#define CHECK(x)                                                                                        \
+  do {                                                                                                  \
+    int rc_ = (x);                                                                                      \
+    if (rc_ != MB_OK) {                                                                                 \
+      fprintf(stderr, "bench_cpu_train: %s failed: %s\n", #x, mb_error_message());                     \
+      exit(1);                                                                                          \
+    }                                                                                                   \
+  } while (0)
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+typedef struct {
+  const char *name;
+  int bert;
+  int batch, seq;
+} spec;
+
+/* The sizes of experiments/demo-*.yaml, or the defaults (BERT-base, Mamba-130m). */
+static mb_model_config config_of(const spec *s) {
+  mb_model_config c = mb_model_config_default(s->bert ? MB_ARCH_BERT : MB_ARCH_MAMBA);
+  if (strstr(s->name, "demo")) {
+    if (s->bert) {
+      c.bert.hidden_size = 64;
+      c.bert.num_layers = 2;
+      c.bert.num_heads = 2;
+      c.bert.intermediate_size = 256;
+      c.bert.max_position = 128;
+    } else {
+      c.mamba.d_model = 64;
+      c.mamba.n_layer = 2;
+      c.mamba.d_state = 8;
+      c.mamba.pooling = MB_POOL_MASKED_MEAN;
+      mb_mamba_config_derive(&c.mamba, 0);
+    }
+  }
+  return c;
+}
+
+/* B rows of L random ordinary ids (BERT: [CLS] first), labels 0/1. */
+typedef struct {
+  mb_batch b;
+  int32_t *ids, *mask, *labels, *lengths;
+  int64_t *ex;
+} rand_batch;
+
+static void batch_new(rand_batch *t, const mb_model_config *c, int bert, int B, int L) {
+  memset(t, 0, sizeof *t);
+  const size_t n = (size_t)B * L;
+  t->ids = malloc(n * sizeof *t->ids);
+  t->mask = malloc(n * sizeof *t->mask);
+  t->labels = malloc((size_t)B * sizeof *t->labels);
+  t->lengths = malloc((size_t)B * sizeof *t->lengths);
+  t->ex = malloc((size_t)B * sizeof *t->ex);
+  uint32_t *w = malloc(n * sizeof *w);
+  if (!t->ids || !t->mask || !t->labels || !t->lengths || !t->ex || !w) {
+    fprintf(stderr, "bench_cpu_train: out of memory for a [%d, %d] batch\n", B, L);
+    exit(1);
+  }
+  mb_philox_fill_u32(7, 0, w, n);
+  const uint32_t V = (uint32_t)(bert ? c->bert.vocab_size : c->mamba.vocab_size_config);
+  for (size_t i = 0; i < n; i++) {
+    t->ids[i] = 1000 + (int32_t)(w[i] % (V - 1000));
+    t->mask[i] = 1;
+  }
+  for (int r = 0; r < B; r++) {
+    if (bert)
+      t->ids[(size_t)r * L] = 101;
+    t->labels[r] = (int32_t)(w[r] & 1);
+    t->lengths[r] = L;
+    t->ex[r] = r;
+  }
+  free(w);
+  t->b.mode = MB_BATCH_PADDED;
+  t->b.rows = B;
+  t->b.seq_len = L;
+  t->b.n_seqs = B;
+  t->b.n_tokens = (int64_t)n;
+  t->b.input_ids = t->ids;
+  t->b.attention_mask = t->mask;
+  t->b.labels = t->labels;
+  t->b.lengths = t->lengths;
+  t->b.example_ids = t->ex;
+  t->b.indices = t->ex;
+}
+
+static void batch_free(rand_batch *t) {
+  free(t->ids), free(t->mask), free(t->labels), free(t->lengths), free(t->ex);
+}
+
+typedef struct {
+  double ms, ms_min;
+  int runs;
+  double peak_mb, arena_mb;
+  float loss;
+} result;
+
+/* train: forward + backward + clip + AdamW; else forward + logits read back.
+ * Three warm-up runs, then `steps` timed ones; the median. */
+static void time_program(mb_model *m, const mb_batch *b, int train, mb_optimizer *opt, int steps, result *r) {
+  memset(r, 0, sizeof *r);
+  mb_backend *be = mb_cpu_backend();
+  mb_graph *g;
+  CHECK(mb_graph_new(mb_model_params(m), &g));
+  mb_model_shape s = {0, b->rows, b->seq_len, train};
+  CHECK(mb_model_build_shape(m, g, &s));
+  mb_compile_opts o;
+  memset(&o, 0, sizeof o);
+  o.train = train;
+  CHECK(mb_graph_compile(g, &o));
+  r->arena_mb = (double)mb_graph_plan_stats(g).arena_bytes / (1 << 20);
+  mb_exec *ex;
+  CHECK(mb_exec_new(g, be, &ex));
+  CHECK(mb_model_feed(m, ex, b, (uint64_t[2]){1234, 0}));
+  const mb_var drop_rng = mb_graph_find_input(g, "dropout_rng");
+  float *logits = malloc(sizeof(float) * (size_t)b->rows * MB_MODEL_MAX_LABELS);
+  double *times = malloc(sizeof(double) * (size_t)steps);
+  for (int run = -3; run < steps; run++) {
+    if (run == 0)
+      mb_host_mem_reset_peak();
+    const double t0 = now_s();
+    if (train) {
+      uint64_t rng[2] = {1234, (uint64_t)(run + 3) << 32};
+      if (mb_var_ok(drop_rng))
+        CHECK(mb_exec_set_input(ex, drop_rng, rng));
+      CHECK(mb_exec_forward(ex));
+      CHECK(mb_exec_backward(ex));
+      double norm, scale;
+      CHECK(mb_clip_grad_norm(mb_model_params(m), 1.0, &norm, &scale));
+      CHECK(mb_optimizer_step(opt, 2e-5, scale));
+    } else {
+      CHECK(mb_exec_forward(ex));
+      CHECK(mb_model_read_logits(ex, logits));
+    }
+    if (run >= 0)
+      times[run] = now_s() - t0;
+  }
+  r->peak_mb = (double)mb_host_mem_stats().peak / (1 << 20);
+  CHECK(mb_exec_get(ex, mb_model_loss(g), &r->loss));
+  r->runs = steps;
+  qsort(times, (size_t)steps, sizeof *times, cmp_double);
+  r->ms_min = 1e3 * times[0];
+  r->ms = 1e3 * (steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]));
+  free(times);
+  free(logits);
+  mb_exec_free(ex);
+  mb_graph_free(g);
+}
+
+static const char *arg(int argc, char **argv, const char *name, const char *def) {
+  for (int i = 1; i + 1 < argc; i++)
+    if (strcmp(argv[i], name) == 0)
+      return argv[i + 1];
+  return def;
+}
+
+int main(int argc, char **argv) {
+  mb_blas_env_fix(argc, argv);
+  const char *which = arg(argc, argv, "--models", "demo");
+  const int steps = atoi(arg(argc, argv, "--steps", "10"));
+  const char *json_path = arg(argc, argv, "--json", "bench_cpu_train.json");
+  const int demo = strcmp(which, "demo") == 0 || strcmp(which, "all") == 0;
+  const int base = strcmp(which, "base") == 0 || strcmp(which, "all") == 0;
+  if ((!demo && !base) || steps < 1) {
+    fprintf(stderr, "usage: %s [--models demo|base|all] [--steps N] [--json PATH]\n", argv[0]);
+    return 2;
+  }
+  const spec specs[] = {{"bert-demo", 1, 32, 128}, {"mamba-demo", 0, 32, 128}, {"bert-base", 1, 8, 128},
+                        {"mamba-130m", 0, 8, 128}};
+  FILE *js = fopen(json_path, "w");
+  if (!js) {
+    fprintf(stderr, "bench_cpu_train: cannot write %s\n", json_path);
+    return 1;
+  }
+  const int threads = omp_get_max_threads();
+  const char *wait = getenv("OMP_WAIT_POLICY"); /* mb_blas_env_fix's PASSIVE unless the user chose */
+  fprintf(js, "{\"bench\": \"cpu_train\", \"threads\": %d, \"blas_core\": \"%s\", \"omp_wait_policy\": \"%s\", "
+              "\"rows\": [",
+          threads, mb_blas_core_name(), wait ? wait : "default");
+  printf("mambert on the CPU (%d threads, OpenBLAS %s kernels, OMP_WAIT_POLICY %s), f32, random weights, padded "
+         "rows of random ids\n",
+         threads, mb_blas_core_name(), wait ? wait : "default");
+  printf("  %-11s %5s %5s %6s %10s %10s %9s %9s %8s\n", "model", "batch", "seq", "mode", "samples/s", "ms", "peak MB",
+         "arena MB", "loss");
+  int nrow = 0;
+  for (size_t k = 0; k < sizeof specs / sizeof specs[0]; k++) {
+    const spec *s = &specs[k];
+    if (!(strstr(s->name, "demo") ? demo : base))
+      continue;
+    mb_model_config c = config_of(s);
+    mb_model *m;
+    CHECK(mb_model_new(&c, NULL, mb_cpu_backend(), &m));
+    CHECK(mb_model_init_random(m, 42));
+    rand_batch rb;
+    batch_new(&rb, &c, s->bert, s->batch, s->seq);
+    mb_adamw_cfg ac = mb_adamw_defaults();
+    ac.lr = 2e-5;
+    mb_optimizer *opt;
+    CHECK(mb_optimizer_adamw(mb_model_params(m), &ac, &opt));
+    for (int train = 1; train >= 0; train--) {
+      result r;
+      time_program(m, &rb.b, train, opt, steps, &r);
+      const double sps = 1e3 * s->batch / r.ms;
+      printf("  %-11s %5d %5d %6s %10.1f %10.2f %9.1f %9.1f %8.4f\n", s->name, s->batch, s->seq,
+             train ? "train" : "eval", sps, r.ms, r.peak_mb, r.arena_mb, r.loss);
+      fprintf(js,
+              "%s\n  {\"impl\": \"mambert\", \"model\": \"%s\", \"batch\": %d, \"seq\": %d, \"mode\": \"%s\", "
+              "\"samples_per_s\": %.3f, \"ms\": %.4f, \"ms_min\": %.4f, \"runs\": %d, \"peak_mb\": %.2f, "
+              "\"arena_mb\": %.2f, \"params\": %lld, \"loss\": %.5f}",
+              nrow++ ? "," : "", s->name, s->batch, s->seq, train ? "train" : "eval", sps, r.ms, r.ms_min, r.runs,
+              r.peak_mb, r.arena_mb, (long long)mb_params_total(mb_model_params(m)),
+              isfinite(r.loss) ? r.loss : -1.0);
+      fflush(stdout);
+    }
+    mb_optimizer_free(opt);
+    batch_free(&rb);
+    mb_model_free(m);
+  }
+  fprintf(js, "\n]}\n");
+  fclose(js);
+  printf("wrote %s\n", json_path);
+  return 0;
+}
