@@ -18,7 +18,10 @@ static void print_schema(void) {
   mb_config_defaults(&d);
   static const char *types[] = {"int", "float", "bool", "string", "enum", "[float, float]", "[int, ...]",
                                 "[string, ...]"};
-  printf("%-26s %-16s %-14s %s\n", "key", "type", "default", "meaning");
+  int kw = 3; /* the key column: as wide as the longest key */
+  for (int i = 0; i < n; i++)
+    kw = (int)strlen(e[i].key) > kw ? (int)strlen(e[i].key) : kw;
+  printf("%-*s %-16s %-14s %s\n", kw, "key", "type", "default", "meaning");
   for (int i = 0; i < n; i++) {
     char def[64], type[96];
     mb_config_value_string(&d, &e[i], def, sizeof def);
@@ -26,7 +29,7 @@ static void print_schema(void) {
       snprintf(type, sizeof type, "%s", e[i].words);
     else
       snprintf(type, sizeof type, "%s", types[e[i].type]);
-    printf("%-26s %-16s %-14s %s%s\n", e[i].key, type, def[0] ? def : "\"\"", e[i].help,
+    printf("%-*s %-16s %-14s %s%s\n", kw, e[i].key, type, def[0] ? def : "\"\"", e[i].help,
            e[i].resume_may_change ? " [may change on --resume]" : "");
   }
 }

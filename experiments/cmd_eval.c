@@ -296,8 +296,8 @@ static int run_eval(int argc, char **argv) {
   const char *expanded[MAX_MODELS];
   int nexp = 0;
   for (int i = 0; i < nconfigs && rc == MB_OK; i++) {
-    mb_config_doc *d;
-    rc = mb_config_load(&configs[i], 1, NULL, 0, NULL, &d);
+    mb_config_doc *d; /* with the overrides: --set sweep.max_length=... must reach the sweep */
+    rc = mb_config_load(&configs[i], 1, sets, nsets, NULL, &d);
     if (rc != MB_OK)
       break;
     mb_config *c = mb_config_doc_config(d);
@@ -510,7 +510,8 @@ const mb_command mb_cmd_eval = {
     "newest checkpoint, model.checkpoint; otherwise random weights (a warning says so).\n"
     "\n"
     "Options:\n"
-    "  --set KEY=VALUE     override a key in every config (eval.samples=25000, ...)\n"
+    "  --set KEY=VALUE     override a key in every config and sweep file (eval.samples=25000,\n"
+    "                      sweep.max_length=[256,512], ...)\n"
     "  --model DIR         weights to evaluate (one config, or none with --set data.test=...)\n"
     "  --out DIR           also write eval.md and eval.json (sweep: sweep.md/json/svg)\n"
     "  --sweep max_length=L1,L2,...  the sequence-length study: each model at each length;\n"

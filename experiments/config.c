@@ -50,7 +50,11 @@ static const mb_cfg_entry SCHEMA[] = {
     {"model.num_labels", MB_CFG_INT, OFF(num_labels), 2, 1 << 16, NULL, "classes", 0},
     {"model.dropout", MB_CFG_FLOAT, OFF(dropout), 0, 0.95, NULL, "bert, bow: hidden dropout probability", 0},
     {"model.attention_dropout", MB_CFG_FLOAT, OFF(attention_dropout), 0, 0.95, NULL,
-     "bert: attention-probability dropout", 0},
+     "bert: attention-probability dropout (applied only with attention_dropout_exact)", 0},
+    {"model.attention_dropout_exact", MB_CFG_BOOL, OFF(attention_dropout_exact), 0, 0, NULL,
+     "bert: apply attention_dropout exactly as HF: the L x L probabilities are formed (slower, more memory; "
+     "padded batches)",
+     0},
 
     {"tokenizer", MB_CFG_STR, OFF(tokenizer), 0, 0, NULL,
      "vocab.txt (WordPiece) or tokenizer.json (BPE); default: the checkpoint's", 0},
@@ -733,11 +737,13 @@ int mb_config_doc_set(mb_config_doc *d, const char *assignment) {
 
 /* ---- checks across keys ------------------------------------------------- */
 
-static const char *bert_only[] = {"model.hidden_size", "model.num_heads", "model.intermediate_size",
-                                  "model.max_position", "model.position_init", "model.attention_dropout"};
+static const char *bert_only[] = {"model.hidden_size",   "model.num_heads",         "model.intermediate_size",
+                                  "model.max_position",  "model.position_init",     "model.attention_dropout",
+                                  "model.attention_dropout_exact"};
 static const char *mamba_only[] = {"model.d_state", "model.d_conv", "model.expand", "model.dt_rank"};
 
-/* What a model.checkpoint fixes: its config.json's sizes and dropouts. */
+/* What a model.checkpoint fixes: its config.json's sizes and dropouts
+ * (not attention_dropout_exact: how the checkpoint's dropout is applied). */
 static const char *checkpoint_fixed[] = {"model.vocab_size", "model.hidden_size", "model.d_model",
                                          "model.num_layers", "model.num_heads", "model.intermediate_size",
                                          "model.max_position", "model.position_init", "model.d_state",

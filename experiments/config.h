@@ -64,6 +64,7 @@ typedef struct {
   int64_t num_labels;
   double dropout;                /* hidden dropout (bert; mamba before the head) */
   double attention_dropout;      /* bert */
+  int attention_dropout_exact;   /* bert: the unfused attention, so attention_dropout applies (mb_bert_config) */
 
   char tokenizer[MB_CFG_PATH];   /* vocab.txt or tokenizer.json; "" = the checkpoint's */
 

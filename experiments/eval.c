@@ -407,17 +407,17 @@ static int open_model(mb_config *cfg, const char *model_path, const mb_open_mode
   if (cfg->tokenizer[0])
     snprintf(tp, sizeof tp, "%s", cfg->tokenizer);
   else if (cfg->model_checkpoint[0]) {
-    if (has_file(cfg->model_checkpoint, "tokenizer.json"))
-      snprintf(tp, sizeof tp, "%s/tokenizer.json", cfg->model_checkpoint);
-    else if (has_file(cfg->model_checkpoint, "vocab.txt"))
-      snprintf(tp, sizeof tp, "%s/vocab.txt", cfg->model_checkpoint);
+    int rc = mb_model_dir_tokenizer(cfg->model_checkpoint, tp, sizeof tp);
+    if (rc != MB_OK)
+      return mb_error_context(rc, "model.checkpoint");
+    if (!mb_file_exists(tp)) {
+      if (!opts->optional_tokenizer)
+        return MB_ERR(MB_EINVAL, "no tokenizer: %s does not exist; set %s", tp, set_tok);
+      tp[0] = 0;
+    }
   }
-  if (!tp[0] && !(opts->optional_tokenizer && cfg->model_checkpoint[0])) {
-    if (cfg->model_checkpoint[0])
-      return MB_ERR(MB_EINVAL, "no tokenizer: %s has no tokenizer.json or vocab.txt; set %s", cfg->model_checkpoint,
-                    set_tok);
+  if (!tp[0] && !(opts->optional_tokenizer && cfg->model_checkpoint[0]))
     return MB_ERR(MB_EINVAL, "no tokenizer: set %s", set_tok);
-  }
   if (tp[0]) {
     mb_tokenizer_options to = mb_tokenizer_default_options();
     int rc = mb_tokenizer_load(tp, &to, tok);

@@ -74,6 +74,7 @@ static int config_from(const mb_config *cfg, int64_t vocab_size, mb_model_config
     b->max_position = cfg->max_position;
     b->hidden_dropout = cfg->dropout;
     b->attention_dropout = cfg->attention_dropout;
+    b->attn_dropout_exact = cfg->attention_dropout_exact;
     b->position_init_sinusoidal = strcmp(cfg->position_init, "sinusoidal") == 0;
   } else if (strcmp(cfg->model_arch, "mamba") == 0) {
     *mc = mb_model_config_default(MB_ARCH_MAMBA);
@@ -103,6 +104,7 @@ int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_train
     lo.seed = (uint64_t)cfg->seed;
     lo.tokenizer_path = cfg->tokenizer[0] ? cfg->tokenizer : NULL;
     lo.num_labels = (int)cfg->num_labels;
+    lo.attn_dropout_exact = cfg->attention_dropout_exact;
     lo.pooling = strcmp(cfg->pooling, "auto") == 0 ? -1
                  : strcmp(cfg->pooling, "masked_mean") == 0 ? MB_POOL_MASKED_MEAN
                                                             : MB_POOL_MEAN;
@@ -114,6 +116,12 @@ int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_train
     if (cfg->model_arch[0] && strcmp(cfg->model_arch, arch) != 0) {
       mb_model_free(m);
       return MB_ERR(MB_EINVAL, "model.arch is %s but model.checkpoint %s holds a %s model", cfg->model_arch,
+                    cfg->model_checkpoint, arch);
+    }
+    if (cfg->attention_dropout_exact && mc->arch != MB_ARCH_BERT) { /* config.c cannot tell without model.arch */
+      mb_model_free(m);
+      return MB_ERR(MB_EINVAL, "model.attention_dropout_exact applies to bert models; model.checkpoint %s holds a %s "
+                               "model",
                     cfg->model_checkpoint, arch);
     }
   } else {
@@ -153,14 +161,13 @@ int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_train
   /* the weights' own tokenizer (the checkpoint directory's file, whatever
    * the config overrides it with), to check the config's and the data's against */
   if (cfg->model_checkpoint[0]) {
-    const char *names[] = {"tokenizer.json", "vocab.txt"};
-    for (int i = 0; i < 2 && !net->tokenizer_path[0]; i++) {
-      char p[sizeof net->tokenizer_path];
-      if (mb_path_join(p, sizeof p, cfg->model_checkpoint, names[i]) == MB_OK && mb_file_exists(p) &&
-          mb_sha256_file_hex(p, net->tokenizer_sha256) == MB_OK)
-        memcpy(net->tokenizer_path, p, sizeof p);
-      mb_error_clear();
-    }
+    char p[sizeof net->tokenizer_path];
+    if (mb_model_dir_tokenizer(cfg->model_checkpoint, p, sizeof p) == MB_OK && mb_file_exists(p) &&
+        mb_sha256_file_hex(p, net->tokenizer_sha256) == MB_OK)
+      memcpy(net->tokenizer_path, p, sizeof p);
+    else
+      net->tokenizer_sha256[0] = 0; /* none to check against */
+    mb_error_clear();
   }
   *out = net;
   return MB_OK;

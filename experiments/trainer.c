@@ -30,6 +30,7 @@
 #include "experiments/rundir.h"
 #include "kernels/cpu/cpu.h"
 #include "mambert_build_config.h"
+#include "models/model.h"
 #include "runtime/alloc.h"
 #include "runtime/fileio.h"
 #include "runtime/hash.h"
@@ -254,16 +255,11 @@ static int setup_tokenizer_and_data(trainer *t) {
   if (c->tokenizer[0]) {
     snprintf(t->tokenizer_path, sizeof t->tokenizer_path, "%s", c->tokenizer);
   } else { /* the checkpoint directory's */
-    const char *names[] = {"tokenizer.json", "vocab.txt"};
-    for (int i = 0; i < 2 && !t->tokenizer_path[0]; i++) {
-      char p[1100];
-      snprintf(p, sizeof p, "%s/%s", c->model_checkpoint, names[i]);
-      if (mb_file_exists(p))
-        snprintf(t->tokenizer_path, sizeof t->tokenizer_path, "%s", p);
-    }
-    if (!t->tokenizer_path[0])
-      return MB_ERR(MB_ENOTFOUND, "model.checkpoint %s has no tokenizer.json or vocab.txt; set tokenizer:",
-                    c->model_checkpoint);
+    int rc = mb_model_dir_tokenizer(c->model_checkpoint, t->tokenizer_path, sizeof t->tokenizer_path);
+    if (rc != MB_OK)
+      return mb_error_context(rc, "model.checkpoint");
+    if (!mb_file_exists(t->tokenizer_path))
+      return MB_ERR(MB_ENOTFOUND, "model.checkpoint: %s does not exist; set tokenizer:", t->tokenizer_path);
   }
   mb_tokenizer_options to = mb_tokenizer_default_options();
   int rc = mb_tokenizer_load(t->tokenizer_path, &to, &t->tok);

@@ -4,7 +4,8 @@
  * varlen cu_seqlens, exact-erf GELU MLP), tanh pooler on [CLS], classifier.
  * Dropout in training where HF has it: embeddings, attention output, MLP
  * output, pooled output; attention probabilities only with
- * attn_dropout_exact (the fused kernel has no dropout on them). */
+ * attn_dropout_exact (config key model.attention_dropout_exact; the fused
+ * kernel has no dropout on them). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -112,14 +113,15 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
   int exact = s->train && b->attn_dropout_exact;
   if (exact && packed) {
     mb_log_once(MB_LOG_WARN, "bert-exact-attn-packed",
-                "bert: attention-probability dropout (attn_dropout_exact) needs padded batches; packed batches use "
-                "the fused attention without it");
+                "bert: attention-probability dropout (model.attention_dropout_exact) needs padded batches; packed "
+                "batches use the fused attention without it");
     exact = 0;
   }
   if (s->train && !exact && b->attention_dropout > 0)
     mb_log_once(MB_LOG_INFO, "bert-no-attn-dropout",
                 "bert: the fused attention applies no dropout to attention probabilities "
-                "(attention_probs_dropout_prob %g ignored; set attn_dropout_exact for HF's unfused path)",
+                "(attention_probs_dropout_prob %g ignored; set model.attention_dropout_exact: true for HF's "
+                "unfused path)",
                 b->attention_dropout);
   int any_drop = s->train && (b->hidden_dropout > 0 || cls_drop > 0 || exact);
 

@@ -152,6 +152,28 @@ int64_t mb_model_config_num_params(const mb_model_config *c) {
 
 /* ---- reading ---------------------------------------------------------------- */
 
+int mb_hf_json_parse(const char *text, const char *path, json_t **out) {
+  json_error_t jerr;
+  /* numbers as doubles: transformers writes "no limit" as model_max_length
+   * 1000000000000000019884624838656, beyond jansson's 64-bit integers */
+  *out = json_loads(text, JSON_DECODE_INT_AS_REAL, &jerr);
+  if (!*out)
+    return MB_ERR(MB_EFORMAT, "%s: line %d, column %d: invalid JSON: %s", path, jerr.line, jerr.column, jerr.text);
+  return MB_OK;
+}
+
+int mb_json_int(const json_t *v, int64_t *out) {
+  if (json_is_integer(v)) {
+    *out = (int64_t)json_integer_value(v);
+    return 1;
+  }
+  if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) && fabs(json_real_value(v)) < 1e15) {
+    *out = (int64_t)json_real_value(v);
+    return 1;
+  }
+  return 0;
+}
+
 typedef struct {
   json_t *root;
   const char *path;
@@ -165,14 +187,8 @@ static int get_int(const jcfg *j, const char *key, int required, int64_t *out) {
       return MB_ERR(MB_EFORMAT, "%s: missing field '%s'", j->path, key);
     return MB_OK;
   }
-  if (json_is_integer(v)) {
-    *out = (int64_t)json_integer_value(v);
+  if (mb_json_int(v, out))
     return MB_OK;
-  }
-  if (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) && fabs(json_real_value(v)) < 1e15) {
-    *out = (int64_t)json_real_value(v);
-    return MB_OK;
-  }
   return MB_ERR(MB_EFORMAT, "%s: field '%s' must be an integer", j->path, key);
 }
 
@@ -209,9 +225,12 @@ static int parse_labels(json_t *root, const char *path, mb_model_config *c, int 
   json_t *id2 = json_object_get(root, "id2label");
   int n = -1;
   if (nl && !json_is_null(nl)) {
-    if (!json_is_integer(nl))
+    int64_t v;
+    if (!mb_json_int(nl, &v))
       return MB_ERR(MB_EFORMAT, "%s: field 'num_labels' must be an integer", path);
-    n = (int)json_integer_value(nl);
+    if (v < 1 || v > MB_MODEL_MAX_LABELS)
+      return MB_ERR(MB_EFORMAT, "%s: num_labels %lld: expected 1..%d", path, (long long)v, MB_MODEL_MAX_LABELS);
+    n = (int)v;
   }
   if (id2 && !json_is_null(id2)) {
     if (!json_is_object(id2))
@@ -300,9 +319,8 @@ static int parse_ssm_cfg(json_t *s, const char *path, mb_mamba_config *m, int64_
                  : !strcmp(key, "dt_init_floor") ? &m->dt_init_floor
                                                  : NULL;
     if (iv) {
-      if (!json_is_integer(v))
+      if (!mb_json_int(v, iv))
         return MB_ERR(MB_EFORMAT, "%s: ssm_cfg.%s must be an integer", path, key);
-      *iv = json_integer_value(v);
     } else if (dv) {
       if (!json_is_number(v))
         return MB_ERR(MB_EFORMAT, "%s: ssm_cfg.%s must be a number", path, key);
@@ -310,9 +328,7 @@ static int parse_ssm_cfg(json_t *s, const char *path, mb_mamba_config *m, int64_
     } else if (!strcmp(key, "dt_rank")) {
       if (json_is_string(v) && !strcmp(json_string_value(v), "auto"))
         *dt_rank = 0;
-      else if (json_is_integer(v) && json_integer_value(v) >= 1)
-        *dt_rank = json_integer_value(v);
-      else
+      else if (!mb_json_int(v, dt_rank) || *dt_rank < 1)
         return MB_ERR(MB_EFORMAT, "%s: ssm_cfg.dt_rank must be \"auto\" or a positive integer", path);
     } else if (!strcmp(key, "dt_init")) {
       const char *s2 = json_is_string(v) ? json_string_value(v) : "";
@@ -388,9 +404,8 @@ static int parse_hf_mamba(const jcfg *j, mb_model_config *c) {
   int64_t dt_rank = 0;
   json_t *r = json_object_get(j->root, "time_step_rank");
   if (r && !json_is_null(r) && !(json_is_string(r) && !strcmp(json_string_value(r), "auto"))) {
-    if (!json_is_integer(r) || json_integer_value(r) < 1)
+    if (!mb_json_int(r, &dt_rank) || dt_rank < 1)
       return MB_ERR(MB_EFORMAT, "%s: time_step_rank must be \"auto\" or a positive integer", j->path);
-    dt_rank = json_integer_value(r);
   }
   /* HF's vocab_size is the embedding's row count: no padding on top. */
   m->pad_vocab_size_multiple = m->vocab_size_config % 8 == 0 ? 8 : 1;
@@ -405,10 +420,8 @@ static int parse_hf_mamba(const jcfg *j, mb_model_config *c) {
 }
 
 int mb_model_config_parse_ex(const char *text, const char *path, mb_model_config *out, int *num_labels_given) {
-  json_error_t jerr;
-  json_t *root = json_loads(text, 0, &jerr);
-  if (!root)
-    return MB_ERR(MB_EFORMAT, "%s: line %d, column %d: invalid JSON: %s", path, jerr.line, jerr.column, jerr.text);
+  json_t *root;
+  MB_TRY(mb_hf_json_parse(text, path, &root));
   int rc = MB_OK, given = 0;
   jcfg j = {root, path};
   if (!json_is_object(root)) {
@@ -467,10 +480,8 @@ int mb_model_config_load(const char *path, mb_model_config *out) {
 
 /* classifier.json next to a mamba_ssm config: what MambaConfig cannot hold. */
 int mb_mamba_classifier_parse(const char *text, const char *path, mb_model_config *c, int *have_labels) {
-  json_error_t jerr;
-  json_t *root = json_loads(text, 0, &jerr);
-  if (!root)
-    return MB_ERR(MB_EFORMAT, "%s: line %d, column %d: invalid JSON: %s", path, jerr.line, jerr.column, jerr.text);
+  json_t *root;
+  MB_TRY(mb_hf_json_parse(text, path, &root));
   int rc = MB_OK;
   if (!json_is_object(root)) {
     rc = MB_ERR(MB_EFORMAT, "%s: expected a JSON object", path);

@@ -296,7 +296,18 @@ static int open_weights(const char *dir, weight_set *w) {
 
 /* ---- tokenizer files --------------------------------------------------------------- */
 
-/* do_lower_case / strip_accents of a tokenizer_config.json, if present. */
+int mb_model_dir_tokenizer(const char *dir, char *path, size_t cap) {
+  char p[PATH_CAP];
+  mb_model_config cfg;
+  MB_TRY(mb_path_join(p, sizeof p, dir, "config.json"));
+  MB_TRY(mb_model_config_load(p, &cfg));
+  /* HF BERT folders also ship a tokenizer.json (fast tokenizer) that the
+   * BPE reader cannot read: the architecture decides, not what is there */
+  return mb_path_join(path, cap, dir, cfg.arch == MB_ARCH_BERT ? "vocab.txt" : "tokenizer.json");
+}
+
+/* do_lower_case / strip_accents of a tokenizer_config.json, if present
+ * (model_max_length, 1e30 for "no limit", is not read: data.max_length rules). */
 static int read_tokenizer_config(const char *dir, mb_model *m) {
   char p[PATH_CAP];
   MB_TRY(mb_path_join(p, sizeof p, dir, "tokenizer_config.json"));
@@ -305,11 +316,10 @@ static int read_tokenizer_config(const char *dir, mb_model *m) {
   char *text;
   size_t n;
   MB_TRY(mb_read_file(p, 64u << 20, &text, &n));
-  json_error_t jerr;
-  json_t *root = json_loads(text, 0, &jerr);
+  json_t *root;
+  int rc = mb_hf_json_parse(text, p, &root);
   free(text);
-  if (!root)
-    return MB_ERR(MB_EFORMAT, "%s: line %d: invalid JSON: %s", p, jerr.line, jerr.text);
+  MB_TRY(rc);
   json_t *v = json_object_get(root, "do_lower_case");
   if (json_is_boolean(v))
     m->do_lower_case = json_is_true(v);
@@ -371,6 +381,8 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
     }
     if (opts.pooling == MB_POOL_MEAN || opts.pooling == MB_POOL_MASKED_MEAN)
       cfg.mamba.pooling = (mb_pooling)opts.pooling;
+  } else {
+    cfg.bert.attn_dropout_exact = opts.attn_dropout_exact;
   }
 
   /* 2. the weights: map every tensor to a canonical name */
@@ -505,7 +517,7 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
   if (opts.tokenizer_path)
     snprintf(tok, sizeof tok, "%s", opts.tokenizer_path);
   else {
-    if ((rc = mb_path_join(tok, sizeof tok, dir, cfg.arch == MB_ARCH_BERT ? "vocab.txt" : "tokenizer.json")) != MB_OK)
+    if ((rc = mb_model_dir_tokenizer(dir, tok, sizeof tok)) != MB_OK)
       goto done_src;
     if (!mb_file_exists(tok))
       tok[0] = 0;

@@ -176,6 +176,8 @@ typedef struct {
   int num_labels;
   /* Override the Mamba pooling: -1 keep (config or the reference's mean). */
   int pooling;
+  /* BERT: mb_bert_config.attn_dropout_exact (mambert's switch, not in config.json). */
+  int attn_dropout_exact;
 } mb_model_load_opts;
 
 /* Load dir/config.json, the weights (model.safetensors, or the shards of
@@ -190,6 +192,12 @@ typedef struct {
  * tokenizer whose vocabulary is larger than the embedding is an error too.
  * All of it before any compute. opts may be NULL (strict). */
 int mb_model_load(const char *dir, const mb_model_load_opts *opts, mb_backend *be, mb_model **out) MB_NODISCARD;
+
+/* The tokenizer file a model directory's architecture reads, by its
+ * config.json (any of the three forms): dir/vocab.txt for BERT,
+ * dir/tokenizer.json for Mamba, whichever else the directory holds (HF BERT
+ * folders ship both). Only the name: the file may not exist. */
+int mb_model_dir_tokenizer(const char *dir, char *path, size_t cap) MB_NODISCARD;
 
 /* Write an HF-style directory, atomically (a temporary sibling directory,
  * renamed into place; an existing dir is replaced only after the new one is

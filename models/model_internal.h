@@ -4,6 +4,7 @@
 #ifndef MB_MODELS_MODEL_INTERNAL_H
 #define MB_MODELS_MODEL_INTERNAL_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "models/model.h"
@@ -71,6 +72,14 @@ char *mb_model_config_json(const mb_model_config *c);     /* config.json; free()
 char *mb_mamba_classifier_json(const mb_model_config *c); /* classifier.json; free() */
 /* Read classifier.json (num_labels, id2label, pooling) into c. */
 int mb_mamba_classifier_parse(const char *text, const char *path, mb_model_config *c, int *have_labels) MB_NODISCARD;
+
+/* Parse the text of a Hugging Face JSON file (config.json,
+ * tokenizer_config.json, classifier.json) with every number read as a
+ * double: transformers writes integers no int64 holds (model_max_length
+ * 1e30 = "no limit"). Read integer fields with mb_json_int. */
+int mb_hf_json_parse(const char *text, const char *path, json_t **out) MB_NODISCARD;
+/* 1 and *out when v is an integer (or an integral number below 1e15). */
+int mb_json_int(const json_t *v, int64_t *out);
 
 /* Sets *num_labels_given when config.json names num_labels / id2label. */
 int mb_model_config_parse_ex(const char *text, const char *path, mb_model_config *out,

@@ -3,7 +3,7 @@
 on the IMDB and NSMC test sets, for bench/bench_tokenizer.c to compare with.
 
 Run from the repository root (tokenizers 0.23.3), then the C bench:
-  /work/venv/bin/python tools/bench_hf_tokenizer.py --out /tmp/hf_bench.json
+  python tools/bench_hf_tokenizer.py --out /tmp/hf_bench.json
   build/bench_tokenizer --hf /tmp/hf_bench.json --json /tmp/bench_tokenizer.json
 Single thread: RAYON_NUM_THREADS=1 is set before tokenizers is imported, so
 encode_batch runs on one thread too. Texts are read exactly as the C side

@@ -3,7 +3,7 @@
 the GPU machine in the same tools/gpu_check.sh run, with the same shapes and
 protocols, so tools/gpu_report.py can print ratios:
 
-  mlp    the study's MLP (SEED-STUDY.md section 1): Linear 256-512, ReLU,
+  mlp    the study's MLP (../shared/SEED-STUDY.md section 1): Linear 256-512, ReLU,
          512-512, ReLU, 512-10, batch 128, f32; 10 warm-up then 100 timed
          forward passes with torch.cuda.synchronize() before and after, median
          of 5; eager and torch.compile(mode="reduce-overhead");

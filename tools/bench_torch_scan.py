@@ -332,7 +332,7 @@ def main():
     ap.add_argument("--dim", type=int, default=1536)
     ap.add_argument("--dstate", type=int, default=16)
     ap.add_argument("--dtype", dest="dtype_name", default="bf16", choices=["bf16", "f16", "f32"])
-    ap.add_argument("--min-len", type=int, default=256)
+    ap.add_argument("--min-len", type=int, default=256, help="first L (256; at most --max-len: lowered to it)")
     ap.add_argument("--max-len", type=int, default=65536)
     ap.add_argument("--budget", type=float, default=100.0, help="seconds for both methods together")
     ap.add_argument("--merge", nargs=2, metavar=("MAMBERT_JSON", "TORCH_JSON"))
@@ -340,6 +340,9 @@ def main():
     ap.add_argument("--summary", metavar="TEXT", help="with --write: a text file to include")
     ap.add_argument("--check-dump", metavar="SAFETENSORS")
     args = ap.parse_args()
+    if args.min_len < 1 or args.max_len < 1:
+        ap.error("--min-len and --max-len must be >= 1")
+    args.min_len = min(args.min_len, args.max_len)  # a short --max-len alone must still measure something
     if args.check_dump:
         return check_dump(args.check_dump, args.device if torch.cuda.is_available() else "cpu")
     if args.merge:

@@ -2,7 +2,7 @@
 """Check that mambert's exports load in Python and give mambert's logits.
 
 Run from the repository root after building:
-    /work/venv/bin/python tools/check_export.py [--mambert build/mambert] [--n 16]
+    python tools/check_export.py [--mambert build/mambert] [--n 16]
 (torch 2.15.0, transformers 5.24.0; offline). For each case it writes an
 export with `mambert export`, labels N real reviews with
 `mambert predict --json` (each review alone: packed batches), loads the
@@ -92,9 +92,9 @@ def check_mamba(binary, export, texts, tmp):
     with torch.no_grad():
         alone, counts = [], []
         for t in texts:
-            ids = tok(t, return_tensors="pt")["input_ids"]
-            counts.append(ids.shape[1])
-            alone.append(model(ids)[0].double())
+            enc = tok(t, return_tensors="pt")
+            counts.append(enc["input_ids"].shape[1])
+            alone.append(model(enc["input_ids"], enc["attention_mask"])[0].double())
     return z, ntok, counts, {"alone": torch.stack(alone)}
 
 

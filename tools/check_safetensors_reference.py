@@ -6,7 +6,7 @@ and that the reference writer, given the same tensors, writes the same header
 same data bytes.
 
 Run from the repository root:
-    /work/venv/bin/python tools/check_safetensors_reference.py \
+    python tools/check_safetensors_reference.py \
         [tests/fixtures/safetensors/mambert_written.safetensors]
 (checked with safetensors 0.8.0, torch 2.15.0 CPU). The default file is
 written by tests/runtime/test_safetensors.c (MAMBERT_REGEN_FIXTURES=1); the

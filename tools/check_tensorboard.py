@@ -9,8 +9,8 @@ first, that each (tag, step) in the event files equals the JSON line's value
 (to float32 precision), and that after a resume (SessionLog START) the
 steps TensorBoard keeps are exactly those of metrics.jsonl.
 
-Run with the project's tools venv (tensorboard installed there):
-    /work/venv/bin/python tools/check_tensorboard.py runs/demo-bert
+Run with a Python that has tensorboard (a virtual environment outside the repo):
+    python tools/check_tensorboard.py runs/demo-bert
 Exit 0 when everything matches; prints a summary per run directory."""
 import glob
 import json

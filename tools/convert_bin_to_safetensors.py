@@ -2,12 +2,12 @@
 """Convert a PyTorch checkpoint (pytorch_model.bin) into model.safetensors,
 the only weight format mambert reads.
 
-The reference checkpoints ship .bin files only (MODELS.md):
+The reference checkpoints ship .bin files only (../shared/MODELS.md):
 textattack/bert-base-uncased-imdb (a legacy, pre-zip pickle from 2020),
 WhitePeak/bert-base-cased-Korean-sentiment, trinhxuankhai/mamba_text_
 classification and state-spaces/mamba-130m. Run this once per checkpoint:
 
-    /work/venv/bin/python tools/convert_bin_to_safetensors.py SRC OUT_DIR [options]
+    python tools/convert_bin_to_safetensors.py SRC OUT_DIR [options]
 
 SRC is a directory holding pytorch_model.bin (or the shards listed by
 pytorch_model.bin.index.json) or a .bin file itself. OUT_DIR receives
@@ -28,8 +28,11 @@ What it does to the tensors:
 Names are kept as they are (mambert maps the known variants itself).
 
 Options:
-  --tokenizer FILE   also copy FILE into OUT_DIR (e.g. gpt-neox-20b's
-                     tokenizer.json for the Mamba checkpoints, which ship none)
+  --tokenizer FILE   also copy FILE into OUT_DIR under the name mambert looks
+                     for: tokenizer.json (a .json tokenizer, e.g.
+                     data/vocab/gpt-neox-20b-tokenizer.json for the Mamba
+                     checkpoints, which ship none) or vocab.txt (a .txt
+                     WordPiece vocabulary)
   --dtype float32    upcast floating tensors
 Tested with torch 2.15.0 and safetensors 0.8.0 (tests: see the end of
 models/README.md).
@@ -72,7 +75,18 @@ def bin_files(src):
     return [path], src
 
 
+def tokenizer_name(path):
+    """The name mambert reads a tokenizer file under in a model directory."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".json":
+        return "tokenizer.json"
+    if ext == ".txt":
+        return "vocab.txt"
+    raise SystemExit(f"--tokenizer {path}: expected a tokenizer .json or a vocab .txt")
+
+
 def convert(src, out, tokenizer=None, dtype=None):
+    tok_name = tokenizer_name(tokenizer) if tokenizer else None  # before any work
     files, src_dir = bin_files(src)
     merged, dropped = {}, []
     for path in files:
@@ -109,8 +123,8 @@ def convert(src, out, tokenizer=None, dtype=None):
             shutil.copyfile(p, os.path.join(out, f))
             copied.append(f)
     if tokenizer:
-        shutil.copyfile(tokenizer, os.path.join(out, os.path.basename(tokenizer)))
-        copied.append(os.path.basename(tokenizer))
+        shutil.copyfile(tokenizer, os.path.join(out, tok_name))
+        copied.append(f"{tokenizer} as {tok_name}")
     n = sum(t.numel() for t in tensors.values())
     print(f"wrote {target}: {len(tensors)} tensors, {n:,} values"
           f"{f', {shared} shared tensors cloned' if shared else ''}")
@@ -125,7 +139,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("src", help="directory with pytorch_model.bin (or its shards), or a .bin file")
     ap.add_argument("out", help="output directory")
-    ap.add_argument("--tokenizer", help="a tokenizer file to copy along")
+    ap.add_argument("--tokenizer", help="a tokenizer file to copy along, as tokenizer.json (.json) or vocab.txt (.txt)")
     ap.add_argument("--dtype", choices=["float32"], help="upcast floating tensors")
     a = ap.parse_args()
     convert(a.src, a.out, a.tokenizer, torch.float32 if a.dtype == "float32" else None)

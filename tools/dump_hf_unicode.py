@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """dump_hf_unicode.py: how Hugging Face `tokenizers` treats every code point.
 
-Run: /work/venv/bin/python tools/dump_hf_unicode.py > /tmp/hf_unicode.tsv
+Run: python tools/dump_hf_unicode.py > /tmp/hf_unicode.tsv
 (tokenizers 0.23.3), then
   python3 tools/dump_hf_unicode.py --rle tests/tokenizer/fixtures/hf_unicode.txt.gz < /tmp/hf_unicode.tsv Used once to find where the Rust crate's Unicode tables
 (unicode_categories, unicode-normalization-alignments, onig, Rust std) differ

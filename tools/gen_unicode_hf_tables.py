@@ -3,7 +3,7 @@
 where Hugging Face `tokenizers` (Rust) and utf8proc/PCRE2 disagree.
 
 Run (tokenizers 0.23.3, utf8proc 2.8.0, PCRE2 10.42):
-  /work/venv/bin/python tools/dump_hf_unicode.py > /tmp/hf.tsv
+  python tools/dump_hf_unicode.py > /tmp/hf.tsv
   # build with an empty data/unicode_hf_tables.h (git show the placeholder) first, then
   build/tok_dump_unicode <gpt-neox-20b-tokenizer.json> > /tmp/ours_raw.tsv
   python3 tools/gen_unicode_hf_tables.py /tmp/hf.tsv /tmp/ours_raw.tsv > data/unicode_hf_tables.h

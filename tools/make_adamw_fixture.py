@@ -3,7 +3,7 @@
 tests/autograd/test_optim.c.
 
 How it was run (from the repository root):
-    /work/venv/bin/python tools/make_adamw_fixture.py tests/fixtures/autograd/optim.json
+    python tools/make_adamw_fixture.py tests/fixtures/autograd/optim.json
 
 What it records, all in float32 on the CPU:
   * AdamW (torch.optim.AdamW; lr 1e-2, betas (0.9, 0.999), eps 1e-8,

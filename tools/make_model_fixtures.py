@@ -3,7 +3,7 @@
 (tests/models/test_parity.c).
 
 Run from the repository root:
-    HF_HUB_OFFLINE=1 /work/venv/bin/python tools/make_model_fixtures.py
+    HF_HUB_OFFLINE=1 python tools/make_model_fixtures.py
 (made with torch 2.15.0 CPU, transformers 5.24.0, tokenizers 0.23.3,
 safetensors 0.8.0). Deterministic (fixed seeds).
 
@@ -38,7 +38,7 @@ BERT: transformers' BertForSequenceClassification, eager attention, eval
 mode (no dropout); loss = cross-entropy mean.
 Mamba: transformers' MambaModel on CPU (its slow path, sequential scan; in
 float64 its few internal .float() casts keep dB*u in f32), no attention
-mask passed (the reference classifier ignores it), then as MODELS.md 4.4:
+mask passed (the reference classifier ignores it), then as ../shared/MODELS.md 4.4:
 logits = head(mean over ALL L positions of the final RMSNorm output). The
 script cross-checks that against a direct implementation of MODELS.md 4.2-4.3
 (selective_scan_ref semantics) in float64.

@@ -3,7 +3,7 @@
 tests/runtime/test_safetensors.c to read.
 
 Run from the repository root:
-    /work/venv/bin/python tools/make_safetensors_fixture.py
+    python tools/make_safetensors_fixture.py
 (made with safetensors 0.8.0, torch 2.15.0 CPU). Writes
     tests/fixtures/safetensors/reference.safetensors
         every dtype mambert has (F64 F32 BF16 F16 F8_E4M3 F8_E5M2 I64 I32 I16

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """make_samples.py: the small balanced samples of IMDB and NSMC shipped in
-data/samples/ (for the demo and the tests; no network, no /work/shared needed).
+data/samples/ (for the demo and the tests; no network, no ../shared/data needed).
 
 Rule (data/samples/README.md): for each data set, split and label, order the
 rows by sha256("<dataset>/<split>/<id>") (hex, ascending) and keep the first

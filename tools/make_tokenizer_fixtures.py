@@ -3,7 +3,7 @@
 C tokenizers' parity tests (tests/tokenizer).
 
 Run from the repository root (tokenizers 0.23.3, transformers 5.24.0):
-  /work/venv/bin/python tools/make_tokenizer_fixtures.py [--data ../shared/data] [--no-train]
+  python tools/make_tokenizer_fixtures.py [--data ../shared/data] [--no-train]
 Writes tests/tokenizer/fixtures/:
   edge_cases.json       hand-written texts; ids with special tokens, ids
                         truncated to max_length 8, and the decoded text

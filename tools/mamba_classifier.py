@@ -3,7 +3,7 @@
 trinhxuankhai/mamba_text_classification, after convert_bin_to_safetensors.py)
 with transformers alone: transformers' MambaModel as the backbone (its CPU
 path works without mamba_ssm or CUDA) plus the reference head
-(MODELS.md 4.4).
+(../shared/MODELS.md 4.4).
 
 The reference classifier's own class, MambaTextClassification, is tutorial
 code on top of mamba_ssm (CUDA only) and is not in transformers. Its
@@ -18,12 +18,12 @@ Usage as a library:
     import sys; sys.path.insert(0, "tools")
     from mamba_classifier import MambaTextClassifier
     model, tok = MambaTextClassifier.from_pretrained("exports/imdb-mamba")
-    enc = tok(["a great movie"], return_tensors="pt")
-    logits = model(enc["input_ids"])            # mean over all positions
+    enc = tok(["a great movie", "dull"], return_tensors="pt", padding=True)
+    logits = model(enc["input_ids"], enc["attention_mask"])  # the mask: masked_mean pooling needs it
 
 Usage from the shell:
-    /work/venv/bin/python tools/mamba_classifier.py DIR "text" ...   # label and probability
-    /work/venv/bin/python tools/mamba_classifier.py DIR --write-bin  # DIR/pytorch_model.bin
+    python tools/mamba_classifier.py DIR "text" ...   # label and probability
+    python tools/mamba_classifier.py DIR --write-bin  # DIR/pytorch_model.bin
 
 Files read: DIR/config.json (mamba_ssm MambaConfig form, or HF MambaConfig),
 DIR/classifier.json (num_labels, id2label, pooling; optional: else 2 labels
@@ -75,10 +75,15 @@ class MambaTextClassifier(torch.nn.Module):
         self.id2label = id2label or {i: f"LABEL_{i}" for i in range(num_labels)}
 
     def forward(self, input_ids, attention_mask=None):
+        # without a mask, padding would be averaged in silently: the token ids
+        # cannot tell it (the pad id is <|endoftext|>, which texts may hold)
+        if self.pooling == "masked_mean" and attention_mask is None:
+            raise ValueError("this classifier pools with masked_mean (classifier.json): pass attention_mask, "
+                             "e.g. model(enc[\"input_ids\"], enc[\"attention_mask\"])")
         # no mask into the backbone: the reference ignores it (right padding
         # cannot reach earlier positions of a causal model anyway)
         h = self.backbone(input_ids=input_ids).last_hidden_state
-        if self.pooling == "masked_mean" and attention_mask is not None:
+        if self.pooling == "masked_mean":
             m = attention_mask.to(h.dtype).unsqueeze(-1)
             pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
         else:
@@ -139,8 +144,8 @@ def main():
         return
     with torch.no_grad():
         for text in sys.argv[2:]:
-            ids = tok(text, return_tensors="pt")["input_ids"]
-            p = torch.softmax(model(ids)[0].double(), -1)
+            enc = tok(text, return_tensors="pt")
+            p = torch.softmax(model(enc["input_ids"], enc["attention_mask"])[0].double(), -1)
             k = int(p.argmax())
             print(f"{model.id2label.get(k, f'LABEL_{k}')}\t{p[k]:.4f}\t{text[:60]}")
 

@@ -3,13 +3,13 @@
 tokenizer for every IMDB and NSMC review, as compact hashes for tests/shards.
 
 The reference reads NSMC with pandas.read_csv(path, sep='\\t') (default CSV
-quoting) and IMDB with quoting=csv.QUOTE_NONE (SOURCES.md). For every row we
+quoting) and IMDB with quoting=csv.QUOTE_NONE (../shared/SOURCES.md). For every row we
 serialise  f"{id}\\t{label}\\t{text}\\n"  (text "" where pandas gives NaN: the
 empty documents) and record the sha256 of all rows and of each block of 5,000
 rows (to find a mismatch quickly), the counts, and a few rows in full.
 
-Run (pandas 3.1.1 in /work/venv, from the repository root):
-  /work/venv/bin/python tools/pandas_text_reference.py ../shared/data \
+Run (a Python with pandas 3.1.1, from the repository root):
+  python tools/pandas_text_reference.py ../shared/data \
       > tests/shards/fixtures/pandas_text.json
 """
 import csv

@@ -16,7 +16,17 @@ Needs `tokenizers` (a virtual environment outside the repo); mambert loads
 the result with no Python:
 
   python tools/train_wordpiece_vocab.py ../shared/data/nsmc/ratings_train.txt.gz \\
-      --vocab-size 16000 --out data/vocab/nsmc-wordpiece-cased-16k-vocab.txt
+      --vocab-size 16000 --out runs/vocab/nsmc-wordpiece-cased-16k-vocab.txt
+
+Not reproducible to the byte: tokenizers' trainer seeds its hash maps per
+process (threads do not matter: TOKENIZERS_PARALLELISM=false changes
+nothing), so characters and merges of equal count are ordered differently on
+each run. Two runs (and a run and the shipped
+data/vocab/nsmc-wordpiece-cased-16k-vocab.txt, sha256 eed47628...) share all
+but about 10 of the 16,000 tokens, with the same coverage ([UNK] 0.00%,
+16.0 tokens per review), in another order, so other ids: a model trained
+with one vocabulary needs that file. An existing --out is kept unless
+--force.
 """
 import argparse
 import gzip
@@ -32,10 +42,17 @@ def main():
     ap.add_argument("train", help="training split (.txt/.tsv, optionally .gz)")
     ap.add_argument("--vocab-size", type=int, default=16000)
     ap.add_argument("--min-frequency", type=int, default=2)
-    ap.add_argument("--out", required=True, help="vocab.txt to write; its name should contain 'cased'")
+    ap.add_argument("--out", required=True, help="vocab.txt to write (its directory is created); its name should "
+                    "contain 'cased'")
+    ap.add_argument("--force", action="store_true", help="replace an existing --out (a shipped vocabulary: models "
+                    "trained with it need its ids)")
     a = ap.parse_args()
     if "cased" not in os.path.basename(a.out) or "uncased" in os.path.basename(a.out):
         ap.error("--out: the file name must say 'cased' (mambert infers the casing from it)")
+    if os.path.exists(a.out) and not a.force:
+        ap.error(f"--out {a.out} exists: give another path, or --force to replace it (a rerun does not reproduce "
+                 "a vocabulary byte for byte, and models trained with it need its ids)")
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     from tokenizers import BertWordPieceTokenizer
 
     texts, _ = load(a.train)

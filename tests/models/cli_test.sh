@@ -41,6 +41,20 @@ expect 0 "^exported" -- export --model "$fx" --out "$tmp/exp"
 "$bin" predict --model "$tmp/exp" --json --file "$tmp/in.txt" > "$tmp/e.json" 2>/dev/null
 if [ -s "$tmp/a.json" ] && cmp -s "$tmp/a.json" "$tmp/e.json"; then echo "ok: export predicts identically"
 else echo "FAIL: export predicts differently"; diff "$tmp/a.json" "$tmp/e.json"; fail=1; fi
+# a Hugging Face BERT folder (bert-base-uncased's files): vocab.txt beside a
+# tokenizer.json mambert's BPE reader cannot read, and transformers'
+# model_max_length "no limit" (1e30, beyond int64): it predicts as the fixture
+if [ -f "$fx/vocab.txt" ]; then
+  cp -r "$fx" "$tmp/hf"
+  echo '{"version": "1.0", "normalizer": {"type": "BertNormalizer"}, "model": {"type": "WordPiece", "vocab": {}}}' \
+    > "$tmp/hf/tokenizer.json"
+  echo '{"do_lower_case": true, "model_max_length": 1000000000000000019884624838656}' > "$tmp/hf/tokenizer_config.json"
+  "$bin" predict --model "$tmp/hf" --json --file "$tmp/in.txt" > "$tmp/hf.json" 2> "$tmp/hf.log"
+  if [ -s "$tmp/hf.json" ] && cmp -s "$tmp/a.json" "$tmp/hf.json"; then
+    echo "ok: an HF folder with tokenizer.json predicts"
+  else echo "FAIL: the HF folder does not predict as the fixture"; cat "$tmp/hf.log"; fail=1; fi
+  expect 0 "^LABEL_[01]	" -- predict --model "$tmp/hf" --tokenizer "$fx/vocab.txt" "a great movie"
+fi
 # random initialisation from the fixture's config
 expect 0 "random initialisation" -- export --config "$fx/config.json" --seed 7 --out "$tmp/rnd"
 expect 0 "LABEL_" -- predict --model "$tmp/rnd" --tokenizer "$(ls "$fx"/vocab.txt "$fx"/tokenizer.json 2>/dev/null | head -1)" "hello"

@@ -149,5 +149,22 @@ YAML
   if grep -qE 'hidden_size|position_init|"data/' "$tmp/ft2/config.yaml"; then
     echo "FAIL: $tmp/ft2/config.yaml keeps a from-scratch key or a relative path"; fail=1
   fi
+  # the note on attention dropout names the key that applies it
+  expect 0 "attention_probs_dropout_prob 0.1 ignored; set model.attention_dropout_exact: true" -- \
+    train "$tmp/bert.yaml" --run-dir "$tmp/note"
+  # an HF BERT folder (vocab.txt beside the fast tokenizer's tokenizer.json, transformers'
+  # model_max_length "no limit" = 1e30) fine-tunes with its vocab.txt, with exact attention dropout
+  cp -r "$tmp/bert/model" "$tmp/hf"
+  echo '{"version": "1.0", "normalizer": {"type": "BertNormalizer"}, "model": {"type": "WordPiece", "vocab": {}}}' \
+    > "$tmp/hf/tokenizer.json"
+  echo '{"do_lower_case": true, "model_max_length": 1000000000000000019884624838656}' > "$tmp/hf/tokenizer_config.json"
+  "$bin" train "$tmp/bert.yaml" --set model.checkpoint="$tmp/hf" --set model.arch= --set tokenizer= \
+    --set model.attention_dropout_exact=true --run-dir "$tmp/ft3" > "$tmp/ft3.log" 2>&1
+  if [ $? -eq 0 ] && grep -q "done: " "$tmp/ft3.log" && ! grep -q "dropout_prob 0.1 ignored" "$tmp/ft3.log" &&
+     grep -q "attention_dropout_exact: true" "$tmp/ft3/config.yaml"; then
+    echo "ok: an HF BERT folder with tokenizer.json fine-tunes, with model.attention_dropout_exact"
+  else
+    echo "FAIL: fine-tuning the HF BERT folder"; tail -5 "$tmp/ft3.log"; fail=1
+  fi
 fi
 exit $fail

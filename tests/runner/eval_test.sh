@@ -69,6 +69,16 @@ check "trained accuracy ($acc) beats chance on balanced data" awk -v a="$acc" 'B
 check "sweep table rows" bash -c "grep -qE '^\| 32 \|' '$tmp/sweep/sweep.md' && grep -qE '^\| 128 \|' '$tmp/sweep/sweep.md'"
 check "sweep json has 3 ok points" test "$(grep -c '"status": "ok"' "$tmp/sweep/sweep.json")" -eq 3
 check "sweep svg is an svg with 2 panels" bash -c "head -2 '$tmp/sweep/sweep.svg' | grep -q '<svg' && grep -q 'Throughput' '$tmp/sweep/sweep.svg' && grep -q 'Peak memory' '$tmp/sweep/sweep.svg' && grep -c '<circle' '$tmp/sweep/sweep.svg' | grep -q '^6$'"
+# a sweep file (as experiments/sweep.yaml) takes --set overrides of its sweep: section
+printf 'sweep:\n  configs: [%s]\n  max_length: [128]\n  samples: 64\n  out: %s/sf-file\n' "$tmp/bow.yaml" "$tmp" \
+  > "$tmp/sweepfile.yaml"
+"$bin" eval "$tmp/sweepfile.yaml" --set 'sweep.max_length=[32,64]' --set sweep.samples=8 --set "sweep.out=$tmp/sf" \
+  --set eval.warmup=0 --set eval.repeats=1 > "$tmp/sf.log" 2>&1 ||
+  { echo "FAIL: sweep file"; cat "$tmp/sf.log"; fail=1; }
+check "a sweep file writes to --set sweep.out" test -s "$tmp/sf/sweep.json"
+lengths="$(grep -oE '^\| [0-9]+ \|' "$tmp/sf/sweep.md" 2>/dev/null | tr -dc '0-9\n' | paste -sd,)"
+check "at the lengths of --set sweep.max_length ($lengths)" test "$lengths" = "32,64"
+check "with --set sweep.samples per point" test "$(grep -c '"samples": 8,' "$tmp/sf/sweep.json")" -eq 2
 # a model.checkpoint directory that is not there is what gets reported (not its missing tokenizer)
 printf 'run:\n  name: gone\nmodel:\n  checkpoint: %s/no-such-model\ndata:\n  test: %s\n' \
   "$tmp" data/samples/imdb/test.tsv.gz > "$tmp/gone.yaml"

@@ -12,7 +12,10 @@
 #include <string.h>
 
 #include "experiments/config.h"
+#include "experiments/net.h"
+#include "kernels/cpu/cpu.h"
 #include "mambert_build_config.h"
+#include "models/model.h"
 #include "runtime/error.h"
 
 static const char *GOOD = "run:\n"
@@ -153,6 +156,8 @@ static void test_cross_checks(void **state) {
   expect_check_fails("model:\n  arch: mamba\n  num_heads: 4\n", "train",
                (const char *[]){"model.num_heads", "applies to bert models, not mamba", NULL});
   expect_check_fails("model:\n  arch: bert\n  d_state: 4\n", "train", (const char *[]){"model.d_state", "applies to mamba", NULL});
+  expect_check_fails("model:\n  arch: mamba\n  attention_dropout_exact: true\n", "train",
+                     (const char *[]){"model.attention_dropout_exact", "applies to bert models, not mamba", NULL});
   expect_check_fails("model:\n  checkpoint: ck\n  position_init: sinusoidal\ndata:\n  train: x\nrun:\n  dir: r\n", "train",
                (const char *[]){"model.position_init (set at t.yaml:3:18)", "the position embeddings are the checkpoint's",
                                 NULL});
@@ -170,6 +175,32 @@ static void test_cross_checks(void **state) {
   expect_check_fails("model:\n  arch: mamba\ntokenizer: t\nschedule:\n  warmup_steps: 3\n  warmup_ratio: 0.1\n", "eval",
                (const char *[]){"either warmup_steps or warmup_ratio", NULL});
   expect_check_fails("model:\n  arch: mamba\n  pooling: cls\ntokenizer: t\n", "eval", (const char *[]){"cls pooling", NULL});
+}
+
+/* model.attention_dropout_exact reaches the BERT model, from scratch and
+ * from a checkpoint (config.json cannot hold it); a Mamba checkpoint refuses it. */
+static void test_attention_dropout_exact(void **state) {
+  (void)state;
+  const char *texts[] = {"model:\n  arch: bert\n  hidden_size: 16\n  num_layers: 1\n  num_heads: 2\n",
+                         "model:\n  checkpoint: tests/fixtures/models/bert_tiny\n"};
+  for (int i = 0; i < 2; i++)
+    for (int exact = 0; exact < 2; exact++) {
+      mb_config_doc *d = load_text(texts[i], MB_OK);
+      assert_int_equal(mb_config_doc_set(d, exact ? "model.attention_dropout_exact=true" : "run.seed=1"), MB_OK);
+      mb_net *net;
+      if (mb_net_create(mb_config_doc_config(d), 100, 1, mb_cpu_backend(), &net) != MB_OK)
+        fail_msg("%s", mb_error_message());
+      assert_int_equal(mb_model_config_of(mb_net_model(net))->bert.attn_dropout_exact, exact);
+      mb_net_free(net);
+      mb_config_doc_free(d);
+    }
+  mb_config_doc *d =
+      load_text("model:\n  checkpoint: tests/fixtures/models/mamba_tiny\n  attention_dropout_exact: true\n", MB_OK);
+  mb_net *net = NULL;
+  assert_int_equal(mb_net_create(mb_config_doc_config(d), 100, 1, mb_cpu_backend(), &net), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "model.attention_dropout_exact applies to bert models"));
+  assert_null(net);
+  mb_config_doc_free(d);
 }
 
 static void test_resolved_round_trip(void **state) {
@@ -236,6 +267,7 @@ int main(void) {
       cmocka_unit_test(test_wrong_types),              cmocka_unit_test(test_ranges_duplicates_syntax),
       cmocka_unit_test(test_overrides),                cmocka_unit_test(test_cross_checks),
       cmocka_unit_test(test_resolved_round_trip),      cmocka_unit_test(test_shipped_configs_load),
+      cmocka_unit_test(test_attention_dropout_exact),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
