@@ -163,7 +163,6 @@ int mb_data_open(const char *spec, const char *split, const char *dataset, const
         if (rc == MB_OK) {
           MB_INFO("prepared %lld %s examples (%lld tokens) in %.1f s", (long long)pst.examples, split,
                   (long long)pst.tokens, pst.seconds);
-          mb_warn_unknown_tokens(&pst, mb_tokenizer_name(tok), split);
         }
         mb_tok_encoder_free(enc);
       }
@@ -182,6 +181,24 @@ int mb_data_open(const char *spec, const char *split, const char *dataset, const
   if (rc != MB_OK) {
     mb_shardset_free(s);
     return rc;
+  }
+  /* how much of it the vocabulary misses, counted on what was opened: every
+   * run that reads it hears it, the first (which prepared it) and the cached
+   * ones alike; once per process (the rank that may prepare) */
+  const mb_special_ids sp = mb_tokenizer_special_ids(tok);
+  if (may_prepare && mb_tokenizer_kind_of(tok) == MB_TOKENIZER_WORDPIECE && sp.unk >= 0) {
+    mb_prepare_stats st;
+    memset(&st, 0, sizeof st);
+    st.examples = s->n;
+    st.tokens = s->n_tokens;
+    for (int64_t i = 0; i < s->n; i++) {
+      int64_t u = 0;
+      for (int64_t t = s->offsets[i]; t < s->offsets[i + 1]; t++)
+        u += s->tokens[t] == sp.unk;
+      st.unk_tokens += u;
+      st.unk_examples += u > 0;
+    }
+    mb_warn_unknown_tokens(&st, mb_tokenizer_name(tok), split);
   }
   *out = s;
   return MB_OK;

@@ -83,6 +83,12 @@ expect 1 "$tmp/nope.tsv.gz: no such file" -- prepare --dataset imdb --input "$tm
 expect 1 "--resume $tmp/nope: no such run directory" -- train --resume "$tmp/nope"
 mkdir -p "$tmp/empty"
 expect 1 "--resume $tmp/empty: no config.yaml there" -- train --resume "$tmp/empty"
+# a vocabulary that misses the language: said on every run, the cached data's too
+for r in unk1 unk2; do
+  expect 0 "train data: .* of the tokens are \[UNK\]" -- train "$tmp/ok.yaml" --set data.dataset=nsmc \
+    --set data.train=data/samples/nsmc/ratings_train.txt.gz --set data.test=data/samples/nsmc/ratings_test.txt.gz \
+    --run-dir "$tmp/$r"
+done
 # shards made with another tokenizer
 "$bin" prepare -q --dataset imdb --input data/samples/imdb/test.tsv.gz --tokenizer data/vocab/gpt-neox-20b-tokenizer.json --out "$tmp/bpe-shards" >/dev/null
 expect 1 "made with tokenizer 'bpe'.*wordpiece-uncased" -- eval "$tmp/ok.yaml" --set data.test=$tmp/bpe-shards
