@@ -17,38 +17,15 @@
  * Threads: OMP_NUM_THREADS (OpenBLAS follows it); the peer uses the same. */
 #include <math.h>
 #include <omp.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 #include "autograd/autograd.h"
 #include "autograd/optim.h"
+#include "bench_batch.h"
+#include "bench_util.h"
 #include "kernels/cpu/blas_env.h"
 #include "kernels/cpu/cpu.h"
 #include "models/model.h"
 #include "runtime/alloc.h"
-#include "runtime/philox.h"
-
-#define CHECK(x)                                                                                        \
-  do {                                                                                                  \
-    int rc_ = (x);                                                                                      \
-    if (rc_ != MB_OK) {                                                                                 \
-      fprintf(stderr, "bench_cpu_train: %s failed: %s\n", #x, mb_error_message());                     \
-      exit(1);                                                                                          \
-    }                                                                                                   \
-  } while (0)
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 typedef struct {
   const char *name;
@@ -77,57 +54,6 @@ static mb_model_config config_of(const spec *s) {
   return c;
 }
 
-/* B rows of L random ordinary ids (BERT: [CLS] first), labels 0/1. */
-typedef struct {
-  mb_batch b;
-  int32_t *ids, *mask, *labels, *lengths;
-  int64_t *ex;
-} rand_batch;
-
-static void batch_new(rand_batch *t, const mb_model_config *c, int bert, int B, int L) {
-  memset(t, 0, sizeof *t);
-  const size_t n = (size_t)B * L;
-  t->ids = malloc(n * sizeof *t->ids);
-  t->mask = malloc(n * sizeof *t->mask);
-  t->labels = malloc((size_t)B * sizeof *t->labels);
-  t->lengths = malloc((size_t)B * sizeof *t->lengths);
-  t->ex = malloc((size_t)B * sizeof *t->ex);
-  uint32_t *w = malloc(n * sizeof *w);
-  if (!t->ids || !t->mask || !t->labels || !t->lengths || !t->ex || !w) {
-    fprintf(stderr, "bench_cpu_train: out of memory for a [%d, %d] batch\n", B, L);
-    exit(1);
-  }
-  mb_philox_fill_u32(7, 0, w, n);
-  const uint32_t V = (uint32_t)(bert ? c->bert.vocab_size : c->mamba.vocab_size_config);
-  for (size_t i = 0; i < n; i++) {
-    t->ids[i] = 1000 + (int32_t)(w[i] % (V - 1000));
-    t->mask[i] = 1;
-  }
-  for (int r = 0; r < B; r++) {
-    if (bert)
-      t->ids[(size_t)r * L] = 101;
-    t->labels[r] = (int32_t)(w[r] & 1);
-    t->lengths[r] = L;
-    t->ex[r] = r;
-  }
-  free(w);
-  t->b.mode = MB_BATCH_PADDED;
-  t->b.rows = B;
-  t->b.seq_len = L;
-  t->b.n_seqs = B;
-  t->b.n_tokens = (int64_t)n;
-  t->b.input_ids = t->ids;
-  t->b.attention_mask = t->mask;
-  t->b.labels = t->labels;
-  t->b.lengths = t->lengths;
-  t->b.example_ids = t->ex;
-  t->b.indices = t->ex;
-}
-
-static void batch_free(rand_batch *t) {
-  free(t->ids), free(t->mask), free(t->labels), free(t->lengths), free(t->ex);
-}
-
 typedef struct {
   double ms, ms_min;
   int runs;
@@ -141,64 +67,56 @@ static void time_program(mb_model *m, const mb_batch *b, int train, mb_optimizer
   memset(r, 0, sizeof *r);
   mb_backend *be = mb_cpu_backend();
   mb_graph *g;
-  CHECK(mb_graph_new(mb_model_params(m), &g));
+  BCHECK(mb_graph_new(mb_model_params(m), &g));
   mb_model_shape s = {0, b->rows, b->seq_len, train};
-  CHECK(mb_model_build_shape(m, g, &s));
+  BCHECK(mb_model_build_shape(m, g, &s));
   mb_compile_opts o;
   memset(&o, 0, sizeof o);
   o.train = train;
-  CHECK(mb_graph_compile(g, &o));
+  BCHECK(mb_graph_compile(g, &o));
   r->arena_mb = (double)mb_graph_plan_stats(g).arena_bytes / (1 << 20);
   mb_exec *ex;
-  CHECK(mb_exec_new(g, be, &ex));
-  CHECK(mb_model_feed(m, ex, b, (uint64_t[2]){1234, 0}));
+  BCHECK(mb_exec_new(g, be, &ex));
+  BCHECK(mb_model_feed(m, ex, b, (uint64_t[2]){1234, 0}));
   const mb_var drop_rng = mb_graph_find_input(g, "dropout_rng");
   float *logits = malloc(sizeof(float) * (size_t)b->rows * MB_MODEL_MAX_LABELS);
   double *times = malloc(sizeof(double) * (size_t)steps);
   for (int run = -3; run < steps; run++) {
     if (run == 0)
       mb_host_mem_reset_peak();
-    const double t0 = now_s();
+    const double t0 = bench_now();
     if (train) {
       uint64_t rng[2] = {1234, (uint64_t)(run + 3) << 32};
       if (mb_var_ok(drop_rng))
-        CHECK(mb_exec_set_input(ex, drop_rng, rng));
-      CHECK(mb_exec_forward(ex));
-      CHECK(mb_exec_backward(ex));
+        BCHECK(mb_exec_set_input(ex, drop_rng, rng));
+      BCHECK(mb_exec_forward(ex));
+      BCHECK(mb_exec_backward(ex));
       double norm, scale;
-      CHECK(mb_clip_grad_norm(mb_model_params(m), 1.0, &norm, &scale));
-      CHECK(mb_optimizer_step(opt, 2e-5, scale));
+      BCHECK(mb_clip_grad_norm(mb_model_params(m), 1.0, &norm, &scale));
+      BCHECK(mb_optimizer_step(opt, 2e-5, scale));
     } else {
-      CHECK(mb_exec_forward(ex));
-      CHECK(mb_model_read_logits(ex, logits));
+      BCHECK(mb_exec_forward(ex));
+      BCHECK(mb_model_read_logits(ex, logits));
     }
     if (run >= 0)
-      times[run] = now_s() - t0;
+      times[run] = bench_now() - t0;
   }
   r->peak_mb = (double)mb_host_mem_stats().peak / (1 << 20);
-  CHECK(mb_exec_get(ex, mb_model_loss(g), &r->loss));
+  BCHECK(mb_exec_get(ex, mb_model_loss(g), &r->loss));
   r->runs = steps;
-  qsort(times, (size_t)steps, sizeof *times, cmp_double);
+  r->ms = 1e3 * bench_median(times, steps); /* sorts times */
   r->ms_min = 1e3 * times[0];
-  r->ms = 1e3 * (steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]));
   free(times);
   free(logits);
   mb_exec_free(ex);
   mb_graph_free(g);
 }
 
-static const char *arg(int argc, char **argv, const char *name, const char *def) {
-  for (int i = 1; i + 1 < argc; i++)
-    if (strcmp(argv[i], name) == 0)
-      return argv[i + 1];
-  return def;
-}
-
 int main(int argc, char **argv) {
   mb_blas_env_fix(argc, argv);
-  const char *which = arg(argc, argv, "--models", "demo");
-  const int steps = atoi(arg(argc, argv, "--steps", "10"));
-  const char *json_path = arg(argc, argv, "--json", "bench_cpu_train.json");
+  const char *which = bench_arg(argc, argv, "--models", "demo");
+  const int steps = atoi(bench_arg(argc, argv, "--steps", "10"));
+  const char *json_path = bench_arg(argc, argv, "--json", "bench_cpu_train.json");
   const int demo = strcmp(which, "demo") == 0 || strcmp(which, "all") == 0;
   const int base = strcmp(which, "base") == 0 || strcmp(which, "all") == 0;
   if ((!demo && !base) || steps < 1) {
@@ -229,14 +147,14 @@ int main(int argc, char **argv) {
       continue;
     mb_model_config c = config_of(s);
     mb_model *m;
-    CHECK(mb_model_new(&c, NULL, mb_cpu_backend(), &m));
-    CHECK(mb_model_init_random(m, 42));
-    rand_batch rb;
-    batch_new(&rb, &c, s->bert, s->batch, s->seq);
+    BCHECK(mb_model_new(&c, NULL, mb_cpu_backend(), &m));
+    BCHECK(mb_model_init_random(m, 42));
+    bench_batch rb;
+    bench_batch_random(&rb, s->bert ? c.bert.vocab_size : c.mamba.vocab_size_config, s->bert, s->batch, s->seq, 7);
     mb_adamw_cfg ac = mb_adamw_defaults();
     ac.lr = 2e-5;
     mb_optimizer *opt;
-    CHECK(mb_optimizer_adamw(mb_model_params(m), &ac, &opt));
+    BCHECK(mb_optimizer_adamw(mb_model_params(m), &ac, &opt));
     for (int train = 1; train >= 0; train--) {
       result r;
       time_program(m, &rb.b, train, opt, steps, &r);
@@ -253,7 +171,7 @@ int main(int argc, char **argv) {
       fflush(stdout);
     }
     mb_optimizer_free(opt);
-    batch_free(&rb);
+    bench_batch_free(&rb);
     mb_model_free(m);
   }
   fprintf(js, "\n]}\n");

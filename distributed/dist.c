@@ -104,7 +104,11 @@ static int slurm_tasks_on_node(const char *spec, int node, int *out) {
   return MB_OK; /* node not listed: unknown */
 }
 
+static const char *real_getenv(void *ctx, const char *name);
+
 int mb_dist_detect_launch(mb_getenv_fn get, void *ctx, mb_launch_env *out) {
+  if (!get)
+    get = real_getenv;
   mb_launch_env e = {MB_LAUNCH_NONE, 0, 1, 0, 1, 0, 1};
   int rank, size, lrank, lsize, node, nnodes;
   if (get(ctx, "OMPI_COMM_WORLD_SIZE")) {
@@ -432,7 +436,7 @@ int mb_dist_init(const mb_dist_options *opt, mb_dist **out) {
   }
 
   mb_launch_env env;
-  MB_TRY(mb_dist_detect_launch(real_getenv, NULL, &env));
+  MB_TRY(mb_dist_detect_launch(NULL, NULL, &env));
 
   mb_dist *d = calloc(1, sizeof *d);
   if (!d)

@@ -76,9 +76,10 @@ typedef struct {
 /* getenv-like lookup, so tests can feed a fake environment. */
 typedef const char *(*mb_getenv_fn)(void *ctx, const char *name);
 
-/* Read the launcher variables. MB_EINVAL when a variable is present but not
- * a number or out of range (names the variable). A SLURM batch step (the
- * sbatch script itself, no srun) is reported as MB_LAUNCH_NONE. */
+/* Read the launcher variables (getenv_fn NULL: the process environment).
+ * MB_EINVAL when a variable is present but not a number or out of range
+ * (names the variable). A SLURM batch step (the sbatch script itself, no
+ * srun) is reported as MB_LAUNCH_NONE. */
 int mb_dist_detect_launch(mb_getenv_fn getenv_fn, void *ctx, mb_launch_env *out) MB_NODISCARD;
 
 /* Parse a duration: "60", "60s", "1.5m", "2h", "500ms". */

@@ -214,16 +214,11 @@ static void sort_lengths(int64_t *v, int *n) {
   *n = k;
 }
 
-static const char *env_lookup(void *ctx, const char *name) {
-  (void)ctx;
-  return getenv(name);
-}
-
 static int run_eval(int argc, char **argv) {
   /* one process: ranks would each evaluate everything and time it against
    * each other on the same cores (and write the same files) */
   mb_launch_env le;
-  if (mb_dist_detect_launch(env_lookup, NULL, &le) != MB_OK)
+  if (mb_dist_detect_launch(NULL, NULL, &le) != MB_OK)
     mb_error_clear();
   else if (le.world_size > 1)
     return mb_cli_usage_error(&mb_cmd_eval, "started as %d ranks by %s: eval runs as one process (its timings "

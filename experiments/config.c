@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <yaml.h>
 
 #include "mambert_build_config.h"
@@ -1082,18 +1081,10 @@ int mb_config_absolute_paths(mb_config *c) {
   } paths[] = {{"run.dir", c->run_dir},         {"model.checkpoint", c->model_checkpoint},
                {"tokenizer", c->tokenizer},     {"data.train", c->train_data},
                {"data.test", c->test_data},     {"data.cache_dir", c->cache_dir}};
-  char cwd[MB_CFG_PATH] = "";
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
-    if (!paths[i].v[0] || paths[i].v[0] == '/')
-      continue;
-    if (cwd[0] != '/' && !getcwd(cwd, sizeof cwd))
-      return MB_ERR(MB_EIO, "%s: cannot make %s absolute: the working directory: %s", paths[i].key, paths[i].v,
-                    strerror(errno));
-    char p[MB_CFG_PATH];
-    const int rc = mb_path_join(p, sizeof p, cwd, paths[i].v);
+    const int rc = paths[i].v[0] ? mb_path_absolute(paths[i].v, MB_CFG_PATH, paths[i].v) : MB_OK;
     if (rc != MB_OK)
       return mb_error_context(rc, "%s", paths[i].key);
-    memcpy(paths[i].v, p, sizeof p);
   }
   return MB_OK;
 }

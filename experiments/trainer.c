@@ -157,6 +157,21 @@ static int training_diff(const mb_config *saved, const mb_config *now, char *buf
   return n;
 }
 
+/* A run's saved config.yaml with its paths absolute (a run saved before they
+ * were meant this directory's); *out is NULL on failure. */
+static int load_saved_config(const char *path, const char *const *sets, int nsets, mb_config_doc **out) {
+  mb_config_doc *d;
+  *out = NULL;
+  MB_TRY(mb_config_load((const char *[]){path}, 1, sets, nsets, NULL, &d));
+  const int rc = mb_config_absolute_paths(mb_config_doc_config(d));
+  if (rc != MB_OK) {
+    mb_config_doc_free(d);
+    return rc;
+  }
+  *out = d;
+  return MB_OK;
+}
+
 static int load_config(trainer *t, const mb_train_args *a) {
   /* the run directory: --resume DIR, --run-dir, or the config's run.dir */
   mb_config_doc *given = NULL;
@@ -178,33 +193,24 @@ static int load_config(trainer *t, const mb_train_args *a) {
     mb_config_doc_free(given);
     return MB_ERR(MB_EINVAL, "no run directory: set run.dir in the config or pass --run-dir DIR");
   }
-  if (dir[0] == '/') {
-    snprintf(t->run_dir, sizeof t->run_dir, "%s", dir);
-  } else { /* absolute, as the saved config's paths: the hints to resume work from anywhere */
-    char cwd[MB_CFG_PATH];
-    int rc = getcwd(cwd, sizeof cwd) ? mb_path_join(t->run_dir, sizeof t->run_dir, cwd, dir)
-                                     : MB_ERR(MB_EIO, "%s: the working directory: %s", dir, strerror(errno));
-    if (rc != MB_OK) {
-      mb_config_doc_free(given);
-      return rc;
-    }
+  /* absolute, as the saved config's paths: the hints to resume work from anywhere */
+  int arc = mb_path_absolute(t->run_dir, sizeof t->run_dir, dir);
+  if (arc != MB_OK) {
+    mb_config_doc_free(given);
+    return arc;
   }
   char saved_path[1100];
   snprintf(saved_path, sizeof saved_path, "%s/config.yaml", t->run_dir);
   if (a->resume && mb_file_exists(saved_path)) {
     /* the saved, resolved config rules; a config given again must agree */
     mb_config_doc *saved;
-    int rc = mb_config_load((const char *[]){saved_path}, 1, a->sets, a->nsets, NULL, &saved);
-    if (rc == MB_OK) /* a run saved before its paths were: they meant this directory's */
-      rc = mb_config_absolute_paths(mb_config_doc_config(saved));
+    int rc = load_saved_config(saved_path, a->sets, a->nsets, &saved);
     if (rc != MB_OK) {
       mb_config_doc_free(given);
       return mb_error_context(rc, "resuming");
     }
     mb_config_doc *orig;
-    rc = mb_config_load((const char *[]){saved_path}, 1, NULL, 0, NULL, &orig);
-    if (rc == MB_OK)
-      rc = mb_config_absolute_paths(mb_config_doc_config(orig));
+    rc = load_saved_config(saved_path, NULL, 0, &orig);
     char diff[2048];
     if (rc == MB_OK && training_diff(mb_config_doc_config(orig), mb_config_doc_config(saved), diff, sizeof diff))
       rc = MB_ERR(MB_EINVAL,
@@ -733,9 +739,7 @@ static int restore_checkpoint(trainer *t, const char *dir) {
     char path[1200], diff[2048];
     snprintf(path, sizeof path, "%s/config.yaml", dir);
     mb_config_doc *ck;
-    int rc = mb_config_load((const char *[]){path}, 1, NULL, 0, NULL, &ck);
-    if (rc == MB_OK)
-      rc = mb_config_absolute_paths(mb_config_doc_config(ck));
+    int rc = load_saved_config(path, NULL, 0, &ck);
     if (rc != MB_OK)
       return mb_error_context(rc, "%s: written under another config, and its config.yaml cannot be read", dir);
     const mb_config *kc = mb_config_doc_config(ck);

@@ -296,14 +296,16 @@ static int open_weights(const char *dir, weight_set *w) {
 
 /* ---- tokenizer files --------------------------------------------------------------- */
 
+/* HF BERT folders also ship a tokenizer.json (fast tokenizer) that the BPE
+ * reader cannot read: the architecture decides, not what is there. */
+static const char *arch_tokenizer_file(mb_arch arch) { return arch == MB_ARCH_BERT ? "vocab.txt" : "tokenizer.json"; }
+
 int mb_model_dir_tokenizer(const char *dir, char *path, size_t cap) {
   char p[PATH_CAP];
   mb_model_config cfg;
   MB_TRY(mb_path_join(p, sizeof p, dir, "config.json"));
   MB_TRY(mb_model_config_load(p, &cfg));
-  /* HF BERT folders also ship a tokenizer.json (fast tokenizer) that the
-   * BPE reader cannot read: the architecture decides, not what is there */
-  return mb_path_join(path, cap, dir, cfg.arch == MB_ARCH_BERT ? "vocab.txt" : "tokenizer.json");
+  return mb_path_join(path, cap, dir, arch_tokenizer_file(cfg.arch));
 }
 
 /* do_lower_case / strip_accents of a tokenizer_config.json, if present
@@ -517,7 +519,7 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
   if (opts.tokenizer_path)
     snprintf(tok, sizeof tok, "%s", opts.tokenizer_path);
   else {
-    if ((rc = mb_model_dir_tokenizer(dir, tok, sizeof tok)) != MB_OK)
+    if ((rc = mb_path_join(tok, sizeof tok, dir, arch_tokenizer_file(cfg.arch))) != MB_OK) /* cfg: read above */
       goto done_src;
     if (!mb_file_exists(tok))
       tok[0] = 0;

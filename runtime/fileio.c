@@ -307,6 +307,15 @@ int mb_path_join(char *out, size_t cap, const char *a, const char *b) {
   return MB_OK;
 }
 
+int mb_path_absolute(char *out, size_t cap, const char *path) {
+  char cwd[4096], copy[4096];
+  if (path[0] != '/' && !getcwd(cwd, sizeof cwd))
+    return MB_ERR(MB_EIO, "%s: cannot make it absolute: the working directory: %s", path, strerror(errno));
+  if (snprintf(copy, sizeof copy, "%s", path) >= (int)sizeof copy) /* out may alias path */
+    return MB_ERR(MB_EINVAL, "path %.64s... is longer than %zu bytes", path, sizeof copy - 1);
+  return mb_path_join(out, cap, path[0] == '/' ? "" : cwd, copy);
+}
+
 int mb_file_exists(const char *path) {
   struct stat st;
   return stat(path, &st) == 0;

@@ -48,6 +48,9 @@ int mb_mkdir_p(const char *path) MB_NODISCARD;
 /* out = a "/" b, with one slash between; b absolute or a empty gives b.
  * MB_EINVAL if the result does not fit in cap bytes (with its NUL). */
 int mb_path_join(char *out, size_t cap, const char *a, const char *b) MB_NODISCARD;
+/* out = path made absolute against the working directory (an absolute
+ * path is copied; nothing is resolved or checked). out may be path. */
+int mb_path_absolute(char *out, size_t cap, const char *path) MB_NODISCARD;
 
 /* 1 if something exists at path (following symlinks), else 0. */
 int mb_file_exists(const char *path);
