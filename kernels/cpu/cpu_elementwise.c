@@ -5,34 +5,46 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/vecmath.h"
 #include "runtime/dtype.h"
 
+/* f32: vecmath.h's vectorisable exp, softplus and GELU (libm's are opaque
+ * calls that keep a loop scalar); tanh stays libm's (only BERT's pooler). */
 #define T float
 #define SFX f32
-#define EXP expf
-#define LOG1P log1pf
-#define ERF erff
+#define EXP mb_expf
+#define SOFTPLUS mb_softplusf
+#define GELU mb_geluf
+#define GELU_GRAD mb_gelu_gradf
 #define TANH tanhf
 #include "kernels/cpu/cpu_elementwise_body.h"
 #undef T
 #undef SFX
 #undef EXP
-#undef LOG1P
-#undef ERF
+#undef SOFTPLUS
+#undef GELU
+#undef GELU_GRAD
 #undef TANH
 
+/* f64 (gradient checks): libm throughout. */
+static inline double gelu_f64(double x) { return 0.5 * x * (1 + erf(x * M_SQRT1_2)); }
+static inline double gelu_grad_f64(double x) {
+  return 0.5 * (1 + erf(x * M_SQRT1_2)) + x * exp(-0.5 * x * x) * (0.5 * M_2_SQRTPI * M_SQRT1_2);
+}
 #define T double
 #define SFX f64
 #define EXP exp
-#define LOG1P log1p
-#define ERF erf
+#define SOFTPLUS mb_softplus
+#define GELU gelu_f64
+#define GELU_GRAD gelu_grad_f64
 #define TANH tanh
 #include "kernels/cpu/cpu_elementwise_body.h"
 #undef T
 #undef SFX
 #undef EXP
-#undef LOG1P
-#undef ERF
+#undef SOFTPLUS
+#undef GELU
+#undef GELU_GRAD
 #undef TANH
 
 /* Dispatch on the dtype of input `which` to the f32/f64 instance. */
