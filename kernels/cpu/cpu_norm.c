@@ -1,16 +1,18 @@
 /* cpu_norm.c: LayerNorm, RMSNorm and softmax kernels (f32 and f64 from
  * cpu_norm_body.h) and the workspaces of the norm gradients. */
 #include <math.h>
+#include <string.h>
 
 #include "autograd/graph.h"
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/vecmath.h"
 
 /* Row chunks for weight-gradient partial sums (fixed, so deterministic). */
 #define MB_NORM_CHUNKS 64
 
 #define T float
 #define SFX f32
-#define EXP expf
+#define EXP mb_expf
 #include "kernels/cpu/cpu_norm_body.h"
 #undef T
 #undef SFX
