@@ -132,12 +132,12 @@ int main(int argc, char **argv) {
   }
   const int threads = omp_get_max_threads();
   const char *wait = getenv("OMP_WAIT_POLICY"); /* mb_blas_env_fix's PASSIVE unless the user chose */
-  fprintf(js, "{\"bench\": \"cpu_train\", \"threads\": %d, \"blas_core\": \"%s\", \"omp_wait_policy\": \"%s\", "
-              "\"rows\": [",
-          threads, mb_blas_core_name(), wait ? wait : "default");
-  printf("mambert on the CPU (%d threads, OpenBLAS %s kernels, OMP_WAIT_POLICY %s), f32, random weights, padded "
-         "rows of random ids\n",
-         threads, mb_blas_core_name(), wait ? wait : "default");
+  fprintf(js, "{\"bench\": \"cpu_train\", \"threads\": %d, \"blas_core\": \"%s\", \"blas_threading\": \"%s\", "
+              "\"omp_wait_policy\": \"%s\", \"rows\": [",
+          threads, mb_blas_core_name(), mb_blas_threading(), wait ? wait : "default");
+  printf("mambert on the CPU (%d threads, OpenBLAS %s kernels on %s threads, OMP_WAIT_POLICY %s), f32, random "
+         "weights, padded rows of random ids\n",
+         threads, mb_blas_core_name(), mb_blas_threading(), wait ? wait : "default");
   printf("  %-11s %5s %5s %6s %10s %10s %9s %9s %8s\n", "model", "batch", "seq", "mode", "samples/s", "ms", "peak MB",
          "arena MB", "loss");
   int nrow = 0;

@@ -101,7 +101,7 @@ static int run_info(int argc, char **argv) {
   printf("  OpenMP           %d (max threads; set OMP_NUM_THREADS to change)\n", omp_get_max_threads());
   const char *wait = getenv("OMP_WAIT_POLICY");
   printf("  OpenMP waiting   %s\n", wait ? wait : "default (spin, then sleep)");
-  printf("  OpenBLAS         %d\n", openblas_get_num_threads());
+  printf("  OpenBLAS         %d (%s)\n", openblas_get_num_threads(), mb_blas_threading());
   print_gpus();
   return MB_EXIT_OK;
 }

@@ -7,7 +7,7 @@ set -euo pipefail
 MAMBERT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MAMBERT_PACKAGES=(
   build-essential cmake pkg-config
-  libopenblas-dev libhdf5-dev zlib1g-dev libopenmpi-dev openmpi-bin
+  libopenblas-openmp-dev libhdf5-dev zlib1g-dev libopenmpi-dev openmpi-bin
   libyaml-dev libjansson-dev libssl-dev libutf8proc-dev libpcre2-dev libcmocka-dev
 )
 

@@ -143,7 +143,8 @@ def main():
         with open(a.merge) as f:
             mine = json.load(f)
         theirs = {(r["model"], r["mode"]): r for r in rows}
-        print(f"\nCPU, {threads} threads: mambert (OpenBLAS {mine.get('blas_core')}) vs PyTorch {torch.__version__}, "
+        print(f"\nCPU, {threads} threads: mambert (OpenBLAS {mine.get('blas_core')}, "
+              f"{mine.get('blas_threading', 'pthreads')} threads) vs PyTorch {torch.__version__}, "
               "samples/s (median)")
         print(f"| model | batch x seq | mode | mambert | PyTorch | mambert / PyTorch |")
         print("|---|---|---|---:|---:|---:|")

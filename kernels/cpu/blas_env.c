@@ -13,6 +13,14 @@ extern int openblas_get_num_threads(void);
 
 const char *mb_blas_core_name(void) { return openblas_get_corename(); }
 
+const char *mb_blas_threading(void) {
+  switch (openblas_get_parallel()) {
+  case 1: return "pthreads";
+  case 2: return "OpenMP";
+  default: return "serial";
+  }
+}
+
 /* The generic fallbacks OpenBLAS uses for a CPU model it cannot place. */
 static int is_fallback_core(const char *core) {
   static const char *generic[] = {"Prescott", "Core2", "Penryn", "Nehalem", "Sandybridge", "Dunnington"};
@@ -32,7 +40,7 @@ static int is_fallback_core(const char *core) {
 static int want_passive_wait(void) {
   if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
     return 0;
-  return openblas_get_parallel() == 1 && openblas_get_num_threads() > 1; /* 1: pthreads, 2: OpenMP */
+  return strcmp(mb_blas_threading(), "pthreads") == 0 && openblas_get_num_threads() > 1;
 }
 
 void mb_blas_env_fix(int argc, char **argv) {

@@ -24,6 +24,10 @@ extern "C" {
 void mb_blas_env_fix(int argc, char **argv);
 /* The kernel family OpenBLAS is using ("SkylakeX", "Haswell", "Prescott"...). */
 const char *mb_blas_core_name(void);
+/* How the loaded OpenBLAS runs its GEMMs in parallel: "OpenMP" (on the
+ * kernels' own OpenMP pool, the build CMake prefers), "pthreads" (its own
+ * threads) or "serial". */
+const char *mb_blas_threading(void);
 
 #ifdef __cplusplus
 }

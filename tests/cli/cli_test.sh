@@ -23,5 +23,12 @@ if ldd "$bin" 2>/dev/null | grep -q 'openblas-pthread'; then
   (unset OMP_WAIT_POLICY GOMP_SPINCOUNT; OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 expect 0 "OpenMP waiting   PASSIVE" -- info
    exit $fail) || fail=1
 fi
+# The OpenMP build of OpenBLAS (the one CMake prefers) shares OpenMP's pool:
+# nothing to restart for, and info says which build runs the GEMMs
+if ldd "$bin" 2>/dev/null | grep -q 'openblas-openmp'; then
+  (unset OMP_WAIT_POLICY GOMP_SPINCOUNT; OMP_NUM_THREADS=2 expect 0 "OpenBLAS         2 \\(OpenMP\\)" -- info
+   OMP_NUM_THREADS=2 expect 0 "OpenMP waiting   default" -- info
+   exit $fail) || fail=1
+fi
 expect 0 "^mambert [0-9]" -- --version
 exit $fail
