@@ -12,30 +12,60 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/vecmath.h"
 #include "runtime/philox.h"
 
-/* One Philox call gives the words of four consecutive elements (lanes 0..3
- * of counter e/4): the loop runs over counters, so each call is used for
- * every element it covers, not one (the first and last counters may cover
- * elements outside [offset, offset + n)). */
-#define DROPOUT_BODY(T)                                                                              \
+/* Dropout runs over blocks of DROPOUT_BLOCK Philox counters (4 elements
+ * each): first every counter's four words, in a vector loop (Philox is
+ * 32x32->64-bit multiplies and xors, which vectorise), then the elements
+ * the block covers, each reading its word at (e - 4 * first counter). The
+ * first and last counters of the range may cover elements outside
+ * [offset, offset + n): their words are made and not read. */
+#define DROPOUT_BLOCK 512
+
+MB_VEC_CLONES
+static void dropout_words(uint64_t c0, int64_t ncnt, uint32_t stream, uint64_t seed, uint32_t *words) {
+  const uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+#pragma omp simd
+  for (int64_t g = 0; g < ncnt; g++) {
+    const uint64_t c4 = c0 + (uint64_t)g;
+    const mb_u32x4 c = {{(uint32_t)c4, (uint32_t)(c4 >> 32), stream, 0}};
+    const mb_u32x4 w = mb_philox4x32_10(c, k0, k1);
+    words[4 * g] = w.w[0];
+    words[4 * g + 1] = w.w[1];
+    words[4 * g + 2] = w.w[2];
+    words[4 * g + 3] = w.w[3];
+  }
+}
+
+#define DROPOUT_APPLY(T, SFX)                                                                       \
+  MB_VEC_CLONES                                                                                     \
+  static void dropout_apply_##SFX(const uint32_t *words, const T *x, T *y, int64_t len, float p, T scale) { \
+    _Pragma("omp simd") for (int64_t j = 0; j < len; j++)                                           \
+      y[j] = mb_philox_u01(words[j]) >= p ? x[j] * scale : (T)0;                                    \
+  }
+DROPOUT_APPLY(float, f32)
+DROPOUT_APPLY(double, f64)
+
+#define DROPOUT_BODY(T, SFX)                                                                         \
   do {                                                                                               \
     const T *x = k->in[0].data;                                                                      \
     T *y = k->out[0].data;                                                                           \
     const T scale = (T)(1.0 / (1.0 - p));                                                            \
     const uint64_t first = offset >> 2, end = offset + (uint64_t)n;                                  \
-    const int64_t groups = (int64_t)(((end - 1) >> 2) - first + 1);                                  \
-    MB_PAR_FOR(n > MB_CPU_PAR_ELEMS / 4, for (int64_t g = 0; g < groups; g++) {                      \
-      const uint64_t c4 = first + (uint64_t)g;                                                       \
-      mb_u32x4 c = {{(uint32_t)c4, (uint32_t)(c4 >> 32), stream, 0}};                                \
-      const mb_u32x4 w = mb_philox4x32_10(c, (uint32_t)seed, (uint32_t)(seed >> 32));                \
-      for (int lane = 0; lane < 4; lane++) {                                                         \
-        const uint64_t e = 4 * c4 + (uint64_t)lane;                                                  \
-        if (e < offset || e >= end)                                                                  \
-          continue;                                                                                  \
-        const int64_t i = (int64_t)(e - offset);                                                     \
-        y[i] = mb_philox_u01(w.w[lane]) >= (float)p ? x[i] * scale : (T)0;                           \
-      }                                                                                              \
+    const int64_t counters = (int64_t)(((end - 1) >> 2) - first + 1);                                \
+    const int64_t blocks = (counters + DROPOUT_BLOCK - 1) / DROPOUT_BLOCK;                           \
+    MB_PAR_FOR(n > MB_CPU_PAR_ELEMS / 4, for (int64_t b = 0; b < blocks; b++) {                      \
+      uint32_t words[4 * DROPOUT_BLOCK];                                                             \
+      const uint64_t c0 = first + (uint64_t)(b * DROPOUT_BLOCK);                                     \
+      const int64_t ncnt = counters - b * DROPOUT_BLOCK < DROPOUT_BLOCK ? counters - b * DROPOUT_BLOCK \
+                                                                        : DROPOUT_BLOCK;             \
+      dropout_words(c0, ncnt, stream, seed, words);                                                  \
+      /* elements [e0, e1) of this block that lie in [offset, end) */                               \
+      const uint64_t e0 = 4 * c0 > offset ? 4 * c0 : offset;                                         \
+      const uint64_t e1 = 4 * (c0 + (uint64_t)ncnt) < end ? 4 * (c0 + (uint64_t)ncnt) : end;         \
+      dropout_apply_##SFX(words + (e0 - 4 * c0), x + (e0 - offset), y + (e0 - offset),               \
+                          (int64_t)(e1 - e0), (float)p, scale);                                       \
     });                                                                                              \
   } while (0)
 
@@ -52,8 +82,8 @@ static int dropout_kernel(const mb_kernel_call *k) {
     return MB_OK;
   }
   switch (k->in[0].dtype) {
-  case MB_F32: DROPOUT_BODY(float); return MB_OK;
-  case MB_F64: DROPOUT_BODY(double); return MB_OK;
+  case MB_F32: DROPOUT_BODY(float, f32); return MB_OK;
+  case MB_F64: DROPOUT_BODY(double, f64); return MB_OK;
   default: return mb_cpu_unsupported(k, 0);
   }
 }
