@@ -202,6 +202,20 @@ static int FN(accumulate)(const mb_kernel_call *k) {
   return MB_OK;
 }
 
+/* acc[c] = sum over rows r0..r1-1 of x[r, c], for columns c0..c1-1 of a
+ * [rows, K2] matrix, in double. */
+MB_VEC_CLONES
+static void FN(colsum_run)(const T *x, int64_t r0, int64_t r1, int64_t K2, int64_t c0, int64_t c1, double *acc) {
+  for (int64_t c = c0; c < c1; c++)
+    acc[c] = 0;
+  for (int64_t r = r0; r < r1; r++) {
+    const T *row = x + r * K2;
+#pragma omp simd
+    for (int64_t c = c0; c < c1; c++)
+      acc[c] += (double)row[c];
+  }
+}
+
 /* Sum over the dims in which out is broadcast to the input, times scale.
  * After merging, the input is a sequence of kept (K) and reduced (R) dims;
  * the common patterns [R], [R, K], [K, R], [K, R, K] get cache-friendly
@@ -304,23 +318,31 @@ static int FN(sum_to)(const mb_kernel_call *k) {
       });
     return MB_OK;
   }
-  /* Column sums per k1: y[k1, k2] = sum_r x[k1, r, k2], in blocks of k2. */
-  const int64_t cb = 256;
-  int64_t nblk = (K2 + cb - 1) / cb;
+  /* Column sums per k1: y[k1, k2] = sum_r x[k1, r, k2], in blocks of k2.
+   * With few (k1, block) tasks (a bias gradient: K1 = 1, K2 <= 256 is one),
+   * the rows are split into SUM_CHUNKS fixed chunks as well, whose partial
+   * sums are added in chunk order: the split depends on the shape only, so
+   * the result does not depend on the thread count. */
+  const int64_t cb = 256, nblk = (K2 + cb - 1) / cb;
+  enum { SUM_CHUNKS = 16 };
+  const int64_t nch = K1 * nblk < SUM_CHUNKS && R >= 64 * SUM_CHUNKS ? SUM_CHUNKS : 1;
+  double *part = malloc((size_t)(K1 * nch * K2) * sizeof *part); /* [K1][nch][K2] */
+  if (!part)
+    return MB_ERR(MB_ENOMEM, "sum_to scratch");
   MB_PAR_FOR(K1 * R * K2 > MB_CPU_PAR_ELEMS,
-    for (int64_t t = 0; t < K1 * nblk; t++) {
-      int64_t i = t / nblk, c0 = (t % nblk) * cb, c1 = c0 + cb < K2 ? c0 + cb : K2;
-      double acc[256];
-      for (int64_t c = c0; c < c1; c++)
-        acc[c - c0] = 0;
-      for (int64_t r = 0; r < R; r++) {
-        const T *row = x + (i * R + r) * K2;
-        for (int64_t c = c0; c < c1; c++)
-          acc[c - c0] += (double)row[c];
-      }
-      for (int64_t c = c0; c < c1; c++)
-        y[i * K2 + c] = (T)((double)scale * acc[c - c0]);
+    for (int64_t t = 0; t < K1 * nblk * nch; t++) {
+      const int64_t i = t / (nblk * nch), c0 = t / nch % nblk * cb, ch = t % nch;
+      const int64_t c1 = c0 + cb < K2 ? c0 + cb : K2;
+      FN(colsum_run)(x + i * R * K2, R * ch / nch, R * (ch + 1) / nch, K2, c0, c1, part + (i * nch + ch) * K2);
     });
+  for (int64_t i = 0; i < K1; i++)
+    for (int64_t c = 0; c < K2; c++) {
+      double acc = 0;
+      for (int64_t ch = 0; ch < nch; ch++)
+        acc += part[(i * nch + ch) * K2 + c];
+      y[i * K2 + c] = (T)((double)scale * acc);
+    }
+  free(part);
   return MB_OK;
 }
 

@@ -373,6 +373,44 @@ static void test_reductions_broadcast(void **state) {
   }
 }
 
+/* Column sums big enough to run in row chunks (a bias gradient: [rows, K]
+ * -> [K], and [K1, R, K2] with K1 = 2), over more than one 256-column
+ * block; in f64 the chunked double partials must match the plain sum. */
+static void test_sum_to_columns(void **state) {
+  (void)state;
+  uint64_t s = 9;
+  for (int dti = 0; dti < 2; dti++) {
+    mb_dtype dt = dti ? MB_F64 : MB_F32;
+    const int64_t R = 3001, K = 300, K1 = 2, R2 = 1500, K2 = 40;
+    harness h;
+    h_begin(&h, dt);
+    mb_var x = mb_input(h.g, "x", dt, mb_shape2(R, K)), z = mb_input(h.g, "z", dt, mb_shape3(K1, R2, K2));
+    mb_var sx = mb_sum_to(h.g, x, mb_shape1(K)), sz = mb_sum_to(h.g, z, mb_shape3(K1, 1, K2));
+    ASSERT_OK(mb_mark_output(h.g, sx));
+    h_compile(&h, sz);
+    double *X = rand_vec(R * K, &s, 1), *Z = rand_vec(K1 * R2 * K2, &s, 1);
+    feed(&h, x, X), feed(&h, z, Z);
+    ASSERT_OK(mb_exec_forward(h.ex));
+    /* The reference sums the values the kernel saw (f32: rounded) in double;
+     * the kernel accumulates in double too, so only its last rounding is left. */
+    double *rx = calloc((size_t)K, sizeof *rx), *rz = calloc((size_t)(K1 * K2), sizeof *rz);
+#define SEEN(v) (dt == MB_F32 ? (double)(float)(v) : (v))
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t c = 0; c < K; c++)
+        rx[c] += SEEN(X[r * K + c]);
+    for (int64_t i = 0; i < K1; i++)
+      for (int64_t r = 0; r < R2; r++)
+        for (int64_t c = 0; c < K2; c++)
+          rz[i * K2 + c] += SEEN(Z[(i * R2 + r) * K2 + c]);
+#undef SEEN
+    double *gx = read_out(&h, sx), *gz = read_out(&h, sz);
+    expect_close("sum_to [3001,300] -> [300]", gx, rx, K, dt == MB_F32 ? 1e-6 : 1e-12);
+    expect_close("sum_to [2,1500,40] -> [2,1,40]", gz, rz, K1 * K2, dt == MB_F32 ? 1e-6 : 1e-12);
+    free(X), free(Z), free(rx), free(rz), free(gx), free(gz);
+    h_end(&h);
+  }
+}
+
 static void test_casts(void **state) {
   (void)state;
   harness h;
@@ -489,7 +527,8 @@ int main(void) {
       cmocka_unit_test(test_matmul),          cmocka_unit_test(test_activations),
       cmocka_unit_test(test_norms),           cmocka_unit_test(test_cross_entropy),
       cmocka_unit_test(test_embedding_pool),  cmocka_unit_test(test_shape_ops_int),
-      cmocka_unit_test(test_reductions_broadcast), cmocka_unit_test(test_casts),
+      cmocka_unit_test(test_reductions_broadcast), cmocka_unit_test(test_sum_to_columns),
+      cmocka_unit_test(test_casts),
       cmocka_unit_test(test_f32_matches_f64), cmocka_unit_test(test_dropout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
