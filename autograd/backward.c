@@ -47,6 +47,89 @@ static int bind_grad(mb_graph *g, int32_t param_val, int32_t gv, int32_t seed, i
   return MB_OK;
 }
 
+/* The backward-tape node that produced value id, or NULL. */
+static const mb_node *bw_producer(const mb_graph *g, int32_t id) {
+  const mb_value *val = &g->vals[id];
+  return val->tape == 1 && val->producer >= 0 ? &g->tape[1][val->producer] : NULL;
+}
+
+/* Slices of one value (Mamba's in_proj output split into x and z, x_proj's
+ * into dt, B and C) each give a gradient padded with zeros to the full
+ * shape; summing those with adds costs two full passes per slice. Instead
+ * the pieces are joined with one concat along the sliced axis, zero fills
+ * standing for the parts no slice has reached yet; each further slice's
+ * gradient replaces the zero fill it lands in and the concat is re-made
+ * (the superseded nodes are dead code). Returns 1 when contrib (a
+ * slice_grad) was joined this way into *out, 0 when the pair is not of
+ * that form (then the caller adds). */
+typedef struct {
+  int64_t start, len;
+  int32_t var; /* -1: a zero fill */
+} grad_piece;
+
+static int join_slice_grads(mb_graph *g, int32_t cur, mb_var contrib, mb_var *out) {
+  const mb_node *cn = bw_producer(g, contrib.id), *en = bw_producer(g, cur);
+  if (!cn || cn->op != MB_OP_SLICE_GRAD || !en)
+    return 0;
+  const int axis = (int)cn->attr.i[0];
+  const mb_shape full = g->vals[cur].shape;
+  const mb_dtype dt = g->vals[cur].dtype;
+  const int64_t cstart = cn->attr.i[1], clen = g->vals[cn->in[0]].shape.dim[axis];
+  grad_piece pc[MB_MAX_IN + 2];
+  int np = 0;
+  if (en->op == MB_OP_SLICE_GRAD && en->attr.i[0] == axis) {
+    const int64_t s = en->attr.i[1], l = g->vals[en->in[0]].shape.dim[axis];
+    if (s > 0)
+      pc[np++] = (grad_piece){0, s, -1};
+    pc[np++] = (grad_piece){s, l, en->in[0]};
+    if (s + l < full.dim[axis])
+      pc[np++] = (grad_piece){s + l, full.dim[axis] - s - l, -1};
+  } else if (en->op == MB_OP_CONCAT && en->attr.i[0] == axis) {
+    int64_t at = 0;
+    for (int j = 0; j < en->n_in; j++) {
+      const mb_node *pn = bw_producer(g, en->in[j]);
+      const int zero = pn && pn->op == MB_OP_FULL && pn->attr.f[0] == 0.0;
+      const int64_t l = g->vals[en->in[j]].shape.dim[axis];
+      pc[np++] = (grad_piece){at, l, zero ? -1 : en->in[j]};
+      at += l;
+    }
+  } else {
+    return 0;
+  }
+  /* the new slice must lie inside one zero fill */
+  int hit = -1;
+  for (int j = 0; j < np; j++)
+    if (pc[j].var < 0 && cstart >= pc[j].start && cstart + clen <= pc[j].start + pc[j].len)
+      hit = j;
+  if (hit < 0)
+    return 0;
+  const grad_piece gap = pc[hit];
+  grad_piece split[3];
+  int ns = 0;
+  if (cstart > gap.start)
+    split[ns++] = (grad_piece){gap.start, cstart - gap.start, -1};
+  split[ns++] = (grad_piece){cstart, clen, cn->in[0]};
+  if (cstart + clen < gap.start + gap.len)
+    split[ns++] = (grad_piece){cstart + clen, gap.start + gap.len - cstart - clen, -1};
+  if (np - 1 + ns > MB_MAX_IN)
+    return 0;
+  memmove(&pc[hit + ns], &pc[hit + 1], (size_t)(np - hit - 1) * sizeof pc[0]);
+  memcpy(&pc[hit], split, (size_t)ns * sizeof split[0]);
+  np += ns - 1;
+  mb_var xs[MB_MAX_IN];
+  for (int j = 0; j < np; j++) {
+    if (pc[j].var >= 0) {
+      xs[j] = (mb_var){pc[j].var};
+      continue;
+    }
+    mb_shape sh = full;
+    sh.dim[axis] = pc[j].len;
+    xs[j] = mb_full_(g, MB_BW, sh, dt, 0.0);
+  }
+  *out = np == 1 ? xs[0] : mb_concat_(g, MB_BW, xs, np, axis);
+  return 1;
+}
+
 static int accumulate_grad(mb_graph *g, int32_t v, mb_var contrib) {
   if (!mb_var_ok(contrib))
     return MB_OK;
@@ -57,8 +140,13 @@ static int accumulate_grad(mb_graph *g, int32_t v, mb_var contrib) {
                   mb_dtype_name(g->vals[contrib.id].dtype), mb_shape_str(&g->vals[contrib.id].shape, a, sizeof a),
                   mb_dtype_name(g->vals[v].dtype), mb_shape_str(&g->vals[v].shape, b, sizeof b));
   }
+  mb_var joined;
   if (g->grad[v] < 0) {
     g->grad[v] = contrib.id;
+  } else if (join_slice_grads(g, g->grad[v], contrib, &joined)) {
+    if (!mb_var_ok(joined))
+      return g->status;
+    g->grad[v] = joined.id;
   } else {
     mb_var sum = mb_axpby_(g, MB_BW, (mb_var){g->grad[v]}, contrib, 1.0, 1.0);
     if (!mb_var_ok(sum))

@@ -54,11 +54,15 @@ static int concat_kernel(const mb_kernel_call *k) {
   int64_t dim = k->out[0].shape.dim[axis];
   char *y = k->out[0].data;
   int64_t off = 0;
+  /* The rows of one input interleave with the others' in the output: by
+   * rows, in parallel when large (the backward joins slice gradients so). */
   for (int j = 0; j < k->n_in; j++) {
     int64_t len = k->in[j].shape.dim[axis];
     const char *x = k->in[j].data;
-    for (int64_t o = 0; o < outer; o++)
-      memcpy(y + (size_t)((o * dim + off) * inner) * es, x + (size_t)(o * len * inner) * es, (size_t)(len * inner) * es);
+    MB_PAR_FOR(outer > MB_CPU_PAR_ROWS && outer * len * inner > MB_CPU_PAR_ELEMS,
+      for (int64_t o = 0; o < outer; o++)
+        memcpy(y + (size_t)((o * dim + off) * inner) * es, x + (size_t)(o * len * inner) * es,
+               (size_t)(len * inner) * es););
     off += len;
   }
   return MB_OK;

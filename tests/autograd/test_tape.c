@@ -248,6 +248,63 @@ static void test_reuse_and_dce(void **state) {
   mb_params_free(p);
 }
 
+/* Slices of one value: their gradients are joined by one concat (zero
+ * fills where no slice reaches; slices in any order), not padded and
+ * added; overlapping slices fall back to adds. Values checked exactly
+ * (f64, simple functions). */
+static void test_slice_grads_joined(void **state) {
+  (void)state;
+  for (int overlap = 0; overlap < 2; overlap++) {
+    mb_params *p;
+    mb_graph *g;
+    ASSERT_OK(mb_params_new(MB_F64, &p));
+    ASSERT_OK(mb_graph_new(p, &g));
+    mb_var x = mb_param(g, "x", mb_shape2(2, 8));
+    /* columns [5, 7) first, then [0, 2), then [2, 4) (or [1, 3), overlapping [0, 2)); 4 and 7 unused */
+    mb_var a = mb_slice(g, x, 1, 5, 2), b = mb_slice(g, x, 1, 0, 2), c = mb_slice(g, x, 1, overlap ? 1 : 2, 2);
+    mb_var loss = mb_add(g, mb_add(g, mb_sum(g, mb_mul(g, a, a)), mb_sum(g, mb_affine(g, b, 3.0, 0.0))),
+                         mb_sum(g, mb_affine(g, c, -2.0, 0.0)));
+    ASSERT_OK(mb_set_loss(g, loss));
+    mb_compile_opts o = {.train = 1};
+    ASSERT_OK(mb_graph_compile(g, &o));
+    int concats = 0, slice_grads = 0, adds = 0;
+    for (int i = 0; i < mb_graph_num_nodes(g, 1); i++) {
+      const int op = mb_graph_node(g, 1, i)->op;
+      concats += op == MB_OP_CONCAT, slice_grads += op == MB_OP_SLICE_GRAD, adds += op == MB_OP_ADD;
+    }
+    if (!overlap) {
+      assert_int_equal(concats, 1);
+      assert_int_equal(slice_grads, 0);
+    } else { /* c's gradient comes first (reverse order) and b's overlaps it: padded and added, and a's after */
+      assert_int_equal(concats, 0);
+      assert_int_equal(slice_grads, 3);
+      assert_true(adds >= 2);
+    }
+    mb_exec *ex;
+    ASSERT_OK(mb_exec_new(g, mb_cpu_backend(), &ex));
+    double xv[16];
+    for (int i = 0; i < 16; i++)
+      xv[i] = 0.5 * i - 3;
+    ASSERT_OK(mb_params_set(p, 0, xv));
+    ASSERT_OK(mb_exec_forward(ex));
+    ASSERT_OK(mb_exec_backward(ex));
+    const double *gx = mb_params_grad(p);
+    for (int r = 0; r < 2; r++)
+      for (int col = 0; col < 8; col++) {
+        double want = 0;
+        want += col >= 5 && col < 7 ? 2 * xv[r * 8 + col] : 0;
+        want += col < 2 ? 3 : 0;
+        const int c0 = overlap ? 1 : 2;
+        want += col >= c0 && col < c0 + 2 ? -2 : 0;
+        if (gx[r * 8 + col] != want)
+          fail_msg("overlap %d: d loss / d x[%d][%d] = %g, want %g", overlap, r, col, gx[r * 8 + col], want);
+      }
+    mb_exec_free(ex);
+    mb_graph_free(g);
+    mb_params_free(p);
+  }
+}
+
 /* ---- gradient-ready hooks ---- */
 
 typedef struct {
@@ -504,6 +561,7 @@ int main(void) {
       cmocka_unit_test(test_build_errors),
       cmocka_unit_test(test_pruning),
       cmocka_unit_test(test_reuse_and_dce),
+      cmocka_unit_test(test_slice_grads_joined),
       cmocka_unit_test(test_grad_ready_hook),
       cmocka_unit_test(test_accumulate_grads),
       cmocka_unit_test(test_program_cache),
