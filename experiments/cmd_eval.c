@@ -18,6 +18,7 @@
 #include "experiments/eval.h"
 #include "experiments/net.h"
 #include "experiments/plot.h"
+#include "kernels/cpu/blas_env.h"
 #include "kernels/cpu/cpu.h"
 #include "runtime/fileio.h"
 #include "runtime/log.h"
@@ -350,7 +351,7 @@ static int run_eval(int argc, char **argv) {
     out = sweep_out[0] ? sweep_out : "sweep-out";
   for (int m = 0; rc == MB_OK && m < nmodels; m++) {
     if (models[m].cfg->threads > 0)
-      omp_set_num_threads((int)models[m].cfg->threads);
+      mb_cpu_set_threads((int)models[m].cfg->threads);
     if (!(model_override && !models[m].cfg->model_arch[0]))
       rc = mb_config_check(models[m].doc, "eval");
   }

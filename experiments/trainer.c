@@ -28,6 +28,7 @@
 #include "experiments/net.h"
 #include "experiments/program.h"
 #include "experiments/rundir.h"
+#include "kernels/cpu/blas_env.h"
 #include "kernels/cpu/cpu.h"
 #include "mambert_build_config.h"
 #include "models/model.h"
@@ -1254,8 +1255,18 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
   const double t_start = now_s();
   MB_TRY(load_config(t, a));
   const mb_config *c = t->cfg;
-  if (c->threads > 0)
-    omp_set_num_threads((int)c->threads);
+  if (c->threads > 0) {
+    mb_cpu_set_threads((int)c->threads);
+  } else if (t->world->local_size > 1 && !getenv("OMP_NUM_THREADS")) {
+    /* Several ranks on this machine, each with every CPU's worth of threads,
+     * would oversubscribe it (4 ranks on 2 cores: 5x slower). */
+    const int n =
+        mb_cpu_threads_per_rank(t->world->local_size, omp_get_num_procs(), (int)sysconf(_SC_NPROCESSORS_ONLN));
+    mb_cpu_set_threads(n);
+    if (t->rank == 0)
+      MB_INFO("%d ranks share this machine: %d CPU thread%s each (OMP_NUM_THREADS or train.threads to choose)",
+              t->world->local_size, n, n == 1 ? "" : "s");
+  }
   t->zero = c->zero1 && t->nranks > 1;
   if (c->zero1 && t->nranks == 1)
     MB_INFO("train.zero1 with one rank: nothing to shard, plain optimizer");

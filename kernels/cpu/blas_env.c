@@ -1,6 +1,8 @@
-/* blas_env.c: pick OpenBLAS's kernels for CPUs it does not know (blas_env.h). */
+/* blas_env.c: pick OpenBLAS's kernels for CPUs it does not know, its threads'
+ * waiting, and how many threads a process uses (blas_env.h). */
 #include "kernels/cpu/blas_env.h"
 
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,8 +12,25 @@
 extern char *openblas_get_corename(void);
 extern int openblas_get_parallel(void);
 extern int openblas_get_num_threads(void);
+extern void openblas_set_num_threads(int num_threads);
 
 const char *mb_blas_core_name(void) { return openblas_get_corename(); }
+
+void mb_cpu_set_threads(int n) {
+  if (n < 1)
+    return;
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n); /* the pthreads build keeps its own count; the OpenMP build follows either way */
+}
+
+int mb_cpu_threads_per_rank(int local_size, int cpus_mine, int cpus_online) {
+  if (cpus_mine < 1)
+    cpus_mine = 1;
+  if (local_size <= 1 || cpus_online < 1 || (long)cpus_mine * local_size <= cpus_online)
+    return cpus_mine; /* alone, or each rank has CPUs of its own */
+  const int share = cpus_online / local_size;
+  return share < 1 ? 1 : share < cpus_mine ? share : cpus_mine;
+}
 
 const char *mb_blas_threading(void) {
   switch (openblas_get_parallel()) {

@@ -24,6 +24,18 @@ extern "C" {
 void mb_blas_env_fix(int argc, char **argv);
 /* The kernel family OpenBLAS is using ("SkylakeX", "Haswell", "Prescott"...). */
 const char *mb_blas_core_name(void);
+/* Threads for this process's CPU kernels (OpenMP) and OpenBLAS's GEMMs. */
+void mb_cpu_set_threads(int n);
+
+/* When local_size processes (ranks) share this machine: the threads each
+ * should use so that together they fill its CPUs without oversubscribing
+ * them. Ranks bound to disjoint CPU sets (srun --cpus-per-task, mpirun
+ * --bind-to core) keep the CPUs they may run on; ranks that all see the
+ * whole machine (mpirun's default past 2 ranks) get the online CPUs divided
+ * among them, at least 1. cpus_mine and cpus_online are omp_get_num_procs()
+ * and the machine's online CPUs (arguments, so tests can feed them). */
+int mb_cpu_threads_per_rank(int local_size, int cpus_mine, int cpus_online);
+
 /* How the loaded OpenBLAS runs its GEMMs in parallel: "OpenMP" (on the
  * kernels' own OpenMP pool, the build CMake prefers), "pthreads" (its own
  * threads) or "serial". */
