@@ -106,7 +106,8 @@ static const mb_cfg_entry SCHEMA[] = {
     {"train.zero1", MB_CFG_BOOL, OFF(zero1), 0, 0, NULL, "multi-rank: shard the optimizer state (ZeRO-1)", 0},
     {"train.bucket_mb", MB_CFG_FLOAT, OFF(bucket_mb), 0, 1 << 20, NULL,
      "multi-rank: gradient bucket size in MiB (0: MAMBERT_BUCKET_MB or 25)", 1},
-    {"train.threads", MB_CFG_INT, OFF(threads), 0, 4096, NULL, "CPU threads (0: OMP_NUM_THREADS or all)", 1},
+    {"train.threads", MB_CFG_INT, OFF(threads), 0, 4096, NULL,
+     "CPU threads (0: OMP_NUM_THREADS, else all CPUs, split among the ranks on one machine)", 1},
 
     {"eval.split", MB_CFG_ENUM, OFF(eval_split), 0, 0, "test|train", "which set eval reads", 1},
     {"eval.samples", MB_CFG_INT, OFF(eval_samples), 0, BIG, NULL, "examples evaluated (0: all)", 1},
