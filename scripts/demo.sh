@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # demo.sh: set everything up, build, then train a small BERT and a small Mamba
 # from scratch on the IMDB sample shipped in data/samples (2,000 training
-# reviews; a few minutes each on a 2-core CPU), evaluate both with the study's
+# reviews; about 15 seconds each on a 2-core CPU), evaluate both with the study's
 # protocol on the 1,000 sample test reviews, and print the comparison table.
 # Runs go to runs/demo-bert and runs/demo-mamba (this script replaces its own
 # earlier demo runs there); metrics: runs/*/metrics.jsonl, TensorBoard:
