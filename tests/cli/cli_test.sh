@@ -19,8 +19,14 @@ expect 0 "OpenBLAS" -- info
 # OpenBLAS's pthreads beside OpenMP's workers: mambert restarts itself with
 # sleeping workers unless the user chose (kernels/cpu/blas_env.h)
 OMP_WAIT_POLICY=ACTIVE expect 0 "OpenMP waiting   ACTIVE" -- info
-if ldd "$bin" 2>/dev/null | grep -q 'openblas-pthread'; then
-  (unset OMP_WAIT_POLICY GOMP_SPINCOUNT; OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 expect 0 "OpenMP waiting   PASSIVE" -- info
+# (the pthreads build is the one linked, or installed beside the OpenMP one
+# and loaded instead of it through LD_LIBRARY_PATH)
+pthread_dir="$(dirname "$(dirname "$(ldd "$bin" 2>/dev/null | awk '/libopenblas/ {print $3}')")")/openblas-pthread"
+if ldd "$bin" 2>/dev/null | grep -q 'openblas-pthread' || [ -e "$pthread_dir/libopenblas.so.0" ]; then
+  (unset OMP_WAIT_POLICY GOMP_SPINCOUNT
+   export LD_LIBRARY_PATH="$pthread_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+   OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 expect 0 "OpenMP waiting   PASSIVE" -- info
+   OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 expect 0 "OpenBLAS         2 \\(pthreads\\)" -- info
    exit $fail) || fail=1
 fi
 # The OpenMP build of OpenBLAS (the one CMake prefers) shares OpenMP's pool:
