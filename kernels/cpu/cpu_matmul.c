@@ -25,9 +25,10 @@ static int matmul_kernel(const mb_kernel_call *k) {
   int64_t lda = ta ? M : K, ldb = tb ? K : N;
   enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
   size_t es = mb_dtype_size(C->dtype);
-  if (has_bias)
-    for (int64_t r = 0; r < batch * M; r++)
-      memcpy((char *)C->data + (size_t)(r * N) * es, k->in[2].data, (size_t)N * es);
+  if (has_bias) /* a full pass over C: on every thread (a 4096 x 256 f32 C is 4 MB, K may be only 64) */
+    MB_PAR_FOR(batch * M > MB_CPU_PAR_ROWS && batch * M * N > MB_CPU_PAR_ELEMS,
+      for (int64_t r = 0; r < batch * M; r++)
+        memcpy((char *)C->data + (size_t)(r * N) * es, k->in[2].data, (size_t)N * es););
   if (K == 0) {
     if (!has_bias)
       memset(C->data, 0, (size_t)(batch * M * N) * es);
