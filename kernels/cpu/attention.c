@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/cpu/blas_env.h"
 #include "kernels/cpu/vecmath.h"
 #include "runtime/alloc.h"
 
@@ -59,16 +60,23 @@ int mb_cpu_attn_check(const mb_attn_desc *d) {
   return MB_OK;
 }
 
-/* Tile sizes actually used. Every tile GEMM has m*n*k = bq*bk*Dh; keeping it
- * at or under 4 * 65536 keeps OpenBLAS on the calling thread (its default
- * GEMM_MULTITHREAD_THRESHOLD), so our OpenMP threads do not each wake its
- * thread pool. */
-static void mb_attn_tiles(const mb_attn_desc *d, int *bq, int *bk) {
+/* Tile sizes actually used. Every tile GEMM has m*n*k = bq*bk*Dh. With
+ * OpenBLAS's pthreads build, keeping that at or under 4 * 65536 keeps it on
+ * the calling thread (its GEMM_MULTITHREAD_THRESHOLD), so our OpenMP threads
+ * do not each wake its thread pool. Its OpenMP build runs single-threaded
+ * inside our parallel region anyway, and there the forward takes wider key
+ * tiles (a 64 x 256 f32 score tile is 64 KB): half the small GEMM calls and
+ * online-softmax rescales, 7-12% faster at Dh 64, L 256-512
+ * (bench_cpu_kernels); the backward, which holds P and dS tiles and walks
+ * every query tile per key tile, measured 7-9% slower so and keeps 64. */
+static void mb_attn_tiles(const mb_attn_desc *d, int backward, int *bq, int *bk) {
   int q = d->block_q > 0 ? d->block_q : 64;
   int k = d->block_k;
   if (k <= 0) {
-    long fit = 262144L / ((long)q * d->head_dim);
-    k = fit < 8 ? 8 : fit > 64 ? 64 : (int)fit;
+    const int wide = !backward && strcmp(mb_blas_threading(), "OpenMP") == 0;
+    long fit = (wide ? 1048576L : 262144L) / ((long)q * d->head_dim);
+    const int cap = wide ? 256 : 64;
+    k = fit < 8 ? 8 : fit > cap ? cap : (int)fit;
   }
   *bq = q;
   *bk = k;
@@ -80,14 +88,14 @@ static size_t aligned(size_t n) { return mb_align_up(n, MB_ALIGN); }
 
 static size_t mb_attn_fwd_thread_bytes(const mb_attn_desc *d, size_t es) {
   int bq, bk;
-  mb_attn_tiles(d, &bq, &bk);
+  mb_attn_tiles(d, 0, &bq, &bk);
   /* scores/probabilities tile, output accumulator, running max, running sum */
   return aligned((size_t)bq * bk * es) + aligned((size_t)bq * d->head_dim * es) + 2 * aligned((size_t)bq * es);
 }
 
 static size_t mb_attn_bwd_thread_bytes(const mb_attn_desc *d, size_t es) {
   int bq, bk;
-  mb_attn_tiles(d, &bq, &bk);
+  mb_attn_tiles(d, 1, &bq, &bk);
   return 2 * aligned((size_t)bq * bk * es); /* P tile and dP/dS tile */
 }
 

@@ -136,7 +136,7 @@ int ATT_FN(mb_cpu_attn_fwd)(const mb_attn_desc *d, const ATT_T *q, const ATT_T *
     return MB_ERR(MB_EINVAL, "attention forward: NULL q, k, v, out or lse");
   const ATT_T scale = d->scale > 0 ? (ATT_T)d->scale : (ATT_T)(1.0 / sqrt((double)Dh));
   int bq, bk;
-  mb_attn_tiles(d, &bq, &bk);
+  mb_attn_tiles(d, 0, &bq, &bk);
   const int nt = mb_attn_threads(d);
   const size_t per_thread = mb_attn_fwd_thread_bytes(d, es);
   void *owned;
@@ -236,7 +236,7 @@ int ATT_FN(mb_cpu_attn_bwd)(const mb_attn_desc *d, const ATT_T *q, const ATT_T *
     return MB_ERR(MB_EINVAL, "attention backward: NULL input or gradient pointer");
   const ATT_T scale = d->scale > 0 ? (ATT_T)d->scale : (ATT_T)(1.0 / sqrt((double)Dh));
   int bq, bk;
-  mb_attn_tiles(d, &bq, &bk);
+  mb_attn_tiles(d, 1, &bq, &bk);
   const int nt = mb_attn_threads(d);
   const size_t per_thread = mb_attn_bwd_thread_bytes(d, es), dbytes = aligned(tokens * H * es);
   void *owned;

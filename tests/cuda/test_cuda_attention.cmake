@@ -29,7 +29,8 @@ endif()
 # -Wno-psabi: g++'s note that passing the 128-byte-aligned tensor maps by
 # value changed ABI in GCC 4.6 (nothing here crosses compilers).
 mambert_test(cuda_attention_emulated SOURCES test_cuda_attention_emu.cpp
-             ${PROJECT_SOURCE_DIR}/kernels/cpu/attention.c ${PROJECT_SOURCE_DIR}/kernels/cuda/attention_plan.c
+             ${PROJECT_SOURCE_DIR}/kernels/cpu/attention.c ${PROJECT_SOURCE_DIR}/kernels/cpu/blas_env.c
+             ${PROJECT_SOURCE_DIR}/kernels/cuda/attention_plan.c
              LIBS mb_runtime PkgConfig::OPENBLAS OpenMP::OpenMP_C LABELS no_sanitize TIMEOUT 300)
 target_compile_options(cuda_attention_emulated PRIVATE
   $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -Wno-psabi>
@@ -43,7 +44,8 @@ if(MAMBERT_HAVE_CUDA)
   foreach(t cuda_attention cuda_attention_fp8 cuda_attention_probe)
     string(REPLACE "cuda_attention" "test_cuda_attention" src ${t})
     mambert_test(${t}_on_emulator SOURCES ${src}.c test_cuda_attention_emu_runtime.cpp
-                 ${PROJECT_SOURCE_DIR}/kernels/cpu/attention.c ${PROJECT_SOURCE_DIR}/kernels/cuda/attention_plan.c
+                 ${PROJECT_SOURCE_DIR}/kernels/cpu/attention.c ${PROJECT_SOURCE_DIR}/kernels/cpu/blas_env.c
+                 ${PROJECT_SOURCE_DIR}/kernels/cuda/attention_plan.c
                  LIBS mb_runtime PkgConfig::OPENBLAS OpenMP::OpenMP_C TIMEOUT 600)
     target_include_directories(${t}_on_emulator PRIVATE ${CUDAToolkit_INCLUDE_DIRS})
     target_compile_options(${t}_on_emulator PRIVATE
