@@ -1,6 +1,7 @@
 /* bench_batch.h: the model benchmarks' input, CPU or GPU: a padded batch
  * of random ids, every row full length (the same work as the padded PyTorch
- * peers), labels 0/1; BERT rows start with [CLS]. */
+ * peers), labels 0/1; BERT rows start with [CLS]. And the one timed unit
+ * both benchmarks run on it (bench_model_step). */
 #ifndef MB_BENCH_BATCH_H
 #define MB_BENCH_BATCH_H
 
@@ -9,7 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/autograd.h"
+#include "autograd/optim.h"
 #include "data/loader.h"
+#include "models/model.h"
 #include "runtime/philox.h"
 
 typedef struct {
@@ -56,6 +60,27 @@ static inline void bench_batch_random(bench_batch *t, int64_t vocab, int bert, i
   t->b.lengths = t->lengths;
   t->b.example_ids = t->ex;
   t->b.indices = t->ex;
+}
+
+/* One timed unit: train, a step as the trainer takes it (this run's
+ * dropout masks, forward, backward, clip_grad_norm 1.0, which syncs with
+ * the host as torch's clip_grad_norm_ does, AdamW at lr 2e-5); else an
+ * evaluation pass whose predictions come back, as in the study. run counts
+ * from -3 (the warm-up runs). */
+static inline int bench_model_step(mb_exec *ex, mb_model *m, mb_optimizer *opt, mb_var drop_rng, int run, int train,
+                                   float *logits) {
+  if (!train) {
+    MB_TRY(mb_exec_forward(ex));
+    return mb_model_read_logits(ex, logits);
+  }
+  uint64_t rng[2] = {1234, (uint64_t)(run + 3) << 32};
+  if (mb_var_ok(drop_rng))
+    MB_TRY(mb_exec_set_input(ex, drop_rng, rng));
+  MB_TRY(mb_exec_forward(ex));
+  MB_TRY(mb_exec_backward(ex));
+  double norm, scale;
+  MB_TRY(mb_clip_grad_norm(mb_model_params(m), 1.0, &norm, &scale));
+  return mb_optimizer_step(opt, 2e-5, scale);
 }
 
 static inline void bench_batch_free(bench_batch *t) {

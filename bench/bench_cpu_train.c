@@ -85,19 +85,7 @@ static void time_program(mb_model *m, const mb_batch *b, int train, mb_optimizer
     if (run == 0)
       mb_host_mem_reset_peak();
     const double t0 = bench_now();
-    if (train) {
-      uint64_t rng[2] = {1234, (uint64_t)(run + 3) << 32};
-      if (mb_var_ok(drop_rng))
-        BCHECK(mb_exec_set_input(ex, drop_rng, rng));
-      BCHECK(mb_exec_forward(ex));
-      BCHECK(mb_exec_backward(ex));
-      double norm, scale;
-      BCHECK(mb_clip_grad_norm(mb_model_params(m), 1.0, &norm, &scale));
-      BCHECK(mb_optimizer_step(opt, 2e-5, scale));
-    } else {
-      BCHECK(mb_exec_forward(ex));
-      BCHECK(mb_model_read_logits(ex, logits));
-    }
+    BCHECK(bench_model_step(ex, m, opt, drop_rng, run, train, logits));
     if (run >= 0)
       times[run] = bench_now() - t0;
   }

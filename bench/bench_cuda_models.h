@@ -151,19 +151,7 @@ static inline void bm_time(bm_model *bm, const mb_batch *b, int train, int min_r
     }
     BCHECK(bm->be->sync(bm->be));
     double t = bench_now();
-    if (train) {
-      uint64_t rng[2] = {1234, (uint64_t)(run + 3) << 32};
-      if (mb_var_ok(drop_rng))
-        BCHECK(mb_exec_set_input(ex, drop_rng, rng));
-      BCHECK(mb_exec_forward(ex));
-      BCHECK(mb_exec_backward(ex));
-      double norm, scale;
-      BCHECK(mb_clip_grad_norm(mb_model_params(bm->m), 1.0, &norm, &scale)); /* a host sync, as clip_grad_norm_ */
-      BCHECK(mb_optimizer_step(bm->opt, 2e-5, scale));
-    } else {
-      BCHECK(mb_exec_forward(ex));
-      BCHECK(mb_model_read_logits(ex, logits)); /* the predictions come back, as in the study */
-    }
+    BCHECK(bench_model_step(ex, bm->m, bm->opt, drop_rng, run, train, logits));
     BCHECK(bm->be->sync(bm->be));
     t = bench_now() - t;
     if (run >= 0) {
