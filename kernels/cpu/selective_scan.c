@@ -72,14 +72,59 @@ static size_t scan_fwd_thread_bytes(const mb_scan_desc *d, size_t es) {
   return 2 * aligned((size_t)SCAN_BLOCK * d->dstate * es);
 }
 
-/* Per-thread scratch of the backward: the chunk's states (chunk+1 of them),
- * decays exp(dt*A) (chunk), dt and softplus' (chunk x lanes), dh, A, dA, a
- * zero state and the per-channel shares of dB_t and dC_t (one block each), a
- * flag per token of the chunk, and [L, N] partial sums of dB and dC. */
-static size_t scan_bwd_thread_bytes(const mb_scan_desc *d, size_t es) {
-  const size_t blk = (size_t)SCAN_BLOCK * d->dstate, k = (size_t)scan_chunk(d), L = (size_t)d->seqlen;
-  return aligned((k + 1) * blk * es) + aligned(k * blk * es) + 2 * aligned(k * SCAN_BLOCK * es) +
-         6 * aligned(blk * es) + aligned(k) + 2 * aligned(L * d->dstate * es);
+/* Per-thread scratch of the backward, as byte offsets from the thread's
+ * slice (type-independent: elements of es bytes). A thread walks a run of
+ * channel blocks of one batch row chunk by chunk (last to first), keeping
+ * each block's dh between chunks, and sums the blocks' shares of dB_t and
+ * dC_t lane-wise, folding the lanes once per chunk. */
+typedef struct {
+  size_t H;     /* [chunk+1][N][lanes]: recomputed states of the block's chunk */
+  size_t dA;    /* [chunk][N][lanes]: exp(dt*A) */
+  size_t dt;    /* [chunk][lanes] */
+  size_t dsp;   /* [chunk][lanes]: d dt / d(delta + bias) */
+  size_t A;     /* [N][lanes] of the block being walked */
+  size_t zero;  /* [N][lanes] of zeros: the state entering a sequence's first token */
+  size_t wB;    /* [chunk][N][lanes]: dB_t shares summed over the run's blocks, lanes not yet summed */
+  size_t wC;    /* [chunk][N][lanes]: the same for dC_t */
+  size_t flag;  /* [chunk] bytes: 0 continues a sequence, 1 starts one, 2 is padding */
+  size_t dh;    /* [blocks][N][lanes]: each block's dh carried from chunk to chunk */
+  size_t part;  /* [2][L][N]: dB, dC of a row whose first blocks another thread walks */
+  size_t gA;    /* [blocks][N][lanes]: this thread's sum of dLoss/dA */
+  size_t gD;    /* [blocks][lanes]: of dD */
+  size_t gbias; /* [blocks][lanes]: of d delta_bias */
+  size_t total;
+} scan_bwd_layout;
+
+static scan_bwd_layout scan_bwd_plan(const mb_scan_desc *d, size_t es) {
+  const size_t N = (size_t)d->dstate, blk = SCAN_BLOCK * N, k = (size_t)scan_chunk(d), L = (size_t)d->seqlen;
+  const size_t nblocks = ((size_t)d->dim + SCAN_BLOCK - 1) / SCAN_BLOCK;
+  scan_bwd_layout p;
+  size_t at = 0;
+#define SCAN_TAKE(field, bytes) (p.field = at, at += aligned(bytes))
+  SCAN_TAKE(H, (k + 1) * blk * es);
+  SCAN_TAKE(dA, k * blk * es);
+  SCAN_TAKE(dt, k * SCAN_BLOCK * es);
+  SCAN_TAKE(dsp, k * SCAN_BLOCK * es);
+  SCAN_TAKE(A, blk * es);
+  SCAN_TAKE(zero, blk * es);
+  SCAN_TAKE(wB, k * blk * es);
+  SCAN_TAKE(wC, k * blk * es);
+  SCAN_TAKE(flag, k);
+  SCAN_TAKE(dh, nblocks * blk * es);
+  SCAN_TAKE(part, 2 * L * N * es);
+  SCAN_TAKE(gA, nblocks * blk * es);
+  SCAN_TAKE(gD, nblocks * SCAN_BLOCK * es);
+  SCAN_TAKE(gbias, nblocks * SCAN_BLOCK * es);
+#undef SCAN_TAKE
+  p.total = at;
+  return p;
+}
+
+/* Work items are (batch row, channel block) pairs in row-major order; thread
+ * th of team takes the contiguous run [lo, hi). */
+static void scan_bwd_run(long nitems, int th, int team, long *lo, long *hi) {
+  *lo = nitems * th / team;
+  *hi = nitems * (th + 1) / team;
 }
 
 size_t mb_cpu_scan_fwd_workspace(const mb_scan_desc *d, size_t elem_size) {
@@ -91,7 +136,7 @@ size_t mb_cpu_scan_fwd_workspace(const mb_scan_desc *d, size_t elem_size) {
 size_t mb_cpu_scan_bwd_workspace(const mb_scan_desc *d, size_t elem_size) {
   if (!d || d->dim < 1 || d->dstate < 1 || d->seqlen < 0 || d->chunk < 0)
     return 0;
-  return (size_t)scan_threads(d) * scan_bwd_thread_bytes(d, elem_size);
+  return (size_t)scan_threads(d) * scan_bwd_plan(d, elem_size).total;
 }
 
 static int scan_workspace(const char *what, size_t need, void **ws, size_t ws_bytes, void **owned) {

@@ -41,11 +41,14 @@
  * Gradients are overwritten (=), not accumulated into.
  * Outputs must not overlap inputs.
  *
- * Threads: OpenMP over (batch row, channel block) in the forward, over channel
- * blocks (per batch row) in the backward. dB and dC sum over channels; each
- * thread accumulates them into its own [L, N] partial and the partials are
- * added in thread order, so results are reproducible for a given thread
- * count (and differ across thread counts only by rounding).
+ * Threads: OpenMP over (batch row, channel block) items, each thread a
+ * contiguous run of them (in the backward, a run's blocks are walked chunk by
+ * chunk so that dB_t and dC_t are summed over its channels lane-wise and
+ * folded once per chunk). A row whole to one thread gets its dB and dC
+ * directly; a row split between threads gets the later threads' [L, N]
+ * partials added in thread order, and dA_log, dD and d delta_bias sum
+ * per-thread parts in thread order: results are reproducible for a given
+ * thread count (and differ across thread counts only by rounding).
  */
 #ifndef MB_KERNELS_CPU_SELECTIVE_SCAN_H
 #define MB_KERNELS_CPU_SELECTIVE_SCAN_H
@@ -94,7 +97,8 @@ int mb_cpu_scan_nchunks(const mb_scan_desc *d);
 size_t mb_cpu_scan_states_numel(const mb_scan_desc *d);
 /* Scratch bytes (elem_size 4 or 8); pass NULL workspace to let the kernel
  * allocate it. Forward: per thread one block of states. Backward: per thread
- * one chunk of states plus [L, N] partials of dB and dC. Per thread: to size a
+ * one chunk of states and of dB/dC shares, each channel block's dh and
+ * parameter gradients, and [L, N] partials of dB and dC. Per thread: to size a
  * workspace once for later calls, set d->nthreads. */
 size_t mb_cpu_scan_fwd_workspace(const mb_scan_desc *d, size_t elem_size);
 size_t mb_cpu_scan_bwd_workspace(const mb_scan_desc *d, size_t elem_size);
