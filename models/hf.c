@@ -7,6 +7,7 @@
 #define _XOPEN_SOURCE 700
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -762,6 +763,39 @@ static int export_into(const mb_model *m, const char *tmp) {
   return write_tokenizer_files(m, tmp);
 }
 
+/* An existing output directory is replaced only when it holds nothing but
+ * what an export writes (a previous export): anything else in it (a run
+ * directory, a user's files, another tool's model) would be lost. */
+static int export_replaceable(const char *dir) {
+  static const char *const ours[] = {"config.json",           "model.safetensors",      "classifier.json",
+                                     "vocab.txt",             "tokenizer.json",         "tokenizer_config.json",
+                                     "special_tokens_map.json"};
+  DIR *dp = opendir(dir);
+  if (!dp)
+    return MB_ERR(MB_EIO, "export: cannot read %s: %s", dir, strerror(errno));
+  char foreign[256] = "";
+  int nforeign = 0;
+  struct dirent *e;
+  while ((e = readdir(dp)) != NULL) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+      continue;
+    int known = 0;
+    for (size_t i = 0; i < sizeof ours / sizeof ours[0] && !known; i++)
+      known = strcmp(e->d_name, ours[i]) == 0;
+    if (!known && nforeign++ < 3) {
+      size_t k = strlen(foreign);
+      snprintf(foreign + k, sizeof foreign - k, "%s%.60s", k ? ", " : "", e->d_name);
+    }
+  }
+  closedir(dp);
+  if (nforeign)
+    return MB_ERR(MB_EINVAL,
+                  "export: %s already exists and holds %d file(s) an export does not write (%s%s); an export "
+                  "replaces only a previous export. Choose another output directory, or remove it first",
+                  dir, nforeign, foreign, nforeign > 3 ? ", ..." : "");
+  return MB_OK;
+}
+
 int mb_model_export(const mb_model *m, const char *dir) {
   if (!dir || !*dir)
     return MB_ERR(MB_EINVAL, "export: no output directory");
@@ -772,6 +806,8 @@ int mb_model_export(const mb_model *m, const char *dir) {
     clean[--len] = 0;
   if (mb_file_exists(clean) && !mb_is_dir(clean))
     return MB_ERR(MB_EINVAL, "export: %s exists and is not a directory", clean);
+  if (mb_is_dir(clean))
+    MB_TRY(export_replaceable(clean));
   char parent[PATH_CAP], tmp[PATH_CAP + 32], old[PATH_CAP + 32];
   snprintf(parent, sizeof parent, "%s", clean);
   char *slash = strrchr(parent, '/');

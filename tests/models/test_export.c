@@ -120,6 +120,22 @@ static void roundtrip(const char *fixture, const char *const *files) {
   ASSERT_OK(mb_model_load(out, NULL, mb_cpu_backend(), &c));
   assert_same_model(b, c);
   assert_no_leftovers(g_tmp, fixture);
+
+  /* a directory holding anything an export does not write is never replaced */
+  char notes[1024];
+  snprintf(notes, sizeof notes, "%s/notes.txt", out);
+  FILE *f = fopen(notes, "w");
+  assert_non_null(f);
+  fputs("mine\n", f);
+  fclose(f);
+  assert_int_equal(mb_model_export(b, out), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "notes.txt"));
+  mb_error_clear();
+  assert_true(mb_file_exists(notes));
+  char model_file[1024];
+  snprintf(model_file, sizeof model_file, "%s/model.safetensors", out);
+  assert_true(mb_file_exists(model_file));
+  assert_int_equal(remove(notes), 0);
   printf("%s: export -> reload identical (%d tensors), logits identical, re-export replaces\n", fixture,
          mb_params_count(mb_model_params(a)));
   free(la);
