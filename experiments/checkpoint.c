@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "mambert_build_config.h"
+#include "runtime/alloc.h"
 #include "runtime/fileio.h"
 #include "runtime/hash.h"
 #include "runtime/log.h"
@@ -115,14 +116,35 @@ int mb_ckpt_begin(const char *ckpt_root, int64_t step, mb_ckpt_writer **out) {
 
 const char *mb_ckpt_temp_dir(const mb_ckpt_writer *w) { return w->tmp; }
 
+/* A host copy of `bytes` of the parameter store's backend memory at src (on
+ * a GPU, device memory; on the CPU a plain copy, so that both run the same
+ * path). NULL with the error set. */
+static void *host_copy_of(mb_params *p, const void *src, size_t bytes, const char *what) {
+  mb_backend *be = mb_params_backend(p);
+  void *h = mb_host_malloc(bytes ? bytes : 1);
+  if (!h) {
+    MB_ERR(MB_ENOMEM, "checkpoint: out of memory copying %s (%zu bytes)", what, bytes);
+    return NULL;
+  }
+  const int rc = bytes ? be->copy_out(be, h, src, bytes) : MB_OK;
+  if (rc != MB_OK) {
+    mb_host_free(h);
+    mb_error_context(rc, "checkpoint: copying %s to the host", what);
+    return NULL;
+  }
+  return h;
+}
+
 int mb_ckpt_write_weights(mb_ckpt_writer *w, mb_params *p, const char *arch) {
   mb_safetensors_writer *sw;
   MB_TRY(mb_safetensors_writer_new(&sw));
   int rc = MB_OK;
   const size_t es = mb_dtype_size(mb_params_dtype(p));
-  if (mb_params_backend(p)->device.type != MB_DEVICE_CPU)
-    return MB_ERR(MB_EUNSUPPORTED, "checkpoint: parameters on a device are not supported yet");
-  const char *base = mb_params_data(p); /* host memory on the CPU backend */
+  char *base = host_copy_of(p, mb_params_data(p), (size_t)mb_params_total(p) * es, "the weights");
+  if (!base) {
+    mb_safetensors_writer_free(sw);
+    return mb_error_code();
+  }
   for (int i = 0; rc == MB_OK && i < mb_params_count(p); i++) {
     const mb_param_info *pi = mb_params_info(p, i);
     rc = mb_safetensors_writer_add(sw, pi->name, mb_params_dtype(p), &pi->shape, base + (size_t)pi->offset * es);
@@ -140,6 +162,7 @@ int mb_ckpt_write_weights(mb_ckpt_writer *w, mb_params *p, const char *arch) {
   if (rc == MB_OK)
     rc = mb_safetensors_writer_write(sw, path);
   mb_safetensors_writer_free(sw);
+  mb_host_free(base);
   if (rc == MB_OK)
     rc = record_file(w, "model.safetensors");
   return rc;
@@ -166,10 +189,16 @@ int mb_ckpt_write_optimizer(mb_ckpt_writer *w, mb_params *p, mb_optimizer *o, co
   const size_t es = mb_dtype_size(mb_params_dtype(p));
   char tname[512];
   int wrote = 0;
+  char *host[2] = {NULL, NULL}; /* the writer keeps pointers until it writes */
   for (int k = 0; k < nstates && rc == MB_OK; k++, names += strlen(names) + 1) {
-    const char *buf = mb_optimizer_state(o, k);
-    if (!buf)
+    const char *dev = mb_optimizer_state(o, k);
+    if (!dev)
       continue; /* SGD without momentum keeps nothing */
+    const char *buf = host[k] = host_copy_of(p, dev, (size_t)(end - begin) * es, names);
+    if (!buf) {
+      rc = mb_error_code();
+      break;
+    }
     for (int i = 0; rc == MB_OK && i < mb_params_count(p); i++) {
       const mb_param_info *pi = mb_params_info(p, i);
       if (!pi->trainable)
@@ -193,6 +222,8 @@ int mb_ckpt_write_optimizer(mb_ckpt_writer *w, mb_params *p, mb_optimizer *o, co
   if (rc == MB_OK)
     rc = mb_safetensors_writer_write(sw, path);
   mb_safetensors_writer_free(sw);
+  mb_host_free(host[0]);
+  mb_host_free(host[1]);
   (void)wrote;
   if (rc == MB_OK)
     rc = record_file(w, "optimizer.safetensors");
@@ -553,9 +584,17 @@ int mb_ckpt_read_optimizer(const char *dir, mb_params *p, mb_optimizer *o, const
   const size_t es = mb_dtype_size(mb_params_dtype(p));
   char tname[512];
   for (int k = 0; rc == MB_OK && k < nstates; k++, names += strlen(names) + 1) {
-    char *buf = mb_optimizer_state(o, k);
-    if (!buf)
+    char *dev = mb_optimizer_state(o, k);
+    if (!dev)
       continue;
+    /* staged on the host: the present state (what no tensor replaces stays),
+     * the file's tensors over it, then back into the backend's memory */
+    const size_t bytes = (size_t)(end - begin) * es;
+    char *buf = host_copy_of(p, dev, bytes, names);
+    if (!buf) {
+      rc = mb_error_code();
+      break;
+    }
     for (int i = 0; rc == MB_OK && i < mb_params_count(p); i++) {
       const mb_param_info *pi = mb_params_info(p, i);
       if (!pi->trainable || pi->offset < begin || pi->offset + pi->numel > end)
@@ -570,6 +609,10 @@ int mb_ckpt_read_optimizer(const char *dir, mb_params *p, mb_optimizer *o, const
       else
         memcpy(buf + (size_t)(pi->offset - begin) * es, e->data, (size_t)pi->numel * es);
     }
+    mb_backend *be = mb_params_backend(p);
+    if (rc == MB_OK && bytes && (rc = be->copy_in(be, dev, buf, bytes)) != MB_OK)
+      rc = mb_error_context(rc, "%s: copying the optimizer state into the backend", path);
+    mb_host_free(buf);
   }
   if (rc == MB_OK)
     mb_optimizer_set_steps(o, strtoll(steps, NULL, 10));

@@ -23,6 +23,7 @@
 #include "experiments/checkpoint.h"
 #include "experiments/config.h"
 #include "experiments/datasets.h"
+#include "experiments/device.h"
 #include "experiments/eval.h"
 #include "experiments/metrics.h"
 #include "experiments/net.h"
@@ -65,7 +66,8 @@ typedef struct {
   char tokenizer_path[1200];
   mb_shardset *train_set, *test_set;
   mb_net *net;
-  mb_backend *be;
+  mb_backend *be; /* dev.be */
+  mb_cli_device dev;
   mb_optimizer *opt;
   mb_loader *loader;
   mb_net_programs *progs;
@@ -296,8 +298,9 @@ static int setup_tokenizer_and_data(trainer *t) {
 
 static int setup_net(trainer *t) {
   const mb_config *c = t->cfg;
-  t->be = mb_cpu_backend();
+  t->be = t->dev.be;
   MB_TRY(mb_net_create(c, mb_tokenizer_vocab_size(t->tok), 1, t->be, &t->net));
+  MB_TRY(mb_cli_device_apply(&t->dev, t->net));
   mb_net *net = t->net;
   /* the weights' tokenizer (a checkpoint's) must be the data's */
   if (net->tokenizer_sha256[0] && strcmp(net->tokenizer_sha256, mb_tokenizer_vocab_sha256(t->tok)) != 0)
@@ -1237,6 +1240,7 @@ static void trainer_free(trainer *t) {
     mb_log_error_status(mb_error_code(), "closing metrics");
   mb_rundir_release(t->rundir);
   mb_config_doc_free(t->doc);
+  mb_cli_device_close(&t->dev); /* last: it owns the GPU memory of everything above */
 }
 
 /* mb_dist's abort hook (rank 0, the run loop): the job is ending under
@@ -1279,6 +1283,8 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
   }
   MB_TRY(agree_status(t, rc));
   t->resuming = a->resume;
+  /* the device before the data: a GPU that is not there is said at once */
+  MB_TRY(agree_status(t, mb_cli_device_open(c, t->nranks, c->profile, "mambert train", &t->dev)));
   MB_TRY(agree_status(t, setup_tokenizer_and_data(t)));
   MB_TRY(agree_status(t, setup_net(t)));
   if (t->nranks > 1) /* one starting point everywhere */
@@ -1327,7 +1333,8 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
     if (rc == MB_OK)
       rc = mb_metrics_open(t->run_dir, c->tensorboard, resume_step, &t->metrics);
     if (rc == MB_OK) {
-      MB_INFO("%s: %s, %lld parameters", c->run_name, desc, (long long)mb_params_total(t->net->params));
+      MB_INFO("%s: %s, %lld parameters; on %s", c->run_name, desc, (long long)mb_params_total(t->net->params),
+              t->dev.desc);
       const mb_shardset *ts = t->train_set;
       const int64_t used = c->train_limit > 0 && c->train_limit < ts->n ? c->train_limit : ts->n;
       char of[96] = "";

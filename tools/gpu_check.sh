@@ -83,7 +83,7 @@ TESTS=(cuda_attention_probe:40 cuda_attention:150 cuda_attention+ws:120 cuda_sel
   runtime_cuda_alloc:60 runtime_dtype_cuda:30 cuda_amp_logic:30 cuda_attention_dispatch:30
   cuda_selective_scan_plan:30 cuda_attention_ops+wgmma:120 cuda_models+wgmma:120)
 BENCHES=(bench_cuda_mlp bench_cuda_gemm bench_cuda_train bench_cuda_attention bench_cuda_selective_scan
-  bench_cuda_sweep bench_cuda_packed)
+  bench_cuda_sweep bench_cuda_packed mambert)
 # need no GPU: exit 0 here too
 NO_GPU_NEEDED=" runtime_dtype_cuda cuda_amp_logic cuda_attention_dispatch cuda_selective_scan_plan "
 
@@ -93,6 +93,7 @@ NO_GPU_NEEDED=" runtime_dtype_cuda cuda_amp_logic cuda_attention_dispatch cuda_s
 # first, the torch.compile ones (slow to compile) last.
 STEPS=(
   "tests tests 170"
+  "cli_train cli 90"
   "fp8_probe bench 20"
   "bench_cuda_mlp bench 30"
   "bench_cuda_gemm bench 45"
@@ -219,8 +220,9 @@ verify() {
         [[ "$(realpath -m "$path")" == "$dir/lib/"* ]] || echo "$so=>$path"
       done)
     local out rc=0
-    out=$(cd "$ROOT" && env -i PATH=/usr/bin:/bin HOME="${HOME:-/tmp}" LD_LIBRARY_PATH= "$dir/$b" 2>&1) || rc=$?
-    local want=77
+    local args=() want=77
+    [ "$b" = mambert ] && args=(info) && want=0 # the CLI: what it was built with and sees
+    out=$(cd "$ROOT" && env -i PATH=/usr/bin:/bin HOME="${HOME:-/tmp}" LD_LIBRARY_PATH= "$dir/$b" "${args[@]}" 2>&1) || rc=$?
     [[ "$NO_GPU_NEEDED" == *" $b "* ]] && want=0
     if [ -n "$stray" ]; then
       echo "  $b: FAIL: libraries outside the bundle: $stray"
@@ -362,6 +364,7 @@ step_cmd() {
   torch_sweep) echo "python3 tools/bench_torch_peers.py --sections sweep --json $R/torch_sweep.json --budget-s $((T - 15))" ;;
   torch_sdpa) echo "torch_sdpa_step" ;;
   torch_scan) echo "torch_scan_step $T" ;;
+  cli_train) echo "cli_train_step" ;;
   *) return 1 ;;
   esac
 }
@@ -405,6 +408,75 @@ torch_scan_step() {
   return $rc
 }
 
+# \`mambert train\` itself on the GPU (train.device: cuda): the demo BERT and
+# Mamba for 40 steps in f32 and bf16 and on the CPU. f32 on the GPU runs the
+# CPU's program: its losses must follow the CPU's. Exact resume: a copy of
+# the bf16 run cut back to its step-20 checkpoint and resumed must export the
+# same weights byte for byte.
+cli_train_step() {
+  local rc=0 arch prec d
+  local common=(--set train.max_steps=40 --set checkpoint.every=20 --set eval.every=0
+    --set data.cache_dir="$WORK/cli-cache" --set log.progress=lines)
+  for arch in bert mamba; do
+    for prec in f32 bf16; do
+      d="$WORK/raw/cli-$arch-$prec"
+      ours "$BIN/mambert" train "experiments/demo-$arch.yaml" --set train.device=cuda --set train.precision=$prec \
+        --set run.dir="$d" "${common[@]}" || rc=1
+    done
+    ours "$BIN/mambert" train "experiments/demo-$arch.yaml" --set train.device=cpu --set run.dir="$WORK/raw/cli-$arch-cpu" \
+      "${common[@]}" || rc=1
+    d="$WORK/raw/cli-$arch-bf16"
+    if [ -d "$d/checkpoints" ]; then
+      rm -rf "$d-resumed"
+      cp -r "$d" "$d-resumed"
+      rm -rf "$d-resumed"/checkpoints/step-00000040
+      ours "$BIN/mambert" train --resume "$d-resumed" || rc=1
+      if cmp -s "$d/model/model.safetensors" "$d-resumed/model/model.safetensors"; then
+        echo "cli_train: $arch bf16 resumed from step 20: the same weights byte for byte"
+      else
+        echo "cli_train: $arch bf16 resumed from step 20: the exported weights DIFFER"
+        rc=1
+      fi
+    fi
+  done
+  python3 - "$WORK/raw" <<'PY' || rc=1
+import json, sys, os
+raw = sys.argv[1]
+def losses(d):
+    out = {}
+    p = os.path.join(d, "metrics.jsonl")
+    if os.path.exists(p):
+        for line in open(p):
+            j = json.loads(line)
+            if j.get("kind") == "train" and "loss" in j:
+                out[j["step"]] = j["loss"]
+    return out
+def acc(d):
+    p = os.path.join(d, "results.json")
+    try:
+        return json.load(open(p))["eval"]["accuracy"]
+    except Exception:
+        return None
+bad = 0
+print("| model | run | loss at the logged steps | accuracy (1000 test reviews) |")
+print("|---|---|---|---|")
+for arch in ("bert", "mamba"):
+    cpu = losses(os.path.join(raw, f"cli-{arch}-cpu"))
+    for run in ("cpu", "f32", "bf16"):
+        d = os.path.join(raw, f"cli-{arch}-{run}")
+        l = losses(d)
+        print(f"| {arch} | {run} | " + " ".join(f"{s}:{v:.4f}" for s, v in sorted(l.items())) + f" | {acc(d)} |")
+    gpu = losses(os.path.join(raw, f"cli-{arch}-f32"))
+    worst = max((abs(gpu[s] - cpu[s]) for s in cpu if s in gpu), default=float("inf"))
+    ok = worst <= 2e-2 and len(gpu) == len(cpu) > 0
+    bad += not ok
+    print(f"cli_train: {arch} f32 on the GPU vs the CPU: largest loss difference {worst:.2e} (bound 2e-2): "
+          + ("ok" if ok else "FAILED"))
+sys.exit(1 if bad else 0)
+PY
+  return $rc
+}
+
 run_step() { # NAME GROUP LIMIT
   local name=$1 group=$2 limit=$3 cmd rc=0 s
   cmd=$(step_cmd "$name" "$limit") || {
@@ -432,7 +504,7 @@ run() {
   unpack "$BIN"
   CUDALIB=$(find_cuda_libs) || die "libcublasLt.so.13 not found on this machine"
   export WORK TSV LOG CUDALIB BIN ROOT
-  export -f ours now record torch_sdpa_step torch_scan_step # the steps run in child shells
+  export -f ours now record torch_sdpa_step torch_scan_step cli_train_step # the steps run in child shells
   {
     echo "== gpu_check run: bundle of commit $(tr '\n' ' ' <"$BIN/COMMIT"), cuBLASLt from $CUDALIB, budget $BUDGET s"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1 || true

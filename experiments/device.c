@@ -1,0 +1,89 @@
+/* device.c: choosing the backend for train (device.h). */
+#include "experiments/device.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/cpu/cpu.h"
+#include "mambert_build_config.h"
+#include "models/model.h"
+#include "runtime/cuda_device.h"
+#include "runtime/log.h"
+#if MAMBERT_HAVE_CUDA
+#include "kernels/cuda/cuda.h"
+#endif
+
+int mb_cli_device_open(const mb_config *c, int nranks, int profiling, const char *what, mb_cli_device *out) {
+  memset(out, 0, sizeof *out);
+  out->be = mb_cpu_backend();
+  out->compute = MB_F32;
+  const int want_gpu = strcmp(c->device, "cuda") == 0, want_cpu = strcmp(c->device, "cpu") == 0;
+  int gpus = 0;
+  char why[256] = "this build has no CUDA backend";
+#if MAMBERT_HAVE_CUDA
+  if (!want_cpu && mb_cuda_device_count(&gpus, why, sizeof why) != MB_OK) {
+    mb_error_clear();
+    gpus = 0;
+  }
+#endif
+  if (want_gpu && gpus == 0)
+    return MB_ERR(MB_EUNSUPPORTED, "train.device: cuda, but %s sees no GPU (%s); use train.device: cpu", what, why);
+  const int gpu = gpus > 0 && !want_cpu;
+  if (!gpu) {
+    if (strcmp(c->precision, "f32") != 0)
+      return MB_ERR(MB_EUNSUPPORTED,
+                    "train.precision: %s needs a GPU and %s runs on the CPU here (%s); set train.precision: f32",
+                    c->precision, what, want_cpu ? "train.device: cpu" : why);
+    snprintf(out->desc, sizeof out->desc, "cpu, f32");
+    return MB_OK;
+  }
+  if (strcmp(c->precision, "fp16") == 0 || strcmp(c->precision, "fp8") == 0)
+    return MB_ERR(MB_EUNSUPPORTED,
+                  "train.precision: %s is not in %s yet (the fp16 loss scale and the fp8 scaling history are not "
+                  "checkpointed, so a resume would not be exact); use bf16 or f32",
+                  c->precision, what);
+  if (nranks > 1)
+    return MB_ERR(MB_EUNSUPPORTED,
+                  "train.device: %s with %d ranks: %s runs one GPU per job for now (the NCCL data-parallel path is "
+                  "not wired into it yet); run one rank, or set train.device: cpu",
+                  c->device, nranks, what);
+#if MAMBERT_HAVE_CUDA
+  mb_cuda_backend_opts o = mb_cuda_backend_defaults();
+  o.device = 0;
+  o.graphs = !profiling; /* per-node profiling syncs inside a tape: no capture */
+  MB_TRY(mb_cuda_backend_create(&o, &out->be));
+  out->gpu = 1;
+  out->compute = strcmp(c->precision, "bf16") == 0 ? MB_BF16 : MB_F32;
+  mb_cuda_device_info info;
+  char dev[256] = "?";
+  if (mb_cuda_device_get_info(0, &info) == MB_OK)
+    mb_cuda_device_describe(&info, dev, sizeof dev);
+  else
+    mb_error_clear();
+  snprintf(out->desc, sizeof out->desc, "GPU 0: %s, %s compute", dev, mb_dtype_name(out->compute));
+  return MB_OK;
+#else
+  (void)profiling;
+  return MB_ERR(MB_EINTERNAL, "a GPU counted in a build without CUDA");
+#endif
+}
+
+int mb_cli_device_apply(const mb_cli_device *d, mb_net *net) {
+  if (d->compute == MB_F32)
+    return MB_OK;
+  struct mb_model *m = mb_net_model(net);
+  if (!m)
+    return MB_ERR(MB_EUNSUPPORTED, "train.precision: %s: the %s model computes in f32 only", mb_dtype_name(d->compute),
+                  net->arch);
+  mb_model_precision p = {d->compute, 0};
+  return mb_model_set_precision(m, &p);
+}
+
+void mb_cli_device_close(mb_cli_device *d) {
+#if MAMBERT_HAVE_CUDA
+  if (d->gpu && d->be)
+    mb_cuda_backend_destroy(d->be);
+#endif
+  d->be = NULL;
+  d->gpu = 0;
+}

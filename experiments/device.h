@@ -1,0 +1,31 @@
+/* device.h: the backend a command computes on, from train.device and
+ * train.precision: the CPU, or (a CUDA build with a GPU visible) the CUDA
+ * backend with f32 or bf16 compute. */
+#ifndef MB_EXPERIMENTS_DEVICE_H
+#define MB_EXPERIMENTS_DEVICE_H
+
+#include "autograd/autograd.h"
+#include "experiments/config.h"
+#include "experiments/net.h"
+
+typedef struct {
+  mb_backend *be;
+  int gpu;           /* 1: the CUDA backend (owned: mb_cli_device_close frees it) */
+  mb_dtype compute;  /* MB_F32 or MB_BF16 */
+  char desc[320];    /* "cpu, f32" or "GPU 0: NVIDIA H200 (...), bf16 compute" */
+} mb_cli_device;
+
+/* Resolves train.device (auto: the GPU when this build has CUDA and one is
+ * visible, else the CPU; cpu; cuda: a GPU or an error) and train.precision
+ * (f32 anywhere; bf16 on a GPU; fp16 and fp8 are refused: their scaling
+ * state is not checkpointed yet, so a resume would not be exact). nranks > 1
+ * on a GPU is refused (the NCCL path is not wired into the commands yet).
+ * `what` names the command in messages. */
+int mb_cli_device_open(const mb_config *c, int nranks, int profiling, const char *what,
+                       mb_cli_device *out) MB_NODISCARD;
+/* The compute precision on a net's model (before any program is built). */
+int mb_cli_device_apply(const mb_cli_device *d, mb_net *net) MB_NODISCARD;
+/* Frees the CUDA backend; call after everything made on it is freed. */
+void mb_cli_device_close(mb_cli_device *d);
+
+#endif
