@@ -1114,7 +1114,7 @@ int mb_config_diff(const mb_config *a, const mb_config *b, int identity_only, ch
 
 int mb_config_load(const char *const *files, int nfiles, const char *const *sets, int nsets, const char *purpose,
                    mb_config_doc **out) {
-  mb_config_doc *d;
+  mb_config_doc *d = NULL;
   MB_TRY(mb_config_doc_new(&d));
   int rc = MB_OK;
   for (int i = 0; rc == MB_OK && i < nfiles; i++)

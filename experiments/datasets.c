@@ -89,8 +89,9 @@ static int ends_with(const char *s, const char *suffix) {
 }
 
 static int dir_has_h5(const char *dir) {
-  char pat[1100];
-  snprintf(pat, sizeof pat, "%s/*.h5", dir);
+  char pat[1500]; /* dir: up to 1400 bytes */
+  if (snprintf(pat, sizeof pat, "%s/*.h5", dir) >= (int)sizeof pat)
+    return 0;
   glob_t g;
   int found = glob(pat, 0, NULL, &g) == 0 && g.gl_pathc > 0;
   globfree(&g);

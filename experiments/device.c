@@ -28,7 +28,13 @@ int mb_cli_device_open(const mb_config *c, int nranks, int profiling, const char
 #endif
   if (want_gpu && gpus == 0)
     return MB_ERR(MB_EUNSUPPORTED, "train.device: cuda, but %s sees no GPU (%s); use train.device: cpu", what, why);
-  const int gpu = gpus > 0 && !want_cpu;
+  int gpu = gpus > 0 && !want_cpu;
+  if (gpu && !want_gpu && nranks > 1) { /* auto with several ranks: the CPU, as before GPUs were wired in */
+    MB_WARN("train.device: auto with %d ranks: computing on the CPU (several GPU ranks are not wired into %s yet; "
+            "set train.device: cpu to silence this)",
+            nranks, what);
+    gpu = 0;
+  }
   if (!gpu) {
     if (strcmp(c->precision, "f32") != 0)
       return MB_ERR(MB_EUNSUPPORTED,

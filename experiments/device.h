@@ -19,7 +19,8 @@ typedef struct {
  * visible, else the CPU; cpu; cuda: a GPU or an error) and train.precision
  * (f32 anywhere; bf16 on a GPU; fp16 and fp8 are refused: their scaling
  * state is not checkpointed yet, so a resume would not be exact). nranks > 1
- * on a GPU is refused (the NCCL path is not wired into the commands yet).
+ * with cuda is refused (the NCCL path is not wired into the commands yet);
+ * with auto it computes on the CPU, with a warning.
  * `what` names the command in messages. */
 int mb_cli_device_open(const mb_config *c, int nranks, int profiling, const char *what,
                        mb_cli_device *out) MB_NODISCARD;

@@ -199,7 +199,7 @@ static void test_bert(void **state) {
   c = small_bert();
   ASSERT_OK(mb_model_new(&c, NULL, mb_cpu_backend(), &m));
   ASSERT_OK(mb_model_init_random(m, 3));
-  float l0, l1;
+  float l0 = 0, l1 = 0;
   double acc = learn(m, 0, 150, 16, 12, 40, &l0, &l1);
   printf("bert learns the toy task: loss %.3f (first 10 steps) -> %.3f, held-out accuracy %.3f\n", l0, l1, acc);
   assert_true(acc >= 0.9);
@@ -218,7 +218,7 @@ static void test_mamba(void **state) {
   mb_model *m;
   ASSERT_OK(mb_model_new(&c, NULL, mb_cpu_backend(), &m));
   ASSERT_OK(mb_model_init_random(m, 4));
-  float l0, l1;
+  float l0 = 0, l1 = 0;
   double acc = learn(m, 1, 150, 16, 12, 40, &l0, &l1);
   printf("mamba learns the toy task on packed batches: loss %.3f (first 10 steps) -> %.3f, held-out accuracy %.3f\n",
          l0, l1, acc);
