@@ -37,4 +37,15 @@ if ldd "$bin" 2>/dev/null | grep -q 'openblas-openmp'; then
    exit $fail) || fail=1
 fi
 expect 0 "^mambert [0-9]" -- --version
+# train.device and train.precision are obeyed or refused, never ignored (a
+# run asked for a GPU went to the CPU in f32): on a machine without a GPU,
+# each request fails before any data is read, naming the key
+if ! nvidia-smi -L 2>/dev/null | grep -q GPU; then
+  demo="$(cd "$(dirname "$0")/../.." && pwd)/experiments/demo-bert.yaml"
+  tmp="$(mktemp -d)"
+  expect 1 "train\.device.*cuda" -- train "$demo" --set train.device=cuda --set run.dir="$tmp/a"
+  expect 1 "train\.precision.*bf16.*GPU" -- train "$demo" --set train.precision=bf16 --set run.dir="$tmp/b"
+  [ -e "$tmp/a/data" ] || [ -e "$tmp/b/data" ] && { echo "FAIL: data prepared before the device was refused"; fail=1; }
+  rm -rf "$tmp"
+fi
 exit $fail
