@@ -13,9 +13,6 @@ int mb_records_init(mb_records *r, const char *dataset, const char *split, const
 int mb_records_push(mb_records *r, int64_t id, int32_t label, int32_t rating, int64_t line, const char *text,
                     size_t len);
 
-/* "train"/"test" from a file name (the last path component containing one
- * of them); NULL if neither or both appear. */
-const char *mb_split_from_name(const char *path);
 /* Check split is "train" or "test" (or infer it when NULL); writes into out[16]. */
 int mb_resolve_split(const char *path, const char *split, char out[16]);
 

@@ -62,6 +62,9 @@ int mb_import_nsmc_tsv(const char *path, const char *split, mb_records *out) MB_
 /* Dispatch on the data set name ("imdb" | "nsmc"); for IMDB a directory is
  * read as an aclImdb tree, a file as the TSV. */
 int mb_import(const char *dataset, const char *input, const char *split, mb_records *out) MB_NODISCARD;
+/* "train"/"test" from a file name (the last path component containing one
+ * of them); NULL if neither or both appear. */
+const char *mb_split_from_name(const char *path);
 
 /* Shared helpers (data/import_common.c). */
 

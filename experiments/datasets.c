@@ -143,7 +143,10 @@ int mb_data_open(const char *spec, const char *split, const char *dataset, const
         return MB_ERR(MB_ENOTFOUND, "%s: not prepared yet", dir);
       MB_INFO("preparing %s (%s, %s) into %s", spec, dataset, split, dir);
       mb_records recs;
-      int rc = mb_import(dataset, spec, mb_is_dir(spec) ? split : NULL, &recs);
+      /* a file says its split by its name; one whose name does not is the
+       * split of the key that named it (data.train or data.test) */
+      const int named = !mb_is_dir(spec) && mb_split_from_name(spec) != NULL;
+      int rc = mb_import(dataset, spec, named ? NULL : split, &recs);
       if (rc != MB_OK)
         return mb_error_context(rc, "importing %s data %s", split, spec);
       if (strcmp(recs.split, split) != 0)

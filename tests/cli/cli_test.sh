@@ -48,4 +48,12 @@ if ! nvidia-smi -L 2>/dev/null | grep -q GPU; then
   [ -e "$tmp/a/data" ] || [ -e "$tmp/b/data" ] && { echo "FAIL: data prepared before the device was refused"; fail=1; }
   rm -rf "$tmp"
 fi
+# a raw file whose name says no split is the split of the key naming it
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+tmp="$(mktemp -d)"
+cp "$root/data/samples/imdb/train.tsv.gz" "$tmp/reviews.tsv.gz"
+expect 0 "prepared 2000 train examples" -- train "$root/experiments/demo-mamba.yaml" --set train.device=cpu \
+  --set data.train="$tmp/reviews.tsv.gz" --set data.test="$root/data/samples/imdb/test.tsv.gz" --set train.max_steps=1 \
+  --set eval.every=0 --set eval.samples=16 --set checkpoint.every=0 --set log.progress=off --set run.dir="$tmp/run"
+rm -rf "$tmp"
 exit $fail
