@@ -19,8 +19,9 @@ struct mb_metrics {
   mb_tfevents *tb;
 };
 
-/* Keep only lines whose "step" is <= step (rewritten atomically). */
-static int truncate_after(const char *path, int64_t step) {
+/* Keep only lines whose "step" is <= step (rewritten atomically); with
+ * drop_eval_at_step, not the "eval" lines of that step either. */
+static int truncate_after(const char *path, int64_t step, int drop_eval_at_step) {
   char *text;
   size_t n;
   int rc = mb_read_file(path, (size_t)1 << 32, &text, &n);
@@ -41,7 +42,9 @@ static int truncate_after(const char *path, int64_t step) {
     json_error_t err;
     json_t *j = json_loadb(line, len, 0, &err);
     json_t *s = j ? json_object_get(j, "step") : NULL;
-    if (nl && s && json_is_integer(s) && json_integer_value(s) <= step) {
+    const char *kind = j ? json_string_value(json_object_get(j, "kind")) : NULL;
+    const int redone = drop_eval_at_step && s && json_integer_value(s) == step && kind && strcmp(kind, "eval") == 0;
+    if (nl && s && json_is_integer(s) && json_integer_value(s) <= step && !redone) {
       memcpy(out + k, line, len + 1);
       k += len + 1;
     } else {
@@ -52,20 +55,21 @@ static int truncate_after(const char *path, int64_t step) {
   }
   rc = mb_write_file_atomic(path, out, k);
   if (rc == MB_OK && dropped)
-    MB_INFO("metrics.jsonl: dropped %zu lines logged after step %lld (the resumed run logs them again)", dropped,
-            (long long)step);
+    MB_INFO("metrics.jsonl: dropped %zu lines logged after step %lld%s (the resumed run logs them again)", dropped,
+            (long long)step, drop_eval_at_step ? " or by its final evaluation" : "");
   free(out);
   free(text);
   return rc;
 }
 
-int mb_metrics_open(const char *run_dir, int tensorboard, int64_t resume_step, mb_metrics **out) {
+int mb_metrics_open(const char *run_dir, int tensorboard, int64_t resume_step, int redo_final_eval,
+                    mb_metrics **out) {
   mb_metrics *m = calloc(1, sizeof *m);
   if (!m)
     return MB_ERR(MB_ENOMEM, "out of memory");
   int rc = mb_path_join(m->path, sizeof m->path, run_dir, "metrics.jsonl");
   if (rc == MB_OK && resume_step >= 0)
-    rc = truncate_after(m->path, resume_step);
+    rc = truncate_after(m->path, resume_step, redo_final_eval);
   if (rc == MB_OK) {
     m->f = fopen(m->path, resume_step >= 0 ? "ab" : "wb");
     if (!m->f)

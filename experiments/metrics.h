@@ -22,8 +22,12 @@ extern "C" {
 
 typedef struct mb_metrics mb_metrics;
 
-/* resume_step < 0: a new run (metrics.jsonl must not exist or is replaced). */
-int mb_metrics_open(const char *run_dir, int tensorboard, int64_t resume_step, mb_metrics **out) MB_NODISCARD;
+/* resume_step < 0: a new run (metrics.jsonl must not exist or is replaced).
+ * redo_final_eval: the resumed run's checkpoint is its last step (it was
+ * stopped during its final evaluation or export, which it does again): the
+ * "eval" lines of resume_step are dropped too. */
+int mb_metrics_open(const char *run_dir, int tensorboard, int64_t resume_step, int redo_final_eval,
+                    mb_metrics **out) MB_NODISCARD;
 int mb_metrics_log(mb_metrics *m, const char *kind, int64_t step, const char *const *keys, const double *values,
                    int n) MB_NODISCARD;
 int mb_metrics_close(mb_metrics *m) MB_NODISCARD;

@@ -195,6 +195,22 @@ int mb_rundir_write_info(mb_rundir *r, const char *name, const char *config_sha2
 
 const char *mb_rundir_path(const mb_rundir *r) { return r->path; }
 
+int64_t mb_rundir_completed_steps(const mb_rundir *r) {
+  char path[1100];
+  snprintf(path, sizeof path, "%s/results.json", r->path);
+  if (!mb_file_exists(path))
+    return -1;
+  snprintf(path, sizeof path, "%s/run.json", r->path);
+  json_error_t err;
+  json_t *j = json_load_file(path, 0, &err);
+  const char *status = j ? json_string_value(json_object_get(j, "status")) : NULL;
+  json_t *steps = j ? json_object_get(j, "steps") : NULL;
+  const int done = status && strcmp(status, "completed") == 0 && json_is_integer(steps);
+  const int64_t n = done ? json_integer_value(steps) : -1;
+  json_decref(j);
+  return n;
+}
+
 void mb_rundir_release(mb_rundir *r) {
   if (!r)
     return;

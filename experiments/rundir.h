@@ -16,6 +16,8 @@
 #ifndef MB_EXPERIMENTS_RUNDIR_H
 #define MB_EXPERIMENTS_RUNDIR_H
 
+#include <stdint.h>
+
 #include "runtime/error.h"
 
 #ifdef __cplusplus
@@ -30,6 +32,10 @@ int mb_rundir_claim(const char *dir, int resume, int force, mb_rundir **out, int
 int mb_rundir_write_info(mb_rundir *r, const char *name, const char *config_sha256, const char *arch,
                          const char *status, const char *extra_json) MB_NODISCARD;
 const char *mb_rundir_path(const mb_rundir *r);
+/* The run's step count when run.json says "completed" (with its "steps")
+ * and results.json is there: training, evaluation and export all finished
+ * (a run killed during its evaluation or export is not complete); else -1. */
+int64_t mb_rundir_completed_steps(const mb_rundir *r);
 /* Release the lock. */
 void mb_rundir_release(mb_rundir *r);
 

@@ -1283,6 +1283,37 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
   }
   MB_TRY(agree_status(t, rc));
   t->resuming = a->resume;
+  /* a finished run whose last checkpoint is its last step: nothing to train,
+   * and its evaluation and export are not redone. (With the later
+   * checkpoints removed, it resumes from the newest one left.) */
+  double done = 0;
+  if (t->rank == 0 && t->resuming) {
+    const int64_t steps = mb_rundir_completed_steps(t->rundir);
+    char latest[1200];
+    rc = steps >= 0 ? mb_ckpt_find_latest(t->ckpt_root, latest, sizeof latest) : MB_OK;
+    if (rc == MB_ENOTFOUND) { /* no checkpoint to resume from: complete as it is */
+      mb_error_clear();
+      rc = MB_OK;
+      done = 1;
+    } else if (rc == MB_OK && steps >= 0) {
+      const char *base = strrchr(latest, '/');
+      long long at = -1;
+      done = sscanf(base ? base + 1 : latest, "step-%lld", &at) == 1 && at >= steps;
+    }
+  }
+  MB_TRY(agree_status(t, rc));
+  if (t->nranks > 1) {
+    double any;
+    MB_TRY(mb_comm_allreduce(t->host, &done, &any, 1, MB_F64, MB_REDUCE_SUM));
+    done = any;
+  }
+  if (done > 0) {
+    if (t->rank == 0)
+      MB_INFO("%s is a completed run (run.json, results.json): nothing to resume. Evaluate it again with: mambert "
+              "eval %s; train it further in a new run with model.checkpoint: %s/model",
+              t->run_dir, t->run_dir, t->run_dir);
+    return MB_OK;
+  }
   /* the device before the data: a GPU that is not there is said at once */
   MB_TRY(agree_status(t, mb_cli_device_open(c, t->nranks, c->profile, "mambert train", &t->dev)));
   MB_TRY(agree_status(t, setup_tokenizer_and_data(t)));
@@ -1331,7 +1362,7 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
     if (rc == MB_OK)
       rc = mb_rundir_write_info(t->rundir, c->run_name, t->config_sha, t->net->arch, "running", NULL);
     if (rc == MB_OK)
-      rc = mb_metrics_open(t->run_dir, c->tensorboard, resume_step, &t->metrics);
+      rc = mb_metrics_open(t->run_dir, c->tensorboard, resume_step, resume_step >= t->total_steps, &t->metrics);
     if (rc == MB_OK) {
       MB_INFO("%s: %s, %lld parameters; on %s", c->run_name, desc, (long long)mb_params_total(t->net->params),
               t->dev.desc);

@@ -66,6 +66,7 @@ done
 # another global batch is refused, and says how to keep it
 b="$tmp/resume-bad"
 cp -r "$tmp/two-false" "$b"
+rm -rf "$b"/checkpoints/step-0000000[468] # (a completed run has nothing to resume)
 if launch 4 --resume "$b" >"$b.log" 2>&1; then
   echo "FAIL: resuming 2 x 8 on 4 x 8 (global batch 32) was accepted"; fail=1
 elif ! grep -q "global batch of 2 rank(s) x data.batch_size 8 x train.grad_accum 1 = 16; this job has 4 x 8 x 1 = 32" "$b.log"; then

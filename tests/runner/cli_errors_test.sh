@@ -148,9 +148,10 @@ YAML
   # fine-tuning from the export, and evaluating it with the protocol
   expect 0 "model.hidden_size .*ignored, model.checkpoint" -- train "$tmp/bert.yaml" --set model.checkpoint=$tmp/bert/model --set model.arch= --run-dir "$tmp/ft2"
   # its saved config reads back (nothing there that only a model from scratch
-  # may set) and names the same files from another directory
+  # may set) and names the same files from another directory; the run is
+  # complete, so resuming it reads the config and does nothing more
   pushd / >/dev/null
-  expect 0 "done: " -- train --resume "$tmp/ft2"
+  expect 0 "is a completed run .*nothing to resume" -- train --resume "$tmp/ft2"
   popd >/dev/null
   if grep -qE 'hidden_size|position_init|"data/' "$tmp/ft2/config.yaml"; then
     echo "FAIL: $tmp/ft2/config.yaml keeps a from-scratch key or a relative path"; fail=1

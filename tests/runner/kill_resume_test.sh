@@ -2,7 +2,8 @@
 # kill_resume_test.sh BIN: a training run killed with SIGKILL in the middle
 # of an epoch and resumed with --resume ends with weights and optimizer state
 # bit-identical to an uninterrupted run of the same config, and with the same
-# metrics lines (each step once). Tiny models on data/samples; well under 60 s.
+# metrics lines (each step once); resuming it again once complete does
+# nothing. Tiny models on data/samples; well under 60 s.
 # Models: bow (with gradient accumulation) always; bert and mamba when the
 # build has models/.
 set -u
@@ -86,6 +87,15 @@ check_model() { # NAME
             <(grep -o "$line" "$b/metrics.jsonl" | sed 's/"time":[0-9.]*,//') >/dev/null; then
     echo "FAIL $n: metrics.jsonl differs"; fail=1
   fi
+  # resuming the completed run does nothing: no step, no line, no file touched
+  local before after
+  before="$(sha "$b/metrics.jsonl") $(sha "$b/run.json") $(sha "$b/results.json")"
+  if ! "$bin" train --resume "$b" >"$tmp/$n-b3.log" 2>&1; then
+    echo "FAIL $n: resuming the completed run failed"; cat "$tmp/$n-b3.log"; fail=1
+  fi
+  after="$(sha "$b/metrics.jsonl") $(sha "$b/run.json") $(sha "$b/results.json")"
+  grep -q "is a completed run.*nothing to resume" "$tmp/$n-b3.log" || { echo "FAIL $n: no 'completed run' message"; cat "$tmp/$n-b3.log"; fail=1; }
+  [ "$before" = "$after" ] || { echo "FAIL $n: resuming the completed run changed metrics.jsonl, run.json or results.json"; fail=1; }
   echo "ok $n: killed after $killed_at, resumed; $last weights and optimizer state bit-identical ($(sha "$b/checkpoints/$last/model.safetensors" | cut -c1-16))"
 }
 

@@ -135,7 +135,7 @@ static int count_lines(const char *path) {
 static void test_metrics_resume_truncates(void **state) {
   (void)state;
   mb_metrics *m;
-  assert_int_equal(mb_metrics_open(root, 1, -1, &m), MB_OK);
+  assert_int_equal(mb_metrics_open(root, 1, -1, 0, &m), MB_OK);
   const char *keys[] = {"loss", "nan"};
   for (int s = 1; s <= 10; s++) {
     double v[] = {1.0 / s, 0.0 / 0.0};
@@ -154,7 +154,7 @@ static void test_metrics_resume_truncates(void **state) {
   FILE *f = fopen(jl, "ab");
   fputs("{\"kind\":\"train\",\"st", f);
   fclose(f);
-  assert_int_equal(mb_metrics_open(root, 1, 6, &m), MB_OK);
+  assert_int_equal(mb_metrics_open(root, 1, 6, 0, &m), MB_OK);
   double v[] = {0.25, 1};
   assert_int_equal(mb_metrics_log(m, "train", 7, keys, v, 2), MB_OK);
   assert_int_equal(mb_metrics_close(m), MB_OK);
@@ -165,12 +165,40 @@ static void test_metrics_resume_truncates(void **state) {
   free(data);
 }
 
+/* killed during the final evaluation's export: the resumed run evaluates
+ * again, and metrics.jsonl keeps one final eval line, not two */
+static void test_metrics_redo_final_eval(void **state) {
+  (void)state;
+  mb_metrics *m;
+  assert_int_equal(mb_metrics_open(root, 0, -1, 0, &m), MB_OK);
+  const char *keys[] = {"accuracy"};
+  double v[] = {0.5};
+  for (int s = 4; s <= 8; s += 4) {
+    assert_int_equal(mb_metrics_log(m, "train", s, keys, v, 1), MB_OK);
+    assert_int_equal(mb_metrics_log(m, "eval", s, keys, v, 1), MB_OK);
+  }
+  assert_int_equal(mb_metrics_close(m), MB_OK);
+  char jl[512];
+  snprintf(jl, sizeof jl, "%s/metrics.jsonl", root);
+  assert_int_equal(mb_metrics_open(root, 0, 8, 1, &m), MB_OK);
+  assert_int_equal(mb_metrics_close(m), MB_OK);
+  char *data;
+  size_t n;
+  assert_int_equal(mb_read_file(jl, 1 << 20, &data, &n), MB_OK);
+  assert_int_equal(count_lines(jl), 3); /* step 4's two lines stay, and step 8's train line */
+  assert_non_null(strstr(data, "{\"kind\":\"eval\",\"step\":4,"));
+  assert_non_null(strstr(data, "{\"kind\":\"train\",\"step\":8,"));
+  assert_null(strstr(data, "{\"kind\":\"eval\",\"step\":8,"));
+  free(data);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_crc32c),
       cmocka_unit_test(test_event_bytes),
       cmocka_unit_test_setup_teardown(test_file_framing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_metrics_resume_truncates, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_metrics_redo_final_eval, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
