@@ -239,8 +239,7 @@ void mb_field_preview(const char *s, size_t n, char out[64]) {
   out[k] = 0;
 }
 
-int mb_import(const char *dataset, const char *input, const char *split, mb_records *out) {
-  memset(out, 0, sizeof *out);
+static int import_any(const char *dataset, const char *input, const char *split, mb_records *out) {
   if (strcmp(dataset, "imdb") == 0) {
     struct stat st;
     if (stat(input, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -253,4 +252,16 @@ int mb_import(const char *dataset, const char *input, const char *split, mb_reco
   if (strcmp(dataset, "nsmc") == 0)
     return mb_import_nsmc_tsv(input, split, out);
   return MB_ERR(MB_EINVAL, "unknown data set '%s' (expected imdb or nsmc)", dataset);
+}
+
+int mb_import(const char *dataset, const char *input, const char *split, mb_records *out) {
+  memset(out, 0, sizeof *out);
+  MB_TRY(import_any(dataset, input, split, out));
+  if (out->n == 0) { /* said here, not later as an empty loader */
+    mb_records_free(out);
+    if (mb_is_dir(input))
+      return MB_ERR(MB_EFORMAT, "%s: no examples (no reviews in %s/neg and %s/pos)", input, split, split);
+    return MB_ERR(MB_EFORMAT, "%s: no examples (the file holds only its header)", input);
+  }
+  return MB_OK;
 }

@@ -363,6 +363,37 @@ static void test_tree_errors(void **state) {
   free(root);
 }
 
+/* a file with only its header, or a tree with empty folders, is refused by
+ * mb_import naming the input (not found later as an empty loader) */
+static void test_import_no_examples(void **state) {
+  (void)state;
+  mb_records r;
+  char *imdb = path_in("train.tsv"), *nsmc = path_in("ratings_test.txt"), *root = path_in("emptytree");
+  tu_write_str(imdb, "id\trating\tlabel\ttext\n");
+  assert_int_equal(mb_import_imdb_tsv(imdb, NULL, &r), MB_OK); /* the parser itself accepts it */
+  assert_int_equal(r.n, 0);
+  mb_records_free(&r);
+  assert_int_equal(mb_import("imdb", imdb, NULL, &r), MB_EFORMAT);
+  expect_msg(imdb, "no examples (the file holds only its header)");
+  assert_null(r.rec);
+  tu_write_str(nsmc, "id\tdocument\tlabel\n");
+  assert_int_equal(mb_import("nsmc", nsmc, NULL, &r), MB_EFORMAT);
+  expect_msg(nsmc, "no examples");
+  mkdir(root, 0777);
+  char d[4200];
+  snprintf(d, sizeof d, "%s/test", root);
+  mkdir(d, 0777);
+  snprintf(d, sizeof d, "%s/test/neg", root);
+  mkdir(d, 0777);
+  snprintf(d, sizeof d, "%s/test/pos", root);
+  mkdir(d, 0777);
+  assert_int_equal(mb_import("imdb", root, "test", &r), MB_EFORMAT);
+  expect_msg(root, "no reviews in test/neg and test/pos");
+  free(imdb);
+  free(nsmc);
+  free(root);
+}
+
 static void test_shipped_samples(void **state) {
   (void)state;
   struct {
@@ -401,7 +432,7 @@ int main(void) {
       cmocka_unit_test(test_imdb_tsv_errors),         cmocka_unit_test(test_missing_and_truncated_gz),
       cmocka_unit_test(test_nsmc_quirks),             cmocka_unit_test(test_nsmc_errors),
       cmocka_unit_test(test_tree_equals_tsv),         cmocka_unit_test(test_tree_errors),
-      cmocka_unit_test(test_shipped_samples),
+      cmocka_unit_test(test_shipped_samples),         cmocka_unit_test(test_import_no_examples),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
