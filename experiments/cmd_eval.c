@@ -349,6 +349,8 @@ static int run_eval(int argc, char **argv) {
   }
   if (!out && sweeping)
     out = sweep_out[0] ? sweep_out : "sweep-out";
+  if (rc == MB_OK && out) /* before the evaluation, not after it */
+    rc = mb_dir_writable(out, "--out");
   for (int m = 0; rc == MB_OK && m < nmodels; m++) {
     if (models[m].cfg->threads > 0)
       mb_cpu_set_threads((int)models[m].cfg->threads);

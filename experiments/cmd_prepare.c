@@ -14,6 +14,7 @@
 #include "data/tokenizer.h"
 #include "experiments/cli.h"
 #include "experiments/datasets.h"
+#include "runtime/fileio.h"
 
 extern const mb_command mb_cmd_prepare;
 
@@ -141,6 +142,8 @@ static int run_prepare(int argc, char **argv) {
   if (split && strcmp(split, "train") != 0 && strcmp(split, "test") != 0)
     return mb_cli_usage_error(&mb_cmd_prepare, "--split '%s': expected train or test", split);
 
+  if (mb_dir_writable(out, "--out") != MB_OK) /* before the tokenizing, not after it */
+    return mb_cli_fail("prepare", NULL);
   const double t0 = now_s();
   mb_records recs;
   if (mb_import(dataset, input, split, &recs) != MB_OK)

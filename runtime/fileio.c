@@ -294,6 +294,21 @@ int mb_mkdir_p(const char *path) {
   return MB_OK;
 }
 
+int mb_dir_writable(const char *path, const char *what) {
+  int rc = mb_mkdir_p(path);
+  if (rc != MB_OK)
+    return mb_error_context(rc, "%s", what);
+  char probe[4200];
+  if (snprintf(probe, sizeof probe, "%s/.mambert-write-test-XXXXXX", path) >= (int)sizeof probe)
+    return MB_ERR(MB_EINVAL, "%s %s: path too long", what, path);
+  int fd = mkstemp(probe);
+  if (fd < 0)
+    return MB_ERR(MB_EIO, "%s %s: cannot write there: %s", what, path, strerror(errno));
+  close(fd);
+  unlink(probe);
+  return MB_OK;
+}
+
 int mb_path_join(char *out, size_t cap, const char *a, const char *b) {
   int n;
   if (!a || !*a || b[0] == '/')

@@ -44,6 +44,10 @@ const char *mb_atomic_temp_path(const mb_atomic_file *f);
 /* Create `path` and any missing parents (mode 0777 & ~umask). Existing
  * directories are fine; an existing non-directory is MB_EIO. */
 int mb_mkdir_p(const char *path) MB_NODISCARD;
+/* mb_mkdir_p, then prove the directory takes a file (one is created and
+ * removed): an output directory checked before the work, not after it.
+ * MB_EIO naming `what` (e.g. "--out") and the path. */
+int mb_dir_writable(const char *path, const char *what) MB_NODISCARD;
 
 /* out = a "/" b, with one slash between; b absolute or a empty gives b.
  * MB_EINVAL if the result does not fit in cap bytes (with its NUL). */

@@ -4,7 +4,8 @@
 # exit, never a crash: unknown keys, wrong types, missing files, shards of
 # another tokenizer, a checkpoint of another model or tokenizer, a run
 # directory holding another run, a changed config on resume, reduced
-# precision on the CPU.
+# precision on the CPU, an --out that cannot be written (said before the
+# work), a data file with no examples.
 set -u
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 tmp="$(mktemp -d /tmp/mb_clierr_XXXXXX)"
@@ -108,6 +109,19 @@ expect 1 "made with tokenizer wordpiece-uncased .* the config's is bpe" -- eval 
 expect 1 "not a model directory \(config.json\), a checkpoint" -- eval "$tmp/ok.yaml" --model "$tmp/mine"
 # eval of the finished run works, and says where its weights came from
 expect 0 "weights: $tmp/run/model" -- eval "$tmp/ok.yaml"
+# an --out that cannot take files is said before the evaluation, not after it
+: > "$tmp/afile"
+expect 1 "^mambert eval: --out: mkdir $tmp/afile/x: $tmp/afile exists and is not a directory" -- \
+  eval "$tmp/ok.yaml" --out "$tmp/afile/x"
+if "$bin" eval "$tmp/ok.yaml" --out "$tmp/afile/x" 2>&1 | grep -q "^| "; then
+  echo "FAIL: eval with an unwritable --out evaluated first"; fail=1
+fi
+expect 1 "^mambert prepare: --out: mkdir $tmp/afile/x" -- prepare --dataset imdb --input data/samples/imdb/test.tsv.gz \
+  --tokenizer data/vocab/bert-base-uncased-vocab.txt --out "$tmp/afile/x"
+# a data file with only its header: said at import, naming the file
+printf 'id\trating\tlabel\ttext\n' > "$tmp/header-only.tsv"
+expect 1 "importing train data $tmp/header-only.tsv: .*: no examples \(the file holds only its header\)" -- \
+  train "$tmp/ok.yaml" --set data.train=$tmp/header-only.tsv --run-dir "$tmp/header-only"
 
 if [ -e models/model.h ]; then
   # a tiny BERT run, then its checkpoint and export given to a Mamba config

@@ -253,6 +253,20 @@ static void test_fileio_mkdir_and_paths(void **state) {
   assert_int_equal(mb_mkdir_p(p), MB_EIO);
   assert_non_null(strstr(mb_error_message(), "a/file"));
   assert_int_equal(mb_mkdir_p(""), MB_EINVAL);
+  /* an output directory proved writable before the work: created, and no
+   * probe file left behind; under a file, the error names the option */
+  path_in(p, sizeof p, "out/x");
+  assert_int_equal(mb_dir_writable(p, "--out"), MB_OK);
+  assert_true(mb_is_dir(p));
+  DIR *d = opendir(p);
+  int entries = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    entries += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+  closedir(d);
+  assert_int_equal(entries, 0);
+  path_in(p, sizeof p, "a/file/out");
+  assert_int_equal(mb_dir_writable(p, "--out"), MB_EIO);
+  assert_non_null(strstr(mb_error_message(), "--out: mkdir"));
   path_in(p, sizeof p, "nothing");
   assert_int_equal(mb_file_size(p, &size), MB_ENOTFOUND);
   assert_non_null(strstr(mb_error_message(), p));
