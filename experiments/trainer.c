@@ -259,7 +259,7 @@ static int load_config(trainer *t, const mb_train_args *a) {
 
 /* ---- setup -------------------------------------------------------------------- */
 
-static int setup_tokenizer_and_data(trainer *t) {
+static int setup_tokenizer(trainer *t) {
   const mb_config *c = t->cfg;
   if (c->tokenizer[0]) {
     snprintf(t->tokenizer_path, sizeof t->tokenizer_path, "%s", c->tokenizer);
@@ -274,6 +274,12 @@ static int setup_tokenizer_and_data(trainer *t) {
   int rc = mb_tokenizer_load(t->tokenizer_path, &to, &t->tok);
   if (rc != MB_OK)
     return mb_error_context(rc, "tokenizer");
+  return MB_OK;
+}
+
+static int setup_data(trainer *t) {
+  const mb_config *c = t->cfg;
+  int rc;
   const int add_special = mb_tokenizer_kind_of(t->tok) == MB_TOKENIZER_WORDPIECE;
   char cache[1100];
   if (c->cache_dir[0])
@@ -293,6 +299,9 @@ static int setup_tokenizer_and_data(trainer *t) {
     if (rc == MB_OK && c->test_data[0])
       rc = mb_data_open(c->test_data, "test", c->dataset, t->tok, add_special, cache, 0, &t->test_set);
   }
+  if (rc == MB_OK && t->train_set->meta.vocab_size > t->net->vocab_size)
+    rc = MB_ERR(MB_EINVAL, "data.train: token ids go up to %d but the model's vocabulary has %lld entries",
+                t->train_set->meta.vocab_size, (long long)t->net->vocab_size);
   return rc;
 }
 
@@ -309,9 +318,6 @@ static int setup_net(trainer *t) {
                   "%s (%s, sha256 %.16s...)",
                   c->model_checkpoint, net->tokenizer_name, net->tokenizer_sha256, t->tokenizer_path,
                   mb_tokenizer_name(t->tok), mb_tokenizer_vocab_sha256(t->tok));
-  if (t->train_set->meta.vocab_size > net->vocab_size)
-    return MB_ERR(MB_EINVAL, "data.train: token ids go up to %d but the model's vocabulary has %lld entries",
-                  t->train_set->meta.vocab_size, (long long)net->vocab_size);
   if (net->max_position > 0 && c->max_length > net->max_position)
     return MB_ERR(MB_EINVAL, "data.max_length %lld is longer than the model's %lld position embeddings",
                   (long long)c->max_length, (long long)net->max_position);
@@ -1316,8 +1322,11 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
   }
   /* the device before the data: a GPU that is not there is said at once */
   MB_TRY(agree_status(t, mb_cli_device_open(c, t->nranks, c->profile, "mambert train", &t->dev)));
-  MB_TRY(agree_status(t, setup_tokenizer_and_data(t)));
+  /* the model before the data: a checkpoint that does not fit the config is
+   * said before minutes of tokenizing, not after */
+  MB_TRY(agree_status(t, setup_tokenizer(t)));
   MB_TRY(agree_status(t, setup_net(t)));
+  MB_TRY(agree_status(t, setup_data(t)));
   if (t->nranks > 1) /* one starting point everywhere */
     MB_TRY(mb_comm_broadcast(t->comm, mb_params_data(t->net->params), (size_t)mb_params_total(t->net->params), MB_F32,
                              0));

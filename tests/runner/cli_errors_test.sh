@@ -154,7 +154,9 @@ YAML
   ck="$tmp/bert/checkpoints/$(ls "$tmp/bert/checkpoints" | tail -1)"
   expect 1 "a checkpoint of a bert model; the config builds a mamba model" -- eval "$tmp/mamba.yaml" --model "$ck"
   expect 1 "trained with another vocabulary|a tokenizer of another model" -- eval "$tmp/bert.yaml" --set tokenizer=data/vocab/gpt-neox-20b-tokenizer.json --model "$tmp/bert/model"
-  expect 1 "model.arch is mamba but model.checkpoint .* holds a bert model" -- train "$tmp/mamba.yaml" --set model.checkpoint=$tmp/bert/model --set tokenizer=data/vocab/bert-base-uncased-vocab.txt --run-dir "$tmp/ft"
+  expect 1 "model.arch is mamba but model.checkpoint .* holds a bert model" -- train "$tmp/mamba.yaml" --set model.checkpoint=$tmp/bert/model --set tokenizer=data/vocab/bert-base-uncased-vocab.txt --set data.cache_dir=$tmp/ft-cache --run-dir "$tmp/ft"
+  # ... said before the data is prepared
+  [ ! -e "$tmp/ft-cache" ] || { echo "FAIL: the data was prepared before the checkpoint's arch was checked"; fail=1; }
   expect 1 "data.max_length 64 is longer than the model's 32 position embeddings|longer than model.max_position 32" -- train "$tmp/bert.yaml" --set data.max_length=64 --run-dir "$tmp/long"
   # the same number of ids but another vocabulary: caught by the files' sha256
   sed 's/^the$/the-other/' data/vocab/bert-base-uncased-vocab.txt > "$tmp/vocab-other.txt"
