@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/fileio.h"
 #include "runtime/hash.h"
 
 /* ---- vocabulary map ----------------------------------------------------- */
@@ -327,6 +328,17 @@ int mb_tokenizer_load(const char *path, const mb_tokenizer_options *opt, mb_toke
   mb_tokenizer_options defaults = mb_tokenizer_default_options();
   if (!opt)
     opt = &defaults;
+  if (mb_is_dir(path)) { /* a model folder given for its tokenizer: name the file in it */
+    const char *files[] = {"tokenizer.json", "vocab.txt"};
+    char inside[4200] = "", p[4096];
+    for (int i = 0; i < 2 && !inside[0]; i++)
+      if (mb_path_join(p, sizeof p, path, files[i]) == MB_OK && mb_file_exists(p))
+        snprintf(inside, sizeof inside, " (this one holds %s)", p);
+    mb_error_clear();
+    return MB_ERR(MB_EINVAL, "%s: is a directory; the tokenizer is a file: vocab.txt (WordPiece) or tokenizer.json "
+                             "(BPE)%s",
+                  path, inside);
+  }
   /* The kind: *.json (or content starting with '{') is a tokenizer.json. */
   FILE *f = fopen(path, "rb");
   if (!f)

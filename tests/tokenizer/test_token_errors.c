@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -191,6 +192,13 @@ static void test_bad_vocab_txt(void **state) {
   expect_load_error(p, MB_EFORMAT, "no [CLS] token", p);
   p = WRITE("utf8-vocab.txt", "[UNK]\n[CLS]\n[SEP]\nab\xff" "cd\n");
   expect_load_error(p, MB_EFORMAT, "line 4: invalid UTF-8", p);
+  /* a folder given for its tokenizer: said so, naming the file it holds */
+  char folder[128];
+  snprintf(folder, sizeof folder, "%s/model-folder", dir);
+  assert_int_equal(mkdir(folder, 0777), 0);
+  expect_load_error(folder, MB_EINVAL, "is a directory; the tokenizer is a file", NULL);
+  WRITE("model-folder/vocab.txt", "[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n");
+  expect_load_error(folder, MB_EINVAL, "(this one holds ", "model-folder/vocab.txt)");
 }
 
 static void test_bad_tokenizer_json(void **state) {
