@@ -351,18 +351,65 @@ static int levenshtein(const char *a, const char *b) {
   return prev[lb];
 }
 
+/* Names from other tools (Hugging Face TrainingArguments and configs,
+ * common shorthands) and the key that means the same here. */
+static const struct {
+  const char *name, *key;
+} KEY_ALIASES[] = {
+    {"wd", "optim.weight_decay"},
+    {"learning_rate", "optim.lr"},
+    {"adam_epsilon", "optim.eps"},
+    {"lr_scheduler_type", "schedule.decay"},
+    {"warmup", "schedule.warmup_steps"},
+    {"num_train_epochs", "train.epochs"},
+    {"max_grad_norm", "train.clip_grad_norm"},
+    {"gradient_accumulation_steps", "train.grad_accum"},
+    {"per_device_train_batch_size", "data.batch_size"},
+    {"train_batch_size", "data.batch_size"},
+    {"per_device_eval_batch_size", "eval.batch_size"},
+    {"max_seq_length", "data.max_length"},
+    {"output_dir", "run.dir"},
+    {"seed", "run.seed"},
+    {"layers", "model.num_layers"},
+    {"num_hidden_layers", "model.num_layers"},
+    {"n_layer", "model.num_layers"},
+    {"heads", "model.num_heads"},
+    {"num_attention_heads", "model.num_heads"},
+    {"hidden", "model.hidden_size"},
+    {"hidden_dropout_prob", "model.dropout"},
+    {"attention_probs_dropout_prob", "model.attention_dropout"},
+    {"max_position_embeddings", "model.max_position"},
+    {"state_size", "model.d_state"},
+    {"conv_kernel", "model.d_conv"},
+    {"time_step_rank", "model.dt_rank"},
+    {"logging_steps", "log.every"},
+    {"save_steps", "checkpoint.every"},
+    {"save_total_limit", "checkpoint.keep"},
+    {"eval_steps", "eval.every"},
+};
+
 /* Nearest known key to `key` (full dotted path), for "did you mean". */
 static const char *nearest_key(const char *key) {
   const char *best = NULL;
   int bestd = 99;
   const char *leaf = strrchr(key, '.');
   leaf = leaf ? leaf + 1 : key;
+  for (size_t i = 0; i < sizeof KEY_ALIASES / sizeof KEY_ALIASES[0]; i++)
+    if (strcmp(leaf, KEY_ALIASES[i].name) == 0)
+      return KEY_ALIASES[i].key;
   for (int i = 0; i < NSCHEMA; i++) {
     int d = levenshtein(key, SCHEMA[i].key);
     /* the same leaf in another section is a likely mix-up too */
     const char *l2 = strrchr(SCHEMA[i].key, '.');
     l2 = l2 ? l2 + 1 : SCHEMA[i].key;
     if (strcmp(l2, leaf) == 0 && d > 1)
+      d = 2;
+    /* a leaf spelled out or cut short in the same section (optim.lrate for
+     * optim.lr, schedule.warmup for schedule.warmup_steps) */
+    const size_t ll = strlen(leaf), ll2 = strlen(l2);
+    const size_t common = ll < ll2 ? ll : ll2;
+    if (common >= 2 && leaf - key == l2 - SCHEMA[i].key && strncmp(key, SCHEMA[i].key, (size_t)(leaf - key)) == 0 &&
+        strncmp(leaf, l2, common) == 0 && d > 2)
       d = 2;
     if (d < bestd) {
       bestd = d;

@@ -51,7 +51,7 @@ YAML
 base > "$tmp/ok.yaml"
 # config errors: key, position, what was expected
 printf 'optim:\n  lr: 1e-3\n  wd: 0.1\n' > "$tmp/unknown.yaml"
-expect 1 "unknown.yaml:3:3: unknown key 'optim.wd'" -- train "$tmp/unknown.yaml"
+expect 1 "unknown.yaml:3:3: unknown key 'optim.wd' \(did you mean 'optim.weight_decay'" -- train "$tmp/unknown.yaml"
 printf 'optim:\n  lr: fast\n' > "$tmp/type.yaml"
 expect 1 "type.yaml:2:7: optim.lr: expected a number, got 'fast'" -- train "$tmp/type.yaml"
 printf 'data:\n  batch_size: -1\n' > "$tmp/range.yaml"

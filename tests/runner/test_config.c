@@ -84,6 +84,12 @@ static void test_unknown_keys(void **state) {
   expect_load_fails("model:\n  arch: bert\n  hiden_size: 3\n",
                (const char *[]){"t.yaml:3:3", "unknown key 'model.hiden_size'", "model.hidden_size", NULL});
   expect_load_fails("optimizer:\n  lr: 1\n", (const char *[]){"t.yaml:1:1", "unknown key 'optimizer'", NULL});
+  /* a leaf spelled out, and the names of Hugging Face and common shorthands */
+  expect_load_fails("optim:\n  lrate: 1e-3\n", (const char *[]){"did you mean 'optim.lr'", NULL});
+  expect_load_fails("optim:\n  wd: 0.1\n", (const char *[]){"did you mean 'optim.weight_decay'", NULL});
+  expect_load_fails("train:\n  num_train_epochs: 3\n", (const char *[]){"did you mean 'train.epochs'", NULL});
+  expect_load_fails("model:\n  num_hidden_layers: 3\n", (const char *[]){"did you mean 'model.num_layers'", NULL});
+  expect_load_fails("learning_rate: 2e-5\n", (const char *[]){"t.yaml:1:1", "did you mean 'optim.lr'", NULL});
   /* a leaf in the wrong section is found by its name */
   expect_load_fails("data:\n  lr: 1e-3\n", (const char *[]){"unknown key 'data.lr'", "optim.lr", NULL});
 }
