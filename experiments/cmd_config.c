@@ -18,20 +18,29 @@ static void print_schema(void) {
   mb_config_defaults(&d);
   static const char *types[] = {"int", "float", "bool", "string", "enum", "[float, float]", "[int, ...]",
                                 "[string, ...]"};
-  int kw = 3; /* the key column: as wide as the longest key */
-  for (int i = 0; i < n; i++)
-    kw = (int)strlen(e[i].key) > kw ? (int)strlen(e[i].key) : kw;
-  printf("%-*s %-16s %-14s %s\n", kw, "key", "type", "default", "meaning");
-  for (int i = 0; i < n; i++) {
-    char def[64], type[96];
-    mb_config_value_string(&d, &e[i], def, sizeof def);
-    if (e[i].type == MB_CFG_ENUM)
-      snprintf(type, sizeof type, "%s", e[i].words);
-    else
-      snprintf(type, sizeof type, "%s", types[e[i].type]);
-    printf("%-*s %-16s %-14s %s%s\n", kw, e[i].key, type, def[0] ? def : "\"\"", e[i].help,
-           e[i].resume_may_change ? " [may change on --resume]" : "");
+  /* columns as wide as their widest cell */
+  int kw = 3, tw = 4, dw = 7;
+  char(*def)[64] = calloc((size_t)n, sizeof *def), (*type)[96] = calloc((size_t)n, sizeof *type);
+  if (!def || !type) {
+    free(def);
+    free(type);
+    return;
   }
+  for (int i = 0; i < n; i++) {
+    mb_config_value_string(&d, &e[i], def[i], sizeof def[i]);
+    if (!def[i][0])
+      snprintf(def[i], sizeof def[i], "\"\"");
+    snprintf(type[i], sizeof type[i], "%s", e[i].type == MB_CFG_ENUM ? e[i].words : types[e[i].type]);
+    kw = (int)strlen(e[i].key) > kw ? (int)strlen(e[i].key) : kw;
+    tw = (int)strlen(type[i]) > tw ? (int)strlen(type[i]) : tw;
+    dw = (int)strlen(def[i]) > dw ? (int)strlen(def[i]) : dw;
+  }
+  printf("%-*s  %-*s  %-*s  %s\n", kw, "key", tw, "type", dw, "default", "meaning");
+  for (int i = 0; i < n; i++)
+    printf("%-*s  %-*s  %-*s  %s%s\n", kw, e[i].key, tw, type[i], dw, def[i], e[i].help,
+           e[i].resume_may_change ? " [may change on --resume]" : "");
+  free(def);
+  free(type);
 }
 
 /* A path train or eval opens first thing: it must be there (globs are the
@@ -76,6 +85,8 @@ static int run_config(int argc, char **argv) {
   if (rc == MB_EXIT_OK && strcmp(purpose, "train") != 0 && strcmp(purpose, "eval") != 0 &&
       strcmp(purpose, "none") != 0)
     rc = mb_cli_usage_error(&mb_cmd_config, "--for '%s': expected train, eval or none", purpose);
+  if (rc == MB_EXIT_OK && schema && (nf > 0 || ns > 0))
+    rc = mb_cli_usage_error(&mb_cmd_config, "--schema takes no config file or --set (it lists the keys)");
   if (rc == MB_EXIT_OK && schema) {
     print_schema();
   } else if (rc == MB_EXIT_OK) {

@@ -65,9 +65,11 @@ static void print_gpus(void) {
 #endif
 }
 
+extern const mb_command mb_cmd_info;
+
 static int run_info(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
+  if (argc > 1)
+    return mb_cli_usage_error(&mb_cmd_info, "unexpected argument '%s' (info takes none)", argv[1]);
   printf("mambert %s (%s, %s)\n", MAMBERT_VERSION, MAMBERT_BUILD_TYPE, MAMBERT_C_COMPILER);
   printf("Features:\n");
   printf("  CUDA backend     %s\n", MAMBERT_HAVE_CUDA ? "yes (sm " MAMBERT_CUDA_ARCHS ")" : "no");

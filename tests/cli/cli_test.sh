@@ -16,6 +16,9 @@ expect 2 "Commands:" --
 expect 2 "unknown command 'frobnicate'" -- frobnicate
 expect 0 "Usage: mambert info" -- info --help
 expect 0 "OpenBLAS" -- info
+expect 2 "info: unexpected argument 'extra'" -- info extra
+expect 2 "config: --schema takes no config file" -- config --schema experiments/demo-bert.yaml
+expect 0 "^model.pooling +auto\|cls\|mean\|masked_mean +auto +auto:" -- config --schema
 # OpenBLAS's pthreads beside OpenMP's workers: mambert restarts itself with
 # sleeping workers unless the user chose (kernels/cpu/blas_env.h)
 OMP_WAIT_POLICY=ACTIVE expect 0 "OpenMP waiting   ACTIVE" -- info
