@@ -123,6 +123,7 @@ int mb_prepare_records(const mb_records *recs, const mb_encoder *enc, const mb_p
   if (enc->max_threads < 1)
     return MB_ERR(MB_EINVAL, "prepare: the encoder allows no threads");
   MB_TRY(mb_mkdir_p(opt->out_dir));
+  mb_shard_remove_dead_temps(opt->out_dir); /* a killed prepare's half-written shards */
   int threads = opt->threads > 0 ? opt->threads : omp_get_max_threads();
   if (threads > enc->max_threads)
     threads = enc->max_threads;

@@ -68,8 +68,15 @@ typedef struct {
 
 typedef struct mb_shard_writer mb_shard_writer;
 
-/* Create <path>.tmp-<pid>; meta's identity fields are recorded at close. */
+/* Create the temporary <path>.tmp-<host>-<pid>; meta's identity fields are
+ * recorded at close. */
 int mb_shard_writer_open(const char *path, const mb_shard_meta *meta, mb_shard_writer **out) MB_NODISCARD;
+/* The temporary's name the writer of path in this process uses. */
+void mb_shard_temp_path(const char *path, char *out, size_t cap);
+/* Remove the temporaries in dir left by writers killed on this host (the
+ * process is gone; another host's are left alone: a shared cache may be
+ * written from several). Returns how many were removed. */
+int mb_shard_remove_dead_temps(const char *dir);
 /* Append one example (ids[0..n)); truncated: 1 if the tokenizer's output
  * was cut to max_length. text is stored only when meta.has_text. */
 int mb_shard_writer_add(mb_shard_writer *w, int64_t example_id, int32_t label, const int32_t *ids, int32_t n,

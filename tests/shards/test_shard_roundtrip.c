@@ -10,6 +10,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "data/shard.h"
 #include "tests/shards/shard_fixture.h"
 
@@ -74,7 +78,7 @@ static void test_roundtrip_one_file(void **state) {
   char path[4096], tmpname[4200];
   snprintf(path, sizeof path, "%s/test.h5", tmp);
   assert_ok(fx_write(path, &meta, &e, 0, e.n));
-  snprintf(tmpname, sizeof tmpname, "%s.tmp-%ld", path, (long)getpid());
+  mb_shard_temp_path(path, tmpname, sizeof tmpname);
   assert_false(tu_exists(tmpname));
   assert_true(tu_exists(path));
 
@@ -185,7 +189,7 @@ static void test_empty_and_abort(void **state) {
   mb_shardset_free(s);
   /* abort: nothing under the real name, no temporary left */
   snprintf(path, sizeof path, "%s/empty/train.h5", tmp);
-  snprintf(tmpname, sizeof tmpname, "%s.tmp-%ld", path, (long)getpid());
+  mb_shard_temp_path(path, tmpname, sizeof tmpname);
   mb_shard_writer *w;
   assert_ok(mb_shard_writer_open(path, &meta, &w));
   assert_true(tu_exists(tmpname));
@@ -207,11 +211,42 @@ static void test_empty_and_abort(void **state) {
   fx_free(&e);
 }
 
+/* a prepare killed on this host leaves its temporary: the next prepare into
+ * that directory removes it; a live writer's and another host's stay */
+static void test_dead_temps_removed(void **state) {
+  (void)state;
+  char dir[4000], mine[4300], dead[4300], live[4300], other[4300];
+  snprintf(dir, sizeof dir, "%s/killed", tmp);
+  mkdir(dir, 0777);
+  pid_t child = fork();
+  if (child == 0)
+    _exit(0);
+  assert_true(child > 0);
+  waitpid(child, NULL, 0); /* its pid now names no process */
+  char probe[4200];
+  snprintf(probe, sizeof probe, "%s/train.h5", dir);
+  mb_shard_temp_path(probe, mine, sizeof mine); /* .../train.h5.tmp-<host>-<our pid> */
+  const char *pid_at = strrchr(mine, '-');
+  snprintf(dead, sizeof dead, "%.*s-%ld", (int)(pid_at - mine), mine, (long)child);
+  snprintf(live, sizeof live, "%.*s-%ld", (int)(pid_at - mine), mine, (long)getppid());
+  snprintf(other, sizeof other, "%s/train.h5.tmp-another-host-%ld", dir, (long)child);
+  tu_write_str(mine, "x");
+  tu_write_str(dead, "x");
+  tu_write_str(live, "x");
+  tu_write_str(other, "x");
+  assert_int_equal(mb_shard_remove_dead_temps(dir), 1);
+  assert_false(tu_exists(dead));
+  assert_true(tu_exists(mine));
+  assert_true(tu_exists(live));
+  assert_true(tu_exists(other));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip_one_file),
       cmocka_unit_test(test_roundtrip_many_files),
       cmocka_unit_test(test_empty_and_abort),
+      cmocka_unit_test(test_dead_temps_removed),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
