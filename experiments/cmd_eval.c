@@ -15,6 +15,7 @@
 #include "experiments/cli.h"
 #include "experiments/config.h"
 #include "experiments/datasets.h"
+#include "experiments/device.h"
 #include "experiments/eval.h"
 #include "experiments/net.h"
 #include "experiments/plot.h"
@@ -32,7 +33,21 @@ typedef struct {
   mb_config_doc *doc;
   mb_config *cfg;
   char source[1500];
+  char device[320]; /* what it computed on (mb_cli_device's desc) */
 } model_spec;
+
+/* Where the models computed, for titles: the one device, or "CPU and GPU". */
+static void compute_where(const model_spec *models, int nmodels, char *buf, size_t cap) {
+  int same = 1;
+  for (int m = 1; m < nmodels; m++)
+    same &= strcmp(models[m].device, models[0].device) == 0;
+  if (nmodels > 0 && same && strncmp(models[0].device, "cpu", 3) == 0)
+    snprintf(buf, cap, "CPU, %d threads", omp_get_max_threads());
+  else if (nmodels > 0 && same)
+    snprintf(buf, cap, "%s", models[0].device);
+  else
+    snprintf(buf, cap, "several devices: see each model; CPU threads %d", omp_get_max_threads());
+}
 
 static int open_test_set(const mb_config *cfg, const mb_tokenizer *tok, int add_special, mb_shardset **out) {
   const char *split = cfg->eval_split;
@@ -97,8 +112,10 @@ static int write_sweep(const char *out, const sweep_point *pts, int npts, model_
     json_object_set_new(o, "status", json_string(pts[i].ok ? "ok" : pts[i].status));
     json_array_append_new(arr, o);
   }
-  json_t *root = json_pack("{s:s, s:i, s:o}", "study", "sequence-length sweep", "threads", omp_get_max_threads(),
-                           "points", arr);
+  char where[400];
+  compute_where(models, nmodels, where, sizeof where);
+  json_t *root = json_pack("{s:s, s:s, s:i, s:o}", "study", "sequence-length sweep", "device", where, "threads",
+                           omp_get_max_threads(), "points", arr);
   char *js = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
   json_decref(root);
   int rc = js ? write_text(out, "sweep.json", js, strlen(js)) : MB_ERR(MB_ENOMEM, "out of memory");
@@ -169,8 +186,8 @@ static int write_sweep(const char *out, const sweep_point *pts, int npts, model_
   f = open_memstream(&svg, &svglen);
   if (!f)
     return MB_ERR(MB_ENOMEM, "out of memory");
-  char title[256];
-  snprintf(title, sizeof title, "Evaluation vs sequence length (CPU, %d threads, batch %lld)", omp_get_max_threads(),
+  char title[600];
+  snprintf(title, sizeof title, "Evaluation vs sequence length (%s, batch %lld)", where,
            (long long)(npts ? pts[0].r.batch_size : 0));
   mb_plot_svg(f, title, panels, 2);
   fclose(f);
@@ -358,7 +375,6 @@ static int run_eval(int argc, char **argv) {
       rc = mb_config_check(models[m].doc, "eval");
   }
 
-  mb_backend *be = mb_cpu_backend();
   sweep_point *pts = calloc((size_t)(nmodels * (nlen ? nlen : 1)), sizeof *pts);
   int npts = 0;
   mb_eval_result results[MAX_MODELS];
@@ -371,7 +387,16 @@ static int run_eval(int argc, char **argv) {
     mb_net *net = NULL;
     mb_shardset *all = NULL, *sel = NULL;
     char desc[160];
-    rc = mb_eval_open_model(c, model_override, NULL, be, &tok, &net, models[m].source, sizeof models[m].source);
+    /* train.device and train.precision: the GPU when asked for (or auto and
+     * one is there), its allocator's peak as the peak memory */
+    mb_cli_device dev;
+    rc = mb_cli_device_open(c, 1, profile, "mambert eval", &dev);
+    mb_backend *be = dev.be;
+    if (rc == MB_OK)
+      rc = mb_eval_open_model(c, model_override, NULL, be, &tok, &net, models[m].source, sizeof models[m].source);
+    if (rc == MB_OK)
+      rc = mb_cli_device_apply(&dev, net);
+    snprintf(models[m].device, sizeof models[m].device, "%s", dev.desc);
     if (rc == MB_OK)
       rc = open_test_set(c, tok, net->wants_special, &all);
     if (rc == MB_OK) {
@@ -382,11 +407,12 @@ static int run_eval(int argc, char **argv) {
     all = NULL;
     if (rc == MB_OK) {
       net->ops->describe(net, describes[m], sizeof describes[m]);
-      MB_INFO("%s: %s; weights from %s; %s", c->run_name, describes[m], models[m].source, desc);
+      MB_INFO("%s: %s; weights from %s; %s; on %s", c->run_name, describes[m], models[m].source, desc, dev.desc);
     }
     mb_eval_opts o;
     opts_from(c, &o);
     o.profile = profile;
+    o.device_mem = dev.mem;
     if (rc == MB_OK && !sweeping) {
       rc = mb_eval_run(net, be, sel, &o, &results[m]);
       if (rc == MB_OK)
@@ -437,6 +463,7 @@ static int run_eval(int argc, char **argv) {
     mb_shardset_free(all);
     mb_net_free(net);
     mb_tokenizer_free(tok);
+    mb_cli_device_close(&dev); /* after the net: it owns the GPU memory */
     if (rc != MB_OK)
       rc = mb_error_context(rc, "evaluating %s", c->run_name);
   }
@@ -448,8 +475,10 @@ static int run_eval(int argc, char **argv) {
     for (int m = 0; m < nmodels; m++)
       fprintf(f, "- %s: %s; weights: %s; %s\n", models[m].cfg->run_name, describes[m], models[m].source,
               results[m].selection);
-    fprintf(f, "- CPU, %d threads; tokens/s: real = tokens after truncation, padded = positions computed\n\n",
-            omp_get_max_threads());
+    char where[400];
+    compute_where(models, nmodels, where, sizeof where);
+    fprintf(f, "- %s; tokens/s: real = tokens after truncation, padded = positions computed; peak MB: %s\n\n", where,
+            results[0].peak_on_gpu ? "the GPU allocator's peak" : "host memory, less the data");
     mb_eval_table_header(f);
     for (int m = 0; m < nmodels; m++)
       mb_eval_table_row(f, models[m].cfg->run_name, &results[m]);
@@ -501,7 +530,9 @@ const mb_command mb_cmd_eval = {
     "eval.warmup untimed passes, then eval.repeats timed passes; the median is reported.\n"
     "Prints a markdown table: accuracy, seconds, samples/s, tokens/s (real tokens and\n"
     "padded positions), peak memory in MB (host peak over the timed passes, excluding the\n"
-    "evaluation data: weights + activations + batches), weights and planned arena.\n"
+    "evaluation data: weights + activations + batches; on a GPU the peak of its allocator),\n"
+    "weights and planned arena. It computes where train.device and train.precision say:\n"
+    "auto takes the GPU when this build has CUDA and one is visible.\n"
     "\n"
     "Weights come from (first found): --model DIR (a Hugging Face style directory, a\n"
     "checkpoint directory, or a run directory), the run's export <run.dir>/model, its\n"

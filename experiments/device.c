@@ -1,4 +1,4 @@
-/* device.c: choosing the backend for train (device.h). */
+/* device.c: choosing the backend for train and eval (device.h). */
 #include "experiments/device.h"
 
 #include <stdio.h>
@@ -59,6 +59,7 @@ int mb_cli_device_open(const mb_config *c, int nranks, int profiling, const char
   o.graphs = !profiling; /* per-node profiling syncs inside a tape: no capture */
   MB_TRY(mb_cuda_backend_create(&o, &out->be));
   out->gpu = 1;
+  out->mem = mb_cuda_backend_allocator(out->be);
   out->compute = strcmp(c->precision, "bf16") == 0 ? MB_BF16 : MB_F32;
   mb_cuda_device_info info;
   char dev[256] = "?";
@@ -91,5 +92,6 @@ void mb_cli_device_close(mb_cli_device *d) {
     mb_cuda_backend_destroy(d->be);
 #endif
   d->be = NULL;
+  d->mem = NULL;
   d->gpu = 0;
 }

@@ -7,11 +7,13 @@
 #include "autograd/autograd.h"
 #include "experiments/config.h"
 #include "experiments/net.h"
+#include "runtime/alloc.h"
 
 typedef struct {
   mb_backend *be;
   int gpu;           /* 1: the CUDA backend (owned: mb_cli_device_close frees it) */
   mb_dtype compute;  /* MB_F32 or MB_BF16 */
+  mb_device_allocator *mem; /* the GPU's allocator (its peak is the GPU's peak memory); NULL on the CPU */
   char desc[320];    /* "cpu, f32" or "GPU 0: NVIDIA H200 (...), bf16 compute" */
 } mb_cli_device;
 

@@ -230,6 +230,8 @@ int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_ev
       MB_INFO("eval warm-up pass %lld/%lld: %.2f s", (long long)w + 1, (long long)o->warmup, now_s() - t0);
   }
   mb_host_mem_reset_peak();
+  if (o->device_mem)
+    o->device_mem->reset_peak(o->device_mem);
   if (rc == MB_OK && o->profile)
     mb_net_programs_set_profiling(progs, 1);
   for (int64_t k = 0; rc == MB_OK && k < o->repeats; k++) {
@@ -256,6 +258,10 @@ int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_ev
     r->padded_tokens_per_s = (double)r->padded_tokens / r->seconds_median;
     r->data_mb = (double)(mb_shardset_bytes(set) + o->exclude_bytes) / (1 << 20);
     r->peak_mb = (double)ms.peak / (1 << 20) - r->data_mb;
+    if (o->device_mem) { /* the data stays on the host: nothing to subtract */
+      r->peak_mb = (double)o->device_mem->stats(o->device_mem).peak / (1 << 20);
+      r->peak_on_gpu = 1;
+    }
     r->params_mb = (double)mb_params_total(net->params) * mb_dtype_size(mb_params_dtype(net->params)) / (1 << 20);
     r->arena_mb = (double)mb_net_programs_arena_bytes(progs) / (1 << 20);
     r->label_count[0] = set->meta.label_count[0];
@@ -301,6 +307,7 @@ char *mb_eval_result_json(const mb_eval_result *r, const char *name, const char 
   json_object_set_new(j, "real_tokens_per_s", json_real(r->tokens_per_s));
   json_object_set_new(j, "padded_tokens_per_s", json_real(r->padded_tokens_per_s));
   json_object_set_new(j, "peak_mb", json_real(r->peak_mb));
+  json_object_set_new(j, "peak_of", json_string(r->peak_on_gpu ? "gpu allocator" : "host, less the data"));
   json_object_set_new(j, "params_mb", json_real(r->params_mb));
   json_object_set_new(j, "arena_mb", json_real(r->arena_mb));
   json_object_set_new(j, "data_mb_excluded", json_real(r->data_mb));

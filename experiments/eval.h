@@ -34,6 +34,7 @@
 #include "data/shard.h"
 #include "data/tokenizer.h"
 #include "experiments/net.h"
+#include "runtime/alloc.h"
 #include "runtime/error.h"
 
 #ifdef __cplusplus
@@ -55,6 +56,9 @@ typedef struct {
   int quiet;              /* no progress lines */
   size_t exclude_bytes;   /* other data the caller holds (e.g. the whole test set), not counted in peak_mb */
   int profile;            /* time every op of the timed passes; print a table per program to stderr */
+  /* The net's backend allocates from this device allocator (a GPU): peak_mb
+   * is its peak (like torch.cuda.max_memory_allocated). NULL: the host. */
+  mb_device_allocator *device_mem;
 } mb_eval_opts;
 
 typedef struct {
@@ -69,7 +73,8 @@ typedef struct {
   double tokens_per_s;        /* real tokens (after truncation) / median seconds */
   double padded_tokens_per_s; /* positions computed (rows x length of every batch) / median seconds */
   int64_t real_tokens, padded_tokens, batches;
-  double peak_mb;             /* host peak over the timed passes minus the data set */
+  double peak_mb;             /* peak over the timed passes: the host's minus the data set, or the GPU's */
+  int peak_on_gpu;            /* peak_mb is the device allocator's */
   double params_mb, arena_mb; /* weights; planned activation arena of the largest program */
   double data_mb;             /* the evaluation data in memory (excluded from peak_mb) */
   int64_t max_length, batch_size;

@@ -867,6 +867,7 @@ static int evaluate(trainer *t, int final, mb_eval_result *out) {
   o.repeats = final ? c->eval_repeats : 1;
   o.quiet = !final;
   o.exclude_bytes = mb_shardset_bytes(t->train_set) + mb_shardset_bytes(t->test_set);
+  o.device_mem = t->dev.mem;
   int rc = mb_eval_run(t->net, t->be, sel, &o, out);
   if (rc == MB_OK)
     snprintf(out->selection, sizeof out->selection, "%s", desc);

@@ -94,6 +94,7 @@ NO_GPU_NEEDED=" runtime_dtype_cuda cuda_amp_logic cuda_attention_dispatch cuda_s
 STEPS=(
   "tests tests 170"
   "cli_train cli 90"
+  "cli_eval cli 60"
   "fp8_probe bench 20"
   "bench_cuda_mlp bench 30"
   "bench_cuda_gemm bench 45"
@@ -365,6 +366,7 @@ step_cmd() {
   torch_sdpa) echo "torch_sdpa_step" ;;
   torch_scan) echo "torch_scan_step $T" ;;
   cli_train) echo "cli_train_step" ;;
+  cli_eval) echo "cli_eval_step" ;;
   *) return 1 ;;
   esac
 }
@@ -477,6 +479,49 @@ PY
   return $rc
 }
 
+# \`mambert eval\` on the GPU (train.device: cuda): the demo BERT and Mamba
+# (random weights from the config's seed: the same on both) evaluated on the
+# GPU and on the CPU must agree (mean loss within 1e-3 relative, accuracy
+# within 5 of 1000 reviews); the GPU's peak is its allocator's. Then a short
+# sequence-length sweep on the GPU (the study's measurement).
+cli_eval_step() {
+  local rc=0 dev
+  local common=(experiments/demo-bert.yaml experiments/demo-mamba.yaml --set data.cache_dir="$WORK/cli-cache"
+    --set eval.warmup=1 --set eval.repeats=3)
+  for dev in cuda cpu; do
+    ours "$BIN/mambert" eval "${common[@]}" --set train.device=$dev --out "$WORK/raw/cli-eval-$dev" || rc=1
+  done
+  ours "$BIN/mambert" eval experiments/demo-bert.yaml experiments/demo-mamba.yaml --set train.device=cuda \
+    --set data.cache_dir="$WORK/cli-cache" --set eval.samples=256 --sweep max_length=128,512,2048 --out "$WORK/raw/cli-sweep-cuda" || rc=1
+  python3 - "$WORK/raw" <<'PY' || rc=1
+import json, os, sys
+raw = sys.argv[1]
+def load(dev):
+    try:
+        return {r["model"]: r for r in json.load(open(os.path.join(raw, f"cli-eval-{dev}", "eval.json")))}
+    except Exception as e:
+        print(f"cli_eval: no eval.json from the {dev} run ({e})")
+        return {}
+gpu, cpu = load("cuda"), load("cpu")
+bad = 0 if gpu and cpu else 1
+print("| model | device | accuracy | loss | samples/s | peak MB (of) |")
+print("|---|---|---:|---:|---:|---|")
+for name in sorted(cpu):
+    for dev, res in (("gpu", gpu), ("cpu", cpu)):
+        r = res.get(name)
+        if r:
+            print(f"| {name} | {dev} | {r['accuracy']:.4f} | {r['loss']:.5f} | {r['samples_per_s']:.0f} | "
+                  f"{r['peak_mb']:.1f} ({r.get('peak_of', '?')}) |")
+    g, c = gpu.get(name), cpu.get(name)
+    ok = bool(g and c) and abs(g["loss"] - c["loss"]) <= 1e-3 * abs(c["loss"]) and \
+        abs(g["accuracy"] - c["accuracy"]) <= 0.005 and g.get("peak_of") == "gpu allocator"
+    bad += not ok
+    print(f"cli_eval: {name} on the GPU vs the CPU: " + ("ok" if ok else "FAILED"))
+sys.exit(1 if bad else 0)
+PY
+  return $rc
+}
+
 run_step() { # NAME GROUP LIMIT
   local name=$1 group=$2 limit=$3 cmd rc=0 s
   cmd=$(step_cmd "$name" "$limit") || {
@@ -504,7 +549,7 @@ run() {
   unpack "$BIN"
   CUDALIB=$(find_cuda_libs) || die "libcublasLt.so.13 not found on this machine"
   export WORK TSV LOG CUDALIB BIN ROOT
-  export -f ours now record torch_sdpa_step torch_scan_step cli_train_step # the steps run in child shells
+  export -f ours now record torch_sdpa_step torch_scan_step cli_train_step cli_eval_step # steps run in child shells
   {
     echo "== gpu_check run: bundle of commit $(tr '\n' ' ' <"$BIN/COMMIT"), cuBLASLt from $CUDALIB, budget $BUDGET s"
     nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1 || true
