@@ -172,7 +172,8 @@ static int list_label_dir(const char *dir, tree_entry **out, size_t *count) {
     free_entries(e, n);
     return rc;
   }
-  qsort(e, n, sizeof *e, cmp_entry_id);
+  if (n > 1) /* an empty folder has no array at all */
+    qsort(e, n, sizeof *e, cmp_entry_id);
   for (size_t i = 1; i < n; i++) {
     if (e[i].id == e[i - 1].id) {
       rc = MB_ERR(MB_EFORMAT, "%s: two reviews with id %lld (%s and %s)", dir, (long long)e[i].id, e[i - 1].name,
