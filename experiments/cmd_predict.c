@@ -12,6 +12,7 @@
  * float32 rounding (the matrix products block differently for other token
  * counts). An input with no tokens (an empty line to Mamba) gets a warning:
  * its logits are the classifier's bias alone. */
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -26,18 +27,28 @@
 
 extern const mb_command mb_cmd_predict;
 
+/* The inputs not yet labelled: each with its length (a NUL byte is part of
+ * a text, as in Python) and where it came from, for messages. */
 typedef struct {
-  char **s;
+  char *s;
+  size_t len;
+  const char *from; /* "argument", or the file ("-": stdin) */
+  int64_t line;     /* in that file, from 1; 0 for an argument */
+} text;
+
+typedef struct {
+  text *v;
   size_t n, cap;
+  size_t first; /* the index (--json "index") of v[0] */
 } texts;
 
-static int texts_add(texts *t, const char *s, size_t len) {
+static int texts_add(texts *t, const char *s, size_t len, const char *from, int64_t line) {
   if (t->n == t->cap) {
     size_t cap = t->cap ? 2 * t->cap : 64;
-    char **p = realloc(t->s, cap * sizeof *p);
+    text *p = realloc(t->v, cap * sizeof *p);
     if (!p)
       return MB_ERR(MB_ENOMEM, "out of memory");
-    t->s = p;
+    t->v = p;
     t->cap = cap;
   }
   char *c = malloc(len + 1);
@@ -45,36 +56,32 @@ static int texts_add(texts *t, const char *s, size_t len) {
     return MB_ERR(MB_ENOMEM, "out of memory");
   memcpy(c, s, len);
   c[len] = 0;
-  t->s[t->n++] = c;
+  t->v[t->n++] = (text){c, len, from, line};
   return MB_OK;
 }
 
-static void texts_free(texts *t) {
-  for (size_t i = 0; i < t->n; i++)
-    free(t->s[i]);
-  free(t->s);
+/* Drop the first k (labelled) inputs. */
+static void texts_drop(texts *t, size_t k) {
+  for (size_t i = 0; i < k; i++)
+    free(t->v[i].s);
+  memmove(t->v, t->v + k, (t->n - k) * sizeof *t->v);
+  t->n -= k;
+  t->first += k;
 }
 
-/* One input per line (a trailing \r is dropped). */
-static int read_lines(const char *path, texts *t) {
-  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-  if (!f)
-    return MB_ERR(MB_EIO, "cannot open %s", path);
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t n;
-  int rc = MB_OK;
-  while (rc == MB_OK && (n = getline(&line, &cap, f)) >= 0) {
-    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-      n--;
-    rc = texts_add(t, line, (size_t)n);
-  }
-  if (rc == MB_OK && ferror(f))
-    rc = MB_ERR(MB_EIO, "reading %s failed", path);
-  free(line);
-  if (f != stdin)
-    fclose(f);
-  return rc;
+static void texts_free(texts *t) {
+  texts_drop(t, t->n);
+  free(t->v);
+}
+
+/* "input 4 (x.txt line 5)": the index --json prints, and where it was. */
+static void describe_input(const texts *t, size_t i, char *buf, size_t cap) {
+  const text *x = &t->v[i];
+  if (x->line > 0)
+    snprintf(buf, cap, "input %zu (%s line %lld)", t->first + i, strcmp(x->from, "-") ? x->from : "stdin",
+             (long long)x->line);
+  else
+    snprintf(buf, cap, "input %zu (argument)", t->first + i);
 }
 
 static int parse_int(const char *flag, const char *v, long lo, long hi, int *out) {
@@ -86,15 +93,20 @@ static int parse_int(const char *flag, const char *v, long lo, long hi, int *out
   return 0;
 }
 
-/* Plain output: the text on one line, shortened. */
-static void preview(const char *s, char *out, size_t cap) {
+/* Plain output: the text on one line, at most cap - 1 bytes: control
+ * characters become spaces, and a cut text ends at a whole UTF-8 character
+ * followed by "...". */
+static void preview(const char *s, size_t len, char *out, size_t cap) {
   size_t k = 0, i = 0;
-  for (; s[i] && k + 4 < cap; i++)
-    out[k++] = (s[i] == '\n' || s[i] == '\t' || s[i] == '\r') ? ' ' : s[i];
-  /* do not cut a UTF-8 sequence in half */
-  if (s[i]) {
-    while (k > 0 && ((unsigned char)out[k] & 0xC0) == 0x80)
+  for (; i < len && k + 4 < cap; i++)
+    out[k++] = (unsigned char)s[i] < 0x20 ? ' ' : s[i];
+  if (i < len) {
+    /* s[i] is the first byte left out: while it continues a character, the
+     * character's earlier bytes are taken back out */
+    while (k > 0 && ((unsigned char)s[i] & 0xC0) == 0x80) {
       k--;
+      i--;
+    }
     out[k++] = '.', out[k++] = '.', out[k++] = '.';
   }
   out[k] = 0;
@@ -105,10 +117,11 @@ typedef struct {
   mb_tokenizer *tok;
   mb_program_cache *cache;
   int json, max_length, add_special;
+  char labels[MB_MODEL_MAX_LABELS][64]; /* for the tab-separated output: no tab or line break in them */
 } predictor;
 
-/* Label inputs [first, first + n) of t as one packed batch; print them. */
-static int predict_chunk(predictor *p, const texts *t, size_t first, int n) {
+/* Label the first n inputs of t as one packed batch; print them. */
+static int predict_chunk(predictor *p, const texts *t, int n) {
   const mb_model_config *c = mb_model_config_of(p->m);
   const int C = c->num_labels;
   mb_ids *enc = calloc((size_t)n, sizeof *enc);
@@ -117,12 +130,13 @@ static int predict_chunk(predictor *p, const texts *t, size_t first, int n) {
   int rc = MB_OK;
   int64_t total = 0;
   for (int i = 0; i < n && rc == MB_OK; i++) {
-    const char *s = t->s[first + (size_t)i];
-    rc = mb_tokenizer_encode(p->tok, s, strlen(s), p->add_special, p->max_length, &enc[i]);
+    char where[1200];
+    describe_input(t, (size_t)i, where, sizeof where);
+    rc = mb_tokenizer_encode(p->tok, t->v[i].s, t->v[i].len, p->add_special, p->max_length, &enc[i]);
     if (rc != MB_OK)
-      rc = mb_error_context(rc, "input %zu", first + (size_t)i + 1);
+      rc = mb_error_context(rc, "%s", where);
     else if (enc[i].n == 0)
-      MB_WARN("input %zu has no tokens: its prediction is the classifier's bias alone", first + (size_t)i + 1);
+      MB_WARN("%s has no tokens: its prediction is the classifier's bias alone", where);
     total += (int64_t)enc[i].n;
   }
   /* a budget rounded up to 64 tokens: a few program shapes serve all chunks */
@@ -191,21 +205,21 @@ static int predict_chunk(predictor *p, const texts *t, size_t first, int n) {
       sum += prob[k] = exp((double)z[k] - mx);
     for (int k = 0; k < C; k++)
       prob[k] /= sum;
-    const char *text = t->s[first + (size_t)i];
+    const text *x = &t->v[i];
     if (p->json) {
       json_t *o = json_object(), *pr = json_object(), *lg = json_array();
       for (int k = 0; k < C; k++) {
         json_object_set_new(pr, mb_model_label(p->m, k), json_real(prob[k]));
         json_array_append_new(lg, json_real(z[k]));
       }
-      json_object_set_new(o, "index", json_integer((json_int_t)(first + (size_t)i)));
+      json_object_set_new(o, "index", json_integer((json_int_t)(t->first + (size_t)i)));
       json_object_set_new(o, "label", json_string(mb_model_label(p->m, best)));
       json_object_set_new(o, "label_id", json_integer(best));
       json_object_set_new(o, "score", json_real(prob[best]));
       json_object_set_new(o, "probabilities", pr);
       json_object_set_new(o, "logits", lg);
       json_object_set_new(o, "tokens", json_integer((json_int_t)enc[i].n));
-      json_object_set_new(o, "text", json_stringn(text, strlen(text)));
+      json_object_set_new(o, "text", json_stringn(x->s, x->len));
       char *line = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(9) | JSON_PRESERVE_ORDER);
       json_decref(o);
       if (!line) {
@@ -216,8 +230,8 @@ static int predict_chunk(predictor *p, const texts *t, size_t first, int n) {
       free(line);
     } else {
       char pv[72];
-      preview(text, pv, sizeof pv);
-      printf("%s\t%.4f\t%s\n", mb_model_label(p->m, best), prob[best], pv);
+      preview(x->s, x->len, pv, sizeof pv);
+      printf("%s\t%.4f\t%s\n", p->labels[best], prob[best], pv);
     }
   }
   fflush(stdout);
@@ -234,18 +248,75 @@ static int predict_chunk(predictor *p, const texts *t, size_t first, int n) {
   return rc;
 }
 
+/* Label and print the inputs held while at least `batch` are (all of them
+ * with flush): output follows input as it is read. */
+static int drain(predictor *p, texts *in, int batch, int flush) {
+  while (in->n >= (size_t)batch || (flush && in->n > 0)) {
+    const int n = in->n < (size_t)batch ? (int)in->n : batch;
+    MB_TRY(predict_chunk(p, in, n));
+    texts_drop(in, (size_t)n);
+  }
+  return MB_OK;
+}
+
+/* One input per line of path ("-": stdin; a trailing \r is dropped),
+ * labelled in batches as they come. */
+static int read_lines(predictor *p, const char *path, texts *in, int batch, int64_t *count) {
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  if (!f)
+    return MB_ERR(MB_EIO, "%s: cannot open: %s", path, strerror(errno));
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  int64_t lineno = 0;
+  int rc = MB_OK;
+  while (rc == MB_OK && (n = getline(&line, &cap, f)) >= 0) {
+    lineno++;
+    if (lineno == 1 && n >= 2 && (unsigned char)line[0] == 0x1f && (unsigned char)line[1] == 0x8b) {
+      rc = MB_ERR(MB_EINVAL, "%s: a gzip file; predict reads plain text, one input per line (zcat it into -)",
+                  strcmp(path, "-") ? path : "stdin");
+      break;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+      n--;
+    rc = texts_add(in, line, (size_t)n, path, lineno);
+    if (rc == MB_OK)
+      rc = drain(p, in, batch, 0);
+  }
+  if (rc == MB_OK && ferror(f))
+    rc = MB_ERR(MB_EIO, "%s: read error: %s", strcmp(path, "-") ? path : "stdin", strerror(errno));
+  free(line);
+  if (f != stdin)
+    fclose(f);
+  *count += lineno;
+  return rc;
+}
+
+/* Label names for the tab-separated output: a tab or line break in one
+ * would shift the columns. */
+static void plain_labels(predictor *p, int C) {
+  for (int k = 0; k < C; k++) {
+    snprintf(p->labels[k], sizeof p->labels[k], "%s", mb_model_label(p->m, k));
+    for (char *c = p->labels[k]; *c; c++)
+      if ((unsigned char)*c < 0x20)
+        *c = ' ';
+  }
+}
+
 static int run_predict(int argc, char **argv) {
   const char *model_dir = NULL, *tokenizer = NULL;
   int json = 0, batch = 32, max_length = -1;
-  texts in = {0};
-  int rc = 0, after_dashes = 0;
-  for (int i = 1; i < argc; i++) {
+  /* the inputs in order: texts (argv entries) and files ("-": stdin) */
+  const char **src = calloc((size_t)argc, sizeof *src);
+  int *is_file = calloc((size_t)argc, sizeof *is_file);
+  int nsrc = 0, rc = 0, after_dashes = 0;
+  if (!src || !is_file)
+    rc = mb_cli_usage_error(&mb_cmd_predict, "out of memory");
+  for (int i = 1; !rc && i < argc; i++) {
     const char *a = argv[i];
     if (after_dashes || a[0] != '-' || !strcmp(a, "-")) {
-      if (!strcmp(a, "-") && !after_dashes)
-        rc = read_lines("-", &in) == MB_OK ? 0 : mb_cli_fail("predict", "stdin");
-      else
-        rc = texts_add(&in, a, strlen(a)) == MB_OK ? 0 : mb_cli_fail("predict", NULL);
+      is_file[nsrc] = !strcmp(a, "-") && !after_dashes;
+      src[nsrc++] = a;
     } else if (!strcmp(a, "--")) {
       after_dashes = 1;
     } else if (!strcmp(a, "--json")) {
@@ -257,28 +328,32 @@ static int run_predict(int argc, char **argv) {
         break;
       }
       const char *v = argv[++i];
-      if (!strcmp(a, "--model"))
+      if (!strcmp(a, "--model") && model_dir)
+        rc = mb_cli_usage_error(&mb_cmd_predict, "--model given twice (%s and %s)", model_dir, v);
+      else if (!strcmp(a, "--model"))
         model_dir = v;
       else if (!strcmp(a, "--tokenizer"))
         tokenizer = v;
       else if (!strcmp(a, "--file"))
-        rc = read_lines(v, &in) == MB_OK ? 0 : mb_cli_fail("predict", "--file");
+        is_file[nsrc] = 1, src[nsrc++] = v;
       else if (!strcmp(a, "--batch-size"))
         rc = parse_int(a, v, 1, 1 << 16, &batch);
       else
         rc = parse_int(a, v, 0, 1 << 30, &max_length);
+    } else if (!strncmp(a, "--", 2) && strchr(a, '=')) {
+      rc = mb_cli_usage_error(&mb_cmd_predict, "unknown option '%s' (give the value as its own argument: '%.*s VALUE')",
+                              a, (int)(strchr(a, '=') - a), a);
     } else {
       rc = mb_cli_usage_error(&mb_cmd_predict, "unknown option '%s'", a);
     }
-    if (rc)
-      break;
   }
   if (!rc && !model_dir)
     rc = mb_cli_usage_error(&mb_cmd_predict, "--model DIR is required");
-  if (!rc && in.n == 0)
+  if (!rc && nsrc == 0)
     rc = mb_cli_usage_error(&mb_cmd_predict, "no inputs: give texts, --file PATH or - (stdin)");
   if (rc) {
-    texts_free(&in);
+    free(src);
+    free(is_file);
     return rc;
   }
 
@@ -288,29 +363,47 @@ static int run_predict(int argc, char **argv) {
   char source[MB_CFG_PATH + 64];
   mb_open_path_opts lo = {.tokenizer = tokenizer};
   if (mb_open_model_path(model_dir, &lo, be, NULL, &net, source, sizeof source) != MB_OK) {
-    texts_free(&in);
+    free(src);
+    free(is_file);
     return mb_cli_fail("predict", "loading the model");
   }
   p.m = mb_net_model(net);
   const mb_model_config *c = mb_model_config_of(p.m);
   p.json = json;
   p.add_special = mb_model_add_special(p.m);
-  p.max_length = max_length >= 0 ? max_length : c->arch == MB_ARCH_BERT ? (int)c->bert.max_position : 0;
-  if (c->arch == MB_ARCH_BERT && (p.max_length == 0 || p.max_length > c->bert.max_position))
+  plain_labels(&p, c->num_labels);
+  p.max_length = max_length > 0 ? max_length : c->arch == MB_ARCH_BERT ? (int)c->bert.max_position : 0;
+  if (c->arch == MB_ARCH_BERT && p.max_length > c->bert.max_position) {
+    MB_WARN("--max-length %d: the model has %lld position embeddings; inputs are cut to %lld tokens", p.max_length,
+            (long long)c->bert.max_position, (long long)c->bert.max_position);
     p.max_length = (int)c->bert.max_position;
+  }
   mb_compile_opts co = {.train = 0};
   int err = mb_model_load_tokenizer(p.m, &p.tok);
   if (err == MB_OK)
     err = mb_program_cache_new(mb_model_params(p.m), be, &co, mb_model_build, p.m, &p.cache);
-  for (size_t at = 0; err == MB_OK && at < in.n; at += (size_t)batch) {
-    int n = in.n - at < (size_t)batch ? (int)(in.n - at) : batch;
-    err = predict_chunk(&p, &in, at, n);
+  texts in = {0};
+  int64_t lines = 0;
+  for (int k = 0; err == MB_OK && k < nsrc; k++) {
+    if (is_file[k]) {
+      err = read_lines(&p, src[k], &in, batch, &lines);
+    } else {
+      err = texts_add(&in, src[k], strlen(src[k]), "argument", 0);
+      if (err == MB_OK)
+        err = drain(&p, &in, batch, 0);
+    }
   }
+  if (err == MB_OK)
+    err = drain(&p, &in, batch, 1);
+  if (err == MB_OK && in.first == 0) /* files and stdin that held no line: nothing to label, no error */
+    MB_INFO("no inputs: the files given hold no lines");
   int code = err == MB_OK ? MB_EXIT_OK : mb_cli_fail("predict", NULL);
   mb_program_cache_free(p.cache);
   mb_tokenizer_free(p.tok);
   mb_net_free(net);
   texts_free(&in);
+  free(src);
+  free(is_file);
   return code;
 }
 
@@ -326,7 +419,12 @@ const mb_command mb_cmd_predict = {
     "other inputs do not change its label or probability as printed; its logits\n"
     "(--json) agree with those of a batch of one to float32 rounding. An input with\n"
     "no tokens (empty, to Mamba) is labelled from the classifier's bias alone, with\n"
-    "a warning.\n"
+    "a warning. The plain output shows the first ~68 bytes of the text (control\n"
+    "characters as spaces, cut at a whole UTF-8 character, then \"...\"); --json has\n"
+    "all of it. Inputs are labelled in batches as they are read, so output follows\n"
+    "a stream; an input the tokenizer refuses (invalid UTF-8) ends the run with an\n"
+    "error naming its index (as --json's) and its file and line. Files or stdin\n"
+    "with no lines are no error: nothing is printed.\n"
     "\n"
     "Inputs (in this order, any mix):\n"
     "  TEXT...            texts on the command line (after -- they may start with -)\n"
@@ -343,8 +441,9 @@ const mb_command mb_cmd_predict = {
     "  --json             one JSON object per line: index, label, label_id, score,\n"
     "                     probabilities, logits, tokens, text\n"
     "  --batch-size N     inputs per forward pass (default 32)\n"
-    "  --max-length N     truncate to N tokens (default: BERT's max_position_embeddings,\n"
-    "                     special tokens included; Mamba: no truncation, as the reference)\n"
+    "  --max-length N     truncate to N tokens (0 or absent: BERT's max_position_embeddings,\n"
+    "                     special tokens included, also the most N can be; Mamba: no\n"
+    "                     truncation, as the reference)\n"
     "  --tokenizer FILE   use this vocab.txt / tokenizer.json instead of the model's own;\n"
     "                     refused when the model records another vocabulary\n",
     run_predict,

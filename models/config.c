@@ -252,8 +252,18 @@ static int parse_labels(json_t *root, const char *path, mb_model_config *c, int 
       if (!json_is_string(val))
         return MB_ERR(MB_EFORMAT, "%s: id2label[\"%s\"] must be a string", path, key);
       seen[id] = 1;
-      snprintf(c->id2label[id], MB_MODEL_LABEL_CAP, "%s", json_string_value(val));
+      const char *name = json_string_value(val);
+      if (!*name || strlen(name) >= MB_MODEL_LABEL_CAP)
+        return MB_ERR(MB_EFORMAT, "%s: id2label[\"%s\"]: expected a name of 1..%d bytes", path, key,
+                      MB_MODEL_LABEL_CAP - 1);
+      snprintf(c->id2label[id], MB_MODEL_LABEL_CAP, "%s", name);
     }
+    /* names are keys (label2id, predict's probabilities): each once */
+    for (int i = 0; i < n; i++)
+      for (int j = 0; j < i; j++)
+        if (strcmp(c->id2label[i], c->id2label[j]) == 0)
+          return MB_ERR(MB_EFORMAT, "%s: id2label names '%s' twice (ids %d and %d); each label needs its own name",
+                        path, c->id2label[i], j, i);
   }
   if (n >= 0) {
     if (n < 1 || n > MB_MODEL_MAX_LABELS)

@@ -58,9 +58,30 @@ expect 0 "the tokenizer $tmp/small-vocab.txt has 95 ids, the embedding 100 rows"
   predict --model "$tmp/bert-novocab" --tokenizer "$tmp/small-vocab.txt" "a film"
 
 # ---- an input without tokens: Mamba gets only the classifier's bias, and says so
-expect 0 "input 2 has no tokens: its prediction is the classifier's bias alone" -- \
+expect 0 "input 1 \(argument\) has no tokens: its prediction is the classifier's bias alone" -- \
   predict --model $fx/mamba_tiny "a film" ""
 lacks "no tokens" -- predict --model $fx/bert_tiny "a film" "" # [CLS] [SEP]
+
+# ---- inputs as text is: a cut preview ends on a whole UTF-8 character, a NUL
+# byte is part of the text, an empty stream is no error, a refused line is
+# named by its file and line, output that cannot be written fails
+python3 -c "print('가나다라마바사아자차카타파하' * 10); print('a' + '\U0001F44D' * 40)" > "$tmp/wide.txt"
+"$bin" predict --model $fx/bert_tiny --file "$tmp/wide.txt" > "$tmp/wide-out.txt" 2>&1
+if python3 -c "import sys; t = open(sys.argv[1], 'rb').read().decode(); assert t.count('...') == 2" "$tmp/wide-out.txt"
+then echo "ok: cut previews are whole UTF-8 characters"; else echo "FAIL: a preview cuts a character"; fail=1; fi
+printf 'nul\0inside\n' > "$tmp/nul.txt"
+expect 0 '"text":"nul\\u0000inside"' -- predict --json --model $fx/mamba_tiny --file "$tmp/nul.txt"
+: > "$tmp/empty.txt"
+lacks "LABEL_" -- predict --model $fx/bert_tiny --file "$tmp/empty.txt"
+printf 'fine\n\xff bad\n' > "$tmp/badline.txt"
+expect 1 "input 1 \($tmp/badline.txt line 2\): tokenizer: invalid UTF-8" -- predict --model $fx/bert_tiny --file "$tmp/badline.txt"
+expect 2 "--model given twice" -- predict --model $fx/bert_tiny --model $fx/mamba_tiny "a film"
+if [ -w /dev/full ]; then
+  if "$bin" predict --model $fx/bert_tiny "a film" > /dev/full 2>"$tmp/full.err"; then
+    echo "FAIL: predict into a full device exited 0"; fail=1
+  elif grep -q "writing to standard output failed" "$tmp/full.err"; then echo "ok: a failed write is an error"
+  else echo "FAIL: no message for the failed write"; cat "$tmp/full.err"; fail=1; fi
+fi
 
 # ---- --pooling is Mamba's
 expect 2 "--pooling applies to Mamba models only; $fx/bert_tiny is a BERT model" -- \

@@ -103,6 +103,11 @@ static void test_bert(void **state) {
   expect_config_error("{\"model_type\": \"gpt2\"}", "model_type 'gpt2' is not supported");
   expect_config_error("{\"model_type\": \"bert\",\n \"vocab_size\": 10,,}", "line 2");
   expect_config_error("[1, 2]", "expected a JSON object");
+  /* label names are keys: each once, not empty */
+  expect_config_error("{\"model_type\": \"bert\", \"id2label\": {\"0\": \"bad\", \"1\": \"bad\"}}",
+                      "id2label names 'bad' twice (ids 0 and 1)");
+  expect_config_error("{\"model_type\": \"bert\", \"id2label\": {\"0\": \"\", \"1\": \"good\"}}",
+                      "id2label[\"0\"]: expected a name of 1..63 bytes");
 
   /* weights of the other architecture: every name listed, folded by layer */
   char *cfg = fixture_config("bert_tiny");
