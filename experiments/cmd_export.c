@@ -18,7 +18,7 @@ extern const mb_command mb_cmd_export;
 static int run_export(int argc, char **argv) {
   const char *model_dir = NULL, *config = NULL, *tokenizer = NULL, *out = NULL, *pooling = NULL;
   unsigned long long seed = 0;
-  int num_labels = 0, init_head = 0;
+  int num_labels = 0, init_head = 0, seed_given = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--init-head")) {
@@ -43,6 +43,7 @@ static int run_export(int argc, char **argv) {
     else if (!strcmp(a, "--pooling"))
       pooling = v;
     else if (!strcmp(a, "--seed")) {
+      seed_given = 1;
       seed = strtoull(v, &end, 10);
       if (!*v || *end)
         return mb_cli_usage_error(&mb_cmd_export, "--seed '%s': expected a non-negative integer", v);
@@ -67,6 +68,10 @@ static int run_export(int argc, char **argv) {
       return mb_cli_usage_error(&mb_cmd_export, "--pooling '%s': expected mean or masked_mean", pooling);
   }
 
+  /* options that would do nothing are said, not ignored */
+  if (model_dir && seed_given && !init_head)
+    return mb_cli_usage_error(&mb_cmd_export, "--seed initialises --config's random weights or --init-head's "
+                                              "head; with --model alone it would do nothing");
   mb_model *m = NULL;
   mb_net *net = NULL; /* --model: owns m */
   mb_backend *be = mb_cpu_backend();
@@ -89,7 +94,8 @@ static int run_export(int argc, char **argv) {
       cfg.num_labels = num_labels;
     if (pool >= 0)
       cfg.mamba.pooling = (mb_pooling)pool;
-    if (mb_model_new(&cfg, tokenizer, be, &m) != MB_OK || mb_model_init_random(m, seed) != MB_OK) {
+    if (mb_model_new(&cfg, tokenizer, be, &m) != MB_OK || mb_model_check_tokenizer(m, config) != MB_OK ||
+        mb_model_init_random(m, seed) != MB_OK) {
       mb_model_free(m);
       return mb_cli_fail("export", "random initialisation");
     }

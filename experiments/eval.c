@@ -367,11 +367,19 @@ static int run_weights(const char *run, mb_model_source *src) {
 
 int mb_model_source_resolve(const char *path, mb_model_source *out) {
   memset(out, 0, sizeof *out);
+  if (mb_file_exists(path) && !mb_is_dir(path))
+    return MB_ERR(MB_EINVAL, "--model %s: a file; give the directory that holds the model (its config.json, a "
+                             "checkpoint's manifest.json, or a run's run.json)",
+                  path);
   if (!mb_is_dir(path))
     return MB_ERR(MB_ENOTFOUND, "--model %s: no such directory", path);
   if (has_file(path, "manifest.json")) {
     if (strlen(path) >= sizeof out->ckpt)
       return MB_ERR(MB_EINVAL, "--model %s: path too long", path);
+    /* named directly, checked as a run's newest is: damaged weights are not used */
+    int rc = mb_ckpt_verify(path);
+    if (rc != MB_OK)
+      return mb_error_context(rc, "--model %s", path);
     snprintf(out->ckpt, sizeof out->ckpt, "%s", path);
   } else if (has_file(path, "run.json")) {
     int rc = run_weights(path, out);

@@ -9,6 +9,9 @@
 #include <fcntl.h>
 #include <dirent.h>
 #include <ftw.h>
+#include <glob.h>
+#include <limits.h>
+#include <signal.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -301,6 +304,25 @@ static int open_weights(const char *dir, weight_set *w) {
  * reader cannot read: the architecture decides, not what is there. */
 static const char *arch_tokenizer_file(mb_arch arch) { return arch == MB_ARCH_BERT ? "vocab.txt" : "tokenizer.json"; }
 
+int mb_model_check_tokenizer(const mb_model *m, const char *where) {
+  if (!m->tokenizer_path[0])
+    return MB_OK;
+  mb_tokenizer *t;
+  MB_TRY(mb_model_load_tokenizer(m, &t));
+  const mb_model_config *c = &m->cfg;
+  const int64_t tv = mb_tokenizer_vocab_size(t), mv = c->arch == MB_ARCH_BERT ? c->bert.vocab_size : c->mamba.vocab_size;
+  mb_tokenizer_free(t);
+  if (tv > mv)
+    return MB_ERR(MB_EFORMAT,
+                  "%s: the tokenizer %s has %lld ids but the model's embedding has %lld rows (vocab_size): a tokenizer "
+                  "of another model?",
+                  where, m->tokenizer_path, (long long)tv, (long long)mv);
+  if (tv < mv && c->arch == MB_ARCH_BERT)
+    MB_WARN("%s: the tokenizer %s has %lld ids, the embedding %lld rows", where, m->tokenizer_path, (long long)tv,
+            (long long)mv);
+  return MB_OK;
+}
+
 int mb_model_dir_tokenizer(const char *dir, char *path, size_t cap) {
   char p[PATH_CAP];
   mb_model_config cfg;
@@ -509,7 +531,7 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
     }
     if (!opts.init_missing_head && missing.n)
       snprintf(msg + strlen(msg), cap - strlen(msg), "%s",
-               strlen(msg) + 90 < cap ? " (a pretrained backbone without a head: load with a fresh head)" : "");
+               strlen(msg) + 110 < cap ? " (a pretrained backbone without a head? training, or mambert export --init-head, gives it a fresh one)" : "");
     rc = MB_ERR(MB_EFORMAT, "%s", msg);
   }
   if (rc != MB_OK)
@@ -530,20 +552,8 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
   if ((rc = read_tokenizer_config(dir, m)) != MB_OK)
     goto done_src;
   if (tok[0]) {
-    mb_tokenizer *t;
-    if ((rc = mb_model_load_tokenizer(m, &t)) != MB_OK)
+    if ((rc = mb_model_check_tokenizer(m, dir)) != MB_OK)
       goto done_src;
-    int64_t tv = mb_tokenizer_vocab_size(t), mv = cfg.arch == MB_ARCH_BERT ? cfg.bert.vocab_size : cfg.mamba.vocab_size;
-    mb_tokenizer_free(t);
-    if (tv > mv) {
-      rc = MB_ERR(MB_EFORMAT,
-                  "%s: the tokenizer %s has %lld ids but the model's embedding has %lld rows (vocab_size): "
-                  "a tokenizer of another model?",
-                  dir, tok, (long long)tv, (long long)mv);
-      goto done_src;
-    }
-    if (tv < mv && cfg.arch == MB_ARCH_BERT)
-      MB_WARN("%s: the tokenizer %s has %lld ids, the embedding %lld rows", dir, tok, (long long)tv, (long long)mv);
   } else {
     mb_log_once(MB_LOG_INFO, dir, "%s: no tokenizer file found (%s); token ids must come from elsewhere", dir,
                 cfg.arch == MB_ARCH_BERT ? "vocab.txt" : "tokenizer.json");
@@ -587,6 +597,9 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
     if (rc == MB_OK)
       MB_INFO("%s: no classification head in the checkpoint: %s* initialised (%d labels, seed %llu)", dir, prefix,
               cfg.num_labels, (unsigned long long)opts.seed);
+  } else if (rc == MB_OK && opts.init_missing_head) {
+    MB_INFO("%s: the checkpoint has its classification head: kept (a fresh one is made only where it is missing)",
+            dir);
   }
   if (rc == MB_OK && ignored.n) {
     char ig[600] = "";
@@ -796,6 +809,37 @@ static int export_replaceable(const char *dir) {
   return MB_OK;
 }
 
+/* What an export killed part-way left beside `clean` (its temporary
+ * <clean>.tmp-PID, or the previous export moved aside to <clean>.old-PID),
+ * by a process of this machine that is gone: the temporary is removed; a
+ * previous export goes back in place if nothing replaced it, else away. */
+static void export_recover(const char *clean) {
+  char pat[PATH_CAP + 16];
+  const char *kinds[2] = {"tmp", "old"};
+  for (int k = 0; k < 2; k++) {
+    snprintf(pat, sizeof pat, "%s.%s-*", clean, kinds[k]);
+    glob_t g;
+    if (glob(pat, 0, NULL, &g) != 0)
+      continue;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+      const char *dash = strrchr(g.gl_pathv[i], '-');
+      char *end;
+      const long pid = strtol(dash + 1, &end, 10);
+      if (pid <= 0 || *end || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+        continue; /* not a pid, ours, or alive: not ours to touch */
+      if (k == 1 && !mb_file_exists(clean) && rename(g.gl_pathv[i], clean) == 0) {
+        MB_WARN("export: put back the previous export %s moved aside by an export that was killed", clean);
+        continue;
+      }
+      if (rm_rf(g.gl_pathv[i]) == MB_OK)
+        MB_INFO("export: removed %s (left by an export that was killed)", g.gl_pathv[i]);
+      else
+        mb_error_clear();
+    }
+    globfree(&g);
+  }
+}
+
 int mb_model_export(const mb_model *m, const char *dir) {
   if (!dir || !*dir)
     return MB_ERR(MB_EINVAL, "export: no output directory");
@@ -804,6 +848,16 @@ int mb_model_export(const mb_model *m, const char *dir) {
   size_t len = strlen(clean);
   while (len > 1 && clean[len - 1] == '/')
     clean[--len] = 0;
+  struct stat lst;
+  if (lstat(clean, &lst) == 0 && S_ISLNK(lst.st_mode)) { /* write through a link, not over it */
+    char target[PATH_MAX];
+    if (!realpath(clean, target))
+      return MB_ERR(MB_EINVAL, "export: %s is a link to %s", clean, errno == ENOENT ? "nothing" : strerror(errno));
+    if (strlen(target) >= sizeof clean)
+      return MB_ERR(MB_EINVAL, "export: the path %s points to is too long", clean);
+    snprintf(clean, sizeof clean, "%s", target);
+  }
+  export_recover(clean);
   if (mb_file_exists(clean) && !mb_is_dir(clean))
     return MB_ERR(MB_EINVAL, "export: %s exists and is not a directory", clean);
   if (mb_is_dir(clean))

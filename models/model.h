@@ -198,6 +198,10 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts, mb_backend *b
  * dir/tokenizer.json for Mamba, whichever else the directory holds (HF BERT
  * folders ship both). Only the name: the file may not exist. */
 int mb_model_dir_tokenizer(const char *dir, char *path, size_t cap) MB_NODISCARD;
+/* The model's tokenizer (if it has one) against its embedding: more ids than
+ * rows is an error naming `where` (a tokenizer of another model); fewer, for
+ * BERT, a warning. */
+int mb_model_check_tokenizer(const mb_model *m, const char *where) MB_NODISCARD;
 
 /* Write an HF-style directory, atomically (a temporary sibling directory,
  * renamed into place; an existing dir is replaced only after the new one is

@@ -167,4 +167,27 @@ expect 0 "exported BertForSequenceClassification \($last, " -- export --model "$
 # a checkpoint's vocabulary is checked too
 expect 1 "$first: made with tokenizer wordpiece-uncased .* not bpe" -- \
   predict --model "$first" --tokenizer data/vocab/gpt-neox-20b-tokenizer.json "a film"
+# a checkpoint named directly is checked against its manifest, as a run's newest is
+cp -r "$first" "$tmp/damaged-ckpt"
+printf 'XX' | dd of="$tmp/damaged-ckpt/model.safetensors" bs=1 seek=2000 conv=notrunc 2>/dev/null
+expect 1 "damaged-ckpt/model.safetensors: sha256 .* differs from the manifest's" -- \
+  export --model "$tmp/damaged-ckpt" --out "$tmp/exp-damaged"
+[ ! -e "$tmp/exp-damaged" ] || { echo "FAIL: a damaged checkpoint was exported"; fail=1; }
+expect 1 "--model $tmp/bert/run.json: a file; give the directory" -- predict --model "$tmp/bert/run.json" "a film"
+
+# ---- export: through a link to a directory, not over the link; what a killed
+# export left is cleaned up (the previous export put back when nothing
+# replaced it); a tokenizer larger than the embedding and a --seed that would
+# do nothing are refused
+mkdir -p "$tmp/link-target" && ln -s "$tmp/link-target" "$tmp/link"
+expect 0 "exported" -- export --model $fx/bert_tiny --out "$tmp/link"
+if [ -L "$tmp/link" ] && [ -f "$tmp/link-target/config.json" ]; then echo "ok: export wrote through the link"
+else echo "FAIL: export replaced the link"; ls -la "$tmp" | grep link; fail=1; fi
+sh -c 'exit 0' & dead=$!; wait $dead
+mkdir -p "$tmp/killed.tmp-$dead" && cp -r "$tmp/link-target" "$tmp/killed.old-$dead"
+expect 0 "put back the previous export $tmp/killed moved aside" -- export --model $fx/mamba_tiny --out "$tmp/killed"
+ls -d "$tmp"/killed.* >/dev/null 2>&1 && { echo "FAIL: leftovers of the killed export stay"; ls -d "$tmp"/killed.*; fail=1; }
+expect 1 "the tokenizer data/vocab/bert-base-multilingual-cased-vocab.txt has 119547 ids but the model's embedding has 100 rows" -- \
+  export --config $fx/bert_tiny/config.json --tokenizer data/vocab/bert-base-multilingual-cased-vocab.txt --out "$tmp/x-vocab"
+expect 2 "with --model alone it would do nothing" -- export --model $fx/bert_tiny --seed 3 --out "$tmp/x-seed"
 exit $fail
