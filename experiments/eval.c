@@ -134,9 +134,14 @@ static int cmp_double(const void *a, const void *b) {
 
 /* One pass over every batch; predictions into r when `record`. */
 static int one_pass(mb_net_programs *progs, mb_loader *ld, int64_t nbatches, mb_backend *be, float *logits_buf,
-                    int64_t C, mb_eval_result *r, int record, double *loss_sum, int64_t *loss_rows) {
+                    int64_t C, mb_eval_result *r, int record, double *loss_sum, int64_t *loss_rows,
+                    volatile sig_atomic_t *stop) {
   MB_TRY(mb_loader_seek(ld, (mb_loader_position){0, 0}));
   for (int64_t bi = 0; bi < nbatches; bi++) {
+    if (stop && *stop) {
+      r->stopped = 1;
+      break;
+    }
     const mb_batch *b;
     MB_TRY(mb_loader_next(ld, &b));
     mb_exec *ex;
@@ -223,9 +228,9 @@ int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_ev
     if (rc == MB_OK)
       rc = mb_exec_forward(ex);
   }
-  for (int64_t w = 0; rc == MB_OK && w < o->warmup; w++) {
+  for (int64_t w = 0; rc == MB_OK && !r->stopped && w < o->warmup; w++) {
     t0 = now_s();
-    rc = one_pass(progs, ld, nbatches, be, logits_buf, C, r, 0, &loss_sum, &loss_rows);
+    rc = one_pass(progs, ld, nbatches, be, logits_buf, C, r, 0, &loss_sum, &loss_rows, o->stop);
     if (rc == MB_OK && !o->quiet)
       MB_INFO("eval warm-up pass %lld/%lld: %.2f s", (long long)w + 1, (long long)o->warmup, now_s() - t0);
   }
@@ -234,14 +239,14 @@ int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_ev
     o->device_mem->reset_peak(o->device_mem);
   if (rc == MB_OK && o->profile)
     mb_net_programs_set_profiling(progs, 1);
-  for (int64_t k = 0; rc == MB_OK && k < o->repeats; k++) {
+  for (int64_t k = 0; rc == MB_OK && !r->stopped && k < o->repeats; k++) {
     t0 = now_s();
-    rc = one_pass(progs, ld, nbatches, be, logits_buf, C, r, k == 0, &loss_sum, &loss_rows);
+    rc = one_pass(progs, ld, nbatches, be, logits_buf, C, r, k == 0, &loss_sum, &loss_rows, o->stop);
     r->seconds[k] = now_s() - t0;
     if (rc == MB_OK && !o->quiet)
       MB_INFO("eval timed pass %lld/%lld: %.3f s", (long long)k + 1, (long long)o->repeats, r->seconds[k]);
   }
-  if (rc == MB_OK) {
+  if (rc == MB_OK && !r->stopped) {
     mb_mem_stats ms = mb_host_mem_stats();
     r->repeats = (int)o->repeats;
     double sorted[MB_EVAL_MAX_REPEATS];

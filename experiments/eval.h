@@ -27,6 +27,7 @@
 #ifndef MB_EXPERIMENTS_EVAL_H
 #define MB_EXPERIMENTS_EVAL_H
 
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -59,6 +60,9 @@ typedef struct {
   /* The net's backend allocates from this device allocator (a GPU): peak_mb
    * is its peak (like torch.cuda.max_memory_allocated). NULL: the host. */
   mb_device_allocator *device_mem;
+  /* Checked between batches: non-zero (a signal's handler set it) ends the
+   * evaluation early with r->stopped set and MB_OK. NULL: never. */
+  volatile sig_atomic_t *stop;
 } mb_eval_opts;
 
 typedef struct {
@@ -75,6 +79,7 @@ typedef struct {
   int64_t real_tokens, padded_tokens, batches;
   double peak_mb;             /* peak over the timed passes: the host's minus the data set, or the GPU's */
   int peak_on_gpu;            /* peak_mb is the device allocator's */
+  int stopped;                /* opts.stop was set: the numbers are incomplete */
   double params_mb, arena_mb; /* weights; planned activation arena of the largest program */
   double data_mb;             /* the evaluation data in memory (excluded from peak_mb) */
   int64_t max_length, batch_size;

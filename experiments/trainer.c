@@ -868,6 +868,7 @@ static int evaluate(trainer *t, int final, mb_eval_result *out) {
   o.quiet = !final;
   o.exclude_bytes = mb_shardset_bytes(t->train_set) + mb_shardset_bytes(t->test_set);
   o.device_mem = t->dev.mem;
+  o.stop = &stop_signal; /* a signal ends it at the next batch (incomplete: not logged) */
   int rc = mb_eval_run(t->net, t->be, sel, &o, out);
   if (rc == MB_OK)
     snprintf(out->selection, sizeof out->selection, "%s", desc);
@@ -1187,13 +1188,15 @@ static int run_loop(trainer *t, int *interrupted) {
       if (t->rank == 0) {
         mb_eval_result ev;
         MB_TRY(evaluate(t, 0, &ev));
-        const char *keys[] = {"accuracy", "loss", "samples_per_s"};
-        double vals[] = {ev.accuracy, ev.loss, ev.samples_per_s};
-        MB_TRY(mb_metrics_log(t->metrics, "eval", t->step, keys, vals, 3));
-        if (t->bar)
-          fprintf(stderr, "\n");
-        MB_INFO("step %lld: eval accuracy %.4f loss %.4f on %lld examples", (long long)t->step, ev.accuracy, ev.loss,
-                (long long)ev.n);
+        if (!ev.stopped) { /* else the step's checkpoint below, then the stop */
+          const char *keys[] = {"accuracy", "loss", "samples_per_s", "samples"};
+          double vals[] = {ev.accuracy, ev.loss, ev.samples_per_s, (double)ev.n};
+          MB_TRY(mb_metrics_log(t->metrics, "eval", t->step, keys, vals, 4));
+          if (t->bar)
+            fprintf(stderr, "\n");
+          MB_INFO("step %lld: eval accuracy %.4f loss %.4f on %lld examples", (long long)t->step, ev.accuracy,
+                  ev.loss, (long long)ev.n);
+        }
       }
       MB_TRY(barrier_long(t));
     }
@@ -1261,6 +1264,8 @@ static void mark_failed(void *arg, const char *reason) {
   free(text);
   json_decref(extra);
 }
+
+static int finish(trainer *t, double t_start, int *interrupted);
 
 static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
   const double t_start = now_s();
@@ -1403,26 +1408,38 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
       t->bar = isatty(2);
     t->quiet_progress = strcmp(c->progress, "off") == 0;
   }
-  struct sigaction sa, old_int, old_term;
+  /* Ctrl-C, SIGTERM (SLURM's end of time, scancel) and SIGHUP (a closed
+   * terminal) stop the run cleanly from here to the end: in training, after
+   * the step with a checkpoint; in the final evaluation, at its next batch */
+  struct sigaction sa, old_sig[3];
+  const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
-  sigaction(SIGINT, &sa, &old_int);
-  sigaction(SIGTERM, &sa, &old_term);
+  for (int k = 0; k < 3; k++)
+    sigaction(sigs[k], &sa, &old_sig[k]);
   if (t->rank == 0 && t->rundir) /* a job ended by a dead peer or a hang: run.json says failed, not running */
     mb_dist_set_abort_hook(mark_failed, t);
   rc = run_loop(t, interrupted);
+  if (rc == MB_OK && !*interrupted)
+    rc = finish(t, t_start, interrupted);
   mb_dist_set_abort_hook(NULL, NULL);
-  sigaction(SIGINT, &old_int, NULL);
-  sigaction(SIGTERM, &old_term, NULL);
-  if (rc != MB_OK || *interrupted) {
-    if (t->rank == 0 && t->rundir)
-      if (mb_rundir_write_info(t->rundir, c->run_name, t->config_sha, t->net->arch,
-                               rc != MB_OK ? "failed" : "interrupted", NULL) != MB_OK)
-        mb_error_clear();
-    return rc;
-  }
-  /* the end: evaluation, export, results (rank 0). What only training needed
-   * goes first, so the evaluation's peak memory is the model's. */
+  for (int k = 0; k < 3; k++)
+    sigaction(sigs[k], &old_sig[k], NULL);
+  if ((rc != MB_OK || *interrupted) && t->rank == 0 && t->rundir)
+    if (mb_rundir_write_info(t->rundir, c->run_name, t->config_sha, t->net->arch,
+                             rc != MB_OK ? "failed" : "interrupted", NULL) != MB_OK)
+      mb_error_clear();
+  return rc;
+}
+
+/* The end of a run: evaluation, export, results (rank 0). A signal during
+ * the evaluation stops it at its next batch: run.json says interrupted and
+ * --resume (from the last step's checkpoint) evaluates and exports again. */
+static int finish(trainer *t, double t_start, int *interrupted) {
+  const mb_config *c = t->cfg;
+  int rc = MB_OK;
+  /* what only training needed goes first, so the evaluation's peak memory
+   * is the model's */
   mb_net_programs_free(t->progs);
   t->progs = NULL;
   mb_optimizer_free(t->opt);
@@ -1432,33 +1449,48 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
   mb_host_free(t->zero_params);
   mb_host_free(t->zero_grads);
   t->zero_params = t->zero_grads = NULL;
+  double stopped = 0;
   if (t->rank == 0) {
     mb_eval_result ev;
     int have_eval = 0;
     if (c->eval_at_end && (t->test_set || strcmp(c->eval_split, "train") == 0)) {
       rc = evaluate(t, 1, &ev);
-      if (rc == MB_OK) {
+      stopped = rc == MB_OK && ev.stopped;
+      if (rc == MB_OK && !stopped) {
         have_eval = 1;
-        const char *keys[] = {"accuracy", "loss", "samples_per_s", "real_tokens_per_s", "peak_mb"};
-        double vals[] = {ev.accuracy, ev.loss, ev.samples_per_s, ev.tokens_per_s, ev.peak_mb};
-        rc = mb_metrics_log(t->metrics, "eval", t->step, keys, vals, 5);
+        const char *keys[] = {"accuracy", "loss", "samples_per_s", "real_tokens_per_s", "peak_mb", "samples"};
+        double vals[] = {ev.accuracy, ev.loss, ev.samples_per_s, ev.tokens_per_s, ev.peak_mb, (double)ev.n};
+        rc = mb_metrics_log(t->metrics, "eval", t->step, keys, vals, 6);
       }
+    } else if (c->eval_at_end) {
+      MB_WARN("eval.at_end: no test set (data.test is empty): no final evaluation");
     }
-    if (rc == MB_OK && c->export_at_end)
+    stopped = stopped || stop_signal;
+    if (rc == MB_OK && !stopped && c->export_at_end)
       rc = export_model(t);
-    if (rc == MB_OK)
+    if (rc == MB_OK && !stopped)
       rc = write_final_files(t, &ev, have_eval, now_s() - t_start);
-    if (rc == MB_OK) {
+    if (rc == MB_OK && !stopped) {
       char extra[256];
       snprintf(extra, sizeof extra, "{\"steps\": %lld, \"train_seconds\": %.3f}", (long long)t->step,
                t->train_seconds);
       rc = mb_rundir_write_info(t->rundir, c->run_name, t->config_sha, t->net->arch, "completed", extra);
     }
-    if (rc == MB_OK)
+    if (rc == MB_OK && !stopped)
       MB_INFO("done: %lld steps in %.1f s of training (%.0f tokens/s); %s", (long long)t->step, t->train_seconds,
               t->train_seconds > 0 ? t->tokens_seen / t->train_seconds : 0.0, t->run_dir);
+    if (rc == MB_OK && stopped)
+      MB_WARN("stopped by signal %d during the final evaluation (training is complete, step %lld checkpointed%s). "
+              "Evaluate and export with: mambert train --resume %s",
+              (int)stop_signal, (long long)t->step, c->ckpt_at_end ? "" : " only if checkpoint.at_end", t->run_dir);
   }
   MB_TRY(agree_status(t, rc));
+  if (t->nranks > 1) { /* every rank's exit status says it */
+    double any;
+    MB_TRY(mb_comm_allreduce(t->host, &stopped, &any, 1, MB_F64, MB_REDUCE_SUM));
+    stopped = any;
+  }
+  *interrupted = stopped > 0;
   return barrier_long(t);
 }
 

@@ -123,6 +123,50 @@ else
   pooling: masked_mean" data/vocab/gpt-neox-20b-tokenizer.json
   check_model mamba
 fi
+# Ctrl-C during the final evaluation: it stops at its next batch, exits 3,
+# run.json says interrupted, nothing is exported; --resume evaluates and
+# exports, and metrics.jsonl holds one final eval line
+cat > "$tmp/evalstop.yaml" <<YAML
+model:
+  arch: bow
+  d_model: 32
+tokenizer: data/vocab/bert-base-uncased-vocab.txt
+data:
+  train: data/samples/imdb/train.tsv.gz
+  test: data/samples/imdb/test.tsv.gz
+  cache_dir: $tmp/cache
+  max_length: 64
+  batch_size: 16
+  train_limit: 64
+eval:
+  samples: 0
+  warmup: 60
+  repeats: 4
+log:
+  progress: lines
+YAML
+r="$tmp/evalstop"
+"$bin" train "$tmp/evalstop.yaml" --run-dir "$r" >"$tmp/evalstop.log" 2>&1 &
+pid=$!
+for i in $(seq 1 3000); do
+  grep -q "eval warm-up pass 2/" "$tmp/evalstop.log" 2>/dev/null && break
+  kill -0 $pid 2>/dev/null || break
+  sleep 0.01
+done
+kill -INT $pid 2>/dev/null
+wait $pid; rc=$?
+if [ $rc -ne 3 ] || ! grep -q "stopped by signal 2 during the final evaluation" "$tmp/evalstop.log" ||
+   ! grep -q '"status": "interrupted"' "$r/run.json" || [ -e "$r/results.json" ] || [ -e "$r/model" ]; then
+  echo "FAIL evalstop: exit $rc; $(grep -o '"status": "[a-z]*"' "$r/run.json")"; tail -5 "$tmp/evalstop.log"; fail=1
+else
+  "$bin" train --resume "$r" --set eval.repeats=1 >"$tmp/evalstop2.log" 2>&1 || { echo "FAIL evalstop: resume"; tail -5 "$tmp/evalstop2.log"; fail=1; }
+  if [ "$(grep -c '"kind":"eval"' "$r/metrics.jsonl")" != 1 ] || [ ! -e "$r/results.json" ] || [ ! -e "$r/model/config.json" ]; then
+    echo "FAIL evalstop: the resumed run did not evaluate and export once"; fail=1
+  else
+    echo "ok evalstop: Ctrl-C in the final evaluation exits 3, interrupted; --resume evaluates and exports once"
+  fi
+fi
+
 # a sanitizer build reports through the logs
 if grep -lE "Sanitizer|runtime error:" "$tmp"/*.log* "$tmp"/*/*.log 2>/dev/null; then
   echo "FAIL: sanitizer reports above"; grep -hE -A20 "Sanitizer|runtime error:" "$tmp"/*.log* 2>/dev/null | head -40; fail=1
