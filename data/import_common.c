@@ -1,10 +1,12 @@
 /* import_common.c: what the importers share: reading a (gzipped) file with
  * zlib, strict UTF-8 validation, the record arena, line iteration, field
  * parsing, and the import dispatcher. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <zlib.h>
 
@@ -170,13 +172,49 @@ invalid:
   return 0;
 }
 
+/* `word` in s as a word of its own (any case): no letter just before or
+ * after it, so "ratings_test.txt", "imdb-train.tsv" and "TEST.tsv" name
+ * theirs and "latest.tsv" or "contest.txt" name none. */
+static int has_word(const char *s, const char *word) {
+  const size_t wl = strlen(word);
+  for (const char *p = s; *p; p++) {
+    if (strncasecmp(p, word, wl) != 0)
+      continue;
+    const int before = p > s && isalpha((unsigned char)p[-1]), after = isalpha((unsigned char)p[wl]);
+    if (!before && !after)
+      return 1;
+  }
+  return 0;
+}
+
 const char *mb_split_from_name(const char *path) {
   const char *base = strrchr(path, '/');
   base = base ? base + 1 : path;
-  int tr = strstr(base, "train") != NULL, te = strstr(base, "test") != NULL;
+  int tr = has_word(base, "train"), te = has_word(base, "test");
   if (tr == te)
     return NULL;
   return tr ? "train" : "test";
+}
+
+const char *mb_dataset_from_content(const char *path) {
+  if (mb_is_dir(path))
+    return "imdb"; /* an aclImdb tree */
+  gzFile f = gzopen(path, "rb"); /* plain files read through */
+  if (!f)
+    return NULL;
+  char line[256];
+  const char *got = gzgets(f, line, sizeof line) ? line : NULL;
+  gzclose(f);
+  if (!got)
+    return NULL;
+  if (memcmp(got, "\xEF\xBB\xBF", 3) == 0)
+    got += 3;
+  static const char imdb[] = "id\trating\tlabel\ttext", nsmc[] = "id\tdocument\tlabel";
+  if (strncmp(got, imdb, sizeof imdb - 1) == 0)
+    return "imdb";
+  if (strncmp(got, nsmc, sizeof nsmc - 1) == 0)
+    return "nsmc";
+  return NULL;
 }
 
 int mb_resolve_split(const char *path, const char *split, char out[16]) {
@@ -207,9 +245,19 @@ int mb_parse_u64_field(const char *s, size_t n, int64_t *out) {
 }
 
 int mb_next_line(mb_line_iter *it, const char **start, size_t *n) {
+  if (it->pos == 0 && it->len >= 3 && memcmp(it->buf, "\xEF\xBB\xBF", 3) == 0)
+    it->pos = 3; /* a UTF-8 byte order mark (Windows editors write one): not part of the header */
   if (it->pos >= it->len)
     return 0;
   const char *b = it->buf + it->pos;
+  /* blank lines at the very end of the file (an editor's) end it; a blank
+   * line between records is still a line with too few fields */
+  size_t rest = it->pos;
+  while (rest < it->len && (it->buf[rest] == '\n' || it->buf[rest] == '\r' || it->buf[rest] == ' ' ||
+                            it->buf[rest] == '\t'))
+    rest++;
+  if (rest == it->len && (b[0] == '\n' || b[0] == '\r'))
+    return 0;
   const char *nl = memchr(b, '\n', it->len - it->pos);
   size_t m = nl ? (size_t)(nl - b) : it->len - it->pos;
   it->pos += m + (nl ? 1 : 0);
@@ -219,6 +267,25 @@ int mb_next_line(mb_line_iter *it, const char **start, size_t *n) {
   *start = b;
   *n = m;
   return 1;
+}
+
+void mb_header_preview(const char *s, size_t n, char *out, size_t cap) {
+  size_t k = 0;
+  out[k++] = '\'';
+  for (size_t i = 0; i < n; i++) {
+    const unsigned char c = (unsigned char)s[i];
+    /* stop only before a character's first byte: never half a character */
+    if ((c & 0xC0) != 0x80 && k + 12 > cap)
+      break;
+    if (c == '\t') {
+      memcpy(out + k, "<TAB>", 5);
+      k += 5;
+    } else {
+      out[k++] = c < 0x20 ? ' ' : (char)c;
+    }
+  }
+  out[k++] = '\'';
+  out[k] = 0;
 }
 
 void mb_field_preview(const char *s, size_t n, char out[64]) {

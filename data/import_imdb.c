@@ -38,8 +38,11 @@ int mb_import_imdb_tsv(const char *path, const char *split, mb_records *out) {
     goto done;
   }
   if (n != sizeof imdb_header - 1 || memcmp(line, imdb_header, n) != 0) {
-    mb_field_preview(line, n, pv);
-    rc = MB_ERR(MB_EFORMAT, "%s: line 1: expected the header 'id<TAB>rating<TAB>label<TAB>text', found %s", path, pv);
+    char hv[160];
+    mb_header_preview(line, n, hv, sizeof hv);
+    const int other = n >= 17 && memcmp(line, "id\tdocument\tlabel", 17) == 0;
+    rc = MB_ERR(MB_EFORMAT, "%s: line 1: expected the header 'id<TAB>rating<TAB>label<TAB>text', found %s%s", path,
+                hv, other ? " (an NSMC file: data.dataset / --dataset nsmc)" : "");
     goto done;
   }
   while (mb_next_line(&it, &line, &n)) {

@@ -28,6 +28,9 @@ typedef struct {
 } mb_line_iter;
 int mb_next_line(mb_line_iter *it, const char **start, size_t *n);
 
+/* A header line for an error message: quoted, tabs shown as <TAB>, at
+ * most cap bytes with its NUL. */
+void mb_header_preview(const char *s, size_t n, char *out, size_t cap);
 /* Field text for an error message: at most 40 bytes, cut on a UTF-8 boundary. */
 void mb_field_preview(const char *s, size_t n, char out[64]);
 

@@ -52,8 +52,11 @@ int mb_import_nsmc_tsv(const char *path, const char *split, mb_records *out) {
     goto done;
   }
   if (n != sizeof nsmc_header - 1 || memcmp(line, nsmc_header, n) != 0) {
-    mb_field_preview(line, n, pv);
-    rc = MB_ERR(MB_EFORMAT, "%s: line 1: expected the header 'id<TAB>document<TAB>label', found %s", path, pv);
+    char hv[160];
+    mb_header_preview(line, n, hv, sizeof hv);
+    const int other = n >= 20 && memcmp(line, "id\trating\tlabel\ttext", 20) == 0;
+    rc = MB_ERR(MB_EFORMAT, "%s: line 1: expected the header 'id<TAB>document<TAB>label', found %s%s", path, hv,
+                other ? " (an IMDB file: data.dataset / --dataset imdb)" : "");
     goto done;
   }
   while (mb_next_line(&it, &line, &n)) {

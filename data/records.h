@@ -62,9 +62,15 @@ int mb_import_nsmc_tsv(const char *path, const char *split, mb_records *out) MB_
 /* Dispatch on the data set name ("imdb" | "nsmc"); for IMDB a directory is
  * read as an aclImdb tree, a file as the TSV. */
 int mb_import(const char *dataset, const char *input, const char *split, mb_records *out) MB_NODISCARD;
-/* "train"/"test" from a file name (the last path component containing one
- * of them); NULL if neither or both appear. */
+/* "train"/"test" from a file name (its last path component), as a word of
+ * its own: "ratings_test.txt", "imdb-train.tsv.gz"; NULL if neither or both
+ * appear ("latest.tsv" names none). */
 const char *mb_split_from_name(const char *path);
+/* The data set a file holds, from its header line (gzip or plain; a UTF-8
+ * BOM is skipped): "imdb" (id, rating, label, text) or "nsmc" (id,
+ * document, label); a directory is an aclImdb tree ("imdb"); NULL when the
+ * file cannot be read or its header is neither. */
+const char *mb_dataset_from_content(const char *path);
 
 /* Shared helpers (data/import_common.c). */
 

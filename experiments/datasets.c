@@ -106,12 +106,15 @@ int mb_data_spec_is_shards(const char *spec) {
   return 0;
 }
 
+/* data.dataset: auto: what the file's header says; else the old rule of
+ * thumb on its name (the importer then names what is wrong) */
 static const char *guess_dataset(const char *spec) {
+  const char *by_content = mb_dataset_from_content(spec);
+  if (by_content)
+    return by_content;
   const char *base = strrchr(spec, '/');
   base = base ? base + 1 : spec;
-  if (strstr(base, "ratings") || strstr(spec, "nsmc"))
-    return "nsmc";
-  return "imdb";
+  return strstr(base, "ratings") ? "nsmc" : "imdb";
 }
 
 int mb_data_open(const char *spec, const char *split, const char *dataset, const mb_tokenizer *tok, int add_special,

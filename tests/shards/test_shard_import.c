@@ -149,7 +149,8 @@ static void test_imdb_tsv_errors(void **state) {
   (void)state;
   static const bad_case cases[] = {
       {"", "empty file", NULL},
-      {"id\tlabel\ttext\n", "line 1: expected the header", "found 'id label text'"},
+      {"id\tlabel\ttext\n", "line 1: expected the header", "found 'id<TAB>label<TAB>text'"},
+      {"id\tdocument\tlabel\n1\tok\t0\n", "expected the header", "(an NSMC file: data.dataset / --dataset nsmc)"},
       {"id\trating\tlabel\ttext\n1\t2\t0\n", "line 2: expected 4 tab-separated fields", "found 3"},
       {"id\trating\tlabel\ttext\n1\t2\t0\tok\n2\t3\t0\ta\tb\n", "line 3: expected 4 tab-separated fields",
        "found 5"},
@@ -260,7 +261,9 @@ static void test_nsmc_errors(void **state) {
       {"id\tdocument\tlabel\n1\tok\t\n", "field 'label'", "found ''"},
       {"id\tdocument\tlabel\n1\t\"bad \xc3\x28 \"\"q\"\"\"\t1\n", "line 2: field 'document': invalid UTF-8",
        "byte 4 of the text"},
-      {"id\tdocument\tlabel\n1\tok\t1\n\n", "line 3: expected 3 tab-separated fields", "found 1"},
+      {"id\tdocument\tlabel\n1\tok\t1\n\n2\tok\t0\n", "line 3: expected 3 tab-separated fields", "found 1"},
+      {"id\trating\tlabel\ttext\n1\t2\t0\tok\n", "expected the header 'id<TAB>document<TAB>label'",
+       "(an IMDB file: data.dataset / --dataset imdb)"},
   };
   run_bad_cases(mb_import_nsmc_tsv, cases, sizeof cases / sizeof cases[0]);
 }
@@ -363,6 +366,38 @@ static void test_tree_errors(void **state) {
   free(root);
 }
 
+/* what editors add: a UTF-8 byte order mark before the header, CRLF line
+ * ends, blank lines at the end; the split from a file name is a word of its
+ * own; the data set from a file's header */
+static void test_editor_quirks_and_names(void **state) {
+  (void)state;
+  mb_records r;
+  char *p = path_in("bom_train.tsv");
+  tu_write_str(p, "\xEF\xBB\xBFid\trating\tlabel\ttext\r\n7\t9\t1\tgood\r\n\r\n\n");
+  assert_ok(mb_import_imdb_tsv(p, NULL, &r));
+  assert_int_equal(r.n, 1);
+  assert_string_equal(mb_record_text(&r, 0), "good");
+  mb_records_free(&r);
+  assert_string_equal(mb_dataset_from_content(p), "imdb");
+  char *q = path_in("reviews.txt");
+  tu_write_str(q, "id\tdocument\tlabel\n1\tok\t0\n");
+  assert_string_equal(mb_dataset_from_content(q), "nsmc");
+  tu_write_str(q, "something else\n");
+  assert_null(mb_dataset_from_content(q));
+  const char *names[][2] = {{"ratings_test.txt", "test"}, {"/a/train.tsv.gz", "train"}, {"imdb-TRAIN.tsv", "train"},
+                            {"train2.tsv", "train"},     {"latest.tsv", NULL},       {"contest.txt", NULL},
+                            {"training.tsv", NULL},      {"train-test.tsv", NULL},   {"/x/test/data.tsv", NULL}};
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    const char *got = mb_split_from_name(names[i][0]);
+    if (!names[i][1])
+      assert_null(got);
+    else
+      assert_string_equal(got, names[i][1]);
+  }
+  free(p);
+  free(q);
+}
+
 /* a file with only its header, or a tree with empty folders, is refused by
  * mb_import naming the input (not found later as an empty loader) */
 static void test_import_no_examples(void **state) {
@@ -433,6 +468,7 @@ int main(void) {
       cmocka_unit_test(test_nsmc_quirks),             cmocka_unit_test(test_nsmc_errors),
       cmocka_unit_test(test_tree_equals_tsv),         cmocka_unit_test(test_tree_errors),
       cmocka_unit_test(test_shipped_samples),         cmocka_unit_test(test_import_no_examples),
+      cmocka_unit_test(test_editor_quirks_and_names),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
