@@ -159,6 +159,13 @@ static int run_prepare(int argc, char **argv) {
   const double t_load = now_s() - t0 - t_import;
   if (special < 0) /* BERT wants [CLS] ... [SEP]; the Mamba classifier no special tokens */
     special = mb_tokenizer_kind_of(tok) == MB_TOKENIZER_WORDPIECE;
+  else if (special && mb_tokenizer_kind_of(tok) != MB_TOKENIZER_WORDPIECE) {
+    mb_tokenizer_free(tok);
+    mb_records_free(&recs);
+    return mb_cli_usage_error(&mb_cmd_prepare, "--special: %s is a byte-level BPE tokenizer, which adds no "
+                                               "[CLS]/[SEP] (the Mamba classifier uses none); leave --special out",
+                              tokfile);
+  }
   mb_tok_encoder *tenc = NULL;
   if (mb_tok_encoder_new(tok, threads, &tenc) != MB_OK) {
     mb_tokenizer_free(tok);

@@ -118,6 +118,16 @@ if "$bin" eval "$tmp/ok.yaml" --out "$tmp/afile/x" 2>&1 | grep -q "^| "; then
 fi
 expect 1 "^mambert prepare: --out: mkdir $tmp/afile/x" -- prepare --dataset imdb --input data/samples/imdb/test.tsv.gz \
   --tokenizer data/vocab/bert-base-uncased-vocab.txt --out "$tmp/afile/x"
+# the raw-data cache knows a file by its content: the same size and time
+# with other labels (cp -p, rsync -t of a fixed file) is prepared again
+zcat data/samples/imdb/train.tsv.gz | head -65 > "$tmp/t_train.tsv"
+touch -d "2020-01-01 00:00:00" "$tmp/t_train.tsv"
+expect 0 "preparing $tmp/t_train.tsv" -- train "$tmp/ok.yaml" --set data.train=$tmp/t_train.tsv --set train.max_steps=1 \
+  --set checkpoint.export=false --run-dir "$tmp/cache1"
+sed -i 's/\t0\t/\t1\t/' "$tmp/t_train.tsv"
+touch -d "2020-01-01 00:00:00" "$tmp/t_train.tsv"
+expect 0 "preparing $tmp/t_train.tsv" -- train "$tmp/ok.yaml" --set data.train=$tmp/t_train.tsv --set train.max_steps=1 \
+  --set checkpoint.export=false --run-dir "$tmp/cache2"
 # a data file with only its header: said at import, naming the file
 printf 'id\trating\tlabel\ttext\n' > "$tmp/header-only.tsv"
 expect 1 "importing train data $tmp/header-only.tsv: .*: no examples \(the file holds only its header\)" -- \
