@@ -288,6 +288,18 @@ static int run_eval(int argc, char **argv) {
       configs[nconfigs++] = s;
     }
   }
+  /* a run directory stands for its saved config */
+  static char run_configs[MAX_MODELS][MB_CFG_PATH + 16];
+  for (int i = 0; !urc && i < nconfigs; i++) {
+    if (!mb_is_dir(configs[i]))
+      continue;
+    snprintf(run_configs[i], sizeof run_configs[i], "%s/config.yaml", configs[i]);
+    if (!mb_file_exists(run_configs[i]))
+      urc = mb_cli_usage_error(&mb_cmd_eval, "%s is a directory without a config.yaml (a run directory has one); "
+                                             "give a config file",
+                               configs[i]);
+    configs[i] = run_configs[i];
+  }
   if (!urc && nconfigs == 0 && !model_override)
     urc = mb_cli_usage_error(&mb_cmd_eval, "give a config (or --model DIR with --set data.test=...)");
   if (!urc && model_override && nconfigs > 1)
@@ -330,12 +342,22 @@ static int run_eval(int argc, char **argv) {
     }
     mb_config_doc_free(d);
   }
-  if (rc == MB_OK && nexp == 0 && model_override) { /* --model alone: defaults + overrides */
-    rc = mb_config_load(NULL, 0, sets, nsets, NULL, &models[0].doc);
+  if (rc == MB_OK && nexp == 0 && model_override) {
+    /* --model alone: a run's or a checkpoint's saved config (the data, the
+     * length it was trained at), else the defaults; and the overrides */
+    char saved[MB_CFG_PATH + 16];
+    snprintf(saved, sizeof saved, "%s/config.yaml", model_override);
+    const char *base = saved;
+    const int has_saved = mb_file_exists(saved);
+    rc = mb_config_load(has_saved ? &base : NULL, has_saved ? 1 : 0, sets, nsets, NULL, &models[0].doc);
     if (rc == MB_OK) {
       models[0].cfg = mb_config_doc_config(models[0].doc);
-      snprintf(models[0].cfg->run_name, sizeof models[0].cfg->run_name, "model");
-      models[0].cfg->model_arch[0] = 0;
+      if (has_saved) {
+        MB_INFO("--model %s: its saved config.yaml gives the data, tokenizer and lengths", model_override);
+      } else {
+        snprintf(models[0].cfg->run_name, sizeof models[0].cfg->run_name, "model");
+        models[0].cfg->model_arch[0] = 0; /* the weights' directory says */
+      }
       nmodels = 1;
     }
   }
@@ -519,7 +541,7 @@ static int run_eval(int argc, char **argv) {
 const mb_command mb_cmd_eval = {
     "eval",
     "evaluate models with the study's protocol; --sweep over max_length",
-    "Usage: mambert eval CONFIG.yaml [CONFIG2.yaml ...] [--set KEY=VALUE]... [--model DIR] [--out DIR]\n"
+    "Usage: mambert eval CONFIG.yaml|RUN_DIR [CONFIG2.yaml ...] [--set KEY=VALUE]... [--model DIR] [--out DIR]\n"
     "       mambert eval CONFIG.yaml ... --sweep max_length=256,512,1024,... [--out DIR] [--max-seconds S]\n"
     "       mambert eval experiments/sweep.yaml\n"
     "\n"
@@ -541,7 +563,9 @@ const mb_command mb_cmd_eval = {
     "Options:\n"
     "  --set KEY=VALUE     override a key in every config and sweep file (eval.samples=25000,\n"
     "                      sweep.max_length=[256,512], ...)\n"
-    "  --model DIR         weights to evaluate (one config, or none with --set data.test=...)\n"
+    "  --model DIR         weights to evaluate, with one config or none: a run directory or\n"
+    "                      checkpoint then brings its saved config.yaml; others need\n"
+    "                      --set data.test=... (a run directory as CONFIG: its config.yaml)\n"
     "  --out DIR           also write eval.md and eval.json (sweep: sweep.md/json/svg)\n"
     "  --sweep max_length=L1,L2,...  the sequence-length study: each model at each length;\n"
     "                      table, JSON and an SVG plot of throughput and peak memory\n"

@@ -107,8 +107,11 @@ expect 1 "differs from the run's saved config .* model.d_model: 16 -> 24" -- tra
 expect 1 "weights do not fit this bow model.*embedding.weight \(file F32\[30522, 16\], model F32\[30522, 24\]\)" -- eval "$tmp/ok.yaml" --set model.d_model=24 --model "$tmp/run/checkpoints/$(ls "$tmp/run/checkpoints" | tail -1)"
 expect 1 "made with tokenizer wordpiece-uncased .* the config's is bpe" -- eval "$tmp/ok.yaml" --set tokenizer=data/vocab/gpt-neox-20b-tokenizer.json --model "$tmp/run/checkpoints/$(ls "$tmp/run/checkpoints" | tail -1)"
 expect 1 "not a model directory \(config.json\), a checkpoint" -- eval "$tmp/ok.yaml" --model "$tmp/mine"
-# eval of the finished run works, and says where its weights came from
+# eval of the finished run works, and says where its weights came from; a run
+# directory stands for its saved config, and --model RUN alone reads it too
 expect 0 "weights: $tmp/run/model" -- eval "$tmp/ok.yaml"
+expect 0 "weights: $tmp/run/model" -- eval "$tmp/run"
+expect 0 "its saved config.yaml gives the data" -- eval --model "$tmp/run"
 # an --out that cannot take files is said before the evaluation, not after it
 : > "$tmp/afile"
 expect 1 "^mambert eval: --out: mkdir $tmp/afile/x: $tmp/afile exists and is not a directory" -- \
