@@ -909,6 +909,13 @@ int mb_config_check(const mb_config_doc *d, const char *purpose) {
   if (strcmp(c->batching, "packed") == 0 && c->token_budget && c->token_budget < c->max_length)
     CHECK_FAIL("data.token_budget", "%lld is less than data.max_length %lld: a sequence must fit a batch",
                (long long)c->token_budget, (long long)c->max_length);
+  if (strcmp(c->batching, "packed") == 0 && c->max_seqs > 0) {
+    const int64_t budget = c->token_budget ? c->token_budget : c->batch_size * c->max_length;
+    if (c->max_seqs > budget)
+      CHECK_FAIL("data.max_seqs", "%lld sequences cannot fit a batch of %lld tokens (each has one at least); at most "
+                                  "%lld",
+                 (long long)c->max_seqs, (long long)budget, (long long)budget);
+  }
   if (c->warmup_ratio > 0 && c->warmup_steps > 0)
     CHECK_FAIL("schedule.warmup_ratio", "give either warmup_steps or warmup_ratio, not both");
   if (strcmp(c->optimizer, "sgd") == 0 && (is_set(d, "optim.betas") || is_set(d, "optim.eps")))

@@ -370,6 +370,15 @@ static int setup_loader(trainer *t) {
   if (rc != MB_OK)
     return mb_error_context(rc, "training batches");
   MB_TRY(mb_loader_steps_in_epoch(t->loader, 0, &t->steps_per_epoch));
+  /* batches are padded with empty rows to their full size (one program
+   * shape): a batch larger than the data computes mostly nothing */
+  const int64_t n = c->train_limit > 0 && c->train_limit < t->train_set->n ? c->train_limit : t->train_set->n;
+  const int64_t per_rank = n / t->nranks;
+  if (t->rank == 0 && lc.mode == MB_BATCH_PADDED && per_rank < c->batch_size)
+    MB_WARN("data.batch_size %lld is more than the %lld training examples each rank has: every step computes %lld "
+            "rows of which %lld hold data (data.batch_size: %lld gives the same result for less)",
+            (long long)c->batch_size, (long long)per_rank, (long long)c->batch_size, (long long)per_rank,
+            (long long)per_rank);
   /* optimizer steps in all */
   const int64_t A = c->grad_accum;
   if (c->max_steps > 0) {
@@ -1017,7 +1026,12 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
     uint64_t rng[2] = {t->dropout_seed, (uint64_t)(t->micro * t->nranks + t->rank) << 36};
     mb_exec *ex;
     mb_var logits, loss;
-    MB_TRY(mb_net_programs_run_inputs(t->progs, b, rng, &ex, &logits, &loss));
+    int prc = mb_net_programs_run_inputs(t->progs, b, rng, &ex, &logits, &loss);
+    if (prc == MB_ENOMEM) /* the activations of one batch do not fit: say what sizes them */
+      return mb_error_context(prc, "a batch of %d rows x %d positions (lower data.batch_size or data.max_length, "
+                                   "or set train.recompute: true)",
+                              b->rows, b->seq_len);
+    MB_TRY(prc);
     MB_TRY(ensure_buckets(t, ex));
     if (t->buckets)
       MB_TRY(mb_buckets_begin_step(t->buckets, m == A - 1));

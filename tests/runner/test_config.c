@@ -168,6 +168,9 @@ static void test_cross_checks(void **state) {
                (const char *[]){"model.position_init (set at t.yaml:3:18)", "the position embeddings are the checkpoint's",
                                 NULL});
   expect_check_fails("data:\n  train: x\n", "train", (const char *[]){"model.arch (default)", "model.checkpoint", NULL});
+  expect_check_fails("model:\n  arch: mamba\ntokenizer: t\ndata:\n  train: x\n  batching: packed\n  batch_size: 2\n"
+                     "  max_length: 8\n  max_seqs: 17\nrun:\n  dir: r\n",
+                     "train", (const char *[]){"data.max_seqs", "17 sequences cannot fit a batch of 16 tokens", NULL});
   expect_check_fails("model:\n  arch: mamba\ntokenizer: t.json\nrun:\n  dir: r\n", "train",
                (const char *[]){"data.train (default)", "training needs a training set", NULL});
   expect_check_fails("model:\n  arch: mamba\ntokenizer: t.json\n", "eval", (const char *[]){"data.test", NULL});
