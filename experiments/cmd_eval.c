@@ -128,9 +128,11 @@ static int write_sweep(const char *out, const sweep_point *pts, int npts, model_
   if (!f)
     return MB_ERR(MB_ENOMEM, "out of memory");
   fprintf(f, "| max_length |");
-  for (int m = 0; m < nmodels; m++)
-    fprintf(f, " %s samples/s | %s padded tokens/s | %s peak MB | %s x time vs previous |", models[m].cfg->run_name,
-            models[m].cfg->run_name, models[m].cfg->run_name, models[m].cfg->run_name);
+  for (int m = 0; m < nmodels; m++) {
+    char cell[300];
+    const char *name = mb_md_cell(models[m].cfg->run_name, cell, sizeof cell);
+    fprintf(f, " %s samples/s | %s padded tokens/s | %s peak MB | %s x time vs previous |", name, name, name, name);
+  }
   fprintf(f, "\n|---:|");
   for (int m = 0; m < nmodels; m++)
     fprintf(f, "---:|---:|---:|---:|");
@@ -463,7 +465,7 @@ static int run_eval(int argc, char **argv) {
                 (long long)lengths[li], p->r.samples_per_s, p->r.padded_tokens_per_s, p->r.peak_mb,
                 p->r.seconds_median);
         if (p->r.seconds_median > max_seconds) {
-          MB_INFO("%s: %.0f s per pass at %lld is over --max-seconds %.0f; longer lengths skipped", c->run_name,
+          MB_INFO("%s: %.3g s per pass at %lld is over --max-seconds %g; longer lengths skipped", c->run_name,
                   p->r.seconds_median, (long long)lengths[li], max_seconds);
           if (li + 1 < nlen) {
             sweep_point *q = &pts[npts++];
@@ -562,7 +564,8 @@ const mb_command mb_cmd_eval = {
     "\n"
     "Options:\n"
     "  --set KEY=VALUE     override a key in every config and sweep file (eval.samples=25000,\n"
-    "                      sweep.max_length=[256,512], ...)\n"
+    "                      sweep.max_length=[256,512], ...; in a sweep, sweep.samples, when\n"
+    "                      set, is the count and eval.samples is not used)\n"
     "  --model DIR         weights to evaluate, with one config or none: a run directory or\n"
     "                      checkpoint then brings its saved config.yaml; others need\n"
     "                      --set data.test=... (a run directory as CONFIG: its config.yaml)\n"

@@ -575,7 +575,10 @@ static int set_leaf(reader *r, const mb_cfg_entry *e, const yaml_node_t *n) {
     int cap = e->type == MB_CFG_FLOAT2 ? 2 : e->type == MB_CFG_INTLIST ? MB_CFG_MAX_LIST : MB_CFG_MAX_CONFIGS;
     if ((e->type == MB_CFG_FLOAT2 && count != 2) || count > cap) {
       char detail[64];
-      snprintf(detail, sizeof detail, "%d items (at most %d)", count, cap);
+      if (e->type == MB_CFG_FLOAT2)
+        snprintf(detail, sizeof detail, "%d item%s, expected exactly 2", count, count == 1 ? "" : "s");
+      else
+        snprintf(detail, sizeof detail, "%d items, at most %d", count, cap);
       return type_error(r, n, e, detail);
     }
     for (int i = 0; i < count; i++) {

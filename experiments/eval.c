@@ -72,6 +72,9 @@ static int subset_of(const mb_shardset *all, const int64_t *idx, int64_t n, mb_s
 int mb_eval_select(const mb_shardset *all, int64_t n, const char *selection, mb_shardset **out, char *desc,
                    size_t cap) {
   const int64_t total = all->n;
+  if (n > total)
+    mb_log_once(MB_LOG_INFO, "eval-samples-clamped", "%lld examples asked for, the set has %lld: all of them",
+                (long long)n, (long long)total);
   if (n <= 0 || n > total)
     n = total;
   int64_t *idx = malloc((size_t)(n ? n : 1) * sizeof *idx);
@@ -122,6 +125,11 @@ int mb_eval_select(const mb_shardset *all, int64_t n, const char *selection, mb_
   else /* an odd count: the positive label takes the extra one */
     snprintf(desc, cap, "%lld of %lld balanced: the first %lld negative and %lld positive in file order",
              (long long)k, (long long)total, (long long)s->meta.label_count[0], (long long)s->meta.label_count[1]);
+  if (k > 1 && (s->meta.label_count[0] == 0 || s->meta.label_count[1] == 0))
+    mb_log_once(MB_LOG_WARN, selection,
+                "the %lld examples evaluated (%s) are all %s: accuracy measures one class only (IMDB's test file "
+                "is ordered by label; eval.selection: balanced or strided takes both)",
+                (long long)k, selection, s->meta.label_count[0] ? "negative" : "positive");
   return MB_OK;
 }
 
@@ -327,8 +335,21 @@ void mb_eval_table_header(FILE *f) {
   fprintf(f, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 }
 
+const char *mb_md_cell(const char *s, char *out, size_t cap) {
+  size_t k = 0;
+  for (; *s && k + 3 < cap; s++) {
+    if (*s == '|')
+      out[k++] = '\\'; /* \| is a literal bar in a markdown table */
+    out[k++] = (unsigned char)*s < 0x20 ? ' ' : *s;
+  }
+  out[k] = 0;
+  return out;
+}
+
 void mb_eval_table_row(FILE *f, const char *name, const mb_eval_result *r) {
-  fprintf(f, "| %s | %lld | %.4f | %lld | %lld%s | %.3f (R=%d) | %.1f | %.0f | %.0f | %.1f | %.1f | %.1f |\n", name,
+  char cell[300];
+  fprintf(f, "| %s | %lld | %.4f | %lld | %lld%s | %.3f (R=%d) | %.1f | %.0f | %.0f | %.1f | %.1f | %.1f |\n",
+          mb_md_cell(name, cell, sizeof cell),
           (long long)r->n, r->accuracy, (long long)r->max_length, (long long)r->batch_size,
           r->packed ? " packed" : "", r->seconds_median, r->repeats, r->samples_per_s, r->tokens_per_s,
           r->padded_tokens_per_s, r->peak_mb, r->params_mb, r->arena_mb);

@@ -107,6 +107,8 @@ int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_ev
 char *mb_eval_result_json(const mb_eval_result *r, const char *name, const char *describe);
 /* The markdown header and one row of the comparison table. */
 void mb_eval_table_header(FILE *f);
+/* s as a markdown table cell (a '|' escaped, control characters as spaces) in out; returns out. */
+const char *mb_md_cell(const char *s, char *out, size_t cap);
 void mb_eval_table_row(FILE *f, const char *name, const mb_eval_result *r);
 
 /* ---- the weights --model names (eval, predict, export) ---- */

@@ -1411,6 +1411,12 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
         MB_WARN("data.train_limit %lld: the first %lld training examples are all %s (the file is ordered by "
                 "label?): the model sees one class. Shuffle the file, or prepare a subset with both labels",
                 (long long)c->train_limit, (long long)used, per_label[0] ? "negative" : "positive");
+      else if (per_label[0] == 0 || per_label[1] == 0)
+        MB_WARN("data.train: all %lld training examples are %s: the model sees one class", (long long)used,
+                per_label[0] ? "negative" : "positive");
+      if (c->train_limit > ts->n)
+        MB_INFO("data.train_limit %lld: the training set has %lld examples, all used", (long long)c->train_limit,
+                (long long)ts->n);
     }
   }
   MB_TRY(agree_status(t, rc));
