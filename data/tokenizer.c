@@ -353,7 +353,10 @@ int mb_tokenizer_load(const char *path, const mb_tokenizer_options *opt, mb_toke
   if (!t)
     return MB_ERR(MB_ENOMEM, "%s: out of memory", path);
   t->special = (mb_special_ids){-1, -1, -1, -1, -1, -1, -1};
-  int rc = is_json ? mb_bpe_load(path, t) : mb_wordpiece_load(path, opt, t);
+  int wordpiece_json = 0;
+  int rc = is_json ? mb_wordpiece_load_json(path, t, &wordpiece_json) : MB_OK;
+  if (rc == MB_OK && !wordpiece_json)
+    rc = is_json ? mb_bpe_load(path, t) : mb_wordpiece_load(path, opt, t);
   if (rc == MB_OK) {
     rc = mb_sha256_file_hex(path, t->sha256);
   }

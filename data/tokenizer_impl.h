@@ -203,6 +203,14 @@ struct mb_tokenizer {
 };
 
 int mb_wordpiece_load(const char *path, const mb_tokenizer_options *opt, mb_tokenizer *t) MB_NODISCARD;
+/* The same from a vocab.txt's bytes (data: malloc'd, taken over and freed);
+ * path names it in messages and, with lowercase -1, decides the casing. */
+int mb_wordpiece_load_buffer(const char *path, char *data, size_t size, const mb_tokenizer_options *opt,
+                             mb_tokenizer *t) MB_NODISCARD;
+/* A tokenizer.json whose model is WordPiece (BertNormalizer,
+ * BertPreTokenizer: what transformers saves for BERT): *is_wordpiece 0 and
+ * nothing loaded for any other model (byte-level BPE). */
+int mb_wordpiece_load_json(const char *path, mb_tokenizer *t, int *is_wordpiece) MB_NODISCARD;
 void mb_wordpiece_free(mb_wordpiece *wp);
 /* Append the ids of text (no special tokens) to out, stopping at `limit`
  * ids in out. */

@@ -13,6 +13,7 @@
  * Everything streams one character at a time into a fixed word buffer, so
  * encoding allocates nothing but the output ids.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,6 +204,90 @@ int mb_wordpiece_load(const char *path, const mb_tokenizer_options *opt, mb_toke
   char *data;
   size_t size;
   MB_TRY(read_whole_file(path, &data, &size));
+  return mb_wordpiece_load_buffer(path, data, size, opt, t);
+}
+
+int mb_wordpiece_load_json(const char *path, mb_tokenizer *t, int *is_wordpiece) {
+  *is_wordpiece = 0;
+  json_error_t err;
+  json_t *root = json_load_file(path, 0, &err);
+  if (!root)
+    return MB_ERR(MB_EFORMAT, "%s: line %d: invalid JSON: %s", path, err.line, err.text);
+  json_t *model = json_object_get(root, "model");
+  const char *mtype = json_string_value(json_object_get(model, "type"));
+  if (!mtype || strcmp(mtype, "WordPiece") != 0) {
+    json_decref(root);
+    return MB_OK; /* the BPE loader's */
+  }
+  *is_wordpiece = 1;
+  int rc = MB_OK;
+  char *buf = NULL;
+  const char **by_id = NULL;
+  /* what HF's BertTokenizerFast writes; anything else would tokenize otherwise */
+  json_t *norm = json_object_get(root, "normalizer"), *pre = json_object_get(root, "pre_tokenizer");
+  const char *ntype = json_string_value(json_object_get(norm, "type"));
+  const char *ptype = json_string_value(json_object_get(pre, "type"));
+  const char *prefix = json_string_value(json_object_get(model, "continuing_subword_prefix"));
+  const char *unk = json_string_value(json_object_get(model, "unk_token"));
+  if (!ntype || strcmp(ntype, "BertNormalizer") != 0)
+    rc = MB_ERR(MB_EUNSUPPORTED, "%s: a WordPiece tokenizer with normalizer %s (supported: BertNormalizer)", path,
+                ntype ? ntype : "none");
+  else if (!ptype || strcmp(ptype, "BertPreTokenizer") != 0)
+    rc = MB_ERR(MB_EUNSUPPORTED, "%s: a WordPiece tokenizer with pre_tokenizer %s (supported: BertPreTokenizer)", path,
+                ptype ? ptype : "none");
+  else if (prefix && strcmp(prefix, "##") != 0)
+    rc = MB_ERR(MB_EUNSUPPORTED, "%s: continuing_subword_prefix '%s' (supported: '##')", path, prefix);
+  else if (unk && strcmp(unk, "[UNK]") != 0)
+    rc = MB_ERR(MB_EUNSUPPORTED, "%s: unk_token '%s' (supported: '[UNK]')", path, unk);
+  json_t *vocab = json_object_get(model, "vocab");
+  const size_t n = json_is_object(vocab) ? json_object_size(vocab) : 0;
+  if (rc == MB_OK && n == 0)
+    rc = MB_ERR(MB_EFORMAT, "%s: model.vocab: expected an object {token: id}, non-empty", path);
+  /* the vocabulary as vocab.txt has it: one token per line, in id order */
+  size_t bytes = 0;
+  if (rc == MB_OK && !(by_id = (const char **)calloc(n, sizeof *by_id)))
+    rc = MB_ERR(MB_ENOMEM, "%s: out of memory", path);
+  const char *tok;
+  json_t *idv;
+  json_object_foreach(vocab, tok, idv) {
+    if (rc != MB_OK)
+      break;
+    const json_int_t id = json_is_integer(idv) ? json_integer_value(idv) : -1;
+    if (id < 0 || (size_t)id >= n || by_id[id])
+      rc = MB_ERR(MB_EFORMAT, "%s: model.vocab['%.64s']: expected the ids 0..%zu, each once", path, tok, n - 1);
+    else if (strpbrk(tok, "\n\r"))
+      rc = MB_ERR(MB_EFORMAT, "%s: model.vocab: a token with a line break (id %lld)", path, (long long)id);
+    else
+      by_id[id] = tok, bytes += strlen(tok) + 1;
+  }
+  if (rc == MB_OK && !(buf = (char *)malloc(bytes + 1)))
+    rc = MB_ERR(MB_ENOMEM, "%s: out of memory", path);
+  size_t at = 0;
+  for (size_t i = 0; rc == MB_OK && i < n; i++) {
+    const size_t l = strlen(by_id[i]);
+    memcpy(buf + at, by_id[i], l);
+    buf[at + l] = '\n';
+    at += l + 1;
+  }
+  mb_tokenizer_options o = mb_tokenizer_default_options();
+  if (rc == MB_OK) {
+    json_t *lc = json_object_get(norm, "lowercase"), *sa = json_object_get(norm, "strip_accents");
+    json_t *cjk = json_object_get(norm, "handle_chinese_chars");
+    o.lowercase = json_is_boolean(lc) ? json_is_true(lc) : 1; /* HF's default */
+    o.strip_accents = json_is_boolean(sa) ? json_is_true(sa) : -1; /* null: follow lowercase */
+    o.tokenize_chinese_chars = json_is_boolean(cjk) ? json_is_true(cjk) : 1;
+  }
+  free(by_id);
+  json_decref(root);
+  if (rc != MB_OK) {
+    free(buf);
+    return rc;
+  }
+  return mb_wordpiece_load_buffer(path, buf, at, &o, t);
+}
+
+int mb_wordpiece_load_buffer(const char *path, char *data, size_t size, const mb_tokenizer_options *opt,
+                             mb_tokenizer *t) {
   mb_wordpiece *wp = (mb_wordpiece *)calloc(1, sizeof(*wp));
   if (!wp) {
     free(data);

@@ -302,7 +302,17 @@ static int open_weights(const char *dir, weight_set *w) {
 
 /* HF BERT folders also ship a tokenizer.json (fast tokenizer) that the BPE
  * reader cannot read: the architecture decides, not what is there. */
-static const char *arch_tokenizer_file(mb_arch arch) { return arch == MB_ARCH_BERT ? "vocab.txt" : "tokenizer.json"; }
+/* The tokenizer file of a model directory: BERT's vocab.txt, or the
+ * tokenizer.json transformers 5 saves alone; Mamba's tokenizer.json. */
+static const char *arch_tokenizer_file(mb_arch arch, const char *dir) {
+  if (arch != MB_ARCH_BERT)
+    return "tokenizer.json";
+  char p[PATH_CAP];
+  if (mb_path_join(p, sizeof p, dir, "vocab.txt") == MB_OK && !mb_file_exists(p) &&
+      mb_path_join(p, sizeof p, dir, "tokenizer.json") == MB_OK && mb_file_exists(p))
+    return "tokenizer.json";
+  return "vocab.txt";
+}
 
 int mb_model_check_tokenizer(const mb_model *m, const char *where) {
   if (!m->tokenizer_path[0])
@@ -328,7 +338,7 @@ int mb_model_dir_tokenizer(const char *dir, char *path, size_t cap) {
   mb_model_config cfg;
   MB_TRY(mb_path_join(p, sizeof p, dir, "config.json"));
   MB_TRY(mb_model_config_load(p, &cfg));
-  return mb_path_join(path, cap, dir, arch_tokenizer_file(cfg.arch));
+  return mb_path_join(path, cap, dir, arch_tokenizer_file(cfg.arch, dir));
 }
 
 /* do_lower_case / strip_accents of a tokenizer_config.json, if present
@@ -542,7 +552,7 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
   if (opts.tokenizer_path)
     snprintf(tok, sizeof tok, "%s", opts.tokenizer_path);
   else {
-    if ((rc = mb_path_join(tok, sizeof tok, dir, arch_tokenizer_file(cfg.arch))) != MB_OK) /* cfg: read above */
+    if ((rc = mb_path_join(tok, sizeof tok, dir, arch_tokenizer_file(cfg.arch, dir))) != MB_OK) /* cfg: read above */
       goto done_src;
     if (!mb_file_exists(tok))
       tok[0] = 0;
@@ -695,7 +705,9 @@ static int write_tokenizer_files(const mb_model *m, const char *tmp) {
       lower = starts(mb_tokenizer_name(t), "wordpiece-uncased");
       mb_tokenizer_free(t);
     }
-    MB_TRY(copy_file(m->tokenizer_path, tmp, "vocab.txt"));
+    const size_t tl = strlen(m->tokenizer_path); /* a WordPiece tokenizer.json travels as itself */
+    const int json = tl >= 5 && strcmp(m->tokenizer_path + tl - 5, ".json") == 0;
+    MB_TRY(copy_file(m->tokenizer_path, tmp, json ? "tokenizer.json" : "vocab.txt"));
     json_t *tc = json_pack("{s:s, s:b, s:I, s:s, s:s, s:s, s:s, s:s, s:b}", "tokenizer_class", "BertTokenizer",
                            "do_lower_case", lower, "model_max_length", (json_int_t)m->cfg.bert.max_position,
                            "unk_token", "[UNK]", "sep_token", "[SEP]", "pad_token", "[PAD]", "cls_token", "[CLS]",

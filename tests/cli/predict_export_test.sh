@@ -104,6 +104,19 @@ for m in bert_tiny mamba_tiny; do
   same "$m: labels and probabilities of batch 1 and batch 32 agree" "$tmp/$m-b1.txt" "$tmp/$m-b32.txt"
 done
 
+# ---- a BERT directory with tokenizer.json and no vocab.txt (what transformers 5
+# saves): predicts as with vocab.txt, and exports its tokenizer.json
+mkdir -p "$tmp/bert-tokjson"
+cp $fx/bert_tiny/config.json $fx/bert_tiny/model.safetensors "$tmp/bert-tokjson/"
+cp tests/tokenizer/fixtures/wordpiece_json/bert_tiny.tokenizer.json "$tmp/bert-tokjson/tokenizer.json"
+"$bin" predict --json --model $fx/bert_tiny --file "$tmp/in.txt" > "$tmp/tj-vocab.txt" 2>/dev/null
+"$bin" predict --json --model "$tmp/bert-tokjson" --file "$tmp/in.txt" > "$tmp/tj-json.txt" 2>/dev/null
+same "a BERT tokenizer.json predicts as its vocab.txt" "$tmp/tj-vocab.txt" "$tmp/tj-json.txt"
+expect 0 "exported BertForSequenceClassification" -- export --model "$tmp/bert-tokjson" --out "$tmp/bert-tokjson-exp"
+if [ -f "$tmp/bert-tokjson-exp/tokenizer.json" ] && [ ! -e "$tmp/bert-tokjson-exp/vocab.txt" ]; then
+  echo "ok: the export carries the tokenizer.json"
+else echo "FAIL: the export of a tokenizer.json model"; ls "$tmp/bert-tokjson-exp"; fail=1; fi
+
 # ---- run directories and training checkpoints, as eval --model takes them
 if [ ! -e data/samples/imdb/train.tsv.gz ]; then
   echo "skipped: no data/samples (run from the repository root)"; [ $fail -ne 0 ] && exit 1; exit 77

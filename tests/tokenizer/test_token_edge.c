@@ -222,6 +222,57 @@ static void test_nsmc_vocab(void **state) {
   mb_tokenizer_free(t);
 }
 
+/* A BERT tokenizer.json (what transformers 5 saves instead of vocab.txt):
+ * each option set HF writes (uncased, cased, keep accents, no CJK
+ * splitting) loads as WordPiece with those options and encodes as HF's
+ * tokenizers does, and as the same vocabulary's vocab.txt with the same
+ * options (fixtures/wordpiece_json, made by tools/make_wordpiece_json_fixtures.py). */
+static void test_wordpiece_tokenizer_json(void **state) {
+  (void)state;
+  json_error_t err;
+  json_t *fx = json_load_file(TOK_FIXTURES "/wordpiece_json/expected_ids.json", JSON_ALLOW_NUL, &err);
+  assert_non_null(fx);
+  json_t *texts = json_object_get(fx, "texts"), *ids = json_object_get(fx, "ids");
+  const struct {
+    const char *variant, *name;
+    mb_tokenizer_options o;
+  } v[] = {{"uncased", "wordpiece-uncased", {1, -1, 1}},
+           {"cased", "wordpiece-cased", {0, -1, 1}},
+           {"uncased-keepaccents", "wordpiece-uncased-keepaccents", {1, 0, 1}},
+           {"uncased-nocjk", "wordpiece-uncased-nocjk", {1, -1, 0}}};
+  for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+    char path[512];
+    snprintf(path, sizeof path, TOK_FIXTURES "/wordpiece_json/%s.tokenizer.json", v[k].variant);
+    mb_tokenizer *tj, *tv;
+    assert_int_equal(mb_tokenizer_load(path, NULL, &tj), MB_OK);
+    assert_int_equal(mb_tokenizer_kind_of(tj), MB_TOKENIZER_WORDPIECE);
+    assert_string_equal(mb_tokenizer_name(tj), v[k].name);
+    assert_int_equal(mb_tokenizer_load(TOK_FIXTURES "/wordpiece_json/vocab.txt", &v[k].o, &tv), MB_OK);
+    assert_int_equal(mb_tokenizer_vocab_size(tj), mb_tokenizer_vocab_size(tv));
+    json_t *want = json_object_get(ids, v[k].variant);
+    assert_int_equal(json_array_size(want), json_array_size(texts));
+    for (size_t i = 0; i < json_array_size(texts); i++) {
+      const char *text = json_string_value(json_array_get(texts, i));
+      const size_t len = json_string_length(json_array_get(texts, i)); /* one holds a NUL */
+      json_t *w = json_array_get(want, i);
+      mb_ids a = {0}, b = {0};
+      assert_int_equal(mb_tokenizer_encode(tj, text, len, 1, 0, &a), MB_OK);
+      assert_int_equal(mb_tokenizer_encode(tv, text, len, 1, 0, &b), MB_OK);
+      int same = a.n == json_array_size(w) && a.n == b.n;
+      for (size_t j = 0; same && j < a.n; j++)
+        same = a.ids[j] == json_integer_value(json_array_get(w, j)) && a.ids[j] == b.ids[j];
+      if (!same)
+        fail_msg("%s, text %zu ('%s'): %zu ids, HF %zu, vocab.txt %zu", v[k].variant, i, text, a.n,
+                 json_array_size(w), b.n);
+      mb_ids_free(&a);
+      mb_ids_free(&b);
+    }
+    mb_tokenizer_free(tj);
+    mb_tokenizer_free(tv);
+  }
+  json_decref(fx);
+}
+
 int main(void) {
   char path[1024];
   for (int s = 0; s < NSPEC; s++) {
@@ -248,6 +299,7 @@ int main(void) {
       cmocka_unit_test(test_truncation_rules),
       cmocka_unit_test(test_concurrent_encode),
       cmocka_unit_test(test_nsmc_vocab),
+      cmocka_unit_test(test_wordpiece_tokenizer_json),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   json_decref(root);
