@@ -320,7 +320,8 @@ int mb_model_check_tokenizer(const mb_model *m, const char *where) {
   mb_tokenizer *t;
   MB_TRY(mb_model_load_tokenizer(m, &t));
   const mb_model_config *c = &m->cfg;
-  const int64_t tv = mb_tokenizer_vocab_size(t), mv = c->arch == MB_ARCH_BERT ? c->bert.vocab_size : c->mamba.vocab_size;
+  const int64_t tv = mb_tokenizer_vocab_size(t);
+  const int64_t mv = c->arch == MB_ARCH_BERT ? c->bert.vocab_size : c->mamba.vocab_size;
   mb_tokenizer_free(t);
   if (tv > mv)
     return MB_ERR(MB_EFORMAT,
@@ -541,7 +542,9 @@ int mb_model_load(const char *dir, const mb_model_load_opts *opts_in, mb_backend
     }
     if (!opts.init_missing_head && missing.n)
       snprintf(msg + strlen(msg), cap - strlen(msg), "%s",
-               strlen(msg) + 110 < cap ? " (a pretrained backbone without a head? training, or mambert export --init-head, gives it a fresh one)" : "");
+               strlen(msg) + 110 < cap ? " (a pretrained backbone without a head? training, or mambert export "
+                                         "--init-head, gives it a fresh one)"
+                                       : "");
     rc = MB_ERR(MB_EFORMAT, "%s", msg);
   }
   if (rc != MB_OK)
