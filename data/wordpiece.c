@@ -212,7 +212,7 @@ int mb_wordpiece_load_json(const char *path, mb_tokenizer *t, int *is_wordpiece)
   json_error_t err;
   json_t *root = json_load_file(path, 0, &err);
   if (!root)
-    return MB_ERR(MB_EFORMAT, "%s: line %d: invalid JSON: %s", path, err.line, err.text);
+    return MB_ERR(MB_EFORMAT, "%s: line %d, column %d: invalid JSON: %s", path, err.line, err.column, err.text);
   json_t *model = json_object_get(root, "model");
   const char *mtype = json_string_value(json_object_get(model, "type"));
   if (!mtype || strcmp(mtype, "WordPiece") != 0) {

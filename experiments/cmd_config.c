@@ -77,6 +77,11 @@ static int run_config(int argc, char **argv) {
       sets[ns++] = argv[++i];
     else if (strcmp(argv[i], "--for") == 0 && i + 1 < argc)
       purpose = argv[++i];
+    else if (strcmp(argv[i], "--run-dir") == 0 && i + 1 < argc) { /* as train takes it */
+      static char run_dir_set[MB_CFG_PATH + 16];
+      snprintf(run_dir_set, sizeof run_dir_set, "run.dir=%s", argv[++i]);
+      sets[ns++] = run_dir_set;
+    }
     else if (argv[i][0] == '-')
       rc = mb_cli_usage_error(&mb_cmd_config, "unknown option '%s'", argv[i]);
     else
@@ -129,7 +134,8 @@ const mb_command mb_cmd_config = {
     "config",
     "list every config key, or check a config and print it resolved",
     "Usage: mambert config --schema\n"
-    "       mambert config CONFIG.yaml [CONFIG2.yaml ...] [--set KEY=VALUE]... [--for train|eval|none]\n"
+    "       mambert config CONFIG.yaml [CONFIG2.yaml ...] [--set KEY=VALUE]... [--run-dir DIR]\n"
+    "                      [--for train|eval|none]\n"
     "\n"
     "--schema prints every key with its type, default and meaning. Otherwise the configs\n"
     "are read (later ones and --set override earlier values), checked as train (or eval)\n"

@@ -903,6 +903,9 @@ int mb_config_check(const mb_config_doc *d, const char *purpose) {
   if (bert && c->max_length > c->max_position)
     CHECK_FAIL("data.max_length", "%lld is longer than model.max_position %lld (position embeddings)",
                (long long)c->max_length, (long long)c->max_position);
+  if (bert && c->eval_max_length > c->max_position)
+    CHECK_FAIL("eval.max_length", "%lld is longer than model.max_position %lld (position embeddings)",
+               (long long)c->eval_max_length, (long long)c->max_position);
   if (strcmp(c->pooling, "cls") == 0 && (mamba || bow))
     CHECK_FAIL("model.pooling", "cls pooling is bert's (mamba has no [CLS]); use mean or masked_mean");
   if (bert && (strcmp(c->pooling, "mean") == 0 || strcmp(c->pooling, "masked_mean") == 0))

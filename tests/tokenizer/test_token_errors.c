@@ -221,7 +221,13 @@ static void test_bad_tokenizer_json(void **state) {
   expect_load_error(p, MB_EUNSUPPORTED, "normalizer NFKC is not supported", p);
   p = WRITE("wp.json", "{\"pre_tokenizer\":{\"type\":\"ByteLevel\"},\"model\":{\"type\":\"WordPiece\",\"vocab\":{},"
                        "\"merges\":[]}}");
-  expect_load_error(p, MB_EUNSUPPORTED, "model.type WordPiece", p);
+  expect_load_error(p, MB_EUNSUPPORTED, "a WordPiece tokenizer with normalizer none (supported: BertNormalizer)", p);
+  p = WRITE("wp2.json", "{\"normalizer\":{\"type\":\"BertNormalizer\"},\"pre_tokenizer\":{\"type\":\"ByteLevel\"},"
+                        "\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}");
+  expect_load_error(p, MB_EUNSUPPORTED, "pre_tokenizer ByteLevel (supported: BertPreTokenizer)", p);
+  p = WRITE("wp3.json", "{\"normalizer\":{\"type\":\"BertNormalizer\"},\"pre_tokenizer\":{\"type\":"
+                        "\"BertPreTokenizer\"},\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"[UNK]\":0,\"a\":5}}}");
+  expect_load_error(p, MB_EFORMAT, "model.vocab['a']: expected the ids 0..1, each once", p);
 
   char *js = small_bpe_json("\"h e\",\"x zz\"", "\"he\":256", "");
   p = write_file("unknown-merge.json", js, strlen(js));
