@@ -58,6 +58,12 @@ static int run_export(int argc, char **argv) {
     return mb_cli_usage_error(&mb_cmd_export, "--out DIR is required");
   if (!model_dir == !config)
     return mb_cli_usage_error(&mb_cmd_export, "give exactly one of --model DIR and --config FILE");
+  const size_t cl = config ? strlen(config) : 0;
+  if (cl >= 5 && (!strcmp(config + cl - 5, ".yaml") || !strcmp(config + cl - 4, ".yml")))
+    return mb_cli_usage_error(&mb_cmd_export, "--config %s: a mambert YAML config; --config takes a model's "
+                                              "config.json (HF BertConfig / MambaConfig). A YAML config is trained: "
+                                              "mambert train %s, then export --model its run directory",
+                              config, config);
   int pool = -1;
   if (pooling) {
     if (!strcmp(pooling, "mean"))

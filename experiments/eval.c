@@ -511,6 +511,14 @@ int mb_eval_open_model(mb_config *cfg, const char *model_path, const mb_open_mod
   if (cap)
     source[0] = 0;
   int rc = open_model(cfg, model_path, opts ? opts : &none, be, tok, out, source, cap);
+  if (rc != MB_OK && model_path) {
+    /* the directory came from --model: say so, not the config key it was put in */
+    static const char key[] = "model.checkpoint: ";
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s", mb_error_message());
+    if (strncmp(msg, key, sizeof key - 1) == 0)
+      mb_error_set(rc, __FILE__, __LINE__, "--model %s: %s", model_path, msg + sizeof key - 1);
+  }
   if (rc != MB_OK) {
     mb_net_free(*out);
     mb_tokenizer_free(*tok);
