@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,8 @@ static const mb_cfg_entry SCHEMA[] = {
     {"model.pooling", MB_CFG_ENUM, OFF(pooling), 0, 0, "auto|cls|mean|masked_mean",
      "auto: cls for bert (pooler on [CLS]), mean for mamba (the reference), masked_mean for bow", 0},
     {"model.num_labels", MB_CFG_INT, OFF(num_labels), 2, 1 << 16, NULL, "classes", 0},
+    {"model.labels", MB_CFG_STRLIST, OFF(labels), 0, 0, NULL,
+     "the classes' names, id order ([negative, positive]): predict prints them, the export's id2label", 1},
     {"model.dropout", MB_CFG_FLOAT, OFF(dropout), 0, 0.95, NULL, "bert, bow: hidden dropout probability", 0},
     {"model.attention_dropout", MB_CFG_FLOAT, OFF(attention_dropout), 0, 0.95, NULL,
      "bert: attention-probability dropout (applied only with attention_dropout_exact)", 0},
@@ -332,6 +335,24 @@ static void where_of(const reader *r, const yaml_node_t *n, char *buf, size_t ca
     snprintf(buf, cap, "%s:%zu:%zu", r->name, n->start_mark.line + 1, n->start_mark.column + 1);
 }
 
+/* The item count of a list key, and how many items it may hold. */
+static int *list_count(mb_config *c, const mb_cfg_entry *e) {
+  if (e->offset == offsetof(mb_config, sweep_lengths))
+    return &c->n_sweep_lengths;
+  if (e->offset == offsetof(mb_config, labels))
+    return &c->n_labels;
+  return &c->n_sweep_configs;
+}
+static int list_cap(const mb_cfg_entry *e) {
+  if (e->type == MB_CFG_FLOAT2)
+    return 2;
+  if (e->type == MB_CFG_INTLIST)
+    return MB_CFG_MAX_LIST;
+  return e->offset == offsetof(mb_config, labels) ? MB_CFG_MAX_LABELS : MB_CFG_MAX_CONFIGS;
+}
+/* Bytes of one item of a list of strings (e->size is the whole array's). */
+static size_t item_size(const mb_cfg_entry *e) { return e->size / (size_t)list_cap(e); }
+
 static int levenshtein(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b);
   if (la > 63 || lb > 63)
@@ -572,7 +593,7 @@ static int set_leaf(reader *r, const mb_cfg_entry *e, const yaml_node_t *n) {
     if (n->type != YAML_SEQUENCE_NODE)
       return type_error(r, n, e, NULL);
     int count = (int)(n->data.sequence.items.top - n->data.sequence.items.start);
-    int cap = e->type == MB_CFG_FLOAT2 ? 2 : e->type == MB_CFG_INTLIST ? MB_CFG_MAX_LIST : MB_CFG_MAX_CONFIGS;
+    int cap = list_cap(e);
     if ((e->type == MB_CFG_FLOAT2 && count != 2) || count > cap) {
       char detail[64];
       if (e->type == MB_CFG_FLOAT2)
@@ -587,9 +608,9 @@ static int set_leaf(reader *r, const mb_cfg_entry *e, const yaml_node_t *n) {
         return type_error(r, it ? it : n, e, "items must be scalars");
       if (e->type == MB_CFG_STRLIST) {
         const char *is = (const char *)it->data.scalar.value;
-        if (strlen(is) >= MB_CFG_PATH)
-          return type_error(r, it, e, "item too long");
-        strcpy(((char(*)[MB_CFG_PATH])field)[i], is);
+        if (!*is || strlen(is) >= item_size(e))
+          return type_error(r, it, e, "an item is empty or too long");
+        strcpy(field + (size_t)i * item_size(e), is);
       } else {
         MB_TRY(read_number(r, it, e, e->type == MB_CFG_INTLIST, &v));
         if (e->type == MB_CFG_FLOAT2)
@@ -598,10 +619,8 @@ static int set_leaf(reader *r, const mb_cfg_entry *e, const yaml_node_t *n) {
           ((int64_t *)field)[i] = (int64_t)v;
       }
     }
-    if (e->type == MB_CFG_INTLIST)
-      r->doc->cfg.n_sweep_lengths = count;
-    else if (e->type == MB_CFG_STRLIST)
-      r->doc->cfg.n_sweep_configs = count;
+    if (e->type != MB_CFG_FLOAT2)
+      *list_count(&r->doc->cfg, e) = count;
     break;
   }
   }
@@ -903,6 +922,15 @@ int mb_config_check(const mb_config_doc *d, const char *purpose) {
   if (bert && c->max_length > c->max_position)
     CHECK_FAIL("data.max_length", "%lld is longer than model.max_position %lld (position embeddings)",
                (long long)c->max_length, (long long)c->max_position);
+  if (c->n_labels > 0 && (c->model_arch[0] || is_set(d, "model.num_labels")) && c->n_labels != c->num_labels)
+    CHECK_FAIL("model.labels", "%d names for model.num_labels %lld classes", c->n_labels, (long long)c->num_labels);
+  if (c->n_labels > 0 && bow)
+    CHECK_FAIL("model.labels", "names the classes of bert and mamba classifiers (their export and predict); the bow "
+                               "baseline has none");
+  for (int i = 0; i < c->n_labels; i++)
+    for (int j = 0; j < i; j++)
+      if (strcmp(c->labels[i], c->labels[j]) == 0)
+        CHECK_FAIL("model.labels", "'%s' is given twice (classes %d and %d)", c->labels[i], j, i);
   if (bert && c->eval_max_length > c->max_position)
     CHECK_FAIL("eval.max_length", "%lld is longer than model.max_position %lld (position embeddings)",
                (long long)c->eval_max_length, (long long)c->max_position);
@@ -986,8 +1014,9 @@ void mb_config_value_string(const mb_config *c, const mb_cfg_entry *e, char *buf
   }
   case MB_CFG_STRLIST: {
     size_t k = (size_t)snprintf(buf, cap, "[");
-    for (int i = 0; i < c->n_sweep_configs && k < cap; i++)
-      k += (size_t)snprintf(buf + k, cap - k, "%s%s", i ? ", " : "", ((const char(*)[MB_CFG_PATH])field)[i]);
+    const int n = *list_count((mb_config *)c, e);
+    for (int i = 0; i < n && k < cap; i++)
+      k += (size_t)snprintf(buf + k, cap - k, "%s%s", i ? ", " : "", field + (size_t)i * item_size(e));
     if (k < cap)
       snprintf(buf + k, cap - k, "]");
     break;
@@ -1031,14 +1060,14 @@ static int emit_value(yaml_emitter_t *em, const mb_config *c, const mb_cfg_entry
     yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_SEQUENCE_STYLE);
     if (!yaml_emitter_emit(em, &ev))
       return 0;
-    int n = e->type == MB_CFG_FLOAT2 ? 2 : e->type == MB_CFG_INTLIST ? c->n_sweep_lengths : c->n_sweep_configs;
+    int n = e->type == MB_CFG_FLOAT2 ? 2 : *list_count((mb_config *)c, e);
     for (int i = 0; i < n; i++) {
       if (e->type == MB_CFG_FLOAT2)
         format_double(((const double *)field)[i], buf, sizeof buf);
       else if (e->type == MB_CFG_INTLIST)
         snprintf(buf, sizeof buf, "%lld", (long long)((const int64_t *)field)[i]);
       else
-        snprintf(buf, sizeof buf, "%s", ((const char(*)[MB_CFG_PATH])field)[i]);
+        snprintf(buf, sizeof buf, "%s", field + (size_t)i * item_size(e));
       if (!emit_scalar(em, buf, e->type == MB_CFG_STRLIST))
         return 0;
     }

@@ -41,6 +41,8 @@ extern "C" {
 #define MB_CFG_WORD 32
 #define MB_CFG_MAX_LIST 32
 #define MB_CFG_MAX_CONFIGS 8
+#define MB_CFG_MAX_LABELS 64 /* = MB_MODEL_MAX_LABELS */
+#define MB_CFG_LABEL 64      /* bytes of a label name with its NUL (= MB_MODEL_LABEL_CAP) */
 
 typedef struct {
   /* run */
@@ -62,6 +64,8 @@ typedef struct {
   int64_t d_state, d_conv, expand, dt_rank; /* mamba; dt_rank 0 = ceil(d_model / 16) */
   char pooling[MB_CFG_WORD];     /* cls (bert) | mean | masked_mean */
   int64_t num_labels;
+  int n_labels;                   /* model.labels: the classes' names (0: the model's own, or LABEL_i) */
+  char labels[MB_CFG_MAX_LABELS][MB_CFG_LABEL];
   double dropout;                /* hidden dropout (bert; mamba before the head) */
   double attention_dropout;      /* bert */
   int attention_dropout_exact;   /* bert: the unfused attention, so attention_dropout applies (mb_bert_config) */

@@ -137,6 +137,16 @@ int mb_net_models_create(const mb_config *cfg, int64_t vocab_size, int for_train
       return rc;
     }
   }
+  if (cfg->n_labels > 0) { /* model.labels: the classes' names, over a checkpoint's own */
+    const char *names[MB_CFG_MAX_LABELS];
+    for (int i = 0; i < cfg->n_labels; i++)
+      names[i] = cfg->labels[i];
+    rc = mb_model_set_labels(m, names, cfg->n_labels);
+    if (rc != MB_OK) {
+      mb_model_free(m);
+      return mb_error_context(rc, "model.labels");
+    }
+  }
   mb_net *net = calloc(1, sizeof *net);
   if (!net) {
     mb_model_free(m);

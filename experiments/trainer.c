@@ -293,6 +293,10 @@ static int setup_data(trainer *t) {
     if (rc == MB_OK && c->test_data[0])
       rc = mb_data_open(c->test_data, "test", c->dataset, t->tok, add_special, cache, 1, &t->test_set);
   }
+  /* tokenizing a large set can outlast the collective timeout: the others
+   * wait at a long barrier first */
+  if (barrier_long(t) != MB_OK)
+    return mb_error_code();
   rc = agree_status(t, rc);
   if (rc == MB_OK && t->rank != 0) {
     rc = mb_data_open(c->train_data, "train", c->dataset, t->tok, add_special, cache, 0, &t->train_set);
@@ -1504,6 +1508,10 @@ static int finish(trainer *t, double t_start, int *interrupted) {
               "Evaluate and export with: mambert train --resume %s",
               (int)stop_signal, (long long)t->step, c->ckpt_at_end ? "" : " only if checkpoint.at_end", t->run_dir);
   }
+  /* the other ranks wait out rank 0's evaluation and export (which may take
+   * longer than the collective timeout) at a long barrier, before any
+   * collective with the usual timeout */
+  MB_TRY(barrier_long(t));
   MB_TRY(agree_status(t, rc));
   if (t->nranks > 1) { /* every rank's exit status says it */
     double any;
@@ -1511,7 +1519,7 @@ static int finish(trainer *t, double t_start, int *interrupted) {
     stopped = any;
   }
   *interrupted = stopped > 0;
-  return barrier_long(t);
+  return MB_OK;
 }
 
 int mb_train_run(const mb_train_args *a, int *interrupted) {

@@ -104,6 +104,21 @@ const char *mb_model_label(const mb_model *m, int i) {
   return m->cfg.id2label[i];
 }
 
+int mb_model_set_labels(mb_model *m, const char *const *names, int n) {
+  if (n != m->cfg.num_labels)
+    return MB_ERR(MB_EINVAL, "%d label names for a classifier of %d classes", n, m->cfg.num_labels);
+  for (int i = 0; i < n; i++) {
+    if (!*names[i] || strlen(names[i]) >= MB_MODEL_LABEL_CAP)
+      return MB_ERR(MB_EINVAL, "label %d: expected a name of 1..%d bytes", i, MB_MODEL_LABEL_CAP - 1);
+    for (int j = 0; j < i; j++)
+      if (strcmp(names[i], names[j]) == 0)
+        return MB_ERR(MB_EINVAL, "label '%s' given twice (classes %d and %d)", names[i], j, i);
+  }
+  for (int i = 0; i < n; i++)
+    snprintf(m->cfg.id2label[i], MB_MODEL_LABEL_CAP, "%s", names[i]);
+  return MB_OK;
+}
+
 int mb_model_load_tokenizer(const mb_model *m, mb_tokenizer **out) {
   if (!m->tokenizer_path[0])
     return MB_ERR(MB_ENOTFOUND, "the model has no tokenizer (no %s next to its config; give one)",

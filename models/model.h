@@ -225,6 +225,9 @@ int mb_model_load_tokenizer(const mb_model *m, mb_tokenizer **out) MB_NODISCARD;
 int mb_model_add_special(const mb_model *m);
 /* Label name of class i ("LABEL_i" by default). */
 const char *mb_model_label(const mb_model *m, int i);
+/* Name the classes (id2label): n must be the classifier's class count, the
+ * names distinct and 1..MB_MODEL_LABEL_CAP-1 bytes. */
+int mb_model_set_labels(mb_model *m, const char *const *names, int n) MB_NODISCARD;
 
 /* ---- precision (mixed precision on the GPU) ----
  *

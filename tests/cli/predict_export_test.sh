@@ -180,6 +180,14 @@ expect 0 "exported BertForSequenceClassification \($last, " -- export --model "$
 # a checkpoint's vocabulary is checked too
 expect 1 "$first: made with tokenizer wordpiece-uncased .* not bpe" -- \
   predict --model "$first" --tokenizer data/vocab/gpt-neox-20b-tokenizer.json "a film"
+# model.labels names the classes: predict prints them, the export's id2label
+# has them, and its checkpoints keep them
+expect 0 "done: " -- train "$tmp/bert.yaml" --set "model.labels=[negative, positive]" --set train.max_steps=4 \
+  --run-dir "$tmp/bert-labels"
+expect 0 "^(negative|positive)	0\.[0-9]{4}	a wonderful film$" -- predict --model "$tmp/bert-labels" "a wonderful film"
+expect 0 "^(negative|positive)	" -- predict --model "$tmp/bert-labels/checkpoints/step-00000004" "a film"
+if grep -q '"1": "positive"' "$tmp/bert-labels/model/config.json"; then echo "ok: the export's id2label has the names"
+else echo "FAIL: the export's id2label lacks model.labels"; grep -A3 id2label "$tmp/bert-labels/model/config.json"; fail=1; fi
 # a checkpoint named directly is checked against its manifest, as a run's newest is
 cp -r "$first" "$tmp/damaged-ckpt"
 printf 'XX' | dd of="$tmp/damaged-ckpt/model.safetensors" bs=1 seek=2000 conv=notrunc 2>/dev/null

@@ -168,6 +168,12 @@ static void test_cross_checks(void **state) {
                (const char *[]){"model.position_init (set at t.yaml:3:18)", "the position embeddings are the checkpoint's",
                                 NULL});
   expect_check_fails("data:\n  train: x\n", "train", (const char *[]){"model.arch (default)", "model.checkpoint", NULL});
+  expect_check_fails("model:\n  arch: mamba\n  labels: [a, b, c]\ntokenizer: t\n", "eval",
+                     (const char *[]){"model.labels (set at t.yaml:3:11)", "3 names for model.num_labels 2", NULL});
+  expect_check_fails("model:\n  arch: mamba\n  labels: [a, a]\ntokenizer: t\n", "eval",
+                     (const char *[]){"model.labels", "'a' is given twice", NULL});
+  expect_check_fails("model:\n  arch: bow\n  labels: [a, b]\ntokenizer: t\n", "eval",
+                     (const char *[]){"model.labels", "the bow baseline has none", NULL});
   expect_check_fails("model:\n  arch: mamba\ntokenizer: t\ndata:\n  train: x\n  batching: packed\n  batch_size: 2\n"
                      "  max_length: 8\n  max_seqs: 17\nrun:\n  dir: r\n",
                      "train", (const char *[]){"data.max_seqs", "17 sequences cannot fit a batch of 16 tokens", NULL});
