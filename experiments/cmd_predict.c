@@ -62,9 +62,12 @@ static int texts_add(texts *t, const char *s, size_t len, const char *from, int6
 
 /* Drop the first k (labelled) inputs. */
 static void texts_drop(texts *t, size_t k) {
+  if (k == 0) /* (and no array at all before the first input) */
+    return;
   for (size_t i = 0; i < k; i++)
     free(t->v[i].s);
-  memmove(t->v, t->v + k, (t->n - k) * sizeof *t->v);
+  if (t->n > k)
+    memmove(t->v, t->v + k, (t->n - k) * sizeof *t->v);
   t->n -= k;
   t->first += k;
 }
