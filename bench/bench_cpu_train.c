@@ -101,6 +101,13 @@ static void time_program(mb_model *m, const mb_batch *b, int train, mb_optimizer
 }
 
 int main(int argc, char **argv) {
+  if (bench_flag(argc, argv, "--help") || bench_flag(argc, argv, "-h")) {
+    printf("usage: %s [--models demo|base|all] [--steps N] [--json PATH]\n"
+           "Training steps and evaluation passes of the demo (or BERT-base / Mamba-130m) models on the CPU;\n"
+           "a table on stdout and JSON in PATH (default bench_cpu_train.json). The peer: tools/bench_torch_cpu.py.\n",
+           argv[0]);
+    return 0;
+  }
   mb_blas_env_fix(argc, argv);
   const char *which = bench_arg(argc, argv, "--models", "demo");
   const int steps = atoi(bench_arg(argc, argv, "--steps", "10"));

@@ -135,19 +135,20 @@ int mb_data_open(const char *spec, const char *split, const char *dataset, const
     /* the cache key: the input and the vocabulary. A file by its content
      * (a copy that kept size and time, cp -p or rsync -t of a fixed file,
      * is still another input); an aclImdb tree by its size and time. */
-    char ident[80];
-    if (S_ISREG(st.st_mode)) {
+    char ident[1200];
+    if (S_ISREG(st.st_mode)) { /* the content alone: the same file by any path is one entry */
       char sha[65];
       int rc = mb_sha256_file_hex(spec, sha);
       if (rc != MB_OK)
         return mb_error_context(rc, "%s data %s", split, spec);
       snprintf(ident, sizeof ident, "sha256:%s", sha);
     } else {
-      snprintf(ident, sizeof ident, "%lld|%lld.%09ld", (long long)st.st_size, (long long)st.st_mtim.tv_sec,
-               (long)st.st_mtim.tv_nsec);
+      char abs[1024];
+      snprintf(ident, sizeof ident, "%s|%lld|%lld.%09ld", realpath(spec, abs) ? abs : spec, (long long)st.st_size,
+               (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
     }
     char key[2048], hex[65];
-    snprintf(key, sizeof key, "%s|%s|%s|%s|%d|%s", spec, ident, mb_tokenizer_name(tok), mb_tokenizer_vocab_sha256(tok),
+    snprintf(key, sizeof key, "%s|%s|%s|%d|%s", ident, mb_tokenizer_name(tok), mb_tokenizer_vocab_sha256(tok),
              add_special, split);
     uint8_t d[32];
     mb_sha256_bytes(key, strlen(key), d);
