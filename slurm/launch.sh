@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # launch.sh: resolve and run the srun launch of `mambert train` inside a SLURM
 # allocation: one task per GPU, MPI wired up through PMIx, NCCL environment.
+# (Until several GPU ranks are wired into train, such ranks compute on the
+# CPUs: see the note in train.sbatch.)
 # Called by train.sbatch (1 node x N GPUs) and train-multinode.sbatch
 # (M nodes x N GPUs); can also be run by hand inside `salloc`.
 #
