@@ -140,8 +140,9 @@ const mb_command mb_cmd_config = {
     "--schema prints every key with its type, default and meaning. Otherwise the configs\n"
     "are read (later ones and --set override earlier values), checked as train (or eval)\n"
     "would check them (the keys, and that the tokenizer, checkpoint and data they name\n"
-    "exist; a sweep file's own keys and the configs it lists), and printed resolved:\n"
-    "every key that applies, as train saves it in the run directory. Errors name the\n"
+    "exist; a sweep file's own keys and the configs it lists, whose files eval checks\n"
+    "when it opens them), and printed resolved: every key that applies, as train saves\n"
+    "it in the run directory (which also makes the paths absolute). Errors name the\n"
     "key and file:line:column.\n",
     run_config,
 };
