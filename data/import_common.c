@@ -274,8 +274,9 @@ void mb_header_preview(const char *s, size_t n, char *out, size_t cap) {
   out[k++] = '\'';
   for (size_t i = 0; i < n; i++) {
     const unsigned char c = (unsigned char)s[i];
-    /* stop only before a character's first byte: never half a character */
-    if ((c & 0xC0) != 0x80 && k + 12 > cap)
+    /* room for the longest piece (<TAB>), the closing quote and the NUL,
+     * checked before every byte: any bytes, valid UTF-8 or not */
+    if (k + 5 + 2 > cap)
       break;
     if (c == '\t') {
       memcpy(out + k, "<TAB>", 5);
@@ -283,6 +284,16 @@ void mb_header_preview(const char *s, size_t n, char *out, size_t cap) {
     } else {
       out[k++] = c < 0x20 ? ' ' : (char)c;
     }
+  }
+  /* a cut character's lead and continuation bytes are taken back out */
+  size_t j = k;
+  while (j > 1 && ((unsigned char)out[j - 1] & 0xC0) == 0x80)
+    j--;
+  if (j > 1 && ((unsigned char)out[j - 1] & 0x80)) {
+    const unsigned char lead = (unsigned char)out[j - 1];
+    const size_t want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+    if (k - (j - 1) < want)
+      k = j - 1;
   }
   out[k++] = '\'';
   out[k] = 0;

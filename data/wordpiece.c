@@ -239,6 +239,11 @@ int mb_wordpiece_load_json(const char *path, mb_tokenizer *t, int *is_wordpiece)
     rc = MB_ERR(MB_EUNSUPPORTED, "%s: continuing_subword_prefix '%s' (supported: '##')", path, prefix);
   else if (unk && strcmp(unk, "[UNK]") != 0)
     rc = MB_ERR(MB_EUNSUPPORTED, "%s: unk_token '%s' (supported: '[UNK]')", path, unk);
+  else if (json_is_false(json_object_get(norm, "clean_text")))
+    rc = MB_ERR(MB_EUNSUPPORTED, "%s: normalizer.clean_text false (supported: true, BERT's)", path);
+  json_t *mic = json_object_get(model, "max_input_chars_per_word");
+  if (rc == MB_OK && mic && !(json_is_integer(mic) && json_integer_value(mic) == 100))
+    rc = MB_ERR(MB_EUNSUPPORTED, "%s: max_input_chars_per_word other than 100 (BERT's)", path);
   json_t *vocab = json_object_get(model, "vocab");
   const size_t n = json_is_object(vocab) ? json_object_size(vocab) : 0;
   if (rc == MB_OK && n == 0)
@@ -259,6 +264,20 @@ int mb_wordpiece_load_json(const char *path, mb_tokenizer *t, int *is_wordpiece)
       rc = MB_ERR(MB_EFORMAT, "%s: model.vocab: a token with a line break (id %lld)", path, (long long)id);
     else
       by_id[id] = tok, bytes += strlen(tok) + 1;
+  }
+  /* added tokens outside the vocabulary would be matched in raw text by HF
+   * and not here: refused rather than tokenized otherwise */
+  json_t *added = json_object_get(root, "added_tokens");
+  for (size_t i = 0; rc == MB_OK && i < json_array_size(added); i++) {
+    json_t *a = json_array_get(added, i);
+    const char *content = json_string_value(json_object_get(a, "content"));
+    const json_int_t id = json_integer_value(json_object_get(a, "id"));
+    if (!content || id < 0 || (size_t)id >= n || !by_id[id] || strcmp(by_id[id], content) != 0)
+      rc = MB_ERR(MB_EUNSUPPORTED, "%s: added token '%.64s' (id %lld) outside model.vocab: not supported", path,
+                  content ? content : "?", (long long)id);
+    else if (strcmp(content, "[PAD]") && strcmp(content, "[UNK]") && strcmp(content, "[CLS]") &&
+             strcmp(content, "[SEP]") && strcmp(content, "[MASK]"))
+      rc = MB_ERR(MB_EUNSUPPORTED, "%s: added token '%.64s' besides BERT's five: not supported", path, content);
   }
   if (rc == MB_OK && !(buf = (char *)malloc(bytes + 1)))
     rc = MB_ERR(MB_ENOMEM, "%s: out of memory", path);

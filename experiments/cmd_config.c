@@ -69,7 +69,7 @@ static int check_files(mb_config_doc *d, const char *purpose) {
 static int run_config(int argc, char **argv) {
   const char **files = calloc((size_t)argc, sizeof *files), **sets = calloc((size_t)argc, sizeof *sets);
   int nf = 0, ns = 0, schema = 0, rc = MB_EXIT_OK;
-  const char *purpose = "train";
+  const char *purpose = "train", *run_dir = NULL;
   for (int i = 1; i < argc && rc == MB_EXIT_OK; i++) {
     if (strcmp(argv[i], "--schema") == 0)
       schema = 1;
@@ -77,11 +77,8 @@ static int run_config(int argc, char **argv) {
       sets[ns++] = argv[++i];
     else if (strcmp(argv[i], "--for") == 0 && i + 1 < argc)
       purpose = argv[++i];
-    else if (strcmp(argv[i], "--run-dir") == 0 && i + 1 < argc) { /* as train takes it */
-      static char run_dir_set[MB_CFG_PATH + 16];
-      snprintf(run_dir_set, sizeof run_dir_set, "run.dir=%s", argv[++i]);
-      sets[ns++] = run_dir_set;
-    }
+    else if (strcmp(argv[i], "--run-dir") == 0 && i + 1 < argc) /* as train takes it: verbatim, not YAML */
+      run_dir = argv[++i];
     else if (argv[i][0] == '-')
       rc = mb_cli_usage_error(&mb_cmd_config, "unknown option '%s'", argv[i]);
     else
@@ -103,6 +100,13 @@ static int run_config(int argc, char **argv) {
       size_t len;
       const int none = strcmp(purpose, "none") == 0;
       int lrc = mb_config_load(files, nf, sets, ns, NULL, &d);
+      if (lrc == MB_OK && run_dir) {
+        mb_config *c = mb_config_doc_config(d);
+        if (strlen(run_dir) >= sizeof c->run_dir)
+          lrc = MB_ERR(MB_EINVAL, "--run-dir %s: path too long", run_dir);
+        else
+          snprintf(c->run_dir, sizeof c->run_dir, "%s", run_dir);
+      }
       if (lrc == MB_OK && !none && mb_config_doc_config(d)->n_sweep_configs > 0)
         purpose = "sweep"; /* a sweep file: eval reads the configs it lists */
       if (lrc == MB_OK && !none)

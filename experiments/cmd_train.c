@@ -114,7 +114,8 @@ const mb_command mb_cmd_train = {
     "plain lines otherwise (log.progress). Ctrl-C, SIGTERM or SIGHUP: the step finishes,\n"
     "a checkpoint is written, and train exits with status 3; --resume continues. During\n"
     "the final evaluation: it stops at its next batch (status 3, run.json interrupted);\n"
-    "--resume evaluates and exports.\n"
+    "--resume evaluates and exports. A signal ignored when train starts (nohup's SIGHUP)\n"
+    "stays ignored.\n"
     "Several ranks: mpirun -np N mambert train CONFIG (rank 0 writes everything);\n"
     "log.timeline: N writes step N's ops and all-reduces as timeline-rank-R.json.\n",
     run_train,

@@ -143,9 +143,10 @@ int mb_data_open(const char *spec, const char *split, const char *dataset, const
         return mb_error_context(rc, "%s data %s", split, spec);
       snprintf(ident, sizeof ident, "sha256:%s", sha);
     } else {
-      char abs[1024];
-      snprintf(ident, sizeof ident, "%s|%lld|%lld.%09ld", realpath(spec, abs) ? abs : spec, (long long)st.st_size,
+      char *abs = realpath(spec, NULL); /* malloc'd: no PATH_MAX buffer to get wrong */
+      snprintf(ident, sizeof ident, "%s|%lld|%lld.%09ld", abs ? abs : spec, (long long)st.st_size,
                (long long)st.st_mtim.tv_sec, (long)st.st_mtim.tv_nsec);
+      free(abs);
     }
     char key[2048], hex[65];
     snprintf(key, sizeof key, "%s|%s|%s|%d|%s", ident, mb_tokenizer_name(tok), mb_tokenizer_vocab_sha256(tok),

@@ -125,8 +125,11 @@ int mb_eval_select(const mb_shardset *all, int64_t n, const char *selection, mb_
   else /* an odd count: the positive label takes the extra one */
     snprintf(desc, cap, "%lld of %lld balanced: the first %lld negative and %lld positive in file order",
              (long long)k, (long long)total, (long long)s->meta.label_count[0], (long long)s->meta.label_count[1]);
+  char once[160]; /* once per selection of a set (not once per process: the next model's is another) */
+  snprintf(once, sizeof once, "one-class|%s|%.16s|%lld|%lld", selection, all->meta.vocab_sha256, (long long)k,
+           (long long)total);
   if (k > 1 && (s->meta.label_count[0] == 0 || s->meta.label_count[1] == 0))
-    mb_log_once(MB_LOG_WARN, selection,
+    mb_log_once(MB_LOG_WARN, once,
                 "the %lld examples evaluated (%s) are all %s: accuracy measures one class only (IMDB's test file "
                 "is ordered by label; eval.selection: balanced or strided takes both)",
                 (long long)k, selection, s->meta.label_count[0] ? "negative" : "positive");

@@ -1165,15 +1165,16 @@ static int export_model(trainer *t) {
   char dir[1100];
   snprintf(dir, sizeof dir, "%s/model", t->run_dir);
   MB_TRY(t->net->ops->export_dir(t->net, dir, t->tokenizer_path));
-  /* the tokenizer travels with the weights */
-  const char *base = strrchr(t->tokenizer_path, '/');
-  base = base ? base + 1 : t->tokenizer_path;
-  const char *name = mb_tokenizer_kind_of(t->tok) == MB_TOKENIZER_WORDPIECE ? "vocab.txt" : "tokenizer.json";
-  char to[1200];
-  snprintf(to, sizeof to, "%s/%s", dir, name);
-  if (!mb_file_exists(to))
+  /* the tokenizer travels with the weights, under the name its format has
+   * (a WordPiece vocabulary may be a vocab.txt or a tokenizer.json), unless
+   * the export already wrote it */
+  const size_t tl = strlen(t->tokenizer_path);
+  const int json = tl >= 5 && strcmp(t->tokenizer_path + tl - 5, ".json") == 0;
+  char to[1200], other[1200];
+  snprintf(to, sizeof to, "%s/%s", dir, json ? "tokenizer.json" : "vocab.txt");
+  snprintf(other, sizeof other, "%s/%s", dir, json ? "vocab.txt" : "tokenizer.json");
+  if (!mb_file_exists(to) && !(mb_tokenizer_kind_of(t->tok) == MB_TOKENIZER_WORDPIECE && mb_file_exists(other)))
     MB_TRY(copy_file(t->tokenizer_path, to));
-  (void)base;
   MB_INFO("exported %s", dir);
   return MB_OK;
 }
@@ -1313,9 +1314,10 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
   }
   MB_TRY(agree_status(t, rc));
   t->resuming = a->resume;
-  /* a finished run whose last checkpoint is its last step: nothing to train,
-   * and its evaluation and export are not redone. (With the later
-   * checkpoints removed, it resumes from the newest one left.) */
+  /* a finished run whose last checkpoint is its last step (or that keeps no
+   * checkpoint at its end): nothing to train, and its evaluation and export
+   * are not redone. (With the later checkpoints removed, it resumes from the
+   * newest one left.) */
   double done = 0;
   if (t->rank == 0 && t->resuming) {
     const int64_t steps = mb_rundir_completed_steps(t->rundir);
@@ -1328,7 +1330,8 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
     } else if (rc == MB_OK && steps >= 0) {
       const char *base = strrchr(latest, '/');
       long long at = -1;
-      done = sscanf(base ? base + 1 : latest, "step-%lld", &at) == 1 && at >= steps;
+      /* without checkpoint.at_end the last step has none: complete as it is */
+      done = !t->cfg->ckpt_at_end || (sscanf(base ? base + 1 : latest, "step-%lld", &at) == 1 && at >= steps);
     }
   }
   MB_TRY(agree_status(t, rc));
@@ -1439,8 +1442,12 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
   const int sigs[3] = {SIGINT, SIGTERM, SIGHUP};
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
-  for (int k = 0; k < 3; k++)
-    sigaction(sigs[k], &sa, &old_sig[k]);
+  int installed[3] = {0, 0, 0};
+  for (int k = 0; k < 3; k++) { /* an ignored signal stays ignored (nohup's SIGHUP) */
+    sigaction(sigs[k], NULL, &old_sig[k]);
+    if (old_sig[k].sa_handler != SIG_IGN)
+      installed[k] = sigaction(sigs[k], &sa, NULL) == 0;
+  }
   if (t->rank == 0 && t->rundir) /* a job ended by a dead peer or a hang: run.json says failed, not running */
     mb_dist_set_abort_hook(mark_failed, t);
   rc = run_loop(t, interrupted);
@@ -1448,7 +1455,8 @@ static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
     rc = finish(t, t_start, interrupted);
   mb_dist_set_abort_hook(NULL, NULL);
   for (int k = 0; k < 3; k++)
-    sigaction(sigs[k], &old_sig[k], NULL);
+    if (installed[k])
+      sigaction(sigs[k], &old_sig[k], NULL);
   if ((rc != MB_OK || *interrupted) && t->rank == 0 && t->rundir)
     if (mb_rundir_write_info(t->rundir, c->run_name, t->config_sha, t->net->arch,
                              rc != MB_OK ? "failed" : "interrupted", NULL) != MB_OK)

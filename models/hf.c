@@ -825,34 +825,41 @@ static int export_replaceable(const char *dir) {
 }
 
 /* What an export killed part-way left beside `clean` (its temporary
- * <clean>.tmp-PID, or the previous export moved aside to <clean>.old-PID),
- * by a process of this machine that is gone: the temporary is removed; a
- * previous export goes back in place if nothing replaced it, else away. */
+ * <clean>.tmp-<host>-<pid>, or the previous export moved aside to
+ * <clean>.old-<host>-<pid>), by a process of this machine that is gone: the
+ * temporary is removed; a previous export goes back in place if nothing
+ * replaced it, else away. Names are compared exactly (no glob). */
 static void export_recover(const char *clean) {
-  char pat[PATH_CAP + 16];
-  const char *kinds[2] = {"tmp", "old"};
-  for (int k = 0; k < 2; k++) {
-    snprintf(pat, sizeof pat, "%s.%s-*", clean, kinds[k]);
-    glob_t g;
-    if (glob(pat, 0, NULL, &g) != 0)
-      continue;
-    for (size_t i = 0; i < g.gl_pathc; i++) {
-      const char *dash = strrchr(g.gl_pathv[i], '-');
-      char *end;
-      const long pid = strtol(dash + 1, &end, 10);
-      if (pid <= 0 || *end || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-        continue; /* not a pid, ours, or alive: not ours to touch */
-      if (k == 1 && !mb_file_exists(clean) && rename(g.gl_pathv[i], clean) == 0) {
+  char parent[PATH_CAP];
+  snprintf(parent, sizeof parent, "%s", clean);
+  char *slash = strrchr(parent, '/');
+  const char *base = slash ? slash + 1 : clean;
+  if (slash)
+    *(slash == parent ? slash + 1 : slash) = 0;
+  else
+    snprintf(parent, sizeof parent, ".");
+  DIR *d = opendir(parent);
+  if (!d)
+    return;
+  for (struct dirent *e; (e = readdir(d)) != NULL;) {
+    for (int k = 0; k < 2; k++) {
+      char prefix[PATH_CAP];
+      snprintf(prefix, sizeof prefix, "%s.%s-", base, k ? "old" : "tmp");
+      if (!mb_writer_temp_is_dead(prefix, e->d_name))
+        continue;
+      char p[2 * PATH_CAP];
+      snprintf(p, sizeof p, "%s/%s", parent, e->d_name);
+      if (k == 1 && !mb_file_exists(clean) && rename(p, clean) == 0) {
         MB_WARN("export: put back the previous export %s moved aside by an export that was killed", clean);
         continue;
       }
-      if (rm_rf(g.gl_pathv[i]) == MB_OK)
-        MB_INFO("export: removed %s (left by an export that was killed)", g.gl_pathv[i]);
+      if (rm_rf(p) == MB_OK)
+        MB_INFO("export: removed %s (left by an export that was killed)", p);
       else
         mb_error_clear();
     }
-    globfree(&g);
   }
+  closedir(d);
 }
 
 int mb_model_export(const mb_model *m, const char *dir) {
@@ -865,19 +872,22 @@ int mb_model_export(const mb_model *m, const char *dir) {
     clean[--len] = 0;
   struct stat lst;
   if (lstat(clean, &lst) == 0 && S_ISLNK(lst.st_mode)) { /* write through a link, not over it */
-    char target[PATH_MAX];
-    if (!realpath(clean, target))
+    char *target = realpath(clean, NULL);
+    if (!target)
       return MB_ERR(MB_EINVAL, "export: %s is a link to %s", clean, errno == ENOENT ? "nothing" : strerror(errno));
-    if (strlen(target) >= sizeof clean)
-      return MB_ERR(MB_EINVAL, "export: the path %s points to is too long", clean);
-    snprintf(clean, sizeof clean, "%s", target);
+    const int fits = strlen(target) < sizeof clean;
+    if (fits)
+      snprintf(clean, sizeof clean, "%s", target);
+    free(target);
+    if (!fits)
+      return MB_ERR(MB_EINVAL, "export: the path %s points to is too long", dir);
   }
   export_recover(clean);
   if (mb_file_exists(clean) && !mb_is_dir(clean))
     return MB_ERR(MB_EINVAL, "export: %s exists and is not a directory", clean);
   if (mb_is_dir(clean))
     MB_TRY(export_replaceable(clean));
-  char parent[PATH_CAP], tmp[PATH_CAP + 32], old[PATH_CAP + 32];
+  char parent[PATH_CAP], tmp[PATH_CAP + 160], old[PATH_CAP + 160];
   snprintf(parent, sizeof parent, "%s", clean);
   char *slash = strrchr(parent, '/');
   if (slash)
@@ -885,8 +895,11 @@ int mb_model_export(const mb_model *m, const char *dir) {
   else
     snprintf(parent, sizeof parent, ".");
   MB_TRY(mb_mkdir_p(parent));
-  snprintf(tmp, sizeof tmp, "%s.tmp-%ld", clean, (long)getpid());
-  snprintf(old, sizeof old, "%s.old-%ld", clean, (long)getpid());
+  char prefix[PATH_CAP + 8];
+  snprintf(prefix, sizeof prefix, "%s.tmp-", clean);
+  mb_writer_temp_name(prefix, tmp, sizeof tmp);
+  snprintf(prefix, sizeof prefix, "%s.old-", clean);
+  mb_writer_temp_name(prefix, old, sizeof old);
   MB_TRY(rm_rf(tmp));
   if (mkdir(tmp, 0777) != 0)
     return MB_ERR(MB_EIO, "export: cannot create %s: %s", tmp, strerror(errno));

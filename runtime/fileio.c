@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -347,4 +348,36 @@ int mb_file_size(const char *path, uint64_t *size) {
     return MB_ERR(errno == ENOENT ? MB_ENOTFOUND : MB_EIO, "%s: cannot stat: %s", path, strerror(errno));
   *size = (uint64_t)st.st_size;
   return MB_OK;
+}
+
+/* ---- writers' temporaries ------------------------------------------------ */
+
+static void host_name(char *out, size_t cap) {
+  if (gethostname(out, cap - 1) != 0)
+    snprintf(out, cap, "host");
+  out[cap - 1] = 0;
+  for (char *c = out; *c; c++) /* a name for a file, and no glob characters */
+    if (*c == '/' || *c == '*' || *c == '?' || *c == '[' || *c == ']')
+      *c = '_';
+}
+
+void mb_writer_temp_name(const char *prefix, char *out, size_t cap) {
+  char host[128];
+  host_name(host, sizeof host);
+  snprintf(out, cap, "%s%s-%ld", prefix, host, (long)getpid());
+}
+
+int mb_writer_temp_is_dead(const char *prefix, const char *name) {
+  char host[128];
+  host_name(host, sizeof host);
+  const size_t pl = strlen(prefix), hl = strlen(host);
+  /* exactly <prefix><host>-<digits>: host "node" does not match "node-2-17" */
+  if (strncmp(name, prefix, pl) != 0 || strncmp(name + pl, host, hl) != 0 || name[pl + hl] != '-')
+    return 0;
+  const char *digits = name + pl + hl + 1;
+  char *end;
+  const long pid = strtol(digits, &end, 10);
+  if (!*digits || *end || pid <= 0 || pid == (long)getpid())
+    return 0;
+  return kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }

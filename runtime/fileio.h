@@ -56,6 +56,13 @@ int mb_path_join(char *out, size_t cap, const char *a, const char *b) MB_NODISCA
  * path is copied; nothing is resolved or checked). out may be path. */
 int mb_path_absolute(char *out, size_t cap, const char *path) MB_NODISCARD;
 
+/* Temporaries named <prefix><host>-<pid> (a writer's, beside what it
+ * writes): the name for this process, and whether `name` is one of this
+ * host's whose process is gone (a writer killed part-way). Another host's,
+ * a live process's and anything else are 0: not ours to remove. */
+void mb_writer_temp_name(const char *prefix, char *out, size_t cap);
+int mb_writer_temp_is_dead(const char *prefix, const char *name);
+
 /* 1 if something exists at path (following symlinks), else 0. */
 int mb_file_exists(const char *path);
 /* 1 if path is a directory, else 0. */

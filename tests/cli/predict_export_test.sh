@@ -205,9 +205,12 @@ expect 0 "exported" -- export --model $fx/bert_tiny --out "$tmp/link"
 if [ -L "$tmp/link" ] && [ -f "$tmp/link-target/config.json" ]; then echo "ok: export wrote through the link"
 else echo "FAIL: export replaced the link"; ls -la "$tmp" | grep link; fail=1; fi
 sh -c 'exit 0' & dead=$!; wait $dead
-mkdir -p "$tmp/killed.tmp-$dead" && cp -r "$tmp/link-target" "$tmp/killed.old-$dead"
+host=$(hostname)
+mkdir -p "$tmp/killed.tmp-$host-$dead" && cp -r "$tmp/link-target" "$tmp/killed.old-$host-$dead"
+mkdir -p "$tmp/killed.tmp-$host-2-$dead" # another host whose name starts with ours: not ours to touch
 expect 0 "put back the previous export $tmp/killed moved aside" -- export --model $fx/mamba_tiny --out "$tmp/killed"
-ls -d "$tmp"/killed.* >/dev/null 2>&1 && { echo "FAIL: leftovers of the killed export stay"; ls -d "$tmp"/killed.*; fail=1; }
+[ "$(ls -d "$tmp"/killed.* 2>/dev/null)" = "$tmp/killed.tmp-$host-2-$dead" ] ||
+  { echo "FAIL: leftovers of the killed export stay, or another host's went"; ls -d "$tmp"/killed.*; fail=1; }
 expect 1 "the tokenizer data/vocab/bert-base-multilingual-cased-vocab.txt has 119547 ids but the model's embedding has 100 rows" -- \
   export --config $fx/bert_tiny/config.json --tokenizer data/vocab/bert-base-multilingual-cased-vocab.txt --out "$tmp/x-vocab"
 expect 2 "with --model alone it would do nothing" -- export --model $fx/bert_tiny --seed 3 --out "$tmp/x-seed"

@@ -177,9 +177,13 @@ YAML
   # fine-tuning from the export, and evaluating it with the protocol
   expect 0 "model.hidden_size .*ignored, model.checkpoint" -- train "$tmp/bert.yaml" --set model.checkpoint=$tmp/bert/model --set model.arch= --run-dir "$tmp/ft2"
   # its saved config reads back (nothing there that only a model from scratch
-  # may set) and names the same files from another directory; the run is
-  # complete, so resuming it reads the config and does nothing more
+  # may set) and names the same files from another directory: as if stopped
+  # in its final evaluation (no results.json), the resume evaluates and
+  # exports again, opening the tokenizer and the data through the saved
+  # paths; the completed run then does nothing more
+  rm -f "$tmp/ft2/results.json"
   pushd / >/dev/null
+  expect 0 "done: " -- train --resume "$tmp/ft2"
   expect 0 "is a completed run .*nothing to resume" -- train --resume "$tmp/ft2"
   popd >/dev/null
   if grep -qE 'hidden_size|position_init|"data/' "$tmp/ft2/config.yaml"; then

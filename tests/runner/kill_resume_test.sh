@@ -123,7 +123,7 @@ else
   pooling: masked_mean" data/vocab/gpt-neox-20b-tokenizer.json
   check_model mamba
 fi
-# Ctrl-C during the final evaluation: it stops at its next batch, exits 3,
+# SIGTERM (Ctrl-C alike) during the final evaluation: it stops at its next batch, exits 3,
 # run.json says interrupted, nothing is exported; --resume evaluates and
 # exports, and metrics.jsonl holds one final eval line
 cat > "$tmp/evalstop.yaml" <<YAML
@@ -153,9 +153,9 @@ for i in $(seq 1 3000); do
   kill -0 $pid 2>/dev/null || break
   sleep 0.01
 done
-kill -INT $pid 2>/dev/null
+kill -TERM $pid 2>/dev/null # (a script's background job ignores SIGINT, and so does mambert then)
 wait $pid; rc=$?
-if [ $rc -ne 3 ] || ! grep -q "stopped by signal 2 during the final evaluation" "$tmp/evalstop.log" ||
+if [ $rc -ne 3 ] || ! grep -q "stopped by signal 15 during the final evaluation" "$tmp/evalstop.log" ||
    ! grep -q '"status": "interrupted"' "$r/run.json" || [ -e "$r/results.json" ] || [ -e "$r/model" ]; then
   echo "FAIL evalstop: exit $rc; $(grep -o '"status": "[a-z]*"' "$r/run.json")"; tail -5 "$tmp/evalstop.log"; fail=1
 else
@@ -163,7 +163,7 @@ else
   if [ "$(grep -c '"kind":"eval"' "$r/metrics.jsonl")" != 1 ] || [ ! -e "$r/results.json" ] || [ ! -e "$r/model/config.json" ]; then
     echo "FAIL evalstop: the resumed run did not evaluate and export once"; fail=1
   else
-    echo "ok evalstop: Ctrl-C in the final evaluation exits 3, interrupted; --resume evaluates and exports once"
+    echo "ok evalstop: SIGTERM in the final evaluation exits 3, interrupted; --resume evaluates and exports once"
   fi
 fi
 

@@ -230,6 +230,9 @@ static void test_dead_temps_removed(void **state) {
   snprintf(dead, sizeof dead, "%.*s-%ld", (int)(pid_at - mine), mine, (long)child);
   snprintf(live, sizeof live, "%.*s-%ld", (int)(pid_at - mine), mine, (long)getppid());
   snprintf(other, sizeof other, "%s/train.h5.tmp-another-host-%ld", dir, (long)child);
+  char longer[4300]; /* a host whose name starts with ours and goes on */
+  snprintf(longer, sizeof longer, "%.*s-2-%ld", (int)(pid_at - mine), mine, (long)child);
+  tu_write_str(longer, "x");
   tu_write_str(mine, "x");
   tu_write_str(dead, "x");
   tu_write_str(live, "x");
@@ -239,6 +242,7 @@ static void test_dead_temps_removed(void **state) {
   assert_true(tu_exists(mine));
   assert_true(tu_exists(live));
   assert_true(tu_exists(other));
+  assert_true(tu_exists(longer));
 }
 
 int main(void) {

@@ -228,6 +228,13 @@ static void test_bad_tokenizer_json(void **state) {
   p = WRITE("wp3.json", "{\"normalizer\":{\"type\":\"BertNormalizer\"},\"pre_tokenizer\":{\"type\":"
                         "\"BertPreTokenizer\"},\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"[UNK]\":0,\"a\":5}}}");
   expect_load_error(p, MB_EFORMAT, "model.vocab['a']: expected the ids 0..1, each once", p);
+  p = WRITE("wp4.json", "{\"added_tokens\":[{\"id\":1,\"content\":\"[NEW]\"}],\"normalizer\":{\"type\":"
+                        "\"BertNormalizer\"},\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},\"model\":{\"type\":"
+                        "\"WordPiece\",\"vocab\":{\"[UNK]\":0,\"[NEW]\":1}}}");
+  expect_load_error(p, MB_EUNSUPPORTED, "added token '[NEW]' besides BERT's five", p);
+  p = WRITE("wp5.json", "{\"normalizer\":{\"type\":\"BertNormalizer\",\"clean_text\":false},\"pre_tokenizer\":"
+                        "{\"type\":\"BertPreTokenizer\"},\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"[UNK]\":0}}}");
+  expect_load_error(p, MB_EUNSUPPORTED, "clean_text false", p);
 
   char *js = small_bpe_json("\"h e\",\"x zz\"", "\"he\":256", "");
   p = write_file("unknown-merge.json", js, strlen(js));
