@@ -384,6 +384,15 @@ static void test_editor_quirks_and_names(void **state) {
   assert_string_equal(mb_dataset_from_content(q), "nsmc");
   tu_write_str(q, "something else\n");
   assert_null(mb_dataset_from_content(q));
+  /* a header of any bytes (here 400 UTF-8 continuation bytes) is quoted
+   * within the message's buffer (ASan watched it overrun once) */
+  char junk[402];
+  memset(junk, 0x80, 400);
+  junk[400] = '\n';
+  junk[401] = 0;
+  tu_write_str(p, junk);
+  assert_int_equal(mb_import_imdb_tsv(p, NULL, &r), MB_EFORMAT);
+  expect_msg("line 1: expected the header", NULL);
   const char *names[][2] = {{"ratings_test.txt", "test"}, {"/a/train.tsv.gz", "train"}, {"imdb-TRAIN.tsv", "train"},
                             {"train2.tsv", "train"},     {"latest.tsv", NULL},       {"contest.txt", NULL},
                             {"training.tsv", NULL},      {"train-test.tsv", NULL},   {"/x/test/data.tsv", NULL}};
