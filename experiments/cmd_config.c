@@ -75,6 +75,8 @@ static int run_config(int argc, char **argv) {
       schema = 1;
     else if (strcmp(argv[i], "--set") == 0 && i + 1 < argc)
       sets[ns++] = argv[++i];
+    else if (strncmp(argv[i], "--set=", 6) == 0) /* as train takes it */
+      sets[ns++] = argv[i] + 6;
     else if (strcmp(argv[i], "--for") == 0 && i + 1 < argc)
       purpose = argv[++i];
     else if (strcmp(argv[i], "--run-dir") == 0 && i + 1 < argc) /* as train takes it: verbatim, not YAML */

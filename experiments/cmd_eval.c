@@ -261,6 +261,8 @@ static int run_eval(int argc, char **argv) {
         urc = mb_cli_usage_error(&mb_cmd_eval, "%s needs KEY=VALUE", s);
       else
         sets[nsets++] = argv[++i];
+    } else if (strncmp(s, "--set=", 6) == 0) { /* as train takes it */
+      sets[nsets++] = s + 6;
     } else if (strcmp(s, "--model") == 0 || strcmp(s, "--out") == 0 || strcmp(s, "--sweep") == 0 ||
                strcmp(s, "--max-seconds") == 0) {
       if (i + 1 >= argc) {

@@ -228,6 +228,7 @@ void mb_config_defaults(mb_config *c) {
 struct mb_config_doc {
   mb_config cfg;
   mb_config_origin origin[NSCHEMA];
+  int layers; /* sources read so far (files, then each --set) */
 };
 
 int mb_config_doc_new(mb_config_doc **out) {
@@ -627,6 +628,7 @@ static int set_leaf(reader *r, const mb_cfg_entry *e, const yaml_node_t *n) {
   int idx = entry_index(e->key);
   where_of(r, n, r->doc->origin[idx].where, sizeof r->doc->origin[idx].where);
   r->doc->origin[idx].set = 1;
+  r->doc->origin[idx].layer = r->doc->layers;
   return MB_OK;
 }
 
@@ -691,6 +693,7 @@ static int yaml_problem(const yaml_parser_t *p, const char *name) {
 }
 
 int mb_config_doc_load_string(mb_config_doc *d, const char *text, size_t len, const char *name) {
+  d->layers++; /* a source of its own */
   yaml_parser_t parser;
   yaml_document_t ydoc;
   if (!yaml_parser_initialize(&parser))
@@ -750,6 +753,7 @@ int mb_config_doc_load_file(mb_config_doc *d, const char *path) {
 }
 
 int mb_config_doc_set(mb_config_doc *d, const char *assignment) {
+  d->layers++; /* each --set is a source of its own, after the files */
   const char *eq = strchr(assignment, '=');
   if (!eq || eq == assignment)
     return MB_ERR(MB_EINVAL, "--set '%s': expected KEY=VALUE, e.g. --set optim.lr=3e-5", assignment);
@@ -874,6 +878,22 @@ static int is_set(const mb_config_doc *d, const char *key) {
     return MB_ERR(MB_EINVAL, "%s: %s", desc_, msg_);                                                      \
   } while (0)
 
+/* 1 (and said, when checking for a purpose) when `key`, set for another
+ * architecture, came from an earlier source than the one that set
+ * model.arch: a later config or --set switched the model, and the key
+ * belongs to the one it replaced. */
+static int switched_away(const mb_config_doc *d, const char *key, const char *purpose) {
+  const mb_config_origin *k = mb_config_doc_origin(d, key), *a = mb_config_doc_origin(d, "model.arch");
+  if (!a->set || k->layer >= a->layer)
+    return 0;
+  if (purpose) {
+    char desc[MB_CFG_PATH + 128];
+    mb_config_doc_describe(d, key, desc, sizeof desc);
+    MB_WARN("%s: ignored: model.arch is %s (set at %s, later)", desc, d->cfg.model_arch, a->where);
+  }
+  return 1;
+}
+
 int mb_config_check(const mb_config_doc *d, const char *purpose) {
   const mb_config *c = &d->cfg;
   int train = purpose && strcmp(purpose, "train") == 0;
@@ -888,18 +908,21 @@ int mb_config_check(const mb_config_doc *d, const char *purpose) {
   if (!c->model_arch[0] && !c->model_checkpoint[0])
     CHECK_FAIL("model.arch", "give the model as model.arch (bert, mamba, bow) with its sizes, or as "
                              "model.checkpoint (a Hugging Face style directory)");
-  /* keys of the other architecture are mistakes, not silently ignored */
-  if (c->model_arch[0] && !bert)
-    for (size_t i = 0; i < sizeof bert_only / sizeof bert_only[0]; i++)
-      if (is_set(d, bert_only[i]))
-        CHECK_FAIL(bert_only[i], "applies to bert models, not %s", c->model_arch);
-  if (c->model_arch[0] && !mamba)
-    for (size_t i = 0; i < sizeof mamba_only / sizeof mamba_only[0]; i++)
-      if (is_set(d, mamba_only[i]))
-        CHECK_FAIL(mamba_only[i], "applies to mamba models, not %s", c->model_arch);
-  if (mamba && is_set(d, "model.dropout"))
+  /* keys of the other architecture are mistakes, not silently ignored;
+   * except where a later config (or --set) switched model.arch: keys of an
+   * earlier layer then belong to the model it replaced (said, ignored) */
+  for (int pass = 0; pass < 2 && c->model_arch[0]; pass++) {
+    if (pass == 0 ? bert : mamba)
+      continue;
+    const char *const *keys = pass == 0 ? bert_only : mamba_only;
+    const size_t nkeys = pass == 0 ? sizeof bert_only / sizeof bert_only[0] : sizeof mamba_only / sizeof mamba_only[0];
+    for (size_t i = 0; i < nkeys; i++)
+      if (is_set(d, keys[i]) && !switched_away(d, keys[i], purpose))
+        CHECK_FAIL(keys[i], "applies to %s models, not %s", pass == 0 ? "bert" : "mamba", c->model_arch);
+  }
+  if (mamba && is_set(d, "model.dropout") && !switched_away(d, "model.dropout", purpose))
     CHECK_FAIL("model.dropout", "the mamba classifier has no dropout (as mamba_ssm's); remove the key");
-  if (bert && is_set(d, "model.d_model"))
+  if (bert && is_set(d, "model.d_model") && !switched_away(d, "model.d_model", purpose))
     CHECK_FAIL("model.d_model", "bert's width is model.hidden_size");
   /* the checkpoint's position embeddings win: an init choice would do nothing */
   if (c->model_checkpoint[0] && is_set(d, "model.position_init"))

@@ -153,7 +153,8 @@ typedef struct {
 /* Where a key's value came from: "file.yaml:3:7", "--set", or "default". */
 typedef struct {
   char where[MB_CFG_PATH + 32];
-  int set; /* 1 if given (file or --set) */
+  int set;   /* 1 if given (file or --set) */
+  int layer; /* which source gave it: 1 for the first file, counting on through the files and each --set */
 } mb_config_origin;
 
 typedef struct mb_config_doc mb_config_doc; /* the struct plus each key's origin */

@@ -155,6 +155,38 @@ static void expect_check_fails(const char *text, const char *purpose, const char
   mb_config_doc_free(d);
 }
 
+/* A later config (or --set) that switches model.arch: the earlier one's
+ * keys of the other architecture are ignored (with a warning), while in one
+ * source they stay an error (tested below). */
+static void test_arch_switched_by_a_later_source(void **state) {
+  (void)state;
+  const char *bert = "model:\n  arch: bert\n  hidden_size: 64\n  num_heads: 4\n  dropout: 0.1\ntokenizer: v.txt\n";
+  const char *mamba = "model:\n  arch: mamba\n  d_model: 32\n  d_state: 4\ntokenizer: t.json\ndata:\n  test: x\n";
+  mb_config_doc *d;
+  assert_int_equal(mb_config_doc_new(&d), MB_OK);
+  assert_int_equal(mb_config_doc_load_string(d, bert, strlen(bert), "bert.yaml"), MB_OK);
+  assert_int_equal(mb_config_doc_load_string(d, mamba, strlen(mamba), "mamba.yaml"), MB_OK);
+  assert_int_equal(mb_config_check(d, "eval"), MB_OK);
+  assert_string_equal(mb_config_doc_config(d)->model_arch, "mamba");
+  mb_config_doc_free(d);
+  /* --set model.arch=mamba over a bert file: the same */
+  assert_int_equal(mb_config_doc_new(&d), MB_OK);
+  assert_int_equal(mb_config_doc_load_string(d, bert, strlen(bert), "bert.yaml"), MB_OK);
+  assert_int_equal(mb_config_doc_set(d, "model.arch=mamba"), MB_OK);
+  assert_int_equal(mb_config_doc_set(d, "data.test=x"), MB_OK);
+  assert_int_equal(mb_config_check(d, "eval"), MB_OK);
+  mb_config_doc_free(d);
+  /* a bert key in the same source as model.arch: mamba stays an error */
+  assert_int_equal(mb_config_doc_new(&d), MB_OK);
+  assert_int_equal(mb_config_doc_load_string(d, bert, strlen(bert), "bert.yaml"), MB_OK);
+  assert_int_equal(mb_config_doc_set(d, "model.arch=mamba"), MB_OK);
+  assert_int_equal(mb_config_doc_set(d, "data.test=x"), MB_OK);
+  assert_int_equal(mb_config_doc_set(d, "model.num_heads=2"), MB_OK);
+  assert_int_equal(mb_config_check(d, "eval"), MB_EINVAL);
+  assert_non_null(strstr(mb_error_message(), "model.num_heads (set at --set model.num_heads)"));
+  mb_config_doc_free(d);
+}
+
 static void test_cross_checks(void **state) {
   (void)state;
   expect_check_fails("model:\n  arch: bert\n  hidden_size: 64\n  num_heads: 5\ntokenizer: v.txt\ndata:\n  train: x\nrun:\n  dir: r\n",
@@ -281,6 +313,7 @@ int main(void) {
       cmocka_unit_test(test_good_values_and_defaults), cmocka_unit_test(test_unknown_keys),
       cmocka_unit_test(test_wrong_types),              cmocka_unit_test(test_ranges_duplicates_syntax),
       cmocka_unit_test(test_overrides),                cmocka_unit_test(test_cross_checks),
+      cmocka_unit_test(test_arch_switched_by_a_later_source),
       cmocka_unit_test(test_resolved_round_trip),      cmocka_unit_test(test_shipped_configs_load),
       cmocka_unit_test(test_attention_dropout_exact),
   };
