@@ -531,6 +531,20 @@ static int set_leaf(reader *r, const mb_cfg_entry *e, const yaml_node_t *n) {
   char *field = (char *)&r->doc->cfg + e->offset;
   const char *s = n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
   double v;
+  if (s && plain_scalar(n) && (strcmp(s, "null") == 0 || strcmp(s, "~") == 0)) {
+    /* null unsets a key an earlier config set: back to its default, as if
+     * never given (so a key of another model.arch no longer counts) */
+    mb_config def;
+    mb_config_defaults(&def);
+    memcpy(field, (const char *)&def + e->offset, e->size);
+    if (e->type == MB_CFG_INTLIST || e->type == MB_CFG_STRLIST)
+      *list_count(&r->doc->cfg, e) = *list_count(&def, e);
+    const int idx = entry_index(e->key);
+    snprintf(r->doc->origin[idx].where, sizeof r->doc->origin[idx].where, "default");
+    r->doc->origin[idx].set = 0;
+    r->doc->origin[idx].layer = r->doc->layers;
+    return MB_OK;
+  }
   switch (e->type) {
   case MB_CFG_INT:
     if (n->type != YAML_SCALAR_NODE)

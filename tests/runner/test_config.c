@@ -184,6 +184,11 @@ static void test_arch_switched_by_a_later_source(void **state) {
   assert_int_equal(mb_config_doc_set(d, "model.num_heads=2"), MB_OK);
   assert_int_equal(mb_config_check(d, "eval"), MB_EINVAL);
   assert_non_null(strstr(mb_error_message(), "model.num_heads (set at --set model.num_heads)"));
+  /* null unsets it: back to the default, as if never given */
+  assert_int_equal(mb_config_doc_set(d, "model.num_heads=null"), MB_OK);
+  assert_int_equal(mb_config_check(d, "eval"), MB_OK);
+  assert_int_equal(mb_config_doc_config(d)->num_heads, 4);
+  assert_string_equal(mb_config_doc_origin(d, "model.num_heads")->where, "default");
   mb_config_doc_free(d);
 }
 
