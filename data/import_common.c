@@ -196,6 +196,15 @@ const char *mb_split_from_name(const char *path) {
   return tr ? "train" : "test";
 }
 
+const char *mb_dataset_of_header(const char *line, size_t n) {
+  static const char imdb[] = "id\trating\tlabel\ttext", nsmc[] = "id\tdocument\tlabel";
+  if (n == sizeof imdb - 1 && memcmp(line, imdb, n) == 0)
+    return "imdb";
+  if (n == sizeof nsmc - 1 && memcmp(line, nsmc, n) == 0)
+    return "nsmc";
+  return NULL;
+}
+
 const char *mb_dataset_from_content(const char *path) {
   if (mb_is_dir(path))
     return "imdb"; /* an aclImdb tree */
@@ -209,12 +218,10 @@ const char *mb_dataset_from_content(const char *path) {
     return NULL;
   if (memcmp(got, "\xEF\xBB\xBF", 3) == 0)
     got += 3;
-  static const char imdb[] = "id\trating\tlabel\ttext", nsmc[] = "id\tdocument\tlabel";
-  if (strncmp(got, imdb, sizeof imdb - 1) == 0)
-    return "imdb";
-  if (strncmp(got, nsmc, sizeof nsmc - 1) == 0)
-    return "nsmc";
-  return NULL;
+  size_t n = strlen(got);
+  while (n > 0 && (got[n - 1] == '\n' || got[n - 1] == '\r'))
+    n--;
+  return mb_dataset_of_header(got, n);
 }
 
 int mb_resolve_split(const char *path, const char *split, char out[16]) {

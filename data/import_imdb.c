@@ -17,8 +17,6 @@
 #include "data/import_internal.h"
 #include "data/records.h"
 
-static const char imdb_header[] = "id\trating\tlabel\ttext";
-
 int mb_import_imdb_tsv(const char *path, const char *split, mb_records *out) {
   memset(out, 0, sizeof *out);
   char sp[16];
@@ -37,10 +35,11 @@ int mb_import_imdb_tsv(const char *path, const char *split, mb_records *out) {
     rc = MB_ERR(MB_EFORMAT, "%s: empty file (expected the header '%s')", path, "id<TAB>rating<TAB>label<TAB>text");
     goto done;
   }
-  if (n != sizeof imdb_header - 1 || memcmp(line, imdb_header, n) != 0) {
+  const char *header_of = mb_dataset_of_header(line, n);
+  if (!header_of || strcmp(header_of, "imdb") != 0) {
     char hv[160];
     mb_header_preview(line, n, hv, sizeof hv);
-    const int other = n >= 17 && memcmp(line, "id\tdocument\tlabel", 17) == 0;
+    const int other = header_of && strcmp(header_of, "nsmc") == 0;
     rc = MB_ERR(MB_EFORMAT, "%s: line 1: expected the header 'id<TAB>rating<TAB>label<TAB>text', found %s%s", path,
                 hv, other ? " (an NSMC file: data.dataset / --dataset nsmc)" : "");
     goto done;

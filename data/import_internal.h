@@ -28,6 +28,9 @@ typedef struct {
 } mb_line_iter;
 int mb_next_line(mb_line_iter *it, const char **start, size_t *n);
 
+/* The data set whose header the line is: "imdb" (id, rating, label, text),
+ * "nsmc" (id, document, label), or NULL. */
+const char *mb_dataset_of_header(const char *line, size_t n);
 /* A header line for an error message: quoted, tabs shown as <TAB>, at
  * most cap bytes with its NUL. */
 void mb_header_preview(const char *s, size_t n, char *out, size_t cap);

@@ -25,8 +25,6 @@
 #include "data/import_internal.h"
 #include "data/records.h"
 
-static const char nsmc_header[] = "id\tdocument\tlabel";
-
 int mb_import_nsmc_tsv(const char *path, const char *split, mb_records *out) {
   memset(out, 0, sizeof *out);
   char sp[16];
@@ -51,10 +49,11 @@ int mb_import_nsmc_tsv(const char *path, const char *split, mb_records *out) {
     rc = MB_ERR(MB_EFORMAT, "%s: empty file (expected the header 'id<TAB>document<TAB>label')", path);
     goto done;
   }
-  if (n != sizeof nsmc_header - 1 || memcmp(line, nsmc_header, n) != 0) {
+  const char *header_of = mb_dataset_of_header(line, n);
+  if (!header_of || strcmp(header_of, "nsmc") != 0) {
     char hv[160];
     mb_header_preview(line, n, hv, sizeof hv);
-    const int other = n >= 20 && memcmp(line, "id\trating\tlabel\ttext", 20) == 0;
+    const int other = header_of && strcmp(header_of, "imdb") == 0;
     rc = MB_ERR(MB_EFORMAT, "%s: line 1: expected the header 'id<TAB>document<TAB>label', found %s%s", path, hv,
                 other ? " (an IMDB file: data.dataset / --dataset imdb)" : "");
     goto done;

@@ -200,6 +200,16 @@ static int build_bmp_table(mb_wordpiece *wp) {
   return MB_OK;
 }
 
+/* The special tokens HF registers as added tokens (matched in raw text). */
+static const char *const bert_specials[5] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+
+static int is_bert_special(const char *s) {
+  for (int k = 0; k < 5; k++)
+    if (strcmp(s, bert_specials[k]) == 0)
+      return 1;
+  return 0;
+}
+
 int mb_wordpiece_load(const char *path, const mb_tokenizer_options *opt, mb_tokenizer *t) {
   char *data;
   size_t size;
@@ -275,8 +285,7 @@ int mb_wordpiece_load_json(const char *path, mb_tokenizer *t, int *is_wordpiece)
     if (!content || id < 0 || (size_t)id >= n || !by_id[id] || strcmp(by_id[id], content) != 0)
       rc = MB_ERR(MB_EUNSUPPORTED, "%s: added token '%.64s' (id %lld) outside model.vocab: not supported", path,
                   content ? content : "?", (long long)id);
-    else if (strcmp(content, "[PAD]") && strcmp(content, "[UNK]") && strcmp(content, "[CLS]") &&
-             strcmp(content, "[SEP]") && strcmp(content, "[MASK]"))
+    else if (!is_bert_special(content))
       rc = MB_ERR(MB_EUNSUPPORTED, "%s: added token '%.64s' besides BERT's five: not supported", path, content);
   }
   if (rc == MB_OK && !(buf = (char *)malloc(bytes + 1)))
@@ -391,8 +400,7 @@ int mb_wordpiece_load_buffer(const char *path, char *data, size_t size, const mb
     rc = MB_ERR(MB_EFORMAT, "%s: the vocabulary has no [UNK] token (WordPiece needs one)", path);
     goto done;
   }
-  /* The special tokens HF registers as added tokens, matched in raw text. */
-  static const char *const specials[] = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"};
+  const char *const *specials = bert_specials;
   int32_t sid[5];
   for (int k = 0; k < 5; k++) {
     sid[k] = mb_vmap_get(&wp->vocab, specials[k], strlen(specials[k]));

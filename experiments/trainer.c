@@ -1165,16 +1165,15 @@ static int export_model(trainer *t) {
   char dir[1100];
   snprintf(dir, sizeof dir, "%s/model", t->run_dir);
   MB_TRY(t->net->ops->export_dir(t->net, dir, t->tokenizer_path));
-  /* the tokenizer travels with the weights, under the name its format has
-   * (a WordPiece vocabulary may be a vocab.txt or a tokenizer.json), unless
-   * the export already wrote it */
+  /* the tokenizer travels with the weights: the BERT and Mamba exports
+   * write it themselves; otherwise (bow) it is copied under its format's name */
   const size_t tl = strlen(t->tokenizer_path);
   const int json = tl >= 5 && strcmp(t->tokenizer_path + tl - 5, ".json") == 0;
-  char to[1200], other[1200];
-  snprintf(to, sizeof to, "%s/%s", dir, json ? "tokenizer.json" : "vocab.txt");
-  snprintf(other, sizeof other, "%s/%s", dir, json ? "vocab.txt" : "tokenizer.json");
-  if (!mb_file_exists(to) && !(mb_tokenizer_kind_of(t->tok) == MB_TOKENIZER_WORDPIECE && mb_file_exists(other)))
-    MB_TRY(copy_file(t->tokenizer_path, to));
+  char vocab[1200], tj[1200];
+  snprintf(vocab, sizeof vocab, "%s/vocab.txt", dir);
+  snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+  if (!mb_file_exists(vocab) && !mb_file_exists(tj))
+    MB_TRY(copy_file(t->tokenizer_path, json ? tj : vocab));
   MB_INFO("exported %s", dir);
   return MB_OK;
 }
