@@ -8,6 +8,7 @@
 #include "autograd/backend.h"
 #include "autograd/exec.h"
 #include "autograd/graph.h"
+#include "autograd/loss_scaler.h"
 #include "autograd/op.h"
 #include "autograd/ops.h"
 #include "autograd/optim.h"

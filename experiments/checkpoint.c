@@ -282,6 +282,16 @@ int mb_ckpt_write_state(mb_ckpt_writer *w, const mb_ckpt_state *s) {
   for (int i = 0; win && i < 8; i++)
     json_array_append_new(win, isfinite(s->log_window[i]) ? json_real(s->log_window[i]) : json_null());
   json_object_set_new(j, "log_window", win);
+  if (s->has_loss_scaler) {
+    const mb_loss_scaler *ls = &s->loss_scaler; /* the scale as a JSON real: %.17g, exact */
+    json_object_set_new(j, "loss_scaler",
+                        json_pack("{s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I}", "scale", ls->scale,
+                                  "growth_factor", ls->growth_factor, "backoff_factor", ls->backoff_factor,
+                                  "growth_interval", (json_int_t)ls->growth_interval, "good_steps",
+                                  (json_int_t)ls->good_steps, "bad_steps", (json_int_t)ls->bad_steps, "steps",
+                                  (json_int_t)ls->steps, "skipped", (json_int_t)ls->skipped, "window_skipped",
+                                  (json_int_t)s->window_skipped));
+  }
   if (s->rank_loaders && s->world_size > 1) {
     json_t *arr = json_array();
     for (int r = 0; r < s->world_size; r++) {
@@ -529,6 +539,29 @@ int mb_ckpt_read_state(const char *dir, mb_ckpt_state *s) {
       rc = MB_ERR(MB_EFORMAT, "%s: 'log_window' is not an array of 8 numbers", path);
     for (size_t i = 0; rc == MB_OK && win && i < 8; i++)
       s->log_window[i] = json_is_null(json_array_get(win, i)) ? NAN : json_number_value(json_array_get(win, i));
+    json_t *ls = json_object_get(j, "loss_scaler");
+    if (rc == MB_OK && ls) {
+      mb_loss_scaler *o = &s->loss_scaler;
+      json_t *scale = json_object_get(ls, "scale");
+      if (!json_is_object(ls) || !json_is_number(scale) || !(json_number_value(scale) > 0) ||
+          !json_is_integer(json_object_get(ls, "good_steps")) || !json_is_integer(json_object_get(ls, "steps")))
+        rc = MB_ERR(MB_EFORMAT, "%s: 'loss_scaler' needs a positive scale and integer good_steps and steps", path);
+      if (rc == MB_OK) {
+        s->has_loss_scaler = 1;
+        mb_loss_scaler_init(o, json_number_value(scale));
+        json_t *f;
+        if ((f = json_object_get(ls, "growth_factor")) && json_is_number(f))
+          o->growth_factor = json_number_value(f);
+        if ((f = json_object_get(ls, "backoff_factor")) && json_is_number(f))
+          o->backoff_factor = json_number_value(f);
+        o->growth_interval = json_integer_value(json_object_get(ls, "growth_interval"));
+        o->good_steps = json_integer_value(json_object_get(ls, "good_steps"));
+        o->bad_steps = json_integer_value(json_object_get(ls, "bad_steps"));
+        o->steps = json_integer_value(json_object_get(ls, "steps"));
+        o->skipped = json_integer_value(json_object_get(ls, "skipped"));
+        s->window_skipped = json_integer_value(json_object_get(ls, "window_skipped"));
+      }
+    }
     const char *v;
 #define COPY_STR(field, key)                                  \
   v = json_string_value(json_object_get(j, key));             \

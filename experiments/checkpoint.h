@@ -61,6 +61,12 @@ typedef struct {
    * writes the lines an uninterrupted one would. Zeros when absent (older
    * checkpoints). */
   double log_window[8];
+  /* train.loss_scale: the dynamic loss scaler, and the steps it skipped in
+   * the open metrics interval (has_loss_scaler 0: none, as in runs without
+   * loss scaling). */
+  int has_loss_scaler;
+  mb_loss_scaler loss_scaler;
+  int64_t window_skipped;
   char arch[32];
   char tokenizer_name[64];
   char tokenizer_sha256[65];

@@ -421,7 +421,7 @@ static int run_eval(int argc, char **argv) {
     if (rc == MB_OK)
       rc = mb_eval_open_model(c, model_override, NULL, be, &tok, &net, models[m].source, sizeof models[m].source);
     if (rc == MB_OK)
-      rc = mb_cli_device_apply(&dev, net);
+      rc = mb_cli_device_apply(&dev, net, 0);
     snprintf(models[m].device, sizeof models[m].device, "%s", dev.desc);
     if (rc == MB_OK)
       rc = open_test_set(c, tok, net->wants_special, &all);

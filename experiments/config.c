@@ -104,6 +104,11 @@ static const mb_cfg_entry SCHEMA[] = {
     {"train.clip_grad_norm", MB_CFG_FLOAT, OFF(clip_grad_norm), 0, 1e9, NULL, "global gradient norm cap (0: off)", 0},
     {"train.precision", MB_CFG_ENUM, OFF(precision), 0, 0, "f32|bf16|fp16|fp8",
      "compute precision (f32 on CPU; the others need a GPU)", 0},
+    {"train.loss_scale", MB_CFG_ENUM, OFF(loss_scale), 0, 0, "auto|dynamic|off",
+     "dynamic loss scaling as torch's GradScaler: skip steps whose gradients overflow (auto: with fp16)", 0},
+    {"train.loss_scale_init", MB_CFG_FLOAT, OFF(loss_scale_init), 1, 3e38, NULL, "the first loss scale", 0},
+    {"train.loss_scale_interval", MB_CFG_INT, OFF(loss_scale_interval), 1, BIG, NULL,
+     "steps without overflow before the loss scale doubles", 0},
     {"train.device", MB_CFG_ENUM, OFF(device), 0, 0, "auto|cpu|cuda", "where to run", 0},
     {"train.recompute", MB_CFG_BOOL, OFF(recompute), 0, 0, NULL, "recompute each layer in backward (less memory)", 0},
     {"train.zero1", MB_CFG_BOOL, OFF(zero1), 0, 0, NULL, "multi-rank: shard the optimizer state (ZeRO-1)", 0},
@@ -205,6 +210,9 @@ void mb_config_defaults(mb_config *c) {
   c->grad_accum = 1;
   c->clip_grad_norm = 1.0;
   strcpy(c->precision, "f32");
+  strcpy(c->loss_scale, "auto");
+  c->loss_scale_init = 65536;
+  c->loss_scale_interval = 2000;
   strcpy(c->device, "auto");
   strcpy(c->eval_split, "test");
   c->eval_samples = 1000;
@@ -848,8 +856,16 @@ static int is_checkpoint_fixed(const char *key) {
  * fixes when c starts from one: left out of the resolved YAML (which must
  * read back as it was written: a run's config.yaml is what --resume
  * loads) and of the config's identity. */
+int mb_config_loss_scaling(const mb_config *c) {
+  if (strcmp(c->loss_scale, "auto") == 0)
+    return strcmp(c->precision, "fp16") == 0;
+  return strcmp(c->loss_scale, "dynamic") == 0;
+}
+
 static int entry_applies(const mb_config *c, const char *key) {
   if (c->model_checkpoint[0] && is_checkpoint_fixed(key))
+    return 0;
+  if (!mb_config_loss_scaling(c) && strncmp(key, "train.loss_scale_", 17) == 0)
     return 0;
   if (!c->model_arch[0])
     return 1;
@@ -1005,6 +1021,13 @@ int mb_config_check(const mb_config_doc *d, const char *purpose) {
                c->precision);
   if (!MAMBERT_HAVE_CUDA && strcmp(c->precision, "f32") != 0)
     CHECK_FAIL("train.precision", "%s needs a GPU and this build has no CUDA backend", c->precision);
+  if (!mb_config_loss_scaling(c) && (is_set(d, "train.loss_scale_init") || is_set(d, "train.loss_scale_interval")))
+    CHECK_FAIL(is_set(d, "train.loss_scale_init") ? "train.loss_scale_init" : "train.loss_scale_interval",
+               "applies with dynamic loss scaling (train.loss_scale: dynamic, or auto with train.precision: fp16)");
+  if (train && mb_config_loss_scaling(c) && c->zero1)
+    CHECK_FAIL("train.loss_scale", "dynamic loss scaling with train.zero1 is not supported (set one of them off)");
+  if (train && mb_config_loss_scaling(c) && strcmp(c->model_arch, "bow") == 0)
+    CHECK_FAIL("train.loss_scale", "the bow model computes in f32 and has no loss scale input (set it off)");
   if (train) {
     if (!c->train_data[0])
       CHECK_FAIL("data.train", "training needs a training set (shards or a raw .tsv[.gz])");

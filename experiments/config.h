@@ -108,6 +108,9 @@ typedef struct {
   int64_t grad_accum;
   double clip_grad_norm;         /* 0: off */
   char precision[MB_CFG_WORD];   /* f32 | bf16 | fp16 | fp8 */
+  char loss_scale[MB_CFG_WORD];  /* auto (dynamic for fp16) | dynamic | off */
+  double loss_scale_init;        /* the first scale (torch's GradScaler: 65536) */
+  int64_t loss_scale_interval;   /* good steps before the scale doubles (2000) */
   char device[MB_CFG_WORD];      /* auto | cpu | cuda */
   int recompute;
   int zero1;
@@ -206,6 +209,10 @@ int mb_config_doc_set(mb_config_doc *d, const char *assignment) MB_NODISCARD;
 /* Cross-key checks for `purpose` ("train", "eval", "sweep"); messages name
  * the key and where it was set. */
 int mb_config_check(const mb_config_doc *d, const char *purpose) MB_NODISCARD;
+
+/* 1 when training scales the loss dynamically: train.loss_scale dynamic, or
+ * auto with train.precision fp16. */
+int mb_config_loss_scaling(const mb_config *c);
 
 /* The resolved config as YAML (every key, schema order); *out is malloc'd.
  * `comment` (may be NULL) becomes a leading "# ..." line. */

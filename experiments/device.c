@@ -43,11 +43,11 @@ int mb_cli_device_open(const mb_config *c, int nranks, int profiling, const char
     snprintf(out->desc, sizeof out->desc, "cpu, f32");
     return MB_OK;
   }
-  if (strcmp(c->precision, "fp16") == 0 || strcmp(c->precision, "fp8") == 0)
+  if (strcmp(c->precision, "fp8") == 0)
     return MB_ERR(MB_EUNSUPPORTED,
-                  "train.precision: %s is not in %s yet (the fp16 loss scale and the fp8 scaling history are not "
-                  "checkpointed, so a resume would not be exact); use bf16 or f32",
-                  c->precision, what);
+                  "train.precision: fp8 is not in %s yet (its delayed-scaling amax history is neither calibrated "
+                  "before the first batch nor checkpointed); use bf16, fp16 or f32",
+                  what);
   if (nranks > 1)
     return MB_ERR(MB_EUNSUPPORTED,
                   "train.device: %s with %d ranks: %s runs one GPU per job for now (the NCCL data-parallel path is "
@@ -60,7 +60,7 @@ int mb_cli_device_open(const mb_config *c, int nranks, int profiling, const char
   MB_TRY(mb_cuda_backend_create(&o, &out->be));
   out->gpu = 1;
   out->mem = mb_cuda_backend_allocator(out->be);
-  out->compute = strcmp(c->precision, "bf16") == 0 ? MB_BF16 : MB_F32;
+  out->compute = strcmp(c->precision, "bf16") == 0 ? MB_BF16 : strcmp(c->precision, "fp16") == 0 ? MB_F16 : MB_F32;
   mb_cuda_device_info info;
   char dev[256] = "?";
   if (mb_cuda_device_get_info(0, &info) == MB_OK)
@@ -75,15 +75,25 @@ int mb_cli_device_open(const mb_config *c, int nranks, int profiling, const char
 #endif
 }
 
-int mb_cli_device_apply(const mb_cli_device *d, mb_net *net) {
-  if (d->compute == MB_F32)
+int mb_cli_device_apply(const mb_cli_device *d, mb_net *net, int loss_scale) {
+  if (d->compute == MB_F32 && !loss_scale)
     return MB_OK;
   struct mb_model *m = mb_net_model(net);
-  if (!m)
+  if (!m && d->compute != MB_F32)
     return MB_ERR(MB_EUNSUPPORTED, "train.precision: %s: the %s model computes in f32 only", mb_dtype_name(d->compute),
                   net->arch);
-  mb_model_precision p = {d->compute, 0};
+  if (!m)
+    return MB_ERR(MB_EUNSUPPORTED, "train.loss_scale: the %s model has no loss scale input (set it off)", net->arch);
+  mb_model_precision p = {d->compute, loss_scale};
   return mb_model_set_precision(m, &p);
+}
+
+int mb_cli_device_set_loss_scale(mb_net *net, double scale) {
+  struct mb_model *m = mb_net_model(net);
+  if (!m)
+    return MB_ERR(MB_EINTERNAL, "the %s model has no loss scale input", net->arch);
+  mb_model_set_loss_scale(m, scale);
+  return MB_OK;
 }
 
 void mb_cli_device_close(mb_cli_device *d) {

@@ -41,6 +41,9 @@ typedef struct {
   int (*build)(mb_net *net, mb_graph *g, const mb_net_shape *shape);
   /* The logits value of a program built by build. */
   mb_var (*logits)(mb_net *net, const mb_graph *g);
+  /* The loss to report: the mean cross-entropy without a loss scale (the
+   * graph's loss, which backward starts from, may be that times S). */
+  mb_var (*loss)(mb_net *net, const mb_graph *g);
   /* Fill every input the executor's program declares from a batch (labels
    * -1 become -100); rng = (seed, offset) for dropout, NULL in evaluation. */
   int (*feed)(mb_net *net, mb_exec *ex, const mb_batch *b, const uint64_t rng[2]);

@@ -123,7 +123,13 @@ static void bow_describe(const mb_net *net, char *buf, size_t cap) {
 
 static void bow_destroy(mb_net *net) { free(net->impl); }
 
-static const mb_net_ops BOW_OPS = {bow_build, bow_logits, bow_feed, bow_init, bow_export, bow_describe, bow_destroy};
+static mb_var bow_loss(mb_net *net, const mb_graph *g) {
+  (void)net;
+  return mb_graph_loss(g);
+}
+
+static const mb_net_ops BOW_OPS = {bow_build,  bow_logits,   bow_loss,    bow_feed,
+                                   bow_init,   bow_export,   bow_describe, bow_destroy};
 
 int mb_net_bow_create(const mb_config *cfg, int64_t vocab_size, mb_net **out) {
   mb_net *net = calloc(1, sizeof *net);

@@ -25,6 +25,11 @@ static mb_var models_logits(mb_net *net, const mb_graph *g) {
   return mb_model_logits(g);
 }
 
+static mb_var models_loss(mb_net *net, const mb_graph *g) {
+  (void)net;
+  return mb_model_loss(g);
+}
+
 static int models_feed(mb_net *net, mb_exec *ex, const mb_batch *b, const uint64_t rng[2]) {
   return mb_model_feed(model_of(net), ex, b, rng);
 }
@@ -56,8 +61,8 @@ static void models_destroy(mb_net *net) {
   mb_model_free(model_of(net));
 }
 
-static const mb_net_ops MODELS_OPS = {models_build,  models_logits,   models_feed,   models_init,
-                                      models_export, models_describe, models_destroy};
+static const mb_net_ops MODELS_OPS = {models_build, models_logits, models_loss,     models_feed,
+                                      models_init,  models_export, models_describe, models_destroy};
 
 struct mb_model *mb_net_model(mb_net *net) { return net && net->ops == &MODELS_OPS ? model_of(net) : NULL; }
 

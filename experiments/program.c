@@ -35,7 +35,7 @@ static int build_program(void *user, mb_graph *g, const int64_t *key, int nkey) 
   MB_TRY(mb_graph_status(g));
   p->vars[p->n].g = g;
   p->vars[p->n].logits = p->net->ops->logits(p->net, g);
-  p->vars[p->n].loss = mb_graph_loss(g);
+  p->vars[p->n].loss = p->net->ops->loss(p->net, g);
   if (!mb_var_ok(p->vars[p->n].logits) || !mb_var_ok(p->vars[p->n].loss))
     return MB_ERR(MB_EINTERNAL, "the %s program has no logits or loss", p->net->arch);
   p->n++;

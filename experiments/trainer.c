@@ -40,6 +40,10 @@
 #include "runtime/safetensors.h"
 
 #define LONG_WAIT_S (7 * 24 * 3600.0) /* barriers around rank-0-only work (evaluation, export) */
+/* Overflowed steps in a row after which loss scaling gives up: S has been
+ * halved that many times (2^-64 of where it was), so the gradients are not
+ * finite at any scale. */
+#define MAX_BAD_STEPS 64
 
 static volatile sig_atomic_t stop_signal;
 
@@ -75,6 +79,11 @@ typedef struct {
   mb_lr_schedule sched;
   char config_sha[65], params_sha[65];
   double log_window[8]; /* the checkpoint's open metrics interval (mb_ckpt_state) */
+  int64_t window_skipped; /* and the steps the loss scaler skipped in it */
+  /* train.loss_scale: every step's loss times S; a step whose gradients
+   * overflow is skipped and S halved (torch's GradScaler) */
+  int scaling;
+  mb_loss_scaler scaler;
   uint64_t dropout_seed;
   /* multi-rank */
   mb_buckets *buckets;
@@ -313,7 +322,12 @@ static int setup_net(trainer *t) {
   const mb_config *c = t->cfg;
   t->be = t->dev.be;
   MB_TRY(mb_net_create(c, mb_tokenizer_vocab_size(t->tok), 1, t->be, &t->net));
-  MB_TRY(mb_cli_device_apply(&t->dev, t->net));
+  t->scaling = mb_config_loss_scaling(c);
+  MB_TRY(mb_cli_device_apply(&t->dev, t->net, t->scaling));
+  if (t->scaling) {
+    mb_loss_scaler_init(&t->scaler, c->loss_scale_init);
+    t->scaler.growth_interval = c->loss_scale_interval;
+  }
   mb_net *net = t->net;
   /* the weights' tokenizer (a checkpoint's) must be the data's */
   if (net->tokenizer_sha256[0] && strcmp(net->tokenizer_sha256, mb_tokenizer_vocab_sha256(t->tok)) != 0)
@@ -492,6 +506,7 @@ static int setup_zero(trainer *t) {
 typedef struct {
   double loss_sum, loss_rows, tokens, padded, samples, grad_norm_sum, steps;
   double seconds; /* training time of these steps (not evaluation or checkpoints) */
+  int64_t skipped; /* steps the loss scaler skipped (the same on every rank; not in grad_norm_sum) */
 } interval;
 
 static int save_checkpoint(trainer *t, const interval *iv) {
@@ -590,6 +605,9 @@ static int save_checkpoint(trainer *t, const interval *iv) {
       s.tokens_seen = t->tokens_seen;
       s.train_seconds = t->train_seconds;
       memcpy(s.log_window, window, sizeof window);
+      s.has_loss_scaler = t->scaling;
+      s.loss_scaler = t->scaler;
+      s.window_skipped = iv->skipped;
       snprintf(s.arch, sizeof s.arch, "%s", t->net->arch);
       snprintf(s.tokenizer_name, sizeof s.tokenizer_name, "%s", mb_tokenizer_name(t->tok));
       snprintf(s.tokenizer_sha256, sizeof s.tokenizer_sha256, "%s", mb_tokenizer_vocab_sha256(t->tok));
@@ -853,6 +871,13 @@ static int restore_checkpoint(trainer *t, const char *dir) {
   t->train_seconds = s.train_seconds;
   t->dropout_seed = s.dropout_seed;
   memcpy(t->log_window, s.log_window, sizeof t->log_window);
+  if (t->scaling && s.has_loss_scaler) {
+    t->scaler = s.loss_scaler;
+    t->scaler.growth_interval = c->loss_scale_interval; /* an identity key: the checkpoint's too */
+    t->window_skipped = s.window_skipped;
+  } else if (t->scaling) {
+    MB_WARN("%s holds no loss scaler state: starting again from train.loss_scale_init %g", dir, c->loss_scale_init);
+  }
   MB_INFO("resumed from %s: step %lld, epoch %lld", dir, (long long)s.step, (long long)s.epoch);
   return MB_OK;
 }
@@ -925,13 +950,15 @@ static int log_interval(trainer *t, interval *iv, double lr) {
   double dt = iv->seconds > 0 ? iv->seconds : 1e-9;
   double loss = sums[1] > 0 ? sums[0] / sums[1] : NAN;
   double tok_s = sums[2] / dt, pad_s = sums[3] / dt, smp_s = sums[4] / dt;
-  double gnorm = iv->steps > 0 ? sums[5] / iv->steps : NAN;
+  const double taken = iv->steps - (double)iv->skipped;
+  double gnorm = taken > 0 ? sums[5] / taken : NAN;
   double epoch = t->steps_per_epoch ? (double)t->micro / (double)t->steps_per_epoch : 0;
   if (t->rank == 0) {
-    const char *keys[] = {"loss", "lr", "grad_norm", "epoch", "tokens_per_s", "padded_tokens_per_s", "samples_per_s",
-                          "elapsed_s"};
-    double vals[] = {loss, lr, gnorm, epoch, tok_s, pad_s, smp_s, t->train_seconds};
-    MB_TRY(mb_metrics_log(t->metrics, "train", t->step, keys, vals, 8));
+    const char *keys[] = {"loss",          "lr",        "grad_norm",  "epoch",        "tokens_per_s", "padded_tokens_per_s",
+                          "samples_per_s", "elapsed_s", "loss_scale", "skipped_steps"};
+    double vals[] = {loss,  lr, gnorm, epoch, tok_s, pad_s, smp_s, t->train_seconds, mb_loss_scaler_scale(&t->scaler),
+                     (double)iv->skipped};
+    MB_TRY(mb_metrics_log(t->metrics, "train", t->step, keys, vals, t->scaling ? 10 : 8));
     if (t->bar) {
       progress_bar(t, loss, lr, tok_s, smp_s, 1);
     } else if (!t->quiet_progress) {
@@ -939,9 +966,13 @@ static int log_interval(trainer *t, interval *iv, double lr) {
       int64_t done_here = t->step - t->step_at_start;
       double per = done_here > 0 ? (now_s() - t->t_process_start) / (double)done_here : NAN;
       fmt_duration(per * (double)(t->total_steps - t->step), eta, sizeof eta);
+      char scaling[64] = "";
+      if (t->scaling)
+        snprintf(scaling, sizeof scaling, " loss_scale %g skipped %lld", mb_loss_scaler_scale(&t->scaler),
+                 (long long)iv->skipped);
       fprintf(stderr,
-              "step %lld/%lld epoch %.2f loss %.4f lr %.3e grad_norm %.3f tokens/s %.0f samples/s %.1f eta %s\n",
-              (long long)t->step, (long long)t->total_steps, epoch, loss, lr, gnorm, tok_s, smp_s, eta);
+              "step %lld/%lld epoch %.2f loss %.4f lr %.3e grad_norm %.3f%s tokens/s %.0f samples/s %.1f eta %s\n",
+              (long long)t->step, (long long)t->total_steps, epoch, loss, lr, gnorm, scaling, tok_s, smp_s, eta);
     }
   }
   memset(iv, 0, sizeof *iv);
@@ -1024,6 +1055,8 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
   const int record = t->timeline && t->step + 1 == c->timeline_step;
   if (record)
     MB_TRY(timeline_begin(t));
+  if (t->scaling)
+    MB_TRY(mb_cli_device_set_loss_scale(t->net, mb_loss_scaler_scale(&t->scaler)));
   for (int64_t m = 0; m < A; m++) {
     const mb_batch *b;
     MB_TRY(mb_loader_next(t->loader, &b));
@@ -1052,8 +1085,9 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
       float l;
       MB_TRY(mb_exec_get(ex, loss, &l));
       if (!isfinite(l))
-        return MB_ERR(MB_EINVAL, "step %lld: the loss is %f (diverged); lower optim.lr or set train.clip_grad_norm",
-                      (long long)t->step + 1, (double)l);
+        return MB_ERR(MB_EINVAL, "step %lld: the loss is %f (diverged); lower optim.lr or set train.clip_grad_norm%s",
+                      (long long)t->step + 1, (double)l,
+                      strcmp(c->precision, "fp16") == 0 ? " (fp16 activations overflow more easily than bf16's)" : "");
       iv->loss_sum += (double)l * b->n_seqs;
       iv->loss_rows += b->n_seqs;
     }
@@ -1067,6 +1101,7 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
   const double lr = mb_lr_at(&t->sched, t->step);
   const double max_norm = c->clip_grad_norm > 0 ? c->clip_grad_norm : 1e300;
   double norm;
+  int take = 1;
   if (t->zero) {
     float *grads = mb_params_grad(p), *params = mb_params_data(p);
     const size_t numel = (size_t)mb_params_total(p);
@@ -1085,13 +1120,28 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
   } else {
     if (t->buckets)
       MB_TRY(mb_buckets_wait_all(t->buckets));
-    double scale;
+    double scale, inv = 1.0;
     MB_TRY(mb_clip_grad_norm(p, 1e300, &norm, &scale));
     norm /= (double)A; /* the gradient of the mean over micro-batches */
-    scale = mb_clip_coef(norm, max_norm);
-    MB_TRY(mb_optimizer_step(t->opt, lr, scale / (double)A));
+    /* loss scaling: the norm (summed in f64) is finite exactly when every
+     * gradient is; S is a power of two, so unscaling by 1/S is exact */
+    take = t->scaling ? mb_loss_scaler_update(&t->scaler, !isfinite(norm), &inv) : 1;
+    norm *= inv;
+    if (take) {
+      scale = mb_clip_coef(norm, max_norm);
+      MB_TRY(mb_optimizer_step(t->opt, lr, scale * inv / (double)A));
+    } else {
+      iv->skipped++;
+      if (t->scaler.bad_steps >= MAX_BAD_STEPS)
+        return MB_ERR(MB_EINVAL,
+                      "step %lld: the gradients overflowed (Inf or NaN) %d steps in a row, down to a loss scale of "
+                      "%g: they are not finite at any scale (diverged); lower optim.lr%s",
+                      (long long)t->step + 1, MAX_BAD_STEPS, mb_loss_scaler_scale(&t->scaler),
+                      strcmp(c->precision, "fp16") == 0 ? " or use train.precision: bf16" : "");
+    }
   }
-  iv->grad_norm_sum += norm;
+  if (take) /* a skipped step's norm is Inf or NaN */
+    iv->grad_norm_sum += norm;
   iv->steps += 1;
   t->step++;
   if (record)
@@ -1184,7 +1234,7 @@ static int run_loop(trainer *t, int *interrupted) {
   memset(&iv, 0, sizeof iv);
   if (t->rank == 0) { /* a resumed run's open interval (summed over ranks: rank 0 holds it all) */
     const double *w = t->log_window;
-    iv = (interval){w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]};
+    iv = (interval){w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], t->window_skipped};
   }
   t->t_process_start = now_s();
   t->step_at_start = t->step;

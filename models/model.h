@@ -252,7 +252,7 @@ int mb_model_set_labels(mb_model *m, const char *const *names, int n) MB_NODISCA
  * f32 scalar input "loss_scale" (mb_model_feed feeds the value set by
  * mb_model_set_loss_scale, default 1), so gradients come out scaled; the
  * unscaled loss is mb_model_loss(). Pair with mb_loss_scaler
- * (kernels/cuda/cuda_amp.h), which also gives the 1/S to step with.
+ * (autograd/loss_scaler.h), which also gives the 1/S to step with.
  * fp8 matmuls are a backend option on top of bf16 (mb_cuda_backend_opts.fp8_matmul).
  *
  * Set the precision before building programs: the program cache keys on

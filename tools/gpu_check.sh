@@ -80,12 +80,12 @@ BIN=/tmp/mambert-gpu
 # or fault on a new GPU must not cost the rest.
 TESTS=(cuda_attention_probe:40 cuda_attention:150 cuda_attention+ws:120 cuda_selective_scan:150 cuda_models:120 cuda_attention_ops:120 cuda_scan_ops:120
   cuda_train:120 cuda_ops:120 cuda_gemm:120 cuda_attention_fp8:90 cuda_attention_fp8+ws:60 cuda_conv1d:90 cuda_runtime:60
-  runtime_cuda_alloc:60 runtime_dtype_cuda:30 cuda_amp_logic:30 cuda_attention_dispatch:30
+  runtime_cuda_alloc:60 runtime_dtype_cuda:30 cuda_attention_dispatch:30
   cuda_selective_scan_plan:30 cuda_attention_ops+wgmma:120 cuda_models+wgmma:120)
 BENCHES=(bench_cuda_mlp bench_cuda_gemm bench_cuda_train bench_cuda_attention bench_cuda_selective_scan
   bench_cuda_sweep bench_cuda_packed mambert)
 # need no GPU: exit 0 here too
-NO_GPU_NEEDED=" runtime_dtype_cuda cuda_amp_logic cuda_attention_dispatch cuda_selective_scan_plan "
+NO_GPU_NEEDED=" runtime_dtype_cuda cuda_attention_dispatch cuda_selective_scan_plan "
 
 # The steps of `run`, in order: name, group, time limit (s). A step gets
 # min(its limit, what is left of the budget); under 10 s left it is skipped.
@@ -93,7 +93,7 @@ NO_GPU_NEEDED=" runtime_dtype_cuda cuda_amp_logic cuda_attention_dispatch cuda_s
 # first, the torch.compile ones (slow to compile) last.
 STEPS=(
   "tests tests 170"
-  "cli_train cli 90"
+  "cli_train cli 120"
   "cli_eval cli 60"
   "fp8_probe bench 20"
   "bench_cuda_mlp bench 30"
@@ -411,35 +411,37 @@ torch_scan_step() {
 }
 
 # \`mambert train\` itself on the GPU (train.device: cuda): the demo BERT and
-# Mamba for 40 steps in f32 and bf16 and on the CPU. f32 on the GPU runs the
-# CPU's program: its losses must follow the CPU's. Exact resume: a copy of
-# the bf16 run cut back to its step-20 checkpoint and resumed must export the
+# Mamba for 40 steps in f32, bf16 and fp16 (dynamic loss scaling) and on the
+# CPU. f32 on the GPU runs the CPU's program: its losses must follow the
+# CPU's; fp16's must stay within 0.1. Exact resume: a copy of the bf16 and of
+# the fp16 run cut back to its step-20 checkpoint and resumed must export the
 # same weights byte for byte.
 cli_train_step() {
   local rc=0 arch prec d
   local common=(--set train.max_steps=40 --set checkpoint.every=20 --set eval.every=0
     --set data.cache_dir="$WORK/cli-cache" --set log.progress=lines)
   for arch in bert mamba; do
-    for prec in f32 bf16; do
+    for prec in f32 bf16 fp16; do
       d="$WORK/raw/cli-$arch-$prec"
       ours "$BIN/mambert" train "experiments/demo-$arch.yaml" --set train.device=cuda --set train.precision=$prec \
         --set run.dir="$d" "${common[@]}" || rc=1
     done
     ours "$BIN/mambert" train "experiments/demo-$arch.yaml" --set train.device=cpu --set run.dir="$WORK/raw/cli-$arch-cpu" \
       "${common[@]}" || rc=1
-    d="$WORK/raw/cli-$arch-bf16"
-    if [ -d "$d/checkpoints" ]; then
+    for prec in bf16 fp16; do # fp16: the loss scaler's state is in the checkpoint too
+      d="$WORK/raw/cli-$arch-$prec"
+      [ -d "$d/checkpoints" ] || continue
       rm -rf "$d-resumed"
       cp -r "$d" "$d-resumed"
       rm -rf "$d-resumed"/checkpoints/step-00000040
       ours "$BIN/mambert" train --resume "$d-resumed" || rc=1
       if cmp -s "$d/model/model.safetensors" "$d-resumed/model/model.safetensors"; then
-        echo "cli_train: $arch bf16 resumed from step 20: the same weights byte for byte"
+        echo "cli_train: $arch $prec resumed from step 20: the same weights byte for byte"
       else
-        echo "cli_train: $arch bf16 resumed from step 20: the exported weights DIFFER"
+        echo "cli_train: $arch $prec resumed from step 20: the exported weights DIFFER"
         rc=1
       fi
-    fi
+    done
   done
   python3 - "$WORK/raw" <<'PY' || rc=1
 import json, sys, os
@@ -464,10 +466,22 @@ print("| model | run | loss at the logged steps | accuracy (1000 test reviews) |
 print("|---|---|---|---|")
 for arch in ("bert", "mamba"):
     cpu = losses(os.path.join(raw, f"cli-{arch}-cpu"))
-    for run in ("cpu", "f32", "bf16"):
+    for run in ("cpu", "f32", "bf16", "fp16"):
         d = os.path.join(raw, f"cli-{arch}-{run}")
         l = losses(d)
         print(f"| {arch} | {run} | " + " ".join(f"{s}:{v:.4f}" for s, v in sorted(l.items())) + f" | {acc(d)} |")
+    # fp16: every logged loss finite, within 0.1 of the f32 CPU run's (40 steps
+    # from the same seed), and the skipped steps the loss scaler reports
+    half = losses(os.path.join(raw, f"cli-{arch}-fp16"))
+    skipped = 0
+    p = os.path.join(raw, f"cli-{arch}-fp16", "metrics.jsonl")
+    if os.path.exists(p):
+        skipped = sum(int(json.loads(x).get("skipped_steps", 0)) for x in open(p) if '"kind":"train"' in x)
+    worst = max((abs(half[s] - cpu[s]) for s in cpu if s in half), default=float("inf"))
+    ok = worst <= 0.1 and len(half) == len(cpu) > 0
+    bad += not ok
+    print(f"cli_train: {arch} fp16 (dynamic loss scaling, {skipped} steps skipped) vs the CPU: largest loss "
+          f"difference {worst:.2e} (bound 0.1): " + ("ok" if ok else "FAILED"))
     gpu = losses(os.path.join(raw, f"cli-{arch}-f32"))
     worst = max((abs(gpu[s] - cpu[s]) for s in cpu if s in gpu), default=float("inf"))
     ok = worst <= 2e-2 and len(gpu) == len(cpu) > 0

@@ -41,7 +41,7 @@
  * the store. Matmuls accumulate in f32 (bf16 x bf16 -> bf16 rounds once);
  * norms keep f32 statistics. For fp16, scale the loss by an input S
  * (loss_scaled = mb_mul(g, loss, s_input)), check the gradients with
- * mb_cuda_grads_nonfinite, and let mb_loss_scaler decide (cuda_amp.h).
+ * mb_cuda_grads_nonfinite, and let mb_loss_scaler decide (autograd/loss_scaler.h).
  * fp8 (opts.fp8_matmul): forward-tape matmuls (Linear layers in
  * training and evaluation) quantise both operands to e4m3 with delayed
  * per-tensor scaling (amax history of 16, TransformerEngine's recipe) and

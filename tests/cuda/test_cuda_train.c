@@ -25,7 +25,7 @@
 #include "cuda_test_util.h"
 #include "kernels/cpu/cpu.h"
 #include "kernels/cuda/cuda.h"
-#include "kernels/cuda/cuda_amp.h"
+#include "autograd/loss_scaler.h"
 
 enum { V = 50, L = 16, H = 32, F = 64, C = 3, NPARAM = 15 };
 

@@ -4,8 +4,8 @@
 # bit-identical to an uninterrupted run of the same config, and with the same
 # metrics lines (each step once); resuming it again once complete does
 # nothing. Tiny models on data/samples; well under 60 s.
-# Models: bow (with gradient accumulation) always; bert and mamba when the
-# build has models/.
+# Models: bow (with gradient accumulation) always; bert (also with dynamic
+# loss scaling that skips steps) and mamba when the build has models/.
 set -u
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 tmp="$(mktemp -d /tmp/mb_resume_XXXXXX)"
@@ -49,7 +49,7 @@ YAML
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
 check_model() { # NAME
-  local n="$1" a="$tmp/$1-a" b="$tmp/$1-b"
+  local n="$1" a="$tmp/$1-a" b="$tmp/$1-b" fail_before=$fail
   "$bin" train "$tmp/$n.yaml" --run-dir "$a" >"$tmp/$n-a.log" 2>&1 || { echo "FAIL $n: uninterrupted run failed"; cat "$tmp/$n-a.log"; fail=1; return; }
   local last
   last="$(ls "$a/checkpoints" | sort | tail -1)"
@@ -87,6 +87,10 @@ check_model() { # NAME
             <(grep -o "$line" "$b/metrics.jsonl" | sed 's/"time":[0-9.]*,//') >/dev/null; then
     echo "FAIL $n: metrics.jsonl differs"; fail=1
   fi
+  local scaler='"loss_scale":[0-9.e+-]*,"skipped_steps":[0-9.]*'
+  if ! diff <(grep -o "$scaler" "$a/metrics.jsonl") <(grep -o "$scaler" "$b/metrics.jsonl") >/dev/null; then
+    echo "FAIL $n: the loss scale or the skipped steps in metrics.jsonl differ"; fail=1
+  fi
   # resuming the completed run does nothing: no step, no line, no file touched
   local before after
   before="$(sha "$b/metrics.jsonl") $(sha "$b/run.json") $(sha "$b/results.json")"
@@ -96,7 +100,7 @@ check_model() { # NAME
   after="$(sha "$b/metrics.jsonl") $(sha "$b/run.json") $(sha "$b/results.json")"
   grep -q "is a completed run.*nothing to resume" "$tmp/$n-b3.log" || { echo "FAIL $n: no 'completed run' message"; cat "$tmp/$n-b3.log"; fail=1; }
   [ "$before" = "$after" ] || { echo "FAIL $n: resuming the completed run changed metrics.jsonl, run.json or results.json"; fail=1; }
-  echo "ok $n: killed after $killed_at, resumed; $last weights and optimizer state bit-identical ($(sha "$b/checkpoints/$last/model.safetensors" | cut -c1-16))"
+  [ $fail = $fail_before ] && echo "ok $n: killed after $killed_at, resumed; $last weights and optimizer state bit-identical ($(sha "$b/checkpoints/$last/model.safetensors" | cut -c1-16))"
 }
 
 # bow also accumulates gradients over 2 micro-batches per step
@@ -116,6 +120,34 @@ else
   max_position: 64
   dropout: 0.1" data/vocab/bert-base-uncased-vocab.txt
   check_model bert
+  # dynamic loss scaling from 2^127: every 4 good steps the scale doubles to
+  # 2^128, which overflows (an f32 Inf), so that step is skipped and the scale
+  # halves; the scaler's state crosses the checkpoint of step 7 mid-cycle
+  write_config bert-scaled "  arch: bert
+  hidden_size: 32
+  num_layers: 1
+  num_heads: 2
+  intermediate_size: 64
+  max_position: 64
+  dropout: 0.1" data/vocab/bert-base-uncased-vocab.txt "  loss_scale: dynamic
+  loss_scale_init: 1.7014118346046923e+38
+  loss_scale_interval: 4"
+  check_model bert-scaled
+  if ! grep -q '"skipped_steps":[1-9]' "$tmp/bert-scaled-a/metrics.jsonl"; then
+    echo "FAIL bert-scaled: no step was skipped (the scale never overflowed)"; fail=1
+  fi
+  # a power-of-two scale that never overflows changes nothing, bit for bit:
+  # the gradients are S times larger exactly, and the step unscales them
+  "$bin" train "$tmp/bert.yaml" --run-dir "$tmp/bert-pow2" --set train.loss_scale=dynamic \
+    --set train.loss_scale_init=1024 --set train.loss_scale_interval=1000 >"$tmp/bert-pow2.log" 2>&1 ||
+    { echo "FAIL bert-pow2: run failed"; tail -5 "$tmp/bert-pow2.log"; fail=1; }
+  last="$(ls "$tmp/bert-a/checkpoints" | sort | tail -1)"
+  if [ "$(sha "$tmp/bert-a/checkpoints/$last/model.safetensors")" != "$(sha "$tmp/bert-pow2/checkpoints/$last/model.safetensors")" ] ||
+     ! grep -q '"loss_scale":1024' "$tmp/bert-pow2/metrics.jsonl"; then
+    echo "FAIL bert-pow2: loss scale 1024 changed the weights (or was not applied)"; fail=1
+  else
+    echo "ok bert-pow2: loss scale 1024 leaves $last's weights bit-identical"
+  fi
   write_config mamba "  arch: mamba
   d_model: 32
   num_layers: 1

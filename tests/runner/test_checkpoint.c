@@ -72,6 +72,16 @@ static int save(int64_t step, int keep) {
     s.loader[i] = (uint8_t)(i * 7 + step);
   s.seed = 0xFFFFFFFFFFFFFFF1ull; /* past 2^53: must survive JSON */
   s.world_size = 1;
+  if (step >= 30) { /* the loss scaler's state, exactly (the scale is any double) */
+    s.has_loss_scaler = 1;
+    mb_loss_scaler_init(&s.loss_scaler, 1.0 / 3.0);
+    s.loss_scaler.growth_interval = 7;
+    s.loss_scaler.good_steps = 5;
+    s.loss_scaler.bad_steps = 2;
+    s.loss_scaler.steps = step;
+    s.loss_scaler.skipped = 4;
+    s.window_skipped = 1;
+  }
   snprintf(s.arch, sizeof s.arch, "bert");
   snprintf(s.tokenizer_sha256, sizeof s.tokenizer_sha256, "%064d", 7);
   int rc = mb_ckpt_write_weights(w, P, "bert");
@@ -114,6 +124,17 @@ static void assert_latest(int64_t step) {
   assert_true(s.seed == 0xFFFFFFFFFFFFFFF1ull);
   for (int i = 0; i < MB_LOADER_STATE_BYTES; i++)
     assert_int_equal(s.loader[i], (uint8_t)(i * 7 + step));
+  assert_int_equal(s.has_loss_scaler, step >= 30);
+  if (step >= 30) {
+    assert_true(s.loss_scaler.scale == 1.0 / 3.0);
+    assert_true(s.loss_scaler.growth_factor == 2.0 && s.loss_scaler.backoff_factor == 0.5);
+    assert_int_equal(s.loss_scaler.growth_interval, 7);
+    assert_int_equal(s.loss_scaler.good_steps, 5);
+    assert_int_equal(s.loss_scaler.bad_steps, 2);
+    assert_int_equal(s.loss_scaler.steps, step);
+    assert_int_equal(s.loss_scaler.skipped, 4);
+    assert_int_equal(s.window_skipped, 1);
+  }
   mb_adamw_cfg c = mb_adamw_defaults();
   mb_optimizer *o2;
   assert_int_equal(mb_optimizer_adamw(P, &c, &o2), MB_OK);

@@ -75,6 +75,17 @@ static void test_good_values_and_defaults(void **state) {
   assert_int_equal(mb_config_doc_origin(d, "data.batch_size")->set, 0);
   assert_string_equal(mb_config_doc_origin(d, "optim.lr")->where, "t.yaml:14:7");
   assert_int_equal(mb_config_check(d, "train"), MB_OK);
+  /* loss scaling: auto is on with fp16 only */
+  assert_string_equal(c->loss_scale, "auto");
+  assert_int_equal(mb_config_loss_scaling(c), 0);
+  mb_config copy = *c;
+  strcpy(copy.precision, "fp16");
+  assert_int_equal(mb_config_loss_scaling(&copy), 1);
+  strcpy(copy.loss_scale, "off");
+  assert_int_equal(mb_config_loss_scaling(&copy), 0);
+  strcpy(copy.precision, "f32");
+  strcpy(copy.loss_scale, "dynamic");
+  assert_int_equal(mb_config_loss_scaling(&copy), 1);
   mb_config_doc_free(d);
 }
 
@@ -227,6 +238,18 @@ static void test_cross_checks(void **state) {
   expect_check_fails("model:\n  arch: mamba\ntokenizer: t\nschedule:\n  warmup_steps: 3\n  warmup_ratio: 0.1\n", "eval",
                (const char *[]){"either warmup_steps or warmup_ratio", NULL});
   expect_check_fails("model:\n  arch: mamba\n  pooling: cls\ntokenizer: t\n", "eval", (const char *[]){"cls pooling", NULL});
+  /* dynamic loss scaling: its settings need it on; not with ZeRO-1 or the bow model */
+  expect_check_fails("model:\n  arch: mamba\ntokenizer: t\ntrain:\n  loss_scale_init: 1024\n", "eval",
+                     (const char *[]){"train.loss_scale_init (set at t.yaml:5:20)", "applies with dynamic loss scaling",
+                                      NULL});
+  expect_check_fails("model:\n  arch: mamba\ntokenizer: t\ntrain:\n  loss_scale: off\n  loss_scale_interval: 9\n",
+                     "eval", (const char *[]){"train.loss_scale_interval", "applies with dynamic loss scaling", NULL});
+  expect_check_fails("model:\n  arch: mamba\ntokenizer: t\ndata:\n  train: x\nrun:\n  dir: r\ntrain:\n"
+                     "  loss_scale: dynamic\n  zero1: true\n",
+                     "train", (const char *[]){"train.loss_scale", "with train.zero1 is not supported", NULL});
+  expect_check_fails("model:\n  arch: bow\ntokenizer: t\ndata:\n  train: x\nrun:\n  dir: r\ntrain:\n"
+                     "  loss_scale: dynamic\n",
+                     "train", (const char *[]){"train.loss_scale", "the bow model computes in f32", NULL});
 }
 
 /* model.attention_dropout_exact reaches the BERT model, from scratch and

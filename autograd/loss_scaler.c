@@ -1,5 +1,5 @@
-/* cuda_amp.c: the dynamic loss scaler (cuda_amp.h). */
-#include "kernels/cuda/cuda_amp.h"
+/* loss_scaler.c: the dynamic loss scaler (loss_scaler.h). */
+#include "autograd/loss_scaler.h"
 
 void mb_loss_scaler_init(mb_loss_scaler *s, double init_scale) {
   s->scale = init_scale > 0 ? init_scale : 65536.0;
@@ -7,6 +7,7 @@ void mb_loss_scaler_init(mb_loss_scaler *s, double init_scale) {
   s->backoff_factor = 0.5;
   s->growth_interval = 2000;
   s->good_steps = 0;
+  s->bad_steps = 0;
   s->steps = 0;
   s->skipped = 0;
 }
@@ -18,10 +19,12 @@ int mb_loss_scaler_update(mb_loss_scaler *s, int found_inf, double *inv_scale) {
   *inv_scale = 1.0 / s->scale;
   if (found_inf) {
     s->skipped++;
+    s->bad_steps++;
     s->good_steps = 0;
     s->scale *= s->backoff_factor;
     return 0;
   }
+  s->bad_steps = 0;
   if (++s->good_steps >= s->growth_interval) {
     s->good_steps = 0;
     s->scale *= s->growth_factor;

@@ -1,15 +1,15 @@
-/* test_cuda_amp_logic.c: the dynamic loss scaler's decisions
- * (kernels/cuda/cuda_amp.h), step by step against torch.cuda.amp.GradScaler's
+/* test_loss_scaler.c: the dynamic loss scaler's decisions
+ * (autograd/loss_scaler.h), step by step against torch.cuda.amp.GradScaler's
  * rules: an overflow skips the step and halves the scale, growth_interval
- * good steps in a row double it, an overflow resets the count. Host logic
- * only: runs without a GPU (the kernel side is in cuda_train). */
+ * good steps in a row double it, an overflow resets the count. Host logic:
+ * the kernel side is in cuda_train, the trainer's use in kill_resume_test. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "kernels/cuda/cuda_amp.h"
+#include "autograd/loss_scaler.h"
 
 static void test_scaler_sequence(void **state) {
   (void)state;
@@ -31,6 +31,7 @@ static void test_scaler_sequence(void **state) {
   /* an overflow resets the run of good steps */
   assert_int_equal(mb_loss_scaler_update(&s, 1, &inv), 0);
   assert_true(mb_loss_scaler_scale(&s) == 16384.0);
+  assert_int_equal(s.bad_steps, 1);
   for (int i = 0; i < 2; i++)
     assert_int_equal(mb_loss_scaler_update(&s, 0, &inv), 1);
   assert_true(mb_loss_scaler_scale(&s) == 16384.0);
@@ -40,10 +41,12 @@ static void test_scaler_sequence(void **state) {
   assert_true(mb_loss_scaler_scale(&s) == 32768.0);
   assert_int_equal(s.steps, 7);
   assert_int_equal(s.skipped, 2);
+  assert_int_equal(s.bad_steps, 0);
   /* repeated overflows keep halving */
   for (int i = 0; i < 20; i++)
     assert_int_equal(mb_loss_scaler_update(&s, 1, &inv), 0);
   assert_true(mb_loss_scaler_scale(&s) == 32768.0 / 1048576.0);
+  assert_int_equal(s.bad_steps, 20);
 }
 
 int main(void) {

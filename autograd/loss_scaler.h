@@ -1,19 +1,21 @@
-/* cuda_amp.h: dynamic loss scaling for fp16 training, the logic of
- * torch.cuda.amp.GradScaler (host code; the check of the gradients is a
- * kernel: mb_cuda_grads_nonfinite in cuda.h).
+/* loss_scaler.h: dynamic loss scaling for fp16 training, the logic of
+ * torch.cuda.amp.GradScaler. Host code, backend-agnostic: the trainer tests
+ * the gradients through their global norm (mb_clip_grad_norm sums squares in
+ * f64, so the norm is finite exactly when every gradient is), or with
+ * mb_cuda_grads_nonfinite on the CUDA backend.
  *
  * One step:
  *   feed the scale S = mb_loss_scaler_scale(&sc) as the loss-scale input
  *     (the model computes loss * S, so every gradient is scaled by S);
  *   forward, backward;
- *   mb_cuda_grads_nonfinite(be, grads, f32, n, &found);
+ *   found = the gradients hold an Inf or NaN (their global norm is not finite);
  *   if (mb_loss_scaler_update(&sc, found, &inv))   // 1: take the step
  *     mb_optimizer_step(opt, lr, inv * clip);      // gradients times 1/S
  * update() skips the step when a gradient overflowed and halves S; after
  * growth_interval good steps in a row it doubles S.
  */
-#ifndef MB_KERNELS_CUDA_AMP_H
-#define MB_KERNELS_CUDA_AMP_H
+#ifndef MB_AUTOGRAD_LOSS_SCALER_H
+#define MB_AUTOGRAD_LOSS_SCALER_H
 
 #include <stdint.h>
 
@@ -27,6 +29,7 @@ typedef struct {
   double backoff_factor;   /* 0.5 */
   int64_t growth_interval; /* 2000 good steps before growing */
   int64_t good_steps;      /* finite steps since the last change of S */
+  int64_t bad_steps;       /* overflows in a row (0 after a finite step) */
   int64_t steps, skipped;  /* updates seen, and how many were skipped */
 } mb_loss_scaler;
 
