@@ -120,6 +120,19 @@ static int agree_status(trainer *t, int rc) {
   return MB_OK;
 }
 
+/* samples_seen and tokens_seen are counted per rank; this sums them into
+ * rank 0's (the others restart from 0), which the checkpoint, results.json
+ * and the final line report. Every rank calls it. */
+static int sum_counts_to_rank0(trainer *t) {
+  if (t->nranks < 2)
+    return MB_OK;
+  double mine[2] = {t->samples_seen, t->tokens_seen}, tot[2];
+  MB_TRY(mb_comm_allreduce(t->host, mine, tot, 2, MB_F64, MB_REDUCE_SUM));
+  t->samples_seen = t->rank == 0 ? tot[0] : 0;
+  t->tokens_seen = t->rank == 0 ? tot[1] : 0;
+  return MB_OK;
+}
+
 static int barrier_long(trainer *t) {
   if (t->nranks <= 1)
     return MB_OK;
@@ -511,6 +524,7 @@ typedef struct {
 
 static int save_checkpoint(trainer *t, const interval *iv) {
   mb_ckpt_writer *w = NULL;
+  MB_TRY(sum_counts_to_rank0(t));
   int rc = MB_OK;
   /* every rank's data position goes into rank 0's state.json */
   uint8_t *loaders = NULL;
@@ -866,8 +880,8 @@ static int restore_checkpoint(trainer *t, const char *dir) {
   }
   t->step = s.step;
   t->micro = micro;
-  t->samples_seen = s.samples_seen;
-  t->tokens_seen = s.tokens_seen;
+  t->samples_seen = t->rank == 0 ? s.samples_seen : 0; /* all ranks' (sum_counts_to_rank0) */
+  t->tokens_seen = t->rank == 0 ? s.tokens_seen : 0;
   t->train_seconds = s.train_seconds;
   t->dropout_seed = s.dropout_seed;
   memcpy(t->log_window, s.log_window, sizeof t->log_window);
@@ -1530,6 +1544,7 @@ static int finish(trainer *t, double t_start, int *interrupted) {
   mb_host_free(t->zero_params);
   mb_host_free(t->zero_grads);
   t->zero_params = t->zero_grads = NULL;
+  MB_TRY(sum_counts_to_rank0(t));
   double stopped = 0;
   if (t->rank == 0) {
     mb_eval_result ev;

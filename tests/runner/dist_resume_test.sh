@@ -40,7 +40,7 @@ YAML
 run() { "$mpiexec" -np 2 --oversubscribe "$bin" train "$@"; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 for zero in false true; do
-  a="$tmp/a-$zero" b="$tmp/b-$zero"
+  a="$tmp/a-$zero" b="$tmp/b-$zero" fail_before=$fail
   run "$tmp/c.yaml" --run-dir "$a" --set train.zero1=$zero >"$a.log" 2>&1 || { echo "FAIL zero1=$zero: run"; tail -5 "$a.log"; fail=1; continue; }
   run "$tmp/c.yaml" --run-dir "$b" --set train.zero1=$zero >"$b.log1" 2>&1 &
   pid=$!
@@ -56,7 +56,12 @@ for zero in false true; do
   for f in $(cd "$a/checkpoints/$last" && ls *.safetensors optim/*.safetensors 2>/dev/null); do
     [ "$(sha "$a/checkpoints/$last/$f")" = "$(sha "$b/checkpoints/$last/$f")" ] || { echo "FAIL zero1=$zero: $f differs"; fail=1; }
   done
-  echo "ok zero1=$zero: 2 ranks killed mid-epoch and resumed: $last identical ($(cd "$a/checkpoints/$last" && ls *.safetensors optim/*.safetensors 2>/dev/null | tr '\n' ' '))"
+  # both ranks' examples count: 2 epochs of the 512 = 1024, also across the resume
+  for r in "$a" "$b"; do
+    grep -q '"samples_seen": 1024\.0' "$r/results.json" ||
+      { echo "FAIL zero1=$zero: $r/results.json: $(grep samples_seen "$r/results.json"), expected 1024 (both ranks)"; fail=1; }
+  done
+  [ $fail = $fail_before ] && echo "ok zero1=$zero: 2 ranks killed mid-epoch and resumed: $last identical ($(cd "$a/checkpoints/$last" && ls *.safetensors optim/*.safetensors 2>/dev/null | tr '\n' ' '))"
 done
 # a sanitizer build reports through the logs
 if grep -lE "Sanitizer|runtime error:" "$tmp"/*.log* "$tmp"/*/*.log 2>/dev/null; then
