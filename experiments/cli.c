@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "distributed/dist.h"
 #include "runtime/error.h"
 
 int mb_cli_wants_help(int argc, char **argv) {
@@ -31,4 +32,16 @@ int mb_cli_fail(const char *cmd_name, const char *what) {
   fprintf(stderr, "mambert %s: %s%s%s\n", cmd_name, what ? what : "", what && msg[0] ? ": " : "",
           msg[0] ? msg : mb_status_name(mb_error_code()));
   return MB_EXIT_FAIL;
+}
+
+int mb_cli_one_process(const mb_command *cmd, const char *why) {
+  mb_launch_env le;
+  if (mb_dist_detect_launch(NULL, NULL, &le) != MB_OK) {
+    mb_error_clear();
+    return 0;
+  }
+  if (le.world_size <= 1)
+    return 0;
+  return mb_cli_usage_error(cmd, "started as %d ranks by %s: %s runs as one process (%s); run it without mpirun or srun",
+                            le.world_size, mb_launcher_name(le.launcher), cmd->name, why);
 }

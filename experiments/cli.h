@@ -26,6 +26,11 @@ enum { MB_EXIT_OK = 0, MB_EXIT_FAIL = 1, MB_EXIT_USAGE = 2 };
 int mb_cli_wants_help(int argc, char **argv);
 /* Print "mambert NAME: message" and a hint to stderr; returns MB_EXIT_USAGE. */
 int mb_cli_usage_error(const mb_command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* 0 when this process was not started as one of several ranks (mpirun,
+ * srun); else prints why the command runs as one process ("its timings
+ * would compete", "every rank would write the same files") and returns
+ * MB_EXIT_USAGE. */
+int mb_cli_one_process(const mb_command *cmd, const char *why);
 /* Print the current mb_error message as "mambert NAME: what: message"; returns MB_EXIT_FAIL. */
 int mb_cli_fail(const char *cmd_name, const char *what);
 

@@ -237,13 +237,9 @@ static void sort_lengths(int64_t *v, int *n) {
 static int run_eval(int argc, char **argv) {
   /* one process: ranks would each evaluate everything and time it against
    * each other on the same cores (and write the same files) */
-  mb_launch_env le;
-  if (mb_dist_detect_launch(NULL, NULL, &le) != MB_OK)
-    mb_error_clear();
-  else if (le.world_size > 1)
-    return mb_cli_usage_error(&mb_cmd_eval, "started as %d ranks by %s: eval runs as one process (its timings "
-                                            "would compete with each other); run it without mpirun or srun",
-                              le.world_size, mb_launcher_name(le.launcher));
+  int one = mb_cli_one_process(&mb_cmd_eval, "its timings would compete with each other");
+  if (one)
+    return one;
   const char *configs[MAX_MODELS];
   int nconfigs = 0;
   const char **sets = calloc((size_t)argc, sizeof *sets);

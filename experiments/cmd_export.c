@@ -16,6 +16,9 @@
 extern const mb_command mb_cmd_export;
 
 static int run_export(int argc, char **argv) {
+  int one = mb_cli_one_process(&mb_cmd_export, "every rank would write the same directory");
+  if (one)
+    return one;
   const char *model_dir = NULL, *config = NULL, *tokenizer = NULL, *out = NULL, *pooling = NULL;
   unsigned long long seed = 0;
   int num_labels = 0, init_head = 0, seed_given = 0;

@@ -307,6 +307,9 @@ static void plain_labels(predictor *p, int C) {
 }
 
 static int run_predict(int argc, char **argv) {
+  int one = mb_cli_one_process(&mb_cmd_predict, "every rank would print every prediction");
+  if (one)
+    return one;
   const char *model_dir = NULL, *tokenizer = NULL;
   int json = 0, batch = 32, max_length = -1;
   /* the inputs in order: texts (argv entries) and files ("-": stdin) */

@@ -92,6 +92,9 @@ static double now_s(void) {
 }
 
 static int run_prepare(int argc, char **argv) {
+  int one = mb_cli_one_process(&mb_cmd_prepare, "every rank would write the same shards; use --threads");
+  if (one)
+    return one;
   const char *dataset = NULL, *input = NULL, *tokfile = NULL, *out = NULL, *split = NULL;
   int32_t max_length = 0, shards = 1, threads = 0, special = -1;
   int store_text = 0, quiet = 0;

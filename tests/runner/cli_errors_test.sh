@@ -78,6 +78,12 @@ expect 1 "sweep.configs .*nope.yaml: no such file" -- config "$tmp/sweep-gone.ya
 # eval is one process: started as ranks, it says so instead of timing them against each other
 OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_LOCAL_RANK=0 OMPI_COMM_WORLD_LOCAL_SIZE=2 \
   expect 2 "started as 2 ranks by mpirun: eval runs as one process" -- eval "$tmp/ok.yaml"
+# so are export, predict and prepare: every rank would write (or print) the same thing
+for cmd in "export --model $tmp/nope --out $tmp/nope-out" "predict --model $tmp/nope text" \
+           "prepare --dataset imdb --input $tmp/nope.tsv.gz --tokenizer data/vocab/bert-base-uncased-vocab.txt --out $tmp/x"; do
+  OMPI_COMM_WORLD_SIZE=3 OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_LOCAL_RANK=1 OMPI_COMM_WORLD_LOCAL_SIZE=3 \
+    expect 2 "started as 3 ranks by mpirun: ${cmd%% *} runs as one process" -- $cmd
+done
 # prepare: a missing input is named as missing, whatever its name says
 expect 1 "$tmp/nope.tsv.gz: no such file" -- prepare --dataset imdb --input "$tmp/nope.tsv.gz" --tokenizer data/vocab/bert-base-uncased-vocab.txt --out "$tmp/nope-shards"
 # --resume of something that is no run
