@@ -44,6 +44,8 @@ static int run_train(int argc, char **argv) {
       /* an optional directory: the next word when it is not a flag or a config */
       if (i + 1 < argc && argv[i + 1][0] != '-' && !is_yaml(argv[i + 1]))
         a.resume_dir = argv[++i];
+    } else if (strcmp(s, "--auto-resume") == 0) {
+      a.auto_resume = 1;
     } else if (strcmp(s, "--force") == 0) {
       a.force = 1;
     } else if (s[0] == '-' && s[1]) {
@@ -54,6 +56,8 @@ static int run_train(int argc, char **argv) {
   }
   if (rc == MB_EXIT_OK && a.nconfigs == 0 && !a.resume)
     rc = mb_cli_usage_error(&mb_cmd_train, "give a config file (e.g. experiments/demo-bert.yaml)");
+  if (rc == MB_EXIT_OK && a.auto_resume && (a.resume || a.force))
+    rc = mb_cli_usage_error(&mb_cmd_train, "--auto-resume and --%s contradict each other", a.resume ? "resume" : "force");
   if (rc == MB_EXIT_OK && a.resume && a.force)
     rc = mb_cli_usage_error(&mb_cmd_train, "--resume and --force contradict each other");
   if (rc == MB_EXIT_OK && a.resume_dir && a.run_dir && strcmp(a.resume_dir, a.run_dir) != 0)
@@ -78,6 +82,7 @@ const mb_command mb_cmd_train = {
     "train a classifier from a YAML experiment config",
     "Usage: mambert train CONFIG.yaml [CONFIG2.yaml ...] [--set KEY=VALUE]... [--run-dir DIR]\n"
     "       mambert train --resume [DIR] [CONFIG.yaml] [--set KEY=VALUE]...\n"
+    "       mambert train --auto-resume CONFIG.yaml [--set KEY=VALUE]...\n"
     "\n"
     "Trains the model the config describes (experiments/*.yaml; every key is listed by\n"
     "'mambert config --schema'). Later configs and --set override earlier values.\n"
@@ -95,6 +100,8 @@ const mb_command mb_cmd_train = {
     "                    the data position and ZeRO-1 shards are mapped (not for packed or\n"
     "                    length-sorted batches mid-epoch: data.sort_window: 0 allows it).\n"
     "                    A completed run is left as it is (mambert eval evaluates it again)\n"
+    "  --auto-resume     --resume when the run directory already holds a run, else start\n"
+    "                    it: one command for a job that may be requeued (slurm/*.sbatch)\n"
     "  --force           the run directory holds another run: move it aside to\n"
     "                    DIR.replaced-<time> (nothing is deleted) and start over\n"
     "\n"

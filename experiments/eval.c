@@ -146,7 +146,8 @@ static int cmp_double(const void *a, const void *b) {
 /* One pass over every batch; predictions into r when `record`. */
 static int one_pass(mb_net_programs *progs, mb_loader *ld, int64_t nbatches, mb_backend *be, float *logits_buf,
                     int64_t C, mb_eval_result *r, int record, double *loss_sum, int64_t *loss_rows,
-                    volatile sig_atomic_t *stop) {
+                    const mb_eval_opts *o) {
+  volatile sig_atomic_t *stop = o->stop;
   MB_TRY(mb_loader_seek(ld, (mb_loader_position){0, 0}));
   for (int64_t bi = 0; bi < nbatches; bi++) {
     if (stop && *stop) {
@@ -190,6 +191,8 @@ static int one_pass(mb_net_programs *progs, mb_loader *ld, int64_t nbatches, mb_
         *loss_rows += b->n_seqs;
       }
     }
+    if (o->on_batch)
+      o->on_batch(o->on_batch_arg);
   }
   if (be->sync)
     MB_TRY(be->sync(be));
@@ -241,7 +244,7 @@ int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_ev
   }
   for (int64_t w = 0; rc == MB_OK && !r->stopped && w < o->warmup; w++) {
     t0 = now_s();
-    rc = one_pass(progs, ld, nbatches, be, logits_buf, C, r, 0, &loss_sum, &loss_rows, o->stop);
+    rc = one_pass(progs, ld, nbatches, be, logits_buf, C, r, 0, &loss_sum, &loss_rows, o);
     if (rc == MB_OK && !o->quiet)
       MB_INFO("eval warm-up pass %lld/%lld: %.2f s", (long long)w + 1, (long long)o->warmup, now_s() - t0);
   }
@@ -252,7 +255,7 @@ int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_ev
     mb_net_programs_set_profiling(progs, 1);
   for (int64_t k = 0; rc == MB_OK && !r->stopped && k < o->repeats; k++) {
     t0 = now_s();
-    rc = one_pass(progs, ld, nbatches, be, logits_buf, C, r, k == 0, &loss_sum, &loss_rows, o->stop);
+    rc = one_pass(progs, ld, nbatches, be, logits_buf, C, r, k == 0, &loss_sum, &loss_rows, o);
     r->seconds[k] = now_s() - t0;
     if (rc == MB_OK && !o->quiet)
       MB_INFO("eval timed pass %lld/%lld: %.3f s", (long long)k + 1, (long long)o->repeats, r->seconds[k]);

@@ -19,6 +19,7 @@
 #include "distributed/dist.h"
 #include "distributed/timeline.h"
 #include "distributed/watchdog.h"
+#include "distributed/watchdog.h"
 #include "distributed/zero.h"
 #include "experiments/checkpoint.h"
 #include "experiments/config.h"
@@ -405,6 +406,10 @@ static int setup_loader(trainer *t) {
    * shape): a batch larger than the data computes mostly nothing */
   const int64_t n = c->train_limit > 0 && c->train_limit < t->train_set->n ? c->train_limit : t->train_set->n;
   const int64_t per_rank = n / t->nranks;
+  if (t->rank == 0 && t->nranks > 1 && n % t->nranks)
+    MB_INFO("data: %lld of the %lld training examples are left out of each epoch so that %d ranks get equal shares "
+            "(with a multiple of the rank count, N ranks x batch B train exactly as 1 rank x N*B)",
+            (long long)(n % t->nranks), (long long)n, t->nranks);
   if (t->rank == 0 && lc.mode == MB_BATCH_PADDED && per_rank < c->batch_size)
     MB_WARN("data.batch_size %lld is more than the %lld training examples each rank has: every step computes %lld "
             "rows of which %lld hold data (data.batch_size: %lld gives the same result for less)",
@@ -898,6 +903,38 @@ static int restore_checkpoint(trainer *t, const char *dir) {
 
 /* ---- evaluation ------------------------------------------------------------------ */
 
+/* Rank 0's evaluations and export run while the other ranks wait at a long
+ * barrier (these may take longer than a collective's deadline), so rank 0
+ * watches itself: the watchdog aborts the job when no evaluation batch
+ * finished (or the export did not end) within the collective timeout, as
+ * a hung collective would. A no-op on one rank. */
+typedef struct {
+  int id; /* -1: none */
+  double timeout_s;
+} rank0_watch;
+
+static rank0_watch rank0_watch_begin(const trainer *t, const char *what) {
+  rank0_watch w = {-1, t->world->timeout_s};
+  if (t->nranks < 2 || !mb_watchdog_running())
+    return w;
+  char desc[160];
+  snprintf(desc, sizeof desc, "rank 0: %s (the other ranks wait for it)", what);
+  w.id = mb_watch_begin(desc, w.timeout_s, NULL, NULL);
+  return w;
+}
+
+static void rank0_watch_extend(void *arg) {
+  const rank0_watch *w = arg;
+  if (w->id >= 0)
+    mb_watch_extend(w->id, w->timeout_s);
+}
+
+static void rank0_watch_end(rank0_watch *w) {
+  if (w->id >= 0)
+    mb_watch_end(w->id);
+  w->id = -1;
+}
+
 static int evaluate(trainer *t, int final, mb_eval_result *out) {
   const mb_config *c = t->cfg;
   const mb_shardset *all = strcmp(c->eval_split, "train") == 0 ? t->train_set : t->test_set;
@@ -921,7 +958,11 @@ static int evaluate(trainer *t, int final, mb_eval_result *out) {
   o.exclude_bytes = mb_shardset_bytes(t->train_set) + mb_shardset_bytes(t->test_set);
   o.device_mem = t->dev.mem;
   o.stop = &stop_signal; /* a signal ends it at the next batch (incomplete: not logged) */
+  rank0_watch watch = rank0_watch_begin(t, "evaluation, no batch finished within the collective timeout");
+  o.on_batch = rank0_watch_extend;
+  o.on_batch_arg = &watch;
   int rc = mb_eval_run(t->net, t->be, sel, &o, out);
+  rank0_watch_end(&watch);
   if (rc == MB_OK)
     snprintf(out->selection, sizeof out->selection, "%s", desc);
   mb_shardset_free(sel);
@@ -1228,7 +1269,10 @@ static int copy_file(const char *from, const char *to) {
 static int export_model(trainer *t) {
   char dir[1100];
   snprintf(dir, sizeof dir, "%s/model", t->run_dir);
-  MB_TRY(t->net->ops->export_dir(t->net, dir, t->tokenizer_path));
+  rank0_watch watch = rank0_watch_begin(t, "export, not done within the collective timeout");
+  const int rc = t->net->ops->export_dir(t->net, dir, t->tokenizer_path);
+  rank0_watch_end(&watch);
+  MB_TRY(rc);
   /* the tokenizer travels with the weights: the BERT and Mamba exports
    * write it themselves; otherwise (bow) it is copied under its format's name */
   const size_t tl = strlen(t->tokenizer_path);
@@ -1349,8 +1393,31 @@ static void mark_failed(void *arg, const char *reason) {
 
 static int finish(trainer *t, double t_start, int *interrupted);
 
-static int train_body(trainer *t, const mb_train_args *a, int *interrupted) {
+/* --auto-resume: whether the run directory the config names already holds a
+ * run (run.json), as rank 0 sees it before anyone writes there; every rank
+ * takes rank 0's answer. */
+static int auto_resume_decision(trainer *t, const mb_train_args *a, int *resume) {
+  mb_config_doc *d;
+  MB_TRY(mb_config_load(a->configs, a->nconfigs, a->sets, a->nsets, NULL, &d));
+  const char *dir = a->run_dir ? a->run_dir : mb_config_doc_config(d)->run_dir;
+  char runjson[1200];
+  snprintf(runjson, sizeof runjson, "%s/run.json", dir);
+  double mine = t->rank == 0 && dir[0] && mb_file_exists(runjson), any = mine;
+  mb_config_doc_free(d);
+  if (t->nranks > 1)
+    MB_TRY(mb_comm_allreduce(t->host, &mine, &any, 1, MB_F64, MB_REDUCE_SUM));
+  *resume = any > 0;
+  if (t->rank == 0)
+    MB_INFO("--auto-resume: %s", *resume ? "the run directory holds a run: resuming it" : "no run there yet: starting");
+  return MB_OK;
+}
+
+static int train_body(trainer *t, const mb_train_args *given_args, int *interrupted) {
   const double t_start = now_s();
+  mb_train_args args = *given_args;
+  const mb_train_args *a = &args;
+  if (args.auto_resume)
+    MB_TRY(agree_status(t, auto_resume_decision(t, given_args, &args.resume)));
   MB_TRY(load_config(t, a));
   const mb_config *c = t->cfg;
   if (c->threads > 0) {

@@ -36,6 +36,7 @@ typedef struct {
   int nsets;
   const char *run_dir;        /* --run-dir (overrides run.dir) */
   int resume;                 /* --resume */
+  int auto_resume;            /* --auto-resume: resume when the run directory holds a run, else start */
   const char *resume_dir;     /* --resume DIR */
   int force;                  /* --force */
 } mb_train_args;

@@ -7,7 +7,15 @@
 # (M nodes x N GPUs); can also be run by hand inside `salloc`.
 #
 #   slurm/launch.sh [--dry-run] CONFIG [more mambert train arguments...]
+#   slurm/launch.sh [--dry-run] --resume RUN_DIR [--set KEY=VALUE...]
 #   DRY_RUN=1 slurm/launch.sh CONFIG     same as --dry-run
+#
+# With a CONFIG, train runs with --auto-resume: when the config's run
+# directory already holds a run (a requeued job, or the same job submitted
+# again after a time limit) it continues from its newest checkpoint, else it
+# starts; a completed run is left as it is. MAMBERT_AUTO_RESUME=0 turns that
+# off (train then refuses a run directory that holds a run). --resume
+# RUN_DIR continues a run named by its directory (its saved config).
 #
 # --dry-run prints the resolved command and the environment the ranks get,
 # then exits 0 without launching. Outside SLURM it takes the allocation from
@@ -30,9 +38,28 @@ set -euo pipefail
 die() { echo "slurm/launch.sh: $*" >&2; exit 2; }
 
 dry_run="${DRY_RUN:-0}"
-if [ "${1:-}" = "--dry-run" ]; then dry_run=1; shift; fi
-[ $# -ge 1 ] || die "usage: slurm/launch.sh [--dry-run] CONFIG [mambert train args...]"
-config="$1"; shift
+args=() # --dry-run may come anywhere; it is launch.sh's, not train's
+for a in "$@"; do
+  if [ "$a" = "--dry-run" ]; then dry_run=1; else args+=("$a"); fi
+done
+set -- "${args[@]+"${args[@]}"}"
+usage="usage: slurm/launch.sh [--dry-run] CONFIG [mambert train args...] | [--dry-run] --resume RUN_DIR [args...]"
+[ $# -ge 1 ] || die "$usage"
+resume_dir=""
+if [ "$1" = "--resume" ]; then
+  if [ $# -lt 2 ] || [ "${2#-}" != "$2" ]; then die "--resume needs the run directory: $usage"; fi
+  resume_dir="$2"; shift 2
+  train_args=(--resume "$resume_dir")
+else
+  [ "${1#-}" = "$1" ] || die "'$1': expected the config first (or --dry-run / --resume RUN_DIR): $usage"
+  config="$1"; shift
+  train_args=("$config")
+  case "${MAMBERT_AUTO_RESUME:-1}" in
+    1) train_args+=(--auto-resume) ;;
+    0) ;;
+    *) die "MAMBERT_AUTO_RESUME='${MAMBERT_AUTO_RESUME}': expected 1 or 0" ;;
+  esac
+fi
 
 # ---- where things are ---------------------------------------------------------
 if [ -z "${MAMBERT_ROOT:-}" ]; then
@@ -102,7 +129,7 @@ if [ -n "${MAMBERT_SRUN_ARGS:-}" ]; then
   read -r -a extra <<<"$MAMBERT_SRUN_ARGS"
   cmd+=("${extra[@]}")
 fi
-cmd+=("$bin" train "$config" "$@")
+cmd+=("$bin" train "${train_args[@]}" "$@")
 
 # ---- the ranks' environment ---------------------------------------------------
 export OMP_NUM_THREADS="$cpt"
@@ -135,14 +162,18 @@ print_env() {
 }
 
 echo "mambert: job ${SLURM_JOB_ID:-none}: $nodes node(s) x $gpn GPU(s) = $ntasks ranks, $cpt CPU(s) per rank, GPU binding ${MAMBERT_GPU_BIND:-node}"
+print_launch() { printf 'launch:'; printf ' %q' "${cmd[@]}"; printf '\n'; }
 if [ "$dry_run" = 1 ]; then
-  printf 'launch:'
-  printf ' %q' "${cmd[@]}"
-  printf '\n'
+  print_launch
   print_env
   exit 0
 fi
 [ -x "$bin" ] || die "$bin is not built: run scripts/setup.sh (with CUDA and NCCL found) first"
-[ -f "$config" ] || die "config $config not found (relative paths are from $(pwd))"
+if [ -n "$resume_dir" ]; then
+  [ -f "$resume_dir/config.yaml" ] || die "--resume $resume_dir: no run there (no config.yaml; relative paths are from $(pwd))"
+else
+  [ -f "$config" ] || die "config $config not found (relative paths are from $(pwd))"
+fi
+print_launch # the job log says what ran
 print_env
 exec "${cmd[@]}"

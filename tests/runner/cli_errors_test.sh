@@ -103,6 +103,8 @@ expect 1 "made with tokenizer 'bpe'.*wordpiece-uncased" -- eval "$tmp/ok.yaml" -
 expect 0 "done: " -- train "$tmp/ok.yaml"
 expect 1 "already holds run 'ok' \(created .*completed\); use --resume to continue it, --force" -- train "$tmp/ok.yaml"
 expect 2 "contradict" -- train "$tmp/ok.yaml" --resume --force
+expect 2 "--auto-resume and --force contradict" -- train "$tmp/ok.yaml" --auto-resume --force
+expect 2 "give a config file" -- train --auto-resume
 mkdir -p "$tmp/mine" && echo keep > "$tmp/mine/notes.txt"
 expect 1 "is not empty and holds no mambert run" -- train "$tmp/ok.yaml" --run-dir "$tmp/mine"
 # resuming with a config that changes training

@@ -57,7 +57,13 @@ check_model() { # NAME
   # step 7 (mid-epoch: 24 steps per epoch), so it resumes from 7 and
   # metrics.jsonl must drop the lines logged after 7; 7 is inside the
   # metrics interval 7-8 (log.every 2), which the checkpoint carries over
-  "$bin" train "$tmp/$n.yaml" --run-dir "$b" >"$tmp/$n-b1.log" 2>&1 &
+  # bow starts and resumes with --auto-resume (one command, as a requeued job runs it)
+  local start=(train "$tmp/$n.yaml" --run-dir "$b") resume=(train --resume "$b")
+  if [ "$n" = bow ]; then
+    start=(train --auto-resume "$tmp/$n.yaml" --run-dir "$b")
+    resume=("${start[@]}")
+  fi
+  "$bin" "${start[@]}" >"$tmp/$n-b1.log" 2>&1 &
   local pid=$! i
   for i in $(seq 1 3000); do
     grep -q '"step":12,' "$b/metrics.jsonl" 2>/dev/null && break
@@ -73,7 +79,7 @@ check_model() { # NAME
   fi
   local killed_at
   killed_at="$(tail -1 "$b/metrics.jsonl" | grep -o '"step":[0-9]*')"
-  "$bin" train --resume "$b" >"$tmp/$n-b2.log" 2>&1 || { echo "FAIL $n: resume failed"; cat "$tmp/$n-b2.log"; fail=1; return; }
+  "$bin" "${resume[@]}" >"$tmp/$n-b2.log" 2>&1 || { echo "FAIL $n: resume failed"; cat "$tmp/$n-b2.log"; fail=1; return; }
   grep -q "resumed from .*step-000000" "$tmp/$n-b2.log" || { echo "FAIL $n: did not resume from a checkpoint"; cat "$tmp/$n-b2.log"; fail=1; }
   local f
   for f in model.safetensors optimizer.safetensors; do
