@@ -669,6 +669,13 @@ static int read_mapping(reader *r, const yaml_node_t *map, const char *prefix) {
       return MB_ERR(MB_EINVAL, "%s: keys must be plain words, not a list or mapping", where);
     }
     const char *kname = (const char *)k->data.scalar.value;
+    if (strcmp(kname, "<<") == 0 && plain_scalar(k)) {
+      where_of(r, k, where, sizeof where);
+      return MB_ERR(MB_EINVAL,
+                    "%s: YAML merge keys (<<) are not supported: layer whole configs instead (mambert train "
+                    "base.yaml changes.yaml: later files override earlier ones) or use --set KEY=VALUE",
+                    where);
+    }
     /* duplicates within this mapping */
     for (int j = 0; j < i; j++) {
       yaml_node_t *k2 = yaml_document_get_node(r->ydoc, map->data.mapping.pairs.start[j].key);

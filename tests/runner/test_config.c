@@ -126,6 +126,9 @@ static void test_ranges_duplicates_syntax(void **state) {
   expect_load_fails("model:\n  dropout: 1.5\n", (const char *[]){"model.dropout: 1.5 is out of range [0, 0.95]", NULL});
   expect_load_fails("optim:\n  lr: 1e-3\n  lr: 2e-3\n", (const char *[]){"t.yaml:3:3", "'optim.lr' given twice (first at line 2)", NULL});
   expect_load_fails("optim:\n  lr: [1e-3\n", (const char *[]){"t.yaml:", "YAML syntax", NULL});
+  expect_load_fails("model:\n  d_model: &w 16\noptim:\n  <<: {lr: 1e-3}\n",
+                    (const char *[]){"t.yaml:4:3", "YAML merge keys (<<) are not supported", "base.yaml changes.yaml",
+                                     NULL});
   expect_load_fails("a: 1\n---\nb: 2\n", (const char *[]){"more than one YAML document", NULL});
 }
 
