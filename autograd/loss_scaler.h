@@ -33,8 +33,9 @@ typedef struct {
   int64_t steps, skipped;  /* updates seen, and how many were skipped */
 } mb_loss_scaler;
 
-/* torch's defaults: S = init_scale (65536 if <= 0), growth 2, backoff 0.5,
- * interval 2000; like torch, S is not clamped. */
+/* torch's defaults: S = init_scale (65536 if <= 0) rounded to f32, growth
+ * 2, backoff 0.5, interval 2000. As torch, S never grows past the largest
+ * f32 and has no lower bound. */
 void mb_loss_scaler_init(mb_loss_scaler *s, double init_scale);
 double mb_loss_scaler_scale(const mb_loss_scaler *s);
 /* After backward. Returns 1 if the optimizer should step, with

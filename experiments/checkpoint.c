@@ -282,15 +282,20 @@ int mb_ckpt_write_state(mb_ckpt_writer *w, const mb_ckpt_state *s) {
   for (int i = 0; win && i < 8; i++)
     json_array_append_new(win, isfinite(s->log_window[i]) ? json_real(s->log_window[i]) : json_null());
   json_object_set_new(j, "log_window", win);
+  /* samples_seen / tokens_seen are every rank's (older checkpoints: rank 0's) */
+  json_object_set_new(j, "counts", json_string("all_ranks"));
   if (s->has_loss_scaler) {
     const mb_loss_scaler *ls = &s->loss_scaler; /* the scale as a JSON real: %.17g, exact */
-    json_object_set_new(j, "loss_scaler",
-                        json_pack("{s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I}", "scale", ls->scale,
+    json_t *o = json_pack("{s:f, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I}", "scale", ls->scale,
                                   "growth_factor", ls->growth_factor, "backoff_factor", ls->backoff_factor,
                                   "growth_interval", (json_int_t)ls->growth_interval, "good_steps",
                                   (json_int_t)ls->good_steps, "bad_steps", (json_int_t)ls->bad_steps, "steps",
                                   (json_int_t)ls->steps, "skipped", (json_int_t)ls->skipped, "window_skipped",
-                                  (json_int_t)s->window_skipped));
+                                  (json_int_t)s->window_skipped);
+    if (!o || json_object_set_new(j, "loss_scaler", o) != 0) {
+      json_decref(j);
+      return MB_ERR(MB_ENOMEM, "out of memory encoding the loss scaler's state");
+    }
   }
   if (s->rank_loaders && s->world_size > 1) {
     json_t *arr = json_array();
@@ -534,6 +539,8 @@ int mb_ckpt_read_state(const char *dir, mb_ckpt_state *s) {
     s->samples_seen = json_number_value(json_object_get(j, "samples_seen"));
     s->tokens_seen = json_number_value(json_object_get(j, "tokens_seen"));
     s->train_seconds = json_number_value(json_object_get(j, "train_seconds"));
+    const char *counts = json_string_value(json_object_get(j, "counts"));
+    s->counts_all_ranks = counts && strcmp(counts, "all_ranks") == 0;
     json_t *win = json_object_get(j, "log_window");
     if (win && (!json_is_array(win) || json_array_size(win) != 8))
       rc = MB_ERR(MB_EFORMAT, "%s: 'log_window' is not an array of 8 numbers", path);
@@ -548,7 +555,8 @@ int mb_ckpt_read_state(const char *dir, mb_ckpt_state *s) {
         rc = MB_ERR(MB_EFORMAT, "%s: 'loss_scaler' needs a positive scale and integer good_steps and steps", path);
       if (rc == MB_OK) {
         s->has_loss_scaler = 1;
-        mb_loss_scaler_init(o, json_number_value(scale));
+        mb_loss_scaler_init(o, 0);
+        o->scale = json_number_value(scale); /* exactly what was saved */
         json_t *f;
         if ((f = json_object_get(ls, "growth_factor")) && json_is_number(f))
           o->growth_factor = json_number_value(f);

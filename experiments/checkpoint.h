@@ -54,6 +54,7 @@ typedef struct {
   int world_size;
   int zero1;
   double samples_seen, tokens_seen; /* real tokens */
+  int counts_all_ranks;             /* read: the counts are every rank's (else rank 0's: older checkpoints) */
   double train_seconds;             /* wall time spent training so far */
   /* The metrics interval open at the checkpoint (steps since the last
    * "train" line, summed over ranks): loss sum, loss rows, tokens, padded

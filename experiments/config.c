@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yaml.h>
 
 #include "mambert_build_config.h"
@@ -1031,9 +1032,7 @@ int mb_config_check(const mb_config_doc *d, const char *purpose) {
   if (!mb_config_loss_scaling(c) && (is_set(d, "train.loss_scale_init") || is_set(d, "train.loss_scale_interval")))
     CHECK_FAIL(is_set(d, "train.loss_scale_init") ? "train.loss_scale_init" : "train.loss_scale_interval",
                "applies with dynamic loss scaling (train.loss_scale: dynamic, or auto with train.precision: fp16)");
-  if (train && mb_config_loss_scaling(c) && c->zero1)
-    CHECK_FAIL("train.loss_scale", "dynamic loss scaling with train.zero1 is not supported (set one of them off)");
-  if (train && mb_config_loss_scaling(c) && strcmp(c->model_arch, "bow") == 0)
+  if (train && strcmp(c->loss_scale, "dynamic") == 0 && strcmp(c->model_arch, "bow") == 0)
     CHECK_FAIL("train.loss_scale", "the bow model computes in f32 and has no loss scale input (set it off)");
   if (train) {
     if (!c->train_data[0])
@@ -1142,7 +1141,11 @@ static int emit_value(yaml_emitter_t *em, const mb_config *c, const mb_cfg_entry
     return yaml_emitter_emit(em, &ev);
   }
   mb_config_value_string(c, e, buf, sizeof buf);
-  return emit_scalar(em, buf, e->type == MB_CFG_STR);
+  /* enum words YAML 1.1 reads as booleans (off, on, yes, no) are quoted, so
+   * that PyYAML reads the saved config as mambert does */
+  const int yaml11_bool = e->type == MB_CFG_ENUM && (!strcasecmp(buf, "off") || !strcasecmp(buf, "on") ||
+                                                      !strcasecmp(buf, "yes") || !strcasecmp(buf, "no"));
+  return emit_scalar(em, buf, e->type == MB_CFG_STR || yaml11_bool);
 }
 
 int mb_config_to_yaml(const mb_config *c, const char *comment, char **out, size_t *len) {

@@ -241,6 +241,8 @@ int mb_eval_run(mb_net *net, mb_backend *be, const mb_shardset *set, const mb_ev
       rc = mb_net_programs_run_inputs(progs, b, NULL, &ex, &lg, &ls);
     if (rc == MB_OK)
       rc = mb_exec_forward(ex);
+    if (rc == MB_OK && o->on_batch) /* each compiled program is progress too */
+      o->on_batch(o->on_batch_arg);
   }
   for (int64_t w = 0; rc == MB_OK && !r->stopped && w < o->warmup; w++) {
     t0 = now_s();

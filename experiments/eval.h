@@ -63,8 +63,8 @@ typedef struct {
   /* Checked between batches: non-zero (a signal's handler set it) ends the
    * evaluation early with r->stopped set and MB_OK. NULL: never. */
   volatile sig_atomic_t *stop;
-  /* Called after every batch (NULL: nothing): the trainer's liveness watch
-   * while other ranks wait for rank 0's evaluation. */
+  /* Called after every batch and every program compiled (NULL: nothing):
+   * the trainer's liveness watch while other ranks wait for rank 0. */
   void (*on_batch)(void *arg);
   void *on_batch_arg;
 } mb_eval_opts;

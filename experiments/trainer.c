@@ -19,7 +19,6 @@
 #include "distributed/dist.h"
 #include "distributed/timeline.h"
 #include "distributed/watchdog.h"
-#include "distributed/watchdog.h"
 #include "distributed/zero.h"
 #include "experiments/checkpoint.h"
 #include "experiments/config.h"
@@ -229,6 +228,7 @@ static int load_config(trainer *t, const mb_train_args *a) {
   snprintf(saved_path, sizeof saved_path, "%s/config.yaml", t->run_dir);
   if (a->resume && mb_file_exists(saved_path)) {
     /* the saved, resolved config rules; a config given again must agree */
+    const char *flag = a->auto_resume ? "--auto-resume (the run directory holds a run)" : "--resume";
     mb_config_doc *saved;
     int rc = load_saved_config(saved_path, a->sets, a->nsets, &saved);
     if (rc != MB_OK) {
@@ -240,16 +240,18 @@ static int load_config(trainer *t, const mb_train_args *a) {
     char diff[2048];
     if (rc == MB_OK && training_diff(mb_config_doc_config(orig), mb_config_doc_config(saved), diff, sizeof diff))
       rc = MB_ERR(MB_EINVAL,
-                  "--resume: --set may only change keys that do not affect training (eval.*, log.*, "
+                  "%s: --set may only change keys that do not affect training (eval.*, log.*, "
                   "checkpoint.*, ...; on another number of ranks data.batch_size and train.grad_accum, keeping "
                   "the global batch); changed: %s",
-                  diff);
+                  flag, diff);
     if (rc == MB_OK && given &&
         training_diff(mb_config_doc_config(orig), mb_config_doc_config(given), diff, sizeof diff))
       rc = MB_ERR(MB_EINVAL,
-                  "--resume: the config given differs from the run's saved config %s in keys that affect "
-                  "training: %s (resume without the config file to use the saved one)",
-                  saved_path, diff);
+                  "%s: the config given differs from the run's saved config %s in keys that affect "
+                  "training: %s (%s)",
+                  flag, saved_path, diff,
+                  a->auto_resume ? "a new run needs another run.dir or --run-dir; --force moves the old one aside"
+                                 : "resume without the config file to use the saved one");
     mb_config_doc_free(orig);
     if (rc == MB_OK && given) { /* take the given file's changeable keys (eval, log, ...) */
       mb_config_doc_free(saved);
@@ -337,6 +339,10 @@ static int setup_net(trainer *t) {
   t->be = t->dev.be;
   MB_TRY(mb_net_create(c, mb_tokenizer_vocab_size(t->tok), 1, t->be, &t->net));
   t->scaling = mb_config_loss_scaling(c);
+  if (t->scaling && t->zero)
+    return MB_ERR(MB_EUNSUPPORTED, "train.loss_scale: dynamic loss scaling (train.loss_scale: %s, train.precision: %s) "
+                                   "with train.zero1 on %d ranks is not supported yet; set train.zero1: false",
+                  c->loss_scale, c->precision, t->nranks);
   MB_TRY(mb_cli_device_apply(&t->dev, t->net, t->scaling));
   if (t->scaling) {
     mb_loss_scaler_init(&t->scaler, c->loss_scale_init);
@@ -885,8 +891,11 @@ static int restore_checkpoint(trainer *t, const char *dir) {
   }
   t->step = s.step;
   t->micro = micro;
-  t->samples_seen = t->rank == 0 ? s.samples_seen : 0; /* all ranks' (sum_counts_to_rank0) */
-  t->tokens_seen = t->rank == 0 ? s.tokens_seen : 0;
+  /* all ranks' (sum_counts_to_rank0); an older multi-rank checkpoint holds
+   * rank 0's, about 1/world_size of them (equal shares of every epoch) */
+  const double count_scale = s.counts_all_ranks ? 1.0 : (double)s.world_size;
+  t->samples_seen = t->rank == 0 ? s.samples_seen * count_scale : 0;
+  t->tokens_seen = t->rank == 0 ? s.tokens_seen * count_scale : 0;
   t->train_seconds = s.train_seconds;
   t->dropout_seed = s.dropout_seed;
   memcpy(t->log_window, s.log_window, sizeof t->log_window);
@@ -895,7 +904,9 @@ static int restore_checkpoint(trainer *t, const char *dir) {
     t->scaler.growth_interval = c->loss_scale_interval; /* an identity key: the checkpoint's too */
     t->window_skipped = s.window_skipped;
   } else if (t->scaling) {
-    MB_WARN("%s holds no loss scaler state: starting again from train.loss_scale_init %g", dir, c->loss_scale_init);
+    return MB_ERR(MB_EFORMAT, "%s: state.json holds no loss scaler state, which this run (train.loss_scale) needs to "
+                              "resume exactly",
+                  dir);
   }
   MB_INFO("resumed from %s: step %lld, epoch %lld", dir, (long long)s.step, (long long)s.epoch);
   return MB_OK;
@@ -905,16 +916,17 @@ static int restore_checkpoint(trainer *t, const char *dir) {
 
 /* Rank 0's evaluations and export run while the other ranks wait at a long
  * barrier (these may take longer than a collective's deadline), so rank 0
- * watches itself: the watchdog aborts the job when no evaluation batch
- * finished (or the export did not end) within the collective timeout, as
- * a hung collective would. A no-op on one rank. */
+ * watches itself: the watchdog aborts the job when no evaluation batch (or
+ * program compile) finished within the collective timeout, or the export
+ * within max(30 min, 4 x that), as a hung collective would. A no-op on one
+ * rank. */
 typedef struct {
   int id; /* -1: none */
   double timeout_s;
 } rank0_watch;
 
-static rank0_watch rank0_watch_begin(const trainer *t, const char *what) {
-  rank0_watch w = {-1, t->world->timeout_s};
+static rank0_watch rank0_watch_begin(const trainer *t, const char *what, double timeout_s) {
+  rank0_watch w = {-1, timeout_s};
   if (t->nranks < 2 || !mb_watchdog_running())
     return w;
   char desc[160];
@@ -958,7 +970,8 @@ static int evaluate(trainer *t, int final, mb_eval_result *out) {
   o.exclude_bytes = mb_shardset_bytes(t->train_set) + mb_shardset_bytes(t->test_set);
   o.device_mem = t->dev.mem;
   o.stop = &stop_signal; /* a signal ends it at the next batch (incomplete: not logged) */
-  rank0_watch watch = rank0_watch_begin(t, "evaluation, no batch finished within the collective timeout");
+  rank0_watch watch =
+      rank0_watch_begin(t, "evaluation, no batch finished within the collective timeout", t->world->timeout_s);
   o.on_batch = rank0_watch_extend;
   o.on_batch_arg = &watch;
   int rc = mb_eval_run(t->net, t->be, sel, &o, out);
@@ -1269,7 +1282,9 @@ static int copy_file(const char *from, const char *to) {
 static int export_model(trainer *t) {
   char dir[1100];
   snprintf(dir, sizeof dir, "%s/model", t->run_dir);
-  rank0_watch watch = rank0_watch_begin(t, "export, not done within the collective timeout");
+  /* one call that writes the whole model: a generous deadline (slow file systems) */
+  const double export_s = fmax(1800.0, 4 * t->world->timeout_s);
+  rank0_watch watch = rank0_watch_begin(t, "export, not done within max(30 min, 4 x the collective timeout)", export_s);
   const int rc = t->net->ops->export_dir(t->net, dir, t->tokenizer_path);
   rank0_watch_end(&watch);
   MB_TRY(rc);
@@ -1397,13 +1412,17 @@ static int finish(trainer *t, double t_start, int *interrupted);
  * run (run.json), as rank 0 sees it before anyone writes there; every rank
  * takes rank 0's answer. */
 static int auto_resume_decision(trainer *t, const mb_train_args *a, int *resume) {
-  mb_config_doc *d;
-  MB_TRY(mb_config_load(a->configs, a->nconfigs, a->sets, a->nsets, NULL, &d));
-  const char *dir = a->run_dir ? a->run_dir : mb_config_doc_config(d)->run_dir;
-  char runjson[1200];
-  snprintf(runjson, sizeof runjson, "%s/run.json", dir);
-  double mine = t->rank == 0 && dir[0] && mb_file_exists(runjson), any = mine;
-  mb_config_doc_free(d);
+  mb_config_doc *d = NULL;
+  double mine = 0, any = 0;
+  int rc = mb_config_load(a->configs, a->nconfigs, a->sets, a->nsets, NULL, &d);
+  if (rc == MB_OK) {
+    const char *dir = a->run_dir ? a->run_dir : mb_config_doc_config(d)->run_dir;
+    char runjson[1200];
+    snprintf(runjson, sizeof runjson, "%s/run.json", dir);
+    mine = any = t->rank == 0 && dir[0] && mb_file_exists(runjson);
+    mb_config_doc_free(d);
+  }
+  MB_TRY(agree_status(t, rc)); /* every rank reaches the decision's all-reduce, or none does */
   if (t->nranks > 1)
     MB_TRY(mb_comm_allreduce(t->host, &mine, &any, 1, MB_F64, MB_REDUCE_SUM));
   *resume = any > 0;
@@ -1417,7 +1436,7 @@ static int train_body(trainer *t, const mb_train_args *given_args, int *interrup
   mb_train_args args = *given_args;
   const mb_train_args *a = &args;
   if (args.auto_resume)
-    MB_TRY(agree_status(t, auto_resume_decision(t, given_args, &args.resume)));
+    MB_TRY(auto_resume_decision(t, given_args, &args.resume));
   MB_TRY(load_config(t, a));
   const mb_config *c = t->cfg;
   if (c->threads > 0) {

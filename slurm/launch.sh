@@ -33,6 +33,11 @@
 #   MAMBERT_SRUN_ARGS   extra srun arguments (e.g. "--cpu-bind=cores")
 #   MAMBERT_COLLECTIVE_TIMEOUT  deadline of one collective (default here 600s:
 #                       the first steps include NCCL setup and checkpoint writes)
+#   MAMBERT_AUTO_RESUME 1 (default): a CONFIG job trains with --auto-resume;
+#                       0: plain `train CONFIG` (refuses a run directory that
+#                       holds a run). --force or --resume given by you turn it
+#                       off, except --force in a requeued job (SLURM_RESTART_COUNT
+#                       > 0), which becomes --auto-resume.
 set -euo pipefail
 
 die() { echo "slurm/launch.sh: $*" >&2; exit 2; }
@@ -54,11 +59,26 @@ else
   [ "${1#-}" = "$1" ] || die "'$1': expected the config first (or --dry-run / --resume RUN_DIR): $usage"
   config="$1"; shift
   train_args=("$config")
-  case "${MAMBERT_AUTO_RESUME:-1}" in
-    1) train_args+=(--auto-resume) ;;
-    0) ;;
-    *) die "MAMBERT_AUTO_RESUME='${MAMBERT_AUTO_RESUME}': expected 1 or 0" ;;
-  esac
+  case "${MAMBERT_AUTO_RESUME:-1}" in 1 | 0) ;; *) die "MAMBERT_AUTO_RESUME='${MAMBERT_AUTO_RESUME}': expected 1 or 0" ;; esac
+  auto="${MAMBERT_AUTO_RESUME:-1}"
+  rest=()
+  for a in "$@"; do
+    case "$a" in
+      --resume) auto=0; rest+=("$a") ;; # the user's own choice
+      --force)
+        if [ "${SLURM_RESTART_COUNT:-0}" -gt 0 ]; then
+          # a requeued job: its first start moved the old run aside already;
+          # --force again would move this job's partly trained run aside too
+          echo "slurm/launch.sh: requeued job (SLURM_RESTART_COUNT=$SLURM_RESTART_COUNT): --force becomes --auto-resume" >&2
+          auto=1
+        else
+          auto=0; rest+=("$a")
+        fi ;;
+      *) rest+=("$a") ;;
+    esac
+  done
+  set -- "${rest[@]+"${rest[@]}"}"
+  [ "$auto" = 1 ] && train_args+=(--auto-resume)
 fi
 
 # ---- where things are ---------------------------------------------------------

@@ -49,7 +49,25 @@ static void test_scaler_sequence(void **state) {
   assert_int_equal(s.bad_steps, 20);
 }
 
+/* S stays an f32 value: the initial one is rounded, growth stops below the
+ * largest f32 (torch keeps S in an f32 tensor and takes only a finite growth) */
+static void test_scaler_f32_bounds(void **state) {
+  (void)state;
+  mb_loss_scaler s;
+  mb_loss_scaler_init(&s, 0.1);
+  assert_true(s.scale == (double)0.1f && s.scale != 0.1);
+  mb_loss_scaler_init(&s, 0x1p126);
+  s.growth_interval = 1;
+  double inv;
+  assert_int_equal(mb_loss_scaler_update(&s, 0, &inv), 1);
+  assert_true(mb_loss_scaler_scale(&s) == 0x1p127);
+  for (int i = 0; i < 3; i++) /* 2^128 is not an f32: S stays at 2^127 */
+    assert_int_equal(mb_loss_scaler_update(&s, 0, &inv), 1);
+  assert_true(mb_loss_scaler_scale(&s) == 0x1p127);
+  assert_true(inv == 0x1p-127);
+}
+
 int main(void) {
-  const struct CMUnitTest tests[] = {cmocka_unit_test(test_scaler_sequence)};
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_scaler_sequence), cmocka_unit_test(test_scaler_f32_bounds)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,6 +41,10 @@ run 0 "$root/build/mambert train --resume runs/x --set eval.samples=10" -- SLURM
     "$root/slurm/train.sbatch" --dry-run --resume runs/x --set eval.samples=10
 run 0 "$root/build/mambert train cfg.yaml --seed 1" -- SLURM_JOB_ID=1 SLURM_GPUS_ON_NODE=1 MAMBERT_AUTO_RESUME=0 -- \
     "$root/slurm/train.sbatch" cfg.yaml --seed 1 --dry-run
+run 0 "$root/build/mambert train cfg.yaml --force" -- SLURM_JOB_ID=1 SLURM_GPUS_ON_NODE=1 -- \
+    "$root/slurm/train.sbatch" --dry-run cfg.yaml --force
+run 0 "$root/build/mambert train cfg.yaml --auto-resume" "--force becomes --auto-resume" -- SLURM_JOB_ID=1 \
+    SLURM_GPUS_ON_NODE=1 SLURM_RESTART_COUNT=1 -- "$root/slurm/train.sbatch" --dry-run cfg.yaml --force
 run 2 "--resume needs the run directory" -- SLURM_JOB_ID=1 SLURM_GPUS_ON_NODE=1 -- \
     "$root/slurm/train.sbatch" --dry-run --resume --set a=b
 run 2 "MAMBERT_AUTO_RESUME='yes'" -- SLURM_JOB_ID=1 SLURM_GPUS_ON_NODE=1 MAMBERT_AUTO_RESUME=yes -- \

@@ -74,7 +74,8 @@ static int save(int64_t step, int keep) {
   s.world_size = 1;
   if (step >= 30) { /* the loss scaler's state, exactly (the scale is any double) */
     s.has_loss_scaler = 1;
-    mb_loss_scaler_init(&s.loss_scaler, 1.0 / 3.0);
+    mb_loss_scaler_init(&s.loss_scaler, 0);
+    s.loss_scaler.scale = 1.0 / 3.0;
     s.loss_scaler.growth_interval = 7;
     s.loss_scaler.good_steps = 5;
     s.loss_scaler.bad_steps = 2;
@@ -125,6 +126,7 @@ static void assert_latest(int64_t step) {
   for (int i = 0; i < MB_LOADER_STATE_BYTES; i++)
     assert_int_equal(s.loader[i], (uint8_t)(i * 7 + step));
   assert_int_equal(s.has_loss_scaler, step >= 30);
+  assert_int_equal(s.counts_all_ranks, 1);
   if (step >= 30) {
     assert_true(s.loss_scaler.scale == 1.0 / 3.0);
     assert_true(s.loss_scaler.growth_factor == 2.0 && s.loss_scaler.backoff_factor == 0.5);
