@@ -20,6 +20,8 @@
 #include <string.h>
 
 #include "experiments/cli.h"
+#include "experiments/config.h"
+#include "experiments/device.h"
 #include "experiments/eval.h"
 #include "kernels/cpu/cpu.h"
 #include "models/model.h"
@@ -310,7 +312,7 @@ static int run_predict(int argc, char **argv) {
   int one = mb_cli_one_process(&mb_cmd_predict, "every rank would print every prediction");
   if (one)
     return one;
-  const char *model_dir = NULL, *tokenizer = NULL;
+  const char *model_dir = NULL, *tokenizer = NULL, *device = "cpu", *precision = "f32";
   int json = 0, batch = 32, max_length = -1;
   /* the inputs in order: texts (argv entries) and files ("-": stdin) */
   const char **src = calloc((size_t)argc, sizeof *src);
@@ -328,7 +330,8 @@ static int run_predict(int argc, char **argv) {
     } else if (!strcmp(a, "--json")) {
       json = 1;
     } else if (!strcmp(a, "--model") || !strcmp(a, "--file") || !strcmp(a, "--tokenizer") ||
-               !strcmp(a, "--batch-size") || !strcmp(a, "--max-length")) {
+               !strcmp(a, "--batch-size") || !strcmp(a, "--max-length") || !strcmp(a, "--device") ||
+               !strcmp(a, "--precision")) {
       if (i + 1 >= argc) {
         rc = mb_cli_usage_error(&mb_cmd_predict, "%s needs a value", a);
         break;
@@ -344,6 +347,14 @@ static int run_predict(int argc, char **argv) {
         is_file[nsrc] = 1, src[nsrc++] = v;
       else if (!strcmp(a, "--batch-size"))
         rc = parse_int(a, v, 1, 1 << 16, &batch);
+      else if (!strcmp(a, "--device") && strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "auto"))
+        rc = mb_cli_usage_error(&mb_cmd_predict, "--device '%s': expected cpu, cuda or auto", v);
+      else if (!strcmp(a, "--device"))
+        device = v;
+      else if (!strcmp(a, "--precision") && strcmp(v, "f32") && strcmp(v, "bf16") && strcmp(v, "fp16"))
+        rc = mb_cli_usage_error(&mb_cmd_predict, "--precision '%s': expected f32, bf16 or fp16", v);
+      else if (!strcmp(a, "--precision"))
+        precision = v;
       else
         rc = parse_int(a, v, 0, 1 << 30, &max_length);
     } else if (!strncmp(a, "--", 2) && strchr(a, '=')) {
@@ -355,6 +366,8 @@ static int run_predict(int argc, char **argv) {
   }
   if (!rc && !model_dir)
     rc = mb_cli_usage_error(&mb_cmd_predict, "--model DIR is required");
+  if (!rc && strcmp(precision, "f32") != 0 && strcmp(device, "cpu") == 0)
+    rc = mb_cli_usage_error(&mb_cmd_predict, "--precision %s needs a GPU: add --device cuda (or auto)", precision);
   if (!rc && nsrc == 0)
     rc = mb_cli_usage_error(&mb_cmd_predict, "no inputs: give texts, --file PATH or - (stdin)");
   if (rc) {
@@ -364,15 +377,32 @@ static int run_predict(int argc, char **argv) {
   }
 
   predictor p = {0};
-  mb_backend *be = mb_cpu_backend();
+  /* where to compute: the device code train and eval share, from --device
+   * and --precision in place of train.device and train.precision */
+  mb_config dc;
+  mb_config_defaults(&dc);
+  snprintf(dc.device, sizeof dc.device, "%s", device);
+  snprintf(dc.precision, sizeof dc.precision, "%s", precision);
+  mb_cli_device dev;
+  if (mb_cli_device_open_as(&dc, 1, 0, "mambert predict", "--device", "--precision", &dev) != MB_OK) {
+    free(src);
+    free(is_file);
+    return mb_cli_fail("predict", NULL);
+  }
+  mb_backend *be = dev.be;
   mb_net *net;
   char source[MB_CFG_PATH + 64];
   mb_open_path_opts lo = {.tokenizer = tokenizer};
-  if (mb_open_model_path(model_dir, &lo, be, NULL, &net, source, sizeof source) != MB_OK) {
+  if (mb_open_model_path(model_dir, &lo, be, NULL, &net, source, sizeof source) != MB_OK ||
+      mb_cli_device_apply(&dev, net, 0) != MB_OK) {
     free(src);
     free(is_file);
-    return mb_cli_fail("predict", "loading the model");
+    const int code = mb_cli_fail("predict", "loading the model");
+    mb_cli_device_close(&dev);
+    return code;
   }
+  if (dev.gpu)
+    MB_INFO("predict on %s", dev.desc);
   p.m = mb_net_model(net);
   const mb_model_config *c = mb_model_config_of(p.m);
   p.json = json;
@@ -407,6 +437,7 @@ static int run_predict(int argc, char **argv) {
   mb_program_cache_free(p.cache);
   mb_tokenizer_free(p.tok);
   mb_net_free(net);
+  mb_cli_device_close(&dev);
   texts_free(&in);
   free(src);
   free(is_file);
@@ -450,6 +481,9 @@ const mb_command mb_cmd_predict = {
     "  --max-length N     truncate to N tokens (0 or absent: BERT's max_position_embeddings,\n"
     "                     special tokens included, also the most N can be; Mamba: no\n"
     "                     truncation, as the reference)\n"
+    "  --device D        cpu (default), cuda (the first GPU) or auto (a GPU when this\n"
+    "                    build has CUDA and one is visible)\n"
+    "  --precision P     f32 (default), or on a GPU bf16 or fp16 compute\n"
     "  --tokenizer FILE   use this vocab.txt / tokenizer.json instead of the model's own;\n"
     "                     refused when the model records another vocabulary\n",
     run_predict,

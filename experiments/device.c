@@ -13,7 +13,15 @@
 #include "kernels/cuda/cuda.h"
 #endif
 
+/* "train.device: cpu" for a config key, "--device cpu" for a flag */
+static const char *value_sep(const char *key) { return key[0] == '-' ? " " : ": "; }
+
 int mb_cli_device_open(const mb_config *c, int nranks, int profiling, const char *what, mb_cli_device *out) {
+  return mb_cli_device_open_as(c, nranks, profiling, what, "train.device", "train.precision", out);
+}
+
+int mb_cli_device_open_as(const mb_config *c, int nranks, int profiling, const char *what, const char *dkey,
+                          const char *pkey, mb_cli_device *out) {
   memset(out, 0, sizeof *out);
   out->be = mb_cpu_backend();
   out->compute = MB_F32;
@@ -27,32 +35,33 @@ int mb_cli_device_open(const mb_config *c, int nranks, int profiling, const char
   }
 #endif
   if (want_gpu && gpus == 0)
-    return MB_ERR(MB_EUNSUPPORTED, "train.device: cuda, but %s sees no GPU (%s); use train.device: cpu", what, why);
+    return MB_ERR(MB_EUNSUPPORTED, "%s: cuda, but %s sees no GPU (%s); use %s%scpu", dkey, what, why, dkey,
+                  value_sep(dkey));
   int gpu = gpus > 0 && !want_cpu;
   if (gpu && !want_gpu && nranks > 1) { /* auto with several ranks: the CPU, as before GPUs were wired in */
-    MB_WARN("train.device: auto with %d ranks: computing on the CPU (several GPU ranks are not wired into %s yet; "
-            "set train.device: cpu to silence this)",
-            nranks, what);
+    MB_WARN("%s: auto with %d ranks: computing on the CPU (several GPU ranks are not wired into %s yet; "
+            "set %s%scpu to silence this)",
+            dkey, nranks, what, dkey, value_sep(dkey));
     gpu = 0;
   }
   if (!gpu) {
     if (strcmp(c->precision, "f32") != 0)
       return MB_ERR(MB_EUNSUPPORTED,
-                    "train.precision: %s needs a GPU and %s runs on the CPU here (%s); set train.precision: f32",
-                    c->precision, what, want_cpu ? "train.device: cpu" : why);
+                    "%s: %s needs a GPU and %s runs on the CPU here (%s); set %s%sf32", pkey, c->precision, what,
+                    want_cpu ? "the device is cpu" : why, pkey, value_sep(pkey));
     snprintf(out->desc, sizeof out->desc, "cpu, f32");
     return MB_OK;
   }
   if (strcmp(c->precision, "fp8") == 0)
     return MB_ERR(MB_EUNSUPPORTED,
-                  "train.precision: fp8 is not in %s yet (its delayed-scaling amax history is neither calibrated "
+                  "%s: fp8 is not in %s yet (its delayed-scaling amax history is neither calibrated "
                   "before the first batch nor checkpointed); use bf16, fp16 or f32",
-                  what);
+                  pkey, what);
   if (nranks > 1)
     return MB_ERR(MB_EUNSUPPORTED,
-                  "train.device: %s with %d ranks: %s runs one GPU per job for now (the NCCL data-parallel path is "
-                  "not wired into it yet); run one rank, or set train.device: cpu",
-                  c->device, nranks, what);
+                  "%s: %s with %d ranks: %s runs one GPU per job for now (the NCCL data-parallel path is "
+                  "not wired into it yet); run one rank, or set %s%scpu",
+                  dkey, c->device, nranks, what, dkey, value_sep(dkey));
 #if MAMBERT_HAVE_CUDA
   mb_cuda_backend_opts o = mb_cuda_backend_defaults();
   o.device = 0;

@@ -27,6 +27,10 @@ typedef struct {
  * `what` names the command in messages. */
 int mb_cli_device_open(const mb_config *c, int nranks, int profiling, const char *what,
                        mb_cli_device *out) MB_NODISCARD;
+/* The same with the names messages give the two settings (predict's
+ * "--device" and "--precision"). */
+int mb_cli_device_open_as(const mb_config *c, int nranks, int profiling, const char *what, const char *device_key,
+                          const char *precision_key, mb_cli_device *out) MB_NODISCARD;
 /* The compute precision on a net's model, and with loss_scale = 1 the
  * "loss_scale" input that multiplies its training loss (before any program
  * is built). */

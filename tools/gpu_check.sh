@@ -94,7 +94,7 @@ NO_GPU_NEEDED=" runtime_dtype_cuda cuda_attention_dispatch cuda_selective_scan_p
 STEPS=(
   "tests tests 170"
   "cli_train cli 120"
-  "cli_eval cli 60"
+  "cli_eval cli 90"
   "fp8_probe bench 20"
   "bench_cuda_mlp bench 30"
   "bench_cuda_gemm bench 45"
@@ -493,7 +493,7 @@ PY
   return $rc
 }
 
-# \`mambert eval\` on the GPU (train.device: cuda): the demo BERT and Mamba
+# \`mambert eval\` and \`predict\` on the GPU (train.device: cuda, --device cuda): the demo BERT and Mamba
 # (random weights from the config's seed: the same on both) evaluated on the
 # GPU and on the CPU must agree (mean loss within 1e-3 relative, accuracy
 # within 5 of 1000 reviews); the GPU's peak is its allocator's. Then a short
@@ -531,6 +531,36 @@ for name in sorted(cpu):
         abs(g["accuracy"] - c["accuracy"]) <= 0.005 and g.get("peak_of") == "gpu allocator"
     bad += not ok
     print(f"cli_eval: {name} on the GPU vs the CPU: " + ("ok" if ok else "FAILED"))
+sys.exit(1 if bad else 0)
+PY
+  # predict --device cuda against the CPU on 300 test reviews: the same labels
+  # (but where the CPU's top probability is within 1e-3 of a tie), and
+  # probabilities within 1e-3 in f32
+  zcat data/samples/imdb/test.tsv.gz | tail -n +2 | cut -f4 | head -300 > "$WORK/raw/predict-in.txt"
+  local m
+  for m in bert_tiny mamba_tiny; do
+    for dev in cuda cpu; do
+      ours "$BIN/mambert" predict --json --model tests/fixtures/models/$m --device $dev \
+        --file "$WORK/raw/predict-in.txt" > "$WORK/raw/predict-$m-$dev.jsonl" || rc=1
+    done
+  done
+  python3 - "$WORK/raw" <<'PY' || rc=1
+import json, os, sys
+raw = sys.argv[1]
+bad = 0
+for m in ("bert_tiny", "mamba_tiny"):
+    try:
+        g = [json.loads(x) for x in open(os.path.join(raw, f"predict-{m}-cuda.jsonl"))]
+        c = [json.loads(x) for x in open(os.path.join(raw, f"predict-{m}-cpu.jsonl"))]
+    except Exception as e:
+        print(f"cli_eval: predict {m}: no output ({e}): FAILED"); bad += 1; continue
+    worst = max((abs(x["probabilities"][k] - y["probabilities"][k]) for x, y in zip(g, c) for k in y["probabilities"]),
+                default=9)
+    flips = sum(x["label_id"] != y["label_id"] and y["score"] - 0.5 > 1e-3 for x, y in zip(g, c))
+    ok = len(g) == len(c) == 300 and worst <= 1e-3 and flips == 0
+    bad += not ok
+    print(f"cli_eval: predict {m} on the GPU vs the CPU, {len(g)} reviews: largest probability difference "
+          f"{worst:.2e}, {flips} labels differ: " + ("ok" if ok else "FAILED"))
 sys.exit(1 if bad else 0)
 PY
   return $rc

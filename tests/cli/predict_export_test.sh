@@ -76,6 +76,17 @@ lacks "LABEL_" -- predict --model $fx/bert_tiny --file "$tmp/empty.txt"
 printf 'fine\n\xff bad\n' > "$tmp/badline.txt"
 expect 1 "input 1 \($tmp/badline.txt line 2\): tokenizer: invalid UTF-8" -- predict --model $fx/bert_tiny --file "$tmp/badline.txt"
 expect 2 "--model given twice" -- predict --model $fx/bert_tiny --model $fx/mamba_tiny "a film"
+# where to compute: the CPU by default and with --device cpu (the same output);
+# reduced precision only with a GPU; cuda without one is an error naming --device
+a="$("$bin" predict --model $fx/bert_tiny "a film" "so dull" 2>/dev/null)"
+b="$("$bin" predict --model $fx/bert_tiny --device cpu --precision f32 "a film" "so dull" 2>/dev/null)"
+if [ -z "$a" ] || [ "$a" != "$b" ]; then echo "FAIL: predict --device cpu differs from the default"; fail=1; else echo "ok: --device cpu"; fi
+expect 2 "--precision bf16 needs a GPU: add --device cuda" -- predict --model $fx/bert_tiny --precision bf16 "a film"
+expect 2 "--device 'gpu': expected cpu, cuda or auto" -- predict --model $fx/bert_tiny --device gpu "a film"
+expect 2 "--precision 'fp8': expected f32, bf16 or fp16" -- predict --model $fx/bert_tiny --device cuda --precision fp8 "a"
+if "$bin" info 2>/dev/null | grep -qE "^GPUs: (none|not built)"; then
+  expect 1 "--device: cuda, but mambert predict sees no GPU .*; use --device cpu" -- predict --model $fx/bert_tiny --device cuda "a"
+fi
 if [ -w /dev/full ]; then
   if "$bin" predict --model $fx/bert_tiny "a film" > /dev/full 2>"$tmp/full.err"; then
     echo "FAIL: predict into a full device exited 0"; fail=1
