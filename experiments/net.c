@@ -61,6 +61,14 @@ static void append_name(char *buf, size_t cap, int *count, const char *name) {
     snprintf(buf + k, cap - k, ", ...");
 }
 
+void mb_net_set_weight_decay(mb_net *net, int decay_norms_biases) {
+  for (int i = 0; i < mb_params_count(net->params); i++) {
+    const mb_param_info *pi = mb_params_info(net->params, i);
+    const int matrix = pi->shape.ndim > 1 && !strstr(pi->name, "A_log");
+    (void)mb_params_set_weight_decay(net->params, i, decay_norms_biases || matrix);
+  }
+}
+
 int mb_net_load_weights(mb_net *net, const char *path) {
   mb_safetensors *st;
   int rc = mb_safetensors_open(path, &st);

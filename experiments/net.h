@@ -80,6 +80,12 @@ int mb_net_create(const mb_config *cfg, int64_t tokenizer_vocab, int for_trainin
                   mb_net **out) MB_NODISCARD;
 void mb_net_free(mb_net *net);
 
+/* Which parameters get weight decay: matrices and embeddings only, as
+ * Hugging Face's Trainer (no biases, no norm weights) and mamba_ssm (no
+ * A_log, no D) do; every parameter when decay_norms_biases
+ * (optim.decay_norms_biases). */
+void mb_net_set_weight_decay(mb_net *net, int decay_norms_biases);
+
 /* Load weights from a safetensors file with the store's names and shapes
  * (a mambert checkpoint). Missing, unexpected or mis-shaped tensors are an
  * error that names them (up to a few of each). */

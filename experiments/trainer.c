@@ -359,15 +359,7 @@ static int setup_net(trainer *t) {
   if (net->max_position > 0 && c->max_length > net->max_position)
     return MB_ERR(MB_EINVAL, "data.max_length %lld is longer than the model's %lld position embeddings",
                   (long long)c->max_length, (long long)net->max_position);
-  /* weight decay: matrices and embeddings only, as Hugging Face's Trainer
-   * (biases, norm weights) and mamba_ssm (A_log, D) do */
-  if (!c->decay_norms_biases) {
-    for (int i = 0; i < mb_params_count(net->params); i++) {
-      const mb_param_info *pi = mb_params_info(net->params, i);
-      if (pi->shape.ndim <= 1 || strstr(pi->name, "A_log"))
-        mb_params_set_weight_decay(net->params, i, 0);
-    }
-  }
+  mb_net_set_weight_decay(net, c->decay_norms_biases);
   mb_params_layout_sha256(net->params, t->params_sha);
   return MB_OK;
 }

@@ -156,6 +156,16 @@ static void test_schedules(void **state) {
 
 /* Two ranges updated by two optimizers (as two ZeRO-1 ranks would) equal
  * one full update. */
+/* torch.nn.utils.clip_grad_norm_: coef = max_norm / (norm + 1e-6), clamped
+ * to 1, so gradients below the cap are never scaled up */
+static void test_clip_coef(void **state) {
+  (void)state;
+  assert_true(mb_clip_coef(0.5, 1.0) == 1.0);
+  assert_true(mb_clip_coef(0.0, 1.0) == 1.0);
+  assert_true(fabs(mb_clip_coef(2.0, 1.0) - 1.0 / (2.0 + 1e-6)) < 1e-15);
+  assert_true(mb_clip_coef(1e300, 1.0) < 1e-299);
+}
+
 static void test_range_update(void **state) {
   (void)state;
   json_t *fx = load_fixture(), *run = json_object_get(fx, "adamw");
@@ -226,6 +236,7 @@ int main(void) {
       cmocka_unit_test(test_adamw_matches_torch),
       cmocka_unit_test(test_sgd_matches_torch),
       cmocka_unit_test(test_schedules),
+      cmocka_unit_test(test_clip_coef),
       cmocka_unit_test(test_range_update),
       cmocka_unit_test(test_shard_update),
   };

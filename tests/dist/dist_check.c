@@ -9,7 +9,8 @@
  *     model's maths hold nothing but rounding noise, which no relative
  *     bound fits (see train_equivalence_test.sh).
  *   dist_check metrics A.jsonl B.jsonl RTOL
- *     the "train" lines of both metrics files have the same steps, and each
+ *     the "train" lines of both metrics files have the same steps and epoch
+ *     fractions, and each
  *     step's loss agrees: |a - b| / max(|a|, |b|).
  * Exit 0 when every error is <= RTOL, 1 otherwise, 2 on bad input; the
  * last line printed is "max_rel_diff <value>".
@@ -94,8 +95,8 @@ static int compare_weights(const char *pa, const char *pb, double rtol, char **s
   return status;
 }
 
-/* The train losses of a metrics file: steps[i], loss[i]; returns the count or -1. */
-static int read_losses(const char *path, long long *steps, double *loss, int cap) {
+/* The train lines of a metrics file: steps[i], loss[i], epoch[i]; returns the count or -1. */
+static int read_losses(const char *path, long long *steps, double *loss, double *epoch, int cap) {
   FILE *f = fopen(path, "r");
   if (!f) {
     fprintf(stderr, "dist_check: cannot open %s\n", path);
@@ -117,6 +118,7 @@ static int read_losses(const char *path, long long *steps, double *loss, int cap
     if (kind && strcmp(kind, "train") == 0 && json_is_number(l) && n < cap) {
       steps[n] = (long long)json_integer_value(json_object_get(j, "step"));
       loss[n] = json_number_value(l);
+      epoch[n] = json_number_value(json_object_get(j, "epoch"));
       n++;
     }
     json_decref(j);
@@ -128,8 +130,8 @@ static int read_losses(const char *path, long long *steps, double *loss, int cap
 static int compare_metrics(const char *pa, const char *pb, double rtol) {
   enum { CAP = 4096 };
   static long long sa[CAP], sb[CAP];
-  static double la[CAP], lb[CAP];
-  int na = read_losses(pa, sa, la, CAP), nb = read_losses(pb, sb, lb, CAP);
+  static double la[CAP], lb[CAP], ea[CAP], eb[CAP];
+  int na = read_losses(pa, sa, la, ea, CAP), nb = read_losses(pb, sb, lb, eb, CAP);
   if (na < 0 || nb < 0)
     return 2;
   if (na == 0 || na != nb) {
@@ -141,6 +143,11 @@ static int compare_metrics(const char *pa, const char *pb, double rtol) {
   for (int i = 0; i < na; i++) {
     if (sa[i] != sb[i]) {
       fprintf(stderr, "dist_check: line %d: step %lld in %s, step %lld in %s\n", i + 1, sa[i], pa, sb[i], pb);
+      return 2;
+    }
+    /* the data position: the same fraction of the epoch however many ranks */
+    if (fabs(ea[i] - eb[i]) > 1e-9) {
+      fprintf(stderr, "dist_check: step %lld: epoch %.10g in %s, %.10g in %s\n", sa[i], ea[i], pa, eb[i], pb);
       return 2;
     }
     double scale = fmax(fabs(la[i]), fabs(lb[i]));

@@ -87,6 +87,18 @@ check "eval of a missing model.checkpoint exits 1" test $? -eq 1
 check "and names the directory" \
   grep -qE "model.checkpoint.*$tmp/no-such-model.*(does not exist|no such directory)" "$tmp/gone.log"
 check "not its tokenizer" bash -c "! grep -q 'no tokenizer' '$tmp/gone.log'"
+# packed batches (a BERT fixture: bow is padded only) count the same 200
+# reviews and give the padded loss: their empty rows (label -1) count nowhere
+printf 'model:\n  checkpoint: tests/fixtures/models/bert_tiny\ndata:\n  test: %s\n  cache_dir: %s/cache\n  max_length: 32\neval:\n  samples: 200\n  selection: strided\n  warmup: 0\n  repeats: 1\n' \
+  data/samples/imdb/test.tsv.gz "$tmp" > "$tmp/bert.yaml"
+for b in padded packed; do
+  "$bin" eval "$tmp/bert.yaml" --set eval.batching=$b --out "$tmp/bert-$b" > "$tmp/bert-$b.log" 2>&1 ||
+    { echo "FAIL: $b eval of bert_tiny"; tail -3 "$tmp/bert-$b.log"; fail=1; }
+done
+check "packed eval counts 200 reviews" grep -q '"samples": 200,' "$tmp/bert-packed/eval.json"
+pl="$(grep -o '"loss": [0-9.e-]*' "$tmp/bert-padded/eval.json" | cut -d' ' -f2)"
+kl="$(grep -o '"loss": [0-9.e-]*' "$tmp/bert-packed/eval.json" | cut -d' ' -f2)"
+check "and the padded eval's loss to 1e-5 ($pl, $kl)" awk -v a="$pl" -v b="$kl" 'BEGIN { d = a - b; exit !(a > 0 && d < 1e-5 && d > -1e-5) }'
 # a sanitizer build reports through the logs
 if grep -lE "Sanitizer|runtime error:" "$tmp"/*.log* "$tmp"/*/*.log 2>/dev/null; then
   echo "FAIL: sanitizer reports above"; grep -hE -A20 "Sanitizer|runtime error:" "$tmp"/*.log* 2>/dev/null | head -40; fail=1

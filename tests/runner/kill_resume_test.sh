@@ -93,6 +93,13 @@ check_model() { # NAME
             <(grep -o "$line" "$b/metrics.jsonl" | sed 's/"time":[0-9.]*,//') >/dev/null; then
     echo "FAIL $n: metrics.jsonl differs"; fail=1
   fi
+  # the counts of examples and tokens seen carry over the resume
+  local counts='"(samples|tokens)_seen": [0-9.e+]*'
+  if ! diff <(grep -oE "$counts" "$a/results.json") <(grep -oE "$counts" "$b/results.json") >/dev/null ||
+     [ "$(grep -cE "$counts" "$a/results.json")" != 2 ]; then
+    echo "FAIL $n: samples_seen / tokens_seen in results.json differ: $(grep -oE "$counts" "$a/results.json" "$b/results.json" | tr '\n' ' ')"
+    fail=1
+  fi
   local scaler='"loss_scale":[0-9.e+-]*,"skipped_steps":[0-9.]*'
   if ! diff <(grep -o "$scaler" "$a/metrics.jsonl") <(grep -o "$scaler" "$b/metrics.jsonl") >/dev/null; then
     echo "FAIL $n: the loss scale or the skipped steps in metrics.jsonl differ"; fail=1

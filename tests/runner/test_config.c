@@ -278,6 +278,39 @@ static void test_attention_dropout_exact(void **state) {
   mb_config_doc_free(d);
 }
 
+/* Weight decay: the matrices and embeddings, not biases, norm weights,
+ * Mamba's A_log and D (HF's Trainer, mamba_ssm); all with decay_norms_biases */
+static void test_weight_decay_groups(void **state) {
+  (void)state;
+  const char *dirs[] = {"tests/fixtures/models/bert_tiny", "tests/fixtures/models/mamba_tiny"};
+  for (int m = 0; m < 2; m++)
+    for (int all = 0; all < 2; all++) {
+      char text[160];
+      snprintf(text, sizeof text, "model:\n  checkpoint: %s\n", dirs[m]);
+      mb_config_doc *d = load_text(text, MB_OK);
+      mb_net *net;
+      if (mb_net_create(mb_config_doc_config(d), 100, 1, mb_cpu_backend(), &net) != MB_OK)
+        fail_msg("%s", mb_error_message());
+      mb_net_set_weight_decay(net, all);
+      int decayed = 0, kept = 0, a_log = 0;
+      for (int i = 0; i < mb_params_count(net->params); i++) {
+        const mb_param_info *pi = mb_params_info(net->params, i);
+        const int want = all || (pi->shape.ndim > 1 && !strstr(pi->name, "A_log"));
+        if (pi->weight_decay != want)
+          fail_msg("%s %s (%d dims): weight decay %d, expected %d", dirs[m], pi->name, pi->shape.ndim,
+                   pi->weight_decay, want);
+        decayed += pi->weight_decay;
+        kept += !pi->weight_decay;
+        a_log += strstr(pi->name, "A_log") != NULL;
+      }
+      assert_true(decayed > 0);
+      assert_true(all ? kept == 0 : kept > 0);
+      assert_true(m == 0 || a_log > 0); /* the Mamba fixture has A_log, a matrix */
+      mb_net_free(net);
+      mb_config_doc_free(d);
+    }
+}
+
 static void test_resolved_round_trip(void **state) {
   (void)state;
   mb_config_doc *d = load_text(GOOD, MB_OK);
@@ -344,6 +377,7 @@ int main(void) {
       cmocka_unit_test(test_arch_switched_by_a_later_source),
       cmocka_unit_test(test_resolved_round_trip),      cmocka_unit_test(test_shipped_configs_load),
       cmocka_unit_test(test_attention_dropout_exact),
+      cmocka_unit_test(test_weight_decay_groups),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

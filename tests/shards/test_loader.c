@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <cmocka.h>
 
 #include "data/loader.h"
@@ -237,6 +238,11 @@ static void digest_batches(mb_loader *l, int64_t count, uint8_t out[32]) {
   mb_sha256_final(h, out);
 }
 
+static int cmp_u64(const void *a, const void *b) {
+  const uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
 static void test_determinism(void **state) {
   (void)state;
   /* the stream is Philox's (u32 elements 2c, 2c+1 make value c) and pinned:
@@ -289,6 +295,36 @@ static void test_determinism(void **state) {
   }
   assert_true(first[0] != first[1]);
   mb_loader_free(l);
+  /* and in what goes together: each epoch's batches, as sets of examples,
+   * differ (a new order of the same batches would not do), with length-sorted
+   * windows and without */
+  for (int window = 0; window < 2; window++) {
+    c = mb_loader_train_config(8, 512, 1234);
+    if (!window)
+      c.window = 0;
+    assert_ok(mb_loader_create(s, &c, &l));
+    int64_t steps;
+    assert_ok(mb_loader_steps_in_epoch(l, 0, &steps));
+    uint64_t *sig[2];
+    for (int e = 0; e < 2; e++) {
+      sig[e] = calloc((size_t)steps, sizeof(uint64_t));
+      assert_non_null(sig[e]);
+      assert_ok(mb_loader_seek(l, (mb_loader_position){e, 0}));
+      for (int64_t k = 0; k < steps; k++) {
+        const mb_batch *b;
+        assert_ok(mb_loader_next(l, &b));
+        uint64_t h = 0; /* order-free: a sum of mixed indices */
+        for (int32_t r = 0; r < b->n_seqs; r++)
+          h += (uint64_t)(b->indices[r] + 1) * 0x9E3779B97F4A7C15ull ^ (uint64_t)b->indices[r] << 17;
+        sig[e][k] = h;
+      }
+      qsort(sig[e], (size_t)steps, sizeof(uint64_t), cmp_u64);
+    }
+    assert_memory_not_equal(sig[0], sig[1], (size_t)steps * sizeof(uint64_t));
+    free(sig[0]);
+    free(sig[1]);
+    mb_loader_free(l);
+  }
   mb_shardset_free(s);
 }
 
