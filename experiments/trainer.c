@@ -995,8 +995,12 @@ static void progress_bar(trainer *t, double loss, double lr, double tok_s, doubl
     bar[i] = i < fill ? '#' : '.';
   bar[20] = 0;
   double epoch = t->steps_per_epoch ? (double)t->micro / (double)t->steps_per_epoch : 0;
-  fprintf(stderr, "\r[%s] step %lld/%lld ep %.2f loss %.4f lr %.2e %s tok/s %s smp/s eta %s \033[K", bar,
-          (long long)t->step, (long long)t->total_steps, epoch, loss, lr, tk, sm, eta);
+  char scale[48] = "";
+  if (t->scaling)
+    snprintf(scale, sizeof scale, " scale %g (%lld skipped)", mb_loss_scaler_scale(&t->scaler),
+             (long long)t->scaler.skipped);
+  fprintf(stderr, "\r[%s] step %lld/%lld ep %.2f loss %.4f lr %.2e%s %s tok/s %s smp/s eta %s \033[K", bar,
+          (long long)t->step, (long long)t->total_steps, epoch, loss, lr, scale, tk, sm, eta);
   fflush(stderr);
 }
 
