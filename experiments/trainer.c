@@ -93,6 +93,7 @@ typedef struct {
   mb_zero_layout zl;
   float *zero_params, *zero_grads;
   double zero_lr, zero_clip_max, zero_accum, zero_norm;
+  int zero_take;          /* the loss scaler let the ZeRO step update (0: skipped) */
   mb_timeline *timeline;  /* log.timeline: the recorded step's events */
   /* progress */
   int64_t step, micro, total_steps, steps_per_epoch;
@@ -339,10 +340,6 @@ static int setup_net(trainer *t) {
   t->be = t->dev.be;
   MB_TRY(mb_net_create(c, mb_tokenizer_vocab_size(t->tok), 1, t->be, &t->net));
   t->scaling = mb_config_loss_scaling(c);
-  if (t->scaling && t->zero)
-    return MB_ERR(MB_EUNSUPPORTED, "train.loss_scale: dynamic loss scaling (train.loss_scale: %s, train.precision: %s) "
-                                   "with train.zero1 on %d ranks is not supported yet; set train.zero1: false",
-                  c->loss_scale, c->precision, t->nranks);
   MB_TRY(mb_cli_device_apply(&t->dev, t->net, t->scaling));
   if (t->scaling) {
     mb_loss_scaler_init(&t->scaler, c->loss_scale_init);
@@ -501,9 +498,15 @@ static int zero_update(void *ctx, float *params, const float *grads, size_t glob
   MB_TRY(mb_optimizer_shard_sumsq(t->opt, grads, &ss));
   MB_TRY(mb_zero_global_norm(t->host, ss, &norm));
   norm /= t->zero_accum;
+  /* the global norm: every rank takes the same decision */
+  double inv = 1.0;
+  t->zero_take = t->scaling ? mb_loss_scaler_update(&t->scaler, !isfinite(norm), &inv) : 1;
+  norm *= inv;
   t->zero_norm = norm;
+  if (!t->zero_take) /* the shard stays as it was, and so does what the all-gather returns */
+    return MB_OK;
   double coef = mb_clip_coef(norm, t->zero_clip_max);
-  return mb_optimizer_step_shard(t->opt, t->zero_lr, coef / t->zero_accum, params, grads);
+  return mb_optimizer_step_shard(t->opt, t->zero_lr, coef * inv / t->zero_accum, params, grads);
 }
 
 static int setup_zero(trainer *t) {
@@ -1181,6 +1184,7 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
       mb_timeline_add(t->timeline, MB_TRACK_COMM, "zero", "ZeRO-1 step", z0, mb_time_now(), -1);
     memcpy(params, t->zero_params, numel * sizeof(float));
     norm = t->zero_norm;
+    take = t->zero_take;
   } else {
     if (t->buckets)
       MB_TRY(mb_buckets_wait_all(t->buckets));
@@ -1194,15 +1198,16 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
     if (take) {
       scale = mb_clip_coef(norm, max_norm);
       MB_TRY(mb_optimizer_step(t->opt, lr, scale * inv / (double)A));
-    } else {
-      iv->skipped++;
-      if (t->scaler.bad_steps >= MAX_BAD_STEPS)
-        return MB_ERR(MB_EINVAL,
-                      "step %lld: the gradients overflowed (Inf or NaN) %d steps in a row, down to a loss scale of "
-                      "%g: they are not finite at any scale (diverged); lower optim.lr%s",
-                      (long long)t->step + 1, MAX_BAD_STEPS, mb_loss_scaler_scale(&t->scaler),
-                      strcmp(c->precision, "fp16") == 0 ? " or use train.precision: bf16" : "");
     }
+  }
+  if (!take) {
+    iv->skipped++;
+    if (t->scaler.bad_steps >= MAX_BAD_STEPS)
+      return MB_ERR(MB_EINVAL,
+                    "step %lld: the gradients overflowed (Inf or NaN) %d steps in a row, down to a loss scale of "
+                    "%g: they are not finite at any scale (diverged); lower optim.lr%s",
+                    (long long)t->step + 1, MAX_BAD_STEPS, mb_loss_scaler_scale(&t->scaler),
+                    strcmp(c->precision, "fp16") == 0 ? " or use train.precision: bf16" : "");
   }
   if (take) /* a skipped step's norm is Inf or NaN */
     iv->grad_norm_sum += norm;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # dist_resume_test.sh BIN [MPIEXEC]: two ranks under mpirun, plain data
-# parallel and ZeRO-1: a run killed with SIGKILL mid-epoch and resumed ends
-# with the same weights and optimizer shards as an uninterrupted run (every
-# rank's data position and ZeRO shard are in the checkpoint). Skipped (77)
+# parallel, ZeRO-1, and ZeRO-1 with dynamic loss scaling that skips steps: a
+# run killed with SIGKILL mid-epoch and resumed ends with the same weights
+# and optimizer shards as an uninterrupted run (every rank's data position,
+# ZeRO shard and the loss scaler are in the checkpoint). Skipped (77)
 # without mpirun.
 set -u
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
@@ -39,10 +40,21 @@ log:
 YAML
 run() { "$mpiexec" -np 2 --oversubscribe "$bin" train "$@"; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
-for zero in false true; do
-  a="$tmp/a-$zero" b="$tmp/b-$zero" fail_before=$fail
-  run "$tmp/c.yaml" --run-dir "$a" --set train.zero1=$zero >"$a.log" 2>&1 || { echo "FAIL zero1=$zero: run"; tail -5 "$a.log"; fail=1; continue; }
-  run "$tmp/c.yaml" --run-dir "$b" --set train.zero1=$zero >"$b.log1" 2>&1 &
+# a BERT with dynamic loss scaling from 2^127 and 8 micro-batches a step,
+# whose summed gradients overflow every few steps (skipped on both ranks at
+# once: the decision comes from the global norm), with ZeRO-1
+sed -e 's/^  arch: bow$/  arch: bert\n  hidden_size: 32\n  num_layers: 1\n  num_heads: 2\n  intermediate_size: 64\n  max_position: 64/' \
+    -e 's/^  batch_size: 8$/  batch_size: 2/' -e 's/^  d_model: 32$//' \
+    -e 's/^  threads: 1$/  threads: 1\n  grad_accum: 8\n  loss_scale: dynamic\n  loss_scale_init: 1.7014118346046923e+38\n  loss_scale_interval: 3/' \
+    "$tmp/c.yaml" > "$tmp/scaled.yaml"
+for zero in false true scaled; do
+  a="$tmp/a-$zero" b="$tmp/b-$zero" fail_before=$fail cfg="$tmp/c.yaml" z=$zero
+  [ $zero = scaled ] && cfg="$tmp/scaled.yaml" z=true
+  run "$cfg" --run-dir "$a" --set train.zero1=$z >"$a.log" 2>&1 || { echo "FAIL zero1=$zero: run"; tail -5 "$a.log"; fail=1; continue; }
+  if [ $zero = scaled ] && ! grep -q '"skipped_steps":[1-9]' "$a/metrics.jsonl"; then
+    echo "FAIL scaled: no step was skipped"; fail=1
+  fi
+  run "$cfg" --run-dir "$b" --set train.zero1=$z >"$b.log1" 2>&1 &
   pid=$!
   for i in $(seq 1 3000); do
     grep -q '"step":12,' "$b/metrics.jsonl" 2>/dev/null && break
@@ -56,6 +68,9 @@ for zero in false true; do
   for f in $(cd "$a/checkpoints/$last" && ls *.safetensors optim/*.safetensors 2>/dev/null); do
     [ "$(sha "$a/checkpoints/$last/$f")" = "$(sha "$b/checkpoints/$last/$f")" ] || { echo "FAIL zero1=$zero: $f differs"; fail=1; }
   done
+  local_diff="$(diff <(grep -o '"loss":[0-9.e-]*\|"loss_scale":[0-9.e+]*,"skipped_steps":[0-9.]*' "$a/metrics.jsonl") \
+                      <(grep -o '"loss":[0-9.e-]*\|"loss_scale":[0-9.e+]*,"skipped_steps":[0-9.]*' "$b/metrics.jsonl"))"
+  [ -z "$local_diff" ] || { echo "FAIL zero1=$zero: metrics.jsonl differs"; fail=1; }
   # both ranks' examples count: 2 epochs of the 512 = 1024, also across the resume
   for r in "$a" "$b"; do
     grep -q '"samples_seen": 1024\.0' "$r/results.json" ||
