@@ -93,7 +93,7 @@ NO_GPU_NEEDED=" runtime_dtype_cuda cuda_attention_dispatch cuda_selective_scan_p
 # first, the torch.compile ones (slow to compile) last.
 STEPS=(
   "tests tests 170"
-  "cli_train cli 120"
+  "cli_train cli 150"
   "cli_eval cli 90"
   "fp8_probe bench 20"
   "bench_cuda_mlp bench 30"
