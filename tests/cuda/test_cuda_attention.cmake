@@ -26,12 +26,13 @@ endif()
 # real kernels. Its "device" buffers end at guard pages (bounds checks), so
 # the sanitizer run skips it (label no_sanitize): under ASan at -O0 it takes
 # ~10 minutes and ASan does not fully support the fibers' stack switches.
+# It took 277 s beside the other tests (ctest -j2, 2 cores): a 900 s limit.
 # -Wno-psabi: g++'s note that passing the 128-byte-aligned tensor maps by
 # value changed ABI in GCC 4.6 (nothing here crosses compilers).
 mambert_test(cuda_attention_emulated SOURCES test_cuda_attention_emu.cpp
              ${PROJECT_SOURCE_DIR}/kernels/cpu/attention.c ${PROJECT_SOURCE_DIR}/kernels/cpu/blas_env.c
              ${PROJECT_SOURCE_DIR}/kernels/cuda/attention_plan.c
-             LIBS mb_runtime PkgConfig::OPENBLAS OpenMP::OpenMP_C LABELS no_sanitize TIMEOUT 300)
+             LIBS mb_runtime PkgConfig::OPENBLAS OpenMP::OpenMP_C LABELS no_sanitize TIMEOUT 900)
 target_compile_options(cuda_attention_emulated PRIVATE
   $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-unused-parameter -Wno-unknown-pragmas -Wno-psabi>
   $<$<AND:$<COMPILE_LANGUAGE:CXX>,$<BOOL:${MAMBERT_WERROR}>>:-Werror>)
