@@ -71,6 +71,11 @@ for zero in false true scaled; do
   local_diff="$(diff <(grep -o '"loss":[0-9.e-]*\|"loss_scale":[0-9.e+]*,"skipped_steps":[0-9.]*' "$a/metrics.jsonl") \
                       <(grep -o '"loss":[0-9.e-]*\|"loss_scale":[0-9.e+]*,"skipped_steps":[0-9.]*' "$b/metrics.jsonl"))"
   [ -z "$local_diff" ] || { echo "FAIL zero1=$zero: metrics.jsonl differs"; fail=1; }
+  # the logged rates count both ranks: samples/s x each line's seconds add up to 1024
+  seen="$(grep '"kind":"train"' "$a/metrics.jsonl" | grep -o '"samples_per_s":[0-9.e+-]*,"elapsed_s":[0-9.e+-]*' |
+          tr ':,' '  ' | awk '{ s += $2 * ($4 - prev); prev = $4 } END { printf "%.1f", s }')"
+  awk -v s="$seen" 'BEGIN { exit !(s > 1014 && s < 1034) }' ||
+    { echo "FAIL zero1=$zero: samples_per_s x seconds over the lines = $seen, expected 1024 (both ranks)"; fail=1; }
   # both ranks' examples count: 2 epochs of the 512 = 1024, also across the resume
   for r in "$a" "$b"; do
     grep -q '"samples_seen": 1024\.0' "$r/results.json" ||

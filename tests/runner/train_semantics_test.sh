@@ -3,6 +3,7 @@
 # the outside on a tiny bow model:
 #   - the learning rate of every step follows schedule.warmup_ratio (of all
 #     steps, not of one epoch) and the linear decay, as mb_lr_at says;
+#   - the logged loss, token and sample rates are what they say;
 #   - dropout draws a new mask every step: with lr 0 (the weights stay put)
 #     and one batch seen again each epoch, the step losses differ with
 #     dropout and are identical without it.
@@ -45,6 +46,20 @@ if [ "$(echo "$got" | awk '{ for (i = 1; i <= NF; i++) printf "%s%.6g", (i > 1 ?
 else
   echo "FAIL: learning rates $got, expected $want"; fail=1
 fi
+
+# the logged numbers themselves: a fresh 2-class head starts near ln 2 (the
+# mean over rows, not over steps), real tokens are at most the padded ones,
+# and the per-line rates times each line's seconds add up to the examples seen
+l1="$(field "$tmp/lr/metrics.jsonl" loss | head -1)"
+if awk -v l="$l1" 'BEGIN { exit !(l > 0.3 && l < 1.5) }'; then echo "ok: first loss $l1 (about ln 2)"; else
+  echo "FAIL: first loss $l1, expected about ln 2 = 0.693"; fail=1; fi
+if paste <(field "$tmp/lr/metrics.jsonl" tokens_per_s) <(field "$tmp/lr/metrics.jsonl" padded_tokens_per_s) |
+   awk '{ if ($1 > $2 * (1 + 1e-9) || $1 <= 0) bad = 1 } END { exit bad }'; then echo "ok: tokens/s <= padded tokens/s"; else
+  echo "FAIL: tokens_per_s above padded_tokens_per_s (or zero)"; fail=1; fi
+seen="$(paste <(field "$tmp/lr/metrics.jsonl" samples_per_s) <(field "$tmp/lr/metrics.jsonl" elapsed_s) |
+        awk '{ s += $1 * ($2 - prev); prev = $2 } END { printf "%.1f", s }')"
+if awk -v s="$seen" 'BEGIN { exit !(s > 127 && s < 129) }'; then echo "ok: samples/s x seconds = $seen = 2 x 64"; else
+  echo "FAIL: samples_per_s x seconds over the lines = $seen, expected 128"; fail=1; fi
 
 # one batch (16 examples) seen again every epoch, lr 0: only dropout changes the loss
 for p in 0.5 0; do
