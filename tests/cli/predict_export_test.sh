@@ -199,6 +199,10 @@ expect 0 "^(negative|positive)	0\.[0-9]{4}	a wonderful film$" -- predict --model
 expect 0 "^(negative|positive)	" -- predict --model "$tmp/bert-labels/checkpoints/step-00000004" "a film"
 if grep -q '"1": "positive"' "$tmp/bert-labels/model/config.json"; then echo "ok: the export's id2label has the names"
 else echo "FAIL: the export's id2label lacks model.labels"; grep -A3 id2label "$tmp/bert-labels/model/config.json"; fail=1; fi
+# label2id is its inverse (what pipeline() and Trainer read back)
+l2i="$(tr -d ' \n' < "$tmp/bert-labels/model/config.json" | grep -o '"label2id":{[^}]*}')"
+if [ "$l2i" = '"label2id":{"negative":0,"positive":1}' ]; then echo "ok: label2id inverts id2label"
+else echo "FAIL: label2id is $l2i, expected negative 0 and positive 1"; fail=1; fi
 # a checkpoint named directly is checked against its manifest, as a run's newest is
 cp -r "$first" "$tmp/damaged-ckpt"
 printf 'XX' | dd of="$tmp/damaged-ckpt/model.safetensors" bs=1 seek=2000 conv=notrunc 2>/dev/null

@@ -203,6 +203,16 @@ static void test_arch_switched_by_a_later_source(void **state) {
   assert_int_equal(mb_config_check(d, "eval"), MB_OK);
   assert_int_equal(mb_config_doc_config(d)->num_heads, 4);
   assert_string_equal(mb_config_doc_origin(d, "model.num_heads")->where, "default");
+  /* and a list: no names left, none written out */
+  assert_int_equal(mb_config_doc_set(d, "model.labels=[neg, pos]"), MB_OK);
+  assert_int_equal(mb_config_doc_config(d)->n_labels, 2);
+  assert_int_equal(mb_config_doc_set(d, "model.labels=null"), MB_OK);
+  assert_int_equal(mb_config_doc_config(d)->n_labels, 0);
+  char *yaml;
+  size_t len;
+  assert_int_equal(mb_config_to_yaml(mb_config_doc_config(d), NULL, &yaml, &len), MB_OK);
+  assert_null(strstr(yaml, "neg"));
+  free(yaml);
   mb_config_doc_free(d);
 }
 

@@ -67,6 +67,11 @@ static void test_event_bytes(void **state) {
   const uint8_t tail[] = {0x10, 0xAC, 0x02, 0x3A, 0x02, 0x08, 0x01};
   assert_int_equal(n, 9 + sizeof tail);
   assert_memory_equal(buf + 9, tail, sizeof tail);
+  /* step 1, the first training step: written (only 0 is proto3's default) */
+  n = mb_tfevent_encode(buf, sizeof buf, 0.0, 1, NULL, NULL, NULL, 0, 1);
+  const uint8_t one[] = {0x10, 0x01, 0x3A, 0x02, 0x08, 0x01};
+  assert_int_equal(n, 9 + sizeof one);
+  assert_memory_equal(buf + 9, one, sizeof one);
   /* too small a buffer: 0, nothing promised */
   assert_int_equal(mb_tfevent_encode(buf, 10, 1.5, 3, NULL, tags, vals, 1, 0), 0);
 }
