@@ -272,6 +272,13 @@ static void test_damaged_newest_falls_back(void **state) {
   assert_int_equal(mb_ckpt_verify(path), MB_EFORMAT);
   assert_non_null(strstr(mb_error_message(), "optimizer.safetensors: sha256"));
   assert_latest(10);
+  /* a file cut short (a full disk) is named by its size, before any hashing */
+  snprintf(path, sizeof path, "%s/step-00000020/model.safetensors", ckroot);
+  assert_int_equal(truncate(path, 100), 0);
+  snprintf(path, sizeof path, "%s/step-00000020", ckroot);
+  assert_int_equal(mb_ckpt_verify(path), MB_EFORMAT);
+  assert_non_null(strstr(mb_error_message(), "model.safetensors: 100 bytes, the manifest says"));
+  assert_latest(10);
   /* a missing manifest (a checkpoint from before manifests were written) too */
   snprintf(path, sizeof path, "%s/step-00000020/manifest.json", ckroot);
   assert_int_equal(unlink(path), 0);
