@@ -437,23 +437,59 @@ static void test_packed_batches(void **state) {
     assert_true(fill > (windowed ? 0.97 : 0.85));
     mb_loader_free(l);
   }
-  /* many short sequences: max_seqs closes batches before the budget */
+  /* many short sequences: max_seqs closes batches before the budget, in
+   * order (next fit) and in sorted windows (first fit), every batch */
   mb_shardset *t = mem_set(1000, 2, 10, 1, 6);
-  mb_loader_config c = mb_loader_train_config(0, 64, 1);
-  c.mode = MB_BATCH_PACKED;
-  c.token_budget = 1024;
-  c.max_seqs = 16;
-  mb_loader *l;
-  assert_ok(mb_loader_create(t, &c, &l));
-  const mb_batch *b;
-  assert_ok(mb_loader_next(l, &b));
-  assert_int_equal(b->n_seqs, 16);
-  assert_int_equal(b->rows, 16);
-  assert_true(b->n_tokens <= 160);
   int32_t *seen2 = calloc(1000, sizeof *seen2);
-  check_batch(t, mb_loader_config_of(l), b, seen2);
+  for (int windowed = 0; windowed < 2; windowed++) {
+    mb_loader_config c = mb_loader_train_config(0, 64, 1);
+    c.mode = MB_BATCH_PACKED;
+    c.token_budget = 1024;
+    c.max_seqs = 16;
+    c.window = windowed ? 200 : 0;
+    mb_loader *l;
+    assert_ok(mb_loader_create(t, &c, &l));
+    int64_t steps, full = 0;
+    assert_ok(mb_loader_steps_in_epoch(l, 0, &steps));
+    memset(seen2, 0, 1000 * sizeof *seen2);
+    for (int64_t k = 0; k < steps; k++) {
+      const mb_batch *b;
+      assert_ok(mb_loader_next(l, &b));
+      assert_int_equal(b->rows, 16);
+      assert_true(b->n_seqs <= 16 && b->n_tokens <= 160);
+      full += b->n_seqs == 16;
+      check_batch(t, mb_loader_config_of(l), b, seen2);
+    }
+    for (int i = 0; i < 1000; i++)
+      assert_int_equal(seen2[i], 1);
+    /* 62 full batches and the rest in order; in 5 windows of 200 each leaves a part-filled one */
+    assert_int_equal(full, windowed ? 5 * (200 / 16) : 1000 / 16);
+    mb_loader_free(l);
+  }
+  mb_shardset_free(t);
+  /* sequences that fill the budget exactly: 16 of 64 tokens in 1024, every batch full */
+  t = mem_set(320, 64, 64, 0, 7);
+  for (int windowed = 0; windowed < 2; windowed++) {
+    mb_loader_config c = mb_loader_train_config(0, 64, 1);
+    c.mode = MB_BATCH_PACKED;
+    c.token_budget = 1024;
+    c.window = windowed ? 160 : 0; /* windows of 10 full batches */
+    mb_loader *l;
+    assert_ok(mb_loader_create(t, &c, &l));
+    int64_t steps;
+    assert_ok(mb_loader_steps_in_epoch(l, 0, &steps));
+    assert_int_equal(steps, 20); /* 320 x 64 = 20 x 1024 */
+    memset(seen2, 0, 1000 * sizeof *seen2);
+    for (int64_t k = 0; k < steps; k++) {
+      const mb_batch *b;
+      assert_ok(mb_loader_next(l, &b));
+      assert_int_equal(b->n_seqs, 16);
+      assert_int_equal(b->n_tokens, 1024);
+      check_batch(t, mb_loader_config_of(l), b, seen2);
+    }
+    mb_loader_free(l);
+  }
   free(seen2);
-  mb_loader_free(l);
   mb_shardset_free(t);
   free(seen);
   mb_shardset_free(s);
