@@ -301,6 +301,9 @@ static void test_tree_equals_tsv(void **state) {
     } else if (k % 5 == 0 && (sp = strchr(t, ' ')) != NULL) {
       *sp = k % 2 ? '\t' : '\n';
       with_breaks++;
+    } else if (k % 3 == 0 && (sp = strchr(t, ' ')) != NULL) { /* a lone CR (old Mac line end) */
+      *sp = '\r';
+      with_breaks++;
     }
     write_review(root, "test", r->label, r->id, r->rating, t, r->text_len);
     free(t);
