@@ -42,6 +42,8 @@ int mb_cli_one_process(const mb_command *cmd, const char *why) {
   }
   if (le.world_size <= 1)
     return 0;
+  if (le.rank > 0) /* rank 0 says it, once */
+    return MB_EXIT_USAGE;
   return mb_cli_usage_error(cmd, "started as %d ranks by %s: %s runs as one process (%s); run it without mpirun or srun",
                             le.world_size, mb_launcher_name(le.launcher), cmd->name, why);
 }

@@ -24,6 +24,7 @@
 #include "experiments/device.h"
 #include "experiments/eval.h"
 #include "kernels/cpu/cpu.h"
+#include "mambert_build_config.h"
 #include "models/model.h"
 #include "runtime/log.h"
 
@@ -337,6 +338,10 @@ static int run_predict(int argc, char **argv) {
         break;
       }
       const char *v = argv[++i];
+      if (!strncmp(v, "--", 2) && strcmp(a, "--file") != 0) { /* an option, not this one's value */
+        rc = mb_cli_usage_error(&mb_cmd_predict, "%s needs a value (got the option %s)", a, v);
+        break;
+      }
       if (!strcmp(a, "--model") && model_dir)
         rc = mb_cli_usage_error(&mb_cmd_predict, "--model given twice (%s and %s)", model_dir, v);
       else if (!strcmp(a, "--model"))
@@ -366,8 +371,12 @@ static int run_predict(int argc, char **argv) {
   }
   if (!rc && !model_dir)
     rc = mb_cli_usage_error(&mb_cmd_predict, "--model DIR is required");
-  if (!rc && strcmp(precision, "f32") != 0 && strcmp(device, "cpu") == 0)
-    rc = mb_cli_usage_error(&mb_cmd_predict, "--precision %s needs a GPU: add --device cuda (or auto)", precision);
+  if (!rc && strcmp(precision, "f32") != 0 && (strcmp(device, "cpu") == 0 || !MAMBERT_HAVE_CUDA))
+    rc = mb_cli_usage_error(&mb_cmd_predict, "--precision %s needs a GPU: %s", precision,
+                            MAMBERT_HAVE_CUDA ? "add --device cuda (or auto)"
+                                              : "this build has no CUDA backend; use --precision f32");
+  if (!rc && strcmp(device, "cuda") == 0 && !MAMBERT_HAVE_CUDA)
+    rc = mb_cli_usage_error(&mb_cmd_predict, "--device cuda: this build has no CUDA backend; use --device cpu");
   if (!rc && nsrc == 0)
     rc = mb_cli_usage_error(&mb_cmd_predict, "no inputs: give texts, --file PATH or - (stdin)");
   if (rc) {
@@ -481,9 +490,9 @@ const mb_command mb_cmd_predict = {
     "  --max-length N     truncate to N tokens (0 or absent: BERT's max_position_embeddings,\n"
     "                     special tokens included, also the most N can be; Mamba: no\n"
     "                     truncation, as the reference)\n"
-    "  --device D        cpu (default), cuda (the first GPU) or auto (a GPU when this\n"
-    "                    build has CUDA and one is visible)\n"
-    "  --precision P     f32 (default), or on a GPU bf16 or fp16 compute\n"
+    "  --device D         cpu (default), cuda (the first GPU) or auto (a GPU when this\n"
+    "                     build has CUDA and one is visible)\n"
+    "  --precision P      f32 (default), or on a GPU bf16 or fp16 compute\n"
     "  --tokenizer FILE   use this vocab.txt / tokenizer.json instead of the model's own;\n"
     "                     refused when the model records another vocabulary\n",
     run_predict,

@@ -230,6 +230,9 @@ static int load_config(trainer *t, const mb_train_args *a) {
   if (a->resume && mb_file_exists(saved_path)) {
     /* the saved, resolved config rules; a config given again must agree */
     const char *flag = a->auto_resume ? "--auto-resume (the run directory holds a run)" : "--resume";
+    const char *hint = a->auto_resume ? " (a new run needs another run.dir or --run-dir; or train without "
+                                        "--auto-resume, with --force, to move the old run aside)"
+                                      : "";
     mb_config_doc *saved;
     int rc = load_saved_config(saved_path, a->sets, a->nsets, &saved);
     if (rc != MB_OK) {
@@ -243,16 +246,14 @@ static int load_config(trainer *t, const mb_train_args *a) {
       rc = MB_ERR(MB_EINVAL,
                   "%s: --set may only change keys that do not affect training (eval.*, log.*, "
                   "checkpoint.*, ...; on another number of ranks data.batch_size and train.grad_accum, keeping "
-                  "the global batch); changed: %s",
-                  flag, diff);
+                  "the global batch); changed: %s%s",
+                  flag, diff, hint);
     if (rc == MB_OK && given &&
         training_diff(mb_config_doc_config(orig), mb_config_doc_config(given), diff, sizeof diff))
       rc = MB_ERR(MB_EINVAL,
                   "%s: the config given differs from the run's saved config %s in keys that affect "
-                  "training: %s (%s)",
-                  flag, saved_path, diff,
-                  a->auto_resume ? "a new run needs another run.dir or --run-dir; --force moves the old one aside"
-                                 : "resume without the config file to use the saved one");
+                  "training: %s%s",
+                  flag, saved_path, diff, a->auto_resume ? hint : " (resume without the config file to use the saved one)");
     mb_config_doc_free(orig);
     if (rc == MB_OK && given) { /* take the given file's changeable keys (eval, log, ...) */
       mb_config_doc_free(saved);
@@ -1235,6 +1236,10 @@ static int write_final_files(trainer *t, const mb_eval_result *ev, int have_eval
   json_object_set_new(r, "wall_seconds_this_process", json_real(wall));
   json_object_set_new(r, "samples_seen", json_real(t->samples_seen));
   json_object_set_new(r, "tokens_seen", json_real(t->tokens_seen));
+  if (t->scaling) { /* the run's totals (metrics.jsonl has them per log interval) */
+    json_object_set_new(r, "loss_scale", json_real(mb_loss_scaler_scale(&t->scaler)));
+    json_object_set_new(r, "skipped_steps", json_integer((json_int_t)t->scaler.skipped));
+  }
   json_object_set_new(r, "train_tokens_per_s", json_real(t->train_seconds > 0 ? t->tokens_seen / t->train_seconds : 0));
   json_object_set_new(r, "train_samples_per_s",
                       json_real(t->train_seconds > 0 ? t->samples_seen / t->train_seconds : 0));
@@ -1361,8 +1366,13 @@ static int run_loop(trainer *t, int *interrupted) {
         char by[48] = "signals of different kinds on several ranks";
         if (sig)
           snprintf(by, sizeof by, "signal %d", sig);
-        MB_WARN("stopped by %s after step %lld; checkpoint written. Continue with: mambert train --resume %s", by,
-                (long long)t->step, t->run_dir);
+        char launch[96] = "";
+        if (t->nranks > 1)
+          snprintf(launch, sizeof launch, "%s -np %d ",
+                   t->world->launcher == MB_LAUNCH_SRUN ? "srun" : "mpirun", t->nranks);
+        MB_WARN("stopped by %s after step %lld; checkpoint written. Continue with: %smambert train --resume %s%s", by,
+                (long long)t->step, launch, t->run_dir,
+                t->world->launcher == MB_LAUNCH_SRUN ? " (or submit the job again: slurm/*.sbatch continue it)" : "");
       }
       return MB_OK;
     }
@@ -1659,9 +1669,12 @@ static int finish(trainer *t, double t_start, int *interrupted) {
                t->train_seconds);
       rc = mb_rundir_write_info(t->rundir, c->run_name, t->config_sha, t->net->arch, "completed", extra);
     }
+    char skipped[64] = "";
+    if (t->scaling)
+      snprintf(skipped, sizeof skipped, " (%lld skipped by the loss scaler)", (long long)t->scaler.skipped);
     if (rc == MB_OK && !stopped)
-      MB_INFO("done: %lld steps in %.1f s of training (%.0f tokens/s); %s", (long long)t->step, t->train_seconds,
-              t->train_seconds > 0 ? t->tokens_seen / t->train_seconds : 0.0, t->run_dir);
+      MB_INFO("done: %lld steps%s in %.1f s of training (%.0f tokens/s); %s", (long long)t->step, skipped,
+              t->train_seconds, t->train_seconds > 0 ? t->tokens_seen / t->train_seconds : 0.0, t->run_dir);
     if (rc == MB_OK && stopped)
       MB_WARN("stopped by signal %d during the final evaluation (training is complete, step %lld checkpointed%s). "
               "Evaluate and export with: mambert train --resume %s",

@@ -81,10 +81,14 @@ expect 2 "--model given twice" -- predict --model $fx/bert_tiny --model $fx/mamb
 a="$("$bin" predict --model $fx/bert_tiny "a film" "so dull" 2>/dev/null)"
 b="$("$bin" predict --model $fx/bert_tiny --device cpu --precision f32 "a film" "so dull" 2>/dev/null)"
 if [ -z "$a" ] || [ "$a" != "$b" ]; then echo "FAIL: predict --device cpu differs from the default"; fail=1; else echo "ok: --device cpu"; fi
-expect 2 "--precision bf16 needs a GPU: add --device cuda" -- predict --model $fx/bert_tiny --precision bf16 "a film"
+expect 2 "--precision bf16 needs a GPU: " -- predict --model $fx/bert_tiny --precision bf16 "a film"
 expect 2 "--device 'gpu': expected cpu, cuda or auto" -- predict --model $fx/bert_tiny --device gpu "a film"
 expect 2 "--precision 'fp8': expected f32, bf16 or fp16" -- predict --model $fx/bert_tiny --device cuda --precision fp8 "a"
-if "$bin" info 2>/dev/null | grep -qE "^GPUs: (none|not built)"; then
+expect 2 "--device needs a value \(got the option --precision\)" -- predict --model $fx/bert_tiny --device --precision f32 "a"
+if "$bin" info 2>/dev/null | grep -qE "^GPUs: not built"; then
+  expect 2 "--device cuda: this build has no CUDA backend; use --device cpu" -- predict --model $fx/bert_tiny --device cuda "a"
+  expect 2 "--precision bf16 needs a GPU: this build has no CUDA backend" -- predict --model $fx/bert_tiny --device auto --precision bf16 "a"
+elif "$bin" info 2>/dev/null | grep -qE "^GPUs: none"; then
   expect 1 "--device: cuda, but mambert predict sees no GPU .*; use --device cpu" -- predict --model $fx/bert_tiny --device cuda "a"
 fi
 if [ -w /dev/full ]; then

@@ -81,9 +81,13 @@ OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_LOCAL_RANK=0 OMPI_
 # so are export, predict and prepare: every rank would write (or print) the same thing
 for cmd in "export --model $tmp/nope --out $tmp/nope-out" "predict --model $tmp/nope text" \
            "prepare --dataset imdb --input $tmp/nope.tsv.gz --tokenizer data/vocab/bert-base-uncased-vocab.txt --out $tmp/x"; do
-  OMPI_COMM_WORLD_SIZE=3 OMPI_COMM_WORLD_RANK=1 OMPI_COMM_WORLD_LOCAL_RANK=1 OMPI_COMM_WORLD_LOCAL_SIZE=3 \
+  OMPI_COMM_WORLD_SIZE=3 OMPI_COMM_WORLD_RANK=0 OMPI_COMM_WORLD_LOCAL_RANK=0 OMPI_COMM_WORLD_LOCAL_SIZE=3 \
     expect 2 "started as 3 ranks by mpirun: ${cmd%% *} runs as one process" -- $cmd
 done
+# the other ranks refuse too, silently (rank 0 says it once)
+out="$(OMPI_COMM_WORLD_SIZE=3 OMPI_COMM_WORLD_RANK=2 OMPI_COMM_WORLD_LOCAL_RANK=2 OMPI_COMM_WORLD_LOCAL_SIZE=3 \
+       "$bin" predict --model "$tmp/nope" text 2>&1)"; rc=$?
+if [ $rc = 2 ] && [ -z "$out" ]; then echo "ok: rank 2 refuses silently"; else echo "FAIL: rank 2: exit $rc, output '$out'"; fail=1; fi
 # prepare: a missing input is named as missing, whatever its name says
 expect 1 "$tmp/nope.tsv.gz: no such file" -- prepare --dataset imdb --input "$tmp/nope.tsv.gz" --tokenizer data/vocab/bert-base-uncased-vocab.txt --out "$tmp/nope-shards"
 # --resume of something that is no run

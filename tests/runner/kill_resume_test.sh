@@ -152,6 +152,12 @@ else
   if ! grep -q '"skipped_steps":[1-9]' "$tmp/bert-scaled-a/metrics.jsonl"; then
     echo "FAIL bert-scaled: no step was skipped (the gradients never overflowed)"; fail=1
   fi
+  # the run's total: the sum of the intervals', in results.json, the same after the resume
+  for r in a b; do
+    sum="$(grep -o '"skipped_steps":[0-9.]*' "$tmp/bert-scaled-$r/metrics.jsonl" | cut -d: -f2 | awk '{ s += $1 } END { print s + 0 }')"
+    grep -q "\"skipped_steps\": $sum," "$tmp/bert-scaled-$r/results.json" ||
+      { echo "FAIL bert-scaled-$r: results.json's skipped_steps is not the $sum of metrics.jsonl"; fail=1; }
+  done
   # a power-of-two scale that never overflows changes nothing, bit for bit:
   # the gradients are S times larger exactly, and the step unscales them
   "$bin" train "$tmp/bert.yaml" --run-dir "$tmp/bert-pow2" --set train.loss_scale=dynamic \
