@@ -27,14 +27,17 @@ int attn_env_tiling(int *fwd, int *bwd) {
   const char *e = getenv("MAMBERT_ATTN_TILING");
   if (!e || !*e || strcmp(e, "default") == 0) {
     /* The default is what the H200 measured fastest (bench/results/
-     * h200-2026-11-28-b, ATTENTION.md "Measured"): forward tiling 5 at 1.39x
-     * (D = 64) and 1.82x (D = 128) tiling 0; backward tiling 1 at 1.09x at
-     * D = 128, tiling 0 at D = 64. Elsewhere the mma.sync tilings. */
+     * h200-2026-11-28-b and h200-2026-11-29, ATTENTION.md "Measured"):
+     * forward tiling 5 at 1.39x (D = 64) and 1.82x (D = 128) tiling 0 (6 is
+     * within 1-4% of it, either way); backward tiling 3 (warp-specialised
+     * dK/dV, dQ summed by bulk reduces in key-tile order: deterministic) at
+     * 1.71x (D = 64) and 2.28x (D = 128) tiling 0, 1.42x tiling 1 at
+     * D = 128. Elsewhere the mma.sync tilings. */
     int hopper = 0;
     MB_TRY(attn_hopper_fwd_runs(&hopper));
     if (hopper) {
       *fwd = 5;
-      *bwd = ATTN_BWD_BY_HEAD_DIM;
+      *bwd = 3;
     }
     return MB_OK;
   }

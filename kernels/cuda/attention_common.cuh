@@ -1036,14 +1036,14 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
                     void *out, float *lse, cudaStream_t s);
 int attn_hopper_fwd_runs(int *ok);
 /* MAMBERT_ATTN_TILING (attention.cu): the forward and backward tilings it
- * asks for -- "wgmma": 2 and 1; "F" or "F,B": those (forward 0-6, backward
- * 0-1; B 0 when left out); unset or "default": where the wgmma tilings run
- * (sm_90, sm_90a image) 5 and ATTN_BWD_BY_HEAD_DIM, else 0 and 0 -- with
+ * asks for -- "wgmma": 2 and 1; "F" or "F,B": those (forward 0-8, backward
+ * 0-3; B 0 when left out); unset or "default": where the wgmma tilings run
+ * (sm_90, sm_90a image) 5 and 3, else 0 and 0 -- with
  * the wgmma ones replaced by 0 where they cannot run (a warning, once);
  * anything else is an error naming the variable. */
 int attn_env_tiling(int *fwd, int *bwd);
-/* The default backward on Hopper: tiling 1 at head_dim 128, 0 at 64 (where
- * the H200 measured tiling 0 a few per cent faster). */
+/* A backward choice by head dim: tiling 1 at head_dim 128, 0 at 64 (the
+ * Hopper default until tiling 3 measured faster at both, 2026-11-29). */
 #define ATTN_BWD_BY_HEAD_DIM 16
 /* *tiling = the forward's tiling if it is a wgmma one (2-6) and it runs
  * here, else 0: the fp8 forward then takes a wgmma kernel too

@@ -192,7 +192,7 @@ int mb_cuda_attn_choose(const mb_attn_desc *d, const mb_cuda_attn_request *r, mb
                        : fused == MB_CUDA_ATTN_FLASH
                            ? "; the tiling set by mb_cuda_attn_set_flash_*_variant or MAMBERT_ATTN_TILING (default "
                              "with sm_90a code: forward tiling 5, wgmma with TMA, warp-specialised; backward "
-                             "tiling 1 at head_dim 128, mma.sync at 64)"
+                             "tiling 3, warp-specialised with the dQ by ordered bulk reduces)"
                            : "; on sm_90 the wgmma form with sm_90a code (the default forward tilings; about 0.7x "
                              "the bf16 forward's speed on an H200: not yet warp-specialised), else mma.sync, which "
                              "runs as f16 HMMA there (MAMBERT_ATTN_TILING=0 or 1)";
