@@ -30,11 +30,11 @@ def default_tilings(r):
     """The keys of the forward and backward the dispatcher takes by default
     for benchmark row r, as kernels/cuda/attention.cu's attn_env_tiling
     decides: on Hopper (the wgmma tilings timed) forward tiling 5 and
-    backward tiling 1 at head dim 128, tiling 0 (deterministic dQ) at 64;
-    elsewhere tiling 0 for both."""
+    backward tiling 3 (ordered bulk dQ; until 2026-11-29 tiling 1 at head
+    dim 128 and 0 at 64); elsewhere tiling 0 for both."""
     hopper = bool(r.get("fwd_v5_tflops"))
     fwd = "fwd_v5_tflops" if hopper else "fwd_tflops"
-    bwd = "bwd_v1_tflops" if hopper and r["D"] == 128 and r.get("bwd_v1_tflops") else "bwd_tflops"
+    bwd = "bwd_v3_tflops" if hopper and r.get("bwd_v3_tflops") else "bwd_tflops"
     return fwd, bwd
 
 
@@ -267,7 +267,7 @@ class Report:
                f"order) / tiling 2 (both kernels warp-specialised; fast: its dQ by f32 atomics in the dK/dV "
                f"kernel) / tiling 3 (2's dK/dV kernel with FlashAttention-3's dQ: summed over 128 keys by one "
                f"warpgroup, added by TMA bulk reduces, in key-tile order; fast: in any order); default: what the dispatcher takes on this card (attn_env_tiling: on Hopper forward "
-               f"tiling 5, backward 1 at D = 128 and 0 at D = 64), and the ratios are the default's; SDPA: "
+               f"tiling 5, backward tiling 3), and the ratios are the default's; SDPA: "
                f"torch's scaled_dot_product_attention as a user calls it (its own backend choice)\n")
         self.p("| L | D | fwd 0 | fwd wgmma | fwd default | peak | bwd 0 | bwd fast | bwd 1 / 2 / 3 | bwd default "
                "| fwd / SDPA | fwd / flash | fwd / cuDNN | bwd / SDPA | bwd / flash | bwd / flash (fast) "
