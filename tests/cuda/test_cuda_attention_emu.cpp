@@ -423,8 +423,7 @@ static void test_env_tiling(void **state) {
   assert_true(emu::S().wgmma_issued > after_fwd);
 
   /* unset, with the tilings set back to -1 (chosen again): sm_90's default,
-   * forward tiling 5 (TMA) at both head dims, backward tiling 0 (no wgmma)
-   * at head_dim 64 and 1 (wgmma) at 128 */
+   * forward tiling 5 (TMA) and backward tiling 3 (wgmma) at both head dims */
   assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
   assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(-1), MB_OK);
   problem p128;
@@ -439,10 +438,7 @@ static void test_env_tiling(void **state) {
     printf("default tilings at D=%d: forward TMA boxes %lld, backward wgmma %lld\n", i ? 128 : 64,
            emu::S().tma_issued - tma0, emu::S().wgmma_issued - w0);
     assert_true(emu::S().tma_issued > tma0);
-    if (i)
-      assert_true(emu::S().wgmma_issued > w0);
-    else
-      assert_true(emu::S().wgmma_issued == w0);
+    assert_true(emu::S().wgmma_issued > w0);
   }
 }
 
