@@ -488,6 +488,18 @@ static int ensure_buckets(trainer *t, mb_exec *ex) {
 }
 
 /* ZeRO-1's update: the global norm from every shard, then this shard's step. */
+/* The loss scaler's decision on one step from the norm of its scaled
+ * gradients (summed in f64, so finite exactly when every gradient is; the
+ * same on every rank): 1 to take the step, with *norm unscaled and *inv = 1/S
+ * to multiply the gradients by (exact: S is a power of two). Without loss
+ * scaling: 1 and 1. */
+static int scaler_take(trainer *t, double *norm, double *inv) {
+  *inv = 1.0;
+  const int take = t->scaling ? mb_loss_scaler_update(&t->scaler, !isfinite(*norm), inv) : 1;
+  *norm *= *inv;
+  return take;
+}
+
 static int zero_update(void *ctx, float *params, const float *grads, size_t global_offset, size_t count) {
   trainer *t = ctx;
   (void)count;
@@ -499,10 +511,8 @@ static int zero_update(void *ctx, float *params, const float *grads, size_t glob
   MB_TRY(mb_optimizer_shard_sumsq(t->opt, grads, &ss));
   MB_TRY(mb_zero_global_norm(t->host, ss, &norm));
   norm /= t->zero_accum;
-  /* the global norm: every rank takes the same decision */
-  double inv = 1.0;
-  t->zero_take = t->scaling ? mb_loss_scaler_update(&t->scaler, !isfinite(norm), &inv) : 1;
-  norm *= inv;
+  double inv;
+  t->zero_take = scaler_take(t, &norm, &inv); /* the global norm: the same decision on every rank */
   t->zero_norm = norm;
   if (!t->zero_take) /* the shard stays as it was, and so does what the all-gather returns */
     return MB_OK;
@@ -1189,13 +1199,10 @@ static int train_step(trainer *t, interval *iv, double *lr_out) {
   } else {
     if (t->buckets)
       MB_TRY(mb_buckets_wait_all(t->buckets));
-    double scale, inv = 1.0;
+    double scale, inv;
     MB_TRY(mb_clip_grad_norm(p, 1e300, &norm, &scale));
     norm /= (double)A; /* the gradient of the mean over micro-batches */
-    /* loss scaling: the norm (summed in f64) is finite exactly when every
-     * gradient is; S is a power of two, so unscaling by 1/S is exact */
-    take = t->scaling ? mb_loss_scaler_update(&t->scaler, !isfinite(norm), &inv) : 1;
-    norm *= inv;
+    take = scaler_take(t, &norm, &inv);
     if (take) {
       scale = mb_clip_coef(norm, max_norm);
       MB_TRY(mb_optimizer_step(t->opt, lr, scale * inv / (double)A));

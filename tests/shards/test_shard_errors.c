@@ -349,6 +349,16 @@ static void test_attributes(void **state) {
   expect_open_error(p, "attribute 'vocab_sha256' is not a sha256 in hex ('abc')", NULL);
 }
 
+/* Shard file b (examples lo..hi, meta m) beside the set's other shard in
+ * dir: the set is refused as not belonging together, saying frag1 (and frag2). */
+static void expect_set_refused(const char *dir, const char *b, const mb_shard_meta *m, int64_t lo, int64_t hi,
+                               const char *frag1, const char *frag2) {
+  assert_ok(fx_write(b, m, &ex, lo, hi));
+  mb_shardset *s = NULL;
+  assert_int_equal(mb_shardset_open_spec(dir, "train", &s), MB_EFORMAT);
+  expect_msg(frag1, frag2);
+}
+
 static void test_sets_that_do_not_belong_together(void **state) {
   (void)state;
   char d[4096], a[4200], b[4200];
@@ -362,45 +372,31 @@ static void test_sets_that_do_not_belong_together(void **state) {
   assert_ok(fx_write(a, &m, &ex, 0, 10));
   m.shard_index = 1;
   snprintf(m.tokenizer, sizeof m.tokenizer, "wordpiece-cased");
-  assert_ok(fx_write(b, &m, &ex, 10, 20));
-  mb_shardset *s = NULL;
-  assert_int_equal(mb_shardset_open_spec(d, "train", &s), MB_EFORMAT);
-  expect_msg("shards do not belong together", "has tokenizer 'wordpiece-cased' but");
+  expect_set_refused(d, b, &m, 10, 20, "shards do not belong together", "has tokenizer 'wordpiece-cased' but");
   snprintf(m.tokenizer, sizeof m.tokenizer, "wordpiece-uncased");
   m.shard_index = 0; /* two shard 0s */
-  assert_ok(fx_write(b, &m, &ex, 10, 20));
-  assert_int_equal(mb_shardset_open_spec(d, "train", &s), MB_EFORMAT);
-  expect_msg("are both shard 0 of 2", NULL);
+  expect_set_refused(d, b, &m, 10, 20, "are both shard 0 of 2", NULL);
   m.shard_index = 1;
   m.max_length = 128;
-  assert_ok(fx_write(b, &m, &ex, 10, 11));
-  assert_int_equal(mb_shardset_open_spec(d, "train", &s), MB_EFORMAT);
-  expect_msg("has max_length 128 but", NULL);
+  expect_set_refused(d, b, &m, 10, 11, "has max_length 128 but", NULL);
   m.max_length = 400;
   /* the same tokenizer name with another vocabulary, size, padding id or specials */
   char sha[sizeof m.vocab_sha256];
   memcpy(sha, m.vocab_sha256, sizeof sha);
   m.vocab_sha256[0] = m.vocab_sha256[0] == 'a' ? 'b' : 'a';
-  assert_ok(fx_write(b, &m, &ex, 10, 20));
-  assert_int_equal(mb_shardset_open_spec(d, "train", &s), MB_EFORMAT);
-  expect_msg("has vocabulary sha256", NULL);
+  expect_set_refused(d, b, &m, 10, 20, "has vocabulary sha256", NULL);
   memcpy(m.vocab_sha256, sha, sizeof sha);
   m.vocab_size = 31000;
-  assert_ok(fx_write(b, &m, &ex, 10, 20));
-  assert_int_equal(mb_shardset_open_spec(d, "train", &s), MB_EFORMAT);
-  expect_msg("has vocab_size 31000 but", NULL);
+  expect_set_refused(d, b, &m, 10, 20, "has vocab_size 31000 but", NULL);
   m.vocab_size = 30522;
   m.pad_id = 7;
-  assert_ok(fx_write(b, &m, &ex, 10, 20));
-  assert_int_equal(mb_shardset_open_spec(d, "train", &s), MB_EFORMAT);
-  expect_msg("has pad_id 7 but", NULL);
+  expect_set_refused(d, b, &m, 10, 20, "has pad_id 7 but", NULL);
   m.pad_id = fx_meta("train", 30522, 400).pad_id;
   m.add_special = !m.add_special;
-  assert_ok(fx_write(b, &m, &ex, 10, 20));
-  assert_int_equal(mb_shardset_open_spec(d, "train", &s), MB_EFORMAT);
-  expect_msg("has add_special", NULL);
+  expect_set_refused(d, b, &m, 10, 20, "has add_special", NULL);
   m.add_special = !m.add_special;
   assert_ok(fx_write(b, &m, &ex, 10, 20));
+  mb_shardset *s = NULL;
   assert_ok(mb_shardset_open_spec(d, "train", &s));
   assert_int_equal(s->n, 20);
   mb_shardset_free(s);
