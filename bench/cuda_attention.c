@@ -29,7 +29,7 @@
  * In passes, the JSON written after each (--pass runs one, adding to the
  * JSON the earlier ones wrote): first, every kernel that has run on a GPU
  * before but forward tilings 5-6; then tma (forward tilings 5 to 8 and the
- * packed forward under 5, 7, 8), bwd-ws (backward tilings 2-3) and fp8-ws (the
+ * packed forward under 5, 7, 8), bwd-ws (backward tilings 2-4) and fp8-ws (the
  * e4m3 forward under tilings 7-8): TMA and mbarrier kernels whose first
  * hang or fault on a new GPU must not cost the numbers before it.
  * Every time is the median of R samples, each 5 back-to-back runs between
@@ -297,13 +297,28 @@ static void print_wgmma_fwd(json_t *rows) {
   }
 }
 
+/* Backward tiling t timed in both dQ modes, deterministic first when
+ * det_first, into r's "bwd_v<t>" and "bwd_v<t>_fast". */
+static void time_bwd_modes(const work *w, json_t *r, int L, int D, int t, int det_first, double bwd_flop) {
+  CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(t));
+  for (int k = 0; k < 2; k++) {
+    const int det = det_first ? k == 0 : k == 1;
+    char name[32];
+    snprintf(name, sizeof name, det ? "bwd_v%d" : "bwd_v%d_fast", t);
+    CHECK_MB(mb_cuda_attn_set_deterministic(det));
+    const float ms = time_ms(w);
+    const double tf = record_time(r, name, ms, bwd_flop);
+    printf("L %-6d D %-4d bwd-b%d%s %.3f ms %.1f TFLOP/s\n", L, D, t, det ? "" : " (fast)", ms, tf);
+  }
+}
+
 /* The sweep's passes. PASS_FIRST: every kernel already run on a GPU but
  * forward tilings 5-6, one row per (D, L). The others add to those rows,
  * each after the JSON has been written, and each can run as a process of
  * its own (--pass): kernels on TMA and mbarriers that no GPU has run yet
  * may hang or fault, and that must not cost the numbers before them.
  * PASS_TMA: forward tilings 5 to 8 (5, 6 measured; 7, 8 new); PASS_BWD_WS:
- * backward tilings 2 and 3 in both dQ modes; PASS_FP8_WS:
+ * backward tilings 2 to 4 in both dQ modes (4 at head_dim 64); PASS_FP8_WS:
  * the e4m3 forward under tilings 7 and 8. */
 enum { PASS_FIRST, PASS_TMA, PASS_BWD_WS, PASS_FP8_WS, NPASS };
 static const char *const pass_names[NPASS] = {"first", "tma", "bwd-ws", "fp8-ws"};
@@ -410,22 +425,14 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
            * in the dK/dV kernel) */
           run_once(&w);
           w.kind = 1;
-          CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(2));
-          for (int det = 1; det >= 0; det--) {
-            CHECK_MB(mb_cuda_attn_set_deterministic(det));
-            const float ms = time_ms(&w);
-            const double tf = record_time(r, det ? "bwd_v2" : "bwd_v2_fast", ms, bwd_flop);
-            printf("L %-6d D %-4d bwd-b2%s %.3f ms %.1f TFLOP/s\n", L, D, det ? "" : " (fast)", ms, tf);
-          }
+          time_bwd_modes(&w, r, L, D, 2, 1, bwd_flop);
           /* tiling 3: dQ by TMA bulk reduces, in any order (fast), then in
            * key-tile order (deterministic) */
-          CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(3));
-          for (int det = 0; det <= 1; det++) {
-            CHECK_MB(mb_cuda_attn_set_deterministic(det));
-            const float ms = time_ms(&w);
-            const double tf = record_time(r, det ? "bwd_v3" : "bwd_v3_fast", ms, bwd_flop);
-            printf("L %-6d D %-4d bwd-b3%s %.3f ms %.1f TFLOP/s\n", L, D, det ? "" : " (fast)", ms, tf);
-          }
+          time_bwd_modes(&w, r, L, D, 3, 0, bwd_flop);
+          /* tiling 4: tiling 3 with 128-query tiles (its own kernel at
+           * head_dim 64 only; at 128 it runs tiling 3's) */
+          if (D == 64)
+            time_bwd_modes(&w, r, L, D, 4, 0, bwd_flop);
           CHECK_MB(mb_cuda_attn_set_deterministic(1));
           CHECK_MB(mb_cuda_attn_set_flash_bwd_variant(0));
         }

@@ -45,7 +45,8 @@
 #                           (tiling 4), hopper_ws (tiling 5, warp-specialised), hopper_bwd
 #                           (the wgmma dK/dV and dQ kernels), hopper_bwd_ws (backward tiling
 #                           2's warp-specialised dK/dV and dQ kernels), hopper_bwd_bulk (tiling
-#                           3's dK/dV kernel with its bulk-reduce dQ), gemm (one BERT-base bf16 GEMM,
+#                           3's dK/dV kernel with its bulk-reduce dQ), hopper_bwd_b34 (the
+#                           deterministic tilings 3 and 4 at D = 64), gemm (one BERT-base bf16 GEMM,
 #                           the cuBLAS yardstick);
 #                           speed of light, occupancy, warp stalls, memory workload, source
 #                           counters, then per SASS instruction the top excess sectors, bank
@@ -745,12 +746,17 @@ profile() {
       --json /tmp/profile_hopper_bwd.json ;;
     hopper_bwd_ws) ncu_one hopper_bwd_ws 'attn_hopper_(bwd|dq)_ws_kernel' 0 2 -- "$BIN/bench_cuda_attention" --quick \
       --reps 1 --json /tmp/profile_hopper_bwd_ws.json ;;
-    # tiling 3's fast mode: the dK/dV kernel with DQ = BWD_DQ_BULK, picked out by its mangled name
-    hopper_bwd_bulk) NCU_NAME_BASE=mangled ncu_one hopper_bwd_bulk 'attn_hopper_bwd_ws_kernel.*Li2EE' 0 1 -- \
+    # tiling 3's fast mode: the dK/dV kernel with DQ = BWD_DQ_BULK and 64-query tiles (the template's
+    # last two arguments), picked out by its mangled name
+    hopper_bwd_bulk) NCU_NAME_BASE=mangled ncu_one hopper_bwd_bulk 'attn_hopper_bwd_ws_kernel.*Li2ELi64EE' 0 1 -- \
       "$BIN/bench_cuda_attention" --quick --reps 1 --pass bwd-ws --json /tmp/profile_hopper_bwd_bulk.json ;;
+    # the deterministic defaults side by side at D = 64: tiling 3 (ordered bulk dQ, 64-query tiles)
+    # and tiling 4 (the same with 128-query tiles)
+    hopper_bwd_b34) NCU_NAME_BASE=mangled ncu_one hopper_bwd_b34 'attn_hopper_bwd_ws_kernel.*Li3ELi(64|128)EE' 0 2 -- \
+      "$BIN/bench_cuda_attention" --quick --reps 1 --pass bwd-ws --json /tmp/profile_hopper_bwd_b34.json ;;
     gemm) ncu_one gemm 'nvjet|gemm|xmma' 5 1 -- "$BIN/bench_cuda_gemm" --json /tmp/profile_gemm.json ;;
     *) die "profile: unknown '$w' (scan, attention, hopper, hopper_pipe, hopper_ws, hopper_bwd, hopper_bwd_ws," \
-      "hopper_bwd_bulk, gemm)" ;;
+      "hopper_bwd_bulk, hopper_bwd_b34, gemm)" ;;
     esac
   done
   echo "gpu_check: profiles in $out: $(cd "$out" && ls profile_*.txt | tr '\n' ' ')"

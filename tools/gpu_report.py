@@ -59,11 +59,13 @@ def fastest_tilings(rows, min_len=1024):
         for what, keys in (("forward", [("0", "fwd_tflops")] + [(str(t), f"fwd_v{t}_tflops") for t in range(2, 9)]),
                            ("backward", [("0 (deterministic)", "bwd_tflops"), ("1 (wgmma)", "bwd_v1_tflops"),
                                          ("2 (warp-specialised)", "bwd_v2_tflops"),
-                                         ("3 (ordered bulk dQ)", "bwd_v3_tflops")]),
+                                         ("3 (ordered bulk dQ)", "bwd_v3_tflops"),
+                                         ("4 (3, 128-query tiles)", "bwd_v4_tflops")]),
                            # the fast modes (dQ by atomics, as SDPA's backends): the fair race with SDPA
                            ("fast backward", [("0 (f32 atomics)", "bwd_fast_tflops"),
                                               ("2 (f32 atomics)", "bwd_v2_fast_tflops"),
-                                              ("3 (bulk reduce)", "bwd_v3_fast_tflops")]),
+                                              ("3 (bulk reduce)", "bwd_v3_fast_tflops"),
+                                              ("4 (bulk reduce, 128-query tiles)", "bwd_v4_fast_tflops")]),
                            # the e4m3 forward's Hopper kernels: its default on sm_90 (attn_flash_fwd_fp8) is
                            # pipe (tilings 4-6) until ws (7) or wsp (8) beats it
                            ("e4m3 forward", [("4 (pipe)", "fp8_pipe_fwd_tflops"), ("7 (ws)", "fp8_ws_fwd_tflops"),
@@ -263,13 +265,14 @@ class Report:
                f"3 consumer warpgroups, 192-row tiles, at D = 64), Hopper only; "
                f"bwd 0: tiling 0 with the "
                f"deterministic dQ (a separate dQ pass, the same bits every run); bwd fast: f32 atomics, as "
-               f"FlashAttention-2 and SDPA; bwd 1 / 2 / 3: tiling 1 (Hopper only; dK, dV and dQ on wgmma, summed in "
+               f"FlashAttention-2 and SDPA; bwd 1 / 2 / 3 / 4: tiling 1 (Hopper only; dK, dV and dQ on wgmma, summed in "
                f"order) / tiling 2 (both kernels warp-specialised; fast: its dQ by f32 atomics in the dK/dV "
                f"kernel) / tiling 3 (2's dK/dV kernel with FlashAttention-3's dQ: summed over 128 keys by one "
-               f"warpgroup, added by TMA bulk reduces, in key-tile order; fast: in any order); default: what the dispatcher takes on this card (attn_env_tiling: on Hopper forward "
+               f"warpgroup, added by TMA bulk reduces, in key-tile order; fast: in any order) / tiling 4 (3 with "
+               f"128-query tiles, D = 64 only); default: what the dispatcher takes on this card (attn_env_tiling: on Hopper forward "
                f"tiling 5, backward tiling 3), and the ratios are the default's; SDPA: "
                f"torch's scaled_dot_product_attention as a user calls it (its own backend choice)\n")
-        self.p("| L | D | fwd 0 | fwd wgmma | fwd default | peak | bwd 0 | bwd fast | bwd 1 / 2 / 3 | bwd default "
+        self.p("| L | D | fwd 0 | fwd wgmma | fwd default | peak | bwd 0 | bwd fast | bwd 1 / 2 / 3 / 4 | bwd default "
                "| fwd / SDPA | fwd / flash | fwd / cuDNN | bwd / SDPA | bwd / flash | bwd / flash (fast) "
                "| bwd / cuDNN |")
         self.p("|" + " ---: |" * 17)
@@ -279,11 +282,13 @@ class Report:
                 if r.get("fwd_v2_tflops") else ""
             fk, bk = default_tilings(r)
             b2 = " / " + f(r.get("bwd_v2_tflops"), ".1f") if r.get("bwd_v2_tflops") else ""
-            if r.get("bwd_v3_tflops"):
-                b2 += " / " + f(r.get("bwd_v3_tflops"), ".1f")
+            for t in (3, 4):  # 4: head dim 64 only
+                if r.get(f"bwd_v{t}_tflops"):
+                    b2 += " / " + f(r.get(f"bwd_v{t}_tflops"), ".1f")
             if r.get("bwd_v2_fast_tflops"):
                 b2 += " (fast " + f(r.get("bwd_v2_fast_tflops"), ".1f") + \
-                    (" / " + f(r.get("bwd_v3_fast_tflops"), ".1f") if r.get("bwd_v3_fast_tflops") else "") + ")"
+                    "".join(" / " + f(r.get(f"bwd_v{t}_fast_tflops"), ".1f")
+                            for t in (3, 4) if r.get(f"bwd_v{t}_fast_tflops")) + ")"
             peak = att.get("peak_bf16_gemm_tflops")
             share = f"{100 * r[fk] / peak:.0f}%" if peak and r.get(fk) else "-"
             self.p(f"| {r['L']} | {r['D']} | {r['fwd_tflops']:.1f} | {f(r.get('fwd_v2_tflops'), '.1f')}{v3} | "

@@ -191,23 +191,26 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) MB_NODISCARD;
  * no dQ kernel: one warpgroup sums a query tile's dQ over the CTA's 128
  * keys into shared memory, the TMA unit adds it to the accumulator, in
  * key-tile order -- the same bits every run -- or in the fast mode in any
- * order); -1 the default again (there: 1 at
- * head_dim 128, 0 at 64; elsewhere 0). For the benchmark and the tests. Not
- * thread-safe against running kernels. */
+ * order) or 4 (3 with 128-query tiles at head_dim 64, FlashAttention-3's
+ * tile shape there, both warpgroups summing half of each tile's dQ; the
+ * same sums in the same order as 3, so the same bits; at head_dim 128 it
+ * runs 3); -1 the default again (on sm_90 with sm_90a code: 3; elsewhere
+ * 0). For the benchmark and the tests. Not thread-safe against running
+ * kernels. */
 int mb_cuda_attn_set_flash_bwd_variant(int variant) MB_NODISCARD;
 /* Until a program sets the tilings, the environment chooses them, once:
  * MAMBERT_ATTN_TILING=wgmma gives forward tiling 2 and backward tiling 1,
- * MAMBERT_ATTN_TILING=F or F,B forward tiling F (0-8) and backward B (0-3,
+ * MAMBERT_ATTN_TILING=F or F,B forward tiling F (0-8) and backward B (0-4,
  * 0 when left out), each with a warning and tiling 0 where the wgmma
  * tilings cannot run; unset or "default": what an H200 measured fastest
  * (kernels/cuda/ATTENTION.md) -- with sm_90a code on sm_90 forward 5 and
- * backward 1 at head_dim 128 / 0 at 64, else 0 and 0. */
+ * backward 3, else 0 and 0. */
 int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 
 /* The flash backward's dQ, process-wide: 1 (default) a separate dQ pass
  * summing in a fixed order (the same bits every run), 0 f32 atomics in the
  * main kernel (dq's last bits depend on the order of the adds; backward
- * tilings 0 and 2; tiling 3 adds dQ in the main kernel in either mode,
+ * tilings 0 and 2; tilings 3-4 add dQ in the main kernel in either mode,
  * ordered when deterministic; tiling 1 is deterministic either way). Not thread-safe
  * against running kernels. */
 int mb_cuda_attn_set_deterministic(int on) MB_NODISCARD;

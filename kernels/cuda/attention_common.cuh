@@ -1037,7 +1037,7 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
 int attn_hopper_fwd_runs(int *ok);
 /* MAMBERT_ATTN_TILING (attention.cu): the forward and backward tilings it
  * asks for -- "wgmma": 2 and 1; "F" or "F,B": those (forward 0-8, backward
- * 0-3; B 0 when left out); unset or "default": where the wgmma tilings run
+ * 0-4; B 0 when left out); unset or "default": where the wgmma tilings run
  * (sm_90, sm_90a image) 5 and 3, else 0 and 0 -- with
  * the wgmma ones replaced by 0 where they cannot run (a warning, once);
  * anything else is an error naming the variable. */

@@ -428,7 +428,7 @@ template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *
 } // namespace
 
 static bool flash_bwd_deterministic = true;
-static int flash_bwd_variant = -1; /* -1: not chosen yet (attn_env_tiling); 0-3, ATTN_BWD_BY_HEAD_DIM */
+static int flash_bwd_variant = -1; /* -1: not chosen yet (attn_env_tiling); 0-4, ATTN_BWD_BY_HEAD_DIM */
 
 int mb_cuda_attn_set_deterministic(int on) {
   flash_bwd_deterministic = on != 0;
@@ -436,8 +436,8 @@ int mb_cuda_attn_set_deterministic(int on) {
 }
 
 int mb_cuda_attn_set_flash_bwd_variant(int variant) {
-  if (variant < -1 || variant > 3)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: backward variant %d (0-3; -1 the default)", variant);
+  if (variant < -1 || variant > 4)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: backward variant %d (0-4; -1 the default)", variant);
   flash_bwd_variant = variant; /* -1: chosen again at the next call */
   return MB_OK;
 }
@@ -446,8 +446,8 @@ int mb_cuda_attn_flash_bwd_variant_runs(int variant, int *ok) {
   if (!ok)
     return MB_ERR(MB_EINVAL, "cuda flash attention: NULL result pointer");
   *ok = 0;
-  if (variant < 0 || variant > 3)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: backward variant %d (0-3)", variant);
+  if (variant < 0 || variant > 4)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: backward variant %d (0-4)", variant);
   if (variant >= 1)
     return attn_hopper_fwd_runs(ok); /* the same condition: sm_90 and an sm_90a image */
   *ok = 1;

@@ -1,15 +1,16 @@
 /* attention_hopper_bwd.cu: the flash backward's dK, dV on Hopper's
  * warpgroup MMA (wgmma, sm_90a), bf16 or f16, f32 accumulation, head_dim 64
- * or 128: the backward's tilings 1, 2 and 3 (mb_cuda_attn_set_flash_bwd_variant;
+ * or 128: the backward's tilings 1 to 4 (mb_cuda_attn_set_flash_bwd_variant;
  * tiling 2, below tiling 1, is the same loops warp-specialised: a TMA
  * producer warpgroup and mbarriers in place of the CTA barriers; tiling 3
  * is tiling 2's dK/dV kernel with FlashAttention-3's dQ and no dQ kernel:
  * one warpgroup sums a query tile's dQ over the CTA's keys, the TMA unit
- * adds it, in key-tile order unless in the fast mode).
+ * adds it, in key-tile order unless in the fast mode; tiling 4 is tiling
+ * 3 with 128-query tiles at head_dim 64, HopperBwdWsCfg).
  * Two kernels: dK, dV (a CTA per key tile), then dQ (a CTA per query tile,
  * recomputing S and dP, summing over the key tiles in order), both on
  * wgmma, so tiling 1 gives the same bits on every run in either mode
- * (mb_cuda_attn_set_deterministic does not apply to it; tilings 2-3 follow
+ * (mb_cuda_attn_set_deterministic does not apply to it; tilings 2-4 follow
  * it in their fast modes).
  *
  * One CTA of two warpgroups per (BKV = 128 keys, head, sequence); warpgroup
@@ -58,6 +59,34 @@ __device__ __forceinline__ float bwd_query_stat(const AttnArgs &a, const AttnSeg
   if (want_lse)
     return live ? a.lse2t[idx] : INFINITY;
   return live ? a.dsum[idx] : 0.0f;
+}
+
+/* A query tile's statistics for the warp-specialised dK/dV kernels: lse
+ * (log2 units) of queries i0.. into stat[0, BQ) and D into stat[BQ, 2 BQ),
+ * as bwd_query_stat gives them, lane by lane. At BQ = 128 two queries per
+ * lane at a time, walking pointers: all four at once spill the producer's
+ * 24 registers. */
+template <int BQ>
+__device__ __forceinline__ void bwd_ws_query_stats(const AttnArgs &a, const AttnSeg &g, int h, int i0, float *stat,
+                                                   int lane) {
+  if constexpr (BQ == 64) {
+#pragma unroll
+    for (int c = lane; c < BQ; c += 32) {
+      stat[c] = bwd_query_stat(a, g, h, i0 + c, true);
+      stat[BQ + c] = bwd_query_stat(a, g, h, i0 + c, false);
+    }
+  } else {
+    const float *pl = a.lse2t + attn_stat_index(a, g.start + i0, h) + lane; /* consecutive queries: consecutive */
+    const int64_t dd = a.dsum - a.lse2t; /* D's plane from lse's */
+    int q = i0 + lane;
+    float *sp = stat + lane;
+#pragma unroll 2
+    for (int c = 0; c < BQ / 32; c++, q += 32, pl += 32, sp += 32) {
+      const bool live = q < g.n && (!g.mask || g.mask[q] != 0);
+      sp[0] = live ? pl[0] : INFINITY;
+      sp[BQ] = live ? pl[dd] : 0.0f;
+    }
+  }
 }
 #endif
 
@@ -113,15 +142,21 @@ __device__ __forceinline__ void bwd_two_products(float *c0, uint64_t a0, uint64_
 #if ATTN_HAS_WGMMA
 /* dS^T's A fragments (rounded to T; rows = the thread's keys r0, r0 + 8 of
  * its warpgroup's 64, columns = queries) into the warpgroup's swizzled
- * [64 keys][BQ] tile for the fast modes' dQ = dS K: 4-byte stores, one
- * 16-byte chunk per row per instruction (conflict-free). */
-template <typename T, int BQ>
+ * [64 keys][64 queries] tile sds for the fast modes' dQ = dS K, or with
+ * BQ = 128 into two such tiles, queries 64 c.. at sds + c * CHUNK: 4-byte
+ * stores, one 16-byte chunk per row per instruction (conflict-free). */
+template <typename T, int BQ, int CHUNK>
 __device__ __forceinline__ void bwd_store_ds_t(T *sds, int r0, int tq, const uint32_t *dsa) {
-  static_assert(BQ == 64, "one 128-byte row of queries per key");
+  static_assert(BQ == 64 || BQ == 128, "one or two 128-byte rows of queries per key");
 #pragma unroll
   for (int i = 0; i < BQ / 4; i++) { /* register i of k-block i / 4: rows +8 (i & 1), columns +8 (i & 2) */
     const int row = r0 + (i & 1) * 8, col = (i / 4) * 16 + 2 * tq + (i & 2) * 4;
-    attn_sts_u32_for_wgmma(sds + row * 64 + (((col / 8) ^ (row & 7)) * 8) + col % 8, dsa[i]);
+    if constexpr (BQ == 64) {
+      attn_sts_u32_for_wgmma(sds + row * 64 + (((col / 8) ^ (row & 7)) * 8) + col % 8, dsa[i]);
+    } else {
+      const int cc = col - (i / 16) * 64; /* column % 64, in the chunk i / 16 */
+      attn_sts_u32_for_wgmma(sds + (i / 16) * CHUNK + row * 64 + (((cc / 8) ^ (row & 7)) * 8) + cc % 8, dsa[i]);
+    }
   }
 }
 
@@ -131,30 +166,35 @@ __device__ __forceinline__ void bwd_store_ds_t(T *sds, int r0, int tq, const uin
  * point at, lse (log2 units) and D at lse2[c], dsum[c]; dV += P^T dO and
  * dK += dS^T Q into dk, dv. The products are done when it returns. With
  * KEEP_DS, dS^T is stored into the warpgroup's tile sds too at the end
- * (bwd_store_ds_t; not under the dK product, whose A registers it reads),
- * not yet fenced for the async proxy. */
-template <typename T, int D, int BKV, int BQ, bool OVERLAP, bool KEEP_DS = false>
+ * (bwd_store_ds_t, queries 64 c.. at sds + c * DS_CHUNK; not under the dK
+ * product, whose A registers it reads), not yet fenced for the async proxy. */
+/* How much of bwd_dkdv_tile's softmax runs under its products (below). */
+enum BwdOverlap { BWD_OVERLAP_NONE = 0, BWD_OVERLAP_P = 1, BWD_OVERLAP_FULL = 2 };
+
+template <typename T, int D, int BKV, int BQ, int OVERLAP, bool KEEP_DS = false, int DS_CHUNK = 0>
 __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc, uint64_t vdesc, uint64_t qk,
                                               uint64_t qmn, uint64_t dok, uint64_t domn, const float *lse2,
                                               const float *dsum, int j0, int i0, int krow, int tq, bool hidden,
                                               bool keep0, bool keep1, float (&dk)[1][D / 8][4],
                                               float (&dv)[1][D / 8][4], T *sds = nullptr) {
   constexpr int NS = BQ / 8, NO = D / 8;
-  /* OVERLAP (D = 64): four batches, each started as soon as its inputs
-   * exist, so the softmax's arithmetic runs under a product: S^T (batch
-   * 1) and dP^T (2) issued together; P^T once S^T is in (wait 1), and
-   * dV += P^T dO (3) issued; dS^T once dP^T is in (wait 1 again: batches
-   * complete in order), and dK += dS^T Q (4) issued; then wait for all.
-   * In tiling 1's kernel at D = 128 the in-flight dV and P^T fragment
-   * leave ptxas too few of the 255 registers (it spills): there P^T and
-   * dS^T are computed with nothing in flight, then both products issued
-   * together. (Tiling 2's consumers, with less else to keep, overlap at
-   * both head dims within setmaxnreg's 240.) */
+  /* BWD_OVERLAP_FULL (D = 64, 64-query tiles): four batches, each started
+   * as soon as its inputs exist, so the softmax's arithmetic runs under a
+   * product: S^T (batch 1) and dP^T (2) issued together; P^T once S^T is
+   * in (wait 1), and dV += P^T dO (3) issued; dS^T once dP^T is in (wait 1
+   * again: batches complete in order), and dK += dS^T Q (4) issued; then
+   * wait for all. In tiling 1's kernel at D = 128 the in-flight dV and P^T
+   * fragment leave ptxas too few of the 255 registers (it spills): there
+   * (BWD_OVERLAP_NONE) P^T and dS^T are computed with nothing in flight,
+   * then both products issued together. (Tiling 2's consumers, with less
+   * else to keep, overlap at both head dims within setmaxnreg's 240.)
+   * BWD_OVERLAP_P (128-query tiles, where FULL spills): P^T's exponentials
+   * under dP^T only (FlashAttention-3's order), then as NONE. */
   float st[1][NS][4], dpt[1][NS][4]; /* S^T, dP^T: rows = keys, columns = queries */
   bwd_two_products<T, D, BQ, BKV, BQ>(&st[0][0][0], kdesc, qk, &dpt[0][0][0], vdesc, dok);
-  attn_wgmma_wait<OVERLAP ? 1 : 0>(); /* S^T (and dP^T unless OVERLAP) */
+  attn_wgmma_wait<OVERLAP != BWD_OVERLAP_NONE ? 1 : 0>(); /* S^T (and dP^T with no overlap) */
   attn_wgmma_pin<NS * 4>(&st[0][0][0]);
-  if constexpr (!OVERLAP)
+  if constexpr (OVERLAP == BWD_OVERLAP_NONE)
     attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
 
   /* P^T in place; masked keys (padding, past the end) and, causal, keys
@@ -174,13 +214,16 @@ __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc,
 #pragma unroll
   for (int kk = 0; kk < BQ / 16; kk++)
     attn_c_to_a<T>(st[0][2 * kk], st[0][2 * kk + 1], pa[kk]);
-  if constexpr (OVERLAP) {
+  if constexpr (OVERLAP == BWD_OVERLAP_FULL) {
     attn_wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; kk++)
       AttnWgmma<T, D>::rs_mn(&dv[0][0][0], pa[kk], domn + 128 * kk, true);
     attn_wgmma_commit();
     attn_wgmma_wait<1>(); /* dP^T (dV += P^T dO may still run) */
+    attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
+  } else if constexpr (OVERLAP == BWD_OVERLAP_P) {
+    attn_wgmma_wait<0>(); /* dP^T */
     attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
   }
 
@@ -194,7 +237,7 @@ __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc,
   for (int kk = 0; kk < BQ / 16; kk++)
     attn_c_to_a<T>(dpt[0][2 * kk], dpt[0][2 * kk + 1], dsa[kk]);
   attn_wgmma_fence();
-  if constexpr (!OVERLAP) {
+  if constexpr (OVERLAP != BWD_OVERLAP_FULL) {
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; kk++)
       AttnWgmma<T, D>::rs_mn(&dv[0][0][0], pa[kk], domn + 128 * kk, true);
@@ -209,7 +252,7 @@ __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc,
   attn_wgmma_pin<BQ / 4>(&pa[0][0]);
   attn_wgmma_pin<BQ / 4>(&dsa[0][0]);
   if constexpr (KEEP_DS) /* after the wait: dsa is dK's A, which may not be read before it (PTX ISA) */
-    bwd_store_ds_t<T, BQ>(sds, krow & 63, tq, &dsa[0][0]);
+    bwd_store_ds_t<T, BQ, DS_CHUNK>(sds, krow & 63, tq, &dsa[0][0]);
 }
 #endif
 
@@ -242,7 +285,7 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
   typedef HopperBwdCfg<D> C;
   constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ;
   constexpr int NO = D / 8; /* n8 tiles of dK, dV per warp */
-  constexpr bool OVERLAP = D == 64; /* products overlap the softmax (below) */
+  constexpr int OVERLAP = D == 64 ? BWD_OVERLAP_FULL : BWD_OVERLAP_NONE; /* products under the softmax (below) */
   ATTN_DYNAMIC_SMEM(unsigned char, raw);
   T *sK = reinterpret_cast<T *>(attn_align_smem_1024(raw)); /* the swizzle's 1024-byte groups */
   T *sV = sK + BKV * D;
@@ -346,12 +389,12 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
  * barrier): `once` for the tiles loaded once (one arrival with their
  * bytes), and per stage `full` (the loading warp's 32 lanes, lane 0's with
  * the bytes) and `empty` (lane 0 of each of the 8 consumer warps). */
-template <int NSTAGE>
+template <int NSTAGE, int FULL = 32>
 __device__ __forceinline__ void bwd_ws_init_barriers(uint64_t *once, uint64_t *full, uint64_t *empty) {
   if (threadIdx.x == 0) {
     attn_mbar_init(once, 1);
     for (int st = 0; st < NSTAGE; st++) {
-      attn_mbar_init(&full[st], 32);
+      attn_mbar_init(&full[st], FULL);
       attn_mbar_init(&empty[st], 8);
     }
     attn_mbar_init_fence();
@@ -437,6 +480,7 @@ template <int D, int BQ> struct BwdDqTile {
 template <typename T, int D, int BKV, int BQ>
 __device__ __forceinline__ void bwd_ws_dq_atomic(const AttnArgs &a, const AttnSeg &g, int h, int i0, const T *sds,
                                                  const T *sk_wg, int cwarp, int lane) {
+  static_assert(BQ == 64, "tiling 2's fast mode: 64-query tiles");
   const int gr = lane >> 2, tq = lane & 3, wg = cwarp >> 2;
   attn_fence_proxy_async();
   attn_named_bar_sync(2 + wg, 128); /* the warpgroup's 64 rows written */
@@ -492,24 +536,37 @@ __device__ __forceinline__ void bwd_ws_dq_atomic(const AttnArgs &a, const AttnSe
  * never -0: it starts at +0 and the TMA unit rounds to nearest). Their dS
  * is 0 anyway (Q, dO zeroed, lse +inf), but a NaN in this sequence's K
  * must not reach another's dQ. sdq: BwdDqTile. */
-struct BwdDqBars {
-  static constexpr int BAR_DS = 2, BAR_DQ_FULL = 3, BAR_DQ_EMPTY = 4, HANDOVER = 128 + 32;
+template <int BQ> struct BwdDqBars {
+  /* the handover counts: the writer warp and the owner (BQ = 64) or both
+   * warpgroups (BQ = 128) */
+  static constexpr int BAR_DS = 2, BAR_DQ_FULL = 3, BAR_DQ_EMPTY = 4, HANDOVER = (BQ == 128 ? 256 : 128) + 32;
 };
 
+/* The dS^T tiles of one query tile (bwd_store_ds_t): [64-query chunk][warpgroup][64 keys][64 queries], so the
+ * two warpgroups' tiles of a chunk lie one after the other (keys 0..127) */
+constexpr int BWD_DS_CHUNK = 2 * 64 * 64;
+
+/* With BQ = 128 (tiling 4, FlashAttention-3's tile shape at head_dim 64)
+ * there is no turn-taking: each warpgroup sums its half of the query tile
+ * (queries 64 wg..) over all 128 keys, every tile, and both hand the
+ * tile to the writer together. */
 template <typename T, int D, int BKV, int BQ>
 __device__ __forceinline__ void bwd_ws_dq_bulk_owner(int it, int valid, const T *sds_pair, const T *sK, float *sdq,
                                                      int cwarp, int lane) {
-  typedef BwdDqBars B;
+  typedef BwdDqBars<BQ> B;
   typedef BwdDqTile<D, BQ> Tile;
+  static_assert(BQ == 64 || BQ == 128, "an owner per tile, or a half per warpgroup");
   attn_fence_proxy_async(); /* this thread's dS^T stores, for the owner's product */
   attn_named_bar_sync(B::BAR_DS, 256);
-  if ((cwarp >> 2) != (it & 1))
+  const int wg = cwarp >> 2;
+  if (BQ == 64 && wg != (it & 1))
     return;
   const int gr = lane >> 2, tq = lane & 3;
-  /* A = dS (m = query, k = key) over both warpgroups' tiles, which lie one
-   * after the other: keys 16 kk.. at +128 kk (16-byte units); B = K (k =
-   * key, n = d), MN-major, 64 columns c at +c BKV 8 */
-  const uint64_t adesc = attn_wgmma_desc_sw128(sds_pair, 64 * 128, 1024);
+  /* A = dS (m = query, k = key) over both warpgroups' tiles of this
+   * warpgroup's 64-query chunk, which lie one after the other: keys
+   * 16 kk.. at +128 kk (16-byte units); B = K (k = key, n = d), MN-major,
+   * 64 columns c at +c BKV 8 */
+  const uint64_t adesc = attn_wgmma_desc_sw128(sds_pair + (BQ == 128 ? wg * BWD_DS_CHUNK : 0), 64 * 128, 1024);
   const uint64_t bdesc = attn_wgmma_desc_sw128(sK, BKV * 128, 1024);
   constexpr int NC = D / 64;
   float part[NC][32];
@@ -522,7 +579,7 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_owner(int it, int valid, const T 
     attn_wgmma_commit();
   }
   attn_named_bar_sync(B::BAR_DQ_EMPTY, B::HANDOVER); /* under the products: the writer is done with sdq */
-  const int r0 = (cwarp & 3) * 16 + gr;
+  const int r0 = (BQ == 128 ? 64 * wg : 0) + (cwarp & 3) * 16 + gr; /* the tile's rows r0, r0 + 8 */
 #pragma unroll
   for (int c = 0; c < NC; c++) {
     if (c + 1 < NC)
@@ -567,7 +624,7 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_writer(const AttnArgs &a, const A
                                                       int h, int j, int istart, int nqt, bool kept, const float *sdq,
                                                       int lane) {
   typedef BwdDqTile<D, BQ> Tile;
-  typedef BwdDqBars B;
+  typedef BwdDqBars<BQ> B;
   /* kept false (ORDERED only): the key tile is padding, nothing to add
    * and no owner to meet, but later key tiles wait for its turns */
   if (kept)
@@ -627,17 +684,22 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_writer(const AttnArgs &a, const A
  * (BwdDq): in the fast modes the kernel adds dQ too (bwd_ws_dq_atomic,
  * or bwd_ws_dq_bulk_owner with the producer warpgroup's second warp as
  * bwd_ws_dq_bulk_writer). */
-/* setmaxnreg in both of tilings 2-3's kernels (AttnRegSplit): 24 registers per
+/* setmaxnreg in both of tilings 2-4's kernels (AttnRegSplit): 24 registers per
  * thread for the producer warpgroup, 240 for the two consumer warpgroups */
 typedef AttnRegSplit<24, 240, 256> BwdWsRegs;
 
-template <int D> struct HopperBwdWsCfg {
-  static constexpr int NT = 384, BKV = 128, BQ = 64;
+/* BQ_: the query tile, 64 (tilings 2-3) or 128 (tiling 4 at head_dim 64:
+ * FlashAttention-3's 128 x 128 tile there, so S^T and dP^T run as
+ * m64n128k16, dK and dV get 8 k-steps per tile, and half as many tiles
+ * pass the stages, barriers and dQ semaphores). */
+template <int D, int BQ_ = 64> struct HopperBwdWsCfg {
+  static constexpr int NT = 384, BKV = 128, BQ = BQ_;
   static_assert(NT == BwdWsRegs::nt, "the split covers the CTA");
+  static_assert(BQ == 64 || (BQ == 128 && D == 64), "128-query tiles at head_dim 64 only (registers)");
   /* the stages of the Q, dO ring: 3, but 2 where the bulk mode's dQ tile
-   * would not fit beside them (D = 128) */
+   * would not fit beside them (D = 128, or 128-query tiles) */
   template <int DQ> __host__ __device__ static constexpr int nstage() {
-    return DQ >= BWD_DQ_BULK && D == 128 ? 2 : 3;
+    return DQ >= BWD_DQ_BULK && (D == 128 || BQ == 128) ? 2 : 3;
   }
   /* alignment; K, V; the stages of Q and dO; in the fast modes two buffers
    * of the two warpgroups' dS^T tiles; in the bulk mode the dQ tile; the
@@ -656,11 +718,11 @@ struct AttnBwdTmaMaps {
   AttnTmaMap q, k, v, dout, dq;
 };
 
-template <typename T, int D, int DQ>
-__global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
+template <typename T, int D, int DQ, int BQ_ = 64>
+__global__ void __launch_bounds__(HopperBwdWsCfg<D, BQ_>::NT, 1)
     attn_hopper_bwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnBwdTmaMaps maps) {
 #if ATTN_HAS_WGMMA
-  typedef HopperBwdWsCfg<D> C;
+  typedef HopperBwdWsCfg<D, BQ_> C;
   constexpr int NT = C::NT, BKV = C::BKV, BQ = C::BQ, NSTAGE = C::template nstage<DQ>(), NO = D / 8;
   constexpr bool FASTDQ = DQ != BWD_DQ_KERNEL, BULK = DQ >= BWD_DQ_BULK; /* FASTDQ: dQ made here */
   constexpr int BAR_QTAIL = 1; /* a named barrier among the 256 consumers (the tails' zeros) */
@@ -669,7 +731,7 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
   T *sV = sK + BKV * D;
   T *sQ = sV + BKV * D;             /* query tile it in stage it % NSTAGE */
   T *sdO = sQ + NSTAGE * BQ * D;    /* likewise */
-  T *sdS = sdO + NSTAGE * BQ * D;   /* FASTDQ: [query tile % 2][warpgroup][64 keys][BQ], swizzled */
+  T *sdS = sdO + NSTAGE * BQ * D;   /* FASTDQ: [query tile % 2][BQ / 64][warpgroup][64 keys][64], swizzled */
   float *sdq = reinterpret_cast<float *>(sdS + (FASTDQ ? 4 * 64 * BQ : 0)); /* bulk: BwdDqTile (1024-aligned) */
   float *sStat = sdq + (BULK ? BwdDqTile<D, BQ>::FLOATS : 0);             /* [stage][lse2 | D][BQ] */
   int *sKeep = reinterpret_cast<int *>(sStat + NSTAGE * 2 * BQ);
@@ -697,7 +759,13 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
         bwd_ws_dq_bulk_writer<D, BQ, true>(a, &maps.dq, g, h, j0 / BKV, istart, nqt, false, sdq, lane);
     return;
   }
-  bwd_ws_init_barriers<NSTAGE>(full_kv, full, empty);
+  /* STATW: the warp that stores a stage's statistics -- the loading warp
+   * itself, or at BQ = 128 the producer's third warp, whose 32 lanes then
+   * arrive on the stage's full barrier too: 128 queries' loads would not
+   * fit the loader's 24 registers, and one after another they would hold
+   * up its TMA issue by several load latencies per tile */
+  constexpr int STATW = BQ == 128 ? 2 : 0;
+  bwd_ws_init_barriers<NSTAGE, STATW ? 64 : 32>(full_kv, full, empty);
 
   if (warp < 4) { /* the producer warpgroup; its first warp loads */
     attn_setmaxnreg_dec<BwdWsRegs::producer>();
@@ -709,14 +777,19 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
         const int st = it % NSTAGE, i0 = istart + it * BQ;
         if (it >= NSTAGE) /* the consumers' release of this stage's previous tile */
           attn_mbar_wait(&empty[st], ((it / NSTAGE) - 1) & 1);
-        float *stat = sStat + st * 2 * BQ;
-#pragma unroll
-        for (int c = lane; c < BQ; c += 32) {
-          stat[c] = bwd_query_stat(a, g, h, i0 + c, true);
-          stat[BQ + c] = bwd_query_stat(a, g, h, i0 + c, false);
-        }
+        if constexpr (STATW == 0)
+          bwd_ws_query_stats<BQ>(a, g, h, i0, sStat + st * 2 * BQ, lane);
         bwd_ws_load_pair<T, D, BQ>(lane, &full[st], sQ + st * BQ * D, &maps.q, sdO + st * BQ * D, &maps.dout, h,
                                    g.start + i0);
+      }
+    } else if (STATW && warp == STATW) {
+#pragma unroll 1
+      for (int it = 0; it < nqt; it++) {
+        const int st = it % NSTAGE;
+        if (it >= NSTAGE)
+          attn_mbar_wait(&empty[st], ((it / NSTAGE) - 1) & 1);
+        bwd_ws_query_stats<BQ>(a, g, h, istart + it * BQ, sStat + st * 2 * BQ, lane);
+        attn_mbar_arrive(&full[st]); /* after this lane's stores */
       }
     } else if (BULK && warp == 1) {
       bwd_ws_dq_bulk_writer<D, BQ, DQ == BWD_DQ_BULK_ORDERED>(a, &maps.dq, g, h, j0 / BKV, istart, nqt, true, sdq,
@@ -749,15 +822,17 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D>::NT, 1)
     if (valid < BQ) /* the last tile, once per CTA */
       bwd_ws_zero_rows<T, D, BQ>(sQ + st * BQ * D, sdO + st * BQ * D, valid, ct, BAR_QTAIL);
     const float *lse2 = sStat + st * 2 * BQ, *dsum = lse2 + BQ;
-    T *sds_pair = sdS + (it & 1) * 2 * 64 * BQ; /* FASTDQ: this tile's two dS^T tiles, this warpgroup's second */
-    bwd_dkdv_tile<T, D, BKV, BQ, true, FASTDQ>(a, dd.k, dd.v, dd.q_k + st * STAGE, dd.q_mn + st * STAGE,
-                                               dd.do_k + st * STAGE, dd.do_mn + st * STAGE, lse2, dsum, j0, i0,
-                                               krow, tq, hidden, keep0, keep1, dk, dv,
-                                               sds_pair + (cwarp >> 2) * 64 * BQ);
+    T *sds_pair = sdS + (it & 1) * 2 * 64 * BQ; /* FASTDQ: this tile's dS^T tiles (BWD_DS_CHUNK) */
+    /* the products overlap the softmax at 64-query tiles; at 128 the
+     * in-flight dV with P^T, S^T and dP^T live spill: P^T under dP^T only */
+    constexpr int OVERLAP = BQ == 64 ? BWD_OVERLAP_FULL : BWD_OVERLAP_P;
+    bwd_dkdv_tile<T, D, BKV, BQ, OVERLAP, FASTDQ, BWD_DS_CHUNK>(
+        a, dd.k, dd.v, dd.q_k + st * STAGE, dd.q_mn + st * STAGE, dd.do_k + st * STAGE, dd.do_mn + st * STAGE, lse2,
+        dsum, j0, i0, krow, tq, hidden, keep0, keep1, dk, dv, sds_pair + (cwarp >> 2) * 64 * 64);
     if (lane == 0) /* after the tile's last wgmma wait (warp-wide): the warp is done with the stage */
       attn_mbar_arrive(&empty[st]);
     if constexpr (DQ == BWD_DQ_ATOMIC)
-      bwd_ws_dq_atomic<T, D, BKV, BQ>(a, g, h, i0, sds_pair + (cwarp >> 2) * 64 * BQ, sK + (cwarp >> 2) * 64 * 64,
+      bwd_ws_dq_atomic<T, D, BKV, BQ>(a, g, h, i0, sds_pair + (cwarp >> 2) * 64 * 64, sK + (cwarp >> 2) * 64 * 64,
                                       cwarp, lane);
     else if constexpr (BULK)
       bwd_ws_dq_bulk_owner<T, D, BKV, BQ>(it, valid, sds_pair, sK, sdq, cwarp, lane);
@@ -1081,32 +1156,48 @@ static inline int bwd_ws_launch_one(K *kernel, const char *name, const mb_attn_d
 
 /* A dK/dV kernel that makes dQ itself (DQ: atomics or bulk reduces), then
  * dq from the accumulator. */
-template <typename T, int D, int DQ>
+template <typename T, int D, int DQ, int BQ = 64>
 static inline int bwd_ws_launch_fused(const mb_attn_desc *d, const AttnArgs &a, const AttnBwdTmaMaps &maps,
                                       const char *name, cudaStream_t s) {
-  typedef HopperBwdWsCfg<D> C;
-  MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, DQ>, name, d, a, C::BKV, C::NT,
+  typedef HopperBwdWsCfg<D, BQ> C;
+  MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, DQ, BQ>, name, d, a, C::BKV, C::NT,
                            C::template smem_bytes<T, DQ>(), maps, s));
   return attn_launch_dq_convert<T>(d, a, s);
 }
 
-/* Tilings 2 and 3: tiling 2's dK/dV kernel, then its dQ kernel, each with
+/* Tilings 3 and 4 (dQ by bulk reduces, in key-tile order when det), query
+ * tiles of BQ rows: the tensor maps with their boxes, then the kernel. */
+template <typename T, int D, int BQ>
+static inline int bwd_ws_launch_bulk(const mb_attn_desc *d, const AttnArgs &a, bool det, cudaStream_t s) {
+  typedef HopperBwdWsCfg<D, BQ> C;
+  AttnBwdTmaMaps maps;
+  MB_TRY(bwd_tma_maps(&maps, d, a, C::BQ, C::BKV));
+  MB_TRY(attn_tma_map_rows(&maps.dq, a.dq_accum, 4, attn_tokens(d), d->heads, D, a.ld, C::BQ, "dq_accum"));
+  if (det)
+    return bwd_ws_launch_fused<T, D, BWD_DQ_BULK_ORDERED, BQ>(
+        d, a, maps, BQ == 128 ? "attn_hopper_bwd_ws_kernel (128-query tiles, ordered bulk dQ)"
+                              : "attn_hopper_bwd_ws_kernel (ordered bulk dQ)", s);
+  return bwd_ws_launch_fused<T, D, BWD_DQ_BULK, BQ>(
+      d, a, maps, BQ == 128 ? "attn_hopper_bwd_ws_kernel (128-query tiles, bulk dQ)"
+                            : "attn_hopper_bwd_ws_kernel (bulk dQ)", s);
+}
+
+/* Tilings 2 to 4: tiling 2's dK/dV kernel, then its dQ kernel, each with
  * its boxes, or in the fast mode (det false) the dK/dV kernel adding dQ
  * into the accumulator itself by atomics; tiling 3's dK/dV kernel adds
- * dQ by bulk reduces, in key-tile order when det. */
+ * dQ by bulk reduces, in key-tile order when det; tiling 4 is tiling 3
+ * with 128-query tiles at head_dim 64 (tiling 3 at 128, where the
+ * accumulators of 128 queries do not fit the consumers' registers). */
 template <typename T, int D>
 int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, int tiling, bool det, cudaStream_t s) {
   typedef HopperBwdWsCfg<D> C;
   typedef HopperDqWsCfg<D> Q;
+  if (tiling == 4 && D == 64)
+    return bwd_ws_launch_bulk<T, D, (D == 64 ? 128 : 64)>(d, a, det, s);
+  if (tiling >= 3)
+    return bwd_ws_launch_bulk<T, D, 64>(d, a, det, s);
   AttnBwdTmaMaps maps;
   MB_TRY(bwd_tma_maps(&maps, d, a, C::BQ, C::BKV));
-  if (tiling == 3)
-    MB_TRY(attn_tma_map_rows(&maps.dq, a.dq_accum, 4, attn_tokens(d), d->heads, D, a.ld, C::BQ, "dq_accum"));
-  if (tiling == 3 && det)
-    return bwd_ws_launch_fused<T, D, BWD_DQ_BULK_ORDERED>(d, a, maps,
-                                                          "attn_hopper_bwd_ws_kernel (ordered bulk dQ)", s);
-  if (tiling == 3)
-    return bwd_ws_launch_fused<T, D, BWD_DQ_BULK>(d, a, maps, "attn_hopper_bwd_ws_kernel (bulk dQ)", s);
   if (!det)
     return bwd_ws_launch_fused<T, D, BWD_DQ_ATOMIC>(d, a, maps, "attn_hopper_bwd_ws_kernel (fast dQ)", s);
   MB_TRY(bwd_ws_launch_one(attn_hopper_bwd_ws_kernel<T, D, BWD_DQ_KERNEL>, "attn_hopper_bwd_ws_kernel", d, a, C::BKV,
@@ -1156,7 +1247,7 @@ int attn_hopper_bwd(const mb_attn_desc *d, mb_dtype dt, int tiling, bool det, co
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok)); /* the same condition: sm_90 and an sm_90a image */
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward: tilings 1-3 (wgmma) need an sm_90 GPU and a build "
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention backward: tilings 1-4 (wgmma) need an sm_90 GPU and a build "
                                    "for sm_90a (MAMBERT_CUDA_ARCHS)");
   if (attn_tokens(d) == 0)
     return MB_OK;

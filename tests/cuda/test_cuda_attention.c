@@ -462,9 +462,32 @@ static void each_ws_problem(void (*body)(problem *p, const char *prefix)) {
       }
 }
 
-/* Backward tilings 2 and 3 on one problem, deterministic and in their
+/* The backward's gradients as they are on the device now: dq, dk, dv. */
+static void download_grads(const problem *p, void *g[3]) {
+  const size_t bytes = p->n * mb_dtype_size(p->dt);
+  g[0] = download_raw(p->d_dq, bytes);
+  g[1] = download_raw(p->d_dk, bytes);
+  g[2] = download_raw(p->d_dv, bytes);
+}
+
+/* The gradients on the device against saved ones g, from first (0: dq,
+ * 1: dk and dv only) on: tiling 4 is tiling 3 with 128-query tiles, the
+ * same products summed in the same order, so the same bits. */
+static void expect_same_grads(const problem *p, void *g[3], int first, const char *label) {
+  const size_t bytes = p->n * mb_dtype_size(p->dt);
+  void *now[3];
+  download_grads(p, now);
+  for (int i = first; i < 3; i++)
+    if (memcmp(g[i], now[i], bytes))
+      fail_msg("%s: %s differs from tiling 3's bits", label, i == 0 ? "dq" : i == 1 ? "dk" : "dv");
+  for (int i = 0; i < 3; i++)
+    free(now[i]);
+}
+
+/* Backward tilings 2 to 4 on one problem, deterministic and in their
  * fast modes (tiling 3: dQ by bulk reduces, in key-tile order when
- * deterministic, which the reproducibility check tests on the GPU). */
+ * deterministic, which the reproducibility check tests on the GPU;
+ * tiling 4 must give tiling 3's bits, in the fast mode its dk and dv). */
 static void bwd_ws_problem(problem *p, const char *prefix) {
   char label[128];
   assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
@@ -479,15 +502,34 @@ static void bwd_ws_problem(problem *p, const char *prefix) {
   snprintf(label, sizeof label, "%s flash-b2f", prefix);
   run_bwd(p, MB_CUDA_ATTN_FLASH);
   check_backward(p, label);
+  void *b3f[3], *b3[3];
   assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(3), MB_OK);
   snprintf(label, sizeof label, "%s flash-b3f", prefix);
   run_bwd(p, MB_CUDA_ATTN_FLASH);
   check_backward(p, label);
+  download_grads(p, b3f);
   assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
   snprintf(label, sizeof label, "%s flash-b3", prefix);
   run_bwd(p, MB_CUDA_ATTN_FLASH);
   check_backward(p, label);
   check_reproducible(p, label);
+  download_grads(p, b3);
+  if (p->dd.head_dim == 64) { /* tiling 4's own kernel (at 128 it runs tiling 3's) */
+    assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(4), MB_OK);
+    snprintf(label, sizeof label, "%s flash-b4", prefix);
+    run_bwd(p, MB_CUDA_ATTN_FLASH);
+    check_backward(p, label);
+    expect_same_grads(p, b3, 0, label);
+    check_reproducible(p, label);
+    assert_int_equal(mb_cuda_attn_set_deterministic(0), MB_OK);
+    snprintf(label, sizeof label, "%s flash-b4f", prefix);
+    run_bwd(p, MB_CUDA_ATTN_FLASH);
+    check_backward(p, label);
+    expect_same_grads(p, b3f, 1, label);
+    assert_int_equal(mb_cuda_attn_set_deterministic(1), MB_OK);
+  }
+  for (int i = 0; i < 3; i++)
+    free(b3f[i]), free(b3[i]);
   assert_int_equal(mb_cuda_attn_set_flash_bwd_variant(-1), MB_OK);
 }
 
