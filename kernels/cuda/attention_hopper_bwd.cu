@@ -18,7 +18,8 @@
  * 16 w .. of those: the wgmma M dimension runs over keys, so every product
  * is computed transposed and nothing goes through shared memory between
  * them. K, V and dK, dV stay (shared memory, registers) while the CTA
- * sweeps the query tiles i (BQ = 64; causal: from the key tile on):
+ * sweeps the query tiles i (BQ = 64, or 128 under tiling 4; causal: from
+ * the key tile on):
  *   S^T = K Q_i^T and dP^T = V dO_i^T   (wgmma.m64n64k16, A and B from
  *                                        shared memory, both K-major)
  *   P^T = exp(scale S^T - lse), dS^T = P^T (dP^T - D)   (in registers; lse
@@ -63,9 +64,8 @@ __device__ __forceinline__ float bwd_query_stat(const AttnArgs &a, const AttnSeg
 
 /* A query tile's statistics for the warp-specialised dK/dV kernels: lse
  * (log2 units) of queries i0.. into stat[0, BQ) and D into stat[BQ, 2 BQ),
- * as bwd_query_stat gives them, lane by lane. At BQ = 128 two queries per
- * lane at a time, walking pointers: all four at once spill the producer's
- * 24 registers. */
+ * as bwd_query_stat gives them, lane by lane (BQ = 128: four queries per
+ * lane, every load issued before any result is used). */
 template <int BQ>
 __device__ __forceinline__ void bwd_ws_query_stats(const AttnArgs &a, const AttnSeg &g, int h, int i0, float *stat,
                                                    int lane) {
@@ -76,15 +76,19 @@ __device__ __forceinline__ void bwd_ws_query_stats(const AttnArgs &a, const Attn
       stat[BQ + c] = bwd_query_stat(a, g, h, i0 + c, false);
     }
   } else {
-    const float *pl = a.lse2t + attn_stat_index(a, g.start + i0, h) + lane; /* consecutive queries: consecutive */
-    const int64_t dd = a.dsum - a.lse2t; /* D's plane from lse's */
-    int q = i0 + lane;
-    float *sp = stat + lane;
-#pragma unroll 2
-    for (int c = 0; c < BQ / 32; c++, q += 32, pl += 32, sp += 32) {
-      const bool live = q < g.n && (!g.mask || g.mask[q] != 0);
-      sp[0] = live ? pl[0] : INFINITY;
-      sp[BQ] = live ? pl[dd] : 0.0f;
+    /* every load from an index clamped into the sequence (the CTA has a
+     * key tile, so g.n >= 1), then a select: no load waits for another's
+     * result, so a step's loads are in flight together */
+    const float *pl = a.lse2t + attn_stat_index(a, g.start, h); /* consecutive queries: consecutive floats */
+    const int64_t dd = a.dsum - a.lse2t;                          /* D's plane from lse's */
+    const int32_t *mask = g.mask;
+#pragma unroll
+    for (int c = lane; c < BQ; c += 32) {
+      const int q = i0 + c, qc = min(q, g.n - 1);
+      const float l = pl[qc], d = pl[qc + dd];
+      const bool live = q < g.n && (!mask || mask[qc] != 0);
+      stat[c] = live ? l : INFINITY;
+      stat[BQ + c] = live ? d : 0.0f;
     }
   }
 }
@@ -387,8 +391,9 @@ __global__ void __launch_bounds__(HopperBwdCfg<D>::NT, 1) attn_hopper_bwd_kernel
 /* The warp-specialised kernels' mbarriers, set by thread 0 and published
  * by a CTA barrier (every thread calls this; the kernels' last CTA-wide
  * barrier): `once` for the tiles loaded once (one arrival with their
- * bytes), and per stage `full` (the loading warp's 32 lanes, lane 0's with
- * the bytes) and `empty` (lane 0 of each of the 8 consumer warps). */
+ * bytes), and per stage `full` (FULL arrivals: the loading warp's 32
+ * lanes, lane 0's with the bytes, and at 128-query tiles the statistics
+ * warp's 32) and `empty` (lane 0 of each of the 8 consumer warps). */
 template <int NSTAGE, int FULL = 32>
 __device__ __forceinline__ void bwd_ws_init_barriers(uint64_t *once, uint64_t *full, uint64_t *empty) {
   if (threadIdx.x == 0) {
@@ -523,10 +528,11 @@ __device__ __forceinline__ void bwd_ws_dq_atomic(const AttnArgs &a, const AttnSe
  *     tile (bwd_dkdv_tile), so the owner's product may read both; passing
  *     it at tile it + 1 also means the owner of tile it - 1 has finished
  *     reading, so each of the two dS^T buffers is free for its next tile;
- *   BAR_DQ_EMPTY (160): the writer warp has read the dQ tile out (its
- *     bulk group's wait_group.read), the owner may overwrite it; the writer
- *     arrives once at the start and after every tile but the last;
- *   BAR_DQ_FULL (160): the owner has stored and fenced the tile; the
+ *   BAR_DQ_EMPTY (160; 288 at BQ = 128, both warpgroups owning a half):
+ *     the writer warp has read the dQ tile out (its bulk group's
+ *     wait_group.read), the owner may overwrite it; the writer arrives
+ *     once at the start and after every tile but the last;
+ *   BAR_DQ_FULL (160; 288): the owner has stored and fenced the tile; the
  *     writer issues the reduces.
  * A box covers all BQ rows, so in a sequence's last query tile the rows
  * past its end are added too, to the next sequence's rows (or to the
@@ -666,7 +672,7 @@ __device__ __forceinline__ void bwd_ws_dq_bulk_writer(const AttnArgs &a, const A
 }
 #endif
 
-/* The dK/dV kernel warp-specialised (backward tilings 2 and 3): the
+/* The dK/dV kernel warp-specialised (backward tilings 2 to 4): the
  * forward's tiling 5 applied to tiling 1's loop. A CTA of three warpgroups
  * per (BKV = 128 keys, head, sequence): warpgroup 0 gives its registers
  * back (setmaxnreg 24) and its first warp loads -- K and V once, then each

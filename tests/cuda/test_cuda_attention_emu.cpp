@@ -637,11 +637,18 @@ static void backward_as(problem &p, const char *prefix, const bwd_run &b) {
  * fast modes' dq sums in the order the reduces land, so there dk and dv. */
 static void backward_ws_tilings(problem &p, const char *prefix) {
   gvec<unsigned char> dq3, dk3, dv3, dk3f, dv3f;
+  long long wgmma3 = 0; /* tiling 3's wgmma count: tiling 4's must differ (its own kernel ran, not 3's) */
   for (const bwd_run &b : {bwd_run{"flash-b2", 2, 1}, bwd_run{"flash-b2f", 2, 0}, bwd_run{"flash-b3", 3, 1},
                            bwd_run{"flash-b3f", 3, 0}, bwd_run{"flash-b4", 4, 1}, bwd_run{"flash-b4f", 4, 0}}) {
     if (b.variant == 4 && p.d.head_dim != 64)
       continue;
+    const long long before = emu::S().wgmma_issued;
     backward_as(p, prefix, b);
+    const long long issued = emu::S().wgmma_issued - before;
+    if (b.variant == 3 && b.deterministic)
+      wgmma3 = issued;
+    else if (b.variant == 4 && b.deterministic && issued == wgmma3)
+      fail_msg("%s %s: as many wgmma as tiling 3 (%lld): its 128-query kernel did not run", prefix, b.tag, issued);
     if (b.variant == 3 && b.deterministic) {
       dq3 = p.dq, dk3 = p.dk, dv3 = p.dv;
     } else if (b.variant == 3) {
