@@ -253,7 +253,8 @@ static int load_config(trainer *t, const mb_train_args *a) {
       rc = MB_ERR(MB_EINVAL,
                   "%s: the config given differs from the run's saved config %s in keys that affect "
                   "training: %s%s",
-                  flag, saved_path, diff, a->auto_resume ? hint : " (resume without the config file to use the saved one)");
+                  flag, saved_path, diff,
+                  a->auto_resume ? hint : " (resume without the config file to use the saved one)");
     mb_config_doc_free(orig);
     if (rc == MB_OK && given) { /* take the given file's changeable keys (eval, log, ...) */
       mb_config_doc_free(saved);
@@ -487,7 +488,6 @@ static int ensure_buckets(trainer *t, mb_exec *ex) {
   return MB_OK;
 }
 
-/* ZeRO-1's update: the global norm from every shard, then this shard's step. */
 /* The loss scaler's decision on one step from the norm of its scaled
  * gradients (summed in f64, so finite exactly when every gradient is; the
  * same on every rank): 1 to take the step, with *norm unscaled and *inv = 1/S
@@ -500,6 +500,7 @@ static int scaler_take(trainer *t, double *norm, double *inv) {
   return take;
 }
 
+/* ZeRO-1's update: the global norm from every shard, then this shard's step. */
 static int zero_update(void *ctx, float *params, const float *grads, size_t global_offset, size_t count) {
   trainer *t = ctx;
   (void)count;

@@ -1042,9 +1042,6 @@ int attn_hopper_fwd_runs(int *ok);
  * the wgmma ones replaced by 0 where they cannot run (a warning, once);
  * anything else is an error naming the variable. */
 int attn_env_tiling(int *fwd, int *bwd);
-/* A backward choice by head dim: tiling 1 at head_dim 128, 0 at 64 (the
- * Hopper default until tiling 3 measured faster at both, 2026-11-29). */
-#define ATTN_BWD_BY_HEAD_DIM 16
 /* *tiling = the forward's tiling if it is a wgmma one (2-6) and it runs
  * here, else 0: the fp8 forward then takes a wgmma kernel too
  * (attention_flash_fwd.cu). */

@@ -428,7 +428,7 @@ template <typename T, int D, bool DET> int flash_bwd_launch(const mb_attn_desc *
 } // namespace
 
 static bool flash_bwd_deterministic = true;
-static int flash_bwd_variant = -1; /* -1: not chosen yet (attn_env_tiling); 0-4, ATTN_BWD_BY_HEAD_DIM */
+static int flash_bwd_variant = -1; /* -1: not chosen yet (attn_env_tiling); 0-4 */
 
 int mb_cuda_attn_set_deterministic(int on) {
   flash_bwd_deterministic = on != 0;
@@ -462,9 +462,9 @@ int attn_flash_bwd(const mb_attn_desc *d, mb_dtype dt, const void *q, const void
     MB_TRY(attn_env_tiling(&fwd, &bwd));
     flash_bwd_variant = bwd;
   }
-  const int var = flash_bwd_variant == ATTN_BWD_BY_HEAD_DIM ? d->head_dim == 128 : flash_bwd_variant;
-  if (var >= 1)
-    return attn_hopper_bwd(d, dt, var, flash_bwd_deterministic, q, k, v, out, lse, dout, dq, dk, dv, ws, ws_bytes, s);
+  if (flash_bwd_variant >= 1)
+    return attn_hopper_bwd(d, dt, flash_bwd_variant, flash_bwd_deterministic, q, k, v, out, lse, dout, dq, dk, dv, ws,
+                           ws_bytes, s);
   if (attn_tokens(d) == 0)
     return MB_OK;
   AttnArgs a = attn_bwd_args(d, q, k, v, out, lse, dout, dq, dk, dv, ws);

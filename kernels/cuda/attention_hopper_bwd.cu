@@ -155,6 +155,7 @@ __device__ __forceinline__ void bwd_store_ds_t(T *sds, int r0, int tq, const uin
 #pragma unroll
   for (int i = 0; i < BQ / 4; i++) { /* register i of k-block i / 4: rows +8 (i & 1), columns +8 (i & 2) */
     const int row = r0 + (i & 1) * 8, col = (i / 4) * 16 + 2 * tq + (i & 2) * 4;
+    /* BQ = 64 as measured; the general form, equal in value there, makes ptxas emit other address arithmetic */
     if constexpr (BQ == 64) {
       attn_sts_u32_for_wgmma(sds + row * 64 + (((col / 8) ^ (row & 7)) * 8) + col % 8, dsa[i]);
     } else {
@@ -1198,8 +1199,9 @@ template <typename T, int D>
 int hopper_bwd_ws_launch(const mb_attn_desc *d, const AttnArgs &a, int tiling, bool det, cudaStream_t s) {
   typedef HopperBwdWsCfg<D> C;
   typedef HopperDqWsCfg<D> Q;
-  if (tiling == 4 && D == 64)
-    return bwd_ws_launch_bulk<T, D, (D == 64 ? 128 : 64)>(d, a, det, s);
+  if constexpr (D == 64)
+    if (tiling == 4)
+      return bwd_ws_launch_bulk<T, D, 128>(d, a, det, s);
   if (tiling >= 3)
     return bwd_ws_launch_bulk<T, D, 64>(d, a, det, s);
   AttnBwdTmaMaps maps;
