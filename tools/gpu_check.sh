@@ -46,8 +46,9 @@
 #                           (the wgmma dK/dV and dQ kernels), hopper_bwd_ws (backward tiling
 #                           2's warp-specialised dK/dV and dQ kernels), hopper_bwd_bulk (tiling
 #                           3's dK/dV kernel with its bulk-reduce dQ), hopper_bwd_b34 (the
-#                           deterministic tilings 3 and 4 at D = 64), gemm (one BERT-base bf16 GEMM,
-#                           the cuBLAS yardstick);
+#                           deterministic tilings 3 and 4 at D = 64), hopper_fwd_69 (forward
+#                           tilings 6 and 9 at D = 64), gemm (one BERT-base bf16 GEMM, the
+#                           cuBLAS yardstick);
 #                           speed of light, occupancy, warp stalls, memory workload, source
 #                           counters, then per SASS instruction the top excess sectors, bank
 #                           conflicts and stalls (tools/ncu_source_top.py); ~3 minutes; returns
@@ -750,13 +751,27 @@ profile() {
     # last two arguments), picked out by its mangled name
     hopper_bwd_bulk) NCU_NAME_BASE=mangled ncu_one hopper_bwd_bulk 'attn_hopper_bwd_ws_kernel.*Li2ELi64EE' 0 1 -- \
       "$BIN/bench_cuda_attention" --quick --reps 1 --pass bwd-ws --json /tmp/profile_hopper_bwd_bulk.json ;;
-    # the deterministic defaults side by side at D = 64: tiling 3 (ordered bulk dQ, 64-query tiles)
-    # and tiling 4 (the same with 128-query tiles)
-    hopper_bwd_b34) NCU_NAME_BASE=mangled ncu_one hopper_bwd_b34 'attn_hopper_bwd_ws_kernel.*Li3ELi(64|128)EE' 0 2 -- \
-      "$BIN/bench_cuda_attention" --quick --reps 1 --pass bwd-ws --json /tmp/profile_hopper_bwd_b34.json ;;
+    # the deterministic defaults side by side at D = 64, bf16: tiling 3 (ordered bulk dQ, 64-query
+    # tiles) and tiling 4 (the same with 128-query tiles), one launch each (a regex matching both
+    # would take the first one's warm-ups: every timing launches its kernel 7 times and more)
+    hopper_bwd_b34)
+      for q in 64 128; do
+        NCU_NAME_BASE=mangled ncu_one "hopper_bwd_b34_q$q" \
+          "attn_hopper_bwd_ws_kernelI13__nv_bfloat16Li64ELi3ELi${q}EE" 0 1 -- \
+          "$BIN/bench_cuda_attention" --quick --reps 1 --pass bwd-ws --json /tmp/profile_hopper_bwd_b34.json
+      done ;;
+    # forward tiling 6 (ping-pong) and tiling 9 (6 with 3/16 of the exponentials on the FMA pipe) at
+    # D = 64, bf16, one launch each: the pipes' shares (MUFU vs FMA) and the issue stalls say whether
+    # the polynomial exponentials moved the bottleneck
+    hopper_fwd_69)
+      for e in 0 3; do
+        NCU_NAME_BASE=mangled ncu_one "hopper_fwd_69_e$e" \
+          "attn_hopper_fwd_ws_kernelI13__nv_bfloat16Li64ELi2ELb1ELb0ELb0ELi${e}EE" 0 1 -- \
+          "$BIN/bench_cuda_attention" --quick --reps 1 --pass tma --json /tmp/profile_hopper_fwd_69.json
+      done ;;
     gemm) ncu_one gemm 'nvjet|gemm|xmma' 5 1 -- "$BIN/bench_cuda_gemm" --json /tmp/profile_gemm.json ;;
     *) die "profile: unknown '$w' (scan, attention, hopper, hopper_pipe, hopper_ws, hopper_bwd, hopper_bwd_ws," \
-      "hopper_bwd_bulk, hopper_bwd_b34, gemm)" ;;
+      "hopper_bwd_bulk, hopper_bwd_b34, hopper_fwd_69, gemm)" ;;
     esac
   done
   echo "gpu_check: profiles in $out: $(cd "$out" && ls profile_*.txt | tr '\n' ' ')"

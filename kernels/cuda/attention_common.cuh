@@ -381,6 +381,16 @@ __device__ __forceinline__ float attn_exp2(float x) {
   return y;
 }
 
+/* max(x, lo), but NaN when x is NaN (max.NaN; fmaxf would give lo) */
+__device__ __forceinline__ float attn_max_nan(float x, float lo) {
+  float y;
+  asm("max.NaN.f32 %0, %1, %2;\n" : "=f"(y) : "f"(x), "f"(lo));
+  return y;
+}
+
+__device__ __forceinline__ uint32_t attn_f32_bits(float x) { return __float_as_uint(x); }
+__device__ __forceinline__ float attn_bits_f32(uint32_t u) { return __uint_as_float(u); }
+
 /* c += A B for one m16n8k32 tile of e4m3 (sm_89+; ptxas lowers it to f16
  * HMMA on sm_90, whose fp8 tensor cores only wgmma reaches). Fragments: A
  * a0 = A[g][4t..4t+3], a1 = A[g+8][4t..], a2 = A[g][16+4t..], a3 =
@@ -397,6 +407,38 @@ __device__ __forceinline__ void attn_mma16832_e4m3(float c[4], const uint32_t a[
 
 #include "kernels/cuda/attention_wgmma.cuh"
 #endif /* ATTN_EMULATE */
+
+/* 2^x without the MUFU unit, for a share of the softmax's exponentials
+ * (forward tiling 9): MUFU.EX2 runs 16 lanes per clock and SM, the FMA
+ * pipe 128, and at head_dim 64 the exponentials take as long as the
+ * products (ATTENTION.md, "Forward tiling 9"). x = j + f with j = rint(x):
+ * adding 1.5 x 2^23 leaves j in the sum's low mantissa bits (|x| < 2^22)
+ * and f = x - j in [-1/2, 1/2]; 2^f by the degree-3 polynomial of least
+ * maximum relative error there (Remez: 7.48e-5, below half an f16 ulp of
+ * P), times 2^j made by shifting j into an exponent field (the shift drops
+ * the 1.5 x 2^23 bits). A multiply rather than adding j to 2^f's exponent
+ * bits, so that NaN stays NaN (the integer add turns the GPU's NaN into
+ * FLT_MAX). x is clamped at -125 so that 2^j stays normal: a masked score
+ * (-inf) gives 2^-125 where MUFU.EX2 gives 0 -- nothing next to the row's
+ * largest P of about 1, and a row that saw no key at all is told by its
+ * max (attn_fwd_store). 9 instructions on the FMA and integer pipes for one
+ * MUFU's 8-cycle slot; the same bits on any IEEE machine with a fused
+ * multiply-add (the emulator's test checks them on the host). */
+__device__ __forceinline__ float attn_exp2_fma(float x) {
+  x = attn_max_nan(x, -125.0f);
+  const float t = x + 12582912.0f; /* 1.5 x 2^23 */
+  const float f = x - (t - 12582912.0f);
+  const float p = fmaf(fmaf(fmaf(0x1.c3f76p-5f, f, 0x1.f0de1ap-3f), f, 0x1.62f31ap-1f), f, 0x1.fff692p-1f);
+  return p * attn_bits_f32((attn_f32_bits(t) << 23) + 0x3f800000u); /* 2^f 2^j */
+}
+
+/* Whether column pair nj (of NS) of a thread's scores takes its
+ * exponentials on the FMA pipe when NFMA of the NS do: spread out (NS = 16,
+ * NFMA = 3: 0, 6, 11), so that the MUFU queue never runs dry while the
+ * polynomials run. A constant once the softmax's loops are unrolled. */
+template <int NS, int NFMA> __host__ __device__ constexpr bool attn_exp_on_fma(int nj) {
+  return (nj * NFMA) % NS < NFMA;
+}
 
 /* The descriptor of a wgmma operand in the 128-byte-swizzled layout that
  * TMA writes with CU_TENSOR_MAP_SWIZZLE_128B (attention_wgmma.cuh): rows of
@@ -693,8 +735,9 @@ __device__ __forceinline__ void attn_mask_scores(float (&s)[MT][NS][4], const At
  * warp moved its max (warp-uniform); if none did, corr is exactly 1 and
  * the rescale can be skipped exactly -- on long rows the maxima settle
  * after a few tiles, so most tiles save the O multiplies (128 per thread at
- * D = 128) for one ballot. */
-template <int MT, int NS>
+ * D = 128) for one ballot. NFMA of the NS column pairs take their
+ * exponentials on the FMA pipe (attn_exp2_fma), the rest on MUFU. */
+template <int MT, int NS, int NFMA = 0>
 __device__ __forceinline__ bool attn_softmax_stats(float (&s)[MT][NS][4], float (&m)[MT][2], float (&l)[MT][2],
                                                    float (&corr)[MT][2], float scale_log2, float p_log2) {
   bool moved = false;
@@ -721,7 +764,8 @@ __device__ __forceinline__ bool attn_softmax_stats(float (&s)[MT][NS][4], float 
       for (int nj = 0; nj < NS; nj++)
 #pragma unroll
         for (int e = 2 * hr; e < 2 * hr + 2; e++) {
-          const float p = attn_exp2(fmaf(s[mt][nj][e], scale_log2, -moff));
+          const float x = fmaf(s[mt][nj][e], scale_log2, -moff);
+          const float p = attn_exp_on_fma<NS, NFMA>(nj) ? attn_exp2_fma(x) : attn_exp2(x);
           s[mt][nj][e] = p;
           sum += p;
         }
@@ -746,18 +790,19 @@ __device__ __forceinline__ void attn_rescale_o(float (&o)[MT][NO][4], const floa
 
 /* The online softmax step: the statistics, then O rescaled at once (a
  * kernel with a product into O still in flight rescales after waiting). */
-template <int MT, int NS, int NO>
+template <int MT, int NS, int NO, int NFMA = 0>
 __device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float (&m)[MT][2], float (&l)[MT][2],
                                                     float (&o)[MT][NO][4], float scale_log2, float p_log2) {
   float corr[MT][2];
-  if (attn_softmax_stats<MT, NS>(s, m, l, corr, scale_log2, p_log2))
+  if (attn_softmax_stats<MT, NS, NFMA>(s, m, l, corr, scale_log2, p_log2))
     attn_rescale_o<MT, NO>(o, corr);
 }
 
 /* The forward's end for this warp's rows row0 + 16 mt + gr (+ 8): out = O
  * out_scale / l rounded to TO, lse = m lse_scale + log(l) + lse_offset (m
  * in raw score units, l this thread's part of the row sum: the quad adds
- * its four); padded query rows and rows that saw no key get 0 and +inf. */
+ * its four); padded query rows and rows that saw no key (m = -inf; their l
+ * is 0, or under attn_exp2_fma 2^-125 per masked key) get 0 and +inf. */
 template <typename TO, int MT, int NO>
 __device__ __forceinline__ void attn_fwd_store(const AttnArgs &a, const AttnSeg &g, int h, int64_t base, int row0,
                                                const float (&o)[MT][NO][4], const float (&m)[MT][2],
@@ -774,7 +819,7 @@ __device__ __forceinline__ void attn_fwd_store(const AttnArgs &a, const AttnSeg 
       const int r = row0 + mt * 16 + gr + hr * 8;
       if (r >= g.n)
         continue;
-      const bool ok = (!g.mask || g.mask[r] != 0) && sum > 0.0f;
+      const bool ok = (!g.mask || g.mask[r] != 0) && m[mt][hr] > -INFINITY;
       const float inv = ok ? out_scale / sum : 0.0f;
       TO *orow = (TO *)a.o + base + (int64_t)r * a.ld;
 #pragma unroll

@@ -344,12 +344,24 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
  * and a third warpgroup's softmax gives the tensor cores more to overlap.
  * The consumers get 160 registers each (tiling 5's need 157 at D = 64;
  * 128 x 24 + 384 x 160 fit the SM's 64K). At D = 128 (183 needed) tiling 8
- * is tiling 7. */
+ * is tiling 7.
+ *
+ * Tiling 9: tiling 6 (ping-pong) with ATTN_FWD_EXP_FMA of the 16 column
+ * pairs of each thread's scores exponentiated by a polynomial on the FMA
+ * pipe (attn_exp2_fma), FlashAttention-4's way past the exponential unit's
+ * 16 lanes per clock: per 32 scores a warp's softmax needs about 5 issue
+ * cycles and 8 of MUFU, so moving 3/16 of them (9 instructions each) to
+ * the FMA pipe gives about 6.5 of each (ATTENTION.md, "Forward tiling 9").
+ * Not the same bits as tiling 6: within 7.5e-5 of each of those P. */
 /* setmaxnreg (AttnRegSplit): the producer warpgroup keeps 24 registers per
  * thread (40 when its warps 1-3 transpose e4m3 V), the consumers get 240 (224
  * beside the transposers; 160 for three consumer warpgroups). */
 template <int CWG, bool VTP>
 using HopperWsRegs = AttnRegSplit<VTP ? 40 : 24, VTP ? 224 : CWG == 3 ? 160 : 240, 128 * CWG>;
+
+/* Tiling 9: of a thread's 16 score column pairs per key tile, how many take
+ * their exponentials on the FMA pipe. */
+constexpr int ATTN_FWD_EXP_FMA = 3;
 
 template <int D, int CWG = 2> struct HopperWsCfg {
   static_assert(CWG == 2 || (CWG == 3 && D == 64), "three consumer warpgroups at D = 64 only");
@@ -503,7 +515,7 @@ __device__ __forceinline__ void ws_produce_tile(const AttnTmaMaps &maps, const W
  * Q's phase `it`; each
  * consumer warp's lane 0 releases K_j after S_j, V_j after O += P_j V_j,
  * and Q after the tile's last S. Ends with the tile's output. */
-template <typename T, int D, int CWG, bool PINGPONG, int QB>
+template <typename T, int D, int CWG, bool PINGPONG, int QB, int NFMA>
 __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<T, D, CWG, QB> &sm, const AttnSeg &g,
                                                 int h, int tile, int nkt, uint32_t it, uint32_t kbase) {
   typedef HopperWsCfg<D, CWG> C;
@@ -549,7 +561,7 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
     if (lane == 0)
       sm.release_after_s(sk, nkt == 1, it); /* K read; Q after the tile's last S */
     attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, 0, gr, tq);
-    attn_online_softmax<1, NS, NO>(s, m, l, o, a.scale_log2, 0.0f); /* O = 0: the rescale is moot */
+    attn_online_softmax<1, NS, NO, NFMA>(s, m, l, o, a.scale_log2, 0.0f); /* O = 0: the rescale is moot */
 #pragma unroll
     for (int kk = 0; kk < BK / 16; kk++)
       attn_c_to_a<T>(s[0][2 * kk], s[0][2 * kk + 1], pa[kk]);
@@ -583,7 +595,7 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
     bool moved = false;
     for (int pass = 0; pass < a.opaque_one; pass++) { /* the softmax between the waits: see tiling 4 */
       attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, j1, gr, tq);
-      moved = attn_softmax_stats<1, NS>(s, m, l, corr, a.scale_log2, 0.0f);
+      moved = attn_softmax_stats<1, NS, NFMA>(s, m, l, corr, a.scale_log2, 0.0f);
     }
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NO * 4>(&o[0][0][0]);
@@ -858,11 +870,12 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
  * run on from one tile to the next: while the consumers finish a tile
  * (its last O += P V, the output), the producer loads the next tile's Q
  * (once they have released it, after their last S) and keys. */
-template <typename T, int D, int CWG, bool PINGPONG, bool PERSIST, bool VTP>
+template <typename T, int D, int CWG, bool PINGPONG, bool PERSIST, bool VTP, int NFMA>
 __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
     attn_hopper_fwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnTmaMaps maps) {
   static_assert(!(PINGPONG && (PERSIST || CWG != 2)), "the ping-pong turns: two warpgroups, one tile per CTA");
   static_assert(!VTP || (sizeof(T) == 1 && CWG == 2 && PERSIST), "the producer's warps transpose V: e4m3, tiling 8");
+  static_assert(NFMA == 0 || sizeof(T) == 2, "exponentials on the FMA pipe: the bf16/f16 consumers (tiling 9)");
 #if ATTN_HAS_WGMMA
   typedef HopperWsCfg<D, CWG> C;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, CONSUMERS = C::CONSUMERS;
@@ -941,7 +954,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
     if constexpr (sizeof(T) == 1)
       ws_consume_tile_fp8<D, CWG, VTP>(a, sm, g, h, tile, nkt, it, kbase);
     else
-      ws_consume_tile<T, D, CWG, PINGPONG>(a, sm, g, h, tile, nkt, it, kbase);
+      ws_consume_tile<T, D, CWG, PINGPONG, PERSIST ? 2 : 1, NFMA>(a, sm, g, h, tile, nkt, it, kbase);
   };
   if (!PERSIST) {
     consume(key_tiles(), 0, 0);
@@ -964,7 +977,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
 
 /* A CTA per tile, or (PERSIST) a CTA per SM walking the tiles (one CTA
  * fills an SM's registers: attn_hopper_fwd_ws_kernel's setmaxnreg). */
-template <typename T, int D, int CWG, bool PINGPONG, bool PERSIST, bool VTP = false>
+template <typename T, int D, int CWG, bool PINGPONG, bool PERSIST, bool VTP = false, int NFMA = 0>
 int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   typedef HopperWsCfg<D, CWG> C;
   const int64_t tokens = (int64_t)d->batch * d->seqlen;
@@ -980,18 +993,21 @@ int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
   if (PERSIST)
     MB_TRY(attn_persistent_grid(d, C::BQ, 1, &grid));
   typedef typename std::conditional<sizeof(T) == 1, attn_bf16, T>::type TO; /* e4m3 in, bf16 out */
-  auto *kernel = attn_hopper_fwd_ws_kernel<T, D, CWG, PINGPONG, PERSIST, VTP>;
+  auto *kernel = attn_hopper_fwd_ws_kernel<T, D, CWG, PINGPONG, PERSIST, VTP, NFMA>;
   MB_TRY((attn_reg_split_check<HopperWsRegs<CWG, VTP>>(kernel, "attn_hopper_fwd_ws_kernel")));
   return attn_launch_fwd_grid<TO>(kernel, "attn_hopper_fwd_ws_kernel", a, grid, C::NT,
                                   C::template smem_bytes<T, PERSIST ? 2 : 1>(), s, maps);
 }
 
-/* Tiling 5, 6 (ping-pong), 7 (persistent) or 8 (7 with three consumer
- * warpgroups at D = 64; 7 at D = 128). */
+/* Tiling 5, 6 (ping-pong), 7 (persistent), 8 (7 with three consumer
+ * warpgroups at D = 64; 7 at D = 128) or 9 (6 with 3 of every thread's 16
+ * score column pairs exponentiated on the FMA pipe). */
 template <typename T, int D>
 int hopper_ws_launch_tiling(const mb_attn_desc *d, const AttnArgs &a, int tiling, cudaStream_t s) {
   if (tiling == 6)
     return hopper_ws_launch<T, D, 2, true, false>(d, a, s);
+  if (tiling == 9)
+    return hopper_ws_launch<T, D, 2, true, false, false, ATTN_FWD_EXP_FMA>(d, a, s);
   if (tiling == 8)
     return hopper_ws_launch<T, D, D == 64 ? 3 : 2, false, true>(d, a, s);
   return tiling == 7 ? hopper_ws_launch<T, D, 2, false, true>(d, a, s)
@@ -1055,7 +1071,7 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok));
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-8 (wgmma) need an sm_90 GPU and a build "
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-9 (wgmma) need an sm_90 GPU and a build "
                                    "for sm_90a (MAMBERT_CUDA_ARCHS)");
   if (attn_tokens(d) == 0)
     return MB_OK;

@@ -400,7 +400,7 @@ static void test_env_tiling(void **state) {
   (void)state;
   problem p;
   problem_init(p, cases[2], MB_BF16, 64);
-  for (const char *bad : {"hopper", "9", "6,5", "6,", "2x", "-1"}) {
+  for (const char *bad : {"hopper", "10", "6,5", "6,", "2x", "-1"}) {
     setenv("MAMBERT_ATTN_TILING", bad, 1);
     int rc = mb_cuda_attn_fwd_with(MB_CUDA_ATTN_FLASH, &p.d, MB_BF16, p.dev_q.data(), p.dev_k.data(),
                                    p.dev_v.data(), p.out.data(), p.lse.data(), NULL);
@@ -660,6 +660,15 @@ static void backward_ws_tilings(problem &p, const char *prefix) {
   }
 }
 
+/* Tiling 9 is tiling 6 with some of the softmax's exponentials on the FMA
+ * pipe (attn_exp2_fma): within the error bound (forward checked that), but
+ * not tiling 6's bits where a row has more than one key -- the same bits
+ * would mean the polynomial never ran. */
+static void expect_exp_on_fma(const problem &p, const gvec<unsigned char> &v6_out, const char *label) {
+  if (p.d.seqlen > 1 && v6_out == p.out)
+    fail_msg("%s: the same bits as tiling 6 (were any exponentials taken on the FMA pipe?)", label);
+}
+
 static void test_flash_bf16(void **state) {
   (void)state;
   reset_switches();
@@ -668,19 +677,24 @@ static void test_flash_bf16(void **state) {
       problem p;
       problem_init(p, c, MB_BF16, D);
       char label[96];
-      gvec<unsigned char> v5_out;
+      gvec<unsigned char> v5_out, v6_out;
       gvec<float> v5_lse;
-      for (int variant : {1, 2, 3, 4, 5, 7, 8, 6, 0}) { /* end on the default tiling */
+      for (int variant : {1, 2, 3, 4, 5, 7, 8, 6, 9, 0}) {
         if (variant == 3 && D != 64)
           continue; /* tiling 3: head_dim 64 only */
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
         snprintf(label, sizeof label, "bf16 D=%-3d %-17s flash-v%d", D, c.name, variant);
-        /* tilings 5-7 twice: TMA lands late in one order, early in the next */
+        /* tilings 5-9 twice: TMA lands late in one order, early in the next */
         forward(p, MB_CUDA_ATTN_FLASH, label, variant == 0 || variant >= 5 ? 2 : 1);
+        if (variant == 6)
+          v6_out = p.out;
+        else if (variant == 9)
+          expect_exp_on_fma(p, v6_out, label);
         if (variant == 5) {
           v5_out = p.out;
           v5_lse = p.lse;
-        } else if (variant >= 7 && (v5_out != p.out || memcmp(v5_lse.data(), p.lse.data(), p.nl * sizeof(float)))) {
+        } else if ((variant == 7 || variant == 8) &&
+                   (v5_out != p.out || memcmp(v5_lse.data(), p.lse.data(), p.nl * sizeof(float)))) {
           /* tiling 7 is tiling 5's kernel walking the tiles on 3 CTAs (the
            * emulator's 3 SMs), 8 the same with 192-row tiles at D = 64:
            * every row sees the same products in the same order, so the
@@ -749,12 +763,17 @@ static void test_flash_f16(void **state) {
       problem p;
       problem_init(p, cases[ci], MB_F16, D);
       char label[96];
-      for (int variant : {2, 3, 4, 5, 6, 7, 8, 0}) {
+      gvec<unsigned char> v6_out;
+      for (int variant : {2, 3, 4, 5, 6, 7, 8, 9, 0}) {
         if (variant == 3 && D != 64)
           continue;
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
         snprintf(label, sizeof label, "f16  D=%-3d %-17s flash-v%d", D, cases[ci].name, variant);
         forward(p, MB_CUDA_ATTN_FLASH, label, 1);
+        if (variant == 6)
+          v6_out = p.out;
+        else if (variant == 9)
+          expect_exp_on_fma(p, v6_out, label);
       }
       snprintf(label, sizeof label, "f16  D=%-3d %-17s", D, cases[ci].name);
       for (const bwd_run &b : {bwd_run{"flash-b0", 0, 1}, bwd_run{"flash-b1", 1, 1}})
@@ -819,11 +838,49 @@ static void test_reference(void **state) {
   }
 }
 
+/* attn_exp2_fma (tiling 9's exponentials on the FMA pipe) runs here as the
+ * GPU runs it: IEEE adds, fused multiply-adds and a power-of-two multiply,
+ * each rounded once, so these are the GPU's bits. Within the polynomial's
+ * 7.48e-5 of 2^x over the whole range a softmax meets (P = 2^x, x <= 0;
+ * the fp8 kernels' x <= 8), every integer x the same mantissa (2^j lands
+ * in the exponent), -inf (a masked score) a normal number no larger than
+ * 2^-124, NaN still NaN; and the columns chosen: 3 of 16, spread out. */
+static void test_exp2_fma(void **state) {
+  (void)state;
+  double worst = 0, worst_x = 0;
+  const int n = 1 << 22;
+  for (int i = 0; i <= n; i++) {
+    const float x = -125.0f + 133.0f * (float)i / (float)n;
+    const double want = std::exp2((double)x), rel = std::fabs(attn_exp2_fma(x) - want) / want;
+    if (rel > worst) {
+      worst = rel;
+      worst_x = x;
+    }
+  }
+  printf("attn_exp2_fma: largest relative error %.3e (at x = %.6g) over %d points of [-125, 8]\n", worst, worst_x,
+         n + 1);
+  assert_true(worst < 7.5e-5);
+  assert_true(worst > 1e-5); /* a polynomial, not exp2f by mistake */
+  const float one = attn_exp2_fma(0.0f);
+  for (int j = -125; j <= 8; j++)
+    assert_true(attn_exp2_fma((float)j) == std::ldexp(one, j));
+  const float masked = attn_exp2_fma(-INFINITY);
+  assert_true(masked > 0.0f && masked <= std::ldexp(1.0f, -124) && std::fpclassify(masked) == FP_NORMAL);
+  assert_true(std::isnan(attn_exp2_fma(NAN)));
+  int chosen = 0;
+  for (int nj = 0; nj < 16; nj++) {
+    chosen += attn_exp_on_fma<16, 3>(nj);
+    assert_false((attn_exp_on_fma<16, 0>(nj)));
+  }
+  assert_int_equal(chosen, 3);
+  assert_true((attn_exp_on_fma<16, 3>(0) && attn_exp_on_fma<16, 3>(6) && attn_exp_on_fma<16, 3>(11)));
+}
+
 int main(void) {
   at_seed_init("cuda_attention_emulated");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_wgmma_layouts), cmocka_unit_test(test_env_tiling),
-      cmocka_unit_test(test_hopper_probe),
+      cmocka_unit_test(test_hopper_probe),  cmocka_unit_test(test_exp2_fma),
       cmocka_unit_test(test_flash_bf16),    cmocka_unit_test(test_flash_f16),
       cmocka_unit_test(test_dq_large),      cmocka_unit_test(test_tiling3_head_dim),
       cmocka_unit_test(test_setmaxnreg_guard),

@@ -1364,6 +1364,18 @@ static inline void attn_mma16832_e4m3(float c[4], const uint32_t a[4], uint32_t 
   emu_mma(emu::OP_MMA_E4M3, c, a, b0, b1);
 }
 static inline float attn_exp2(float x) { return exp2f(x); }
+/* max.NaN, and the bit casts, for attn_exp2_fma (which runs as written) */
+static inline float attn_max_nan(float x, float lo) { return std::isnan(x) ? x : std::max(x, lo); }
+static inline uint32_t attn_f32_bits(float x) {
+  uint32_t u;
+  memcpy(&u, &x, sizeof u);
+  return u;
+}
+static inline float attn_bits_f32(uint32_t u) {
+  float x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
 
 /* ---- the CUDA runtime calls the launchers make ---- */
 
