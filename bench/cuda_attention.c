@@ -28,7 +28,7 @@
  *    balance worse than the hardware's scheduler).
  * In passes, the JSON written after each (--pass runs one, adding to the
  * JSON the earlier ones wrote): first, every kernel that has run on a GPU
- * before but forward tilings 5-6; then tma (forward tilings 5 to 9 and the
+ * before but forward tilings 5-6; then tma (forward tilings 5 to 10 and the
  * packed forward under 5, 7, 8), bwd-ws (backward tilings 2-4) and fp8-ws (the
  * e4m3 forward under tilings 7-8): TMA and mbarrier kernels whose first
  * hang or fault on a new GPU must not cost the numbers before it.
@@ -274,11 +274,11 @@ static void print_wgmma_fwd(json_t *rows) {
   printf("\nwgmma forward tilings, TFLOP/s (v2: 128-key tiles; v3: 64-key tiles, two CTAs per SM, D=64 only; v4: "
          "v2 with the softmax under the product; v5: v4 warp-specialised, a TMA producer warpgroup; v6: v5 with "
          "ping-pong; v7: v5 persistent, a CTA per SM; v8: v7 with three consumer warpgroups, 192-row tiles, at "
-         "D=64, v7 at D=128; v9: v6 with 3/16 of the exponentials on the FMA pipe)\n");
-  printf("%-6s %-4s | %-8s %-8s %-8s %-8s %-8s %-8s %-8s %-8s | %-8s\n", "L", "D", "v2", "v3", "v4", "v5", "v6", "v7",
-         "v8", "v9", "v0");
+         "D=64, v7 at D=128; v9, v10: v6, v5 with 3/16 of the exponentials on the FMA pipe)\n");
+  printf("%-6s %-4s | %-8s %-8s %-8s %-8s %-8s %-8s %-8s %-8s %-8s | %-8s\n", "L", "D", "v2", "v3", "v4", "v5", "v6",
+         "v7", "v8", "v9", "v10", "v0");
   json_array_foreach(rows, i, r) {
-    char v3[16] = "-", v5[16] = "-", v6[16] = "-", v7[16] = "-", v8[16] = "-", v9[16] = "-";
+    char v3[16] = "-", v5[16] = "-", v6[16] = "-", v7[16] = "-", v8[16] = "-", v9[16] = "-", v10[16] = "-";
     if (json_object_get(r, "fwd_v3_tflops"))
       snprintf(v3, sizeof v3, "%.1f", json_real_value(json_object_get(r, "fwd_v3_tflops")));
     if (json_object_get(r, "fwd_v5_tflops"))
@@ -291,11 +291,13 @@ static void print_wgmma_fwd(json_t *rows) {
       snprintf(v8, sizeof v8, "%.1f", json_real_value(json_object_get(r, "fwd_v8_tflops")));
     if (json_object_get(r, "fwd_v9_tflops"))
       snprintf(v9, sizeof v9, "%.1f", json_real_value(json_object_get(r, "fwd_v9_tflops")));
-    printf("%-6d %-4d | %-8.1f %-8s %-8.1f %-8s %-8s %-8s %-8s %-8s | %-8.1f\n",
+    if (json_object_get(r, "fwd_v10_tflops"))
+      snprintf(v10, sizeof v10, "%.1f", json_real_value(json_object_get(r, "fwd_v10_tflops")));
+    printf("%-6d %-4d | %-8.1f %-8s %-8.1f %-8s %-8s %-8s %-8s %-8s %-8s | %-8.1f\n",
            (int)json_integer_value(json_object_get(r, "L")), (int)json_integer_value(json_object_get(r, "D")),
            json_real_value(json_object_get(r, "fwd_v2_tflops")), v3,
            json_real_value(json_object_get(r, "fwd_v4_tflops")),
-           v5, v6, v7, v8, v9, json_real_value(json_object_get(r, "fwd_tflops")));
+           v5, v6, v7, v8, v9, v10, json_real_value(json_object_get(r, "fwd_tflops")));
   }
 }
 
@@ -319,7 +321,7 @@ static void time_bwd_modes(const work *w, json_t *r, int L, int D, int t, int de
  * each after the JSON has been written, and each can run as a process of
  * its own (--pass): kernels on TMA and mbarriers that no GPU has run yet
  * may hang or fault, and that must not cost the numbers before them.
- * PASS_TMA: forward tilings 5 to 9 (5-8 measured; 9 new); PASS_BWD_WS:
+ * PASS_TMA: forward tilings 5 to 10 (5-8 measured; 9, 10 new); PASS_BWD_WS:
  * backward tilings 2 to 4 in both dQ modes (4 at head_dim 64); PASS_FP8_WS:
  * the e4m3 forward under tilings 7 and 8. */
 enum { PASS_FIRST, PASS_TMA, PASS_BWD_WS, PASS_FP8_WS, NPASS };
@@ -404,7 +406,7 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
       if (pass != PASS_FIRST) {
         json_t *r = row_for(rows, L, D, d.batch, H, causal);
         if (pass == PASS_TMA) {
-          for (int t = 5; t <= 9; t++) {
+          for (int t = 5; t <= 10; t++) {
             CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(t));
             const float ms = time_ms(&w);
             char name[16];

@@ -56,7 +56,7 @@ def fastest_tilings(rows, min_len=1024):
         if not rs:
             continue
         parts = []
-        for what, keys in (("forward", [("0", "fwd_tflops")] + [(str(t), f"fwd_v{t}_tflops") for t in range(2, 10)]),
+        for what, keys in (("forward", [("0", "fwd_tflops")] + [(str(t), f"fwd_v{t}_tflops") for t in range(2, 11)]),
                            ("backward", [("0 (deterministic)", "bwd_tflops"), ("1 (wgmma)", "bwd_v1_tflops"),
                                          ("2 (warp-specialised)", "bwd_v2_tflops"),
                                          ("3 (ordered bulk dQ)", "bwd_v3_tflops"),
@@ -82,12 +82,12 @@ def fastest_tilings(rows, min_len=1024):
     return out
 
 
-def tiling_ratios(rows, pairs=((5, 7), (5, 8), (6, 9))):
+def tiling_ratios(rows, pairs=((5, 7), (5, 8), (6, 9), (5, 10))):
     """Per head dim, forward tiling t over tiling base at each L, for each
     (base, t): 7 and 8 over 5 (the rule for making one of them the sm_90
     default is "wins at L <= 2k and ties beyond": kernels/cuda/ATTENTION.md,
-    tiling 7), and 9 over 6, its kernel without the FMA-pipe exponentials
-    (ATTENTION.md, tiling 9)."""
+    tiling 7), and 9 over 6 and 10 over 5, their kernels without the
+    FMA-pipe exponentials (ATTENTION.md, tiling 9)."""
     out = []
     for D in sorted({r["D"] for r in rows}):
         for base, t in pairs:
@@ -264,8 +264,8 @@ class Report:
                f"mambert / torch SDPA (> 1: mambert faster). fwd 0: tiling 0 (mma.sync, the default off Hopper); "
                f"fwd wgmma: tilings 2 / 3 (D = 64: two CTAs per SM) / 4 (softmax under the product) / 5 (4 "
                f"warp-specialised, TMA) / 6 (5 with ping-pong) / 7 (5 persistent: a CTA per SM) / 8 (7 with "
-               f"3 consumer warpgroups, 192-row tiles, at D = 64) / 9 (6 with 3/16 of the exponentials on the FMA "
-               f"pipe), Hopper only; "
+               f"3 consumer warpgroups, 192-row tiles, at D = 64) / 9, 10 (6, 5 with 3/16 of the exponentials on "
+               f"the FMA pipe), Hopper only; "
                f"bwd 0: tiling 0 with the "
                f"deterministic dQ (a separate dQ pass, the same bits every run); bwd fast: f32 atomics, as "
                f"FlashAttention-2 and SDPA; bwd 1 / 2 / 3 / 4: tiling 1 (Hopper only; dK, dV and dQ on wgmma, summed in "
@@ -280,8 +280,8 @@ class Report:
                "| bwd / cuDNN |")
         self.p("|" + " ---: |" * 17)
         for r in att["rows"]:
-            # tilings 3 to 9 after 2, "-" where one did not run (3: D = 64 only)
-            v3 = "".join(" / " + f(r.get(f"fwd_v{t}_tflops"), ".1f") for t in range(3, 10)) \
+            # tilings 3 to 10 after 2, "-" where one did not run (3: D = 64 only)
+            v3 = "".join(" / " + f(r.get(f"fwd_v{t}_tflops"), ".1f") for t in range(3, 11)) \
                 if r.get("fwd_v2_tflops") else ""
             fk, bk = default_tilings(r)
             b2 = " / " + f(r.get("bwd_v2_tflops"), ".1f") if r.get("bwd_v2_tflops") else ""

@@ -46,9 +46,9 @@ int attn_env_tiling(int *fwd, int *bwd) {
     /* FWD or FWD,BWD: the numbers of mb_cuda_attn_set_flash_*_variant */
     b = -1;
     const int n = sscanf(e, "%d%n,%d%n", &f, &used, &b, &used);
-    if (n < 1 || e[used] != '\0' || f < 0 || f > 9 || (n == 2 && (b < 0 || b > 4)))
+    if (n < 1 || e[used] != '\0' || f < 0 || f > 10 || (n == 2 && (b < 0 || b > 4)))
       return MB_ERR(MB_EINVAL, "MAMBERT_ATTN_TILING=%s: expected default, wgmma (forward tiling 2, backward 1), or "
-                               "FWD[,BWD] with a forward tiling 0-9 and a backward tiling 0-4",
+                               "FWD[,BWD] with a forward tiling 0-10 and a backward tiling 0-4",
                     e);
     if (n == 1)
       b = 0;

@@ -173,7 +173,8 @@ int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_
  * consumer warpgroups and 192-row tiles at head_dim 64; 7 at 128) or 9 (as
  * 6, with 3/16 of the softmax's exponentials computed by a polynomial on
  * the FMA pipe instead of the exponential unit: within 7.5e-5 of each P;
- * e4m3 runs 6's kernel). 2-9 run on sm_90 GPUs with an sm_90a build only, else the forward fails with
+ * e4m3 runs 6's kernel) or 10 (as 5 with the same; e4m3: 5's). 2-10 run
+ * on sm_90 GPUs with an sm_90a build only, else the forward fails with
  * MB_EUNSUPPORTED; 5 is the default there. -1: the default again (chosen at
  * the next call). For the benchmark and the tests, which run them all. Not
  * thread-safe against running kernels. */
@@ -201,7 +202,7 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) MB_NODISCARD;
 int mb_cuda_attn_set_flash_bwd_variant(int variant) MB_NODISCARD;
 /* Until a program sets the tilings, the environment chooses them, once:
  * MAMBERT_ATTN_TILING=wgmma gives forward tiling 2 and backward tiling 1,
- * MAMBERT_ATTN_TILING=F or F,B forward tiling F (0-9) and backward B (0-4,
+ * MAMBERT_ATTN_TILING=F or F,B forward tiling F (0-10) and backward B (0-4,
  * 0 when left out), each with a warning and tiling 0 where the wgmma
  * tilings cannot run; unset or "default": what an H200 measured fastest
  * (kernels/cuda/ATTENTION.md) -- with sm_90a code on sm_90 forward 5 and

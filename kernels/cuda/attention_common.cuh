@@ -409,11 +409,11 @@ __device__ __forceinline__ void attn_mma16832_e4m3(float c[4], const uint32_t a[
 #endif /* ATTN_EMULATE */
 
 /* 2^x without the MUFU unit, for a share of the softmax's exponentials
- * (forward tiling 9): MUFU.EX2 runs 16 lanes per clock and SM, the FMA
- * pipe 128, and at head_dim 64 the exponentials take as long as the
- * products (ATTENTION.md, "Forward tiling 9"). x = j + f with j = rint(x):
- * adding 1.5 x 2^23 leaves j in the sum's low mantissa bits (|x| < 2^22)
- * and f = x - j in [-1/2, 1/2]; 2^f by the degree-3 polynomial of least
+ * (forward tilings 9, 10): MUFU.EX2 runs 16 lanes per clock and SM, the
+ * FMA pipe 128, and at head_dim 64 the exponentials take as long as the
+ * products (ATTENTION.md, "Forward tilings 9 and 10"). x = j + f with j =
+ * rint(x): adding 1.5 x 2^23 leaves j in the sum's low mantissa bits (|x|
+ * < 2^22) and f = x - j in [-1/2, 1/2]; 2^f by the degree-3 polynomial of least
  * maximum relative error there (Remez: 7.48e-5, below half an f16 ulp of
  * P), times 2^j made by shifting j into an exponent field (the shift drops
  * the 1.5 x 2^23 bits). A multiply rather than adding j to 2^f's exponent

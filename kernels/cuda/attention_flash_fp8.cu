@@ -302,7 +302,7 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
 #endif
 }
 
-/* Tilings 4-6 and 9: the fp8 wgmma forward with tiling 4's overlap
+/* Tilings 4-6, 9 and 10: the fp8 wgmma forward with tiling 4's overlap
  * (attention_hopper_fwd.cu): in iteration kt a warpgroup issues S_{kt+1}
  * and then O += P_kt V_kt, transposes V_{kt+1} while both run, waits for
  * S_{kt+1} only and runs its softmax while the product into O is still on
@@ -490,7 +490,7 @@ int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, cons
   a.q_descale = qds;
   a.k_descale = kds;
   a.v_descale = vds;
-  /* the forward's wgmma tilings switch the fp8 forward to a wgmma kernel too: 2-3 / 4-6 and 9 (its
+  /* the forward's wgmma tilings switch the fp8 forward to a wgmma kernel too: 2-3 / 4-6 and 9-10 (their
    * polynomial exponentials are bf16/f16 only) / 7-8 */
   int wgmma = 0;
   MB_TRY(attn_flash_fwd_wgmma_tiling(&wgmma));

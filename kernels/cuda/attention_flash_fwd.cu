@@ -165,8 +165,8 @@ int flash_fwd_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
 static int flash_fwd_variant = -1; /* -1: not chosen yet (attn_env_tiling) */
 
 int mb_cuda_attn_set_flash_fwd_variant(int variant) {
-  if (variant < -1 || variant > 9)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 9; -1 the default)", variant);
+  if (variant < -1 || variant > 10)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 10; -1 the default)", variant);
   flash_fwd_variant = variant; /* -1: chosen again at the next call */
   return MB_OK;
 }
@@ -196,8 +196,8 @@ int mb_cuda_attn_flash_fwd_variant_runs(int variant, int *ok) {
   if (!ok)
     return MB_ERR(MB_EINVAL, "cuda flash attention: NULL result pointer");
   *ok = 0;
-  if (variant < 0 || variant > 9)
-    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 9)", variant);
+  if (variant < 0 || variant > 10)
+    return MB_ERR(MB_EINVAL, "cuda flash attention: forward variant %d (0 to 10)", variant);
   if (variant >= 2)
     return attn_hopper_fwd_runs(ok);
   *ok = 1;

@@ -351,8 +351,10 @@ __global__ void __launch_bounds__(HopperPipeCfg<D>::NT, 1) attn_hopper_fwd_pipe_
  * pipe (attn_exp2_fma), FlashAttention-4's way past the exponential unit's
  * 16 lanes per clock: per 32 scores a warp's softmax needs about 5 issue
  * cycles and 8 of MUFU, so moving 3/16 of them (9 instructions each) to
- * the FMA pipe gives about 6.5 of each (ATTENTION.md, "Forward tiling 9").
- * Not the same bits as tiling 6: within 7.5e-5 of each of those P. */
+ * the FMA pipe gives about 6.5 of each (ATTENTION.md, "Forward tilings 9 and 10").
+ * Not the same bits as tiling 6: within 7.5e-5 of each of those P.
+ * Tiling 10: the same exponentials in tiling 5 (no ping-pong), where the
+ * two warpgroups' softmaxes may run at once and share the MUFU. */
 /* setmaxnreg (AttnRegSplit): the producer warpgroup keeps 24 registers per
  * thread (40 when its warps 1-3 transpose e4m3 V), the consumers get 240 (224
  * beside the transposers; 160 for three consumer warpgroups). */
@@ -875,7 +877,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
     attn_hopper_fwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnTmaMaps maps) {
   static_assert(!(PINGPONG && (PERSIST || CWG != 2)), "the ping-pong turns: two warpgroups, one tile per CTA");
   static_assert(!VTP || (sizeof(T) == 1 && CWG == 2 && PERSIST), "the producer's warps transpose V: e4m3, tiling 8");
-  static_assert(NFMA == 0 || sizeof(T) == 2, "exponentials on the FMA pipe: the bf16/f16 consumers (tiling 9)");
+  static_assert(NFMA == 0 || sizeof(T) == 2, "exponentials on the FMA pipe: the bf16/f16 consumers (tilings 9, 10)");
 #if ATTN_HAS_WGMMA
   typedef HopperWsCfg<D, CWG> C;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, CONSUMERS = C::CONSUMERS;
@@ -1000,14 +1002,16 @@ int hopper_ws_launch(const mb_attn_desc *d, const AttnArgs &a, cudaStream_t s) {
 }
 
 /* Tiling 5, 6 (ping-pong), 7 (persistent), 8 (7 with three consumer
- * warpgroups at D = 64; 7 at D = 128) or 9 (6 with 3 of every thread's 16
- * score column pairs exponentiated on the FMA pipe). */
+ * warpgroups at D = 64; 7 at D = 128), 9 (6 with 3 of every thread's 16
+ * score column pairs exponentiated on the FMA pipe) or 10 (5 with them). */
 template <typename T, int D>
 int hopper_ws_launch_tiling(const mb_attn_desc *d, const AttnArgs &a, int tiling, cudaStream_t s) {
   if (tiling == 6)
     return hopper_ws_launch<T, D, 2, true, false>(d, a, s);
   if (tiling == 9)
     return hopper_ws_launch<T, D, 2, true, false, false, ATTN_FWD_EXP_FMA>(d, a, s);
+  if (tiling == 10)
+    return hopper_ws_launch<T, D, 2, false, false, false, ATTN_FWD_EXP_FMA>(d, a, s);
   if (tiling == 8)
     return hopper_ws_launch<T, D, D == 64 ? 3 : 2, false, true>(d, a, s);
   return tiling == 7 ? hopper_ws_launch<T, D, 2, false, true>(d, a, s)
@@ -1071,7 +1075,7 @@ int attn_hopper_fwd(const mb_attn_desc *d, mb_dtype dt, int tiling, const void *
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok));
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-9 (wgmma) need an sm_90 GPU and a build "
+    return MB_ERR(MB_EUNSUPPORTED, "cuda flash attention forward: tilings 2-10 (wgmma) need an sm_90 GPU and a build "
                                    "for sm_90a (MAMBERT_CUDA_ARCHS)");
   if (attn_tokens(d) == 0)
     return MB_OK;
