@@ -706,11 +706,25 @@ __device__ __forceinline__ void attn_scan_key_tile(const AttnSeg &g, int j0, int
   *kept = kep;
 }
 
+/* x, as a value the compiler must take as new wherever this runs: nothing
+ * computed from it is moved out of the loop it sits in (no instruction) */
+__device__ __forceinline__ int attn_opaque(int x) {
+  asm volatile("" : "+r"(x));
+  return x;
+}
+
 /* S = -inf for keys past the sequence, padded keys, and (causal) keys after
- * the query. Most tiles have none of these and skip the pass. */
+ * the query. Most tiles have none of these and skip the pass. j0 goes
+ * through attn_opaque: inside the wgmma kernels' once-run pass loop
+ * (a.opaque_one) the compiler otherwise computed the 64 keys' conditions
+ * before the loop, into packed predicate bits, on every key tile's path
+ * whether the tile needed a mask or not -- about 330 instructions per warp
+ * and key tile in the persistent forward (tilings 7, 8; ATTENTION.md,
+ * "Forward tilings 9 and 10"). */
 template <int MT, int NS, int BK>
 __device__ __forceinline__ void attn_mask_scores(float (&s)[MT][NS][4], const AttnArgs &a, const AttnSeg &g,
                                                  const int *sKeep, int hidden, int qrow0, int j0, int gr, int tq) {
+  j0 = attn_opaque(j0);
   if (!(hidden || j0 + BK > g.n || (a.causal && j0 + BK - 1 > qrow0)))
     return;
 #pragma unroll
