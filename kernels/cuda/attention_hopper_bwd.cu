@@ -39,6 +39,8 @@
  * core-matrix layout it replaced read every tile in half-used sectors
  * (the H200 profile: 2.0x the ideal L2 sectors in both kernels).
  */
+#include <type_traits>
+
 #include "kernels/cuda/attention_common.cuh"
 
 namespace {
@@ -203,18 +205,30 @@ __device__ __forceinline__ void bwd_dkdv_tile(const AttnArgs &a, uint64_t kdesc,
     attn_wgmma_pin<NS * 4>(&dpt[0][0][0]);
 
   /* P^T in place; masked keys (padding, past the end) and, causal, keys
-   * after the query get P = 0 */
+   * after the query get P = 0. Three forms, chosen per tile (warp-uniform):
+   * with one, the compiler computed the 32 causal conditions on every tile,
+   * before the products were issued (about 200 instructions per warp and
+   * tile in the SASS, into packed predicate bits), causal or not. */
   const bool causal_tile = a.causal && i0 < j0 + BKV - 1; /* some key of the tile is after some query */
+  auto probs = [&](auto form) {
+    constexpr int F = decltype(form)::value; /* 0: no mask, 1: padded keys, 2: and causal */
 #pragma unroll
-  for (int nj = 0; nj < NS; nj++)
+    for (int nj = 0; nj < NS; nj++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
-      const int c = nj * 8 + 2 * tq + (e & 1), kr = j0 + krow + (e >> 1) * 8;
-      float p = attn_exp2(fmaf(st[0][nj][e], a.scale_log2, -lse2[c]));
-      if ((hidden && !((e >> 1) ? keep1 : keep0)) || (causal_tile && kr > i0 + c))
-        p = 0.0f;
-      st[0][nj][e] = p;
-    }
+      for (int e = 0; e < 4; e++) {
+        const int c = nj * 8 + 2 * tq + (e & 1), kr = j0 + krow + (e >> 1) * 8;
+        float p = attn_exp2(fmaf(st[0][nj][e], a.scale_log2, -lse2[c]));
+        if ((F >= 1 && hidden && !((e >> 1) ? keep1 : keep0)) || (F == 2 && kr > i0 + c))
+          p = 0.0f;
+        st[0][nj][e] = p;
+      }
+  };
+  if (causal_tile)
+    probs(std::integral_constant<int, 2>());
+  else if (hidden)
+    probs(std::integral_constant<int, 1>());
+  else
+    probs(std::integral_constant<int, 0>());
   uint32_t pa[BQ / 16][4], dsa[BQ / 16][4]; /* P^T and dS^T as A fragments (rounded to T) */
 #pragma unroll
   for (int kk = 0; kk < BQ / 16; kk++)
