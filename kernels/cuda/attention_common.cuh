@@ -727,17 +727,26 @@ __device__ __forceinline__ void attn_mask_scores(float (&s)[MT][NS][4], const At
   j0 = attn_opaque(j0);
   if (!(hidden || j0 + BK > g.n || (a.causal && j0 + BK - 1 > qrow0)))
     return;
+  /* Branch-free: each column's flag loaded once (its two rows share it),
+   * the three conditions combined with | rather than ||, whose short
+   * circuit made three branches and a load per element (~10 instructions
+   * each in the SASS, 64 per tile) */
+  const bool padded = g.mask != nullptr, causal = a.causal;
 #pragma unroll
-  for (int mt = 0; mt < MT; mt++)
+  for (int nj = 0; nj < NS; nj++)
 #pragma unroll
-    for (int nj = 0; nj < NS; nj++)
+    for (int x = 0; x < 2; x++) {
+      const int c = j0 + nj * 8 + 2 * tq + x;
+      const bool drop = c >= g.n || (padded && !sKeep[c - j0]);
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int r = qrow0 + mt * 16 + gr + (e >> 1) * 8;
-        const int c = j0 + nj * 8 + 2 * tq + (e & 1);
-        if (c >= g.n || (a.causal && c > r) || (g.mask && !sKeep[c - j0]))
-          s[mt][nj][e] = -INFINITY;
-      }
+      for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int hr = 0; hr < 2; hr++) {
+          const int r = qrow0 + mt * 16 + gr + hr * 8;
+          if (drop | (causal & (c > r)))
+            s[mt][nj][2 * hr + x] = -INFINITY;
+        }
+    }
 }
 
 /* The online softmax's statistics step, per row: rows gr (hr = 0) and
