@@ -713,6 +713,14 @@ __device__ __forceinline__ int attn_opaque(int x) {
   return x;
 }
 
+/* x as lane 0 holds it, for a value that is the same across the warp but
+ * that the compiler cannot prove so (a warp index from threadIdx.x):
+ * what derives from it, wgmma descriptors above all, then stays in
+ * uniform registers instead of being built in vector registers and moved
+ * over (R2UR) before every wgmma (CUTLASS's warpgroup-index idiom;
+ * ATTENTION.md, "Warp-uniform consumer index"). All 32 lanes call it. */
+__device__ __forceinline__ int attn_warp_uniform(int x) { return __shfl_sync(0xffffffffu, x, 0); }
+
 /* S = -inf for keys past the sequence, padded keys, and (causal) keys after
  * the query. Most tiles have none of these and skip the pass. j0 goes
  * through attn_opaque: inside the wgmma kernels' once-run pass loop

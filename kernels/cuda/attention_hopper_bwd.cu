@@ -820,15 +820,11 @@ __global__ void __launch_bounds__(HopperBwdWsCfg<D, BQ_>::NT, 1)
   }
 
   attn_setmaxnreg_inc<BwdWsRegs::consumer>();
-  /* The consumer warp's index as a warp-uniform value (read from lane 0):
-   * what derives from it, the wgmma descriptors above all, then stays in
-   * uniform registers, where from the thread index the compiler computed
-   * each descriptor in vector registers and moved it over (R2UR) before
-   * every wgmma: 74 R2UR in tiling 3's loop at D = 64, 11 after, and 128
-   * fewer instructions per query tile. At D = 128 the whole of it spills
-   * in tilings 2-3 (40-byte frames), so there only the descriptors take it
-   * (83 fewer). */
-  const int cwarp_u = __shfl_sync(0xffffffffu, warp - 4, 0);
+  /* The consumer warp's index, warp-uniform (attn_warp_uniform): 74 R2UR
+   * in tiling 3's loop at D = 64, 11 after, and 128 fewer instructions per
+   * query tile. At D = 128 the whole of it spills in tilings 2-3 (40-byte
+   * frames), so there only the descriptors take it (83 fewer). */
+  const int cwarp_u = attn_warp_uniform(warp - 4);
   const int ct = tid - 128, cwarp = D == 64 ? cwarp_u : warp - 4, gr = lane >> 2, tq = lane & 3;
   const int krow = cwarp * 16 + gr; /* this thread's keys: j0 + krow and j0 + krow + 8 */
   const bool keep0 = sKeep[krow] != 0, keep1 = sKeep[krow + 8] != 0;

@@ -523,10 +523,8 @@ __device__ __forceinline__ void ws_consume_tile(const AttnArgs &a, const WsSmem<
   typedef HopperWsCfg<D, CWG> C;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, NS = BK / 8, NO = D / 8, CH = D / 64;
   constexpr int CONSUMERS = C::CONSUMERS, BAR_KEYS = 1, BAR_VTAIL = 2; /* named barriers among the consumers */
-  /* cwarp read from lane 0: warp-uniform to the compiler, so the wgmma
-   * descriptors derived from it stay in uniform registers (28-52 fewer
-   * instructions per key tile; attention_hopper_bwd.cu says more) */
-  const int tid = threadIdx.x, lane = tid & 31, ct = tid - 128, cwarp = __shfl_sync(0xffffffffu, (tid >> 5) - 4, 0);
+  /* cwarp warp-uniform: 28-52 fewer instructions per key tile */
+  const int tid = threadIdx.x, lane = tid & 31, ct = tid - 128, cwarp = attn_warp_uniform((tid >> 5) - 4);
   const int gr = lane >> 2, tq = lane & 3, wrow = cwarp * 16;
   const int q0 = tile * BQ;
   const int64_t base = (int64_t)g.start * a.ld + (int64_t)h * D;
