@@ -27,6 +27,14 @@ static void ATT_FN(attn_online_softmax)(ATT_T *S, int nq, int nk, ATT_T *m, ATT_
       mx = sr[c] > mx ? sr[c] : mx;
     const ATT_T mnew = m[r] > mx ? m[r] : mx;
     if (mnew == -INFINITY) { /* nothing visible to this row yet: it adds nothing */
+      /* unless a score is NaN, which the max skips: then the row's out and
+       * lse become NaN, as in PyTorch, not a silent 0 (NaN stays: later
+       * tiles' corr = exp(NaN - m') is NaN) */
+      int nan = 0;
+      for (int c = 0; c < nk; c++)
+        nan |= sr[c] != sr[c];
+      if (nan)
+        m[r] = l[r] = NAN;
       memset(sr, 0, (size_t)nk * sizeof(ATT_T));
       continue;
     }

@@ -833,7 +833,8 @@ __device__ __forceinline__ void attn_online_softmax(float (&s)[MT][NS][4], float
  * out_scale / l rounded to TO, lse = m lse_scale + log(l) + lse_offset (m
  * in raw score units, l this thread's part of the row sum: the quad adds
  * its four); padded query rows and rows that saw no key (m = -inf; their l
- * is 0, or under attn_exp2_fma 2^-125 per masked key) get 0 and +inf. */
+ * is 0, or under attn_exp2_fma 2^-125 per masked key) get 0 and +inf; a
+ * row whose scores were all NaN (m = -inf too) gets NaN. */
 template <typename TO, int MT, int NO>
 __device__ __forceinline__ void attn_fwd_store(const AttnArgs &a, const AttnSeg &g, int h, int64_t base, int row0,
                                                const float (&o)[MT][NO][4], const float (&m)[MT][2],
@@ -850,7 +851,9 @@ __device__ __forceinline__ void attn_fwd_store(const AttnArgs &a, const AttnSeg 
       const int r = row0 + mt * 16 + gr + hr * 8;
       if (r >= g.n)
         continue;
-      const bool ok = (!g.mask || g.mask[r] != 0) && m[mt][hr] > -INFINITY;
+      /* m = -inf: no key seen, unless l is NaN (fmaxf skipped the row's
+       * NaN scores): then out and lse are NaN, as in PyTorch */
+      const bool ok = (!g.mask || g.mask[r] != 0) && (m[mt][hr] > -INFINITY || sum != sum);
       const float inv = ok ? out_scale / sum : 0.0f;
       TO *orow = (TO *)a.o + base + (int64_t)r * a.ld;
 #pragma unroll

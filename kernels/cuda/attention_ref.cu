@@ -79,6 +79,7 @@ template <typename Tin, typename Tout> __global__ void __launch_bounds__(REF_NT)
   for (int r = 0; r < REF_MAX_PER_THREAD; r++)
     acc[r] = 0.0f;
   float m = -INFINITY, l = 0.0f; /* running max of the scaled scores, running sum */
+  bool nan_score = false;        /* the max skips NaN scores: a row of NaN only would read as no key */
   const int kend = a.causal ? i + 1 : g.n;
   for (int j0 = 0; j0 < kend; j0 += REF_NT) {
     const int j = j0 + tid;
@@ -89,6 +90,7 @@ template <typename Tin, typename Tout> __global__ void __launch_bounds__(REF_NT)
       for (int e = 0; e < D; e++)
         dot += sq[e] * AttnType<Tin>::load(k, krow + e);
       s = qk_scale * dot;
+      nan_score |= s != s;
     }
     const float mnew = fmaxf(m, attn_block_max(s, scratch));
     if (mnew == -INFINITY) /* nothing visible yet (block-uniform) */
@@ -111,7 +113,9 @@ template <typename Tin, typename Tout> __global__ void __launch_bounds__(REF_NT)
     m = mnew;
     __syncthreads(); /* everyone is done with sp before the next chunk */
   }
-  const float inv = l > 0.0f ? vds / l : 0.0f;
+  if (l == 0.0f && attn_block_sum(nan_score ? 1.0f : 0.0f, scratch) > 0.0f) /* l is block-uniform */
+    l = NAN; /* out and lse NaN, as in PyTorch */
+  const float inv = l > 0.0f || l != l ? vds / l : 0.0f;
 #pragma unroll
   for (int r = 0; r < REF_MAX_PER_THREAD; r++) {
     const int e = tid + r * REF_NT;
@@ -119,7 +123,7 @@ template <typename Tin, typename Tout> __global__ void __launch_bounds__(REF_NT)
       AttnType<Tout>::store(out, row + e, acc[r] * inv);
   }
   if (tid == 0)
-    a.lse[(int64_t)t * a.heads + h] = l > 0.0f ? m + logf(l) : INFINITY;
+    a.lse[(int64_t)t * a.heads + h] = l > 0.0f || l != l ? m + logf(l) : INFINITY;
 }
 
 /* dq for query row i: a block per (query token, head). */

@@ -3,7 +3,8 @@
  * key padding, varlen with several sequences (one of length 1, one empty,
  * budget padding), causal — for many tile sizes; padded == packed; f32
  * against f64; the workspace is O(1) in L (forward) and O(L) (backward) and
- * no L x L buffer is allocated; bad descriptors are errors. */
+ * no L x L buffer is allocated; bad descriptors are errors; a NaN query
+ * row gives NaN, not 0. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -363,6 +364,80 @@ static void test_bad_input(void **state) {
   assert_int_equal(mb_cpu_attn_fwd_f64(&e, x, x, x, NULL, l, NULL, 0), MB_EINVAL);
 }
 
+/* A query row of NaN: every score of that row is NaN, which the row max
+ * skips, so the row used to read as one that saw no key (out 0, lse +inf:
+ * a silently wrong result). Its out, lse and dq are NaN, as in PyTorch;
+ * every other row's out and lse keep the bits they have without the NaN.
+ * Padded, several tiles of 16, with and without causal; f64 and f32. */
+static void test_nan_query(void **state) {
+  (void)state;
+  enum { B = 2, L = 70, H = 2, Dh = 8, ROW = H * Dh };
+  int32_t mask[B * L];
+  for (int i = 0; i < B * L; i++)
+    mask[i] = i % L < L - 11 * (i / L);
+  const size_t nan_tok = 20, nan_head = 1; /* batch 0, position 20 */
+  for (int causal = 0; causal <= 1; causal++)
+    for (int f32 = 0; f32 <= 1; f32++) {
+      mb_attn_desc d = {.batch = B, .seqlen = L, .heads = H, .head_dim = Dh, .key_mask = mask, .causal = causal,
+                        .block_q = 16, .block_k = 16};
+      attn_case c;
+      case_init(&c, &d, 77 + causal);
+      double *out[2], *lse[2], *dq = tu_alloc(c.n), *dk = tu_alloc(c.n), *dv = tu_alloc(c.n);
+      for (int run = 0; run < 2; run++) { /* run 1 with the NaN row */
+        if (run)
+          for (int e = 0; e < Dh; e++)
+            c.q[nan_tok * ROW + nan_head * Dh + e] = NAN;
+        out[run] = tu_alloc(c.n);
+        lse[run] = tu_alloc(c.tokens * H);
+        if (f32) {
+          float *q = tu_tof(c.q, c.n), *k = tu_tof(c.k, c.n), *v = tu_tof(c.v, c.n);
+          float *o = tu_allocf(c.n), *l = tu_allocf(c.tokens * H);
+          assert_int_equal(mb_cpu_attn_fwd_f32(&d, q, k, v, o, l, NULL, 0), MB_OK);
+          for (size_t i = 0; i < c.n; i++)
+            out[run][i] = o[i];
+          for (size_t i = 0; i < c.tokens * H; i++)
+            lse[run][i] = l[i];
+          float *g[3] = {tu_allocf(c.n), tu_allocf(c.n), tu_allocf(c.n)};
+          assert_int_equal(mb_cpu_attn_bwd_f32(&d, q, k, v, o, l, v, g[0], g[1], g[2], NULL, 0), MB_OK);
+          for (size_t i = 0; i < c.n; i++)
+            dq[i] = g[0][i];
+          float *bufs[] = {q, k, v, o, l, g[0], g[1], g[2]};
+          for (size_t i = 0; i < 8; i++)
+            mb_host_free(bufs[i]);
+        } else {
+          assert_int_equal(mb_cpu_attn_fwd_f64(&d, c.q, c.k, c.v, out[run], lse[run], NULL, 0), MB_OK);
+          assert_int_equal(
+              mb_cpu_attn_bwd_f64(&d, c.q, c.k, c.v, out[run], lse[run], c.v, dq, dk, dv, NULL, 0), MB_OK);
+        }
+      }
+      size_t nan_out = 0, changed = 0;
+      for (size_t t = 0; t < c.tokens; t++)
+        for (size_t h = 0; h < H; h++) {
+          const int is_nan_row = t == nan_tok && h == nan_head;
+          for (size_t e = 0; e < Dh; e++) {
+            const double x = out[1][t * ROW + h * Dh + e];
+            if (is_nan_row)
+              nan_out += isnan(x);
+            else
+              changed += memcmp(&x, &out[0][t * ROW + h * Dh + e], sizeof x) != 0;
+          }
+          if (is_nan_row) {
+            assert_true(isnan(lse[1][t * H + h]));
+            assert_true(isnan(dq[t * ROW + h * Dh]));
+          } else {
+            changed += memcmp(&lse[1][t * H + h], &lse[0][t * H + h], sizeof(double)) != 0;
+          }
+        }
+      if (nan_out != Dh || changed)
+        fail_msg("causal %d %s: %zu of %d values of the NaN row are NaN, %zu other values changed", causal,
+                 f32 ? "f32" : "f64", nan_out, Dh, changed);
+      double *bufs[] = {out[0], out[1], lse[0], lse[1], dq, dk, dv};
+      for (size_t i = 0; i < 7; i++)
+        mb_host_free(bufs[i]);
+      case_free(&c);
+    }
+}
+
 static int report(void **state) {
   (void)state;
   print_message("attention_reference: max normwise error f64 %.3g (bound %.0g), f32 %.3g (bound %.0g)\n", worst_f64,
@@ -375,7 +450,7 @@ int main(void) {
       cmocka_unit_test(test_shapes),           cmocka_unit_test(test_key_padding),
       cmocka_unit_test(test_varlen),           cmocka_unit_test(test_padded_equals_packed),
       cmocka_unit_test(test_f32),              cmocka_unit_test(test_memory_is_linear),
-      cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_bad_input),        cmocka_unit_test(test_nan_query),
   };
   return cmocka_run_group_tests(tests, NULL, report);
 }

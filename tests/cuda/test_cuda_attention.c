@@ -9,7 +9,8 @@
  * every run; padded rows must come back exactly 0 (out, grads) and +inf
  * (lse). The flash forward and the (deterministic) backward must be
  * bitwise reproducible; the fast backward (f32 atomics) within bounds; dq
- * scales exactly with a 2^40 larger dO (no range limit). Then the
+ * scales exactly with a 2^40 larger dO (no range limit); a query row of
+ * NaN gives NaN (out, lse, dq), the other rows as before. Then the
  * dispatcher at run time: fallbacks (f32, head_dim 96, a misaligned
  * pointer) give the right numbers, forced flash requests it cannot serve
  * fail with the reason, bad arguments are errors.
@@ -606,6 +607,106 @@ static void test_tma_tilings(void **state) {
   each_ws_problem(tma_tilings_problem);
 }
 
+/* A query row of NaN (token 5, head 1: a real row of L129-pad, bf16, D =
+ * 64): every score of the row is NaN, which the row max skips, so the row
+ * used to read as one that saw no key (out 0, lse +inf: silently wrong).
+ * Its out and lse must be NaN (PyTorch's answer), every other row as the
+ * reference (computed without the NaN: rows do not mix in the forward). */
+enum { NAN_TOK = 5, NAN_HEAD = 1 };
+
+static void nan_query_init(problem *p) {
+  problem_init(p, &cases[2], MB_BF16, 64);
+  const size_t off = ((size_t)NAN_TOK * p->hd.heads + NAN_HEAD) * 64;
+  for (size_t e = 0; e < 64; e++)
+    p->q[off + e] = NAN;
+  at_upload(p->d_q, p->q, p->n, MB_BF16);
+}
+
+/* The row's D values of x (on the device, p->dt) that are NaN. */
+static size_t nan_row_count(const problem *p, const void *dev, float *host) {
+  const size_t off = ((size_t)NAN_TOK * p->hd.heads + NAN_HEAD) * p->hd.head_dim;
+  at_download(host, dev, p->n, p->dt);
+  size_t nan = 0;
+  for (int e = 0; e < p->hd.head_dim; e++)
+    nan += isnan(host[off + e]);
+  return nan;
+}
+
+static void check_nan_forward(const problem *p, const char *label) {
+  float *out = at_malloc(p->n * sizeof(float)), *lse = at_malloc(p->nl * sizeof(float));
+  const size_t nan = nan_row_count(p, p->d_out, out);
+  at_download(lse, p->d_lse, p->nl, MB_F32);
+  const size_t off = ((size_t)NAN_TOK * p->hd.heads + NAN_HEAD) * p->hd.head_dim;
+  const size_t loff = (size_t)NAN_TOK * p->hd.heads + NAN_HEAD;
+  const int lse_nan = isnan(lse[loff]);
+  for (int e = 0; e < p->hd.head_dim; e++) /* the rest compares as usual */
+    out[off + e] = (float)p->ref_out[off + e];
+  lse[loff] = (float)p->ref_lse[loff];
+  const at_err e = at_compare(out, p->ref_out, p->n);
+  size_t inf_bad = 0;
+  const double el = at_compare_lse(lse, p->ref_lse, p->nl, &inf_bad);
+  printf("%s fwd: NaN row %zu of %d out NaN, lse %s; other rows out %.2e lse %.1e\n", label, nan, p->hd.head_dim,
+         lse_nan ? "NaN" : "not NaN", e.norm, el);
+  fflush(stdout);
+  if (nan != (size_t)p->hd.head_dim || !lse_nan)
+    fail_msg("%s: a query row of NaN gave %zu NaN outputs of %d, lse %s", label, nan, p->hd.head_dim,
+             lse_nan ? "NaN" : "not NaN");
+  if (!(e.norm <= tol_of(p->dt, 0)) || !(el <= TOL_LSE) || inf_bad)
+    fail_msg("%s: the other rows' error %.3e, lse %.3e, %zu padded lse not +inf", label, e.norm, el, inf_bad);
+  free(out);
+  free(lse);
+}
+
+/* Forward tilings lo..hi that run here (the reference kernel first when lo
+ * is 0), then the default backward on the default forward: the NaN row's
+ * dq is NaN, not 0. */
+static void nan_query_run(int lo, int hi) {
+  problem p;
+  nan_query_init(&p);
+  char label[96];
+  if (lo == 0) {
+    run_fwd(&p, MB_CUDA_ATTN_REFERENCE);
+    check_nan_forward(&p, "bf16  D=64  L129-pad-nan-query reference");
+  }
+  for (int variant = lo; variant <= hi; variant++) {
+    int runs = 0;
+    assert_int_equal(mb_cuda_attn_flash_fwd_variant_runs(variant, &runs), MB_OK);
+    if (!runs)
+      continue;
+    assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
+    snprintf(label, sizeof label, "bf16  D=64  L129-pad-nan-query flash-v%d", variant);
+    run_fwd(&p, MB_CUDA_ATTN_FLASH);
+    check_nan_forward(&p, label);
+  }
+  assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(-1), MB_OK);
+  if (lo == 0) {
+    run_fwd(&p, MB_CUDA_ATTN_FLASH);
+    run_bwd(&p, MB_CUDA_ATTN_FLASH);
+    float *dq = at_malloc(p.n * sizeof(float));
+    const size_t nan = nan_row_count(&p, p.d_dq, dq);
+    printf("bf16  D=64  L129-pad-nan-query default bwd: NaN row %zu of 64 dq NaN\n", nan);
+    if (nan != 64)
+      fail_msg("the backward gave the NaN query row %zu NaN dq values of 64", nan);
+    free(dq);
+  }
+  problem_free(&p);
+}
+
+static void test_nan_query(void **state) {
+  (void)state;
+  if (!at_test_part_runs(0))
+    skip();
+  nan_query_run(0, 4);
+}
+
+/* The same through tilings 5 to 10 (TMA: in the ws half). */
+static void test_nan_query_ws(void **state) {
+  (void)state;
+  if (!at_test_part_runs(1))
+    skip();
+  nan_query_run(5, 10);
+}
+
 static void test_f32_reference(void **state) {
   (void)state;
   if (!at_test_part_runs(0))
@@ -818,8 +919,10 @@ int main(void) {
       cmocka_unit_test(test_dq_large),
       cmocka_unit_test(test_dispatch_runtime),
       cmocka_unit_test(test_dump_for_torch),
+      cmocka_unit_test(test_nan_query),
       cmocka_unit_test(test_tma_tilings), /* last: see run_all_cases */
       cmocka_unit_test(test_bwd_ws),
+      cmocka_unit_test(test_nan_query_ws),
   };
   const int failed = cmocka_run_group_tests(tests, NULL, NULL);
   printf("cuda_attention: worst normwise error: bf16 fwd %.2e bwd %.2e (bound 1e-2); f16 fwd %.2e bwd %.2e (bound "
