@@ -53,7 +53,7 @@ static const mb_op_def op_table[MB_OP_COUNT] = {
     [MB_OP_SUM_TO] = {"sum_to", 1, 1, 0, BIT(0), mb_infer_sum_to, mb_backward_sum_to, {0}, {"scale"}, 1},
     [MB_OP_CAST] = {"cast", 1, 1, 0, BIT(0), mb_infer_cast, mb_backward_cast, {"dtype"}, {0}, 0},
     [MB_OP_ATTENTION] = {"attention", 3, 4, 0, BIT(0) | BIT(1) | BIT(2), mb_infer_attention, mb_backward_attention,
-                         {"causal", "mask_mode"}, {"scale"}, 0},
+                         {"causal", "mask_mode", "fp8"}, {"scale"}, 0},
     [MB_OP_ATTENTION_GRAD] = {"attention_grad", 6, 7, 0, 0, mb_infer_attention_grad, NULL, {"causal", "mask_mode"},
                               {"scale"}, 0},
     [MB_OP_SELECTIVE_SCAN] = {"selective_scan", 8, 9, 0, 0xffu, mb_infer_selective_scan, mb_backward_selective_scan,

@@ -119,13 +119,17 @@ mb_var mb_full_(mb_graph *g, mb_srcloc at, mb_shape shape, mb_dtype dtype, doubl
  * get zero weight; padded query rows give 0). Varlen: B = 1 and an i32
  * cu_seqlens [nseq + 1]. scale 0 = 1/sqrt(Dh). -> [B, L, H, Dh] */
 #define mb_attention(g, q, k, v, key_mask) \
-  mb_attention_((g), MB_HERE, (q), (k), (v), (key_mask), MB_VAR_NONE, 0, 0.0)
+  mb_attention_((g), MB_HERE, (q), (k), (v), (key_mask), MB_VAR_NONE, 0, 0.0, 0)
 #define mb_attention_varlen(g, q, k, v, cu_seqlens) \
-  mb_attention_((g), MB_HERE, (q), (k), (v), MB_VAR_NONE, (cu_seqlens), 0, 0.0)
+  mb_attention_((g), MB_HERE, (q), (k), (v), MB_VAR_NONE, (cu_seqlens), 0, 0.0, 0)
 #define mb_attention_ex(g, q, k, v, key_mask, cu_seqlens, causal, scale) \
-  mb_attention_((g), MB_HERE, (q), (k), (v), (key_mask), (cu_seqlens), (causal), (scale))
+  mb_attention_((g), MB_HERE, (q), (k), (v), (key_mask), (cu_seqlens), (causal), (scale), 0)
+/* fp8 = 1 (evaluation): q, k and v each quantised to e4m3 with its own
+ * amax as scale (448 / amax: current per-tensor scaling) before the
+ * product; the CPU computes on the dequantised values, a GPU runs the e4m3
+ * kernel (bf16 inputs). Forward only: asking for its gradient is an error. */
 mb_var mb_attention_(mb_graph *g, mb_srcloc at, mb_var q, mb_var k, mb_var v, mb_var key_mask, mb_var cu_seqlens,
-                     int causal, double scale);
+                     int causal, double scale, int fp8);
 /* Mamba's selective scan with D skip and SiLU(z) gate fused (MODELS.md 4.3):
  * u, delta, z [B, L, D]; A_log [D, N] (A = -exp(A_log) inside); B, C
  * [B, L, N]; D, delta_bias [D]; dt = softplus(delta + delta_bias). The

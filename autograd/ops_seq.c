@@ -49,7 +49,8 @@ static int need_cu_seqlens(const mb_meta *m, int64_t batch) {
 /* ---- attention ---- */
 
 /* (q, k, v [B, L, H, Dh] [, key_mask i32[B, L] | cu_seqlens i32[nseq+1]])
- * i0 causal, i1 mask mode (0 none, 1 key mask, 2 cu_seqlens), f0 scale
+ * i0 causal, i1 mask mode (0 none, 1 key mask, 2 cu_seqlens), i2 fp8 (q, k,
+ * v through e4m3 with per-tensor current scaling; forward only), f0 scale
  * -> out [B, L, H, Dh], lse [B, L, H] */
 MB_INFER(attention) {
   MB_TRY(need_float(&in[0], "q"));
@@ -69,6 +70,8 @@ MB_INFER(attention) {
     return MB_ERR(MB_EINVAL, "bad mask mode %d", mode);
   if (!(a->f[0] >= 0.0) || isinf(a->f[0]))
     return MB_ERR(MB_EINVAL, "scale %g must be finite and >= 0 (0 = 1/sqrt(head_dim))", a->f[0]);
+  if (a->i[2] != 0 && a->i[2] != 1)
+    return MB_ERR(MB_EINVAL, "fp8 flag %lld: expected 0 or 1", (long long)a->i[2]);
   out[0] = in[0];
   out[1].dtype = stat_dtype(in[0].dtype);
   out[1].shape = mb_shape3(B, L, in[0].shape.dim[2]);
@@ -86,6 +89,12 @@ MB_INFER(attention_grad) {
 MB_BACKWARD(attention) {
   if (!mb_var_ok(gout[0]))
     return MB_OK;
+  if (n->attr.i[2]) { /* the e4m3 forward is for evaluation */
+    mb_var ins[3] = {{n->in[0]}, {n->in[1]}, {n->in[2]}};
+    mb_graph_fail(g, n->where, MB_OP_ATTENTION, ins, 3, MB_EUNSUPPORTED,
+                  "fp8 attention is forward only (evaluation): no gradient through it");
+    return g->status;
+  }
   mb_var ins[7] = {{n->in[0]}, {n->in[1]}, {n->in[2]}, {n->out[0]}, {n->out[1]}, gout[0], {-1}};
   int nin = 6;
   if (n->n_in == 4)
@@ -100,9 +109,10 @@ MB_BACKWARD(attention) {
 }
 
 mb_var mb_attention_(mb_graph *g, mb_srcloc at, mb_var q, mb_var k, mb_var v, mb_var key_mask, mb_var cu_seqlens,
-                     int causal, double scale) {
+                     int causal, double scale, int fp8) {
   mb_attrs a = mb_attrs_none();
   a.i[0] = !!causal;
+  a.i[2] = !!fp8;
   a.f[0] = scale;
   mb_var ins[4] = {q, k, v, MB_VAR_NONE};
   if (mb_var_ok(key_mask) && mb_var_ok(cu_seqlens))

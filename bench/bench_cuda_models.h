@@ -24,6 +24,7 @@
 
 typedef struct {
   int bert;
+  int fp8_attention; /* bert: evaluation programs' attention in e4m3 (bm_model_set_fp8_attention) */
   mb_model *m;
   mb_backend *be;
   mb_optimizer *opt; /* made on the first training step */
@@ -41,7 +42,7 @@ static inline void bm_model_new(bm_model *bm, mb_backend *be, int bert, int64_t 
     c.bert.max_position = max_pos;
   BCHECK(mb_model_new(&c, NULL, be, &bm->m));
   BCHECK(mb_model_init_random(bm->m, 42));
-  mb_model_precision p = {compute, 0};
+  mb_model_precision p = {.compute = compute};
   BCHECK(mb_model_set_precision(bm->m, &p));
   bm->nparams = mb_params_total(mb_model_params(bm->m));
 }
@@ -52,7 +53,17 @@ static inline void bm_model_free(bm_model *bm) {
   memset(bm, 0, sizeof *bm);
 }
 
-static inline const char *bm_name(const bm_model *bm) { return bm->bert ? "bert-base" : "mamba-130m"; }
+static inline const char *bm_name(const bm_model *bm) {
+  return bm->bert ? (bm->fp8_attention ? "bert-fp8att" : "bert-base") : "mamba-130m";
+}
+
+/* BERT's evaluation programs with q, k, v in e4m3 (eval.attention: fp8). */
+static inline void bm_model_set_fp8_attention(bm_model *bm) {
+  mb_model_precision p = mb_model_precision_of(bm->m);
+  p.fp8_attention = 1;
+  BCHECK(mb_model_set_precision(bm->m, &p));
+  bm->fp8_attention = 1;
+}
 
 static inline int64_t bm_vocab(const bm_model *bm) {
   const mb_model_config *c = mb_model_config_of(bm->m);

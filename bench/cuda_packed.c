@@ -266,7 +266,7 @@ int main(int argc, char **argv) {
       mb_model_config c = mb_model_config_default(k == 0 ? MB_ARCH_BERT : MB_ARCH_MAMBA);
       mb_model *m;
       BCHECK(mb_model_new(&c, NULL, NULL, &m));
-      mb_model_precision p = {MB_BF16, 0};
+      mb_model_precision p = {.compute = MB_BF16};
       BCHECK(mb_model_set_precision(m, &p));
       for (int mi = 0; mi < 3; mi++) {
         mb_loader_config lc = loader_config(&modes[mi], batch, max_len);

@@ -24,7 +24,11 @@
  * increasing order, both models at each length, so a short budget still
  * covers both models at the short lengths.
  *
- * Usage: bench_cuda_sweep [--models bert,mamba] [--lengths ...] [--modes eval,train]
+ * --models bert-fp8 adds BERT-base with its attention in e4m3 (q, k, v
+ * quantised per tensor: eval.attention fp8), evaluation only, timed beside
+ * the bf16 one at each length ("attention": "fp8" in the JSON).
+ *
+ * Usage: bench_cuda_sweep [--models bert,mamba,bert-fp8] [--lengths ...] [--modes eval,train]
  *                         [--eval-batch 32] [--train-tokens 16384] [--precision bf16]
  *                         [--budget-s 120] [--json PATH] [--plan-only]
  * --plan-only needs no GPU: it records and compiles every point's program
@@ -54,6 +58,15 @@ typedef struct {
   int last_L;
 } track;
 
+/* Whether the comma-separated list names item exactly. */
+static int has_item(const char *list, const char *item) {
+  const size_t n = strlen(item);
+  for (const char *s = list; s && *s; s = strchr(s, ',') ? strchr(s, ',') + 1 : NULL)
+    if (strncmp(s, item, n) == 0 && (s[n] == ',' || s[n] == '\0'))
+      return 1;
+  return 0;
+}
+
 static int parse_list(const char *s, int *out, int cap) {
   int n = 0;
   while (*s && n < cap) {
@@ -68,22 +81,22 @@ static int parse_list(const char *s, int *out, int cap) {
 
 /* Record and compile each point's program on the host (no device): the
  * planned arena per point. */
-static int plan_only(const int *want, const int *want_mode, const int *lengths, int nl, int maxL, int eval_batch,
+static int plan_only(const int *want /* [3] */, const int *want_mode, const int *lengths, int nl, int maxL, int eval_batch,
                      int train_tokens, mb_dtype prec) {
   mb_kernels_cuda_init(); /* the CUDA kernels' workspace sizes enter the plan */
   printf("planned activation arenas (no GPU used), %s compute\n", mb_dtype_name(prec));
   printf("  %-10s %-5s %6s %5s %10s %10s\n", "model", "mode", "L", "B", "arena GiB", "params M");
-  for (int k = 0; k < 2; k++) {
+  for (int k = 0; k < 3; k++) {
     if (!want[k])
       continue;
-    mb_model_config c = mb_model_config_default(k == 0 ? MB_ARCH_BERT : MB_ARCH_MAMBA);
-    if (k == 0 && maxL > c.bert.max_position)
+    mb_model_config c = mb_model_config_default(k != 1 ? MB_ARCH_BERT : MB_ARCH_MAMBA);
+    if (k != 1 && maxL > c.bert.max_position)
       c.bert.max_position = maxL;
     mb_model *m;
     BCHECK(mb_model_new(&c, NULL, NULL, &m));
-    mb_model_precision p = {prec, 0};
+    mb_model_precision p = {.compute = prec, .fp8_attention = k == 2};
     BCHECK(mb_model_set_precision(m, &p));
-    for (int mode = 0; mode < 2; mode++)
+    for (int mode = 0; mode < 2 - (k == 2); mode++)
       for (int li = 0; want_mode[mode] && li < nl; li++) {
         const int L = lengths[li], train = mode == 1;
         const int B = train ? (train_tokens / L > 0 ? train_tokens / L : 1) : eval_batch;
@@ -95,7 +108,8 @@ static int plan_only(const int *want, const int *want_mode, const int *lengths, 
         memset(&o, 0, sizeof o);
         o.train = train;
         BCHECK(mb_graph_compile(g, &o));
-        printf("  %-10s %-5s %6d %5d %10.2f %10.1f\n", k == 0 ? "bert-base" : "mamba-130m", train ? "train" : "eval", L,
+        printf("  %-11s %-5s %6d %5d %10.2f %10.1f\n", k == 1 ? "mamba-130m" : k ? "bert-fp8att" : "bert-base",
+               train ? "train" : "eval", L,
                B, (double)mb_graph_plan_stats(g).arena_bytes / (1 << 30),
                (double)mb_params_total(mb_model_params(m)) / 1e6);
         mb_graph_free(g);
@@ -116,7 +130,8 @@ int main(int argc, char **argv) {
   const char *prec_name = bench_arg(argc, argv, "--precision", "bf16");
   const mb_dtype prec = strcmp(prec_name, "f32") == 0 ? MB_F32 : strcmp(prec_name, "f16") == 0 ? MB_F16 : MB_BF16;
   const char *json_path = bench_arg(argc, argv, "--json", "bench_cuda_sweep.json");
-  const int want[2] = {strstr(models, "bert") != NULL, strstr(models, "mamba") != NULL};
+  /* bert-fp8: BERT-base with its attention in e4m3 (eval.attention: fp8), evaluation only */
+  const int want[3] = {has_item(models, "bert"), has_item(models, "mamba"), has_item(models, "bert-fp8")};
   const int want_mode[2] = {strstr(modes, "eval") != NULL, strstr(modes, "train") != NULL};
   int maxL = 0;
   for (int i = 0; i < nl; i++)
@@ -141,22 +156,24 @@ int main(int argc, char **argv) {
   printf("  %-10s %-5s %6s %5s %11s %12s %9s %9s  %s\n", "model", "mode", "L", "B", "samples/s", "tokens/s", "ms",
          "peak GiB", "status");
 
-  bm_model mods[2];
-  int made[2] = {0, 0};
-  track tr[2][2];
+  bm_model mods[3];
+  int made[3] = {0, 0, 0};
+  track tr[3][2];
   memset(tr, 0, sizeof tr);
   for (int li = 0; li < nl; li++) {
     const int L = lengths[li];
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
       if (!want[k])
         continue;
       if (!made[k]) {
-        bm_model_new(&mods[k], be, k == 0, k == 0 ? maxL : 0, prec);
+        bm_model_new(&mods[k], be, k != 1, k != 1 ? maxL : 0, prec);
+        if (k == 2)
+          bm_model_set_fp8_attention(&mods[k]);
         made[k] = 1;
       }
       bm_model *bm = &mods[k];
       for (int mode = 0; mode < 2; mode++) {
-        if (!want_mode[mode])
+        if (!want_mode[mode] || (k == 2 && mode == 1)) /* fp8 attention: evaluation programs only */
           continue;
         track *t = &tr[k][mode];
         const int train = mode == 1;
@@ -169,7 +186,7 @@ int main(int argc, char **argv) {
         double growth = 1;
         if (t->last_L) {
           double lr = (double)L / t->last_L, tok = train ? 1.0 : lr;
-          growth = k == 0 ? tok * lr : tok;
+          growth = k != 1 ? tok * lr : tok;
         }
         const double predicted = t->last_cost_s * growth;
         if (t->stopped) {
@@ -201,15 +218,16 @@ int main(int argc, char **argv) {
         if (have_json)
           bench_json_row(&j,
                          "{\"impl\": \"mambert\", \"model\": \"%s\", \"mode\": \"%s\", \"L\": %d, \"batch\": %d, "
-                         "\"precision\": \"%s\", \"status\": \"%s\", \"why\": \"%s\", \"runs\": %d, \"ms\": %.4f, "
-                         "\"ms_min\": %.4f, \"samples_per_s\": %.3f, \"tokens_per_s\": %.1f, \"peak_bytes\": %zu, "
-                         "\"arena_bytes\": %zu, \"build_s\": %.3f}",
-                         k == 0 ? "bert" : "mamba", train ? "train" : "eval", L, B, prec_name, r.status,
+                         "\"precision\": \"%s\", \"attention\": \"%s\", \"status\": \"%s\", \"why\": \"%s\", "
+                         "\"runs\": %d, \"ms\": %.4f, \"ms_min\": %.4f, \"samples_per_s\": %.3f, \"tokens_per_s\": "
+                         "%.1f, \"peak_bytes\": %zu, \"arena_bytes\": %zu, \"build_s\": %.3f}",
+                         k == 1 ? "mamba" : "bert", train ? "train" : "eval", L, B, prec_name,
+                         k == 1 ? "none" : k == 2 ? "fp8" : prec_name, r.status,
                          bm_json_safe(r.why), r.runs, r.ms, r.ms_min, sps, tps, r.peak_bytes, r.arena_bytes, r.build_s);
       }
     }
   }
-  for (int k = 0; k < 2; k++)
+  for (int k = 0; k < 3; k++)
     if (made[k])
       bm_model_free(&mods[k]);
   printf("  bench_cuda_sweep: %.0f s\n", bench_now() - start);

@@ -174,10 +174,9 @@ int mb_bert_build(mb_model *m, mb_graph *g, const mb_model_shape *s) {
     mb_var ctx;
     if (exact)
       ctx = attention_exact(&c, q, k, v, mask, B, L, NH, DH, b->attention_dropout, STREAM_LAYER(l, 1));
-    else if (packed)
-      ctx = mb_attention_varlen(g, q, k, v, cu);
-    else
-      ctx = mb_attention(g, q, k, v, mask);
+    else /* the e4m3 forward only in evaluation programs: it has no backward */
+      ctx = mb_attention_(g, MB_HERE, q, k, v, packed ? MB_VAR_NONE : mask, packed ? cu : MB_VAR_NONE, 0, 0.0,
+                          m->prec.fp8_attention && !s->train);
     ctx = mb_reshape(g, ctx, flat);
     mb_var a = mb_linear(g, ctx, LP(mb_shape2(H, H), "attention.output.dense.weight"),
                          LP(mb_shape1(H), "attention.output.dense.bias"));

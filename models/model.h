@@ -258,11 +258,14 @@ int mb_model_set_labels(mb_model *m, const char *const *names, int n) MB_NODISCA
  * Set the precision before building programs: the program cache keys on
  * the shape only, so programs built earlier keep theirs. */
 typedef struct {
-  mb_dtype compute; /* MB_F32 (default), MB_BF16 or MB_F16 */
-  int loss_scale;   /* 1: the loss is multiplied by the "loss_scale" input */
+  mb_dtype compute;  /* MB_F32 (default), MB_BF16 or MB_F16 */
+  int loss_scale;    /* 1: the loss is multiplied by the "loss_scale" input */
+  int fp8_attention; /* 1 (bert): evaluation programs (shape.train 0) run attention with q, k, v in e4m3
+                        (per-tensor current scaling: mb_attention_'s fp8); training programs do not */
 } mb_model_precision;
 
-/* MB_EINVAL for a compute dtype other than f32, bf16, f16. */
+/* MB_EINVAL for a compute dtype other than f32, bf16, f16;
+ * MB_EUNSUPPORTED for fp8_attention on a model without attention. */
 int mb_model_set_precision(mb_model *m, const mb_model_precision *p) MB_NODISCARD;
 mb_model_precision mb_model_precision_of(const mb_model *m);
 /* The loss scale S mb_model_feed gives programs built with loss_scale = 1. */

@@ -2,6 +2,7 @@
  * (kernels/cpu/attention.c, selective_scan.c, conv1d.c): descriptors from
  * the node's shapes and attributes, f32/f64 dispatch, planned workspaces.
  */
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -12,6 +13,8 @@
 #include "kernels/cpu/conv1d.h"
 #include "kernels/cpu/selective_scan.h"
 #include "kernels/seq_op_desc.h"
+#include "runtime/alloc.h"
+#include "runtime/dtype.h"
 
 /* The planned workspace when it is big enough, else NULL (the kernel then
  * allocates: the thread count may have grown since planning). */
@@ -49,19 +52,53 @@ static void attn_desc(const mb_kernel_call *k, int mask_at, mb_attn_desc *d) {
   }
 }
 
+/* The fp8 attention's inputs as a GPU quantises them (attr i2; kernels/cuda
+ * optim.cu, current scaling): scale = 448 / amax(x) in f32 (1 when amax is
+ * 0 or not finite), code = e4m3(x * scale) saturated, and the value the
+ * e4m3 kernel multiplies by is code * (1 / scale). dst gets those values. */
+#define ATTN_FP8_ROUNDTRIP(T)                                                                                    \
+  static void attn_fp8_roundtrip_##T(T *dst, const T *src, size_t n) {                                         \
+    float amax = 0.0f;                                                                                         \
+    for (size_t i = 0; i < n; i++) {                                                                           \
+      const float a = fabsf((float)src[i]);                                                                    \
+      amax = (a > amax || isnan(a)) ? a : amax;                                                                \
+    }                                                                                                          \
+    const float s = amax > 0.0f && isfinite(amax) ? 448.0f / amax : 1.0f, inv = 1.0f / s;                      \
+    for (size_t i = 0; i < n; i++)                                                                             \
+      dst[i] = (T)(mb_e4m3_to_f32(mb_f32_to_e4m3((float)src[i] * s, MB_FP8_SATFINITE)) * inv);                \
+  }
+ATTN_FP8_ROUNDTRIP(float)
+ATTN_FP8_ROUNDTRIP(double)
+
 static int attention_kernel(const mb_kernel_call *k) {
   mb_attn_desc d;
   attn_desc(k, 3, &d);
   size_t es = mb_dtype_size(k->in[0].dtype), wb;
   void *ws = ws_or_null(k, mb_cpu_attn_fwd_workspace(&d, es), &wb);
-  switch (k->in[0].dtype) {
-  case MB_F32:
-    return mb_cpu_attn_fwd_f32(&d, k->in[0].data, k->in[1].data, k->in[2].data, k->out[0].data, k->out[1].data, ws, wb);
-  case MB_F64:
-    return mb_cpu_attn_fwd_f64(&d, k->in[0].data, k->in[1].data, k->in[2].data, k->out[0].data, k->out[1].data, ws, wb);
-  default:
-    return mb_cpu_unsupported(k, 0);
+  const void *q = k->in[0].data, *kk = k->in[1].data, *v = k->in[2].data;
+  void *q8 = NULL; /* fp8: q, k, v through e4m3, one buffer */
+  const mb_dtype dt = k->in[0].dtype;
+  if (k->node->attr.i[2] && (dt == MB_F32 || dt == MB_F64)) {
+    const size_t n = (size_t)mb_shape_numel(&k->in[0].shape);
+    q8 = mb_host_malloc(3 * n * es);
+    if (!q8)
+      return MB_ERR(MB_ENOMEM, "cpu fp8 attention: %zu bytes for the e4m3 copies of q, k, v", 3 * n * es);
+    for (int j = 0; j < 3; j++) {
+      if (dt == MB_F32)
+        attn_fp8_roundtrip_float((float *)q8 + j * n, k->in[j].data, n);
+      else
+        attn_fp8_roundtrip_double((double *)q8 + j * n, k->in[j].data, n);
+    }
+    q = q8, kk = (char *)q8 + n * es, v = (char *)q8 + 2 * n * es;
   }
+  int rc;
+  switch (dt) {
+  case MB_F32: rc = mb_cpu_attn_fwd_f32(&d, q, kk, v, k->out[0].data, k->out[1].data, ws, wb); break;
+  case MB_F64: rc = mb_cpu_attn_fwd_f64(&d, q, kk, v, k->out[0].data, k->out[1].data, ws, wb); break;
+  default: rc = mb_cpu_unsupported(k, 0);
+  }
+  mb_host_free(q8);
+  return rc;
 }
 
 /* (q, k, v, out, lse, dout [, mask]) -> dq, dk, dv */

@@ -100,11 +100,14 @@ typedef struct {
   int graphs_held;
 } mb_cuda_graph_stats;
 mb_cuda_graph_stats mb_cuda_backend_graph_stats(mb_backend *be);
-/* The fp8 path (opts.fp8_matmul): forward matmul nodes that run in fp8, and
- * those that fell back to their own dtype (cuBLASLt refused; logged once). */
+/* The fp8 paths: forward matmul nodes that run in fp8 (opts.fp8_matmul),
+ * those that fell back to their own dtype (cuBLASLt refused; logged once),
+ * and the e4m3 attention forwards run. */
 typedef struct {
   int matmuls;   /* nodes with fp8 state */
   int fallbacks; /* of which run in their own dtype */
+  int64_t attentions; /* attention forwards (fp8 nodes: mb_attention_ with fp8) run in e4m3, eagerly or into a
+                         graph capture (a graph's replays are not counted) */
 } mb_cuda_fp8_stats;
 mb_cuda_fp8_stats mb_cuda_backend_fp8_stats(mb_backend *be);
 /* Destroy the graphs captured for ex (e.g. before freeing it, to release

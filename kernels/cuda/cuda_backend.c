@@ -346,7 +346,7 @@ void mb_cuda_backend_set_tf32(mb_backend *be, int on) { cuda_of(be)->opts.tf32 =
 
 mb_cuda_fp8_stats mb_cuda_backend_fp8_stats(mb_backend *be) {
   const cuda_backend *c = cuda_of(be);
-  mb_cuda_fp8_stats st = {c->n_fp8, 0};
+  mb_cuda_fp8_stats st = {c->n_fp8, 0, c->fp8_attentions};
   for (int i = 0; i < c->n_fp8; i++)
     st.fallbacks += c->fp8[i].disabled;
   return st;

@@ -53,6 +53,7 @@ typedef struct {
   mb_cuda_graph_stats gstats;
   fp8_state *fp8;
   int n_fp8, cap_fp8;
+  int64_t fp8_attentions; /* attention forwards run in e4m3 (eagerly or into a capture) */
 } cuda_backend;
 
 static inline cuda_backend *cuda_of(mb_backend *be) { return (cuda_backend *)be->ctx; }

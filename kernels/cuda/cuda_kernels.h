@@ -237,10 +237,17 @@ _Static_assert(sizeof(mb_fp8_meta) % 16 == 0, "mb_fp8_meta arrays keep scale_inv
 /* meta->scale = scale_inv = 1, history zero. */
 int mb_cuda_fp8_meta_init(mb_fp8_meta *meta_dev, int n, mb_cuda_stream s) MB_NODISCARD;
 /* dst (e4m3 or e5m2) = saturate(src * meta->scale); records amax. With
- * transpose, src is [rows, cols] and dst [cols, rows]. */
+ * transpose, src is [rows, cols] and dst [cols, rows]. dst NULL: only the
+ * amax is recorded. */
 int mb_cuda_fp8_quantize(void *dst, mb_dtype fp8, const void *src, mb_dtype src_dt, int64_t rows, int64_t cols,
                          int transpose, mb_fp8_meta *meta_dev, mb_cuda_stream s) MB_NODISCARD;
 int mb_cuda_fp8_update(mb_fp8_meta *meta_dev, int n, mb_dtype fp8, int margin, mb_cuda_stream s) MB_NODISCARD;
+/* Current (just-in-time) scaling: dst = saturate(src * fp8_max / amax(src))
+ * over n elements, meta (one, device) reset and left holding that scale
+ * and its inverse (meta->scale_inv: the dequantisation factor). All zero:
+ * scale 1; a non-finite amax keeps scale 1 (values saturate, NaN stays). */
+int mb_cuda_fp8_quantize_current(void *dst, mb_dtype fp8, const void *src, mb_dtype src_dt, int64_t n,
+                                 mb_fp8_meta *meta_dev, mb_cuda_stream s) MB_NODISCARD;
 
 #ifdef __cplusplus
 }

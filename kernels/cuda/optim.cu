@@ -294,7 +294,7 @@ extern "C" int mb_cuda_fp8_meta_init(mb_fp8_meta *meta, int n, mb_cuda_stream s)
   return MB_OK;
 }
 
-/* dst[j] = fp8(src[i] * scale) where j = i, or for a transpose of
+/* dst[j] = fp8(src[i] * scale) (dst NULL: nothing stored) where j = i, or for a transpose of
  * [rows, cols] j = c * rows + r for i = r * cols + c (one thread per
  * output element: reads strided, writes coalesced). */
 template <typename T>
@@ -312,7 +312,8 @@ __global__ void fp8_quantize_kernel(uint8_t *dst, int e5m2, const T *src, int64_
     float x = mb_ld(src, i);
     float a = fabsf(x);
     m = (a > m || isnan(a)) ? a : m;
-    dst[j] = __nv_cvt_float_to_fp8(x * scale, __NV_SATFINITE, e5m2 ? __NV_E5M2 : __NV_E4M3);
+    if (dst) /* NULL: the amax only (current scaling's first pass) */
+      dst[j] = __nv_cvt_float_to_fp8(x * scale, __NV_SATFINITE, e5m2 ? __NV_E5M2 : __NV_E4M3);
   }
   unsigned int b = __float_as_uint(m);
   for (int o = 16; o > 0; o >>= 1)
@@ -334,6 +335,19 @@ extern "C" int mb_cuda_fp8_quantize(void *dst, mb_dtype fp8, const void *src, mb
                              (uint8_t *)dst, fp8 == MB_F8E5M2, (const T *)src, rows, cols, transpose, meta));
   MB_CUDA_LAUNCH_CHECK("fp8_quantize_kernel");
   return MB_OK;
+}
+
+/* Current scaling: the tensor's own amax sets its scale (a fresh history
+ * holding only this amax), then it is quantised with it: three passes and
+ * a tiny kernel, no calibration, no state carried between calls. */
+extern "C" int mb_cuda_fp8_quantize_current(void *dst, mb_dtype fp8, const void *src, mb_dtype src_dt, int64_t n,
+                                            mb_fp8_meta *meta, mb_cuda_stream s) {
+  if (!dst)
+    return MB_ERR(MB_EINVAL, "cuda fp8 quantize (current scaling): NULL destination");
+  MB_TRY(mb_cuda_fp8_meta_init(meta, 1, s));
+  MB_TRY(mb_cuda_fp8_quantize(NULL, fp8, src, src_dt, 1, n, 0, meta, s));
+  MB_TRY(mb_cuda_fp8_update(meta, 1, fp8, 0, s));
+  return mb_cuda_fp8_quantize(dst, fp8, src, src_dt, 1, n, 0, meta, s);
 }
 
 __global__ void fp8_update_kernel(mb_fp8_meta *meta, int n, float fp8_max, int margin) {

@@ -1,11 +1,13 @@
 /* test_ops_forward.c: every CPU kernel's forward against a naive reference
  * written here (in double), in f32 and f64, plus known values (exact GELU,
- * softplus threshold), dtype-agnostic shape ops on integers, casts, and
- * bad run-time data (ids, labels) reported as errors, not crashes. */
+ * softplus threshold), dtype-agnostic shape ops on integers, casts, the
+ * fp8 attention's quantisation, and bad run-time data (ids, labels)
+ * reported as errors, not crashes. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/dtype.h"
 #include "runtime/philox.h"
 #include "test_util.h"
 
@@ -522,6 +524,103 @@ static void test_f32_matches_f64(void **state) {
   free(X), free(W);
 }
 
+/* ---- fp8 attention (evaluation) ---- */
+
+/* The spec the op follows (the GPU's current scaling, kernels/cuda/optim.cu):
+ * x -> e4m3(x * s) / s with s = 448 / amax(x) in f32. */
+static void e4m3_roundtrip(double *x, int64_t n) {
+  float amax = 0.0f;
+  for (int64_t i = 0; i < n; i++)
+    amax = fabsf((float)x[i]) > amax ? fabsf((float)x[i]) : amax;
+  const float sc = amax > 0.0f ? 448.0f / amax : 1.0f, inv = 1.0f / sc;
+  for (int64_t i = 0; i < n; i++)
+    x[i] = mb_e4m3_to_f32(mb_f32_to_e4m3((float)x[i] * sc, MB_FP8_SATFINITE)) * inv;
+}
+
+/* out of attention (fp8 flag as given) over q, k, v, with a key mask */
+static double *run_attention(mb_dtype dt, int fp8, double *const qkv[3], int64_t B, int64_t L, int64_t H, int64_t D) {
+  harness h;
+  h_begin(&h, dt);
+  mb_var in[3];
+  const char *names[3] = {"q", "k", "v"};
+  for (int j = 0; j < 3; j++)
+    in[j] = mb_input(h.g, names[j], dt, mb_shape4(B, L, H, D));
+  mb_var km = mb_input(h.g, "key_mask", MB_I32, mb_shape2(B, L));
+  mb_var y = mb_attention_(h.g, MB_HERE, in[0], in[1], in[2], km, MB_VAR_NONE, 0, 0.0, fp8);
+  h_compile(&h, y);
+  for (int j = 0; j < 3; j++)
+    feed(&h, in[j], qkv[j]);
+  int32_t *m = malloc((size_t)(B * L) * sizeof *m);
+  for (int64_t i = 0; i < B * L; i++)
+    m[i] = i % L < L - 3 * (i / L); /* row b: 3b padded keys */
+  ASSERT_OK(mb_exec_set_input(h.ex, km, m));
+  free(m);
+  ASSERT_OK(mb_exec_forward(h.ex));
+  double *out = read_out(&h, y);
+  h_end(&h);
+  return out;
+}
+
+/* The op with fp8 set quantises q, k and v, each with its own scale,
+ * before the product: on inputs already on that grid (e4m3 values with
+ * +-448 among them: scale 1) it gives the plain op's bits; on random ones
+ * the plain op's bits on the inputs quantised as above, and not its bits
+ * on the raw ones. A program that needs its gradient is refused. */
+static void test_fp8_attention(void **state) {
+  (void)state;
+  const int64_t B = 2, L = 9, H = 2, D = 8, n = B * L * H * D;
+  uint64_t s = 17;
+  for (int dti = 0; dti < 2; dti++)
+    for (int grid = 0; grid < 2; grid++) {
+      const mb_dtype dt = dti ? MB_F64 : MB_F32;
+      double *raw[3], *rounded[3];
+      for (int j = 0; j < 3; j++) {
+        raw[j] = rand_vec(n, &s, 1.0);
+        if (grid) {
+          for (int64_t i = 0; i < n; i++)
+            raw[j][i] = mb_e4m3_to_f32(mb_f32_to_e4m3((float)(raw[j][i] * 100.0), MB_FP8_SATFINITE));
+          raw[j][5 + j] = j == 1 ? -448.0 : 448.0;
+        }
+        rounded[j] = malloc((size_t)n * sizeof(double));
+        memcpy(rounded[j], raw[j], (size_t)n * sizeof(double));
+        e4m3_roundtrip(rounded[j], n);
+        if (grid && memcmp(rounded[j], raw[j], (size_t)n * sizeof(double)))
+          fail_msg("the e4m3 grid's values moved under the round trip");
+      }
+      double *fp8 = run_attention(dt, 1, raw, B, L, H, D), *want = run_attention(dt, 0, rounded, B, L, H, D);
+      double *plain = run_attention(dt, 0, raw, B, L, H, D);
+      if (memcmp(fp8, want, (size_t)n * sizeof(double)))
+        fail_msg("%s %s: fp8 attention differs from attention on the e4m3-rounded inputs", mb_dtype_name(dt),
+                 grid ? "grid" : "random");
+      if (!grid && !memcmp(fp8, plain, (size_t)n * sizeof(double)))
+        fail_msg("%s: fp8 attention gave the unquantised bits (did it quantise?)", mb_dtype_name(dt));
+      double num = 0, den = 0;
+      for (int64_t i = 0; i < n; i++)
+        num += (fp8[i] - plain[i]) * (fp8[i] - plain[i]), den += plain[i] * plain[i];
+      const double rel = sqrt(num / den);
+      print_message("fp8 attention %s %s: normwise difference from the unquantised op %.3g\n", mb_dtype_name(dt),
+                    grid ? "grid" : "random", rel);
+      if (!(rel <= 0.1)) /* e4m3 carries 3 mantissa bits: a few percent */
+        fail_msg("fp8 attention is %.3g away from the unquantised op", rel);
+      for (int j = 0; j < 3; j++)
+        free(raw[j]), free(rounded[j]);
+      free(fp8), free(want), free(plain);
+    }
+
+  /* training through it: refused when the backward is generated */
+  harness h;
+  h_begin(&h, MB_F32);
+  mb_var q = mb_param(h.g, "q", mb_shape4(1, 4, 1, 8));
+  mb_var y = mb_attention_(h.g, MB_HERE, q, q, q, MB_VAR_NONE, MB_VAR_NONE, 0, 0.0, 1);
+  mb_var loss = mb_sum(h.g, y);
+  ASSERT_OK(mb_set_loss(h.g, loss));
+  mb_compile_opts o = {.train = 1};
+  assert_int_not_equal(mb_graph_compile(h.g, &o), MB_OK);
+  assert_non_null(strstr(mb_error_message(), "fp8 attention is forward only"));
+  mb_error_clear();
+  h_end(&h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_matmul),          cmocka_unit_test(test_activations),
@@ -530,6 +629,7 @@ int main(void) {
       cmocka_unit_test(test_reductions_broadcast), cmocka_unit_test(test_sum_to_columns),
       cmocka_unit_test(test_casts),
       cmocka_unit_test(test_f32_matches_f64), cmocka_unit_test(test_dropout),
+      cmocka_unit_test(test_fp8_attention),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

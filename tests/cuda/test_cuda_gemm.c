@@ -521,6 +521,48 @@ static void test_gemm_fp8(void **state) {
 
 /* Quantisation with delayed scaling: bytes equal the host conversion with
  * the scale in force, amax recorded, the scale updated from the history. */
+/* Current scaling (the fp8 attention's q, k, v): each call's scale is
+ * 448 / amax of that tensor alone, whatever came before; the codes are the
+ * host conversion's; bf16 input; an all-zero tensor keeps scale 1. */
+static void test_fp8_quantize_current(void **state) {
+  (void)state;
+  const size_t n = 1000;
+  float *x = malloc(n * 4);
+  uint8_t *q = malloc(n);
+  mb_fp8_meta *meta = ct_dev(sizeof(mb_fp8_meta));
+  uint8_t *dq = ct_dev(n);
+  for (int call = 0; call < 3; call++) { /* 100, then 0.01 (a history would keep 100's scale), then zeros */
+    ct_randn(x, n, call == 0 ? 100.0f : 0.01f);
+    for (size_t i = 0; call == 2 && i < n; i++)
+      x[i] = 0.0f;
+    uint16_t *xb = malloc(n * 2); /* x rounded to bf16, as the device holds it */
+    assert_int_equal(mb_convert(xb, MB_BF16, x, MB_F32, n), MB_OK);
+    assert_int_equal(mb_convert(x, MB_F32, xb, MB_BF16, n), MB_OK);
+    free(xb);
+    void *dx = ct_upload(x, n, MB_BF16);
+    ct_poison(dq, n);
+    CT_OK(mb_cuda_fp8_quantize_current(dq, MB_F8E4M3, dx, MB_BF16, (int64_t)n, meta, NULL));
+    CT_CUDA(cudaDeviceSynchronize());
+    CT_CUDA(cudaMemcpy(q, dq, n, cudaMemcpyDeviceToHost));
+    mb_fp8_meta h;
+    CT_CUDA(cudaMemcpy(&h, meta, sizeof h, cudaMemcpyDeviceToHost));
+    float amax = 0;
+    for (size_t i = 0; i < n; i++)
+      amax = fmaxf(amax, fabsf(x[i]));
+    const float scale = amax > 0 ? 448.0f / amax : 1.0f;
+    if (h.scale != scale || h.scale_inv != 1.0f / scale)
+      fail_msg("call %d: scale %g (inverse %g), want %g", call, h.scale, h.scale_inv, scale);
+    for (size_t i = 0; i < n; i++)
+      if (q[i] != mb_f32_to_e4m3(x[i] * scale, MB_FP8_SATFINITE))
+        fail_msg("call %d: element %zu's code %#x differs from the host conversion", call, i, q[i]);
+    cudaFree(dx);
+  }
+  assert_int_equal(mb_cuda_fp8_quantize_current(NULL, MB_F8E4M3, dq, MB_BF16, 1, meta, NULL), MB_EINVAL);
+  mb_error_clear();
+  cudaFree(meta), cudaFree(dq);
+  free(x), free(q);
+}
+
 static void test_fp8_quantize_delayed(void **state) {
   (void)state;
   int64_t rows = 37, cols = 48;
@@ -609,6 +651,7 @@ int main(void) {
       cmocka_unit_test(test_gemm_bgrad),
       cmocka_unit_test(test_gemm_fp8),
       cmocka_unit_test(test_fp8_quantize_delayed),
+      cmocka_unit_test(test_fp8_quantize_current),
       cmocka_unit_test(test_gemm_cache_and_errors),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

@@ -13,6 +13,8 @@
  *    tools/bf16_grad_noise.py);
  *  - f16 with loss scaling: gradients are the CPU's times S, the
  *    non-finite check stays quiet, and an absurd S overflows and is caught;
+ *  - fp8 attention in evaluation programs (bf16): the e4m3 kernel runs and
+ *    follows the CPU's simulation of the same quantisation;
  *  - training with AdamW through the program cache in bf16 lowers the loss
  *    of a toy task, and a model trained on the GPU exports (weights read
  *    back from the device) and reloads on the CPU bit for bit.
@@ -57,7 +59,7 @@ static mb_model *new_model(int bert, mb_backend *be, mb_dtype compute, int loss_
   mb_model *m;
   ASSERT_OK(mb_model_new(&c, NULL, be, &m));
   ASSERT_OK(mb_model_init_random(m, 3));
-  mb_model_precision p = {compute, loss_scale};
+  mb_model_precision p = {.compute = compute, .loss_scale = loss_scale};
   ASSERT_OK(mb_model_set_precision(m, &p));
   return m;
 }
@@ -189,6 +191,70 @@ static void compare_case(int bert, int packed, mb_dtype cd) {
   mb_model_free(mg);
   if (packed)
     tm_batch_free(&pk);
+  tm_batch_free(&pad);
+}
+
+/* An evaluation program's logits (shape.train 0, compiled without a
+ * backward), run twice (eager, then captured): the same bits. */
+static void eval_logits(mb_model *m, mb_backend *be, const mb_batch *b, float *logits) {
+  mb_graph *g;
+  ASSERT_OK(mb_graph_new(mb_model_params(m), &g));
+  mb_model_shape s = {b->mode == MB_BATCH_PACKED, b->rows, b->seq_len, 0};
+  ASSERT_OK(mb_model_build_shape(m, g, &s));
+  mb_compile_opts o = {.poison = 1};
+  ASSERT_OK(mb_graph_compile(g, &o));
+  mb_exec *ex;
+  ASSERT_OK(mb_exec_new(g, be, &ex));
+  ASSERT_OK(mb_model_feed(m, ex, b, NULL));
+  float again[16];
+  for (int run = 0; run < 2; run++) {
+    ASSERT_OK(mb_exec_forward(ex));
+    ASSERT_OK(mb_model_read_logits(ex, run ? again : logits));
+  }
+  if (memcmp(again, logits, sizeof(float) * (size_t)b->rows * 2))
+    fail_msg("the evaluation program's replay differs from its eager run");
+  if (mb_is_cuda_backend(be))
+    mb_cuda_backend_forget(be, ex);
+  mb_exec_free(ex);
+  mb_graph_free(g);
+}
+
+/* eval.attention: fp8 on the GPU (bf16 compute): the e4m3 attention ran
+ * (the backend counts it), padded and packed; its logits follow the CPU's
+ * simulation of the same quantisation (f32) as closely as the plain bf16
+ * program follows the plain CPU one, and differ from the plain bf16 bits. */
+static void test_bert_fp8_attention(void **state) {
+  (void)state;
+  tm_batch pad, pk;
+  make_batch(1, &pad);
+  tm_packed(&pk, &pad, 128, 6, 0);
+  for (int packed = 0; packed < 2; packed++) {
+    const mb_batch *b = packed ? &pk.b : &pad.b;
+    float lg[4][16]; /* gpu plain, gpu fp8, cpu plain, cpu fp8 */
+    const int64_t before = mb_cuda_backend_fp8_stats(gpu).attentions;
+    for (int v = 0; v < 4; v++) {
+      mb_backend *be = v < 2 ? gpu : mb_cpu_backend();
+      mb_model *m = new_model(1, be, v < 2 ? MB_BF16 : MB_F32, 0);
+      mb_model_precision p = mb_model_precision_of(m);
+      p.fp8_attention = v & 1;
+      ASSERT_OK(mb_model_set_precision(m, &p));
+      eval_logits(m, be, b, lg[v]);
+      mb_model_free(m);
+    }
+    const int nl = b->rows * 2;
+    const int64_t ran = mb_cuda_backend_fp8_stats(gpu).attentions - before;
+    const double e_plain = tm_rel(lg[0], lg[2], nl), e_fp8 = tm_rel(lg[1], lg[3], nl), shift = tm_rel(lg[3], lg[2], nl);
+    printf("bert %s fp8 attention: %lld e4m3 attention calls; logits gpu-cpu plain %.1e, fp8 %.1e; fp8 moves the "
+           "cpu logits by %.1e\n",
+           packed ? "packed" : "padded", (long long)ran, e_plain, e_fp8, shift);
+    if (ran < 2) /* two layers, at least the eager run */
+      fail_msg("the e4m3 attention ran %lld times", (long long)ran);
+    if (!memcmp(lg[0], lg[1], sizeof(float) * (size_t)nl))
+      fail_msg("fp8 attention gave the plain bf16 logits' bits");
+    if (!(e_fp8 <= 6e-2 + 2 * e_plain)) /* the e4m3 kernel also rounds P to e4m3 (its bound: 6e-2) */
+      fail_msg("fp8 logits %.3g from the CPU's simulation (plain bf16: %.3g)", e_fp8, e_plain);
+  }
+  tm_batch_free(&pk);
   tm_batch_free(&pad);
 }
 
@@ -384,6 +450,7 @@ int main(void) {
     return 77;
   }
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_bert_vs_cpu), cmocka_unit_test(test_mamba_vs_cpu),
-                                     cmocka_unit_test(test_fp16_loss_scale), cmocka_unit_test(test_train_and_export)};
+                                     cmocka_unit_test(test_fp16_loss_scale), cmocka_unit_test(test_train_and_export),
+                                     cmocka_unit_test(test_bert_fp8_attention)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -41,7 +41,7 @@ static mb_model *new_model(mb_dtype compute, int loss_scale) {
   mb_model *m;
   ASSERT_OK(mb_model_new(&c, NULL, mb_cpu_backend(), &m));
   ASSERT_OK(mb_model_init_random(m, 3));
-  mb_model_precision p = {compute, loss_scale};
+  mb_model_precision p = {.compute = compute, .loss_scale = loss_scale};
   ASSERT_OK(mb_model_set_precision(m, &p));
   return m;
 }
@@ -248,7 +248,7 @@ static void test_loss_scale(void **state) {
 static void test_bad_precision(void **state) {
   (void)state;
   mb_model *m = new_model(MB_F32, 0);
-  mb_model_precision p = {MB_F64, 0};
+  mb_model_precision p = {.compute = MB_F64};
   ASSERT_FAILS_WITH(mb_model_set_precision(m, &p), "compute dtype f64");
   p.compute = MB_I32;
   ASSERT_FAILS_WITH(mb_model_set_precision(m, &p), "expected f32, bf16 or f16");
