@@ -42,7 +42,8 @@ static void compute_where(const model_spec *models, int nmodels, char *buf, size
   for (int m = 1; m < nmodels; m++)
     same &= strcmp(models[m].device, models[0].device) == 0;
   if (nmodels > 0 && same && strncmp(models[0].device, "cpu", 3) == 0)
-    snprintf(buf, cap, "CPU, %d threads", omp_get_max_threads());
+    snprintf(buf, cap, "CPU, %d threads%s", omp_get_max_threads(),
+             strstr(models[0].device, ", fp8 attention") ? ", fp8 attention (simulated)" : "");
   else if (nmodels > 0 && same)
     snprintf(buf, cap, "%s", models[0].device);
   else
@@ -418,6 +419,8 @@ static int run_eval(int argc, char **argv) {
       rc = mb_eval_open_model(c, model_override, NULL, be, &tok, &net, models[m].source, sizeof models[m].source);
     if (rc == MB_OK)
       rc = mb_cli_device_apply(&dev, net, 0);
+    if (rc == MB_OK && strcmp(c->eval_attention, "fp8") == 0)
+      rc = mb_cli_device_fp8_attention(&dev, net, "eval.attention");
     snprintf(models[m].device, sizeof models[m].device, "%s", dev.desc);
     if (rc == MB_OK)
       rc = open_test_set(c, tok, net->wants_special, &all);
@@ -437,8 +440,10 @@ static int run_eval(int argc, char **argv) {
     o.device_mem = dev.mem;
     if (rc == MB_OK && !sweeping) {
       rc = mb_eval_run(net, be, sel, &o, &results[m]);
-      if (rc == MB_OK)
+      if (rc == MB_OK) {
         snprintf(results[m].selection, sizeof results[m].selection, "%s", desc);
+        snprintf(results[m].attention, sizeof results[m].attention, "%s", c->eval_attention);
+      }
     }
     for (int li = 0; rc == MB_OK && sweeping && li < nlen; li++) {
       sweep_point *p = &pts[npts++];
@@ -459,6 +464,7 @@ static int run_eval(int argc, char **argv) {
       if (prc == MB_OK) {
         p->ok = 1;
         snprintf(p->r.selection, sizeof p->r.selection, "%s", desc);
+        snprintf(p->r.attention, sizeof p->r.attention, "%s", c->eval_attention);
         MB_INFO("%s max_length %lld: %.2f samples/s, %.0f padded tokens/s, peak %.1f MB, %.2f s", c->run_name,
                 (long long)lengths[li], p->r.samples_per_s, p->r.padded_tokens_per_s, p->r.peak_mb,
                 p->r.seconds_median);

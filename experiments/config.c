@@ -128,6 +128,10 @@ static const mb_cfg_entry SCHEMA[] = {
     {"eval.max_length", MB_CFG_INT, OFF(eval_max_length), 0, 1 << 20, NULL, "0: data.max_length", 1},
     {"eval.batching", MB_CFG_ENUM, OFF(eval_batching), 0, 0, "padded|packed",
      "padded to max_length (the reference) or packed", 1},
+    {"eval.attention", MB_CFG_ENUM, OFF(eval_attention), 0, 0, "auto|fp8",
+     "bert, mambert eval: fp8 runs attention with q, k, v in e4m3 (per-tensor scales; GPU: needs bf16; CPU: "
+     "simulated)",
+     1},
     {"eval.warmup", MB_CFG_INT, OFF(eval_warmup), 0, 1000, NULL, "untimed passes first", 1},
     {"eval.repeats", MB_CFG_INT, OFF(eval_repeats), 1, 1000, NULL, "timed passes; the median is reported", 1},
     {"eval.every", MB_CFG_INT, OFF(eval_every), 0, BIG, NULL, "evaluate every N steps during training (0: never)", 1},
@@ -222,6 +226,7 @@ void mb_config_defaults(mb_config *c) {
   strcpy(c->eval_during_selection, "strided");
   c->eval_batch_size = 32;
   strcpy(c->eval_batching, "padded");
+  strcpy(c->eval_attention, "auto");
   c->eval_warmup = 1;
   c->eval_repeats = 3;
   c->eval_at_end = 1;

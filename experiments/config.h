@@ -124,6 +124,7 @@ typedef struct {
   int64_t eval_batch_size;
   int64_t eval_max_length;       /* 0 = data.max_length */
   char eval_batching[MB_CFG_WORD]; /* padded | packed */
+  char eval_attention[MB_CFG_WORD]; /* auto | fp8 (bert: e4m3 q, k, v) */
   int64_t eval_warmup;           /* untimed passes */
   int64_t eval_repeats;          /* timed passes (the median is reported) */
   int64_t eval_every;            /* steps; 0 = only at the end */

@@ -93,8 +93,32 @@ int mb_cli_device_apply(const mb_cli_device *d, mb_net *net, int loss_scale) {
                   net->arch);
   if (!m)
     return MB_ERR(MB_EUNSUPPORTED, "train.loss_scale: the %s model has no loss scale input (set it off)", net->arch);
-  mb_model_precision p = {d->compute, loss_scale};
+  mb_model_precision p = mb_model_precision_of(m); /* keeps fp8_attention */
+  p.compute = d->compute;
+  p.loss_scale = loss_scale;
   return mb_model_set_precision(m, &p);
+}
+
+int mb_cli_device_fp8_attention(mb_cli_device *d, mb_net *net, const char *key) {
+  struct mb_model *m = mb_net_model(net);
+  if (!m)
+    return MB_ERR(MB_EUNSUPPORTED, "%s: fp8: the %s model has no attention", key, net->arch);
+  if (d->gpu && d->compute != MB_BF16)
+    return MB_ERR(MB_EUNSUPPORTED,
+                  "%s: fp8 on the GPU quantises bf16 q, k, v (its e4m3 kernel writes bf16), and train.precision "
+                  "is %s; set train.precision: bf16",
+                  key, mb_dtype_name(d->compute));
+  mb_model_precision p = mb_model_precision_of(m);
+  p.fp8_attention = 1;
+  if (mb_model_set_precision(m, &p) != MB_OK) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", mb_error_message());
+    mb_error_clear();
+    return MB_ERR(MB_EUNSUPPORTED, "%s: %s", key, why);
+  }
+  const size_t len = strlen(d->desc);
+  snprintf(d->desc + len, sizeof d->desc - len, ", fp8 attention%s", d->gpu ? "" : " (simulated)");
+  return MB_OK;
 }
 
 int mb_cli_device_set_loss_scale(mb_net *net, double scale) {

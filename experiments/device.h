@@ -35,6 +35,11 @@ int mb_cli_device_open_as(const mb_config *c, int nranks, int profiling, const c
  * "loss_scale" input that multiplies its training loss (before any program
  * is built). */
 int mb_cli_device_apply(const mb_cli_device *d, mb_net *net, int loss_scale) MB_NODISCARD;
+/* key (eval.attention) = fp8: the net's evaluation programs run attention
+ * with q, k, v in e4m3, each with its own per-tensor scale (bert only; on
+ * a GPU with bf16 compute, the e4m3 kernel; on the CPU the same
+ * quantisation, f32 arithmetic). Before any program is built; desc says so. */
+int mb_cli_device_fp8_attention(mb_cli_device *d, mb_net *net, const char *key) MB_NODISCARD;
 /* The loss scale S fed to the programs from now on (mb_cli_device_apply
  * with loss_scale = 1 first). */
 int mb_cli_device_set_loss_scale(mb_net *net, double scale) MB_NODISCARD;

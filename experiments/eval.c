@@ -319,6 +319,8 @@ char *mb_eval_result_json(const mb_eval_result *r, const char *name, const char 
   json_object_set_new(j, "max_length", json_integer(r->max_length));
   json_object_set_new(j, "batch_size", json_integer(r->batch_size));
   json_object_set_new(j, "batching", json_string(r->packed ? "packed" : "padded"));
+  if (r->attention[0]) /* fp8: q, k, v in e4m3 (eval.attention) */
+    json_object_set_new(j, "attention", json_string(r->attention));
   json_object_set_new(j, "batches", json_integer(r->batches));
   json_object_set_new(j, "seconds", secs);
   json_object_set_new(j, "seconds_median", json_real(r->seconds_median));

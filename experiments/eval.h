@@ -89,6 +89,7 @@ typedef struct {
   int64_t max_length, batch_size;
   int packed;
   char selection[160];        /* what was selected, in words */
+  char attention[32];         /* eval.attention ("auto", "fp8"); "" = not recorded */
 } mb_eval_result;
 
 /* The selected examples as a new shard set (freed with mb_shardset_free).

@@ -110,6 +110,7 @@ STEPS=(
   "bench_cuda_selective_scan bench 50"
   "bench_cuda_selective_scan_b1 bench 30"
   "bench_cuda_sweep bench 100"
+  "bench_cuda_sweep_fp8 bench 60"
   "bench_cuda_packed bench 80"
   "torch_sdpa peers 85"
   "torch_scan peers 150"
@@ -359,6 +360,8 @@ step_cmd() {
   # batch 1 (a packed row's grid: rows split into parts): tokens/s against batch 8's, same run
   bench_cuda_selective_scan_b1) echo "ours $BIN/bench_cuda_selective_scan --batch 1 --min-len 1024 --json $R/bench_cuda_selective_scan_b1.json --budget $((T * 2 / 3))" ;;
   bench_cuda_sweep) echo "ours $BIN/bench_cuda_sweep --json $R/bench_cuda_sweep.json --budget-s $((T - 15))" ;;
+  # BERT-base's evaluation with its attention in e4m3 (eval.attention: fp8) beside bf16, same lengths
+  bench_cuda_sweep_fp8) echo "ours $BIN/bench_cuda_sweep --models bert,bert-fp8 --modes eval --lengths 512,2048,8192 --json $R/bench_cuda_sweep_fp8.json --budget-s $((T - 10))" ;;
   bench_cuda_packed) echo "ours $BIN/bench_cuda_packed --json $R/bench_cuda_packed.json --budget-s $((T - 10))" ;;
   torch_train) echo "python3 tools/bench_torch_peers.py --sections train --variants eager --json $R/torch_train.json --budget-s $((T - 20))" ;;
   torch_train_compile_mamba) echo "python3 tools/bench_torch_peers.py --sections train --models mamba --variants compile --json $R/torch_train_compile_mamba.json --budget-s $((T - 10))" ;;
@@ -534,6 +537,33 @@ for name in sorted(cpu):
     bad += not ok
     print(f"cli_eval: {name} on the GPU vs the CPU: " + ("ok" if ok else "FAILED"))
 sys.exit(1 if bad else 0)
+PY
+  # eval.attention: fp8 on the GPU (bf16 compute, the e4m3 attention kernel)
+  # against the CPU's simulation of the same quantisation (f32)
+  local prec
+  for dev in cuda cpu; do
+    prec=f32
+    [ $dev = cuda ] && prec=bf16
+    ours "$BIN/mambert" eval experiments/demo-bert.yaml --set data.cache_dir="$WORK/cli-cache" --set train.device=$dev \
+      --set train.precision=$prec --set eval.attention=fp8 --set eval.warmup=0 --set eval.repeats=1 \
+      --out "$WORK/raw/cli-eval8-$dev" || rc=1
+  done
+  python3 - "$WORK/raw" <<'PY' || rc=1
+import json, os, sys
+res = {}
+for dev in ("cuda", "cpu"):
+    try:
+        res[dev] = json.load(open(os.path.join(sys.argv[1], f"cli-eval8-{dev}", "eval.json")))[0]
+    except Exception as e:
+        print(f"cli_eval fp8: no eval.json from the {dev} run ({e})")
+g, c = res.get("cuda"), res.get("cpu")
+ok = bool(g and c) and g.get("attention") == c.get("attention") == "fp8" and \
+    abs(g["loss"] - c["loss"]) <= 2e-2 * abs(c["loss"]) and abs(g["accuracy"] - c["accuracy"]) <= 0.01
+if g and c:
+    print(f"cli_eval fp8 attention: GPU (bf16, e4m3 kernel) loss {g['loss']:.5f} accuracy {g['accuracy']:.4f}, "
+          f"CPU (simulated) loss {c['loss']:.5f} accuracy {c['accuracy']:.4f}")
+print("cli_eval: fp8 attention on the GPU vs the CPU's simulation: " + ("ok" if ok else "FAILED"))
+sys.exit(0 if ok else 1)
 PY
   # predict --device cuda against the CPU on 300 test reviews: the same labels
   # (but where the CPU's top probability is within 1e-3 of a tie), and

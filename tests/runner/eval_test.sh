@@ -3,7 +3,8 @@
 # table and JSON (accuracy, timing of R repeats with the median, real and
 # padded tokens/s, peak memory), the three selections (first N of IMDB's
 # label-ordered test file is all negative; balanced and strided are not),
-# and `--sweep max_length=...` writing sweep.md, sweep.json and an SVG plot.
+# and `--sweep max_length=...` writing sweep.md, sweep.json and an SVG plot;
+# eval.attention: fp8 on a BERT fixture, refused on bow.
 set -u
 bin="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 tmp="$(mktemp -d /tmp/mb_eval_XXXXXX)"
@@ -99,6 +100,22 @@ check "packed eval counts 200 reviews" grep -q '"samples": 200,' "$tmp/bert-pack
 pl="$(grep -o '"loss": [0-9.e-]*' "$tmp/bert-padded/eval.json" | cut -d' ' -f2)"
 kl="$(grep -o '"loss": [0-9.e-]*' "$tmp/bert-packed/eval.json" | cut -d' ' -f2)"
 check "and the padded eval's loss to 1e-5 ($pl, $kl)" awk -v a="$pl" -v b="$kl" 'BEGIN { d = a - b; exit !(a > 0 && d < 1e-5 && d > -1e-5) }'
+# eval.attention: fp8 (q, k, v through e4m3 with per-tensor scales; on the
+# CPU simulated): recorded in eval.json and the table's title, the loss
+# close to the plain eval's but not its bits, padded and packed; a model
+# without attention is refused with the key named
+for b in padded packed; do
+  "$bin" eval "$tmp/bert.yaml" --set eval.batching=$b --set eval.attention=fp8 --out "$tmp/bert8-$b" \
+    > "$tmp/bert8-$b.log" 2>&1 || { echo "FAIL: $b fp8 eval of bert_tiny"; tail -3 "$tmp/bert8-$b.log"; fail=1; }
+  check "fp8 $b eval records its attention" grep -q '"attention": "fp8"' "$tmp/bert8-$b/eval.json"
+  ql="$(grep -o '"loss": [0-9.e-]*' "$tmp/bert8-$b/eval.json" | cut -d' ' -f2)"
+  check "and its loss within 2% of the plain eval's, not equal ($ql, $pl)" \
+    awk -v a="$ql" -v b="$pl" 'BEGIN { d = (a - b) / b; exit !(a > 0 && a != b && d < 0.02 && d > -0.02) }'
+done
+check "the fp8 table says so" grep -q 'fp8 attention (simulated)' "$tmp/bert8-padded/eval.md"
+"$bin" eval "$tmp/bow.yaml" --set eval.attention=fp8 --set eval.samples=8 > "$tmp/bow8.log" 2>&1
+check "fp8 attention on bow exits 1" test $? -eq 1
+check "naming eval.attention" grep -q "eval.attention: fp8: the bow model has no attention" "$tmp/bow8.log"
 # a sanitizer build reports through the logs
 if grep -lE "Sanitizer|runtime error:" "$tmp"/*.log* "$tmp"/*/*.log 2>/dev/null; then
   echo "FAIL: sanitizer reports above"; grep -hE -A20 "Sanitizer|runtime error:" "$tmp"/*.log* 2>/dev/null | head -40; fail=1
