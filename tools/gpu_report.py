@@ -433,6 +433,28 @@ class Report:
                 self.p(f"| {L} | {B} | {a[0]} | {a[1]} | {c[0]} | {c[1]} |")
         self.summary["sweep"] = {"mambert": mine, "torch": peers}
 
+    def sweep_fp8(self):
+        """BERT-base evaluation with its attention in e4m3 (eval.attention: fp8) beside bf16, same run."""
+        rows = [r for r in self.rows("bench_cuda_sweep_fp8.json") if "L" in r and r.get("mode") == "eval"]
+        if not rows:
+            return
+
+        def at(att, L):
+            return next((r for r in rows if r.get("attention") == att and r["L"] == L), None)
+
+        self.p("\n### BERT-base evaluation with fp8 attention (batch 32): samples/s | peak GiB\n")
+        self.p("| L | bf16 | GiB | fp8 attention | GiB | fp8 / bf16 |")
+        self.p("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        for L in sorted({r["L"] for r in rows}):
+            b, q = at("bf16", L), at("fp8", L)
+            ok = [x if x and x.get("status") == "ok" else None for x in (b, q)]
+            ratio = ok[1]["samples_per_s"] / ok[0]["samples_per_s"] if all(ok) else None
+            cells = [f(x.get("samples_per_s"), ".1f") if x else (y.get("status", "?") if y else "-")
+                     for x, y in zip(ok, (b, q))]
+            self.p(f"| {L} | {cells[0]} | {gib(ok[0].get('peak_bytes')) if ok[0] else '-'} | {cells[1]} | "
+                   f"{gib(ok[1].get('peak_bytes')) if ok[1] else '-'} | {f(ratio, '.2f')} |")
+        self.summary["sweep_fp8"] = rows
+
     def packed(self):
         rows = self.rows("bench_cuda_packed.json")
         if not rows:
@@ -477,7 +499,7 @@ def report(raw, out):
                 torch_v = d["torch"]
     r.p(f"## mambert GPU check on {device} (torch {torch_v})\n")
     r.steps(steps)
-    for sec in (r.train, r.sweep, r.attention, r.scan, r.packed, r.mlp, r.gemm):
+    for sec in (r.train, r.sweep, r.sweep_fp8, r.attention, r.scan, r.packed, r.mlp, r.gemm):
         try:
             sec()
         except Exception as e:  # a malformed file must not hide the other tables
