@@ -233,20 +233,23 @@ static void print_fp8(json_t *rows) {
   printf("\ne4m3 forward (descales 1, P quantised with 2^8, out bf16): TFLOP/s; x: over the bf16 forward "
          "(mma.sync: tiling 0; wgmma: tiling 2; pipe: the wgmma kernel with S_{j+1} before softmax_j, over "
          "tiling 4; ws / wsp: warp-specialised, TMA, persistent (tilings 7 / 8: V^T by the consumers / by the "
-         "producer's warps), over bf16 tiling 5)\n");
-  printf("%-6s %-4s | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s\n", "L", "D", "mma.sync",
-         "x bf16", "wgmma", "x bf16", "pipe", "x bf16", "ws", "x bf16 5", "wsp", "x bf16 5");
+         "producer's warps), over bf16 tiling 5; wspf: wsp with 3 of 16 exponentials on the FMA pipe (tiling 9), "
+         "over wsp)\n");
+  printf("%-6s %-4s | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s\n", "L", "D",
+         "mma.sync", "x bf16", "wgmma", "x bf16", "pipe", "x bf16", "ws", "x bf16 5", "wsp", "x bf16 5", "wspf",
+         "x wsp");
   size_t i;
   json_t *r;
   json_array_foreach(rows, i, r) {
     const double t0 = json_real_value(json_object_get(r, "fp8_fwd_tflops"));
     const double b0 = json_real_value(json_object_get(r, "fwd_tflops"));
-    const char *keys[4][2] = {{"fp8_wgmma_fwd_tflops", "fwd_v2_tflops"},
+    const char *keys[5][2] = {{"fp8_wgmma_fwd_tflops", "fwd_v2_tflops"},
                               {"fp8_pipe_fwd_tflops", "fwd_v4_tflops"},
                               {"fp8_ws_fwd_tflops", "fwd_v5_tflops"},
-                              {"fp8_wsp_fwd_tflops", "fwd_v5_tflops"}};
-    char cell[4][2][16];
-    for (int k = 0; k < 4; k++) {
+                              {"fp8_wsp_fwd_tflops", "fwd_v5_tflops"},
+                              {"fp8_wspf_fwd_tflops", "fp8_wsp_fwd_tflops"}};
+    char cell[5][2][16];
+    for (int k = 0; k < 5; k++) {
       const double t = json_real_value(json_object_get(r, keys[k][0]));
       const double b = json_real_value(json_object_get(r, keys[k][1]));
       snprintf(cell[k][0], sizeof cell[k][0], "-");
@@ -256,10 +259,10 @@ static void print_fp8(json_t *rows) {
         snprintf(cell[k][1], sizeof cell[k][1], "%.2f", t / b);
       }
     }
-    printf("%-6d %-4d | %-10.1f %-6.2f | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s\n",
+    printf("%-6d %-4d | %-10.1f %-6.2f | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s | %-10s %-6s\n",
            (int)json_integer_value(json_object_get(r, "L")), (int)json_integer_value(json_object_get(r, "D")), t0,
            b0 > 0 ? t0 / b0 : 0.0, cell[0][0], cell[0][1], cell[1][0], cell[1][1], cell[2][0], cell[2][1], cell[3][0],
-           cell[3][1]);
+           cell[3][1], cell[4][0], cell[4][1]);
   }
 }
 
@@ -359,7 +362,7 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
   else if (pass == PASS_BWD_WS)
     printf("\ntiming backward tilings 2 and 3 (TMA, warp-specialised; 3: dQ by bulk reduces), both dQ modes\n");
   else if (pass == PASS_FP8_WS)
-    printf("\ntiming the e4m3 forward under tilings 7 and 8 (TMA, warp-specialised)\n");
+    printf("\ntiming the e4m3 forward under tilings 7 to 9 (TMA, warp-specialised)\n");
   else
     printf("\n(fwd: tiling v0, the default; fwd-v1: 8 warps x 16 rows; fwd-v2: wgmma, sm_90 only, at D=64 "
          "/ tiling 3's (two CTAs per SM);\n bwd: deterministic dQ, the default; bwd-fast: f32 atomics; bwd-b1: dK, dV "
@@ -414,13 +417,15 @@ static void sweep(json_t *rows, double peak, int tokens, int H, int causal, int 
             printf("L %-6d D %-4d fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, ms, record_time(r, name, ms, fwd_flop));
           }
         } else if (pass == PASS_FP8_WS) {
-          /* tilings 7 (each consumer warpgroup transposes V) and 8 (the
-           * producer's warps do) */
+          /* tilings 7 (each consumer warpgroup transposes V), 8 (the
+           * producer's warps do) and 9 (8 with some exponentials on the
+           * FMA pipe) */
           w.kind = 3;
-          for (int t = 7; t <= 8; t++) {
+          for (int t = 7; t <= 9; t++) {
             CHECK_MB(mb_cuda_attn_set_flash_fwd_variant(t));
             const float ms = time_ms(&w);
-            const double tf = record_time(r, t == 7 ? "fp8_ws_fwd" : "fp8_wsp_fwd", ms, fwd_flop);
+            const double tf = record_time(r, t == 7 ? "fp8_ws_fwd" : t == 8 ? "fp8_wsp_fwd" : "fp8_wspf_fwd", ms,
+                                          fwd_flop);
             printf("L %-6d D %-4d e4m3 fwd-v%d %.3f ms %.1f TFLOP/s\n", L, D, t, ms, tf);
           }
         } else {

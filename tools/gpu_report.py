@@ -67,9 +67,10 @@ def fastest_tilings(rows, min_len=1024):
                                               ("3 (bulk reduce)", "bwd_v3_fast_tflops"),
                                               ("4 (bulk reduce, 128-query tiles)", "bwd_v4_fast_tflops")]),
                            # the e4m3 forward's Hopper kernels: its default on sm_90 (attn_flash_fwd_fp8) is
-                           # pipe (tilings 4-6) until ws (7) or wsp (8) beats it
+                           # pipe (tilings 4-6) until ws (7), wsp (8) or wspf (9-10) beats it
                            ("e4m3 forward", [("4 (pipe)", "fp8_pipe_fwd_tflops"), ("7 (ws)", "fp8_ws_fwd_tflops"),
-                                             ("8 (wsp)", "fp8_wsp_fwd_tflops")])):
+                                             ("8 (wsp)", "fp8_wsp_fwd_tflops"),
+                                             ("9 (wspf)", "fp8_wspf_fwd_tflops")])):
             means = {name: gmean([r[k] for r in rs]) for name, k in keys if all(r.get(k) for r in rs)}
             if not means:
                 continue
@@ -319,16 +320,18 @@ class Report:
                    "forward of the same family (mma.sync: tiling 0; wgmma: tiling 2; pipe: the wgmma kernel with "
                    "S_{j+1} issued before softmax_j, over tiling 4; the dispatcher takes pipe at forward tilings "
                    "4-6, so on Hopper by default; ws / wsp: warp-specialised with TMA, persistent, forward tilings "
-                   "7 / 8, V^T made by the consumers / by the producer's warps, over bf16 tiling 5); last: the "
-                   "default fp8 over the default bf16 forward\n")
+                   "7 / 8, V^T made by the consumers / by the producer's warps, over bf16 tiling 5; wspf: wsp "
+                   "with 3 of 16 exponentials on the FMA pipe, tilings 9-10, over wsp); last: the default fp8 over "
+                   "the default bf16 forward\n")
             self.p("| L | D | mma.sync | x bf16 | wgmma | x bf16 | pipe | x bf16 | ws | x bf16 5 | wsp | x bf16 5 "
-                   "| default fp8 / default bf16 |")
-            self.p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+                   "| wspf | x wsp | default fp8 / default bf16 |")
+            self.p("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
+                   "---: | ---: |")
             for r in att["rows"]:
                 cells = []
                 for t, b in (("fp8_fwd_tflops", "fwd_tflops"), ("fp8_wgmma_fwd_tflops", "fwd_v2_tflops"),
                              ("fp8_pipe_fwd_tflops", "fwd_v4_tflops"), ("fp8_ws_fwd_tflops", "fwd_v5_tflops"),
-                             ("fp8_wsp_fwd_tflops", "fwd_v5_tflops")):
+                             ("fp8_wsp_fwd_tflops", "fwd_v5_tflops"), ("fp8_wspf_fwd_tflops", "fp8_wsp_fwd_tflops")):
                     x = f"{r[t] / r[b]:.2f}x" if r.get(t) and r.get(b) else "-"
                     cells.append(f"{f(r.get(t), '.1f')} | {x}")
                 fk = default_tilings(r)[0]

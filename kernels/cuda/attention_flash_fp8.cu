@@ -302,7 +302,7 @@ template <int D> __global__ void __launch_bounds__(HopperFp8Cfg<D>::NT, 1) attn_
 #endif
 }
 
-/* Tilings 4-6, 9 and 10: the fp8 wgmma forward with tiling 4's overlap
+/* Tilings 4-6: the fp8 wgmma forward with tiling 4's overlap
  * (attention_hopper_fwd.cu): in iteration kt a warpgroup issues S_{kt+1}
  * and then O += P_kt V_kt, transposes V_{kt+1} while both run, waits for
  * S_{kt+1} only and runs its softmax while the product into O is still on
@@ -490,11 +490,11 @@ int attn_flash_fwd_fp8(const mb_attn_desc *d, const void *q, const void *k, cons
   a.q_descale = qds;
   a.k_descale = kds;
   a.v_descale = vds;
-  /* the forward's wgmma tilings switch the fp8 forward to a wgmma kernel too: 2-3 / 4-6 and 9-10 (their
-   * polynomial exponentials are bf16/f16 only) / 7-8 */
+  /* the forward's wgmma tilings switch the fp8 forward to a wgmma kernel too: 2-3 / 4-6 / 7-8, and 9-10
+   * (tiling 8's with some exponentials on the FMA pipe) */
   int wgmma = 0;
   MB_TRY(attn_flash_fwd_wgmma_tiling(&wgmma));
-  if (wgmma == 7 || wgmma == 8)
+  if (wgmma >= 7)
     return attn_hopper_fwd_fp8_ws(d, a, wgmma, s);
   if (wgmma >= 4 && d->head_dim == 64)
     return hopper_fp8_pipe_launch<64>(d, a, s);

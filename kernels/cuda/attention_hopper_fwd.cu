@@ -717,7 +717,7 @@ __device__ __forceinline__ void ws_transpose_tile(const WsSmem<uint8_t, D, CWG, 
  * covers only its own share of a wgmma). A warp releases the V stage as
  * soon as it has transposed its share. Keys past the sequence's end
  * (whatever TMA read there, maybe NaN) become zeros in V^T. */
-template <int D, int CWG, bool VTP, int QB>
+template <int D, int CWG, bool VTP, int QB, int NFMA>
 __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsSmem<uint8_t, D, CWG, QB> &sm,
                                                     const AttnSeg &g, int h, int tile, int nkt, uint32_t it,
                                                     uint32_t kbase) {
@@ -796,7 +796,7 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
     if (lane == 0)
       sm.release_after_s(st, nkt == 1, it); /* K read; Q after the tile's last S */
     attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, 0, gr, tq);
-    attn_online_softmax<1, NS, NO>(s, m, l, o, sc.qk_log2, 8.0f); /* P scaled by 2^8; O = 0: no rescale */
+    attn_online_softmax<1, NS, NO, NFMA>(s, m, l, o, sc.qk_log2, 8.0f); /* P scaled by 2^8; O = 0: no rescale */
 #pragma unroll
     for (int kc = 0; kc < BK / 32; kc++)
       fp8_c_to_a(&s[0][4 * kc], pa[kc]);
@@ -833,7 +833,7 @@ __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsS
     bool moved = false;
     for (int pass = 0; pass < a.opaque_one; pass++) { /* the softmax between the waits: see tiling 4 */
       attn_mask_scores<1, NS, BK>(s, a, g, keep, hidden, q0 + wrow, j1, gr, tq);
-      moved = attn_softmax_stats<1, NS>(s, m, l, corr, sc.qk_log2, 8.0f); /* P scaled by 2^8 */
+      moved = attn_softmax_stats<1, NS, NFMA>(s, m, l, corr, sc.qk_log2, 8.0f); /* P scaled by 2^8 */
     }
     attn_wgmma_wait<0>();
     attn_wgmma_pin<NO * 4>(&o[0][0][0]);
@@ -878,7 +878,8 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
     attn_hopper_fwd_ws_kernel(AttnArgs a, const __grid_constant__ AttnTmaMaps maps) {
   static_assert(!(PINGPONG && (PERSIST || CWG != 2)), "the ping-pong turns: two warpgroups, one tile per CTA");
   static_assert(!VTP || (sizeof(T) == 1 && CWG == 2 && PERSIST), "the producer's warps transpose V: e4m3, tiling 8");
-  static_assert(NFMA == 0 || sizeof(T) == 2, "exponentials on the FMA pipe: the bf16/f16 consumers (tilings 9, 10)");
+  static_assert(NFMA == 0 || sizeof(T) == 2 || VTP, "exponentials on the FMA pipe: bf16/f16 (tilings 9, 10), e4m3 "
+                                                    "in tiling 8's form");
 #if ATTN_HAS_WGMMA
   typedef HopperWsCfg<D, CWG> C;
   constexpr int BQ = C::BQ, BK = C::BK, NSTAGE = C::NSTAGE, CONSUMERS = C::CONSUMERS;
@@ -955,7 +956,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
   /* one query tile's work: bf16/f16, or e4m3 (1-byte T) */
   auto consume = [&](int nkt, uint32_t it, uint32_t kbase) {
     if constexpr (sizeof(T) == 1)
-      ws_consume_tile_fp8<D, CWG, VTP>(a, sm, g, h, tile, nkt, it, kbase);
+      ws_consume_tile_fp8<D, CWG, VTP, PERSIST ? 2 : 1, NFMA>(a, sm, g, h, tile, nkt, it, kbase);
     else
       ws_consume_tile<T, D, CWG, PINGPONG, PERSIST ? 2 : 1, NFMA>(a, sm, g, h, tile, nkt, it, kbase);
   };
@@ -1049,25 +1050,31 @@ int attn_hopper_fwd_runs(int *ok) {
   return MB_OK;
 }
 
-/* The e4m3 forward under tilings 7 and 8: the warp-specialised persistent
+/* The e4m3 forward under tilings 7 to 10: the warp-specialised persistent
  * kernel with the fp8 consumers (ws_consume_tile_fp8); under 7 each
  * consumer warpgroup makes its own V^T, under 8 the producer's warps 1-3
- * make one for both (ws_transpose_tile, FlashAttention-3's way). (bf16's
- * tiling 8 form, three consumer warpgroups at head_dim 64, spills in e4m3:
- * 32 bytes at setmaxnreg's 160 registers, the key mask's pointer across
- * the tile search.) a: attn_flash_fwd_fp8's arguments. */
+ * make one for both (ws_transpose_tile, FlashAttention-3's way), under 9
+ * and 10 tiling 8's form with ATTN_FWD_EXP_FMA of every 16 column pairs'
+ * exponentials on the FMA pipe (attn_exp2_fma): with QGMMA at twice
+ * HGMMA's rate, the MUFU's 16 exponentials per clock are what bounds e4m3
+ * at D = 64 (a 128 x 128 tile: ~620 clocks of products, 1,024 of MUFU).
+ * (bf16's tiling 8 form, three consumer warpgroups at head_dim 64, spills
+ * in e4m3: 32 bytes at setmaxnreg's 160 registers, the key mask's pointer
+ * across the tile search.) a: attn_flash_fwd_fp8's arguments. */
 int attn_hopper_fwd_fp8_ws(const mb_attn_desc *d, const AttnArgs &a, int tiling, cudaStream_t s) {
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok));
   if (!ok)
-    return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: tilings 7-8 (wgmma) need an sm_90 GPU and a build for sm_90a "
-                                   "(MAMBERT_CUDA_ARCHS)");
+    return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: tilings 7-10 (wgmma) need an sm_90 GPU and a build for "
+                                   "sm_90a (MAMBERT_CUDA_ARCHS)");
   if (d->head_dim == 64)
-    return tiling == 8 ? hopper_ws_launch<uint8_t, 64, 2, false, true, true>(d, a, s)
-                       : hopper_ws_launch<uint8_t, 64, 2, false, true>(d, a, s);
+    return tiling >= 9    ? hopper_ws_launch<uint8_t, 64, 2, false, true, true, ATTN_FWD_EXP_FMA>(d, a, s)
+           : tiling == 8 ? hopper_ws_launch<uint8_t, 64, 2, false, true, true>(d, a, s)
+                         : hopper_ws_launch<uint8_t, 64, 2, false, true>(d, a, s);
   if (d->head_dim == 128)
-    return tiling == 8 ? hopper_ws_launch<uint8_t, 128, 2, false, true, true>(d, a, s)
-                       : hopper_ws_launch<uint8_t, 128, 2, false, true>(d, a, s);
+    return tiling >= 9    ? hopper_ws_launch<uint8_t, 128, 2, false, true, true, ATTN_FWD_EXP_FMA>(d, a, s)
+           : tiling == 8 ? hopper_ws_launch<uint8_t, 128, 2, false, true, true>(d, a, s)
+                         : hopper_ws_launch<uint8_t, 128, 2, false, true>(d, a, s);
   return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: head_dim %d (64 or 128 only)", d->head_dim);
 }
 

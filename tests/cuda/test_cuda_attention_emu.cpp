@@ -792,7 +792,8 @@ static void test_flash_fp8(void **state) {
   /* forward tilings 2-3 take the fp8 wgmma kernel, 4-6 its pipelined form,
    * 7-8 the warp-specialised persistent one (TMA with the 128-byte swizzle
    * at D = 128, the 64-byte one at D = 64; 7: each consumer warpgroup
-   * transposes V, 8: the producer's warps do); L600-causal: five key tiles, so the kernels refill stages;
+   * transposes V, 8: the producer's warps do; 9: 8 with some exponentials on the FMA pipe);
+   * L600-causal: five key tiles, so the kernels refill stages;
    * varlen: the NaN tail past the last sequence reaches V through TMA */
   for (int ci : {2, 3, 4, 5, 7, 8})
     for (int D : {64, 128}) {
@@ -801,16 +802,23 @@ static void test_flash_fp8(void **state) {
       char label[96];
       gvec<unsigned char> pipe_out;
       gvec<float> pipe_lse;
-      for (int variant : {4, 7, 8, 2, 0}) {
+      for (int variant : {4, 7, 8, 9, 2, 0}) {
         if ((ci == 5 || ci == 8) && (variant == 2 || variant == 0))
           continue; /* the varlen cases are for the TMA kernels' tails and tile search */
         assert_int_equal(mb_cuda_attn_set_flash_fwd_variant(variant), MB_OK);
         snprintf(label, sizeof label, "e4m3 D=%-3d %-17s flash-%s", D, cases[ci].name,
-                 variant == 4 ? "pipe" : variant == 7 ? "ws" : variant == 8 ? "wsp" : variant ? "wg" : "v0");
+                 variant == 4   ? "pipe"
+                 : variant == 7 ? "ws"
+                 : variant == 8 ? "wsp"
+                 : variant == 9 ? "wspf"
+                 : variant      ? "wg"
+                                : "v0");
         forward(p, MB_CUDA_ATTN_FLASH_FP8, label);
         if (variant == 4) {
           pipe_out = p.out;
           pipe_lse = p.lse;
+        } else if (variant == 9) { /* tiling 8's kernel with polynomial exponentials: not its bits */
+          expect_exp_on_fma(p, pipe_out, label);
         } else if (variant >= 7 &&
                    (pipe_out != p.out || memcmp(pipe_lse.data(), p.lse.data(), p.nl * sizeof(float)))) {
           /* the same products in the same order, V^T's keys past the end
