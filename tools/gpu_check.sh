@@ -106,7 +106,7 @@ STEPS=(
   "bench_cuda_attention bench 60"
   "bench_cuda_attention_tma bench 40"
   "bench_cuda_attention_bwd_ws bench 40"
-  "bench_cuda_attention_fp8_ws bench 30"
+  "bench_cuda_attention_fp8_ws bench 40"
   "bench_cuda_selective_scan bench 50"
   "bench_cuda_selective_scan_b1 bench 30"
   "bench_cuda_sweep bench 100"
