@@ -1517,6 +1517,8 @@ static int train_body(trainer *t, const mb_train_args *given_args, int *interrup
   }
   /* the device before the data: a GPU that is not there is said at once */
   MB_TRY(agree_status(t, mb_cli_device_open(c, t->nranks, c->profile, "mambert train", &t->dev)));
+  if (strcmp(c->eval_attention, "fp8") == 0 && t->rank == 0)
+    MB_WARN("eval.attention: fp8 applies to mambert eval; training's own evaluations run in train.precision");
   /* the model before the data: a checkpoint that does not fit the config is
    * said before minutes of tokenizing, not after */
   MB_TRY(agree_status(t, setup_tokenizer(t)));
