@@ -308,8 +308,7 @@ int mb_model_set_precision(mb_model *m, const mb_model_precision *p) {
     return MB_ERR(MB_EINVAL, "model compute dtype %s: expected f32, bf16 or f16 (parameters stay f32)",
                   mb_dtype_name(p->compute));
   if (p->fp8_attention && m->cfg.arch != MB_ARCH_BERT)
-    return MB_ERR(MB_EUNSUPPORTED, "fp8 attention: the %s model has no attention",
-                  m->cfg.arch == MB_ARCH_MAMBA ? "mamba" : "given");
+    return MB_ERR(MB_EUNSUPPORTED, "fp8 attention: the mamba model has no attention");
   m->prec = *p;
   m->prec.loss_scale = !!p->loss_scale;
   m->prec.fp8_attention = !!p->fp8_attention;

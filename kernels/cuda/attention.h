@@ -173,7 +173,8 @@ int mb_cuda_attn_hopper_probe(void *workspace, size_t bytes, char *report, size_
  * consumer warpgroups and 192-row tiles at head_dim 64; 7 at 128) or 9 (as
  * 6, with 3/16 of the softmax's exponentials computed by a polynomial on
  * the FMA pipe instead of the exponential unit: within 7.5e-5 of each P;
- * e4m3 runs 6's kernel) or 10 (as 5 with the same; e4m3: 5's). 2-10 run
+ * e4m3 runs 8's kernel with the same) or 10 (as 5 with the same; e4m3 as
+ * under 9). 2-10 run
  * on sm_90 GPUs with an sm_90a build only, else the forward fails with
  * MB_EUNSUPPORTED; 5 is the default there. -1: the default again (chosen at
  * the next call). For the benchmark and the tests, which run them all. Not

@@ -717,7 +717,7 @@ __device__ __forceinline__ void ws_transpose_tile(const WsSmem<uint8_t, D, CWG, 
  * covers only its own share of a wgmma). A warp releases the V stage as
  * soon as it has transposed its share. Keys past the sequence's end
  * (whatever TMA read there, maybe NaN) become zeros in V^T. */
-template <int D, int CWG, bool VTP, int QB, int NFMA>
+template <int D, int CWG, bool VTP, int NFMA, int QB>
 __device__ __forceinline__ void ws_consume_tile_fp8(const AttnArgs &a, const WsSmem<uint8_t, D, CWG, QB> &sm,
                                                     const AttnSeg &g, int h, int tile, int nkt, uint32_t it,
                                                     uint32_t kbase) {
@@ -956,7 +956,7 @@ __global__ void __launch_bounds__(HopperWsCfg<D, CWG>::NT, 1)
   /* one query tile's work: bf16/f16, or e4m3 (1-byte T) */
   auto consume = [&](int nkt, uint32_t it, uint32_t kbase) {
     if constexpr (sizeof(T) == 1)
-      ws_consume_tile_fp8<D, CWG, VTP, PERSIST ? 2 : 1, NFMA>(a, sm, g, h, tile, nkt, it, kbase);
+      ws_consume_tile_fp8<D, CWG, VTP, NFMA>(a, sm, g, h, tile, nkt, it, kbase);
     else
       ws_consume_tile<T, D, CWG, PINGPONG, PERSIST ? 2 : 1, NFMA>(a, sm, g, h, tile, nkt, it, kbase);
   };
@@ -1061,6 +1061,14 @@ int attn_hopper_fwd_runs(int *ok) {
  * (bf16's tiling 8 form, three consumer warpgroups at head_dim 64, spills
  * in e4m3: 32 bytes at setmaxnreg's 160 registers, the key mask's pointer
  * across the tile search.) a: attn_flash_fwd_fp8's arguments. */
+template <int D> int hopper_fp8_ws_launch(const mb_attn_desc *d, const AttnArgs &a, int tiling, cudaStream_t s) {
+  if (tiling >= 9)
+    return hopper_ws_launch<uint8_t, D, 2, false, true, true, ATTN_FWD_EXP_FMA>(d, a, s);
+  if (tiling == 8)
+    return hopper_ws_launch<uint8_t, D, 2, false, true, true>(d, a, s);
+  return hopper_ws_launch<uint8_t, D, 2, false, true>(d, a, s);
+}
+
 int attn_hopper_fwd_fp8_ws(const mb_attn_desc *d, const AttnArgs &a, int tiling, cudaStream_t s) {
   int ok = 0;
   MB_TRY(attn_hopper_fwd_runs(&ok));
@@ -1068,13 +1076,9 @@ int attn_hopper_fwd_fp8_ws(const mb_attn_desc *d, const AttnArgs &a, int tiling,
     return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: tilings 7-10 (wgmma) need an sm_90 GPU and a build for "
                                    "sm_90a (MAMBERT_CUDA_ARCHS)");
   if (d->head_dim == 64)
-    return tiling >= 9    ? hopper_ws_launch<uint8_t, 64, 2, false, true, true, ATTN_FWD_EXP_FMA>(d, a, s)
-           : tiling == 8 ? hopper_ws_launch<uint8_t, 64, 2, false, true, true>(d, a, s)
-                         : hopper_ws_launch<uint8_t, 64, 2, false, true>(d, a, s);
+    return hopper_fp8_ws_launch<64>(d, a, tiling, s);
   if (d->head_dim == 128)
-    return tiling >= 9    ? hopper_ws_launch<uint8_t, 128, 2, false, true, true, ATTN_FWD_EXP_FMA>(d, a, s)
-           : tiling == 8 ? hopper_ws_launch<uint8_t, 128, 2, false, true, true>(d, a, s)
-                         : hopper_ws_launch<uint8_t, 128, 2, false, true>(d, a, s);
+    return hopper_fp8_ws_launch<128>(d, a, tiling, s);
   return MB_ERR(MB_EUNSUPPORTED, "cuda fp8 attention: head_dim %d (64 or 128 only)", d->head_dim);
 }
 
